@@ -1,0 +1,94 @@
+//! `kairo.yaml`: the project's configuration file.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const CONFIG_FILE: &str = "kairo.yaml";
+
+/// A named place to push data to and pull it from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// `s3://bucket/prefix`, `file:///abs/dir`, or a directory path.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_version")]
+    pub version: u32,
+    /// Metadata database URL; SQLite in `.kairo/kairo.db` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remotes: BTreeMap<String, RemoteConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_remote: Option<String>,
+}
+
+fn default_version() -> u32 {
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{CONFIG_FILE}: {0}")]
+    Syntax(#[from] serde_yaml::Error),
+    #[error("{CONFIG_FILE}: version {0} is not supported (this kairo reads version 1)")]
+    Version(u32),
+    #[error("{CONFIG_FILE}: default_remote `{0}` is not defined under `remotes`")]
+    UnknownDefaultRemote(String),
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config { version: 1, ..Config::default() });
+        }
+        let c: Config = serde_yaml::from_str(text)?;
+        if c.version != 1 {
+            return Err(ConfigError::Version(c.version));
+        }
+        if let Some(name) = &c.default_remote {
+            if !c.remotes.contains_key(name) {
+                return Err(ConfigError::UnknownDefaultRemote(name.clone()));
+            }
+        }
+        Ok(c)
+    }
+
+    /// The file `kairo init` writes.
+    pub fn initial_text() -> &'static str {
+        "# Kairo project configuration. See `kairo --help`.\n\
+         version: 1\n\
+         # Metadata database (default: SQLite in .kairo/kairo.db). KAIRO_DATABASE_URL overrides.\n\
+         # database: postgres://user@localhost/kairo\n\
+         # Where `kairo data push|pull` send and fetch objects.\n\
+         # remotes:\n\
+         #   origin:\n\
+         #     url: s3://my-bucket/kairo\n\
+         # default_remote: origin\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_initial_and_remotes() {
+        let c = Config::parse(Config::initial_text()).unwrap();
+        assert_eq!(c.version, 1);
+        let c = Config::parse("version: 1\nremotes:\n  origin:\n    url: s3://b/p\ndefault_remote: origin\n").unwrap();
+        assert_eq!(c.remotes["origin"].url, "s3://b/p");
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let err = Config::parse("version: 1\nremotez: {}\n").unwrap_err().to_string();
+        assert!(err.contains("remotez") && err.contains("line 2"), "{err}");
+        let err = Config::parse("default_remote: nope\n").unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Process exit codes shared by every `kairo` command, so CI scripts can branch on them.
+
+/// Success.
+pub const OK: i32 = 0;
+/// An error: bad input, I/O failure, missing object. The message says which.
+pub const ERROR: i32 = 1;
+/// Command-line usage error (unknown flag, missing argument).
+pub const USAGE: i32 = 2;
+/// The command worked and found a difference: `data status` saw modified or missing data.
+pub const CHANGED: i32 = 3;
+/// Integrity failure: `data verify` found corrupted or missing objects.
+pub const CORRUPT: i32 = 4;

@@ -1,0 +1,14 @@
+//! Kairo's domain vocabulary: content hashes, pointer files, directory manifests, project
+//! configuration and exit codes.
+//!
+//! Architecture invariant: this crate does no I/O. It parses and renders bytes handed to it,
+//! so every other crate can agree on formats without agreeing on storage.
+
+pub mod config;
+pub mod exit;
+pub mod hash;
+pub mod manifest;
+pub mod pointer;
+pub mod time;
+
+pub use hash::{Hash, HashParseError};

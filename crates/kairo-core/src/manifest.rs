@@ -1,0 +1,145 @@
+//! Directory manifests: one per directory, naming each child by content hash. A dataset
+//! version of a directory is the hash of its root manifest, so the versions form a Merkle tree
+//! and an unchanged subtree keeps its hash.
+
+use crate::Hash;
+use serde::{Deserialize, Serialize};
+
+/// Tag written into every manifest so a manifest object is recognisable on its own.
+pub const MANIFEST_FORMAT: &str = "kairo-manifest/1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+/// One child of a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    pub hash: Hash,
+    /// Bytes in the file, or in every file below the directory.
+    pub size: u64,
+    /// 1 for a file; files below a directory.
+    pub files: u64,
+    /// The owner-execute bit of a file, restored on checkout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exec: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    format: String,
+    entries: Vec<Entry>,
+}
+
+/// Why bytes are not a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("not a Kairo manifest: {0}")]
+    Syntax(#[from] serde_json::Error),
+    #[error("manifest format `{0}` is not supported (expected `{MANIFEST_FORMAT}`)")]
+    Format(String),
+    #[error("manifest entries are not sorted and unique at `{0}`")]
+    Order(String),
+}
+
+/// The children of one directory, sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Manifest {
+    entries: Vec<Entry>,
+}
+
+impl Manifest {
+    /// Build from entries in any order; names must be unique.
+    pub fn new(mut entries: Vec<Entry>) -> Self {
+        entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Manifest { entries }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries
+            .binary_search_by(|e| e.name.as_bytes().cmp(name.as_bytes()))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    pub fn total_size(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+
+    pub fn total_files(&self) -> u64 {
+        self.entries.iter().map(|e| e.files).sum()
+    }
+
+    /// The canonical bytes: compact JSON with entries sorted by name. Same entries, same bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let doc = Document { format: MANIFEST_FORMAT.to_string(), entries: self.entries.clone() };
+        // Serialising plain structs of strings and integers cannot fail.
+        serde_json::to_vec(&doc).unwrap_or_default()
+    }
+
+    pub fn hash(&self) -> Hash {
+        Hash::of(&self.to_bytes())
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let doc: Document = serde_json::from_slice(bytes)?;
+        if doc.format != MANIFEST_FORMAT {
+            return Err(ManifestError::Format(doc.format));
+        }
+        for pair in doc.entries.windows(2) {
+            if pair[0].name.as_bytes() >= pair[1].name.as_bytes() {
+                return Err(ManifestError::Order(pair[1].name.clone()));
+            }
+        }
+        Ok(Manifest { entries: doc.entries })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, content: &[u8]) -> Entry {
+        Entry {
+            name: name.into(),
+            kind: EntryKind::File,
+            hash: Hash::of(content),
+            size: content.len() as u64,
+            files: 1,
+            exec: false,
+        }
+    }
+
+    #[test]
+    fn canonical_regardless_of_input_order() {
+        let a = Manifest::new(vec![file("b", b"2"), file("a", b"1")]);
+        let b = Manifest::new(vec![file("a", b"1"), file("b", b"2")]);
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        assert_eq!(a.hash(), b.hash());
+        let parsed = Manifest::parse(&a.to_bytes()).unwrap();
+        assert_eq!(parsed, a);
+        assert_eq!(parsed.get("b").unwrap().size, 1);
+        assert!(parsed.get("c").is_none());
+    }
+
+    #[test]
+    fn rejects_unsorted_and_foreign_documents() {
+        let bad = br#"{"format":"kairo-manifest/1","entries":[
+            {"name":"b","type":"file","hash":"0000000000000000000000000000000000000000000000000000000000000000","size":1,"files":1},
+            {"name":"a","type":"file","hash":"0000000000000000000000000000000000000000000000000000000000000000","size":1,"files":1}]}"#;
+        assert!(matches!(Manifest::parse(bad), Err(ManifestError::Order(_))));
+        assert!(matches!(Manifest::parse(br#"{"format":"x","entries":[]}"#), Err(ManifestError::Format(_))));
+        assert!(Manifest::parse(b"not json").is_err());
+    }
+}

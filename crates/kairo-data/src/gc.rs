@@ -1,0 +1,97 @@
+//! `kairo data gc`: remove objects that nothing references — no pointer in the work tree or in
+//! any commit of the current branch, no record in the metadata store (runs, models).
+
+use crate::error::Result;
+use crate::project::Project;
+use crate::{git, tree};
+use kairo_core::manifest::{EntryKind, Manifest};
+use kairo_core::pointer::{Pointer, PointerKind};
+use kairo_core::Hash;
+use kairo_store::LocalObjects;
+use std::collections::HashSet;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub objects_kept: u64,
+    pub objects_removed: u64,
+    pub bytes_removed: u64,
+    pub temp_files_removed: u64,
+}
+
+/// Temp files older than this belong to a process that died.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+
+pub async fn gc(project: &Project, dry_run: bool) -> Result<GcReport> {
+    let objects = project.objects()?;
+    let metadata = project.metadata().await?;
+    let _lock = project.lock_exclusive()?;
+
+    let mut roots: Vec<(Hash, PointerKind)> = Vec::new();
+    for rel in project.tracked_paths()? {
+        let p = project.require_pointer(&rel)?;
+        roots.push((p.hash, p.kind));
+    }
+    for text in git::pointer_versions_in_history(project.root())? {
+        if let Ok(p) = Pointer::parse(&text) {
+            roots.push((p.hash, p.kind));
+        }
+    }
+    let pinned = metadata.referenced_objects().await?;
+
+    let mut live = HashSet::new();
+    for (hash, kind) in roots {
+        mark(&objects, hash, kind == PointerKind::Dir, &mut live);
+    }
+    for hash in pinned {
+        // A pinned object may be a manifest: keep what it names too.
+        let is_manifest = objects.read(&hash).ok().is_some_and(|b| Manifest::parse(&b).is_ok());
+        mark(&objects, hash, is_manifest, &mut live);
+    }
+
+    let mut report = GcReport { dry_run, ..Default::default() };
+    for hash in objects.list()? {
+        if live.contains(&hash) {
+            report.objects_kept += 1;
+            continue;
+        }
+        report.objects_removed += 1;
+        report.bytes_removed += if dry_run { objects.size(&hash)? } else { objects.remove(&hash)? };
+    }
+    if !dry_run {
+        report.temp_files_removed = objects.clean_tmp(STALE_TEMP)? as u64;
+        if report.objects_removed > 0 {
+            let payload = serde_json::json!({
+                "objects_removed": report.objects_removed,
+                "bytes_removed": report.bytes_removed,
+                "objects_kept": report.objects_kept,
+            });
+            metadata.record_event(&Project::actor(), "objects.collected", "store:local", &payload).await?;
+        }
+    }
+    metadata.close().await;
+    Ok(report)
+}
+
+/// Mark an object live, and for a manifest everything below it. A manifest missing from the
+/// local store marks nothing below it (those objects cannot be named without it).
+fn mark(objects: &LocalObjects, hash: Hash, is_dir: bool, live: &mut HashSet<Hash>) {
+    if !live.insert(hash) || !is_dir {
+        return;
+    }
+    let Ok(node) = tree::load(objects, "", PointerKind::Dir, hash, 0) else {
+        // Load the readable part: walk manifests one at a time.
+        if let Ok(bytes) = objects.read(&hash) {
+            if let Ok(m) = Manifest::parse(&bytes) {
+                for e in m.entries() {
+                    mark(objects, e.hash, e.kind == EntryKind::Dir, live);
+                }
+            }
+        }
+        return;
+    };
+    let mut all = Vec::new();
+    node.object_hashes(&mut all);
+    live.extend(all);
+}

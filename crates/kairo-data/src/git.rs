@@ -1,0 +1,141 @@
+//! The little Kairo needs from git, through the `git` command line (no libgit2 to build).
+
+use crate::error::{DataError, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| DataError::Git(format!("cannot run git: {e}")))?;
+    if !out.status.success() {
+        return Err(DataError::Git(format!(
+            "`git {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// The work tree containing `dir`, if it is in one.
+pub fn toplevel(dir: &Path) -> Option<PathBuf> {
+    git(dir, &["rev-parse", "--show-toplevel"]).ok().map(|s| PathBuf::from(s.trim()))
+}
+
+/// The commit HEAD points at (None in a repository with no commits).
+pub fn head_commit(dir: &Path) -> Option<String> {
+    git(dir, &["rev-parse", "--verify", "--quiet", "HEAD"]).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// The current branch name (None when detached or outside git).
+pub fn branch(dir: &Path) -> Option<String> {
+    git(dir, &["symbolic-ref", "--quiet", "--short", "HEAD"]).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// One commit that touched a file.
+#[derive(Debug, Clone)]
+pub struct FileCommit {
+    pub commit: String,
+    pub author: String,
+    pub time: String,
+    pub subject: String,
+    /// The file's content at that commit; None when the commit deleted it.
+    pub content: Option<String>,
+}
+
+/// Commits on the current branch that changed `rel` (newest first), with its content at each.
+pub fn file_history(root: &Path, rel: &str) -> Result<Vec<FileCommit>> {
+    if head_commit(root).is_none() {
+        return Ok(Vec::new());
+    }
+    let log = git(root, &["log", "--format=%H%x1f%an <%ae>%x1f%aI%x1f%s", "--", rel])?;
+    let mut commits: Vec<FileCommit> = log
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split('\x1f');
+            Some(FileCommit {
+                commit: f.next()?.to_string(),
+                author: f.next()?.to_string(),
+                time: f.next()?.to_string(),
+                subject: f.next().unwrap_or("").to_string(),
+                content: None,
+            })
+        })
+        .collect();
+    let specs: Vec<String> = commits.iter().map(|c| format!("{}:{rel}", c.commit)).collect();
+    for (c, content) in commits.iter_mut().zip(cat_files(root, &specs)?) {
+        c.content = content;
+    }
+    Ok(commits)
+}
+
+/// `git cat-file --batch` for many `rev:path` specs at once; None for specs that do not exist.
+pub fn cat_files(root: &Path, specs: &[String]) -> Result<Vec<Option<String>>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["cat-file", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| DataError::Git(format!("cannot run git: {e}")))?;
+    let input: String = specs.iter().map(|s| format!("{s}\n")).collect();
+    let mut stdin = child.stdin.take().ok_or_else(|| DataError::Git("no stdin".into()))?;
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().map_err(|e| DataError::Git(e.to_string()))?;
+    let _ = writer.join();
+    parse_batch(&out.stdout, specs.len())
+}
+
+fn parse_batch(mut out: &[u8], n: usize) -> Result<Vec<Option<String>>> {
+    let bad = || DataError::Git("unexpected `git cat-file --batch` output".into());
+    let mut result = Vec::with_capacity(n);
+    for _ in 0..n {
+        let eol = out.iter().position(|&b| b == b'\n').ok_or_else(bad)?;
+        let header = std::str::from_utf8(&out[..eol]).map_err(|_| bad())?;
+        out = &out[eol + 1..];
+        if header.ends_with(" missing") || header.ends_with(" ambiguous") {
+            result.push(None);
+            continue;
+        }
+        let size: usize = header.rsplit(' ').next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+        if out.len() < size + 1 {
+            return Err(bad());
+        }
+        result.push(Some(String::from_utf8_lossy(&out[..size]).to_string()));
+        out = &out[size + 1..];
+    }
+    Ok(result)
+}
+
+/// Contents of every version of every `*.kairo` pointer committed on the current branch.
+pub fn pointer_versions_in_history(root: &Path) -> Result<Vec<String>> {
+    if head_commit(root).is_none() {
+        return Ok(Vec::new());
+    }
+    let log = git(root, &["log", "--format=%x1e%H", "--name-only", "--diff-filter=AMRC", "--", "*.kairo"])?;
+    let mut specs = Vec::new();
+    for block in log.split('\x1e').filter(|b| !b.trim().is_empty()) {
+        let mut lines = block.lines();
+        let Some(commit) = lines.next() else { continue };
+        for path in lines.filter(|l| l.ends_with(".kairo")) {
+            specs.push(format!("{}:{path}", commit.trim()));
+        }
+    }
+    Ok(cat_files(root, &specs)?.into_iter().flatten().collect())
+}
+
+/// Resolve a revision to a commit id, if it names one.
+pub fn resolve_commit(root: &Path, rev: &str) -> Option<String> {
+    git(root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).ok().map(|s| s.trim().to_string())
+}

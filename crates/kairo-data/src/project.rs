@@ -1,0 +1,266 @@
+//! A Kairo project: the directory holding `kairo.yaml` and `.kairo/`, usually a git work tree.
+
+use crate::error::{DataError, Result};
+use crate::git;
+use kairo_core::config::{Config, CONFIG_FILE};
+use kairo_core::pointer::{Pointer, POINTER_SUFFIX};
+use kairo_store::lock::StoreLock;
+use kairo_store::{LocalObjects, Metadata, Remote, StatCache};
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+/// Name of the local store directory.
+pub const STORE_DIR: &str = ".kairo";
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    root: PathBuf,
+    config: Config,
+    in_git: bool,
+}
+
+/// What `kairo init` did.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    pub root: PathBuf,
+    pub in_git: bool,
+    pub created_config: bool,
+    pub already_initialized: bool,
+}
+
+impl Project {
+    /// Make `dir` a Kairo project: `.kairo/` (ignored by git), `kairo.yaml`, and the database.
+    pub async fn init(dir: &Path) -> Result<InitReport> {
+        let root = dir.canonicalize().map_err(DataError::io(dir))?;
+        let store = root.join(STORE_DIR);
+        let already_initialized = store.is_dir();
+        fs::create_dir_all(store.join("tmp")).map_err(DataError::io(&store))?;
+        let config_path = root.join(CONFIG_FILE);
+        let created_config = !config_path.exists();
+        if created_config {
+            fs::write(&config_path, Config::initial_text()).map_err(DataError::io(&config_path))?;
+        }
+        let in_git = git::toplevel(&root).is_some();
+        crate::gitignore::ensure_ignored(&root, &format!("/{STORE_DIR}/"))?;
+        let project = Project::load(root.clone())?;
+        project.metadata().await?.close().await;
+        Ok(InitReport { root, in_git, created_config, already_initialized })
+    }
+
+    /// Find the project containing `start` (walking up to the nearest `kairo.yaml` or `.kairo/`).
+    pub fn discover(start: &Path) -> Result<Self> {
+        let start = start.canonicalize().map_err(DataError::io(start))?;
+        let mut dir = Some(start.as_path());
+        while let Some(d) = dir {
+            if d.join(STORE_DIR).is_dir() || d.join(CONFIG_FILE).is_file() {
+                return Project::load(d.to_path_buf());
+            }
+            dir = d.parent();
+        }
+        Err(DataError::NotAProject(start))
+    }
+
+    fn load(root: PathBuf) -> Result<Self> {
+        let config_path = root.join(CONFIG_FILE);
+        let config = match fs::read_to_string(&config_path) {
+            Ok(text) => Config::parse(&text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(source) => return Err(DataError::ConfigRead { path: config_path, source }),
+        };
+        fs::create_dir_all(root.join(STORE_DIR).join("tmp")).map_err(DataError::io(root.join(STORE_DIR)))?;
+        let in_git = git::toplevel(&root).is_some();
+        Ok(Project { root, config, in_git })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn in_git(&self) -> bool {
+        self.in_git
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.join(STORE_DIR)
+    }
+
+    pub fn objects(&self) -> Result<LocalObjects> {
+        Ok(LocalObjects::open(self.store_dir().join("objects"), self.store_dir().join("tmp"))?)
+    }
+
+    pub fn stat_cache(&self) -> StatCache {
+        StatCache::load(self.store_dir().join("stat-cache"))
+    }
+
+    /// Shared lock: held by commands that add objects.
+    pub fn lock_shared(&self) -> Result<StoreLock> {
+        Ok(StoreLock::shared(&self.store_dir().join("lock"))?)
+    }
+
+    /// Exclusive lock: held by `gc`, and briefly while pointer files and .gitignore are written.
+    pub fn lock_exclusive(&self) -> Result<StoreLock> {
+        Ok(StoreLock::exclusive(&self.store_dir().join("lock"))?)
+    }
+
+    /// Short exclusive lock for edits to files in the work tree (.gitignore, pointers).
+    pub fn lock_worktree(&self) -> Result<StoreLock> {
+        Ok(StoreLock::exclusive(&self.store_dir().join("worktree.lock"))?)
+    }
+
+    /// The database URL in force: `KAIRO_DATABASE_URL`, then `database:` in kairo.yaml, then SQLite.
+    pub fn database_url(&self) -> String {
+        std::env::var("KAIRO_DATABASE_URL")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| self.config.database.clone())
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.store_dir().join("kairo.db").display()))
+    }
+
+    pub async fn metadata(&self) -> Result<Metadata> {
+        Ok(Metadata::connect(&self.database_url()).await?)
+    }
+
+    /// The remote called `name`, or the default remote.
+    pub fn remote(&self, name: Option<&str>) -> Result<Remote> {
+        let name = name.map(str::to_string).or_else(|| self.config.default_remote.clone()).ok_or(DataError::NoRemote)?;
+        let cfg = self.config.remotes.get(&name).ok_or_else(|| DataError::UnknownRemote(name.clone()))?;
+        Ok(Remote::open(&cfg.url, &self.root)?)
+    }
+
+    /// Turn a user-supplied path (relative to `cwd`) into a project-relative path with `/`
+    /// separators, rejecting paths outside the project or inside `.kairo/`. A pointer file's
+    /// path names the data it points to.
+    pub fn relative(&self, cwd: &Path, user: &Path) -> Result<String> {
+        let abs = normalize(&cwd.join(user));
+        let abs = match abs.to_str().and_then(|s| s.strip_suffix(POINTER_SUFFIX)) {
+            Some(stripped) if !stripped.is_empty() && !stripped.ends_with('/') => PathBuf::from(stripped),
+            _ => abs,
+        };
+        // Resolve symlinks in the parent so /tmp vs /private/tmp style aliases compare equal.
+        let resolved = match (abs.parent(), abs.file_name()) {
+            (Some(parent), Some(name)) => match parent.canonicalize() {
+                Ok(p) => p.join(name),
+                Err(_) => abs.clone(),
+            },
+            _ => abs.clone(),
+        };
+        let rel = resolved
+            .strip_prefix(&self.root)
+            .map_err(|_| DataError::OutsideProject { path: user.to_path_buf(), root: self.root.clone() })?;
+        if rel.as_os_str().is_empty() {
+            return Err(DataError::ProjectRoot(user.to_path_buf()));
+        }
+        if rel.components().next() == Some(Component::Normal(STORE_DIR.as_ref())) {
+            return Err(DataError::InsideStore(user.to_path_buf()));
+        }
+        let s = rel.to_str().ok_or_else(|| DataError::NotUtf8(user.to_path_buf()))?;
+        Ok(s.to_string())
+    }
+
+    pub fn abs(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn pointer_path(&self, rel: &str) -> PathBuf {
+        self.root.join(format!("{rel}{POINTER_SUFFIX}"))
+    }
+
+    /// Read the pointer of a tracked path; `Ok(None)` when it is not tracked.
+    pub fn read_pointer(&self, rel: &str) -> Result<Option<Pointer>> {
+        let path = self.pointer_path(rel);
+        match fs::read_to_string(&path) {
+            Ok(text) => Pointer::parse(&text).map(Some).map_err(|source| DataError::Pointer { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(DataError::Io { path, source: e }),
+        }
+    }
+
+    pub fn require_pointer(&self, rel: &str) -> Result<Pointer> {
+        self.read_pointer(rel)?.ok_or_else(|| DataError::NotTracked(PathBuf::from(rel)))
+    }
+
+    /// Write a pointer file atomically.
+    pub fn write_pointer(&self, rel: &str, pointer: &Pointer) -> Result<()> {
+        let path = self.pointer_path(rel);
+        let tmp = path.with_extension("kairo.tmp");
+        fs::write(&tmp, pointer.render()).map_err(DataError::io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(DataError::io(&path))
+    }
+
+    /// Every tracked path in the work tree (project-relative, sorted).
+    pub fn tracked_paths(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        find_pointers(&self.root, &self.root, &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Who is acting: `KAIRO_ACTOR`, else user@host.
+    pub fn actor() -> String {
+        if let Ok(a) = std::env::var("KAIRO_ACTOR") {
+            if !a.is_empty() {
+                return a;
+            }
+        }
+        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+        let host = fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| fs::read_to_string("/etc/hostname"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{user}@{host}")
+    }
+}
+
+/// Lexically resolve `.` and `..` (the path may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Walk the work tree for `*.kairo` pointers, not descending into `.git`, `.kairo` or tracked data.
+fn find_pointers(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if dir != root && e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(()),
+        Err(e) => return Err(DataError::Io { path: dir.to_path_buf(), source: e }),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(DataError::io(dir))?;
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        names.push((entry.file_name().to_string_lossy().to_string(), is_dir));
+    }
+    let tracked: std::collections::HashSet<String> = names
+        .iter()
+        .filter(|(n, is_dir)| !is_dir && n.ends_with(POINTER_SUFFIX) && n.len() > POINTER_SUFFIX.len())
+        .map(|(n, _)| n[..n.len() - POINTER_SUFFIX.len()].to_string())
+        .collect();
+    for (name, is_dir) in &names {
+        let path = dir.join(name);
+        if *is_dir {
+            if name == ".git" || name == STORE_DIR || tracked.contains(name) {
+                continue;
+            }
+            find_pointers(root, &path, out)?;
+        }
+    }
+    for name in tracked {
+        if let Ok(rel) = dir.join(&name).strip_prefix(root) {
+            out.push(rel.to_string_lossy().to_string());
+        }
+    }
+    Ok(())
+}

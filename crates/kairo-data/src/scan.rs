@@ -1,0 +1,288 @@
+//! Scanning a tracked path in the work tree: a parallel walk, then hashing every file the stat
+//! cache does not vouch for (on all cores), then building the Merkle tree bottom-up, reusing the
+//! previous version's manifest for every directory whose entries did not change.
+
+use crate::error::{DataError, Result};
+use crate::tree::{join, Node};
+use crate::Progress;
+use kairo_core::manifest::Manifest;
+use kairo_core::Hash;
+use kairo_store::objects::hash_file;
+use kairo_store::{FileStat, LocalObjects, Staged, StatCache};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, Metadata};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Files per batch: each batch's new objects are made durable with one sync and then published.
+const BATCH_FILES: usize = 4096;
+const BATCH_BYTES: u64 = 1 << 30;
+
+/// Suffix of the temp files `checkout` writes beside their targets; never part of a dataset.
+pub const CHECKOUT_TMP_MARK: &str = ".kairo-tmp-";
+
+/// The work tree as found on disk.
+#[derive(Debug)]
+pub enum Walked {
+    File { path: PathBuf, meta: Metadata },
+    Dir { children: Vec<(String, Walked)> },
+}
+
+/// Walk `path` (following symlinks, refusing loops), visiting sibling directories in parallel.
+pub fn walk(path: &Path) -> Result<Walked> {
+    walk_inner(path, &[])
+}
+
+fn walk_inner(path: &Path, ancestors: &[(u64, u64)]) -> Result<Walked> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.raw_os_error() == Some(40) => return Err(DataError::SymlinkLoop(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(if fs::symlink_metadata(path).is_ok() {
+                DataError::Io { path: path.to_path_buf(), source: std::io::Error::other("broken symbolic link") }
+            } else {
+                DataError::PathMissing(path.to_path_buf())
+            })
+        }
+        Err(e) => return Err(DataError::Io { path: path.to_path_buf(), source: e }),
+    };
+    if meta.is_file() {
+        return Ok(Walked::File { path: path.to_path_buf(), meta });
+    }
+    if !meta.is_dir() {
+        return Err(DataError::SpecialFile(path.to_path_buf()));
+    }
+    let id = (meta.dev(), meta.ino());
+    if ancestors.contains(&id) {
+        return Err(DataError::SymlinkLoop(path.to_path_buf()));
+    }
+    let mut chain = ancestors.to_vec();
+    chain.push(id);
+    let mut names = Vec::new();
+    for entry in fs::read_dir(path).map_err(DataError::io(path))? {
+        let entry = entry.map_err(DataError::io(path))?;
+        let name = entry.file_name().into_string().map_err(|_| DataError::NotUtf8(entry.path()))?;
+        if name.contains(CHECKOUT_TMP_MARK) {
+            continue;
+        }
+        names.push(name);
+    }
+    let mut children = names
+        .into_par_iter()
+        .map(|name| {
+            let child = walk_inner(&path.join(&name), &chain)?;
+            Ok((name, child))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(Walked::Dir { children })
+}
+
+/// What to do with file contents while scanning.
+#[derive(Clone, Copy)]
+pub enum Mode<'a> {
+    /// Only compute hashes (status, diff).
+    Hash,
+    /// Also store every file and manifest in the object store (add).
+    Store(&'a LocalObjects),
+}
+
+/// The outcome of a scan.
+pub struct Scan {
+    pub root: Node,
+    /// Files whose bytes were read (the stat cache did not know them).
+    pub files_hashed: u64,
+    pub bytes_hashed: u64,
+    /// Objects newly written to the store, and their bytes.
+    pub objects_stored: u64,
+    pub bytes_stored: u64,
+}
+
+struct FileJob<'a> {
+    rel: String,
+    path: &'a Path,
+    meta: &'a Metadata,
+}
+
+struct Hashed {
+    hash: Hash,
+    read: bool,
+    staged: Option<Staged>,
+    cache: Option<FileStat>,
+}
+
+/// Scan a walked tree: hash what needs hashing, store what needs storing, build the tree.
+pub fn scan(
+    walked: &Walked,
+    previous: Option<&Node>,
+    cache: &mut StatCache,
+    mode: Mode<'_>,
+    progress: &dyn Progress,
+) -> Result<Scan> {
+    let mut jobs = Vec::new();
+    collect_jobs(walked, "", &mut jobs);
+    progress.set_total(jobs.iter().map(|j| j.meta.len()).sum());
+
+    let mut hashes: HashMap<String, Hash> = HashMap::with_capacity(jobs.len());
+    let (mut files_hashed, mut bytes_hashed, mut objects_stored, mut bytes_stored) = (0, 0, 0, 0);
+    for batch in batches(&jobs) {
+        let cache_ref = &*cache;
+        let results = batch
+            .par_iter()
+            .map(|job| {
+                let r = hash_one(job, cache_ref, mode);
+                progress.advance(job.meta.len(), 1);
+                r
+            })
+            .collect::<Vec<Result<Hashed>>>();
+        let mut staged = Vec::new();
+        let mut first_error = None;
+        for (job, r) in batch.iter().zip(results) {
+            match r {
+                Ok(h) => {
+                    if h.read {
+                        files_hashed += 1;
+                        bytes_hashed += job.meta.len();
+                    }
+                    if let Some(s) = h.staged {
+                        if !s.existed() {
+                            objects_stored += 1;
+                            bytes_stored += s.size;
+                        }
+                        staged.push(s);
+                    }
+                    if let Some(stat) = h.cache {
+                        cache.insert(stat, h.hash);
+                    }
+                    hashes.insert(job.rel.clone(), h.hash);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Mode::Store(objects) = mode {
+            if let Some(e) = first_error {
+                objects.discard(staged);
+                return Err(e);
+            }
+            objects.commit(staged)?;
+        } else if let Some(e) = first_error {
+            return Err(e);
+        }
+    }
+
+    let mut manifests = Vec::new();
+    let root = build(walked, "", previous, &hashes, &mut manifests);
+    if let Mode::Store(objects) = mode {
+        let mut staged = Vec::with_capacity(manifests.len());
+        for bytes in &manifests {
+            let s = objects.stage_bytes(bytes)?;
+            if !s.existed() {
+                objects_stored += 1;
+                bytes_stored += s.size;
+            }
+            staged.push(s);
+        }
+        objects.commit(staged)?;
+    }
+    Ok(Scan { root, files_hashed, bytes_hashed, objects_stored, bytes_stored })
+}
+
+fn batches<'a, 'b>(jobs: &'b [FileJob<'a>]) -> Vec<&'b [FileJob<'a>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, job) in jobs.iter().enumerate() {
+        bytes += job.meta.len();
+        if i + 1 - start >= BATCH_FILES || bytes >= BATCH_BYTES {
+            out.push(&jobs[start..=i]);
+            start = i + 1;
+            bytes = 0;
+        }
+    }
+    if start < jobs.len() {
+        out.push(&jobs[start..]);
+    }
+    out
+}
+
+fn collect_jobs<'a>(walked: &'a Walked, prefix: &str, out: &mut Vec<FileJob<'a>>) {
+    match walked {
+        Walked::File { path, meta } => out.push(FileJob { rel: prefix.to_string(), path, meta }),
+        Walked::Dir { children } => {
+            for (name, child) in children {
+                collect_jobs(child, &join(prefix, name), out);
+            }
+        }
+    }
+}
+
+fn hash_one(job: &FileJob<'_>, cache: &StatCache, mode: Mode<'_>) -> Result<Hashed> {
+    let stat = FileStat::of(job.meta);
+    if let Some(hash) = cache.get(&stat) {
+        match mode {
+            Mode::Hash => return Ok(Hashed { hash, read: false, staged: None, cache: None }),
+            Mode::Store(objects) if objects.contains(&hash) => {
+                return Ok(Hashed { hash, read: false, staged: None, cache: None })
+            }
+            Mode::Store(_) => {}
+        }
+    }
+    let (hash, staged) = match mode {
+        Mode::Hash => (hash_file(job.path).map_err(unreadable(job.path))?, None),
+        Mode::Store(objects) => {
+            let s = objects.stage_file(job.path).map_err(unreadable(job.path))?;
+            (s.hash, Some(s))
+        }
+    };
+    // A file that changed while we read it gets no cache entry: its stat no longer matches.
+    let after = fs::metadata(job.path).map(|m| FileStat::of(&m)).ok();
+    let cache = (after == Some(stat)).then_some(stat);
+    Ok(Hashed { hash, read: true, staged, cache })
+}
+
+fn unreadable(path: &Path) -> impl FnOnce(kairo_store::StoreError) -> DataError + '_ {
+    move |e| match e {
+        kairo_store::StoreError::Io { source, .. } => DataError::Io { path: path.to_path_buf(), source },
+        e => DataError::Store(e),
+    }
+}
+
+fn build(
+    walked: &Walked,
+    rel: &str,
+    previous: Option<&Node>,
+    hashes: &HashMap<String, Hash>,
+    manifests: &mut Vec<Vec<u8>>,
+) -> Node {
+    match walked {
+        Walked::File { meta, .. } => Node::File {
+            hash: hashes.get(rel).copied().unwrap_or_else(|| Hash::of(b"")),
+            size: meta.len(),
+            exec: meta.permissions().mode() & 0o100 != 0,
+        },
+        Walked::Dir { children } => {
+            let prev_children = match previous {
+                Some(Node::Dir { children, .. }) => Some(children),
+                _ => None,
+            };
+            let mut nodes = BTreeMap::new();
+            for (name, child) in children {
+                let prev = prev_children.and_then(|c| c.get(name));
+                nodes.insert(name.clone(), build(child, &join(rel, name), prev, hashes, manifests));
+            }
+            let manifest = Manifest::new(nodes.iter().map(|(name, n)| n.entry(name)).collect());
+            let hash = match previous {
+                Some(Node::Dir { hash, manifest: prev, .. }) if prev.entries() == manifest.entries() => *hash,
+                _ => {
+                    let bytes = manifest.to_bytes();
+                    let hash = Hash::of(&bytes);
+                    manifests.push(bytes);
+                    hash
+                }
+            };
+            Node::Dir { hash, manifest, children: nodes }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `kairo data push|pull`: move only the objects the other side lacks, many at a time.
+
+use crate::error::{DataError, Result};
+use crate::project::Project;
+use crate::tree;
+use futures::{StreamExt, TryStreamExt};
+use kairo_core::manifest::{EntryKind, Manifest};
+use kairo_core::pointer::PointerKind;
+use kairo_core::Hash;
+use kairo_store::{LocalObjects, Remote};
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TransferReport {
+    pub remote: String,
+    /// Objects the tracked paths need.
+    pub objects: u64,
+    /// Objects sent (push) or fetched (pull).
+    pub transferred: u64,
+    pub bytes: u64,
+}
+
+/// Objects per durability batch while pulling.
+const PULL_BATCH: usize = 1024;
+
+/// Upload every object of the given tracked paths (all when empty) that the remote lacks.
+pub async fn push(project: &Project, remote: &Remote, rels: &[String], jobs: usize) -> Result<TransferReport> {
+    let rels = if rels.is_empty() { project.tracked_paths()? } else { rels.to_vec() };
+    let objects = project.objects()?;
+    let mut needed = BTreeSet::new();
+    for rel in &rels {
+        let pointer = project.require_pointer(rel)?;
+        let node = tree::load_pointer(&objects, rel, &pointer)?;
+        let mut hashes = Vec::new();
+        node.object_hashes(&mut hashes);
+        for h in hashes {
+            if !objects.contains(&h) {
+                return Err(DataError::NeedPull { path: rel.clone(), hash: h });
+            }
+            needed.insert(h);
+        }
+    }
+    let needed: Vec<Hash> = needed.into_iter().collect();
+    let missing = remote.missing(&needed, jobs).await?;
+    let bytes: Vec<u64> = futures::stream::iter(missing.iter().map(|h| remote.upload(&objects, *h)))
+        .buffer_unordered(jobs.max(1))
+        .try_collect()
+        .await?;
+    Ok(TransferReport {
+        remote: remote.url().to_string(),
+        objects: needed.len() as u64,
+        transferred: missing.len() as u64,
+        bytes: bytes.iter().sum(),
+    })
+}
+
+/// Download what the given tracked paths need and the local store lacks, verifying every
+/// object's hash. Directories are fetched level by level: a manifest names the next level.
+pub async fn pull(project: &Project, remote: &Remote, rels: &[String], jobs: usize) -> Result<TransferReport> {
+    let rels = if rels.is_empty() { project.tracked_paths()? } else { rels.to_vec() };
+    let objects = project.objects()?;
+    let _lock = project.lock_shared()?;
+    let mut report = TransferReport { remote: remote.url().to_string(), ..Default::default() };
+    let mut seen = BTreeSet::new();
+    let mut level: Vec<(Hash, bool)> = Vec::new();
+    for rel in &rels {
+        let p = project.require_pointer(rel)?;
+        level.push((p.hash, p.kind == PointerKind::Dir));
+    }
+    while !level.is_empty() {
+        level.retain(|(h, _)| seen.insert(*h));
+        report.objects += level.len() as u64;
+        let absent: Vec<Hash> = level.iter().map(|(h, _)| *h).filter(|h| !objects.contains(h)).collect();
+        for chunk in absent.chunks(PULL_BATCH) {
+            let staged: Vec<_> = futures::stream::iter(chunk.iter().map(|h| remote.download(&objects, *h)))
+                .buffer_unordered(jobs.max(1))
+                .try_collect()
+                .await?;
+            report.transferred += staged.len() as u64;
+            report.bytes += staged.iter().map(|s| s.size).sum::<u64>();
+            objects.commit(staged)?;
+        }
+        let mut next = Vec::new();
+        for (h, is_dir) in &level {
+            if *is_dir {
+                next.extend(children(&objects, h)?);
+            }
+        }
+        level = next;
+    }
+    Ok(report)
+}
+
+fn children(objects: &LocalObjects, manifest: &Hash) -> Result<Vec<(Hash, bool)>> {
+    let bytes = objects.read(manifest)?;
+    let m = Manifest::parse(&bytes).map_err(|e| DataError::Runtime(format!("manifest {manifest}: {e}")))?;
+    Ok(m.entries().iter().map(|e| (e.hash, e.kind == EntryKind::Dir)).collect())
+}

@@ -1,0 +1,34 @@
+use kairo_core::Hash;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the stores. Messages name the path, object or schema version.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("object {hash} is corrupted: its bytes hash to {actual} (path {path})")]
+    Corrupt { hash: Hash, actual: Hash, path: PathBuf },
+    #[error("object {0} is not in the store")]
+    Missing(Hash),
+    #[error("metadata database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(
+        "metadata database schema is version {found}, newer than this kairo understands ({supported}); upgrade kairo"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("database URL `{0}` is not supported (use sqlite://PATH or postgres://...)")]
+    UnsupportedDatabase(String),
+    #[error("remote `{url}`: {message}")]
+    Remote { url: String, message: String },
+    #[error("remote object {hash} is corrupted: received bytes hash to {actual}")]
+    RemoteCorrupt { hash: Hash, actual: Hash },
+}
+
+impl StoreError {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

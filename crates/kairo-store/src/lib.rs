@@ -1,0 +1,20 @@
+//! Kairo's persistence: the metadata database (SQLite by default, PostgreSQL for teams, one
+//! repository layer over both through sqlx), the local content-addressed object store, remote
+//! object stores (S3-compatible or a directory, through `object_store`), the stat cache, and the
+//! store lock.
+//!
+//! Architecture invariant: only this crate touches the database or the object stores. It knows
+//! nothing about pipelines, models or HTTP; callers pass it domain values from `kairo-core`.
+
+pub mod error;
+pub mod lock;
+pub mod metadata;
+pub mod objects;
+pub mod remote;
+pub mod stat_cache;
+
+pub use error::StoreError;
+pub use metadata::Metadata;
+pub use objects::{LocalObjects, Staged};
+pub use remote::Remote;
+pub use stat_cache::{FileStat, StatCache};

@@ -1,0 +1,43 @@
+//! The store lock: commands that add objects hold it shared, `gc` holds it exclusive, so an
+//! object written by a running `add` is never collected before its pointer exists.
+
+use crate::error::{Result, StoreError};
+use fs4::fs_std::FileExt;
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+/// Held until dropped.
+#[derive(Debug)]
+pub struct StoreLock {
+    file: File,
+}
+
+impl StoreLock {
+    pub fn shared(path: &Path) -> Result<Self> {
+        let file = open(path)?;
+        FileExt::lock_shared(&file).map_err(StoreError::io(path))?;
+        Ok(StoreLock { file })
+    }
+
+    pub fn exclusive(path: &Path) -> Result<Self> {
+        let file = open(path)?;
+        FileExt::lock_exclusive(&file).map_err(StoreError::io(path))?;
+        Ok(StoreLock { file })
+    }
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+    }
+}
+
+fn open(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(StoreError::io(path))
+}

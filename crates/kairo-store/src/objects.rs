@@ -1,0 +1,378 @@
+//! The local content-addressed object store: `.kairo/objects/ab/cdef…`, one immutable file per
+//! object, named by the BLAKE3 hash of its bytes.
+//!
+//! Writes go to a temp file in `.kairo/tmp`, are hashed from the bytes actually written, made
+//! durable, and only then renamed into place: an object path that exists is complete and
+//! correct. Durability is batched: one `syncfs` covers a whole batch of staged objects instead
+//! of one `fsync` each, which is what makes adding 20,000 small files take well under a second.
+
+use crate::error::{Result, StoreError};
+use kairo_core::Hash;
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Files up to this size are read into memory and hashed there; larger ones are copied by the
+/// kernel and hashed through a memory map on all cores.
+const SMALL_FILE: u64 = 4 << 20;
+
+/// The local object store.
+#[derive(Debug, Clone)]
+pub struct LocalObjects {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+/// An object written to a temp file and hashed, waiting for [`LocalObjects::commit`].
+#[derive(Debug)]
+pub struct Staged {
+    pub hash: Hash,
+    pub size: u64,
+    /// `None` when the store already held the object and nothing was written.
+    tmp: Option<PathBuf>,
+}
+
+impl Staged {
+    /// True when the object was already in the store.
+    pub fn existed(&self) -> bool {
+        self.tmp.is_none()
+    }
+}
+
+/// Incremental writer for objects that arrive as a stream (downloads).
+pub struct ObjectWriter {
+    file: File,
+    path: PathBuf,
+    hasher: blake3::Hasher,
+    size: u64,
+}
+
+impl ObjectWriter {
+    pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.file.write_all(chunk).map_err(StoreError::io(&self.path))
+    }
+
+    /// Finish the stream; fails (and deletes the temp file) if the bytes do not hash to `expected`.
+    pub fn finish(self, expected: Hash) -> Result<Staged> {
+        let actual = Hash::from(self.hasher.finalize());
+        drop(self.file);
+        if actual != expected {
+            let _ = fs::remove_file(&self.path);
+            return Err(StoreError::RemoteCorrupt { hash: expected, actual });
+        }
+        Ok(Staged { hash: actual, size: self.size, tmp: Some(self.path) })
+    }
+}
+
+impl LocalObjects {
+    /// Open (creating if needed) a store rooted at `root`, staging through `tmp` (same filesystem).
+    pub fn open(root: impl Into<PathBuf>, tmp: impl Into<PathBuf>) -> Result<Self> {
+        let (root, tmp) = (root.into(), tmp.into());
+        fs::create_dir_all(&root).map_err(StoreError::io(&root))?;
+        fs::create_dir_all(&tmp).map_err(StoreError::io(&tmp))?;
+        Ok(LocalObjects { root, tmp })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, hash: &Hash) -> PathBuf {
+        self.root.join(hash.shard_path())
+    }
+
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.path(hash).is_file()
+    }
+
+    fn temp_file(&self) -> Result<(File, PathBuf)> {
+        let named = tempfile::Builder::new()
+            .prefix("obj-")
+            .tempfile_in(&self.tmp)
+            .map_err(StoreError::io(&self.tmp))?;
+        named.keep().map_err(|e| StoreError::Io { path: self.tmp.clone(), source: e.error })
+    }
+
+    /// Copy `src` into a temp file and hash the copy. Nothing is written when the store already
+    /// has the object.
+    pub fn stage_file(&self, src: &Path) -> Result<Staged> {
+        let mut file = File::open(src).map_err(StoreError::io(src))?;
+        let len = file.metadata().map_err(StoreError::io(src))?.len();
+        if len <= SMALL_FILE {
+            let mut bytes = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut bytes).map_err(StoreError::io(src))?;
+            return self.stage_bytes(&bytes);
+        }
+        let (mut tmp, tmp_path) = self.temp_file()?;
+        let copied = std::io::copy(&mut file, &mut tmp).map_err(StoreError::io(src));
+        drop(tmp);
+        let staged = copied.and_then(|size| {
+            let hash = hash_file(&tmp_path)?;
+            Ok(Staged { hash, size, tmp: Some(tmp_path.clone()) })
+        });
+        match staged {
+            Ok(s) if self.contains(&s.hash) => {
+                let _ = fs::remove_file(&tmp_path);
+                Ok(Staged { tmp: None, ..s })
+            }
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp_path);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn stage_bytes(&self, bytes: &[u8]) -> Result<Staged> {
+        let hash = Hash::of(bytes);
+        let size = bytes.len() as u64;
+        if self.contains(&hash) {
+            return Ok(Staged { hash, size, tmp: None });
+        }
+        let (mut tmp, tmp_path) = self.temp_file()?;
+        if let Err(e) = tmp.write_all(bytes) {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(StoreError::Io { path: tmp_path, source: e });
+        }
+        Ok(Staged { hash, size, tmp: Some(tmp_path) })
+    }
+
+    pub fn writer(&self) -> Result<ObjectWriter> {
+        let (file, path) = self.temp_file()?;
+        Ok(ObjectWriter { file, path, hasher: blake3::Hasher::new(), size: 0 })
+    }
+
+    /// Make a batch of staged objects durable, then visible. One `syncfs` before the renames
+    /// (the bytes) and one after (the directory entries).
+    pub fn commit(&self, staged: Vec<Staged>) -> Result<()> {
+        let pending: Vec<(PathBuf, Hash)> =
+            staged.into_iter().filter_map(|s| s.tmp.map(|t| (t, s.hash))).collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.sync()?;
+        let mut shards = HashSet::new();
+        for (tmp, hash) in &pending {
+            let dest = self.path(hash);
+            let shard = &hash.shard_path()[..2];
+            if shards.insert(shard.to_string()) {
+                let dir = self.root.join(shard);
+                fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+            }
+            set_read_only(tmp)?;
+            fs::rename(tmp, &dest).map_err(StoreError::io(&dest))?;
+        }
+        self.sync()
+    }
+
+    /// Drop staged objects that will not be committed.
+    pub fn discard(&self, staged: Vec<Staged>) {
+        for tmp in staged.into_iter().filter_map(|s| s.tmp) {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+
+    fn sync(&self) -> Result<()> {
+        let dir = File::open(&self.tmp).map_err(StoreError::io(&self.tmp))?;
+        rustix::fs::syncfs(&dir).map_err(|e| StoreError::Io { path: self.tmp.clone(), source: e.into() })
+    }
+
+    /// Store bytes as an object and return its hash.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Hash> {
+        let staged = self.stage_bytes(bytes)?;
+        let hash = staged.hash;
+        self.commit(vec![staged])?;
+        Ok(hash)
+    }
+
+    /// Read a whole (small) object, failing loudly if its bytes no longer match its hash.
+    pub fn read(&self, hash: &Hash) -> Result<Vec<u8>> {
+        let path = self.path(hash);
+        let bytes = fs::read(&path).map_err(|e| missing_or_io(hash, &path, e))?;
+        let actual = Hash::of(&bytes);
+        if actual != *hash {
+            return Err(StoreError::Corrupt { hash: *hash, actual, path });
+        }
+        Ok(bytes)
+    }
+
+    /// Copy an object to `dest` (reflink where the filesystem can, else a kernel copy) and check
+    /// the copy's hash; a corrupt object leaves no `dest` behind.
+    pub fn copy_to(&self, hash: &Hash, dest: &Path) -> Result<u64> {
+        let src = self.path(hash);
+        if !src.is_file() {
+            return Err(StoreError::Missing(*hash));
+        }
+        let size = reflink_copy::reflink_or_copy(&src, dest).map_err(StoreError::io(dest))?;
+        let actual = hash_file(dest)?;
+        if actual != *hash {
+            let _ = fs::remove_file(dest);
+            return Err(StoreError::Corrupt { hash: *hash, actual, path: src });
+        }
+        let size = match size {
+            Some(n) => n,
+            None => fs::metadata(dest).map_err(StoreError::io(dest))?.len(),
+        };
+        let mut perms = fs::metadata(dest).map_err(StoreError::io(dest))?.permissions();
+        use std::os::unix::fs::PermissionsExt;
+        perms.set_mode(0o644);
+        fs::set_permissions(dest, perms).map_err(StoreError::io(dest))?;
+        Ok(size)
+    }
+
+    /// Re-hash an object; `Err(Corrupt)` when it no longer matches its name.
+    pub fn verify(&self, hash: &Hash) -> Result<u64> {
+        let path = self.path(hash);
+        let size = fs::metadata(&path).map_err(|e| missing_or_io(hash, &path, e))?.len();
+        let actual = hash_file(&path)?;
+        if actual != *hash {
+            return Err(StoreError::Corrupt { hash: *hash, actual, path });
+        }
+        Ok(size)
+    }
+
+    /// Every object in the store (names that are not hashes are ignored).
+    pub fn list(&self) -> Result<Vec<Hash>> {
+        let mut out = Vec::new();
+        for shard in fs::read_dir(&self.root).map_err(StoreError::io(&self.root))? {
+            let shard = shard.map_err(StoreError::io(&self.root))?;
+            let prefix = shard.file_name().to_string_lossy().to_string();
+            if prefix.len() != 2 || !shard.path().is_dir() {
+                continue;
+            }
+            let dir = shard.path();
+            for entry in fs::read_dir(&dir).map_err(StoreError::io(&dir))? {
+                let entry = entry.map_err(StoreError::io(&dir))?;
+                let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+                if let Ok(hash) = name.parse::<Hash>() {
+                    out.push(hash);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn size(&self, hash: &Hash) -> Result<u64> {
+        let path = self.path(hash);
+        Ok(fs::metadata(&path).map_err(|e| missing_or_io(hash, &path, e))?.len())
+    }
+
+    /// Delete an object; returns the bytes freed.
+    pub fn remove(&self, hash: &Hash) -> Result<u64> {
+        let path = self.path(hash);
+        let size = self.size(hash)?;
+        fs::remove_file(&path).map_err(StoreError::io(&path))?;
+        Ok(size)
+    }
+
+    /// Remove temp files older than `age` (left by a killed process); returns how many.
+    pub fn clean_tmp(&self, age: Duration) -> Result<usize> {
+        let mut removed = 0;
+        let now = SystemTime::now();
+        for entry in fs::read_dir(&self.tmp).map_err(StoreError::io(&self.tmp))? {
+            let entry = entry.map_err(StoreError::io(&self.tmp))?;
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() >= age)
+                .unwrap_or(false);
+            if old && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Hash a file's bytes: in memory when small, through a memory map on all cores when large.
+pub fn hash_file(path: &Path) -> Result<Hash> {
+    let len = fs::metadata(path).map_err(StoreError::io(path))?.len();
+    if len <= SMALL_FILE {
+        let bytes = fs::read(path).map_err(StoreError::io(path))?;
+        return Ok(Hash::of(&bytes));
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_mmap_rayon(path).map_err(StoreError::io(path))?;
+    Ok(hasher.finalize().into())
+}
+
+fn missing_or_io(hash: &Hash, path: &Path, e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        StoreError::Missing(*hash)
+    } else {
+        StoreError::Io { path: path.to_path_buf(), source: e }
+    }
+}
+
+fn set_read_only(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o444)).map_err(StoreError::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, LocalObjects) {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = LocalObjects::open(dir.path().join("objects"), dir.path().join("tmp")).unwrap();
+        (dir, objects)
+    }
+
+    #[test]
+    fn put_read_and_dedupe() {
+        let (_d, s) = store();
+        let h = s.put_bytes(b"hello").unwrap();
+        assert_eq!(h, Hash::of(b"hello"));
+        assert_eq!(s.read(&h).unwrap(), b"hello");
+        assert!(s.stage_bytes(b"hello").unwrap().existed());
+        assert_eq!(s.list().unwrap(), vec![h]);
+    }
+
+    #[test]
+    fn large_files_are_copied_and_hashed() {
+        let (d, s) = store();
+        let src = d.path().join("big");
+        let data: Vec<u8> = (0..(SMALL_FILE as usize + 12345)).map(|i| (i % 251) as u8).collect();
+        fs::write(&src, &data).unwrap();
+        let staged = s.stage_file(&src).unwrap();
+        assert_eq!(staged.hash, Hash::of(&data));
+        let h = staged.hash;
+        s.commit(vec![staged]).unwrap();
+        assert_eq!(s.verify(&h).unwrap(), data.len() as u64);
+        let out = d.path().join("out");
+        s.copy_to(&h, &out).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), data);
+    }
+
+    #[test]
+    fn corruption_is_detected_on_every_read() {
+        let (d, s) = store();
+        let h = s.put_bytes(b"precious").unwrap();
+        let path = s.path(&h);
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        fs::write(&path, b"tampered").unwrap();
+        assert!(matches!(s.read(&h), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(s.verify(&h), Err(StoreError::Corrupt { .. })));
+        let out = d.path().join("out");
+        assert!(matches!(s.copy_to(&h, &out), Err(StoreError::Corrupt { .. })));
+        assert!(!out.exists(), "a corrupt copy must not be left behind");
+    }
+
+    #[test]
+    fn stream_writer_checks_expected_hash() {
+        let (_d, s) = store();
+        let mut w = s.writer().unwrap();
+        w.write(b"abc").unwrap();
+        assert!(matches!(w.finish(Hash::of(b"xyz")), Err(StoreError::RemoteCorrupt { .. })));
+        let mut w = s.writer().unwrap();
+        w.write(b"abc").unwrap();
+        let staged = w.finish(Hash::of(b"abc")).unwrap();
+        s.commit(vec![staged]).unwrap();
+        assert!(s.contains(&Hash::of(b"abc")));
+    }
+}

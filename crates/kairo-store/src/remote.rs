@@ -1,0 +1,181 @@
+//! Remote object stores: an S3-compatible bucket (`s3://bucket/prefix`, endpoint and
+//! credentials from the usual `AWS_*` environment variables) or a directory (`file:///dir`
+//! or a plain path), both through the `object_store` crate and laid out like the local store
+//! (`prefix/ab/cdef…`).
+
+use crate::error::{Result, StoreError};
+use crate::objects::{LocalObjects, Staged};
+use futures::{StreamExt, TryStreamExt};
+use kairo_core::Hash;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Objects up to this size go up in one PUT; larger ones as a multipart upload.
+const SINGLE_PUT: u64 = 16 << 20;
+const PART: usize = 8 << 20;
+
+/// A configured remote.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    url: String,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+}
+
+impl Remote {
+    /// Open a remote from its URL; relative directory paths are taken from `base`.
+    pub fn open(url: &str, base: &Path) -> Result<Self> {
+        let err = |message: String| StoreError::Remote { url: url.to_string(), message };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(err("no bucket name (expected s3://bucket/prefix)".into()));
+            }
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| err(e.to_string()))?;
+            let prefix = ObjectPath::parse(prefix.trim_matches('/')).map_err(|e| err(e.to_string()))?;
+            return Ok(Remote { url: url.to_string(), store: Arc::new(store), prefix });
+        }
+        let dir = match url.strip_prefix("file://") {
+            Some(p) => std::path::PathBuf::from(p),
+            None if url.contains("://") => {
+                return Err(err("unsupported scheme (use s3://bucket/prefix, file:///dir or a directory path)".into()))
+            }
+            None => base.join(url),
+        };
+        std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?;
+        Ok(Remote { url: url.to_string(), store: Arc::new(store), prefix: ObjectPath::default() })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn object_path(&self, hash: &Hash) -> ObjectPath {
+        let hex = hash.to_hex();
+        self.prefix.child(&hex[..2]).child(&hex[2..])
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Remote { url: self.url.clone(), message: e.to_string() }
+    }
+
+    /// The subset of `hashes` the remote lacks. One LIST per shard involved, `jobs` at a time,
+    /// instead of one HEAD per object.
+    pub async fn missing(&self, hashes: &[Hash], jobs: usize) -> Result<Vec<Hash>> {
+        let mut by_shard: BTreeMap<String, Vec<Hash>> = BTreeMap::new();
+        for h in hashes {
+            by_shard.entry(h.to_hex()[..2].to_string()).or_default().push(*h);
+        }
+        let lists = futures::stream::iter(by_shard.into_iter().map(|(shard, wanted)| async move {
+            let present = self.list_shard(&shard).await?;
+            Ok::<_, StoreError>(wanted.into_iter().filter(|h| !present.contains(&h.to_hex()[2..])).collect::<Vec<_>>())
+        }))
+        .buffer_unordered(jobs.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+        Ok(lists.into_iter().flatten().collect())
+    }
+
+    async fn list_shard(&self, shard: &str) -> Result<HashSet<String>> {
+        let prefix = self.prefix.child(shard);
+        let mut names = HashSet::new();
+        let mut stream = self.store.list(Some(&prefix));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(meta) => {
+                    if let Some(name) = meta.location.filename() {
+                        names.insert(name.to_string());
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        Ok(names)
+    }
+
+    /// Copy one local object to the remote, checking its bytes on the way.
+    pub async fn upload(&self, local: &LocalObjects, hash: Hash) -> Result<u64> {
+        let size = local.size(&hash)?;
+        let location = self.object_path(&hash);
+        if size <= SINGLE_PUT {
+            let bytes = local.read(&hash)?;
+            self.store.put(&location, PutPayload::from(bytes)).await.map_err(|e| self.error(e))?;
+            return Ok(size);
+        }
+        let path = local.path(&hash);
+        let mut file = std::fs::File::open(&path).map_err(StoreError::io(&path))?;
+        let upload = self.store.put_multipart(&location).await.map_err(|e| self.error(e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; PART];
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(StoreError::Io { path, source: e });
+                }
+            };
+            hasher.update(&buf[..n]);
+            writer.wait_for_capacity(4).await.map_err(|e| self.error(e))?;
+            writer.write(&buf[..n]);
+        }
+        let actual = Hash::from(hasher.finalize());
+        if actual != hash {
+            let _ = writer.abort().await;
+            return Err(StoreError::Corrupt { hash, actual, path });
+        }
+        writer.finish().await.map_err(|e| self.error(e))?;
+        Ok(size)
+    }
+
+    /// Fetch one object into a staged local temp file, verifying its hash.
+    pub async fn download(&self, local: &LocalObjects, hash: Hash) -> Result<Staged> {
+        let location = self.object_path(&hash);
+        let result = self.store.get(&location).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => self.error(format!("object {hash} is not on the remote")),
+            e => self.error(e),
+        })?;
+        let mut stream = result.into_stream();
+        let mut writer = local.writer()?;
+        while let Some(chunk) = stream.next().await {
+            writer.write(&chunk.map_err(|e| self.error(e))?)?;
+        }
+        writer.finish(hash)
+    }
+
+    /// Every object hash on the remote (for listings and tests).
+    pub async fn list_all(&self) -> Result<Vec<Hash>> {
+        let metas: Vec<_> = self.store.list(Some(&self.prefix)).try_collect().await.map_err(|e| self.error(e))?;
+        Ok(metas
+            .iter()
+            .filter_map(|m| {
+                let parts: Vec<_> = m.location.parts().collect();
+                let n = parts.len();
+                (n >= 2).then(|| format!("{}{}", parts[n - 2].as_ref(), parts[n - 1].as_ref()).parse().ok()).flatten()
+            })
+            .collect())
+    }
+
+    /// Remove an object from the remote (tests use this to simulate loss).
+    pub async fn delete(&self, hash: Hash) -> Result<()> {
+        self.store.delete(&self.object_path(&hash)).await.map_err(|e| self.error(e))
+    }
+
+    /// Overwrite a remote object's bytes (tests use this to simulate corruption).
+    pub async fn put_raw(&self, hash: Hash, bytes: Vec<u8>) -> Result<()> {
+        self.store.put(&self.object_path(&hash), PutPayload::from(bytes)).await.map(|_| ()).map_err(|e| self.error(e))
+    }
+}
