@@ -1,1 +1,114 @@
-fn main() {}
+//! The `kairo` command line: argument parsing, output formatting and exit codes over the
+//! library crates. No domain logic lives here.
+
+mod data;
+mod demo;
+mod progress;
+mod report;
+
+use clap::{Parser, Subcommand};
+use kairo_core::exit;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kairo", version, about = "Kairo: version data, train reproducibly, deploy and monitor models.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make the current directory (or DIR) a Kairo project: `.kairo/` store and `kairo.yaml`.
+    Init {
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Version datasets: add, status, checkout, push, pull, log, diff, gc, verify.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+    },
+    /// A scripted walk through Kairo on generated sample data, in a scratch directory.
+    Demo {
+        /// Where to build the demo project (default: a new temp directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// A failed command: what to print and which exit code to use.
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure { code: exit::ERROR, message: e.to_string() }
+    }
+}
+
+pub type CmdResult = Result<i32, Failure>;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::ERROR as u8);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code as u8)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CmdResult {
+    match cli.command {
+        Command::Init { dir, json } => init(dir, json).await,
+        Command::Data { command } => data::run(command).await,
+        Command::Demo { dir } => demo::run(dir).await,
+    }
+}
+
+async fn init(dir: Option<PathBuf>, json: bool) -> CmdResult {
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::current_dir()?,
+    };
+    if !dir.is_dir() {
+        return Err(Failure { code: exit::ERROR, message: format!("{}: no such directory", dir.display()) });
+    }
+    let r = kairo_data::project::Project::init(&dir).await?;
+    if json {
+        report::print_json(&serde_json::json!({
+            "root": r.root, "git": r.in_git, "created_config": r.created_config,
+            "already_initialized": r.already_initialized,
+        }));
+    } else {
+        if !r.in_git {
+            eprintln!("warning: {} is not in a git repository; code versions will not be recorded (run `git init` to fix)", r.root.display());
+        }
+        let verb = if r.already_initialized { "Reinitialized" } else { "Initialized" };
+        println!("{verb} Kairo project in {}", r.root.display());
+        if r.created_config {
+            println!("  wrote kairo.yaml; the local store is .kairo/ (ignored by git)");
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,290 @@
+//! `kairo data ...`
+
+use crate::progress::Bar;
+use crate::report::{bytes, plural, print_json};
+use crate::{CmdResult, Failure};
+use clap::Subcommand;
+use kairo_core::exit;
+use kairo_data::status::State;
+use kairo_data::{add, checkout, gc, history, status, transfer, verify, DataError, Project};
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Track files or directories: store their contents and write PATH.kairo pointers for git.
+    Add {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show whether tracked paths match their recorded versions (exit 3 when any differs).
+    Status {
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore tracked paths to the versions their pointers name.
+    Checkout {
+        paths: Vec<PathBuf>,
+        /// Discard changes that are not in the store.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload the objects of tracked paths that the remote lacks.
+    Push {
+        paths: Vec<PathBuf>,
+        #[arg(long, short)]
+        remote: Option<String>,
+        #[arg(long, short, default_value_t = 16)]
+        jobs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download (and verify) the objects of tracked paths, then check them out.
+    Pull {
+        paths: Vec<PathBuf>,
+        #[arg(long, short)]
+        remote: Option<String>,
+        #[arg(long, short, default_value_t = 16)]
+        jobs: usize,
+        /// Only fetch into the store; leave the work tree alone.
+        #[arg(long)]
+        no_checkout: bool,
+        /// Discard local changes that are not in the store when checking out.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the versions of a tracked path, newest first.
+    Log {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Files added, removed and modified between two versions of a tracked path.
+    /// No versions: recorded → work tree; one: it → recorded. A version is `workspace`,
+    /// `recorded`, a hash (prefix) from `kairo data log`, or a git revision.
+    Diff {
+        path: PathBuf,
+        from: Option<String>,
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove objects no pointer (in the work tree or any commit of this branch), run or model uses.
+    Gc {
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every object in the store and check tracked versions are complete (exit 4 on damage).
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn project() -> Result<(Project, PathBuf), Failure> {
+    let cwd = std::env::current_dir()?;
+    Ok((Project::discover(&cwd)?, cwd))
+}
+
+fn relatives(project: &Project, cwd: &std::path::Path, paths: &[PathBuf]) -> Result<Vec<String>, DataError> {
+    paths.iter().map(|p| project.relative(cwd, p)).collect()
+}
+
+pub async fn run(cmd: DataCommand) -> CmdResult {
+    let (project, cwd) = project()?;
+    match cmd {
+        DataCommand::Add { paths, json } => {
+            let rels = relatives(&project, &cwd, &paths)?;
+            let mut reports = Vec::new();
+            for rel in rels {
+                let bar = Bar::new(&format!("adding {rel}"));
+                let r = add::add(&project, &rel, &bar).await;
+                bar.finish();
+                let r = r?;
+                if !json {
+                    let what = match r.kind {
+                        kairo_core::pointer::PointerKind::Dir => format!("dir, {}", plural(r.files, "file")),
+                        kairo_core::pointer::PointerKind::File => "file".to_string(),
+                    };
+                    let state = if r.changed { "added" } else { "unchanged" };
+                    println!(
+                        "{state} {} ({what}, {}) -> {}  [hashed {}, stored {} ({})]",
+                        r.path,
+                        bytes(r.size),
+                        r.hash.short(),
+                        plural(r.files_hashed, "file"),
+                        plural(r.objects_stored, "object"),
+                        bytes(r.bytes_stored)
+                    );
+                }
+                reports.push(r);
+            }
+            if json {
+                print_json(&reports);
+            } else if !project.in_git() {
+                eprintln!("note: not a git repository; pointer files cannot be committed");
+            }
+            Ok(exit::OK)
+        }
+        DataCommand::Status { paths, json } => {
+            let rels = relatives(&project, &cwd, &paths)?;
+            let statuses = status::status(&project, &rels)?;
+            let dirty = statuses.iter().any(|s| s.state != State::Unchanged);
+            if json {
+                print_json(&statuses);
+            } else if statuses.is_empty() {
+                println!("no tracked data (track some with `kairo data add PATH`)");
+            } else {
+                for s in &statuses {
+                    println!("{}: {}", s.path, describe(&s.state));
+                }
+            }
+            Ok(if dirty { exit::CHANGED } else { exit::OK })
+        }
+        DataCommand::Checkout { paths, force, json } => {
+            let rels = relatives(&project, &cwd, &paths)?;
+            let reports = checkout::checkout(&project, &rels, force)?;
+            if json {
+                print_json(&reports);
+            } else {
+                for r in &reports {
+                    println!(
+                        "{}: {} written, {} removed, {} unchanged",
+                        r.path,
+                        plural(r.written, "file"),
+                        r.removed,
+                        r.unchanged
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        DataCommand::Push { paths, remote, jobs, json } => {
+            let rels = relatives(&project, &cwd, &paths)?;
+            let remote = project.remote(remote.as_deref())?;
+            let r = transfer::push(&project, &remote, &rels, jobs).await?;
+            if json {
+                print_json(&r);
+            } else {
+                println!(
+                    "pushed {} ({}) to {}; {} already there",
+                    plural(r.transferred, "object"),
+                    bytes(r.bytes),
+                    r.remote,
+                    r.objects - r.transferred
+                );
+            }
+            Ok(exit::OK)
+        }
+        DataCommand::Pull { paths, remote, jobs, no_checkout, force, json } => {
+            let rels = relatives(&project, &cwd, &paths)?;
+            let remote = project.remote(remote.as_deref())?;
+            let r = transfer::pull(&project, &remote, &rels, jobs).await?;
+            let checked = if no_checkout { Vec::new() } else { checkout::checkout(&project, &rels, force)? };
+            if json {
+                print_json(&serde_json::json!({"transfer": r, "checkout": checked}));
+            } else {
+                println!(
+                    "pulled {} ({}) from {}; {} already here",
+                    plural(r.transferred, "object"),
+                    bytes(r.bytes),
+                    r.remote,
+                    r.objects - r.transferred
+                );
+                for c in &checked {
+                    println!("{}: {} written, {} removed, {} unchanged", c.path, plural(c.written, "file"), c.removed, c.unchanged);
+                }
+            }
+            Ok(exit::OK)
+        }
+        DataCommand::Log { path, json } => {
+            let rel = project.relative(&cwd, &path)?;
+            let entries = history::log(&project, &rel).await?;
+            if json {
+                print_json(&entries);
+            } else {
+                for e in &entries {
+                    let hash = e.hash.map(|h| h.short()).unwrap_or_else(|| "(removed)".into());
+                    let commit = e.commit.as_deref().map(|c| &c[..c.len().min(10)]).unwrap_or("uncommitted");
+                    let size = e.size.map(bytes).unwrap_or_default();
+                    println!("{hash}  {}  {commit}  {}  {size}  {}", e.time, e.author, e.message);
+                }
+            }
+            Ok(exit::OK)
+        }
+        DataCommand::Diff { path, from, to, json } => {
+            let rel = project.relative(&cwd, &path)?;
+            let d = history::diff(&project, &rel, from.as_deref(), to.as_deref()).await?;
+            if json {
+                print_json(&d);
+            } else {
+                println!("{} -> {}", d.from.label, d.to.label);
+                for p in &d.added {
+                    println!("A  {p}");
+                }
+                for p in &d.removed {
+                    println!("D  {p}");
+                }
+                for p in &d.modified {
+                    println!("M  {p}");
+                }
+                if d.added.is_empty() && d.removed.is_empty() && d.modified.is_empty() {
+                    println!("no differences");
+                }
+            }
+            Ok(exit::OK)
+        }
+        DataCommand::Gc { dry_run, json } => {
+            let r = gc::gc(&project, dry_run).await?;
+            if json {
+                print_json(&r);
+            } else {
+                let verb = if dry_run { "would remove" } else { "removed" };
+                println!(
+                    "{verb} {} ({}); kept {}",
+                    plural(r.objects_removed, "object"),
+                    bytes(r.bytes_removed),
+                    r.objects_kept
+                );
+            }
+            Ok(exit::OK)
+        }
+        DataCommand::Verify { json } => {
+            let r = verify::verify(&project)?;
+            if json {
+                print_json(&r);
+            } else {
+                println!("checked {} ({})", plural(r.objects, "object"), bytes(r.bytes));
+                for h in &r.corrupt {
+                    println!("CORRUPT  {h}");
+                }
+                for (path, h) in &r.missing {
+                    println!("MISSING  {h}  (needed by {path}; run `kairo data pull {path}`)");
+                }
+                if r.ok() {
+                    println!("store is consistent");
+                }
+            }
+            Ok(if r.ok() { exit::OK } else { exit::CORRUPT })
+        }
+    }
+}
+
+fn describe(state: &State) -> String {
+    match state {
+        State::Unchanged => "unchanged".into(),
+        State::Missing => "missing (run `kairo data checkout` to restore it)".into(),
+        State::Modified { added: Some(a), removed: Some(r), changed: Some(c) } => {
+            format!("modified ({a} added, {r} removed, {c} changed)")
+        }
+        State::Modified { .. } => "modified (recorded version not in the local store to compare)".into(),
+    }
+}
