@@ -67,10 +67,7 @@ impl Manifest {
     }
 
     pub fn get(&self, name: &str) -> Option<&Entry> {
-        self.entries
-            .binary_search_by(|e| e.name.as_bytes().cmp(name.as_bytes()))
-            .ok()
-            .map(|i| &self.entries[i])
+        self.entries.binary_search_by(|e| e.name.as_bytes().cmp(name.as_bytes())).ok().map(|i| &self.entries[i])
     }
 
     pub fn total_size(&self) -> u64 {

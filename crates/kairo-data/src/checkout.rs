@@ -96,10 +96,8 @@ fn checkout_one(
         fs::remove_file(&path).map_err(DataError::io(&path))?;
     }
     prepare_dirs(&abs, &target)?;
-    let written = writes
-        .par_iter()
-        .map(|(p, node)| write_file(objects, &abs_of(&abs, p), node))
-        .collect::<Result<Vec<_>>>()?;
+    let written =
+        writes.par_iter().map(|(p, node)| write_file(objects, &abs_of(&abs, p), node)).collect::<Result<Vec<_>>>()?;
     for (stat, hash) in written {
         cache.insert(stat, hash);
     }

@@ -35,7 +35,10 @@ pub fn head_commit(dir: &Path) -> Option<String> {
 
 /// The current branch name (None when detached or outside git).
 pub fn branch(dir: &Path) -> Option<String> {
-    git(dir, &["symbolic-ref", "--quiet", "--short", "HEAD"]).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    git(dir, &["symbolic-ref", "--quiet", "--short", "HEAD"])
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// One commit that touched a file.

@@ -145,7 +145,8 @@ async fn resolve(project: &Project, rel: &str, spec: &str) -> Result<(String, No
     if let Some(commit) = git::resolve_commit(project.root(), spec) {
         let spec_path = format!("{commit}:{rel}{}", kairo_core::pointer::POINTER_SUFFIX);
         if let Some(Some(text)) = git::cat_files(project.root(), &[spec_path])?.into_iter().next() {
-            let p = Pointer::parse(&text).map_err(|source| DataError::Pointer { path: format!("{spec}:{rel}.kairo").into(), source })?;
+            let p = Pointer::parse(&text)
+                .map_err(|source| DataError::Pointer { path: format!("{spec}:{rel}.kairo").into(), source })?;
             return Ok((format!("{spec} ({})", p.hash.short()), tree::load_pointer(&objects, rel, &p)?));
         }
     }

@@ -126,7 +126,8 @@ impl Project {
 
     /// The remote called `name`, or the default remote.
     pub fn remote(&self, name: Option<&str>) -> Result<Remote> {
-        let name = name.map(str::to_string).or_else(|| self.config.default_remote.clone()).ok_or(DataError::NoRemote)?;
+        let name =
+            name.map(str::to_string).or_else(|| self.config.default_remote.clone()).ok_or(DataError::NoRemote)?;
         let cfg = self.config.remotes.get(&name).ok_or_else(|| DataError::UnknownRemote(name.clone()))?;
         Ok(Remote::open(&cfg.url, &self.root)?)
     }

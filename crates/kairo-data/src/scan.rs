@@ -10,7 +10,7 @@ use kairo_core::Hash;
 use kairo_store::objects::hash_file;
 use kairo_store::{FileStat, LocalObjects, Staged, StatCache};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, Metadata};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -137,6 +137,8 @@ pub fn scan(
             })
             .collect::<Vec<Result<Hashed>>>();
         let mut staged = Vec::new();
+        let mut duplicates = Vec::new();
+        let mut staged_hashes = HashSet::new();
         let mut first_error = None;
         for (job, r) in batch.iter().zip(results) {
             match r {
@@ -146,11 +148,16 @@ pub fn scan(
                         bytes_hashed += job.meta.len();
                     }
                     if let Some(s) = h.staged {
-                        if !s.existed() {
-                            objects_stored += 1;
-                            bytes_stored += s.size;
+                        // Identical files hashed in parallel are stored once.
+                        if !staged_hashes.insert(s.hash) {
+                            duplicates.push(s);
+                        } else {
+                            if !s.existed() {
+                                objects_stored += 1;
+                                bytes_stored += s.size;
+                            }
+                            staged.push(s);
                         }
-                        staged.push(s);
                     }
                     if let Some(stat) = h.cache {
                         cache.insert(stat, h.hash);
@@ -163,6 +170,7 @@ pub fn scan(
             }
         }
         if let Mode::Store(objects) = mode {
+            objects.discard(duplicates);
             if let Some(e) = first_error {
                 objects.discard(staged);
                 return Err(e);

@@ -12,7 +12,11 @@ use kairo_core::Hash;
 pub enum State {
     Unchanged,
     /// Counts are None when the recorded version is not in the local store to compare against.
-    Modified { added: Option<u64>, removed: Option<u64>, changed: Option<u64> },
+    Modified {
+        added: Option<u64>,
+        removed: Option<u64>,
+        changed: Option<u64>,
+    },
     Missing,
 }
 

@@ -33,11 +33,5 @@ impl Drop for StoreLock {
 }
 
 fn open(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(StoreError::io(path))
+    OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path).map_err(StoreError::io(path))
 }

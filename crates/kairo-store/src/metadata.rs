@@ -163,7 +163,11 @@ impl Metadata {
 
     /// Record a dataset version (and its event) unless the same path already has it.
     /// Returns the version and whether it was new.
-    pub async fn record_dataset_version(&self, v: &NewDatasetVersion<'_>, actor: &str) -> Result<(DatasetVersion, bool)> {
+    pub async fn record_dataset_version(
+        &self,
+        v: &NewDatasetVersion<'_>,
+        actor: &str,
+    ) -> Result<(DatasetVersion, bool)> {
         let now = time::now_string();
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO datasets (path, created_at) VALUES ($1, $2) ON CONFLICT (path) DO NOTHING")
@@ -220,7 +224,13 @@ impl Metadata {
     }
 
     /// Record an event for a change that has no row of its own (e.g. objects collected).
-    pub async fn record_event(&self, actor: &str, kind: &str, subject: &str, payload: &serde_json::Value) -> Result<i64> {
+    pub async fn record_event(
+        &self,
+        actor: &str,
+        kind: &str,
+        subject: &str,
+        payload: &serde_json::Value,
+    ) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         let id = insert_event(&mut tx, actor, kind, subject, payload).await?;
         tx.commit().await?;
@@ -292,7 +302,8 @@ impl Metadata {
     }
 }
 
-const VERSION_SELECT: &str = "SELECT v.id, d.path, v.hash, v.kind, v.size, v.files, v.created_at, v.actor, v.git_commit, v.git_branch \
+const VERSION_SELECT: &str =
+    "SELECT v.id, d.path, v.hash, v.kind, v.size, v.files, v.created_at, v.actor, v.git_commit, v.git_branch \
      FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id";
 
 fn version_from_row(r: &AnyRow) -> Result<DatasetVersion> {
@@ -323,14 +334,15 @@ async fn insert_event(
     subject: &str,
     payload: &serde_json::Value,
 ) -> Result<i64> {
-    let row = sqlx::query("INSERT INTO events (at, actor, kind, subject, payload) VALUES ($1, $2, $3, $4, $5) RETURNING id")
-        .bind(time::now_string())
-        .bind(actor)
-        .bind(kind)
-        .bind(subject)
-        .bind(payload.to_string())
-        .fetch_one(&mut **tx)
-        .await?;
+    let row =
+        sqlx::query("INSERT INTO events (at, actor, kind, subject, payload) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+            .bind(time::now_string())
+            .bind(actor)
+            .bind(kind)
+            .bind(subject)
+            .bind(payload.to_string())
+            .fetch_one(&mut **tx)
+            .await?;
     Ok(row.try_get::<i64, _>(0)?)
 }
 

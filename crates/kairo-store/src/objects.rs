@@ -90,10 +90,8 @@ impl LocalObjects {
     }
 
     fn temp_file(&self) -> Result<(File, PathBuf)> {
-        let named = tempfile::Builder::new()
-            .prefix("obj-")
-            .tempfile_in(&self.tmp)
-            .map_err(StoreError::io(&self.tmp))?;
+        let named =
+            tempfile::Builder::new().prefix("obj-").tempfile_in(&self.tmp).map_err(StoreError::io(&self.tmp))?;
         named.keep().map_err(|e| StoreError::Io { path: self.tmp.clone(), source: e.error })
     }
 
@@ -149,8 +147,7 @@ impl LocalObjects {
     /// Make a batch of staged objects durable, then visible. One `syncfs` before the renames
     /// (the bytes) and one after (the directory entries).
     pub fn commit(&self, staged: Vec<Staged>) -> Result<()> {
-        let pending: Vec<(PathBuf, Hash)> =
-            staged.into_iter().filter_map(|s| s.tmp.map(|t| (t, s.hash))).collect();
+        let pending: Vec<(PathBuf, Hash)> = staged.into_iter().filter_map(|s| s.tmp.map(|t| (t, s.hash))).collect();
         if pending.is_empty() {
             return Ok(());
         }

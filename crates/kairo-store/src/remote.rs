@@ -37,10 +37,7 @@ impl Remote {
             if bucket.is_empty() {
                 return Err(err("no bucket name (expected s3://bucket/prefix)".into()));
             }
-            let store = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| err(e.to_string()))?;
+            let store = AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| err(e.to_string()))?;
             let prefix = ObjectPath::parse(prefix.trim_matches('/')).map_err(|e| err(e.to_string()))?;
             return Ok(Remote { url: url.to_string(), store: Arc::new(store), prefix });
         }

@@ -200,7 +200,13 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
                     r.objects - r.transferred
                 );
                 for c in &checked {
-                    println!("{}: {} written, {} removed, {} unchanged", c.path, plural(c.written, "file"), c.removed, c.unchanged);
+                    println!(
+                        "{}: {} written, {} removed, {} unchanged",
+                        c.path,
+                        plural(c.written, "file"),
+                        c.removed,
+                        c.unchanged
+                    );
                 }
             }
             Ok(exit::OK)

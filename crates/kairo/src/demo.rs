@@ -30,7 +30,11 @@ pub async fn run(dir: Option<PathBuf>) -> CmdResult {
 
     generate_sample_data(&root.join("data"))?;
     println!("# generated sample data: data/train.csv, data/test.csv and 200 feature shards\n");
-    demo.step("track the dataset: contents go to the store, data.kairo goes to git", &["data", "add", "data"], exit::OK)?;
+    demo.step(
+        "track the dataset: contents go to the store, data.kairo goes to git",
+        &["data", "add", "data"],
+        exit::OK,
+    )?;
     demo.git(&["add", "data.kairo", ".gitignore", "kairo.yaml"])?;
     demo.git(&["commit", "-q", "-m", "Track sample data"])?;
     demo.step("nothing changed since it was recorded", &["data", "status"], exit::OK)?;

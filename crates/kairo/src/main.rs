@@ -102,7 +102,10 @@ async fn init(dir: Option<PathBuf>, json: bool) -> CmdResult {
         }));
     } else {
         if !r.in_git {
-            eprintln!("warning: {} is not in a git repository; code versions will not be recorded (run `git init` to fix)", r.root.display());
+            eprintln!(
+                "warning: {} is not in a git repository; code versions will not be recorded (run `git init` to fix)",
+                r.root.display()
+            );
         }
         let verb = if r.already_initialized { "Reinitialized" } else { "Initialized" };
         println!("{verb} Kairo project in {}", r.root.display());

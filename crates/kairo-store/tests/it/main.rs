@@ -30,7 +30,9 @@ pub async fn postgres_database() -> Option<String> {
 pub fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let n = nanos ^ ((std::process::id() as u128) << 64) ^ (COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u128) << 32;
+    let n = nanos
+        ^ ((std::process::id() as u128) << 64)
+        ^ (COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u128) << 32;
     format!("{:x}", kairo_core::Hash::of(&n.to_le_bytes()).as_bytes()[..8].iter().fold(0u64, |a, b| a << 8 | *b as u64))
 }
 

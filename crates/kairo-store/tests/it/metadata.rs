@@ -50,12 +50,10 @@ async fn suite(url: &str) {
     assert_eq!(md.referenced_objects().await.unwrap(), vec![Hash::of(b"model")]);
     md.record_event("ci@host", "objects.collected", "store:local", &serde_json::json!({"n": 3})).await.unwrap();
     let all = md.events(None, 100).await.unwrap();
-    assert_eq!(all.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), [
-        "dataset.version_added",
-        "dataset.version_added",
-        "object.pinned",
-        "objects.collected"
-    ]);
+    assert_eq!(
+        all.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["dataset.version_added", "dataset.version_added", "object.pinned", "objects.collected"]
+    );
     assert_eq!(md.events(None, 1).await.unwrap()[0].kind, "objects.collected", "limit keeps the newest");
     md.close().await;
 
@@ -109,7 +107,15 @@ async fn sqlite_concurrent_writers_do_not_lose_events() {
             let md = Metadata::connect(&url).await.unwrap();
             for j in 0..10 {
                 let hash = Hash::of(format!("{i}-{j}").as_bytes());
-                let v = NewDatasetVersion { path: "d", hash, kind: "file", size: 1, files: 1, git_commit: None, git_branch: None };
+                let v = NewDatasetVersion {
+                    path: "d",
+                    hash,
+                    kind: "file",
+                    size: 1,
+                    files: 1,
+                    git_commit: None,
+                    git_branch: None,
+                };
                 md.record_dataset_version(&v, "t").await.unwrap();
             }
             md.close().await;
@@ -130,7 +136,9 @@ async fn sqlite_foreign_keys_are_enforced() {
     let md = Metadata::connect(&url).await.unwrap();
     md.close().await;
     let pool = sqlx::any::AnyPoolOptions::new()
-        .after_connect(|c, _| Box::pin(async move { sqlx::Executor::execute(c, "PRAGMA foreign_keys = ON").await.map(|_| ()) }))
+        .after_connect(|c, _| {
+            Box::pin(async move { sqlx::Executor::execute(c, "PRAGMA foreign_keys = ON").await.map(|_| ()) })
+        })
         .connect(&url)
         .await
         .unwrap();

@@ -1,0 +1,108 @@
+//! End-to-end tests of the `kairo` binary: real processes, real files, real git, real
+//! databases and object stores where configured.
+
+mod add_status;
+mod checkout;
+mod faults;
+mod history;
+mod maintenance;
+mod remotes;
+
+use assert_cmd::Command;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A scratch git repository made into a Kairo project.
+pub struct Repo {
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+}
+
+impl Repo {
+    pub fn new() -> Self {
+        Self::bare().initialised()
+    }
+
+    /// `git init` and `kairo init` in this directory.
+    pub fn initialised(self) -> Self {
+        self.git(&["init", "-q"]);
+        self.git(&["config", "user.email", "tester@kairo.invalid"]);
+        self.git(&["config", "user.name", "Tester"]);
+        self.kairo(&["init"]).assert().success();
+        self
+    }
+
+    /// An empty directory, not initialised.
+    pub fn bare() -> Self {
+        Repo { dir: tempfile::tempdir().expect("tempdir"), database_url: None }
+    }
+
+    pub fn with_database(mut self, url: String) -> Self {
+        self.database_url = Some(url);
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn kairo(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("kairo").expect("kairo binary");
+        cmd.args(args).current_dir(self.path()).env("KAIRO_ACTOR", "tester@test").env_remove("KAIRO_DATABASE_URL");
+        if let Some(url) = &self.database_url {
+            cmd.env("KAIRO_DATABASE_URL", url);
+        }
+        cmd
+    }
+
+    /// Run a command with `--json` that must succeed (or report a finding: exit 3 or 4) and
+    /// parse its output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.kairo(&all).output().expect("run kairo");
+        assert!(
+            matches!(out.status.code(), Some(0 | 3 | 4)),
+            "kairo {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("kairo {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        })
+    }
+
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) {
+        let path = self.join(rel);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, content).expect("write");
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        fs::read(self.join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("git").args(args).current_dir(self.path()).output().expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Every object file in the local store.
+    pub fn object_count(&self) -> usize {
+        let root = self.join(".kairo/objects");
+        fs::read_dir(&root)
+            .map(|shards| shards.flatten().map(|s| fs::read_dir(s.path()).map(|d| d.count()).unwrap_or(0)).sum())
+            .unwrap_or(0)
+    }
+}
+
+/// A directory of `n` small files spread over a few subdirectories.
+pub fn make_tree(repo: &Repo, rel: &str, n: usize) {
+    for i in 0..n {
+        repo.write(&format!("{rel}/d{}/f{i}.txt", i % 4), format!("file {i}\n"));
+    }
+}

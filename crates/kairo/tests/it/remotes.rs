@@ -1,0 +1,130 @@
+use crate::{make_tree, Repo};
+use predicates::prelude::*;
+use std::fs;
+
+fn set_remote(repo: &Repo, url: &str) {
+    repo.write("kairo.yaml", format!("version: 1\nremotes:\n  origin:\n    url: {url}\ndefault_remote: origin\n"));
+}
+
+/// Push from one clone, pull into another: only missing objects move, hashes are verified.
+fn push_pull_round_trip(url: &str) {
+    let a = Repo::new();
+    set_remote(&a, url);
+    make_tree(&a, "data", 20);
+    a.write("big.bin", vec![7u8; 20 << 20]);
+    a.kairo(&["data", "add", "data", "big.bin"]).assert().success();
+    let objects = a.object_count() as u64;
+
+    let r = a.json(&["data", "push"]);
+    assert_eq!(r["transferred"], objects);
+    let again = a.json(&["data", "push"]);
+    assert_eq!(again["transferred"], 0, "nothing is sent twice");
+
+    // A second clone: pointers and config come through git; data through the remote.
+    let b = Repo::new();
+    set_remote(&b, url);
+    for p in ["data.kairo", "big.bin.kairo"] {
+        fs::copy(a.join(p), b.join(p)).unwrap();
+    }
+    let r = b.json(&["data", "pull"]);
+    assert_eq!(r["transfer"]["transferred"], objects);
+    assert_eq!(b.read("data/d3/f7.txt"), b"file 7\n");
+    assert_eq!(b.read("big.bin").len(), 20 << 20);
+    b.kairo(&["data", "status"]).assert().code(0);
+    b.kairo(&["data", "verify"]).assert().code(0);
+
+    // Only what changed moves next time.
+    a.write("data/d0/f0.txt", "changed");
+    a.kairo(&["data", "add", "data"]).assert().success();
+    let r = a.json(&["data", "push", "data"]);
+    assert_eq!(r["transferred"], 3, "one file and two manifests");
+    fs::copy(a.join("data.kairo"), b.join("data.kairo")).unwrap();
+    let r = b.json(&["data", "pull", "data"]);
+    assert_eq!(r["transfer"]["transferred"], 3);
+    assert_eq!(b.read("data/d0/f0.txt"), b"changed");
+}
+
+#[test]
+fn push_pull_through_a_directory_remote() {
+    let remote = tempfile::tempdir().unwrap();
+    push_pull_round_trip(&format!("file://{}", remote.path().display()));
+}
+
+#[test]
+fn push_pull_through_s3() {
+    let base = match std::env::var("KAIRO_TEST_S3_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            eprintln!(
+                "skipping S3 push/pull: KAIRO_TEST_S3_URL is not set (.ci/run starts an s3s-fs server and sets it)"
+            );
+            return;
+        }
+    };
+    let unique =
+        format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    push_pull_round_trip(&format!("{base}/cli-{unique}"));
+}
+
+#[test]
+fn remote_errors_are_clear() {
+    let repo = Repo::new();
+    repo.write("a.txt", "a");
+    repo.kairo(&["data", "add", "a.txt"]).assert().success();
+    repo.kairo(&["data", "push"]).assert().code(1).stderr(predicate::str::contains("default_remote"));
+    repo.kairo(&["data", "push", "--remote", "nope"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no remote named `nope`"));
+    // A pull whose objects are not on the remote fails without touching the work tree.
+    let empty = tempfile::tempdir().unwrap();
+    set_remote(&repo, &format!("file://{}", empty.path().display()));
+    fs::remove_dir_all(repo.join(".kairo/objects")).unwrap();
+    repo.kairo(&["data", "pull"]).assert().code(1).stderr(predicate::str::contains("not on the remote"));
+    assert_eq!(repo.read("a.txt"), b"a");
+}
+
+#[test]
+fn pull_rejects_corrupted_remote_objects() {
+    let remote = tempfile::tempdir().unwrap();
+    let a = Repo::new();
+    set_remote(&a, &format!("file://{}", remote.path().display()));
+    a.write("a.txt", "genuine");
+    a.kairo(&["data", "add", "a.txt"]).assert().success();
+    a.kairo(&["data", "push"]).assert().success();
+    let h = blake3::hash(b"genuine").to_hex().to_string();
+    fs::write(remote.path().join(&h[..2]).join(&h[2..]), "forged").unwrap();
+
+    let b = Repo::new();
+    set_remote(&b, &format!("file://{}", remote.path().display()));
+    fs::copy(a.join("a.txt.kairo"), b.join("a.txt.kairo")).unwrap();
+    b.kairo(&["data", "pull"]).assert().code(1).stderr(predicate::str::contains("corrupted"));
+    assert!(!b.join("a.txt").exists());
+    assert_eq!(b.object_count(), 0);
+}
+
+#[test]
+fn metadata_goes_to_postgres_when_configured() {
+    let base = match std::env::var("KAIRO_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            eprintln!("skipping PostgreSQL CLI test: KAIRO_TEST_POSTGRES_URL is not set (.ci/run sets it)");
+            return;
+        }
+    };
+    let url = crate::faults::fresh_postgres_database(&base);
+    let repo = Repo::bare().with_database(url.clone()).initialised();
+    make_tree(&repo, "data", 3);
+    repo.kairo(&["data", "add", "data"]).assert().success();
+    repo.write("data/d0/f0.txt", "v2");
+    repo.kairo(&["data", "add", "data"]).assert().success();
+    let log = repo.json(&["data", "log", "data"]);
+    assert_eq!(log.as_array().unwrap().len(), 2);
+    // The versions are in PostgreSQL, not in a SQLite file.
+    let out = std::process::Command::new("psql")
+        .args([url.as_str(), "-tAc", "SELECT count(*) FROM dataset_versions"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+    assert!(!repo.join(".kairo/kairo.db").exists());
+}
