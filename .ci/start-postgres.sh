@@ -14,13 +14,17 @@ if [[ -z "$BIN" || ! -x "$BIN/initdb" ]]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) 1>&2
     BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
-id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
-
 PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/kairo-pg.XXXXXX")
-chown postgres "$PG_DIR"
+chmod 755 "$PG_DIR"
+if [[ $(id -u) -eq 0 ]]; then
+    # PostgreSQL refuses to run as root: run it as the `postgres` user.
+    id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
+    chown postgres "$PG_DIR"
+    run_pg() { runuser -u postgres -- "$@"; }
+else
+    run_pg() { "$@"; }
+fi
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-
-run_pg() { runuser -u postgres -- "$@"; }
 run_pg "$BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
     || { cat "$PG_DIR/initdb.log" >&2; exit 1; }
 run_pg "$BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \

@@ -1,5 +1,7 @@
 //! Integration tests of kairo-store against real databases and real object stores.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod metadata;
 mod remote;
 

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `kairo` binary: real processes, real files, real git, real
 //! databases and object stores where configured.
 
+#![allow(clippy::unwrap_used, clippy::new_without_default)] // Tests fail loudly on purpose.
+
 mod add_status;
 mod checkout;
 mod faults;
