@@ -25,6 +25,27 @@ pub struct Config {
     pub remotes: BTreeMap<String, RemoteConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_remote: Option<String>,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// How the local object store writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Flush objects to disk before they become visible (safe against power loss). Default true.
+    #[serde(default = "default_true")]
+    pub fsync: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { fsync: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_version() -> u32 {
@@ -68,7 +89,9 @@ impl Config {
          # remotes:\n\
          #   origin:\n\
          #     url: s3://my-bucket/kairo\n\
-         # default_remote: origin\n"
+         # default_remote: origin\n\
+         # store:\n\
+         #   fsync: true   # false: faster adds, but a power cut may damage objects written just before it\n"
     }
 }
 

@@ -88,8 +88,14 @@ impl Project {
         self.root.join(STORE_DIR)
     }
 
+    /// The local object store. `KAIRO_FSYNC=0|1` overrides `store.fsync` in kairo.yaml.
     pub fn objects(&self) -> Result<LocalObjects> {
-        Ok(LocalObjects::open(self.store_dir().join("objects"), self.store_dir().join("tmp"))?)
+        let durable = match std::env::var("KAIRO_FSYNC").as_deref() {
+            Ok("0") | Ok("false") => false,
+            Ok("1") | Ok("true") => true,
+            _ => self.config.store.fsync,
+        };
+        Ok(LocalObjects::open(self.store_dir().join("objects"), self.store_dir().join("tmp"))?.with_durability(durable))
     }
 
     pub fn stat_cache(&self) -> StatCache {

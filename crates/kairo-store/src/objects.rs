@@ -18,11 +18,18 @@ use std::time::{Duration, SystemTime};
 /// kernel and hashed through a memory map on all cores.
 const SMALL_FILE: u64 = 4 << 20;
 
+/// Large files move through the hash-and-write pipeline in chunks of this size.
+const CHUNK: usize = 8 << 20;
+/// While writing a large object, flush to disk every this many bytes so the disk works while
+/// we read and hash, instead of all at the end.
+const FLUSH_EVERY: u64 = 128 << 20;
+
 /// The local object store.
 #[derive(Debug, Clone)]
 pub struct LocalObjects {
     root: PathBuf,
     tmp: PathBuf,
+    durable: bool,
 }
 
 /// An object written to a temp file and hashed, waiting for [`LocalObjects::commit`].
@@ -74,7 +81,14 @@ impl LocalObjects {
         let (root, tmp) = (root.into(), tmp.into());
         fs::create_dir_all(&root).map_err(StoreError::io(&root))?;
         fs::create_dir_all(&tmp).map_err(StoreError::io(&tmp))?;
-        Ok(LocalObjects { root, tmp })
+        Ok(LocalObjects { root, tmp, durable: true })
+    }
+
+    /// Whether objects reach the disk (fsync) before they become visible. On by default; off
+    /// trades safety against power loss (not against a killed process) for speed.
+    pub fn with_durability(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -95,8 +109,8 @@ impl LocalObjects {
         named.keep().map_err(|e| StoreError::Io { path: self.tmp.clone(), source: e.error })
     }
 
-    /// Copy `src` into a temp file and hash the copy. Nothing is written when the store already
-    /// has the object.
+    /// Copy `src` into a temp file, hashing exactly the bytes written. Nothing is kept when the
+    /// store already has the object.
     pub fn stage_file(&self, src: &Path) -> Result<Staged> {
         let mut file = File::open(src).map_err(StoreError::io(src))?;
         let len = file.metadata().map_err(StoreError::io(src))?.len();
@@ -105,19 +119,13 @@ impl LocalObjects {
             file.read_to_end(&mut bytes).map_err(StoreError::io(src))?;
             return self.stage_bytes(&bytes);
         }
-        let (mut tmp, tmp_path) = self.temp_file()?;
-        let copied = std::io::copy(&mut file, &mut tmp).map_err(StoreError::io(src));
-        drop(tmp);
-        let staged = copied.and_then(|size| {
-            let hash = hash_file(&tmp_path)?;
-            Ok(Staged { hash, size, tmp: Some(tmp_path.clone()) })
-        });
-        match staged {
-            Ok(s) if self.contains(&s.hash) => {
+        let (tmp, tmp_path) = self.temp_file()?;
+        match pipe_large(file, src, tmp, &tmp_path, self.durable) {
+            Ok((hash, size)) if self.contains(&hash) => {
                 let _ = fs::remove_file(&tmp_path);
-                Ok(Staged { tmp: None, ..s })
+                Ok(Staged { hash, size, tmp: None })
             }
-            Ok(s) => Ok(s),
+            Ok((hash, size)) => Ok(Staged { hash, size, tmp: Some(tmp_path) }),
             Err(e) => {
                 let _ = fs::remove_file(&tmp_path);
                 Err(e)
@@ -174,6 +182,9 @@ impl LocalObjects {
     }
 
     fn sync(&self) -> Result<()> {
+        if !self.durable {
+            return Ok(());
+        }
         let dir = File::open(&self.tmp).map_err(StoreError::io(&self.tmp))?;
         rustix::fs::syncfs(&dir).map_err(|e| StoreError::Io { path: self.tmp.clone(), source: e.into() })
     }
@@ -283,6 +294,76 @@ impl LocalObjects {
         }
         Ok(removed)
     }
+}
+
+/// Read `src` in chunks, hash each chunk on all cores, and hand it to a writer thread that
+/// appends it to `tmp` (flushing as it goes when `durable`): one read of the source, and the
+/// hash is of the very bytes written.
+fn pipe_large(mut src: File, src_path: &Path, mut tmp: File, tmp_path: &Path, durable: bool) -> Result<(Hash, u64)> {
+    use std::sync::mpsc::sync_channel;
+    let (full_tx, full_rx) = sync_channel::<Vec<u8>>(2);
+    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(4);
+    for _ in 0..3 {
+        let _ = empty_tx.send(vec![0u8; CHUNK]);
+    }
+    let writer = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut written, mut unflushed) = (0u64, 0u64);
+        for buf in full_rx {
+            tmp.write_all(&buf)?;
+            written += buf.len() as u64;
+            unflushed += buf.len() as u64;
+            if durable && unflushed >= FLUSH_EVERY {
+                tmp.sync_data()?;
+                unflushed = 0;
+            }
+            // The reader may already be gone after an error; then the buffer is just dropped.
+            let _ = empty_tx.send(buf);
+        }
+        if durable {
+            tmp.sync_data()?;
+        }
+        Ok(written)
+    });
+    let mut hasher = blake3::Hasher::new();
+    let mut read_error = None;
+    while let Ok(mut buf) = empty_rx.recv() {
+        buf.resize(CHUNK, 0);
+        match read_full(&mut src, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => buf.truncate(n),
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        }
+        hasher.update(&buf);
+        if full_tx.send(buf).is_err() {
+            break; // the writer failed; its error is reported below
+        }
+    }
+    drop(full_tx);
+    let written = writer.join().map_err(|_| StoreError::Io {
+        path: tmp_path.to_path_buf(),
+        source: std::io::Error::other("object writer thread panicked"),
+    })?;
+    if let Some(e) = read_error {
+        return Err(StoreError::Io { path: src_path.to_path_buf(), source: e });
+    }
+    let written = written.map_err(StoreError::io(tmp_path))?;
+    Ok((hasher.finalize().into(), written))
+}
+
+fn read_full(src: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Hash a file's bytes: in memory when small, through a memory map on all cores when large.
