@@ -138,6 +138,22 @@ pub fn pointer_versions_in_history(root: &Path) -> Result<Vec<String>> {
     Ok(cat_files(root, &specs)?.into_iter().flatten().collect())
 }
 
+/// Pointer files in the work tree as git sees them (tracked or untracked, not ignored),
+/// relative to `root`; None outside git.
+pub fn pointer_files(root: &Path) -> Option<Vec<String>> {
+    let top = toplevel(root)?;
+    let out =
+        git(root, &["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--full-name", "--", "*.kairo"])
+            .ok()?;
+    let prefix = root.canonicalize().ok()?.strip_prefix(top.canonicalize().ok()?).ok()?.to_path_buf();
+    Some(
+        out.split('\0')
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| Path::new(s).strip_prefix(&prefix).ok().and_then(|p| p.to_str()).map(str::to_string))
+            .collect(),
+    )
+}
+
 /// Resolve a revision to a commit id, if it names one.
 pub fn resolve_commit(root: &Path, rev: &str) -> Option<String> {
     git(root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).ok().map(|s| s.trim().to_string())

@@ -198,11 +198,25 @@ impl Project {
         fs::rename(&tmp, &path).map_err(DataError::io(&path))
     }
 
-    /// Every tracked path in the work tree (project-relative, sorted).
+    /// Every tracked path in the work tree (project-relative, sorted). In git, asks git for
+    /// pointer files (committed or not, honouring .gitignore), so large ignored directories
+    /// are never walked; outside git, walks the tree.
     pub fn tracked_paths(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        find_pointers(&self.root, &self.root, &mut out)?;
+        let mut out = match git::pointer_files(&self.root) {
+            Some(files) => files
+                .into_iter()
+                .filter(|f| self.root.join(f).is_file())
+                .filter_map(|f| f.strip_suffix(POINTER_SUFFIX).map(str::to_string))
+                .filter(|p| !p.is_empty() && !p.ends_with('/'))
+                .collect(),
+            None => {
+                let mut out = Vec::new();
+                find_pointers(&self.root, &self.root, &mut out)?;
+                out
+            }
+        };
         out.sort();
+        out.dedup();
         Ok(out)
     }
 

@@ -3,14 +3,14 @@
 //! previous version's manifest for every directory whose entries did not change.
 
 use crate::error::{DataError, Result};
-use crate::tree::{join, Node};
+use crate::tree::Node;
 use crate::Progress;
 use kairo_core::manifest::Manifest;
 use kairo_core::Hash;
 use kairo_store::objects::hash_file;
 use kairo_store::{FileStat, LocalObjects, Staged, StatCache};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, Metadata};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -29,52 +29,67 @@ pub enum Walked {
     Dir { children: Vec<(String, Walked)> },
 }
 
-/// Walk `path` (following symlinks, refusing loops), visiting sibling directories in parallel.
+/// Walk `path` (following symlinks, refusing loops). Entries are statted relative to their
+/// directory (no full path resolution per file), in parallel chunks, and sibling directories
+/// are walked in parallel.
 pub fn walk(path: &Path) -> Result<Walked> {
-    walk_inner(path, &[])
+    let meta = follow(path)?;
+    walk_meta(path.to_path_buf(), meta, &[])
 }
 
-fn walk_inner(path: &Path, ancestors: &[(u64, u64)]) -> Result<Walked> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.raw_os_error() == Some(40) => return Err(DataError::SymlinkLoop(path.to_path_buf())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(if fs::symlink_metadata(path).is_ok() {
-                DataError::Io { path: path.to_path_buf(), source: std::io::Error::other("broken symbolic link") }
-            } else {
-                DataError::PathMissing(path.to_path_buf())
-            })
-        }
-        Err(e) => return Err(DataError::Io { path: path.to_path_buf(), source: e }),
-    };
+/// `stat` that follows symlinks, with errors that name the path.
+fn follow(path: &Path) -> Result<Metadata> {
+    match fs::metadata(path) {
+        Ok(m) => Ok(m),
+        Err(e) if e.raw_os_error() == Some(40) => Err(DataError::SymlinkLoop(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(if fs::symlink_metadata(path).is_ok() {
+            DataError::Io { path: path.to_path_buf(), source: std::io::Error::other("broken symbolic link") }
+        } else {
+            DataError::PathMissing(path.to_path_buf())
+        }),
+        Err(e) => Err(DataError::Io { path: path.to_path_buf(), source: e }),
+    }
+}
+
+fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)]) -> Result<Walked> {
     if meta.is_file() {
-        return Ok(Walked::File { path: path.to_path_buf(), meta });
+        return Ok(Walked::File { path, meta });
     }
     if !meta.is_dir() {
-        return Err(DataError::SpecialFile(path.to_path_buf()));
+        return Err(DataError::SpecialFile(path));
     }
     let id = (meta.dev(), meta.ino());
     if ancestors.contains(&id) {
-        return Err(DataError::SymlinkLoop(path.to_path_buf()));
+        return Err(DataError::SymlinkLoop(path));
     }
     let mut chain = ancestors.to_vec();
     chain.push(id);
-    let mut names = Vec::new();
-    for entry in fs::read_dir(path).map_err(DataError::io(path))? {
-        let entry = entry.map_err(DataError::io(path))?;
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(&path).map_err(DataError::io(&path))? {
+        let entry = entry.map_err(DataError::io(&path))?;
         let name = entry.file_name().into_string().map_err(|_| DataError::NotUtf8(entry.path()))?;
-        if name.contains(CHECKOUT_TMP_MARK) {
-            continue;
+        if !name.contains(CHECKOUT_TMP_MARK) {
+            entries.push((name, entry));
         }
-        names.push(name);
     }
-    let mut children = names
-        .into_par_iter()
-        .map(|name| {
-            let child = walk_inner(&path.join(&name), &chain)?;
-            Ok((name, child))
-        })
+    let stat = |(name, entry): (String, fs::DirEntry)| -> Result<(String, PathBuf, Metadata)> {
+        let child = entry.path();
+        let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(true);
+        let meta = if is_link { follow(&child)? } else { entry.metadata().map_err(DataError::io(&child))? };
+        Ok((name, child, meta))
+    };
+    // Large directories are statted in parallel chunks; subdirectories are walked in parallel.
+    let statted = entries.into_par_iter().with_min_len(512).map(stat).collect::<Result<Vec<_>>>()?;
+    let (dirs, files): (Vec<_>, Vec<_>) = statted.into_iter().partition(|(_, _, meta)| meta.is_dir());
+    let mut children = files
+        .into_iter()
+        .map(|(name, child, meta)| Ok((name, walk_meta(child, meta, &chain)?)))
         .collect::<Result<Vec<_>>>()?;
+    children.extend(
+        dirs.into_par_iter()
+            .map(|(name, child, meta)| Ok((name, walk_meta(child, meta, &chain)?)))
+            .collect::<Result<Vec<_>>>()?,
+    );
     children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     Ok(Walked::Dir { children })
 }
@@ -100,7 +115,6 @@ pub struct Scan {
 }
 
 struct FileJob<'a> {
-    rel: String,
     path: &'a Path,
     meta: &'a Metadata,
 }
@@ -121,10 +135,11 @@ pub fn scan(
     progress: &dyn Progress,
 ) -> Result<Scan> {
     let mut jobs = Vec::new();
-    collect_jobs(walked, "", &mut jobs);
+    collect_jobs(walked, &mut jobs);
     progress.set_total(jobs.iter().map(|j| j.meta.len()).sum());
 
-    let mut hashes: HashMap<String, Hash> = HashMap::with_capacity(jobs.len());
+    // Hashes in walk order; `build` consumes them in the same order.
+    let mut hashes: Vec<Hash> = Vec::with_capacity(jobs.len());
     let (mut files_hashed, mut bytes_hashed, mut objects_stored, mut bytes_stored) = (0, 0, 0, 0);
     for batch in batches(&jobs) {
         let cache_ref = &*cache;
@@ -162,7 +177,7 @@ pub fn scan(
                     if let Some(stat) = h.cache {
                         cache.insert(stat, h.hash);
                     }
-                    hashes.insert(job.rel.clone(), h.hash);
+                    hashes.push(h.hash);
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -182,7 +197,7 @@ pub fn scan(
     }
 
     let mut manifests = Vec::new();
-    let root = build(walked, "", previous, &hashes, &mut manifests);
+    let root = build(walked, previous, &mut hashes.into_iter(), &mut manifests);
     if let Mode::Store(objects) = mode {
         let mut staged = Vec::with_capacity(manifests.len());
         for bytes in &manifests {
@@ -215,12 +230,12 @@ fn batches<'a, 'b>(jobs: &'b [FileJob<'a>]) -> Vec<&'b [FileJob<'a>]> {
     out
 }
 
-fn collect_jobs<'a>(walked: &'a Walked, prefix: &str, out: &mut Vec<FileJob<'a>>) {
+fn collect_jobs<'a>(walked: &'a Walked, out: &mut Vec<FileJob<'a>>) {
     match walked {
-        Walked::File { path, meta } => out.push(FileJob { rel: prefix.to_string(), path, meta }),
+        Walked::File { path, meta } => out.push(FileJob { path, meta }),
         Walked::Dir { children } => {
-            for (name, child) in children {
-                collect_jobs(child, &join(prefix, name), out);
+            for (_, child) in children {
+                collect_jobs(child, out);
             }
         }
     }
@@ -259,14 +274,14 @@ fn unreadable(path: &Path) -> impl FnOnce(kairo_store::StoreError) -> DataError 
 
 fn build(
     walked: &Walked,
-    rel: &str,
     previous: Option<&Node>,
-    hashes: &HashMap<String, Hash>,
+    hashes: &mut impl Iterator<Item = Hash>,
     manifests: &mut Vec<Vec<u8>>,
 ) -> Node {
     match walked {
+        // `scan` returns early on any hashing error, so every file has its hash here.
         Walked::File { meta, .. } => Node::File {
-            hash: hashes.get(rel).copied().unwrap_or_else(|| Hash::of(b"")),
+            hash: hashes.next().unwrap_or_else(|| Hash::of(b"")),
             size: meta.len(),
             exec: meta.permissions().mode() & 0o100 != 0,
         },
@@ -278,7 +293,7 @@ fn build(
             let mut nodes = BTreeMap::new();
             for (name, child) in children {
                 let prev = prev_children.and_then(|c| c.get(name));
-                nodes.insert(name.clone(), build(child, &join(rel, name), prev, hashes, manifests));
+                nodes.insert(name.clone(), build(child, prev, hashes, manifests));
             }
             let manifest = Manifest::new(nodes.iter().map(|(name, n)| n.entry(name)).collect());
             let hash = match previous {

@@ -38,7 +38,6 @@ pub fn status(project: &Project, rels: &[String]) -> Result<Vec<PathStatus>> {
     let mut out = Vec::with_capacity(rels.len());
     for rel in rels {
         let pointer = project.require_pointer(&rel)?;
-        let recorded = tree::load_pointer(&objects, &rel, &pointer).ok();
         let walked = match scan::walk(&project.abs(&rel)) {
             Ok(w) => w,
             Err(DataError::PathMissing(_)) => {
@@ -47,11 +46,13 @@ pub fn status(project: &Project, rels: &[String]) -> Result<Vec<PathStatus>> {
             }
             Err(e) => return Err(e),
         };
-        let current = scan::scan(&walked, recorded.as_ref(), &mut cache, Mode::Hash, &NoProgress)?.root;
+        // Building the current tree from scratch (serialising its manifests) is cheaper than
+        // loading the recorded one; that is only loaded when there is a difference to explain.
+        let current = scan::scan(&walked, None, &mut cache, Mode::Hash, &NoProgress)?.root;
         let state = if current.hash() == pointer.hash && current.kind() == pointer.kind {
             State::Unchanged
         } else {
-            modified(recorded.as_ref(), &current)
+            modified(tree::load_pointer(&objects, &rel, &pointer).ok().as_ref(), &current)
         };
         out.push(PathStatus { path: rel, state, recorded: pointer.hash, current: Some(current.hash()) });
     }

@@ -46,12 +46,28 @@ pub async fn push(project: &Project, remote: &Remote, rels: &[String], jobs: usi
         .buffer_unordered(jobs.max(1))
         .try_collect()
         .await?;
-    Ok(TransferReport {
+    let report = TransferReport {
         remote: remote.url().to_string(),
         objects: needed.len() as u64,
         transferred: missing.len() as u64,
         bytes: bytes.iter().sum(),
-    })
+    };
+    record(project, "data.pushed", &report, &rels).await?;
+    Ok(report)
+}
+
+/// Transfers change what a store holds, so they are events too (only when something moved).
+async fn record(project: &Project, kind: &str, report: &TransferReport, rels: &[String]) -> Result<()> {
+    if report.transferred == 0 {
+        return Ok(());
+    }
+    let metadata = project.metadata().await?;
+    let payload = serde_json::json!({
+        "paths": rels, "objects": report.transferred, "bytes": report.bytes,
+    });
+    metadata.record_event(&Project::actor(), kind, &format!("remote:{}", report.remote), &payload).await?;
+    metadata.close().await;
+    Ok(())
 }
 
 /// Download what the given tracked paths need and the local store lacks, verifying every
@@ -88,6 +104,7 @@ pub async fn pull(project: &Project, remote: &Remote, rels: &[String], jobs: usi
         }
         level = next;
     }
+    record(project, "data.pulled", &report, &rels).await?;
     Ok(report)
 }
 

@@ -48,7 +48,8 @@ fn unreadable_file_fails_naming_it_and_leaves_nothing_half_written() {
         std::os::unix::fs::symlink("/proc/self/mem", repo.join("data/d0/unreadable")).unwrap();
     } else {
         repo.write("data/d0/unreadable", "secret");
-        fs::set_permissions(repo.join("data/d0/unreadable"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        fs::set_permissions(repo.join("data/d0/unreadable"), std::os::unix::fs::PermissionsExt::from_mode(0o000))
+            .unwrap();
     }
     repo.kairo(&["data", "add", "data"]).assert().code(1).stderr(predicate::str::contains("data/d0/unreadable"));
     assert!(!repo.join("data.kairo").exists(), "no pointer for a failed add");

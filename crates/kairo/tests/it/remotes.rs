@@ -20,12 +20,13 @@ fn push_pull_round_trip(url: &str) {
     let again = a.json(&["data", "push"]);
     assert_eq!(again["transferred"], 0, "nothing is sent twice");
 
-    // A second clone: pointers and config come through git; data through the remote.
-    let b = Repo::new();
-    set_remote(&b, url);
-    for p in ["data.kairo", "big.bin.kairo"] {
-        fs::copy(a.join(p), b.join(p)).unwrap();
-    }
+    // A fresh clone: pointers and config come through git, data through the remote; no
+    // `kairo init` is needed.
+    a.git(&["add", "-A"]);
+    a.git(&["commit", "-qm", "track data"]);
+    let b = Repo::bare();
+    b.git(&["clone", "-q", a.path().to_str().unwrap(), "."]);
+    assert!(!b.join(".kairo").exists() && !b.join("data").exists());
     let r = b.json(&["data", "pull"]);
     assert_eq!(r["transfer"]["transferred"], objects);
     assert_eq!(b.read("data/d3/f7.txt"), b"file 7\n");
