@@ -51,15 +51,18 @@ pub async fn gc(project: &Project, dry_run: bool) -> Result<GcReport> {
     }
 
     let mut report = GcReport { dry_run, ..Default::default() };
+    let mut dead = HashSet::new();
     for hash in objects.list()? {
         if live.contains(&hash) {
             report.objects_kept += 1;
-            continue;
+        } else {
+            report.bytes_removed += objects.size(&hash)?;
+            dead.insert(hash);
         }
-        report.objects_removed += 1;
-        report.bytes_removed += if dry_run { objects.size(&hash)? } else { objects.remove(&hash)? };
     }
+    report.objects_removed = dead.len() as u64;
     if !dry_run {
+        objects.remove(&dead)?;
         report.temp_files_removed = objects.clean_tmp(STALE_TEMP)? as u64;
         if report.objects_removed > 0 {
             let payload = serde_json::json!({

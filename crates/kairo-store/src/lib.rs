@@ -10,6 +10,7 @@ pub mod error;
 pub mod lock;
 pub mod metadata;
 pub mod objects;
+pub mod pack;
 pub mod remote;
 pub mod stat_cache;
 

@@ -9,11 +9,12 @@
 //! of one `fsync` each, which is what makes adding 20,000 small files take well under a second.
 
 use crate::error::{Result, StoreError};
+use crate::pack::PackSet;
 use kairo_core::Hash;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -21,6 +22,12 @@ use std::time::{Duration, SystemTime};
 /// Files up to this size are read into memory and hashed there; larger ones are copied by the
 /// kernel and hashed through a memory map on all cores.
 const SMALL_FILE: u64 = 4 << 20;
+
+/// Objects up to this size go into pack files (see `pack.rs`) instead of files of their own.
+pub const PACK_MAX: u64 = 256 << 10;
+
+/// Batches with fewer small objects than this store them as loose files instead of a pack.
+const MIN_PACK: usize = 32;
 
 /// Large files move through the hash-and-write pipeline in chunks of this size.
 const CHUNK: usize = 8 << 20;
@@ -34,6 +41,7 @@ pub struct LocalObjects {
     root: PathBuf,
     tmp: PathBuf,
     session: Arc<Session>,
+    packs: Arc<PackSet>,
     durable: bool,
 }
 
@@ -63,26 +71,36 @@ impl Drop for Session {
     }
 }
 
-/// An object written to a temp file and hashed, waiting for [`LocalObjects::commit`].
+/// An object hashed and staged (in a temp file, or in memory for a pack), waiting for
+/// [`LocalObjects::commit`].
 #[derive(Debug)]
 pub struct Staged {
     pub hash: Hash,
     pub size: u64,
-    /// `None` when the store already held the object and nothing was written.
-    tmp: Option<PathBuf>,
+    pending: Pending,
+}
+
+#[derive(Debug)]
+enum Pending {
+    /// The store already held the object; nothing was written.
+    Existing,
+    Loose(PathBuf),
+    Packed(Vec<u8>),
 }
 
 impl Staged {
     /// True when the object was already in the store.
     pub fn existed(&self) -> bool {
-        self.tmp.is_none()
+        matches!(self.pending, Pending::Existing)
     }
 }
 
-/// Incremental writer for objects that arrive as a stream (downloads).
+/// Incremental writer for objects that arrive as a stream (downloads): kept in memory while
+/// small enough for a pack, spilled to a temp file beyond that.
 pub struct ObjectWriter {
-    file: File,
-    path: PathBuf,
+    store: LocalObjects,
+    buffer: Vec<u8>,
+    file: Option<(File, PathBuf)>,
     hasher: blake3::Hasher,
     size: u64,
 }
@@ -91,18 +109,40 @@ impl ObjectWriter {
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
-        self.file.write_all(chunk).map_err(StoreError::io(&self.path))
+        if self.file.is_none() && self.size > PACK_MAX {
+            let (mut file, path) = self.store.temp_file()?;
+            file.write_all(&self.buffer).map_err(StoreError::io(&path))?;
+            self.buffer = Vec::new();
+            self.file = Some((file, path));
+        }
+        match &mut self.file {
+            Some((file, path)) => file.write_all(chunk).map_err(StoreError::io(path.as_path())),
+            None => {
+                self.buffer.extend_from_slice(chunk);
+                Ok(())
+            }
+        }
     }
 
-    /// Finish the stream; fails (and deletes the temp file) if the bytes do not hash to `expected`.
+    /// Finish the stream; fails (and deletes any temp file) if the bytes do not hash to `expected`.
     pub fn finish(self, expected: Hash) -> Result<Staged> {
         let actual = Hash::from(self.hasher.finalize());
-        drop(self.file);
         if actual != expected {
-            let _ = fs::remove_file(&self.path);
+            if let Some((_, path)) = self.file {
+                let _ = fs::remove_file(path);
+            }
             return Err(StoreError::RemoteCorrupt { hash: expected, actual });
         }
-        Ok(Staged { hash: actual, size: self.size, tmp: Some(self.path) })
+        let pending = match self.file {
+            Some((file, path)) => {
+                if self.store.durable {
+                    file.sync_data().map_err(StoreError::io(&path))?;
+                }
+                Pending::Loose(path)
+            }
+            None => Pending::Packed(self.buffer),
+        };
+        Ok(Staged { hash: actual, size: self.size, pending })
     }
 }
 
@@ -115,7 +155,8 @@ impl LocalObjects {
         let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
         let session =
             Arc::new(Session { dir: tmp.join(format!("{}-{nanos:x}", std::process::id())), made: OnceLock::new() });
-        Ok(LocalObjects { root, tmp, session, durable: true })
+        let packs = Arc::new(PackSet::new(root.join("pack")));
+        Ok(LocalObjects { root, tmp, session, packs, durable: true })
     }
 
     /// Whether objects reach the disk (fsync) before they become visible. On by default; off
@@ -129,12 +170,13 @@ impl LocalObjects {
         &self.root
     }
 
+    /// Where the object lives when it is stored loose (objects larger than [`PACK_MAX`]).
     pub fn path(&self, hash: &Hash) -> PathBuf {
         self.root.join(hash.shard_path())
     }
 
     pub fn contains(&self, hash: &Hash) -> bool {
-        self.path(hash).is_file()
+        self.packs.contains(hash) || self.path(hash).is_file()
     }
 
     fn temp_file(&self) -> Result<(File, PathBuf)> {
@@ -162,9 +204,9 @@ impl LocalObjects {
         match pipe_large(file, src, tmp, &tmp_path, self.durable) {
             Ok((hash, size)) if self.contains(&hash) => {
                 let _ = fs::remove_file(&tmp_path);
-                Ok(Staged { hash, size, tmp: None })
+                Ok(Staged { hash, size, pending: Pending::Existing })
             }
-            Ok((hash, size)) => Ok(Staged { hash, size, tmp: Some(tmp_path) }),
+            Ok((hash, size)) => Ok(Staged { hash, size, pending: Pending::Loose(tmp_path) }),
             Err(e) => {
                 let _ = fs::remove_file(&tmp_path);
                 Err(e)
@@ -176,25 +218,45 @@ impl LocalObjects {
         let hash = Hash::of(bytes);
         let size = bytes.len() as u64;
         if self.contains(&hash) {
-            return Ok(Staged { hash, size, tmp: None });
+            return Ok(Staged { hash, size, pending: Pending::Existing });
+        }
+        if size <= PACK_MAX {
+            return Ok(Staged { hash, size, pending: Pending::Packed(bytes.to_vec()) });
         }
         let (mut tmp, tmp_path) = self.temp_file()?;
         if let Err(e) = tmp.write_all(bytes) {
             let _ = fs::remove_file(&tmp_path);
             return Err(StoreError::Io { path: tmp_path, source: e });
         }
-        Ok(Staged { hash, size, tmp: Some(tmp_path) })
+        Ok(Staged { hash, size, pending: Pending::Loose(tmp_path) })
     }
 
     pub fn writer(&self) -> Result<ObjectWriter> {
-        let (file, path) = self.temp_file()?;
-        Ok(ObjectWriter { file, path, hasher: blake3::Hasher::new(), size: 0 })
+        Ok(ObjectWriter { store: self.clone(), buffer: Vec::new(), file: None, hasher: blake3::Hasher::new(), size: 0 })
     }
 
-    /// Make a batch of staged objects durable, then visible. One `syncfs` before the renames
-    /// (the bytes) and one after (the directory entries).
+    /// Make a batch of staged objects durable, then visible: small ones as one new pack, large
+    /// ones renamed into place after one `syncfs` (the bytes), followed by another (the names).
     pub fn commit(&self, staged: Vec<Staged>) -> Result<()> {
-        let pending: Vec<(PathBuf, Hash)> = staged.into_iter().filter_map(|s| s.tmp.map(|t| (t, s.hash))).collect();
+        let mut packed = Vec::new();
+        let mut pending = Vec::new();
+        for s in staged {
+            match s.pending {
+                Pending::Existing => {}
+                Pending::Loose(tmp) => pending.push((tmp, s.hash)),
+                Pending::Packed(bytes) => packed.push((s.hash, bytes)),
+            }
+        }
+        if packed.len() >= MIN_PACK {
+            self.packs.write(&packed, self.session.dir(), self.durable)?;
+        } else {
+            // A handful of objects is not worth a pack (and many tiny packs would slow lookups).
+            for (hash, bytes) in packed {
+                let (mut file, path) = self.temp_file()?;
+                file.write_all(&bytes).map_err(StoreError::io(&path))?;
+                pending.push((path, hash));
+            }
+        }
         if pending.is_empty() {
             return Ok(());
         }
@@ -214,8 +276,10 @@ impl LocalObjects {
 
     /// Drop staged objects that will not be committed.
     pub fn discard(&self, staged: Vec<Staged>) {
-        for tmp in staged.into_iter().filter_map(|s| s.tmp) {
-            let _ = fs::remove_file(tmp);
+        for s in staged {
+            if let Pending::Loose(tmp) = s.pending {
+                let _ = fs::remove_file(tmp);
+            }
         }
     }
 
@@ -238,7 +302,13 @@ impl LocalObjects {
     /// Read a whole (small) object, failing loudly if its bytes no longer match its hash.
     pub fn read(&self, hash: &Hash) -> Result<Vec<u8>> {
         let path = self.path(hash);
-        let bytes = fs::read(&path).map_err(|e| missing_or_io(hash, &path, e))?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return self.packs.read(hash)?.ok_or(StoreError::Missing(*hash));
+            }
+            Err(e) => return Err(StoreError::Io { path, source: e }),
+        };
         let actual = Hash::of(&bytes);
         if actual != *hash {
             return Err(StoreError::Corrupt { hash: *hash, actual, path });
@@ -251,7 +321,16 @@ impl LocalObjects {
     pub fn copy_to(&self, hash: &Hash, dest: &Path) -> Result<u64> {
         let src = self.path(hash);
         if !src.is_file() {
-            return Err(StoreError::Missing(*hash));
+            let bytes = self.packs.read(hash)?.ok_or(StoreError::Missing(*hash))?;
+            let mut out = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(dest)
+                .map_err(StoreError::io(dest))?;
+            out.write_all(&bytes).map_err(StoreError::io(dest))?;
+            return Ok(bytes.len() as u64);
         }
         let size = reflink_copy::reflink_or_copy(&src, dest).map_err(StoreError::io(dest))?;
         let actual = hash_file(dest)?;
@@ -272,6 +351,9 @@ impl LocalObjects {
     /// Re-hash an object; `Err(Corrupt)` when it no longer matches its name.
     pub fn verify(&self, hash: &Hash) -> Result<u64> {
         let path = self.path(hash);
+        if !path.exists() {
+            return Ok(self.read(hash)?.len() as u64);
+        }
         let size = fs::metadata(&path).map_err(|e| missing_or_io(hash, &path, e))?.len();
         let actual = hash_file(&path)?;
         if actual != *hash {
@@ -280,9 +362,9 @@ impl LocalObjects {
         Ok(size)
     }
 
-    /// Every object in the store (names that are not hashes are ignored).
+    /// Every object in the store, loose or packed (names that are not hashes are ignored).
     pub fn list(&self) -> Result<Vec<Hash>> {
-        let mut out = Vec::new();
+        let mut out = self.packs.list()?;
         for shard in fs::read_dir(&self.root).map_err(StoreError::io(&self.root))? {
             let shard = shard.map_err(StoreError::io(&self.root))?;
             let prefix = shard.file_name().to_string_lossy().to_string();
@@ -298,20 +380,36 @@ impl LocalObjects {
                 }
             }
         }
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 
     pub fn size(&self, hash: &Hash) -> Result<u64> {
         let path = self.path(hash);
-        Ok(fs::metadata(&path).map_err(|e| missing_or_io(hash, &path, e))?.len())
+        match fs::metadata(&path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.packs.size(hash)?.ok_or(StoreError::Missing(*hash))
+            }
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
     }
 
-    /// Delete an object; returns the bytes freed.
-    pub fn remove(&self, hash: &Hash) -> Result<u64> {
-        let path = self.path(hash);
-        let size = self.size(hash)?;
-        fs::remove_file(&path).map_err(StoreError::io(&path))?;
-        Ok(size)
+    /// Delete objects (loose files, and by rewriting the packs that hold them); returns the
+    /// number of objects and bytes freed. The caller holds the store's exclusive lock.
+    pub fn remove(&self, dead: &HashSet<Hash>) -> Result<(u64, u64)> {
+        let (mut count, mut bytes) = (0, 0);
+        for hash in dead {
+            let path = self.path(hash);
+            if let Ok(meta) = fs::metadata(&path) {
+                fs::remove_file(&path).map_err(StoreError::io(&path))?;
+                count += 1;
+                bytes += meta.len();
+            }
+        }
+        let (packed, packed_bytes) = self.packs.drop_objects(dead, self.session.dir(), self.durable)?;
+        Ok((count + packed, bytes + packed_bytes))
     }
 
     /// Remove staging directories and files older than `age` (left by a process that died);
@@ -461,18 +559,76 @@ mod tests {
         assert_eq!(fs::read(&out).unwrap(), data);
     }
 
+    /// Overwrite `needle` wherever it occurs in the store's files (loose or packed).
+    fn tamper(root: &Path, needle: &[u8]) {
+        for entry in fs::read_dir(root).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                tamper(&path, needle);
+            } else {
+                let mut bytes = fs::read(&path).unwrap();
+                if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+                    bytes[at] ^= 0xff;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+                    fs::write(&path, bytes).unwrap();
+                }
+            }
+        }
+    }
+
     #[test]
     fn corruption_is_detected_on_every_read() {
         let (d, s) = store();
-        let h = s.put_bytes(b"precious").unwrap();
-        let path = s.path(&h);
-        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-        fs::write(&path, b"tampered").unwrap();
-        assert!(matches!(s.read(&h), Err(StoreError::Corrupt { .. })));
-        assert!(matches!(s.verify(&h), Err(StoreError::Corrupt { .. })));
-        let out = d.path().join("out");
-        assert!(matches!(s.copy_to(&h, &out), Err(StoreError::Corrupt { .. })));
-        assert!(!out.exists(), "a corrupt copy must not be left behind");
+        let small = b"precious small object".to_vec();
+        let large: Vec<u8> = (0..(PACK_MAX as usize + 10)).map(|i| (i % 253) as u8).collect();
+        // Small objects are packed when a batch has enough of them.
+        let mut batch: Vec<_> =
+            (0..MIN_PACK).map(|i| s.stage_bytes(format!("filler {i}").as_bytes()).unwrap()).collect();
+        batch.push(s.stage_bytes(&small).unwrap());
+        s.commit(batch).unwrap();
+        let hs = Hash::of(&small);
+        let hl = s.put_bytes(&large).unwrap();
+        assert!(s.path(&hl).is_file(), "large objects are loose files");
+        assert!(!s.path(&hs).exists(), "small objects are packed");
+        tamper(s.root(), &small);
+        tamper(s.root(), &large[1000..1100]);
+        for h in [hs, hl] {
+            let fresh = LocalObjects::open(s.root(), d.path().join("tmp")).unwrap();
+            for store in [&s, &fresh] {
+                assert!(matches!(store.read(&h), Err(StoreError::Corrupt { .. })));
+                assert!(matches!(store.verify(&h), Err(StoreError::Corrupt { .. })));
+                let out = d.path().join("out");
+                assert!(matches!(store.copy_to(&h, &out), Err(StoreError::Corrupt { .. })));
+                assert!(!out.exists(), "a corrupt copy must not be left behind");
+            }
+        }
+    }
+
+    #[test]
+    fn packs_are_shared_between_handles_and_collected() {
+        let (d, s) = store();
+        let objs: Vec<Vec<u8>> = (0..50).map(|i| format!("object {i}").into_bytes()).collect();
+        let staged: Vec<_> = objs.iter().map(|o| s.stage_bytes(o).unwrap()).collect();
+        s.commit(staged).unwrap();
+        let other = LocalObjects::open(s.root(), d.path().join("tmp")).unwrap();
+        assert_eq!(other.list().unwrap().len(), 50);
+        assert_eq!(other.read(&Hash::of(b"object 7")).unwrap(), b"object 7");
+        // Objects packed by another handle after this one loaded its index are still found.
+        let late: Vec<_> = (0..MIN_PACK).map(|i| s.stage_bytes(format!("late {i}").as_bytes()).unwrap()).collect();
+        s.commit(late).unwrap();
+        assert_eq!(other.read(&Hash::of(b"late 3")).unwrap(), b"late 3");
+        // A lone small object is stored loose.
+        let lone = s.put_bytes(b"lone").unwrap();
+        assert!(s.path(&lone).is_file());
+
+        let dead: HashSet<Hash> = (0..25).map(|i| Hash::of(format!("object {i}").as_bytes())).collect();
+        let (n, bytes) = other.remove(&dead).unwrap();
+        assert_eq!(n, 25);
+        assert_eq!(bytes, (0..25).map(|i| format!("object {i}").len() as u64).sum::<u64>());
+        let fresh = LocalObjects::open(s.root(), d.path().join("tmp")).unwrap();
+        assert_eq!(fresh.list().unwrap().len(), 25 + MIN_PACK + 1);
+        assert!(!fresh.contains(&Hash::of(b"object 3")));
+        assert_eq!(fresh.read(&Hash::of(b"object 30")).unwrap(), b"object 30");
     }
 
     #[test]

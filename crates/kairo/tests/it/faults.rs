@@ -96,8 +96,9 @@ fn corrupted_pointer_file_is_named_with_the_fix() {
 #[test]
 fn kill_9_during_add_leaves_the_store_consistent() {
     let repo = Repo::new();
-    let chunk = vec![0u8; 64 << 10];
-    for i in 0..2500 {
+    // Large enough to be loose objects (each staged as a temp file), and many of them.
+    let chunk = vec![0u8; 512 << 10];
+    for i in 0..600 {
         let mut c = chunk.clone();
         c[..8].copy_from_slice(&(i as u64).to_le_bytes());
         repo.write(&format!("data/s{}/f{i}.bin", i % 16), c);

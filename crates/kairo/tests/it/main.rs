@@ -93,12 +93,32 @@ impl Repo {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
-    /// Every object file in the local store.
+    /// Objects in the local store (loose and packed), as `data verify` counts them.
     pub fn object_count(&self) -> usize {
-        let root = self.join(".kairo/objects");
-        fs::read_dir(&root)
-            .map(|shards| shards.flatten().map(|s| fs::read_dir(s.path()).map(|d| d.count()).unwrap_or(0)).sum())
-            .unwrap_or(0)
+        self.json(&["data", "verify"])["objects"].as_u64().unwrap() as usize
+    }
+
+    /// Flip a byte of `content` wherever the store holds it (a loose object or inside a pack).
+    pub fn corrupt_in_store(&self, content: &[u8]) {
+        fn walk(dir: &Path, content: &[u8], hits: &mut usize) {
+            for entry in fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, content, hits);
+                    continue;
+                }
+                let mut bytes = fs::read(&path).unwrap();
+                if let Some(at) = bytes.windows(content.len()).position(|w| w == content) {
+                    bytes[at] ^= 0x20;
+                    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+                    fs::write(&path, bytes).unwrap();
+                    *hits += 1;
+                }
+            }
+        }
+        let mut hits = 0;
+        walk(&self.join(".kairo/objects"), content, &mut hits);
+        assert!(hits > 0, "content not found in the store");
     }
 }
 

@@ -1,7 +1,6 @@
 use crate::{make_tree, Repo};
 use predicates::prelude::*;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 
 #[test]
 fn gc_keeps_every_version_in_branch_history_and_removes_the_rest() {
@@ -50,9 +49,7 @@ fn verify_detects_a_corrupted_object_and_reads_fail_loudly() {
     repo.kairo(&["data", "verify"]).assert().code(0).stdout(predicate::str::contains("store is consistent"));
 
     let h = blake3::hash(b"file 3\n").to_hex().to_string();
-    let obj = repo.join(&format!(".kairo/objects/{}/{}", &h[..2], &h[2..]));
-    fs::set_permissions(&obj, fs::Permissions::from_mode(0o644)).unwrap();
-    fs::write(&obj, "bit rot!").unwrap();
+    repo.corrupt_in_store(b"file 3\n");
 
     let r = repo.json(&["data", "verify"]);
     assert_eq!(r["corrupt"], serde_json::json!([h]));
