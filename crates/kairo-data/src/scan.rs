@@ -7,7 +7,7 @@ use crate::tree::Node;
 use crate::Progress;
 use kairo_core::manifest::Manifest;
 use kairo_core::Hash;
-use kairo_store::objects::hash_file;
+use kairo_store::objects::hash_file_with_stat;
 use kairo_store::{FileStat, LocalObjects, Staged, StatCache};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashSet};
@@ -252,16 +252,18 @@ fn hash_one(job: &FileJob<'_>, cache: &StatCache, mode: Mode<'_>) -> Result<Hash
             Mode::Store(_) => {}
         }
     }
-    let (hash, staged) = match mode {
-        Mode::Hash => (hash_file(job.path).map_err(unreadable(job.path))?, None),
+    let (hash, staged, after) = match mode {
+        Mode::Hash => {
+            let (hash, after) = hash_file_with_stat(job.path, job.meta.len()).map_err(unreadable(job.path))?;
+            (hash, None, after)
+        }
         Mode::Store(objects) => {
-            let s = objects.stage_file(job.path).map_err(unreadable(job.path))?;
-            (s.hash, Some(s))
+            let (s, after) = objects.stage_file(job.path, job.meta.len()).map_err(unreadable(job.path))?;
+            (s.hash, Some(s), after)
         }
     };
     // A file that changed while we read it gets no cache entry: its stat no longer matches.
-    let after = fs::metadata(job.path).map(|m| FileStat::of(&m)).ok();
-    let cache = (after == Some(stat)).then_some(stat);
+    let cache = (after == stat).then_some(stat);
     Ok(Hashed { hash, read: true, staged, cache })
 }
 

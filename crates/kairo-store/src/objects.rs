@@ -10,6 +10,7 @@
 
 use crate::error::{Result, StoreError};
 use crate::pack::PackSet;
+use crate::stat_cache::FileStat;
 use kairo_core::Hash;
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -29,8 +30,8 @@ pub const PACK_MAX: u64 = 256 << 10;
 /// Batches with fewer small objects than this store them as loose files instead of a pack.
 const MIN_PACK: usize = 32;
 
-/// Large files move through the hash-and-write pipeline in chunks of this size.
-const CHUNK: usize = 8 << 20;
+/// Large files are copied by the kernel in chunks of this size.
+const COPY_CHUNK: usize = 64 << 20;
 /// While writing a large object, flush to disk every this many bytes so the disk works while
 /// we read and hash, instead of all at the end.
 const FLUSH_EVERY: u64 = 128 << 20;
@@ -190,38 +191,45 @@ impl LocalObjects {
         named.keep().map_err(|e| StoreError::Io { path: dir.to_path_buf(), source: e.error })
     }
 
-    /// Copy `src` into a temp file, hashing exactly the bytes written. Nothing is kept when the
-    /// store already has the object.
-    pub fn stage_file(&self, src: &Path) -> Result<Staged> {
+    /// Copy `src` (whose size the caller saw as `size_hint`) into the store's staging area,
+    /// hashing exactly the bytes written. Nothing is kept when the store already has the object.
+    /// Also returns the file's stat taken after reading, so the caller can tell whether it
+    /// changed meanwhile.
+    pub fn stage_file(&self, src: &Path, size_hint: u64) -> Result<(Staged, FileStat)> {
         let mut file = File::open(src).map_err(StoreError::io(src))?;
-        let len = file.metadata().map_err(StoreError::io(src))?.len();
-        if len <= SMALL_FILE {
-            let mut bytes = Vec::with_capacity(len as usize);
-            file.read_to_end(&mut bytes).map_err(StoreError::io(src))?;
-            return self.stage_bytes(&bytes);
+        if size_hint <= SMALL_FILE {
+            let bytes = read_small(&mut file, src, size_hint)?;
+            let after = fstat(&file, src)?;
+            return Ok((self.stage_bytes(&bytes)?, after));
         }
         let (tmp, tmp_path) = self.temp_file()?;
-        match pipe_large(file, src, tmp, &tmp_path, self.durable) {
+        let staged = match copy_large(&file, src, tmp, &tmp_path, self.durable) {
             Ok((hash, size)) if self.contains(&hash) => {
                 let _ = fs::remove_file(&tmp_path);
-                Ok(Staged { hash, size, pending: Pending::Existing })
+                Staged { hash, size, pending: Pending::Existing }
             }
-            Ok((hash, size)) => Ok(Staged { hash, size, pending: Pending::Loose(tmp_path) }),
+            Ok((hash, size)) => Staged { hash, size, pending: Pending::Loose(tmp_path) },
             Err(e) => {
                 let _ = fs::remove_file(&tmp_path);
-                Err(e)
+                return Err(e);
             }
-        }
+        };
+        Ok((staged, fstat(&file, src)?))
     }
 
     pub fn stage_bytes(&self, bytes: &[u8]) -> Result<Staged> {
         let hash = Hash::of(bytes);
         let size = bytes.len() as u64;
+        if size <= PACK_MAX {
+            // Only the pack index is consulted (no syscall): a small object that happens to be
+            // stored loose gets packed again, which costs a few bytes, not correctness.
+            if self.packs.contains(&hash) {
+                return Ok(Staged { hash, size, pending: Pending::Existing });
+            }
+            return Ok(Staged { hash, size, pending: Pending::Packed(bytes.to_vec()) });
+        }
         if self.contains(&hash) {
             return Ok(Staged { hash, size, pending: Pending::Existing });
-        }
-        if size <= PACK_MAX {
-            return Ok(Staged { hash, size, pending: Pending::Packed(bytes.to_vec()) });
         }
         let (mut tmp, tmp_path) = self.temp_file()?;
         if let Err(e) = tmp.write_all(bytes) {
@@ -433,74 +441,100 @@ impl LocalObjects {
     }
 }
 
-/// Read `src` in chunks, hash each chunk on all cores, and hand it to a writer thread that
-/// appends it to `tmp` (flushing as it goes when `durable`): one read of the source, and the
-/// hash is of the very bytes written.
-fn pipe_large(mut src: File, src_path: &Path, mut tmp: File, tmp_path: &Path, durable: bool) -> Result<(Hash, u64)> {
-    use std::sync::mpsc::sync_channel;
-    let (full_tx, full_rx) = sync_channel::<Vec<u8>>(2);
-    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(4);
-    for _ in 0..3 {
-        let _ = empty_tx.send(vec![0u8; CHUNK]);
-    }
-    let writer = std::thread::spawn(move || -> std::io::Result<u64> {
-        let (mut written, mut unflushed) = (0u64, 0u64);
-        for buf in full_rx {
-            tmp.write_all(&buf)?;
-            written += buf.len() as u64;
-            unflushed += buf.len() as u64;
-            if durable && unflushed >= FLUSH_EVERY {
-                tmp.sync_data()?;
-                unflushed = 0;
+/// Copy `src` into `tmp` inside the kernel (`copy_file_range`: no trip through user space,
+/// the same path `cp` takes), then hash the copy on all cores through a memory map, so the hash
+/// is of the very bytes stored. When `durable`, a flusher thread pushes the copy to disk while
+/// it is being made and hashed, instead of all at the end.
+fn copy_large(src: &File, src_path: &Path, tmp: File, tmp_path: &Path, durable: bool) -> Result<(Hash, u64)> {
+    let flusher = if durable {
+        let file = tmp.try_clone().map_err(StoreError::io(tmp_path))?;
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || -> std::io::Result<()> {
+            while rx.recv().is_ok() {
+                while rx.try_recv().is_ok() {}
+                file.sync_data()?;
             }
-            // The reader may already be gone after an error; then the buffer is just dropped.
-            let _ = empty_tx.send(buf);
-        }
-        if durable {
-            tmp.sync_data()?;
-        }
-        Ok(written)
+            file.sync_data()
+        });
+        Some((tx, handle))
+    } else {
+        None
+    };
+    let copied = kernel_copy(src, &tmp, flusher.as_ref().map(|(tx, _)| tx)).map_err(StoreError::io(src_path));
+    let hashed = copied.and_then(|n| {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_mmap_rayon(tmp_path).map_err(StoreError::io(tmp_path))?;
+        Ok((Hash::from(hasher.finalize()), n))
     });
-    let mut hasher = blake3::Hasher::new();
-    let mut read_error = None;
-    while let Ok(mut buf) = empty_rx.recv() {
-        buf.resize(CHUNK, 0);
-        match read_full(&mut src, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => buf.truncate(n),
-            Err(e) => {
-                read_error = Some(e);
-                break;
-            }
-        }
-        hasher.update(&buf);
-        if full_tx.send(buf).is_err() {
-            break; // the writer failed; its error is reported below
-        }
+    if let Some((tx, handle)) = flusher {
+        drop(tx);
+        let flushed = handle.join().unwrap_or_else(|_| Err(std::io::Error::other("flusher thread panicked")));
+        flushed.map_err(StoreError::io(tmp_path))?;
     }
-    drop(full_tx);
-    let written = writer.join().map_err(|_| StoreError::Io {
-        path: tmp_path.to_path_buf(),
-        source: std::io::Error::other("object writer thread panicked"),
-    })?;
-    if let Some(e) = read_error {
-        return Err(StoreError::Io { path: src_path.to_path_buf(), source: e });
-    }
-    let written = written.map_err(StoreError::io(tmp_path))?;
-    Ok((hasher.finalize().into(), written))
+    hashed
 }
 
-fn read_full(src: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match src.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// `copy_file_range` in chunks (asking `flush` to sync after each), falling back to an ordinary
+/// copy where the kernel or filesystem cannot.
+fn kernel_copy(src: &File, dst: &File, flush: Option<&std::sync::mpsc::Sender<()>>) -> std::io::Result<u64> {
+    let mut copied = 0u64;
+    let mut since_flush = 0u64;
+    loop {
+        match rustix::fs::copy_file_range(src, None, dst, None, COPY_CHUNK) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => {
+                copied += n as u64;
+                since_flush += n as u64;
+                if since_flush >= FLUSH_EVERY {
+                    if let Some(tx) = flush {
+                        let _ = tx.send(());
+                    }
+                    since_flush = 0;
+                }
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) if copied == 0 => {
+                let (mut s, mut d) = (src, dst);
+                return std::io::copy(&mut s, &mut d);
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(filled)
+}
+
+/// Read a small file whole. The size seen by the caller only sizes the buffer (no `fstat` +
+/// `lseek` as `File::read_to_end` does); a file that grew is still read to its end.
+fn read_small(file: &mut File, path: &Path, size_hint: u64) -> Result<Vec<u8>> {
+    // Ask for one byte more than expected: a short read of a regular file means end of file,
+    // so the usual case is a single `read`. Anything else falls back to reading to the end.
+    let mut bytes = vec![0u8; size_hint as usize + 1];
+    let n = loop {
+        match file.read(&mut bytes) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+        }
+    };
+    bytes.truncate(n);
+    if n as u64 > size_hint || (n as u64) < size_hint && n > 0 {
+        file.take(u64::MAX).read_to_end(&mut bytes).map_err(StoreError::io(path))?;
+    }
+    Ok(bytes)
+}
+
+fn fstat(file: &File, path: &Path) -> Result<FileStat> {
+    Ok(FileStat::of(&file.metadata().map_err(StoreError::io(path))?))
+}
+
+/// Hash a file the caller saw with size `size_hint`, returning its stat taken after reading.
+pub fn hash_file_with_stat(path: &Path, size_hint: u64) -> Result<(Hash, FileStat)> {
+    if size_hint > SMALL_FILE {
+        let hash = hash_file(path)?;
+        return Ok((hash, FileStat::of(&fs::metadata(path).map_err(StoreError::io(path))?)));
+    }
+    let mut file = File::open(path).map_err(StoreError::io(path))?;
+    let bytes = read_small(&mut file, path, size_hint)?;
+    Ok((Hash::of(&bytes), fstat(&file, path)?))
 }
 
 /// Hash a file's bytes: in memory when small, through a memory map on all cores when large.
@@ -549,7 +583,7 @@ mod tests {
         let src = d.path().join("big");
         let data: Vec<u8> = (0..(SMALL_FILE as usize + 12345)).map(|i| (i % 251) as u8).collect();
         fs::write(&src, &data).unwrap();
-        let staged = s.stage_file(&src).unwrap();
+        let (staged, _) = s.stage_file(&src, data.len() as u64).unwrap();
         assert_eq!(staged.hash, Hash::of(&data));
         let h = staged.hash;
         s.commit(vec![staged]).unwrap();
