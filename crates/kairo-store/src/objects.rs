@@ -220,16 +220,11 @@ impl LocalObjects {
     pub fn stage_bytes(&self, bytes: &[u8]) -> Result<Staged> {
         let hash = Hash::of(bytes);
         let size = bytes.len() as u64;
-        if size <= PACK_MAX {
-            // Only the pack index is consulted (no syscall): a small object that happens to be
-            // stored loose gets packed again, which costs a few bytes, not correctness.
-            if self.packs.contains(&hash) {
-                return Ok(Staged { hash, size, pending: Pending::Existing });
-            }
-            return Ok(Staged { hash, size, pending: Pending::Packed(bytes.to_vec()) });
-        }
         if self.contains(&hash) {
             return Ok(Staged { hash, size, pending: Pending::Existing });
+        }
+        if size <= PACK_MAX {
+            return Ok(Staged { hash, size, pending: Pending::Packed(bytes.to_vec()) });
         }
         let (mut tmp, tmp_path) = self.temp_file()?;
         if let Err(e) = tmp.write_all(bytes) {
