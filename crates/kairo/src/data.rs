@@ -35,21 +35,15 @@ pub enum DataCommand {
     },
     /// Upload the objects of tracked paths that the remote lacks.
     Push {
-        paths: Vec<PathBuf>,
-        #[arg(long, short)]
-        remote: Option<String>,
-        #[arg(long, short, default_value_t = 16)]
-        jobs: usize,
+        #[command(flatten)]
+        transfer: TransferArgs,
         #[arg(long)]
         json: bool,
     },
     /// Download (and verify) the objects of tracked paths, then check them out.
     Pull {
-        paths: Vec<PathBuf>,
-        #[arg(long, short)]
-        remote: Option<String>,
-        #[arg(long, short, default_value_t = 16)]
-        jobs: usize,
+        #[command(flatten)]
+        transfer: TransferArgs,
         /// Only fetch into the store; leave the work tree alone.
         #[arg(long)]
         no_checkout: bool,
@@ -87,6 +81,19 @@ pub enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What push and pull share.
+#[derive(clap::Args)]
+pub struct TransferArgs {
+    /// Tracked paths (all when none).
+    paths: Vec<PathBuf>,
+    /// Remote name from kairo.yaml (default: `default_remote`).
+    #[arg(long, short)]
+    remote: Option<String>,
+    /// Objects in flight at once.
+    #[arg(long, short, default_value_t = 16)]
+    jobs: usize,
 }
 
 fn project() -> Result<(Project, PathBuf), Failure> {
@@ -155,19 +162,11 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             if json {
                 print_json(&reports);
             } else {
-                for r in &reports {
-                    println!(
-                        "{}: {} written, {} removed, {} unchanged",
-                        r.path,
-                        plural(r.written, "file"),
-                        r.removed,
-                        r.unchanged
-                    );
-                }
+                reports.iter().for_each(print_checkout);
             }
             Ok(exit::OK)
         }
-        DataCommand::Push { paths, remote, jobs, json } => {
+        DataCommand::Push { transfer: TransferArgs { paths, remote, jobs }, json } => {
             let rels = relatives(&project, &cwd, &paths)?;
             let remote = project.remote(remote.as_deref())?;
             let r = transfer::push(&project, &remote, &rels, jobs).await?;
@@ -184,7 +183,7 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             }
             Ok(exit::OK)
         }
-        DataCommand::Pull { paths, remote, jobs, no_checkout, force, json } => {
+        DataCommand::Pull { transfer: TransferArgs { paths, remote, jobs }, no_checkout, force, json } => {
             let rels = relatives(&project, &cwd, &paths)?;
             let remote = project.remote(remote.as_deref())?;
             let r = transfer::pull(&project, &remote, &rels, jobs).await?;
@@ -199,15 +198,7 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
                     r.remote,
                     r.objects - r.transferred
                 );
-                for c in &checked {
-                    println!(
-                        "{}: {} written, {} removed, {} unchanged",
-                        c.path,
-                        plural(c.written, "file"),
-                        c.removed,
-                        c.unchanged
-                    );
-                }
+                checked.iter().for_each(print_checkout);
             }
             Ok(exit::OK)
         }
@@ -282,6 +273,10 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             Ok(if r.ok() { exit::OK } else { exit::CORRUPT })
         }
     }
+}
+
+fn print_checkout(r: &checkout::CheckoutReport) {
+    println!("{}: {} written, {} removed, {} unchanged", r.path, plural(r.written, "file"), r.removed, r.unchanged);
 }
 
 fn describe(state: &State) -> String {
