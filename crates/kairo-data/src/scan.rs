@@ -146,8 +146,8 @@ pub fn scan(
         let results = batch
             .par_iter()
             .map(|job| {
-                let r = hash_one(job, cache_ref, mode);
-                progress.advance(job.meta.len(), 1);
+                let r = hash_one(job, cache_ref, mode, progress);
+                progress.advance(0, 1);
                 r
             })
             .collect::<Vec<Result<Hashed>>>();
@@ -241,24 +241,27 @@ fn collect_jobs<'a>(walked: &'a Walked, out: &mut Vec<FileJob<'a>>) {
     }
 }
 
-fn hash_one(job: &FileJob<'_>, cache: &StatCache, mode: Mode<'_>) -> Result<Hashed> {
+fn hash_one(job: &FileJob<'_>, cache: &StatCache, mode: Mode<'_>, progress: &dyn Progress) -> Result<Hashed> {
     let stat = FileStat::of(job.meta);
     if let Some(hash) = cache.get(&stat) {
-        match mode {
-            Mode::Hash => return Ok(Hashed { hash, read: false, staged: None, cache: None }),
-            Mode::Store(objects) if objects.contains(&hash) => {
-                return Ok(Hashed { hash, read: false, staged: None, cache: None })
-            }
-            Mode::Store(_) => {}
+        let known = match mode {
+            Mode::Hash => true,
+            Mode::Store(objects) => objects.contains(&hash),
+        };
+        if known {
+            progress.advance(job.meta.len(), 0);
+            return Ok(Hashed { hash, read: false, staged: None, cache: None });
         }
     }
     let (hash, staged, after) = match mode {
         Mode::Hash => {
             let (hash, after) = hash_file_with_stat(job.path, job.meta.len()).map_err(unreadable(job.path))?;
+            progress.advance(job.meta.len(), 0);
             (hash, None, after)
         }
         Mode::Store(objects) => {
-            let (s, after) = objects.stage_file(job.path, job.meta.len()).map_err(unreadable(job.path))?;
+            let on_bytes = |n| progress.advance(n, 0);
+            let (s, after) = objects.stage_file(job.path, job.meta.len(), &on_bytes).map_err(unreadable(job.path))?;
             (s.hash, Some(s), after)
         }
     };

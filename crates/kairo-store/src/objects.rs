@@ -194,16 +194,17 @@ impl LocalObjects {
     /// Copy `src` (whose size the caller saw as `size_hint`) into the store's staging area,
     /// hashing exactly the bytes written. Nothing is kept when the store already has the object.
     /// Also returns the file's stat taken after reading, so the caller can tell whether it
-    /// changed meanwhile.
-    pub fn stage_file(&self, src: &Path, size_hint: u64) -> Result<(Staged, FileStat)> {
+    /// changed meanwhile. `on_bytes` hears of the bytes copied as the copy goes.
+    pub fn stage_file(&self, src: &Path, size_hint: u64, on_bytes: &dyn Fn(u64)) -> Result<(Staged, FileStat)> {
         let mut file = File::open(src).map_err(StoreError::io(src))?;
         if size_hint <= SMALL_FILE {
             let bytes = read_small(&mut file, src, size_hint)?;
             let after = fstat(&file, src)?;
+            on_bytes(bytes.len() as u64);
             return Ok((self.stage_bytes(&bytes)?, after));
         }
         let (tmp, tmp_path) = self.temp_file()?;
-        let staged = match copy_large(&file, src, tmp, &tmp_path, self.durable) {
+        let staged = match copy_large(&file, src, tmp, &tmp_path, self.durable, on_bytes) {
             Ok((hash, size)) if self.contains(&hash) => {
                 let _ = fs::remove_file(&tmp_path);
                 Staged { hash, size, pending: Pending::Existing }
@@ -440,7 +441,14 @@ impl LocalObjects {
 /// the same path `cp` takes), then hash the copy on all cores through a memory map, so the hash
 /// is of the very bytes stored. When `durable`, a flusher thread pushes the copy to disk while
 /// it is being made and hashed, instead of all at the end.
-fn copy_large(src: &File, src_path: &Path, tmp: File, tmp_path: &Path, durable: bool) -> Result<(Hash, u64)> {
+fn copy_large(
+    src: &File,
+    src_path: &Path,
+    tmp: File,
+    tmp_path: &Path,
+    durable: bool,
+    on_bytes: &dyn Fn(u64),
+) -> Result<(Hash, u64)> {
     let flusher = if durable {
         let file = tmp.try_clone().map_err(StoreError::io(tmp_path))?;
         let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -455,7 +463,7 @@ fn copy_large(src: &File, src_path: &Path, tmp: File, tmp_path: &Path, durable: 
     } else {
         None
     };
-    let copied = kernel_copy(src, &tmp, flusher.as_ref().map(|(tx, _)| tx)).map_err(StoreError::io(src_path));
+    let copied = kernel_copy(src, &tmp, flusher.as_ref().map(|(tx, _)| tx), on_bytes).map_err(StoreError::io(src_path));
     let hashed = copied.and_then(|n| {
         let mut hasher = blake3::Hasher::new();
         hasher.update_mmap_rayon(tmp_path).map_err(StoreError::io(tmp_path))?;
@@ -471,7 +479,12 @@ fn copy_large(src: &File, src_path: &Path, tmp: File, tmp_path: &Path, durable: 
 
 /// `copy_file_range` in chunks (asking `flush` to sync after each), falling back to an ordinary
 /// copy where the kernel or filesystem cannot.
-fn kernel_copy(src: &File, dst: &File, flush: Option<&std::sync::mpsc::Sender<()>>) -> std::io::Result<u64> {
+fn kernel_copy(
+    src: &File,
+    dst: &File,
+    flush: Option<&std::sync::mpsc::Sender<()>>,
+    on_bytes: &dyn Fn(u64),
+) -> std::io::Result<u64> {
     let mut copied = 0u64;
     let mut since_flush = 0u64;
     loop {
@@ -480,6 +493,7 @@ fn kernel_copy(src: &File, dst: &File, flush: Option<&std::sync::mpsc::Sender<()
             Ok(n) => {
                 copied += n as u64;
                 since_flush += n as u64;
+                on_bytes(n as u64);
                 if since_flush >= FLUSH_EVERY {
                     if let Some(tx) = flush {
                         let _ = tx.send(());
@@ -490,7 +504,9 @@ fn kernel_copy(src: &File, dst: &File, flush: Option<&std::sync::mpsc::Sender<()
             Err(rustix::io::Errno::INTR) => {}
             Err(_) if copied == 0 => {
                 let (mut s, mut d) = (src, dst);
-                return std::io::copy(&mut s, &mut d);
+                let n = std::io::copy(&mut s, &mut d)?;
+                on_bytes(n);
+                return Ok(n);
             }
             Err(e) => return Err(e.into()),
         }
@@ -578,7 +594,13 @@ mod tests {
         let src = d.path().join("big");
         let data: Vec<u8> = (0..(SMALL_FILE as usize + 12345)).map(|i| (i % 251) as u8).collect();
         fs::write(&src, &data).unwrap();
-        let (staged, _) = s.stage_file(&src, data.len() as u64).unwrap();
+        let seen = std::sync::atomic::AtomicU64::new(0);
+        let (staged, _) = s
+            .stage_file(&src, data.len() as u64, &|n| {
+                seen.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            })
+            .unwrap();
+        assert_eq!(seen.into_inner(), data.len() as u64, "progress hears of every byte");
         assert_eq!(staged.hash, Hash::of(&data));
         let h = staged.hash;
         s.commit(vec![staged]).unwrap();
