@@ -141,17 +141,14 @@ pub fn pointer_versions_in_history(root: &Path) -> Result<Vec<String>> {
 /// Pointer files in the work tree as git sees them (tracked or untracked, not ignored),
 /// relative to `root`; None outside git.
 pub fn pointer_files(root: &Path) -> Option<Vec<String>> {
-    let top = toplevel(root)?;
-    let out =
-        git(root, &["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--full-name", "--", "*.kairo"])
-            .ok()?;
-    let prefix = root.canonicalize().ok()?.strip_prefix(top.canonicalize().ok()?).ok()?.to_path_buf();
-    Some(
-        out.split('\0')
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| Path::new(s).strip_prefix(&prefix).ok().and_then(|p| p.to_str()).map(str::to_string))
-            .collect(),
-    )
+    // Run in `root`, git prints paths relative to it: no need to ask for the top level.
+    let out = git(root, &["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "*.kairo"]).ok()?;
+    Some(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
+}
+
+/// Whether `dir` is inside a git work tree, by looking for `.git` upwards (no process spawned).
+pub fn in_work_tree(dir: &Path) -> bool {
+    dir.ancestors().any(|d| d.join(".git").exists())
 }
 
 /// Resolve a revision to a commit id, if it names one.

@@ -68,7 +68,7 @@ impl Project {
             Err(source) => return Err(DataError::ConfigRead { path: config_path, source }),
         };
         fs::create_dir_all(root.join(STORE_DIR).join("tmp")).map_err(DataError::io(root.join(STORE_DIR)))?;
-        let in_git = git::toplevel(&root).is_some();
+        let in_git = git::in_work_tree(&root);
         Ok(Project { root, config, in_git })
     }
 

@@ -141,60 +141,77 @@ pub fn scan(
     // Hashes in walk order; `build` consumes them in the same order.
     let mut hashes: Vec<Hash> = Vec::with_capacity(jobs.len());
     let (mut files_hashed, mut bytes_hashed, mut objects_stored, mut bytes_stored) = (0, 0, 0, 0);
-    for batch in batches(&jobs) {
-        let cache_ref = &*cache;
-        let results = batch
-            .par_iter()
-            .map(|job| {
-                let r = hash_one(job, cache_ref, mode, progress);
-                progress.advance(0, 1);
-                r
-            })
-            .collect::<Vec<Result<Hashed>>>();
-        let mut staged = Vec::new();
-        let mut duplicates = Vec::new();
-        let mut staged_hashes = HashSet::new();
-        let mut first_error = None;
-        for (job, r) in batch.iter().zip(results) {
-            match r {
-                Ok(h) => {
-                    if h.read {
-                        files_hashed += 1;
-                        bytes_hashed += job.meta.len();
-                    }
-                    if let Some(s) = h.staged {
-                        // Identical files hashed in parallel are stored once.
-                        if !staged_hashes.insert(s.hash) {
-                            duplicates.push(s);
-                        } else {
-                            if !s.existed() {
-                                objects_stored += 1;
-                                bytes_stored += s.size;
-                            }
-                            staged.push(s);
+    let committed = std::thread::scope(|scope| -> Result<()> {
+        let mut in_flight: Option<std::thread::ScopedJoinHandle<'_, Result<(), kairo_store::StoreError>>> = None;
+        let finish =
+            |handle: Option<std::thread::ScopedJoinHandle<'_, Result<(), kairo_store::StoreError>>>| match handle
+                .map(|h| h.join())
+            {
+                Some(Ok(result)) => result.map_err(DataError::from),
+                Some(Err(_)) => Err(DataError::Runtime("object commit thread panicked".into())),
+                None => Ok(()),
+            };
+        for batch in batches(&jobs) {
+            let cache_ref = &*cache;
+            let results = batch
+                .par_iter()
+                .map(|job| {
+                    let r = hash_one(job, cache_ref, mode, progress);
+                    progress.advance(0, 1);
+                    r
+                })
+                .collect::<Vec<Result<Hashed>>>();
+            let mut staged = Vec::new();
+            let mut duplicates = Vec::new();
+            let mut staged_hashes = HashSet::new();
+            let mut first_error = None;
+            for (job, r) in batch.iter().zip(results) {
+                match r {
+                    Ok(h) => {
+                        if h.read {
+                            files_hashed += 1;
+                            bytes_hashed += job.meta.len();
                         }
+                        if let Some(s) = h.staged {
+                            // Identical files hashed in parallel are stored once.
+                            if !staged_hashes.insert(s.hash) {
+                                duplicates.push(s);
+                            } else {
+                                if !s.existed() {
+                                    objects_stored += 1;
+                                    bytes_stored += s.size;
+                                }
+                                staged.push(s);
+                            }
+                        }
+                        if let Some(stat) = h.cache {
+                            cache.insert(stat, h.hash);
+                        }
+                        hashes.push(h.hash);
                     }
-                    if let Some(stat) = h.cache {
-                        cache.insert(stat, h.hash);
+                    Err(e) => {
+                        first_error.get_or_insert(e);
                     }
-                    hashes.push(h.hash);
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
                 }
             }
-        }
-        if let Mode::Store(objects) = mode {
-            objects.discard(duplicates);
-            if let Some(e) = first_error {
-                objects.discard(staged);
+            if let Mode::Store(objects) = mode {
+                objects.discard(duplicates);
+                if let Some(e) = first_error {
+                    objects.discard(staged);
+                    finish(in_flight.take())?;
+                    return Err(e);
+                }
+                // Commit this batch in the background while the next one is hashed (the commit is
+                // mostly waiting on the disk). At most one is in flight, so batches land in order.
+                finish(in_flight.take())?;
+                in_flight = Some(scope.spawn(move || objects.commit(staged)));
+            } else if let Some(e) = first_error {
                 return Err(e);
             }
-            objects.commit(staged)?;
-        } else if let Some(e) = first_error {
-            return Err(e);
         }
-    }
+        finish(in_flight.take())
+    });
+    committed?;
 
     let mut manifests = Vec::new();
     let root = build(walked, previous, &mut hashes.into_iter(), &mut manifests);

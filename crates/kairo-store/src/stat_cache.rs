@@ -16,7 +16,7 @@ const MAGIC: &[u8; 8] = b"KSTAT01\n";
 const RECORD: usize = 8 * 4 + 32;
 
 /// The identity of a file's current contents as far as the filesystem can tell without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileStat {
     pub dev: u64,
     pub ino: u64,
@@ -35,11 +35,13 @@ impl FileStat {
     }
 }
 
+/// Entries are kept as one sorted vector (loading is a parse, not 20,000 hash-map inserts;
+/// lookups are a binary search) plus the entries added since loading.
 #[derive(Debug)]
 pub struct StatCache {
     path: PathBuf,
-    entries: HashMap<FileStat, Hash>,
-    added: Vec<(FileStat, Hash)>,
+    entries: Vec<(FileStat, Hash)>,
+    added: HashMap<FileStat, Hash>,
 }
 
 impl StatCache {
@@ -47,25 +49,28 @@ impl StatCache {
     pub fn load(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         let entries = fs::read(&path).map(|b| decode(&b)).unwrap_or_default();
-        StatCache { path, entries, added: Vec::new() }
+        StatCache { path, entries, added: HashMap::new() }
     }
 
     pub fn get(&self, stat: &FileStat) -> Option<Hash> {
-        self.entries.get(stat).copied()
+        if let Some(h) = self.added.get(stat) {
+            return Some(*h);
+        }
+        self.entries.binary_search_by(|(s, _)| s.cmp(stat)).ok().map(|i| self.entries[i].1)
     }
 
     pub fn insert(&mut self, stat: FileStat, hash: Hash) {
-        if self.entries.insert(stat, hash) != Some(hash) {
-            self.added.push((stat, hash));
+        if self.get(&stat) != Some(hash) {
+            self.added.insert(stat, hash);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.added.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Write new entries back, merged with whatever another process saved meanwhile.
@@ -74,8 +79,11 @@ impl StatCache {
             return Ok(());
         }
         let _lock = StoreLock::exclusive(&lock_path(&self.path))?;
-        let mut merged = fs::read(&self.path).map(|b| decode(&b)).unwrap_or_default();
-        merged.extend(self.added.drain(..));
+        let mut merged: HashMap<FileStat, Hash> =
+            fs::read(&self.path).map(|b| decode(&b)).unwrap_or_default().into_iter().collect();
+        merged.extend(self.added.drain());
+        let mut merged: Vec<(FileStat, Hash)> = merged.into_iter().collect();
+        merged.sort_unstable_by_key(|(s, _)| *s);
         let mut bytes = Vec::with_capacity(MAGIC.len() + merged.len() * RECORD);
         bytes.extend_from_slice(MAGIC);
         for (s, h) in &merged {
@@ -99,16 +107,18 @@ fn lock_path(path: &Path) -> PathBuf {
     path.with_extension("lock")
 }
 
-fn decode(bytes: &[u8]) -> HashMap<FileStat, Hash> {
+/// The records of a cache file, sorted by stat (files written by `save` already are).
+fn decode(bytes: &[u8]) -> Vec<(FileStat, Hash)> {
     let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) else {
-        return HashMap::new();
+        return Vec::new();
     };
     let u64_at = |r: &[u8], i: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&r[i * 8..i * 8 + 8]);
         b
     };
-    body.chunks_exact(RECORD)
+    let mut entries = body
+        .chunks_exact(RECORD)
         .map(|r| {
             let stat = FileStat {
                 dev: u64::from_le_bytes(u64_at(r, 0)),
@@ -120,7 +130,12 @@ fn decode(bytes: &[u8]) -> HashMap<FileStat, Hash> {
             h.copy_from_slice(&r[32..64]);
             (stat, Hash::from_bytes(h))
         })
-        .collect()
+        .collect::<Vec<_>>();
+    if !entries.windows(2).all(|w| w[0].0 < w[1].0) {
+        entries.sort_unstable_by_key(|(s, _)| *s);
+        entries.dedup_by_key(|(s, _)| *s);
+    }
+    entries
 }
 
 #[cfg(test)]
