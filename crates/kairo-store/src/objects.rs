@@ -27,6 +27,9 @@ const SMALL_FILE: u64 = 4 << 20;
 /// Objects up to this size go into pack files (see `pack.rs`) instead of files of their own.
 pub const PACK_MAX: u64 = 256 << 10;
 
+/// `remove` (gc) merges all packs into few once there are more than this many.
+const MAX_PACKS: usize = 16;
+
 /// Batches with fewer small objects than this store them as loose files instead of a pack.
 const MIN_PACK: usize = 32;
 
@@ -400,8 +403,9 @@ impl LocalObjects {
         }
     }
 
-    /// Delete objects (loose files, and by rewriting the packs that hold them); returns the
-    /// number of objects and bytes freed. The caller holds the store's exclusive lock.
+    /// Delete objects (loose files, and by rewriting the packs that hold them; packs are also
+    /// merged when there are many); returns the number of objects and bytes freed. The caller
+    /// holds the store's exclusive lock.
     pub fn remove(&self, dead: &HashSet<Hash>) -> Result<(u64, u64)> {
         let (mut count, mut bytes) = (0, 0);
         for hash in dead {
@@ -412,7 +416,7 @@ impl LocalObjects {
                 bytes += meta.len();
             }
         }
-        let (packed, packed_bytes) = self.packs.drop_objects(dead, self.session.dir(), self.durable)?;
+        let (packed, packed_bytes) = self.packs.drop_objects(dead, MAX_PACKS, self.session.dir(), self.durable)?;
         Ok((count + packed, bytes + packed_bytes))
     }
 
@@ -680,6 +684,28 @@ mod tests {
         assert_eq!(fresh.list().unwrap().len(), 25 + MIN_PACK + 1);
         assert!(!fresh.contains(&Hash::of(b"object 3")));
         assert_eq!(fresh.read(&Hash::of(b"object 30")).unwrap(), b"object 30");
+    }
+
+    #[test]
+    fn gc_merges_many_packs() {
+        let (_d, s) = store();
+        for p in 0..(MAX_PACKS + 3) {
+            let batch: Vec<_> =
+                (0..MIN_PACK).map(|i| s.stage_bytes(format!("p{p} o{i}").as_bytes()).unwrap()).collect();
+            s.commit(batch).unwrap();
+        }
+        let packs = || {
+            fs::read_dir(s.root().join("pack"))
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".idx"))
+                .count()
+        };
+        assert_eq!(packs(), MAX_PACKS + 3);
+        let (n, _) = s.remove(&HashSet::new()).unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(packs(), 1);
+        assert_eq!(s.list().unwrap().len(), (MAX_PACKS + 3) * MIN_PACK);
+        assert_eq!(s.read(&Hash::of(b"p7 o3")).unwrap(), b"p7 o3");
     }
 
     #[test]

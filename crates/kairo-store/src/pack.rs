@@ -192,26 +192,51 @@ impl PackSet {
         result
     }
 
-    /// Rewrite every pack holding a `dead` object so only live objects remain; returns the
-    /// number of objects and bytes dropped. Caller holds the store's exclusive lock.
-    pub fn drop_objects(&self, dead: &HashSet<Hash>, staging: &Path, durable: bool) -> Result<(u64, u64)> {
-        self.reload()?;
-        let packs: Vec<Arc<Pack>> = self.with_index(|i| {
-            let mut seen = HashSet::new();
-            i.values().filter(|l| seen.insert(l.pack.id.clone())).map(|l| l.pack.clone()).collect()
-        })?;
-        let (mut keep, mut affected, mut dropped, mut bytes) = (Vec::new(), Vec::new(), 0u64, 0u64);
-        for pack in packs {
-            if !pack.entries.iter().any(|(h, _, _)| dead.contains(h)) {
+    /// Rewrite every pack holding a `dead` object so only live objects remain (and, when there
+    /// are more than `max_packs` packs, merge them all); returns the number of objects and
+    /// bytes dropped. The caller holds the store's exclusive lock.
+    pub fn drop_objects(
+        &self,
+        dead: &HashSet<Hash>,
+        max_packs: usize,
+        staging: &Path,
+        durable: bool,
+    ) -> Result<(u64, u64)> {
+        let mut packs = Vec::new();
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for entry in entries {
+                let name = entry.map_err(StoreError::io(&self.dir))?.file_name().to_string_lossy().to_string();
+                if let Some(id) = name.strip_prefix("pack-").and_then(|n| n.strip_suffix(".idx")) {
+                    packs.push(self.load(id)?);
+                }
+            }
+        }
+        let merge_all = packs.len() > max_packs;
+        let (mut keep, mut keep_bytes, mut affected, mut dropped, mut bytes) = (Vec::new(), 0usize, Vec::new(), 0, 0);
+        let mut kept = HashSet::new();
+        for pack in &packs {
+            if !merge_all && !pack.entries.iter().any(|(h, _, _)| dead.contains(h)) {
                 continue;
             }
-            for (hash, _, len) in &pack.entries {
+            for (hash, offset, len) in &pack.entries {
                 if dead.contains(hash) {
                     dropped += 1;
                     bytes += len;
-                } else {
-                    let data = self.read(hash)?.ok_or(StoreError::Missing(*hash))?;
+                } else if kept.insert(*hash) {
+                    let mut data = vec![0u8; *len as usize];
+                    let path = self.pack_path(&pack.id);
+                    pack.file.read_exact_at(&mut data, *offset).map_err(StoreError::io(&path))?;
+                    let actual = Hash::of(&data);
+                    if actual != *hash {
+                        return Err(StoreError::Corrupt { hash: *hash, actual, path });
+                    }
+                    keep_bytes += data.len();
                     keep.push((*hash, data));
+                    if keep_bytes >= REPACK_CHUNK {
+                        self.write(&keep, staging, durable)?;
+                        keep.clear();
+                        keep_bytes = 0;
+                    }
                 }
             }
             affected.push(pack.id.clone());
@@ -227,6 +252,9 @@ impl PackSet {
         Ok((dropped, bytes))
     }
 }
+
+/// Repacking writes new packs of about this size.
+const REPACK_CHUNK: usize = 256 << 20;
 
 fn render_index(entries: &[(Hash, u64, u64)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + entries.len() * IDX_ENTRY + 32);
