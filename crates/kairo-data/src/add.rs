@@ -39,8 +39,9 @@ pub async fn add(project: &Project, rel: &str, progress: &dyn Progress) -> Resul
     let previous = project.read_pointer(rel)?;
     let prev_tree = previous.as_ref().and_then(|p| tree::load_pointer(&objects, rel, p).ok());
 
-    let walked = scan::walk(&abs)?;
+    // Loaded before the walk: entries are stamped with this moment (see the racy check).
     let mut cache = project.stat_cache();
+    let walked = scan::walk(&abs)?;
     let scan = scan::scan(&walked, prev_tree.as_ref(), &mut cache, Mode::Store(&objects), progress)?;
     cache.save()?;
 

@@ -116,8 +116,8 @@ async fn resolve(project: &Project, rel: &str, spec: &str) -> Result<(String, No
     let objects = project.objects()?;
     if spec == "workspace" {
         let recorded = project.read_pointer(rel)?.and_then(|p| tree::load_pointer(&objects, rel, &p).ok());
-        let walked = scan::walk(&project.abs(rel))?;
         let mut cache = project.stat_cache();
+        let walked = scan::walk(&project.abs(rel))?;
         let node = scan::scan(&walked, recorded.as_ref(), &mut cache, Mode::Hash, &NoProgress)?.root;
         cache.save()?;
         return Ok(("workspace".into(), node));
