@@ -142,15 +142,7 @@ pub fn scan(
     let mut hashes: Vec<Hash> = Vec::with_capacity(jobs.len());
     let (mut files_hashed, mut bytes_hashed, mut objects_stored, mut bytes_stored) = (0, 0, 0, 0);
     let committed = std::thread::scope(|scope| -> Result<()> {
-        let mut in_flight: Option<std::thread::ScopedJoinHandle<'_, Result<(), kairo_store::StoreError>>> = None;
-        let finish =
-            |handle: Option<std::thread::ScopedJoinHandle<'_, Result<(), kairo_store::StoreError>>>| match handle
-                .map(|h| h.join())
-            {
-                Some(Ok(result)) => result.map_err(DataError::from),
-                Some(Err(_)) => Err(DataError::Runtime("object commit thread panicked".into())),
-                None => Ok(()),
-            };
+        let mut in_flight: Option<CommitHandle<'_>> = None;
         for batch in batches(&jobs) {
             let cache_ref = &*cache;
             let results = batch
@@ -198,18 +190,18 @@ pub fn scan(
                 objects.discard(duplicates);
                 if let Some(e) = first_error {
                     objects.discard(staged);
-                    finish(in_flight.take())?;
+                    finish_commit(in_flight.take())?;
                     return Err(e);
                 }
                 // Commit this batch in the background while the next one is hashed (the commit is
                 // mostly waiting on the disk). At most one is in flight, so batches land in order.
-                finish(in_flight.take())?;
+                finish_commit(in_flight.take())?;
                 in_flight = Some(scope.spawn(move || objects.commit(staged)));
             } else if let Some(e) = first_error {
                 return Err(e);
             }
         }
-        finish(in_flight.take())
+        finish_commit(in_flight.take())
     });
     committed?;
 
@@ -228,6 +220,17 @@ pub fn scan(
         objects.commit(staged)?;
     }
     Ok(Scan { root, files_hashed, bytes_hashed, objects_stored, bytes_stored })
+}
+
+type CommitHandle<'scope> = std::thread::ScopedJoinHandle<'scope, Result<(), kairo_store::StoreError>>;
+
+/// Wait for a background batch commit, if any, and surface its error.
+fn finish_commit(handle: Option<CommitHandle<'_>>) -> Result<()> {
+    match handle.map(|h| h.join()) {
+        Some(Ok(result)) => result.map_err(DataError::from),
+        Some(Err(_)) => Err(DataError::Runtime("object commit thread panicked".into())),
+        None => Ok(()),
+    }
 }
 
 fn batches<'a, 'b>(jobs: &'b [FileJob<'a>]) -> Vec<&'b [FileJob<'a>]> {
