@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// Tag written into every manifest so a manifest object is recognisable on its own.
 pub const MANIFEST_FORMAT: &str = "kairo-manifest/1";
+/// How every manifest's canonical bytes begin: enough to tell a manifest from other objects.
+pub const MANIFEST_PREFIX: &str = r#"{"format":"kairo-manifest/1","#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -162,6 +164,7 @@ mod tests {
         let m = Manifest::new(vec![exec, dir, file("ü", b"x")]);
         let doc = Document { format: MANIFEST_FORMAT.into(), entries: m.entries().to_vec() };
         assert_eq!(m.to_bytes(), serde_json::to_vec(&doc).unwrap());
+        assert!(m.to_bytes().starts_with(MANIFEST_PREFIX.as_bytes()));
         assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
     }
 

@@ -1,13 +1,13 @@
 //! `kairo data gc`: remove objects that nothing references — no pointer in the work tree or in
 //! any commit of the current branch, no record in the metadata store (runs, models).
 
-use crate::error::Result;
+use crate::error::{DataError, Result};
+use crate::git;
 use crate::project::Project;
-use crate::{git, tree};
-use kairo_core::manifest::{EntryKind, Manifest};
+use kairo_core::manifest::{EntryKind, Manifest, MANIFEST_PREFIX};
 use kairo_core::pointer::{Pointer, PointerKind};
 use kairo_core::Hash;
-use kairo_store::LocalObjects;
+use kairo_store::{LocalObjects, StoreError};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -42,12 +42,13 @@ pub async fn gc(project: &Project, dry_run: bool) -> Result<GcReport> {
 
     let mut live = HashSet::new();
     for (hash, kind) in roots {
-        mark(&objects, hash, kind == PointerKind::Dir, &mut live);
+        mark(&objects, hash, kind == PointerKind::Dir, &mut live)?;
     }
     for hash in pinned {
-        // A pinned object may be a manifest: keep what it names too.
-        let is_manifest = objects.read(&hash).ok().is_some_and(|b| Manifest::parse(&b).is_ok());
-        mark(&objects, hash, is_manifest, &mut live);
+        // A pinned object may be a manifest: keep what it names too. Only its first bytes are
+        // read to tell, so pinning a multi-gigabyte model costs nothing here.
+        let is_manifest = objects.starts_with(&hash, MANIFEST_PREFIX.as_bytes()).unwrap_or(false);
+        mark(&objects, hash, is_manifest, &mut live)?;
     }
 
     let mut report = GcReport { dry_run, ..Default::default() };
@@ -78,23 +79,21 @@ pub async fn gc(project: &Project, dry_run: bool) -> Result<GcReport> {
 }
 
 /// Mark an object live, and for a manifest everything below it. A manifest missing from the
-/// local store marks nothing below it (those objects cannot be named without it).
-fn mark(objects: &LocalObjects, hash: Hash, is_dir: bool, live: &mut HashSet<Hash>) {
+/// local store marks nothing below it (those objects cannot be named without it); a corrupted
+/// one stops `gc`, since collecting blind could delete what it names.
+fn mark(objects: &LocalObjects, hash: Hash, is_dir: bool, live: &mut HashSet<Hash>) -> Result<()> {
     if !live.insert(hash) || !is_dir {
-        return;
+        return Ok(());
     }
-    let Ok(node) = tree::load(objects, "", PointerKind::Dir, hash, 0) else {
-        // Load the readable part: walk manifests one at a time.
-        if let Ok(bytes) = objects.read(&hash) {
-            if let Ok(m) = Manifest::parse(&bytes) {
-                for e in m.entries() {
-                    mark(objects, e.hash, e.kind == EntryKind::Dir, live);
-                }
-            }
-        }
-        return;
+    let bytes = match objects.read(&hash) {
+        Ok(b) => b,
+        Err(StoreError::Missing(_)) => return Ok(()),
+        Err(e) => return Err(DataError::Runtime(format!("gc stopped, nothing removed: {e}; run `kairo data verify`"))),
     };
-    let mut all = Vec::new();
-    node.object_hashes(&mut all);
-    live.extend(all);
+    let manifest = Manifest::parse(&bytes)
+        .map_err(|e| DataError::Runtime(format!("gc stopped, nothing removed: manifest {hash}: {e}")))?;
+    for e in manifest.entries() {
+        mark(objects, e.hash, e.kind == EntryKind::Dir, live)?;
+    }
+    Ok(())
 }

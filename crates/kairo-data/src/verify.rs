@@ -17,8 +17,9 @@ pub struct VerifyReport {
     pub corrupt: Vec<Hash>,
     /// (tracked path, object) pairs the local store lacks.
     pub missing: Vec<(String, Hash)>,
-    /// Temp files left by an interrupted command (harmless; `gc` removes them).
-    pub stale_temp_files: u64,
+    /// Entries in `.kairo/tmp`: staging directories of running commands, or left by an
+    /// interrupted one (harmless; `gc` removes those older than an hour).
+    pub staging_entries: u64,
 }
 
 impl VerifyReport {
@@ -53,6 +54,6 @@ pub fn verify(project: &Project) -> Result<VerifyReport> {
             Err(e) => return Err(e),
         }
     }
-    report.stale_temp_files = std::fs::read_dir(project.store_dir().join("tmp")).map(|d| d.count() as u64).unwrap_or(0);
+    report.staging_entries = std::fs::read_dir(project.store_dir().join("tmp")).map(|d| d.count() as u64).unwrap_or(0);
     Ok(report)
 }

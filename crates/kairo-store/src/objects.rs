@@ -1,5 +1,6 @@
-//! The local content-addressed object store: `.kairo/objects/ab/cdef…`, one immutable file per
-//! object, named by the BLAKE3 hash of its bytes.
+//! The local content-addressed object store, named by the BLAKE3 hash of each object's bytes:
+//! objects over [`PACK_MAX`] are immutable files `.kairo/objects/ab/cdef…`; smaller ones are
+//! written in batches into pack files (see `pack.rs`).
 //!
 //! Writes go to a temp file in a per-process directory under `.kairo/tmp` (a fresh directory
 //! keeps file creation fast: ext4 directories that have churned through many entries never
@@ -353,6 +354,20 @@ impl LocalObjects {
         perms.set_mode(0o644);
         fs::set_permissions(dest, perms).map_err(StoreError::io(dest))?;
         Ok(size)
+    }
+
+    /// Whether the object's bytes begin with `prefix`, reading only that much (no hash check:
+    /// this only classifies objects; every full read is checked).
+    pub fn starts_with(&self, hash: &Hash, prefix: &[u8]) -> Result<bool> {
+        let path = self.path(hash);
+        match File::open(&path) {
+            Ok(mut file) => {
+                let mut head = vec![0u8; prefix.len()];
+                Ok(file.read_exact(&mut head).is_ok() && head == prefix)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(self.read(hash)?.starts_with(prefix)),
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
     }
 
     /// Re-hash an object; `Err(Corrupt)` when it no longer matches its name.

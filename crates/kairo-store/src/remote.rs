@@ -153,19 +153,6 @@ impl Remote {
         writer.finish(hash)
     }
 
-    /// Every object hash on the remote (for listings and tests).
-    pub async fn list_all(&self) -> Result<Vec<Hash>> {
-        let metas: Vec<_> = self.store.list(Some(&self.prefix)).try_collect().await.map_err(|e| self.error(e))?;
-        Ok(metas
-            .iter()
-            .filter_map(|m| {
-                let parts: Vec<_> = m.location.parts().collect();
-                let n = parts.len();
-                (n >= 2).then(|| format!("{}{}", parts[n - 2].as_ref(), parts[n - 1].as_ref()).parse().ok()).flatten()
-            })
-            .collect())
-    }
-
     /// Remove an object from the remote (tests use this to simulate loss).
     pub async fn delete(&self, hash: Hash) -> Result<()> {
         self.store.delete(&self.object_path(&hash)).await.map_err(|e| self.error(e))

@@ -173,13 +173,7 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             if json {
                 print_json(&r);
             } else {
-                println!(
-                    "pushed {} ({}) to {}; {} already there",
-                    plural(r.transferred, "object"),
-                    bytes(r.bytes),
-                    r.remote,
-                    r.objects - r.transferred
-                );
+                print_transfer("pushed", "to", "there", &r);
             }
             Ok(exit::OK)
         }
@@ -191,13 +185,7 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             if json {
                 print_json(&serde_json::json!({"transfer": r, "checkout": checked}));
             } else {
-                println!(
-                    "pulled {} ({}) from {}; {} already here",
-                    plural(r.transferred, "object"),
-                    bytes(r.bytes),
-                    r.remote,
-                    r.objects - r.transferred
-                );
+                print_transfer("pulled", "from", "here", &r);
                 checked.iter().for_each(print_checkout);
             }
             Ok(exit::OK)
@@ -273,6 +261,11 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             Ok(if r.ok() { exit::OK } else { exit::CORRUPT })
         }
     }
+}
+
+fn print_transfer(verb: &str, direction: &str, place: &str, r: &transfer::TransferReport) {
+    let (moved, size, rest) = (plural(r.transferred, "object"), bytes(r.bytes), r.objects - r.transferred);
+    println!("{verb} {moved} ({size}) {direction} {}; {rest} already {place}", r.remote);
 }
 
 fn print_checkout(r: &checkout::CheckoutReport) {

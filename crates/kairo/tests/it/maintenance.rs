@@ -74,3 +74,15 @@ fn verify_reports_missing_objects() {
     assert_eq!(r["missing"][0][0], "a.txt");
     repo.kairo(&["data", "verify"]).assert().code(4).stdout(predicate::str::contains("kairo data pull a.txt"));
 }
+
+#[test]
+fn gc_refuses_to_collect_past_a_corrupted_manifest() {
+    let repo = Repo::new();
+    make_tree(&repo, "data", 6);
+    repo.kairo(&["data", "add", "data"]).assert().success();
+    let before = repo.object_count();
+    // The directory manifest of data/d2 names f2.txt; damage it.
+    repo.corrupt_in_store(br#""name":"f2.txt""#);
+    repo.kairo(&["data", "gc"]).assert().code(1).stderr(predicate::str::contains("gc stopped, nothing removed"));
+    assert_eq!(repo.object_count(), before, "nothing was collected");
+}
