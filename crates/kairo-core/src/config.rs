@@ -27,6 +27,9 @@ pub struct Config {
     pub default_remote: Option<String>,
     #[serde(default)]
     pub store: StoreConfig,
+    /// The pipeline; parsed (with positions in errors) by `kairo-pipeline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<serde_yaml::Value>,
 }
 
 /// How the local object store writes.
@@ -91,7 +94,15 @@ impl Config {
          #     url: s3://my-bucket/kairo\n\
          # default_remote: origin\n\
          # store:\n\
-         #   fsync: true   # false: faster adds, but a power cut may damage objects written just before it\n"
+         #   fsync: true   # false: faster adds, but a power cut may damage objects written just before it\n\
+         # Pipeline stages for `kairo run` (see README):\n\
+         # stages:\n\
+         #   train:\n\
+         #     cmd: python train.py\n\
+         #     deps: [train.py, data/train.csv]\n\
+         #     params: [train.lr]\n\
+         #     outs: [model.onnx]\n\
+         #     metrics: [metrics.json]\n"
     }
 }
 

@@ -9,6 +9,7 @@ pub mod exit;
 pub mod hash;
 pub mod manifest;
 pub mod pointer;
+pub mod run;
 pub mod time;
 
 pub use hash::{Hash, HashParseError};

@@ -46,9 +46,23 @@ fn checkout_one(
 ) -> Result<CheckoutReport> {
     let pointer = project.require_pointer(rel)?;
     let target = tree::load_pointer(objects, rel, &pointer)?;
-    let abs = project.abs(rel);
+    materialise(objects, cache, &project.abs(rel), rel, &target, force)
+}
+
+/// Make `abs` hold exactly the version `target` (files copied out of the store), touching only
+/// what differs. `rel` names the path in reports and errors. Without `force`, refuses to discard
+/// work-tree content the store does not have.
+pub fn materialise(
+    objects: &LocalObjects,
+    cache: &mut kairo_store::StatCache,
+    abs: &Path,
+    rel: &str,
+    target: &Node,
+    force: bool,
+) -> Result<CheckoutReport> {
+    let abs = abs.to_path_buf();
     let current = match scan::walk(&abs) {
-        Ok(w) => Some(scan::scan(&w, Some(&target), cache, Mode::Hash, &NoProgress)?.root),
+        Ok(w) => Some(scan::scan(&w, Some(target), cache, Mode::Hash, &NoProgress)?.root),
         Err(DataError::PathMissing(_)) => None,
         Err(e) => return Err(e),
     };
@@ -95,7 +109,7 @@ fn checkout_one(
         let path = abs_of(&abs, p);
         fs::remove_file(&path).map_err(DataError::io(&path))?;
     }
-    prepare_dirs(&abs, &target)?;
+    prepare_dirs(&abs, target)?;
     let written =
         writes.par_iter().map(|(p, node)| write_file(objects, &abs_of(&abs, p), node)).collect::<Result<Vec<_>>>()?;
     for (stat, hash) in written {

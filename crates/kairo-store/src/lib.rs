@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod objects;
 pub mod pack;
 pub mod remote;
+pub mod runs;
 pub mod stat_cache;
 
 pub use error::StoreError;

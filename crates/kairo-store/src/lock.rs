@@ -19,6 +19,16 @@ impl StoreLock {
         Ok(StoreLock { file })
     }
 
+    /// The exclusive lock if nobody holds the file; `None` when somebody does.
+    pub fn try_exclusive(path: &Path) -> Result<Option<Self>> {
+        let file = open(path)?;
+        match FileExt::try_lock_exclusive(&file) {
+            Ok(true) => Ok(Some(StoreLock { file })),
+            Ok(false) => Ok(None),
+            Err(e) => Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+        }
+    }
+
     pub fn exclusive(path: &Path) -> Result<Self> {
         let file = open(path)?;
         FileExt::lock_exclusive(&file).map_err(StoreError::io(path))?;

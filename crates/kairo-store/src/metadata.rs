@@ -11,11 +11,17 @@ use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::path::Path;
 
 /// Migrations in order; the version of each is its position + 1.
-const SQLITE_MIGRATIONS: &[(&str, &str)] = &[("init", include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[("init", include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
+    ("init", include_str!("../migrations/sqlite/0001_init.sql")),
+    ("runs", include_str!("../migrations/sqlite/0002_runs.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
+    ("init", include_str!("../migrations/postgres/0001_init.sql")),
+    ("runs", include_str!("../migrations/postgres/0002_runs.sql")),
+];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -64,7 +70,7 @@ pub struct Event {
 /// The metadata repository.
 #[derive(Debug, Clone)]
 pub struct Metadata {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
@@ -327,7 +333,7 @@ async fn current_version(tx: &mut Transaction<'_, Any>) -> Result<i64> {
     Ok(row.try_get::<i64, _>(0)?)
 }
 
-async fn insert_event(
+pub(crate) async fn insert_event(
     tx: &mut Transaction<'_, Any>,
     actor: &str,
     kind: &str,

@@ -1,0 +1,128 @@
+//! A run: one execution of a pipeline stage, with everything needed to explain and re-execute it.
+//! Immutable once finished; re-executing creates a new run whose `reproduces` names the original.
+
+use crate::Hash;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where a run is in its life. Only `Succeeded` runs with `cacheable` outputs feed the run cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(RunStatus::Running),
+            "succeeded" => Some(RunStatus::Succeeded),
+            "failed" => Some(RunStatus::Failed),
+            "interrupted" => Some(RunStatus::Interrupted),
+            _ => None,
+        }
+    }
+}
+
+/// What started a run.
+pub const TRIGGERS: &[&str] = &["manual", "ci", "schedule", "api", "alert"];
+
+/// The code a run came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitState {
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+    /// Hash of the uncommitted changes (`git diff HEAD` plus untracked files); none when clean.
+    pub dirty: Option<String>,
+}
+
+/// A file or directory version: a file's content hash or a directory's manifest hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathVersion {
+    pub path: String,
+    pub hash: Hash,
+    /// `file` or `dir`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub size: u64,
+    /// True when the path is a tracked dataset (`<path>.kairo`) and `hash` its version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dataset: bool,
+}
+
+/// The environment a stage ran in: `hash` is part of the cache key; `facts` are recorded only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvFingerprint {
+    /// `host`, `python:<lockfile>` or `image:<ref>`.
+    pub spec: String,
+    pub hash: Hash,
+    /// The values that make up `hash` (OS, architecture, interpreter versions, package lists...).
+    pub key: BTreeMap<String, String>,
+    /// Recorded for audit, not part of the key (kernel, host, CPU count...).
+    pub facts: BTreeMap<String, String>,
+}
+
+/// One execution of a stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Time-ordered: 12 hex digits of milliseconds since the epoch, then 20 random hex digits.
+    pub id: String,
+    pub stage: String,
+    pub status: RunStatus,
+    pub trigger: String,
+    pub actor: String,
+    pub host: String,
+    pub pid: u32,
+    /// `local` (later: `ray`).
+    pub executor: String,
+    pub git: GitState,
+    pub cmd: String,
+    /// The working directory relative to the project root ("" for the root).
+    #[serde(default)]
+    pub wdir: String,
+    pub deps: Vec<PathVersion>,
+    /// Params file → dotted key → value (only the keys the stage names).
+    pub params: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    pub env: EnvFingerprint,
+    /// Declared outputs (paths) with `persist`, in the stage's order.
+    pub out_paths: Vec<String>,
+    #[serde(default)]
+    pub persist: Vec<String>,
+    pub metrics_files: Vec<String>,
+    pub outs: Vec<PathVersion>,
+    /// Flattened numeric metrics (`dotted.key` → value) read from the metrics files.
+    pub metrics: BTreeMap<String, f64>,
+    pub cache_key: Hash,
+    /// False when a dependency changed while the stage ran: such outputs are never reused.
+    pub cacheable: bool,
+    pub exit_code: Option<i32>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// Combined stdout/stderr, stored as an object.
+    pub log: Option<Hash>,
+    /// The run this one re-executes (`kairo reproduce`).
+    pub reproduces: Option<String>,
+    /// Why the run failed or was not cacheable, in words.
+    pub message: Option<String>,
+}
+
+impl Run {
+    /// Wall time in seconds, once finished.
+    pub fn duration_secs(&self) -> Option<f64> {
+        let start = chrono::DateTime::parse_from_rfc3339(&self.started_at).ok()?;
+        let end = chrono::DateTime::parse_from_rfc3339(self.ended_at.as_deref()?).ok()?;
+        Some((end - start).num_milliseconds() as f64 / 1000.0)
+    }
+}

@@ -1,0 +1,566 @@
+//! The `stages:` section of `kairo.yaml`: parsed into [`Stage`]s, `foreach` groups expanded,
+//! and every mistake reported as `kairo.yaml:LINE:COL: what is wrong`.
+
+use crate::error::{PipelineError, Result};
+use crate::params;
+use kairo_core::config::CONFIG_FILE;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+/// The default params file, as in DVC.
+pub const PARAMS_FILE: &str = "params.yaml";
+
+/// One stage after expansion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    /// A list `cmd` is joined with ` && ` (stops at the first failure).
+    pub cmd: String,
+    pub deps: Vec<String>,
+    pub params: Vec<ParamRef>,
+    pub outs: Vec<Out>,
+    pub metrics: Vec<Out>,
+    pub env: EnvSpec,
+    /// Run on every `kairo run` (also implied by having no dependencies, as in DVC).
+    pub always_changed: bool,
+}
+
+impl Stage {
+    /// Outputs and metrics files: everything the stage writes.
+    pub fn all_outs(&self) -> impl Iterator<Item = &Out> {
+        self.outs.iter().chain(self.metrics.iter())
+    }
+
+    /// False when any output opts out of the store: such a stage never uses the run cache.
+    pub fn cacheable(&self) -> bool {
+        self.all_outs().all(|o| o.cache)
+    }
+}
+
+/// A parameter the stage reads: one dotted key of a file, or the whole file (`key: None`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ParamRef {
+    pub file: String,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Out {
+    pub path: String,
+    /// Keep the previous output while the command runs (default: removed first).
+    pub persist: bool,
+    /// Store in the object store (default). `false` disables the run cache for the stage.
+    pub cache: bool,
+}
+
+/// How the stage's process is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvSpec {
+    /// The host as it is; the fingerprint records OS, architecture and the interpreters used.
+    Host,
+    /// A virtual environment built from a lockfile (`requirements*.txt`, `uv.lock`, `pylock.toml`).
+    Python { lockfile: String },
+    /// A container image pinned by digest, run with docker or podman.
+    Image { reference: String },
+}
+
+impl EnvSpec {
+    pub fn label(&self) -> String {
+        match self {
+            EnvSpec::Host => "host".into(),
+            EnvSpec::Python { lockfile } => format!("python:{lockfile}"),
+            EnvSpec::Image { reference } => format!("image:{reference}"),
+        }
+    }
+
+    /// The inverse of [`EnvSpec::label`] (for re-executing a recorded run).
+    pub fn from_label(label: &str) -> Option<Self> {
+        match label.split_once(':') {
+            None if label == "host" => Some(EnvSpec::Host),
+            Some(("python", f)) => Some(EnvSpec::Python { lockfile: f.into() }),
+            Some(("image", r)) => Some(EnvSpec::Image { reference: r.into() }),
+            _ => None,
+        }
+    }
+}
+
+/// The parsed pipeline, stages in file order.
+#[derive(Debug, Clone, Default)]
+pub struct Pipeline {
+    pub stages: Vec<Stage>,
+    /// The text of kairo.yaml, kept to point at lines in later errors.
+    text: String,
+}
+
+impl Pipeline {
+    /// Parse the stages of `kairo.yaml` (whose text is `text`) in project `root`.
+    pub fn parse(root: &Path, text: &str) -> Result<Self> {
+        let file: File = serde_yaml::from_str(text).map_err(|e| yaml_error(CONFIG_FILE, &e))?;
+        let mut pipeline = Pipeline { stages: Vec::new(), text: text.to_string() };
+        let mut params_cache = params::Files::new(root);
+        for (name, raw) in file.stages.map(|s| s.0).unwrap_or_default() {
+            check_name(&pipeline, &name)?;
+            match (raw.foreach.clone(), raw.do_.clone()) {
+                (None, None) => {
+                    let stage = pipeline.build(&name, &name, raw)?;
+                    pipeline.stages.push(stage);
+                }
+                (Some(items), Some(template)) => {
+                    if raw.cmd.is_some() || !raw.deps.is_empty() || !raw.outs.is_empty() {
+                        return Err(pipeline.error(&name, None, "a `foreach` stage puts its fields under `do:`"));
+                    }
+                    let items = match items {
+                        Value::String(s) => match template_ref(&s) {
+                            Some(key) => params_cache.value(PARAMS_FILE, key).map_err(|m| pipeline.error(&name, Some(&s), &m))?,
+                            None => return Err(pipeline.error(&name, Some("foreach"), "`foreach` must be a list, a map or `${params.key}`")),
+                        },
+                        v => v,
+                    };
+                    for (suffix, vars) in expand_items(&items).map_err(|m| pipeline.error(&name, Some("foreach"), &m))? {
+                        let full = format!("{name}@{suffix}");
+                        let value = substitute(&template, &vars).map_err(|m| pipeline.error(&name, Some("do"), &m))?;
+                        let raw: RawStage = serde_yaml::from_value(value)
+                            .map_err(|e| pipeline.error(&name, Some("do"), &format!("stages.{name}.do: {}", strip_location(&e))))?;
+                        if raw.foreach.is_some() || raw.do_.is_some() {
+                            return Err(pipeline.error(&name, Some("do"), "`foreach` cannot be nested"));
+                        }
+                        let stage = pipeline.build(&full, &name, raw)?;
+                        pipeline.stages.push(stage);
+                    }
+                }
+                (Some(_), None) => return Err(pipeline.error(&name, Some("foreach"), "`foreach` needs a `do:` template")),
+                (None, Some(_)) => return Err(pipeline.error(&name, Some("do"), "`do` needs a `foreach:` list")),
+            }
+        }
+        Ok(pipeline)
+    }
+
+    /// A pipeline of given stages (to re-execute a recorded run whose stage may be gone).
+    pub fn from_stages(stages: Vec<Stage>) -> Self {
+        Pipeline { stages, text: String::new() }
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    fn build(&self, name: &str, base: &str, raw: RawStage) -> Result<Stage> {
+        let cmd = match raw.cmd {
+            Some(Cmd::One(c)) => c,
+            Some(Cmd::Many(cs)) => cs.join(" && "),
+            None => String::new(),
+        };
+        if cmd.trim().is_empty() {
+            return Err(self.error(base, None, &format!("stage `{name}` has no `cmd`")));
+        }
+        let mut deps = Vec::new();
+        for d in raw.deps {
+            deps.push(self.path(base, &d, "dependency")?);
+        }
+        let mut params = Vec::new();
+        for p in raw.params {
+            match p {
+                RawParam::Key(key) => params.push(ParamRef { file: PARAMS_FILE.into(), key: Some(key) }),
+                RawParam::File(map) => {
+                    for (file, keys) in map {
+                        let file = self.path(base, &file, "params file")?;
+                        match keys {
+                            None => params.push(ParamRef { file, key: None }),
+                            Some(keys) => {
+                                params.extend(keys.into_iter().map(|k| ParamRef { file: file.clone(), key: Some(k) }))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let outs = self.outs(base, raw.outs)?;
+        let metrics = self.outs(base, raw.metrics)?;
+        let env = match raw.env {
+            None => EnvSpec::Host,
+            Some(RawEnv::Name(n)) if n == "host" => EnvSpec::Host,
+            Some(RawEnv::Name(n)) => {
+                return Err(self.error(base, Some(&n), &format!("unknown env `{n}`: use `host`, `{{python: requirements.txt}}` or `{{image: NAME@sha256:...}}`")))
+            }
+            Some(RawEnv::Map(m)) => match (m.python, m.image) {
+                (Some(lockfile), None) => EnvSpec::Python { lockfile: self.path(base, &lockfile, "lockfile")? },
+                (None, Some(reference)) => {
+                    if !crate::env::is_pinned_image(&reference) {
+                        return Err(self.error(base, Some(&reference), &format!(
+                            "image `{reference}` is not pinned: write it as NAME@sha256:<64 hex digits> so the environment cannot change under the same name"
+                        )));
+                    }
+                    EnvSpec::Image { reference }
+                }
+                _ => return Err(self.error(base, Some("env"), "`env` takes exactly one of `python:` or `image:`")),
+            },
+        };
+        let mut seen = std::collections::HashSet::new();
+        for o in outs.iter().chain(metrics.iter()) {
+            if !seen.insert(o.path.clone()) {
+                return Err(self.error(base, Some(&o.path), &format!("stage `{name}` lists output `{}` twice", o.path)));
+            }
+            if deps.contains(&o.path) {
+                return Err(self.error(base, Some(&o.path), &format!("`{}` is both a dependency and an output of stage `{name}`", o.path)));
+            }
+        }
+        Ok(Stage { name: name.to_string(), cmd, deps, params, outs, metrics, env, always_changed: raw.always_changed })
+    }
+
+    fn outs(&self, base: &str, raw: Vec<RawOut>) -> Result<Vec<Out>> {
+        let mut out = Vec::new();
+        for o in raw {
+            match o {
+                RawOut::Path(p) => out.push(Out { path: self.path(base, &p, "output")?, persist: false, cache: true }),
+                RawOut::WithOptions(map) => {
+                    for (p, opts) in map {
+                        let opts = opts.unwrap_or_default();
+                        out.push(Out {
+                            path: self.path(base, &p, "output")?,
+                            persist: opts.persist,
+                            cache: opts.cache.unwrap_or(true),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Validate a project-relative path written in a stage.
+    fn path(&self, stage: &str, p: &str, what: &str) -> Result<String> {
+        let trimmed = p.trim_end_matches('/');
+        let bad = trimmed.is_empty()
+            || trimmed.starts_with('/')
+            || trimmed.split('/').any(|c| c == ".." || c.is_empty())
+            || trimmed.starts_with(".kairo")
+            || trimmed.starts_with(".git/")
+            || trimmed == ".git";
+        if bad {
+            return Err(self.error(stage, Some(p), &format!("{what} `{p}` must be a relative path inside the project")));
+        }
+        Ok(trimmed.strip_prefix("./").unwrap_or(trimmed).to_string())
+    }
+
+    /// An error pointing at `needle` inside stage `stage` (or at the stage itself).
+    pub fn error(&self, stage: &str, needle: Option<&str>, message: &str) -> PipelineError {
+        let base = stage.split('@').next().unwrap_or(stage);
+        let (line, column) = locate(&self.text, base, needle);
+        PipelineError::Spec { file: CONFIG_FILE.into(), line, column, message: message.to_string() }
+    }
+}
+
+fn check_name(p: &Pipeline, name: &str) -> Result<()> {
+    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        return Err(p.error(name, None, &format!("stage name `{name}` may only use letters, digits, `_`, `-` and `.`")));
+    }
+    if p.stages.iter().any(|s| s.name == name || s.name.split('@').next() == Some(name)) {
+        return Err(p.error(name, None, &format!("stage `{name}` is defined twice")));
+    }
+    Ok(())
+}
+
+/// Find the line and column of `needle` within the block of stage `stage` (1-based). Falls back
+/// to the stage's own line, then to the `stages:` line.
+pub(crate) fn locate(text: &str, stage: &str, needle: Option<&str>) -> (usize, usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(stages_at) = lines.iter().position(|l| l.starts_with("stages:")) else { return (1, 1) };
+    let is_stage_line = |l: &str| {
+        let t = l.trim_start();
+        let indent = l.len() - t.len();
+        indent > 0
+            && [format!("{stage}:"), format!("\"{stage}\":"), format!("'{stage}':")].iter().any(|k| t.starts_with(k.as_str()))
+    };
+    let Some(offset) = lines[stages_at + 1..].iter().position(|l| is_stage_line(l)) else {
+        return (stages_at + 1, 1);
+    };
+    let stage_at = stages_at + 1 + offset;
+    let stage_indent = lines[stage_at].len() - lines[stage_at].trim_start().len();
+    let stage_pos = (stage_at + 1, stage_indent + 1);
+    let Some(needle) = needle else { return stage_pos };
+    for (i, l) in lines.iter().enumerate().skip(stage_at) {
+        let t = l.trim_start();
+        if i > stage_at && !t.is_empty() && !t.starts_with('#') && l.len() - t.len() <= stage_indent {
+            break;
+        }
+        if let Some(col) = l.find(needle) {
+            return (i + 1, col + 1);
+        }
+    }
+    stage_pos
+}
+
+fn yaml_error(file: &str, e: &serde_yaml::Error) -> PipelineError {
+    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+    PipelineError::Spec { file: file.into(), line, column, message: strip_location(e) }
+}
+
+/// serde_yaml's message without its trailing "at line X column Y", with untagged-enum noise
+/// replaced by what the field accepts.
+fn strip_location(e: &serde_yaml::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    };
+    let hints = [
+        ("untagged enum Cmd", "`cmd` must be a string or a list of strings"),
+        ("untagged enum RawOut", "an output must be a path or `{path: {persist: bool, cache: bool}}`"),
+        ("untagged enum RawParam", "a param must be a key (`train.lr`) or `{file.yaml: [keys]}`"),
+        ("untagged enum RawEnv", "`env` must be `host`, `{python: LOCKFILE}` or `{image: NAME@sha256:...}`"),
+    ];
+    for (needle, hint) in hints {
+        if let Some(i) = s.find("data did not match any variant of ") {
+            if s.contains(needle) {
+                return format!("{}{hint}", &s[..i]);
+            }
+        }
+    }
+    s
+}
+
+/// `${a.b}` → `a.b`.
+fn template_ref(s: &str) -> Option<&str> {
+    s.trim().strip_prefix("${")?.strip_suffix('}').map(str::trim)
+}
+
+/// The items of a `foreach`: (name suffix, variables for `${item...}` / `${key}`).
+fn expand_items(items: &Value) -> std::result::Result<Vec<(String, BTreeMap<String, Value>)>, String> {
+    let mut out = Vec::new();
+    match items {
+        Value::Sequence(seq) => {
+            for (i, item) in seq.iter().enumerate() {
+                let suffix = match item {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => i.to_string(),
+                };
+                out.push((suffix, BTreeMap::from([("item".to_string(), item.clone())])));
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                let key = scalar_text(k).ok_or("`foreach` map keys must be scalars")?;
+                out.push((key.clone(), BTreeMap::from([("item".to_string(), v.clone()), ("key".to_string(), Value::String(key))])));
+            }
+        }
+        _ => return Err("`foreach` must be a list or a map".into()),
+    }
+    if out.is_empty() {
+        return Err("`foreach` is empty".into());
+    }
+    Ok(out)
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Replace `${item}`, `${item.x.y}` and `${key}` in every string of `template`.
+fn substitute(template: &Value, vars: &BTreeMap<String, Value>) -> std::result::Result<Value, String> {
+    Ok(match template {
+        Value::String(s) => Value::String(substitute_str(s, vars)?),
+        Value::Sequence(seq) => Value::Sequence(seq.iter().map(|v| substitute(v, vars)).collect::<std::result::Result<_, _>>()?),
+        Value::Mapping(map) => {
+            let mut out = serde_yaml::Mapping::new();
+            for (k, v) in map {
+                let k = match k {
+                    Value::String(s) => Value::String(substitute_str(s, vars)?),
+                    k => k.clone(),
+                };
+                out.insert(k, substitute(v, vars)?);
+            }
+            Value::Mapping(out)
+        }
+        v => v.clone(),
+    })
+}
+
+fn substitute_str(s: &str, vars: &BTreeMap<String, Value>) -> std::result::Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| format!("unclosed `${{` in `{s}`"))?;
+        let expr = after[..end].trim();
+        let mut parts = expr.split('.');
+        let root = parts.next().unwrap_or_default();
+        let mut value = vars.get(root).ok_or_else(|| format!("`${{{expr}}}`: only `${{item}}`, `${{item.field}}` and `${{key}}` are known here"))?;
+        for part in parts {
+            value = value.get(part).ok_or_else(|| format!("`${{{expr}}}`: the item has no field `{part}`"))?;
+        }
+        out.push_str(&scalar_text(value).ok_or_else(|| format!("`${{{expr}}}` is not a scalar"))?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct File {
+    #[serde(default)]
+    stages: Option<Ordered<RawStage>>,
+}
+
+/// A YAML map read in file order.
+struct Ordered<T>(Vec<(String, T)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Ordered<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of stage names to stages")
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+                Ok(Ordered(Vec::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, T>()? {
+                    out.push((k, v));
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    cmd: Option<Cmd>,
+    #[serde(default)]
+    deps: Vec<String>,
+    #[serde(default)]
+    params: Vec<RawParam>,
+    #[serde(default)]
+    outs: Vec<RawOut>,
+    #[serde(default)]
+    metrics: Vec<RawOut>,
+    env: Option<RawEnv>,
+    #[serde(default)]
+    always_changed: bool,
+    foreach: Option<Value>,
+    #[serde(rename = "do")]
+    do_: Option<Value>,
+    #[allow(dead_code)]
+    desc: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Cmd {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawParam {
+    Key(String),
+    File(BTreeMap<String, Option<Vec<String>>>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawOut {
+    Path(String),
+    WithOptions(BTreeMap<String, Option<OutOptions>>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OutOptions {
+    #[serde(default)]
+    persist: bool,
+    cache: Option<bool>,
+    #[allow(dead_code)]
+    desc: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawEnv {
+    Name(String),
+    Map(EnvMap),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvMap {
+    python: Option<String>,
+    image: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Pipeline> {
+        Pipeline::parse(Path::new("/nonexistent"), text)
+    }
+
+    #[test]
+    fn stages_in_file_order_with_defaults() {
+        let p = parse("stages:\n  b:\n    cmd: echo b\n  a:\n    cmd: [echo a, echo c]\n    deps: [x]\n    outs: [y, {z: {persist: true}}]\n    params: [train.lr, {p.json: null}]\n").unwrap();
+        assert_eq!(p.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        let a = p.stage("a").unwrap();
+        assert_eq!(a.cmd, "echo a && echo c");
+        assert_eq!(a.outs[1], Out { path: "z".into(), persist: true, cache: true });
+        assert_eq!(a.params[0], ParamRef { file: "params.yaml".into(), key: Some("train.lr".into()) });
+        assert_eq!(a.params[1], ParamRef { file: "p.json".into(), key: None });
+        assert_eq!(a.env, EnvSpec::Host);
+    }
+
+    #[test]
+    fn unknown_key_has_line_and_column() {
+        let err = parse("version: 1\nstages:\n  train:\n    cmd: x\n    outz: [a]\n").unwrap_err().to_string();
+        assert!(err.starts_with("kairo.yaml:5:"), "{err}");
+        assert!(err.contains("outz"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_paths_are_located() {
+        let err = parse("stages:\n  train:\n    cmd: x\n    deps: 3\n").unwrap_err().to_string();
+        assert!(err.starts_with("kairo.yaml:4:"), "{err}");
+        let err = parse("stages:\n  train:\n    cmd: x\n    deps: [ok, ../secret]\n").unwrap_err().to_string();
+        assert_eq!(err, "kairo.yaml:4:16: dependency `../secret` must be a relative path inside the project");
+        let err = parse("stages:\n  train:\n    deps: [a]\n").unwrap_err().to_string();
+        assert!(err.starts_with("kairo.yaml:2:3: stage `train` has no `cmd`"), "{err}");
+        let err = parse("stages:\n  t:\n    cmd: x\n    env: {image: python:3.12}\n").unwrap_err().to_string();
+        assert!(err.contains("not pinned") && err.starts_with("kairo.yaml:4:"), "{err}");
+    }
+
+    #[test]
+    fn foreach_expands_items_and_maps() {
+        let p = parse("stages:\n  fit:\n    foreach: [1, 2]\n    do:\n      cmd: train --seed ${item}\n      outs: ["model-${item}.bin"]\n  ev:\n    foreach: {small: {n: 1}, big: {n: 9}}\n    do:\n      cmd: eval ${key} ${item.n}\n").unwrap();
+        let names: Vec<_> = p.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["fit@1", "fit@2", "ev@small", "ev@big"]);
+        assert_eq!(p.stages[1].outs[0].path, "model-2.bin");
+        assert_eq!(p.stages[3].cmd, "eval big 9");
+        let err = parse("stages:\n  fit:\n    foreach: [1]\n    do:\n      cmd: x ${itme}\n").unwrap_err().to_string();
+        assert!(err.contains("itme"), "{err}");
+    }
+
+    #[test]
+    fn env_labels_round_trip() {
+        for e in [EnvSpec::Host, EnvSpec::Python { lockfile: "req.txt".into() }, EnvSpec::Image { reference: "a@sha256:00".into() }] {
+            assert_eq!(EnvSpec::from_label(&e.label()), Some(e));
+        }
+    }
+}

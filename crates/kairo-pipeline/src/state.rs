@@ -1,0 +1,148 @@
+//! A stage's inputs as they are now (dependency versions, param values, environment), its cache
+//! key, and the reasons it is stale compared with its `kairo.lock` entry.
+
+use crate::error::Result;
+use crate::lockfile::LockEntry;
+use crate::params::ParamValues;
+use crate::spec::Stage;
+use kairo_core::pointer::PointerKind;
+use kairo_core::run::{EnvFingerprint, PathVersion};
+use kairo_core::Hash;
+use kairo_data::scan::{self, Mode};
+use kairo_data::{DataError, NoProgress, Project};
+use kairo_store::{LocalObjects, StatCache};
+use std::path::Path;
+
+/// What a stage would read if it ran now.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub deps: Vec<PathVersion>,
+    /// Dependencies that do not exist.
+    pub missing: Vec<String>,
+    pub params: ParamValues,
+    pub env: EnvFingerprint,
+}
+
+/// The version of `rel` under `base`: a tracked dataset's pointer, or the file/directory hashed
+/// (through the stat cache). With `store`, file contents and manifests are also stored.
+pub fn version_of(
+    project: &Project,
+    base: &Path,
+    rel: &str,
+    cache: &mut StatCache,
+    store: Option<&LocalObjects>,
+) -> Result<Option<PathVersion>> {
+    if base == project.root() {
+        if let Some(p) = project.read_pointer(rel)? {
+            return Ok(Some(PathVersion { path: rel.into(), hash: p.hash, kind: kind_name(p.kind).into(), size: p.size, dataset: true }));
+        }
+    }
+    let walked = match scan::walk(&base.join(rel)) {
+        Ok(w) => w,
+        Err(DataError::PathMissing(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mode = match store {
+        Some(objects) => Mode::Store(objects),
+        None => Mode::Hash,
+    };
+    let root = scan::scan(&walked, None, cache, mode, &NoProgress)?.root;
+    Ok(Some(PathVersion { path: rel.into(), hash: root.hash(), kind: kind_name(root.kind()).into(), size: root.size(), dataset: false }))
+}
+
+pub fn kind_name(k: PointerKind) -> &'static str {
+    match k {
+        PointerKind::File => "file",
+        PointerKind::Dir => "dir",
+    }
+}
+
+pub fn kind_of(name: &str) -> PointerKind {
+    if name == "dir" {
+        PointerKind::Dir
+    } else {
+        PointerKind::File
+    }
+}
+
+/// The run-cache key: everything that determines the outputs.
+pub fn cache_key(stage: &Stage, inputs: &Inputs) -> Hash {
+    let deps: Vec<(&str, String)> = inputs.deps.iter().map(|d| (d.path.as_str(), d.hash.to_hex())).collect();
+    let outs: Vec<(&str, bool, bool)> = stage.all_outs().map(|o| (o.path.as_str(), o.persist, o.cache)).collect();
+    let canonical = serde_json::json!({
+        "cmd": stage.cmd, "deps": deps, "params": inputs.params, "env": inputs.env.hash.to_hex(), "outs": outs,
+    });
+    Hash::of(canonical.to_string().as_bytes())
+}
+
+/// Why the stage must run, in words; empty when it is up to date.
+pub fn reasons(stage: &Stage, lock: Option<&LockEntry>, inputs: &Inputs, outs_now: &[(String, Option<Hash>)]) -> Vec<String> {
+    let mut why = Vec::new();
+    for m in &inputs.missing {
+        why.push(format!("dependency `{m}` is missing"));
+    }
+    let Some(lock) = lock else {
+        why.push("never run".into());
+        return why;
+    };
+    if stage.always_changed || stage.deps.is_empty() {
+        why.push(if stage.always_changed { "always_changed is set".into() } else { "has no dependencies (always runs)".into() });
+    }
+    if lock.cmd != stage.cmd {
+        why.push("cmd changed".into());
+    }
+    for d in &inputs.deps {
+        match lock.deps.iter().find(|l| l.path == d.path) {
+            Some(l) if l.hash == d.hash => {}
+            Some(_) => why.push(format!("dep `{}` changed", d.path)),
+            None => why.push(format!("dep `{}` added", d.path)),
+        }
+    }
+    for l in &lock.deps {
+        if !stage.deps.contains(&l.path) {
+            why.push(format!("dep `{}` removed", l.path));
+        }
+    }
+    for (file, values) in &inputs.params {
+        let old = lock.params.get(file);
+        for (k, v) in values {
+            match old.and_then(|o| o.get(k)) {
+                Some(ov) if ov == v => {}
+                Some(ov) => why.push(format!("param `{k}` changed ({ov} -> {v})")),
+                None => why.push(format!("param `{k}` added")),
+            }
+        }
+    }
+    for (file, values) in &lock.params {
+        for k in values.keys() {
+            if !inputs.params.get(file).is_some_and(|v| v.contains_key(k)) {
+                why.push(format!("param `{k}` removed"));
+            }
+        }
+    }
+    if lock.env.hash != inputs.env.hash {
+        let mut changed: Vec<&str> = inputs
+            .env
+            .key
+            .iter()
+            .filter(|(k, v)| lock.env.key.get(*k) != Some(v))
+            .map(|(k, _)| k.as_str())
+            .chain(lock.env.key.keys().filter(|k| !inputs.env.key.contains_key(*k)).map(String::as_str))
+            .collect();
+        changed.dedup();
+        if lock.env.spec != inputs.env.spec {
+            why.push(format!("environment changed ({} -> {})", lock.env.spec, inputs.env.spec));
+        } else {
+            why.push(format!("environment changed ({})", changed.join(", ")));
+        }
+    }
+    for (path, now) in outs_now {
+        match (lock.outs.iter().find(|o| &o.path == path), now) {
+            (_, None) => why.push(format!("output `{path}` missing")),
+            (Some(l), Some(h)) if l.hash != *h => why.push(format!("output `{path}` modified")),
+            (None, Some(_)) => why.push(format!("output `{path}` added")),
+            _ => {}
+        }
+    }
+    why
+}

@@ -1,0 +1,192 @@
+//! Runs in the metadata store: start, finish (once), find by id prefix, list, the run cache
+//! lookup, and the lineage edges (`run_io`).
+
+use crate::error::{Result, StoreError};
+use crate::metadata::{insert_event, Metadata};
+use kairo_core::run::{Run, RunStatus};
+use kairo_core::Hash;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// Filters for [`Metadata::runs`]. Empty means all.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub stage: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Newest first, at most this many (after the filters above).
+    pub limit: Option<i64>,
+}
+
+/// Why a run id did not resolve.
+#[derive(Debug, thiserror::Error)]
+pub enum RunLookupError {
+    #[error("no run matches `{0}` (see `kairo runs ls`)")]
+    NotFound(String),
+    #[error("`{prefix}` matches {count} runs; give more characters of the id")]
+    Ambiguous { prefix: String, count: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Metadata {
+    /// Record a run that is starting (status `running`) with its event.
+    pub async fn start_run(&self, run: &Run) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO runs (id, stage, status, run_trigger, actor, host, pid, started_at, ended_at, cache_key, cacheable, reproduces, record) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&run.id)
+        .bind(&run.stage)
+        .bind(run.status.as_str())
+        .bind(&run.trigger)
+        .bind(&run.actor)
+        .bind(&run.host)
+        .bind(run.pid as i64)
+        .bind(&run.started_at)
+        .bind(run.ended_at.as_deref())
+        .bind(run.cache_key.to_hex())
+        .bind(run.cacheable as i64)
+        .bind(run.reproduces.as_deref())
+        .bind(encode(run)?)
+        .execute(&mut *tx)
+        .await?;
+        insert_io(&mut tx, run, "in").await?;
+        let payload = serde_json::json!({"stage": run.stage, "trigger": run.trigger, "git_commit": run.git.commit, "reproduces": run.reproduces});
+        insert_event(&mut tx, &run.actor, "run.started", &format!("run:{}", run.id), &payload).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Record how a running run ended, pin the objects it holds, and write the event. A run
+    /// that already finished is never changed: this returns `Ok(false)` for it.
+    pub async fn finish_run(&self, run: &Run, pins: &[Hash]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE runs SET status = $2, ended_at = $3, cacheable = $4, record = $5 WHERE id = $1 AND status = 'running'",
+        )
+        .bind(&run.id)
+        .bind(run.status.as_str())
+        .bind(run.ended_at.as_deref())
+        .bind(run.cacheable as i64)
+        .bind(encode(run)?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        insert_io(&mut tx, run, "out").await?;
+        let now = kairo_core::time::now_string();
+        for hash in pins {
+            sqlx::query(
+                "INSERT INTO object_refs (hash, owner_kind, owner_id, created_at) VALUES ($1, 'run', $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(hash.to_hex())
+            .bind(&run.id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let payload = serde_json::json!({
+            "stage": run.stage, "status": run.status.as_str(), "exit_code": run.exit_code,
+            "cacheable": run.cacheable, "metrics": run.metrics, "message": run.message,
+        });
+        insert_event(&mut tx, &run.actor, "run.finished", &format!("run:{}", run.id), &payload).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The run with this id, or the only one whose id starts with `prefix`.
+    pub async fn run(&self, prefix: &str) -> std::result::Result<Run, RunLookupError> {
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(RunLookupError::NotFound(prefix.to_string()));
+        }
+        let pattern = format!("{}%", prefix.to_ascii_lowercase());
+        let rows =
+            sqlx::query("SELECT record FROM runs WHERE id LIKE $1 ORDER BY id LIMIT 2").bind(&pattern).fetch_all(&self.pool).await.map_err(StoreError::from)?;
+        match rows.len() {
+            0 => Err(RunLookupError::NotFound(prefix.to_string())),
+            1 => Ok(decode(&rows[0])?),
+            _ => {
+                let count: i64 = sqlx::query("SELECT COUNT(*) FROM runs WHERE id LIKE $1")
+                    .bind(&pattern)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(StoreError::from)?
+                    .try_get(0)
+                    .map_err(StoreError::from)?;
+                Err(RunLookupError::Ambiguous { prefix: prefix.to_string(), count: count as usize })
+            }
+        }
+    }
+
+    /// Runs matching the filter, newest first.
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let limit = filter.limit.unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT record FROM runs WHERE ($1 = '' OR stage = $1) AND ($2 = '' OR status = $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(filter.stage.clone().unwrap_or_default())
+        .bind(filter.status.map(|s| s.as_str()).unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Succeeded, cacheable runs with this cache key, newest first: the run cache.
+    pub async fn cached_runs(&self, key: &Hash) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT record FROM runs WHERE cache_key = $1 AND status = 'succeeded' AND cacheable = 1 ORDER BY id DESC LIMIT 8",
+        )
+        .bind(key.to_hex())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Succeeded runs that wrote this version (of any path), oldest first.
+    pub async fn runs_producing(&self, hash: &Hash) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT r.record FROM run_io i JOIN runs r ON r.id = i.run_id \
+             WHERE i.hash = $1 AND i.direction = 'out' AND r.status = 'succeeded' ORDER BY r.id",
+        )
+        .bind(hash.to_hex())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Runs still marked `running` on `host`: the caller decides which of them are orphans.
+    pub async fn running_runs(&self, host: &str) -> Result<Vec<Run>> {
+        let rows = sqlx::query("SELECT record FROM runs WHERE status = 'running' AND host = $1 ORDER BY id")
+            .bind(host)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+}
+
+async fn insert_io(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run: &Run, direction: &str) -> Result<()> {
+    let versions = if direction == "in" { &run.deps } else { &run.outs };
+    for v in versions {
+        sqlx::query("INSERT INTO run_io (run_id, direction, path, hash) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+            .bind(&run.id)
+            .bind(direction)
+            .bind(&v.path)
+            .bind(v.hash.to_hex())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn encode(run: &Run) -> Result<String> {
+    serde_json::to_string(run).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))
+}
+
+fn decode(row: &AnyRow) -> Result<Run> {
+    let text: String = row.try_get(0)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))
+}
