@@ -548,7 +548,7 @@ mod tests {
 
     #[test]
     fn foreach_expands_items_and_maps() {
-        let p = parse("stages:\n  fit:\n    foreach: [1, 2]\n    do:\n      cmd: train --seed ${item}\n      outs: ["model-${item}.bin"]\n  ev:\n    foreach: {small: {n: 1}, big: {n: 9}}\n    do:\n      cmd: eval ${key} ${item.n}\n").unwrap();
+        let p = parse("stages:\n  fit:\n    foreach: [1, 2]\n    do:\n      cmd: train --seed ${item}\n      outs: [\"model-${item}.bin\"]\n  ev:\n    foreach: {small: {n: 1}, big: {n: 9}}\n    do:\n      cmd: eval ${key} ${item.n}\n").unwrap();
         let names: Vec<_> = p.stages.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["fit@1", "fit@2", "ev@small", "ev@big"]);
         assert_eq!(p.stages[1].outs[0].path, "model-2.bin");
