@@ -15,7 +15,9 @@ pub struct Dag {
 
 /// True when one path is the other or lies inside it.
 pub fn overlaps(a: &str, b: &str) -> bool {
-    a == b || a.strip_prefix(b).is_some_and(|r| r.starts_with('/')) || b.strip_prefix(a).is_some_and(|r| r.starts_with('/'))
+    a == b
+        || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'))
+        || b.strip_prefix(a).is_some_and(|r| r.starts_with('/'))
 }
 
 impl Dag {
@@ -29,7 +31,10 @@ impl Dag {
                         return Err(p.error(
                             &b.name,
                             Some(&ob.path),
-                            &format!("output `{}` of stage `{}` overlaps output `{}` of stage `{}`", ob.path, b.name, oa.path, a.name),
+                            &format!(
+                                "output `{}` of stage `{}` overlaps output `{}` of stage `{}`",
+                                ob.path, b.name, oa.path, a.name
+                            ),
                         ));
                     }
                 }
@@ -118,8 +123,7 @@ fn find_cycle(p: &Pipeline, upstream: &[Vec<usize>], done: &[bool]) -> Vec<Strin
     let start = (0..upstream.len()).find(|&i| !done[i]).unwrap_or(0);
     let mut path = vec![start];
     let mut current = start;
-    loop {
-        let Some(&next) = upstream[current].iter().find(|&&u| !done[u]) else { break };
+    while let Some(&next) = upstream[current].iter().find(|&&u| !done[u]) {
         if let Some(pos) = path.iter().position(|&x| x == next) {
             let mut cycle: Vec<String> = path[pos..].iter().rev().map(|&i| p.stages[i].name.clone()).collect();
             cycle.push(cycle[0].clone());
@@ -153,7 +157,9 @@ mod tests {
 
     #[test]
     fn cycle_names_its_stages() {
-        let p = pipeline("stages:\n  a:\n    cmd: a\n    deps: [y]\n    outs: [x]\n  b:\n    cmd: b\n    deps: [x]\n    outs: [y]\n");
+        let p = pipeline(
+            "stages:\n  a:\n    cmd: a\n    deps: [y]\n    outs: [x]\n  b:\n    cmd: b\n    deps: [x]\n    outs: [y]\n",
+        );
         let err = Dag::build(&p).unwrap_err().to_string();
         assert!(err.contains("a -> b -> a") || err.contains("b -> a -> b"), "{err}");
     }

@@ -107,7 +107,8 @@ impl Fingerprinter {
         key.insert("arch".to_string(), std::env::consts::ARCH.to_string());
         facts.insert("kernel".to_string(), kernel);
         facts.insert("host".to_string(), hostname());
-        facts.insert("cpus".to_string(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string());
+        facts
+            .insert("cpus".to_string(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string());
         let env_err = |message: String| PipelineError::Env { stage: stage.name.clone(), message };
         match &stage.env {
             EnvSpec::Host => {
@@ -130,7 +131,8 @@ impl Fingerprinter {
                     .map_err(|e| env_err(format!("cannot read lockfile `{lockfile}`: {e}")))?;
                 key.insert("lockfile".into(), lockfile.clone());
                 key.insert("lockfile.hash".into(), Hash::of(&bytes).to_hex());
-                let base = which("python3", None).ok_or_else(|| env_err("no `python3` on PATH to build the environment with".into()))?;
+                let base = which("python3", None)
+                    .ok_or_else(|| env_err("no `python3` on PATH to build the environment with".into()))?;
                 let probe = self.probe("python3", &base).map_err(env_err)?;
                 key.insert("python.version".into(), probe.version.clone());
                 facts.insert("python.base".into(), probe.executable.clone());
@@ -147,7 +149,8 @@ impl Fingerprinter {
         let cache_key = format!("{name}|{}", path.display());
         if let Ok(cache) = self.cache.lock() {
             if let Some(p) = cache.entries.get(&cache_key) {
-                if p.validators.iter().all(|(what, seen)| validator(&self.root, what).as_deref() == Some(seen.as_str())) {
+                if p.validators.iter().all(|(what, seen)| validator(&self.root, what).as_deref() == Some(seen.as_str()))
+                {
                     return Ok(p.clone());
                 }
             }
@@ -192,7 +195,8 @@ fn probe_python(root: &Path, path: &Path) -> std::result::Result<Probe, String> 
         dirs: Vec<String>,
         packages: Vec<String>,
     }
-    let r: Reply = serde_json::from_slice(&out.stdout).map_err(|e| format!("{}: unexpected probe output: {e}", path.display()))?;
+    let r: Reply =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("{}: unexpected probe output: {e}", path.display()))?;
     let mut what = vec![format!("stat:{}", path.display()), format!("stat:{}", r.executable), "pyenv".to_string()];
     what.extend(r.dirs.iter().map(|d| format!("stat:{d}")));
     let validators = what.into_iter().filter_map(|w| validator(root, &w).map(|v| (w, v))).collect();
@@ -272,10 +276,18 @@ pub struct Launch {
 
 /// Prepare the environment (create the venv, find the container runtime) and say how to run
 /// `cmd` in it, from `cwd`.
-pub fn prepare(root: &Path, stage: &Stage, fp: &EnvFingerprint, cwd: &Path, pass: &[(String, String)]) -> Result<Launch> {
+pub fn prepare(
+    root: &Path,
+    stage: &Stage,
+    fp: &EnvFingerprint,
+    cwd: &Path,
+    pass: &[(String, String)],
+) -> Result<Launch> {
     let env_err = |message: String| PipelineError::Env { stage: stage.name.clone(), message };
     match &stage.env {
-        EnvSpec::Host => Ok(Launch { program: "/bin/sh".into(), args: vec!["-c".into(), stage.cmd.clone()], vars: Vec::new() }),
+        EnvSpec::Host => {
+            Ok(Launch { program: "/bin/sh".into(), args: vec!["-c".into(), stage.cmd.clone()], vars: Vec::new() })
+        }
         EnvSpec::Python { lockfile } => {
             let venv = ensure_venv(root, cwd, lockfile, fp).map_err(env_err)?;
             let bin = venv.join("bin");
@@ -359,12 +371,21 @@ fn ensure_venv(root: &Path, cwd: &Path, lockfile: &str, fp: &EnvFingerprint) -> 
         };
         match file_name.as_str() {
             "uv.lock" => {
-                let uv = which("uv", None).ok_or("`uv.lock` needs `uv` on PATH to export it; install uv or use requirements.txt")?;
+                let uv = which("uv", None)
+                    .ok_or("`uv.lock` needs `uv` on PATH to export it; install uv or use requirements.txt")?;
                 let exported = dir.join("requirements.exported.txt");
                 let lock_dir = lock_path.parent().unwrap_or(cwd);
                 run_tool(
                     Command::new(uv)
-                        .args(["export", "--frozen", "--no-hashes", "--no-emit-project", "--format", "requirements-txt", "-o"])
+                        .args([
+                            "export",
+                            "--frozen",
+                            "--no-hashes",
+                            "--no-emit-project",
+                            "--format",
+                            "requirements-txt",
+                            "-o",
+                        ])
                         .arg(&exported)
                         .current_dir(lock_dir),
                     "uv export",
@@ -372,7 +393,8 @@ fn ensure_venv(root: &Path, cwd: &Path, lockfile: &str, fp: &EnvFingerprint) -> 
                 pip(&exported)
             }
             "poetry.lock" => {
-                let poetry = which("poetry", None).ok_or("`poetry.lock` needs `poetry` (with the export plugin) on PATH; or use requirements.txt")?;
+                let poetry = which("poetry", None)
+                    .ok_or("`poetry.lock` needs `poetry` (with the export plugin) on PATH; or use requirements.txt")?;
                 let exported = dir.join("requirements.exported.txt");
                 run_tool(
                     Command::new(poetry)
@@ -384,9 +406,15 @@ fn ensure_venv(root: &Path, cwd: &Path, lockfile: &str, fp: &EnvFingerprint) -> 
                 pip(&exported)
             }
             "pylock.toml" => {
-                let uv = which("uv", None).ok_or("`pylock.toml` needs `uv` on PATH to install it; or use requirements.txt")?;
+                let uv = which("uv", None)
+                    .ok_or("`pylock.toml` needs `uv` on PATH to install it; or use requirements.txt")?;
                 run_tool(
-                    Command::new(uv).args(["pip", "install", "--python"]).arg(&python).arg("-r").arg(&lock_path).current_dir(cwd),
+                    Command::new(uv)
+                        .args(["pip", "install", "--python"])
+                        .arg(&python)
+                        .arg("-r")
+                        .arg(&lock_path)
+                        .current_dir(cwd),
                     "uv pip install",
                 )
             }
@@ -421,7 +449,10 @@ mod tests {
 
     #[test]
     fn finds_interpreters_in_commands() {
-        assert_eq!(interpreters_in("python3 train.py --lr 1 && Rscript x.R | /usr/bin/python3.12 -m y"), ["python3", "Rscript", "python3.12"]);
+        assert_eq!(
+            interpreters_in("python3 train.py --lr 1 && Rscript x.R | /usr/bin/python3.12 -m y"),
+            ["python3", "Rscript", "python3.12"]
+        );
         assert!(interpreters_in("cp a b; echo python-is-not-here").is_empty());
     }
 

@@ -89,7 +89,9 @@ pub async fn lineage(project: &Project, md: &Metadata, target: &str) -> Result<N
                         .flat_map(|r| r.outs.iter())
                         .find(|o| o.path == path && o.hash.to_hex().starts_with(prefix))
                         .map(|o| o.hash)
-                        .ok_or_else(|| PipelineError::Other(format!("no run wrote a version of `{path}` starting with `{prefix}`")))?
+                        .ok_or_else(|| {
+                            PipelineError::Other(format!("no run wrote a version of `{path}` starting with `{prefix}`"))
+                        })?
                 }
             };
             return data_node(project, md, path, hash, out.kind.clone(), None, &mut seen).await;
@@ -142,20 +144,15 @@ fn data_node<'a>(
     seen: &'a mut HashSet<String>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Node>> + Send + 'a>> {
     Box::pin(async move {
-        let dataset = md
-            .dataset_versions(path)
-            .await?
-            .into_iter()
-            .find(|v| v.hash == hash)
-            .map(|v| DatasetInfo { added_by: v.actor, added_at: v.created_at, git_commit: v.git_commit });
+        let dataset = md.dataset_versions(path).await?.into_iter().find(|v| v.hash == hash).map(|v| DatasetInfo {
+            added_by: v.actor,
+            added_at: v.created_at,
+            git_commit: v.git_commit,
+        });
         // The newest run that wrote this version before the consumer started.
-        let producer = md
-            .runs_producing(&hash)
-            .await?
-            .into_iter()
-            .filter(|r| r.outs.iter().any(|o| o.path == path && o.hash == hash))
-            .filter(|r| consumer.is_none_or(|c| r.id.as_str() < c))
-            .next_back();
+        let producer = md.runs_producing(&hash).await?.into_iter().rfind(|r| {
+            r.outs.iter().any(|o| o.path == path && o.hash == hash) && consumer.is_none_or(|c| r.id.as_str() < c)
+        });
         let produced_by = match producer {
             Some(run) => Some(Box::new(run_node(project, md, run, seen).await?)),
             None => None,
@@ -222,7 +219,9 @@ pub fn render_dot(node: &Node) -> String {
 fn dot_id(node: &Node) -> String {
     match node {
         Node::Run { id, .. } => format!("run_{id}"),
-        Node::Data { path, hash, .. } => format!("data_{}_{}", hash.short(), path.replace(|c: char| !c.is_ascii_alphanumeric(), "_")),
+        Node::Data { path, hash, .. } => {
+            format!("data_{}_{}", hash.short(), path.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
+        }
     }
 }
 

@@ -85,7 +85,10 @@ impl RunDiff {
 
 pub fn diff(a: &Run, b: &Run) -> RunDiff {
     let flat_params = |r: &Run| -> BTreeMap<String, String> {
-        r.params.iter().flat_map(|(file, kv)| kv.iter().map(move |(k, v)| (format!("{file}:{k}"), v.to_string()))).collect()
+        r.params
+            .iter()
+            .flat_map(|(file, kv)| kv.iter().map(move |(k, v)| (format!("{file}:{k}"), v.to_string())))
+            .collect()
     };
     let versions = |vs: &[kairo_core::run::PathVersion]| -> BTreeMap<String, String> {
         vs.iter().map(|v| (v.path.clone(), v.hash.to_hex())).collect()
@@ -116,7 +119,8 @@ pub fn diff(a: &Run, b: &Run) -> RunDiff {
     for k in keys {
         let (va, vb) = (a.metrics.get(k).copied(), b.metrics.get(k).copied());
         if va != vb {
-            let delta = va.zip(vb).map(|(x, y)| y - x);
+            // Rounded so 0.7 - 0.6 reads as 0.1, not 0.09999999999999998.
+            let delta = va.zip(vb).map(|(x, y)| ((y - x) * 1e12).round() / 1e12);
             metrics.push(MetricChange { key: k.clone(), a: va, b: vb, delta });
         }
     }
@@ -148,7 +152,8 @@ fn package_changes(a: &Run, b: &Run) -> Vec<Change> {
             })
             .unwrap_or_default()
     };
-    let keys: BTreeSet<&String> = a.env.facts.keys().chain(b.env.facts.keys()).filter(|k| k.ends_with(".packages")).collect();
+    let keys: BTreeSet<&String> =
+        a.env.facts.keys().chain(b.env.facts.keys()).filter(|k| k.ends_with(".packages")).collect();
     let mut out = Vec::new();
     for k in keys {
         for c in changes(&packages(a, k), &packages(b, k)) {
@@ -172,7 +177,10 @@ mod tests {
 
     #[test]
     fn filters_parse_and_reject() {
-        assert_eq!(MetricFilter::parse("acc>=0.9").unwrap(), MetricFilter { key: "acc".into(), op: ">=".into(), value: 0.9 });
+        assert_eq!(
+            MetricFilter::parse("acc>=0.9").unwrap(),
+            MetricFilter { key: "acc".into(), op: ">=".into(), value: 0.9 }
+        );
         assert_eq!(MetricFilter::parse("metrics.loss < 3").unwrap().op, "<");
         assert_eq!(MetricFilter::parse("f1 = 1").unwrap().op, "==");
         assert!(MetricFilter::parse("acc ~ 3").is_err());

@@ -57,7 +57,10 @@ pub fn reproduce(
         return Err(PipelineError::Other(format!("run {} is still running", original.id)));
     }
     let commit = original.git.commit.clone().ok_or_else(|| {
-        PipelineError::Other(format!("run {} was not made in a git commit, so its code cannot be checked out", original.id))
+        PipelineError::Other(format!(
+            "run {} was not made in a git commit, so its code cannot be checked out",
+            original.id
+        ))
     })?;
     let mut warnings = Vec::new();
     if original.git.dirty.is_some() {
@@ -89,8 +92,9 @@ pub fn reproduce(
         let runner = Runner::new(project, &pipeline, opts, handle.clone(), interrupt, console)?;
         let cache = Mutex::new(project.stat_cache());
         let fp = crate::env::Fingerprinter::new(project.root());
-        let inputs =
-            runner::inputs_at(project, &workdir, &stage, &cache, &Mutex::new(params::Files::new(&workdir)), &fp, None, None)?;
+        let workdir_params = Mutex::new(params::Files::new(&workdir));
+        let sources = runner::Sources { cache: &cache, params: &workdir_params, fingerprinter: &fp };
+        let inputs = runner::inputs_at(project, &workdir, &stage, &sources, None, None)?;
         if inputs.env.hash != original.env.hash {
             let changed: Vec<&String> =
                 inputs.env.key.iter().filter(|(k, v)| original.env.key.get(*k) != Some(*v)).map(|(k, _)| k).collect();
@@ -106,14 +110,23 @@ pub fn reproduce(
             .iter()
             .map(|o| {
                 let reproduced = run.outs.iter().find(|n| n.path == o.path).map(|n| n.hash);
-                OutputCheck { path: o.path.clone(), original: o.hash, reproduced, identical: reproduced == Some(o.hash) }
+                OutputCheck {
+                    path: o.path.clone(),
+                    original: o.hash,
+                    reproduced,
+                    identical: reproduced == Some(o.hash),
+                }
             })
             .collect();
         let metrics = query::diff(&original, &run).metrics;
         Ok(ReproduceReport { original: original.id.clone(), run, outputs, metrics, workdir: workdir.clone(), warnings })
     })();
     if !keep {
-        let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&workdir).current_dir(project.root()).output();
+        let _ = Command::new("git")
+            .args(["worktree", "remove", "--force"])
+            .arg(&workdir)
+            .current_dir(project.root())
+            .output();
         let _ = std::fs::remove_dir_all(&workdir);
         let _ = Command::new("git").args(["worktree", "prune"]).current_dir(project.root()).output();
     }
@@ -168,7 +181,14 @@ fn materialise_inputs(project: &Project, run: &Run, workdir: &Path) -> Result<()
     }
     for (file, values) in &run.params {
         let mut current = params::Files::new(workdir);
-        let same = values.iter().all(|(k, v)| current.values(&[ParamRef { file: file.clone(), key: Some(k.clone()) }]).ok().and_then(|m| m.get(file).and_then(|f| f.get(k)).cloned()).as_ref() == Some(v));
+        let same = values.iter().all(|(k, v)| {
+            current
+                .values(&[ParamRef { file: file.clone(), key: Some(k.clone()) }])
+                .ok()
+                .and_then(|m| m.get(file).and_then(|f| f.get(k)).cloned())
+                .as_ref()
+                == Some(v)
+        });
         if !same {
             let path = workdir.join(file);
             params::write_values(&path, values).map_err(PipelineError::io(&path))?;

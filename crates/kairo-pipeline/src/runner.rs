@@ -44,10 +44,17 @@ pub struct RunOptions {
 pub enum Action {
     UpToDate,
     WouldRun,
-    Restored { from_run: String },
-    Ran { status: RunStatus, exit_code: Option<i32> },
+    Restored {
+        from_run: String,
+    },
+    Ran {
+        status: RunStatus,
+        exit_code: Option<i32>,
+    },
     /// Not run because an upstream stage failed (or the run was interrupted).
-    Skipped { because: String },
+    Skipped {
+        because: String,
+    },
     /// Could not be run (missing dependency, environment error, output locked).
     Error,
 }
@@ -188,7 +195,8 @@ impl<'a> Runner<'a> {
                         continue;
                     }
                     let mut done = outcomes.lock().map_err(poisoned)?;
-                    let ups: Vec<usize> = self.dag.upstream[i].iter().copied().filter(|u| selected.contains(u)).collect();
+                    let ups: Vec<usize> =
+                        self.dag.upstream[i].iter().copied().filter(|u| selected.contains(u)).collect();
                     if !ups.iter().all(|u| done.contains_key(u)) {
                         continue;
                     }
@@ -252,11 +260,25 @@ impl<'a> Runner<'a> {
         let inputs = self.inputs(stage, false)?;
         let outs_now = self.outs_now(stage)?;
         let mut reasons = state::reasons(stage, self.current_lock_entry(stage).as_ref(), &inputs, &outs_now);
+        if self.opts.dry_run {
+            // A missing input that a stage about to run will write is not a problem yet.
+            let produced =
+                |d: &str| self.pipeline.stages.iter().any(|s| s.all_outs().any(|o| crate::dag::overlaps(d, &o.path)));
+            let pending: Vec<&String> =
+                inputs.missing.iter().filter(|m| produced(m) && !upstream_runs.is_empty()).collect();
+            reasons.retain(|r| !pending.iter().any(|m| *r == format!("dependency `{m}` is missing")));
+        }
         reasons.extend(upstream_runs.iter().map(|u| format!("upstream stage `{u}` will run")));
         if self.opts.force {
             reasons.insert(0, "forced".into());
         }
-        let outcome = |action, reasons, run_id, message| StageOutcome { stage: stage.name.clone(), action, reasons, run_id, message };
+        let outcome = |action, reasons, run_id, message| StageOutcome {
+            stage: stage.name.clone(),
+            action,
+            reasons,
+            run_id,
+            message,
+        };
         if reasons.is_empty() {
             return Ok(outcome(Action::UpToDate, reasons, None, None));
         }
@@ -265,7 +287,12 @@ impl<'a> Runner<'a> {
         }
         if !inputs.missing.is_empty() {
             let m = &inputs.missing[0];
-            let e = self.pipeline.error(&stage.name, Some(m), &format!("stage `{}`: dependency `{m}` does not exist and no stage produces it", stage.name));
+            let e = self.pipeline.error_in(
+                &stage.name,
+                Some("deps"),
+                Some(m),
+                &format!("stage `{}`: dependency `{m}` does not exist and no stage produces it", stage.name),
+            );
             return Ok(outcome(Action::Error, reasons, None, Some(e.to_string())));
         }
         let key = state::cache_key(stage, &inputs);
@@ -308,7 +335,10 @@ impl<'a> Runner<'a> {
                     )))
                 }
                 None => {
-                    self.console.note(&stage.name, &format!("waiting: output `{}` is being written by another `kairo run`", out.path));
+                    self.console.note(
+                        &stage.name,
+                        &format!("waiting: output `{}` is being written by another `kairo run`", out.path),
+                    );
                     held.push(StoreLock::exclusive(&path)?);
                 }
             }
@@ -319,7 +349,18 @@ impl<'a> Runner<'a> {
     /// The stage's inputs now; with `store`, dependency contents are also put in the store so a
     /// run can later be reproduced from exactly these bytes.
     fn inputs(&self, stage: &Stage, store: bool) -> Result<Inputs> {
-        inputs_at(self.project, self.project.root(), stage, &self.cache, &self.params, &self.fingerprinter, store.then_some(&self.objects), Some(self.pipeline))
+        inputs_at(
+            self.project,
+            self.project.root(),
+            stage,
+            &self.sources(),
+            store.then_some(&self.objects),
+            Some(self.pipeline),
+        )
+    }
+
+    fn sources(&self) -> Sources<'_> {
+        Sources { cache: &self.cache, params: &self.params, fingerprinter: &self.fingerprinter }
     }
 
     fn outs_now(&self, stage: &Stage) -> Result<Vec<(String, Option<Hash>)>> {
@@ -391,13 +432,28 @@ impl<'a> Runner<'a> {
             key,
         };
         let keep: Vec<String> = self.pipeline.stages.iter().map(|s| s.name.clone()).collect();
+        {
+            // Stored outputs belong in the store, not in git (as DVC does).
+            let _wt = self.project.lock_worktree()?;
+            for o in stage.all_outs().filter(|o| o.cache) {
+                kairo_data::gitignore::ignore_tracked(self.project.root(), &o.path)?;
+            }
+        }
         LockFile::update(self.project.root(), &stage.name, entry, &keep)
     }
 
     /// Execute `stage` in `workdir` (the project root, or a reproduction worktree) and record
     /// the run. Returns the finished run; failures of the command are a failed run, not an error.
-    pub fn execute(&self, stage: &Stage, inputs: Inputs, key: Hash, reproduces: Option<String>, workdir: &Path) -> Result<Run> {
-        let stored = inputs_at(self.project, workdir, stage, &self.cache, &self.params, &self.fingerprinter, Some(&self.objects), Some(self.pipeline))?;
+    pub fn execute(
+        &self,
+        stage: &Stage,
+        inputs: Inputs,
+        key: Hash,
+        reproduces: Option<String>,
+        workdir: &Path,
+    ) -> Result<Run> {
+        let stored =
+            inputs_at(self.project, workdir, stage, &self.sources(), Some(&self.objects), Some(self.pipeline))?;
         let git = if workdir == self.project.root() { self.git_state()? } else { git_state(workdir) };
         let mut run = Run {
             id: new_run_id(),
@@ -477,7 +533,7 @@ impl<'a> Runner<'a> {
             return self.finish(run, RunStatus::Failed, &md, &pins);
         }
         // Hash the dependencies again: a change during the run makes its outputs untrustworthy.
-        let after = inputs_at(self.project, workdir, stage, &self.cache, &self.params, &self.fingerprinter, None, Some(self.pipeline))?;
+        let after = inputs_at(self.project, workdir, stage, &self.sources(), None, Some(self.pipeline))?;
         let changed: Vec<String> = stored
             .deps
             .iter()
@@ -571,21 +627,36 @@ impl<'a> Runner<'a> {
         Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
-    /// Runs left `running` by a kairo process on this host that no longer exists: mark failed.
     fn recover_orphans(&self) {
-        let Ok(md) = self.metadata() else { return };
-        let Ok(stale) = self.handle.block_on(md.running_runs(&env::hostname())) else { return };
-        for mut run in stale {
-            let alive = std::fs::read(format!("/proc/{}/cmdline", run.pid)).map(|c| String::from_utf8_lossy(&c).contains("kairo")).unwrap_or(false);
-            if alive && run.pid != std::process::id() {
-                continue;
-            }
-            run.message = Some(format!("the kairo process (pid {}) ended without finishing this run", run.pid));
-            run.status = RunStatus::Failed;
-            run.ended_at = Some(time::now_string());
-            let _ = self.handle.block_on(md.finish_run(&run, &[]));
+        if let Ok(md) = self.metadata() {
+            let _ = self.handle.block_on(recover_orphans(&md));
         }
     }
+}
+
+/// Runs left `running` by a kairo process on this host that no longer exists: mark them failed.
+pub async fn recover_orphans(md: &Metadata) -> Result<()> {
+    for mut run in md.running_runs(&env::hostname()).await? {
+        let alive = std::fs::read(format!("/proc/{}/cmdline", run.pid))
+            .map(|c| String::from_utf8_lossy(&c).contains("kairo"))
+            .unwrap_or(false);
+        if alive {
+            continue;
+        }
+        run.message = Some(format!("the kairo process (pid {}) ended without finishing this run", run.pid));
+        run.status = RunStatus::Failed;
+        run.ended_at = Some(time::now_string());
+        md.finish_run(&run, &[]).await?;
+    }
+    Ok(())
+}
+
+/// What reading a stage's inputs needs: the stat cache, the params files, the fingerprinter.
+#[derive(Clone, Copy)]
+pub(crate) struct Sources<'a> {
+    pub cache: &'a Mutex<StatCache>,
+    pub params: &'a Mutex<params::Files>,
+    pub fingerprinter: &'a Fingerprinter,
 }
 
 /// Inputs of `stage` with paths resolved under `base`.
@@ -593,12 +664,11 @@ pub(crate) fn inputs_at(
     project: &Project,
     base: &Path,
     stage: &Stage,
-    cache: &Mutex<StatCache>,
-    params: &Mutex<params::Files>,
-    fingerprinter: &Fingerprinter,
+    sources: &Sources<'_>,
     store: Option<&LocalObjects>,
     pipeline: Option<&Pipeline>,
 ) -> Result<Inputs> {
+    let Sources { cache, params, fingerprinter } = *sources;
     let mut deps = Vec::new();
     let mut missing = Vec::new();
     for d in &stage.deps {
@@ -617,8 +687,9 @@ pub(crate) fn inputs_at(
         let message = format!("stage `{}`: {m}", stage.name);
         match pipeline {
             Some(p) => {
-                let needle = stage.params.iter().find_map(|r| r.key.as_deref().filter(|k| m.contains(*k))).unwrap_or("params");
-                p.error(&stage.name, Some(needle), &message)
+                let needle =
+                    stage.params.iter().find_map(|r| r.key.as_deref().filter(|k| m.contains(*k))).unwrap_or("params");
+                p.error_in(&stage.name, Some("params"), Some(needle), &message)
             }
             None => PipelineError::Other(message),
         }
@@ -628,7 +699,13 @@ pub(crate) fn inputs_at(
 }
 
 fn skipped(stage: &Stage, because: String) -> StageOutcome {
-    StageOutcome { stage: stage.name.clone(), action: Action::Skipped { because }, reasons: Vec::new(), run_id: None, message: None }
+    StageOutcome {
+        stage: stage.name.clone(),
+        action: Action::Skipped { because },
+        reasons: Vec::new(),
+        run_id: None,
+        message: None,
+    }
 }
 
 fn poisoned<T>(_: T) -> PipelineError {
@@ -686,11 +763,20 @@ pub fn git_state(dir: &Path) -> GitState {
     let commit = git::head_commit(dir);
     let branch = git::branch(dir);
     let dirty = (|| {
-        let status = Command::new("git").args(["status", "--porcelain=v1", "-z", "--untracked-files=all"]).current_dir(dir).output().ok()?;
+        // kairo.lock is kairo's own bookkeeping, not code.
+        let status = Command::new("git")
+            .args(["status", "--porcelain=v1", "-z", "--untracked-files=all", "--", ".", ":(exclude)kairo.lock"])
+            .current_dir(dir)
+            .output()
+            .ok()?;
         if !status.status.success() || status.stdout.is_empty() {
             return None;
         }
-        let diff = Command::new("git").args(["diff", "HEAD", "--binary"]).current_dir(dir).output().ok()?;
+        let diff = Command::new("git")
+            .args(["diff", "HEAD", "--binary", "--", ".", ":(exclude)kairo.lock"])
+            .current_dir(dir)
+            .output()
+            .ok()?;
         let mut h = blake3::Hasher::new();
         h.update(&status.stdout);
         h.update(&diff.stdout);

@@ -115,16 +115,27 @@ impl Pipeline {
                     }
                     let items = match items {
                         Value::String(s) => match template_ref(&s) {
-                            Some(key) => params_cache.value(PARAMS_FILE, key).map_err(|m| pipeline.error(&name, Some(&s), &m))?,
-                            None => return Err(pipeline.error(&name, Some("foreach"), "`foreach` must be a list, a map or `${params.key}`")),
+                            Some(key) => {
+                                params_cache.value(PARAMS_FILE, key).map_err(|m| pipeline.error(&name, Some(&s), &m))?
+                            }
+                            None => {
+                                return Err(pipeline.error(
+                                    &name,
+                                    Some("foreach"),
+                                    "`foreach` must be a list, a map or `${params.key}`",
+                                ))
+                            }
                         },
                         v => v,
                     };
-                    for (suffix, vars) in expand_items(&items).map_err(|m| pipeline.error(&name, Some("foreach"), &m))? {
+                    for (suffix, vars) in
+                        expand_items(&items).map_err(|m| pipeline.error(&name, Some("foreach"), &m))?
+                    {
                         let full = format!("{name}@{suffix}");
                         let value = substitute(&template, &vars).map_err(|m| pipeline.error(&name, Some("do"), &m))?;
-                        let raw: RawStage = serde_yaml::from_value(value)
-                            .map_err(|e| pipeline.error(&name, Some("do"), &format!("stages.{name}.do: {}", strip_location(&e))))?;
+                        let raw: RawStage = serde_yaml::from_value(value).map_err(|e| {
+                            pipeline.error(&name, Some("do"), &format!("stages.{name}.do: {}", strip_location(&e)))
+                        })?;
                         if raw.foreach.is_some() || raw.do_.is_some() {
                             return Err(pipeline.error(&name, Some("do"), "`foreach` cannot be nested"));
                         }
@@ -132,7 +143,9 @@ impl Pipeline {
                         pipeline.stages.push(stage);
                     }
                 }
-                (Some(_), None) => return Err(pipeline.error(&name, Some("foreach"), "`foreach` needs a `do:` template")),
+                (Some(_), None) => {
+                    return Err(pipeline.error(&name, Some("foreach"), "`foreach` needs a `do:` template"))
+                }
                 (None, Some(_)) => return Err(pipeline.error(&name, Some("do"), "`do` needs a `foreach:` list")),
             }
         }
@@ -184,7 +197,13 @@ impl Pipeline {
             None => EnvSpec::Host,
             Some(RawEnv::Name(n)) if n == "host" => EnvSpec::Host,
             Some(RawEnv::Name(n)) => {
-                return Err(self.error(base, Some(&n), &format!("unknown env `{n}`: use `host`, `{{python: requirements.txt}}` or `{{image: NAME@sha256:...}}`")))
+                return Err(self.error(
+                    base,
+                    Some(&n),
+                    &format!(
+                        "unknown env `{n}`: use `host`, `{{python: requirements.txt}}` or `{{image: NAME@sha256:...}}`"
+                    ),
+                ))
             }
             Some(RawEnv::Map(m)) => match (m.python, m.image) {
                 (Some(lockfile), None) => EnvSpec::Python { lockfile: self.path(base, &lockfile, "lockfile")? },
@@ -202,10 +221,18 @@ impl Pipeline {
         let mut seen = std::collections::HashSet::new();
         for o in outs.iter().chain(metrics.iter()) {
             if !seen.insert(o.path.clone()) {
-                return Err(self.error(base, Some(&o.path), &format!("stage `{name}` lists output `{}` twice", o.path)));
+                return Err(self.error(
+                    base,
+                    Some(&o.path),
+                    &format!("stage `{name}` lists output `{}` twice", o.path),
+                ));
             }
             if deps.contains(&o.path) {
-                return Err(self.error(base, Some(&o.path), &format!("`{}` is both a dependency and an output of stage `{name}`", o.path)));
+                return Err(self.error(
+                    base,
+                    Some(&o.path),
+                    &format!("`{}` is both a dependency and an output of stage `{name}`", o.path),
+                ));
             }
         }
         Ok(Stage { name: name.to_string(), cmd, deps, params, outs, metrics, env, always_changed: raw.always_changed })
@@ -241,15 +268,31 @@ impl Pipeline {
             || trimmed.starts_with(".git/")
             || trimmed == ".git";
         if bad {
-            return Err(self.error(stage, Some(p), &format!("{what} `{p}` must be a relative path inside the project")));
+            let field = match what {
+                "dependency" => "deps",
+                "output" => "outs",
+                "params file" => "params",
+                _ => "env",
+            };
+            return Err(self.error_in(
+                stage,
+                Some(field),
+                Some(p),
+                &format!("{what} `{p}` must be a relative path inside the project"),
+            ));
         }
         Ok(trimmed.strip_prefix("./").unwrap_or(trimmed).to_string())
     }
 
     /// An error pointing at `needle` inside stage `stage` (or at the stage itself).
     pub fn error(&self, stage: &str, needle: Option<&str>, message: &str) -> PipelineError {
+        self.error_in(stage, None, needle, message)
+    }
+
+    /// An error pointing at `needle` under the stage's `field` (e.g. a path in `deps:`).
+    pub fn error_in(&self, stage: &str, field: Option<&str>, needle: Option<&str>, message: &str) -> PipelineError {
         let base = stage.split('@').next().unwrap_or(stage);
-        let (line, column) = locate(&self.text, base, needle);
+        let (line, column) = locate(&self.text, base, field, needle);
         PipelineError::Spec { file: CONFIG_FILE.into(), line, column, message: message.to_string() }
     }
 }
@@ -257,7 +300,11 @@ impl Pipeline {
 fn check_name(p: &Pipeline, name: &str) -> Result<()> {
     let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !ok {
-        return Err(p.error(name, None, &format!("stage name `{name}` may only use letters, digits, `_`, `-` and `.`")));
+        return Err(p.error(
+            name,
+            None,
+            &format!("stage name `{name}` may only use letters, digits, `_`, `-` and `.`"),
+        ));
     }
     if p.stages.iter().any(|s| s.name == name || s.name.split('@').next() == Some(name)) {
         return Err(p.error(name, None, &format!("stage `{name}` is defined twice")));
@@ -267,14 +314,16 @@ fn check_name(p: &Pipeline, name: &str) -> Result<()> {
 
 /// Find the line and column of `needle` within the block of stage `stage` (1-based). Falls back
 /// to the stage's own line, then to the `stages:` line.
-pub(crate) fn locate(text: &str, stage: &str, needle: Option<&str>) -> (usize, usize) {
+pub(crate) fn locate(text: &str, stage: &str, field: Option<&str>, needle: Option<&str>) -> (usize, usize) {
     let lines: Vec<&str> = text.lines().collect();
     let Some(stages_at) = lines.iter().position(|l| l.starts_with("stages:")) else { return (1, 1) };
     let is_stage_line = |l: &str| {
         let t = l.trim_start();
         let indent = l.len() - t.len();
         indent > 0
-            && [format!("{stage}:"), format!("\"{stage}\":"), format!("'{stage}':")].iter().any(|k| t.starts_with(k.as_str()))
+            && [format!("{stage}:"), format!("\"{stage}\":"), format!("'{stage}':")]
+                .iter()
+                .any(|k| t.starts_with(k.as_str()))
     };
     let Some(offset) = lines[stages_at + 1..].iter().position(|l| is_stage_line(l)) else {
         return (stages_at + 1, 1);
@@ -283,7 +332,21 @@ pub(crate) fn locate(text: &str, stage: &str, needle: Option<&str>) -> (usize, u
     let stage_indent = lines[stage_at].len() - lines[stage_at].trim_start().len();
     let stage_pos = (stage_at + 1, stage_indent + 1);
     let Some(needle) = needle else { return stage_pos };
-    for (i, l) in lines.iter().enumerate().skip(stage_at) {
+    // Start at the field's line when there is one (so `deps: [x]` wins over `cmd: cat x`).
+    let field_at = field.and_then(|f| {
+        let key = format!("{f}:");
+        lines
+            .iter()
+            .enumerate()
+            .skip(stage_at + 1)
+            .take_while(|(_, l)| {
+                let t = l.trim_start();
+                t.is_empty() || t.starts_with('#') || l.len() - t.len() > stage_indent
+            })
+            .find(|(_, l)| l.trim_start().starts_with(&key))
+            .map(|(i, _)| i)
+    });
+    for (i, l) in lines.iter().enumerate().skip(field_at.unwrap_or(stage_at)) {
         let t = l.trim_start();
         if i > stage_at && !t.is_empty() && !t.starts_with('#') && l.len() - t.len() <= stage_indent {
             break;
@@ -330,7 +393,10 @@ fn template_ref(s: &str) -> Option<&str> {
 }
 
 /// The items of a `foreach`: (name suffix, variables for `${item...}` / `${key}`).
-fn expand_items(items: &Value) -> std::result::Result<Vec<(String, BTreeMap<String, Value>)>, String> {
+/// One `foreach` item: the stage-name suffix and the template variables.
+type ForeachItem = (String, BTreeMap<String, Value>);
+
+fn expand_items(items: &Value) -> std::result::Result<Vec<ForeachItem>, String> {
     let mut out = Vec::new();
     match items {
         Value::Sequence(seq) => {
@@ -347,7 +413,10 @@ fn expand_items(items: &Value) -> std::result::Result<Vec<(String, BTreeMap<Stri
         Value::Mapping(map) => {
             for (k, v) in map {
                 let key = scalar_text(k).ok_or("`foreach` map keys must be scalars")?;
-                out.push((key.clone(), BTreeMap::from([("item".to_string(), v.clone()), ("key".to_string(), Value::String(key))])));
+                out.push((
+                    key.clone(),
+                    BTreeMap::from([("item".to_string(), v.clone()), ("key".to_string(), Value::String(key))]),
+                ));
             }
         }
         _ => return Err("`foreach` must be a list or a map".into()),
@@ -371,7 +440,9 @@ fn scalar_text(v: &Value) -> Option<String> {
 fn substitute(template: &Value, vars: &BTreeMap<String, Value>) -> std::result::Result<Value, String> {
     Ok(match template {
         Value::String(s) => Value::String(substitute_str(s, vars)?),
-        Value::Sequence(seq) => Value::Sequence(seq.iter().map(|v| substitute(v, vars)).collect::<std::result::Result<_, _>>()?),
+        Value::Sequence(seq) => {
+            Value::Sequence(seq.iter().map(|v| substitute(v, vars)).collect::<std::result::Result<_, _>>()?)
+        }
         Value::Mapping(map) => {
             let mut out = serde_yaml::Mapping::new();
             for (k, v) in map {
@@ -397,7 +468,9 @@ fn substitute_str(s: &str, vars: &BTreeMap<String, Value>) -> std::result::Resul
         let expr = after[..end].trim();
         let mut parts = expr.split('.');
         let root = parts.next().unwrap_or_default();
-        let mut value = vars.get(root).ok_or_else(|| format!("`${{{expr}}}`: only `${{item}}`, `${{item.field}}` and `${{key}}` are known here"))?;
+        let mut value = vars.get(root).ok_or_else(|| {
+            format!("`${{{expr}}}`: only `${{item}}`, `${{item.field}}` and `${{key}}` are known here")
+        })?;
         for part in parts {
             value = value.get(part).ok_or_else(|| format!("`${{{expr}}}`: the item has no field `{part}`"))?;
         }
@@ -559,7 +632,11 @@ mod tests {
 
     #[test]
     fn env_labels_round_trip() {
-        for e in [EnvSpec::Host, EnvSpec::Python { lockfile: "req.txt".into() }, EnvSpec::Image { reference: "a@sha256:00".into() }] {
+        for e in [
+            EnvSpec::Host,
+            EnvSpec::Python { lockfile: "req.txt".into() },
+            EnvSpec::Image { reference: "a@sha256:00".into() },
+        ] {
             assert_eq!(EnvSpec::from_label(&e.label()), Some(e));
         }
     }

@@ -34,7 +34,13 @@ pub fn version_of(
 ) -> Result<Option<PathVersion>> {
     if base == project.root() {
         if let Some(p) = project.read_pointer(rel)? {
-            return Ok(Some(PathVersion { path: rel.into(), hash: p.hash, kind: kind_name(p.kind).into(), size: p.size, dataset: true }));
+            return Ok(Some(PathVersion {
+                path: rel.into(),
+                hash: p.hash,
+                kind: kind_name(p.kind).into(),
+                size: p.size,
+                dataset: true,
+            }));
         }
     }
     let walked = match scan::walk(&base.join(rel)) {
@@ -47,7 +53,13 @@ pub fn version_of(
         None => Mode::Hash,
     };
     let root = scan::scan(&walked, None, cache, mode, &NoProgress)?.root;
-    Ok(Some(PathVersion { path: rel.into(), hash: root.hash(), kind: kind_name(root.kind()).into(), size: root.size(), dataset: false }))
+    Ok(Some(PathVersion {
+        path: rel.into(),
+        hash: root.hash(),
+        kind: kind_name(root.kind()).into(),
+        size: root.size(),
+        dataset: false,
+    }))
 }
 
 pub fn kind_name(k: PointerKind) -> &'static str {
@@ -76,7 +88,12 @@ pub fn cache_key(stage: &Stage, inputs: &Inputs) -> Hash {
 }
 
 /// Why the stage must run, in words; empty when it is up to date.
-pub fn reasons(stage: &Stage, lock: Option<&LockEntry>, inputs: &Inputs, outs_now: &[(String, Option<Hash>)]) -> Vec<String> {
+pub fn reasons(
+    stage: &Stage,
+    lock: Option<&LockEntry>,
+    inputs: &Inputs,
+    outs_now: &[(String, Option<Hash>)],
+) -> Vec<String> {
     let mut why = Vec::new();
     for m in &inputs.missing {
         why.push(format!("dependency `{m}` is missing"));
@@ -86,7 +103,11 @@ pub fn reasons(stage: &Stage, lock: Option<&LockEntry>, inputs: &Inputs, outs_no
         return why;
     };
     if stage.always_changed || stage.deps.is_empty() {
-        why.push(if stage.always_changed { "always_changed is set".into() } else { "has no dependencies (always runs)".into() });
+        why.push(if stage.always_changed {
+            "always_changed is set".into()
+        } else {
+            "has no dependencies (always runs)".into()
+        });
     }
     if lock.cmd != stage.cmd {
         why.push("cmd changed".into());

@@ -103,8 +103,11 @@ impl Metadata {
             return Err(RunLookupError::NotFound(prefix.to_string()));
         }
         let pattern = format!("{}%", prefix.to_ascii_lowercase());
-        let rows =
-            sqlx::query("SELECT record FROM runs WHERE id LIKE $1 ORDER BY id LIMIT 2").bind(&pattern).fetch_all(&self.pool).await.map_err(StoreError::from)?;
+        let rows = sqlx::query("SELECT record FROM runs WHERE id LIKE $1 ORDER BY id LIMIT 2")
+            .bind(&pattern)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from)?;
         match rows.len() {
             0 => Err(RunLookupError::NotFound(prefix.to_string())),
             1 => Ok(decode(&rows[0])?),
@@ -171,13 +174,15 @@ impl Metadata {
 async fn insert_io(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run: &Run, direction: &str) -> Result<()> {
     let versions = if direction == "in" { &run.deps } else { &run.outs };
     for v in versions {
-        sqlx::query("INSERT INTO run_io (run_id, direction, path, hash) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-            .bind(&run.id)
-            .bind(direction)
-            .bind(&v.path)
-            .bind(v.hash.to_hex())
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO run_io (run_id, direction, path, hash) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&run.id)
+        .bind(direction)
+        .bind(&v.path)
+        .bind(v.hash.to_hex())
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

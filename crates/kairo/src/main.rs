@@ -3,6 +3,7 @@
 
 mod data;
 mod demo;
+mod pipeline;
 mod progress;
 mod report;
 
@@ -31,6 +32,19 @@ enum Command {
         #[command(subcommand)]
         command: data::DataCommand,
     },
+    /// Run the pipeline's stale stages (or the named ones), recording each execution as a run.
+    Run(pipeline::RunArgs),
+    /// Say for each stage whether it is up to date, and if not why (exit 3 when any is stale).
+    Status(pipeline::StatusArgs),
+    /// Inspect recorded runs: ls, show, diff.
+    Runs {
+        #[command(subcommand)]
+        command: pipeline::RunsCommand,
+    },
+    /// Re-execute a recorded run from exactly its inputs and compare the outputs.
+    Reproduce(pipeline::ReproduceArgs),
+    /// Show where a run, output or dataset version came from.
+    Lineage(pipeline::LineageArgs),
     /// A scripted walk through Kairo on generated sample data, in a scratch directory.
     Demo {
         /// Where to build the demo project (default: a new temp directory, removed afterwards).
@@ -82,6 +96,11 @@ async fn run(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Init { dir, json } => init(dir, json).await,
         Command::Data { command } => data::run(command).await,
+        Command::Run(args) => pipeline::run(args).await,
+        Command::Status(args) => pipeline::status(args).await,
+        Command::Runs { command } => pipeline::runs(command).await,
+        Command::Reproduce(args) => pipeline::reproduce(args).await,
+        Command::Lineage(args) => pipeline::lineage(args).await,
         Command::Demo { dir } => demo::run(dir).await,
     }
 }

@@ -8,6 +8,7 @@ mod checkout;
 mod faults;
 mod history;
 mod maintenance;
+mod pipeline;
 mod remotes;
 
 use assert_cmd::Command;
@@ -75,6 +76,13 @@ impl Repo {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!("kairo {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
         })
+    }
+
+    /// Run a command that prints JSON without a `--json` flag (e.g. `--format json`).
+    pub fn json_with(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.kairo(args).output().expect("run kairo");
+        assert!(out.status.success(), "kairo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("kairo {args:?} printed no JSON ({e})"))
     }
 
     pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) {
