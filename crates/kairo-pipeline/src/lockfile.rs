@@ -8,7 +8,9 @@ use kairo_core::run::PathVersion;
 use kairo_core::Hash;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub const LOCK_FILE: &str = "kairo.lock";
 const SCHEMA: &str = "kairo-lock/1";
@@ -46,6 +48,62 @@ pub struct LockEnv {
     pub key: BTreeMap<String, String>,
 }
 
+/// Identifies one version of kairo.lock on disk: every write is a rename of a new file.
+type Stamp = (u64, u64, i64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    std::fs::metadata(path).ok().map(|m| (m.ino(), m.size(), m.mtime() * 1_000_000_000 + m.mtime_nsec()))
+}
+
+/// kairo.lock as this process last read or wrote it. Re-parsed only when the file on disk is
+/// a different one (another process wrote it), so checking 100 stages parses it once.
+pub struct LockCache {
+    root: PathBuf,
+    inner: Mutex<(Option<Stamp>, LockFile)>,
+}
+
+impl LockCache {
+    pub fn open(root: &Path) -> Result<Self> {
+        let st = stamp(&root.join(LOCK_FILE));
+        let lock = LockFile::read(root)?;
+        Ok(LockCache { root: root.to_path_buf(), inner: Mutex::new((st, lock)) })
+    }
+
+    fn refreshed(&self) -> Result<std::sync::MutexGuard<'_, (Option<Stamp>, LockFile)>> {
+        let mut inner = self.inner.lock().map_err(|_| PipelineError::Other("kairo.lock cache poisoned".into()))?;
+        let now = stamp(&self.root.join(LOCK_FILE));
+        if now != inner.0 {
+            *inner = (now, LockFile::read(&self.root)?);
+        }
+        Ok(inner)
+    }
+
+    /// The stage's entry as kairo.lock has it now.
+    pub fn entry(&self, stage: &str) -> Result<Option<LockEntry>> {
+        Ok(self.refreshed()?.1.stages.get(stage).cloned())
+    }
+
+    /// Set the entry of `stage`, dropping stages no longer in the pipeline (`keep`). Holds the
+    /// file lock from the read to the rename, so concurrent writers never lose each other's entries.
+    pub fn update(&self, stage: &str, entry: LockEntry, keep: &[String]) -> Result<()> {
+        let locks = self.root.join(".kairo/locks");
+        std::fs::create_dir_all(&locks).map_err(PipelineError::io(&locks))?;
+        let _guard = kairo_store::lock::StoreLock::exclusive(&locks.join("kairo.lock.lock"))?;
+        let mut inner = self.refreshed()?;
+        let lock = &mut inner.1;
+        lock.schema = SCHEMA.to_string();
+        lock.stages.insert(stage.to_string(), entry);
+        lock.stages.retain(|name, _| keep.contains(name));
+        let text = serde_yaml::to_string(&*lock).map_err(|e| PipelineError::LockFile(e.to_string()))?;
+        let path = self.root.join(LOCK_FILE);
+        let tmp = self.root.join(format!(".{LOCK_FILE}.tmp{}", std::process::id()));
+        std::fs::write(&tmp, text).map_err(PipelineError::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(PipelineError::io(&path))?;
+        inner.0 = stamp(&path);
+        Ok(())
+    }
+}
+
 impl LockFile {
     pub fn read(root: &Path) -> Result<LockFile> {
         let path = root.join(LOCK_FILE);
@@ -61,21 +119,5 @@ impl LockFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LockFile::default()),
             Err(e) => Err(PipelineError::Io { path, source: e }),
         }
-    }
-
-    /// Set the entry of `stage`, dropping stages no longer in the pipeline (`keep`).
-    pub fn update(root: &Path, stage: &str, entry: LockEntry, keep: &[String]) -> Result<()> {
-        let locks = root.join(".kairo/locks");
-        std::fs::create_dir_all(&locks).map_err(PipelineError::io(&locks))?;
-        let _guard = kairo_store::lock::StoreLock::exclusive(&locks.join("kairo.lock.lock"))?;
-        let mut lock = LockFile::read(root)?;
-        lock.schema = SCHEMA.to_string();
-        lock.stages.insert(stage.to_string(), entry);
-        lock.stages.retain(|name, _| keep.contains(name));
-        let text = serde_yaml::to_string(&lock).map_err(|e| PipelineError::LockFile(e.to_string()))?;
-        let path = root.join(LOCK_FILE);
-        let tmp = root.join(format!(".{LOCK_FILE}.tmp{}", std::process::id()));
-        std::fs::write(&tmp, text).map_err(PipelineError::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(PipelineError::io(&path))
     }
 }

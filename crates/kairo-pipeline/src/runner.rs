@@ -9,7 +9,7 @@
 use crate::dag::Dag;
 use crate::env::{self, Fingerprinter};
 use crate::error::{PipelineError, Result};
-use crate::lockfile::{LockEntry, LockEnv, LockFile};
+use crate::lockfile::{LockCache, LockEntry, LockEnv};
 use crate::params;
 use crate::spec::{Pipeline, Stage};
 use crate::state::{self, Inputs};
@@ -139,7 +139,7 @@ pub struct Runner<'a> {
     cache: Mutex<StatCache>,
     fingerprinter: Fingerprinter,
     params: Mutex<params::Files>,
-    lock: LockFile,
+    lock: LockCache,
     handle: tokio::runtime::Handle,
     metadata: Mutex<Option<Metadata>>,
     git: Mutex<Option<GitState>>,
@@ -166,7 +166,7 @@ impl<'a> Runner<'a> {
             cache: Mutex::new(project.stat_cache()),
             fingerprinter: Fingerprinter::new(project.root()),
             params: Mutex::new(params::Files::new(project.root())),
-            lock: LockFile::read(project.root())?,
+            lock: LockCache::open(project.root())?,
             handle,
             metadata: Mutex::new(None),
             git: Mutex::new(None),
@@ -259,7 +259,7 @@ impl<'a> Runner<'a> {
         let _locks = if self.opts.dry_run { Vec::new() } else { self.lock_outputs(stage)? };
         let inputs = self.inputs(stage, false)?;
         let outs_now = self.outs_now(stage)?;
-        let mut reasons = state::reasons(stage, self.current_lock_entry(stage).as_ref(), &inputs, &outs_now);
+        let mut reasons = state::reasons(stage, self.current_lock_entry(stage)?.as_ref(), &inputs, &outs_now);
         if self.opts.dry_run {
             // A missing input that a stage about to run will write is not a problem yet.
             let produced =
@@ -313,11 +313,8 @@ impl<'a> Runner<'a> {
     }
 
     /// The entry as on disk now (another process may have just written it).
-    fn current_lock_entry(&self, stage: &Stage) -> Option<LockEntry> {
-        if self.opts.dry_run {
-            return self.lock.stages.get(&stage.name).cloned();
-        }
-        LockFile::read(self.project.root()).ok().and_then(|l| l.stages.get(&stage.name).cloned())
+    fn current_lock_entry(&self, stage: &Stage) -> Result<Option<LockEntry>> {
+        self.lock.entry(&stage.name)
     }
 
     fn lock_outputs(&self, stage: &Stage) -> Result<Vec<StoreLock>> {
@@ -439,7 +436,7 @@ impl<'a> Runner<'a> {
                 kairo_data::gitignore::ignore_tracked(self.project.root(), &o.path)?;
             }
         }
-        LockFile::update(self.project.root(), &stage.name, entry, &keep)
+        self.lock.update(&stage.name, entry, &keep)
     }
 
     /// Execute `stage` in `workdir` (the project root, or a reproduction worktree) and record
