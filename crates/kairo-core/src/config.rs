@@ -57,12 +57,25 @@ fn default_version() -> u32 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{CONFIG_FILE}: {0}")]
+    #[error("{CONFIG_FILE}:{}: {}", position(.0), without_position(.0))]
     Syntax(#[from] serde_yaml::Error),
     #[error("{CONFIG_FILE}: version {0} is not supported (this kairo reads version 1)")]
     Version(u32),
     #[error("{CONFIG_FILE}: default_remote `{0}` is not defined under `remotes`")]
     UnknownDefaultRemote(String),
+}
+
+/// `LINE:COLUMN` of a YAML error (1:1 when serde_yaml does not know).
+fn position(e: &serde_yaml::Error) -> String {
+    e.location().map(|l| format!("{}:{}", l.line(), l.column())).unwrap_or_else(|| "1:1".into())
+}
+
+fn without_position(e: &serde_yaml::Error) -> String {
+    let s = e.to_string();
+    match s.find(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
 }
 
 impl Config {
@@ -121,7 +134,7 @@ mod tests {
     #[test]
     fn errors_name_the_place() {
         let err = Config::parse("version: 1\nremotez: {}\n").unwrap_err().to_string();
-        assert!(err.contains("remotez") && err.contains("line 2"), "{err}");
+        assert!(err.contains("remotez") && err.starts_with("kairo.yaml:2:"), "{err}");
         let err = Config::parse("default_remote: nope\n").unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");
     }

@@ -1,5 +1,6 @@
 //! `kairo demo`: a scripted walk through the product on generated data, run with this very
-//! binary so the output is exactly what a user would see. Later capabilities extend the script.
+//! binary so the output is exactly what a user would see: data versioning, then a pipeline with
+//! runs, the run cache, run comparison, lineage and reproduction. Later capabilities extend it.
 
 use crate::{CmdResult, Failure};
 use kairo_core::exit;
@@ -53,6 +54,34 @@ pub async fn run(dir: Option<PathBuf>) -> CmdResult {
     demo.step("restore it from the store", &["data", "checkout"], exit::OK)?;
     demo.step("back as recorded", &["data", "status"], exit::OK)?;
     demo.step("every object re-hashed and every version complete", &["data", "verify"], exit::OK)?;
+
+    write_pipeline(&root)?;
+    demo.git(&["add", "-A"])?;
+    demo.git(&["commit", "-q", "-m", "Add a training pipeline"])?;
+    println!("# a two-stage pipeline (prepare -> train) is added to kairo.yaml, with params.yaml\n");
+    demo.step("what would run, and why (exit 3: something is stale)", &["status"], exit::CHANGED)?;
+    demo.step("run it: each stage execution is recorded as a run", &["run"], exit::OK)?;
+    demo.step("nothing changed, nothing runs", &["run"], exit::OK)?;
+    fs::write(root.join("params.yaml"), "train:\n  threshold: 0.7\n")?;
+    demo.step("a param changed: only the stage that reads it is stale", &["status"], exit::CHANGED)?;
+    demo.step("rerun it", &["run"], exit::OK)?;
+    fs::write(root.join("params.yaml"), "train:\n  threshold: 0.85\n")?;
+    demo.step("back to the old value: outputs come from the run cache, nothing executes", &["run"], exit::OK)?;
+    demo.step("the recorded runs", &["runs", "ls"], exit::OK)?;
+    let runs = demo.json(&["runs", "ls", "--stage", "train", "--json"])?;
+    let ids: Vec<String> = runs
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["id"].as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    if let [newest, older, ..] = ids.as_slice() {
+        demo.step("what differs between the two training runs", &["runs", "diff", older, newest], exit::OK)?;
+        demo.step("where the model came from", &["lineage", "model.txt"], exit::OK)?;
+        demo.step(
+            "re-execute the first training run from its commit, data and params",
+            &["reproduce", older],
+            exit::OK,
+        )?;
+    }
     println!("# demo finished");
     Ok(exit::OK)
 }
@@ -79,6 +108,12 @@ impl Demo<'_> {
         Ok(())
     }
 
+    /// Run a step quietly and parse its JSON output.
+    fn json(&self, args: &[&str]) -> Result<serde_json::Value, Failure> {
+        let out = Command::new(self.exe).args(args).current_dir(self.root).output()?;
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
     fn git(&self, args: &[&str]) -> Result<(), Failure> {
         let out = Command::new("git").args(args).current_dir(self.root).output()?;
         if !out.status.success() {
@@ -89,6 +124,32 @@ impl Demo<'_> {
         }
         Ok(())
     }
+}
+
+/// Stages that turn the tracked data into features and a (threshold) model with metrics.
+fn write_pipeline(root: &Path) -> std::io::Result<()> {
+    let config = fs::read_to_string(root.join("kairo.yaml"))?;
+    let stages = r#"
+stages:
+  prepare:
+    cmd: mkdir -p features && awk -F, 'NR > 1 { print $2 + 0.5 * $3 "," $4 }' data/train.csv > features/train.csv
+    deps: [data]
+    outs: [features]
+  train:
+    cmd: sh train.sh
+    deps: [train.sh, features]
+    params: [train.threshold]
+    outs: [model.txt]
+    metrics: [metrics.json]
+"#;
+    fs::write(root.join("kairo.yaml"), format!("{config}{stages}"))?;
+    fs::write(root.join("params.yaml"), "train:\n  threshold: 0.85\n")?;
+    let train = r#"t=$(awk '/threshold:/ { print $2 }' params.yaml)
+awk -F, -v t="$t" '{ n++; if (($1 > t) == $2) ok++ } END { printf "{\"accuracy\": %.4f, \"rows\": %d}\n", ok / n, n }' features/train.csv > metrics.json
+echo "threshold model: predict 1 when x1 + 0.5 * x2 > $t" > model.txt
+cat metrics.json
+"#;
+    fs::write(root.join("train.sh"), train)
 }
 
 /// A small, deterministic tabular dataset and some binary shards.

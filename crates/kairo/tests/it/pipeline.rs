@@ -480,3 +480,56 @@ fn runs_are_recorded_in_postgres_when_configured() {
     let l = repo.json_with(&["lineage", "model.txt", "--format", "json"]);
     assert_eq!(l["produced_by"]["stage"], "train");
 }
+
+#[test]
+fn stages_see_their_run_id_persist_outputs_and_trace_tracked_datasets() {
+    let repo = pipeline_repo(
+        "
+stages:
+  tag:
+    cmd: sh tag.sh
+    deps: [data, raw.txt]
+    outs: [tag.txt, summary, {history.txt: {persist: true}}]
+    metrics: [scores.yaml]
+",
+    );
+    repo.write("data/a.csv", "x\n1\n");
+    repo.write("data/b.csv", "x\n2\n");
+    repo.kairo(&["data", "add", "data"]).assert().success();
+    repo.write(
+        "tag.sh",
+        "echo \"$KAIRO_STAGE $KAIRO_RUN_ID\" > tag.txt\necho run >> history.txt\nrm -rf summary && cp -r data summary\nprintf 'f1: 0.5\\nnested:\\n  auc: 0.75\\n' > scores.yaml\n",
+    );
+    let v = repo.json(&["run"]);
+    let id = v[0]["run_id"].as_str().unwrap();
+    assert_eq!(String::from_utf8(repo.read("tag.txt")).unwrap(), format!("tag {id}\n"));
+    let run = repo.json(&["runs", "show", id]);
+    assert_eq!(run["metrics"]["f1"], 0.5);
+    assert_eq!(run["metrics"]["nested.auc"], 0.75);
+    let dataset = run["deps"].as_array().unwrap().iter().find(|d| d["path"] == "data").unwrap();
+    assert_eq!(dataset["dataset"], true, "a tracked dataset is recorded by its version");
+    let pointer = String::from_utf8(repo.read("data.kairo")).unwrap();
+    assert!(pointer.contains(dataset["hash"].as_str().unwrap()));
+    assert_eq!(run["outs"].as_array().unwrap().iter().find(|o| o["path"] == "summary").unwrap()["type"], "dir");
+
+    // persist: kept while the command runs, so it accumulates; others are recreated.
+    repo.kairo(&["run", "--force"]).assert().success();
+    assert_eq!(repo.read("history.txt"), b"run\nrun\n");
+
+    // Lineage from a dataset version: who added it; from a run: the dataset among its inputs.
+    let hash = dataset["hash"].as_str().unwrap();
+    let l = repo.json_with(&["lineage", &format!("data@{}", &hash[..10]), "--format", "json"]);
+    assert_eq!(l["kind"], "dataset");
+    assert_eq!(l["dataset"]["added_by"], "tester@test");
+    let l = repo.json_with(&["lineage", "summary", "--format", "json"]);
+    let inputs = l["produced_by"]["inputs"].as_array().unwrap();
+    assert!(inputs.iter().any(|i| i["path"] == "data" && i["kind"] == "dataset"), "{l}");
+    repo.kairo(&["lineage", "data@ffffffff"]).assert().code(1).stderr(predicates::str::contains("no recorded version"));
+
+    // Objects of runs are pinned: gc keeps what a run produced even with no pointer to it.
+    repo.kairo(&["data", "gc"]).assert().success();
+    std::fs::remove_dir_all(repo.join("summary")).unwrap();
+    let v = repo.json(&["run"]);
+    assert_eq!(v[0]["action"], "restored", "{v}");
+    assert_eq!(repo.read("summary/b.csv"), b"x\n2\n");
+}
