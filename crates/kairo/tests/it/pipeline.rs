@@ -258,25 +258,9 @@ fn runs_can_be_listed_filtered_compared_and_traced() {
 
 #[test]
 fn reproduce_reexecutes_from_recorded_inputs_and_compares_outputs() {
-    let repo = pipeline_repo(
-        "
-stages:
-  prepare:
-    cmd: mkdir -p data && sort raw.txt > data/clean.txt
-    deps: [raw.txt]
-    outs: [data/clean.txt]
-  train:
-    cmd: sh train.sh
-    deps: [train.sh, data/clean.txt]
-    params: [train.lr]
-    outs: [model.txt]
-    metrics: [metrics.json]
-  noisy:
-    cmd: od -An -N8 -tx8 /dev/urandom > noise.txt
-    deps: [raw.txt]
-    outs: [noise.txt]
-",
-    );
+    let noisy =
+        "  noisy:\n    cmd: od -An -N8 -tx8 /dev/urandom > noise.txt\n    deps: [raw.txt]\n    outs: [noise.txt]\n";
+    let repo = pipeline_repo(&format!("{TWO_STAGES}{noisy}"));
     let v = repo.json(&["run"]);
     let train_id = v[1]["run_id"].as_str().unwrap().to_string();
     let noisy_id = v[2]["run_id"].as_str().unwrap().to_string();
