@@ -172,10 +172,13 @@ pub fn render_text(node: &Node) -> String {
 fn label(node: &Node) -> String {
     match node {
         Node::Run { id, stage, status, started_at, actor, git_commit, uncommitted_changes, env, params, .. } => {
-            let commit = git_commit.as_deref().map(|c| &c[..c.len().min(10)]).unwrap_or("no commit");
-            let dirty = if *uncommitted_changes { "+uncommitted" } else { "" };
+            let commit = git_commit
+                .as_deref()
+                .map(|c| format!("commit {}", &c[..c.len().min(10)]))
+                .unwrap_or("no git commit".into());
+            let dirty = if *uncommitted_changes { " +uncommitted" } else { "" };
             let params = if params.is_empty() { String::new() } else { format!(" params[{}]", params.join(", ")) };
-            format!("run {id} stage `{stage}` {status} at {started_at} by {actor}, commit {commit}{dirty}, env {env}{params}")
+            format!("run {id} stage `{stage}` {status} at {started_at} by {actor}, {commit}{dirty}, env {env}{params}")
         }
         Node::Data { path, hash, kind, dataset, produced_by } => {
             let origin = match (dataset, produced_by) {

@@ -68,6 +68,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 pub type CmdResult = Result<i32, Failure>;
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -133,4 +134,22 @@ async fn init(dir: Option<PathBuf>, json: bool) -> CmdResult {
         }
     }
     Ok(exit::OK)
+}
+
+/// `kairo runs ls | head` closes our stdout early. Like other Unix tools, stop quietly then
+/// (exit 141, as SIGPIPE would) instead of printing a panic; every other panic is reported.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
