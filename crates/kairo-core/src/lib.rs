@@ -11,5 +11,6 @@ pub mod manifest;
 pub mod pointer;
 pub mod run;
 pub mod time;
+pub mod tracking;
 
 pub use hash::{Hash, HashParseError};

@@ -119,10 +119,64 @@ pub struct Run {
 }
 
 impl Run {
+    /// The record of a run created through the tracking API (an MLflow client): no stage, no
+    /// command, no declared inputs; never part of the run cache.
+    pub fn tracked(id: String, name: String, actor: String, host: String, started_at: String) -> Run {
+        Run {
+            id,
+            stage: name,
+            status: RunStatus::Running,
+            trigger: "api".into(),
+            actor,
+            host,
+            pid: 0,
+            executor: "mlflow-client".into(),
+            git: GitState::default(),
+            cmd: String::new(),
+            wdir: String::new(),
+            deps: Vec::new(),
+            params: BTreeMap::new(),
+            env: EnvFingerprint {
+                spec: "unknown".into(),
+                hash: Hash::of(b""),
+                key: BTreeMap::new(),
+                facts: BTreeMap::new(),
+            },
+            out_paths: Vec::new(),
+            persist: Vec::new(),
+            metrics_files: Vec::new(),
+            outs: Vec::new(),
+            metrics: BTreeMap::new(),
+            cache_key: Hash::of(b""),
+            cacheable: false,
+            exit_code: None,
+            started_at,
+            ended_at: None,
+            log: None,
+            reproduces: None,
+            message: None,
+        }
+    }
+
     /// Wall time in seconds, once finished.
     pub fn duration_secs(&self) -> Option<f64> {
         let start = chrono::DateTime::parse_from_rfc3339(&self.started_at).ok()?;
         let end = chrono::DateTime::parse_from_rfc3339(self.ended_at.as_deref()?).ok()?;
         Some((end - start).num_milliseconds() as f64 / 1000.0)
     }
+}
+
+/// A new time-ordered run id: 12 hex digits of epoch milliseconds, then 20 hex digits that
+/// differ between processes, threads and calls. 32 hex digits, like MLflow's run ids.
+pub fn new_run_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut h = blake3::Hasher::new();
+    h.update(&now.as_nanos().to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&COUNTER.fetch_add(1, Ordering::SeqCst).to_le_bytes());
+    h.update(format!("{:?}", std::thread::current().id()).as_bytes());
+    let random = h.finalize().to_hex();
+    format!("{:012x}{}", now.as_millis() as u64 & 0xffff_ffff_ffff, &random[..20])
 }

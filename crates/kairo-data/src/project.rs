@@ -12,6 +12,10 @@ use std::path::{Component, Path, PathBuf};
 /// Name of the local store directory.
 pub const STORE_DIR: &str = ".kairo";
 
+/// Where a running `kairo server` announces its URL and pid, so `kairo run` can point stages
+/// at it.
+pub const SERVER_FILE: &str = ".kairo/server.json";
+
 #[derive(Debug, Clone)]
 pub struct Project {
     root: PathBuf,
@@ -218,6 +222,17 @@ impl Project {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+
+    /// The URL of a `kairo server` running for this project, if one is (its process is alive).
+    pub fn running_server(&self) -> Option<String> {
+        let text = fs::read_to_string(self.root.join(SERVER_FILE)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let pid = v.get("pid")?.as_u64()?;
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return None;
+        }
+        v.get("url")?.as_str().map(str::to_string)
     }
 
     /// Who is acting: `KAIRO_ACTOR`, else user@host.

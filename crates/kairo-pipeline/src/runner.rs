@@ -491,7 +491,13 @@ impl<'a> Runner<'a> {
                 std::fs::create_dir_all(parent).map_err(PipelineError::io(parent))?;
             }
         }
-        let pass = vec![("KAIRO_RUN_ID".to_string(), run.id.clone()), ("KAIRO_STAGE".to_string(), stage.name.clone())];
+        let mut pass =
+            vec![("KAIRO_RUN_ID".to_string(), run.id.clone()), ("KAIRO_STAGE".to_string(), stage.name.clone())];
+        // With a tracking server up, the stage's own `mlflow.log_*` calls land on this run.
+        if let Some(url) = self.project.running_server() {
+            pass.push(("MLFLOW_TRACKING_URI".to_string(), url));
+            pass.push(("MLFLOW_RUN_ID".to_string(), run.id.clone()));
+        }
         let launch = match env::prepare(self.project.root(), stage, &inputs.env, workdir, &pass) {
             Ok(l) => l,
             Err(e) => {
@@ -782,15 +788,4 @@ pub fn git_state(dir: &Path) -> GitState {
     GitState { commit, branch, dirty }
 }
 
-/// A new time-ordered run id: 12 hex digits of epoch milliseconds, 20 of randomness.
-pub fn new_run_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let mut h = blake3::Hasher::new();
-    h.update(&now.as_nanos().to_le_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    h.update(&COUNTER.fetch_add(1, Ordering::SeqCst).to_le_bytes());
-    h.update(format!("{:?}", std::thread::current().id()).as_bytes());
-    let random = h.finalize().to_hex();
-    format!("{:012x}{}", now.as_millis() as u64 & 0xffff_ffff_ffff, &random[..20])
-}
+pub use kairo_core::run::new_run_id;

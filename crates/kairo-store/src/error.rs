@@ -22,6 +22,15 @@ pub enum StoreError {
     Remote { url: String, message: String },
     #[error("remote object {hash} is corrupted: received bytes hash to {actual}")]
     RemoteCorrupt { hash: Hash, actual: Hash },
+    /// A record the caller named does not exist (experiment, run, artifact...).
+    #[error("{0}")]
+    NotFound(String),
+    /// A record with that identity exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request contradicts stored state or limits (e.g. re-logging a param with another value).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl StoreError {

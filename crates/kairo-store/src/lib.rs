@@ -14,6 +14,7 @@ pub mod pack;
 pub mod remote;
 pub mod runs;
 pub mod stat_cache;
+pub mod tracking;
 
 pub use error::StoreError;
 pub use metadata::Metadata;

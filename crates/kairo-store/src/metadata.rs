@@ -14,14 +14,16 @@ use std::path::Path;
 const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/sqlite/0001_init.sql")),
     ("runs", include_str!("../migrations/sqlite/0002_runs.sql")),
+    ("tracking", include_str!("../migrations/sqlite/0003_tracking.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
     ("runs", include_str!("../migrations/postgres/0002_runs.sql")),
+    ("tracking", include_str!("../migrations/postgres/0003_tracking.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -72,6 +74,9 @@ pub struct Event {
 pub struct Metadata {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// Serialises read-then-write transactions of this process on SQLite, whose deferred
+    /// transactions fail with "database is locked" when two try to upgrade to writers at once.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Metadata {
@@ -104,9 +109,17 @@ impl Metadata {
             options
         };
         let pool = options.connect(url).await?;
-        let md = Metadata { pool, backend };
+        let md = Metadata { pool, backend, writer: Default::default() };
         md.migrate().await?;
         Ok(md)
+    }
+
+    /// Held across a write transaction on SQLite (see `writer`); a no-op on PostgreSQL.
+    pub(crate) async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.writer.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -33,8 +33,8 @@ impl Metadata {
     pub async fn start_run(&self, run: &Run) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO runs (id, stage, status, run_trigger, actor, host, pid, started_at, ended_at, cache_key, cacheable, reproduces, record) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO runs (id, stage, status, run_trigger, actor, host, pid, started_at, ended_at, cache_key, cacheable, reproduces, record, run_name, user_id, start_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $2, $5, $14)",
         )
         .bind(&run.id)
         .bind(&run.stage)
@@ -49,6 +49,7 @@ impl Metadata {
         .bind(run.cacheable as i64)
         .bind(run.reproduces.as_deref())
         .bind(encode(run)?)
+        .bind(millis(&run.started_at))
         .execute(&mut *tx)
         .await?;
         insert_io(&mut tx, run, "in").await?;
@@ -63,18 +64,48 @@ impl Metadata {
     pub async fn finish_run(&self, run: &Run, pins: &[Hash]) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
-            "UPDATE runs SET status = $2, ended_at = $3, cacheable = $4, record = $5 WHERE id = $1 AND status = 'running'",
+            "UPDATE runs SET status = $2, ended_at = $3, cacheable = $4, record = $5, end_ms = $6 WHERE id = $1 AND status = 'running'",
         )
         .bind(&run.id)
         .bind(run.status.as_str())
         .bind(run.ended_at.as_deref())
         .bind(run.cacheable as i64)
         .bind(encode(run)?)
+        .bind(run.ended_at.as_deref().map(millis))
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if n == 0 {
             return Ok(false);
+        }
+        // The tracking view of a pipeline run: its params and metrics, searchable like any run's.
+        let end = run.ended_at.as_deref().map(millis).unwrap_or(0);
+        for (key, value) in &run.metrics {
+            for table in ["run_metrics", "run_latest_metrics"] {
+                // Values the stage logged itself through the tracking API win in the latest table.
+                let conflict = if table == "run_latest_metrics" { " ON CONFLICT DO NOTHING" } else { "" };
+                sqlx::query(&format!("INSERT INTO {table} (run_id, key, value, is_nan, timestamp, step) VALUES ($1, $2, $3, 0, $4, 0){conflict}"))
+                    .bind(&run.id)
+                    .bind(key)
+                    .bind(*value)
+                    .bind(end)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for values in run.params.values() {
+            for (key, value) in values {
+                let text = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
+                sqlx::query("INSERT INTO run_params (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(&run.id)
+                    .bind(key)
+                    .bind(text)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         insert_io(&mut tx, run, "out").await?;
         let now = kairo_core::time::now_string();
@@ -103,14 +134,15 @@ impl Metadata {
             return Err(RunLookupError::NotFound(prefix.to_string()));
         }
         let pattern = format!("{}%", prefix.to_ascii_lowercase());
-        let rows = sqlx::query("SELECT record FROM runs WHERE id LIKE $1 ORDER BY id LIMIT 2")
-            .bind(&pattern)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::from)?;
+        let rows =
+            sqlx::query("SELECT record, status, ended_at, run_name FROM runs WHERE id LIKE $1 ORDER BY id LIMIT 2")
+                .bind(&pattern)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::from)?;
         match rows.len() {
             0 => Err(RunLookupError::NotFound(prefix.to_string())),
-            1 => Ok(decode(&rows[0])?),
+            1 => Ok(self.with_tracked_data(vec![decode(&rows[0])?]).await?.remove(0)),
             _ => {
                 let count: i64 = sqlx::query("SELECT COUNT(*) FROM runs WHERE id LIKE $1")
                     .bind(&pattern)
@@ -128,20 +160,21 @@ impl Metadata {
     pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
         let limit = filter.limit.unwrap_or(i64::MAX);
         let rows = sqlx::query(
-            "SELECT record FROM runs WHERE ($1 = '' OR stage = $1) AND ($2 = '' OR status = $2) ORDER BY id DESC LIMIT $3",
+            "SELECT record, status, ended_at, run_name FROM runs WHERE ($1 = '' OR stage = $1) AND ($2 = '' OR status = $2) ORDER BY id DESC LIMIT $3",
         )
         .bind(filter.stage.clone().unwrap_or_default())
         .bind(filter.status.map(|s| s.as_str()).unwrap_or(""))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode).collect()
+        let runs = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        self.with_tracked_data(runs).await
     }
 
     /// Succeeded, cacheable runs with this cache key, newest first: the run cache.
     pub async fn cached_runs(&self, key: &Hash) -> Result<Vec<Run>> {
         let rows = sqlx::query(
-            "SELECT record FROM runs WHERE cache_key = $1 AND status = 'succeeded' AND cacheable = 1 ORDER BY id DESC LIMIT 8",
+            "SELECT record, status, ended_at, run_name FROM runs WHERE cache_key = $1 AND status = 'succeeded' AND cacheable = 1 ORDER BY id DESC LIMIT 8",
         )
         .bind(key.to_hex())
         .fetch_all(&self.pool)
@@ -152,7 +185,7 @@ impl Metadata {
     /// Succeeded runs that wrote this version (of any path), oldest first.
     pub async fn runs_producing(&self, hash: &Hash) -> Result<Vec<Run>> {
         let rows = sqlx::query(
-            "SELECT r.record FROM run_io i JOIN runs r ON r.id = i.run_id \
+            "SELECT r.record, r.status, r.ended_at, r.run_name FROM run_io i JOIN runs r ON r.id = i.run_id \
              WHERE i.hash = $1 AND i.direction = 'out' AND r.status = 'succeeded' ORDER BY r.id",
         )
         .bind(hash.to_hex())
@@ -163,10 +196,12 @@ impl Metadata {
 
     /// Runs still marked `running` on `host`: the caller decides which of them are orphans.
     pub async fn running_runs(&self, host: &str) -> Result<Vec<Run>> {
-        let rows = sqlx::query("SELECT record FROM runs WHERE status = 'running' AND host = $1 ORDER BY id")
-            .bind(host)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT record, status, ended_at, run_name FROM runs WHERE status = 'running' AND host = $1 ORDER BY id",
+        )
+        .bind(host)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(decode).collect()
     }
 }
@@ -187,11 +222,60 @@ async fn insert_io(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run: &Run, directi
     Ok(())
 }
 
+/// Milliseconds since the epoch of an RFC 3339 time (0 when unparsable).
+fn millis(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t).map(|d| d.timestamp_millis()).unwrap_or(0)
+}
+
 fn encode(run: &Run) -> Result<String> {
     serde_json::to_string(run).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))
 }
 
+/// A run from (record, status, ended_at, run_name). The columns win over the record: runs
+/// created through the tracking API change status and name there, not in the record.
 fn decode(row: &AnyRow) -> Result<Run> {
     let text: String = row.try_get(0)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))
+    let mut run: Run =
+        serde_json::from_str(&text).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+    let status: String = row.try_get(1)?;
+    if let Some(s) = RunStatus::parse(&status) {
+        run.status = s;
+    }
+    run.ended_at = row.try_get(2)?;
+    if run.executor == TRACKED_EXECUTOR {
+        run.stage = row.try_get(3)?;
+    }
+    Ok(run)
+}
+
+/// The executor of runs created through the tracking API (see `Run::tracked`).
+const TRACKED_EXECUTOR: &str = "mlflow-client";
+
+impl Metadata {
+    /// Fill the metrics and params of API-created runs from the tracking tables (pipeline runs
+    /// carry theirs in the record).
+    async fn with_tracked_data(&self, mut runs: Vec<Run>) -> Result<Vec<Run>> {
+        for run in runs.iter_mut().filter(|r| r.executor == TRACKED_EXECUTOR) {
+            let rows = sqlx::query("SELECT key, value, is_nan FROM run_latest_metrics WHERE run_id = $1")
+                .bind(&run.id)
+                .fetch_all(&self.pool)
+                .await?;
+            for r in &rows {
+                let nan: i64 = r.try_get(2)?;
+                run.metrics.insert(r.try_get(0)?, if nan == 1 { f64::NAN } else { r.try_get(1)? });
+            }
+            let rows = sqlx::query("SELECT key, value FROM run_params WHERE run_id = $1")
+                .bind(&run.id)
+                .fetch_all(&self.pool)
+                .await?;
+            let params = run.params.entry("mlflow".to_string()).or_default();
+            for r in &rows {
+                params.insert(r.try_get(0)?, serde_json::Value::String(r.try_get(1)?));
+            }
+            if params.is_empty() {
+                run.params.remove("mlflow");
+            }
+        }
+        Ok(runs)
+    }
 }

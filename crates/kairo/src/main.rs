@@ -6,6 +6,7 @@ mod demo;
 mod pipeline;
 mod progress;
 mod report;
+mod server;
 
 use clap::{Parser, Subcommand};
 use kairo_core::exit;
@@ -45,6 +46,8 @@ enum Command {
     Reproduce(pipeline::ReproduceArgs),
     /// Show where a run, output or dataset version came from.
     Lineage(pipeline::LineageArgs),
+    /// Serve the project over HTTP: the MLflow-compatible tracking API and artifact proxy.
+    Server(server::ServerArgs),
     /// A scripted walk through Kairo on generated sample data, in a scratch directory.
     Demo {
         /// Where to build the demo project (default: a new temp directory, removed afterwards).
@@ -102,6 +105,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Runs { command } => pipeline::runs(command).await,
         Command::Reproduce(args) => pipeline::reproduce(args).await,
         Command::Lineage(args) => pipeline::lineage(args).await,
+        Command::Server(args) => server::run(args).await,
         Command::Demo { dir } => demo::run(dir).await,
     }
 }

@@ -1,0 +1,75 @@
+//! API errors: one table of codes, each with its HTTP status. MLflow endpoints answer in MLflow's
+//! shape, `{"error_code": ..., "message": ...}`, with the status MLflow gives that code, so the
+//! client reacts as it would to MLflow (e.g. it retries 5xx, so a client mistake is never 5xx).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kairo_store::StoreError;
+
+/// Stable error codes (MLflow's names, which Kairo's own API uses too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidParameterValue,
+    ResourceAlreadyExists,
+    ResourceDoesNotExist,
+    EndpointNotFound,
+    Internal,
+}
+
+impl Code {
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::InvalidParameterValue => "INVALID_PARAMETER_VALUE",
+            Code::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
+            Code::ResourceDoesNotExist => "RESOURCE_DOES_NOT_EXIST",
+            Code::EndpointNotFound => "ENDPOINT_NOT_FOUND",
+            Code::Internal => "INTERNAL_ERROR",
+        }
+    }
+
+    /// As MLflow's `ERROR_CODE_TO_HTTP_STATUS` (RESOURCE_ALREADY_EXISTS is 400 there, not 409).
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::InvalidParameterValue | Code::ResourceAlreadyExists => StatusCode::BAD_REQUEST,
+            Code::ResourceDoesNotExist | Code::EndpointNotFound => StatusCode::NOT_FOUND,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError { code: Code::InvalidParameterValue, message: message.into() }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError { code: Code::ResourceDoesNotExist, message: message.into() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let code = match &e {
+            StoreError::NotFound(_) | StoreError::Missing(_) => Code::ResourceDoesNotExist,
+            StoreError::AlreadyExists(_) => Code::ResourceAlreadyExists,
+            StoreError::Invalid(_) => Code::InvalidParameterValue,
+            _ => Code::Internal,
+        };
+        ApiError { code, message: e.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error_code": self.code.name(), "message": self.message});
+        (self.code.status(), axum::Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,189 @@
+//! The artifact proxy (`/api/2.0/mlflow-artifacts/artifacts/...`) and the tracking service's
+//! artifact listing. Artifacts are objects in the content-addressed store, named by path in the
+//! `artifacts` table; no client path ever becomes a filesystem path. Paths are still validated
+//! strictly, so traversal attempts get a 400 rather than a confusing miss.
+
+use crate::error::{ApiError, ApiResult};
+use crate::params::Params;
+use crate::AppState;
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+/// Decode a percent-encoded artifact path and refuse anything that could climb out of the
+/// artifact root or mean different things to different layers.
+pub fn clean_path(raw: &str) -> ApiResult<String> {
+    let refuse = |why: &str| ApiError::invalid(format!("Invalid artifact path '{raw}': {why}"));
+    let decoded = percent_decode(raw).ok_or_else(|| refuse("not valid percent-encoded UTF-8"))?;
+    if decoded.contains('%') && percent_decode(&decoded).is_some_and(|twice| twice != decoded) {
+        return Err(refuse("encoded more than once"));
+    }
+    if decoded.contains('\0') {
+        return Err(refuse("contains a NUL byte"));
+    }
+    if decoded.contains('\\') {
+        return Err(refuse("contains a backslash"));
+    }
+    if decoded.starts_with('/') || decoded.starts_with('~') || decoded.get(1..2) == Some(":") {
+        return Err(refuse("absolute paths are not allowed"));
+    }
+    let trimmed = decoded.trim_end_matches('/');
+    if trimmed.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err(refuse("'.' and '..' are not allowed"));
+    }
+    if trimmed.split('/').any(str::is_empty) && !trimmed.is_empty() {
+        return Err(refuse("empty path segment"));
+    }
+    if trimmed.chars().any(|c| c.is_control()) {
+        return Err(refuse("contains control characters"));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The raw (still encoded) artifact path of a request, after `prefix`.
+pub fn raw_suffix<'a>(uri_path: &'a str, prefix: &str) -> &'a str {
+    uri_path.split_once(prefix).map(|(_, rest)| rest.trim_start_matches('/')).unwrap_or("")
+}
+
+/// PUT: stream the body to a temp file, store it as an object, record the path.
+pub async fn upload(s: AppState, raw: &str, body: Body) -> ApiResult<Value> {
+    let path = clean_path(raw)?;
+    if path.is_empty() {
+        return Err(ApiError::invalid("An artifact path is required"));
+    }
+    let tmp = s.tmp.join(format!("upload-{}", kairo_core::run::new_run_id()));
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(internal)?;
+    let mut stream = body.into_data_stream();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(ApiError::invalid(format!("The upload of '{path}' was interrupted: {e}")));
+            }
+        };
+        size += chunk.len() as u64;
+        file.write_all(&chunk).await.map_err(internal)?;
+    }
+    file.flush().await.map_err(internal)?;
+    drop(file);
+    let objects = s.objects.clone();
+    let tmp_for_store = tmp.clone();
+    let hash = tokio::task::spawn_blocking(move || -> Result<kairo_core::Hash, kairo_store::StoreError> {
+        let (staged, _) = objects.stage_file(&tmp_for_store, size, &|_| {})?;
+        let hash = staged.hash;
+        objects.commit(vec![staged])?;
+        Ok(hash)
+    })
+    .await
+    .map_err(|e| ApiError { code: crate::error::Code::Internal, message: e.to_string() })?;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    s.md.put_artifact(&path, hash?, size).await?;
+    Ok(json!({}))
+}
+
+/// GET: the bytes (verified against their hash on the way out).
+pub async fn download(s: AppState, raw: &str) -> Result<Response, ApiError> {
+    let path = clean_path(raw)?;
+    let (hash, _) =
+        s.md.artifact(&path).await?.ok_or_else(|| ApiError::not_found(format!("Artifact '{path}' does not exist")))?;
+    let objects = s.objects.clone();
+    let bytes = tokio::task::spawn_blocking(move || objects.read(&hash))
+        .await
+        .map_err(|e| ApiError { code: crate::error::Code::Internal, message: e.to_string() })??;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+pub async fn delete(s: AppState, raw: &str) -> ApiResult<Value> {
+    let path = clean_path(raw)?;
+    if s.md.delete_artifacts(&path).await? == 0 {
+        return Err(ApiError::not_found(format!("Artifact '{path}' does not exist")));
+    }
+    Ok(json!({}))
+}
+
+fn entries_json(entries: &[kairo_store::tracking::ArtifactEntry], prefix: &str) -> Vec<Value> {
+    entries
+        .iter()
+        .map(|e| {
+            let path = if prefix.is_empty() { e.path.clone() } else { format!("{prefix}/{}", e.path) };
+            let mut v = json!({"path": path, "is_dir": e.is_dir});
+            if let Some(size) = e.size {
+                v["file_size"] = json!(size);
+            }
+            v
+        })
+        .collect()
+}
+
+/// GET `/mlflow-artifacts/artifacts?path=DIR`: entries relative to DIR (the client joins them).
+pub async fn list(s: AppState, p: Params) -> ApiResult<Value> {
+    let dir = clean_path(&p.opt_string("path")?.unwrap_or_default())?;
+    let entries = s.md.list_artifacts(&dir).await?;
+    Ok(json!({"files": entries_json(&entries, "")}))
+}
+
+/// GET `/mlflow/artifacts/list?run_id=&path=`: entries relative to the run's artifact root.
+pub async fn list_for_run(s: AppState, p: Params) -> ApiResult<Value> {
+    let run = s.md.tracked_run_info(&p.string_of(&["run_id", "run_uuid"])?).await?;
+    let sub = clean_path(&p.opt_string("path")?.unwrap_or_default())?;
+    let root = format!("{}/{}/artifacts", run.experiment_id, run.id);
+    let dir = if sub.is_empty() { root.clone() } else { format!("{root}/{sub}") };
+    let entries = s.md.list_artifacts(&dir).await?;
+    Ok(json!({"root_uri": super::runs::artifact_uri(&run), "files": entries_json(&entries, &sub)}))
+}
+
+fn internal(e: std::io::Error) -> ApiError {
+    ApiError { code: crate::error::Code::Internal, message: format!("artifact staging: {e}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_and_encoding_tricks_are_refused() {
+        assert_eq!(clean_path("1/abc/artifacts/model/MLmodel").unwrap(), "1/abc/artifacts/model/MLmodel");
+        assert_eq!(clean_path("1/abc/artifacts/a%20b.txt").unwrap(), "1/abc/artifacts/a b.txt");
+        assert_eq!(clean_path("").unwrap(), "");
+        for bad in [
+            "../etc/passwd",
+            "1/../../x",
+            "%2e%2e/%2e%2e/etc/passwd",
+            "%252e%252e%252fetc",
+            "..%2fsecret",
+            "/etc/passwd",
+            "%2Fetc%2Fpasswd",
+            "a\\..\\b",
+            "a%5c..%5cb",
+            "a%00b",
+            "C:/windows",
+            "a//b",
+            "./a",
+            "%zz",
+        ] {
+            assert!(clean_path(bad).is_err(), "{bad} must be refused");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The MLflow-compatible REST API, served under `/api/2.0` and `/ajax-api/2.0` (the UI's
+//! prefix). Unknown endpoints answer 404 `ENDPOINT_NOT_FOUND`, as MLflow does, so the client's
+//! fallbacks work.
+
+pub mod artifacts;
+pub mod runs;
+pub mod search;
+
+use crate::error::{ApiError, ApiResult};
+use crate::params::{Params, MAX_BODY};
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{RawQuery, Request, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, MethodRouter};
+use axum::{Json, Router};
+use serde_json::Value;
+use std::future::Future;
+
+/// Wrap an `async fn(AppState, Params) -> ApiResult<Value>` as a route accepting GET (query
+/// string) and POST/PATCH/DELETE (JSON body).
+fn rpc<F, Fut>(handler: F) -> MethodRouter<AppState>
+where
+    F: Fn(AppState, Params) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ApiResult<Value>> + Send + 'static,
+{
+    any(move |State(state): State<AppState>, method: Method, RawQuery(query): RawQuery, body: Body| {
+        let handler = handler.clone();
+        async move {
+            let params = if method == Method::GET || method == Method::HEAD {
+                Params::from_query(query.as_deref())
+            } else {
+                let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+                    ApiError::invalid(format!("The request body is larger than the limit of {MAX_BODY} bytes"))
+                });
+                match bytes {
+                    Ok(b) => match Params::from_body(&b, query.as_deref()) {
+                        Ok(p) => p,
+                        Err(e) => return e.into_response(),
+                    },
+                    Err(e) => return e.into_response(),
+                }
+            };
+            match handler(state, params).await {
+                Ok(v) => Json(v).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+    })
+}
+
+/// The tracking service routes (relative to `/api/2.0` or `/ajax-api/2.0`).
+pub fn tracking_routes() -> Router<AppState> {
+    Router::new()
+        .route("/mlflow/experiments/create", rpc(runs::create_experiment))
+        .route("/mlflow/experiments/get", rpc(runs::get_experiment))
+        .route("/mlflow/experiments/get-by-name", rpc(runs::get_experiment_by_name))
+        .route("/mlflow/experiments/search", rpc(runs::search_experiments))
+        .route("/mlflow/experiments/update", rpc(runs::update_experiment))
+        .route("/mlflow/experiments/delete", rpc(runs::delete_experiment))
+        .route("/mlflow/experiments/restore", rpc(runs::restore_experiment))
+        .route("/mlflow/experiments/set-experiment-tag", rpc(runs::set_experiment_tag))
+        .route("/mlflow/experiments/delete-experiment-tag", rpc(runs::delete_experiment_tag))
+        .route("/mlflow/runs/create", rpc(runs::create_run))
+        .route("/mlflow/runs/get", rpc(runs::get_run))
+        .route("/mlflow/runs/update", rpc(runs::update_run))
+        .route("/mlflow/runs/delete", rpc(runs::delete_run))
+        .route("/mlflow/runs/restore", rpc(runs::restore_run))
+        .route("/mlflow/runs/log-metric", rpc(runs::log_metric))
+        .route("/mlflow/runs/log-parameter", rpc(runs::log_param))
+        .route("/mlflow/runs/set-tag", rpc(runs::set_tag))
+        .route("/mlflow/runs/delete-tag", rpc(runs::delete_tag))
+        .route("/mlflow/runs/log-batch", rpc(runs::log_batch))
+        .route("/mlflow/runs/search", rpc(runs::search_runs))
+        .route("/mlflow/metrics/get-history", rpc(runs::metric_history))
+        .route("/mlflow/artifacts/list", rpc(artifacts::list_for_run))
+        .route("/mlflow-artifacts/artifacts", rpc(artifacts::list))
+        .route("/mlflow-artifacts/artifacts/{*path}", any(artifact))
+}
+
+/// GET (download), PUT (upload) and DELETE of one artifact; the path is taken from the raw URI
+/// so its encoding can be checked.
+async fn artifact(State(state): State<AppState>, request: Request) -> Response {
+    let raw = artifacts::raw_suffix(request.uri().path(), "/mlflow-artifacts/artifacts/").to_string();
+    let method = request.method().clone();
+    let body = request.into_body();
+    let result = match method {
+        Method::GET => return artifacts::download(state, &raw).await.unwrap_or_else(IntoResponse::into_response),
+        Method::PUT => artifacts::upload(state, &raw, body).await,
+        Method::DELETE => artifacts::delete(state, &raw).await,
+        _ => Err(ApiError::invalid(format!("{method} is not supported on artifacts"))),
+    };
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,76 @@
+-- Tracking (the MLflow-compatible API): experiments, and per run its params, tags and metric
+-- history. Pipeline runs and runs created through the API share the `runs` table.
+CREATE TABLE experiments (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    artifact_location TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL CHECK (lifecycle_stage IN ('active', 'deleted')),
+    creation_time BIGINT NOT NULL,
+    last_update_time BIGINT NOT NULL
+);
+INSERT INTO experiments (id, name, artifact_location, lifecycle_stage, creation_time, last_update_time)
+VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', 0, 0);
+
+CREATE TABLE experiment_tags (
+    experiment_id BIGINT NOT NULL REFERENCES experiments (id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, key)
+);
+
+ALTER TABLE runs ADD COLUMN experiment_id BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN run_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN user_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN lifecycle_stage TEXT NOT NULL DEFAULT 'active';
+ALTER TABLE runs ADD COLUMN start_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN end_ms BIGINT;
+UPDATE runs SET run_name = stage, user_id = actor, start_ms = (EXTRACT(EPOCH FROM started_at::timestamptz) * 1000)::bigint;
+CREATE INDEX runs_experiment ON runs (experiment_id, start_ms);
+
+CREATE TABLE run_params (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+
+CREATE TABLE run_tags (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+
+-- Every logged value, in order; NaN is stored as is_nan = 1 (SQLite turns NaN into NULL).
+CREATE TABLE run_metrics (
+    id BIGSERIAL PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    key TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    is_nan BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    step BIGINT NOT NULL,
+    model_id TEXT,
+    dataset_name TEXT,
+    dataset_digest TEXT
+);
+CREATE INDEX run_metrics_key ON run_metrics (run_id, key, id);
+
+-- The latest value per (run, key): highest step, then timestamp, then value (as MLflow).
+CREATE TABLE run_latest_metrics (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    key TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    is_nan BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    step BIGINT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+
+-- Artifacts uploaded through the server: a path under the artifact root → an object.
+CREATE TABLE artifacts (
+    path TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    created_at TEXT NOT NULL
+);

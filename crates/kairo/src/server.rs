@@ -1,0 +1,41 @@
+//! `kairo server`.
+
+use crate::{CmdResult, Failure};
+use clap::Args;
+use kairo_core::exit;
+use kairo_data::Project;
+use std::net::{IpAddr, SocketAddr};
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Address to listen on. Loopback by default; use 0.0.0.0 to serve the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 5000)]
+    pub port: u16,
+}
+
+pub async fn run(args: ServerArgs) -> CmdResult {
+    let project = Project::discover(&std::env::current_dir()?)?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let shutdown = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("kairo server: shutting down (finishing in-flight requests)");
+    };
+    let root = project.root().to_path_buf();
+    kairo_server::serve(&project, addr, shutdown, |bound| {
+        println!("kairo server listening on http://{bound} for {}", root.display());
+        println!("  MLflow clients: export MLFLOW_TRACKING_URI=http://{bound}");
+    })
+    .await
+    .map_err(|e| Failure { code: exit::ERROR, message: e.to_string() })?;
+    Ok(exit::OK)
+}
