@@ -87,3 +87,63 @@ pub fn status_from_mlflow(s: &str) -> Option<RunStatus> {
         _ => None,
     }
 }
+
+/// An MLflow 3 logged model: artifacts plus params and tags, linked to the run that made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedModel {
+    /// `m-` followed by 32 hex digits.
+    pub id: String,
+    pub experiment_id: i64,
+    pub name: String,
+    pub model_type: Option<String>,
+    pub source_run_id: Option<String>,
+    /// `LOGGED_MODEL_PENDING`, `LOGGED_MODEL_READY` or `LOGGED_MODEL_UPLOAD_FAILED`.
+    pub status: String,
+    pub status_message: Option<String>,
+    pub creator_id: String,
+    pub creation_ms: i64,
+    pub last_updated_ms: i64,
+    pub artifact_uri: String,
+    pub params: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    /// Metrics logged with this model's id.
+    pub metrics: Vec<MetricPoint>,
+    /// Registry versions made from it: (name, version).
+    pub registrations: Vec<(String, i64)>,
+}
+
+/// A named model in the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisteredModel {
+    pub name: String,
+    pub description: String,
+    pub user_id: String,
+    pub creation_ms: i64,
+    pub last_updated_ms: i64,
+    pub tags: Vec<(String, String)>,
+    /// (alias, version).
+    pub aliases: Vec<(String, i64)>,
+    /// The newest version per stage (MLflow's `latest_versions`).
+    pub latest_versions: Vec<ModelVersion>,
+}
+
+/// One numbered version of a registered model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: i64,
+    pub description: String,
+    /// Where its files are: `models:/<model_id>`, `runs:/<run>/<path>` or an artifact URI.
+    pub source: String,
+    pub run_id: Option<String>,
+    pub model_id: Option<String>,
+    pub run_link: String,
+    /// `READY` (versions reference existing artifacts; there is nothing to copy).
+    pub status: String,
+    pub current_stage: String,
+    pub user_id: String,
+    pub creation_ms: i64,
+    pub last_updated_ms: i64,
+    pub tags: Vec<(String, String)>,
+    pub aliases: Vec<String>,
+}

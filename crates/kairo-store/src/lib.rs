@@ -11,6 +11,7 @@ pub mod lock;
 pub mod metadata;
 pub mod objects;
 pub mod pack;
+pub mod registry;
 pub mod remote;
 pub mod runs;
 pub mod stat_cache;

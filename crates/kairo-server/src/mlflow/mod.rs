@@ -3,6 +3,7 @@
 //! fallbacks work.
 
 pub mod artifacts;
+pub mod models;
 pub mod runs;
 pub mod search;
 
@@ -10,7 +11,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::{Params, MAX_BODY};
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, MethodRouter};
@@ -28,22 +29,66 @@ where
     any(move |State(state): State<AppState>, method: Method, RawQuery(query): RawQuery, body: Body| {
         let handler = handler.clone();
         async move {
-            let params = if method == Method::GET || method == Method::HEAD {
-                Params::from_query(query.as_deref())
-            } else {
-                let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-                    ApiError::invalid(format!("The request body is larger than the limit of {MAX_BODY} bytes"))
-                });
-                match bytes {
-                    Ok(b) => match Params::from_body(&b, query.as_deref()) {
-                        Ok(p) => p,
-                        Err(e) => return e.into_response(),
-                    },
-                    Err(e) => return e.into_response(),
+            match read_params(&method, query, body).await {
+                Ok(params) => reply(handler(state, params).await),
+                Err(e) => e.into_response(),
+            }
+        }
+    })
+}
+
+/// Read the parameters of a request: the query string for GET, a JSON body otherwise.
+async fn read_params(method: &Method, query: Option<String>, body: Body) -> ApiResult<Params> {
+    if method == Method::GET || method == Method::HEAD {
+        return Ok(Params::from_query(query.as_deref()));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::invalid(format!("The request body is larger than the limit of {MAX_BODY} bytes")))?;
+    Params::from_body(&bytes, query.as_deref())
+}
+
+fn reply(result: ApiResult<Value>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A route whose handler also needs the method and a path parameter (`{model_id}`).
+fn rpc_id<F, Fut>(handler: F) -> MethodRouter<AppState>
+where
+    F: Fn(AppState, Method, String, Params) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ApiResult<Value>> + Send + 'static,
+{
+    any(
+        move |State(state): State<AppState>,
+              method: Method,
+              Path(id): Path<String>,
+              RawQuery(query): RawQuery,
+              body: Body| {
+            let handler = handler.clone();
+            async move {
+                match read_params(&method, query, body).await {
+                    Ok(params) => reply(handler(state, method, id, params).await),
+                    Err(e) => e.into_response(),
                 }
-            };
-            match handler(state, params).await {
-                Ok(v) => Json(v).into_response(),
+            }
+        },
+    )
+}
+
+/// A route whose handler dispatches on the method (e.g. alias: POST sets, DELETE removes).
+fn rpc_method<F, Fut>(handler: F) -> MethodRouter<AppState>
+where
+    F: Fn(AppState, Method, Params) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ApiResult<Value>> + Send + 'static,
+{
+    any(move |State(state): State<AppState>, method: Method, RawQuery(query): RawQuery, body: Body| {
+        let handler = handler.clone();
+        async move {
+            match read_params(&method, query, body).await {
+                Ok(params) => reply(handler(state, method, params).await),
                 Err(e) => e.into_response(),
             }
         }
@@ -75,6 +120,37 @@ pub fn tracking_routes() -> Router<AppState> {
         .route("/mlflow/runs/search", rpc(runs::search_runs))
         .route("/mlflow/metrics/get-history", rpc(runs::metric_history))
         .route("/mlflow/artifacts/list", rpc(artifacts::list_for_run))
+        .route("/mlflow/runs/outputs", rpc(models::log_outputs))
+        .route("/mlflow/logged-models", rpc(models::create_logged_model))
+        .route("/mlflow/logged-models/search", rpc(models::search_logged_models))
+        .route("/mlflow/logged-models/{model_id}", rpc_id(models::logged_model))
+        .route("/mlflow/logged-models/{model_id}/tags", rpc_id(models::logged_model_tags))
+        .route("/mlflow/logged-models/{model_id}/params", rpc_id(models::logged_model_params))
+        .route(
+            "/mlflow/logged-models/{model_id}/tags/{tag_key}",
+            any(|State(state): State<AppState>, Path((id, key)): Path<(String, String)>| async move {
+                reply(models::delete_logged_model_tag(state, id, key).await)
+            }),
+        )
+        .route("/mlflow/registered-models/create", rpc(models::create_registered_model))
+        .route("/mlflow/registered-models/get", rpc(models::get_registered_model))
+        .route("/mlflow/registered-models/rename", rpc(models::rename_registered_model))
+        .route("/mlflow/registered-models/update", rpc(models::update_registered_model))
+        .route("/mlflow/registered-models/delete", rpc(models::delete_registered_model))
+        .route("/mlflow/registered-models/search", rpc(models::search_registered_models))
+        .route("/mlflow/registered-models/set-tag", rpc(models::set_registered_model_tag))
+        .route("/mlflow/registered-models/delete-tag", rpc(models::delete_registered_model_tag))
+        .route("/mlflow/registered-models/alias", rpc_method(models::alias))
+        .route("/mlflow/registered-models/get-latest-versions", rpc(models::get_latest_versions))
+        .route("/mlflow/model-versions/create", rpc(models::create_model_version))
+        .route("/mlflow/model-versions/get", rpc(models::get_model_version))
+        .route("/mlflow/model-versions/update", rpc(models::update_model_version))
+        .route("/mlflow/model-versions/delete", rpc(models::delete_model_version))
+        .route("/mlflow/model-versions/search", rpc(models::search_model_versions))
+        .route("/mlflow/model-versions/set-tag", rpc(models::set_model_version_tag))
+        .route("/mlflow/model-versions/delete-tag", rpc(models::delete_model_version_tag))
+        .route("/mlflow/model-versions/get-download-uri", rpc(models::download_uri))
+        .route("/mlflow/model-versions/transition-stage", rpc(models::transition_stage))
         .route("/mlflow-artifacts/artifacts", rpc(artifacts::list))
         .route("/mlflow-artifacts/artifacts/{*path}", any(artifact))
 }

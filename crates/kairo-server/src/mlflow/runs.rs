@@ -134,7 +134,7 @@ fn metric_from(p: &Params) -> ApiResult<MetricPoint> {
     })
 }
 
-fn run_id(p: &Params) -> ApiResult<String> {
+pub fn run_id(p: &Params) -> ApiResult<String> {
     p.string_of(&["run_id", "run_uuid"])
 }
 
@@ -317,7 +317,12 @@ pub async fn create_run(s: AppState, p: Params) -> ApiResult<Value> {
 
 pub async fn get_run(s: AppState, p: Params) -> ApiResult<Value> {
     let run = s.md.tracked_run(&run_id(&p)?).await?;
-    Ok(json!({"run": run_json(&run)}))
+    let mut out = run_json(&run);
+    let outputs = s.md.run_outputs(&run.info.id).await?;
+    if !outputs.is_empty() {
+        out["outputs"] = json!({"model_outputs": outputs.iter().map(|(m, step)| json!({"model_id": m, "step": step})).collect::<Vec<_>>()});
+    }
+    Ok(json!({"run": out}))
 }
 
 pub async fn update_run(s: AppState, p: Params) -> ApiResult<Value> {
@@ -441,7 +446,7 @@ pub async fn search_runs(s: AppState, p: Params) -> ApiResult<Value> {
 }
 
 /// Apply `max_results` (default `default`, at most `max`) and `page_token` to a sorted list.
-fn paginate<T>(items: Vec<T>, p: &Params, default: usize, max: usize) -> ApiResult<(Vec<T>, Option<String>)> {
+pub fn paginate<T>(items: Vec<T>, p: &Params, default: usize, max: usize) -> ApiResult<(Vec<T>, Option<String>)> {
     let limit = match p.opt_i64("max_results")? {
         None => default,
         Some(n) if n >= 1 && (n as u64) <= max as u64 => n as usize,

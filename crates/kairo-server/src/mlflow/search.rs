@@ -156,8 +156,14 @@ fn is_word(t: Option<&Tok>, w: &str) -> bool {
     matches!(t, Some(Tok::Word(x)) if x.eq_ignore_ascii_case(w))
 }
 
-/// Parse a filter string; empty means no condition.
+/// Parse a run filter string; empty means no condition.
 pub fn parse_filter(filter: &str) -> ApiResult<Vec<Comparison>> {
+    parse_filter_with(filter, ATTRIBUTES, &["start_time", "end_time"])
+}
+
+/// Parse a filter over records whose attributes are `attributes` (of which `numeric` compare
+/// as numbers).
+pub fn parse_filter_with(filter: &str, attributes: &[&str], numeric: &[&str]) -> ApiResult<Vec<Comparison>> {
     let toks = tokenize(filter)?;
     let mut out = Vec::new();
     let mut i = 0;
@@ -188,7 +194,7 @@ pub fn parse_filter(filter: &str) -> ApiResult<Vec<Comparison>> {
                 }
                 (kind, key)
             }
-            (Some(Tok::Word(name)), _, _) if ATTRIBUTES.contains(&name.as_str()) => {
+            (Some(Tok::Word(name)), _, _) if attributes.contains(&name.as_str()) => {
                 i += 1;
                 (Kind::Attribute, name.clone())
             }
@@ -199,8 +205,8 @@ pub fn parse_filter(filter: &str) -> ApiResult<Vec<Comparison>> {
                 ))
             }
         };
-        if kind == Kind::Attribute && !ATTRIBUTES.contains(&key.as_str()) {
-            return Err(bad(filter, &format!("invalid attribute key `{key}`; valid: {}", ATTRIBUTES.join(", "))));
+        if kind == Kind::Attribute && !attributes.contains(&key.as_str()) {
+            return Err(bad(filter, &format!("invalid attribute key `{key}`; valid: {}", attributes.join(", "))));
         }
         // Operator.
         let op = match toks.get(i) {
@@ -271,8 +277,7 @@ pub fn parse_filter(filter: &str) -> ApiResult<Vec<Comparison>> {
             }
             _ => return Err(bad(filter, "expected a value after the operator")),
         };
-        let numeric_key =
-            kind == Kind::Metric || (kind == Kind::Attribute && matches!(key.as_str(), "start_time" | "end_time"));
+        let numeric_key = kind == Kind::Metric || (kind == Kind::Attribute && numeric.contains(&key.as_str()));
         match (&value, numeric_key) {
             (Value::Number(_), true) if !["LIKE", "ILIKE", "IN", "NOT IN"].contains(&op.as_str()) => {}
             (_, true) => {
@@ -346,8 +351,13 @@ pub fn like(text: &str, pattern: &str, case_insensitive: bool) -> bool {
 }
 
 pub fn matches(run: &TrackedRun, filter: &[Comparison]) -> bool {
+    matches_with(filter, |kind, key| lookup(run, kind, key))
+}
+
+/// Evaluate `filter` against any record, given how to look up a (kind, key).
+pub fn matches_with(filter: &[Comparison], lookup: impl Fn(Kind, &str) -> Option<Value>) -> bool {
     filter.iter().all(|c| {
-        let actual = lookup(run, c.kind, &c.key);
+        let actual = lookup(c.kind, &c.key);
         match (c.op.as_str(), actual, &c.value) {
             ("IS NULL", a, _) => a.is_none(),
             ("IS NOT NULL", a, _) => a.is_some(),

@@ -74,3 +74,83 @@ CREATE TABLE artifacts (
     size BIGINT NOT NULL,
     created_at TEXT NOT NULL
 );
+
+-- Run outputs (MLflow 3: which logged models a run produced, at which step).
+CREATE TABLE run_outputs (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    model_id TEXT NOT NULL,
+    step BIGINT NOT NULL,
+    PRIMARY KEY (run_id, model_id)
+);
+
+-- MLflow 3 logged models: a model's artifacts, params and tags, apart from any run.
+CREATE TABLE logged_models (
+    id TEXT PRIMARY KEY,
+    experiment_id BIGINT NOT NULL REFERENCES experiments (id),
+    name TEXT NOT NULL,
+    model_type TEXT,
+    source_run_id TEXT,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    creator_id TEXT NOT NULL,
+    creation_ms BIGINT NOT NULL,
+    last_updated_ms BIGINT NOT NULL,
+    artifact_uri TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL DEFAULT 'active'
+);
+CREATE INDEX logged_models_experiment ON logged_models (experiment_id, creation_ms);
+CREATE TABLE logged_model_params (
+    model_id TEXT NOT NULL REFERENCES logged_models (id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_id, key)
+);
+CREATE TABLE logged_model_tags (
+    model_id TEXT NOT NULL REFERENCES logged_models (id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_id, key)
+);
+
+-- The model registry: named models, numbered versions, tags, and aliases.
+CREATE TABLE registered_models (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    creation_ms BIGINT NOT NULL,
+    last_updated_ms BIGINT NOT NULL
+);
+CREATE TABLE registered_model_tags (
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (name, key)
+);
+CREATE TABLE model_versions (
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    description TEXT NOT NULL,
+    source TEXT NOT NULL,
+    run_id TEXT,
+    model_id TEXT,
+    run_link TEXT NOT NULL,
+    status TEXT NOT NULL,
+    current_stage TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    creation_ms BIGINT NOT NULL,
+    last_updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE model_version_tags (
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (name, version, key)
+);
+CREATE TABLE model_aliases (
+    name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    PRIMARY KEY (name, alias)
+);

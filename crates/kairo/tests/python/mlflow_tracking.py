@@ -96,4 +96,27 @@ client.delete_run(child_id)
 assert [r.info.run_id for r in client.search_runs([exp.experiment_id])] == [run_id]
 client.restore_run(child_id)
 
-print(json.dumps({"experiment": exp.experiment_id, "parent": run_id, "child": child_id}))
+# Models: log an sklearn model (MLflow 3 logged model + registration), alias it, load it back.
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+X = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.4], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8], [0.8, 0.3], [0.3, 0.7]])
+y = np.array([0, 1, 1, 1, 0, 0, 1, 0])
+clf = LogisticRegression().fit(X, y)
+with mlflow.start_run(run_name="train-model") as model_run:
+    mlflow.log_metric("train_acc", clf.score(X, y))
+    info = mlflow.sklearn.log_model(clf, name="model", registered_model_name="kairo-clf", input_example=X[:2])
+assert info.model_id.startswith("m-"), info.model_id
+assert str(info.registered_model_version) == "1", info.registered_model_version
+client.set_registered_model_alias("kairo-clf", "champion", "1")
+loaded = mlflow.pyfunc.load_model("models:/kairo-clf@champion")
+assert (loaded.predict(X) == clf.predict(X)).all(), "the served model predicts like the original"
+versions = client.search_model_versions("name='kairo-clf'")
+assert [v.version for v in versions] == ["1"] and versions[0].aliases == ["champion"], versions
+assert versions[0].run_id == model_run.info.run_id
+assert client.get_model_version_by_alias("kairo-clf", "champion").version == "1"
+assert client.get_registered_model("kairo-clf").aliases == {"champion": "1"}
+by_id = mlflow.sklearn.load_model(f"models:/{info.model_id}")
+assert (by_id.predict(X) == clf.predict(X)).all()
+
+print(json.dumps({"experiment": exp.experiment_id, "parent": run_id, "child": child_id, "model_run": model_run.info.run_id}))

@@ -1,0 +1,403 @@
+//! MLflow 3 logged models (`/mlflow/logged-models/...`, `runs/outputs`) and the model registry
+//! (`/mlflow/registered-models/...`, `/mlflow/model-versions/...`).
+
+use super::runs::{metric_json, run_id};
+use super::search::{self, Kind, Value as FilterValue};
+use crate::error::{ApiError, ApiResult};
+use crate::params::Params;
+use crate::AppState;
+use axum::http::Method;
+use kairo_core::tracking::{LoggedModel, ModelVersion, RegisteredModel};
+use kairo_store::registry::{NewLoggedModel, NewModelVersion};
+use serde_json::{json, Value};
+
+fn pairs_json(pairs: &[(String, String)]) -> Value {
+    Value::Array(pairs.iter().map(|(k, v)| json!({"key": k, "value": v})).collect())
+}
+
+pub fn logged_model_json(m: &LoggedModel) -> Value {
+    json!({
+        "info": {
+            "model_id": m.id, "experiment_id": m.experiment_id.to_string(), "name": m.name,
+            "creation_timestamp_ms": m.creation_ms, "last_updated_timestamp_ms": m.last_updated_ms,
+            "artifact_uri": m.artifact_uri, "status": m.status,
+            "model_type": m.model_type.clone().unwrap_or_default(), "source_run_id": m.source_run_id.clone().unwrap_or_default(),
+            "status_message": m.status_message.clone().unwrap_or_default(), "tags": pairs_json(&m.tags),
+            "registrations": m.registrations.iter().map(|(n, v)| json!({"name": n, "version": v.to_string()})).collect::<Vec<_>>(),
+        },
+        "data": {"params": pairs_json(&m.params), "metrics": m.metrics.iter().map(metric_json).collect::<Vec<_>>()},
+    })
+}
+
+fn version_json(v: &ModelVersion) -> Value {
+    let mut out = json!({
+        "name": v.name, "version": v.version.to_string(), "creation_timestamp": v.creation_ms,
+        "last_updated_timestamp": v.last_updated_ms, "user_id": v.user_id, "current_stage": v.current_stage,
+        "description": v.description, "source": v.source, "status": v.status, "status_message": "",
+        "tags": pairs_json(&v.tags), "run_link": v.run_link, "aliases": v.aliases,
+    });
+    if let Some(r) = &v.run_id {
+        out["run_id"] = json!(r);
+    }
+    if let Some(m) = &v.model_id {
+        out["model_id"] = json!(m);
+    }
+    out
+}
+
+fn registered_json(m: &RegisteredModel) -> Value {
+    json!({
+        "name": m.name, "creation_timestamp": m.creation_ms, "last_updated_timestamp": m.last_updated_ms,
+        "user_id": m.user_id, "description": m.description, "tags": pairs_json(&m.tags),
+        "latest_versions": m.latest_versions.iter().map(version_json).collect::<Vec<_>>(),
+        "aliases": m.aliases.iter().map(|(a, v)| json!({"alias": a, "version": v.to_string()})).collect::<Vec<_>>(),
+    })
+}
+
+/// Logged model status as protobuf JSON may send it: the enum name or its number.
+fn model_status(raw: &str) -> ApiResult<&'static str> {
+    match raw {
+        "LOGGED_MODEL_PENDING" | "1" => Ok("LOGGED_MODEL_PENDING"),
+        "LOGGED_MODEL_READY" | "2" => Ok("LOGGED_MODEL_READY"),
+        "LOGGED_MODEL_UPLOAD_FAILED" | "3" => Ok("LOGGED_MODEL_UPLOAD_FAILED"),
+        other => Err(ApiError::invalid(format!("Invalid value '{other}' for parameter 'status'"))),
+    }
+}
+
+fn version_number(p: &Params) -> ApiResult<i64> {
+    let raw = p.string("version")?;
+    raw.parse().map_err(|_| {
+        ApiError::invalid(format!("Invalid value '{raw}' for parameter 'version': expected a version number"))
+    })
+}
+
+// ---- logged models ----
+
+pub async fn create_logged_model(s: AppState, p: Params) -> ApiResult<Value> {
+    let experiment_id = p.string("experiment_id")?;
+    let new = NewLoggedModel {
+        experiment_id: experiment_id
+            .parse()
+            .map_err(|_| ApiError::invalid(format!("Invalid experiment id '{experiment_id}'")))?,
+        name: p.opt_string("name")?.filter(|n| !n.is_empty()).unwrap_or_else(|| "model".into()),
+        model_type: p.opt_string("model_type")?,
+        source_run_id: p.opt_string("source_run_id")?.filter(|r| !r.is_empty()),
+        params: p.pairs("params")?,
+        tags: p.pairs("tags")?,
+        creator_id: s.actor.clone(),
+    };
+    let m = s.md.create_logged_model(&new).await?;
+    Ok(json!({"model": logged_model_json(&m)}))
+}
+
+/// `/mlflow/logged-models/{id}`: GET reads, PATCH finalizes, DELETE deletes.
+pub async fn logged_model(s: AppState, method: Method, id: String, p: Params) -> ApiResult<Value> {
+    match method {
+        Method::PATCH | Method::POST => {
+            let status = model_status(&p.string("status")?)?;
+            let m = s.md.finalize_logged_model(&id, status).await?;
+            Ok(json!({"model": logged_model_json(&m)}))
+        }
+        Method::DELETE => {
+            s.md.delete_logged_model(&id, &s.actor).await?;
+            Ok(json!({}))
+        }
+        _ => Ok(json!({"model": logged_model_json(&s.md.logged_model(&id).await?)})),
+    }
+}
+
+pub async fn logged_model_tags(s: AppState, _method: Method, id: String, p: Params) -> ApiResult<Value> {
+    let tags: Vec<(String, Option<String>)> = p.pairs("tags")?.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    s.md.logged_model_tags(&id, &tags).await?;
+    Ok(json!({"model": logged_model_json(&s.md.logged_model(&id).await?)}))
+}
+
+pub async fn logged_model_params(s: AppState, _method: Method, id: String, p: Params) -> ApiResult<Value> {
+    s.md.logged_model_params(&id, &p.pairs("params")?).await?;
+    Ok(json!({}))
+}
+
+pub async fn delete_logged_model_tag(s: AppState, id: String, key: String) -> ApiResult<Value> {
+    s.md.logged_model_tags(&id, &[(key, None)]).await?;
+    Ok(json!({}))
+}
+
+const MODEL_ATTRIBUTES: &[&str] =
+    &["name", "model_id", "model_type", "status", "source_run_id", "creation_timestamp", "last_updated_timestamp"];
+
+pub async fn search_logged_models(s: AppState, p: Params) -> ApiResult<Value> {
+    let ids = p
+        .strings("experiment_ids")?
+        .iter()
+        .map(|e| e.parse::<i64>().map_err(|_| ApiError::invalid(format!("Invalid experiment id '{e}'"))))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let filter = search::parse_filter_with(
+        &p.opt_string("filter")?.unwrap_or_default(),
+        MODEL_ATTRIBUTES,
+        &["creation_timestamp", "last_updated_timestamp"],
+    )?;
+    let mut models = s.md.logged_models(&ids).await?;
+    models.retain(|m| {
+        search::matches_with(&filter, |kind, key| match kind {
+            Kind::Attribute => Some(match key {
+                "name" => FilterValue::Text(m.name.clone()),
+                "model_id" => FilterValue::Text(m.id.clone()),
+                "model_type" => FilterValue::Text(m.model_type.clone()?),
+                "status" => FilterValue::Text(m.status.clone()),
+                "source_run_id" => FilterValue::Text(m.source_run_id.clone()?),
+                "creation_timestamp" => FilterValue::Number(m.creation_ms as f64),
+                "last_updated_timestamp" => FilterValue::Number(m.last_updated_ms as f64),
+                _ => return None,
+            }),
+            Kind::Param => m.params.iter().find(|(k, _)| k == key).map(|(_, v)| FilterValue::Text(v.clone())),
+            Kind::Tag => m.tags.iter().find(|(k, _)| k == key).map(|(_, v)| FilterValue::Text(v.clone())),
+            Kind::Metric => m.metrics.iter().rev().find(|x| x.key == key).map(|x| FilterValue::Number(x.value)),
+        })
+    });
+    let (page, next) = super::runs::paginate(models, &p, 50, 50)?;
+    let mut out = json!({"models": page.iter().map(logged_model_json).collect::<Vec<_>>()});
+    if let Some(t) = next {
+        out["next_page_token"] = json!(t);
+    }
+    Ok(out)
+}
+
+pub async fn log_outputs(s: AppState, p: Params) -> ApiResult<Value> {
+    let models = p
+        .objects("models")?
+        .iter()
+        .map(|m| Ok((m.string("model_id")?, m.opt_i64("step")?.unwrap_or(0))))
+        .collect::<ApiResult<Vec<_>>>()?;
+    s.md.log_run_outputs(&run_id(&p)?, &models).await?;
+    Ok(json!({}))
+}
+
+// ---- registry ----
+
+pub async fn create_registered_model(s: AppState, p: Params) -> ApiResult<Value> {
+    let name = p.string("name")?;
+    if name.trim().is_empty() {
+        return Err(ApiError::invalid("Registered model name cannot be empty."));
+    }
+    let m = s
+        .md
+        .create_registered_model(&name, &p.opt_string("description")?.unwrap_or_default(), &p.pairs("tags")?, &s.actor)
+        .await?;
+    Ok(json!({"registered_model": registered_json(&m)}))
+}
+
+pub async fn get_registered_model(s: AppState, p: Params) -> ApiResult<Value> {
+    Ok(json!({"registered_model": registered_json(&s.md.registered_model(&p.string("name")?).await?)}))
+}
+
+pub async fn rename_registered_model(s: AppState, p: Params) -> ApiResult<Value> {
+    let m = s.md.rename_registered_model(&p.string("name")?, &p.string("new_name")?, &s.actor).await?;
+    Ok(json!({"registered_model": registered_json(&m)}))
+}
+
+pub async fn update_registered_model(s: AppState, p: Params) -> ApiResult<Value> {
+    let m = s.md.update_registered_model(&p.string("name")?, &p.opt_string("description")?.unwrap_or_default()).await?;
+    Ok(json!({"registered_model": registered_json(&m)}))
+}
+
+pub async fn delete_registered_model(s: AppState, p: Params) -> ApiResult<Value> {
+    s.md.delete_registered_model(&p.string("name")?, &s.actor).await?;
+    Ok(json!({}))
+}
+
+pub async fn search_registered_models(s: AppState, p: Params) -> ApiResult<Value> {
+    let filter = search::parse_filter_with(&p.opt_string("filter")?.unwrap_or_default(), &["name"], &[])?;
+    let mut models = s.md.registered_models().await?;
+    models.retain(|m| {
+        search::matches_with(&filter, |kind, key| match kind {
+            Kind::Attribute if key == "name" => Some(FilterValue::Text(m.name.clone())),
+            Kind::Tag => m.tags.iter().find(|(k, _)| k == key).map(|(_, v)| FilterValue::Text(v.clone())),
+            _ => None,
+        })
+    });
+    let (page, next) = super::runs::paginate(models, &p, 100, 1000)?;
+    let mut out = json!({"registered_models": page.iter().map(registered_json).collect::<Vec<_>>()});
+    if let Some(t) = next {
+        out["next_page_token"] = json!(t);
+    }
+    Ok(out)
+}
+
+pub async fn set_registered_model_tag(s: AppState, p: Params) -> ApiResult<Value> {
+    s.md.registered_model_tag(&p.string("name")?, &p.string("key")?, Some(&p.opt_string("value")?.unwrap_or_default()))
+        .await?;
+    Ok(json!({}))
+}
+
+pub async fn delete_registered_model_tag(s: AppState, p: Params) -> ApiResult<Value> {
+    s.md.registered_model_tag(&p.string("name")?, &p.string("key")?, None).await?;
+    Ok(json!({}))
+}
+
+/// `/mlflow/registered-models/alias`: POST sets, DELETE removes, GET resolves.
+pub async fn alias(s: AppState, method: Method, p: Params) -> ApiResult<Value> {
+    let name = p.string("name")?;
+    let alias = p.string("alias")?;
+    match method {
+        Method::POST => {
+            if alias.eq_ignore_ascii_case("latest")
+                || alias.starts_with('v') && alias[1..].chars().all(|c| c.is_ascii_digit()) && alias.len() > 1
+            {
+                return Err(ApiError::invalid(format!(
+                    "'{alias}' alias name is reserved and cannot be used as a custom model alias."
+                )));
+            }
+            s.md.set_model_alias(&name, &alias, Some(version_number(&p)?), &s.actor).await?;
+            Ok(json!({}))
+        }
+        Method::DELETE => {
+            s.md.set_model_alias(&name, &alias, None, &s.actor).await?;
+            Ok(json!({}))
+        }
+        _ => Ok(json!({"model_version": version_json(&s.md.model_version_by_alias(&name, &alias).await?)})),
+    }
+}
+
+pub async fn get_latest_versions(s: AppState, p: Params) -> ApiResult<Value> {
+    let m = s.md.registered_model(&p.string("name")?).await?;
+    let stages = p.strings("stages")?;
+    let versions: Vec<Value> = m
+        .latest_versions
+        .iter()
+        .filter(|v| stages.is_empty() || stages.iter().any(|st| st.eq_ignore_ascii_case(&v.current_stage)))
+        .map(version_json)
+        .collect();
+    Ok(json!({"model_versions": versions}))
+}
+
+pub async fn create_model_version(s: AppState, p: Params) -> ApiResult<Value> {
+    let mut new = NewModelVersion {
+        name: p.string("name")?,
+        source: p.string("source")?,
+        run_id: p.opt_string("run_id")?.filter(|r| !r.is_empty()),
+        model_id: p.opt_string("model_id")?.filter(|m| !m.is_empty()),
+        run_link: p.opt_string("run_link")?.unwrap_or_default(),
+        description: p.opt_string("description")?.unwrap_or_default(),
+        tags: p.pairs("tags")?,
+        user_id: s.actor.clone(),
+    };
+    // A version of a logged model belongs to the run that logged it, as MLflow records it.
+    let from_source = new
+        .source
+        .strip_prefix("models:/")
+        .filter(|id| id.starts_with("m-"))
+        .map(|id| id.trim_end_matches('/').to_string());
+    if new.model_id.is_none() {
+        new.model_id = from_source;
+    }
+    if let Some(id) = new.model_id.clone() {
+        let logged = s.md.logged_model(&id).await?;
+        if new.run_id.is_none() {
+            new.run_id = logged.source_run_id;
+        }
+    }
+    let v = s.md.create_model_version(&new).await?;
+    Ok(json!({"model_version": version_json(&v)}))
+}
+
+pub async fn get_model_version(s: AppState, p: Params) -> ApiResult<Value> {
+    Ok(json!({"model_version": version_json(&s.md.model_version(&p.string("name")?, version_number(&p)?).await?)}))
+}
+
+pub async fn update_model_version(s: AppState, p: Params) -> ApiResult<Value> {
+    let v = s
+        .md
+        .update_model_version(&p.string("name")?, version_number(&p)?, p.opt_string("description")?.as_deref(), None)
+        .await?;
+    Ok(json!({"model_version": version_json(&v)}))
+}
+
+pub async fn transition_stage(s: AppState, p: Params) -> ApiResult<Value> {
+    let stage = p.string("stage")?;
+    let canonical = ["None", "Staging", "Production", "Archived"]
+        .into_iter()
+        .find(|st| st.eq_ignore_ascii_case(&stage))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Invalid Model Version stage: {stage}. Value must be one of None, Staging, Production, Archived."
+            ))
+        })?;
+    let v = s.md.update_model_version(&p.string("name")?, version_number(&p)?, None, Some(canonical)).await?;
+    Ok(json!({"model_version": version_json(&v)}))
+}
+
+pub async fn delete_model_version(s: AppState, p: Params) -> ApiResult<Value> {
+    s.md.delete_model_version(&p.string("name")?, version_number(&p)?, &s.actor).await?;
+    Ok(json!({}))
+}
+
+pub async fn set_model_version_tag(s: AppState, p: Params) -> ApiResult<Value> {
+    s.md.model_version_tag(
+        &p.string("name")?,
+        version_number(&p)?,
+        &p.string("key")?,
+        Some(&p.opt_string("value")?.unwrap_or_default()),
+    )
+    .await?;
+    Ok(json!({}))
+}
+
+pub async fn delete_model_version_tag(s: AppState, p: Params) -> ApiResult<Value> {
+    s.md.model_version_tag(&p.string("name")?, version_number(&p)?, &p.string("key")?, None).await?;
+    Ok(json!({}))
+}
+
+pub async fn search_model_versions(s: AppState, p: Params) -> ApiResult<Value> {
+    let filter = search::parse_filter_with(
+        &p.opt_string("filter")?.unwrap_or_default(),
+        &["name", "run_id", "source_path", "version_number", "model_id"],
+        &["version_number"],
+    )?;
+    let mut versions = s.md.model_versions(None).await?;
+    versions.retain(|v| {
+        search::matches_with(&filter, |kind, key| match kind {
+            Kind::Attribute => Some(match key {
+                "name" => FilterValue::Text(v.name.clone()),
+                "run_id" => FilterValue::Text(v.run_id.clone()?),
+                "source_path" => FilterValue::Text(v.source.clone()),
+                "model_id" => FilterValue::Text(v.model_id.clone()?),
+                "version_number" => FilterValue::Number(v.version as f64),
+                _ => return None,
+            }),
+            Kind::Tag => v.tags.iter().find(|(k, _)| k == key).map(|(_, val)| FilterValue::Text(val.clone())),
+            _ => None,
+        })
+    });
+    versions.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
+    let (page, next) = super::runs::paginate(versions, &p, 200_000, 200_000)?;
+    let mut out = json!({"model_versions": page.iter().map(version_json).collect::<Vec<_>>()});
+    if let Some(t) = next {
+        out["next_page_token"] = json!(t);
+    }
+    Ok(out)
+}
+
+/// Where a version's files are, as an artifact URI the client can download from.
+pub async fn download_uri(s: AppState, p: Params) -> ApiResult<Value> {
+    let v = s.md.model_version(&p.string("name")?, version_number(&p)?).await?;
+    let uri = resolve_source(&s, &v).await?;
+    Ok(json!({"artifact_uri": uri}))
+}
+
+async fn resolve_source(s: &AppState, v: &ModelVersion) -> ApiResult<String> {
+    if let Some(id) = v.source.strip_prefix("models:/").filter(|id| id.starts_with("m-")) {
+        return Ok(s.md.logged_model(id.trim_end_matches('/')).await?.artifact_uri);
+    }
+    if let Some(rest) = v.source.strip_prefix("runs:/") {
+        let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let info = s.md.tracked_run_info(run).await?;
+        let base = super::runs::artifact_uri(&info);
+        return Ok(if path.is_empty() { base } else { format!("{base}/{path}") });
+    }
+    if let Some(id) = &v.model_id {
+        if v.source.is_empty() {
+            return Ok(s.md.logged_model(id).await?.artifact_uri);
+        }
+    }
+    Ok(v.source.clone())
+}
