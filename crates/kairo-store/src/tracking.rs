@@ -558,11 +558,11 @@ impl Metadata {
     /// The direct children of directory `dir` ("" for the root), files and subdirectories.
     pub async fn list_artifacts(&self, dir: &str) -> Result<Vec<ArtifactEntry>> {
         let prefix = if dir.is_empty() { String::new() } else { format!("{}/", dir.trim_end_matches('/')) };
-        // `>=` and `<` bound the prefix without LIKE's wildcard characters.
-        let upper = format!("{prefix}\u{10FFFF}");
-        let rows = sqlx::query("SELECT path, size FROM artifacts WHERE path >= $1 AND path < $2 ORDER BY path")
+        // SUBSTR, not a range or LIKE: no wildcards to escape, and no collation (PostgreSQL's
+        // linguistic ones ignore '/') can reorder paths.
+        let rows = sqlx::query("SELECT path, size FROM artifacts WHERE SUBSTR(path, 1, $1) = $2 ORDER BY path")
+            .bind(prefix.chars().count() as i64)
             .bind(&prefix)
-            .bind(&upper)
             .fetch_all(&self.pool)
             .await?;
         let mut out: Vec<ArtifactEntry> = Vec::new();
@@ -585,11 +585,10 @@ impl Metadata {
     pub async fn delete_artifacts(&self, path: &str) -> Result<u64> {
         let _w = self.writer().await;
         let prefix = format!("{}/", path.trim_end_matches('/'));
-        let upper = format!("{prefix}\u{10FFFF}");
-        let n = sqlx::query("DELETE FROM artifacts WHERE path = $1 OR (path >= $2 AND path < $3)")
+        let n = sqlx::query("DELETE FROM artifacts WHERE path = $1 OR SUBSTR(path, 1, $2) = $3")
             .bind(path)
+            .bind(prefix.chars().count() as i64)
             .bind(&prefix)
-            .bind(&upper)
             .execute(&self.pool)
             .await?
             .rows_affected();

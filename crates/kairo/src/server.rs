@@ -32,8 +32,12 @@ pub async fn run(args: ServerArgs) -> CmdResult {
     };
     let root = project.root().to_path_buf();
     kairo_server::serve(&project, addr, shutdown, |bound| {
-        println!("kairo server listening on http://{bound} for {}", root.display());
-        println!("  MLflow clients: export MLFLOW_TRACKING_URI=http://{bound}");
+        // A server must outlive whoever started it closing our stdout: write errors are ignored.
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "kairo server listening on http://{bound} for {}", root.display());
+        let _ = writeln!(out, "  MLflow clients: export MLFLOW_TRACKING_URI=http://{bound}");
+        let _ = out.flush();
     })
     .await
     .map_err(|e| Failure { code: exit::ERROR, message: e.to_string() })?;

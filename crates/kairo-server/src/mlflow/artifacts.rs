@@ -62,7 +62,8 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// The raw (still encoded) artifact path of a request, after `prefix`.
 pub fn raw_suffix<'a>(uri_path: &'a str, prefix: &str) -> &'a str {
-    uri_path.split_once(prefix).map(|(_, rest)| rest.trim_start_matches('/')).unwrap_or("")
+    // Nothing is trimmed: `artifacts//etc/passwd` must reach the check as the absolute `/etc/passwd`.
+    uri_path.split_once(prefix).map(|(_, rest)| rest).unwrap_or("")
 }
 
 /// PUT: stream the body to a temp file, store it as an object, record the path.

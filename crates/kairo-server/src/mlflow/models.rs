@@ -270,7 +270,22 @@ pub async fn get_latest_versions(s: AppState, p: Params) -> ApiResult<Value> {
     Ok(json!({"model_versions": versions}))
 }
 
+/// Sources a version may point at: artifacts the server manages or remote stores. Local paths
+/// (`file:`, `/etc/...`, `../...`) are refused: the server would otherwise be asked to serve
+/// files of its own machine (the pattern of MLflow's CVE-2023-6909 / CVE-2024-3573).
+fn check_source(source: &str) -> ApiResult<()> {
+    let allowed =
+        ["models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "wasbs://", "abfss://", "http://", "https://"];
+    if allowed.iter().any(|p| source.starts_with(p)) && !source.split('/').any(|seg| seg == "..") {
+        return Ok(());
+    }
+    Err(ApiError::invalid(format!(
+        "Invalid model version source: '{source}'. Use a models:/, runs:/ or mlflow-artifacts:/ URI (local paths are not allowed)."
+    )))
+}
+
 pub async fn create_model_version(s: AppState, p: Params) -> ApiResult<Value> {
+    check_source(&p.string("source")?)?;
     let mut new = NewModelVersion {
         name: p.string("name")?,
         source: p.string("source")?,

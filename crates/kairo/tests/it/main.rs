@@ -10,6 +10,7 @@ mod history;
 mod maintenance;
 mod pipeline;
 mod remotes;
+mod server;
 
 use assert_cmd::Command;
 use std::fs;

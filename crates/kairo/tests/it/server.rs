@@ -1,0 +1,352 @@
+//! `kairo server` through real sockets: the MLflow client, client mistakes, path traversal,
+//! durability across `kill -9`, concurrent writers, and stages logging to their own run.
+
+use crate::Repo;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `kairo server` on a free port, stopped (SIGTERM) when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(repo: &Repo) -> Server {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("kairo"))
+            .args(["server", "--port", "0"])
+            .current_dir(repo.path())
+            .env("KAIRO_ACTOR", "tester@test")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        reader.read_line(&mut line).unwrap();
+        // Keep draining, so the server never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        Server { child, url }
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = reqwest::blocking::Client::new().post(format!("{}{path}", self.url)).json(&body).send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let r = reqwest::blocking::get(format!("{}{path_and_query}", self.url)).unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// A request with the path sent exactly as given (no client-side normalisation).
+    pub fn raw(&self, method: &str, path: &str, body: &[u8]) -> u16 {
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut response = String::new();
+        let _ = s.read_to_string(&mut response);
+        response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> Option<String> {
+    match std::env::var("KAIRO_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            eprintln!(
+                "skipping: KAIRO_TEST_PYTHON (a venv with the pinned mlflow client) is not set; .ci/test sets it"
+            );
+            None
+        }
+    }
+}
+
+fn create_run(server: &Server) -> String {
+    let (status, v) = server.post("/api/2.0/mlflow/runs/create", json!({"experiment_id": "0", "start_time": 1}));
+    assert_eq!(status, 200, "{v}");
+    v["run"]["info"]["run_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_mlflow_client_logs_registers_and_loads_models_through_kairo_server() {
+    let Some(python) = python() else { return };
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/mlflow_tracking.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .current_dir(repo.path())
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mlflow client script failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+
+    // The same runs, seen by `kairo runs`.
+    let runs = repo.json(&["runs", "ls"]);
+    let find = |id: &Value| {
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == *id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in {runs}"))
+    };
+    let parent = find(&summary["parent"]);
+    assert_eq!(parent["stage"], "parent");
+    assert_eq!(parent["status"], "succeeded");
+    assert_eq!(parent["metrics"]["acc"], 0.91);
+    assert_eq!(parent["params"]["mlflow"]["solver"], "saga");
+    assert_eq!(find(&summary["model_run"])["metrics"]["train_acc"], 1.0);
+    let filtered = repo.json(&["runs", "ls", "--where", "acc>=0.95"]);
+    assert_eq!(filtered[0]["id"], summary["child"]);
+    // Registry changes are events.
+    drop(server);
+}
+
+#[test]
+fn client_mistakes_get_4xx_with_mlflow_error_codes_never_5xx() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let code = |v: &Value| v["error_code"].as_str().unwrap_or("").to_string();
+    let run = create_run(&server);
+
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/2.0/mlflow/runs/log-metric", server.url))
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(code(&r.json().unwrap()), "INVALID_PARAMETER_VALUE");
+
+    for (path, body) in [
+        ("/api/2.0/mlflow/runs/log-metric", json!({"run_id": run, "key": "m", "value": "high", "timestamp": 1})),
+        ("/api/2.0/mlflow/runs/log-metric", json!({"run_id": run, "key": "m", "value": 1, "timestamp": "soon"})),
+        ("/api/2.0/mlflow/runs/log-metric", json!({"run_id": run, "value": 1})),
+        ("/api/2.0/mlflow/runs/log-metric", json!({"run_id": run, "key": "../escape", "value": 1})),
+        ("/api/2.0/mlflow/runs/log-parameter", json!({"run_id": run, "key": "p", "value": "x".repeat(6001)})),
+        ("/api/2.0/mlflow/runs/set-tag", json!({"run_id": run, "key": {"nested": 1}, "value": "v"})),
+        ("/api/2.0/mlflow/experiments/create", json!({"name": ""})),
+        ("/api/2.0/mlflow/runs/search", json!({"experiment_ids": ["0"], "filter": "metrics.acc > 'high'"})),
+        ("/api/2.0/mlflow/runs/search", json!({"experiment_ids": ["0"], "max_results": 100000})),
+        ("/api/2.0/mlflow/runs/search", json!({"experiment_ids": ["0"], "page_token": "%%%"})),
+        ("/api/2.0/mlflow/runs/update", json!({"run_id": run, "status": "DONE"})),
+        ("/api/2.0/mlflow/model-versions/create", json!({"name": "x", "source": "/etc/passwd"})),
+    ] {
+        let (status, v) = server.post(path, body.clone());
+        assert_eq!((status, code(&v)), (400, "INVALID_PARAMETER_VALUE".to_string()), "{path} {body}: {v}");
+    }
+    let metrics: Vec<Value> = (0..1001).map(|i| json!({"key": "m", "value": i, "timestamp": 1, "step": i})).collect();
+    let (status, v) = server.post("/api/2.0/mlflow/runs/log-batch", json!({"run_id": run, "metrics": metrics}));
+    assert_eq!((status, code(&v)), (400, "INVALID_PARAMETER_VALUE".into()), "{v}");
+    let huge = "x".repeat(5 * 1024 * 1024);
+    let (status, v) = server.post("/api/2.0/mlflow/runs/set-tag", json!({"run_id": run, "key": "k", "value": huge}));
+    assert_eq!((status, code(&v)), (400, "INVALID_PARAMETER_VALUE".into()));
+
+    // Changing a param is refused; the same value again is fine.
+    assert_eq!(
+        server.post("/api/2.0/mlflow/runs/log-parameter", json!({"run_id": run, "key": "p", "value": "1"})).0,
+        200
+    );
+    assert_eq!(
+        server.post("/api/2.0/mlflow/runs/log-parameter", json!({"run_id": run, "key": "p", "value": "1"})).0,
+        200
+    );
+    let (status, v) =
+        server.post("/api/2.0/mlflow/runs/log-parameter", json!({"run_id": run, "key": "p", "value": "2"}));
+    assert_eq!((status, code(&v)), (400, "INVALID_PARAMETER_VALUE".into()));
+
+    // Not found, already exists, unknown endpoint.
+    let (status, v) = server.get("/api/2.0/mlflow/runs/get?run_id=ffffffffffffffffffffffffffffffff");
+    assert_eq!((status, code(&v)), (404, "RESOURCE_DOES_NOT_EXIST".into()));
+    assert_eq!(server.post("/api/2.0/mlflow/experiments/create", json!({"name": "e"})).0, 200);
+    let (status, v) = server.post("/api/2.0/mlflow/experiments/create", json!({"name": "e"}));
+    assert_eq!((status, code(&v)), (400, "RESOURCE_ALREADY_EXISTS".into()));
+    let (status, v) = server.get("/api/2.0/mlflow/traces/abc");
+    assert_eq!((status, code(&v)), (404, "ENDPOINT_NOT_FOUND".into()));
+
+    // NaN and infinities round-trip the way protobuf JSON writes them; run_uuid works too.
+    let (status, _) = server
+        .post("/api/2.0/mlflow/runs/log-metric", json!({"run_uuid": run, "key": "n", "value": "NaN", "timestamp": 5}));
+    assert_eq!(status, 200);
+    server.post(
+        "/api/2.0/mlflow/runs/log-metric",
+        json!({"run_id": run, "key": "i", "value": "-Infinity", "timestamp": 5}),
+    );
+    let (_, v) = server.get(&format!("/api/2.0/mlflow/runs/get?run_id={run}"));
+    let metrics = v["run"]["data"]["metrics"].as_array().unwrap();
+    assert!(metrics.iter().any(|m| m["key"] == "n" && m["value"] == "NaN"), "{v}");
+    assert!(metrics.iter().any(|m| m["key"] == "i" && m["value"] == "-Infinity"), "{v}");
+    assert_eq!(v["run"]["info"]["run_uuid"], run.as_str());
+}
+
+#[test]
+fn artifact_paths_cannot_escape_the_artifact_root() {
+    let repo = Repo::new();
+    repo.write("secret.txt", "do not serve me\n");
+    let server = Server::start(&repo);
+    let run = create_run(&server);
+    let base = format!("/api/2.0/mlflow-artifacts/artifacts/0/{run}/artifacts");
+    assert_eq!(server.raw("PUT", &format!("{base}/ok.txt"), b"fine\n"), 200);
+    let r = reqwest::blocking::get(format!("{}{base}/ok.txt", server.url)).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().unwrap().as_ref(), b"fine\n");
+
+    let attacks = [
+        format!("{base}/../../../../secret.txt"),
+        format!("{base}/..%2f..%2f..%2fsecret.txt"),
+        format!("{base}/%2e%2e/%2e%2e/secret.txt"),
+        format!("{base}/%252e%252e%252f%252e%252e%252fsecret.txt"),
+        format!("{base}/..%5c..%5csecret.txt"),
+        format!("{base}/a\\..\\..\\secret.txt"),
+        format!("{base}/ok.txt%00.png"),
+        "/api/2.0/mlflow-artifacts/artifacts/%2Fetc%2Fpasswd".to_string(),
+        "/api/2.0/mlflow-artifacts/artifacts//etc/passwd".to_string(),
+        // CVE-2023-1177 / CVE-2023-2780 shapes: traversal in the list `path` parameter.
+        "/api/2.0/mlflow-artifacts/artifacts?path=../../../../etc".to_string(),
+        "/ajax-api/2.0/mlflow-artifacts/artifacts?path=..%2f..%2fetc".to_string(),
+        "/api/2.0/mlflow-artifacts/artifacts?path=%252e%252e%252f".to_string(),
+        format!("/api/2.0/mlflow/artifacts/list?run_id={run}&path=../../.."),
+        format!("/api/2.0/mlflow/artifacts/list?run_id={run}&path=%2Fetc"),
+    ];
+    for path in &attacks {
+        for method in ["GET", "PUT"] {
+            let status = server.raw(method, path, b"overwrite");
+            assert!(status == 400 || (method == "PUT" && status == 405), "{method} {path} -> {status}");
+        }
+    }
+    assert_eq!(std::fs::read(repo.join("secret.txt")).unwrap(), b"do not serve me\n");
+    let (_, listing) = server.get(&format!("/api/2.0/mlflow/artifacts/list?run_id={run}"));
+    assert_eq!(listing["files"], json!([{"path": "ok.txt", "is_dir": false, "file_size": 5}]));
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_of_the_server() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let run = create_run(&server);
+    for i in 0..50 {
+        let (status, _) = server.post(
+            "/api/2.0/mlflow/runs/log-metric",
+            json!({"run_id": run, "key": "loss", "value": i, "timestamp": i, "step": i}),
+        );
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        server.post("/api/2.0/mlflow/runs/log-parameter", json!({"run_id": run, "key": "lr", "value": "0.1"})).0,
+        200
+    );
+    server.kill9();
+    let server = Server::start(&repo);
+    let (_, history) = server.get(&format!("/api/2.0/mlflow/metrics/get-history?run_id={run}&metric_key=loss"));
+    assert_eq!(history["metrics"].as_array().unwrap().len(), 50);
+    let (_, v) = server.get(&format!("/api/2.0/mlflow/runs/get?run_id={run}"));
+    assert_eq!(v["run"]["data"]["params"], json!([{"key": "lr", "value": "0.1"}]));
+    // Graceful stop: exit 0 and the announcement file is gone.
+    assert!(repo.join(".kairo/server.json").exists());
+    assert!(server.stop().success());
+    assert!(!repo.join(".kairo/server.json").exists());
+}
+
+#[test]
+fn eight_concurrent_clients_on_sqlite_lose_no_write() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let runs: Vec<String> = (0..4).map(|_| create_run(&server)).collect();
+    let url = server.url.clone();
+    let handles: Vec<_> = (0..8)
+        .map(|client| {
+            let (url, run) = (url.clone(), runs[client % 4].clone());
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::new();
+                let mut failures = Vec::new();
+                for i in 0..150 {
+                    let body = if i % 10 == 0 {
+                        json!({"run_id": run, "metrics": [{"key": format!("c{client}"), "value": i, "timestamp": i, "step": i}], "tags": [{"key": format!("t{client}"), "value": i.to_string()}]})
+                    } else {
+                        json!({"run_id": run, "key": format!("c{client}"), "value": i, "timestamp": i, "step": i})
+                    };
+                    let path = if i % 10 == 0 { "log-batch" } else { "log-metric" };
+                    let r = http.post(format!("{url}/api/2.0/mlflow/runs/{path}")).json(&body).send().unwrap();
+                    if r.status().as_u16() != 200 {
+                        failures.push(r.text().unwrap_or_default());
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    assert!(failures.is_empty(), "{} failed writes, e.g. {:?}", failures.len(), failures.first());
+    for client in 0..8 {
+        let (_, h) = server
+            .get(&format!("/api/2.0/mlflow/metrics/get-history?run_id={}&metric_key=c{client}", runs[client % 4]));
+        assert_eq!(h["metrics"].as_array().unwrap().len(), 150, "client {client}");
+    }
+}
+
+#[test]
+fn a_stage_logs_to_its_own_run_through_a_running_server() {
+    let Some(python) = python() else { return };
+    let repo = Repo::new();
+    let config = std::fs::read_to_string(repo.join("kairo.yaml")).unwrap();
+    repo.write(
+        "kairo.yaml",
+        format!("{config}stages:\n  fit:\n    cmd: {python} fit.py\n    deps: [fit.py]\n    outs: [out.txt]\n"),
+    );
+    repo.write(
+        "fit.py",
+        "import mlflow, os\nwith mlflow.start_run() as r:\n    assert r.info.run_id == os.environ['KAIRO_RUN_ID']\n    mlflow.log_metric('val_loss', 0.25, step=3)\n    mlflow.log_param('depth', 4)\nopen('out.txt', 'w').write('ok')\n",
+    );
+    let server = Server::start(&repo);
+    let v = repo.json(&["run"]);
+    assert_eq!(v[0]["status"], "succeeded", "{v}");
+    let id = v[0]["run_id"].as_str().unwrap();
+    let (_, run) = server.get(&format!("/api/2.0/mlflow/runs/get?run_id={id}"));
+    assert_eq!(run["run"]["info"]["status"], "FINISHED", "kairo, not the stage's client, finished the run: {run}");
+    let metrics = run["run"]["data"]["metrics"].as_array().unwrap();
+    assert!(metrics.iter().any(|m| m["key"] == "val_loss" && m["value"] == 0.25 && m["step"] == 3), "{run}");
+    let shown = repo.json(&["runs", "show", id]);
+    assert_eq!(shown["status"], "succeeded");
+    assert_eq!(shown["outs"][0]["path"], "out.txt");
+}
