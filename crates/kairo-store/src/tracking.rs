@@ -561,7 +561,7 @@ impl Metadata {
         // SUBSTR, not a range or LIKE: no wildcards to escape, and no collation (PostgreSQL's
         // linguistic ones ignore '/') can reorder paths.
         let rows = sqlx::query("SELECT path, size FROM artifacts WHERE SUBSTR(path, 1, $1) = $2 ORDER BY path")
-            .bind(prefix.chars().count() as i64)
+            .bind(prefix.chars().count() as i32)
             .bind(&prefix)
             .fetch_all(&self.pool)
             .await?;
@@ -587,7 +587,7 @@ impl Metadata {
         let prefix = format!("{}/", path.trim_end_matches('/'));
         let n = sqlx::query("DELETE FROM artifacts WHERE path = $1 OR SUBSTR(path, 1, $2) = $3")
             .bind(path)
-            .bind(prefix.chars().count() as i64)
+            .bind(prefix.chars().count() as i32)
             .bind(&prefix)
             .execute(&self.pool)
             .await?

@@ -19,6 +19,7 @@ impl Server {
             .args(["server", "--port", "0"])
             .current_dir(repo.path())
             .env("KAIRO_ACTOR", "tester@test")
+            .envs(repo.database_url.iter().map(|u| ("KAIRO_DATABASE_URL", u)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -104,7 +105,21 @@ fn create_run(server: &Server) -> String {
 #[test]
 fn the_mlflow_client_logs_registers_and_loads_models_through_kairo_server() {
     let Some(python) = python() else { return };
-    let repo = Repo::new();
+    mlflow_client_end_to_end(&python, Repo::new());
+}
+
+#[test]
+fn the_mlflow_client_works_the_same_on_postgres() {
+    let Some(python) = python() else { return };
+    let Ok(base) = std::env::var("KAIRO_TEST_POSTGRES_URL") else {
+        eprintln!("skipping: KAIRO_TEST_POSTGRES_URL is not set (.ci/test sets it)");
+        return;
+    };
+    let url = crate::faults::fresh_postgres_database(&base);
+    mlflow_client_end_to_end(&python, Repo::bare().with_database(url).initialised());
+}
+
+fn mlflow_client_end_to_end(python: &str, repo: Repo) {
     let server = Server::start(&repo);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/mlflow_tracking.py");
     let out = Command::new(&python)
@@ -140,7 +155,6 @@ fn the_mlflow_client_logs_registers_and_loads_models_through_kairo_server() {
     assert_eq!(find(&summary["model_run"])["metrics"]["train_acc"], 1.0);
     let filtered = repo.json(&["runs", "ls", "--where", "acc>=0.95"]);
     assert_eq!(filtered[0]["id"], summary["child"]);
-    // Registry changes are events.
     drop(server);
 }
 
