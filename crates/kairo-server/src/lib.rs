@@ -6,6 +6,7 @@
 //! `kairo-core` records by hand and call `kairo-store`; no SQL, no filesystem paths from clients.
 
 pub mod error;
+pub mod metric_writer;
 pub mod mlflow;
 pub mod params;
 
@@ -35,6 +36,8 @@ pub struct Inner {
     /// Who the server acts as in events (the client's user is recorded on runs).
     pub actor: String,
     pub host: String,
+    /// Group-commits `log-metric` calls.
+    pub metrics: metric_writer::MetricWriter,
 }
 
 impl std::ops::Deref for AppState {
@@ -46,7 +49,8 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(md: Metadata, objects: LocalObjects, tmp: PathBuf, actor: String, host: String) -> Self {
-        AppState(Arc::new(Inner { md, objects, tmp, actor, host }))
+        let metrics = metric_writer::MetricWriter::spawn(md.clone());
+        AppState(Arc::new(Inner { md, objects, tmp, actor, host, metrics }))
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Metadata {
     /// Serialises read-then-write transactions of this process on SQLite, whose deferred
     /// transactions fail with "database is locked" when two try to upgrade to writers at once.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Runs recently seen active, so a burst of log calls checks the database once per run.
+    pub(crate) active_runs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 impl Metadata {
@@ -109,7 +111,7 @@ impl Metadata {
             options
         };
         let pool = options.connect(url).await?;
-        let md = Metadata { pool, backend, writer: Default::default() };
+        let md = Metadata { pool, backend, writer: Default::default(), active_runs: Default::default() };
         md.migrate().await?;
         Ok(md)
     }

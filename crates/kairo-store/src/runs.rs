@@ -81,17 +81,16 @@ impl Metadata {
         // The tracking view of a pipeline run: its params and metrics, searchable like any run's.
         let end = run.ended_at.as_deref().map(millis).unwrap_or(0);
         for (key, value) in &run.metrics {
-            for table in ["run_metrics", "run_latest_metrics"] {
-                // Values the stage logged itself through the tracking API win in the latest table.
-                let conflict = if table == "run_latest_metrics" { " ON CONFLICT DO NOTHING" } else { "" };
-                sqlx::query(&format!("INSERT INTO {table} (run_id, key, value, is_nan, timestamp, step) VALUES ($1, $2, $3, 0, $4, 0){conflict}"))
-                    .bind(&run.id)
-                    .bind(key)
-                    .bind(*value)
-                    .bind(end)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            // The trigger on run_metrics keeps run_latest_metrics current.
+            sqlx::query(
+                "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step) VALUES ($1, $2, $3, 0, $4, 0)",
+            )
+            .bind(&run.id)
+            .bind(key)
+            .bind(*value)
+            .bind(end)
+            .execute(&mut *tx)
+            .await?;
         }
         for values in run.params.values() {
             for (key, value) in values {

@@ -211,6 +211,7 @@ impl Metadata {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        self.forget_active_runs();
         let kind = if stage == "deleted" { "experiment.deleted" } else { "experiment.restored" };
         insert_event(&mut tx, actor, kind, &format!("experiment:{id}"), &serde_json::json!({})).await?;
         tx.commit().await?;
@@ -400,6 +401,7 @@ impl Metadata {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        self.forget_active_runs();
         let kind = if stage == "deleted" { "run.deleted" } else { "run.restored" };
         insert_event(&mut tx, actor, kind, &format!("run:{id}"), &serde_json::json!({})).await?;
         tx.commit().await?;
@@ -407,15 +409,15 @@ impl Metadata {
     }
 
     /// Log metrics, params and tags in one transaction. Params are write-once (the same value
-    /// again is fine); metrics append; tags overwrite. The run must be active.
+    /// again is fine); metrics append (a trigger keeps `run_latest_metrics` current); tags
+    /// overwrite. The run must be active.
     pub async fn log_batch(&self, run_id: &str, batch: &Batch) -> Result<()> {
+        self.check_run_active(run_id).await?;
         let _w = self.writer().await;
-        let info = self.tracked_run_info(run_id).await?;
-        if info.lifecycle_stage != "active" {
-            return Err(StoreError::Invalid(format!(
-                "The run {run_id} must be in the 'active' state. Current state is {}.",
-                info.lifecycle_stage
-            )));
+        if batch.params.is_empty() && batch.tags.is_empty() && batch.metrics.len() == 1 {
+            // The common `log_metric` call: one statement, committed on its own.
+            insert_metric(&self.pool, run_id, &batch.metrics[0]).await?;
+            return Ok(());
         }
         let mut tx = self.pool.begin().await?;
         for (k, v) in &batch.params {
@@ -439,36 +441,7 @@ impl Metadata {
             }
         }
         for m in &batch.metrics {
-            let (value, is_nan) = if m.value.is_nan() { (0.0, 1i64) } else { (m.value, 0i64) };
-            sqlx::query(
-                "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(run_id)
-            .bind(&m.key)
-            .bind(value)
-            .bind(is_nan)
-            .bind(m.timestamp)
-            .bind(m.step)
-            .bind(m.model_id.as_deref())
-            .bind(m.dataset_name.as_deref())
-            .bind(m.dataset_digest.as_deref())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO run_latest_metrics (run_id, key, value, is_nan, timestamp, step) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
-                 WHERE excluded.step > run_latest_metrics.step \
-                    OR (excluded.step = run_latest_metrics.step AND excluded.timestamp > run_latest_metrics.timestamp) \
-                    OR (excluded.step = run_latest_metrics.step AND excluded.timestamp = run_latest_metrics.timestamp AND excluded.value >= run_latest_metrics.value)",
-            )
-            .bind(run_id)
-            .bind(&m.key)
-            .bind(value)
-            .bind(is_nan)
-            .bind(m.timestamp)
-            .bind(m.step)
-            .execute(&mut *tx)
-            .await?;
+            insert_metric(&mut *tx, run_id, m).await?;
         }
         for (k, v) in &batch.tags {
             upsert_tag(&mut tx, run_id, k, v).await?;
@@ -479,6 +452,21 @@ impl Metadata {
                     .execute(&mut *tx)
                     .await?;
             }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Append metric values of (possibly different, already checked) runs in one transaction:
+    /// the group commit of concurrent `log_metric` calls.
+    pub async fn append_metrics(&self, items: &[(String, MetricPoint)]) -> Result<()> {
+        let _w = self.writer().await;
+        if let [(run_id, m)] = items {
+            return insert_metric(&self.pool, run_id, m).await;
+        }
+        let mut tx = self.pool.begin().await?;
+        for (run_id, m) in items {
+            insert_metric(&mut *tx, run_id, m).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -594,6 +582,67 @@ impl Metadata {
             .rows_affected();
         Ok(n)
     }
+}
+
+/// How long a run seen active is trusted without asking the database again.
+const ACTIVE_RUN_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Metadata {
+    /// Fail unless the run exists and is active; remembered briefly per run.
+    pub async fn check_run_active(&self, run_id: &str) -> Result<()> {
+        let fresh = self
+            .active_runs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(run_id).map(|t| t.elapsed() < ACTIVE_RUN_TTL))
+            .unwrap_or(false);
+        if fresh {
+            return Ok(());
+        }
+        let info = self.tracked_run_info(run_id).await?;
+        if info.lifecycle_stage != "active" {
+            return Err(StoreError::Invalid(format!(
+                "The run {run_id} must be in the 'active' state. Current state is {}.",
+                info.lifecycle_stage
+            )));
+        }
+        if let Ok(mut m) = self.active_runs.lock() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(run_id.to_string(), std::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Forget what was remembered about runs (after deleting or restoring some).
+    pub(crate) fn forget_active_runs(&self) {
+        if let Ok(mut m) = self.active_runs.lock() {
+            m.clear();
+        }
+    }
+}
+
+async fn insert_metric<'c, E>(executor: E, run_id: &str, m: &MetricPoint) -> Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let (value, is_nan) = if m.value.is_nan() { (0.0, 1i64) } else { (m.value, 0i64) };
+    sqlx::query(
+        "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(run_id)
+    .bind(&m.key)
+    .bind(value)
+    .bind(is_nan)
+    .bind(m.timestamp)
+    .bind(m.step)
+    .bind(m.model_id.as_deref())
+    .bind(m.dataset_name.as_deref())
+    .bind(m.dataset_digest.as_deref())
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 async fn upsert_tag(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run_id: &str, key: &str, value: &str) -> Result<()> {

@@ -351,8 +351,10 @@ pub async fn restore_run(s: AppState, p: Params) -> ApiResult<Value> {
 }
 
 pub async fn log_metric(s: AppState, p: Params) -> ApiResult<Value> {
-    let batch = Batch { metrics: vec![metric_from(&p)?], ..Batch::default() };
-    s.md.log_batch(&run_id(&p)?, &batch).await?;
+    let metric = metric_from(&p)?;
+    let run = run_id(&p)?;
+    s.md.check_run_active(&run).await?;
+    s.metrics.log(run, metric).await?;
     Ok(json!({}))
 }
 

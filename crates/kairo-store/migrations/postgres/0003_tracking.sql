@@ -67,6 +67,20 @@ CREATE TABLE run_latest_metrics (
     PRIMARY KEY (run_id, key)
 );
 
+-- Keep the latest table current inside the database: one INSERT per logged value, no round trip.
+CREATE FUNCTION kairo_run_metrics_latest() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO run_latest_metrics (run_id, key, value, is_nan, timestamp, step)
+    VALUES (NEW.run_id, NEW.key, NEW.value, NEW.is_nan, NEW.timestamp, NEW.step)
+    ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step
+    WHERE excluded.step > run_latest_metrics.step
+       OR (excluded.step = run_latest_metrics.step AND excluded.timestamp > run_latest_metrics.timestamp)
+       OR (excluded.step = run_latest_metrics.step AND excluded.timestamp = run_latest_metrics.timestamp AND excluded.value >= run_latest_metrics.value);
+    RETURN NEW;
+END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER run_metrics_latest AFTER INSERT ON run_metrics FOR EACH ROW EXECUTE FUNCTION kairo_run_metrics_latest();
+
 -- Artifacts uploaded through the server: a path under the artifact root → an object.
 CREATE TABLE artifacts (
     path TEXT PRIMARY KEY,
