@@ -122,7 +122,7 @@ fn the_mlflow_client_works_the_same_on_postgres() {
 fn mlflow_client_end_to_end(python: &str, repo: Repo) {
     let server = Server::start(&repo);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/mlflow_tracking.py");
-    let out = Command::new(&python)
+    let out = Command::new(python)
         .arg(&script)
         .current_dir(repo.path())
         .env("MLFLOW_TRACKING_URI", &server.url)
