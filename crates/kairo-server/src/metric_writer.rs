@@ -1,5 +1,6 @@
-//! Group commit for `log-metric`: concurrent calls are queued to one task that writes whatever
-//! has accumulated in a single transaction, then answers each caller. A caller gets its 200 only
+//! Group commit for `log-metric`: concurrent calls are queued to one writer (a thread with its
+//! own connection on SQLite, a task on PostgreSQL) that writes whatever has accumulated in a
+//! single transaction, then answers each caller. A caller gets its 200 only
 //! after its value is committed, so acknowledged values survive a crash; under load, one commit
 //! carries many values instead of one.
 
@@ -14,13 +15,26 @@ type Job = (String, MetricPoint, oneshot::Sender<ApiResult<()>>);
 const MAX_GROUP: usize = 512;
 
 #[derive(Clone)]
-pub struct MetricWriter {
-    tx: mpsc::Sender<Job>,
+pub enum MetricWriter {
+    /// SQLite: a dedicated thread with its own connection (see `kairo_store::sqlite_writer`).
+    Sqlite(kairo_store::sqlite_writer::SqliteMetricWriter),
+    /// PostgreSQL: a task group-committing through sqlx.
+    Task(mpsc::Sender<Job>),
 }
 
 impl MetricWriter {
-    /// Start the writer task on the current runtime.
+    /// Start the writer for `md`'s backend.
     pub fn spawn(md: Metadata) -> Self {
+        if let Some(path) = md.sqlite_path() {
+            if let Ok(w) = kairo_store::sqlite_writer::SqliteMetricWriter::spawn(path, md.writer_lock()) {
+                return MetricWriter::Sqlite(w);
+            }
+        }
+        Self::spawn_task(md)
+    }
+
+    /// Start the group-commit task on the current runtime.
+    fn spawn_task(md: Metadata) -> Self {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -48,14 +62,18 @@ impl MetricWriter {
                 }
             }
         });
-        MetricWriter { tx }
+        MetricWriter::Task(tx)
     }
 
     /// Queue one value and wait until it is committed.
     pub async fn log(&self, run_id: String, metric: MetricPoint) -> ApiResult<()> {
+        let tx = match self {
+            MetricWriter::Sqlite(w) => return w.append(run_id, metric).await.map_err(ApiError::from),
+            MetricWriter::Task(tx) => tx,
+        };
         let (reply, done) = oneshot::channel();
         let gone = || ApiError { code: crate::error::Code::Internal, message: "the metric writer stopped".into() };
-        self.tx.send((run_id, metric, reply)).await.map_err(|_| gone())?;
+        tx.send((run_id, metric, reply)).await.map_err(|_| gone())?;
         done.await.map_err(|_| gone())?
     }
 }

@@ -79,6 +79,8 @@ pub struct Metadata {
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Runs recently seen active, so a burst of log calls checks the database once per run.
     pub(crate) active_runs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// The database file, for SQLite.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl Metadata {
@@ -111,7 +113,11 @@ impl Metadata {
             options
         };
         let pool = options.connect(url).await?;
-        let md = Metadata { pool, backend, writer: Default::default(), active_runs: Default::default() };
+        let sqlite_path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .map(|rest| std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest)));
+        let md = Metadata { pool, backend, writer: Default::default(), active_runs: Default::default(), sqlite_path };
         md.migrate().await?;
         Ok(md)
     }
@@ -122,6 +128,16 @@ impl Metadata {
             Backend::Sqlite => Some(self.writer.lock().await),
             Backend::Postgres => None,
         }
+    }
+
+    /// The database file when the backend is SQLite.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
+    }
+
+    /// The lock that serialises this process's SQLite writers (see `writer`).
+    pub fn writer_lock(&self) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.writer.clone()
     }
 
     pub fn backend(&self) -> Backend {

@@ -11,12 +11,35 @@ use kairo_core::tracking::{Experiment, MetricPoint, TrackedRun, TrackedRunInfo};
 use kairo_core::Hash;
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// MLflow's limits on single values.
 pub const MAX_PARAM_KEY: usize = 250;
 pub const MAX_PARAM_VALUE: usize = 6000;
 pub const MAX_TAG_VALUE: usize = 8000;
+
+/// Which table a database-evaluated search condition reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CondTable {
+    Metrics,
+    Params,
+    Tags,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CondValue {
+    Number(f64),
+    Text(String),
+}
+
+/// `key op value` over a run's latest metrics, params or tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub table: CondTable,
+    pub key: String,
+    pub op: String,
+    pub value: CondValue,
+}
 
 /// Which lifecycle stages a listing includes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,38 +329,84 @@ impl Metadata {
         Ok(TrackedRun { info, metrics, params, tags })
     }
 
-    /// Every run of the given experiments with its data, for search (filtered by the caller).
-    pub async fn tracked_runs(&self, experiment_ids: &[i64], view: View) -> Result<Vec<TrackedRun>> {
-        let mut runs = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
+    /// The runs of the given experiments (identity and state only), for search.
+    pub async fn run_infos(&self, experiment_ids: &[i64], view: View) -> Result<Vec<TrackedRunInfo>> {
+        let mut out = Vec::new();
         for &exp in experiment_ids {
             let rows =
                 sqlx::query(&format!("{INFO_SELECT} WHERE experiment_id = $1")).bind(exp).fetch_all(&self.pool).await?;
             for r in &rows {
                 let info = info_from_row(r)?;
                 if view.admits(&info.lifecycle_stage) {
-                    index.insert(info.id.clone(), runs.len());
-                    runs.push(TrackedRun { info, metrics: Vec::new(), params: Vec::new(), tags: Vec::new() });
+                    out.push(info);
                 }
             }
-            let metric_rows = sqlx::query(
-                "SELECT m.run_id, m.key, m.value, m.is_nan, m.timestamp, m.step FROM run_latest_metrics m JOIN runs r ON r.id = m.run_id WHERE r.experiment_id = $1",
-            )
-            .bind(exp)
-            .fetch_all(&self.pool)
-            .await?;
-            for r in &metric_rows {
+        }
+        Ok(out)
+    }
+
+    /// Ids of runs in the experiments whose latest metric / param / tag `key` compares to
+    /// `value` with `op` (`=`, `!=`, `>`, `>=`, `<`, `<=`): a search condition evaluated by the
+    /// database, so only matching runs are loaded.
+    pub async fn runs_where(&self, experiment_ids: &[i64], cond: &Condition) -> Result<HashSet<String>> {
+        let op = match cond.op.as_str() {
+            op @ ("=" | "!=" | ">" | ">=" | "<" | "<=") => op,
+            other => return Err(StoreError::Invalid(format!("operator {other} cannot be evaluated by the database"))),
+        };
+        let mut out = HashSet::new();
+        for &exp in experiment_ids {
+            let rows = match &cond.value {
+                CondValue::Number(v) => {
+                    sqlx::query(&format!(
+                        "SELECT m.run_id FROM run_latest_metrics m JOIN runs r ON r.id = m.run_id WHERE r.experiment_id = $1 AND m.key = $2 AND m.is_nan = 0 AND m.value {op} $3"
+                    ))
+                    .bind(exp)
+                    .bind(&cond.key)
+                    .bind(*v)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                CondValue::Text(v) => {
+                    let table = if cond.table == CondTable::Params { "run_params" } else { "run_tags" };
+                    sqlx::query(&format!(
+                        "SELECT t.run_id FROM {table} t JOIN runs r ON r.id = t.run_id WHERE r.experiment_id = $1 AND t.key = $2 AND t.value {op} $3"
+                    ))
+                    .bind(exp)
+                    .bind(&cond.key)
+                    .bind(v)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+            };
+            for r in &rows {
+                out.insert(r.try_get(0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest metrics, params and tags of these runs (loaded in chunks).
+    pub async fn run_data(&self, infos: Vec<TrackedRunInfo>) -> Result<Vec<TrackedRun>> {
+        let mut runs: Vec<TrackedRun> = infos
+            .into_iter()
+            .map(|info| TrackedRun { info, metrics: Vec::new(), params: Vec::new(), tags: Vec::new() })
+            .collect();
+        let index: HashMap<String, usize> = runs.iter().enumerate().map(|(i, r)| (r.info.id.clone(), i)).collect();
+        let ids: Vec<String> = index.keys().cloned().collect();
+        for chunk in ids.chunks(500) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let metrics_sql = format!(
+                "SELECT run_id, key, value, is_nan, timestamp, step FROM run_latest_metrics WHERE run_id IN ({list})"
+            );
+            for r in &bind_all(sqlx::query(&metrics_sql), chunk).fetch_all(&self.pool).await? {
                 let id: String = r.try_get(0)?;
                 if let Some(&i) = index.get(&id) {
                     runs[i].metrics.push(latest_from_row(r, 1)?);
                 }
             }
             for (table, is_param) in [("run_params", true), ("run_tags", false)] {
-                let rows = sqlx::query(&format!("SELECT t.run_id, t.key, t.value FROM {table} t JOIN runs r ON r.id = t.run_id WHERE r.experiment_id = $1"))
-                    .bind(exp)
-                    .fetch_all(&self.pool)
-                    .await?;
-                for r in &rows {
+                let sql = format!("SELECT run_id, key, value FROM {table} WHERE run_id IN ({list})");
+                for r in &bind_all(sqlx::query(&sql), chunk).fetch_all(&self.pool).await? {
                     let id: String = r.try_get(0)?;
                     if let Some(&i) = index.get(&id) {
                         let kv = (r.try_get(1)?, r.try_get(2)?);
@@ -582,6 +651,16 @@ impl Metadata {
             .rows_affected();
         Ok(n)
     }
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    values: &'q [String],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for v in values {
+        q = q.bind(v.as_str());
+    }
+    q
 }
 
 /// How long a run seen active is trusted without asking the database again.

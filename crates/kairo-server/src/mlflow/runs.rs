@@ -436,10 +436,36 @@ pub async fn search_runs(s: AppState, p: Params) -> ApiResult<Value> {
         .collect::<ApiResult<Vec<_>>>()?;
     let filter = search::parse_filter(&p.opt_string("filter")?.unwrap_or_default())?;
     let order = search::parse_order(&p.strings("order_by")?)?;
-    let mut runs = s.md.tracked_runs(&experiment_ids, view(&p, "run_view_type")?).await?;
-    runs.retain(|r| search::matches(r, &filter));
-    search::sort(&mut runs, &order);
-    let (page, next) = paginate(runs, &p, 1000, 50_000)?;
+    let mut infos = s.md.run_infos(&experiment_ids, view(&p, "run_view_type")?).await?;
+    // Comparisons the database can answer narrow the candidates before any data is loaded.
+    let mut rest = Vec::new();
+    for c in filter {
+        match search::pushdown(&c) {
+            Some(cond) => {
+                let ids = s.md.runs_where(&experiment_ids, &cond).await?;
+                infos.retain(|i| ids.contains(&i.id));
+            }
+            None => rest.push(c),
+        }
+    }
+    let needs_data =
+        rest.iter().any(|c| c.kind != search::Kind::Attribute) || order.iter().any(search::Order::needs_data);
+    let (page, next) = if needs_data {
+        let mut runs = s.md.run_data(infos).await?;
+        runs.retain(|r| search::matches(r, &rest));
+        search::sort(&mut runs, &order);
+        paginate(runs, &p, 1000, 50_000)?
+    } else {
+        // Filter, sort and cut the page on attributes alone; load data only for that page.
+        let mut runs: Vec<TrackedRun> = infos
+            .into_iter()
+            .map(|info| TrackedRun { info, metrics: Vec::new(), params: Vec::new(), tags: Vec::new() })
+            .collect();
+        runs.retain(|r| search::matches(r, &rest));
+        search::sort(&mut runs, &order);
+        let (page, next) = paginate(runs, &p, 1000, 50_000)?;
+        (s.md.run_data(page.into_iter().map(|r| r.info).collect()).await?, next)
+    };
     let mut out = json!({"runs": page.iter().map(run_json).collect::<Vec<_>>()});
     if let Some(t) = next {
         out["next_page_token"] = json!(t);

@@ -393,6 +393,34 @@ pub struct Order {
     ascending: bool,
 }
 
+impl Order {
+    /// Whether sorting by this clause needs the runs' metrics, params or tags.
+    pub fn needs_data(&self) -> bool {
+        self.kind != Kind::Attribute
+    }
+}
+
+/// The part of a comparison the database can evaluate, if any.
+pub fn pushdown(c: &Comparison) -> Option<kairo_store::tracking::Condition> {
+    use kairo_store::tracking::{CondTable, CondValue, Condition};
+    let numeric_ops = ["=", "!=", ">", ">=", "<", "<="];
+    match (c.kind, &c.value) {
+        (Kind::Metric, Value::Number(v)) if numeric_ops.contains(&c.op.as_str()) => Some(Condition {
+            table: CondTable::Metrics,
+            key: c.key.clone(),
+            op: c.op.clone(),
+            value: CondValue::Number(*v),
+        }),
+        (Kind::Param | Kind::Tag, Value::Text(v)) if c.op == "=" || c.op == "!=" => Some(Condition {
+            table: if c.kind == Kind::Param { CondTable::Params } else { CondTable::Tags },
+            key: c.key.clone(),
+            op: c.op.clone(),
+            value: CondValue::Text(v.clone()),
+        }),
+        _ => None,
+    }
+}
+
 pub fn parse_order(clauses: &[String]) -> ApiResult<Vec<Order>> {
     clauses
         .iter()
