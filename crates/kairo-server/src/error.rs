@@ -27,6 +27,17 @@ impl Code {
         }
     }
 
+    /// The name in Kairo's own API (`/api/v1`).
+    pub fn v1_name(self) -> &'static str {
+        match self {
+            Code::InvalidParameterValue => "invalid_parameter",
+            Code::ResourceAlreadyExists => "already_exists",
+            Code::ResourceDoesNotExist => "not_found",
+            Code::EndpointNotFound => "endpoint_not_found",
+            Code::Internal => "internal",
+        }
+    }
+
     /// As MLflow's `ERROR_CODE_TO_HTTP_STATUS` (RESOURCE_ALREADY_EXISTS is 400 there, not 409).
     pub fn status(self) -> StatusCode {
         match self {

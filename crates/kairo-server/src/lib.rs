@@ -1,10 +1,12 @@
 //! `kairo server`: one axum server over a project's metadata and object stores. It speaks the
 //! MLflow tracking protocol (`/api/2.0/mlflow/...`) and proxies artifacts
-//! (`/api/2.0/mlflow-artifacts/...`), so the unmodified `mlflow` client can log to Kairo.
+//! (`/api/2.0/mlflow-artifacts/...`), so the unmodified `mlflow` client can log to Kairo, and
+//! serves Kairo's own API with its OpenAPI document under `/api/v1`.
 //!
 //! Architecture invariant: HTTP and JSON live here and only here. Handlers map wire formats to
 //! `kairo-core` records by hand and call `kairo-store`; no SQL, no filesystem paths from clients.
 
+pub mod api_v1;
 pub mod error;
 pub mod metric_writer;
 pub mod mlflow;
@@ -29,6 +31,7 @@ pub const MLFLOW_COMPAT_VERSION: &str = "3.17.2";
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
+    pub project: Project,
     pub md: Metadata,
     pub objects: LocalObjects,
     /// Where uploads are staged before they become objects.
@@ -48,9 +51,16 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(md: Metadata, objects: LocalObjects, tmp: PathBuf, actor: String, host: String) -> Self {
+    pub fn new(
+        project: Project,
+        md: Metadata,
+        objects: LocalObjects,
+        tmp: PathBuf,
+        actor: String,
+        host: String,
+    ) -> Self {
         let metrics = metric_writer::MetricWriter::spawn(md.clone());
-        AppState(Arc::new(Inner { md, objects, tmp, actor, host, metrics }))
+        AppState(Arc::new(Inner { project, md, objects, tmp, actor, host, metrics }))
     }
 }
 
@@ -71,6 +81,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
+        .nest("/api/v1", api_v1::routes())
         .nest("/api/2.0", mlflow::tracking_routes())
         .nest("/ajax-api/2.0", mlflow::tracking_routes())
         .fallback(|uri: axum::http::Uri| async move {
@@ -95,7 +106,7 @@ pub async fn serve(
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
-    let state = AppState::new(md.clone(), objects, tmp, Project::actor(), host);
+    let state = AppState::new(project.clone(), md.clone(), objects, tmp, Project::actor(), host);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
     let bound = listener.local_addr()?;
     let announce = project.root().join(kairo_data::project::SERVER_FILE);

@@ -251,6 +251,16 @@ impl Metadata {
         Ok((version, inserted))
     }
 
+    /// The newest version of every tracked path, by path.
+    pub async fn latest_dataset_versions(&self) -> Result<Vec<DatasetVersion>> {
+        let rows = sqlx::query(&format!(
+            "{VERSION_SELECT} WHERE v.id IN (SELECT MAX(id) FROM dataset_versions GROUP BY dataset_id) ORDER BY d.path"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
     /// Versions of a tracked path, oldest first.
     pub async fn dataset_versions(&self, path: &str) -> Result<Vec<DatasetVersion>> {
         let rows = sqlx::query(&format!("{VERSION_SELECT} WHERE d.path = $1 ORDER BY v.id"))

@@ -345,6 +345,22 @@ impl Metadata {
         Ok(out)
     }
 
+    /// The runs with these ids (identity and state only), in the given view.
+    pub async fn run_infos_by_id(&self, ids: &[String], view: View) -> Result<Vec<TrackedRunInfo>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("{INFO_SELECT} WHERE id IN ({list})");
+            for r in &bind_all(sqlx::query(&sql), chunk).fetch_all(&self.pool).await? {
+                let info = info_from_row(r)?;
+                if view.admits(&info.lifecycle_stage) {
+                    out.push(info);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Ids of runs in the experiments whose latest metric / param / tag `key` compares to
     /// `value` with `op` (`=`, `!=`, `>`, `>=`, `<`, `<=`): a search condition evaluated by the
     /// database, so only matching runs are loaded.

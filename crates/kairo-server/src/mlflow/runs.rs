@@ -436,18 +436,26 @@ pub async fn search_runs(s: AppState, p: Params) -> ApiResult<Value> {
         .collect::<ApiResult<Vec<_>>>()?;
     let filter = search::parse_filter(&p.opt_string("filter")?.unwrap_or_default())?;
     let order = search::parse_order(&p.strings("order_by")?)?;
-    let mut infos = s.md.run_infos(&experiment_ids, view(&p, "run_view_type")?).await?;
-    // Comparisons the database can answer narrow the candidates before any data is loaded.
+    // Comparisons the database can answer narrow the candidates before any run is loaded.
     let mut rest = Vec::new();
+    let mut candidates: Option<std::collections::HashSet<String>> = None;
     for c in filter {
         match search::pushdown(&c) {
             Some(cond) => {
                 let ids = s.md.runs_where(&experiment_ids, &cond).await?;
-                infos.retain(|i| ids.contains(&i.id));
+                candidates = Some(match candidates {
+                    None => ids,
+                    Some(prev) => prev.intersection(&ids).cloned().collect(),
+                });
             }
             None => rest.push(c),
         }
     }
+    let view = view(&p, "run_view_type")?;
+    let infos = match candidates {
+        Some(ids) => s.md.run_infos_by_id(&ids.into_iter().collect::<Vec<_>>(), view).await?,
+        None => s.md.run_infos(&experiment_ids, view).await?,
+    };
     let needs_data =
         rest.iter().any(|c| c.kind != search::Kind::Attribute) || order.iter().any(search::Order::needs_data);
     let (page, next) = if needs_data {

@@ -364,3 +364,76 @@ fn a_stage_logs_to_its_own_run_through_a_running_server() {
     assert_eq!(shown["status"], "succeeded");
     assert_eq!(shown["outs"][0]["path"], "out.txt");
 }
+
+#[test]
+fn kairo_api_v1_serves_runs_datasets_lineage_events_and_its_openapi_document() {
+    let repo = Repo::new();
+    repo.write("data/a.csv", "x\n1\n");
+    repo.kairo(&["data", "add", "data"]).assert().success();
+    let config = std::fs::read_to_string(repo.join("kairo.yaml")).unwrap();
+    repo.write(
+        "kairo.yaml",
+        format!("{config}stages:\n  count:\n    cmd: sh count.sh\n    deps: [data]\n    outs: [count.txt]\n    metrics: [m.json]\n"),
+    );
+    repo.write("count.sh", "wc -l < data/a.csv > count.txt\necho '{\"rows\": 2}' > m.json\n");
+    let ran = repo.json(&["run"]);
+    let run_id = ran[0]["run_id"].as_str().unwrap().to_string();
+    let server = Server::start(&repo);
+
+    let (status, doc) = server.get("/api/v1/openapi.json");
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    for path in [
+        "/api/v1/runs",
+        "/api/v1/runs/{id}",
+        "/api/v1/runs/{id}/metrics/{key}",
+        "/api/v1/datasets",
+        "/api/v1/lineage",
+        "/api/v1/events",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+    assert!(doc["components"]["schemas"].get("RunDto").is_some());
+
+    let (status, runs) = server.get("/api/v1/runs?stage=count");
+    assert_eq!(status, 200);
+    assert_eq!(runs["runs"][0]["id"], run_id.as_str());
+    assert_eq!(runs["runs"][0]["metrics"]["rows"], 2.0);
+    assert_eq!(runs["runs"][0]["inputs"][0]["dataset"], true);
+    let (status, run) = server.get(&format!("/api/v1/runs/{}", &run_id[..20]));
+    assert_eq!((status, run["outputs"][0]["path"].as_str()), (200, Some("count.txt")));
+    let (_, history) = server.get(&format!("/api/v1/runs/{run_id}/metrics/rows"));
+    assert_eq!(history["points"][0]["value"], 2.0);
+
+    let (_, datasets) = server.get("/api/v1/datasets");
+    assert_eq!(datasets["datasets"][0]["path"], "data");
+    let (_, versions) = server.get("/api/v1/datasets/versions?path=data");
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
+    let (_, lineage) = server.get("/api/v1/lineage?target=count.txt");
+    assert_eq!(lineage["produced_by"]["id"], run_id.as_str());
+    let (_, events) = server.get(&format!("/api/v1/events?subject=run:{run_id}"));
+    let kinds: Vec<&str> = events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["run.started", "object.pinned", "run.finished"]
+            .iter()
+            .filter(|k| kinds.contains(k))
+            .copied()
+            .collect::<Vec<_>>()
+    );
+    assert!(kinds.contains(&"run.started") && kinds.contains(&"run.finished"), "{kinds:?}");
+
+    // Kairo's error shape and codes.
+    let (status, e) = server.get("/api/v1/runs/ffffffffffff");
+    assert_eq!((status, e["code"].as_str()), (404, Some("not_found")));
+    let (status, e) = server.get("/api/v1/runs?status=weird");
+    assert_eq!((status, e["code"].as_str()), (400, Some("invalid_parameter")));
+    let (status, e) = server.get("/api/v1/runs?limit=abc");
+    assert_eq!((status, e["code"].as_str()), (400, Some("invalid_parameter")));
+    let (status, e) = server.get("/api/v1/datasets/versions");
+    assert_eq!((status, e["code"].as_str()), (400, Some("invalid_parameter")));
+    let (status, e) = server.get("/api/v1/nothing");
+    assert_eq!((status, e["code"].as_str()), (404, Some("endpoint_not_found")));
+    let (status, e) = server.get("/api/v1/lineage?target=nowhere");
+    assert_eq!((status, e["code"].as_str()), (404, Some("not_found")));
+}

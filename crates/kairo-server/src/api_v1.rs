@@ -1,0 +1,386 @@
+//! Kairo's own REST API under `/api/v1`: runs (pipeline and tracked alike), metric history,
+//! datasets and their versions, lineage and the event log, described by an OpenAPI document at
+//! `/api/v1/openapi.json` (utoipa). Errors are `{"code", "message"}` with the stable codes of
+//! `error::Code`. DTOs live here and are mapped from domain records by hand.
+
+use crate::error::{ApiError, Code};
+use crate::AppState;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use kairo_core::run::{PathVersion, Run, RunStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// An error in Kairo's own shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable: `invalid_parameter`, `already_exists`, `not_found`, `endpoint_not_found`, `internal`.
+    pub code: String,
+    pub message: String,
+}
+
+pub struct V1Error(ApiError);
+
+impl From<ApiError> for V1Error {
+    fn from(e: ApiError) -> Self {
+        V1Error(e)
+    }
+}
+
+impl From<kairo_store::StoreError> for V1Error {
+    fn from(e: kairo_store::StoreError) -> Self {
+        V1Error(e.into())
+    }
+}
+
+impl From<QueryRejection> for V1Error {
+    fn from(e: QueryRejection) -> Self {
+        V1Error(ApiError::invalid(e.body_text()))
+    }
+}
+
+impl IntoResponse for V1Error {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { code: self.0.code.v1_name().into(), message: self.0.message };
+        (self.0.code.status(), Json(body)).into_response()
+    }
+}
+
+type V1Result<T> = Result<Json<T>, V1Error>;
+
+/// A file or directory version a run read or wrote.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PathVersionDto {
+    pub path: String,
+    /// BLAKE3 of the file, or of the directory's manifest.
+    pub hash: String,
+    /// `file` or `dir`.
+    pub kind: String,
+    pub size: u64,
+    /// True for a tracked dataset version.
+    pub dataset: bool,
+}
+
+/// One run: a pipeline stage execution or a run created by a tracking client.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunDto {
+    pub id: String,
+    /// Stage name, or the run name for tracked runs.
+    pub stage: String,
+    /// `running`, `succeeded`, `failed` or `interrupted`.
+    pub status: String,
+    pub trigger: String,
+    pub actor: String,
+    pub host: String,
+    /// `local` for `kairo run`, `mlflow-client` for runs created through the tracking API.
+    pub executor: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub git_commit: Option<String>,
+    pub git_branch: Option<String>,
+    pub uncommitted_changes: bool,
+    pub cmd: String,
+    /// Environment spec (`host`, `python:<lockfile>`, `image:<ref>`) and its fingerprint.
+    pub env: String,
+    pub env_hash: String,
+    /// `file:key` → value.
+    pub params: BTreeMap<String, String>,
+    pub metrics: BTreeMap<String, f64>,
+    pub inputs: Vec<PathVersionDto>,
+    pub outputs: Vec<PathVersionDto>,
+    pub exit_code: Option<i32>,
+    pub reproduces: Option<String>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<RunDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricPointDto {
+    pub step: i64,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    /// `null` for NaN.
+    pub value: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricHistory {
+    pub run_id: String,
+    pub key: String,
+    pub points: Vec<MetricPointDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetVersionDto {
+    pub path: String,
+    pub hash: String,
+    pub kind: String,
+    pub size: u64,
+    pub files: u64,
+    pub created_at: String,
+    pub actor: String,
+    pub git_commit: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetList {
+    /// The newest version of every tracked dataset.
+    pub datasets: Vec<DatasetVersionDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetVersions {
+    pub path: String,
+    /// Oldest first.
+    pub versions: Vec<DatasetVersionDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDto {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub kind: String,
+    pub subject: String,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventDto>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RunsQuery {
+    /// Only runs of this stage (or run name).
+    pub stage: Option<String>,
+    /// `running`, `succeeded`, `failed` or `interrupted`.
+    pub status: Option<String>,
+    /// At most this many, newest first (default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DatasetQuery {
+    /// The tracked path, e.g. `data/train`.
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// e.g. `run:<id>`, `dataset:<path>`, `model:<name>`.
+    pub subject: Option<String>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LineageQuery {
+    /// A run id, a pipeline output path, a tracked dataset path, or `PATH@HASH`.
+    pub target: String,
+}
+
+fn version_dto(v: &PathVersion) -> PathVersionDto {
+    PathVersionDto {
+        path: v.path.clone(),
+        hash: v.hash.to_hex(),
+        kind: v.kind.clone(),
+        size: v.size,
+        dataset: v.dataset,
+    }
+}
+
+fn run_dto(r: &Run) -> RunDto {
+    let params = r
+        .params
+        .iter()
+        .flat_map(|(file, kv)| {
+            kv.iter().map(move |(k, v)| {
+                (format!("{file}:{k}"), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            })
+        })
+        .collect();
+    RunDto {
+        id: r.id.clone(),
+        stage: r.stage.clone(),
+        status: r.status.as_str().into(),
+        trigger: r.trigger.clone(),
+        actor: r.actor.clone(),
+        host: r.host.clone(),
+        executor: r.executor.clone(),
+        started_at: r.started_at.clone(),
+        ended_at: r.ended_at.clone(),
+        git_commit: r.git.commit.clone(),
+        git_branch: r.git.branch.clone(),
+        uncommitted_changes: r.git.dirty.is_some(),
+        cmd: r.cmd.clone(),
+        env: r.env.spec.clone(),
+        env_hash: r.env.hash.to_hex(),
+        params,
+        metrics: r.metrics.clone(),
+        inputs: r.deps.iter().map(version_dto).collect(),
+        outputs: r.outs.iter().map(version_dto).collect(),
+        exit_code: r.exit_code,
+        reproduces: r.reproduces.clone(),
+        message: r.message.clone(),
+    }
+}
+
+fn dataset_dto(v: &kairo_store::metadata::DatasetVersion) -> DatasetVersionDto {
+    DatasetVersionDto {
+        path: v.path.clone(),
+        hash: v.hash.to_hex(),
+        kind: v.kind.clone(),
+        size: v.size,
+        files: v.files,
+        created_at: v.created_at.clone(),
+        actor: v.actor.clone(),
+        git_commit: v.git_commit.clone(),
+    }
+}
+
+fn limit(l: Option<i64>, default: i64) -> Result<i64, V1Error> {
+    match l {
+        None => Ok(default),
+        Some(n) if (1..=10_000).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid(format!("limit {n} is out of range (1..=10000)")).into()),
+    }
+}
+
+/// List runs, newest first.
+#[utoipa::path(get, path = "/api/v1/runs", params(RunsQuery), responses((status = 200, body = RunList), (status = 400, body = ErrorBody)))]
+async fn list_runs(State(s): State<AppState>, q: Result<Query<RunsQuery>, QueryRejection>) -> V1Result<RunList> {
+    let Query(q) = q?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(raw) => Some(RunStatus::parse(raw).ok_or_else(|| {
+            ApiError::invalid(format!("status `{raw}`: expected running, succeeded, failed or interrupted"))
+        })?),
+    };
+    let filter = kairo_store::runs::RunFilter { stage: q.stage, status, limit: Some(limit(q.limit, 100)?) };
+    let runs = s.md.runs(&filter).await?;
+    Ok(Json(RunList { runs: runs.iter().map(run_dto).collect() }))
+}
+
+/// One run by id (or unique id prefix).
+#[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path, description = "run id or unique prefix")),
+    responses((status = 200, body = RunDto), (status = 404, body = ErrorBody)))]
+async fn get_run(State(s): State<AppState>, Path(id): Path<String>) -> V1Result<RunDto> {
+    let run = s.md.run(&id).await.map_err(|e| match e {
+        kairo_store::runs::RunLookupError::Store(e) => ApiError::from(e),
+        other => ApiError::not_found(other.to_string()),
+    })?;
+    Ok(Json(run_dto(&run)))
+}
+
+/// Every value logged for one metric of a run, in logging order.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/metrics/{key}",
+    params(("id" = String, Path, description = "run id"), ("key" = String, Path, description = "metric name")),
+    responses((status = 200, body = MetricHistory), (status = 404, body = ErrorBody)))]
+async fn metric_history(State(s): State<AppState>, Path((id, key)): Path<(String, String)>) -> V1Result<MetricHistory> {
+    let points = s.md.metric_history(&id, &key).await?;
+    let points = points
+        .iter()
+        .map(|m| MetricPointDto { step: m.step, timestamp: m.timestamp, value: (!m.value.is_nan()).then_some(m.value) })
+        .collect();
+    Ok(Json(MetricHistory { run_id: id, key, points }))
+}
+
+/// The newest version of every tracked dataset.
+#[utoipa::path(get, path = "/api/v1/datasets", responses((status = 200, body = DatasetList)))]
+async fn datasets(State(s): State<AppState>) -> V1Result<DatasetList> {
+    let all = s.md.latest_dataset_versions().await?;
+    Ok(Json(DatasetList { datasets: all.iter().map(dataset_dto).collect() }))
+}
+
+/// All versions of one tracked dataset.
+#[utoipa::path(get, path = "/api/v1/datasets/versions", params(DatasetQuery),
+    responses((status = 200, body = DatasetVersions), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn dataset_versions(
+    State(s): State<AppState>,
+    q: Result<Query<DatasetQuery>, QueryRejection>,
+) -> V1Result<DatasetVersions> {
+    let Query(q) = q?;
+    let versions = s.md.dataset_versions(&q.path).await?;
+    if versions.is_empty() {
+        return Err(
+            ApiError::not_found(format!("no dataset `{}` has been recorded (see `kairo data add`)", q.path)).into()
+        );
+    }
+    Ok(Json(DatasetVersions { path: q.path, versions: versions.iter().map(dataset_dto).collect() }))
+}
+
+/// The event log (who did what, when), newest last.
+#[utoipa::path(get, path = "/api/v1/events", params(EventsQuery), responses((status = 200, body = EventList), (status = 400, body = ErrorBody)))]
+async fn events(State(s): State<AppState>, q: Result<Query<EventsQuery>, QueryRejection>) -> V1Result<EventList> {
+    let Query(q) = q?;
+    let events = s.md.events(q.subject.as_deref(), limit(q.limit, 100)?).await?;
+    let events = events
+        .into_iter()
+        .map(|e| EventDto { id: e.id, at: e.at, actor: e.actor, kind: e.kind, subject: e.subject, payload: e.payload })
+        .collect();
+    Ok(Json(EventList { events }))
+}
+
+/// Where a run, output or dataset version came from: the upstream graph.
+#[utoipa::path(get, path = "/api/v1/lineage", params(LineageQuery),
+    responses((status = 200, description = "The upstream graph: nested run and data nodes", body = Object), (status = 404, body = ErrorBody)))]
+async fn lineage(
+    State(s): State<AppState>,
+    q: Result<Query<LineageQuery>, QueryRejection>,
+) -> Result<Response, V1Error> {
+    let Query(q) = q?;
+    let node = kairo_pipeline::lineage::lineage(&s.project, &s.md, &q.target).await.map_err(|e| match e {
+        kairo_pipeline::PipelineError::Store(e) => ApiError::from(e),
+        other => ApiError::not_found(other.to_string()),
+    })?;
+    Ok(Json(node).into_response())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kairo API",
+        version = "1",
+        description = "Runs, metrics, datasets, lineage and events of a Kairo project. The MLflow-compatible API is served under /api/2.0/mlflow."
+    ),
+    paths(list_runs, get_run, metric_history, datasets, dataset_versions, events, lineage),
+    components(schemas(
+        ErrorBody,
+        RunDto,
+        RunList,
+        PathVersionDto,
+        MetricPointDto,
+        MetricHistory,
+        DatasetVersionDto,
+        DatasetList,
+        DatasetVersions,
+        EventDto,
+        EventList
+    ))
+)]
+pub struct ApiDoc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/runs", get(list_runs))
+        .route("/runs/{id}", get(get_run))
+        .route("/runs/{id}/metrics/{key}", get(metric_history))
+        .route("/datasets", get(datasets))
+        .route("/datasets/versions", get(dataset_versions))
+        .route("/events", get(events))
+        .route("/lineage", get(lineage))
+        .fallback(|uri: axum::http::Uri| async move {
+            V1Error(ApiError { code: Code::EndpointNotFound, message: format!("No endpoint {}", uri.path()) })
+                .into_response()
+        })
+}
