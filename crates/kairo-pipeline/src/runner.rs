@@ -640,6 +640,10 @@ impl<'a> Runner<'a> {
 /// Runs left `running` by a kairo process on this host that no longer exists: mark them failed.
 pub async fn recover_orphans(md: &Metadata) -> Result<()> {
     for mut run in md.running_runs(&env::hostname()).await? {
+        // Runs created by tracking clients are the client's to end, not a kairo process's.
+        if run.executor != "local" {
+            continue;
+        }
         let alive = std::fs::read(format!("/proc/{}/cmdline", run.pid))
             .map(|c| String::from_utf8_lossy(&c).contains("kairo"))
             .unwrap_or(false);

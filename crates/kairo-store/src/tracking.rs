@@ -11,7 +11,7 @@ use kairo_core::tracking::{Experiment, MetricPoint, TrackedRun, TrackedRunInfo};
 use kairo_core::Hash;
 use sqlx::any::AnyRow;
 use sqlx::Row;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// MLflow's limits on single values.
 pub const MAX_PARAM_KEY: usize = 250;
@@ -345,36 +345,26 @@ impl Metadata {
         Ok(out)
     }
 
-    /// The runs with these ids (identity and state only), in the given view.
-    pub async fn run_infos_by_id(&self, ids: &[String], view: View) -> Result<Vec<TrackedRunInfo>> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(500) {
-            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            let sql = format!("{INFO_SELECT} WHERE id IN ({list})");
-            for r in &bind_all(sqlx::query(&sql), chunk).fetch_all(&self.pool).await? {
-                let info = info_from_row(r)?;
-                if view.admits(&info.lifecycle_stage) {
-                    out.push(info);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Ids of runs in the experiments whose latest metric / param / tag `key` compares to
-    /// `value` with `op` (`=`, `!=`, `>`, `>=`, `<`, `<=`): a search condition evaluated by the
-    /// database, so only matching runs are loaded.
-    pub async fn runs_where(&self, experiment_ids: &[i64], cond: &Condition) -> Result<HashSet<String>> {
+    /// Runs of the experiments (identity and state) whose latest metric / param / tag `key`
+    /// compares to `value` with `op` (`=`, `!=`, `>`, `>=`, `<`, `<=`): a search condition
+    /// evaluated by the database, so only matching runs are loaded.
+    pub async fn runs_where(
+        &self,
+        experiment_ids: &[i64],
+        cond: &Condition,
+        view: View,
+    ) -> Result<Vec<TrackedRunInfo>> {
         let op = match cond.op.as_str() {
             op @ ("=" | "!=" | ">" | ">=" | "<" | "<=") => op,
             other => return Err(StoreError::Invalid(format!("operator {other} cannot be evaluated by the database"))),
         };
-        let mut out = HashSet::new();
+        let columns = "r.id, r.experiment_id, r.run_name, r.user_id, r.status, r.start_ms, r.end_ms, r.lifecycle_stage";
+        let mut out = Vec::new();
         for &exp in experiment_ids {
             let rows = match &cond.value {
                 CondValue::Number(v) => {
                     sqlx::query(&format!(
-                        "SELECT m.run_id FROM run_latest_metrics m JOIN runs r ON r.id = m.run_id WHERE r.experiment_id = $1 AND m.key = $2 AND m.is_nan = 0 AND m.value {op} $3"
+                        "SELECT {columns} FROM run_latest_metrics m JOIN runs r ON r.id = m.run_id WHERE r.experiment_id = $1 AND m.key = $2 AND m.is_nan = 0 AND m.value {op} $3"
                     ))
                     .bind(exp)
                     .bind(&cond.key)
@@ -385,7 +375,7 @@ impl Metadata {
                 CondValue::Text(v) => {
                     let table = if cond.table == CondTable::Params { "run_params" } else { "run_tags" };
                     sqlx::query(&format!(
-                        "SELECT t.run_id FROM {table} t JOIN runs r ON r.id = t.run_id WHERE r.experiment_id = $1 AND t.key = $2 AND t.value {op} $3"
+                        "SELECT {columns} FROM {table} t JOIN runs r ON r.id = t.run_id WHERE r.experiment_id = $1 AND t.key = $2 AND t.value {op} $3"
                     ))
                     .bind(exp)
                     .bind(&cond.key)
@@ -395,7 +385,10 @@ impl Metadata {
                 }
             };
             for r in &rows {
-                out.insert(r.try_get(0)?);
+                let info = info_from_row(r)?;
+                if view.admits(&info.lifecycle_stage) {
+                    out.push(info);
+                }
             }
         }
         Ok(out)

@@ -436,24 +436,27 @@ pub async fn search_runs(s: AppState, p: Params) -> ApiResult<Value> {
         .collect::<ApiResult<Vec<_>>>()?;
     let filter = search::parse_filter(&p.opt_string("filter")?.unwrap_or_default())?;
     let order = search::parse_order(&p.strings("order_by")?)?;
-    // Comparisons the database can answer narrow the candidates before any run is loaded.
+    // Comparisons the database can answer find the candidate runs; the rest is checked here.
+    let view = view(&p, "run_view_type")?;
     let mut rest = Vec::new();
-    let mut candidates: Option<std::collections::HashSet<String>> = None;
+    let mut candidates: Option<Vec<TrackedRunInfo>> = None;
     for c in filter {
         match search::pushdown(&c) {
             Some(cond) => {
-                let ids = s.md.runs_where(&experiment_ids, &cond).await?;
+                let found = s.md.runs_where(&experiment_ids, &cond, view).await?;
                 candidates = Some(match candidates {
-                    None => ids,
-                    Some(prev) => prev.intersection(&ids).cloned().collect(),
+                    None => found,
+                    Some(prev) => {
+                        let ids: std::collections::HashSet<&str> = found.iter().map(|i| i.id.as_str()).collect();
+                        prev.into_iter().filter(|i| ids.contains(i.id.as_str())).collect()
+                    }
                 });
             }
             None => rest.push(c),
         }
     }
-    let view = view(&p, "run_view_type")?;
     let infos = match candidates {
-        Some(ids) => s.md.run_infos_by_id(&ids.into_iter().collect::<Vec<_>>(), view).await?,
+        Some(infos) => infos,
         None => s.md.run_infos(&experiment_ids, view).await?,
     };
     let needs_data =

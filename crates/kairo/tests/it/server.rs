@@ -296,6 +296,10 @@ fn acknowledged_writes_survive_kill_9_of_the_server() {
     assert_eq!(history["metrics"].as_array().unwrap().len(), 50);
     let (_, v) = server.get(&format!("/api/2.0/mlflow/runs/get?run_id={run}"));
     assert_eq!(v["run"]["data"]["params"], json!([{"key": "lr", "value": "0.1"}]));
+    // A run an MLflow client is still using is not an orphan of some kairo process.
+    repo.kairo(&["runs", "ls"]).assert().success();
+    let (_, v) = server.get(&format!("/api/2.0/mlflow/runs/get?run_id={run}"));
+    assert_eq!(v["run"]["info"]["status"], "RUNNING");
     // Graceful stop: exit 0 and the announcement file is gone.
     assert!(repo.join(".kairo/server.json").exists());
     assert!(server.stop().success());
