@@ -1,5 +1,5 @@
 //! Kairo's own REST API under `/api/v1`: runs (pipeline and tracked alike), metric history,
-//! datasets and their versions, lineage and the event log, described by an OpenAPI document at
+//! run artifacts, datasets and their versions, lineage and the event log, described by an OpenAPI document at
 //! `/api/v1/openapi.json` (utoipa). Errors are `{"code", "message"}` with the stable codes of
 //! `error::Code`. DTOs live here and are mapped from domain records by hand.
 
@@ -159,6 +159,28 @@ pub struct EventList {
     pub events: Vec<EventDto>,
 }
 
+/// One entry of an artifact directory.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ArtifactEntryDto {
+    /// Relative to the run's artifact root.
+    pub path: String,
+    pub is_dir: bool,
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ArtifactList {
+    pub run_id: String,
+    pub path: String,
+    pub files: Vec<ArtifactEntryDto>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ArtifactQuery {
+    /// A directory under the run's artifact root (default: the root).
+    pub path: Option<String>,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct RunsQuery {
     /// Only runs of this stage (or run name).
@@ -294,6 +316,54 @@ async fn metric_history(State(s): State<AppState>, Path((id, key)): Path<(String
     Ok(Json(MetricHistory { run_id: id, key, points }))
 }
 
+/// One directory level of a run's artifacts.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/artifacts", params(("id" = String, Path, description = "run id"), ArtifactQuery),
+    responses((status = 200, body = ArtifactList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn run_artifacts(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<ArtifactQuery>, QueryRejection>,
+) -> V1Result<ArtifactList> {
+    let Query(q) = q?;
+    let info = s.md.tracked_run_info(&id).await?;
+    let sub = crate::mlflow::artifacts::clean_path(q.path.as_deref().unwrap_or(""))?;
+    let root = format!("{}/{}/artifacts", info.experiment_id, info.id);
+    let dir = if sub.is_empty() { root } else { format!("{root}/{sub}") };
+    let files =
+        s.md.list_artifacts(&dir)
+            .await?
+            .into_iter()
+            .map(|e| ArtifactEntryDto {
+                path: if sub.is_empty() { e.path } else { format!("{sub}/{}", e.path) },
+                is_dir: e.is_dir,
+                size: e.size,
+            })
+            .collect();
+    Ok(Json(ArtifactList { run_id: info.id, path: sub, files }))
+}
+
+/// The bytes of one artifact of a run (verified against their hash).
+#[utoipa::path(get, path = "/api/v1/runs/{id}/artifacts/{path}",
+    params(("id" = String, Path, description = "run id"), ("path" = String, Path, description = "file under the run's artifact root")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn run_artifact(
+    State(s): State<AppState>,
+    Path((id, path)): Path<(String, String)>,
+) -> Result<Response, V1Error> {
+    let info = s.md.tracked_run_info(&id).await?;
+    let clean = crate::mlflow::artifacts::clean_path(&path)?;
+    let full = format!("{}/{}/artifacts/{clean}", info.experiment_id, info.id);
+    let (hash, _) =
+        s.md.artifact(&full)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("run {id} has no artifact `{clean}`")))?;
+    let objects = s.objects.clone();
+    let bytes = tokio::task::spawn_blocking(move || objects.read(&hash))
+        .await
+        .map_err(|e| ApiError { code: Code::Internal, message: e.to_string() })??;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
 /// The newest version of every tracked dataset.
 #[utoipa::path(get, path = "/api/v1/datasets", responses((status = 200, body = DatasetList)))]
 async fn datasets(State(s): State<AppState>) -> V1Result<DatasetList> {
@@ -352,7 +422,17 @@ async fn lineage(
         version = "1",
         description = "Runs, metrics, datasets, lineage and events of a Kairo project. The MLflow-compatible API is served under /api/2.0/mlflow."
     ),
-    paths(list_runs, get_run, metric_history, datasets, dataset_versions, events, lineage),
+    paths(
+        list_runs,
+        get_run,
+        metric_history,
+        run_artifacts,
+        run_artifact,
+        datasets,
+        dataset_versions,
+        events,
+        lineage
+    ),
     components(schemas(
         ErrorBody,
         RunDto,
@@ -360,6 +440,8 @@ async fn lineage(
         PathVersionDto,
         MetricPointDto,
         MetricHistory,
+        ArtifactEntryDto,
+        ArtifactList,
         DatasetVersionDto,
         DatasetList,
         DatasetVersions,
@@ -375,6 +457,8 @@ pub fn routes() -> Router<AppState> {
         .route("/runs", get(list_runs))
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/metrics/{key}", get(metric_history))
+        .route("/runs/{id}/artifacts", get(run_artifacts))
+        .route("/runs/{id}/artifacts/{*path}", get(run_artifact))
         .route("/datasets", get(datasets))
         .route("/datasets/versions", get(dataset_versions))
         .route("/events", get(events))

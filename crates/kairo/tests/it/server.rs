@@ -427,6 +427,24 @@ fn kairo_api_v1_serves_runs_datasets_lineage_events_and_its_openapi_document() {
     );
     assert!(kinds.contains(&"run.started") && kinds.contains(&"run.finished"), "{kinds:?}");
 
+    // Artifacts of a run through Kairo's API: listing and verified download.
+    let base = format!("/api/2.0/mlflow-artifacts/artifacts/0/{run_id}/artifacts");
+    assert_eq!(server.raw("PUT", &format!("{base}/report/summary.txt"), b"all good\n"), 200);
+    let (status, listing) = server.get(&format!("/api/v1/runs/{run_id}/artifacts"));
+    assert_eq!(
+        (status, listing["files"][0]["path"].as_str(), listing["files"][0]["is_dir"].as_bool()),
+        (200, Some("report"), Some(true))
+    );
+    let (_, listing) = server.get(&format!("/api/v1/runs/{run_id}/artifacts?path=report"));
+    assert_eq!(listing["files"][0]["path"], "report/summary.txt");
+    let bytes = reqwest::blocking::get(format!("{}/api/v1/runs/{run_id}/artifacts/report/summary.txt", server.url))
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(bytes.as_ref(), b"all good\n");
+    assert_eq!(server.raw("GET", &format!("/api/v1/runs/{run_id}/artifacts/..%2f..%2fsecret"), b""), 400);
+    assert!(doc["paths"].get("/api/v1/runs/{id}/artifacts").is_some());
+
     // Kairo's error shape and codes.
     let (status, e) = server.get("/api/v1/runs/ffffffffffff");
     assert_eq!((status, e["code"].as_str()), (404, Some("not_found")));
