@@ -1,7 +1,7 @@
 //! MLflow 3 logged models (`/mlflow/logged-models/...`, `runs/outputs`) and the model registry
 //! (`/mlflow/registered-models/...`, `/mlflow/model-versions/...`).
 
-use super::runs::{metric_json, run_id};
+use super::runs::{experiment_ids, metric_json, page_json, pairs_json, run_id};
 use super::search::{self, Kind, Value as FilterValue};
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
@@ -10,10 +10,6 @@ use axum::http::Method;
 use kairo_core::tracking::{LoggedModel, ModelVersion, RegisteredModel};
 use kairo_store::registry::{NewLoggedModel, NewModelVersion};
 use serde_json::{json, Value};
-
-fn pairs_json(pairs: &[(String, String)]) -> Value {
-    Value::Array(pairs.iter().map(|(k, v)| json!({"key": k, "value": v})).collect())
-}
 
 pub fn logged_model_json(m: &LoggedModel) -> Value {
     json!({
@@ -126,11 +122,7 @@ const MODEL_ATTRIBUTES: &[&str] =
     &["name", "model_id", "model_type", "status", "source_run_id", "creation_timestamp", "last_updated_timestamp"];
 
 pub async fn search_logged_models(s: AppState, p: Params) -> ApiResult<Value> {
-    let ids = p
-        .strings("experiment_ids")?
-        .iter()
-        .map(|e| e.parse::<i64>().map_err(|_| ApiError::invalid(format!("Invalid experiment id '{e}'"))))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let ids = experiment_ids(&p)?;
     let filter = search::parse_filter_with(
         &p.opt_string("filter")?.unwrap_or_default(),
         MODEL_ATTRIBUTES,
@@ -155,11 +147,7 @@ pub async fn search_logged_models(s: AppState, p: Params) -> ApiResult<Value> {
         })
     });
     let (page, next) = super::runs::paginate(models, &p, 50, 50)?;
-    let mut out = json!({"models": page.iter().map(logged_model_json).collect::<Vec<_>>()});
-    if let Some(t) = next {
-        out["next_page_token"] = json!(t);
-    }
-    Ok(out)
+    Ok(page_json("models", &page, next, logged_model_json))
 }
 
 pub async fn log_outputs(s: AppState, p: Params) -> ApiResult<Value> {
@@ -216,11 +204,7 @@ pub async fn search_registered_models(s: AppState, p: Params) -> ApiResult<Value
         })
     });
     let (page, next) = super::runs::paginate(models, &p, 100, 1000)?;
-    let mut out = json!({"registered_models": page.iter().map(registered_json).collect::<Vec<_>>()});
-    if let Some(t) = next {
-        out["next_page_token"] = json!(t);
-    }
-    Ok(out)
+    Ok(page_json("registered_models", &page, next, registered_json))
 }
 
 pub async fn set_registered_model_tag(s: AppState, p: Params) -> ApiResult<Value> {
@@ -385,11 +369,7 @@ pub async fn search_model_versions(s: AppState, p: Params) -> ApiResult<Value> {
     });
     versions.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
     let (page, next) = super::runs::paginate(versions, &p, 200_000, 200_000)?;
-    let mut out = json!({"model_versions": page.iter().map(version_json).collect::<Vec<_>>()});
-    if let Some(t) = next {
-        out["next_page_token"] = json!(t);
-    }
-    Ok(out)
+    Ok(page_json("model_versions", &page, next, version_json))
 }
 
 /// Where a version's files are, as an artifact URI the client can download from.

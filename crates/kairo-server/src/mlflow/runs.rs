@@ -26,7 +26,7 @@ fn number(v: f64) -> Value {
     }
 }
 
-fn pairs_json(pairs: &[(String, String)]) -> Value {
+pub fn pairs_json(pairs: &[(String, String)]) -> Value {
     Value::Array(pairs.iter().map(|(k, v)| json!({"key": k, "value": v})).collect())
 }
 
@@ -212,11 +212,7 @@ pub async fn search_experiments(s: AppState, p: Params) -> ApiResult<Value> {
         exps.sort_by(|a, b| b.creation_time.cmp(&a.creation_time).then(b.id.cmp(&a.id)));
     }
     let (page, next) = paginate(exps, &p, 1000, 50_000)?;
-    let mut out = json!({"experiments": page.iter().map(experiment_json).collect::<Vec<_>>()});
-    if let Some(t) = next {
-        out["next_page_token"] = json!(t);
-    }
-    Ok(out)
+    Ok(page_json("experiments", &page, next, experiment_json))
 }
 
 /// `name LIKE 'x%' AND tags.k = 'v'` — the experiment filter subset MLflow documents.
@@ -421,19 +417,11 @@ pub async fn log_batch(s: AppState, p: Params) -> ApiResult<Value> {
 pub async fn metric_history(s: AppState, p: Params) -> ApiResult<Value> {
     let points = s.md.metric_history(&run_id(&p)?, &p.string("metric_key")?).await?;
     let (page, next) = paginate(points, &p, usize::MAX, usize::MAX)?;
-    let mut out = json!({"metrics": page.iter().map(metric_json).collect::<Vec<_>>()});
-    if let Some(t) = next {
-        out["next_page_token"] = json!(t);
-    }
-    Ok(out)
+    Ok(page_json("metrics", &page, next, metric_json))
 }
 
 pub async fn search_runs(s: AppState, p: Params) -> ApiResult<Value> {
-    let experiment_ids = p
-        .strings("experiment_ids")?
-        .iter()
-        .map(|e| e.parse::<i64>().map_err(|_| ApiError::invalid(format!("Invalid experiment id '{e}'"))))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let experiment_ids = experiment_ids(&p)?;
     let filter = search::parse_filter(&p.opt_string("filter")?.unwrap_or_default())?;
     let order = search::parse_order(&p.strings("order_by")?)?;
     // Comparisons the database can answer find the candidate runs; the rest is checked here.
@@ -477,11 +465,24 @@ pub async fn search_runs(s: AppState, p: Params) -> ApiResult<Value> {
         let (page, next) = paginate(runs, &p, 1000, 50_000)?;
         (s.md.run_data(page.into_iter().map(|r| r.info).collect()).await?, next)
     };
-    let mut out = json!({"runs": page.iter().map(run_json).collect::<Vec<_>>()});
+    Ok(page_json("runs", &page, next, run_json))
+}
+
+/// `{key: [items...], "next_page_token": ...}` (the token only when there is a next page).
+pub fn page_json<T>(key: &str, items: &[T], next: Option<String>, to_json: impl Fn(&T) -> Value) -> Value {
+    let mut out = json!({ key: items.iter().map(to_json).collect::<Vec<_>>() });
     if let Some(t) = next {
         out["next_page_token"] = json!(t);
     }
-    Ok(out)
+    out
+}
+
+/// `experiment_ids` as numbers.
+pub fn experiment_ids(p: &Params) -> ApiResult<Vec<i64>> {
+    p.strings("experiment_ids")?
+        .iter()
+        .map(|e| e.parse::<i64>().map_err(|_| ApiError::invalid(format!("Invalid experiment id '{e}'"))))
+        .collect()
 }
 
 /// Apply `max_results` (default `default`, at most `max`) and `page_token` to a sorted list.
