@@ -147,3 +147,16 @@ pub struct ModelVersion {
     pub tags: Vec<(String, String)>,
     pub aliases: Vec<String>,
 }
+
+/// A dataset a run read, as a tracking client describes it (MLflow `log_input`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetInput {
+    pub name: String,
+    pub digest: String,
+    pub source_type: String,
+    pub source: String,
+    pub schema: Option<String>,
+    pub profile: Option<String>,
+    /// e.g. `mlflow.data.context` = `training`.
+    pub tags: Vec<(String, String)>,
+}

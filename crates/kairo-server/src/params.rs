@@ -148,6 +148,15 @@ impl Params {
         }
     }
 
+    /// A nested JSON object.
+    pub fn object(&self, key: &str) -> ApiResult<Params> {
+        match self.get(key) {
+            Some(Value::Object(m)) => Ok(Params { map: m.clone() }),
+            None => Err(missing(key)),
+            Some(v) => Err(invalid_value(key, v)),
+        }
+    }
+
     /// `[{key, value}]` pairs (tags, params).
     pub fn pairs(&self, key: &str) -> ApiResult<Vec<(String, String)>> {
         self.objects(key)?.iter().map(|o| Ok((o.string("key")?, o.opt_string("value")?.unwrap_or_default()))).collect()

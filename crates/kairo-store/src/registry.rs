@@ -3,7 +3,7 @@
 
 use crate::error::{Result, StoreError};
 use crate::metadata::{insert_event, Metadata};
-use kairo_core::tracking::{LoggedModel, MetricPoint, ModelVersion, RegisteredModel};
+use kairo_core::tracking::{DatasetInput, LoggedModel, MetricPoint, ModelVersion, RegisteredModel};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -241,6 +241,53 @@ impl Metadata {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Record datasets a run read (MLflow `runs/log-inputs`); logging the same one twice is a no-op.
+    pub async fn log_run_inputs(&self, run_id: &str, inputs: &[DatasetInput]) -> Result<()> {
+        self.tracked_run_info(run_id).await?;
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        for d in inputs {
+            let tags = serde_json::to_string(&d.tags).unwrap_or_else(|_| "[]".into());
+            sqlx::query(
+                "INSERT INTO run_inputs (run_id, name, digest, source_type, source, schema, profile, tags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (run_id, name, digest) DO NOTHING",
+            )
+            .bind(run_id)
+            .bind(&d.name)
+            .bind(&d.digest)
+            .bind(&d.source_type)
+            .bind(&d.source)
+            .bind(d.schema.as_deref())
+            .bind(d.profile.as_deref())
+            .bind(tags)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn run_inputs(&self, run_id: &str) -> Result<Vec<DatasetInput>> {
+        let rows = sqlx::query("SELECT name, digest, source_type, source, schema, profile, tags FROM run_inputs WHERE run_id = $1 ORDER BY name, digest")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let tags: String = r.try_get(6)?;
+                Ok(DatasetInput {
+                    name: r.try_get(0)?,
+                    digest: r.try_get(1)?,
+                    source_type: r.try_get(2)?,
+                    source: r.try_get(3)?,
+                    schema: r.try_get(4)?,
+                    profile: r.try_get(5)?,
+                    tags: serde_json::from_str(&tags).unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     pub async fn run_outputs(&self, run_id: &str) -> Result<Vec<(String, i64)>> {

@@ -121,6 +121,7 @@ pub fn tracking_routes() -> Router<AppState> {
         .route("/mlflow/metrics/get-history", rpc(runs::metric_history))
         .route("/mlflow/artifacts/list", rpc(artifacts::list_for_run))
         .route("/mlflow/runs/outputs", rpc(models::log_outputs))
+        .route("/mlflow/runs/log-inputs", rpc(models::log_inputs))
         .route("/mlflow/logged-models", rpc(models::create_logged_model))
         .route("/mlflow/logged-models/search", rpc(models::search_logged_models))
         .route("/mlflow/logged-models/{model_id}", rpc_id(models::logged_model))

@@ -150,6 +150,24 @@ pub async fn search_logged_models(s: AppState, p: Params) -> ApiResult<Value> {
     Ok(page_json("models", &page, next, logged_model_json))
 }
 
+pub async fn log_inputs(s: AppState, p: Params) -> ApiResult<Value> {
+    let mut inputs = Vec::new();
+    for item in p.objects("datasets")? {
+        let dataset = item.object("dataset")?;
+        inputs.push(kairo_core::tracking::DatasetInput {
+            name: dataset.string("name")?,
+            digest: dataset.string("digest")?,
+            source_type: dataset.opt_string("source_type")?.unwrap_or_default(),
+            source: dataset.opt_string("source")?.unwrap_or_default(),
+            schema: dataset.opt_string("schema")?,
+            profile: dataset.opt_string("profile")?,
+            tags: item.pairs("tags")?,
+        });
+    }
+    s.md.log_run_inputs(&run_id(&p)?, &inputs).await?;
+    Ok(json!({}))
+}
+
 pub async fn log_outputs(s: AppState, p: Params) -> ApiResult<Value> {
     let models = p
         .objects("models")?

@@ -314,6 +314,24 @@ pub async fn create_run(s: AppState, p: Params) -> ApiResult<Value> {
 pub async fn get_run(s: AppState, p: Params) -> ApiResult<Value> {
     let run = s.md.tracked_run(&run_id(&p)?).await?;
     let mut out = run_json(&run);
+    let inputs = s.md.run_inputs(&run.info.id).await?;
+    if !inputs.is_empty() {
+        let datasets: Vec<Value> = inputs
+            .iter()
+            .map(|d| {
+                let mut dataset =
+                    json!({"name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source});
+                if let Some(schema) = &d.schema {
+                    dataset["schema"] = json!(schema);
+                }
+                if let Some(profile) = &d.profile {
+                    dataset["profile"] = json!(profile);
+                }
+                json!({"tags": pairs_json(&d.tags), "dataset": dataset})
+            })
+            .collect();
+        out["inputs"] = json!({"dataset_inputs": datasets});
+    }
     let outputs = s.md.run_outputs(&run.info.id).await?;
     if !outputs.is_empty() {
         out["outputs"] = json!({"model_outputs": outputs.iter().map(|(m, step)| json!({"model_id": m, "step": step})).collect::<Vec<_>>()});

@@ -164,3 +164,16 @@ CREATE TABLE model_aliases (
     version BIGINT NOT NULL,
     PRIMARY KEY (name, alias)
 );
+
+-- Datasets a run read, as MLflow's `log_input` reports them (name, digest, source, schema...).
+CREATE TABLE run_inputs (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    source_type TEXT NOT NULL,
+    source TEXT NOT NULL,
+    schema TEXT,
+    profile TEXT,
+    tags TEXT NOT NULL,
+    PRIMARY KEY (run_id, name, digest)
+);

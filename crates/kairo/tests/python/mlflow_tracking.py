@@ -44,6 +44,9 @@ with mlflow.start_run(run_name="parent") as parent:
     with open(os.path.join(outputs, "nested", "b.bin"), "wb") as f:
         f.write(bytes(range(256)) * 40)
     mlflow.log_artifacts(outputs, artifact_path="outputs")
+    import pandas as pd
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    mlflow.log_input(mlflow.data.from_pandas(frame, name="train-frame"), context="training")
     with mlflow.start_run(run_name="child", nested=True) as child:
         child_id = child.info.run_id
         mlflow.log_metric("acc", 0.95)
@@ -55,6 +58,10 @@ assert run.info.run_name == "parent"
 assert run.data.params == {"alpha": "0.5", "l1": "0.1", "solver": "saga", "bp": "x"}, run.data.params
 assert run.data.metrics["loss"] == 0.2 and run.data.metrics["acc"] == 0.91, run.data.metrics
 assert run.data.tags["team"] == "ml-core" and run.data.tags["note"] == "café ünïcode" and run.data.tags["bt"] == "y"
+inputs = run.inputs.dataset_inputs
+assert [i.dataset.name for i in inputs] == ["train-frame"], inputs
+assert {t.key: t.value for t in inputs[0].tags}.get("mlflow.data.context") == "training"
+assert inputs[0].dataset.digest and "x" in inputs[0].dataset.schema
 history = client.get_metric_history(run_id, "loss")
 assert [(m.step, round(m.value, 4)) for m in history] == [(0, 1.0), (1, 0.5), (2, 0.3333), (3, 0.25), (4, 0.2)], history
 assert len(client.get_metric_history(run_id, "batch_m")) == 10
