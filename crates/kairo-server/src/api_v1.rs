@@ -342,7 +342,7 @@ async fn run_artifacts(
     Ok(Json(ArtifactList { run_id: info.id, path: sub, files }))
 }
 
-/// The bytes of one artifact of a run (verified against their hash).
+/// The bytes of one artifact of a run (streamed, checked against their hash).
 #[utoipa::path(get, path = "/api/v1/runs/{id}/artifacts/{path}",
     params(("id" = String, Path, description = "run id"), ("path" = String, Path, description = "file under the run's artifact root")),
     responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -357,11 +357,7 @@ async fn run_artifact(
         s.md.artifact(&full)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("run {id} has no artifact `{clean}`")))?;
-    let objects = s.objects.clone();
-    let bytes = tokio::task::spawn_blocking(move || objects.read(&hash))
-        .await
-        .map_err(|e| ApiError { code: Code::Internal, message: e.to_string() })??;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+    Ok(crate::mlflow::artifacts::object_response(&s, hash).await?)
 }
 
 /// The newest version of every tracked dataset.

@@ -20,6 +20,6 @@ pub mod tracking;
 
 pub use error::StoreError;
 pub use metadata::Metadata;
-pub use objects::{LocalObjects, Staged};
+pub use objects::{LocalObjects, ObjectSource, Staged};
 pub use remote::Remote;
 pub use stat_cache::{FileStat, StatCache};

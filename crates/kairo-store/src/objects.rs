@@ -41,6 +41,13 @@ const COPY_CHUNK: usize = 64 << 20;
 const FLUSH_EVERY: u64 = 128 << 20;
 
 /// The local object store.
+/// See [`LocalObjects::source`].
+#[derive(Debug)]
+pub enum ObjectSource {
+    File { path: PathBuf, size: u64 },
+    Bytes(Vec<u8>),
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalObjects {
     root: PathBuf,
@@ -305,6 +312,18 @@ impl LocalObjects {
         let hash = staged.hash;
         self.commit(vec![staged])?;
         Ok(hash)
+    }
+
+    /// Where to stream an object from: its loose file (the reader must check the hash as it
+    /// goes), or, for a packed object (always small), its verified bytes.
+    pub fn source(&self, hash: &Hash) -> Result<ObjectSource> {
+        let path = self.path(hash);
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(ObjectSource::File { path, size: m.len() }),
+            Ok(_) => Err(StoreError::Missing(*hash)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.read(hash).map(ObjectSource::Bytes),
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
     }
 
     /// Read a whole (small) object, failing loudly if its bytes no longer match its hash.

@@ -104,16 +104,60 @@ pub async fn upload(s: AppState, raw: &str, body: Body) -> ApiResult<Value> {
     Ok(json!({}))
 }
 
-/// GET: the bytes (verified against their hash on the way out).
+/// GET: the bytes, streamed. Large objects are read in chunks and hashed as they go; if the
+/// bytes no longer match the hash, the response is cut short (with its Content-Length, the
+/// client sees a failed download rather than wrong bytes).
 pub async fn download(s: AppState, raw: &str) -> Result<Response, ApiError> {
     let path = clean_path(raw)?;
     let (hash, _) =
         s.md.artifact(&path).await?.ok_or_else(|| ApiError::not_found(format!("Artifact '{path}' does not exist")))?;
+    object_response(&s, hash).await
+}
+
+/// The bytes of an object as an HTTP response (see [`download`]).
+pub async fn object_response(s: &AppState, hash: kairo_core::Hash) -> Result<Response, ApiError> {
     let objects = s.objects.clone();
-    let bytes = tokio::task::spawn_blocking(move || objects.read(&hash))
+    let source = tokio::task::spawn_blocking(move || objects.source(&hash))
         .await
         .map_err(|e| ApiError { code: crate::error::Code::Internal, message: e.to_string() })??;
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+    let octets = (header::CONTENT_TYPE, "application/octet-stream");
+    match source {
+        kairo_store::ObjectSource::Bytes(bytes) => Ok((StatusCode::OK, [octets], bytes).into_response()),
+        kairo_store::ObjectSource::File { path, size } => {
+            let file = tokio::fs::File::open(&path).await.map_err(internal)?;
+            // One chunk is always held back until the next is read, and the last one until the
+            // whole object has been hashed: corrupted bytes end the response short of its length.
+            let state = (file, blake3::Hasher::new(), None::<bytes::Bytes>, false);
+            let stream = futures::stream::unfold(state, move |(mut file, mut hasher, pending, done)| async move {
+                if done {
+                    return None;
+                }
+                let mut buf = vec![0u8; 1 << 20];
+                match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
+                    Ok(0) => {
+                        if kairo_core::Hash::from(hasher.finalize()) != hash {
+                            let e = std::io::Error::other(format!("object {hash} is corrupted"));
+                            return Some((Err(e), (file, hasher, None, true)));
+                        }
+                        pending.map(|last| (Ok(last), (file, hasher, None, true)))
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        hasher.update(&buf);
+                        let next = bytes::Bytes::from(buf);
+                        match pending {
+                            Some(ready) => Some((Ok(ready), (file, hasher, Some(next), false))),
+                            // Nothing to send yet: emit an empty chunk and keep this one back.
+                            None => Some((Ok(bytes::Bytes::new()), (file, hasher, Some(next), false))),
+                        }
+                    }
+                    Err(e) => Some((Err(e), (file, hasher, None, true))),
+                }
+            });
+            Ok((StatusCode::OK, [octets, (header::CONTENT_LENGTH, &size.to_string())], Body::from_stream(stream))
+                .into_response())
+        }
+    }
 }
 
 pub async fn delete(s: AppState, raw: &str) -> ApiResult<Value> {

@@ -459,3 +459,28 @@ fn kairo_api_v1_serves_runs_datasets_lineage_events_and_its_openapi_document() {
     let (status, e) = server.get("/api/v1/lineage?target=nowhere");
     assert_eq!((status, e["code"].as_str()), (404, Some("not_found")));
 }
+
+#[test]
+fn large_artifacts_stream_back_verified_and_corruption_is_never_served() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let run = create_run(&server);
+    let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/0/{run}/artifacts/model.bin", server.url);
+    let r = reqwest::blocking::Client::new().put(&url).body(big.clone()).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let got = reqwest::blocking::get(&url).unwrap();
+    assert_eq!(got.headers()["content-length"], big.len().to_string().as_str());
+    assert!(got.bytes().unwrap().as_ref() == big.as_slice(), "the download equals the upload");
+
+    // Damage the stored object: the download must fail rather than hand out wrong bytes.
+    repo.corrupt_in_store(&big[1_000_000..1_000_064]);
+    let outcome = reqwest::blocking::get(&url).and_then(|r| r.bytes());
+    match outcome {
+        Ok(bytes) => assert!(
+            bytes.as_ref() != big.as_slice() && bytes.len() < big.len(),
+            "a corrupted object was served in full"
+        ),
+        Err(_) => {}
+    }
+}
