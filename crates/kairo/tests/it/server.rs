@@ -476,11 +476,8 @@ fn large_artifacts_stream_back_verified_and_corruption_is_never_served() {
     // Damage the stored object: the download must fail rather than hand out wrong bytes.
     repo.corrupt_in_store(&big[1_000_000..1_000_064]);
     let outcome = reqwest::blocking::get(&url).and_then(|r| r.bytes());
-    match outcome {
-        Ok(bytes) => assert!(
-            bytes.as_ref() != big.as_slice() && bytes.len() < big.len(),
-            "a corrupted object was served in full"
-        ),
-        Err(_) => {}
+    if let Ok(bytes) = outcome {
+        assert!(bytes.len() < big.len(), "a corrupted object was served in full");
     }
+}
 }
