@@ -480,4 +480,3 @@ fn large_artifacts_stream_back_verified_and_corruption_is_never_served() {
         assert!(bytes.len() < big.len(), "a corrupted object was served in full");
     }
 }
-}
