@@ -251,28 +251,29 @@ fn decode(row: &AnyRow) -> Result<Run> {
 const TRACKED_EXECUTOR: &str = "mlflow-client";
 
 impl Metadata {
-    /// Fill the metrics and params of API-created runs from the tracking tables (pipeline runs
-    /// carry theirs in the record).
+    /// Fill the metrics and params of API-created runs from the tracking tables, a few queries
+    /// for the whole list (pipeline runs carry theirs in the record).
     async fn with_tracked_data(&self, mut runs: Vec<Run>) -> Result<Vec<Run>> {
-        for run in runs.iter_mut().filter(|r| r.executor == TRACKED_EXECUTOR) {
-            let rows = sqlx::query("SELECT key, value, is_nan FROM run_latest_metrics WHERE run_id = $1")
-                .bind(&run.id)
-                .fetch_all(&self.pool)
-                .await?;
-            for r in &rows {
-                let nan: i64 = r.try_get(2)?;
-                run.metrics.insert(r.try_get(0)?, if nan == 1 { f64::NAN } else { r.try_get(1)? });
+        let ids: Vec<String> = runs.iter().filter(|r| r.executor == TRACKED_EXECUTOR).map(|r| r.id.clone()).collect();
+        let index: std::collections::HashMap<String, usize> =
+            runs.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
+        for chunk in ids.chunks(500) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("SELECT run_id, key, value, is_nan FROM run_latest_metrics WHERE run_id IN ({list})");
+            for r in &crate::tracking::bind_all(sqlx::query(&sql), chunk).fetch_all(&self.pool).await? {
+                let id: String = r.try_get(0)?;
+                if let Some(&i) = index.get(&id) {
+                    let nan: i64 = r.try_get(3)?;
+                    runs[i].metrics.insert(r.try_get(1)?, if nan == 1 { f64::NAN } else { r.try_get(2)? });
+                }
             }
-            let rows = sqlx::query("SELECT key, value FROM run_params WHERE run_id = $1")
-                .bind(&run.id)
-                .fetch_all(&self.pool)
-                .await?;
-            let params = run.params.entry("mlflow".to_string()).or_default();
-            for r in &rows {
-                params.insert(r.try_get(0)?, serde_json::Value::String(r.try_get(1)?));
-            }
-            if params.is_empty() {
-                run.params.remove("mlflow");
+            let sql = format!("SELECT run_id, key, value FROM run_params WHERE run_id IN ({list})");
+            for r in &crate::tracking::bind_all(sqlx::query(&sql), chunk).fetch_all(&self.pool).await? {
+                let id: String = r.try_get(0)?;
+                if let Some(&i) = index.get(&id) {
+                    let params = runs[i].params.entry("mlflow".to_string()).or_default();
+                    params.insert(r.try_get(1)?, serde_json::Value::String(r.try_get(2)?));
+                }
             }
         }
         Ok(runs)

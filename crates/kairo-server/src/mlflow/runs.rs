@@ -217,14 +217,12 @@ pub async fn search_experiments(s: AppState, p: Params) -> ApiResult<Value> {
 
 /// `name LIKE 'x%' AND tags.k = 'v'` — the experiment filter subset MLflow documents.
 fn parse_experiment_filter(filter: &str) -> ApiResult<Vec<(String, String, String)>> {
-    let conds = search::parse_filter(
-        &filter.replace("name ", "attributes.run_name ").replace("attributes.name", "attributes.run_name"),
-    )?;
+    let conds = search::parse_filter_with(filter, &["name"], &[])?;
     conds
         .into_iter()
         .map(|c| {
             let field = match c.kind {
-                search::Kind::Attribute if c.key == "run_name" => "name".to_string(),
+                search::Kind::Attribute if c.key == "name" => "name".to_string(),
                 search::Kind::Tag => format!("tags.{}", c.key),
                 _ => {
                     return Err(ApiError::invalid(format!(

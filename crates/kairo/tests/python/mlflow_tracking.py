@@ -16,6 +16,9 @@ client = MlflowClient()
 exp = mlflow.set_experiment("kairo-compat")
 assert mlflow.get_experiment_by_name("kairo-compat").experiment_id == exp.experiment_id
 assert mlflow.get_experiment_by_name("no-such-experiment") is None
+client.set_experiment_tag(exp.experiment_id, "owner", "my name is kairo")
+found_exps = mlflow.search_experiments(filter_string="name LIKE 'kairo-%' AND tags.owner = 'my name is kairo'")
+assert [e.name for e in found_exps] == ["kairo-compat"], found_exps
 
 with mlflow.start_run(run_name="parent") as parent:
     run_id = parent.info.run_id
