@@ -179,9 +179,6 @@ impl<'a> Runner<'a> {
     /// Process the selected stages; returns one outcome per stage in topological order.
     pub fn run(&self) -> Result<Vec<StageOutcome>> {
         let selected = self.dag.select(self.pipeline, &self.opts.targets)?;
-        if !self.opts.dry_run {
-            self.recover_orphans();
-        }
         let outcomes: Mutex<BTreeMap<usize, StageOutcome>> = Mutex::new(BTreeMap::new());
         let jobs = self.opts.jobs.max(1);
         let running = AtomicU64::new(0);
@@ -376,6 +373,9 @@ impl<'a> Runner<'a> {
             return Ok(md.clone());
         }
         let md = self.handle.block_on(self.project.metadata())?;
+        // The database is opened only when something runs or is restored: that is also when
+        // runs orphaned by a killed kairo are worth settling. A no-op check never opens it.
+        let _ = self.handle.block_on(recover_orphans(&md));
         *guard = Some(md.clone());
         Ok(md)
     }
@@ -628,12 +628,6 @@ impl<'a> Runner<'a> {
         let status = status?;
         use std::os::unix::process::ExitStatusExt;
         Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
-    }
-
-    fn recover_orphans(&self) {
-        if let Ok(md) = self.metadata() {
-            let _ = self.handle.block_on(recover_orphans(&md));
-        }
     }
 }
 
