@@ -14,3 +14,13 @@ pub fn format(t: DateTime<Utc>) -> String {
 pub fn now_string() -> String {
     format(now())
 }
+
+/// Milliseconds since the epoch, as the tracking API counts time.
+pub fn now_millis() -> i64 {
+    now().timestamp_millis()
+}
+
+/// Milliseconds since the epoch of a time rendered by [`format`] (0 when unparsable).
+pub fn millis_of(t: &str) -> i64 {
+    DateTime::parse_from_rfc3339(t).map(|d| d.timestamp_millis()).unwrap_or(0)
+}

@@ -243,11 +243,15 @@ impl Project {
             }
         }
         let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-        let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        format!("{user}@{}", Project::hostname())
+    }
+
+    /// This machine's name, as runs and actors record it.
+    pub fn hostname() -> String {
+        fs::read_to_string("/proc/sys/kernel/hostname")
             .or_else(|_| fs::read_to_string("/etc/hostname"))
             .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
-        format!("{user}@{host}")
+            .unwrap_or_else(|_| "localhost".into())
     }
 }
 

@@ -106,7 +106,7 @@ impl Fingerprinter {
         key.insert("os".to_string(), os);
         key.insert("arch".to_string(), std::env::consts::ARCH.to_string());
         facts.insert("kernel".to_string(), kernel);
-        facts.insert("host".to_string(), hostname());
+        facts.insert("host".to_string(), kairo_data::Project::hostname());
         facts
             .insert("cpus".to_string(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string());
         let env_err = |message: String| PipelineError::Env { stage: stage.name.clone(), message };
@@ -257,13 +257,6 @@ fn os_facts() -> (String, String) {
     let os = format!("{} {} {}", std::env::consts::OS, field("ID"), field("VERSION_ID")).trim().to_string();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     (os, kernel)
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// How to start a stage's command.

@@ -458,7 +458,7 @@ impl<'a> Runner<'a> {
             status: RunStatus::Running,
             trigger: self.opts.trigger.clone(),
             actor: Project::actor(),
-            host: env::hostname(),
+            host: Project::hostname(),
             pid: std::process::id(),
             executor: "local".into(),
             git,
@@ -633,7 +633,7 @@ impl<'a> Runner<'a> {
 
 /// Runs left `running` by a kairo process on this host that no longer exists: mark them failed.
 pub async fn recover_orphans(md: &Metadata) -> Result<()> {
-    for mut run in md.running_runs(&env::hostname()).await? {
+    for mut run in md.running_runs(&Project::hostname()).await? {
         // Runs created by tracking clients are the client's to end, not a kairo process's.
         if run.executor != "local" {
             continue;

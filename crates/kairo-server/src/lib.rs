@@ -103,10 +103,7 @@ pub async fn serve(
     let objects = project.objects()?;
     let tmp = project.store_dir().join("tmp");
     std::fs::create_dir_all(&tmp)?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    let state = AppState::new(project.clone(), md.clone(), objects, tmp, Project::actor(), host);
+    let state = AppState::new(project.clone(), md.clone(), objects, tmp, Project::actor(), Project::hostname());
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
     let bound = listener.local_addr()?;
     let announce = project.root().join(kairo_data::project::SERVER_FILE);

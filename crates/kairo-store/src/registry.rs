@@ -7,10 +7,6 @@ use kairo_core::tracking::{DatasetInput, LoggedModel, MetricPoint, ModelVersion,
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// What creating a logged model needs.
 #[derive(Debug, Clone)]
 pub struct NewLoggedModel {
@@ -45,7 +41,7 @@ impl Metadata {
         let _w = self.writer().await;
         let id = format!("m-{}", &kairo_core::run::new_run_id());
         let artifact_uri = format!("{}/models/{id}/artifacts", exp.artifact_location.trim_end_matches('/'));
-        let now = now_ms();
+        let now = kairo_core::time::now_millis();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO logged_models (id, experiment_id, name, model_type, source_run_id, status, creator_id, creation_ms, last_updated_ms, artifact_uri) \
@@ -92,14 +88,18 @@ impl Metadata {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("Logged model with ID '{id}' not found.")))?;
         let mut m = logged_from_row(&row)?;
-        m.params = kv(sqlx::query("SELECT key, value FROM logged_model_params WHERE model_id = $1 ORDER BY key")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?)?;
-        m.tags = kv(sqlx::query("SELECT key, value FROM logged_model_tags WHERE model_id = $1 ORDER BY key")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?)?;
+        m.params = crate::tracking::pairs(
+            sqlx::query("SELECT key, value FROM logged_model_params WHERE model_id = $1 ORDER BY key")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?,
+        )?;
+        m.tags = crate::tracking::pairs(
+            sqlx::query("SELECT key, value FROM logged_model_tags WHERE model_id = $1 ORDER BY key")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?,
+        )?;
         let rows = sqlx::query(
             "SELECT key, value, is_nan, timestamp, step, run_id FROM run_metrics WHERE model_id = $1 ORDER BY id",
         )
@@ -149,7 +149,7 @@ impl Metadata {
             "UPDATE logged_models SET status = $1, last_updated_ms = $2 WHERE id = $3 AND lifecycle_stage = 'active'",
         )
         .bind(status)
-        .bind(now_ms())
+        .bind(kairo_core::time::now_millis())
         .bind(id)
         .execute(&self.pool)
         .await?
@@ -317,7 +317,7 @@ impl Metadata {
         if exists > 0 {
             return Err(StoreError::AlreadyExists(format!("Registered Model (name={name}) already exists.")));
         }
-        let now = now_ms();
+        let now = kairo_core::time::now_millis();
         sqlx::query("INSERT INTO registered_models (name, description, user_id, creation_ms, last_updated_ms) VALUES ($1, $2, $3, $4, $4)")
             .bind(name)
             .bind(description)
@@ -348,10 +348,12 @@ impl Metadata {
             user_id: row.try_get(2)?,
             creation_ms: row.try_get(3)?,
             last_updated_ms: row.try_get(4)?,
-            tags: kv(sqlx::query("SELECT key, value FROM registered_model_tags WHERE name = $1 ORDER BY key")
-                .bind(name)
-                .fetch_all(&self.pool)
-                .await?)?,
+            tags: crate::tracking::pairs(
+                sqlx::query("SELECT key, value FROM registered_model_tags WHERE name = $1 ORDER BY key")
+                    .bind(name)
+                    .fetch_all(&self.pool)
+                    .await?,
+            )?,
             aliases: Vec::new(),
             latest_versions: Vec::new(),
         };
@@ -416,7 +418,7 @@ impl Metadata {
         let _w = self.writer().await;
         sqlx::query("UPDATE registered_models SET description = $1, last_updated_ms = $2 WHERE name = $3")
             .bind(description)
-            .bind(now_ms())
+            .bind(kairo_core::time::now_millis())
             .bind(name)
             .execute(&self.pool)
             .await?;
@@ -462,7 +464,7 @@ impl Metadata {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-        let now = now_ms();
+        let now = kairo_core::time::now_millis();
         sqlx::query(
             "INSERT INTO model_versions (name, version, description, source, run_id, model_id, run_link, status, current_stage, user_id, creation_ms, last_updated_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'READY', 'None', $8, $9, $9)",
@@ -511,12 +513,13 @@ impl Metadata {
     }
 
     async fn version_details(&self, mut v: ModelVersion) -> Result<ModelVersion> {
-        v.tags =
-            kv(sqlx::query("SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2 ORDER BY key")
+        v.tags = crate::tracking::pairs(
+            sqlx::query("SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2 ORDER BY key")
                 .bind(&v.name)
                 .bind(v.version)
                 .fetch_all(&self.pool)
-                .await?)?;
+                .await?,
+        )?;
         let rows = sqlx::query("SELECT alias FROM model_aliases WHERE name = $1 AND version = $2 ORDER BY alias")
             .bind(&v.name)
             .bind(v.version)
@@ -558,7 +561,7 @@ impl Metadata {
                 "UPDATE model_versions SET description = $1, last_updated_ms = $2 WHERE name = $3 AND version = $4",
             )
             .bind(d)
-            .bind(now_ms())
+            .bind(kairo_core::time::now_millis())
             .bind(name)
             .bind(version)
             .execute(&self.pool)
@@ -569,7 +572,7 @@ impl Metadata {
                 "UPDATE model_versions SET current_stage = $1, last_updated_ms = $2 WHERE name = $3 AND version = $4",
             )
             .bind(s)
-            .bind(now_ms())
+            .bind(kairo_core::time::now_millis())
             .bind(name)
             .bind(version)
             .execute(&self.pool)
@@ -667,10 +670,6 @@ impl Metadata {
             .try_get(0)?;
         self.model_version(name, version).await
     }
-}
-
-fn kv(rows: Vec<AnyRow>) -> Result<Vec<(String, String)>> {
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }
 
 fn logged_from_row(r: &AnyRow) -> Result<LoggedModel> {

@@ -49,7 +49,7 @@ impl Metadata {
         .bind(run.cacheable as i64)
         .bind(run.reproduces.as_deref())
         .bind(encode(run)?)
-        .bind(millis(&run.started_at))
+        .bind(kairo_core::time::millis_of(&run.started_at))
         .execute(&mut *tx)
         .await?;
         insert_io(&mut tx, run, "in").await?;
@@ -71,7 +71,7 @@ impl Metadata {
         .bind(run.ended_at.as_deref())
         .bind(run.cacheable as i64)
         .bind(encode(run)?)
-        .bind(run.ended_at.as_deref().map(millis))
+        .bind(run.ended_at.as_deref().map(kairo_core::time::millis_of))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -79,7 +79,7 @@ impl Metadata {
             return Ok(false);
         }
         // The tracking view of a pipeline run: its params and metrics, searchable like any run's.
-        let end = run.ended_at.as_deref().map(millis).unwrap_or(0);
+        let end = run.ended_at.as_deref().map(kairo_core::time::millis_of).unwrap_or(0);
         for (key, value) in &run.metrics {
             // The trigger on run_metrics keeps run_latest_metrics current.
             sqlx::query(
@@ -219,11 +219,6 @@ async fn insert_io(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run: &Run, directi
         .await?;
     }
     Ok(())
-}
-
-/// Milliseconds since the epoch of an RFC 3339 time (0 when unparsable).
-fn millis(t: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(t).map(|d| d.timestamp_millis()).unwrap_or(0)
 }
 
 fn encode(run: &Run) -> Result<String> {

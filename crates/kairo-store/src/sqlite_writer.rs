@@ -84,11 +84,7 @@ fn run(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Job>, writer: Arc<toki
 fn write(conn: &mut rusqlite::Connection, group: &[Job]) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sqlite_err)?;
     {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            .map_err(sqlite_err)?;
+        let mut insert = tx.prepare_cached(crate::tracking::INSERT_METRIC).map_err(sqlite_err)?;
         for (run_id, m, _) in group {
             let (value, is_nan) = if m.value.is_nan() { (0.0, 1i64) } else { (m.value, 0i64) };
             insert

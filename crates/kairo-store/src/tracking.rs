@@ -76,10 +76,6 @@ pub struct ArtifactEntry {
     pub size: Option<u64>,
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn not_found(what: impl Into<String>) -> StoreError {
     StoreError::NotFound(what.into())
 }
@@ -102,7 +98,7 @@ impl Metadata {
         if exists > 0 {
             return Err(StoreError::AlreadyExists(format!("Experiment '{name}' already exists.")));
         }
-        let now = now_ms();
+        let now = kairo_core::time::now_millis();
         let id: i64 = sqlx::query(
             "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES ($1, '', 'active', $2, $2) RETURNING id",
         )
@@ -199,7 +195,7 @@ impl Metadata {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE experiments SET name = $1, last_update_time = $2 WHERE id = $3")
             .bind(new_name)
-            .bind(now_ms())
+            .bind(kairo_core::time::now_millis())
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -225,7 +221,7 @@ impl Metadata {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE experiments SET lifecycle_stage = $1, last_update_time = $2 WHERE id = $3")
             .bind(stage)
-            .bind(now_ms())
+            .bind(kairo_core::time::now_millis())
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -452,7 +448,11 @@ impl Metadata {
             sqlx::query("SELECT record FROM runs WHERE id = $1").bind(id).fetch_one(&mut *tx).await?.try_get(0)?;
         let api_run = serde_json::from_str::<Run>(&record).map(|r| r.executor == "mlflow-client").unwrap_or(true);
         if let Some(status) = status.filter(|_| api_run) {
-            let end = if status == RunStatus::Running { None } else { Some(end_ms.unwrap_or_else(now_ms)) };
+            let end = if status == RunStatus::Running {
+                None
+            } else {
+                Some(end_ms.unwrap_or_else(kairo_core::time::now_millis))
+            };
             let ended_at = end.and_then(chrono::DateTime::from_timestamp_millis).map(kairo_core::time::format);
             sqlx::query("UPDATE runs SET status = $1, end_ms = $2, ended_at = $3 WHERE id = $4")
                 .bind(status.as_str())
@@ -711,25 +711,27 @@ impl Metadata {
     }
 }
 
+/// The one statement that appends a metric value (`$N` works for sqlx and rusqlite alike).
+pub(crate) const INSERT_METRIC: &str =
+    "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
 async fn insert_metric<'c, E>(executor: E, run_id: &str, m: &MetricPoint) -> Result<()>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
     let (value, is_nan) = if m.value.is_nan() { (0.0, 1i64) } else { (m.value, 0i64) };
-    sqlx::query(
-        "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(run_id)
-    .bind(&m.key)
-    .bind(value)
-    .bind(is_nan)
-    .bind(m.timestamp)
-    .bind(m.step)
-    .bind(m.model_id.as_deref())
-    .bind(m.dataset_name.as_deref())
-    .bind(m.dataset_digest.as_deref())
-    .execute(executor)
-    .await?;
+    sqlx::query(INSERT_METRIC)
+        .bind(run_id)
+        .bind(&m.key)
+        .bind(value)
+        .bind(is_nan)
+        .bind(m.timestamp)
+        .bind(m.step)
+        .bind(m.model_id.as_deref())
+        .bind(m.dataset_name.as_deref())
+        .bind(m.dataset_digest.as_deref())
+        .execute(executor)
+        .await?;
     Ok(())
 }
 
@@ -789,6 +791,7 @@ fn latest_from_row(r: &AnyRow, at: usize) -> Result<MetricPoint> {
     })
 }
 
-fn pairs(rows: Vec<AnyRow>) -> Result<Vec<(String, String)>> {
+/// (key, value) rows.
+pub(crate) fn pairs(rows: Vec<AnyRow>) -> Result<Vec<(String, String)>> {
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }

@@ -126,7 +126,7 @@ fn metric_from(p: &Params) -> ApiResult<MetricPoint> {
     Ok(MetricPoint {
         key,
         value: p.f64("value")?,
-        timestamp: p.opt_i64("timestamp")?.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+        timestamp: p.opt_i64("timestamp")?.unwrap_or_else(kairo_core::time::now_millis),
         step: p.opt_i64("step")?.unwrap_or(0),
         model_id: p.opt_string("model_id")?,
         dataset_name: p.opt_string("dataset_name")?,
@@ -299,7 +299,7 @@ pub async fn create_run(s: AppState, p: Params) -> ApiResult<Value> {
     if tag("mlflow.runName").is_none() {
         tags.push(("mlflow.runName".into(), name.clone()));
     }
-    let start = p.opt_i64("start_time")?.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    let start = p.opt_i64("start_time")?.unwrap_or_else(kairo_core::time::now_millis);
     let started_at = chrono::DateTime::from_timestamp_millis(start)
         .map(kairo_core::time::format)
         .unwrap_or_else(kairo_core::time::now_string);
