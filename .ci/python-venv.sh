@@ -3,7 +3,7 @@
 # Prints the venv's python path on stdout. Override the location with KAIRO_PY_VENV.
 set -euo pipefail
 VENV=${KAIRO_PY_VENV:-/var/cache/kairo-py-venv}
-REQUIREMENTS="mlflow==3.17.2 scikit-learn==1.7.2"
+REQUIREMENTS="mlflow==3.17.2 scikit-learn==1.7.2 skl2onnx==1.20.0 onnx==1.23.2 onnxruntime==1.31.1 tritonclient[http]==2.73.0"
 STAMP="$VENV/.kairo-requirements"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$REQUIREMENTS" ]; then
     echo "creating $VENV with $REQUIREMENTS" >&2

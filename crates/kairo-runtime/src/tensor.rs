@@ -1,0 +1,240 @@
+//! Typed tensors as Kairo's frontends exchange them with the runtime: a shape and a flat,
+//! row-major vector of one element type. The names follow the Open Inference Protocol.
+
+use std::fmt;
+
+/// An element type, named as the Open Inference Protocol names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    Bool,
+    U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    /// Strings (OIP `BYTES`); ONNX `string` tensors.
+    Bytes,
+}
+
+impl DType {
+    /// The OIP datatype name (`FP32`, `INT64`, `BYTES`, ...).
+    pub fn oip_name(self) -> &'static str {
+        match self {
+            DType::Bool => "BOOL",
+            DType::U8 => "UINT8",
+            DType::U16 => "UINT16",
+            DType::U32 => "UINT32",
+            DType::U64 => "UINT64",
+            DType::I8 => "INT8",
+            DType::I16 => "INT16",
+            DType::I32 => "INT32",
+            DType::I64 => "INT64",
+            DType::F32 => "FP32",
+            DType::F64 => "FP64",
+            DType::Bytes => "BYTES",
+        }
+    }
+
+    /// Parse an OIP datatype name; `FP16`/`BF16` are not supported and give `None`.
+    pub fn from_oip(name: &str) -> Option<DType> {
+        Some(match name {
+            "BOOL" => DType::Bool,
+            "UINT8" => DType::U8,
+            "UINT16" => DType::U16,
+            "UINT32" => DType::U32,
+            "UINT64" => DType::U64,
+            "INT8" => DType::I8,
+            "INT16" => DType::I16,
+            "INT32" => DType::I32,
+            "INT64" => DType::I64,
+            "FP32" => DType::F32,
+            "FP64" => DType::F64,
+            "BYTES" => DType::Bytes,
+            _ => return None,
+        })
+    }
+
+    /// Bytes per element in the binary tensor encoding; `None` for variable-size `BYTES`.
+    pub fn size(self) -> Option<usize> {
+        Some(match self {
+            DType::Bool | DType::U8 | DType::I8 => 1,
+            DType::U16 | DType::I16 => 2,
+            DType::U32 | DType::I32 | DType::F32 => 4,
+            DType::U64 | DType::I64 | DType::F64 => 8,
+            DType::Bytes => return None,
+        })
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.oip_name())
+    }
+}
+
+/// The elements of a tensor, flat and row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    Bool(Vec<bool>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Bytes(Vec<String>),
+}
+
+macro_rules! each_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            Data::Bool($v) => $body,
+            Data::U8($v) => $body,
+            Data::U16($v) => $body,
+            Data::U32($v) => $body,
+            Data::U64($v) => $body,
+            Data::I8($v) => $body,
+            Data::I16($v) => $body,
+            Data::I32($v) => $body,
+            Data::I64($v) => $body,
+            Data::F32($v) => $body,
+            Data::F64($v) => $body,
+            Data::Bytes($v) => $body,
+        }
+    };
+}
+
+impl Data {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Data::Bool(_) => DType::Bool,
+            Data::U8(_) => DType::U8,
+            Data::U16(_) => DType::U16,
+            Data::U32(_) => DType::U32,
+            Data::U64(_) => DType::U64,
+            Data::I8(_) => DType::I8,
+            Data::I16(_) => DType::I16,
+            Data::I32(_) => DType::I32,
+            Data::I64(_) => DType::I64,
+            Data::F32(_) => DType::F32,
+            Data::F64(_) => DType::F64,
+            Data::Bytes(_) => DType::Bytes,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        each_data!(self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Position of the first NaN or infinite element, for float data.
+    pub fn first_non_finite(&self) -> Option<usize> {
+        match self {
+            Data::F32(v) => v.iter().position(|x| !x.is_finite()),
+            Data::F64(v) => v.iter().position(|x| !x.is_finite()),
+            _ => None,
+        }
+    }
+
+    /// Keep the rows `start..end` of a tensor whose rows hold `row_len` elements each.
+    pub fn rows(&self, row_len: usize, start: usize, end: usize) -> Data {
+        let (a, b) = (start * row_len, end * row_len);
+        match self {
+            Data::Bool(v) => Data::Bool(v[a..b].to_vec()),
+            Data::U8(v) => Data::U8(v[a..b].to_vec()),
+            Data::U16(v) => Data::U16(v[a..b].to_vec()),
+            Data::U32(v) => Data::U32(v[a..b].to_vec()),
+            Data::U64(v) => Data::U64(v[a..b].to_vec()),
+            Data::I8(v) => Data::I8(v[a..b].to_vec()),
+            Data::I16(v) => Data::I16(v[a..b].to_vec()),
+            Data::I32(v) => Data::I32(v[a..b].to_vec()),
+            Data::I64(v) => Data::I64(v[a..b].to_vec()),
+            Data::F32(v) => Data::F32(v[a..b].to_vec()),
+            Data::F64(v) => Data::F64(v[a..b].to_vec()),
+            Data::Bytes(v) => Data::Bytes(v[a..b].to_vec()),
+        }
+    }
+
+    /// Element `i` as a JSON-friendly number, if numeric.
+    pub fn f64_at(&self, i: usize) -> Option<f64> {
+        Some(match self {
+            Data::Bool(v) => f64::from(u8::from(v[i])),
+            Data::U8(v) => f64::from(v[i]),
+            Data::U16(v) => f64::from(v[i]),
+            Data::U32(v) => f64::from(v[i]),
+            Data::U64(v) => v[i] as f64,
+            Data::I8(v) => f64::from(v[i]),
+            Data::I16(v) => f64::from(v[i]),
+            Data::I32(v) => f64::from(v[i]),
+            Data::I64(v) => v[i] as f64,
+            Data::F32(v) => f64::from(v[i]),
+            Data::F64(v) => v[i],
+            Data::Bytes(_) => return None,
+        })
+    }
+}
+
+/// A named-free tensor: shape plus data. `shape.iter().product() == data.len()` always holds
+/// for tensors built through [`Tensor::new`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
+impl Tensor {
+    /// A tensor, or an error message when the shape does not hold the data.
+    pub fn new(shape: Vec<usize>, data: Data) -> Result<Tensor, String> {
+        let want: usize = shape.iter().product();
+        if want != data.len() {
+            return Err(format!("shape {shape:?} holds {want} elements but {} were given", data.len()));
+        }
+        Ok(Tensor { shape, data })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    /// Number of rows (the first dimension; 1 for a scalar).
+    pub fn rows(&self) -> usize {
+        self.shape.first().copied().unwrap_or(1)
+    }
+}
+
+/// One input or output as a model declares it: `-1` marks a dimension of any size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<i64>,
+}
+
+/// A model's interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+impl Signature {
+    pub fn input(&self, name: &str) -> Option<&TensorSpec> {
+        self.inputs.iter().find(|s| s.name == name)
+    }
+}
