@@ -212,7 +212,7 @@ impl Model {
         let values: TVec<TValue> =
             inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<_, _>>()?;
         let outputs = self.plan.run(values).map_err(run)?;
-        outputs.iter().map(|v| from_tract(v)).collect()
+        outputs.iter().map(from_tract).collect()
     }
 
     /// [`Model::prepare`] then [`Model::run`].
