@@ -1,6 +1,8 @@
 //! Every committed fixture model runs in Kairo's runtime and matches onnxruntime's outputs
 //! (recorded by `fixtures/models/make_models.py`) to 1e-5.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
