@@ -13,7 +13,7 @@ pub struct RemoteConfig {
     pub url: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default = "default_version")]
@@ -30,6 +30,55 @@ pub struct Config {
     /// The pipeline; parsed (with positions in errors) by `kairo-pipeline`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<serde_yaml::Value>,
+    /// Per registered model: promotion gates, approval, rollout limits.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelPolicy>,
+}
+
+/// What a version must pass to take an alias, and how it rolls out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPolicy {
+    /// Conditions `METRIC OP NUMBER` (`auc >= 0.80`, `size_mb <= 20`, `latency_p99_ms < 2`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<String>,
+    /// The candidate must beat the version holding `champion` on the holdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beat_champion: Option<BeatChampion>,
+    /// The dataset gates and comparisons are evaluated on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<Holdout>,
+    #[serde(default)]
+    pub approval: Approval,
+    /// When a canary or shadow candidate is rolled back, and when a canary takes 100%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::serving::RolloutLimits>,
+}
+
+/// "Beats the champion by at least `by` on `metric`, both evaluated on the holdout."
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeatChampion {
+    pub metric: String,
+    #[serde(default)]
+    pub by: f64,
+}
+
+/// A CSV file with the label column; features are the other columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holdout {
+    pub path: String,
+    pub target: String,
+}
+
+/// Whether passing the gates is enough, or a person must approve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    #[default]
+    Auto,
+    Required,
 }
 
 /// How the local object store writes.

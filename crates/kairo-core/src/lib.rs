@@ -10,6 +10,7 @@ pub mod hash;
 pub mod manifest;
 pub mod pointer;
 pub mod run;
+pub mod serving;
 pub mod time;
 pub mod tracking;
 

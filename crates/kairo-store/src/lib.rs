@@ -14,6 +14,7 @@ pub mod pack;
 pub mod registry;
 pub mod remote;
 pub mod runs;
+pub mod serving;
 pub mod sqlite_writer;
 pub mod stat_cache;
 pub mod tracking;
