@@ -10,3 +10,7 @@ pub const USAGE: i32 = 2;
 pub const CHANGED: i32 = 3;
 /// Integrity failure: `data verify` found corrupted or missing objects.
 pub const CORRUPT: i32 = 4;
+/// A promotion gate failed (or an approver rejected the promotion): the alias did not move.
+pub const GATE_FAILED: i32 = 5;
+/// The promotion passed its gates and waits for an approval.
+pub const PENDING: i32 = 6;

@@ -24,3 +24,8 @@ pub fn now_millis() -> i64 {
 pub fn millis_of(t: &str) -> i64 {
     DateTime::parse_from_rfc3339(t).map(|d| d.timestamp_millis()).unwrap_or(0)
 }
+
+/// Milliseconds since the epoch as RFC 3339 UTC (the inverse of [`millis_of`]).
+pub fn millis_to_string(ms: i64) -> String {
+    chrono::DateTime::<Utc>::from_timestamp_millis(ms).map(format).unwrap_or_default()
+}

@@ -153,6 +153,37 @@ impl Metadata {
             .transpose()?)
     }
 
+    /// Point an alias at a version (`None` removes it), with who and why in its event.
+    pub async fn move_alias(&self, name: &str, alias: &str, version: Option<i64>, actor: &str, reason: &str) -> Result<()> {
+        match version {
+            Some(v) => {
+                self.model_version(name, v).await?;
+            }
+            None => {
+                if self.alias_version(name, alias).await?.is_none() {
+                    return Err(StoreError::NotFound(format!("model '{name}' has no alias '{alias}'")));
+                }
+            }
+        }
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        match version {
+            Some(v) => move_alias(&mut tx, name, alias, v, actor, reason).await?,
+            None => {
+                let before = self.alias_version(name, alias).await?;
+                sqlx::query("DELETE FROM model_aliases WHERE name = $1 AND alias = $2")
+                    .bind(name)
+                    .bind(alias)
+                    .execute(&mut *tx)
+                    .await?;
+                let payload = serde_json::json!({"alias": alias, "before": before, "after": null, "reason": reason});
+                insert_event(&mut tx, actor, "model.alias_moved", &format!("model:{name}"), &payload).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Record a promotion decided at once (promoted or failed) or left pending. A promoted
     /// one moves the alias in the same transaction, with the reason in the alias event.
     pub async fn record_promotion(&self, p: &Promotion) -> Result<()> {

@@ -3,6 +3,7 @@
 
 mod data;
 mod demo;
+mod models;
 mod pipeline;
 mod progress;
 mod report;
@@ -46,6 +47,18 @@ enum Command {
     Reproduce(pipeline::ReproduceArgs),
     /// Show where a run, output or dataset version came from.
     Lineage(pipeline::LineageArgs),
+    /// The model registry: register, ls, show, promote (gated), alias.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
+    /// Serve models for inference: Open Inference Protocol v2, MLflow /invocations, /metrics.
+    Serve(models::ServeArgs),
+    /// Roll a version out: direct, canary (a share of traffic) or shadow (mirrored), with
+    /// automatic rollback on errors or latency.
+    Deploy(models::DeployArgs),
+    /// Return a model's deployment to the last version that served 100%.
+    Rollback(models::RollbackArgs),
     /// Serve the project over HTTP: the MLflow-compatible tracking API and artifact proxy.
     Server(server::ServerArgs),
     /// A scripted walk through Kairo on generated sample data, in a scratch directory.
@@ -105,6 +118,10 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Runs { command } => pipeline::runs(command).await,
         Command::Reproduce(args) => pipeline::reproduce(args).await,
         Command::Lineage(args) => pipeline::lineage(args).await,
+        Command::Models { command } => models::run(command).await,
+        Command::Serve(args) => models::serve(args).await,
+        Command::Deploy(args) => models::deploy(args).await,
+        Command::Rollback(args) => models::rollback(args).await,
         Command::Server(args) => server::run(args).await,
         Command::Demo { dir } => demo::run(dir).await,
     }

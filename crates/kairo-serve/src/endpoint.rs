@@ -1,0 +1,485 @@
+//! What each served model name routes to, and how that changes: a poller reads the registry
+//! (deployment, alias or pinned version), loads new versions beside the old ones, and swaps
+//! the routing table atomically. Requests take an `Arc` of the routing when they start, so
+//! in-flight requests finish on the version they began with.
+//!
+//! The rollout guard lives here too: it watches the candidate's error rate and p99, rolls a
+//! canary or shadow back when they exceed the deployment's limits, and gives a healthy canary
+//! 100% when its window ends.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use kairo_core::serving::{Deployment, Strategy};
+use kairo_data::Project;
+use kairo_registry::ModelRef;
+use kairo_runtime::Model;
+use kairo_store::serving::DeploymentChange;
+use kairo_store::Metadata;
+use serde_json::{json, Value};
+
+/// One loaded version.
+pub struct Loaded {
+    pub name: String,
+    pub version: i64,
+    pub model: Model,
+    /// OIP model metadata (`GET /v2/models/{name}/versions/{v}`).
+    pub metadata: Value,
+}
+
+/// Which arm of a deployment answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arm {
+    Stable,
+    Canary,
+    Shadow,
+    /// A request that named its version.
+    Pinned,
+}
+
+impl Arm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arm::Stable => "stable",
+            Arm::Canary => "canary",
+            Arm::Shadow => "shadow",
+            Arm::Pinned => "pinned",
+        }
+    }
+}
+
+/// What the endpoint follows in the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Follow {
+    /// `kairo deploy`'s deployment; before there is one, the `champion` alias, else the latest version.
+    Deployment,
+    Alias(String),
+    Pinned(i64),
+}
+
+/// A candidate beside the stable version.
+#[derive(Clone)]
+pub struct Candidate {
+    pub loaded: Arc<Loaded>,
+    pub strategy: Strategy,
+    pub weight: u32,
+}
+
+/// The routing of one endpoint at one moment; immutable, replaced whole.
+pub struct Routing {
+    pub stable: Arc<Loaded>,
+    pub candidate: Option<Candidate>,
+    pub deployment: Option<Deployment>,
+}
+
+/// Outcomes of the candidate since it started, for the rollout guard.
+#[derive(Default)]
+struct CandidateStats {
+    version: Option<i64>,
+    total: u64,
+    errors: u64,
+    latencies_ms: Vec<f32>,
+}
+
+const MAX_LATENCY_SAMPLES: usize = 100_000;
+
+pub struct Endpoint {
+    pub name: String,
+    pub follow: Follow,
+    routing: RwLock<Arc<Routing>>,
+    stats: Mutex<CandidateStats>,
+    counter: AtomicU64,
+}
+
+impl Endpoint {
+    pub fn routing(&self) -> Arc<Routing> {
+        match self.routing.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn swap(&self, routing: Routing) {
+        let mut g = match self.routing.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = Arc::new(routing);
+    }
+
+    /// Pick the arm for a request: canary by weight (sticky by `key` when given), and the
+    /// shadow to mirror to, if any.
+    pub fn route(&self, routing: &Routing, key: Option<&str>) -> (Arc<Loaded>, Arm, Option<Arc<Loaded>>) {
+        match &routing.candidate {
+            Some(c) if c.strategy == Strategy::Canary => {
+                let bucket = match key {
+                    Some(k) => {
+                        let h = blake3::hash(k.as_bytes());
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&h.as_bytes()[..8]);
+                        u64::from_le_bytes(b) % 100
+                    }
+                    // An even spread without randomness: 37 is coprime with 100.
+                    None => (self.counter.fetch_add(1, Ordering::Relaxed) * 37) % 100,
+                };
+                if bucket < u64::from(c.weight) {
+                    (c.loaded.clone(), Arm::Canary, None)
+                } else {
+                    (routing.stable.clone(), Arm::Stable, None)
+                }
+            }
+            Some(c) if c.strategy == Strategy::Shadow => (routing.stable.clone(), Arm::Stable, Some(c.loaded.clone())),
+            _ => (routing.stable.clone(), Arm::Stable, None),
+        }
+    }
+
+    /// Record a candidate-arm outcome (canary or shadow) for the guard.
+    pub fn observe_candidate(&self, version: i64, ok: bool, latency: Duration) {
+        let mut s = match self.stats.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        if s.version != Some(version) {
+            *s = CandidateStats { version: Some(version), ..Default::default() };
+        }
+        s.total += 1;
+        if !ok {
+            s.errors += 1;
+        }
+        if s.latencies_ms.len() < MAX_LATENCY_SAMPLES {
+            s.latencies_ms.push(latency.as_secs_f32() * 1e3);
+        }
+    }
+
+    /// A version this endpoint serves right now (stable or candidate).
+    pub fn loaded_version(&self, version: i64) -> Option<Arc<Loaded>> {
+        let r = self.routing();
+        if r.stable.version == version {
+            return Some(r.stable.clone());
+        }
+        r.candidate.as_ref().filter(|c| c.loaded.version == version).map(|c| c.loaded.clone())
+    }
+}
+
+/// Every endpoint of this server, the loaded-version cache and the registry handles.
+pub struct Endpoints {
+    pub map: HashMap<String, Arc<Endpoint>>,
+    project: Project,
+    md: Metadata,
+    cache: Mutex<HashMap<(String, i64), Arc<Loaded>>>,
+    /// Versions that failed to load, so a bad version is reported once, not every poll.
+    failed: Mutex<HashSet<(String, i64)>>,
+    actor: String,
+}
+
+/// The registry's current wish for an endpoint.
+#[derive(Debug, Clone, PartialEq)]
+struct Desired {
+    stable: i64,
+    candidate: Option<(i64, Strategy, u32)>,
+    deployment: Option<Deployment>,
+}
+
+impl Endpoints {
+    /// Resolve and load every requested model; any failure here stops the server from starting.
+    pub async fn start(project: Project, md: Metadata, refs: &[ModelRef], actor: String) -> Result<Endpoints, String> {
+        let mut eps = Endpoints {
+            map: HashMap::new(),
+            project,
+            md,
+            cache: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashSet::new()),
+            actor,
+        };
+        for r in refs {
+            let follow = match r {
+                ModelRef::Name(_) => Follow::Deployment,
+                ModelRef::Alias(_, a) => Follow::Alias(a.clone()),
+                ModelRef::Version(_, v) => Follow::Pinned(*v),
+            };
+            let name = r.name().to_string();
+            if eps.map.contains_key(&name) {
+                return Err(format!("model '{name}' is named twice"));
+            }
+            let desired = eps.desired(&name, &follow).await?;
+            let stable = eps.load(&name, desired.stable).await?;
+            let candidate = match desired.candidate {
+                Some((v, strategy, weight)) => match eps.load(&name, v).await {
+                    Ok(loaded) => Some(Candidate { loaded, strategy, weight }),
+                    Err(e) => {
+                        eprintln!("kairo serve: {e}; serving '{name}' without its candidate");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let routing = Routing { stable, candidate, deployment: desired.deployment };
+            eps.map.insert(
+                name.clone(),
+                Arc::new(Endpoint {
+                    name,
+                    follow,
+                    routing: RwLock::new(Arc::new(routing)),
+                    stats: Mutex::new(CandidateStats::default()),
+                    counter: AtomicU64::new(0),
+                }),
+            );
+        }
+        Ok(eps)
+    }
+
+    async fn desired(&self, name: &str, follow: &Follow) -> Result<Desired, String> {
+        let err = |e: kairo_store::StoreError| format!("model '{name}': {e}");
+        match follow {
+            Follow::Pinned(v) => Ok(Desired { stable: *v, candidate: None, deployment: None }),
+            Follow::Alias(a) => {
+                let v = self
+                    .md
+                    .alias_version(name, a)
+                    .await
+                    .map_err(err)?
+                    .ok_or_else(|| format!("model '{name}' has no alias '{a}'"))?;
+                Ok(Desired { stable: v, candidate: None, deployment: None })
+            }
+            Follow::Deployment => {
+                if let Some(d) = self.md.deployment(name).await.map_err(err)? {
+                    let candidate = d.candidate_version.map(|v| (v, d.strategy, d.weight));
+                    return Ok(Desired { stable: d.stable_version, candidate, deployment: Some(d) });
+                }
+                let v = ModelRef::Alias(name.into(), "champion".into()).resolve(&self.md).await;
+                let v = match v {
+                    Ok(v) => v,
+                    Err(_) => ModelRef::Name(name.into()).resolve(&self.md).await.map_err(|e| e.to_string())?,
+                };
+                Ok(Desired { stable: v, candidate: None, deployment: None })
+            }
+        }
+    }
+
+    /// Load a version (or reuse it): bytes checked against their hash, model prepared off the
+    /// async threads.
+    async fn load(&self, name: &str, version: i64) -> Result<Arc<Loaded>, String> {
+        if let Some(l) = lock(&self.cache).get(&(name.to_string(), version)) {
+            return Ok(l.clone());
+        }
+        let what = format!("model '{name}' version {version}");
+        let artifact = kairo_registry::artifact_of(&self.md, name, version).await.map_err(|e| e.to_string())?;
+        let bytes =
+            kairo_registry::version_bytes(&self.project, &artifact).map_err(|e| format!("{what} cannot be loaded: {e}"))?;
+        let label = what.clone();
+        let model = tokio::task::spawn_blocking(move || kairo_registry::load_model(&bytes, &label))
+            .await
+            .map_err(|e| format!("{what}: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let metadata = metadata_json(name, version, &model);
+        let loaded = Arc::new(Loaded { name: name.to_string(), version, model, metadata });
+        lock(&self.cache).insert((name.to_string(), version), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// One reconciliation pass over every endpoint: follow registry changes, judge candidates.
+    pub async fn reconcile(&self) {
+        for ep in self.map.values() {
+            if let Err(e) = self.reconcile_one(ep).await {
+                eprintln!("kairo serve: {}: {e}", ep.name);
+            }
+        }
+        // Versions no endpoint serves any more are dropped from the cache.
+        let live: HashSet<(String, i64)> = self
+            .map
+            .values()
+            .flat_map(|ep| {
+                let r = ep.routing();
+                let mut v = vec![(ep.name.clone(), r.stable.version)];
+                if let Some(c) = &r.candidate {
+                    v.push((ep.name.clone(), c.loaded.version));
+                }
+                v
+            })
+            .collect();
+        lock(&self.cache).retain(|k, _| live.contains(k));
+    }
+
+    async fn reconcile_one(&self, ep: &Endpoint) -> Result<(), String> {
+        let desired = self.desired(&ep.name, &ep.follow).await?;
+        let current = ep.routing();
+        let unchanged = current.stable.version == desired.stable
+            && current.candidate.as_ref().map(|c| (c.loaded.version, c.strategy, c.weight)) == desired.candidate;
+        if unchanged {
+            if current.deployment != desired.deployment {
+                ep.swap(Routing {
+                    stable: current.stable.clone(),
+                    candidate: current.candidate.clone(),
+                    deployment: desired.deployment,
+                });
+            }
+            return self.guard(ep).await;
+        }
+        let stable = if current.stable.version == desired.stable {
+            current.stable.clone()
+        } else {
+            match self.load(&ep.name, desired.stable).await {
+                Ok(l) => l,
+                Err(e) => {
+                    self.load_failed(ep, desired.stable, &e, &desired, current.stable.version).await;
+                    return Ok(());
+                }
+            }
+        };
+        let candidate = match desired.candidate {
+            None => None,
+            Some((v, strategy, weight)) => match self.load(&ep.name, v).await {
+                Ok(loaded) => Some(Candidate { loaded, strategy, weight }),
+                Err(e) => {
+                    self.load_failed(ep, v, &e, &desired, desired.stable).await;
+                    None
+                }
+            },
+        };
+        let from = current.stable.version;
+        ep.swap(Routing { stable, candidate, deployment: desired.deployment });
+        if from != desired.stable {
+            eprintln!("kairo serve: {} now serves version {} (was {from})", ep.name, desired.stable);
+        }
+        Ok(())
+    }
+
+    /// A version did not load: the old one keeps serving, the failure is an event, and a
+    /// deployment that asked for it is returned to `keep`.
+    async fn load_failed(&self, ep: &Endpoint, version: i64, error: &str, desired: &Desired, keep: i64) {
+        let first = lock(&self.failed).insert((ep.name.clone(), version));
+        if first {
+            eprintln!("kairo serve: {error}; still serving version {}", ep.routing().stable.version);
+            let _ = self.md.record_deployment_failure(&ep.name, version, error, &self.actor).await;
+        }
+        if let Some(d) = &desired.deployment {
+            let change = DeploymentChange {
+                name: ep.name.clone(),
+                stable_version: keep,
+                candidate_version: None,
+                strategy: Strategy::Direct,
+                weight: 0,
+                limits: d.limits.clone(),
+                kind: "deployment.rolled_back",
+                reason: format!("version {version} failed to load: {error}"),
+            };
+            let _ = self.md.change_deployment(&change, Some(d.generation), &self.actor).await;
+        }
+    }
+
+    /// Judge the candidate against the deployment's limits.
+    async fn guard(&self, ep: &Endpoint) -> Result<(), String> {
+        let routing = ep.routing();
+        let (Some(c), Some(d)) = (&routing.candidate, &routing.deployment) else { return Ok(()) };
+        let (total, errors, p99) = {
+            let mut s = lock(&ep.stats);
+            if s.version != Some(c.loaded.version) {
+                *s = CandidateStats { version: Some(c.loaded.version), ..Default::default() };
+            }
+            let p99 = percentile(&mut s.latencies_ms, 0.99);
+            (s.total, s.errors, p99)
+        };
+        let limits = &d.limits;
+        let mut breach = None;
+        if total >= limits.min_requests && total > 0 {
+            let rate = errors as f64 / total as f64;
+            if rate > limits.max_error_rate {
+                breach = Some(format!(
+                    "candidate error rate {rate:.3} > {} over {total} requests",
+                    limits.max_error_rate
+                ));
+            } else if f64::from(p99) > limits.max_p99_ms {
+                breach = Some(format!("candidate p99 {p99:.3} ms > {} ms over {total} requests", limits.max_p99_ms));
+            }
+        }
+        let change = if let Some(reason) = breach {
+            DeploymentChange {
+                name: ep.name.clone(),
+                stable_version: d.stable_version,
+                candidate_version: None,
+                strategy: Strategy::Direct,
+                weight: 0,
+                limits: limits.clone(),
+                kind: "deployment.rolled_back",
+                reason: format!("automatic rollback of version {}: {reason}", c.loaded.version),
+            }
+        } else if c.strategy == Strategy::Canary
+            && kairo_core::time::now_millis() - d.started_ms >= (limits.window_s as i64) * 1000
+            && total >= limits.min_requests
+        {
+            DeploymentChange {
+                name: ep.name.clone(),
+                stable_version: c.loaded.version,
+                candidate_version: None,
+                strategy: Strategy::Direct,
+                weight: 0,
+                limits: limits.clone(),
+                kind: "deployment.completed",
+                reason: format!(
+                    "canary of version {} healthy for {} s ({total} requests, {errors} errors, p99 {p99:.3} ms)",
+                    c.loaded.version, limits.window_s
+                ),
+            }
+        } else {
+            return Ok(());
+        };
+        let applied =
+            self.md.change_deployment(&change, Some(d.generation), &self.actor).await.map_err(|e| e.to_string())?;
+        if applied.is_some() {
+            eprintln!("kairo serve: {}: {}", ep.name, change.reason);
+            // Apply at once rather than at the next poll.
+            Box::pin(self.reconcile_one(ep)).await?;
+        }
+        Ok(())
+    }
+
+    /// Reconcile every `interval` until the process ends.
+    pub fn spawn_poller(self: &Arc<Self>, interval: Duration) {
+        let eps = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let started = Instant::now();
+                eps.reconcile().await;
+                let _ = started;
+            }
+        });
+    }
+
+    pub fn md(&self) -> &Metadata {
+        &self.md
+    }
+}
+
+fn percentile(values: &mut [f32], q: f64) -> f32 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f32::total_cmp);
+    let ix = ((values.len() as f64 - 1.0) * q).round() as usize;
+    values[ix.min(values.len() - 1)]
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// OIP model metadata.
+fn metadata_json(name: &str, version: i64, model: &Model) -> Value {
+    let spec = |s: &kairo_runtime::TensorSpec| json!({"name": s.name, "datatype": s.dtype.oip_name(), "shape": s.shape});
+    let sig = model.signature();
+    json!({
+        "name": name,
+        "versions": [version.to_string()],
+        "platform": "onnx_onnxv1",
+        "inputs": sig.inputs.iter().map(spec).collect::<Vec<_>>(),
+        "outputs": sig.outputs.iter().map(spec).collect::<Vec<_>>(),
+    })
+}

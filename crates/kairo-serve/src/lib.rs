@@ -1,0 +1,541 @@
+//! `kairo serve`: the inference server.
+//!
+//! Owns the HTTP surface of inference — the Open Inference Protocol v2 REST API (JSON and the
+//! binary tensor extension), MLflow's `/invocations`, `/ping`, `/health`, Prometheus
+//! `/metrics`, `POST /v1/feedback` — over endpoints that follow the registry (`endpoint`):
+//! hot swap, canary and shadow with automatic rollback. Every answered request goes to the
+//! prediction log (`predlog`) without waiting for it.
+//!
+//! Knows nothing of how versions are registered or gated (that is `kairo-registry`) and runs
+//! models only through `kairo-runtime`.
+
+pub mod endpoint;
+pub mod invocations;
+pub mod metrics;
+pub mod oip;
+pub mod predlog;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use endpoint::{Arm, Endpoint, Endpoints, Loaded};
+use kairo_data::Project;
+use kairo_registry::ModelRef;
+use kairo_runtime::{RuntimeError, Tensor};
+use serde_json::{json, Value};
+
+pub use predlog::read_segment;
+
+/// How `kairo serve` runs.
+pub struct ServeConfig {
+    pub models: Vec<ModelRef>,
+    pub addr: SocketAddr,
+    /// How often the registry is polled for alias moves and deployment changes.
+    pub poll: Duration,
+    /// Largest accepted request body.
+    pub max_body: usize,
+    /// Prediction-log queue length (records); a full queue drops records.
+    pub log_queue: usize,
+    /// A segment is written when it holds this many rows, or after `log_max_age`.
+    pub log_max_rows: usize,
+    pub log_max_age: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Start(String),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Data(#[from] kairo_data::DataError),
+    #[error(transparent)]
+    Store(#[from] kairo_store::StoreError),
+}
+
+struct Inner {
+    endpoints: Arc<Endpoints>,
+    metrics: Arc<metrics::Metrics>,
+    log: predlog::PredictionLog,
+}
+
+#[derive(Clone)]
+struct AppState(Arc<Inner>);
+
+/// Serve until `shutdown` resolves; in-flight requests finish and the prediction log is flushed.
+pub async fn serve(
+    project: &Project,
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(SocketAddr, &[(String, i64)]),
+) -> Result<(), ServeError> {
+    if config.models.is_empty() {
+        return Err(ServeError::Start("name at least one model to serve (NAME, NAME@ALIAS or NAME:VERSION)".into()));
+    }
+    let md = project.metadata().await?;
+    let objects = project.objects()?;
+    let endpoints = Arc::new(
+        Endpoints::start(project.clone(), md.clone(), &config.models, Project::actor())
+            .await
+            .map_err(ServeError::Start)?,
+    );
+    let metrics = Arc::new(metrics::Metrics::default());
+    let settings = predlog::Settings { queue: config.log_queue, max_rows: config.log_max_rows, max_age: config.log_max_age };
+    let (log, writer) = predlog::PredictionLog::start(md.clone(), objects, metrics.clone(), settings);
+    endpoints.spawn_poller(config.poll);
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+    let bound = listener.local_addr()?;
+    let mut served: Vec<(String, i64)> =
+        endpoints.map.values().map(|ep| (ep.name.clone(), ep.routing().stable.version)).collect();
+    served.sort();
+    on_ready(bound, &served);
+    let state = AppState(Arc::new(Inner { endpoints, metrics, log }));
+    let app = router(state.clone(), config.max_body);
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    // Dropping the last sender lets the writer flush and stop.
+    drop(state);
+    writer.finish().await;
+    md.close().await;
+    result.map_err(ServeError::Io)
+}
+
+fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/v2/health/live", get(|| async { Json(json!({"live": true})) }))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/v2/models/{name}/versions/{version}", get(model_metadata_version))
+        .route("/v2/models/{name}/versions/{version}/ready", get(model_ready_version))
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer_version))
+        .route("/invocations", post(invocations))
+        .route("/ping", get(|| async { "\n" }))
+        .route("/health", get(|| async { "\n" }))
+        .route("/metrics", get(prometheus))
+        .route("/v1/feedback", post(feedback))
+        .fallback(|uri: axum::http::Uri| async move { oip_error(StatusCode::NOT_FOUND, format!("no endpoint {}", uri.path())) })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// OIP's error shape: `{"error": "..."}`.
+fn oip_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn body_error(e: BytesRejection) -> Response {
+    let status = e.status();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "request body is larger than the server accepts (see `kairo serve --max-body-mb`)".to_string()
+    } else {
+        e.body_text()
+    };
+    oip_error(status, message)
+}
+
+/// A refusal: status and message, turned into the protocol's error body by the caller.
+struct Reject(StatusCode, String);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        oip_error(self.0, self.1)
+    }
+}
+
+impl AppState {
+    fn endpoint(&self, name: &str) -> Result<&Arc<Endpoint>, Reject> {
+        self.0.endpoints.map.get(name).ok_or_else(|| {
+            let mut names: Vec<&str> = self.0.endpoints.map.keys().map(String::as_str).collect();
+            names.sort();
+            Reject(StatusCode::NOT_FOUND, format!("model '{name}' is not served here (served: {})", names.join(", ")))
+        })
+    }
+
+    fn version(&self, name: &str, version: &str) -> Result<Arc<Loaded>, Reject> {
+        let ep = self.endpoint(name)?;
+        let v: i64 =
+            version.parse().map_err(|_| Reject(StatusCode::BAD_REQUEST, format!("version '{version}' is not a number")))?;
+        ep.loaded_version(v)
+            .ok_or_else(|| Reject(StatusCode::NOT_FOUND, format!("model '{name}' version {v} is not loaded here")))
+    }
+}
+
+async fn ready(State(s): State<AppState>) -> Response {
+    Json(json!({"ready": !s.0.endpoints.map.is_empty()})).into_response()
+}
+
+async fn server_metadata() -> Response {
+    Json(json!({"name": "kairo", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]})).into_response()
+}
+
+async fn model_metadata(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    match s.endpoint(&name) {
+        Ok(ep) => {
+            let r = ep.routing();
+            let mut meta = r.stable.metadata.clone();
+            let mut versions = vec![r.stable.version.to_string()];
+            if let Some(c) = &r.candidate {
+                versions.push(c.loaded.version.to_string());
+            }
+            meta["versions"] = json!(versions);
+            Json(meta).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_metadata_version(State(s): State<AppState>, Path((name, version)): Path<(String, String)>) -> Response {
+    match s.version(&name, &version) {
+        Ok(l) => Json(l.metadata.clone()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_ready(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    match s.endpoint(&name) {
+        Ok(_) => Json(json!({"name": name, "ready": true})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_ready_version(State(s): State<AppState>, Path((name, version)): Path<(String, String)>) -> Response {
+    match s.version(&name, &version) {
+        Ok(_) => Json(json!({"name": name, "ready": true})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn infer(State(s): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    infer_common(s, name, None, headers, body).await
+}
+
+async fn infer_version(
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    infer_common(s, name, Some(version), headers, body).await
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn new_request_id() -> String {
+    kairo_core::run::new_run_id()
+}
+
+/// Run a model; small requests inline, large batches on the blocking pool.
+async fn run_model(loaded: &Arc<Loaded>, inputs: HashMap<String, Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+    let elements: usize = inputs.values().map(|t| t.data.len()).sum();
+    if elements <= 16_384 {
+        return loaded.model.infer(inputs);
+    }
+    let l = loaded.clone();
+    tokio::task::spawn_blocking(move || l.model.infer(inputs))
+        .await
+        .map_err(|e| RuntimeError::Run(e.to_string()))?
+}
+
+fn status_of(e: &RuntimeError) -> StatusCode {
+    match e {
+        RuntimeError::Input(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// What one answered request leaves behind: metrics, guard statistics, the log record.
+struct Outcome<'a> {
+    state: &'a AppState,
+    ep: &'a Endpoint,
+    loaded: &'a Loaded,
+    arm: Arm,
+    request_id: String,
+    started: Instant,
+}
+
+impl Outcome<'_> {
+    fn finish(self, status: StatusCode, inputs: Option<Vec<(String, Tensor)>>, outputs: Vec<(String, Tensor)>) {
+        let elapsed = self.started.elapsed();
+        let code = status.as_u16();
+        self.state.0.metrics.observe(&self.ep.name, self.loaded.version, self.arm.as_str(), code, elapsed);
+        if matches!(self.arm, Arm::Canary | Arm::Shadow) {
+            self.ep.observe_candidate(self.loaded.version, code < 500, elapsed);
+        }
+        if let Some(inputs) = inputs {
+            self.state.0.log.log(predlog::Record {
+                request_id: self.request_id,
+                time_ms: kairo_core::time::now_millis(),
+                model: self.ep.name.clone(),
+                version: self.loaded.version,
+                arm: self.arm.as_str(),
+                latency_us: elapsed.as_micros() as i64,
+                status: code,
+                inputs,
+                outputs,
+            });
+        }
+    }
+}
+
+/// Mirror a request to the shadow candidate; its answer is recorded and discarded.
+fn mirror(state: &AppState, ep: &Arc<Endpoint>, shadow: Arc<Loaded>, inputs: HashMap<String, Tensor>, request_id: String) {
+    let state = state.clone();
+    let ep = ep.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let logged: Vec<(String, Tensor)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let result = run_model(&shadow, inputs).await;
+        let outcome = Outcome { state: &state, ep: &ep, loaded: &shadow, arm: Arm::Shadow, request_id, started };
+        match result {
+            Ok(outs) => {
+                let named = shadow.model.signature().outputs.iter().map(|o| o.name.clone()).zip(outs).collect();
+                outcome.finish(StatusCode::OK, Some(logged), named);
+            }
+            Err(e) => outcome.finish(status_of(&e), Some(logged), Vec::new()),
+        }
+    });
+}
+
+async fn infer_common(
+    s: AppState,
+    name: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e),
+    };
+    let ep = match s.endpoint(&name) {
+        Ok(ep) => ep.clone(),
+        Err(e) => return e.into_response(),
+    };
+    let json_len = match header(&headers, "inference-header-content-length").map(str::parse::<usize>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return oip_error(StatusCode::BAD_REQUEST, "Inference-Header-Content-Length is not a number"),
+    };
+    let request = match oip::decode(&body, json_len) {
+        Ok(r) => r,
+        Err(e) => return oip_error(StatusCode::BAD_REQUEST, e),
+    };
+    let routing = ep.routing();
+    let key = request.routing_key.as_deref().or_else(|| header(&headers, "kairo-routing-key"));
+    let (loaded, arm, shadow) = match &version {
+        Some(v) => match s.version(&name, v) {
+            Ok(l) => (l, Arm::Pinned, None),
+            Err(e) => return e.into_response(),
+        },
+        None => ep.route(&routing, key),
+    };
+    let request_id = request
+        .id
+        .clone()
+        .or_else(|| header(&headers, "x-request-id").map(str::to_string))
+        .unwrap_or_else(new_request_id);
+    if let Some(outs) = &request.outputs {
+        if let Some((bad, _)) = outs.iter().find(|(n, _)| !loaded.model.signature().outputs.iter().any(|o| o.name == *n)) {
+            return oip_error(StatusCode::BAD_REQUEST, format!("unknown output '{bad}'"));
+        }
+    }
+    let logged: Vec<(String, Tensor)> = request.inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some(shadow) = shadow {
+        mirror(&s, &ep, shadow, request.inputs.clone(), request_id.clone());
+    }
+    let outcome = Outcome { state: &s, ep: &ep, loaded: &loaded, arm, request_id: request_id.clone(), started };
+    let outputs = match run_model(&loaded, request.inputs).await {
+        Ok(o) => o,
+        Err(e) => {
+            let status = status_of(&e);
+            outcome.finish(status, Some(logged), Vec::new());
+            return oip_error(status, e.to_string());
+        }
+    };
+    let sig = loaded.model.signature();
+    let named: Vec<(String, Tensor)> = sig.outputs.iter().map(|o| o.name.clone()).zip(outputs).collect();
+    let selected: Vec<(String, Tensor, bool)> = match &request.outputs {
+        None => named.iter().map(|(n, t)| (n.clone(), t.clone(), request.binary_default)).collect(),
+        Some(wanted) => wanted
+            .iter()
+            .filter_map(|(w, bin)| named.iter().find(|(n, _)| n == w).map(|(n, t)| (n.clone(), t.clone(), *bin)))
+            .collect(),
+    };
+    let (bytes, json_len) = oip::encode(&name, loaded.version, &request_id, &selected, json!({"arm": arm.as_str()}));
+    outcome.finish(StatusCode::OK, Some(logged), named);
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    match json_len {
+        Some(n) => {
+            h.insert("content-type", HeaderValue::from_static("application/octet-stream"));
+            if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
+                h.insert("inference-header-content-length", v);
+            }
+        }
+        None => {
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-request-id", v);
+    }
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct InvocationQuery {
+    model: Option<String>,
+}
+
+/// MLflow's error shape for the scoring server.
+fn mlflow_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error_code": "BAD_REQUEST", "message": message.into()}))).into_response()
+}
+
+async fn invocations(
+    State(s): State<AppState>,
+    Query(q): Query<InvocationQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let status = e.status();
+            return mlflow_error(status, if status == StatusCode::PAYLOAD_TOO_LARGE { "request body is too large".into() } else { e.body_text() });
+        }
+    };
+    let ep = match (&q.model, s.0.endpoints.map.len()) {
+        (Some(m), _) => match s.0.endpoints.map.get(m) {
+            Some(ep) => ep.clone(),
+            None => return mlflow_error(StatusCode::NOT_FOUND, format!("model '{m}' is not served here")),
+        },
+        (None, 1) => match s.0.endpoints.map.values().next() {
+            Some(ep) => ep.clone(),
+            None => return mlflow_error(StatusCode::NOT_FOUND, "no model is served"),
+        },
+        (None, _) => {
+            return mlflow_error(StatusCode::BAD_REQUEST, "several models are served: choose one with ?model=NAME")
+        }
+    };
+    let routing = ep.routing();
+    let (loaded, arm, shadow) = ep.route(&routing, header(&headers, "kairo-routing-key"));
+    let content_type = header(&headers, "content-type").unwrap_or("application/json").to_ascii_lowercase();
+    let decoded = if content_type.starts_with("text/csv") {
+        invocations::decode_csv(&body, loaded.model.signature())
+    } else if content_type.starts_with("application/json") || content_type.is_empty() {
+        invocations::decode_json(&body, loaded.model.signature())
+    } else {
+        return mlflow_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type '{content_type}' is not supported: use application/json or text/csv"),
+        );
+    };
+    let inputs = match decoded {
+        Ok(i) => i,
+        Err(e) => return mlflow_error(StatusCode::BAD_REQUEST, e),
+    };
+    let request_id = header(&headers, "x-request-id").map(str::to_string).unwrap_or_else(new_request_id);
+    let logged: Vec<(String, Tensor)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some(shadow) = shadow {
+        mirror(&s, &ep, shadow, inputs.clone(), request_id.clone());
+    }
+    let outcome = Outcome { state: &s, ep: &ep, loaded: &loaded, arm, request_id: request_id.clone(), started };
+    match run_model(&loaded, inputs).await {
+        Ok(outputs) => {
+            let body = invocations::encode(loaded.model.signature(), &outputs);
+            let named = loaded.model.signature().outputs.iter().map(|o| o.name.clone()).zip(outputs).collect();
+            outcome.finish(StatusCode::OK, Some(logged), named);
+            let mut response = Json(body).into_response();
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert("x-request-id", v);
+            }
+            response
+        }
+        Err(e) => {
+            let status = status_of(&e);
+            outcome.finish(status, Some(logged), Vec::new());
+            mlflow_error(status, e.to_string())
+        }
+    }
+}
+
+async fn prometheus(State(s): State<AppState>) -> Response {
+    let mut text = s.0.metrics.render();
+    text.push_str("# HELP kairo_model_serving Versions loaded per model and arm (1 = serving).\n# TYPE kairo_model_serving gauge\n");
+    let mut eps: Vec<&Arc<Endpoint>> = s.0.endpoints.map.values().collect();
+    eps.sort_by(|a, b| a.name.cmp(&b.name));
+    for ep in eps {
+        let r = ep.routing();
+        text.push_str(&format!("kairo_model_serving{{model=\"{}\",version=\"{}\",arm=\"stable\"}} 1\n", ep.name, r.stable.version));
+        if let Some(c) = &r.candidate {
+            let arm = if c.strategy == kairo_core::serving::Strategy::Shadow { "shadow" } else { "canary" };
+            text.push_str(&format!(
+                "kairo_model_serving{{model=\"{}\",version=\"{}\",arm=\"{arm}\"}} 1\n",
+                ep.name, c.loaded.version
+            ));
+        }
+    }
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// `POST /v1/feedback`: `{"request_id", "label"}` for a one-row request, `{"request_id",
+/// "labels": [...]}` for every row, or a list of either.
+async fn feedback(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e),
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return oip_error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+    };
+    let items: Vec<&Value> = match &value {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    let mut rows = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(id) = item.get("request_id").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+            return oip_error(StatusCode::BAD_REQUEST, format!("item {i}: `request_id` (a string) is required"));
+        };
+        match (item.get("label"), item.get("labels")) {
+            (Some(label), None) => {
+                let row = item.get("row").and_then(Value::as_i64).unwrap_or(0);
+                rows.push((id.to_string(), row, label.clone()));
+            }
+            (None, Some(Value::Array(labels))) => {
+                rows.extend(labels.iter().enumerate().map(|(r, l)| (id.to_string(), r as i64, l.clone())));
+            }
+            _ => {
+                return oip_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("item {i}: give exactly one of `label` or `labels` (an array, one per row)"),
+                )
+            }
+        }
+    }
+    match s.0.endpoints.md().add_feedback(&rows).await {
+        Ok(()) => Json(json!({"accepted": rows.len()})).into_response(),
+        Err(e) => oip_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

@@ -1,0 +1,702 @@
+//! `kairo models register|ls|show|promote|alias`, `kairo serve`, `kairo deploy`, `kairo rollback`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use kairo_core::exit;
+use kairo_core::serving::{PromotionStatus, RolloutLimits, Strategy};
+use kairo_data::Project;
+use kairo_registry::gate::GateResult;
+use kairo_registry::{ModelRef, PromoteRequest, RegisterRequest, Source};
+use kairo_store::serving::DeploymentChange;
+use kairo_store::Metadata;
+use serde_json::{json, Value};
+
+use crate::report::{bytes, print_json};
+use crate::{CmdResult, Failure};
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Register an ONNX model as a new version (it must load in the serving runtime).
+    Register(RegisterArgs),
+    /// List registered models with their versions and aliases.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a model (NAME) or one version (NAME:VERSION, NAME@ALIAS): signature, metrics,
+    /// lineage, aliases and their history, promotions, deployment.
+    Show {
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the gates in kairo.yaml and move ALIAS to VERSION if they pass (exit 5 when a
+    /// gate fails, 6 while waiting for approval).
+    Promote(PromoteArgs),
+    /// Point an alias at a version directly, or remove it (--delete). Every move is recorded.
+    Alias(AliasArgs),
+}
+
+#[derive(Args)]
+pub struct RegisterArgs {
+    pub name: String,
+    /// An ONNX file.
+    #[arg(long, conflicts_with_all = ["run", "artifact"], required_unless_present = "run")]
+    pub file: Option<PathBuf>,
+    /// The run that produced the model (its metrics and lineage are recorded).
+    #[arg(long, requires = "artifact")]
+    pub run: Option<String>,
+    /// The model's path among the run's outputs or logged artifacts.
+    #[arg(long, requires = "run")]
+    pub artifact: Option<String>,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// A metric to record with the version (repeatable): `--metric auc=0.91`.
+    #[arg(long = "metric", value_name = "NAME=VALUE")]
+    pub metrics: Vec<String>,
+    /// Training data (CSV) to profile for monitoring; by default the run's CSV dependency.
+    #[arg(long)]
+    pub profile_data: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct PromoteArgs {
+    pub name: String,
+    pub version: i64,
+    /// The alias to move.
+    #[arg(long = "to", default_value = "champion")]
+    pub alias: String,
+    /// Approve (a pending promotion, or this one when approval is required).
+    #[arg(long, conflicts_with = "reject")]
+    pub approve: bool,
+    /// Reject a pending promotion.
+    #[arg(long)]
+    pub reject: bool,
+    /// Why (recorded with the decision).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct AliasArgs {
+    pub name: String,
+    pub alias: String,
+    /// The version to point at.
+    #[arg(required_unless_present = "delete")]
+    pub version: Option<i64>,
+    #[arg(long, conflicts_with = "version")]
+    pub delete: bool,
+    /// Move an alias the model's gates guard without evaluating them.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Models to serve: NAME (its deployment, else its champion, else its latest version),
+    /// NAME@ALIAS (follows the alias) or NAME:VERSION (pinned).
+    #[arg(required = true)]
+    pub models: Vec<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// How often to look for alias moves and deployment changes, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// Largest request body, in MiB (larger ones get 413).
+    #[arg(long, default_value_t = 32)]
+    pub max_body_mb: usize,
+    /// Prediction-log queue length in requests; when full, records are dropped and counted.
+    #[arg(long, default_value_t = 10_000)]
+    pub log_queue: usize,
+    /// Write a prediction-log segment every this many seconds (or 50,000 rows).
+    #[arg(long, default_value_t = 10)]
+    pub log_flush_s: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum StrategyArg {
+    Direct,
+    Canary,
+    Shadow,
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    pub name: String,
+    /// The version to roll out; without it, show the deployment.
+    #[arg(long)]
+    pub version: Option<i64>,
+    #[arg(long, value_enum, default_value_t = StrategyArg::Direct)]
+    pub strategy: StrategyArg,
+    /// Percent of traffic for a canary (1-99).
+    #[arg(long, default_value_t = 10)]
+    pub weight: u32,
+    /// Roll back when the candidate's error rate exceeds this (default: kairo.yaml, else 0.05).
+    #[arg(long)]
+    pub max_error_rate: Option<f64>,
+    /// Roll back when the candidate's p99 latency exceeds this many ms (default: kairo.yaml, else 250).
+    #[arg(long)]
+    pub max_p99_ms: Option<f64>,
+    /// Candidate requests before the limits are judged (default: kairo.yaml, else 20).
+    #[arg(long)]
+    pub min_requests: Option<u64>,
+    /// Seconds a healthy canary runs before taking 100% (default: kairo.yaml, else 300).
+    #[arg(long)]
+    pub window_s: Option<u64>,
+    /// Deploy even when the candidate's inputs differ from the stable version's.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    pub name: String,
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+fn project() -> Result<Project, Failure> {
+    Ok(Project::discover(&std::env::current_dir()?)?)
+}
+
+fn fail(message: impl Into<String>) -> Failure {
+    Failure { code: exit::ERROR, message: message.into() }
+}
+
+pub async fn run(cmd: ModelsCommand) -> CmdResult {
+    let project = project()?;
+    let md = project.metadata().await?;
+    let result = match cmd {
+        ModelsCommand::Register(a) => register(&project, &md, a).await,
+        ModelsCommand::Ls { json } => ls(&md, json).await,
+        ModelsCommand::Show { model, json } => show(&project, &md, &model, json).await,
+        ModelsCommand::Promote(a) => promote(&project, &md, a).await,
+        ModelsCommand::Alias(a) => alias(&project, &md, a).await,
+    };
+    md.close().await;
+    result
+}
+
+async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResult {
+    let cwd = std::env::current_dir()?;
+    let source = match (a.file, a.run, a.artifact) {
+        (Some(f), _, _) => Source::File(cwd.join(f)),
+        (None, Some(run), Some(path)) => Source::RunArtifact { run, path },
+        _ => return Err(Failure { code: exit::USAGE, message: "give --file FILE, or --run RUN_ID --artifact PATH".into() }),
+    };
+    let mut metrics = Vec::new();
+    for m in &a.metrics {
+        let (k, v) = m.split_once('=').ok_or_else(|| fail(format!("--metric {m}: expected NAME=VALUE")))?;
+        let v: f64 = v.trim().parse().map_err(|_| fail(format!("--metric {m}: `{v}` is not a number")))?;
+        metrics.push((k.trim().to_string(), v));
+    }
+    let req = RegisterRequest {
+        name: a.name.clone(),
+        source,
+        description: a.description,
+        metrics,
+        profile_data: a.profile_data.map(|p| cwd.join(p)),
+        actor: Project::actor(),
+    };
+    let r = kairo_registry::register(project, md, &req).await?;
+    if a.json {
+        print_json(&json!({
+            "name": r.version.name, "version": r.version.version, "source": r.version.source,
+            "run_id": r.version.run_id, "object": r.artifact.object.to_hex(), "size": r.artifact.size,
+            "signature": r.artifact.signature, "metrics": r.artifact.metrics,
+            "profile": r.artifact.profile.is_some(), "lowered_ops": r.lowered_ops,
+        }));
+    } else {
+        println!("Registered {} version {} ({})", r.version.name, r.version.version, bytes(r.artifact.size));
+        print_signature(&r.artifact.signature);
+        if let Some(m) = r.artifact.metrics.as_object().filter(|m| !m.is_empty()) {
+            let list: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  metrics: {}", list.join(", "));
+        }
+        if let Some(run) = &r.version.run_id {
+            println!("  run: {run} (kairo lineage {}:{})", r.version.name, r.version.version);
+        }
+        if r.artifact.profile.is_some() {
+            println!("  reference profile of the training data recorded");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn print_signature(sig: &Value) {
+    for (label, key) in [("inputs", "inputs"), ("outputs", "outputs")] {
+        let items: Vec<String> = sig[key]
+            .as_array()
+            .map(|a| a.iter().map(|s| format!("{} {} {}", s["name"].as_str().unwrap_or(""), s["datatype"].as_str().unwrap_or(""), s["shape"])).collect())
+            .unwrap_or_default();
+        println!("  {label}: {}", items.join("; "));
+    }
+}
+
+async fn ls(md: &Metadata, json: bool) -> CmdResult {
+    let models = md.registered_models().await?;
+    let mut rows = Vec::new();
+    for m in &models {
+        let versions = md.model_versions(Some(&m.name)).await?;
+        let aliases: Vec<String> = versions.iter().flat_map(|v| v.aliases.iter().map(move |a| format!("{a}→{}", v.version))).collect();
+        let deployment = md.deployment(&m.name).await?;
+        rows.push(json!({
+            "name": m.name, "versions": versions.len(), "latest": versions.last().map(|v| v.version),
+            "aliases": aliases, "serving": deployment.map(|d| d.stable_version),
+        }));
+    }
+    if json {
+        print_json(&rows);
+        return Ok(exit::OK);
+    }
+    if rows.is_empty() {
+        println!("No registered models. Register one with `kairo models register NAME --file model.onnx`.");
+        return Ok(exit::OK);
+    }
+    println!("{:<24} {:>8} {:>7}  {:<10} ALIASES", "NAME", "VERSIONS", "LATEST", "DEPLOYED");
+    for r in rows {
+        let aliases: Vec<&str> = r["aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        println!(
+            "{:<24} {:>8} {:>7}  {:<10} {}",
+            r["name"].as_str().unwrap_or(""),
+            r["versions"],
+            r["latest"],
+            r["serving"].as_i64().map(|v| format!("v{v}")).unwrap_or_else(|| "-".into()),
+            aliases.join(" ")
+        );
+    }
+    Ok(exit::OK)
+}
+
+async fn show(project: &Project, md: &Metadata, target: &str, json_out: bool) -> CmdResult {
+    let r = ModelRef::parse(target)?;
+    let name = r.name().to_string();
+    md.registered_model(&name).await?;
+    let versions = match &r {
+        ModelRef::Name(_) => md.model_versions(Some(&name)).await?,
+        other => vec![md.model_version(&name, other.resolve(md).await?).await?],
+    };
+    let mut out = Vec::new();
+    for v in &versions {
+        let art = md.version_artifact(&name, v.version).await?;
+        let run = match &v.run_id {
+            Some(id) => md.run(id).await.ok(),
+            None => None,
+        };
+        out.push(json!({
+            "version": v.version, "source": v.source, "run_id": v.run_id, "created_by": v.user_id,
+            "created": kairo_core::time::millis_to_string(v.creation_ms), "aliases": v.aliases,
+            "description": v.description,
+            "object": art.as_ref().map(|a| a.object.to_hex()), "size": art.as_ref().map(|a| a.size),
+            "signature": art.as_ref().map(|a| a.signature.clone()), "metrics": art.as_ref().map(|a| a.metrics.clone()),
+            "profile": art.as_ref().and_then(|a| a.profile.clone()),
+            "lineage": run.as_ref().map(|run| json!({
+                "run": run.id, "stage": run.stage, "commit": run.git.commit, "dirty": run.git.dirty,
+                "started": run.started_at, "environment_spec": run.env.spec,
+                "data": run.deps.iter().map(|d| json!({"path": d.path, "version": d.hash.to_hex()})).collect::<Vec<_>>(),
+                "params": run.params, "environment": run.env.hash.to_hex(),
+            })),
+        }));
+    }
+    let promotions: Vec<Value> = md
+        .promotions(&name)
+        .await?
+        .into_iter()
+        .map(|p| json!({
+            "id": p.id, "version": p.version, "alias": p.alias, "status": p.status.as_str(),
+            "requested_by": p.requested_by, "decided_by": p.decided_by, "reason": p.reason,
+            "gates": p.gates, "created": kairo_core::time::millis_to_string(p.created_ms),
+        }))
+        .collect();
+    let history: Vec<Value> = md
+        .events(Some(&format!("model:{name}")), 1000)
+        .await?
+        .into_iter()
+        .filter(|e| e.kind == "model.alias_moved")
+        .map(|e| json!({"at": e.at, "actor": e.actor, "alias": e.payload["alias"], "from": e.payload["before"], "to": e.payload["after"], "reason": e.payload["reason"]}))
+        .collect();
+    let deployment = md.deployment(&name).await?.map(|d| {
+        json!({"stable": d.stable_version, "candidate": d.candidate_version, "strategy": d.strategy.as_str(), "weight": d.weight})
+    });
+    let _ = project;
+    if json_out {
+        print_json(&json!({"name": name, "versions": out, "alias_history": history, "promotions": promotions, "deployment": deployment}));
+        return Ok(exit::OK);
+    }
+    println!("Model {name}");
+    if let Some(d) = &deployment {
+        println!("  deployed: v{}{}", d["stable"], d["candidate"].as_i64().map(|c| format!(" + {} v{c} ({}%)", d["strategy"].as_str().unwrap_or(""), d["weight"])).unwrap_or_default());
+    }
+    for v in &out {
+        let aliases: Vec<&str> = v["aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        println!(
+            "\nversion {}{}  created {} by {}",
+            v["version"],
+            if aliases.is_empty() { String::new() } else { format!(" [{}]", aliases.join(", ")) },
+            v["created"].as_str().unwrap_or(""),
+            v["created_by"].as_str().unwrap_or("")
+        );
+        println!("  source: {}", v["source"].as_str().unwrap_or(""));
+        match v["object"].as_str() {
+            Some(o) => println!("  onnx: {} ({})", &o[..16.min(o.len())], bytes(v["size"].as_u64().unwrap_or(0))),
+            None => println!("  onnx: none (registered through the MLflow API)"),
+        }
+        if v["signature"].is_object() {
+            print_signature(&v["signature"]);
+        }
+        if let Some(m) = v["metrics"].as_object().filter(|m| !m.is_empty()) {
+            let list: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  metrics: {}", list.join(", "));
+        }
+        if let Some(l) = v["lineage"].as_object() {
+            println!(
+                "  trained by run {} (stage {}) at commit {}{}",
+                l["run"].as_str().unwrap_or(""),
+                l["stage"].as_str().unwrap_or(""),
+                l["commit"].as_str().map(|c| &c[..12.min(c.len())]).unwrap_or("none"),
+                if l["dirty"].is_string() { " (dirty)" } else { "" }
+            );
+            for d in l["data"].as_array().into_iter().flatten() {
+                println!("    data {} @ {}", d["path"].as_str().unwrap_or(""), &d["version"].as_str().unwrap_or("")[..12]);
+            }
+            println!("    environment {} ({})", &l["environment"].as_str().unwrap_or("")[..12], l["environment_spec"].as_str().unwrap_or(""));
+        }
+        if let Some(p) = v["profile"].as_object() {
+            println!("  reference profile: {} rows, {} columns", p["rows"], p["columns"].as_array().map(Vec::len).unwrap_or(0));
+        }
+    }
+    if !history.is_empty() {
+        println!("\nalias history:");
+        for h in &history {
+            println!(
+                "  {}  {:<12} {} → {}  by {}  {}",
+                h["at"].as_str().unwrap_or(""),
+                h["alias"].as_str().unwrap_or(""),
+                h["from"].as_i64().map(|v| format!("v{v}")).unwrap_or_else(|| "-".into()),
+                h["to"].as_i64().map(|v| format!("v{v}")).unwrap_or_else(|| "-".into()),
+                h["actor"].as_str().unwrap_or(""),
+                h["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if !promotions.is_empty() {
+        println!("\npromotions:");
+        for p in &promotions {
+            println!(
+                "  {}  v{} → {:<10} {:<9} by {}{}",
+                p["created"].as_str().unwrap_or(""),
+                p["version"],
+                p["alias"].as_str().unwrap_or(""),
+                p["status"].as_str().unwrap_or(""),
+                p["requested_by"].as_str().unwrap_or(""),
+                p["decided_by"].as_str().map(|d| format!(", decided by {d}")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn print_gates(gates: &[GateResult]) {
+    if gates.is_empty() {
+        println!("  (no gates configured for this model in kairo.yaml)");
+        return;
+    }
+    let width = gates.iter().map(|g| g.gate.len()).max().unwrap_or(4).max(4);
+    println!("  {:<width$}  RESULT  DETAIL", "GATE");
+    for g in gates {
+        println!("  {:<width$}  {:<6}  {}", g.gate, if g.passed { "pass" } else { "FAIL" }, g.detail);
+    }
+}
+
+async fn promote(project: &Project, md: &Metadata, a: PromoteArgs) -> CmdResult {
+    let req = PromoteRequest {
+        name: a.name.clone(),
+        version: a.version,
+        alias: a.alias.clone(),
+        approve: a.approve,
+        reject: a.reject,
+        reason: a.reason.clone(),
+        actor: Project::actor(),
+    };
+    let outcome = kairo_registry::promote(project, md, &req).await?;
+    let p = &outcome.promotion;
+    let code = match p.status {
+        PromotionStatus::Promoted => exit::OK,
+        PromotionStatus::Failed | PromotionStatus::Rejected => exit::GATE_FAILED,
+        PromotionStatus::Pending => exit::PENDING,
+    };
+    if a.json {
+        print_json(&json!({
+            "promotion": p.id, "name": p.name, "version": p.version, "alias": p.alias,
+            "status": p.status.as_str(), "gates": outcome.gates, "decided_by": p.decided_by, "reason": p.reason,
+        }));
+        return Ok(code);
+    }
+    println!("Promotion of {} version {} to '{}':", p.name, p.version, p.alias);
+    print_gates(&outcome.gates);
+    match p.status {
+        PromotionStatus::Promoted => println!("promoted: '{}' now points at version {}", p.alias, p.version),
+        PromotionStatus::Failed => println!("not promoted: a gate failed ({})", p.id),
+        PromotionStatus::Rejected => println!(
+            "rejected by {} ({})",
+            p.decided_by.as_deref().unwrap_or("?"),
+            p.reason.as_deref().unwrap_or("no reason given")
+        ),
+        PromotionStatus::Pending => println!(
+            "pending approval ({}): approve with `kairo models promote {} {} --to {} --approve`",
+            p.id, p.name, p.version, p.alias
+        ),
+    }
+    Ok(code)
+}
+
+async fn alias(project: &Project, md: &Metadata, a: AliasArgs) -> CmdResult {
+    let guarded = project.config().models.get(&a.name).is_some_and(|p| {
+        !p.gates.is_empty() || p.beat_champion.is_some() || p.approval == kairo_core::config::Approval::Required
+    });
+    if guarded && a.alias == "champion" && !a.force && !a.delete {
+        return Err(fail(format!(
+            "'champion' of '{}' is guarded by gates in kairo.yaml: use `kairo models promote {} VERSION`, or --force to bypass (recorded)",
+            a.name, a.name
+        )));
+    }
+    let reason = a.reason.clone().unwrap_or_else(|| if a.force { "forced alias move".into() } else { "alias set".into() });
+    md.move_alias(&a.name, &a.alias, a.version, &Project::actor(), &reason).await?;
+    match a.version {
+        Some(v) => println!("'{}' of {} now points at version {v}", a.alias, a.name),
+        None => println!("removed alias '{}' of {}", a.alias, a.name),
+    }
+    Ok(exit::OK)
+}
+
+pub async fn serve(a: ServeArgs) -> CmdResult {
+    let project = project()?;
+    let models = a.models.iter().map(|m| ModelRef::parse(m)).collect::<Result<Vec<_>, _>>()?;
+    let config = kairo_serve::ServeConfig {
+        models,
+        addr: SocketAddr::new(a.host, a.port),
+        poll: Duration::from_millis(a.poll_ms.max(50)),
+        max_body: a.max_body_mb.max(1) * 1024 * 1024,
+        log_queue: a.log_queue,
+        log_max_rows: 50_000,
+        log_max_age: Duration::from_secs(a.log_flush_s.max(1)),
+    };
+    let shutdown = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("kairo serve: shutting down (finishing in-flight requests, flushing the prediction log)");
+    };
+    kairo_serve::serve(&project, config, shutdown, |bound, served| {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let list: Vec<String> = served.iter().map(|(n, v)| format!("{n} v{v}")).collect();
+        let _ = writeln!(out, "kairo serve listening on http://{bound}: {}", list.join(", "));
+        let _ = writeln!(out, "  Open Inference Protocol: POST http://{bound}/v2/models/NAME/infer; MLflow: POST /invocations");
+        let _ = out.flush();
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    Ok(exit::OK)
+}
+
+fn limits(project: &Project, name: &str, a: &DeployArgs) -> Result<RolloutLimits, Failure> {
+    let mut l = project.config().models.get(name).and_then(|p| p.rollout.clone()).unwrap_or_default();
+    if let Some(v) = a.max_error_rate {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(fail(format!("--max-error-rate {v}: must be between 0 and 1")));
+        }
+        l.max_error_rate = v;
+    }
+    if let Some(v) = a.max_p99_ms {
+        if v <= 0.0 {
+            return Err(fail(format!("--max-p99-ms {v}: must be positive")));
+        }
+        l.max_p99_ms = v;
+    }
+    if let Some(v) = a.min_requests {
+        l.min_requests = v;
+    }
+    if let Some(v) = a.window_s {
+        l.window_s = v;
+    }
+    Ok(l)
+}
+
+pub async fn deploy(a: DeployArgs) -> CmdResult {
+    let project = project()?;
+    let md = project.metadata().await?;
+    let result = deploy_in(&project, &md, &a).await;
+    md.close().await;
+    result
+}
+
+async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResult {
+    md.registered_model(&a.name).await?;
+    let current = md.deployment(&a.name).await?;
+    let Some(version) = a.version else {
+        let Some(d) = current else {
+            println!("{} is not deployed; deploy with `kairo deploy {} --version N`", a.name, a.name);
+            return Ok(exit::OK);
+        };
+        let revisions = md.deployment_revisions(&a.name).await?;
+        if a.json {
+            print_json(&json!({
+                "name": d.name, "stable": d.stable_version, "candidate": d.candidate_version,
+                "strategy": d.strategy.as_str(), "weight": d.weight, "generation": d.generation,
+                "limits": d.limits, "revisions": revisions,
+            }));
+        } else {
+            println!("{}: stable v{}", d.name, d.stable_version);
+            if let Some(c) = d.candidate_version {
+                println!("  candidate v{c} ({}, {}%)", d.strategy.as_str(), d.weight);
+            }
+            println!("  versions that served 100%: {}", revisions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(" → "));
+        }
+        return Ok(exit::OK);
+    };
+    // The version must load here before any server is asked to serve it.
+    let artifact = kairo_registry::artifact_of(md, &a.name, version).await?;
+    let bytes = kairo_registry::version_bytes(project, &artifact)?;
+    let model = kairo_registry::load_model(&bytes, &format!("model '{}' version {version}", a.name))?;
+    let strategy = match a.strategy {
+        StrategyArg::Direct => Strategy::Direct,
+        StrategyArg::Canary => Strategy::Canary,
+        StrategyArg::Shadow => Strategy::Shadow,
+    };
+    if strategy == Strategy::Canary && !(1..=99).contains(&a.weight) {
+        return Err(fail(format!("--weight {}: a canary takes 1 to 99 percent", a.weight)));
+    }
+    let limits = limits(project, &a.name, a)?;
+    let change = match (&current, strategy) {
+        (None, Strategy::Direct) | (Some(_), Strategy::Direct) => DeploymentChange {
+            name: a.name.clone(),
+            stable_version: version,
+            candidate_version: None,
+            strategy,
+            weight: 0,
+            limits,
+            kind: "deployment.created",
+            reason: a.reason.clone().unwrap_or_else(|| format!("direct deploy of version {version}")),
+        },
+        (None, _) => {
+            return Err(fail(format!(
+                "{} has no stable version yet: the first deployment must be `--strategy direct`",
+                a.name
+            )))
+        }
+        (Some(d), _) => {
+            if d.stable_version == version {
+                return Err(fail(format!("version {version} is already the stable version of {}", a.name)));
+            }
+            if !a.force {
+                let stable = kairo_registry::artifact_of(md, &a.name, d.stable_version).await?;
+                if stable.signature["inputs"] != artifact.signature["inputs"] {
+                    return Err(fail(format!(
+                        "version {version} takes different inputs than stable version {} ({} vs {}); use --force to deploy anyway",
+                        d.stable_version, artifact.signature["inputs"], stable.signature["inputs"]
+                    )));
+                }
+            }
+            DeploymentChange {
+                name: a.name.clone(),
+                stable_version: d.stable_version,
+                candidate_version: Some(version),
+                strategy,
+                weight: if strategy == Strategy::Canary { a.weight } else { 0 },
+                limits,
+                kind: "deployment.started",
+                reason: a.reason.clone().unwrap_or_else(|| format!("{} of version {version}", strategy.as_str())),
+            }
+        }
+    };
+    drop(model);
+    let d = md
+        .change_deployment(&change, None, &Project::actor())
+        .await?
+        .ok_or_else(|| fail("the deployment changed concurrently; try again"))?;
+    if a.json {
+        print_json(&json!({"name": d.name, "stable": d.stable_version, "candidate": d.candidate_version, "strategy": d.strategy.as_str(), "weight": d.weight, "generation": d.generation}));
+    } else {
+        match d.candidate_version {
+            None => println!("{}: version {} now serves 100%", d.name, d.stable_version),
+            Some(c) => println!(
+                "{}: version {c} is the {} candidate{} beside stable version {}; rolls back if error rate > {} or p99 > {} ms after {} requests{}",
+                d.name,
+                d.strategy.as_str(),
+                if d.strategy == Strategy::Canary { format!(" ({}% of traffic)", d.weight) } else { String::new() },
+                d.stable_version,
+                d.limits.max_error_rate,
+                d.limits.max_p99_ms,
+                d.limits.min_requests,
+                if d.strategy == Strategy::Canary { format!("; takes 100% after {} s healthy", d.limits.window_s) } else { String::new() }
+            ),
+        }
+        if project.running_server().is_none() {
+            println!("  running `kairo serve {}` processes pick this up within their poll interval", d.name);
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub async fn rollback(a: RollbackArgs) -> CmdResult {
+    let project = project()?;
+    let md = project.metadata().await?;
+    let result = async {
+        let d = md
+            .deployment(&a.name)
+            .await?
+            .ok_or_else(|| fail(format!("{} is not deployed; nothing to roll back", a.name)))?;
+        let (stable, what) = match d.candidate_version {
+            Some(c) => (d.stable_version, format!("dropped candidate version {c}")),
+            None => {
+                let revisions = md.deployment_revisions(&a.name).await?;
+                let previous = revisions
+                    .iter()
+                    .rev()
+                    .find(|v| **v != d.stable_version)
+                    .copied()
+                    .ok_or_else(|| fail(format!("{} has no earlier version that served 100%", a.name)))?;
+                (previous, format!("returned from version {} to version {previous}", d.stable_version))
+            }
+        };
+        let change = DeploymentChange {
+            name: a.name.clone(),
+            stable_version: stable,
+            candidate_version: None,
+            strategy: Strategy::Direct,
+            weight: 0,
+            limits: d.limits.clone(),
+            kind: "deployment.rolled_back",
+            reason: a.reason.clone().unwrap_or_else(|| format!("manual rollback: {what}")),
+        };
+        md.change_deployment(&change, Some(d.generation), &Project::actor())
+            .await?
+            .ok_or_else(|| fail("the deployment changed concurrently; try again"))?;
+        println!("{}: {what}; version {stable} serves 100%", a.name);
+        Ok(exit::OK)
+    }
+    .await;
+    md.close().await;
+    result
+}
