@@ -52,8 +52,7 @@ impl Condition {
                 if metric.is_empty() || metric.contains(char::is_whitespace) {
                     return Err(format!("`{text}`: expected `METRIC {token} NUMBER`"));
                 }
-                let value: f64 =
-                    number.parse().map_err(|_| format!("`{text}`: `{number}` is not a number"))?;
+                let value: f64 = number.parse().map_err(|_| format!("`{text}`: `{number}` is not a number"))?;
                 return Ok(Condition { metric: metric.to_string(), op, value });
             }
         }

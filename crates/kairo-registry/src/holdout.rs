@@ -49,7 +49,13 @@ fn float(cell: &str, column: &str, row: usize) -> Result<f32, String> {
 
 /// The model's inputs for rows `start..end` of the table: one `[N, k]` float input takes
 /// every column but the target, in file order; otherwise each input takes its own column.
-pub fn inputs(model: &Model, table: &Table, target: &str, start: usize, end: usize) -> Result<HashMap<String, Tensor>, String> {
+pub fn inputs(
+    model: &Model,
+    table: &Table,
+    target: &str,
+    start: usize,
+    end: usize,
+) -> Result<HashMap<String, Tensor>, String> {
     let sig = model.signature();
     let n = end - start;
     let rows = &table.rows[start..end];
@@ -76,10 +82,16 @@ pub fn inputs(model: &Model, table: &Table, target: &str, start: usize, end: usi
         return Ok(out);
     }
     for spec in &sig.inputs {
-        let c = table.column(&spec.name).ok_or_else(|| format!("the holdout has no column for input '{}'", spec.name))?;
+        let c =
+            table.column(&spec.name).ok_or_else(|| format!("the holdout has no column for input '{}'", spec.name))?;
         let shape = if spec.shape.len() == 2 { vec![n, 1] } else { vec![n] };
         let data = match spec.dtype {
-            DType::F32 => Data::F32(rows.iter().enumerate().map(|(r, row)| float(&row[c], &spec.name, start + r)).collect::<Result<_, _>>()?),
+            DType::F32 => Data::F32(
+                rows.iter()
+                    .enumerate()
+                    .map(|(r, row)| float(&row[c], &spec.name, start + r))
+                    .collect::<Result<_, _>>()?,
+            ),
             DType::F64 => Data::F64(
                 rows.iter()
                     .enumerate()
@@ -89,11 +101,18 @@ pub fn inputs(model: &Model, table: &Table, target: &str, start: usize, end: usi
             DType::I64 => Data::I64(
                 rows.iter()
                     .enumerate()
-                    .map(|(r, row)| row[c].trim().parse().map_err(|_| format!("column '{}', row {}: not an integer", spec.name, start + r + 2)))
+                    .map(|(r, row)| {
+                        row[c]
+                            .trim()
+                            .parse()
+                            .map_err(|_| format!("column '{}', row {}: not an integer", spec.name, start + r + 2))
+                    })
                     .collect::<Result<_, _>>()?,
             ),
             DType::Bytes => Data::Bytes(rows.iter().map(|row| row[c].clone()).collect()),
-            other => return Err(format!("input '{}' has type {other}, which holdout evaluation does not fill", spec.name)),
+            other => {
+                return Err(format!("input '{}' has type {other}, which holdout evaluation does not fill", spec.name))
+            }
         };
         out.insert(spec.name.clone(), Tensor::new(shape, data)?);
     }
@@ -128,7 +147,8 @@ pub fn predict(model: &Model, table: &Table, target: &str) -> Result<Predictions
                 Data::Bytes(v) => labels.extend(v.iter().cloned()),
                 _ => {}
             }
-            if let (Some(p), Data::F32(v)) = (prob_ix, prob_ix.map(|p| &outputs[p].data).unwrap_or(&Data::F32(vec![]))) {
+            if let (Some(p), Data::F32(v)) = (prob_ix, prob_ix.map(|p| &outputs[p].data).unwrap_or(&Data::F32(vec![])))
+            {
                 let width = outputs[p].shape.get(1).copied().unwrap_or(1);
                 probabilities.get_or_insert_with(|| (width, Vec::new())).1.extend_from_slice(v);
             }
@@ -198,10 +218,19 @@ pub fn score(p: &Predictions, truth: &[String], metric: &str) -> Result<f64, Str
                 auc(&score, &is_pos)
             } else {
                 let eps = 1e-15;
-                Ok(score.iter().zip(&is_pos).map(|(s, y)| {
-                    let s = s.clamp(eps, 1.0 - eps);
-                    if *y { -s.ln() } else { -(1.0 - s).ln() }
-                }).sum::<f64>() / n)
+                Ok(score
+                    .iter()
+                    .zip(&is_pos)
+                    .map(|(s, y)| {
+                        let s = s.clamp(eps, 1.0 - eps);
+                        if *y {
+                            -s.ln()
+                        } else {
+                            -(1.0 - s).ln()
+                        }
+                    })
+                    .sum::<f64>()
+                    / n)
             }
         }
         other => Err(format!(

@@ -122,7 +122,8 @@ impl ModelRef {
 
 /// The signature as stored with a version and shown by `models show`.
 pub fn signature_json(sig: &Signature) -> Value {
-    let spec = |s: &kairo_runtime::TensorSpec| json!({"name": s.name, "datatype": s.dtype.oip_name(), "shape": s.shape});
+    let spec =
+        |s: &kairo_runtime::TensorSpec| json!({"name": s.name, "datatype": s.dtype.oip_name(), "shape": s.shape});
     json!({
         "inputs": sig.inputs.iter().map(spec).collect::<Vec<_>>(),
         "outputs": sig.outputs.iter().map(spec).collect::<Vec<_>>(),
@@ -228,13 +229,11 @@ async fn run_artifact(project: &Project, md: &Metadata, run: &str, path: &str) -
         if let Ok(tracked) = md.tracked_run(&r.id).await {
             metrics.extend(tracked.metrics.iter().map(|m| (m.key.clone(), m.value)));
         }
-        let csv_dep = r.deps.iter().find(|d| d.kind == "file" && d.path.ends_with(".csv")).map(|d| (d.path.clone(), d.hash));
+        let csv_dep =
+            r.deps.iter().find(|d| d.kind == "file" && d.path.ends_with(".csv")).map(|d| (d.path.clone(), d.hash));
         return Ok(RunArtifact { run_id: r.id.clone(), bytes: objects.read(&out.hash)?, metrics, csv_dep });
     }
-    let tracked = md
-        .tracked_run(run)
-        .await
-        .map_err(|_| RegistryError::NotFound(format!("no run '{run}'")))?;
+    let tracked = md.tracked_run(run).await.map_err(|_| RegistryError::NotFound(format!("no run '{run}'")))?;
     let key = format!("{}/{}/artifacts/{}", tracked.info.experiment_id, tracked.info.id, path.trim_start_matches('/'));
     let (hash, _) = md
         .artifact(&key)
@@ -291,9 +290,8 @@ pub async fn promote(project: &Project, md: &Metadata, req: &PromoteRequest) -> 
             return Ok(PromoteOutcome { promotion: decided, gates });
         }
         if !passed {
-            let decided = md
-                .decide_promotion(&p.id, false, &gates_json, &req.actor, Some("gates no longer pass"))
-                .await?;
+            let decided =
+                md.decide_promotion(&p.id, false, &gates_json, &req.actor, Some("gates no longer pass")).await?;
             return Ok(PromoteOutcome { promotion: decided, gates });
         }
         return Ok(PromoteOutcome { promotion: p, gates });
@@ -378,7 +376,9 @@ pub async fn evaluate_gates(
             },
         };
         results.push(match measured {
-            Ok((v, from)) => GateResult { gate: cond.to_string(), passed: cond.holds(v), detail: format!("{v:.6} ({from})") },
+            Ok((v, from)) => {
+                GateResult { gate: cond.to_string(), passed: cond.holds(v), detail: format!("{v:.6} ({from})") }
+            }
             Err(e) => GateResult { gate: cond.to_string(), passed: false, detail: format!("cannot evaluate: {e}") },
         });
     }
@@ -422,7 +422,11 @@ pub async fn evaluate_gates(
         results.push(result);
     }
     if policy.approval == Approval::Required {
-        results.push(GateResult { gate: "approval required".into(), passed: true, detail: "recorded separately".into() });
+        results.push(GateResult {
+            gate: "approval required".into(),
+            passed: true,
+            detail: "recorded separately".into(),
+        });
     }
     Ok(results)
 }
@@ -461,7 +465,8 @@ fn zero_row(model: &Model) -> std::collections::HashMap<String, kairo_runtime::T
         .inputs
         .iter()
         .filter_map(|s| {
-            let shape: Vec<usize> = s.shape.iter().enumerate().map(|(i, d)| if *d < 0 || i == 0 { 1 } else { *d as usize }).collect();
+            let shape: Vec<usize> =
+                s.shape.iter().enumerate().map(|(i, d)| if *d < 0 || i == 0 { 1 } else { *d as usize }).collect();
             let n: usize = shape.iter().product();
             let data = match s.dtype {
                 DType::F32 => Data::F32(vec![0.0; n]),

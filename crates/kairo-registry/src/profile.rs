@@ -15,7 +15,8 @@ pub fn profile(table: &Table) -> Value {
         let cells: Vec<&str> = table.rows.iter().map(|r| r[c].trim()).collect();
         let present: Vec<&str> = cells.iter().copied().filter(|s| !s.is_empty() && *s != "NA" && *s != "nan").collect();
         let null_share = if n == 0 { 0.0 } else { (n - present.len()) as f64 / n as f64 };
-        let numbers: Option<Vec<f64>> = present.iter().map(|s| s.parse::<f64>().ok().filter(|v| v.is_finite())).collect();
+        let numbers: Option<Vec<f64>> =
+            present.iter().map(|s| s.parse::<f64>().ok().filter(|v| v.is_finite())).collect();
         match numbers {
             Some(mut v) if !v.is_empty() => {
                 v.sort_by(f64::total_cmp);

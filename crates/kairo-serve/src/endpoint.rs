@@ -266,8 +266,8 @@ impl Endpoints {
         }
         let what = format!("model '{name}' version {version}");
         let artifact = kairo_registry::artifact_of(&self.md, name, version).await.map_err(|e| e.to_string())?;
-        let bytes =
-            kairo_registry::version_bytes(&self.project, &artifact).map_err(|e| format!("{what} cannot be loaded: {e}"))?;
+        let bytes = kairo_registry::version_bytes(&self.project, &artifact)
+            .map_err(|e| format!("{what} cannot be loaded: {e}"))?;
         let label = what.clone();
         let model = tokio::task::spawn_blocking(move || kairo_registry::load_model(&bytes, &label))
             .await
@@ -386,10 +386,8 @@ impl Endpoints {
         if total >= limits.min_requests && total > 0 {
             let rate = errors as f64 / total as f64;
             if rate > limits.max_error_rate {
-                breach = Some(format!(
-                    "candidate error rate {rate:.3} > {} over {total} requests",
-                    limits.max_error_rate
-                ));
+                breach =
+                    Some(format!("candidate error rate {rate:.3} > {} over {total} requests", limits.max_error_rate));
             } else if f64::from(p99) > limits.max_p99_ms {
                 breach = Some(format!("candidate p99 {p99:.3} ms > {} ms over {total} requests", limits.max_p99_ms));
             }
@@ -473,7 +471,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// OIP model metadata.
 fn metadata_json(name: &str, version: i64, model: &Model) -> Value {
-    let spec = |s: &kairo_runtime::TensorSpec| json!({"name": s.name, "datatype": s.dtype.oip_name(), "shape": s.shape});
+    let spec =
+        |s: &kairo_runtime::TensorSpec| json!({"name": s.name, "datatype": s.dtype.oip_name(), "shape": s.shape});
     let sig = model.signature();
     json!({
         "name": name,

@@ -15,10 +15,56 @@ struct Frame {
     rows: Vec<Vec<Value>>,
 }
 
+/// A JSON object with its keys in the order the client wrote them (pandas keeps that order
+/// for `dataframe_records`; a plain map would sort the columns).
+struct OrderedRecord(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = OrderedRecord;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of column → value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<OrderedRecord, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedRecord(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// The records under `key`, keys in written order.
+fn ordered_records(body: &[u8], key: &str) -> Result<Vec<OrderedRecord>, String> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        dataframe_records: Option<Vec<OrderedRecord>>,
+        #[serde(default)]
+        instances: Option<Vec<OrderedRecord>>,
+        #[serde(default)]
+        inputs: Option<Vec<OrderedRecord>>,
+    }
+    let b: Body = serde_json::from_slice(body).map_err(|e| format!("`{key}` must be an array of objects: {e}"))?;
+    match key {
+        "dataframe_records" => b.dataframe_records,
+        "instances" => b.instances,
+        _ => b.inputs,
+    }
+    .ok_or_else(|| format!("`{key}` is missing"))
+}
+
 pub fn decode_json(body: &[u8], sig: &Signature) -> Result<HashMap<String, Tensor>, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
     let Value::Object(obj) = v else {
-        return Err("the body must be a JSON object with one of dataframe_split, dataframe_records, instances, inputs".into());
+        return Err(
+            "the body must be a JSON object with one of dataframe_split, dataframe_records, instances, inputs".into()
+        );
     };
     let keys: Vec<&str> = ["dataframe_split", "dataframe_records", "instances", "inputs"]
         .into_iter()
@@ -33,9 +79,10 @@ pub fn decode_json(body: &[u8], sig: &Signature) -> Result<HashMap<String, Tenso
     let value = &obj[keys[0]];
     match keys[0] {
         "dataframe_split" => {
-            let columns = value.get("columns").and_then(Value::as_array).map(|c| {
-                c.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect()
-            });
+            let columns = value
+                .get("columns")
+                .and_then(Value::as_array)
+                .map(|c| c.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect());
             let data = value.get("data").and_then(Value::as_array).ok_or("dataframe_split needs a `data` array")?;
             let rows = data
                 .iter()
@@ -44,12 +91,14 @@ pub fn decode_json(body: &[u8], sig: &Signature) -> Result<HashMap<String, Tenso
                 .collect::<Result<_, _>>()?;
             frame_to_inputs(Frame { columns, rows }, sig)
         }
-        "dataframe_records" => records(value, sig, "dataframe_records"),
+        "dataframe_records" => records(&ordered_records(body, "dataframe_records")?, sig, "dataframe_records"),
         _ => {
             // `instances`/`inputs`: a dict of named tensors, a list of records, or a list of rows.
             match value {
                 Value::Object(named) => named_tensors(named, sig),
-                Value::Array(items) if items.first().is_some_and(Value::is_object) => records(value, sig, keys[0]),
+                Value::Array(items) if items.first().is_some_and(Value::is_object) => {
+                    records(&ordered_records(body, keys[0])?, sig, keys[0])
+                }
                 Value::Array(items) => {
                     let rows = items
                         .iter()
@@ -66,18 +115,21 @@ pub fn decode_json(body: &[u8], sig: &Signature) -> Result<HashMap<String, Tenso
     }
 }
 
-fn records(value: &Value, sig: &Signature, what: &str) -> Result<HashMap<String, Tensor>, String> {
-    let items = value.as_array().ok_or_else(|| format!("`{what}` must be an array of objects"))?;
-    let first = items.first().and_then(Value::as_object).ok_or_else(|| format!("`{what}` is empty or not objects"))?;
-    let columns: Vec<String> = first.keys().cloned().collect();
+fn records(items: &[OrderedRecord], sig: &Signature, what: &str) -> Result<HashMap<String, Tensor>, String> {
+    let first = items.first().ok_or_else(|| format!("`{what}` is empty"))?;
+    let columns: Vec<String> = first.0.iter().map(|(k, _)| k.clone()).collect();
     let rows = items
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let r = r.as_object().ok_or_else(|| format!("`{what}` item {i} is not an object"))?;
             columns
                 .iter()
-                .map(|c| r.get(c).cloned().ok_or_else(|| format!("`{what}` item {i} has no column '{c}'")))
+                .map(|c| {
+                    r.0.iter()
+                        .find(|(k, _)| k == c)
+                        .map(|(_, v)| v.clone())
+                        .ok_or_else(|| format!("`{what}` item {i} has no column '{c}'"))
+                })
                 .collect()
         })
         .collect::<Result<_, String>>()?;
@@ -164,13 +216,17 @@ fn cells(name: &str, dtype: DType, values: &[Value]) -> Result<Data, String> {
     let num = |i: usize, v: &Value| -> Result<f64, String> {
         match v {
             Value::Number(n) => n.as_f64().ok_or_else(|| format!("input '{name}': value {i} is not a number")),
-            Value::String(s) => s.trim().parse().map_err(|_| format!("input '{name}': value {i} (`{s}`) is not a number")),
+            Value::String(s) => {
+                s.trim().parse().map_err(|_| format!("input '{name}': value {i} (`{s}`) is not a number"))
+            }
             Value::Null => Ok(f64::NAN),
             other => Err(format!("input '{name}': value {i} ({other}) is not a number")),
         }
     };
     Ok(match dtype {
-        DType::F32 => Data::F32(values.iter().enumerate().map(|(i, v)| num(i, v).map(|x| x as f32)).collect::<Result<_, _>>()?),
+        DType::F32 => {
+            Data::F32(values.iter().enumerate().map(|(i, v)| num(i, v).map(|x| x as f32)).collect::<Result<_, _>>()?)
+        }
         DType::F64 => Data::F64(values.iter().enumerate().map(|(i, v)| num(i, v)).collect::<Result<_, _>>()?),
         DType::I64 | DType::I32 => {
             let ints: Vec<i64> = values

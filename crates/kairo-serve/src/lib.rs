@@ -91,7 +91,8 @@ pub async fn serve(
             .map_err(ServeError::Start)?,
     );
     let metrics = Arc::new(metrics::Metrics::default());
-    let settings = predlog::Settings { queue: config.log_queue, max_rows: config.log_max_rows, max_age: config.log_max_age };
+    let settings =
+        predlog::Settings { queue: config.log_queue, max_rows: config.log_max_rows, max_age: config.log_max_age };
     let (log, writer) = predlog::PredictionLog::start(md.clone(), objects, metrics.clone(), settings);
     endpoints.spawn_poller(config.poll);
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -128,7 +129,9 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/health", get(|| async { "\n" }))
         .route("/metrics", get(prometheus))
         .route("/v1/feedback", post(feedback))
-        .fallback(|uri: axum::http::Uri| async move { oip_error(StatusCode::NOT_FOUND, format!("no endpoint {}", uri.path())) })
+        .fallback(|uri: axum::http::Uri| async move {
+            oip_error(StatusCode::NOT_FOUND, format!("no endpoint {}", uri.path()))
+        })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -168,8 +171,9 @@ impl AppState {
 
     fn version(&self, name: &str, version: &str) -> Result<Arc<Loaded>, Reject> {
         let ep = self.endpoint(name)?;
-        let v: i64 =
-            version.parse().map_err(|_| Reject(StatusCode::BAD_REQUEST, format!("version '{version}' is not a number")))?;
+        let v: i64 = version
+            .parse()
+            .map_err(|_| Reject(StatusCode::BAD_REQUEST, format!("version '{version}' is not a number")))?;
         ep.loaded_version(v)
             .ok_or_else(|| Reject(StatusCode::NOT_FOUND, format!("model '{name}' version {v} is not loaded here")))
     }
@@ -180,7 +184,8 @@ async fn ready(State(s): State<AppState>) -> Response {
 }
 
 async fn server_metadata() -> Response {
-    Json(json!({"name": "kairo", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]})).into_response()
+    Json(json!({"name": "kairo", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}))
+        .into_response()
 }
 
 async fn model_metadata(State(s): State<AppState>, Path(name): Path<String>) -> Response {
@@ -220,7 +225,12 @@ async fn model_ready_version(State(s): State<AppState>, Path((name, version)): P
     }
 }
 
-async fn infer(State(s): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn infer(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     infer_common(s, name, None, headers, body).await
 }
 
@@ -248,9 +258,7 @@ async fn run_model(loaded: &Arc<Loaded>, inputs: HashMap<String, Tensor>) -> Res
         return loaded.model.infer(inputs);
     }
     let l = loaded.clone();
-    tokio::task::spawn_blocking(move || l.model.infer(inputs))
-        .await
-        .map_err(|e| RuntimeError::Run(e.to_string()))?
+    tokio::task::spawn_blocking(move || l.model.infer(inputs)).await.map_err(|e| RuntimeError::Run(e.to_string()))?
 }
 
 fn status_of(e: &RuntimeError) -> StatusCode {
@@ -295,7 +303,13 @@ impl Outcome<'_> {
 }
 
 /// Mirror a request to the shadow candidate; its answer is recorded and discarded.
-fn mirror(state: &AppState, ep: &Arc<Endpoint>, shadow: Arc<Loaded>, inputs: HashMap<String, Tensor>, request_id: String) {
+fn mirror(
+    state: &AppState,
+    ep: &Arc<Endpoint>,
+    shadow: Arc<Loaded>,
+    inputs: HashMap<String, Tensor>,
+    request_id: String,
+) {
     let state = state.clone();
     let ep = ep.clone();
     tokio::spawn(async move {
@@ -353,7 +367,9 @@ async fn infer_common(
         .or_else(|| header(&headers, "x-request-id").map(str::to_string))
         .unwrap_or_else(new_request_id);
     if let Some(outs) = &request.outputs {
-        if let Some((bad, _)) = outs.iter().find(|(n, _)| !loaded.model.signature().outputs.iter().any(|o| o.name == *n)) {
+        if let Some((bad, _)) =
+            outs.iter().find(|(n, _)| !loaded.model.signature().outputs.iter().any(|o| o.name == *n))
+        {
             return oip_error(StatusCode::BAD_REQUEST, format!("unknown output '{bad}'"));
         }
     }
@@ -421,7 +437,14 @@ async fn invocations(
         Ok(b) => b,
         Err(e) => {
             let status = e.status();
-            return mlflow_error(status, if status == StatusCode::PAYLOAD_TOO_LARGE { "request body is too large".into() } else { e.body_text() });
+            return mlflow_error(
+                status,
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "request body is too large".into()
+                } else {
+                    e.body_text()
+                },
+            );
         }
     };
     let ep = match (&q.model, s.0.endpoints.map.len()) {
@@ -486,7 +509,10 @@ async fn prometheus(State(s): State<AppState>) -> Response {
     eps.sort_by(|a, b| a.name.cmp(&b.name));
     for ep in eps {
         let r = ep.routing();
-        text.push_str(&format!("kairo_model_serving{{model=\"{}\",version=\"{}\",arm=\"stable\"}} 1\n", ep.name, r.stable.version));
+        text.push_str(&format!(
+            "kairo_model_serving{{model=\"{}\",version=\"{}\",arm=\"stable\"}} 1\n",
+            ep.name, r.stable.version
+        ));
         if let Some(c) = &r.candidate {
             let arm = if c.strategy == kairo_core::serving::Strategy::Shadow { "shadow" } else { "canary" };
             text.push_str(&format!(

@@ -55,7 +55,9 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP kairo_inference_requests_total Inference requests by model, version, arm and HTTP status.\n");
+        out.push_str(
+            "# HELP kairo_inference_requests_total Inference requests by model, version, arm and HTTP status.\n",
+        );
         out.push_str("# TYPE kairo_inference_requests_total counter\n");
         for ((model, version, arm, status), n) in lock(&self.requests).iter() {
             let _ = writeln!(
@@ -69,7 +71,8 @@ impl Metrics {
         for ((model, arm), h) in lock(&self.latency).iter() {
             let labels = format!("model=\"{}\",arm=\"{arm}\"", escape(model));
             for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "kairo_inference_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}", h.counts[i]);
+                let _ =
+                    writeln!(out, "kairo_inference_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}", h.counts[i]);
             }
             let _ = writeln!(out, "kairo_inference_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
             let _ = writeln!(out, "kairo_inference_duration_seconds_sum{{{labels}}} {}", h.sum);
@@ -77,7 +80,11 @@ impl Metrics {
         }
         for (name, help, v) in [
             ("kairo_prediction_log_rows_total", "Prediction rows written to the log.", &self.log_rows),
-            ("kairo_prediction_log_dropped_total", "Prediction records dropped because the log queue was full.", &self.log_dropped),
+            (
+                "kairo_prediction_log_dropped_total",
+                "Prediction records dropped because the log queue was full.",
+                &self.log_dropped,
+            ),
             ("kairo_prediction_log_segments_total", "Prediction-log segments written.", &self.log_segments),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));

@@ -57,7 +57,8 @@ pub fn decode(body: &[u8], json_len: Option<usize>) -> Result<Request, String> {
         Some(n) => (&body[..n], &body[n..]),
         None => (body, &body[body.len()..]),
     };
-    let header: RequestHeader = serde_json::from_slice(head).map_err(|e| format!("malformed inference request: {e}"))?;
+    let header: RequestHeader =
+        serde_json::from_slice(head).map_err(|e| format!("malformed inference request: {e}"))?;
     let mut inputs = HashMap::with_capacity(header.inputs.len());
     for input in header.inputs {
         let name = input.name.clone();
@@ -72,7 +73,8 @@ pub fn decode(body: &[u8], json_len: Option<usize>) -> Result<Request, String> {
     }
     let params = header.parameters.unwrap_or_default();
     let binary_default = params.get("binary_data_output").and_then(Value::as_bool).unwrap_or(false);
-    let routing_key = params.get("routing_key").and_then(|v| v.as_str().map(str::to_string).or_else(|| Some(v.to_string())));
+    let routing_key =
+        params.get("routing_key").and_then(|v| v.as_str().map(str::to_string).or_else(|| Some(v.to_string())));
     let outputs = header.outputs.map(|outs| {
         outs.into_iter()
             .map(|o| {
@@ -97,13 +99,19 @@ fn decode_input(input: InputHeader, binary: &mut &[u8]) -> Result<Tensor, String
         return Err(format!("input '{name}': shape {:?} has a negative dimension", input.shape));
     }
     let shape: Vec<usize> = input.shape.iter().map(|d| *d as usize).collect();
-    let count = shape.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d)).ok_or_else(|| format!("input '{name}': shape is too large"))?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .ok_or_else(|| format!("input '{name}': shape is too large"))?;
     let binary_size = input.parameters.as_ref().and_then(|p| p.get("binary_data_size")).and_then(Value::as_u64);
     let data = match (binary_size, input.data) {
         (Some(size), _) => {
             let size = size as usize;
             if size > binary.len() {
-                return Err(format!("input '{name}': binary_data_size {size} exceeds the remaining body ({} bytes)", binary.len()));
+                return Err(format!(
+                    "input '{name}': binary_data_size {size} exceeds the remaining body ({} bytes)",
+                    binary.len()
+                ));
             }
             let (mine, rest) = binary.split_at(size);
             *binary = rest;
@@ -128,21 +136,32 @@ fn decode_json(name: &str, dtype: DType, value: &Value, count: usize) -> Result<
     if flat.len() != count {
         return Err(format!("input '{name}': shape needs {count} elements, data has {}", flat.len()));
     }
-    let num = |i: usize, v: &Value| v.as_f64().ok_or_else(|| format!("input '{name}': element {i} ({v}) is not a number"));
-    let int = |i: usize, v: &Value| v.as_i64().ok_or_else(|| format!("input '{name}': element {i} ({v}) is not an integer"));
-    let uint = |i: usize, v: &Value| v.as_u64().ok_or_else(|| format!("input '{name}': element {i} ({v}) is not a non-negative integer"));
+    let num =
+        |i: usize, v: &Value| v.as_f64().ok_or_else(|| format!("input '{name}': element {i} ({v}) is not a number"));
+    let int =
+        |i: usize, v: &Value| v.as_i64().ok_or_else(|| format!("input '{name}': element {i} ({v}) is not an integer"));
+    let uint = |i: usize, v: &Value| {
+        v.as_u64().ok_or_else(|| format!("input '{name}': element {i} ({v}) is not a non-negative integer"))
+    };
     macro_rules! ints {
         ($variant:ident, $t:ty, $f:expr) => {
             Data::$variant(
                 flat.iter()
                     .enumerate()
-                    .map(|(i, v)| $f(i, v).and_then(|x| <$t>::try_from(x).map_err(|_| format!("input '{name}': element {i} is out of range for {}", dtype))))
+                    .map(|(i, v)| {
+                        $f(i, v).and_then(|x| {
+                            <$t>::try_from(x)
+                                .map_err(|_| format!("input '{name}': element {i} is out of range for {}", dtype))
+                        })
+                    })
                     .collect::<Result<_, _>>()?,
             )
         };
     }
     Ok(match dtype {
-        DType::F32 => Data::F32(flat.iter().enumerate().map(|(i, v)| num(i, v).map(|x| x as f32)).collect::<Result<_, _>>()?),
+        DType::F32 => {
+            Data::F32(flat.iter().enumerate().map(|(i, v)| num(i, v).map(|x| x as f32)).collect::<Result<_, _>>()?)
+        }
         DType::F64 => Data::F64(flat.iter().enumerate().map(|(i, v)| num(i, v)).collect::<Result<_, _>>()?),
         DType::I64 => Data::I64(flat.iter().enumerate().map(|(i, v)| int(i, v)).collect::<Result<_, _>>()?),
         DType::I32 => ints!(I32, i32, int),
@@ -182,7 +201,8 @@ fn decode_binary(name: &str, dtype: DType, bytes: &[u8], count: usize) -> Result
             if rest.len() < 4 + len {
                 return Err(format!("input '{name}': truncated BYTES element"));
             }
-            let s = std::str::from_utf8(&rest[4..4 + len]).map_err(|_| format!("input '{name}': BYTES element is not UTF-8"))?;
+            let s = std::str::from_utf8(&rest[4..4 + len])
+                .map_err(|_| format!("input '{name}': BYTES element is not UTF-8"))?;
             out.push(s.to_string());
             rest = &rest[4 + len..];
         }
@@ -201,7 +221,9 @@ fn decode_binary(name: &str, dtype: DType, bytes: &[u8], count: usize) -> Result
     }
     macro_rules! le {
         ($variant:ident, $t:ty) => {
-            Data::$variant(bytes.chunks_exact(size).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default())).collect())
+            Data::$variant(
+                bytes.chunks_exact(size).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default())).collect(),
+            )
         };
     }
     Ok(match dtype {
@@ -342,9 +364,11 @@ mod tests {
     #[test]
     fn bad_inputs_are_named() {
         let e = |b: &str| decode(b.as_bytes(), None).err().unwrap();
-        assert!(e(r#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#).contains("input 'x': shape needs 3"));
+        assert!(e(r#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#)
+            .contains("input 'x': shape needs 3"));
         assert!(e(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["a"]}]}"#).contains("not a number"));
-        assert!(e(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP8","data":[1]}]}"#).contains("'FP8' is not supported"));
+        assert!(e(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP8","data":[1]}]}"#)
+            .contains("'FP8' is not supported"));
         assert!(e("{").contains("malformed"));
     }
 }

@@ -58,7 +58,12 @@ pub struct Settings {
 }
 
 impl PredictionLog {
-    pub fn start(md: Metadata, objects: LocalObjects, metrics: Arc<Metrics>, settings: Settings) -> (PredictionLog, Writer) {
+    pub fn start(
+        md: Metadata,
+        objects: LocalObjects,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> (PredictionLog, Writer) {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let handle = tokio::spawn(run(rx, md, objects, metrics.clone(), settings));
         (PredictionLog { tx, metrics }, Writer { handle })
@@ -72,7 +77,13 @@ impl PredictionLog {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Record>, md: Metadata, objects: LocalObjects, metrics: Arc<Metrics>, settings: Settings) {
+async fn run(
+    mut rx: mpsc::Receiver<Record>,
+    md: Metadata,
+    objects: LocalObjects,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+) {
     let mut buffer: Vec<Record> = Vec::new();
     let mut rows = 0usize;
     let mut tick = tokio::time::interval(settings.max_age);
@@ -161,7 +172,8 @@ fn row_json(tensors: &[(String, Tensor)], r: usize) -> String {
             continue;
         }
         let cells = crate::oip::data_json(&t.data.rows(width, r, r + 1));
-        let v = if width == 1 { cells.as_array().and_then(|a| a.first().cloned()).unwrap_or(Value::Null) } else { cells };
+        let v =
+            if width == 1 { cells.as_array().and_then(|a| a.first().cloned()).unwrap_or(Value::Null) } else { cells };
         m.insert(name.clone(), v);
     }
     Value::Object(m).to_string()
@@ -219,7 +231,8 @@ fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), String> {
 /// Read a segment back: one JSON object per row (for `kairo` commands and tests).
 pub fn read_segment(bytes: &[u8]) -> Result<Vec<Value>, String> {
     use arrow_array::cast::AsArray;
-    let reader = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| e.to_string())?;
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;

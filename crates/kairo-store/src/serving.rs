@@ -154,7 +154,14 @@ impl Metadata {
     }
 
     /// Point an alias at a version (`None` removes it), with who and why in its event.
-    pub async fn move_alias(&self, name: &str, alias: &str, version: Option<i64>, actor: &str, reason: &str) -> Result<()> {
+    pub async fn move_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: Option<i64>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<()> {
         match version {
             Some(v) => {
                 self.model_version(name, v).await?;
@@ -219,7 +226,8 @@ impl Metadata {
         };
         insert_event(&mut tx, actor, kind, &format!("model:{}", p.name), &payload).await?;
         if p.status == PromotionStatus::Promoted {
-            move_alias(&mut tx, &p.name, &p.alias, p.version, actor, p.reason.as_deref().unwrap_or("promotion")).await?;
+            move_alias(&mut tx, &p.name, &p.alias, p.version, actor, p.reason.as_deref().unwrap_or("promotion"))
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -290,10 +298,8 @@ impl Metadata {
     }
 
     pub async fn deployment(&self, name: &str) -> Result<Option<Deployment>> {
-        let row = sqlx::query(&format!("{DEPLOYMENT_SELECT} WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query(&format!("{DEPLOYMENT_SELECT} WHERE name = $1")).bind(name).fetch_optional(&self.pool).await?;
         row.as_ref().map(deployment_from_row).transpose()
     }
 

@@ -38,6 +38,15 @@ pub enum ModelsCommand {
     Promote(PromoteArgs),
     /// Point an alias at a version directly, or remove it (--delete). Every move is recorded.
     Alias(AliasArgs),
+    /// The prediction log of a served model, newest last, with labels received as feedback.
+    Predictions {
+        name: String,
+        /// Show at most this many rows.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -187,6 +196,7 @@ pub async fn run(cmd: ModelsCommand) -> CmdResult {
         ModelsCommand::Show { model, json } => show(&project, &md, &model, json).await,
         ModelsCommand::Promote(a) => promote(&project, &md, a).await,
         ModelsCommand::Alias(a) => alias(&project, &md, a).await,
+        ModelsCommand::Predictions { name, limit, json } => predictions(&project, &md, &name, limit, json).await,
     };
     md.close().await;
     result
@@ -197,7 +207,12 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
     let source = match (a.file, a.run, a.artifact) {
         (Some(f), _, _) => Source::File(cwd.join(f)),
         (None, Some(run), Some(path)) => Source::RunArtifact { run, path },
-        _ => return Err(Failure { code: exit::USAGE, message: "give --file FILE, or --run RUN_ID --artifact PATH".into() }),
+        _ => {
+            return Err(Failure {
+                code: exit::USAGE,
+                message: "give --file FILE, or --run RUN_ID --artifact PATH".into(),
+            })
+        }
     };
     let mut metrics = Vec::new();
     for m in &a.metrics {
@@ -242,7 +257,18 @@ fn print_signature(sig: &Value) {
     for (label, key) in [("inputs", "inputs"), ("outputs", "outputs")] {
         let items: Vec<String> = sig[key]
             .as_array()
-            .map(|a| a.iter().map(|s| format!("{} {} {}", s["name"].as_str().unwrap_or(""), s["datatype"].as_str().unwrap_or(""), s["shape"])).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        format!(
+                            "{} {} {}",
+                            s["name"].as_str().unwrap_or(""),
+                            s["datatype"].as_str().unwrap_or(""),
+                            s["shape"]
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         println!("  {label}: {}", items.join("; "));
     }
@@ -253,7 +279,8 @@ async fn ls(md: &Metadata, json: bool) -> CmdResult {
     let mut rows = Vec::new();
     for m in &models {
         let versions = md.model_versions(Some(&m.name)).await?;
-        let aliases: Vec<String> = versions.iter().flat_map(|v| v.aliases.iter().map(move |a| format!("{a}→{}", v.version))).collect();
+        let aliases: Vec<String> =
+            versions.iter().flat_map(|v| v.aliases.iter().map(move |a| format!("{a}→{}", v.version))).collect();
         let deployment = md.deployment(&m.name).await?;
         rows.push(json!({
             "name": m.name, "versions": versions.len(), "latest": versions.last().map(|v| v.version),
@@ -270,12 +297,13 @@ async fn ls(md: &Metadata, json: bool) -> CmdResult {
     }
     println!("{:<24} {:>8} {:>7}  {:<10} ALIASES", "NAME", "VERSIONS", "LATEST", "DEPLOYED");
     for r in rows {
-        let aliases: Vec<&str> = r["aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let aliases: Vec<&str> =
+            r["aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         println!(
             "{:<24} {:>8} {:>7}  {:<10} {}",
             r["name"].as_str().unwrap_or(""),
-            r["versions"],
-            r["latest"],
+            r["versions"].as_u64().unwrap_or(0),
+            r["latest"].as_i64().map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
             r["serving"].as_i64().map(|v| format!("v{v}")).unwrap_or_else(|| "-".into()),
             aliases.join(" ")
         );
@@ -317,11 +345,13 @@ async fn show(project: &Project, md: &Metadata, target: &str, json_out: bool) ->
         .promotions(&name)
         .await?
         .into_iter()
-        .map(|p| json!({
-            "id": p.id, "version": p.version, "alias": p.alias, "status": p.status.as_str(),
-            "requested_by": p.requested_by, "decided_by": p.decided_by, "reason": p.reason,
-            "gates": p.gates, "created": kairo_core::time::millis_to_string(p.created_ms),
-        }))
+        .map(|p| {
+            json!({
+                "id": p.id, "version": p.version, "alias": p.alias, "status": p.status.as_str(),
+                "requested_by": p.requested_by, "decided_by": p.decided_by, "reason": p.reason,
+                "gates": p.gates, "created": kairo_core::time::millis_to_string(p.created_ms),
+            })
+        })
         .collect();
     let history: Vec<Value> = md
         .events(Some(&format!("model:{name}")), 1000)
@@ -335,15 +365,25 @@ async fn show(project: &Project, md: &Metadata, target: &str, json_out: bool) ->
     });
     let _ = project;
     if json_out {
-        print_json(&json!({"name": name, "versions": out, "alias_history": history, "promotions": promotions, "deployment": deployment}));
+        print_json(
+            &json!({"name": name, "versions": out, "alias_history": history, "promotions": promotions, "deployment": deployment}),
+        );
         return Ok(exit::OK);
     }
     println!("Model {name}");
     if let Some(d) = &deployment {
-        println!("  deployed: v{}{}", d["stable"], d["candidate"].as_i64().map(|c| format!(" + {} v{c} ({}%)", d["strategy"].as_str().unwrap_or(""), d["weight"])).unwrap_or_default());
+        println!(
+            "  deployed: v{}{}",
+            d["stable"],
+            d["candidate"]
+                .as_i64()
+                .map(|c| format!(" + {} v{c} ({}%)", d["strategy"].as_str().unwrap_or(""), d["weight"]))
+                .unwrap_or_default()
+        );
     }
     for v in &out {
-        let aliases: Vec<&str> = v["aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let aliases: Vec<&str> =
+            v["aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         println!(
             "\nversion {}{}  created {} by {}",
             v["version"],
@@ -372,12 +412,24 @@ async fn show(project: &Project, md: &Metadata, target: &str, json_out: bool) ->
                 if l["dirty"].is_string() { " (dirty)" } else { "" }
             );
             for d in l["data"].as_array().into_iter().flatten() {
-                println!("    data {} @ {}", d["path"].as_str().unwrap_or(""), &d["version"].as_str().unwrap_or("")[..12]);
+                println!(
+                    "    data {} @ {}",
+                    d["path"].as_str().unwrap_or(""),
+                    &d["version"].as_str().unwrap_or("")[..12]
+                );
             }
-            println!("    environment {} ({})", &l["environment"].as_str().unwrap_or("")[..12], l["environment_spec"].as_str().unwrap_or(""));
+            println!(
+                "    environment {} ({})",
+                &l["environment"].as_str().unwrap_or("")[..12],
+                l["environment_spec"].as_str().unwrap_or("")
+            );
         }
         if let Some(p) = v["profile"].as_object() {
-            println!("  reference profile: {} rows, {} columns", p["rows"], p["columns"].as_array().map(Vec::len).unwrap_or(0));
+            println!(
+                "  reference profile: {} rows, {} columns",
+                p["rows"],
+                p["columns"].as_array().map(Vec::len).unwrap_or(0)
+            );
         }
     }
     if !history.is_empty() {
@@ -475,11 +527,61 @@ async fn alias(project: &Project, md: &Metadata, a: AliasArgs) -> CmdResult {
             a.name, a.name
         )));
     }
-    let reason = a.reason.clone().unwrap_or_else(|| if a.force { "forced alias move".into() } else { "alias set".into() });
+    let reason =
+        a.reason.clone().unwrap_or_else(|| if a.force { "forced alias move".into() } else { "alias set".into() });
     md.move_alias(&a.name, &a.alias, a.version, &Project::actor(), &reason).await?;
     match a.version {
         Some(v) => println!("'{}' of {} now points at version {v}", a.alias, a.name),
         None => println!("removed alias '{}' of {}", a.alias, a.name),
+    }
+    Ok(exit::OK)
+}
+
+async fn predictions(project: &Project, md: &Metadata, name: &str, limit: usize, json_out: bool) -> CmdResult {
+    let objects = project.objects()?;
+    let segments = md.segments(name, 0, i64::MAX).await?;
+    let total: i64 = segments.iter().map(|s| s.rows).sum();
+    let mut rows: Vec<Value> = Vec::new();
+    // Newest segments last; read from the end until `limit` rows are in hand.
+    for seg in segments.iter().rev() {
+        let bytes = objects.read(&seg.object)?;
+        let mut seg_rows = kairo_serve::read_segment(&bytes).map_err(fail)?;
+        seg_rows.append(&mut rows);
+        rows = seg_rows;
+        if rows.len() >= limit {
+            break;
+        }
+    }
+    let skip = rows.len().saturating_sub(limit);
+    let mut rows: Vec<Value> = rows.into_iter().skip(skip).collect();
+    let mut labels: std::collections::HashMap<String, Vec<(i64, Value)>> = Default::default();
+    for row in &mut rows {
+        let id = row["request_id"].as_str().unwrap_or("").to_string();
+        if !labels.contains_key(&id) {
+            labels.insert(id.clone(), md.feedback(&id).await?);
+        }
+        let r = row["row"].as_i64().unwrap_or(0);
+        row["label"] = labels[&id].iter().find(|(i, _)| *i == r).map(|(_, l)| l.clone()).unwrap_or(Value::Null);
+    }
+    if json_out {
+        print_json(&json!({"model": name, "total_rows": total, "segments": segments.len(), "rows": rows}));
+        return Ok(exit::OK);
+    }
+    println!("{name}: {total} logged rows in {} segments; showing the last {}", segments.len(), rows.len());
+    for r in &rows {
+        println!(
+            "{}  {}#{}  v{} {:<6} {:>6} µs  {}  in={}  out={}{}",
+            kairo_core::time::millis_to_string(r["time_ms"].as_i64().unwrap_or(0)),
+            r["request_id"].as_str().unwrap_or(""),
+            r["row"],
+            r["version"],
+            r["arm"].as_str().unwrap_or(""),
+            r["latency_us"],
+            r["status"],
+            r["inputs"],
+            r["outputs"],
+            if r["label"].is_null() { String::new() } else { format!("  label={}", r["label"]) }
+        );
     }
     Ok(exit::OK)
 }
@@ -512,7 +614,10 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
         let mut out = std::io::stdout();
         let list: Vec<String> = served.iter().map(|(n, v)| format!("{n} v{v}")).collect();
         let _ = writeln!(out, "kairo serve listening on http://{bound}: {}", list.join(", "));
-        let _ = writeln!(out, "  Open Inference Protocol: POST http://{bound}/v2/models/NAME/infer; MLflow: POST /invocations");
+        let _ = writeln!(
+            out,
+            "  Open Inference Protocol: POST http://{bound}/v2/models/NAME/infer; MLflow: POST /invocations"
+        );
         let _ = out.flush();
     })
     .await
@@ -571,7 +676,10 @@ async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResul
             if let Some(c) = d.candidate_version {
                 println!("  candidate v{c} ({}, {}%)", d.strategy.as_str(), d.weight);
             }
-            println!("  versions that served 100%: {}", revisions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(" → "));
+            println!(
+                "  versions that served 100%: {}",
+                revisions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(" → ")
+            );
         }
         return Ok(exit::OK);
     };
@@ -636,7 +744,9 @@ async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResul
         .await?
         .ok_or_else(|| fail("the deployment changed concurrently; try again"))?;
     if a.json {
-        print_json(&json!({"name": d.name, "stable": d.stable_version, "candidate": d.candidate_version, "strategy": d.strategy.as_str(), "weight": d.weight, "generation": d.generation}));
+        print_json(
+            &json!({"name": d.name, "stable": d.stable_version, "candidate": d.candidate_version, "strategy": d.strategy.as_str(), "weight": d.weight, "generation": d.generation}),
+        );
     } else {
         match d.candidate_version {
             None => println!("{}: version {} now serves 100%", d.name, d.stable_version),

@@ -104,7 +104,8 @@ pub enum LineageFormat {
 
 #[derive(Args)]
 pub struct LineageArgs {
-    /// A run id, a pipeline output path, a tracked dataset path, or PATH@HASH.
+    /// A run id, a pipeline output path, a tracked dataset path, PATH@HASH, or a model version
+    /// (NAME@ALIAS, NAME:VERSION).
     pub target: String,
     #[arg(long, value_enum, default_value_t = LineageFormat::Text)]
     pub format: LineageFormat,
@@ -517,13 +518,45 @@ pub async fn reproduce(args: ReproduceArgs) -> CmdResult {
 pub async fn lineage(args: LineageArgs) -> CmdResult {
     let project = project()?;
     let md = project.metadata().await?;
-    let node = lineage::lineage(&project, &md, &args.target).await;
+    let model = model_target(&md, &args.target).await;
+    let node = match &model {
+        Ok(Some((_, _, run))) => lineage::lineage(&project, &md, run).await,
+        Ok(None) => lineage::lineage(&project, &md, &args.target).await,
+        Err(_) => Err(kairo_pipeline::PipelineError::Other(String::new())),
+    };
     md.close().await;
+    let model = model?;
     let node = node?;
-    match args.format {
-        LineageFormat::Text => print!("{}", lineage::render_text(&node)),
-        LineageFormat::Json => print_json(&node),
-        LineageFormat::Dot => print!("{}", lineage::render_dot(&node)),
+    match (args.format, &model) {
+        (LineageFormat::Text, Some((name, version, _))) => {
+            println!("model {name} version {version}");
+            print!("{}", lineage::render_text(&node));
+        }
+        (LineageFormat::Text, None) => print!("{}", lineage::render_text(&node)),
+        (LineageFormat::Json, Some((name, version, _))) => {
+            print_json(&serde_json::json!({"model": name, "version": version, "lineage": node}))
+        }
+        (LineageFormat::Json, None) => print_json(&node),
+        (LineageFormat::Dot, _) => print!("{}", lineage::render_dot(&node)),
     }
     Ok(exit::OK)
+}
+
+/// `NAME@ALIAS` or `NAME:VERSION` of a registered model: (name, version, the run that trained it).
+async fn model_target(md: &kairo_store::Metadata, target: &str) -> Result<Option<(String, i64, String)>, Failure> {
+    let Ok(r) = kairo_registry::ModelRef::parse(target) else { return Ok(None) };
+    if matches!(r, kairo_registry::ModelRef::Name(_)) || md.registered_model(r.name()).await.is_err() {
+        return Ok(None);
+    }
+    let version = r.resolve(md).await?;
+    let v = md.model_version(r.name(), version).await?;
+    let run = v.run_id.ok_or_else(|| Failure {
+        code: exit::ERROR,
+        message: format!(
+            "{} version {version} was registered from a file ({}), so it has no recorded lineage; register from a run with --run RUN --artifact PATH",
+            r.name(),
+            v.source
+        ),
+    })?;
+    Ok(Some((r.name().to_string(), version, run)))
 }

@@ -11,6 +11,7 @@ mod maintenance;
 mod pipeline;
 mod remotes;
 mod server;
+mod serving;
 
 use assert_cmd::Command;
 use std::fs;
