@@ -84,7 +84,7 @@ impl Drop for Server {
     }
 }
 
-fn python() -> Option<String> {
+pub fn python() -> Option<String> {
     match std::env::var("KAIRO_TEST_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ => {

@@ -634,3 +634,32 @@ fn a_model_that_fails_to_load_never_replaces_the_serving_one() {
     }
     serve.stop();
 }
+
+#[test]
+fn tritonclient_requests_and_mlflow_payloads_match_onnxruntime() {
+    let Some(python) = crate::server::python() else { return };
+    let repo = Repo::new();
+    for (name, file) in
+        [("clf", "logreg20"), ("forest", "forest20"), ("gbr", "gbr"), ("mlp", "mlp"), ("mixed", "pipeline_mixed")]
+    {
+        let f = fixture(&format!("{file}.onnx"));
+        repo.kairo(&["models", "register", name, "--file", f.to_str().unwrap()]).assert().success();
+    }
+    let serve = Serve::start(&repo, &["clf", "forest", "gbr", "mlp", "mixed"]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/serving_clients.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(serve.url.trim_start_matches("http://"))
+        .arg(fixture(""))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "serving_clients.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    assert!(report["checked_outputs"].as_u64().unwrap() >= 16, "{report}");
+    serve.stop();
+}
