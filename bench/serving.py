@@ -65,7 +65,7 @@ def wrk(url, body, conns, duration, work):
     script = work / "wrk.lua"
     script.write_text(
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = [[{body}]]\n"
+        f"wrk.body = [==[{body}]==]\n"
         "done = function(summary, latency, requests)\n"
         '  io.write(string.format("P50 %f\\nP99 %f\\nNON2XX %d\\n", latency:percentile(50), latency:percentile(99), summary.errors.status))\n'
         "end\n"
@@ -117,7 +117,8 @@ def main():
         path = work / f"{name}.onnx"
         path.write_bytes(onx.SerializeToString())
         subprocess.run([a.kairo, "models", "register", name, "--file", str(path)], cwd=project, check=True, capture_output=True)
-        mlflow.sklearn.save_model(m, str(work / f"mlflow-{name}"))
+        trusted = ["sklearn.tree._tree.Tree"] if name == "forest" else None
+        mlflow.sklearn.save_model(m, str(work / f"mlflow-{name}"), skops_trusted_types=trusted)
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         row = x[:1]
         for _ in range(200):
@@ -153,10 +154,12 @@ def main():
     finally:
         stop(proc)
 
+    # `mlflow models serve` starts `uvicorn` from PATH: the venv's bin must be on it.
+    mlflow_env = dict(os.environ, PATH=f"{Path(a.mlflow).parent}:{os.environ.get('PATH', '')}")
     for name in models:
         port = free_port()
         proc = subprocess.Popen([a.mlflow, "models", "serve", "-m", str(work / f"mlflow-{name}"), "--env-manager", "local",
-                                 "-h", "127.0.0.1", "-p", str(port)], cwd=work, stdout=subprocess.DEVNULL,
+                                 "-h", "127.0.0.1", "-p", str(port)], cwd=work, stdout=subprocess.DEVNULL, env=mlflow_env,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         results.setdefault("mlflow_startup_s", {})[name] = wait_ready(proc, f"http://127.0.0.1:{port}/ping")
         try:
