@@ -9,6 +9,7 @@
 
 mod lower;
 mod tensor;
+mod trees;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,7 +68,8 @@ impl Model {
         let accepts_nan = op_types.iter().any(|op| NAN_AWARE_OPS.contains(&op.as_str()));
 
         let lowered = lower::lower(&mut proto).map_err(|e| RuntimeError::Load(e.0))?;
-        let onnx = tract_onnx::onnx();
+        let mut onnx = tract_onnx::onnx();
+        trees::register(&mut onnx.op_register);
         let graph = proto.graph.as_ref().ok_or_else(|| RuntimeError::Decode("the model has no graph".into()))?;
         let mut missing: Vec<String> = graph
             .node

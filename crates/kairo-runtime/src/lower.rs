@@ -59,12 +59,12 @@ pub fn lower(model: &mut ModelProto) -> Result<Vec<String>, Unlowerable> {
                 lower_imputer(&node, &mut ctx)?;
                 true
             }
-            "TreeEnsembleClassifier" if is_binary_layout(&node) => {
-                lower_binary_trees(node.clone(), &mut ctx)?;
+            "TreeEnsembleClassifier" => {
+                lower_tree_classifier(&node, &mut ctx)?;
                 true
             }
             "TreeEnsembleRegressor" => {
-                lower_tree_regressor(node.clone(), &mut ctx)?;
+                lower_tree_regressor(&node, &mut ctx)?;
                 true
             }
             _ => false,
@@ -279,50 +279,42 @@ fn lower_imputer(node: &NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
     Ok(())
 }
 
-/// A regressor ensemble is a classifier ensemble without post-transform whose "classes" are
-/// the targets: the same trees, `target_*` leaves as `class_*` leaves. At least three labels
-/// keep tract away from its two-class layout; a `Slice` keeps the real targets.
-fn lower_tree_regressor(mut node: NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
-    let base = sanitize(&node);
-    let what = label(&node);
-    let n_targets = attr(&node, "n_targets").map(|a| a.i).unwrap_or(1).max(1);
-    match attr_str(&node, "post_transform").as_deref() {
-        None | Some("NONE") => {}
-        Some(other) => return Err(Unlowerable(format!("{what}: post_transform {other} is not supported"))),
+/// The tree structure attributes shared by both ensembles, renamed for `KairoTreeScores`:
+/// `nodes_*` as they are, the `class_*`/`target_*` leaves as `leaf_*`.
+fn tree_attributes(node: &NodeProto, leaf_prefix: &str) -> Result<Vec<AttributeProto>, Unlowerable> {
+    if attr(node, "nodes_values_as_tensor").is_some()
+        || attr(node, &format!("{leaf_prefix}_weights_as_tensor")).is_some()
+    {
+        return Err(Unlowerable(format!("{}: double-precision (…_as_tensor) trees are not supported", label(node))));
     }
-    let aggregate = attr_str(&node, "aggregate_function").unwrap_or_else(|| "SUM".into());
-    if attr(&node, "nodes_values_as_tensor").is_some() || attr(&node, "target_weights_as_tensor").is_some() {
-        return Err(Unlowerable(format!("{what}: double-precision (…_as_tensor) trees are not supported")));
-    }
-    let n_trees = attr(&node, "nodes_treeids")
-        .map(|a| a.ints.iter().collect::<std::collections::BTreeSet<_>>().len())
-        .unwrap_or(1)
-        .max(1);
-    let labels = n_targets.max(3);
-    let mut attrs = Vec::new();
-    let mut base_values = Vec::new();
-    for mut a in std::mem::take(&mut node.attribute) {
-        match a.name.as_str() {
-            "n_targets" | "aggregate_function" | "post_transform" => {}
-            "base_values" => base_values = a.floats.clone(),
-            "target_weights" => {
-                match aggregate.as_str() {
-                    "SUM" => {}
-                    "AVERAGE" => a.floats.iter_mut().for_each(|w| *w /= n_trees as f32),
-                    other => return Err(Unlowerable(format!("{what}: aggregate_function {other} is not supported"))),
-                }
-                a.name = "class_weights".into();
-                attrs.push(a);
-            }
-            name if name.starts_with("target_") => {
-                a.name = name.replacen("target_", "class_", 1);
-                attrs.push(a);
-            }
-            _ => attrs.push(a),
+    let mut out = Vec::new();
+    for a in &node.attribute {
+        if a.name.starts_with("nodes_") {
+            out.push(a.clone());
+        } else if let Some(rest) = a.name.strip_prefix(&format!("{leaf_prefix}_")) {
+            let mut a = a.clone();
+            a.name = match rest {
+                "ids" => "leaf_targetids".into(),
+                other => format!("leaf_{other}"),
+            };
+            out.push(a);
         }
     }
+    Ok(out)
+}
+
+fn push_tree_scores(
+    ctx: &mut Ctx,
+    base: &str,
+    x: String,
+    mut attrs: Vec<AttributeProto>,
+    outputs: i64,
+    base_values: Vec<f32>,
+    aggregate: &str,
+) -> String {
+    attrs.push(attr_int("n_outputs", outputs));
+    attrs.push(attr_string("aggregate_function", aggregate));
     if !base_values.is_empty() {
-        base_values.resize(labels as usize, 0.0);
         attrs.push(AttributeProto {
             name: "base_values".into(),
             r#type: AttributeType::Floats as i32,
@@ -330,90 +322,77 @@ fn lower_tree_regressor(mut node: NodeProto, ctx: &mut Ctx) -> Result<(), Unlowe
             ..Default::default()
         });
     }
-    attrs.push(attr_ints("classlabels_int64s", (0..labels).collect()));
-    attrs.push(attr_string("post_transform", "NONE"));
-    let x = node.input[0].clone();
-    let y = node.output[0].clone();
-    let label_out = ctx.name(&base, "label");
-    let scores = ctx.name(&base, "scores");
-    ctx.push("TreeEnsembleClassifier", &base, vec![x], vec![label_out, scores.clone()], attrs);
-    if ctx.opset >= 10 {
-        let starts = ctx.ints(&base, "starts", vec![0]);
-        let ends = ctx.ints(&base, "ends", vec![n_targets]);
-        let axes = ctx.ints(&base, "slice_axes", vec![1]);
-        ctx.push("Slice", &base, vec![scores, starts, ends, axes], vec![y], vec![]);
-    } else {
-        ctx.push(
-            "Slice",
-            &base,
-            vec![scores],
-            vec![y],
-            vec![attr_ints("starts", vec![0]), attr_ints("ends", vec![n_targets]), attr_ints("axes", vec![1])],
-        );
+    let scores = ctx.name(base, "scores");
+    let name = ctx.name(base, crate::trees::OP);
+    let mut n = make_node(crate::trees::OP, &name, vec![x], vec![scores.clone()], attrs);
+    n.domain = "ai.kairo".into();
+    ctx.nodes.push(n);
+    scores
+}
+
+/// Regressors: the ensemble's per-target aggregate plus base values is the output.
+fn lower_tree_regressor(node: &NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
+    let base = sanitize(node);
+    let what = label(node);
+    match attr_str(node, "post_transform").as_deref() {
+        None | Some("NONE") => {}
+        Some(other) => return Err(Unlowerable(format!("{what}: post_transform {other} is not supported"))),
     }
+    let n_targets = attr(node, "n_targets").map(|a| a.i).unwrap_or(1).max(1);
+    let aggregate = attr_str(node, "aggregate_function").unwrap_or_else(|| "SUM".into());
+    let attrs = tree_attributes(node, "target")?;
+    let base_values = attr(node, "base_values").map(|a| a.floats.clone()).unwrap_or_default();
+    let scores = push_tree_scores(ctx, &base, node.input[0].clone(), attrs, n_targets, base_values, &aggregate);
+    ctx.push("Identity", &base, vec![scores], vec![node.output[0].clone()], vec![]);
     Ok(())
 }
 
-/// A two-class ensemble whose leaves all score class 0 holds one score per row: the
-/// positive class's. (tract guesses this layout but takes the label from the raw score.)
-fn is_binary_layout(node: &NodeProto) -> bool {
-    let labels = attr(node, "classlabels_int64s")
-        .map(|a| a.ints.len())
-        .filter(|n| *n > 0)
-        .or_else(|| attr(node, "classlabels_strings").map(|a| a.strings.len()))
-        .unwrap_or(0);
-    labels == 2 && attr(node, "class_ids").is_some_and(|a| a.ints.iter().all(|c| *c == 0))
-}
-
-/// Binary ensembles as onnxruntime computes them: score `s` (+ base value), `p = s` or
-/// `sigmoid(s)`, probabilities `[1 - p, p]`, label = the class with the larger probability.
-fn lower_binary_trees(mut node: NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
-    let base = sanitize(&node);
-    let what = label(&node);
-    let transform = attr_str(&node, "post_transform").unwrap_or_else(|| "NONE".into());
-    if transform != "NONE" && transform != "LOGISTIC" {
-        return Err(Unlowerable(format!("{what}: binary post_transform {transform} is not supported")));
-    }
-    let mut attrs = Vec::new();
-    let mut labels_attr = None;
-    let mut base_value = 0.0f32;
-    for a in std::mem::take(&mut node.attribute) {
-        match a.name.as_str() {
-            "post_transform" => {}
-            "base_values" => base_value = a.floats.first().copied().unwrap_or(0.0),
-            "classlabels_int64s" | "classlabels_strings" => labels_attr = Some(a),
-            _ => attrs.push(a),
+/// Classifiers as onnxruntime computes them: per-class sums plus base values, then the
+/// post-transform, label = the class with the largest probability. A two-class ensemble whose
+/// leaves all score class 0 holds one score per row (the positive class's): `p` is that score
+/// (or its sigmoid) and the probabilities are `[1 - p, p]`.
+fn lower_tree_classifier(node: &NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
+    let base = sanitize(node);
+    let what = label(node);
+    let int_labels = attr(node, "classlabels_int64s").map(|a| a.ints.clone()).filter(|v| !v.is_empty());
+    let str_labels = attr(node, "classlabels_strings").map(|a| a.strings.clone()).filter(|v| !v.is_empty());
+    let n_classes = match (&int_labels, &str_labels) {
+        (Some(v), None) => v.len(),
+        (None, Some(v)) => v.len(),
+        _ => {
+            return Err(Unlowerable(format!(
+                "{what}: exactly one of classlabels_int64s, classlabels_strings must be set"
+            )))
         }
-    }
-    let labels_attr = labels_attr.ok_or_else(|| Unlowerable(format!("{what}: no class labels")))?;
-    attrs.push(attr_ints("classlabels_int64s", vec![0, 1, 2]));
-    attrs.push(AttributeProto {
-        name: "base_values".into(),
-        r#type: AttributeType::Floats as i32,
-        floats: vec![base_value, 0.0, 0.0],
-        ..Default::default()
-    });
-    attrs.push(attr_string("post_transform", "NONE"));
-    let raw_label = ctx.name(&base, "raw_label");
-    let scores = ctx.name(&base, "scores");
-    ctx.push("TreeEnsembleClassifier", &base, vec![node.input[0].clone()], vec![raw_label, scores.clone()], attrs);
-    let starts = ctx.ints(&base, "starts", vec![0]);
-    let ends = ctx.ints(&base, "ends", vec![1]);
-    let axes = ctx.ints(&base, "slice_axes", vec![1]);
-    let score = ctx.name(&base, "score");
-    ctx.push("Slice", &base, vec![scores, starts, ends, axes], vec![score.clone()], vec![]);
-    let p = if transform == "LOGISTIC" {
-        let p = ctx.name(&base, "p");
-        ctx.push("Sigmoid", &base, vec![score], vec![p.clone()], vec![]);
-        p
-    } else {
-        score
     };
-    let one = ctx.floats(&base, "one", vec![1, 1], vec![1.0]);
-    let q = ctx.name(&base, "q");
-    ctx.push("Sub", &base, vec![one, p.clone()], vec![q.clone()], vec![]);
+    let binary = n_classes == 2 && attr(node, "class_ids").is_some_and(|a| a.ints.iter().all(|c| *c == 0));
+    let transform = attr_str(node, "post_transform").unwrap_or_else(|| "NONE".into());
+    if !matches!(transform.as_str(), "NONE" | "LOGISTIC" | "SOFTMAX") || (binary && transform == "SOFTMAX") {
+        return Err(Unlowerable(format!("{what}: post_transform {transform} is not supported")));
+    }
+    let mut base_values = attr(node, "base_values").map(|a| a.floats.clone()).unwrap_or_default();
+    if binary {
+        base_values.truncate(1);
+    }
+    let attrs = tree_attributes(node, "class")?;
+    let outputs = if binary { 1 } else { n_classes as i64 };
+    let scores = push_tree_scores(ctx, &base, node.input[0].clone(), attrs, outputs, base_values, "SUM");
     let probabilities = node.output.get(1).cloned().unwrap_or_else(|| ctx.name(&base, "probabilities"));
-    ctx.push("Concat", &base, vec![q, p], vec![probabilities.clone()], vec![attr_int("axis", 1)]);
+    let transformed = |ctx: &mut Ctx, input: String, out: String| match transform.as_str() {
+        "LOGISTIC" => ctx.push("Sigmoid", &base, vec![input], vec![out], vec![]),
+        "SOFTMAX" => ctx.push("Softmax", &base, vec![input], vec![out], vec![attr_int("axis", 1)]),
+        _ => ctx.push("Identity", &base, vec![input], vec![out], vec![]),
+    };
+    if binary {
+        let p = ctx.name(&base, "p");
+        transformed(ctx, scores, p.clone());
+        let one = ctx.floats(&base, "one", vec![1, 1], vec![1.0]);
+        let q = ctx.name(&base, "q");
+        ctx.push("Sub", &base, vec![one, p.clone()], vec![q.clone()], vec![]);
+        ctx.push("Concat", &base, vec![q, p], vec![probabilities.clone()], vec![attr_int("axis", 1)]);
+    } else {
+        transformed(ctx, scores, probabilities.clone());
+    }
     let winner = ctx.name(&base, "winner");
     ctx.push(
         "ArgMax",
@@ -423,13 +402,17 @@ fn lower_binary_trees(mut node: NodeProto, ctx: &mut Ctx) -> Result<(), Unlowera
         vec![attr_int("axis", 1), attr_int("keepdims", 0)],
     );
     let classes = ctx.name(&base, "classes");
-    let mut labels_tensor = TensorProto { name: classes.clone(), dims: vec![2], ..Default::default() };
-    if labels_attr.name == "classlabels_int64s" {
-        labels_tensor.data_type = DataType::Int64 as i32;
-        labels_tensor.int64_data = labels_attr.ints.clone();
-    } else {
-        labels_tensor.data_type = DataType::String as i32;
-        labels_tensor.string_data = labels_attr.strings.clone();
+    let mut labels_tensor = TensorProto { name: classes.clone(), dims: vec![n_classes as i64], ..Default::default() };
+    match (int_labels, str_labels) {
+        (Some(ints), _) => {
+            labels_tensor.data_type = DataType::Int64 as i32;
+            labels_tensor.int64_data = ints;
+        }
+        (_, Some(strings)) => {
+            labels_tensor.data_type = DataType::String as i32;
+            labels_tensor.string_data = strings;
+        }
+        _ => {}
     }
     ctx.initializers.push(labels_tensor);
     ctx.push("Gather", &base, vec![classes, winner], vec![node.output[0].clone()], vec![attr_int("axis", 0)]);
