@@ -48,6 +48,9 @@ pub struct ServeConfig {
     /// A segment is written when it holds this many rows, or after `log_max_age`.
     pub log_max_rows: usize,
     pub log_max_age: Duration,
+    /// Serving threads, each with its own runtime and listening socket; 0 serves on the
+    /// caller's runtime.
+    pub threads: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,22 +98,78 @@ pub async fn serve(
         predlog::Settings { queue: config.log_queue, max_rows: config.log_max_rows, max_age: config.log_max_age };
     let (log, writer) = predlog::PredictionLog::start(md.clone(), objects, metrics.clone(), settings);
     endpoints.spawn_poller(config.poll);
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
-    let bound = listener.local_addr()?;
+    // One listening socket per serving thread (SO_REUSEPORT: the kernel spreads connections),
+    // each thread a single-threaded runtime: a request is read, run and answered on one
+    // thread with no cross-thread wake-up, which on a 2-core VM cost more than inference.
+    let first = reuseport_socket(config.addr)?;
+    first.bind(config.addr).map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+    let bound = first.local_addr()?;
+    let first = first.listen(1024)?.into_std()?;
     let mut served: Vec<(String, i64)> =
         endpoints.map.values().map(|ep| (ep.name.clone(), ep.routing().stable.version)).collect();
     served.sort();
-    on_ready(bound, &served);
     let state = AppState(Arc::new(Inner { endpoints, metrics, log }));
     let app = router(state.clone(), config.max_body);
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    // Dropping the last sender lets the writer flush and stop.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if config.threads == 0 {
+        // On the caller's runtime.
+        let listener = tokio::net::TcpListener::from_std(first)?;
+        on_ready(bound, &served);
+        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        drop(state);
+        writer.finish().await;
+        md.close().await;
+        return result.map_err(ServeError::Io);
+    }
+    let mut threads = Vec::new();
+    let mut first = Some(first);
+    for i in 0..config.threads {
+        let listener = match first.take() {
+            Some(l) => l,
+            None => {
+                let socket = reuseport_socket(bound)?;
+                socket.bind(bound).map_err(|source| ServeError::Bind { addr: bound, source })?;
+                socket.listen(1024)?.into_std()?
+            }
+        };
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        let thread = std::thread::Builder::new().name(format!("kairo-serve-{i}")).spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+            })
+        })?;
+        threads.push(thread);
+    }
+    on_ready(bound, &served);
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let joined = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked"))))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ServeError::Start(e.to_string()))?;
+    drop(app);
     drop(state);
     writer.finish().await;
     md.close().await;
-    result.map_err(ServeError::Io)
+    joined.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ()).map_err(ServeError::Io)
+}
+
+fn reuseport_socket(addr: SocketAddr) -> Result<tokio::net::TcpSocket, ServeError> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    Ok(socket)
 }
 
 fn router(state: AppState, max_body: usize) -> Router {

@@ -15,7 +15,6 @@ use kairo_runtime::Tensor;
 use kairo_store::serving::Segment;
 use kairo_store::{LocalObjects, Metadata};
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
@@ -32,30 +31,45 @@ pub struct Record {
     pub outputs: Vec<(String, Tensor)>,
 }
 
-/// The sending side; cheap to clone.
+/// The sending side; cheap to clone. Records go into a shared buffer that the writer drains
+/// on a timer: a request never waits and never wakes another thread (a wake-up per request
+/// cost more than the inference itself on a 2-core VM).
 #[derive(Clone)]
 pub struct PredictionLog {
-    tx: mpsc::Sender<Record>,
+    shared: Arc<Shared>,
     metrics: Arc<Metrics>,
+}
+
+struct Shared {
+    queue: std::sync::Mutex<Vec<Record>>,
+    capacity: usize,
+    wake: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 pub struct Writer {
     handle: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
-    /// Wait for the writer to flush what it holds (after every sender is dropped).
+    /// Flush what is queued and stop.
     pub async fn finish(self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
         let _ = self.handle.await;
     }
 }
 
-/// Limits of one segment.
+/// Limits of the queue and of one segment.
 pub struct Settings {
     pub queue: usize,
     pub max_rows: usize,
     pub max_age: Duration,
 }
+
+/// How often the writer drains the queue.
+const DRAIN_EVERY: Duration = Duration::from_millis(200);
 
 impl PredictionLog {
     pub fn start(
@@ -64,53 +78,76 @@ impl PredictionLog {
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> (PredictionLog, Writer) {
-        let (tx, rx) = mpsc::channel(settings.queue.max(1));
-        let handle = tokio::spawn(run(rx, md, objects, metrics.clone(), settings));
-        (PredictionLog { tx, metrics }, Writer { handle })
+        let shared = Arc::new(Shared {
+            queue: std::sync::Mutex::new(Vec::new()),
+            capacity: settings.queue.max(1),
+            wake: tokio::sync::Notify::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        });
+        let handle = tokio::spawn(run(shared.clone(), md, objects, metrics.clone(), settings));
+        (PredictionLog { shared: shared.clone(), metrics }, Writer { handle, shared })
     }
 
     /// Queue a record without waiting; a full queue drops it and counts the drop.
     pub fn log(&self, record: Record) {
-        if self.tx.try_send(record).is_err() {
+        let mut q = match self.shared.queue.lock() {
+            Ok(q) => q,
+            Err(p) => p.into_inner(),
+        };
+        if q.len() >= self.shared.capacity {
+            drop(q);
             self.metrics.log_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        q.push(record);
+        if q.len() == self.shared.capacity / 2 {
+            // Half full: drain now rather than at the next tick.
+            self.shared.wake.notify_one();
         }
     }
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Record>,
-    md: Metadata,
-    objects: LocalObjects,
-    metrics: Arc<Metrics>,
-    settings: Settings,
-) {
+async fn run(shared: Arc<Shared>, md: Metadata, objects: LocalObjects, metrics: Arc<Metrics>, settings: Settings) {
     let mut buffer: Vec<Record> = Vec::new();
     let mut rows = 0usize;
-    let mut tick = tokio::time::interval(settings.max_age);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut oldest: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
-            record = rx.recv() => match record {
-                Some(r) => {
-                    rows += r.inputs.first().map(|(_, t)| t.rows()).unwrap_or(1);
-                    buffer.push(r);
-                    if rows >= settings.max_rows {
-                        flush(&mut buffer, &md, &objects, &metrics).await;
-                        rows = 0;
-                    }
-                }
-                None => break,
-            },
-            _ = tick.tick() => {
-                if !buffer.is_empty() {
-                    flush(&mut buffer, &md, &objects, &metrics).await;
-                    rows = 0;
-                }
-            }
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(DRAIN_EVERY) => {}
         }
-    }
-    if !buffer.is_empty() {
-        flush(&mut buffer, &md, &objects, &metrics).await;
+        let drained = {
+            let mut q = match shared.queue.lock() {
+                Ok(q) => q,
+                Err(p) => p.into_inner(),
+            };
+            std::mem::take(&mut *q)
+        };
+        for r in drained {
+            rows += r.inputs.first().map(|(_, t)| t.rows()).unwrap_or(1);
+            buffer.push(r);
+        }
+        if !buffer.is_empty() && oldest.is_none() {
+            oldest = Some(std::time::Instant::now());
+        }
+        let closed = shared.closed.load(Ordering::SeqCst);
+        let due = rows >= settings.max_rows || oldest.is_some_and(|t| t.elapsed() >= settings.max_age);
+        if !buffer.is_empty() && (due || closed) {
+            flush(&mut buffer, &md, &objects, &metrics).await;
+            rows = 0;
+            oldest = None;
+        }
+        if closed {
+            let rest = std::mem::take(&mut *match shared.queue.lock() {
+                Ok(q) => q,
+                Err(p) => p.into_inner(),
+            });
+            if !rest.is_empty() {
+                buffer = rest;
+                flush(&mut buffer, &md, &objects, &metrics).await;
+            }
+            break;
+        }
     }
 }
 

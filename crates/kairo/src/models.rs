@@ -131,6 +131,9 @@ pub struct ServeArgs {
     /// Write a prediction-log segment every this many seconds (or 50,000 rows).
     #[arg(long, default_value_t = 10)]
     pub log_flush_s: u64,
+    /// Serving threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -597,6 +600,7 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
         log_queue: a.log_queue,
         log_max_rows: 50_000,
         log_max_age: Duration::from_secs(a.log_flush_s.max(1)),
+        threads: a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
     };
     let shutdown = async {
         use tokio::signal::unix::{signal, SignalKind};
