@@ -28,19 +28,36 @@ enum Mode {
     Leaf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// 16 bytes, so a tree's nodes stay in cache while a block of rows walks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Node {
-    mode: Mode,
-    feature: u32,
-    /// f32 bits, so the op can derive `Hash`.
+    /// Feature index in the low 24 bits, `Mode` in bits 28-31, "missing goes true" in bit 27.
+    packed: u32,
+    /// The threshold's f32 bits (so the op can derive `Hash`).
     threshold: u32,
-    missing_true: bool,
-    when_true: u32,
-    when_false: u32,
-    /// Range in `leaf_targets`/`leaf_weights` for leaves.
-    leaf_start: u32,
-    leaf_end: u32,
+    /// Branches: the true and false children. Leaves: the range in `leaf_targets`/`leaf_weights`.
+    a: u32,
+    b: u32,
 }
+
+const FEATURE_MASK: u32 = (1 << 24) - 1;
+const MISSING_TRUE: u32 = 1 << 27;
+
+impl Mode {
+    fn code(self) -> u32 {
+        match self {
+            Mode::Leq => 0,
+            Mode::Lt => 1,
+            Mode::Gte => 2,
+            Mode::Gt => 3,
+            Mode::Eq => 4,
+            Mode::Neq => 5,
+            Mode::Leaf => 6,
+        }
+    }
+}
+
+const LEAF: u32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Aggregate {
@@ -64,52 +81,67 @@ pub struct Forest {
 }
 
 impl Forest {
+    /// Rows in blocks, each block walking one tree at a time (tree-major), so a tree's nodes
+    /// are read from cache for every row of the block.
     fn eval(&self, x: &[f32], features: usize, out: &mut [f32]) {
+        const BLOCK: usize = 64;
         let rows = x.len() / features.max(1);
-        let trees = self.roots.len().max(1) as f32;
-        let mut seen = vec![false; self.outputs];
-        for r in 0..rows {
-            let row = &x[r * features..(r + 1) * features];
-            let scores = &mut out[r * self.outputs..(r + 1) * self.outputs];
-            seen.fill(false);
+        let k = self.outputs;
+        let min_max = matches!(self.aggregate, Aggregate::Min | Aggregate::Max);
+        let mut seen = if min_max { vec![false; rows * k] } else { Vec::new() };
+        let mut start = 0;
+        while start < rows {
+            let end = (start + BLOCK).min(rows);
             for &root in &self.roots {
-                let mut n = &self.nodes[root as usize];
-                while n.mode != Mode::Leaf {
-                    let v = row[n.feature as usize];
-                    let t = f32::from_bits(n.threshold);
-                    let go = if v.is_nan() {
-                        n.missing_true
-                    } else {
-                        match n.mode {
-                            Mode::Leq => v <= t,
-                            Mode::Lt => v < t,
-                            Mode::Gte => v >= t,
-                            Mode::Gt => v > t,
-                            Mode::Eq => v == t,
-                            Mode::Neq => v != t,
-                            Mode::Leaf => true,
+                for r in start..end {
+                    let row = &x[r * features..(r + 1) * features];
+                    let mut n = self.nodes[root as usize];
+                    loop {
+                        let mode = n.packed >> 28;
+                        if mode == LEAF {
+                            break;
                         }
-                    };
-                    n = &self.nodes[if go { n.when_true } else { n.when_false } as usize];
-                }
-                for l in n.leaf_start as usize..n.leaf_end as usize {
-                    let target = self.leaf_targets[l] as usize;
-                    let w = f32::from_bits(self.leaf_weights[l]);
-                    let s = &mut scores[target];
-                    match self.aggregate {
-                        Aggregate::Sum | Aggregate::Average => *s += w,
-                        Aggregate::Min => *s = if seen[target] { s.min(w) } else { w },
-                        Aggregate::Max => *s = if seen[target] { s.max(w) } else { w },
+                        let v = row[(n.packed & FEATURE_MASK) as usize];
+                        let t = f32::from_bits(n.threshold);
+                        let go = if v.is_nan() {
+                            n.packed & MISSING_TRUE != 0
+                        } else {
+                            match mode {
+                                0 => v <= t,
+                                1 => v < t,
+                                2 => v >= t,
+                                3 => v > t,
+                                4 => v == t,
+                                _ => v != t,
+                            }
+                        };
+                        n = self.nodes[if go { n.a } else { n.b } as usize];
                     }
-                    seen[target] = true;
+                    for l in n.a as usize..n.b as usize {
+                        let at = r * k + self.leaf_targets[l] as usize;
+                        let w = f32::from_bits(self.leaf_weights[l]);
+                        match self.aggregate {
+                            Aggregate::Sum | Aggregate::Average => out[at] += w,
+                            Aggregate::Min => {
+                                out[at] = if seen[at] { out[at].min(w) } else { w };
+                                seen[at] = true;
+                            }
+                            Aggregate::Max => {
+                                out[at] = if seen[at] { out[at].max(w) } else { w };
+                                seen[at] = true;
+                            }
+                        }
+                    }
                 }
             }
-            for (k, s) in scores.iter_mut().enumerate() {
-                if self.aggregate == Aggregate::Average {
-                    *s /= trees;
-                }
-                *s += self.base.get(k).map(|b| f32::from_bits(*b)).unwrap_or(0.0);
+            start = end;
+        }
+        let trees = self.roots.len().max(1) as f32;
+        for (i, s) in out.iter_mut().enumerate() {
+            if self.aggregate == Aggregate::Average {
+                *s /= trees;
             }
+            *s += self.base.get(i % k).map(|b| f32::from_bits(*b)).unwrap_or(0.0);
         }
     }
 }
@@ -205,22 +237,20 @@ pub fn parse(node: &NodeProto) -> TractResult<Forest> {
             leaf_targets.push(*t);
             leaf_weights.push(*w);
         }
-        let (when_true, when_false) = if mode == Mode::Leaf {
-            (0, 0)
+        let (a, b) = if mode == Mode::Leaf {
+            (start, leaf_targets.len() as u32)
         } else {
+            ensure!(
+                features[i] >= 0 && (features[i] as u32) <= FEATURE_MASK,
+                "feature index {} out of range",
+                features[i]
+            );
             max_feature = max_feature.max(features[i] as usize);
             (lookup(tree_ids[i], trues[i])?, lookup(tree_ids[i], falses[i])?)
         };
-        nodes.push(Node {
-            mode,
-            feature: features[i] as u32,
-            threshold: values[i].to_bits(),
-            missing_true: missing.get(i).copied().unwrap_or(0) != 0,
-            when_true,
-            when_false,
-            leaf_start: start,
-            leaf_end: leaf_targets.len() as u32,
-        });
+        let missing_true = if missing.get(i).copied().unwrap_or(0) != 0 { MISSING_TRUE } else { 0 };
+        let feature = if mode == Mode::Leaf { 0 } else { features[i] as u32 };
+        nodes.push(Node { packed: (mode.code() << 28) | missing_true | feature, threshold: values[i].to_bits(), a, b });
     }
     // Roots: node 0 of each tree if present, else the tree's first node, in tree order.
     let mut tree_order: Vec<i64> = tree_ids.to_vec();

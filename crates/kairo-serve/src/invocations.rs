@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use kairo_runtime::{DType, Data, Signature, Tensor};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// A table of cells as the request gave them.
 struct Frame {
@@ -272,30 +272,39 @@ pub fn decode_csv(body: &[u8], sig: &Signature) -> Result<HashMap<String, Tensor
     frame_to_inputs(Frame { columns: Some(columns), rows }, sig)
 }
 
-/// `{"predictions": ...}`: a list for one output; records of all outputs otherwise.
-pub fn encode(sig: &Signature, outputs: &[Tensor]) -> Value {
-    let row_values = |t: &Tensor, r: usize| -> Value {
-        let width: usize = t.shape.iter().skip(1).product();
-        let cells = t.data.rows(width.max(1), r, r + 1);
-        let v = crate::oip::data_json(&cells);
+/// `{"predictions": ...}`: a list for one output; records of all outputs otherwise. Written
+/// directly as bytes (floats in their own width's shortest form).
+pub fn encode(sig: &Signature, outputs: &[Tensor]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64 + outputs.iter().map(|t| t.data.len() * 12).sum::<usize>());
+    let rows = outputs.first().map(|t| t.rows()).unwrap_or(0);
+    let cell = |buf: &mut Vec<u8>, t: &Tensor, r: usize| {
+        let width: usize = t.shape.iter().skip(1).product::<usize>().max(1);
         if t.shape.len() <= 1 || width == 1 {
-            v.as_array().and_then(|a| a.first().cloned()).unwrap_or(Value::Null)
+            crate::oip::write_scalar(buf, &t.data, r);
         } else {
-            v
+            crate::oip::write_data(buf, &t.data, r * width, (r + 1) * width);
         }
     };
-    let rows = outputs.first().map(|t| t.rows()).unwrap_or(0);
-    if outputs.len() == 1 {
-        return json!({"predictions": (0..rows).map(|r| row_values(&outputs[0], r)).collect::<Vec<_>>()});
-    }
-    let records: Vec<Value> = (0..rows)
-        .map(|r| {
-            let mut m = Map::new();
-            for (spec, t) in sig.outputs.iter().zip(outputs) {
-                m.insert(spec.name.clone(), row_values(t, r));
+    buf.extend_from_slice(b"{\"predictions\":[");
+    for r in 0..rows {
+        if r > 0 {
+            buf.push(b',');
+        }
+        if outputs.len() == 1 {
+            cell(&mut buf, &outputs[0], r);
+            continue;
+        }
+        buf.push(b'{');
+        for (i, (spec, t)) in sig.outputs.iter().zip(outputs).enumerate() {
+            if i > 0 {
+                buf.push(b',');
             }
-            Value::Object(m)
-        })
-        .collect();
-    json!({"predictions": records})
+            let _ = serde_json::to_writer(&mut buf, &spec.name);
+            buf.push(b':');
+            cell(&mut buf, t, r);
+        }
+        buf.push(b'}');
+    }
+    buf.extend_from_slice(b"]}");
+    buf
 }

@@ -547,7 +547,7 @@ async fn invocations(
             let body = invocations::encode(loaded.model.signature(), &outputs);
             let named = loaded.model.signature().outputs.iter().map(|o| o.name.clone()).zip(outputs).collect();
             outcome.finish(StatusCode::OK, Some(logged), named);
-            let mut response = Json(body).into_response();
+            let mut response = ([("content-type", "application/json")], body).into_response();
             if let Ok(v) = HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert("x-request-id", v);
             }

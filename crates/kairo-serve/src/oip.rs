@@ -258,19 +258,14 @@ pub fn data_json(data: &Data) -> Value {
         Data::I16(v) => json!(v),
         Data::I32(v) => json!(v),
         Data::I64(v) => json!(v),
-        Data::F32(v) => Value::Array(v.iter().map(|x| f32_json(*x)).collect()),
+        Data::F32(v) => {
+            let mut buf = Vec::with_capacity(v.len() * 12);
+            write_data(&mut buf, data, 0, v.len());
+            serde_json::from_slice(&buf).unwrap_or(Value::Null)
+        }
         Data::F64(v) => json!(v),
         Data::Bytes(v) => json!(v),
     }
-}
-
-/// An f32 as JSON without float noise: `0.1f32` is written `0.1`, not `0.10000000149011612`.
-pub fn f32_json(x: f32) -> Value {
-    if !x.is_finite() {
-        return Value::Null;
-    }
-    let text = x.to_string();
-    text.parse::<f64>().map(|v| json!(v)).unwrap_or(Value::Null)
 }
 
 fn binary_bytes(data: &Data) -> Vec<u8> {
@@ -302,6 +297,58 @@ fn binary_bytes(data: &Data) -> Vec<u8> {
     }
 }
 
+/// Append a tensor's elements `start..end` as a JSON array. Floats are written by serde's
+/// shortest round-trip formatting of their own width (`0.1f32` as `0.1`), without building a
+/// `Value` per element; NaN and infinities become `null`.
+pub fn write_data(buf: &mut Vec<u8>, data: &Data, start: usize, end: usize) {
+    macro_rules! slice {
+        ($v:expr) => {
+            serde_json::to_writer(&mut *buf, &$v[start..end])
+        };
+    }
+    let _ = match data {
+        Data::Bool(v) => slice!(v),
+        Data::U8(v) => slice!(v),
+        Data::U16(v) => slice!(v),
+        Data::U32(v) => slice!(v),
+        Data::U64(v) => slice!(v),
+        Data::I8(v) => slice!(v),
+        Data::I16(v) => slice!(v),
+        Data::I32(v) => slice!(v),
+        Data::I64(v) => slice!(v),
+        Data::F32(v) => slice!(v),
+        Data::F64(v) => slice!(v),
+        Data::Bytes(v) => slice!(v),
+    };
+}
+
+/// Append element `i` alone, as a JSON scalar.
+pub fn write_scalar(buf: &mut Vec<u8>, data: &Data, i: usize) {
+    macro_rules! one {
+        ($v:expr) => {
+            serde_json::to_writer(&mut *buf, &$v[i])
+        };
+    }
+    let _ = match data {
+        Data::Bool(v) => one!(v),
+        Data::U8(v) => one!(v),
+        Data::U16(v) => one!(v),
+        Data::U32(v) => one!(v),
+        Data::U64(v) => one!(v),
+        Data::I8(v) => one!(v),
+        Data::I16(v) => one!(v),
+        Data::I32(v) => one!(v),
+        Data::I64(v) => one!(v),
+        Data::F32(v) => one!(v),
+        Data::F64(v) => one!(v),
+        Data::Bytes(v) => one!(v),
+    };
+}
+
+fn write_json(buf: &mut Vec<u8>, v: &impl serde::Serialize) {
+    let _ = serde_json::to_writer(&mut *buf, v);
+}
+
 /// Encode a response. Returns the body and, when any output is binary, the JSON length for
 /// `Inference-Header-Content-Length`.
 pub fn encode(
@@ -311,34 +358,48 @@ pub fn encode(
     outputs: &[(String, Tensor, bool)],
     parameters: Value,
 ) -> (Vec<u8>, Option<usize>) {
+    let mut out = Vec::with_capacity(256 + outputs.iter().map(|(_, t, _)| t.data.len() * 12).sum::<usize>());
     let mut blobs = Vec::new();
-    let outs: Vec<Value> = outputs
-        .iter()
-        .map(|(name, t, binary)| {
-            let mut o = json!({"name": name, "datatype": t.dtype().oip_name(), "shape": t.shape});
-            if *binary {
-                let b = binary_bytes(&t.data);
-                o["parameters"] = json!({"binary_data_size": b.len()});
-                blobs.push(b);
-            } else {
-                o["data"] = data_json(&t.data);
-            }
-            o
-        })
-        .collect();
-    let body = json!({
-        "model_name": model, "model_version": version.to_string(), "id": id,
-        "parameters": parameters, "outputs": outs,
-    });
-    let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+    out.extend_from_slice(b"{\"model_name\":");
+    write_json(&mut out, &model);
+    out.extend_from_slice(b",\"model_version\":");
+    write_json(&mut out, &version.to_string());
+    out.extend_from_slice(b",\"id\":");
+    write_json(&mut out, &id);
+    out.extend_from_slice(b",\"parameters\":");
+    write_json(&mut out, &parameters);
+    out.extend_from_slice(b",\"outputs\":[");
+    for (i, (name, t, binary)) in outputs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        write_json(&mut out, name);
+        out.extend_from_slice(b",\"datatype\":");
+        write_json(&mut out, &t.dtype().oip_name());
+        out.extend_from_slice(b",\"shape\":");
+        write_json(&mut out, &t.shape);
+        if *binary {
+            let b = binary_bytes(&t.data);
+            out.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
+            write_json(&mut out, &b.len());
+            out.push(b'}');
+            blobs.push(b);
+        } else {
+            out.extend_from_slice(b",\"data\":");
+            write_data(&mut out, &t.data, 0, t.data.len());
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
     if blobs.is_empty() {
-        return (bytes, None);
+        return (out, None);
     }
-    let json_len = bytes.len();
+    let json_len = out.len();
     for b in blobs {
-        bytes.extend_from_slice(&b);
+        out.extend_from_slice(&b);
     }
-    (bytes, Some(json_len))
+    (out, Some(json_len))
 }
 
 #[cfg(test)]

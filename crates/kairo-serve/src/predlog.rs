@@ -14,7 +14,7 @@ use arrow_schema::{DataType, Field, Schema};
 use kairo_runtime::Tensor;
 use kairo_store::serving::Segment;
 use kairo_store::{LocalObjects, Metadata};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::metrics::Metrics;
 
@@ -200,20 +200,29 @@ pub fn schema() -> Schema {
     ])
 }
 
-/// Row `r` of each named tensor as a JSON object.
-fn row_json(tensors: &[(String, Tensor)], r: usize) -> String {
-    let mut m = Map::new();
+/// Row `r` of each named tensor as a JSON object (a scalar for one value per row).
+fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.push(b'{');
+    let mut first = true;
     for (name, t) in tensors {
         let width: usize = t.shape.iter().skip(1).product::<usize>().max(1);
         if (r + 1) * width > t.data.len() {
             continue;
         }
-        let cells = crate::oip::data_json(&t.data.rows(width, r, r + 1));
-        let v =
-            if width == 1 { cells.as_array().and_then(|a| a.first().cloned()).unwrap_or(Value::Null) } else { cells };
-        m.insert(name.clone(), v);
+        if !first {
+            buf.push(b',');
+        }
+        first = false;
+        let _ = serde_json::to_writer(&mut *buf, name);
+        buf.push(b':');
+        if width == 1 {
+            crate::oip::write_scalar(buf, &t.data, r);
+        } else {
+            crate::oip::write_data(buf, &t.data, r * width, (r + 1) * width);
+        }
     }
-    Value::Object(m).to_string()
+    buf.push(b'}');
 }
 
 fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), String> {
@@ -228,6 +237,7 @@ fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), String> {
     let mut inputs = StringBuilder::new();
     let mut outputs = StringBuilder::new();
     let mut n = 0usize;
+    let mut text = Vec::with_capacity(1024);
     for rec in records {
         let rows = rec.inputs.first().map(|(_, t)| t.rows()).unwrap_or(1).max(1);
         for r in 0..rows {
@@ -239,8 +249,10 @@ fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), String> {
             arm.append_value(rec.arm);
             latency.append_value(rec.latency_us);
             status.append_value(rec.status);
-            inputs.append_value(row_json(&rec.inputs, r));
-            outputs.append_value(row_json(&rec.outputs, r));
+            row_json(&rec.inputs, r, &mut text);
+            inputs.append_value(std::str::from_utf8(&text).unwrap_or("{}"));
+            row_json(&rec.outputs, r, &mut text);
+            outputs.append_value(std::str::from_utf8(&text).unwrap_or("{}"));
             n += 1;
         }
     }
