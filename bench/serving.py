@@ -63,10 +63,12 @@ def to_ms(text):
 
 def wrk(url, body, conns, duration, work):
     script = work / "wrk.lua"
+    request = "" if body is None else (
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n' f"wrk.body = [==[{body}]==]\n"
+    )
     script.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = [==[{body}]==]\n"
-        "done = function(summary, latency, requests)\n"
+        request
+        + "done = function(summary, latency, requests)\n"
         '  io.write(string.format("P50 %f\\nP99 %f\\nNON2XX %d\\n", latency:percentile(50), latency:percentile(99), summary.errors.status))\n'
         "end\n"
     )
@@ -142,6 +144,8 @@ def main():
     startup = wait_ready(proc, f"http://127.0.0.1:{port}/ping")
     results["kairo_startup_s"] = startup
     try:
+        # The HTTP floor on this machine: an empty GET, one connection.
+        results["kairo_ping"] = wrk(f"http://127.0.0.1:{port}/ping", None, 1, a.duration, work)
         for name in models:
             for rows in (1, 100):
                 for conns in (1, 8):
@@ -163,6 +167,7 @@ def main():
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         results.setdefault("mlflow_startup_s", {})[name] = wait_ready(proc, f"http://127.0.0.1:{port}/ping")
         try:
+            results.setdefault("mlflow_ping", {})[name] = wrk(f"http://127.0.0.1:{port}/ping", None, 1, a.duration, work)
             for rows in (1, 100):
                 for conns in (1, 8):
                     r = wrk(f"http://127.0.0.1:{port}/invocations", bodies[rows], conns, a.duration, work)
@@ -185,10 +190,14 @@ def main():
                 print(f"| {name} | {rows} | {conns} | {m['rps']:.0f} | {k['rps']:.0f} | {k['rps'] / m['rps']:.0f}× | "
                       f"{m['p50_ms']:.2f} / {m['p99_ms']:.2f} | {k['p50_ms']:.3f} / {k['p99_ms']:.3f} | "
                       f"1/{m['p99_ms'] / k['p99_ms']:.0f} | {o['rps']:.0f}, {o['p50_ms']:.3f} / {o['p99_ms']:.3f} |")
+    ping = results["kairo_ping"]["p50_ms"] * 1000
+    print(f"\nHTTP floor: Kairo GET /ping p50 {ping:.0f} µs (MLflow's /ping: "
+          + ", ".join(f"{results['mlflow_ping'][n]['p50_ms'] * 1000:.0f} µs" for n in models) + ")")
     for name in models:
         k = find(server="kairo", model=name, rows=1, conns=1, protocol="oip")
-        print(f"\n{name}: onnxruntime in-process per row {floor[name]:.1f} µs; Kairo server p50 (1 row, 1 conn, OIP) "
-              f"{k['p50_ms'] * 1000:.0f} µs → {k['p50_ms'] * 1000 - floor[name]:.0f} µs above the floor")
+        print(f"{name}: onnxruntime in-process per row {floor[name]:.1f} µs; Kairo server p50 (1 row, 1 conn, OIP) "
+              f"{k['p50_ms'] * 1000:.0f} µs → {k['p50_ms'] * 1000 - floor[name]:.0f} µs above the floor, "
+              f"{k['p50_ms'] * 1000 - ping:.0f} µs above an empty request")
     bad = [r for r in results["runs"] if r["non2xx"] or r["socket_errors"]]
     if bad:
         print("\nWARNING: runs with errors:", json.dumps(bad))
