@@ -64,6 +64,8 @@ pub struct Registered {
     pub version: ModelVersion,
     pub artifact: VersionArtifact,
     pub lowered_ops: Vec<String>,
+    /// `tract`, or `onnxruntime` for models only the optional backend runs.
+    pub runtime: &'static str,
 }
 
 /// A model reference: `NAME`, `NAME@ALIAS` or `NAME:VERSION`.
@@ -203,7 +205,7 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         user_id: req.actor.clone(),
     };
     let version = md.register_version(&new, &artifact).await?;
-    Ok(Registered { version, artifact, lowered_ops: model.lowered_ops().to_vec() })
+    Ok(Registered { version, artifact, lowered_ops: model.lowered_ops().to_vec(), runtime: model.backend_name() })
 }
 
 struct RunArtifact {

@@ -8,6 +8,8 @@
 //! Knows nothing of HTTP, JSON, the registry or where model bytes are stored.
 
 mod lower;
+#[cfg(feature = "ort")]
+mod ort_backend;
 mod tensor;
 mod trees;
 
@@ -38,9 +40,16 @@ pub enum RuntimeError {
 
 type Plan = Arc<TypedRunnableModel>;
 
+/// What runs a model.
+enum Backend {
+    Tract(Plan),
+    #[cfg(feature = "ort")]
+    Ort(ort_backend::OrtModel),
+}
+
 /// A loaded, optimised model, ready to run from many threads at once.
 pub struct Model {
-    plan: Plan,
+    backend: Backend,
     signature: Signature,
     /// ONNX-ML operators rewritten into core operators at load.
     lowered: Vec<String>,
@@ -80,6 +89,23 @@ impl Model {
         missing.sort();
         missing.dedup();
         if !missing.is_empty() {
+            #[cfg(feature = "ort")]
+            {
+                return match ort_backend::load(bytes) {
+                    Ok(m) => Ok(Model {
+                        signature: m.signature.clone(),
+                        backend: Backend::Ort(m),
+                        lowered: Vec::new(),
+                        accepts_nan,
+                        op_types,
+                    }),
+                    Err(e) => Err(RuntimeError::Load(format!(
+                        "the model uses operators tract does not support ({}), and ONNX Runtime could not take it: {e}",
+                        missing.join(", ")
+                    ))),
+                };
+            }
+            #[cfg(not(feature = "ort"))]
             return Err(RuntimeError::Unsupported { ops: missing });
         }
 
@@ -127,11 +153,21 @@ impl Model {
             inputs: inputs.into_iter().map(|(name, dtype, shape)| TensorSpec { name, dtype, shape }).collect(),
             outputs,
         };
-        Ok(Model { plan, signature, lowered, accepts_nan, op_types })
+        Ok(Model { backend: Backend::Tract(plan), signature, lowered, accepts_nan, op_types })
     }
 
     pub fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    /// Which engine runs the model: `tract`, or `onnxruntime` (feature `ort`) for models
+    /// tract cannot run.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Tract(_) => "tract",
+            #[cfg(feature = "ort")]
+            Backend::Ort(_) => "onnxruntime",
+        }
     }
 
     /// ONNX-ML operators the runtime rewrote at load.
@@ -210,10 +246,15 @@ impl Model {
 
     /// Run checked inputs (in signature order, from [`Model::prepare`]); outputs in signature order.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+        let plan = match &self.backend {
+            Backend::Tract(plan) => plan,
+            #[cfg(feature = "ort")]
+            Backend::Ort(m) => return m.run(inputs),
+        };
         let run = |e: TractError| RuntimeError::Run(format!("{e:#}"));
         let values: TVec<TValue> =
             inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<_, _>>()?;
-        let outputs = self.plan.run(values).map_err(run)?;
+        let outputs = plan.run(values).map_err(run)?;
         outputs.iter().map(from_tract).collect()
     }
 

@@ -237,10 +237,16 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
             "name": r.version.name, "version": r.version.version, "source": r.version.source,
             "run_id": r.version.run_id, "object": r.artifact.object.to_hex(), "size": r.artifact.size,
             "signature": r.artifact.signature, "metrics": r.artifact.metrics,
-            "profile": r.artifact.profile.is_some(), "lowered_ops": r.lowered_ops,
+            "profile": r.artifact.profile.is_some(), "lowered_ops": r.lowered_ops, "runtime": r.runtime,
         }));
     } else {
-        println!("Registered {} version {} ({})", r.version.name, r.version.version, bytes(r.artifact.size));
+        println!(
+            "Registered {} version {} ({}, runs on {})",
+            r.version.name,
+            r.version.version,
+            bytes(r.artifact.size),
+            r.runtime
+        );
         print_signature(&r.artifact.signature);
         if let Some(m) = r.artifact.metrics.as_object().filter(|m| !m.is_empty()) {
             let list: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -94,6 +94,7 @@ fn mlp() {
     check_case("mlp");
 }
 
+#[cfg(not(feature = "ort"))]
 #[test]
 fn unsupported_operators_are_named() {
     let bytes = std::fs::read(fixtures().join("svm_unsupported.onnx")).unwrap();
@@ -129,4 +130,22 @@ fn bad_inputs_name_the_input() {
     let batch = Tensor::new(vec![100, 20], Data::F32(vec![0.1; 2000])).unwrap();
     let out = model.infer([("input".to_string(), batch)].into()).unwrap();
     assert_eq!(out[1].shape, vec![100, 2]);
+}
+
+/// With the `ort` feature, models tract cannot run go to ONNX Runtime (loaded from
+/// `ORT_DYLIB_PATH`; `.ci/test` points it at the onnxruntime wheel's library).
+#[cfg(feature = "ort")]
+#[test]
+fn models_tract_cannot_run_go_to_onnxruntime() {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        eprintln!("skipping: ORT_DYLIB_PATH is not set (.ci/test sets it)");
+        return;
+    }
+    let model = load("svm_unsupported");
+    assert_eq!(model.backend_name(), "onnxruntime");
+    check_case("svm_unsupported");
+    // Models tract runs stay on tract.
+    assert_eq!(load("logreg20").backend_name(), "tract");
+    let bad = Tensor::new(vec![1, 3], Data::F32(vec![0.5; 3])).unwrap();
+    assert!(matches!(model.infer([("input".to_string(), bad)].into()), Err(RuntimeError::Input(_))));
 }
