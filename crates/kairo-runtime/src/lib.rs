@@ -246,6 +246,8 @@ impl Model {
 
     /// Run checked inputs (in signature order, from [`Model::prepare`]); outputs in signature order.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+        // A single arm without the `ort` feature.
+        #[allow(clippy::infallible_destructuring_match)]
         let plan = match &self.backend {
             Backend::Tract(plan) => plan,
             #[cfg(feature = "ort")]
