@@ -1,6 +1,7 @@
 //! `kairo demo`: a scripted walk through the product on generated data, run with this very
 //! binary so the output is exactly what a user would see: data versioning, then a pipeline with
-//! runs, the run cache, run comparison, lineage and reproduction. Later capabilities extend it.
+//! runs, the run cache, run comparison, lineage and reproduction; then models: registration,
+//! a promotion gate, a canary, serving and rollback. Later capabilities extend it.
 
 use crate::{CmdResult, Failure};
 use kairo_core::exit;
@@ -82,8 +83,101 @@ pub async fn run(dir: Option<PathBuf>) -> CmdResult {
             exit::OK,
         )?;
     }
+    models(&demo)?;
     println!("# demo finished");
     Ok(exit::OK)
+}
+
+/// Two versions of a classifier (scikit-learn, exported to ONNX with skl2onnx; the samples in
+/// `fixtures/models`), registered, gated, deployed as a canary, served and rolled back.
+fn models(demo: &Demo) -> Result<(), Failure> {
+    let dir = demo.root.join("models");
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join("logreg.onnx"), include_bytes!("../../../fixtures/models/logreg20.onnx"))?;
+    fs::write(dir.join("forest.onnx"), include_bytes!("../../../fixtures/models/forest20.onnx"))?;
+    let config = fs::read_to_string(demo.root.join("kairo.yaml"))?;
+    fs::write(
+        demo.root.join("kairo.yaml"),
+        format!("{config}models:\n  churn:\n    gates: [\"auc >= 0.85\", \"size_mb <= 5\"]\n"),
+    )?;
+    println!("# two ONNX models of a churn classifier, and a promotion gate in kairo.yaml (auc >= 0.85)\n");
+    demo.step(
+        "register version 1: it must load in the serving runtime",
+        &["models", "register", "churn", "--file", "models/logreg.onnx", "--metric", "auc=0.81"],
+        exit::OK,
+    )?;
+    demo.step(
+        "register version 2",
+        &["models", "register", "churn", "--file", "models/forest.onnx", "--metric", "auc=0.93"],
+        exit::OK,
+    )?;
+    demo.step("version 1 fails the gate (exit 5)", &["models", "promote", "churn", "1"], exit::GATE_FAILED)?;
+    demo.step("version 2 passes and becomes champion", &["models", "promote", "churn", "2"], exit::OK)?;
+    demo.step("deploy version 1 to serve 100%", &["deploy", "churn", "--version", "1"], exit::OK)?;
+    demo.step(
+        "roll version 2 out as a canary on half of the traffic",
+        &["deploy", "churn", "--version", "2", "--strategy", "canary", "--weight", "50"],
+        exit::OK,
+    )?;
+    println!("# serve it: kairo serve churn (Open Inference Protocol and MLflow /invocations)");
+    let mut child = Command::new(demo.exe)
+        .args(["serve", "churn", "--port", "0", "--threads", "1", "--poll-ms", "200", "--log-flush-s", "1"])
+        .current_dir(demo.root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let result = serve_requests(demo, &mut child);
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    result?;
+    demo.step("every answer is in the prediction log", &["models", "predictions", "churn", "--limit", "4"], exit::OK)?;
+    Ok(())
+}
+
+fn serve_requests(demo: &Demo, child: &mut std::process::Child) -> Result<(), Failure> {
+    use std::io::{BufRead, BufReader};
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Failure { code: exit::ERROR, message: "no output from kairo serve".into() })?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    print!("{line}");
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .map(|w| w.trim_end_matches(':').to_string())
+        .ok_or_else(|| Failure { code: exit::ERROR, message: format!("kairo serve did not start: {line}") })?;
+    let body = format!(
+        "{{\"inputs\":[{{\"name\":\"input\",\"shape\":[1,20],\"datatype\":\"FP32\",\"data\":[{}]}}]}}",
+        vec!["0.5"; 20].join(",")
+    );
+    for i in 0..4 {
+        let key = format!("customer-{i}");
+        let body = body.replace("]}]}", &format!("]}}],\"parameters\":{{\"routing_key\":\"{key}\"}}}}"));
+        let answer = post(&addr, "/v2/models/churn/infer", &body)?;
+        println!("POST /v2/models/churn/infer ({key}) -> {answer}");
+    }
+    println!();
+    demo.step("roll the canary back: version 1 serves everything again", &["rollback", "churn"], exit::OK)?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let csv_body = format!(
+        "{{\"dataframe_split\":{{\"columns\":[{}],\"data\":[[{}]]}}}}",
+        (0..20).map(|i| format!("\"f{i}\"")).collect::<Vec<_>>().join(","),
+        vec!["0.5"; 20].join(",")
+    );
+    println!("POST /invocations -> {}\n", post(&addr, "/invocations", &csv_body)?);
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 POST over loopback (the demo has no HTTP client dependency).
+fn post(addr: &str, path: &str, body: &str) -> Result<String, Failure> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let mut response = String::new();
+    s.read_to_string(&mut response)?;
+    Ok(response.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
 
 struct Demo<'a> {

@@ -670,8 +670,35 @@ async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResul
     md.registered_model(&a.name).await?;
     let current = md.deployment(&a.name).await?;
     let Some(version) = a.version else {
+        // Status: the deployment, its revisions and its recent events (changes, rollbacks,
+        // versions that failed to load).
+        let events: Vec<Value> = md
+            .events(Some(&format!("deployment:{}", a.name)), 20)
+            .await?
+            .into_iter()
+            .map(|e| json!({"at": e.at, "actor": e.actor, "kind": e.kind, "reason": e.payload["reason"], "error": e.payload["error"]}))
+            .collect();
+        let print_events = || {
+            if !events.is_empty() {
+                println!("  events:");
+            }
+            for e in &events {
+                let why = e["reason"].as_str().or_else(|| e["error"].as_str()).unwrap_or("");
+                println!(
+                    "    {}  {:<22} {}  {why}",
+                    e["at"].as_str().unwrap_or(""),
+                    e["kind"].as_str().unwrap_or(""),
+                    e["actor"].as_str().unwrap_or("")
+                );
+            }
+        };
         let Some(d) = current else {
-            println!("{} is not deployed; deploy with `kairo deploy {} --version N`", a.name, a.name);
+            if a.json {
+                print_json(&json!({"name": a.name, "stable": null, "events": events}));
+            } else {
+                println!("{} is not deployed; deploy with `kairo deploy {} --version N`", a.name, a.name);
+                print_events();
+            }
             return Ok(exit::OK);
         };
         let revisions = md.deployment_revisions(&a.name).await?;
@@ -679,17 +706,16 @@ async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResul
             print_json(&json!({
                 "name": d.name, "stable": d.stable_version, "candidate": d.candidate_version,
                 "strategy": d.strategy.as_str(), "weight": d.weight, "generation": d.generation,
-                "limits": d.limits, "revisions": revisions,
+                "limits": d.limits, "revisions": revisions, "events": events,
             }));
         } else {
             println!("{}: stable v{}", d.name, d.stable_version);
             if let Some(c) = d.candidate_version {
                 println!("  candidate v{c} ({}, {}%)", d.strategy.as_str(), d.weight);
             }
-            println!(
-                "  versions that served 100%: {}",
-                revisions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(" → ")
-            );
+            let revs: Vec<String> = revisions.iter().map(|v| format!("v{v}")).collect();
+            println!("  versions that served 100%: {}", revs.join(" → "));
+            print_events();
         }
         return Ok(exit::OK);
     };
