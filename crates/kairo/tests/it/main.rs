@@ -5,6 +5,7 @@
 
 mod add_status;
 mod checkout;
+mod demo;
 mod faults;
 mod history;
 mod maintenance;
