@@ -6,13 +6,7 @@
 # latency as the floor. Usage: bash bench/serving.sh   (needs `wrk`: apt-get install wrk)
 # Settings: BENCH_DIR (scratch, default /tmp/kairo-bench-serving), DURATION (wrk seconds).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
-echo "building kairo (release)" >&2
-(cd "$ROOT" && cargo build --release --locked -p kairo >&2)
-KAIRO="${CARGO_TARGET_DIR:-$ROOT/target}/release/kairo"
-PYTHON=$(bash "$ROOT/.ci/python-venv.sh")
-mkdir -p "$ROOT/bench/results"
-exec "$PYTHON" "$ROOT/bench/serving.py" --kairo "$KAIRO" --mlflow "$(dirname "$PYTHON")/mlflow" \
+source "$(dirname "$0")/mlflow-common.sh"
+exec "$PYTHON" "$ROOT/bench/serving.py" --kairo "$KAIRO" --mlflow "$MLFLOW" \
     --work "${BENCH_DIR:-/tmp/kairo-bench-serving}" --duration "${DURATION:-8}" \
     --out "$ROOT/bench/results/serving.json"

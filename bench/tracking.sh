@@ -5,13 +5,7 @@
 # Usage: bash bench/tracking.sh     (needs `wrk`: apt-get install wrk)
 # Settings: BENCH_DIR (scratch, default /tmp/kairo-bench-tracking), DURATION (wrk seconds), RUNS.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
-echo "building kairo (release)" >&2
-(cd "$ROOT" && cargo build --release --locked -p kairo >&2)
-KAIRO="${CARGO_TARGET_DIR:-$ROOT/target}/release/kairo"
-PYTHON=$(bash "$ROOT/.ci/python-venv.sh")
-mkdir -p "$ROOT/bench/results"
-exec "$PYTHON" "$ROOT/bench/tracking.py" --kairo "$KAIRO" --mlflow "$(dirname "$PYTHON")/mlflow" \
+source "$(dirname "$0")/mlflow-common.sh"
+exec "$PYTHON" "$ROOT/bench/tracking.py" --kairo "$KAIRO" --mlflow "$MLFLOW" \
     --work "${BENCH_DIR:-/tmp/kairo-bench-tracking}" --duration "${DURATION:-10}" --runs "${RUNS:-10000}" \
     --out "$ROOT/bench/results/tracking.json"

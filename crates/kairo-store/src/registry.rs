@@ -459,41 +459,7 @@ impl Metadata {
         self.registered_model(&new.name).await?;
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        let next: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1")
-            .bind(&new.name)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        let now = kairo_core::time::now_millis();
-        sqlx::query(
-            "INSERT INTO model_versions (name, version, description, source, run_id, model_id, run_link, status, current_stage, user_id, creation_ms, last_updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'READY', 'None', $8, $9, $9)",
-        )
-        .bind(&new.name)
-        .bind(next)
-        .bind(&new.description)
-        .bind(&new.source)
-        .bind(new.run_id.as_deref())
-        .bind(new.model_id.as_deref())
-        .bind(&new.run_link)
-        .bind(&new.user_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for (k, v) in &new.tags {
-            sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value")
-                .bind(&new.name)
-                .bind(next)
-                .bind(k)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("UPDATE registered_models SET last_updated_ms = $1 WHERE name = $2")
-            .bind(now)
-            .bind(&new.name)
-            .execute(&mut *tx)
-            .await?;
+        let next = insert_version_row(&mut tx, new).await?;
         let payload =
             serde_json::json!({"version": next, "source": new.source, "run_id": new.run_id, "model_id": new.model_id});
         insert_event(&mut tx, &new.user_id, "model.version_created", &format!("model:{}", new.name), &payload).await?;
@@ -670,6 +636,50 @@ impl Metadata {
             .try_get(0)?;
         self.model_version(name, version).await
     }
+}
+
+/// Number and insert a new version row with its tags, and touch the registered model, inside
+/// the caller's transaction. Returns the version number.
+pub(crate) async fn insert_version_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewModelVersion,
+) -> Result<i64> {
+    let next: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1")
+        .bind(&new.name)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+    let now = kairo_core::time::now_millis();
+    sqlx::query(
+        "INSERT INTO model_versions (name, version, description, source, run_id, model_id, run_link, status, current_stage, user_id, creation_ms, last_updated_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'READY', 'None', $8, $9, $9)",
+    )
+    .bind(&new.name)
+    .bind(next)
+    .bind(&new.description)
+    .bind(&new.source)
+    .bind(new.run_id.as_deref())
+    .bind(new.model_id.as_deref())
+    .bind(&new.run_link)
+    .bind(&new.user_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    for (k, v) in &new.tags {
+        sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value")
+            .bind(&new.name)
+            .bind(next)
+            .bind(k)
+            .bind(v)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("UPDATE registered_models SET last_updated_ms = $1 WHERE name = $2")
+        .bind(now)
+        .bind(&new.name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(next)
 }
 
 fn logged_from_row(r: &AnyRow) -> Result<LoggedModel> {

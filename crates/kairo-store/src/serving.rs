@@ -53,36 +53,7 @@ impl Metadata {
         self.registered_model(&new.name).await?;
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        let version: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1")
-            .bind(&new.name)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        let now = time::now_millis();
-        sqlx::query(
-            "INSERT INTO model_versions (name, version, description, source, run_id, model_id, run_link, status, current_stage, user_id, creation_ms, last_updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'READY', 'None', $8, $9, $9)",
-        )
-        .bind(&new.name)
-        .bind(version)
-        .bind(&new.description)
-        .bind(&new.source)
-        .bind(new.run_id.as_deref())
-        .bind(new.model_id.as_deref())
-        .bind(&new.run_link)
-        .bind(&new.user_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for (k, v) in &new.tags {
-            sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)")
-                .bind(&new.name)
-                .bind(version)
-                .bind(k)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let version = crate::registry::insert_version_row(&mut tx, new).await?;
         sqlx::query(
             "INSERT INTO model_version_details (name, version, object, size, signature, metrics, profile) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -103,11 +74,6 @@ impl Metadata {
         .bind(time::now_string())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE registered_models SET last_updated_ms = $1 WHERE name = $2")
-            .bind(now)
-            .bind(&new.name)
-            .execute(&mut *tx)
-            .await?;
         let payload = serde_json::json!({
             "version": version, "source": new.source, "run_id": new.run_id,
             "object": artifact.object.to_hex(), "size": artifact.size,

@@ -157,6 +157,19 @@ async fn init(dir: Option<PathBuf>, json: bool) -> CmdResult {
     Ok(exit::OK)
 }
 
+/// Resolves at the first SIGINT or SIGTERM (never, if the handlers cannot be installed): the
+/// graceful-shutdown signal of the long-running commands.
+pub async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
 /// `kairo runs ls | head` closes our stdout early. Like other Unix tools, stop quietly then
 /// (exit 141, as SIGPIPE would) instead of printing a panic; every other panic is reported.
 fn quiet_on_closed_pipe() {

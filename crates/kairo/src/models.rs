@@ -609,14 +609,7 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
         threads: a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
     };
     let shutdown = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            return std::future::pending::<()>().await;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        crate::interrupted().await;
         eprintln!("kairo serve: shutting down (finishing in-flight requests, flushing the prediction log)");
     };
     kairo_serve::serve(&project, config, shutdown, |bound, served| {

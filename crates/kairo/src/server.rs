@@ -20,14 +20,7 @@ pub async fn run(args: ServerArgs) -> CmdResult {
     let project = Project::discover(&std::env::current_dir()?)?;
     let addr = SocketAddr::new(args.host, args.port);
     let shutdown = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            return std::future::pending::<()>().await;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        crate::interrupted().await;
         eprintln!("kairo server: shutting down (finishing in-flight requests)");
     };
     let root = project.root().to_path_buf();

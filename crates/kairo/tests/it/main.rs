@@ -133,6 +133,33 @@ impl Repo {
     }
 }
 
+/// Start a long-running `kairo` command (`server`, `serve`) that prints its URL on its first
+/// stdout line; returns the child (its output drained in the background) and the URL.
+pub fn spawn_listening(repo: &Repo, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
+        .args(args)
+        .current_dir(repo.path())
+        .env("KAIRO_ACTOR", if args[0] == "serve" { "server@test" } else { "tester@test" })
+        .envs(repo.database_url.iter().map(|u| ("KAIRO_DATABASE_URL", u)))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    reader.read_line(&mut line).unwrap();
+    // Keep draining, so the process never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .trim_end_matches(':')
+        .to_string();
+    (child, url)
+}
+
 /// A directory of `n` small files spread over a few subdirectories.
 pub fn make_tree(repo: &Repo, rel: &str, n: usize) {
     for i in 0..n {

@@ -3,8 +3,8 @@
 
 use crate::Repo;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 /// A `kairo server` on a free port, stopped (SIGTERM) when dropped.
@@ -15,25 +15,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(repo: &Repo) -> Server {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("kairo"))
-            .args(["server", "--port", "0"])
-            .current_dir(repo.path())
-            .env("KAIRO_ACTOR", "tester@test")
-            .envs(repo.database_url.iter().map(|u| ("KAIRO_DATABASE_URL", u)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
-        reader.read_line(&mut line).unwrap();
-        // Keep draining, so the server never writes into a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
+        let (child, url) = crate::spawn_listening(repo, &["server", "--port", "0"]);
         Server { child, url }
     }
 

@@ -5,9 +5,8 @@
 
 use crate::Repo;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 fn fixture(name: &str) -> PathBuf {
@@ -26,26 +25,10 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(repo: &Repo, args: &[&str]) -> Serve {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("kairo"))
-            .arg("serve")
-            .args(args)
-            .args(["--port", "0", "--poll-ms", "100", "--log-flush-s", "1"])
-            .current_dir(repo.path())
-            .env("KAIRO_ACTOR", "server@test")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
-        reader.read_line(&mut line).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .trim_end_matches(':')
-            .to_string();
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--port", "0", "--poll-ms", "100", "--log-flush-s", "1"]);
+        let (child, url) = crate::spawn_listening(repo, &all);
         Serve { child, url }
     }
 
