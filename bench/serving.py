@@ -121,7 +121,12 @@ def main():
         subprocess.run([a.kairo, "models", "register", name, "--file", str(path)], cwd=project, check=True, capture_output=True)
         trusted = ["sklearn.tree._tree.Tree"] if name == "forest" else None
         mlflow.sklearn.save_model(m, str(work / f"mlflow-{name}"), skops_trusted_types=trusted)
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        # One thread, no spinning pool left behind to steal CPU from the servers measured next.
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         row = x[:1]
         for _ in range(200):
             sess.run(None, {"X": row})
@@ -131,6 +136,7 @@ def main():
             sess.run(None, {"X": row})
             times.append(time.perf_counter() - t)
         floor[name] = statistics.median(times) * 1e6
+        del sess
 
     cols = [f"f{i}" for i in range(20)]
     bodies = {rows: json.dumps({"dataframe_split": {"columns": cols, "data": x[:rows].tolist()}}) for rows in (1, 100)}
