@@ -232,6 +232,9 @@ impl Endpoints {
 
     async fn desired(&self, name: &str, follow: &Follow) -> Result<Desired, String> {
         let err = |e: kairo_store::StoreError| format!("model '{name}': {e}");
+        if self.md.registered_model(name).await.is_err() {
+            return Err(format!("no registered model '{name}' (see `kairo models ls`)"));
+        }
         match follow {
             Follow::Pinned(v) => Ok(Desired { stable: *v, candidate: None, deployment: None }),
             Follow::Alias(a) => {
