@@ -1,0 +1,88 @@
+//! Kairo's statistics against SciPy's, on golden vectors made by
+//! `fixtures/stats/make_golden.py`: equal to 1e-9 relative (or 1e-12 absolute).
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use kairo_monitor::stats;
+use serde_json::Value;
+
+fn golden() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/stats/golden.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+fn close(what: &str, got: f64, want: f64) {
+    let ok = (got - want).abs() <= 1e-12 || (got - want).abs() <= 1e-9 * want.abs();
+    assert!(ok, "{what}: kairo {got:e}, scipy {want:e}");
+}
+
+#[test]
+fn kolmogorov_smirnov_matches_scipy() {
+    let g = golden();
+    let mut exact = 0;
+    for case in g["ks"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let (a, b) = (floats(&case["a"]), floats(&case["b"]));
+        let r = stats::ks_exact(&a, &b).unwrap();
+        close(&format!("{name} statistic"), r.statistic, case["statistic"].as_f64().unwrap());
+        if case["method"] == "exact" {
+            close(&format!("{name} p-value"), r.pvalue, case["pvalue"].as_f64().unwrap());
+            exact += 1;
+        }
+    }
+    assert!(exact >= 9);
+}
+
+#[test]
+fn chi_square_matches_scipy() {
+    for case in golden()["chi2"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let table: Vec<Vec<f64>> = case["table"].as_array().unwrap().iter().map(floats).collect();
+        let (r, dof) = stats::chi2_contingency(&table).unwrap();
+        assert_eq!(dof as u64, case["dof"].as_u64().unwrap(), "{name}");
+        close(&format!("{name} statistic"), r.statistic, case["statistic"].as_f64().unwrap());
+        close(&format!("{name} p-value"), r.pvalue, case["pvalue"].as_f64().unwrap());
+    }
+}
+
+#[test]
+fn wasserstein_matches_scipy() {
+    for case in golden()["wasserstein"].as_array().unwrap() {
+        let d = stats::wasserstein(&floats(&case["a"]), &floats(&case["b"])).unwrap();
+        close(case["name"].as_str().unwrap(), d, case["distance"].as_f64().unwrap());
+    }
+}
+
+#[test]
+fn jensen_shannon_matches_scipy() {
+    for case in golden()["jensenshannon"].as_array().unwrap() {
+        let d = stats::jensen_shannon(&floats(&case["p"]), &floats(&case["q"])).unwrap();
+        close(case["name"].as_str().unwrap(), d, case["distance"].as_f64().unwrap());
+    }
+}
+
+#[test]
+fn two_proportion_z_matches_scipy() {
+    for case in golden()["ztest"].as_array().unwrap() {
+        let n = |k: &str| case[k].as_u64().unwrap();
+        let r = stats::two_proportion_z(n("x1"), n("n1"), n("x2"), n("n2")).unwrap();
+        close("z", r.statistic, case["statistic"].as_f64().unwrap());
+        close("p", r.pvalue, case["pvalue"].as_f64().unwrap());
+    }
+}
+
+#[test]
+fn psi_by_hand_and_bad_input() {
+    // Shares 0.5/0.5 vs 0.25/0.75: (0.25−0.5)·ln(0.5) + (0.75−0.5)·ln(1.5).
+    let want = (0.25f64 - 0.5) * (0.25f64 / 0.5).ln() + (0.75f64 - 0.5) * (0.75f64 / 0.5).ln();
+    close("psi", stats::psi(&[10.0, 10.0], &[5.0, 15.0], 1e-4).unwrap(), want);
+    assert!(stats::psi(&[1.0], &[1.0, 2.0], 1e-4).is_none());
+    assert!(stats::ks_exact(&[], &[1.0]).is_none());
+    assert!(stats::chi2_contingency(&[vec![1.0, 0.0], vec![2.0, 0.0]]).is_none());
+    assert!(stats::jensen_shannon(&[0.0, 0.0], &[1.0, 1.0]).is_none());
+    assert!(stats::two_proportion_z(5, 4, 1, 10).is_none());
+}
