@@ -3,4 +3,5 @@
 //!
 //! Knows nothing of HTTP, the registry or where data comes from: slices in, numbers out.
 
+pub mod kolmogorov;
 pub mod stats;

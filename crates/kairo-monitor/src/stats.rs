@@ -92,6 +92,19 @@ pub fn ks_exact(a: &[f64], b: &[f64]) -> Option<TestResult> {
     Some(TestResult { statistic, pvalue: out.min(1.0) })
 }
 
+/// Two-sided two-sample KS test with the asymptotic p-value, as SciPy's
+/// `ks_2samp(method="asymp")`: the one-sample distribution at `round(m·n/(m+n))`.
+pub fn ks_asymptotic(a: &[f64], b: &[f64]) -> Option<TestResult> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let (d, _, _) = ks_scaled(a, b);
+    let (m, n) = (a.len() as f64, b.len() as f64);
+    let statistic = d as f64 / (m * n);
+    let en = (m * n / (m + n)).round_ties_even() as u64;
+    Some(TestResult { statistic, pvalue: crate::kolmogorov::kolmogorov_sf(en.max(1), statistic) })
+}
+
 /// Chi-square test of homogeneity on a contingency table (rows = samples, columns =
 /// categories), without continuity correction, as SciPy's `chi2_contingency(correction=False)`.
 /// Returns the statistic, p-value and degrees of freedom; `None` when a row or column is empty.

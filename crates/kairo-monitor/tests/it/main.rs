@@ -32,6 +32,9 @@ fn kolmogorov_smirnov_matches_scipy() {
         if case["method"] == "exact" {
             close(&format!("{name} p-value"), r.pvalue, case["pvalue"].as_f64().unwrap());
             exact += 1;
+        } else {
+            let r = stats::ks_asymptotic(&a, &b).unwrap();
+            close(&format!("{name} asymptotic p-value"), r.pvalue, case["pvalue"].as_f64().unwrap());
         }
     }
     assert!(exact >= 9);
@@ -85,4 +88,16 @@ fn psi_by_hand_and_bad_input() {
     assert!(stats::chi2_contingency(&[vec![1.0, 0.0], vec![2.0, 0.0]]).is_none());
     assert!(stats::jensen_shannon(&[0.0, 0.0], &[1.0, 1.0]).is_none());
     assert!(stats::two_proportion_z(5, 4, 1, 10).is_none());
+}
+
+#[test]
+fn kolmogorov_distribution_matches_scipy_kstwo_in_every_region() {
+    let g = golden();
+    let cases = g["kstwo"].as_array().unwrap();
+    assert!(cases.len() > 100);
+    for case in cases {
+        let (n, x) = (case["n"].as_u64().unwrap(), case["x"].as_f64().unwrap());
+        let got = kairo_monitor::kolmogorov::kolmogorov_sf(n, x);
+        close(&format!("kstwo.sf(x={x}, n={n})"), got, case["sf"].as_f64().unwrap());
+    }
 }
