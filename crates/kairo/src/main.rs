@@ -4,6 +4,7 @@
 mod data;
 mod demo;
 mod models;
+mod monitor;
 mod pipeline;
 mod progress;
 mod report;
@@ -54,6 +55,11 @@ enum Command {
     },
     /// Serve models for inference: Open Inference Protocol v2, MLflow /invocations, /metrics.
     Serve(models::ServeArgs),
+    /// Monitoring: drift between a reference and current data (`monitor check`).
+    Monitor {
+        #[command(subcommand)]
+        command: monitor::MonitorCommand,
+    },
     /// Roll a version out: direct, canary (a share of traffic) or shadow (mirrored), with
     /// automatic rollback on errors or latency.
     Deploy(models::DeployArgs),
@@ -121,6 +127,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Models { command } => models::run(command).await,
         Command::Serve(args) => models::serve(args).await,
         Command::Deploy(args) => models::deploy(args).await,
+        Command::Monitor { command } => monitor::run(command).await,
         Command::Rollback(args) => models::rollback(args).await,
         Command::Server(args) => server::run(args).await,
         Command::Demo { dir } => demo::run(dir).await,

@@ -101,3 +101,39 @@ fn kolmogorov_distribution_matches_scipy_kstwo_in_every_region() {
         close(&format!("kstwo.sf(x={x}, n={n})"), got, case["sf"].as_f64().unwrap());
     }
 }
+
+#[test]
+fn frames_infer_kinds_in_one_pass_and_re_read_only_when_needed() {
+    use kairo_monitor::frame::{Frame, Values};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    // `id` looks numeric for 2,000 distinct rows, then is not: it needs the second pass.
+    let mut text = String::from("x,color,id\n");
+    for i in 0..2000 {
+        text.push_str(&format!("{}.5,{},{i}\n", i % 7, ["a", "b"][i % 2]));
+    }
+    text.push_str("NA,,z9\n");
+    std::fs::write(&path, text).unwrap();
+    let f = Frame::read_csv(&path).unwrap();
+    assert_eq!(f.rows, 2001);
+    match &f.column("x").unwrap().values {
+        Values::Numeric(v) => assert!(v[2000].is_nan() && v[3] == 3.5),
+        other => panic!("x: {other:?}"),
+    }
+    match &f.column("color").unwrap().values {
+        Values::Categorical { codes, dictionary } => {
+            assert_eq!(dictionary, &["a", "b"]);
+            assert_eq!(codes[2000], None);
+        }
+        other => panic!("color: {other:?}"),
+    }
+    match &f.column("id").unwrap().values {
+        Values::Categorical { codes, dictionary } => {
+            assert_eq!(dictionary.len(), 2001);
+            assert_eq!(dictionary[codes[2000].unwrap() as usize], "z9");
+        }
+        other => panic!("id: {other:?}"),
+    }
+    std::fs::write(&path, "a,a\n1,2\n").unwrap();
+    assert!(Frame::read_csv(&path).unwrap_err().contains("column 'a' appears twice"));
+}

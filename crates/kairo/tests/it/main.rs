@@ -9,6 +9,7 @@ mod demo;
 mod faults;
 mod history;
 mod maintenance;
+mod monitor;
 mod pipeline;
 mod remotes;
 mod server;

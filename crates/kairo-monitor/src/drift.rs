@@ -1,0 +1,361 @@
+//! Column-by-column drift between a reference and a current table, and the dataset verdict.
+//!
+//! Method choice (per column, after dropping missing and infinite values):
+//! - **kairo** (default): what decides is the *smaller* sample, because a test on large samples
+//!   flags shifts too small to matter. With at most 1,000 values on either side: numeric
+//!   columns with more than 5 distinct values get the two-sample KS test; other columns the
+//!   chi-square test of homogeneity (two categories: the two-proportion Z-test); drift when
+//!   p < 0.05 (optionally Bonferroni or Benjamini–Hochberg corrected). Larger: numeric columns
+//!   get the Wasserstein distance divided by the reference's standard deviation, others the
+//!   Jensen–Shannon distance; drift when the distance is at least 0.1.
+//! - **evidently**: Evidently's defaults (`DataDriftPreset`): the *reference* size decides
+//!   (≤ 1,000 rows: tests, else distances), its chi-square is the goodness-of-fit test of the
+//!   current counts against the scaled reference counts, and KS drifts at p ≤ 0.05.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::frame::{Column, Frame, Values};
+use crate::stats;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    Kairo,
+    Evidently,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Correction {
+    None,
+    Bonferroni,
+    BenjaminiHochberg,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub preset: Preset,
+    /// Share of drifted columns at which the dataset counts as drifted.
+    pub drift_share: f64,
+    pub correction: Correction,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { preset: Preset::Kairo, drift_share: 0.5, correction: Correction::None }
+    }
+}
+
+/// What was measured for one column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDrift {
+    pub name: String,
+    /// `numeric` or `categorical` (as the reference has it).
+    pub kind: &'static str,
+    /// `ks`, `chi2`, `chisquare_gof`, `z`, `wasserstein_norm`, `jensenshannon`, or none.
+    pub method: Option<&'static str>,
+    /// The test's p-value or the distance.
+    pub score: Option<f64>,
+    pub threshold: Option<f64>,
+    /// `None` when the column could not be judged (see `findings`).
+    pub drift: Option<bool>,
+    pub reference_rows: usize,
+    pub current_rows: usize,
+    pub reference_null_share: f64,
+    pub current_null_share: f64,
+    /// Schema drift, insufficient data, infinite values, unseen categories.
+    pub findings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftReport {
+    pub columns: Vec<ColumnDrift>,
+    /// Columns only one side has.
+    pub schema: Vec<String>,
+    pub judged: usize,
+    pub drifted: usize,
+    pub share: f64,
+    pub drift_share: f64,
+    pub dataset_drift: bool,
+}
+
+/// Finite values of a numeric column, with the counts of missing and infinite ones.
+fn finite(v: &[f64]) -> (Vec<f64>, usize, usize) {
+    let mut out = Vec::with_capacity(v.len());
+    let (mut missing, mut infinite) = (0, 0);
+    for x in v {
+        if x.is_nan() {
+            missing += 1;
+        } else if x.is_infinite() {
+            infinite += 1;
+        } else {
+            out.push(*x);
+        }
+    }
+    (out, missing, infinite)
+}
+
+fn share(part: usize, total: usize) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        part as f64 / total as f64
+    }
+}
+
+/// Category counts of both sides over the union of their categories (sorted).
+fn counts(reference: &[String], current: &[String]) -> (Vec<String>, Vec<f64>, Vec<f64>) {
+    let keys: BTreeSet<&String> = reference.iter().chain(current.iter()).collect();
+    let index: HashMap<&String, usize> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    let (mut r, mut c) = (vec![0.0; keys.len()], vec![0.0; keys.len()]);
+    for v in reference {
+        r[index[v]] += 1.0;
+    }
+    for v in current {
+        c[index[v]] += 1.0;
+    }
+    (keys.into_iter().cloned().collect(), r, c)
+}
+
+fn labels(col: &Column) -> (Vec<String>, usize) {
+    match &col.values {
+        Values::Categorical { codes, dictionary } => {
+            let present: Vec<String> = codes.iter().flatten().map(|c| dictionary[*c as usize].clone()).collect();
+            let missing = codes.len() - present.len();
+            (present, missing)
+        }
+        Values::Numeric(v) => {
+            let (f, missing, _) = finite(v);
+            (f.iter().map(|x| x.to_string()).collect(), missing)
+        }
+    }
+}
+
+/// Chi-square goodness of fit of the current counts against the reference's, scaled.
+fn chisquare_gof(reference: &[f64], current: &[f64]) -> Option<f64> {
+    let (nr, nc): (f64, f64) = (reference.iter().sum(), current.iter().sum());
+    let mut stat = 0.0;
+    for (r, c) in reference.iter().zip(current) {
+        let expected = r * nc / nr;
+        if expected == 0.0 {
+            if *c > 0.0 {
+                return Some(0.0);
+            }
+            continue;
+        }
+        stat += (c - expected).powi(2) / expected;
+    }
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    let dof = reference.len().saturating_sub(1).max(1) as f64;
+    Some(ChiSquared::new(dof).ok()?.sf(stat))
+}
+
+/// A categorical (or few-valued numeric) comparison: test for small samples, distance for large.
+fn categorical(
+    reference: &[String],
+    current: &[String],
+    small: bool,
+    preset: Preset,
+) -> (&'static str, Option<f64>, f64, bool) {
+    let (keys, r, c) = counts(reference, current);
+    if small {
+        if keys.len() <= 2 {
+            let first = |v: &[f64], total: usize| (v.first().copied().unwrap_or(0.0) as u64, total as u64);
+            let (x1, n1) = first(&r, reference.len());
+            let (x2, n2) = first(&c, current.len());
+            let p = stats::two_proportion_z(x1, n1, x2, n2).map(|t| t.pvalue);
+            return ("z", p, 0.05, true);
+        }
+        return match preset {
+            Preset::Evidently => ("chisquare_gof", chisquare_gof(&r, &c), 0.05, true),
+            Preset::Kairo => ("chi2", stats::chi2_contingency(&[r, c]).map(|(t, _)| t.pvalue), 0.05, true),
+        };
+    }
+    ("jensenshannon", stats::jensen_shannon(&r, &c), 0.1, false)
+}
+
+fn std_dev(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt()
+}
+
+fn distinct(a: &[f64], b: &[f64], limit: usize) -> usize {
+    let mut set = BTreeSet::new();
+    for x in a.iter().chain(b) {
+        set.insert(x.to_bits());
+        if set.len() > limit {
+            break;
+        }
+    }
+    set.len()
+}
+
+fn judge_column(name: &str, reference: &Column, current: &Column, preset: Preset) -> ColumnDrift {
+    let mut d = ColumnDrift {
+        name: name.to_string(),
+        kind: if matches!(reference.values, Values::Numeric(_)) { "numeric" } else { "categorical" },
+        method: None,
+        score: None,
+        threshold: None,
+        drift: None,
+        reference_rows: reference.len(),
+        current_rows: current.len(),
+        reference_null_share: 0.0,
+        current_null_share: 0.0,
+        findings: Vec::new(),
+    };
+    // A side with no values at all has no type to compare.
+    let present = |c: &Column| match &c.values {
+        Values::Numeric(v) => v.iter().filter(|x| !x.is_nan()).count(),
+        Values::Categorical { codes, .. } => codes.iter().flatten().count(),
+    };
+    let (rp, cp) = (present(reference), present(current));
+    if rp == 0 || cp == 0 {
+        d.reference_null_share = share(reference.len() - rp, reference.len());
+        d.current_null_share = share(current.len() - cp, current.len());
+        d.findings.push(format!("insufficient data: {rp} reference and {cp} current values"));
+        return d;
+    }
+    match (&reference.values, &current.values) {
+        (Values::Numeric(rv), Values::Numeric(cv)) => {
+            let (r, rmiss, rinf) = finite(rv);
+            let (c, cmiss, cinf) = finite(cv);
+            d.reference_null_share = share(rmiss, rv.len());
+            d.current_null_share = share(cmiss, cv.len());
+            if rinf + cinf > 0 {
+                d.findings.push(format!("{} infinite values ignored (reference {rinf}, current {cinf})", rinf + cinf));
+            }
+            if r.len() < 2 || c.len() < 2 {
+                d.findings.push(format!("insufficient data: {} reference and {} current values", r.len(), c.len()));
+                return d;
+            }
+            let small = match preset {
+                Preset::Evidently => r.len() <= 1000,
+                Preset::Kairo => r.len().min(c.len()) <= 1000,
+            };
+            if distinct(&r, &c, 5) <= 5 {
+                let as_text = |v: &[f64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+                let (method, score, threshold, is_p) = categorical(&as_text(&r), &as_text(&c), small, preset);
+                set(&mut d, method, score, threshold, is_p, preset);
+                return d;
+            }
+            if small {
+                let t =
+                    if r.len().max(c.len()) <= 10_000 { stats::ks_exact(&r, &c) } else { stats::ks_asymptotic(&r, &c) };
+                set(&mut d, "ks", t.map(|t| t.pvalue), 0.05, true, preset);
+            } else {
+                let w = stats::wasserstein(&r, &c).map(|w| w / std_dev(&r).max(0.001));
+                set(&mut d, "wasserstein_norm", w, 0.1, false, preset);
+            }
+        }
+        (Values::Categorical { .. }, Values::Categorical { .. }) => {
+            let (r, rmiss) = labels(reference);
+            let (c, cmiss) = labels(current);
+            d.reference_null_share = share(rmiss, reference.len());
+            d.current_null_share = share(cmiss, current.len());
+            let known: BTreeSet<&String> = r.iter().collect();
+            let unseen: BTreeSet<&String> = c.iter().filter(|v| !known.contains(v)).collect();
+            if !unseen.is_empty() {
+                let sample: Vec<&str> = unseen.iter().take(5).map(|s| s.as_str()).collect();
+                d.findings.push(format!("{} unseen categories (e.g. {})", unseen.len(), sample.join(", ")));
+            }
+            if r.len() < 2 || c.len() < 2 {
+                d.findings.push(format!("insufficient data: {} reference and {} current values", r.len(), c.len()));
+                return d;
+            }
+            let small = match preset {
+                Preset::Evidently => r.len() <= 1000,
+                Preset::Kairo => r.len().min(c.len()) <= 1000,
+            };
+            let (method, score, threshold, is_p) = categorical(&r, &c, small, preset);
+            set(&mut d, method, score, threshold, is_p, preset);
+        }
+        (rv, _) => {
+            let (from, to) = if matches!(rv, Values::Numeric(_)) { ("numeric", "text") } else { ("text", "numeric") };
+            d.findings.push(format!("schema drift: the type changed from {from} to {to}"));
+            d.drift = Some(true);
+        }
+    }
+    d
+}
+
+/// Record a method's outcome; p-values drift below the threshold (KS at it, in Evidently),
+/// distances at or above it.
+fn set(d: &mut ColumnDrift, method: &'static str, score: Option<f64>, threshold: f64, is_p: bool, preset: Preset) {
+    d.method = Some(method);
+    d.score = score;
+    d.threshold = Some(threshold);
+    d.drift = score.map(|s| {
+        if is_p {
+            if method == "ks" && preset == Preset::Evidently {
+                s <= threshold
+            } else {
+                s < threshold
+            }
+        } else {
+            s >= threshold
+        }
+    });
+    if score.is_none() {
+        d.findings.push(format!("{method} could not be computed (constant or empty data)"));
+    }
+}
+
+fn is_test(method: Option<&str>) -> bool {
+    matches!(method, Some("ks" | "chi2" | "chisquare_gof" | "z"))
+}
+
+/// Compare every column of `current` with `reference`.
+pub fn check(reference: &Frame, current: &Frame, options: &Options) -> DriftReport {
+    let mut columns = Vec::new();
+    let mut schema = Vec::new();
+    for r in &reference.columns {
+        match current.column(&r.name) {
+            Some(c) => columns.push(judge_column(&r.name, r, c, options.preset)),
+            None => schema.push(format!("column '{}' is missing from the current data", r.name)),
+        }
+    }
+    for c in &current.columns {
+        if reference.column(&c.name).is_none() {
+            schema.push(format!("column '{}' is new in the current data", c.name));
+        }
+    }
+    // Multiple-testing correction of the test-based verdicts.
+    let tests: Vec<usize> =
+        (0..columns.len()).filter(|i| is_test(columns[*i].method) && columns[*i].score.is_some()).collect();
+    let m = tests.len() as f64;
+    match options.correction {
+        Correction::None => {}
+        Correction::Bonferroni => {
+            for &i in &tests {
+                let (p, t) = (columns[i].score.unwrap_or(1.0), columns[i].threshold.unwrap_or(0.05));
+                columns[i].drift = Some(p < t / m);
+            }
+        }
+        Correction::BenjaminiHochberg => {
+            let mut order = tests.clone();
+            order.sort_by(|a, b| columns[*a].score.unwrap_or(1.0).total_cmp(&columns[*b].score.unwrap_or(1.0)));
+            let mut cutoff = 0;
+            for (rank, &i) in order.iter().enumerate() {
+                let alpha = columns[i].threshold.unwrap_or(0.05);
+                if columns[i].score.unwrap_or(1.0) <= alpha * (rank + 1) as f64 / m {
+                    cutoff = rank + 1;
+                }
+            }
+            for (rank, &i) in order.iter().enumerate() {
+                columns[i].drift = Some(rank < cutoff);
+            }
+        }
+    }
+    let judged = columns.iter().filter(|c| c.drift.is_some()).count();
+    let drifted = columns.iter().filter(|c| c.drift == Some(true)).count();
+    let share = share(drifted, judged);
+    DriftReport {
+        columns,
+        schema,
+        judged,
+        drifted,
+        share,
+        drift_share: options.drift_share,
+        dataset_drift: judged > 0 && share >= options.drift_share,
+    }
+}
