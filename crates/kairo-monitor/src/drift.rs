@@ -12,7 +12,7 @@
 //!   (≤ 1,000 rows: tests, else distances), its chi-square is the goodness-of-fit test of the
 //!   current counts against the scaled reference counts, and KS drifts at p ≤ 0.05.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use crate::frame::{Column, Frame, Values};
 use crate::stats;
@@ -101,31 +101,75 @@ fn share(part: usize, total: usize) -> f64 {
     }
 }
 
-/// Category counts of both sides over the union of their categories (sorted).
-fn counts(reference: &[String], current: &[String]) -> (Vec<String>, Vec<f64>, Vec<f64>) {
-    let keys: BTreeSet<&String> = reference.iter().chain(current.iter()).collect();
-    let index: HashMap<&String, usize> = keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
-    let (mut r, mut c) = (vec![0.0; keys.len()], vec![0.0; keys.len()]);
-    for v in reference {
-        r[index[v]] += 1.0;
-    }
-    for v in current {
-        c[index[v]] += 1.0;
-    }
-    (keys.into_iter().cloned().collect(), r, c)
+/// Category counts of both sides over the union of their categories, in category order.
+struct Counts {
+    keys: Vec<String>,
+    reference: Vec<f64>,
+    current: Vec<f64>,
 }
 
-fn labels(col: &Column) -> (Vec<String>, usize) {
-    match &col.values {
-        Values::Categorical { codes, dictionary } => {
-            let present: Vec<String> = codes.iter().flatten().map(|c| dictionary[*c as usize].clone()).collect();
-            let missing = codes.len() - present.len();
-            (present, missing)
+impl Counts {
+    fn totals(&self) -> (usize, usize) {
+        (self.reference.iter().sum::<f64>() as usize, self.current.iter().sum::<f64>() as usize)
+    }
+
+    fn unseen(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .zip(self.reference.iter().zip(&self.current))
+            .filter(|(_, (r, c))| **r == 0.0 && **c > 0.0)
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+}
+
+/// Counts of two dictionary-coded columns, merged by category name.
+fn code_counts(r: (&[Option<u32>], &[String]), c: (&[Option<u32>], &[String])) -> Counts {
+    let per_code = |codes: &[Option<u32>], n: usize| {
+        let mut v = vec![0.0f64; n];
+        for code in codes.iter().flatten() {
+            v[*code as usize] += 1.0;
         }
-        Values::Numeric(v) => {
-            let (f, missing, _) = finite(v);
-            (f.iter().map(|x| x.to_string()).collect(), missing)
+        v
+    };
+    let (rc, cc) = (per_code(r.0, r.1.len()), per_code(c.0, c.1.len()));
+    let mut merged: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
+    for (name, n) in r.1.iter().zip(&rc) {
+        merged.entry(name).or_default().0 += n;
+    }
+    for (name, n) in c.1.iter().zip(&cc) {
+        merged.entry(name).or_default().1 += n;
+    }
+    merged.retain(|_, (a, b)| *a + *b > 0.0);
+    Counts {
+        keys: merged.keys().map(|k| k.to_string()).collect(),
+        reference: merged.values().map(|v| v.0).collect(),
+        current: merged.values().map(|v| v.1).collect(),
+    }
+}
+
+/// Counts of two few-valued numeric samples, by value (in value order).
+fn value_counts(r: &[f64], c: &[f64]) -> Counts {
+    // Maps f64 order onto u64 order.
+    let key = |x: f64| {
+        let b = x.to_bits();
+        if b >> 63 == 1 {
+            !b
+        } else {
+            b | (1 << 63)
         }
+    };
+    let mut merged: std::collections::BTreeMap<u64, (f64, f64, f64)> = Default::default();
+    for x in r {
+        merged.entry(key(*x)).or_insert((*x, 0.0, 0.0)).1 += 1.0;
+    }
+    for x in c {
+        merged.entry(key(*x)).or_insert((*x, 0.0, 0.0)).2 += 1.0;
+    }
+    Counts {
+        keys: merged.values().map(|v| v.0.to_string()).collect(),
+        reference: merged.values().map(|v| v.1).collect(),
+        current: merged.values().map(|v| v.2).collect(),
     }
 }
 
@@ -149,27 +193,24 @@ fn chisquare_gof(reference: &[f64], current: &[f64]) -> Option<f64> {
 }
 
 /// A categorical (or few-valued numeric) comparison: test for small samples, distance for large.
-fn categorical(
-    reference: &[String],
-    current: &[String],
-    small: bool,
-    preset: Preset,
-) -> (&'static str, Option<f64>, f64, bool) {
-    let (keys, r, c) = counts(reference, current);
+fn categorical(counts: &Counts, small: bool, preset: Preset) -> (&'static str, Option<f64>, f64, bool) {
+    let (r, c) = (&counts.reference, &counts.current);
+    let (nr, nc) = counts.totals();
     if small {
-        if keys.len() <= 2 {
-            let first = |v: &[f64], total: usize| (v.first().copied().unwrap_or(0.0) as u64, total as u64);
-            let (x1, n1) = first(&r, reference.len());
-            let (x2, n2) = first(&c, current.len());
-            let p = stats::two_proportion_z(x1, n1, x2, n2).map(|t| t.pvalue);
+        if counts.keys.len() <= 2 {
+            let x1 = r.first().copied().unwrap_or(0.0) as u64;
+            let x2 = c.first().copied().unwrap_or(0.0) as u64;
+            let p = stats::two_proportion_z(x1, nr as u64, x2, nc as u64).map(|t| t.pvalue);
             return ("z", p, 0.05, true);
         }
         return match preset {
-            Preset::Evidently => ("chisquare_gof", chisquare_gof(&r, &c), 0.05, true),
-            Preset::Kairo => ("chi2", stats::chi2_contingency(&[r, c]).map(|(t, _)| t.pvalue), 0.05, true),
+            Preset::Evidently => ("chisquare_gof", chisquare_gof(r, c), 0.05, true),
+            Preset::Kairo => {
+                ("chi2", stats::chi2_contingency(&[r.clone(), c.clone()]).map(|(t, _)| t.pvalue), 0.05, true)
+            }
         };
     }
-    ("jensenshannon", stats::jensen_shannon(&r, &c), 0.1, false)
+    ("jensenshannon", stats::jensen_shannon(r, c), 0.1, false)
 }
 
 fn std_dev(v: &[f64]) -> f64 {
@@ -233,8 +274,7 @@ fn judge_column(name: &str, reference: &Column, current: &Column, preset: Preset
                 Preset::Kairo => r.len().min(c.len()) <= 1000,
             };
             if distinct(&r, &c, 5) <= 5 {
-                let as_text = |v: &[f64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-                let (method, score, threshold, is_p) = categorical(&as_text(&r), &as_text(&c), small, preset);
+                let (method, score, threshold, is_p) = categorical(&value_counts(&r, &c), small, preset);
                 set(&mut d, method, score, threshold, is_p, preset);
                 return d;
             }
@@ -247,26 +287,25 @@ fn judge_column(name: &str, reference: &Column, current: &Column, preset: Preset
                 set(&mut d, "wasserstein_norm", w, 0.1, false, preset);
             }
         }
-        (Values::Categorical { .. }, Values::Categorical { .. }) => {
-            let (r, rmiss) = labels(reference);
-            let (c, cmiss) = labels(current);
-            d.reference_null_share = share(rmiss, reference.len());
-            d.current_null_share = share(cmiss, current.len());
-            let known: BTreeSet<&String> = r.iter().collect();
-            let unseen: BTreeSet<&String> = c.iter().filter(|v| !known.contains(v)).collect();
+        (Values::Categorical { codes: rc, dictionary: rd }, Values::Categorical { codes: cc, dictionary: cd }) => {
+            let counts = code_counts((rc, rd), (cc, cd));
+            let (nr, nc) = counts.totals();
+            d.reference_null_share = share(rc.len() - nr, rc.len());
+            d.current_null_share = share(cc.len() - nc, cc.len());
+            let unseen = counts.unseen();
             if !unseen.is_empty() {
-                let sample: Vec<&str> = unseen.iter().take(5).map(|s| s.as_str()).collect();
+                let sample: Vec<&str> = unseen.iter().take(5).copied().collect();
                 d.findings.push(format!("{} unseen categories (e.g. {})", unseen.len(), sample.join(", ")));
             }
-            if r.len() < 2 || c.len() < 2 {
-                d.findings.push(format!("insufficient data: {} reference and {} current values", r.len(), c.len()));
+            if nr < 2 || nc < 2 {
+                d.findings.push(format!("insufficient data: {nr} reference and {nc} current values"));
                 return d;
             }
             let small = match preset {
-                Preset::Evidently => r.len() <= 1000,
-                Preset::Kairo => r.len().min(c.len()) <= 1000,
+                Preset::Evidently => nr <= 1000,
+                Preset::Kairo => nr.min(nc) <= 1000,
             };
-            let (method, score, threshold, is_p) = categorical(&r, &c, small, preset);
+            let (method, score, threshold, is_p) = categorical(&counts, small, preset);
             set(&mut d, method, score, threshold, is_p, preset);
         }
         (rv, _) => {
