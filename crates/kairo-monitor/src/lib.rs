@@ -7,4 +7,5 @@
 pub mod drift;
 pub mod frame;
 pub mod kolmogorov;
+pub mod report;
 pub mod stats;

@@ -15,6 +15,17 @@ use crate::{CmdResult, Failure};
 pub enum MonitorCommand {
     /// Compare a current file with a reference file column by column (exit 3 on dataset drift).
     Check(CheckArgs),
+    /// The same comparison as a self-contained HTML report (and JSON with --json-out).
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub check: CheckArgs,
+    /// Where to write the HTML report.
+    #[arg(long, default_value = "drift-report.html")]
+    pub out: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -55,10 +66,37 @@ pub struct CheckArgs {
 pub async fn run(cmd: MonitorCommand) -> CmdResult {
     match cmd {
         MonitorCommand::Check(a) => check(a),
+        MonitorCommand::Report(a) => report(a),
     }
 }
 
-fn check(a: CheckArgs) -> CmdResult {
+fn report(a: ReportArgs) -> CmdResult {
+    let (reference, current, options) = load(&a.check)?;
+    let r = drift::check(&reference, &current, &options);
+    let title = format!("Drift: {} vs {}", a.check.current.display(), a.check.reference.display());
+    let html = kairo_monitor::report::html(&r, &reference, &current, &title);
+    // Written whole, then renamed: a reader never sees half a report.
+    let tmp = a.out.with_extension("html.tmp");
+    std::fs::write(&tmp, html)
+        .and_then(|_| std::fs::rename(&tmp, &a.out))
+        .map_err(|e| Failure { code: exit::ERROR, message: format!("{}: {e}", a.out.display()) })?;
+    if a.check.json {
+        print_json(&report_json(&a.check, &reference, &current, &r));
+    } else {
+        println!(
+            "wrote {}: drift in {} of {} judged columns; dataset drift: {}",
+            a.out.display(),
+            r.drifted,
+            r.judged,
+            if r.dataset_drift { "YES" } else { "no" }
+        );
+    }
+    Ok(if r.dataset_drift { exit::CHANGED } else { exit::OK })
+}
+
+type Loaded = (Frame, Frame, Options);
+
+fn load(a: &CheckArgs) -> Result<Loaded, Failure> {
     if !(0.0..=1.0).contains(&a.drift_share) {
         return Err(Failure {
             code: exit::USAGE,
@@ -79,22 +117,31 @@ fn check(a: CheckArgs) -> CmdResult {
             CorrectionArg::Bh => Correction::BenjaminiHochberg,
         },
     };
+    Ok((reference, current, options))
+}
+
+fn report_json(a: &CheckArgs, reference: &Frame, current: &Frame, r: &drift::DriftReport) -> serde_json::Value {
+    json!({
+        "reference": {"path": a.reference, "rows": reference.rows},
+        "current": {"path": a.current, "rows": current.rows},
+        "dataset_drift": r.dataset_drift, "drifted": r.drifted, "judged": r.judged,
+        "share": r.share, "drift_share": r.drift_share, "schema": r.schema,
+        "columns": r.columns.iter().map(|c| json!({
+            "name": c.name, "kind": c.kind, "method": c.method, "score": c.score,
+            "threshold": c.threshold, "drift": c.drift,
+            "reference_rows": c.reference_rows, "current_rows": c.current_rows,
+            "reference_null_share": c.reference_null_share, "current_null_share": c.current_null_share,
+            "findings": c.findings,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn check(a: CheckArgs) -> CmdResult {
+    let (reference, current, options) = load(&a)?;
     let r = drift::check(&reference, &current, &options);
     let code = if r.dataset_drift { exit::CHANGED } else { exit::OK };
     if a.json {
-        print_json(&json!({
-            "reference": {"path": a.reference, "rows": reference.rows},
-            "current": {"path": a.current, "rows": current.rows},
-            "dataset_drift": r.dataset_drift, "drifted": r.drifted, "judged": r.judged,
-            "share": r.share, "drift_share": r.drift_share, "schema": r.schema,
-            "columns": r.columns.iter().map(|c| json!({
-                "name": c.name, "kind": c.kind, "method": c.method, "score": c.score,
-                "threshold": c.threshold, "drift": c.drift,
-                "reference_rows": c.reference_rows, "current_rows": c.current_rows,
-                "reference_null_share": c.reference_null_share, "current_null_share": c.current_null_share,
-                "findings": c.findings,
-            })).collect::<Vec<_>>(),
-        }));
+        print_json(&report_json(&a, &reference, &current, &r));
         return Ok(code);
     }
     println!(

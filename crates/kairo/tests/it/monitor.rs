@@ -137,3 +137,24 @@ fn bad_input_becomes_findings_never_a_crash() {
     assert!(err.contains("cur.csv: row 2") && err.contains("3 fields"), "{err}");
     repo.kairo(&["monitor", "check", "--reference", "ref.csv", "--current", "nope.csv"]).assert().code(1);
 }
+
+#[test]
+fn the_html_report_is_self_contained_and_names_every_column() {
+    let repo = Repo::bare();
+    repo.write("ref.csv", table(400, 8, 0, 0.0));
+    repo.write("cur.csv", table(400, 9, 6, 1.0));
+    let out = repo
+        .kairo(&["monitor", "report", "--reference", "ref.csv", "--current", "cur.csv", "--out", "r.html", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "six of eight columns drift: dataset drift");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["drifted"], 6);
+    let html = String::from_utf8(repo.read("r.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("Dataset drift"));
+    for c in ["x0", "x5", "color", "tier"] {
+        assert!(html.contains(&format!("id=\"c-{c}\"")), "{c}");
+    }
+    assert_eq!(html.matches("<svg").count(), 8);
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+}
