@@ -27,7 +27,7 @@ fn distribution(r: &Column, c: &Column) -> (Vec<String>, Vec<f64>, Vec<f64>) {
             }
             let width = if hi > lo { (hi - lo) / BINS as f64 } else { 1.0 };
             let hist = |v: &[f64]| {
-                let mut h = vec![0.0; BINS];
+                let mut h = [0.0; BINS];
                 for x in v {
                     let b = (((x - lo) / width) as usize).min(BINS - 1);
                     h[b] += 1.0;
