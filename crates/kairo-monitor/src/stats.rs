@@ -13,7 +13,7 @@ pub struct TestResult {
 
 fn sorted(v: &[f64]) -> Vec<f64> {
     let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
+    s.sort_unstable_by(f64::total_cmp);
     s
 }
 
@@ -139,18 +139,29 @@ pub fn wasserstein(a: &[f64], b: &[f64]) -> Option<f64> {
         return None;
     }
     let (sa, sb) = (sorted(a), sorted(b));
-    let mut all: Vec<f64> = sa.iter().chain(sb.iter()).copied().collect();
-    all.sort_by(f64::total_cmp);
     let (m, n) = (sa.len() as f64, sb.len() as f64);
+    // Walk both sorted samples together; between consecutive distinct values the CDFs are
+    // the fractions of each sample at or below the lower one.
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut prev: Option<f64> = None;
     let mut total = 0.0;
-    for w in all.windows(2) {
-        let delta = w[1] - w[0];
-        if delta == 0.0 {
-            continue;
+    while i < sa.len() || j < sb.len() {
+        let x = match (sa.get(i), sb.get(j)) {
+            (Some(p), Some(q)) => p.min(*q),
+            (Some(p), None) => *p,
+            (None, Some(q)) => *q,
+            (None, None) => break,
+        };
+        if let Some(p) = prev {
+            total += (i as f64 / m - j as f64 / n).abs() * (x - p);
         }
-        let fa = count_le(&sa, w[0]) as f64 / m;
-        let fb = count_le(&sb, w[0]) as f64 / n;
-        total += (fa - fb).abs() * delta;
+        while i < sa.len() && sa[i] == x {
+            i += 1;
+        }
+        while j < sb.len() && sb[j] == x {
+            j += 1;
+        }
+        prev = Some(x);
     }
     Some(total)
 }

@@ -103,8 +103,14 @@ fn load(a: &CheckArgs) -> Result<Loaded, Failure> {
             message: format!("--drift-share {}: must be between 0 and 1", a.drift_share),
         });
     }
-    let read = |p: &PathBuf| Frame::read_csv(p).map_err(|e| Failure { code: exit::ERROR, message: e });
-    let (reference, current) = (read(&a.reference)?, read(&a.current)?);
+    // Both files at once: parsing is most of the work.
+    let (reference, current) = std::thread::scope(|s| {
+        let r = s.spawn(|| Frame::read_csv(&a.reference));
+        let c = Frame::read_csv(&a.current);
+        (r.join().unwrap_or_else(|_| Err("reading the reference failed".into())), c)
+    });
+    let fail = |message: String| Failure { code: exit::ERROR, message };
+    let (reference, current) = (reference.map_err(fail)?, current.map_err(fail)?);
     let options = Options {
         preset: match a.preset {
             PresetArg::Kairo => Preset::Kairo,
