@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::frame::{Column, Frame, Values};
+use crate::frame::{Column, Frame, Values, MISSING};
 use crate::stats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,10 +124,10 @@ impl Counts {
 }
 
 /// Counts of two dictionary-coded columns, merged by category name.
-fn code_counts(r: (&[Option<u32>], &[String]), c: (&[Option<u32>], &[String])) -> Counts {
-    let per_code = |codes: &[Option<u32>], n: usize| {
+fn code_counts(r: (&[u32], &[String]), c: (&[u32], &[String])) -> Counts {
+    let per_code = |codes: &[u32], n: usize| {
         let mut v = vec![0.0f64; n];
-        for code in codes.iter().flatten() {
+        for code in codes.iter().filter(|c| **c != MISSING) {
             v[*code as usize] += 1.0;
         }
         v
@@ -247,7 +247,7 @@ fn judge_column(name: &str, reference: &Column, current: &Column, preset: Preset
     // A side with no values at all has no type to compare.
     let present = |c: &Column| match &c.values {
         Values::Numeric(v) => v.iter().filter(|x| !x.is_nan()).count(),
-        Values::Categorical { codes, .. } => codes.iter().flatten().count(),
+        Values::Categorical { codes, .. } => codes.iter().filter(|c| **c != MISSING).count(),
     };
     let (rp, cp) = (present(reference), present(current));
     if rp == 0 || cp == 0 {
@@ -258,8 +258,11 @@ fn judge_column(name: &str, reference: &Column, current: &Column, preset: Preset
     }
     match (&reference.values, &current.values) {
         (Values::Numeric(rv), Values::Numeric(cv)) => {
-            let (r, rmiss, rinf) = finite(rv);
-            let (c, cmiss, cinf) = finite(cv);
+            let (mut r, rmiss, rinf) = finite(rv);
+            let (mut c, cmiss, cinf) = finite(cv);
+            // Sorted once, in place: every method below works on sorted samples.
+            stats::sort_floats(&mut r);
+            stats::sort_floats(&mut c);
             d.reference_null_share = share(rmiss, rv.len());
             d.current_null_share = share(cmiss, cv.len());
             if rinf + cinf > 0 {
@@ -283,7 +286,7 @@ fn judge_column(name: &str, reference: &Column, current: &Column, preset: Preset
                     if r.len().max(c.len()) <= 10_000 { stats::ks_exact(&r, &c) } else { stats::ks_asymptotic(&r, &c) };
                 set(&mut d, "ks", t.map(|t| t.pvalue), 0.05, true, preset);
             } else {
-                let w = stats::wasserstein(&r, &c).map(|w| w / std_dev(&r).max(0.001));
+                let w = stats::wasserstein_sorted(&r, &c).map(|w| w / std_dev(&r).max(0.001));
                 set(&mut d, "wasserstein_norm", w, 0.1, false, preset);
             }
         }

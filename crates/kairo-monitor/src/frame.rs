@@ -6,13 +6,16 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+/// The code of a missing categorical value (4 bytes per row instead of an `Option`'s 8).
+pub const MISSING: u32 = u32::MAX;
+
 /// A column's values.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
     Numeric(Vec<f64>),
-    /// Codes into `dictionary`; `None` is missing.
+    /// Codes into `dictionary`; [`MISSING`] marks a missing value (4 bytes a row, not 8).
     Categorical {
-        codes: Vec<Option<u32>>,
+        codes: Vec<u32>,
         dictionary: Vec<String>,
     },
 }
@@ -68,23 +71,23 @@ const DICTIONARY_LIMIT: usize = 1024;
 struct Dictionary {
     index: HashMap<String, u32>,
     names: Vec<String>,
-    codes: Vec<Option<u32>>,
+    codes: Vec<u32>,
 }
 
 impl Dictionary {
     /// Add a cell; false (and nothing added) when it is new and the dictionary is full.
     fn push(&mut self, cell: &str, limit: usize) -> bool {
         if is_missing(cell) {
-            self.codes.push(None);
+            self.codes.push(MISSING);
         } else if let Some(code) = self.index.get(cell) {
-            self.codes.push(Some(*code));
+            self.codes.push(*code);
         } else if self.names.len() >= limit {
             return false;
         } else {
             let code = self.names.len() as u32;
             self.index.insert(cell.to_string(), code);
             self.names.push(cell.to_string());
-            self.codes.push(Some(code));
+            self.codes.push(code);
         }
         true
     }

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::drift::{ColumnDrift, DriftReport};
-use crate::frame::{Column, Frame, Values};
+use crate::frame::{Column, Frame, Values, MISSING};
 
 const BINS: usize = 20;
 const TOP_CATEGORIES: usize = 20;
@@ -40,10 +40,10 @@ fn distribution(r: &Column, c: &Column) -> (Vec<String>, Vec<f64>, Vec<f64>) {
         }
         (Values::Categorical { codes: rc, dictionary: rd }, Values::Categorical { codes: cc, dictionary: cd }) => {
             let mut counts: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
-            for code in rc.iter().flatten() {
+            for code in rc.iter().filter(|c| **c != MISSING) {
                 counts.entry(&rd[*code as usize]).or_default().0 += 1.0;
             }
-            for code in cc.iter().flatten() {
+            for code in cc.iter().filter(|c| **c != MISSING) {
                 counts.entry(&cd[*code as usize]).or_default().1 += 1.0;
             }
             let (nr, nc) = counts.values().fold((0.0, 0.0), |a, v| (a.0 + v.0, a.1 + v.1));

@@ -104,7 +104,7 @@ fn kolmogorov_distribution_matches_scipy_kstwo_in_every_region() {
 
 #[test]
 fn frames_infer_kinds_in_one_pass_and_re_read_only_when_needed() {
-    use kairo_monitor::frame::{Frame, Values};
+    use kairo_monitor::frame::{Frame, Values, MISSING};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.csv");
     // `id` looks numeric for 2,000 distinct rows, then is not: it needs the second pass.
@@ -123,17 +123,27 @@ fn frames_infer_kinds_in_one_pass_and_re_read_only_when_needed() {
     match &f.column("color").unwrap().values {
         Values::Categorical { codes, dictionary } => {
             assert_eq!(dictionary, &["a", "b"]);
-            assert_eq!(codes[2000], None);
+            assert_eq!(codes[2000], MISSING);
         }
         other => panic!("color: {other:?}"),
     }
     match &f.column("id").unwrap().values {
         Values::Categorical { codes, dictionary } => {
             assert_eq!(dictionary.len(), 2001);
-            assert_eq!(dictionary[codes[2000].unwrap() as usize], "z9");
+            assert_eq!(dictionary[codes[2000] as usize], "z9");
         }
         other => panic!("id: {other:?}"),
     }
     std::fs::write(&path, "a,a\n1,2\n").unwrap();
     assert!(Frame::read_csv(&path).unwrap_err().contains("column 'a' appears twice"));
+}
+
+#[test]
+fn radix_sorted_floats_equal_comparison_sorted_ones() {
+    let mut x: Vec<f64> = (0..50_000u64).map(|i| ((i * 2654435761) % 100_003) as f64 / 7.0 - 5000.0).collect();
+    x.extend([0.0, -0.0, 1e-300, -1e-300, f64::INFINITY, f64::NEG_INFINITY, 5.5, 5.5]);
+    let mut want = x.clone();
+    want.sort_by(f64::total_cmp);
+    stats::sort_floats(&mut x);
+    assert_eq!(x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
 }
