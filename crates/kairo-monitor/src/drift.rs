@@ -77,20 +77,14 @@ pub struct DriftReport {
     pub dataset_drift: bool,
 }
 
-/// Finite values of a numeric column, with the counts of missing and infinite ones.
-fn finite(v: &[f64]) -> (Vec<f64>, usize, usize) {
-    let mut out = Vec::with_capacity(v.len());
-    let (mut missing, mut infinite) = (0, 0);
-    for x in v {
-        if x.is_nan() {
-            missing += 1;
-        } else if x.is_infinite() {
-            infinite += 1;
-        } else {
-            out.push(*x);
-        }
-    }
-    (out, missing, infinite)
+/// The finite values of a column sorted by `f64::total_cmp` (negative NaNs, −∞, finite, +∞,
+/// NaNs), with the counts of missing and infinite values.
+fn finite_sorted(v: &[f64]) -> (&[f64], usize, usize) {
+    let start = v.iter().take_while(|x| !x.is_finite()).count();
+    let end = v.len() - v[start..].iter().rev().take_while(|x| !x.is_finite()).count();
+    let missing = v[..start].iter().chain(&v[end..]).filter(|x| x.is_nan()).count();
+    let infinite = (v.len() - (end - start)) - missing;
+    (&v[start..end], missing, infinite)
 }
 
 fn share(part: usize, total: usize) -> f64 {
@@ -258,11 +252,9 @@ fn judge_column(name: &str, reference: &Column, current: &Column, preset: Preset
     }
     match (&reference.values, &current.values) {
         (Values::Numeric(rv), Values::Numeric(cv)) => {
-            let (mut r, rmiss, rinf) = finite(rv);
-            let (mut c, cmiss, cinf) = finite(cv);
-            // Sorted once, in place: every method below works on sorted samples.
-            stats::sort_floats(&mut r);
-            stats::sort_floats(&mut c);
+            // `check` sorted the columns in place: the finite values are the middle.
+            let (r, rmiss, rinf) = finite_sorted(rv);
+            let (c, cmiss, cinf) = finite_sorted(cv);
             d.reference_null_share = share(rmiss, rv.len());
             d.current_null_share = share(cmiss, cv.len());
             if rinf + cinf > 0 {
@@ -276,17 +268,16 @@ fn judge_column(name: &str, reference: &Column, current: &Column, preset: Preset
                 Preset::Evidently => r.len() <= 1000,
                 Preset::Kairo => r.len().min(c.len()) <= 1000,
             };
-            if distinct(&r, &c, 5) <= 5 {
-                let (method, score, threshold, is_p) = categorical(&value_counts(&r, &c), small, preset);
+            if distinct(r, c, 5) <= 5 {
+                let (method, score, threshold, is_p) = categorical(&value_counts(r, c), small, preset);
                 set(&mut d, method, score, threshold, is_p, preset);
                 return d;
             }
             if small {
-                let t =
-                    if r.len().max(c.len()) <= 10_000 { stats::ks_exact(&r, &c) } else { stats::ks_asymptotic(&r, &c) };
+                let t = if r.len().max(c.len()) <= 10_000 { stats::ks_exact(r, c) } else { stats::ks_asymptotic(r, c) };
                 set(&mut d, "ks", t.map(|t| t.pvalue), 0.05, true, preset);
             } else {
-                let w = stats::wasserstein_sorted(&r, &c).map(|w| w / std_dev(&r).max(0.001));
+                let w = stats::wasserstein_sorted(r, c).map(|w| w / std_dev(r).max(0.001));
                 set(&mut d, "wasserstein_norm", w, 0.1, false, preset);
             }
         }
@@ -346,9 +337,17 @@ fn is_test(method: Option<&str>) -> bool {
     matches!(method, Some("ks" | "chi2" | "chisquare_gof" | "z"))
 }
 
-/// Compare every column of `current` with `reference`.
-pub fn check(reference: &Frame, current: &Frame, options: &Options) -> DriftReport {
+/// Compare every column of `current` with `reference`. Numeric columns are sorted in place
+/// first (the order of rows does not matter to any method, and sorting without a copy keeps
+/// memory at the data's own size).
+pub fn check(reference: &mut Frame, current: &mut Frame, options: &Options) -> DriftReport {
     use rayon::prelude::*;
+    reference.columns.par_iter_mut().chain(current.columns.par_iter_mut()).for_each(|c| {
+        if let Values::Numeric(v) = &mut c.values {
+            stats::sort_floats(v);
+        }
+    });
+    let (reference, current) = (&*reference, &*current);
     let mut schema = Vec::new();
     for r in &reference.columns {
         if current.column(&r.name).is_none() {

@@ -173,7 +173,10 @@ impl Frame {
             .zip(builders)
             .map(|(name, b)| {
                 let values = match (b.numeric, b.dictionary) {
-                    (Some(v), _) => Values::Numeric(v),
+                    (Some(mut v), _) => {
+                        v.shrink_to_fit();
+                        Values::Numeric(v)
+                    }
                     (None, Some(d)) => Values::Categorical { codes: d.codes, dictionary: d.names },
                     (None, None) => Values::Categorical { codes: Vec::new(), dictionary: Vec::new() },
                 };

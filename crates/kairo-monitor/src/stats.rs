@@ -17,42 +17,32 @@ fn sorted(v: &[f64]) -> Vec<f64> {
     s
 }
 
-/// Sort floats in `f64::total_cmp` order. Large inputs use an LSD radix sort on the bits
-/// (six 11-bit passes, so the counters stay in L1), faster than comparison sorting at a
-/// million values.
+/// Sort floats in `f64::total_cmp` order, in place. Large inputs use an LSD radix sort on
+/// the order-preserving bit pattern (six 11-bit passes, so the counters stay in L1), with one
+/// scratch buffer: faster than comparison sorting at a million values, and no copy of the data.
 pub fn sort_floats(v: &mut [f64]) {
     const RADIX_FROM: usize = 4096;
     if v.len() < RADIX_FROM {
         v.sort_unstable_by(f64::total_cmp);
         return;
     }
-    // Order-preserving map of f64 bits onto u64.
-    let key = |x: f64| {
-        let b = x.to_bits();
-        if b >> 63 == 1 {
-            !b
-        } else {
-            b | (1 << 63)
-        }
-    };
-    let unkey = |k: u64| {
-        if k >> 63 == 1 {
-            f64::from_bits(k & !(1 << 63))
-        } else {
-            f64::from_bits(!k)
-        }
-    };
-    let mut keys: Vec<u64> = v.iter().map(|x| key(*x)).collect();
+    let keys: &mut [u64] = bytemuck::cast_slice_mut(v);
+    for k in keys.iter_mut() {
+        *k = if *k >> 63 == 1 { !*k } else { *k | (1 << 63) };
+    }
     let mut scratch = vec![0u64; keys.len()];
+    let mut in_scratch = false;
     const BITS: u32 = 11;
     const MASK: u64 = (1 << BITS) - 1;
     for pass in 0..6 {
         let shift = pass * BITS;
-        let mut counts = vec![0usize; 1 << BITS];
-        for k in &keys {
+        let (src, dst): (&[u64], &mut [u64]) =
+            if in_scratch { (&scratch[..], &mut *keys) } else { (&*keys, &mut scratch[..]) };
+        let mut counts = [0usize; 1 << BITS];
+        for k in src {
             counts[((k >> shift) & MASK) as usize] += 1;
         }
-        if counts.contains(&keys.len()) {
+        if counts.contains(&src.len()) {
             continue; // every key has the same digit here
         }
         let mut offset = 0;
@@ -61,15 +51,18 @@ pub fn sort_floats(v: &mut [f64]) {
             *c = offset;
             offset += n;
         }
-        for k in &keys {
+        for k in src {
             let d = ((k >> shift) & MASK) as usize;
-            scratch[counts[d]] = *k;
+            dst[counts[d]] = *k;
             counts[d] += 1;
         }
-        std::mem::swap(&mut keys, &mut scratch);
+        in_scratch = !in_scratch;
     }
-    for (x, k) in v.iter_mut().zip(keys) {
-        *x = unkey(k);
+    if in_scratch {
+        keys.copy_from_slice(&scratch);
+    }
+    for k in keys.iter_mut() {
+        *k = if *k >> 63 == 1 { *k & !(1 << 63) } else { !*k };
     }
 }
 

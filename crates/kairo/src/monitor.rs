@@ -71,8 +71,8 @@ pub async fn run(cmd: MonitorCommand) -> CmdResult {
 }
 
 fn report(a: ReportArgs) -> CmdResult {
-    let (reference, current, options) = load(&a.check)?;
-    let r = drift::check(&reference, &current, &options);
+    let (mut reference, mut current, options) = load(&a.check)?;
+    let r = drift::check(&mut reference, &mut current, &options);
     let title = format!("Drift: {} vs {}", a.check.current.display(), a.check.reference.display());
     let html = kairo_monitor::report::html(&r, &reference, &current, &title);
     // Written whole, then renamed: a reader never sees half a report.
@@ -143,8 +143,8 @@ fn report_json(a: &CheckArgs, reference: &Frame, current: &Frame, r: &drift::Dri
 }
 
 fn check(a: CheckArgs) -> CmdResult {
-    let (reference, current, options) = load(&a)?;
-    let r = drift::check(&reference, &current, &options);
+    let (mut reference, mut current, options) = load(&a)?;
+    let r = drift::check(&mut reference, &mut current, &options);
     let code = if r.dataset_drift { exit::CHANGED } else { exit::OK };
     if a.json {
         print_json(&report_json(&a, &reference, &current, &r));
