@@ -119,6 +119,129 @@ impl Builder {
 }
 
 impl Frame {
+    /// Read a CSV file, or a Parquet file when the name ends in `.parquet` or `.pq`.
+    pub fn read(path: &Path) -> Result<Frame, String> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("parquet" | "pq") => Self::read_parquet(path),
+            _ => Self::read_csv(path),
+        }
+    }
+
+    /// Read a Parquet file (uncompressed or snappy): numeric and boolean-free columns as
+    /// numbers, strings (plain or dictionary-encoded) and booleans as categories.
+    pub fn read_parquet(path: &Path) -> Result<Frame, String> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::*;
+        use arrow_schema::DataType;
+        let label = path.display().to_string();
+        let err = |e: &dyn std::fmt::Display| format!("{label}: {e}");
+        let file = std::fs::File::open(path).map_err(|e| err(&e))?;
+        let builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
+        let schema = builder.schema().clone();
+        let reader = builder.with_batch_size(65_536).build().map_err(|e| err(&e))?;
+        enum Out {
+            Num(Vec<f64>),
+            Cat(Dictionary),
+        }
+        let mut outs: Vec<Out> = Vec::new();
+        for f in schema.fields() {
+            let numeric = matches!(
+                f.data_type(),
+                DataType::Float64
+                    | DataType::Float32
+                    | DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+                    | DataType::UInt8
+                    | DataType::UInt16
+                    | DataType::UInt32
+                    | DataType::UInt64
+            );
+            let text = matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Boolean)
+                || matches!(f.data_type(), DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8));
+            if numeric {
+                outs.push(Out::Num(Vec::new()));
+            } else if text {
+                outs.push(Out::Cat(Dictionary::default()));
+            } else {
+                return Err(format!(
+                    "{label}: column '{}' has type {}, which monitoring does not read",
+                    f.name(),
+                    f.data_type()
+                ));
+            }
+        }
+        let mut rows = 0;
+        for batch in reader {
+            let batch = batch.map_err(|e| err(&e))?;
+            rows += batch.num_rows();
+            for (out, col) in outs.iter_mut().zip(batch.columns()) {
+                macro_rules! nums {
+                    ($t:ty, $v:expr) => {
+                        $v.extend(col.as_primitive::<$t>().iter().map(|x| x.map(|x| x as f64).unwrap_or(f64::NAN)))
+                    };
+                }
+                match (out, col.data_type()) {
+                    (Out::Num(v), DataType::Float64) => {
+                        v.extend(col.as_primitive::<Float64Type>().iter().map(|x| x.unwrap_or(f64::NAN)))
+                    }
+                    (Out::Num(v), DataType::Float32) => nums!(Float32Type, v),
+                    (Out::Num(v), DataType::Int8) => nums!(Int8Type, v),
+                    (Out::Num(v), DataType::Int16) => nums!(Int16Type, v),
+                    (Out::Num(v), DataType::Int32) => nums!(Int32Type, v),
+                    (Out::Num(v), DataType::Int64) => nums!(Int64Type, v),
+                    (Out::Num(v), DataType::UInt8) => nums!(UInt8Type, v),
+                    (Out::Num(v), DataType::UInt16) => nums!(UInt16Type, v),
+                    (Out::Num(v), DataType::UInt32) => nums!(UInt32Type, v),
+                    (Out::Num(v), DataType::UInt64) => nums!(UInt64Type, v),
+                    (Out::Cat(d), DataType::Utf8) => col.as_string::<i32>().iter().for_each(|x| {
+                        d.push(x.unwrap_or(""), usize::MAX);
+                    }),
+                    (Out::Cat(d), DataType::LargeUtf8) => col.as_string::<i64>().iter().for_each(|x| {
+                        d.push(x.unwrap_or(""), usize::MAX);
+                    }),
+                    (Out::Cat(d), DataType::Boolean) => col.as_boolean().iter().for_each(|x| {
+                        d.push(x.map(|b| if b { "true" } else { "false" }).unwrap_or(""), usize::MAX);
+                    }),
+                    (Out::Cat(d), DataType::Dictionary(_, _)) => {
+                        let dict = col.as_any_dictionary();
+                        let normalized = dict.normalized_keys();
+                        let keys: Vec<Option<usize>> = (0..normalized.len())
+                            .map(|i| if dict.keys().is_null(i) { None } else { Some(normalized[i]) })
+                            .collect();
+                        let values = dict.values();
+                        let text = |i: usize| -> String {
+                            match values.data_type() {
+                                DataType::LargeUtf8 => values.as_string::<i64>().value(i).to_string(),
+                                _ => values.as_string::<i32>().value(i).to_string(),
+                            }
+                        };
+                        for k in keys {
+                            let cell = k.map(text).unwrap_or_default();
+                            d.push(&cell, usize::MAX);
+                        }
+                    }
+                    (_, other) => return Err(format!("{label}: unexpected column type {other}")),
+                }
+            }
+        }
+        let columns = schema
+            .fields()
+            .iter()
+            .zip(outs)
+            .map(|(f, out)| Column {
+                name: f.name().clone(),
+                values: match out {
+                    Out::Num(v) => Values::Numeric(v),
+                    Out::Cat(d) => Values::Categorical { codes: d.codes, dictionary: d.names },
+                },
+            })
+            .collect();
+        Ok(Frame { columns, rows })
+    }
+
     pub fn read_csv(path: &Path) -> Result<Frame, String> {
         let label = path.display().to_string();
         let open = || csv::Reader::from_path(path).map_err(|e| format!("{label}: {e}"));

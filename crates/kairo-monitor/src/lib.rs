@@ -2,7 +2,7 @@
 //! against SciPy on committed golden vectors (`fixtures/stats`); columnar tables from CSV
 //! (`frame`); and the column-by-column drift check with a dataset verdict (`drift`).
 //!
-//! Knows nothing of HTTP, the registry or where data comes from: slices in, numbers out.
+//! Reads data files only in `frame`; knows nothing of HTTP, the registry or the store.
 
 pub mod drift;
 pub mod frame;

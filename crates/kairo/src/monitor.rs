@@ -45,10 +45,10 @@ pub enum CorrectionArg {
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// The reference data (CSV), e.g. the training set.
+    /// The reference data (CSV, or Parquet when named *.parquet), e.g. the training set.
     #[arg(long)]
     pub reference: PathBuf,
-    /// The data to check (CSV).
+    /// The data to check (CSV or Parquet).
     #[arg(long)]
     pub current: PathBuf,
     #[arg(long, value_enum, default_value_t = PresetArg::Kairo)]
@@ -105,8 +105,8 @@ fn load(a: &CheckArgs) -> Result<Loaded, Failure> {
     }
     // Both files at once: parsing is most of the work.
     let (reference, current) = std::thread::scope(|s| {
-        let r = s.spawn(|| Frame::read_csv(&a.reference));
-        let c = Frame::read_csv(&a.current);
+        let r = s.spawn(|| Frame::read(&a.reference));
+        let c = Frame::read(&a.current);
         (r.join().unwrap_or_else(|_| Err("reading the reference failed".into())), c)
     });
     let fail = |message: String| Failure { code: exit::ERROR, message };

@@ -147,3 +147,46 @@ fn radix_sorted_floats_equal_comparison_sorted_ones() {
     stats::sort_floats(&mut x);
     assert_eq!(x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
 }
+
+#[test]
+fn parquet_files_read_like_csv_ones() {
+    use arrow_array::{ArrayRef, DictionaryArray, Float64Array, Int64Array, RecordBatch, StringArray};
+    use kairo_monitor::frame::{Frame, Values, MISSING};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.parquet");
+    let x: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.5), None, Some(-2.0)]));
+    let n: ArrayRef = Arc::new(Int64Array::from(vec![7, 8, 9]));
+    let s: ArrayRef = Arc::new(StringArray::from(vec![Some("red"), Some("blue"), None]));
+    let d: ArrayRef = Arc::new(DictionaryArray::<arrow_array::types::Int32Type>::from_iter(["a", "b", "a"]));
+    let batch = RecordBatch::try_from_iter([("x", x), ("n", n), ("s", s), ("d", d)]).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), Some(props))
+            .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let f = Frame::read(&path).unwrap();
+    assert_eq!(f.rows, 3);
+    match &f.column("x").unwrap().values {
+        Values::Numeric(v) => assert!(v[0] == 1.5 && v[1].is_nan() && v[2] == -2.0),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.column("n").unwrap().values, Values::Numeric(vec![7.0, 8.0, 9.0]));
+    match &f.column("s").unwrap().values {
+        Values::Categorical { codes, dictionary } => {
+            assert_eq!(dictionary, &["red", "blue"]);
+            assert_eq!(codes[2], MISSING);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &f.column("d").unwrap().values {
+        Values::Categorical { codes, dictionary } => {
+            assert_eq!((codes.clone(), dictionary.clone()), (vec![0, 1, 0], vec!["a".to_string(), "b".to_string()]))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(Frame::read(&dir.path().join("nope.parquet")).is_err());
+}
