@@ -9,7 +9,7 @@ pub mod gate;
 pub mod holdout;
 pub mod profile;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use gate::{Condition, GateResult};
@@ -482,9 +482,4 @@ fn zero_row(model: &Model) -> std::collections::HashMap<String, kairo_runtime::T
             Tensor::new(shape, data).ok().map(|t| (s.name.clone(), t))
         })
         .collect()
-}
-
-/// Whether a path names an existing file, for CLI argument checks.
-pub fn is_file(p: &Path) -> bool {
-    p.is_file()
 }

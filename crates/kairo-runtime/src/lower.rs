@@ -219,7 +219,7 @@ fn lower_one_hot(node: &NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
     let x = node.input[0].clone();
     let strings = attr(node, "cats_strings").map(|a| a.strings.clone()).unwrap_or_default();
     let ints = attr(node, "cats_int64s").map(|a| a.ints.clone()).unwrap_or_default();
-    let (codes, n) = if !strings.is_empty() {
+    let (codes, cats) = if !strings.is_empty() {
         let n = strings.len() as i64;
         let codes = ctx.name(&base, "codes");
         let index: Vec<i64> = (0..n).collect();
@@ -239,18 +239,13 @@ fn lower_one_hot(node: &NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
                 attr_int("default_int64", -1),
             ],
         );
-        let cats = ctx.ints(&base, "cats", (0..n).collect());
-        (vec![codes, cats], n)
+        (codes, ctx.ints(&base, "cats", (0..n).collect()))
     } else if !ints.is_empty() {
-        let n = ints.len();
         let x = cast_to(ctx, &base, x, DataType::Int64);
-        let cats = ctx.ints(&base, "cats", ints);
-        (vec![x, cats], n as i64)
+        (x, ctx.ints(&base, "cats", ints))
     } else {
         return Err(Unlowerable(format!("{}: neither cats_strings nor cats_int64s is set", label(node))));
     };
-    let _ = n;
-    let [codes, cats]: [String; 2] = codes.try_into().map_err(|_| Unlowerable("internal".into()))?;
     let expanded = ctx.unsqueeze_last(&base, codes);
     let hits = ctx.name(&base, "hits");
     ctx.push("Equal", &base, vec![expanded, cats], vec![hits.clone()], vec![]);

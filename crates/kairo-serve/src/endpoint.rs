@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kairo_core::serving::{Deployment, Strategy};
 use kairo_data::Project;
@@ -203,6 +203,9 @@ impl Endpoints {
             if eps.map.contains_key(&name) {
                 return Err(format!("model '{name}' is named twice"));
             }
+            if eps.md.registered_model(&name).await.is_err() {
+                return Err(format!("no registered model '{name}' (see `kairo models ls`)"));
+            }
             let desired = eps.desired(&name, &follow).await?;
             let stable = eps.load(&name, desired.stable).await?;
             let candidate = match desired.candidate {
@@ -232,9 +235,6 @@ impl Endpoints {
 
     async fn desired(&self, name: &str, follow: &Follow) -> Result<Desired, String> {
         let err = |e: kairo_store::StoreError| format!("model '{name}': {e}");
-        if self.md.registered_model(name).await.is_err() {
-            return Err(format!("no registered model '{name}' (see `kairo models ls`)"));
-        }
         match follow {
             Follow::Pinned(v) => Ok(Desired { stable: *v, candidate: None, deployment: None }),
             Follow::Alias(a) => {
@@ -444,9 +444,7 @@ impl Endpoints {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let started = Instant::now();
                 eps.reconcile().await;
-                let _ = started;
             }
         });
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use kairo_runtime::{DType, Data, Tensor};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 #[derive(Deserialize)]
 struct RequestHeader {
@@ -189,27 +189,32 @@ fn decode_json(name: &str, dtype: DType, value: &Value, count: usize) -> Result<
     })
 }
 
+/// BYTES elements in the binary encoding: each a 4-byte little-endian length, then the bytes.
+fn decode_binary_strings(name: &str, bytes: &[u8], count: usize) -> Result<Data, String> {
+    let mut out = Vec::with_capacity(count);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return Err(format!("input '{name}': truncated BYTES element"));
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if rest.len() < 4 + len {
+            return Err(format!("input '{name}': truncated BYTES element"));
+        }
+        let s = std::str::from_utf8(&rest[4..4 + len])
+            .map_err(|_| format!("input '{name}': BYTES element is not UTF-8"))?;
+        out.push(s.to_string());
+        rest = &rest[4 + len..];
+    }
+    if out.len() != count {
+        return Err(format!("input '{name}': shape needs {count} elements, data has {}", out.len()));
+    }
+    Ok(Data::Bytes(out))
+}
+
 fn decode_binary(name: &str, dtype: DType, bytes: &[u8], count: usize) -> Result<Data, String> {
     if dtype == DType::Bytes {
-        let mut out = Vec::with_capacity(count);
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            if rest.len() < 4 {
-                return Err(format!("input '{name}': truncated BYTES element"));
-            }
-            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            if rest.len() < 4 + len {
-                return Err(format!("input '{name}': truncated BYTES element"));
-            }
-            let s = std::str::from_utf8(&rest[4..4 + len])
-                .map_err(|_| format!("input '{name}': BYTES element is not UTF-8"))?;
-            out.push(s.to_string());
-            rest = &rest[4 + len..];
-        }
-        if out.len() != count {
-            return Err(format!("input '{name}': shape needs {count} elements, data has {}", out.len()));
-        }
-        return Ok(Data::Bytes(out));
+        return decode_binary_strings(name, bytes, count);
     }
     let size = dtype.size().unwrap_or(1);
     if bytes.len() != count * size {
@@ -238,34 +243,8 @@ fn decode_binary(name: &str, dtype: DType, bytes: &[u8], count: usize) -> Result
         DType::U16 => le!(U16, u16),
         DType::U8 => Data::U8(bytes.to_vec()),
         DType::Bool => Data::Bool(bytes.iter().map(|b| *b != 0).collect()),
-        DType::Bytes => unreachable_bytes(),
+        DType::Bytes => decode_binary_strings(name, bytes, count)?,
     })
-}
-
-fn unreachable_bytes() -> Data {
-    Data::Bytes(Vec::new())
-}
-
-/// JSON value of a tensor's data (flat).
-pub fn data_json(data: &Data) -> Value {
-    match data {
-        Data::Bool(v) => json!(v),
-        Data::U8(v) => json!(v),
-        Data::U16(v) => json!(v),
-        Data::U32(v) => json!(v),
-        Data::U64(v) => json!(v),
-        Data::I8(v) => json!(v),
-        Data::I16(v) => json!(v),
-        Data::I32(v) => json!(v),
-        Data::I64(v) => json!(v),
-        Data::F32(v) => {
-            let mut buf = Vec::with_capacity(v.len() * 12);
-            write_data(&mut buf, data, 0, v.len());
-            serde_json::from_slice(&buf).unwrap_or(Value::Null)
-        }
-        Data::F64(v) => json!(v),
-        Data::Bytes(v) => json!(v),
-    }
 }
 
 fn binary_bytes(data: &Data) -> Vec<u8> {

@@ -196,7 +196,7 @@ pub async fn run(cmd: ModelsCommand) -> CmdResult {
     let result = match cmd {
         ModelsCommand::Register(a) => register(&project, &md, a).await,
         ModelsCommand::Ls { json } => ls(&md, json).await,
-        ModelsCommand::Show { model, json } => show(&project, &md, &model, json).await,
+        ModelsCommand::Show { model, json } => show(&md, &model, json).await,
         ModelsCommand::Promote(a) => promote(&project, &md, a).await,
         ModelsCommand::Alias(a) => alias(&project, &md, a).await,
         ModelsCommand::Predictions { name, limit, json } => predictions(&project, &md, &name, limit, json).await,
@@ -320,7 +320,7 @@ async fn ls(md: &Metadata, json: bool) -> CmdResult {
     Ok(exit::OK)
 }
 
-async fn show(project: &Project, md: &Metadata, target: &str, json_out: bool) -> CmdResult {
+async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
     let r = ModelRef::parse(target)?;
     let name = r.name().to_string();
     md.registered_model(&name).await?;
@@ -372,7 +372,6 @@ async fn show(project: &Project, md: &Metadata, target: &str, json_out: bool) ->
     let deployment = md.deployment(&name).await?.map(|d| {
         json!({"stable": d.stable_version, "candidate": d.candidate_version, "strategy": d.strategy.as_str(), "weight": d.weight})
     });
-    let _ = project;
     if json_out {
         print_json(
             &json!({"name": name, "versions": out, "alias_history": history, "promotions": promotions, "deployment": deployment}),
