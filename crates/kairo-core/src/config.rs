@@ -33,6 +33,122 @@ pub struct Config {
     /// Per registered model: promotion gates, approval, rollout limits.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub models: BTreeMap<String, ModelPolicy>,
+    /// Monitors: what to watch, in which windows, and the alert rules.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub monitors: BTreeMap<String, MonitorSpec>,
+}
+
+/// A monitor: a deployment's prediction log in windows (or two files), checked against the
+/// serving version's reference profile, with alert rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSpec {
+    /// The deployment (serving name) whose prediction log is watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// Instead of a deployment: a reference file and a current file (CSV or Parquet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// Fixed time windows (`30m`, `1h`, `1d`), aligned to the epoch; default `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Instead of time windows: windows of the last N predicted rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Share of drifted features at which a window counts as drifted (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_share: Option<f64>,
+    /// How often `kairo server` evaluates the monitor (`5m`); never when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertRule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+}
+
+/// `when: drift_share > 0.3`, holding in `for` consecutive windows, raises an alert that
+/// carries `action` (e.g. `retrain`) for the automation engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub when: String,
+    #[serde(rename = "for", default = "default_one")]
+    pub for_windows: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// Where alerts are POSTed as JSON, retried with exponential backoff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// Attempts after the first (default 4: waits of 0.5, 1, 2 and 4 s).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+fn default_one() -> u32 {
+    1
+}
+
+fn default_retries() -> u32 {
+    4
+}
+
+impl MonitorSpec {
+    fn validate(&self) -> Result<(), String> {
+        match (&self.deployment, &self.reference, &self.current) {
+            (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+            _ => return Err("give either `deployment`, or both `reference` and `current`".into()),
+        }
+        if self.window.is_some() && self.rows.is_some() {
+            return Err("give `window` or `rows`, not both".into());
+        }
+        if self.rows == Some(0) {
+            return Err("`rows` must be at least 1".into());
+        }
+        for d in self.window.iter().chain(&self.schedule) {
+            parse_duration_ms(d)?;
+        }
+        if let Some(s) = self.drift_share {
+            if !(0.0..=1.0).contains(&s) {
+                return Err(format!("drift_share {s}: must be between 0 and 1"));
+            }
+        }
+        for rule in &self.alerts {
+            crate::condition::Condition::parse(&rule.when).map_err(|e| format!("alert {e}"))?;
+            if rule.for_windows == 0 {
+                return Err(format!("alert `{}`: `for` must be at least 1", rule.when));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `90s`, `30m`, `1h`, `1d` (or plain seconds) in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: i64 = number.parse().map_err(|_| format!("`{text}`: expected a duration such as 30s, 15m, 1h or 1d"))?;
+    let unit_ms = match unit.trim() {
+        "" | "s" => 1_000,
+        "ms" => 1,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("`{text}`: unknown unit `{other}` (use ms, s, m, h or d)")),
+    };
+    if n <= 0 {
+        return Err(format!("`{text}`: a duration must be positive"));
+    }
+    Ok(n * unit_ms)
 }
 
 /// What a version must pass to take an alias, and how it rolls out.
@@ -112,6 +228,8 @@ pub enum ConfigError {
     Version(u32),
     #[error("{CONFIG_FILE}: default_remote `{0}` is not defined under `remotes`")]
     UnknownDefaultRemote(String),
+    #[error("{CONFIG_FILE}: monitors.{0}: {1}")]
+    Monitor(String, String),
 }
 
 /// `LINE:COLUMN` of a YAML error (1:1 when serde_yaml does not know).
@@ -140,6 +258,9 @@ impl Config {
             if !c.remotes.contains_key(name) {
                 return Err(ConfigError::UnknownDefaultRemote(name.clone()));
             }
+        }
+        for (name, m) in &c.monitors {
+            m.validate().map_err(|e| ConfigError::Monitor(name.clone(), e))?;
         }
         Ok(c)
     }

@@ -51,7 +51,7 @@ impl Frame {
     }
 }
 
-fn is_missing(cell: &str) -> bool {
+pub(crate) fn is_missing(cell: &str) -> bool {
     matches!(cell, "" | "NA" | "N/A" | "nan" | "NaN" | "null" | "NULL" | "None")
 }
 
@@ -244,7 +244,20 @@ impl Frame {
 
     pub fn read_csv(path: &Path) -> Result<Frame, String> {
         let label = path.display().to_string();
-        let open = || csv::Reader::from_path(path).map_err(|e| format!("{label}: {e}"));
+        Self::from_csv(|| csv::Reader::from_path(path).map_err(|e| format!("{label}: {e}")), &label)
+    }
+
+    /// A CSV held in memory (`label` names it in errors).
+    pub fn parse_csv(bytes: &[u8], label: &str) -> Result<Frame, String> {
+        Self::from_csv(|| Ok(csv::Reader::from_reader(bytes)), label)
+    }
+
+    /// `open` may be called twice: a column that is neither numeric nor small enough to keep
+    /// its dictionary is read again.
+    fn from_csv<R: std::io::Read>(
+        open: impl Fn() -> Result<csv::Reader<R>, String>,
+        label: &str,
+    ) -> Result<Frame, String> {
         let mut reader = open()?;
         let names: Vec<String> =
             reader.headers().map_err(|e| format!("{label}: {e}"))?.iter().map(|h| h.trim().to_string()).collect();

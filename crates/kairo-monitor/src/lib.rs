@@ -1,11 +1,18 @@
-//! Kairo's monitoring. So far: the two-sample statistics drift detection rests on, each checked
-//! against SciPy on committed golden vectors (`fixtures/stats`); columnar tables from CSV
-//! (`frame`); and the column-by-column drift check with a dataset verdict (`drift`).
+//! Kairo's monitoring: the two-sample statistics drift detection rests on, each checked
+//! against SciPy on committed golden vectors (`fixtures/stats`); columnar tables from CSV and
+//! Parquet (`frame`); the column-by-column drift check of two tables (`drift`); reference
+//! profiles (`profile`) and the mergeable window sketches counted against them (`sketch`);
+//! model quality once labels arrive (`performance`); alert rules over windows (`alerts`);
+//! the HTML report (`report`).
 //!
 //! Reads data files only in `frame`; knows nothing of HTTP, the registry or the store.
 
+pub mod alerts;
 pub mod drift;
 pub mod frame;
 pub mod kolmogorov;
+pub mod performance;
+pub mod profile;
 pub mod report;
+pub mod sketch;
 pub mod stats;

@@ -129,10 +129,17 @@ pub struct Predictions {
     pub values: Option<Vec<f64>>,
 }
 
-pub fn predict(model: &Model, table: &Table, target: &str) -> Result<Predictions, String> {
-    let sig = model.signature();
+/// The outputs holding a classifier's labels (`[N]` integers or strings) and its class
+/// probabilities (`[N, classes]` floats); a model without labels is a regressor.
+pub fn output_roles(sig: &kairo_runtime::Signature) -> (Option<usize>, Option<usize>) {
     let label_ix = sig.outputs.iter().position(|o| matches!(o.dtype, DType::I64 | DType::Bytes) && o.shape.len() == 1);
     let prob_ix = sig.outputs.iter().position(|o| o.dtype == DType::F32 && o.shape.len() == 2);
+    (label_ix, prob_ix)
+}
+
+pub fn predict(model: &Model, table: &Table, target: &str) -> Result<Predictions, String> {
+    let sig = model.signature();
+    let (label_ix, prob_ix) = output_roles(sig);
     let mut labels = label_ix.map(|_| Vec::new());
     let mut probabilities: Option<(usize, Vec<f32>)> = None;
     let mut values = if label_ix.is_none() { Some(Vec::new()) } else { None };
@@ -165,6 +172,7 @@ pub fn predict(model: &Model, table: &Table, target: &str) -> Result<Predictions
 /// Score predictions against the target column. Metrics: accuracy, precision, recall, f1,
 /// auc, log_loss (binary classifiers; positive = the larger label), rmse, mae, r2 (regressors).
 pub fn score(p: &Predictions, truth: &[String], metric: &str) -> Result<f64, String> {
+    use kairo_monitor::performance;
     if truth.is_empty() {
         return Err("the holdout has no rows".into());
     }
@@ -174,119 +182,36 @@ pub fn score(p: &Predictions, truth: &[String], metric: &str) -> Result<f64, Str
             .enumerate()
             .map(|(i, t)| t.trim().parse::<f64>().map_err(|_| format!("target row {}: `{t}` is not a number", i + 2)))
             .collect::<Result<_, _>>()?;
-        let n = y.len() as f64;
-        let err: Vec<f64> = y.iter().zip(values).map(|(a, b)| a - b).collect();
-        return match metric {
-            "rmse" => Ok((err.iter().map(|e| e * e).sum::<f64>() / n).sqrt()),
-            "mae" => Ok(err.iter().map(|e| e.abs()).sum::<f64>() / n),
-            "r2" => {
-                let mean = y.iter().sum::<f64>() / n;
-                let total: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
-                Ok(1.0 - err.iter().map(|e| e * e).sum::<f64>() / total)
-            }
-            other => Err(format!("`{other}` cannot be computed for a regressor (use rmse, mae or r2)")),
-        };
+        if !performance::REGRESSION.contains(&metric) {
+            return Err(format!("`{metric}` cannot be computed for a regressor (use rmse, mae or r2)"));
+        }
+        return performance::regression(&y, values)
+            .get(metric)
+            .copied()
+            .ok_or_else(|| format!("`{metric}` is undefined for a constant target"));
     }
     let labels = p.labels.as_ref().ok_or("the model has no label output")?;
-    let truth: Vec<String> = truth.iter().map(|t| normalise_label(t)).collect();
-    let mut classes: Vec<String> = truth.iter().chain(labels.iter()).cloned().collect();
-    classes.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) => x.total_cmp(&y),
-        _ => a.cmp(b),
-    });
-    classes.dedup();
-    let positive = classes.last().cloned().unwrap_or_default();
-    let n = truth.len() as f64;
-    let tp = truth.iter().zip(labels).filter(|(t, l)| **t == positive && **l == positive).count() as f64;
-    let fp = truth.iter().zip(labels).filter(|(t, l)| **t != positive && **l == positive).count() as f64;
-    let fneg = truth.iter().zip(labels).filter(|(t, l)| **t == positive && **l != positive).count() as f64;
-    let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
-    let recall = if tp + fneg > 0.0 { tp / (tp + fneg) } else { 0.0 };
-    match metric {
-        "accuracy" => Ok(truth.iter().zip(labels).filter(|(t, l)| t == l).count() as f64 / n),
-        "precision" => Ok(precision),
-        "recall" => Ok(recall),
-        "f1" => Ok(if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 }),
-        "auc" | "log_loss" => {
-            let (width, probs) = p.probabilities.as_ref().ok_or("the model has no probability output")?;
-            if *width != 2 || classes.len() > 2 {
-                return Err(format!("`{metric}` is computed for binary classifiers only"));
-            }
-            let score: Vec<f64> = (0..truth.len()).map(|i| f64::from(probs[i * 2 + 1])).collect();
-            let is_pos: Vec<bool> = truth.iter().map(|t| *t == positive).collect();
-            if metric == "auc" {
-                auc(&score, &is_pos)
-            } else {
-                let eps = 1e-15;
-                Ok(score
-                    .iter()
-                    .zip(&is_pos)
-                    .map(|(s, y)| {
-                        let s = s.clamp(eps, 1.0 - eps);
-                        if *y {
-                            -s.ln()
-                        } else {
-                            -(1.0 - s).ln()
-                        }
-                    })
-                    .sum::<f64>()
-                    / n)
-            }
+    if !performance::CLASSIFICATION.contains(&metric) {
+        return Err(format!(
+            "`{metric}` cannot be computed for a classifier (use accuracy, precision, recall, f1, auc or log_loss)"
+        ));
+    }
+    let truth: Vec<String> = truth.iter().map(|t| performance::normalise_label(t)).collect();
+    let classes = performance::classes(&truth, labels);
+    let scores: Option<Vec<f64>> = match (&p.probabilities, metric) {
+        (_, "auc" | "log_loss") if classes.len() > 2 => {
+            return Err(format!("`{metric}` is computed for binary classifiers only"))
         }
-        other => Err(format!(
-            "`{other}` cannot be computed for a classifier (use accuracy, precision, recall, f1, auc or log_loss)"
-        )),
-    }
-}
-
-/// "1.0" and "1" name the same class.
-fn normalise_label(t: &str) -> String {
-    let t = t.trim();
-    match t.parse::<f64>() {
-        Ok(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
-        _ => t.to_string(),
-    }
-}
-
-/// Area under the ROC curve by ranks (ties get average ranks), as scikit-learn computes it.
-fn auc(score: &[f64], is_pos: &[bool]) -> Result<f64, String> {
-    let pos = is_pos.iter().filter(|p| **p).count() as f64;
-    let neg = is_pos.len() as f64 - pos;
-    if pos == 0.0 || neg == 0.0 {
-        return Err("auc needs both classes in the holdout".into());
-    }
-    let mut order: Vec<usize> = (0..score.len()).collect();
-    order.sort_by(|a, b| score[*a].total_cmp(&score[*b]));
-    let mut ranks = vec![0.0; score.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && score[order[j + 1]] == score[order[i]] {
-            j += 1;
-        }
-        let rank = (i + j) as f64 / 2.0 + 1.0;
-        for k in i..=j {
-            ranks[order[k]] = rank;
-        }
-        i = j + 1;
-    }
-    let pos_ranks: f64 = ranks.iter().zip(is_pos).filter(|(_, p)| **p).map(|(r, _)| r).sum();
-    Ok((pos_ranks - pos * (pos + 1.0) / 2.0) / (pos * neg))
+        (Some((2, probs)), _) => Some((0..truth.len()).map(|i| f64::from(probs[i * 2 + 1])).collect()),
+        (Some(_), "auc" | "log_loss") => return Err(format!("`{metric}` is computed for binary classifiers only")),
+        (None, "auc" | "log_loss") => return Err("the model has no probability output".into()),
+        _ => None,
+    };
+    performance::classification(&truth, labels, scores.as_deref())
+        .get(metric)
+        .copied()
+        .ok_or_else(|| format!("`{metric}` needs both classes in the holdout"))
 }
 
 /// Whether a larger value of `metric` is better.
-pub fn higher_is_better(metric: &str) -> bool {
-    !matches!(metric, "rmse" | "mae" | "log_loss" | "mse" | "loss" | "size_mb") && !metric.starts_with("latency")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auc_matches_hand_computation() {
-        // sklearn.metrics.roc_auc_score([0,0,1,1],[0.1,0.4,0.35,0.8]) == 0.75
-        let v = auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
-        assert!((v - 0.75).abs() < 1e-12);
-    }
-}
+pub use kairo_monitor::performance::higher_is_better;

@@ -56,6 +56,8 @@ pub struct RegisterRequest {
     pub metrics: Vec<(String, f64)>,
     /// Training data to profile; by default the run's CSV dependency, if it has one.
     pub profile_data: Option<PathBuf>,
+    /// The label column of the profiled data (default: the policy's holdout target).
+    pub target: Option<String>,
     pub actor: String,
 }
 
@@ -66,6 +68,8 @@ pub struct Registered {
     pub lowered_ops: Vec<String>,
     /// `tract`, or `onnxruntime` for models only the optional backend runs.
     pub runtime: &'static str,
+    /// How the reference profile was built, or why there is none.
+    pub notes: Vec<String>,
 }
 
 /// A model reference: `NAME`, `NAME@ALIAS` or `NAME:VERSION`.
@@ -179,13 +183,29 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
     for (k, v) in run_metrics.iter().chain(req.metrics.iter()) {
         metrics.insert(k.clone(), json!(v));
     }
-    let profile = match (&req.profile_data, run_csv) {
-        (Some(path), _) => Some(profile::profile(&holdout::Table::read(path).map_err(RegistryError::Invalid)?)),
-        (None, Some((path, hash))) => {
-            let data = objects.read(&hash)?;
-            holdout::Table::parse(&data, &path).ok().map(|t| profile::profile(&t))
-        }
+    let mut notes = Vec::new();
+    let data = match (&req.profile_data, run_csv) {
+        (Some(path), _) => Some((
+            std::fs::read(path).map_err(|e| RegistryError::Invalid(format!("{}: {e}", path.display())))?,
+            path.display().to_string(),
+            true,
+        )),
+        (None, Some((path, hash))) => Some((objects.read(&hash)?, path, false)),
         _ => None,
+    };
+    let profile = match data {
+        Some((data, label, explicit)) => match profile::build(&model, &data, &label, req.target.as_deref()) {
+            Ok(built) => {
+                notes = built.notes;
+                Some(serde_json::to_value(&built.profile).map_err(|e| RegistryError::Invalid(e.to_string()))?)
+            }
+            Err(e) if explicit => return Err(RegistryError::Invalid(format!("--profile-data: {e}"))),
+            Err(e) => {
+                notes.push(format!("no reference profile: {e}"));
+                None
+            }
+        },
+        None => None,
     };
     let object = objects.put_bytes(&bytes)?;
     let artifact =
@@ -205,7 +225,13 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         user_id: req.actor.clone(),
     };
     let version = md.register_version(&new, &artifact).await?;
-    Ok(Registered { version, artifact, lowered_ops: model.lowered_ops().to_vec(), runtime: model.backend_name() })
+    Ok(Registered {
+        version,
+        artifact,
+        lowered_ops: model.lowered_ops().to_vec(),
+        runtime: model.backend_name(),
+        notes,
+    })
 }
 
 struct RunArtifact {

@@ -1,59 +1,116 @@
-//! The reference profile of a version's training data, stored with the version for
-//! monitoring: per column its kind, decile bin edges (open-ended), category frequencies, null
-//! share and summary statistics.
+//! The reference profile of a version, stored with it for monitoring: the training data's
+//! columns profiled by `kairo_monitor::profile` (kinds, quantile bins, categories, nulls,
+//! moments), each feature tied to where it appears in a logged request, plus the model's own
+//! predictions on that data, the reference for prediction drift.
 
-use crate::holdout::Table;
-use serde_json::{json, Value};
+use kairo_monitor::frame::Frame;
+use kairo_monitor::profile::{self, Profile, ProfileOptions, Role, Source};
+use kairo_runtime::{DType, Model};
 
-/// Distinct values up to which a numeric-looking column is still profiled as categorical.
-const MAX_CATEGORIES: usize = 100;
+use crate::holdout::{self, Table};
 
-pub fn profile(table: &Table) -> Value {
-    let n = table.rows.len();
-    let mut columns = Vec::new();
-    for (c, name) in table.columns.iter().enumerate() {
-        let cells: Vec<&str> = table.rows.iter().map(|r| r[c].trim()).collect();
-        let present: Vec<&str> = cells.iter().copied().filter(|s| !s.is_empty() && *s != "NA" && *s != "nan").collect();
-        let null_share = if n == 0 { 0.0 } else { (n - present.len()) as f64 / n as f64 };
-        let numbers: Option<Vec<f64>> =
-            present.iter().map(|s| s.parse::<f64>().ok().filter(|v| v.is_finite())).collect();
-        match numbers {
-            Some(mut v) if !v.is_empty() => {
-                v.sort_by(f64::total_cmp);
-                let count = v.len() as f64;
-                let mean = v.iter().sum::<f64>() / count;
-                let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (count - 1.0).max(1.0);
-                let q = |p: f64| {
-                    let pos = p * (v.len() - 1) as f64;
-                    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-                    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-                };
-                let mut edges: Vec<f64> = (1..10).map(|i| q(f64::from(i) / 10.0)).collect();
-                edges.dedup();
-                columns.push(json!({
-                    "name": name, "kind": "numeric", "count": v.len(), "null_share": null_share,
-                    "mean": mean, "std": var.sqrt(), "min": v[0], "max": v[v.len() - 1],
-                    "bin_edges": edges,
-                }));
-            }
-            _ => {
-                let mut counts: std::collections::BTreeMap<&str, u64> = Default::default();
-                for s in &present {
-                    *counts.entry(s).or_default() += 1;
-                }
-                let mut top: Vec<(&str, u64)> = counts.into_iter().collect();
-                top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-                let distinct = top.len();
-                top.truncate(MAX_CATEGORIES);
-                let total = present.len().max(1) as f64;
-                let freq: serde_json::Map<String, Value> =
-                    top.into_iter().map(|(k, v)| (k.to_string(), json!(v as f64 / total))).collect();
-                columns.push(json!({
-                    "name": name, "kind": "categorical", "count": present.len(), "null_share": null_share,
-                    "distinct": distinct, "frequencies": freq,
-                }));
-            }
+/// Rows of the training data the model predicts for the prediction reference.
+const MAX_PREDICTED_ROWS: usize = 200_000;
+
+/// A profile and what the user should know about how it was built.
+pub struct Built {
+    pub profile: Profile,
+    pub notes: Vec<String>,
+}
+
+/// Profile the CSV `bytes` for `model`. `target` names the label column; without it, a model
+/// with one `[N, k]` float input and data with `k + 1` columns takes the last column as the
+/// target (and says so).
+pub fn build(model: &Model, bytes: &[u8], label: &str, target: Option<&str>) -> Result<Built, String> {
+    let frame = Frame::parse_csv(bytes, label)?;
+    let names: Vec<&str> = frame.columns.iter().map(|c| c.name.as_str()).collect();
+    if let Some(t) = target {
+        if !names.contains(&t) {
+            return Err(format!("{label}: no target column '{t}' (columns: {})", names.join(", ")));
         }
     }
-    json!({"rows": n, "columns": columns})
+    let sig = model.signature();
+    let mut notes = Vec::new();
+    let by_name = sig.inputs.iter().all(|s| names.contains(&s.name.as_str()));
+    let mut target = target.map(str::to_string);
+    // Feature name → where it is in a logged request.
+    let mut sources: Vec<(String, Source)> = Vec::new();
+    if by_name {
+        for s in &sig.inputs {
+            sources.push((s.name.clone(), Source { side: "inputs".into(), tensor: s.name.clone(), index: None }));
+        }
+    } else if sig.inputs.len() == 1 && sig.inputs[0].dtype == DType::F32 {
+        let spec = &sig.inputs[0];
+        let width = spec.shape.get(1).copied().unwrap_or(-1);
+        if target.is_none() && width >= 0 && names.len() == width as usize + 1 {
+            let last = names[names.len() - 1].to_string();
+            notes.push(format!("took '{last}' (the last column) as the target; pass --target to name it"));
+            target = Some(last);
+        }
+        let features: Vec<&str> = names.iter().copied().filter(|n| Some(*n) != target.as_deref()).collect();
+        if width >= 0 && features.len() != width as usize {
+            return Err(format!(
+                "{label}: input '{}' takes {width} features but the data has {} columns besides the target",
+                spec.name,
+                features.len()
+            ));
+        }
+        for (i, f) in features.iter().enumerate() {
+            sources.push((f.to_string(), Source { side: "inputs".into(), tensor: spec.name.clone(), index: Some(i) }));
+        }
+    } else {
+        return Err(format!("{label}: the model's inputs ({}) are not columns of the data", input_names(model)));
+    }
+    let options = ProfileOptions { target: target.clone(), ..ProfileOptions::default() };
+    let mut p = profile::profile(&frame, &options);
+    // Keep the features (with their place in a request) and the target; the model never sees other columns.
+    p.columns.retain_mut(|c| {
+        if let Some((_, s)) = sources.iter().find(|(n, _)| *n == c.name) {
+            c.source = Some(s.clone());
+            true
+        } else {
+            c.role == Role::Target
+        }
+    });
+    match predictions(model, bytes, label, target.as_deref().unwrap_or("")) {
+        Ok(columns) => p.columns.extend(columns),
+        Err(e) => notes.push(format!("no prediction reference: {e}")),
+    }
+    Ok(Built { profile: p, notes })
+}
+
+fn input_names(model: &Model) -> String {
+    model.signature().inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// The model's outputs on the training data as profile columns: `prediction` (the label or
+/// the value) and, for a binary classifier, `prediction.score` (the positive class's probability).
+fn predictions(model: &Model, bytes: &[u8], label: &str, target: &str) -> Result<Vec<profile::ColumnProfile>, String> {
+    let mut table = Table::parse(bytes, label)?;
+    table.rows.truncate(MAX_PREDICTED_ROWS);
+    let predicted = holdout::predict(model, &table, target)?;
+    let sig = model.signature();
+    let (label_ix, prob_ix) = holdout::output_roles(sig);
+    let output = |ix: usize, index: Option<usize>| Source {
+        side: "outputs".into(),
+        tensor: sig.outputs[ix].name.clone(),
+        index,
+    };
+    let mut columns = Vec::new();
+    if let (Some(labels), Some(ix)) = (&predicted.labels, label_ix) {
+        let mut c = profile::categorical("prediction", Role::Prediction, labels.iter().map(|l| Some(l.as_str())), 1000);
+        c.source = Some(output(ix, None));
+        columns.push(c);
+        if let (Some((2, probs)), Some(pix)) = (&predicted.probabilities, prob_ix) {
+            let scores: Vec<f64> = probs.chunks(2).map(|p| f64::from(p[1])).collect();
+            let mut c = profile::numeric("prediction.score", Role::Prediction, &scores, 10);
+            c.source = Some(output(pix, Some(1)));
+            columns.push(c);
+        }
+    } else if let Some(values) = &predicted.values {
+        let mut c = profile::numeric("prediction", Role::Prediction, values, 10);
+        c.source = Some(output(0, None));
+        columns.push(c);
+    }
+    Ok(columns)
 }

@@ -12,6 +12,7 @@
 pub mod endpoint;
 pub mod invocations;
 pub mod metrics;
+pub mod monitoring;
 pub mod oip;
 pub mod predlog;
 

@@ -16,16 +16,18 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("runs", include_str!("../migrations/sqlite/0002_runs.sql")),
     ("tracking", include_str!("../migrations/sqlite/0003_tracking.sql")),
     ("serving", include_str!("../migrations/sqlite/0004_serving.sql")),
+    ("monitoring", include_str!("../migrations/sqlite/0005_monitoring.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
     ("runs", include_str!("../migrations/postgres/0002_runs.sql")),
     ("tracking", include_str!("../migrations/postgres/0003_tracking.sql")),
     ("serving", include_str!("../migrations/postgres/0004_serving.sql")),
+    ("monitoring", include_str!("../migrations/postgres/0005_monitoring.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

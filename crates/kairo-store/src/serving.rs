@@ -455,6 +455,73 @@ impl Metadata {
     }
 }
 
+impl Metadata {
+    /// The cached sketch of a prediction-log segment against `name` version `version`'s profile.
+    pub async fn segment_sketch(&self, object: &Hash, name: &str, version: i64) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT sketch FROM monitor_sketches WHERE object = $1 AND name = $2 AND version = $3")
+            .bind(object.to_hex())
+            .bind(name)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Cache a segment's sketch (a derived value: writing it twice is harmless).
+    pub async fn put_segment_sketch(
+        &self,
+        object: &Hash,
+        name: &str,
+        version: i64,
+        rows: i64,
+        sketch: &str,
+    ) -> Result<()> {
+        let _w = self.writer().await;
+        sqlx::query(
+            "INSERT INTO monitor_sketches (object, name, version, rows, sketch) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(object.to_hex())
+        .bind(name)
+        .bind(version)
+        .bind(rows)
+        .bind(sketch)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many labels arrived at or after `since_ms` (a window's rows can only have labels
+    /// received after the window began).
+    pub async fn feedback_count_since(&self, since_ms: i64) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM feedback WHERE received_ms >= $1")
+            .bind(since_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Labels of the given requests: `(request id, row) → label`.
+    pub async fn feedback_for(
+        &self,
+        request_ids: &[String],
+    ) -> Result<std::collections::HashMap<(String, i64), serde_json::Value>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in request_ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql =
+                format!("SELECT request_id, row_index, label FROM feedback WHERE request_id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert((r.try_get(0)?, r.try_get(1)?), parse_json(&r.try_get::<String, _>(2)?, "label")?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Move an alias inside a transaction, with the before/after and the reason in its event.
 async fn move_alias(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,

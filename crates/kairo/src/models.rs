@@ -69,6 +69,9 @@ pub struct RegisterArgs {
     /// Training data (CSV) to profile for monitoring; by default the run's CSV dependency.
     #[arg(long)]
     pub profile_data: Option<PathBuf>,
+    /// The label column of the profiled data (default: `models.NAME.holdout.target` in kairo.yaml).
+    #[arg(long)]
+    pub target: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -229,6 +232,10 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
         description: a.description,
         metrics,
         profile_data: a.profile_data.map(|p| cwd.join(p)),
+        target: a
+            .target
+            .clone()
+            .or_else(|| project.config().models.get(&a.name)?.holdout.as_ref().map(|h| h.target.clone())),
         actor: Project::actor(),
     };
     let r = kairo_registry::register(project, md, &req).await?;
@@ -238,6 +245,7 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
             "run_id": r.version.run_id, "object": r.artifact.object.to_hex(), "size": r.artifact.size,
             "signature": r.artifact.signature, "metrics": r.artifact.metrics,
             "profile": r.artifact.profile.is_some(), "lowered_ops": r.lowered_ops, "runtime": r.runtime,
+            "notes": r.notes,
         }));
     } else {
         println!(
@@ -257,6 +265,9 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
         }
         if r.artifact.profile.is_some() {
             println!("  reference profile of the training data recorded");
+        }
+        for n in &r.notes {
+            println!("  note: {n}");
         }
     }
     Ok(exit::OK)
@@ -433,10 +444,18 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
             );
         }
         if let Some(p) = v["profile"].as_object() {
+            let columns = p["columns"].as_array().cloned().unwrap_or_default();
+            let role = |r: &str| columns.iter().filter(|c| c["role"] == r).count();
             println!(
-                "  reference profile: {} rows, {} columns",
+                "  reference profile: {} rows, {} features, {} prediction columns{}",
                 p["rows"],
-                p["columns"].as_array().map(Vec::len).unwrap_or(0)
+                role("feature"),
+                role("prediction"),
+                columns
+                    .iter()
+                    .find(|c| c["role"] == "target")
+                    .map(|c| format!(", target '{}'", c["name"].as_str().unwrap_or("")))
+                    .unwrap_or_default()
             );
         }
     }

@@ -1,11 +1,15 @@
-//! `kairo monitor check`: drift between a reference and a current file.
+//! `kairo monitor check` and `report`: drift between a reference and a current file, or a
+//! monitor from `kairo.yaml` (a deployment's prediction log in windows, with alert rules).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use kairo_core::exit;
+use kairo_core::config::MonitorSpec;
+use kairo_core::{exit, time};
+use kairo_data::Project;
 use kairo_monitor::drift::{self, Correction, Options, Preset};
 use kairo_monitor::frame::Frame;
+use kairo_serve::monitoring;
 use serde_json::json;
 
 use crate::report::print_json;
@@ -45,12 +49,27 @@ pub enum CorrectionArg {
 
 #[derive(Args)]
 pub struct CheckArgs {
+    /// A monitor from kairo.yaml `monitors:` (its data, windows and alert rules).
+    #[arg(long, conflicts_with_all = ["reference", "current", "deployment"])]
+    pub monitor: Option<String>,
+    /// Watch a deployment's prediction log against its serving version's reference profile.
+    #[arg(long, conflicts_with_all = ["reference", "current"])]
+    pub deployment: Option<String>,
+    /// Time windows for --deployment (`30m`, `1h`, `1d`; default 1h).
+    #[arg(long, requires = "deployment", conflicts_with = "rows")]
+    pub window: Option<String>,
+    /// Row windows for --deployment: the newest N predicted rows.
+    #[arg(long, requires = "deployment")]
+    pub rows: Option<u64>,
+    /// How many windows to show (the newest last).
+    #[arg(long, default_value_t = 1)]
+    pub windows: usize,
     /// The reference data (CSV, or Parquet when named *.parquet), e.g. the training set.
-    #[arg(long)]
-    pub reference: PathBuf,
+    #[arg(long, requires = "current")]
+    pub reference: Option<PathBuf>,
     /// The data to check (CSV or Parquet).
-    #[arg(long)]
-    pub current: PathBuf,
+    #[arg(long, requires = "reference")]
+    pub current: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = PresetArg::Kairo)]
     pub preset: PresetArg,
     /// Share of drifted columns at which the dataset counts as drifted.
@@ -65,6 +84,7 @@ pub struct CheckArgs {
 
 pub async fn run(cmd: MonitorCommand) -> CmdResult {
     match cmd {
+        MonitorCommand::Check(a) if a.monitor.is_some() || a.deployment.is_some() => watch(a).await,
         MonitorCommand::Check(a) => check(a),
         MonitorCommand::Report(a) => report(a),
     }
@@ -73,7 +93,8 @@ pub async fn run(cmd: MonitorCommand) -> CmdResult {
 fn report(a: ReportArgs) -> CmdResult {
     let (mut reference, mut current, options) = load(&a.check)?;
     let r = drift::check(&mut reference, &mut current, &options);
-    let title = format!("Drift: {} vs {}", a.check.current.display(), a.check.reference.display());
+    let (reference_path, current_path) = files(&a.check)?;
+    let title = format!("Drift: {} vs {}", current_path.display(), reference_path.display());
     let html = kairo_monitor::report::html(&r, &reference, &current, &title);
     // Written whole, then renamed: a reader never sees half a report.
     let tmp = a.out.with_extension("html.tmp");
@@ -96,7 +117,27 @@ fn report(a: ReportArgs) -> CmdResult {
 
 type Loaded = (Frame, Frame, Options);
 
+/// The two files of a file check.
+fn files(a: &CheckArgs) -> Result<(PathBuf, PathBuf), Failure> {
+    match (&a.reference, &a.current) {
+        (Some(r), Some(c)) => Ok((r.clone(), c.clone())),
+        _ => Err(Failure {
+            code: exit::USAGE,
+            message: "give --reference FILE --current FILE, --deployment NAME, or --monitor NAME".into(),
+        }),
+    }
+}
+
 fn load(a: &CheckArgs) -> Result<Loaded, Failure> {
+    let (reference_path, current_path) = files(a)?;
+    load_files(a, &reference_path, &current_path)
+}
+
+fn load_files(
+    a: &CheckArgs,
+    reference_path: &std::path::Path,
+    current_path: &std::path::Path,
+) -> Result<Loaded, Failure> {
     if !(0.0..=1.0).contains(&a.drift_share) {
         return Err(Failure {
             code: exit::USAGE,
@@ -105,8 +146,8 @@ fn load(a: &CheckArgs) -> Result<Loaded, Failure> {
     }
     // Both files at once: parsing is most of the work.
     let (reference, current) = std::thread::scope(|s| {
-        let r = s.spawn(|| Frame::read(&a.reference));
-        let c = Frame::read(&a.current);
+        let r = s.spawn(|| Frame::read(reference_path));
+        let c = Frame::read(current_path);
         (r.join().unwrap_or_else(|_| Err("reading the reference failed".into())), c)
     });
     let fail = |message: String| Failure { code: exit::ERROR, message };
@@ -127,9 +168,14 @@ fn load(a: &CheckArgs) -> Result<Loaded, Failure> {
 }
 
 fn report_json(a: &CheckArgs, reference: &Frame, current: &Frame, r: &drift::DriftReport) -> serde_json::Value {
+    let mut v = drift_json(r);
+    v["reference"] = json!({"path": a.reference, "rows": reference.rows});
+    v["current"] = json!({"path": a.current, "rows": current.rows});
+    v
+}
+
+fn drift_json(r: &drift::DriftReport) -> serde_json::Value {
     json!({
-        "reference": {"path": a.reference, "rows": reference.rows},
-        "current": {"path": a.current, "rows": current.rows},
         "dataset_drift": r.dataset_drift, "drifted": r.drifted, "judged": r.judged,
         "share": r.share, "drift_share": r.drift_share, "schema": r.schema,
         "columns": r.columns.iter().map(|c| json!({
@@ -150,6 +196,11 @@ fn check(a: CheckArgs) -> CmdResult {
         print_json(&report_json(&a, &reference, &current, &r));
         return Ok(code);
     }
+    print_table(&r);
+    Ok(code)
+}
+
+fn print_table(r: &drift::DriftReport) {
     println!(
         "{:<24} {:<11} {:<16} {:>12} {:>9}  {:<6} {:>13}  FINDINGS",
         "COLUMN", "KIND", "METHOD", "SCORE", "THRESHOLD", "DRIFT", "NULLS REF→CUR"
@@ -176,12 +227,202 @@ fn check(a: CheckArgs) -> CmdResult {
         println!("schema drift: {s}");
     }
     println!(
-        "drift in {} of {} judged columns ({:.0}%); dataset drift: {} (at {:.0}% of columns)",
+        "drift in {} of {} judged features ({:.0}%); dataset drift: {} (at {:.0}% of features)",
         r.drifted,
         r.judged,
         r.share * 100.0,
         if r.dataset_drift { "YES" } else { "no" },
         r.drift_share * 100.0
     );
+}
+
+/// `--monitor NAME` or `--deployment NAME`: windows, rules, alerts.
+async fn watch(a: CheckArgs) -> CmdResult {
+    let project = Project::discover(&std::env::current_dir()?)?;
+    let fail = |message: String| Failure { code: exit::ERROR, message };
+    let (name, spec) = match (&a.monitor, &a.deployment) {
+        (Some(m), _) => {
+            let spec = project.config().monitors.get(m).cloned().ok_or_else(|| {
+                let known: Vec<&String> = project.config().monitors.keys().collect();
+                Failure {
+                    code: exit::USAGE,
+                    message: format!(
+                        "no monitor '{m}' in kairo.yaml (monitors: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                        }
+                    ),
+                }
+            })?;
+            (m.clone(), spec)
+        }
+        (None, Some(d)) => {
+            let spec = MonitorSpec {
+                deployment: Some(d.clone()),
+                window: a.window.clone(),
+                rows: a.rows,
+                drift_share: Some(a.drift_share),
+                ..MonitorSpec::default()
+            };
+            (d.clone(), spec)
+        }
+        _ => unreachable!("run() routes only monitors and deployments here"),
+    };
+    if let (Some(r), Some(c)) = (&spec.reference, &spec.current) {
+        return watch_files(&project, &a, &name, &spec, r, c).await;
+    }
+    let deployment = spec.deployment.clone().unwrap_or_default();
+    if a.rows == Some(0) {
+        return Err(Failure { code: exit::USAGE, message: "--rows must be at least 1".into() });
+    }
+    let windowing = monitoring::Windowing::of(&spec).map_err(|e| Failure { code: exit::USAGE, message: e })?;
+    let md = project.metadata().await?;
+    let objects = project.objects()?;
+    let e = monitoring::evaluate(&md, &objects, &deployment, &spec, windowing, a.windows, time::now_millis())
+        .await
+        .map_err(fail)?;
+    let payloads: Vec<serde_json::Value> =
+        e.alerts.iter().map(|al| monitoring::alert_payload(&name, &deployment, Some(e.version), al)).collect();
+    let raised = if a.monitor.is_some() {
+        monitoring::raise(&md, &name, &spec, payloads, &Project::actor()).await.map_err(fail)?
+    } else {
+        Vec::new()
+    };
+    let newest = e.windows.iter().rev().find(|w| w.sketch.rows > 0);
+    let code = if !e.alerts.is_empty() || (spec.alerts.is_empty() && newest.is_some_and(|w| w.report.dataset_drift)) {
+        exit::CHANGED
+    } else {
+        exit::OK
+    };
+    if a.json {
+        print_json(&json!({
+            "monitor": name, "deployment": deployment, "version": e.version,
+            "reference_rows": e.profile.rows,
+            "windows": e.windows.iter().map(|w| json!({
+                "start": time::millis_to_string(w.window.start_ms), "end": time::millis_to_string(w.window.end_ms),
+                "start_ms": w.window.start_ms, "end_ms": w.window.end_ms,
+                "rows": w.sketch.rows, "labelled": w.labelled,
+                "values": w.window.values, "drift": drift_json(&w.report),
+            })).collect::<Vec<_>>(),
+            "alerts": raised.iter().map(|r| json!({"alert": r.payload, "new": r.new, "webhook": r.webhook})).collect::<Vec<_>>(),
+            "fired": e.alerts.len(),
+        }));
+        return Ok(code);
+    }
+    println!(
+        "{} {}: deployment '{}' version {} (reference profile: {} rows)",
+        if a.monitor.is_some() { "monitor" } else { "deployment" },
+        name,
+        deployment,
+        e.version,
+        e.profile.rows
+    );
+    println!("{:<33} {:>8} {:>7} {:>6} {:>9} {:>9}  QUALITY", "WINDOW", "ROWS", "DRIFT", "SHARE", "MAX NULL", "PRED");
+    for w in &e.windows {
+        let v = &w.window.values;
+        let quality: Vec<String> = kairo_monitor::performance::CLASSIFICATION
+            .iter()
+            .chain(kairo_monitor::performance::REGRESSION.iter())
+            .filter_map(|m| v.get(*m).map(|x| format!("{m}={x:.4}")))
+            .collect();
+        let flag = |k: &str| match v.get(k) {
+            Some(x) if *x > 0.0 => "DRIFT",
+            Some(_) => "ok",
+            None => "-",
+        };
+        println!(
+            "{:<33} {:>8} {:>7} {:>5.0}% {:>8.1}% {:>9}  {}",
+            format!("{} – {}", short_time(w.window.start_ms), short_time(w.window.end_ms)),
+            w.sketch.rows,
+            if w.sketch.rows == 0 { "-" } else { flag("dataset_drift") },
+            v.get("drift_share").copied().unwrap_or(0.0) * 100.0,
+            v.get("null_share").copied().unwrap_or(0.0) * 100.0,
+            flag("prediction_drift"),
+            if w.labelled > 0 { format!("{} labelled: {}", w.labelled, quality.join(" ")) } else { "no labels".into() }
+        );
+    }
+    match newest {
+        Some(w) => {
+            println!("\nnewest window with data:");
+            print_table(&w.report);
+        }
+        None => println!("\nno predictions of version {} in these windows", e.version),
+    }
+    print_alerts(&spec, &e.alerts, &raised);
+    Ok(code)
+}
+
+fn short_time(ms: i64) -> String {
+    let t = time::millis_to_string(ms);
+    t.get(..16).unwrap_or(&t).replace('T', " ")
+}
+
+fn print_alerts(spec: &MonitorSpec, fired: &[kairo_monitor::alerts::Alert], raised: &[monitoring::Raised]) {
+    if spec.alerts.is_empty() {
+        return;
+    }
+    if fired.is_empty() {
+        println!("alerts: none of {} rules fired", spec.alerts.len());
+        return;
+    }
+    for (i, a) in fired.iter().enumerate() {
+        let values: Vec<String> = a.evidence.iter().map(|(_, _, v)| format!("{v:.4}")).collect();
+        let r = raised.get(i);
+        println!(
+            "ALERT {}: {} ({} window{}: {}){}{}{}",
+            a.rule,
+            a.when,
+            a.evidence.len(),
+            if a.evidence.len() == 1 { "" } else { "s" },
+            values.join(", "),
+            a.action.as_ref().map(|x| format!(" → action {x}")).unwrap_or_default(),
+            match r {
+                Some(r) if !r.new => " (already raised for this window)".to_string(),
+                _ => String::new(),
+            },
+            r.filter(|r| !r.webhook.is_empty()).map(|r| format!("; webhook {}", r.webhook)).unwrap_or_default()
+        );
+    }
+}
+
+/// A monitor over two files: one window, the file check's drift, the monitor's rules.
+async fn watch_files(
+    project: &Project,
+    a: &CheckArgs,
+    name: &str,
+    spec: &MonitorSpec,
+    reference: &str,
+    current: &str,
+) -> CmdResult {
+    let root = project.root();
+    let mut args_options = load_files(a, &root.join(reference), &root.join(current))?;
+    args_options.2.drift_share = spec.drift_share.unwrap_or(0.5);
+    let (mut rf, mut cf, options) = args_options;
+    let r = drift::check(&mut rf, &mut cf, &options);
+    let rules = monitoring::rules(spec).map_err(|e| Failure { code: exit::USAGE, message: e })?;
+    let now = time::now_millis();
+    let values = kairo_monitor::alerts::values(&r, cf.rows as u64, &[], &Default::default(), 0);
+    let window = kairo_monitor::alerts::Window { start_ms: now, end_ms: now, values };
+    let fired = kairo_monitor::alerts::evaluate(&rules, std::slice::from_ref(&window));
+    let md = project.metadata().await?;
+    let payloads = fired.iter().map(|al| monitoring::alert_payload(name, current, None, al)).collect();
+    let raised = monitoring::raise(&md, name, spec, payloads, &Project::actor())
+        .await
+        .map_err(|message| Failure { code: exit::ERROR, message })?;
+    let code = if !fired.is_empty() || (spec.alerts.is_empty() && r.dataset_drift) { exit::CHANGED } else { exit::OK };
+    if a.json {
+        print_json(&json!({
+            "monitor": name, "reference": reference, "current": current, "values": window.values,
+            "drift": drift_json(&r),
+            "alerts": raised.iter().map(|r| json!({"alert": r.payload, "new": r.new, "webhook": r.webhook})).collect::<Vec<_>>(),
+            "fired": fired.len(),
+        }));
+        return Ok(code);
+    }
+    println!("monitor {name}: {current} against {reference}");
+    print_table(&r);
+    print_alerts(spec, &fired, &raised);
     Ok(code)
 }

@@ -10,6 +10,7 @@ mod faults;
 mod history;
 mod maintenance;
 mod monitor;
+mod monitoring;
 mod pipeline;
 mod remotes;
 mod server;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-fn fixture(name: &str) -> PathBuf {
+pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(name)
 }
 
@@ -77,7 +77,7 @@ impl Drop for Serve {
 }
 
 /// Poll until `f` holds or 10 s pass.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
         if f() {
@@ -179,7 +179,13 @@ fn registration_from_a_pipeline_run_keeps_lineage_and_a_profile() {
     let profile = &version["profile"];
     assert_eq!(profile["rows"], 16);
     assert_eq!(profile["columns"][0]["kind"], "numeric");
+    assert_eq!(profile["columns"][0]["source"], json!({"side": "inputs", "tensor": "input", "index": 0}));
     assert_eq!(profile["columns"][20]["name"], "label");
+    assert_eq!(profile["columns"][20]["role"], "target");
+    assert_eq!(profile["columns"][21]["name"], "prediction");
+    assert_eq!(profile["columns"][21]["role"], "prediction");
+    assert_eq!(profile["columns"][22]["name"], "prediction.score");
+    assert!(v["notes"][0].as_str().unwrap().contains("'label'"), "{v}");
 
     repo.kairo(&["models", "alias", "churn", "challenger", "1"]).assert().success();
     let lineage = repo.json_with(&["lineage", "churn@challenger", "--format", "json"]);
