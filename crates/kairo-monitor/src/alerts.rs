@@ -144,8 +144,8 @@ mod tests {
     #[test]
     fn consecutive_windows() {
         let rule = Rule::new(None, "drift_share > 0.3", 2, Some("retrain")).unwrap();
-        assert!(evaluate(&[rule.clone()], &[w(0, 0.5), w(1, 0.1), w(2, 0.5)]).is_empty());
-        let a = evaluate(&[rule.clone()], &[w(0, 0.1), w(1, 0.4), w(2, 0.5)]);
+        assert!(evaluate(std::slice::from_ref(&rule), &[w(0, 0.5), w(1, 0.1), w(2, 0.5)]).is_empty());
+        let a = evaluate(std::slice::from_ref(&rule), &[w(0, 0.1), w(1, 0.4), w(2, 0.5)]);
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].evidence, vec![(10, 20, 0.4), (20, 30, 0.5)]);
         assert_eq!(a[0].action.as_deref(), Some("retrain"));
