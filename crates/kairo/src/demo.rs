@@ -95,15 +95,30 @@ fn models(demo: &Demo) -> Result<(), Failure> {
     fs::create_dir_all(&dir)?;
     fs::write(dir.join("logreg.onnx"), include_bytes!("../../../fixtures/models/logreg20.onnx"))?;
     fs::write(dir.join("forest.onnx"), include_bytes!("../../../fixtures/models/forest20.onnx"))?;
+    let mut train = (0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",") + ",label\n";
+    for row in churn_rows(2000, 0.0, 1).chunks(20) {
+        let cells: Vec<String> = row.iter().map(|v| format!("{v:.4}")).collect();
+        train.push_str(&format!("{},{}\n", cells.join(","), u8::from(row[0] + row[1] > 0.0)));
+    }
+    fs::write(dir.join("train.csv"), train)?;
     let config = fs::read_to_string(demo.root.join("kairo.yaml"))?;
     fs::write(
         demo.root.join("kairo.yaml"),
-        format!("{config}models:\n  churn:\n    gates: [\"auc >= 0.85\", \"size_mb <= 5\"]\n"),
+        format!(
+            "{config}models:\n  churn:\n    gates: [\"auc >= 0.85\", \"size_mb <= 5\"]\n\
+             monitors:\n  churn-drift:\n    deployment: churn\n    rows: 250\n    alerts:\n      \
+             - when: drift_share > 0.3\n        action: retrain\n"
+        ),
     )?;
-    println!("# two ONNX models of a churn classifier, and a promotion gate in kairo.yaml (auc >= 0.85)\n");
+    println!(
+        "# two ONNX models of a churn classifier, a promotion gate (auc >= 0.85) and a drift monitor in kairo.yaml\n"
+    );
     demo.step(
-        "register version 1: it must load in the serving runtime",
-        &["models", "register", "churn", "--file", "models/logreg.onnx", "--metric", "auc=0.81"],
+        "register version 1 with its training data: it must load in the serving runtime, and the data is profiled",
+        &[
+            "models", "register", "churn", "--file", "models/logreg.onnx", "--metric", "auc=0.81", "--profile-data",
+            "models/train.csv", "--target", "label",
+        ],
         exit::OK,
     )?;
     demo.step(
@@ -131,7 +146,24 @@ fn models(demo: &Demo) -> Result<(), Failure> {
     let _ = child.wait();
     result?;
     demo.step("every answer is in the prediction log", &["models", "predictions", "churn", "--limit", "4"], exit::OK)?;
+    demo.step(
+        "production data drifted: the monitor compares the log with the training profile and alerts (exit 3)",
+        &["monitor", "check", "--monitor", "churn-drift"],
+        exit::CHANGED,
+    )?;
     Ok(())
+}
+
+/// `rows` × 20 roughly normal features, the first ten moved by `shift`.
+fn churn_rows(rows: usize, shift: f64, seed: u64) -> Vec<f64> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..rows * 20).map(|i| (0..12).map(|_| uniform()).sum::<f64>() - 6.0 + if i % 20 < 10 { shift } else { 0.0 }).collect()
 }
 
 fn serve_requests(demo: &Demo, child: &mut std::process::Child) -> Result<(), Failure> {
@@ -167,6 +199,13 @@ fn serve_requests(demo: &Demo, child: &mut std::process::Child) -> Result<(), Fa
         vec!["0.5"; 20].join(",")
     );
     println!("POST /invocations -> {}\n", post(&addr, "/invocations", &csv_body)?);
+    let shifted: Vec<String> = churn_rows(300, 2.0, 2).iter().map(|v| format!("{v:.4}")).collect();
+    let batch = format!(
+        "{{\"inputs\":[{{\"name\":\"input\",\"shape\":[300,20],\"datatype\":\"FP32\",\"data\":[{}]}}]}}",
+        shifted.join(",")
+    );
+    let answer = post(&addr, "/v2/models/churn/infer", &batch)?;
+    println!("POST /v2/models/churn/infer (300 customers whose behaviour changed) -> {} bytes\n", answer.len());
     Ok(())
 }
 

@@ -333,7 +333,7 @@ async fn watch(a: CheckArgs) -> CmdResult {
             None => "-",
         };
         println!(
-            "{:<33} {:>8} {:>7} {:>5.0}% {:>8.1}% {:>9}  {}",
+            "{:<35} {:>8} {:>7} {:>5.0}% {:>8.1}% {:>9}  {}",
             format!("{} – {}", short_time(w.window.start_ms), short_time(w.window.end_ms)),
             w.sketch.rows,
             if w.sketch.rows == 0 { "-" } else { flag("dataset_drift") },
@@ -370,10 +370,10 @@ fn print_alerts(spec: &MonitorSpec, fired: &[kairo_monitor::alerts::Alert], rais
     for (i, a) in fired.iter().enumerate() {
         let values: Vec<String> = a.evidence.iter().map(|(_, _, v)| format!("{v:.4}")).collect();
         let r = raised.get(i);
+        let label = if a.rule == a.when { a.when.clone() } else { format!("{}: {}", a.rule, a.when) };
         println!(
-            "ALERT {}: {} ({} window{}: {}){}{}{}",
-            a.rule,
-            a.when,
+            "ALERT {} ({} window{}: {}){}{}{}",
+            label,
             a.evidence.len(),
             if a.evidence.len() == 1 { "" } else { "s" },
             values.join(", "),
