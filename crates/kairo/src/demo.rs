@@ -116,8 +116,17 @@ fn models(demo: &Demo) -> Result<(), Failure> {
     demo.step(
         "register version 1 with its training data: it must load in the serving runtime, and the data is profiled",
         &[
-            "models", "register", "churn", "--file", "models/logreg.onnx", "--metric", "auc=0.81", "--profile-data",
-            "models/train.csv", "--target", "label",
+            "models",
+            "register",
+            "churn",
+            "--file",
+            "models/logreg.onnx",
+            "--metric",
+            "auc=0.81",
+            "--profile-data",
+            "models/train.csv",
+            "--target",
+            "label",
         ],
         exit::OK,
     )?;
@@ -163,7 +172,9 @@ fn churn_rows(rows: usize, shift: f64, seed: u64) -> Vec<f64> {
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
-    (0..rows * 20).map(|i| (0..12).map(|_| uniform()).sum::<f64>() - 6.0 + if i % 20 < 10 { shift } else { 0.0 }).collect()
+    (0..rows * 20)
+        .map(|i| (0..12).map(|_| uniform()).sum::<f64>() - 6.0 + if i % 20 < 10 { shift } else { 0.0 })
+        .collect()
 }
 
 fn serve_requests(demo: &Demo, child: &mut std::process::Child) -> Result<(), Failure> {

@@ -91,6 +91,14 @@ pub async fn run(cmd: MonitorCommand) -> CmdResult {
 }
 
 fn report(a: ReportArgs) -> CmdResult {
+    if a.check.monitor.is_some() || a.check.deployment.is_some() {
+        return Err(Failure {
+            code: exit::USAGE,
+            message: "monitor report compares two files (--reference, --current); for a monitor or deployment use \
+                      `kairo monitor check --monitor NAME --json`"
+                .into(),
+        });
+    }
     let (mut reference, mut current, options) = load(&a.check)?;
     let r = drift::check(&mut reference, &mut current, &options);
     let (reference_path, current_path) = files(&a.check)?;
