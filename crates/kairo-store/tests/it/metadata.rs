@@ -55,6 +55,24 @@ async fn suite(url: &str) {
         ["dataset.version_added", "dataset.version_added", "object.pinned", "objects.collected"]
     );
     assert_eq!(md.events(None, 1).await.unwrap()[0].kind, "objects.collected", "limit keeps the newest");
+    // Monitoring: segment sketches are cached once; labels are found by request id.
+    let object = Hash::of(b"segment");
+    assert_eq!(md.segment_sketch(&object, "churn", 1).await.unwrap(), None);
+    md.put_segment_sketch(&object, "churn", 1, 10, "{\"rows\":10}").await.unwrap();
+    md.put_segment_sketch(&object, "churn", 1, 10, "{\"rows\":99}").await.unwrap();
+    assert_eq!(md.segment_sketch(&object, "churn", 1).await.unwrap().as_deref(), Some("{\"rows\":10}"));
+    assert_eq!(md.segment_sketch(&object, "churn", 2).await.unwrap(), None);
+    let before = kairo_core::time::now_millis();
+    let labels: Vec<(String, i64, serde_json::Value)> =
+        (0..600).map(|i| (format!("req-{i}"), i % 2, serde_json::json!(i % 3))).collect();
+    md.add_feedback(&labels).await.unwrap();
+    assert_eq!(md.feedback_count_since(before).await.unwrap(), 600);
+    assert_eq!(md.feedback_count_since(kairo_core::time::now_millis() + 60_000).await.unwrap(), 0);
+    let ids: Vec<String> = (0..700).map(|i| format!("req-{i}")).collect();
+    let found = md.feedback_for(&ids).await.unwrap();
+    assert_eq!(found.len(), 600, "found across two chunks of ids");
+    assert_eq!(found[&("req-599".to_string(), 1)], serde_json::json!(2));
+
     md.close().await;
 
     // Reconnecting does not re-run migrations.
