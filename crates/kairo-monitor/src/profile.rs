@@ -85,6 +85,27 @@ pub struct ColumnProfile {
 }
 
 impl ColumnProfile {
+    fn empty(name: &str, role: Role, kind: Kind) -> ColumnProfile {
+        ColumnProfile {
+            name: name.to_string(),
+            role,
+            kind,
+            source: None,
+            count: 0,
+            nulls: 0,
+            infinite: 0,
+            mean: None,
+            std: None,
+            min: None,
+            max: None,
+            edges: Vec::new(),
+            bins: Vec::new(),
+            categories: Vec::new(),
+            category_counts: Vec::new(),
+            other: 0,
+        }
+    }
+
     pub fn rows(&self) -> u64 {
         self.count + self.nulls + self.infinite
     }
@@ -160,24 +181,8 @@ pub fn numeric(name: &str, role: Role, values: &[f64], bins: usize) -> ColumnPro
     let mut finite: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     let infinite = values.len() as u64 - nulls - finite.len() as u64;
     crate::stats::sort_floats(&mut finite);
-    let mut p = ColumnProfile {
-        name: name.to_string(),
-        role,
-        kind: Kind::Numeric,
-        source: None,
-        count: finite.len() as u64,
-        nulls,
-        infinite,
-        mean: None,
-        std: None,
-        min: None,
-        max: None,
-        edges: Vec::new(),
-        bins: Vec::new(),
-        categories: Vec::new(),
-        category_counts: Vec::new(),
-        other: 0,
-    };
+    let mut p = ColumnProfile::empty(name, role, Kind::Numeric);
+    (p.count, p.nulls, p.infinite) = (finite.len() as u64, nulls, infinite);
     if finite.is_empty() {
         p.bins = vec![0];
         return p;
@@ -227,22 +232,12 @@ pub fn categorical<'a>(
     let other = top.iter().skip(max_categories).map(|t| t.1).sum();
     top.truncate(max_categories);
     ColumnProfile {
-        name: name.to_string(),
-        role,
-        kind: Kind::Categorical,
-        source: None,
         count,
         nulls,
-        infinite: 0,
-        mean: None,
-        std: None,
-        min: None,
-        max: None,
-        edges: Vec::new(),
-        bins: Vec::new(),
         categories: top.iter().map(|t| t.0.to_string()).collect(),
         category_counts: top.iter().map(|t| t.1).collect(),
         other,
+        ..ColumnProfile::empty(name, role, Kind::Categorical)
     }
 }
 

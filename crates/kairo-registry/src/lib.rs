@@ -58,6 +58,8 @@ pub struct RegisterRequest {
     pub profile_data: Option<PathBuf>,
     /// The label column of the profiled data (default: the policy's holdout target).
     pub target: Option<String>,
+    /// Column kinds that override inference in the profile.
+    pub kinds: std::collections::HashMap<String, kairo_monitor::profile::Kind>,
     pub actor: String,
 }
 
@@ -194,7 +196,8 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         _ => None,
     };
     let profile = match data {
-        Some((data, label, explicit)) => match profile::build(&model, &data, &label, req.target.as_deref()) {
+        Some((data, label, explicit)) => match profile::build(&model, &data, &label, req.target.as_deref(), &req.kinds)
+        {
             Ok(built) => {
                 notes = built.notes;
                 Some(serde_json::to_value(&built.profile).map_err(|e| RegistryError::Invalid(e.to_string()))?)

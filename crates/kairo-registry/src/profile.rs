@@ -21,7 +21,13 @@ pub struct Built {
 /// Profile the CSV `bytes` for `model`. `target` names the label column; without it, a model
 /// with one `[N, k]` float input and data with `k + 1` columns takes the last column as the
 /// target (and says so).
-pub fn build(model: &Model, bytes: &[u8], label: &str, target: Option<&str>) -> Result<Built, String> {
+pub fn build(
+    model: &Model,
+    bytes: &[u8],
+    label: &str,
+    target: Option<&str>,
+    kinds: &std::collections::HashMap<String, profile::Kind>,
+) -> Result<Built, String> {
     let frame = Frame::parse_csv(bytes, label)?;
     let names: Vec<&str> = frame.columns.iter().map(|c| c.name.as_str()).collect();
     if let Some(t) = target {
@@ -61,7 +67,10 @@ pub fn build(model: &Model, bytes: &[u8], label: &str, target: Option<&str>) -> 
     } else {
         return Err(format!("{label}: the model's inputs ({}) are not columns of the data", input_names(model)));
     }
-    let options = ProfileOptions { target: target.clone(), ..ProfileOptions::default() };
+    if let Some(unknown) = kinds.keys().find(|k| !names.contains(&k.as_str())) {
+        return Err(format!("--kind {unknown}: no such column (columns: {})", names.join(", ")));
+    }
+    let options = ProfileOptions { target: target.clone(), kinds: kinds.clone(), ..ProfileOptions::default() };
     let mut p = profile::profile(&frame, &options);
     // Keep the features (with their place in a request) and the target; the model never sees other columns.
     p.columns.retain_mut(|c| {

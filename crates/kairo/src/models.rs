@@ -72,6 +72,9 @@ pub struct RegisterArgs {
     /// The label column of the profiled data (default: `models.NAME.holdout.target` in kairo.yaml).
     #[arg(long)]
     pub target: Option<String>,
+    /// Profile a column as `numeric` or `categorical` instead of the inferred kind (repeatable).
+    #[arg(long = "kind", value_name = "COLUMN=KIND")]
+    pub kinds: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -226,8 +229,19 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
         let v: f64 = v.trim().parse().map_err(|_| fail(format!("--metric {m}: `{v}` is not a number")))?;
         metrics.push((k.trim().to_string(), v));
     }
+    let mut kinds = std::collections::HashMap::new();
+    for k in &a.kinds {
+        let (column, kind) = k.split_once('=').ok_or_else(|| fail(format!("--kind {k}: expected COLUMN=KIND")))?;
+        let kind = match kind.trim() {
+            "numeric" => kairo_monitor::profile::Kind::Numeric,
+            "categorical" => kairo_monitor::profile::Kind::Categorical,
+            other => return Err(fail(format!("--kind {k}: `{other}` is not numeric or categorical"))),
+        };
+        kinds.insert(column.trim().to_string(), kind);
+    }
     let req = RegisterRequest {
         name: a.name.clone(),
+        kinds,
         source,
         description: a.description,
         metrics,

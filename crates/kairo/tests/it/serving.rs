@@ -186,6 +186,43 @@ fn registration_from_a_pipeline_run_keeps_lineage_and_a_profile() {
     assert_eq!(profile["columns"][21]["role"], "prediction");
     assert_eq!(profile["columns"][22]["name"], "prediction.score");
     assert!(v["notes"][0].as_str().unwrap().contains("'label'"), "{v}");
+    // Kinds can be overridden; an unknown column or kind is refused and registers nothing.
+    let v = repo.json(&[
+        "models",
+        "register",
+        "churn",
+        "--run",
+        &run_id,
+        "--artifact",
+        "model.onnx",
+        "--profile-data",
+        "train.csv",
+        "--target",
+        "label",
+        "--kind",
+        "f3=categorical",
+    ]);
+    assert_eq!(v["version"], 2);
+    let show = repo.json(&["models", "show", "churn:2"]);
+    assert_eq!(show["versions"][0]["profile"]["columns"][3]["kind"], "categorical");
+    let out = repo
+        .kairo(&[
+            "models",
+            "register",
+            "churn",
+            "--file",
+            "model.onnx",
+            "--profile-data",
+            "train.csv",
+            "--kind",
+            "zz=numeric",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--kind zz"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1));
+    repo.kairo(&["models", "register", "churn", "--file", "model.onnx", "--kind", "f3=text"]).assert().code(1);
+    assert_eq!(repo.json(&["models", "ls"])[0]["latest"], 2);
 
     repo.kairo(&["models", "alias", "churn", "challenger", "1"]).assert().success();
     let lineage = repo.json_with(&["lineage", "churn@challenger", "--format", "json"]);
