@@ -168,8 +168,7 @@ impl Reader<'_> {
         for s in segments {
             rows.extend(self.rows(s)?.into_iter().filter(|r| r["version"].as_i64() == Some(self.version)));
         }
-        let ids: Vec<String> = rows.iter().filter_map(|r| r["request_id"].as_str().map(str::to_string)).collect();
-        let mut ids = ids;
+        let mut ids: Vec<String> = rows.iter().filter_map(|r| r["request_id"].as_str().map(str::to_string)).collect();
         ids.sort();
         ids.dedup();
         let labels = self.md.feedback_for(&ids).await.map_err(|e| e.to_string())?;
@@ -388,7 +387,7 @@ pub async fn post_with_retry(url: &str, body: &Value, retries: u32) -> Result<u3
     }
 }
 
-/// Evaluate every scheduled monitor of the project once (`kairo server`'s scheduler).
+/// Evaluate one deployment monitor now and raise its alerts (`kairo server`'s scheduler).
 pub async fn evaluate_and_raise(
     project: &Project,
     md: &Metadata,
