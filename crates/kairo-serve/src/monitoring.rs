@@ -377,7 +377,7 @@ pub async fn post_with_retry(url: &str, body: &Value, retries: u32) -> Result<u3
             Ok(r) if r.status().is_success() => return Ok(attempt),
             Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => Err(format!("HTTP {}", r.status())),
             Ok(r) => return Err(format!("HTTP {} from {url} (not retried)", r.status())),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(error_chain(&e)),
         };
         if let (Err(e), true) = (&outcome, attempt > retries) {
             return Err(format!("{e} after {attempt} attempts to {url}"));
@@ -385,6 +385,17 @@ pub async fn post_with_retry(url: &str, body: &Value, retries: u32) -> Result<u3
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(60));
     }
+}
+
+/// An error with its causes ("error sending request: ... : Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }
 
 /// Evaluate one deployment monitor now and raise its alerts (`kairo server`'s scheduler).

@@ -191,6 +191,23 @@ fn a_deployment_monitor_finds_drift_and_bad_quality_and_alerts_once() {
     assert!(rules.contains(&"accuracy < 0.6"), "{v}");
     drop(serve);
 
+    // A monitor over two files; its webhook is down: the alert is still recorded, the failure said.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut moved = (0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",") + ",label\n";
+    for row in features(&mut g, 300, 20, 3.0).chunks(20) {
+        moved.push_str(&(row.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(",") + ",1\n"));
+    }
+    repo.write("moved.csv", moved);
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    repo.write(
+        "kairo.yaml",
+        format!("{config}  files:\n    reference: train.csv\n    current: moved.csv\n    alerts:\n      - when: drift_share > 0.5\n    webhook: {{url: 'http://{closed}/', retries: 0}}\n"),
+    );
+    let (code, v) = check(&repo, &["--monitor", "files"]);
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["alerts"][0]["new"], true);
+    assert!(v["alerts"][0]["webhook"].as_str().unwrap().starts_with("failed: "), "{v}");
+
     // Bad input.
     let out = repo.kairo(&["monitor", "check", "--monitor", "nope"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
