@@ -9,6 +9,7 @@ mod pipeline;
 mod progress;
 mod report;
 mod server;
+mod train;
 
 use clap::{Parser, Subcommand};
 use kairo_core::exit;
@@ -53,6 +54,8 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// Train a tabular model (logistic, linear, gbdt, random_forest) and write it as ONNX.
+    Train(train::TrainArgs),
     /// Serve models for inference: Open Inference Protocol v2, MLflow /invocations, /metrics.
     Serve(models::ServeArgs),
     /// Monitoring: drift between a reference and current data (`monitor check`).
@@ -126,6 +129,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Lineage(args) => pipeline::lineage(args).await,
         Command::Models { command } => models::run(command).await,
         Command::Serve(args) => models::serve(args).await,
+        Command::Train(args) => train::run(args),
         Command::Deploy(args) => models::deploy(args).await,
         Command::Monitor { command } => monitor::run(command).await,
         Command::Rollback(args) => models::rollback(args).await,

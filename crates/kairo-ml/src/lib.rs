@@ -1,0 +1,741 @@
+//! Kairo's built-in tabular training. Learners come from well-kept crates (`linfa-logistic`,
+//! `linfa-linear`, `forust-ml` for gradient boosting, `linfa-ensemble` over `linfa-trees` for
+//! random forests); Kairo writes only the ONNX export, with standard operators (ai.onnx 17,
+//! ai.onnx.ml 3), so the model runs in Kairo's runtime and in onnxruntime alike.
+//!
+//! The exported graph takes the raw columns (one `[N, 1]` input each: float for numeric
+//! columns, string for categorical ones), imputes missing numbers with the training mean,
+//! one-hot encodes categories (unseen ones become zeros), and for classifiers returns `label`
+//! (`[N]`, int64 when every class is an integer, else string) and `probabilities`
+//! (`[N, classes]`); for regressors `variable` (`[N, 1]`).
+
+pub mod data;
+pub mod onnx;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use kairo_monitor::frame::{Frame, Values, MISSING};
+use kairo_runtime::{Data, Tensor};
+use onnx::{Attr, Graph, Type};
+
+use data::{Feature, Table, Target, Task};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algo {
+    Logistic,
+    Linear,
+    Gbdt,
+    RandomForest,
+}
+
+impl Algo {
+    pub fn parse(s: &str) -> Option<Algo> {
+        Some(match s {
+            "logistic" => Algo::Logistic,
+            "linear" => Algo::Linear,
+            "gbdt" => Algo::Gbdt,
+            "random_forest" => Algo::RandomForest,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Logistic => "logistic",
+            Algo::Linear => "linear",
+            Algo::Gbdt => "gbdt",
+            Algo::RandomForest => "random_forest",
+        }
+    }
+
+    /// Parameters and defaults.
+    fn params(self) -> &'static [(&'static str, f64)] {
+        match self {
+            Algo::Logistic => &[("alpha", 1.0), ("max_iter", 200.0)],
+            Algo::Linear => &[],
+            Algo::Gbdt => &[
+                ("n_estimators", 100.0),
+                ("learning_rate", 0.1),
+                ("max_depth", 6.0),
+                ("max_leaves", 31.0),
+                ("min_leaf_weight", 1.0),
+                ("l2", 1.0),
+                ("nbins", 255.0),
+            ],
+            Algo::RandomForest => &[("n_estimators", 100.0), ("max_depth", 0.0), ("max_features", 0.0)],
+        }
+    }
+}
+
+/// What to train.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub target: String,
+    pub task: Option<Task>,
+    pub algo: Option<Algo>,
+    pub params: Vec<(String, String)>,
+    pub test_fraction: f64,
+    pub seed: u64,
+}
+
+/// A trained, exported and evaluated model.
+pub struct Trained {
+    pub onnx: Vec<u8>,
+    pub task: Task,
+    pub algo: Algo,
+    /// Test-set metrics, computed by running the exported model in Kairo's runtime.
+    pub metrics: BTreeMap<&'static str, f64>,
+    pub train_rows: usize,
+    pub test_rows: usize,
+    pub features: Vec<Feature>,
+    pub classes: Vec<String>,
+    pub fit_seconds: f64,
+    pub notes: Vec<String>,
+}
+
+fn resolve_params(algo: Algo, given: &[(String, String)]) -> Result<BTreeMap<&'static str, f64>, String> {
+    let mut out: BTreeMap<&'static str, f64> = algo.params().iter().copied().collect();
+    for (k, v) in given {
+        let Some((name, _)) = algo.params().iter().find(|(n, _)| n == k) else {
+            let known: Vec<&str> = algo.params().iter().map(|p| p.0).collect();
+            return Err(format!(
+                "--param {k}: `{}` takes {}",
+                algo.name(),
+                if known.is_empty() { "no parameters".to_string() } else { known.join(", ") }
+            ));
+        };
+        let x: f64 = v.parse().map_err(|_| format!("--param {k}={v}: `{v}` is not a number"))?;
+        if !x.is_finite() || x < 0.0 {
+            return Err(format!("--param {k}={v}: must be a non-negative number"));
+        }
+        out.insert(name, x);
+    }
+    Ok(out)
+}
+
+/// Train on `frame` (test rows held out by `test_fraction`, or given as `test`).
+pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Trained, String> {
+    let (table, target, task) = data::target(frame, &req.target, req.task)?;
+    let algo = req.algo.unwrap_or(match task {
+        Task::Classification => Algo::Gbdt,
+        Task::Regression => Algo::Gbdt,
+    });
+    match (algo, task) {
+        (Algo::Logistic | Algo::RandomForest, Task::Regression) => {
+            return Err(format!(
+                "--algo {} is for classification; the target is numeric (use linear or gbdt, or --task classification)",
+                algo.name()
+            ))
+        }
+        (Algo::Linear, Task::Classification) => {
+            return Err("--algo linear is for regression (use logistic for classification)".into())
+        }
+        _ => {}
+    }
+    let params = resolve_params(algo, &req.params)?;
+    let (train_rows, test_rows) = match test {
+        Some(_) => ((0..frame.rows).collect(), Vec::new()),
+        None => data::split(frame.rows, req.test_fraction, req.seed)?,
+    };
+    let mut notes = Vec::new();
+    let features: Vec<Feature> = data::fit_features(&table, &train_rows);
+    for f in features.iter().filter(|f| f.width() == 0) {
+        notes.push(format!("column '{}' has no values in the training rows and is left out", f.name()));
+    }
+    let scale = matches!(algo, Algo::Logistic | Algo::Linear);
+    let (x, width) = data::design(&table, &features, &train_rows, scale);
+    let started = Instant::now();
+    let mut graph = Graph::default();
+    let input = preprocess(&mut graph, &table, &features, scale);
+    let classes = match &target {
+        Target::Classes { classes, .. } => classes.clone(),
+        Target::Values(_) => Vec::new(),
+    };
+    match &target {
+        Target::Classes { index, integer_labels, .. } => {
+            let y: Vec<usize> = train_rows.iter().map(|r| index[*r]).collect();
+            let present: std::collections::BTreeSet<usize> = y.iter().copied().collect();
+            if present.len() < 2 {
+                return Err("the training rows hold only one class; use more data or a smaller --test-fraction".into());
+            }
+            let probabilities = match algo {
+                Algo::Logistic => fit_logistic(&mut graph, &input, &x, width, &y, classes.len(), &params)?,
+                Algo::Gbdt => fit_gbdt_classifier(&mut graph, &input, &x, width, &y, classes.len(), &params, req.seed)?,
+                Algo::RandomForest => fit_forest(&mut graph, &input, &x, width, &y, classes.len(), &params, req.seed)?,
+                Algo::Linear => unreachable!("refused above"),
+            };
+            label_head(&mut graph, &probabilities, &classes, *integer_labels);
+        }
+        Target::Values(v) => {
+            let y: Vec<f64> = train_rows.iter().map(|r| v[*r]).collect();
+            match algo {
+                Algo::Linear => fit_linear(&mut graph, &input, &x, width, &y)?,
+                Algo::Gbdt => fit_gbdt_regressor(&mut graph, &input, &x, width, &y, &params, req.seed)?,
+                _ => unreachable!("refused above"),
+            }
+        }
+    }
+    let fit_seconds = started.elapsed().as_secs_f64();
+    let doc = format!("kairo train --algo {} --target {} (seed {})", algo.name(), req.target, req.seed);
+    let onnx = graph.encode(&doc);
+
+    // Evaluate the exported model itself.
+    let metrics = match test {
+        Some(test_frame) => {
+            let (test_table, test_target, _) =
+                data::target(test_frame, &req.target, Some(task)).map_err(|e| format!("--test-data: {e}"))?;
+            check_same_columns(&table, &test_table)?;
+            let rows: Vec<usize> = (0..test_frame.rows).collect();
+            evaluate(&onnx, &test_table, &rows, &test_target_labels(&test_target), task)?
+        }
+        None if test_rows.is_empty() => BTreeMap::new(),
+        None => evaluate(&onnx, &table, &test_rows, &target_labels(&target, &test_rows), task)?,
+    };
+    let test_count = match test {
+        Some(t) => t.rows,
+        None => test_rows.len(),
+    };
+    Ok(Trained {
+        onnx,
+        task,
+        algo,
+        metrics,
+        train_rows: train_rows.len(),
+        test_rows: test_count,
+        features,
+        classes,
+        fit_seconds,
+        notes,
+    })
+}
+
+fn check_same_columns(train: &Table<'_>, test: &Table<'_>) -> Result<(), String> {
+    for c in &train.columns {
+        if !test.columns.iter().any(|t| t.name == c.name) {
+            return Err(format!("--test-data has no column '{}'", c.name));
+        }
+    }
+    Ok(())
+}
+
+/// Ground truth as text (classes) or numbers (regression), for the rows evaluated.
+enum Truth {
+    Labels(Vec<String>),
+    Values(Vec<f64>),
+}
+
+fn target_labels(t: &Target, rows: &[usize]) -> Truth {
+    match t {
+        Target::Classes { index, classes, .. } => {
+            Truth::Labels(rows.iter().map(|r| classes[index[*r]].clone()).collect())
+        }
+        Target::Values(v) => Truth::Values(rows.iter().map(|r| v[*r]).collect()),
+    }
+}
+
+fn test_target_labels(t: &Target) -> Truth {
+    match t {
+        Target::Classes { index, .. } => target_labels(t, &(0..index.len()).collect::<Vec<_>>()),
+        Target::Values(v) => Truth::Values(v.clone()),
+    }
+}
+
+/// The model inputs for `rows` of a table: one `[n, 1]` tensor per raw column.
+pub fn inputs(table: &Table<'_>, features: &[Feature], rows: &[usize]) -> std::collections::HashMap<String, Tensor> {
+    let mut out = std::collections::HashMap::new();
+    for f in features.iter().filter(|f| f.width() > 0) {
+        let Some(c) = table.columns.iter().find(|c| c.name == f.name()) else { continue };
+        let data = match (&c.values, f) {
+            (Values::Numeric(v), Feature::Numeric { .. }) => Data::F32(rows.iter().map(|r| v[*r] as f32).collect()),
+            (Values::Numeric(v), Feature::Categorical { .. }) => Data::Bytes(
+                rows.iter()
+                    .map(|r| if v[*r].is_nan() { String::new() } else { kairo_monitor::profile::number_text(v[*r]) })
+                    .collect(),
+            ),
+            (Values::Categorical { codes, dictionary }, Feature::Categorical { .. }) => Data::Bytes(
+                rows.iter()
+                    .map(|r| if codes[*r] == MISSING { String::new() } else { dictionary[codes[*r] as usize].clone() })
+                    .collect(),
+            ),
+            (Values::Categorical { codes, dictionary }, Feature::Numeric { .. }) => Data::F32(
+                rows.iter()
+                    .map(|r| {
+                        if codes[*r] == MISSING {
+                            f32::NAN
+                        } else {
+                            dictionary[codes[*r] as usize].trim().parse().unwrap_or(f32::NAN)
+                        }
+                    })
+                    .collect(),
+            ),
+        };
+        if let Ok(t) = Tensor::new(vec![rows.len(), 1], data) {
+            out.insert(f.name().to_string(), t);
+        }
+    }
+    out
+}
+
+fn evaluate(
+    onnx: &[u8],
+    table: &Table<'_>,
+    rows: &[usize],
+    truth: &Truth,
+    task: Task,
+) -> Result<BTreeMap<&'static str, f64>, String> {
+    use kairo_monitor::performance;
+    let model = kairo_runtime::Model::load(onnx).map_err(|e| format!("the exported model does not load: {e}"))?;
+    // The features the graph takes are its inputs.
+    let features: Vec<Feature> = model
+        .signature()
+        .inputs
+        .iter()
+        .map(|s| match s.dtype {
+            kairo_runtime::DType::Bytes => {
+                Feature::Categorical { name: s.name.clone(), categories: vec![String::new()] }
+            }
+            _ => Feature::Numeric { name: s.name.clone(), mean: 0.0, std: 1.0 },
+        })
+        .collect();
+    let outputs =
+        model.infer(inputs(table, &features, rows)).map_err(|e| format!("evaluating the exported model: {e}"))?;
+    Ok(match (task, truth) {
+        (Task::Classification, Truth::Labels(truth)) => {
+            let labels: Vec<String> = match &outputs[0].data {
+                Data::I64(v) => v.iter().map(|x| x.to_string()).collect(),
+                Data::Bytes(v) => v.clone(),
+                _ => return Err("the exported model's label output has an unexpected type".into()),
+            };
+            let truth: Vec<String> = truth.iter().map(|t| performance::normalise_label(t)).collect();
+            let scores: Option<Vec<f64>> = match &outputs[1].data {
+                Data::F32(p) if outputs[1].shape.get(1) == Some(&2) => {
+                    Some(p.chunks(2).map(|c| f64::from(c[1])).collect())
+                }
+                _ => None,
+            };
+            performance::classification(&truth, &labels, scores.as_deref())
+        }
+        (Task::Regression, Truth::Values(y)) => {
+            let predicted: Vec<f64> = (0..outputs[0].data.len()).filter_map(|i| outputs[0].data.f64_at(i)).collect();
+            performance::regression(y, &predicted)
+        }
+        _ => BTreeMap::new(),
+    })
+}
+
+/// Raw columns → the design matrix `[N, F]` inside the graph.
+fn preprocess(graph: &mut Graph, table: &Table<'_>, features: &[Feature], scale: bool) -> String {
+    let mut parts = Vec::new();
+    for f in features.iter().filter(|f| f.width() > 0) {
+        match f {
+            Feature::Numeric { name, mean, std } => {
+                graph.input(name, Type::Float);
+                let mut x = graph.node(
+                    "Imputer",
+                    "ai.onnx.ml",
+                    &[name],
+                    None,
+                    vec![
+                        ("imputed_value_floats", Attr::Floats(vec![*mean as f32])),
+                        ("replaced_value_float", Attr::Float(f32::NAN)),
+                    ],
+                );
+                if scale {
+                    x = graph.node(
+                        "Scaler",
+                        "ai.onnx.ml",
+                        &[&x],
+                        None,
+                        vec![
+                            ("offset", Attr::Floats(vec![*mean as f32])),
+                            ("scale", Attr::Floats(vec![(1.0 / std) as f32])),
+                        ],
+                    );
+                }
+                parts.push(x);
+            }
+            Feature::Categorical { name, categories } => {
+                graph.input(name, Type::String);
+                let hot = graph.node(
+                    "OneHotEncoder",
+                    "ai.onnx.ml",
+                    &[name],
+                    None,
+                    vec![("cats_strings", Attr::Strs(categories.clone())), ("zeros", Attr::Int(1))],
+                );
+                let shape = graph.ints("shape", &[2], vec![-1, categories.len() as i64]);
+                parts.push(graph.node("Reshape", "", &[&hot, &shape], None, vec![]));
+            }
+        }
+    }
+    let _ = table;
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    graph.node("Concat", "", &refs, Some("features"), vec![("axis", Attr::Int(1))])
+}
+
+/// `probabilities` → `label` by ArgMax over the class list.
+fn label_head(graph: &mut Graph, probabilities: &str, classes: &[String], integer_labels: bool) {
+    let index =
+        graph.node("ArgMax", "", &[probabilities], None, vec![("axis", Attr::Int(1)), ("keepdims", Attr::Int(0))]);
+    let list = if integer_labels {
+        graph.ints("classes", &[classes.len() as i64], classes.iter().map(|c| c.parse().unwrap_or(0)).collect())
+    } else {
+        graph.strings("classes", classes)
+    };
+    graph.node("Gather", "", &[&list, &index], Some("label"), vec![("axis", Attr::Int(0))]);
+    let dtype = if integer_labels { Type::Int64 } else { Type::String };
+    graph.output("label", dtype, &[None]);
+    graph.output("probabilities", Type::Float, &[None, Some(classes.len() as i64)]);
+}
+
+/// Binary: `[1 − p, p]` from one probability column.
+fn two_columns(graph: &mut Graph, p: &str, output: &str) -> String {
+    let one = graph.floats("one", &[1], vec![1.0]);
+    let q = graph.node("Sub", "", &[&one, p], None, vec![]);
+    graph.node("Concat", "", &[&q, p], Some(output), vec![("axis", Attr::Int(1))])
+}
+
+fn fit_logistic(
+    graph: &mut Graph,
+    input: &str,
+    x: &[f64],
+    width: usize,
+    y: &[usize],
+    classes: usize,
+    params: &BTreeMap<&str, f64>,
+) -> Result<String, String> {
+    use linfa::prelude::*;
+    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
+    let alpha = params["alpha"];
+    let iterations = params["max_iter"].max(1.0) as u64;
+    if classes == 2 {
+        let targets = ndarray::Array1::from_iter(y.iter().copied());
+        let fitted = linfa_logistic::LogisticRegression::default()
+            .alpha(alpha)
+            .max_iterations(iterations)
+            .fit(&Dataset::new(records, targets))
+            .map_err(|e| format!("logistic regression: {e}"))?;
+        // linfa's positive class is the larger label, as ours (index 1).
+        let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
+        let w: Vec<f32> = fitted.params().iter().map(|v| (v * sign) as f32).collect();
+        let wt = graph.floats("coef", &[width as i64, 1], w);
+        let b = graph.floats("intercept", &[1], vec![(fitted.intercept() * sign) as f32]);
+        let z = graph.node("MatMul", "", &[input, &wt], None, vec![]);
+        let z = graph.node("Add", "", &[&z, &b], None, vec![]);
+        let p = graph.node("Sigmoid", "", &[&z], None, vec![]);
+        Ok(two_columns(graph, &p, "probabilities"))
+    } else {
+        let targets = ndarray::Array1::from_iter(y.iter().copied());
+        let fitted = linfa_logistic::MultiLogisticRegression::default()
+            .alpha(alpha)
+            .max_iterations(iterations)
+            .fit(&Dataset::new(records, targets))
+            .map_err(|e| format!("logistic regression: {e}"))?;
+        // Columns of the fitted parameters follow `classes()`; place them in class order.
+        let mut w = vec![0f32; width * classes];
+        let mut b = vec![-1e30f32; classes];
+        for (j, c) in fitted.classes().iter().enumerate() {
+            for i in 0..width {
+                w[i * classes + c] = fitted.params()[[i, j]] as f32;
+            }
+            b[*c] = fitted.intercept()[j] as f32;
+        }
+        let wt = graph.floats("coef", &[width as i64, classes as i64], w);
+        let bt = graph.floats("intercept", &[classes as i64], b);
+        let z = graph.node("MatMul", "", &[input, &wt], None, vec![]);
+        let z = graph.node("Add", "", &[&z, &bt], None, vec![]);
+        Ok(graph.node("Softmax", "", &[&z], Some("probabilities"), vec![("axis", Attr::Int(1))]))
+    }
+}
+
+fn fit_linear(graph: &mut Graph, input: &str, x: &[f64], width: usize, y: &[f64]) -> Result<(), String> {
+    use linfa::prelude::*;
+    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
+    let fitted = linfa_linear::LinearRegression::new()
+        .fit(&Dataset::new(records, ndarray::Array1::from(y.to_vec())))
+        .map_err(|e| format!("linear regression: {e}"))?;
+    let w: Vec<f32> = fitted.params().iter().map(|v| *v as f32).collect();
+    let wt = graph.floats("coef", &[width as i64, 1], w);
+    let b = graph.floats("intercept", &[1], vec![fitted.intercept() as f32]);
+    let z = graph.node("MatMul", "", &[input, &wt], None, vec![]);
+    graph.node("Add", "", &[&z, &b], Some("variable"), vec![]);
+    graph.output("variable", Type::Float, &[None, Some(1)]);
+    Ok(())
+}
+
+/// Tree nodes in the flat form of ONNX `TreeEnsembleRegressor`.
+#[derive(Default)]
+struct Ensemble {
+    tree_ids: Vec<i64>,
+    node_ids: Vec<i64>,
+    feature_ids: Vec<i64>,
+    modes: Vec<String>,
+    values: Vec<f32>,
+    true_ids: Vec<i64>,
+    false_ids: Vec<i64>,
+    missing_true: Vec<i64>,
+    target_tree: Vec<i64>,
+    target_node: Vec<i64>,
+    target_ids: Vec<i64>,
+    target_weights: Vec<f32>,
+}
+
+/// A split node: `x[feature] < threshold` goes left.
+struct Split {
+    feature: usize,
+    threshold: f64,
+    left: i64,
+    right: i64,
+    missing_left: bool,
+}
+
+impl Ensemble {
+    fn branch(&mut self, tree: i64, node: i64, s: Split) {
+        self.tree_ids.push(tree);
+        self.node_ids.push(node);
+        self.feature_ids.push(s.feature as i64);
+        self.modes.push("BRANCH_LT".into());
+        self.values.push(s.threshold as f32);
+        self.true_ids.push(s.left);
+        self.false_ids.push(s.right);
+        self.missing_true.push(i64::from(s.missing_left));
+    }
+
+    fn leaf(&mut self, tree: i64, node: i64, weights: &[(i64, f32)]) {
+        self.tree_ids.push(tree);
+        self.node_ids.push(node);
+        self.feature_ids.push(0);
+        self.modes.push("LEAF".into());
+        self.values.push(0.0);
+        self.true_ids.push(0);
+        self.false_ids.push(0);
+        self.missing_true.push(0);
+        for (target, w) in weights {
+            self.target_tree.push(tree);
+            self.target_node.push(node);
+            self.target_ids.push(*target);
+            self.target_weights.push(*w);
+        }
+    }
+
+    /// `[N, targets]` scores: the sum of the trees' leaf weights plus `base`.
+    fn wire(self, graph: &mut Graph, input: &str, targets: usize, base: Vec<f32>, output: Option<&str>) -> String {
+        graph.node(
+            "TreeEnsembleRegressor",
+            "ai.onnx.ml",
+            &[input],
+            output,
+            vec![
+                ("aggregate_function", Attr::Str("SUM".into())),
+                ("base_values", Attr::Floats(base)),
+                ("n_targets", Attr::Int(targets as i64)),
+                ("nodes_falsenodeids", Attr::Ints(self.false_ids)),
+                ("nodes_featureids", Attr::Ints(self.feature_ids)),
+                ("nodes_missing_value_tracks_true", Attr::Ints(self.missing_true)),
+                ("nodes_modes", Attr::Strs(self.modes)),
+                ("nodes_nodeids", Attr::Ints(self.node_ids)),
+                ("nodes_treeids", Attr::Ints(self.tree_ids)),
+                ("nodes_truenodeids", Attr::Ints(self.true_ids)),
+                ("nodes_values", Attr::Floats(self.values)),
+                ("post_transform", Attr::Str("NONE".into())),
+                ("target_ids", Attr::Ints(self.target_ids)),
+                ("target_nodeids", Attr::Ints(self.target_node)),
+                ("target_treeids", Attr::Ints(self.target_tree)),
+                ("target_weights", Attr::Floats(self.target_weights)),
+            ],
+        )
+    }
+}
+
+/// Add one forust tree as tree `tree_id`, its leaves scoring `target`.
+fn add_forust_tree(e: &mut Ensemble, tree_id: i64, tree: &forust_ml::tree::Tree, target: i64) {
+    for n in &tree.nodes {
+        if n.is_leaf {
+            e.leaf(tree_id, n.num as i64, &[(target, n.weight_value)]);
+        } else {
+            let split = Split {
+                feature: n.split_feature,
+                threshold: n.split_value,
+                left: n.left_child as i64,
+                right: n.right_child as i64,
+                missing_left: n.missing_node == n.left_child,
+            };
+            e.branch(tree_id, n.num as i64, split);
+        }
+    }
+}
+
+fn booster(
+    params: &BTreeMap<&str, f64>,
+    seed: u64,
+    objective: forust_ml::objective::ObjectiveType,
+) -> forust_ml::GradientBooster {
+    forust_ml::GradientBooster::default()
+        .set_objective_type(objective)
+        .set_iterations(params["n_estimators"].max(1.0) as usize)
+        .set_learning_rate(params["learning_rate"] as f32)
+        .set_max_depth(params["max_depth"].max(1.0) as usize)
+        .set_max_leaves(params["max_leaves"].max(2.0) as usize)
+        .set_min_leaf_weight(params["min_leaf_weight"] as f32)
+        .set_l2(params["l2"] as f32)
+        .set_nbins(params["nbins"].clamp(2.0, 65535.0) as u16)
+        .set_seed(seed)
+        // One thread: summing histograms in a fixed order keeps the model bit-identical.
+        .set_parallel(false)
+        .set_create_missing_branch(false)
+}
+
+/// The trees a booster predicts with (all of them, unless early stopping chose fewer).
+fn prediction_trees(b: &forust_ml::GradientBooster) -> &[forust_ml::tree::Tree] {
+    &b.trees[..b.prediction_iteration.unwrap_or(b.trees.len()).min(b.trees.len())]
+}
+
+/// Column-major copy for forust.
+fn column_major(x: &[f64], rows: usize, width: usize) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    for r in 0..rows {
+        for c in 0..width {
+            out[c * rows + r] = x[r * width + c];
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fit_gbdt_classifier(
+    graph: &mut Graph,
+    input: &str,
+    x: &[f64],
+    width: usize,
+    y: &[usize],
+    classes: usize,
+    params: &BTreeMap<&str, f64>,
+    seed: u64,
+) -> Result<String, String> {
+    let cm = column_major(x, y.len(), width);
+    let matrix = forust_ml::Matrix::new(&cm, y.len(), width);
+    let weights = vec![1.0; y.len()];
+    // Binary: one booster for the larger class. More classes: one booster per class
+    // (one-vs-rest), probabilities normalised to sum to 1.
+    let targets: Vec<usize> = if classes == 2 { vec![1] } else { (0..classes).collect() };
+    let mut e = Ensemble::default();
+    let mut base = Vec::new();
+    let mut tree_id = 0;
+    for (t, class) in targets.iter().enumerate() {
+        let yk: Vec<f64> = y.iter().map(|c| if c == class { 1.0 } else { 0.0 }).collect();
+        let mut b = booster(params, seed, forust_ml::objective::ObjectiveType::LogLoss);
+        b.fit(&matrix, &yk, &weights, None).map_err(|e| format!("gradient boosting: {e}"))?;
+        base.push(b.base_score as f32);
+        for tree in prediction_trees(&b) {
+            add_forust_tree(&mut e, tree_id, tree, t as i64);
+            tree_id += 1;
+        }
+    }
+    let scores = e.wire(graph, input, targets.len(), base, None);
+    let p = graph.node("Sigmoid", "", &[&scores], None, vec![]);
+    if classes == 2 {
+        return Ok(two_columns(graph, &p, "probabilities"));
+    }
+    let axes = graph.ints("axes", &[1], vec![1]);
+    let total = graph.node("ReduceSum", "", &[&p, &axes], None, vec![("keepdims", Attr::Int(1))]);
+    Ok(graph.node("Div", "", &[&p, &total], Some("probabilities"), vec![]))
+}
+
+fn fit_gbdt_regressor(
+    graph: &mut Graph,
+    input: &str,
+    x: &[f64],
+    width: usize,
+    y: &[f64],
+    params: &BTreeMap<&str, f64>,
+    seed: u64,
+) -> Result<(), String> {
+    let cm = column_major(x, y.len(), width);
+    let matrix = forust_ml::Matrix::new(&cm, y.len(), width);
+    let mut b = booster(params, seed, forust_ml::objective::ObjectiveType::SquaredLoss);
+    b.fit(&matrix, y, &vec![1.0; y.len()], None).map_err(|e| format!("gradient boosting: {e}"))?;
+    let mut e = Ensemble::default();
+    for (i, tree) in prediction_trees(&b).iter().enumerate() {
+        add_forust_tree(&mut e, i as i64, tree, 0);
+    }
+    e.wire(graph, input, 1, vec![b.base_score as f32], Some("variable"));
+    graph.output("variable", Type::Float, &[None, Some(1)]);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fit_forest(
+    graph: &mut Graph,
+    input: &str,
+    x: &[f64],
+    width: usize,
+    y: &[usize],
+    classes: usize,
+    params: &BTreeMap<&str, f64>,
+    seed: u64,
+) -> Result<String, String> {
+    use linfa::prelude::*;
+    use rand::SeedableRng;
+    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
+    let dataset = Dataset::new(records, ndarray::Array1::from(y.to_vec()));
+    let trees = params["n_estimators"].max(1.0) as usize;
+    let mut tree_params = linfa_trees::DecisionTree::params();
+    if params["max_depth"] >= 1.0 {
+        tree_params = tree_params.max_depth(Some(params["max_depth"] as usize));
+    }
+    // scikit-learn's default: √F features per tree (here chosen once per tree, not per split).
+    let features = if params["max_features"] > 0.0 { params["max_features"] } else { (width as f64).sqrt().ceil() };
+    let proportion = (features / width as f64).clamp(1.0 / width as f64, 1.0);
+    let rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let forest = linfa_ensemble::EnsembleLearnerParams::new_fixed_rng(tree_params, rng)
+        .ensemble_size(trees)
+        .bootstrap_proportion(1.0)
+        .feature_proportion(proportion)
+        .fit(&dataset)
+        .map_err(|e| format!("random forest: {e}"))?;
+    let mut e = Ensemble::default();
+    let share = 1.0 / forest.models.len() as f32;
+    for (t, (tree, columns)) in forest.models.iter().zip(&forest.model_features).enumerate() {
+        // Preorder numbering; each tree votes `share` for its leaf's class.
+        let mut stack = vec![tree.root_node()];
+        let mut ids = std::collections::HashMap::new();
+        let mut next = 0i64;
+        let mut id_of = |n: *const linfa_trees::TreeNode<f64, usize>, ids: &mut std::collections::HashMap<_, i64>| {
+            *ids.entry(n).or_insert_with(|| {
+                next += 1;
+                next - 1
+            })
+        };
+        while let Some(n) = stack.pop() {
+            let id = id_of(n as *const _, &mut ids);
+            if n.is_leaf() {
+                e.leaf(t as i64, id, &[(n.prediction().unwrap_or(0) as i64, share)]);
+                continue;
+            }
+            let (feature, threshold, _) = n.split();
+            let children = n.children();
+            let (Some(left), Some(right)) = (children[0].as_deref(), children[1].as_deref()) else {
+                e.leaf(t as i64, id, &[(n.prediction().unwrap_or(0) as i64, share)]);
+                continue;
+            };
+            let (l, r) = (id_of(left as *const _, &mut ids), id_of(right as *const _, &mut ids));
+            e.branch(
+                t as i64,
+                id,
+                Split { feature: columns[feature], threshold, left: l, right: r, missing_left: true },
+            );
+            stack.push(right);
+            stack.push(left);
+        }
+    }
+    Ok(e.wire(graph, input, classes, vec![0.0; classes], Some("probabilities")))
+}
+
+/// Read a training or test file (CSV, or Parquet by extension).
+pub fn read(path: &std::path::Path) -> Result<Frame, String> {
+    if std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(false) {
+        return Err(format!("{}: the file is empty", path.display()));
+    }
+    Frame::read(path)
+}

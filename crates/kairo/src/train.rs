@@ -1,0 +1,149 @@
+//! `kairo train`: fit a tabular model with Kairo's built-in learners and write it as ONNX,
+//! with its test metrics as JSON. Usable as a pipeline stage (`cmd: kairo train ...`).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use kairo_core::exit;
+use kairo_ml::data::Task;
+use kairo_ml::Algo;
+use serde_json::json;
+
+use crate::report::print_json;
+use crate::{CmdResult, Failure};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TaskArg {
+    Classification,
+    Regression,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum AlgoArg {
+    Logistic,
+    Linear,
+    Gbdt,
+    #[value(name = "random_forest")]
+    RandomForest,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training data: CSV, or Parquet when named *.parquet.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The column to predict; every other column is a feature.
+    #[arg(long)]
+    pub target: String,
+    /// Default: classification for text targets and integer targets with at most 20 values.
+    #[arg(long, value_enum)]
+    pub task: Option<TaskArg>,
+    /// Default: gbdt.
+    #[arg(long, value_enum)]
+    pub algo: Option<AlgoArg>,
+    /// A learner parameter (repeatable): `--param n_estimators=200`.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Evaluate on this file instead of holding rows out.
+    #[arg(long, conflicts_with = "test_fraction")]
+    pub test_data: Option<PathBuf>,
+    /// Share of rows held out for evaluation (seeded shuffle).
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to write the ONNX model.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Where to write the test metrics (JSON).
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Write whole, then rename: a failed or interrupted run leaves no partial file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let tmp = path.with_file_name(format!(".{}.kairo-tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
+    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Failure { code: exit::ERROR, message: format!("{}: {e}", path.display()) }
+    })
+}
+
+pub fn run(a: TrainArgs) -> CmdResult {
+    let fail = |message: String| Failure { code: exit::ERROR, message };
+    let mut params = Vec::new();
+    for p in &a.params {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| Failure { code: exit::USAGE, message: format!("--param {p}: expected KEY=VALUE") })?;
+        params.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let started = std::time::Instant::now();
+    let frame = kairo_ml::read(&a.data).map_err(fail)?;
+    let test = a.test_data.as_deref().map(kairo_ml::read).transpose().map_err(fail)?;
+    let request = kairo_ml::Request {
+        target: a.target.clone(),
+        task: a.task.map(|t| match t {
+            TaskArg::Classification => Task::Classification,
+            TaskArg::Regression => Task::Regression,
+        }),
+        algo: a.algo.map(|x| match x {
+            AlgoArg::Logistic => Algo::Logistic,
+            AlgoArg::Linear => Algo::Linear,
+            AlgoArg::Gbdt => Algo::Gbdt,
+            AlgoArg::RandomForest => Algo::RandomForest,
+        }),
+        params,
+        test_fraction: a.test_fraction,
+        seed: a.seed,
+    };
+    let trained =
+        kairo_ml::train(&frame, test.as_ref(), &request).map_err(|e| fail(format!("{}: {e}", a.data.display())))?;
+    let metrics = json!({
+        "task": match trained.task { Task::Classification => "classification", Task::Regression => "regression" },
+        "algo": trained.algo.name(),
+        "train_rows": trained.train_rows, "test_rows": trained.test_rows,
+        "features": trained.features.len(), "classes": trained.classes,
+        "fit_seconds": trained.fit_seconds,
+        "metrics": trained.metrics,
+    });
+    // The metrics file holds the numbers (what `metrics:` in a stage tracks).
+    let mut numbers = serde_json::Map::new();
+    for (k, v) in &trained.metrics {
+        numbers.insert(k.to_string(), json!(v));
+    }
+    write_atomic(&a.out, &trained.onnx)?;
+    if let Some(path) = &a.metrics {
+        let text = serde_json::to_vec_pretty(&serde_json::Value::Object(numbers)).map_err(|e| fail(e.to_string()))?;
+        if let Err(e) = write_atomic(path, &text) {
+            let _ = std::fs::remove_file(&a.out);
+            return Err(e);
+        }
+    }
+    if a.json {
+        print_json(&metrics);
+        return Ok(exit::OK);
+    }
+    println!(
+        "trained {} ({}) on {} rows × {} features in {:.2}s; tested on {} rows",
+        trained.algo.name(),
+        match trained.task {
+            Task::Classification => format!("{} classes", trained.classes.len()),
+            Task::Regression => "regression".into(),
+        },
+        trained.train_rows,
+        trained.features.len(),
+        started.elapsed().as_secs_f64(),
+        trained.test_rows
+    );
+    for (k, v) in &trained.metrics {
+        println!("  {k:<10} {v:.4}");
+    }
+    for n in &trained.notes {
+        println!("  note: {n}");
+    }
+    println!("wrote {} ({} bytes)", a.out.display(), trained.onnx.len());
+    Ok(exit::OK)
+}
