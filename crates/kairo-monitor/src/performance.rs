@@ -1,12 +1,27 @@
-//! Model quality from predictions and ground truth, shared by promotion gates (on a holdout)
-//! and monitoring (once labels arrive): accuracy, precision, recall, F1, ROC AUC and log loss
-//! for classifiers (binary: the positive class is the larger label); RMSE, MAE and R² for
-//! regressors.
+//! Model quality from predictions and ground truth, shared by `kairo train`, promotion gates
+//! (on a holdout) and monitoring (once labels arrive): accuracy, balanced accuracy, precision,
+//! recall, F1 (binary, macro, weighted), ROC AUC, log loss and the confusion matrix for
+//! classifiers (binary: the positive class is the larger label); RMSE, MAE, R² and MAPE for
+//! regressors. Checked against scikit-learn on `fixtures/metrics/golden.json`.
 
 use std::collections::BTreeMap;
 
-pub const CLASSIFICATION: [&str; 6] = ["accuracy", "precision", "recall", "f1", "auc", "log_loss"];
-pub const REGRESSION: [&str; 3] = ["rmse", "mae", "r2"];
+pub const CLASSIFICATION: [&str; 13] = [
+    "accuracy",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "auc",
+    "log_loss",
+];
+pub const REGRESSION: [&str; 4] = ["rmse", "mae", "r2", "mape"];
 
 /// "1.0" and "1" name the same class.
 pub fn normalise_label(t: &str) -> String {
@@ -28,34 +43,52 @@ pub fn classes(truth: &[String], predicted: &[String]) -> Vec<String> {
     classes
 }
 
-/// Classification metrics of normalised labels. `positive_scores`, the predicted probability
-/// of the positive class, adds AUC and log loss (two classes only). Metrics that cannot be
-/// computed (AUC with one class present) are left out.
-pub fn classification(
-    truth: &[String],
-    predicted: &[String],
-    positive_scores: Option<&[f64]>,
-) -> BTreeMap<&'static str, f64> {
+/// Classification metrics of normalised labels. Two classes: `precision`, `recall` and `f1`
+/// are the positive (larger) class's; more: their macro averages. Always: `accuracy`,
+/// `balanced_accuracy` and the `_macro` and `_weighted` (by support) averages over the labels
+/// of truth and predictions, a class never predicted having precision 0 (scikit-learn's
+/// `zero_division=0`). `positive_scores`, the predicted probability of the positive class,
+/// adds AUC and log loss (two classes only). Metrics that cannot be computed (AUC with one
+/// class present) are left out.
+pub fn classification(truth: &[String], predicted: &[String], positive_scores: Option<&[f64]>) -> BTreeMap<&'static str, f64> {
     let mut out = BTreeMap::new();
     let n = truth.len().min(predicted.len());
     if n == 0 {
         return out;
     }
     let (truth, predicted) = (&truth[..n], &predicted[..n]);
-    let classes = classes(truth, predicted);
+    let (classes, matrix) = confusion(truth, predicted);
+    let k = classes.len();
+    let support: Vec<f64> = (0..k).map(|i| matrix[i].iter().sum::<u64>() as f64).collect();
+    let predicted_count: Vec<f64> = (0..k).map(|j| (0..k).map(|i| matrix[i][j]).sum::<u64>() as f64).collect();
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let precision: Vec<f64> = (0..k).map(|i| ratio(matrix[i][i] as f64, predicted_count[i])).collect();
+    let recall: Vec<f64> = (0..k).map(|i| ratio(matrix[i][i] as f64, support[i])).collect();
+    let f1: Vec<f64> = (0..k).map(|i| ratio(2.0 * precision[i] * recall[i], precision[i] + recall[i])).collect();
+    let macro_avg = |v: &[f64]| v.iter().sum::<f64>() / k as f64;
+    let weighted = |v: &[f64]| v.iter().zip(&support).map(|(x, w)| x * w).sum::<f64>() / n as f64;
+    let correct: u64 = (0..k).map(|i| matrix[i][i]).sum();
+    out.insert("accuracy", correct as f64 / n as f64);
+    let present: Vec<usize> = (0..k).filter(|i| support[*i] > 0.0).collect();
+    out.insert("balanced_accuracy", present.iter().map(|i| recall[*i]).sum::<f64>() / present.len() as f64);
+    out.insert("precision_macro", macro_avg(&precision));
+    out.insert("recall_macro", macro_avg(&recall));
+    out.insert("f1_macro", macro_avg(&f1));
+    out.insert("precision_weighted", weighted(&precision));
+    out.insert("recall_weighted", weighted(&recall));
+    out.insert("f1_weighted", weighted(&f1));
+    if k <= 2 {
+        let p = k - 1;
+        out.insert("precision", precision[p]);
+        out.insert("recall", recall[p]);
+        out.insert("f1", f1[p]);
+    } else {
+        out.insert("precision", macro_avg(&precision));
+        out.insert("recall", macro_avg(&recall));
+        out.insert("f1", macro_avg(&f1));
+    }
     let positive = classes.last().cloned().unwrap_or_default();
-    let count =
-        |f: &dyn Fn(&String, &String) -> bool| truth.iter().zip(predicted).filter(|(t, p)| f(t, p)).count() as f64;
-    let tp = count(&|t, p| *t == positive && *p == positive);
-    let fp = count(&|t, p| *t != positive && *p == positive);
-    let fneg = count(&|t, p| *t == positive && *p != positive);
-    let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
-    let recall = if tp + fneg > 0.0 { tp / (tp + fneg) } else { 0.0 };
-    out.insert("accuracy", count(&|t, p| t == p) / n as f64);
-    out.insert("precision", precision);
-    out.insert("recall", recall);
-    out.insert("f1", if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 });
-    if let Some(scores) = positive_scores.filter(|s| s.len() >= n && classes.len() <= 2) {
+    if let Some(scores) = positive_scores.filter(|s| s.len() >= n && k <= 2) {
         let is_pos: Vec<bool> = truth.iter().map(|t| *t == positive).collect();
         if let Some(a) = auc(&scores[..n], &is_pos) {
             out.insert("auc", a);
@@ -63,6 +96,19 @@ pub fn classification(
         out.insert("log_loss", log_loss(&scores[..n], &is_pos));
     }
     out
+}
+
+/// The confusion matrix over the labels of truth and predictions (in label order): row =
+/// true class, column = predicted class.
+pub fn confusion(truth: &[String], predicted: &[String]) -> (Vec<String>, Vec<Vec<u64>>) {
+    let classes = classes(truth, predicted);
+    let index: std::collections::HashMap<&str, usize> =
+        classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+    let mut matrix = vec![vec![0u64; classes.len()]; classes.len()];
+    for (t, p) in truth.iter().zip(predicted) {
+        matrix[index[t.as_str()]][index[p.as_str()]] += 1;
+    }
+    (classes, matrix)
 }
 
 /// Regression metrics.
@@ -77,6 +123,11 @@ pub fn regression(truth: &[f64], predicted: &[f64]) -> BTreeMap<&'static str, f6
     let sse: f64 = err.iter().map(|e| e * e).sum();
     out.insert("rmse", (sse / nf).sqrt());
     out.insert("mae", err.iter().map(|e| e.abs()).sum::<f64>() / nf);
+    // scikit-learn's mean_absolute_percentage_error: |error| / max(|truth|, machine epsilon).
+    out.insert(
+        "mape",
+        truth[..n].iter().zip(&err).map(|(t, e)| e.abs() / t.abs().max(f64::EPSILON)).sum::<f64>() / nf,
+    );
     let mean = truth[..n].iter().sum::<f64>() / nf;
     let total: f64 = truth[..n].iter().map(|v| (v - mean).powi(2)).sum();
     if total > 0.0 {

@@ -330,9 +330,8 @@ async fn watch(a: CheckArgs) -> CmdResult {
     println!("{:<33} {:>8} {:>7} {:>6} {:>9} {:>9}  QUALITY", "WINDOW", "ROWS", "DRIFT", "SHARE", "MAX NULL", "PRED");
     for w in &e.windows {
         let v = &w.window.values;
-        let quality: Vec<String> = kairo_monitor::performance::CLASSIFICATION
+        let quality: Vec<String> = ["accuracy", "f1", "auc", "log_loss", "rmse", "mae", "r2"]
             .iter()
-            .chain(kairo_monitor::performance::REGRESSION.iter())
             .filter_map(|m| v.get(*m).map(|x| format!("{m}={x:.4}")))
             .collect();
         let flag = |k: &str| match v.get(k) {

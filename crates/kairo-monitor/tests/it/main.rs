@@ -190,3 +190,45 @@ fn parquet_files_read_like_csv_ones() {
     }
     assert!(Frame::read(&dir.path().join("nope.parquet")).is_err());
 }
+
+fn metrics_golden() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/metrics/golden.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn quality_metrics_match_scikit_learn() {
+    use kairo_monitor::performance;
+    let g = metrics_golden();
+    let mut checked = 0;
+    for case in g["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let got = match case["kind"].as_str().unwrap() {
+            "classification" => {
+                let (truth, predicted) = (strings(&case["truth"]), strings(&case["predicted"]));
+                let scores = case["scores"].as_array().map(|_| floats(&case["scores"]));
+                let (labels, matrix) = performance::confusion(&truth, &predicted);
+                assert_eq!(labels, strings(&case["labels"]), "{name} labels");
+                let want: Vec<Vec<u64>> = case["confusion"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect())
+                    .collect();
+                assert_eq!(matrix, want, "{name} confusion matrix");
+                performance::classification(&truth, &predicted, scores.as_deref())
+            }
+            _ => performance::regression(&floats(&case["truth"]), &floats(&case["predicted"])),
+        };
+        for (metric, want) in case["metrics"].as_object().unwrap() {
+            let value = *got.get(metric.as_str()).unwrap_or_else(|| panic!("{name}: kairo has no {metric}"));
+            close(&format!("{name} {metric}"), value, want.as_f64().unwrap());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 50, "{checked} metrics checked");
+}
