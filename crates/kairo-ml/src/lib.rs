@@ -1,6 +1,6 @@
 //! Kairo's built-in tabular training. Learners come from well-kept crates (`linfa-logistic`,
-//! `linfa-linear`, `forust-ml` for gradient boosting, `linfa-ensemble` over `linfa-trees` for
-//! random forests); Kairo writes only the ONNX export, with standard operators (ai.onnx 17,
+//! `linfa-linear`, `forust-ml` for gradient boosting), except the random forest (`forest.rs`
+//! says why); Kairo writes the ONNX export, with standard operators (ai.onnx 17,
 //! ai.onnx.ml 3), so the model runs in Kairo's runtime and in onnxruntime alike.
 //!
 //! The exported graph takes the raw columns (one `[N, 1]` input each: float for numeric
@@ -10,6 +10,7 @@
 //! (`[N, classes]`); for regressors `variable` (`[N, 1]`).
 
 pub mod data;
+pub mod forest;
 pub mod onnx;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,7 @@ impl Algo {
                 ("l2", 1.0),
                 ("nbins", 255.0),
             ],
+            // max_depth 0: grow until pure; max_features 0: √F per split.
             Algo::RandomForest => &[("n_estimators", 100.0), ("max_depth", 0.0), ("max_features", 0.0)],
         }
     }
@@ -592,11 +594,13 @@ fn prediction_trees(b: &forust_ml::GradientBooster) -> &[forust_ml::tree::Tree] 
 }
 
 /// Column-major copy for forust.
+/// Values are rounded to f32 first: the exported model compares in f32, so every split
+/// threshold (a value of the data) then means the same in training and in serving.
 fn column_major(x: &[f64], rows: usize, width: usize) -> Vec<f64> {
     let mut out = vec![0.0; x.len()];
     for r in 0..rows {
         for c in 0..width {
-            out[c * rows + r] = x[r * width + c];
+            out[c * rows + r] = f64::from(x[r * width + c] as f32);
         }
     }
     out
@@ -675,58 +679,36 @@ fn fit_forest(
     params: &BTreeMap<&str, f64>,
     seed: u64,
 ) -> Result<String, String> {
-    use linfa::prelude::*;
-    use rand::SeedableRng;
-    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
-    let dataset = Dataset::new(records, ndarray::Array1::from(y.to_vec()));
-    let trees = params["n_estimators"].max(1.0) as usize;
-    let mut tree_params = linfa_trees::DecisionTree::params();
-    if params["max_depth"] >= 1.0 {
-        tree_params = tree_params.max_depth(Some(params["max_depth"] as usize));
-    }
-    // scikit-learn's default: √F features per tree (here chosen once per tree, not per split).
-    let features = if params["max_features"] > 0.0 { params["max_features"] } else { (width as f64).sqrt().ceil() };
-    let proportion = (features / width as f64).clamp(1.0 / width as f64, 1.0);
-    let rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let forest = linfa_ensemble::EnsembleLearnerParams::new_fixed_rng(tree_params, rng)
-        .ensemble_size(trees)
-        .bootstrap_proportion(1.0)
-        .feature_proportion(proportion)
-        .fit(&dataset)
-        .map_err(|e| format!("random forest: {e}"))?;
+    let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
+    let p = forest::Params {
+        trees: params["n_estimators"].max(1.0) as usize,
+        max_depth: params["max_depth"] as usize,
+        max_features: params["max_features"] as usize,
+        min_samples_split: 2,
+    };
+    let trees = forest::fit(&x32, width, y, classes, &p, seed);
     let mut e = Ensemble::default();
-    let share = 1.0 / forest.models.len() as f32;
-    for (t, (tree, columns)) in forest.models.iter().zip(&forest.model_features).enumerate() {
-        // Preorder numbering; each tree votes `share` for its leaf's class.
-        let mut stack = vec![tree.root_node()];
-        let mut ids = std::collections::HashMap::new();
-        let mut next = 0i64;
-        let mut id_of = |n: *const linfa_trees::TreeNode<f64, usize>, ids: &mut std::collections::HashMap<_, i64>| {
-            *ids.entry(n).or_insert_with(|| {
-                next += 1;
-                next - 1
-            })
-        };
-        while let Some(n) = stack.pop() {
-            let id = id_of(n as *const _, &mut ids);
-            if n.is_leaf() {
-                e.leaf(t as i64, id, &[(n.prediction().unwrap_or(0) as i64, share)]);
-                continue;
+    let share = 1.0 / trees.len() as f32;
+    for (t, nodes) in trees.iter().enumerate() {
+        for (id, node) in nodes.iter().enumerate() {
+            match node {
+                forest::Node::Split { feature, threshold, left, right } => e.branch(
+                    t as i64,
+                    id as i64,
+                    Split {
+                        feature: *feature,
+                        threshold: f64::from(*threshold),
+                        left: *left as i64,
+                        right: *right as i64,
+                        missing_left: true,
+                    },
+                ),
+                forest::Node::Leaf(p) => {
+                    let weights: Vec<(i64, f32)> =
+                        p.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(c, v)| (c as i64, v * share)).collect();
+                    e.leaf(t as i64, id as i64, &weights)
+                }
             }
-            let (feature, threshold, _) = n.split();
-            let children = n.children();
-            let (Some(left), Some(right)) = (children[0].as_deref(), children[1].as_deref()) else {
-                e.leaf(t as i64, id, &[(n.prediction().unwrap_or(0) as i64, share)]);
-                continue;
-            };
-            let (l, r) = (id_of(left as *const _, &mut ids), id_of(right as *const _, &mut ids));
-            e.branch(
-                t as i64,
-                id,
-                Split { feature: columns[feature], threshold, left: l, right: r, missing_left: true },
-            );
-            stack.push(right);
-            stack.push(left);
         }
     }
     Ok(e.wire(graph, input, classes, vec![0.0; classes], Some("probabilities")))

@@ -50,7 +50,11 @@ pub fn classes(truth: &[String], predicted: &[String]) -> Vec<String> {
 /// `zero_division=0`). `positive_scores`, the predicted probability of the positive class,
 /// adds AUC and log loss (two classes only). Metrics that cannot be computed (AUC with one
 /// class present) are left out.
-pub fn classification(truth: &[String], predicted: &[String], positive_scores: Option<&[f64]>) -> BTreeMap<&'static str, f64> {
+pub fn classification(
+    truth: &[String],
+    predicted: &[String],
+    positive_scores: Option<&[f64]>,
+) -> BTreeMap<&'static str, f64> {
     let mut out = BTreeMap::new();
     let n = truth.len().min(predicted.len());
     if n == 0 {
@@ -124,10 +128,7 @@ pub fn regression(truth: &[f64], predicted: &[f64]) -> BTreeMap<&'static str, f6
     out.insert("rmse", (sse / nf).sqrt());
     out.insert("mae", err.iter().map(|e| e.abs()).sum::<f64>() / nf);
     // scikit-learn's mean_absolute_percentage_error: |error| / max(|truth|, machine epsilon).
-    out.insert(
-        "mape",
-        truth[..n].iter().zip(&err).map(|(t, e)| e.abs() / t.abs().max(f64::EPSILON)).sum::<f64>() / nf,
-    );
+    out.insert("mape", truth[..n].iter().zip(&err).map(|(t, e)| e.abs() / t.abs().max(f64::EPSILON)).sum::<f64>() / nf);
     let mean = truth[..n].iter().sum::<f64>() / nf;
     let total: f64 = truth[..n].iter().map(|v| (v - mean).powi(2)).sum();
     if total > 0.0 {

@@ -15,6 +15,7 @@ mod pipeline;
 mod remotes;
 mod server;
 mod serving;
+mod train;
 
 use assert_cmd::Command;
 use std::fs;

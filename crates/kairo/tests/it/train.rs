@@ -1,0 +1,214 @@
+//! `kairo train` through the real binary: every learner on data made here (numbers with
+//! missing values, a category with missing and unseen values), exported to ONNX, loaded in
+//! Kairo's runtime and (with the test venv) in onnxruntime with the same predictions;
+//! bit-identical output for the same seed; bad input refused with nothing written.
+
+use crate::Repo;
+use kairo_runtime::{Data, Model, Tensor};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Deterministic uniform numbers in [0, 1).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// 400 rows: x1, x2 (5% missing), city (a–d, some missing), and the three targets.
+fn dataset(target: &str) -> String {
+    let mut g = Lcg(42);
+    let mut out = format!("x1,x2,city,{target}\n");
+    for _ in 0..400 {
+        let x1 = g.next() * 4.0 - 2.0;
+        let x2 = g.next() * 10.0;
+        let city = ["a", "b", "c", "d", ""][(g.next() * 5.0) as usize];
+        let bump = match city {
+            "a" => 1.0,
+            "b" => -1.0,
+            _ => 0.0,
+        };
+        let score = x1 + 0.2 * x2 - 1.0 + bump + (g.next() - 0.5);
+        let y = match target {
+            "churn" => (if score > 0.0 { "yes" } else { "no" }).to_string(),
+            "tier" => (if score < -0.5 {
+                0
+            } else if score < 1.0 {
+                1
+            } else {
+                2
+            })
+            .to_string(),
+            _ => format!("{:.4}", 3.0 * score + 10.0),
+        };
+        let x2 = if g.next() < 0.05 { String::new() } else { format!("{x2:.4}") };
+        out.push_str(&format!("{x1:.4},{x2},{city},{y}\n"));
+    }
+    out
+}
+
+/// The model's inputs from a CSV made by `dataset` (plus an unseen city).
+fn inputs(model: &Model, csv: &str) -> HashMap<String, Tensor> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let mut out = HashMap::new();
+    for spec in &model.signature().inputs {
+        let c = header.iter().position(|h| *h == spec.name).unwrap();
+        let data = match spec.dtype {
+            kairo_runtime::DType::Bytes => Data::Bytes(rows.iter().map(|r| r[c].to_string()).collect()),
+            _ => Data::F32(rows.iter().map(|r| r[c].parse().unwrap_or(f32::NAN)).collect()),
+        };
+        out.insert(spec.name.clone(), Tensor::new(vec![rows.len(), 1], data).unwrap());
+    }
+    out
+}
+
+fn as_json(t: &Tensor) -> Vec<Value> {
+    match &t.data {
+        Data::Bytes(v) => v.iter().map(|s| Value::from(s.clone())).collect(),
+        Data::I64(v) => v.iter().map(|x| Value::from(*x as f64)).collect(),
+        _ => (0..t.data.len()).map(|i| Value::from(t.data.f64_at(i).unwrap())).collect(),
+    }
+}
+
+fn onnxruntime(python: &str, model: &PathBuf, csv: &PathBuf) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/onnx_outputs.py");
+    let out = std::process::Command::new(python).arg(script).arg(model).arg(csv).output().unwrap();
+    assert!(out.status.success(), "onnx_outputs.py: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(out.stdout.trim_ascii()).unwrap()
+}
+
+#[test]
+fn every_learner_exports_onnx_that_kairo_and_onnxruntime_agree_on() {
+    let repo = Repo::new();
+    let python = crate::server::python();
+    let cases = [
+        ("churn", "logistic", "label"),
+        ("churn", "gbdt", "label"),
+        ("churn", "random_forest", "label"),
+        ("tier", "logistic", "label"),
+        ("tier", "gbdt", "label"),
+        ("tier", "random_forest", "label"),
+        ("spend", "linear", "variable"),
+        ("spend", "gbdt", "variable"),
+    ];
+    for target in ["churn", "tier", "spend"] {
+        repo.write(&format!("{target}.csv"), dataset(target));
+    }
+    // Scoring data with a city never seen in training: its one-hot columns are all zero.
+    let scoring = dataset("churn").replacen(",a,", ",zürich,", 3);
+    repo.write("scoring.csv", &scoring);
+    for (target, algo, first_output) in cases {
+        let model = format!("{target}-{algo}.onnx");
+        let mut args = vec![
+            "train",
+            "--data",
+            &format!("{target}.csv"),
+            "--target",
+            target,
+            "--algo",
+            algo,
+            "--out",
+            &model,
+            "--metrics",
+            "metrics.json",
+            "--seed",
+            "7",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        if algo == "random_forest" {
+            args.extend(["--param".into(), "n_estimators=15".into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let summary = repo.json(&args);
+        let metrics: Value = serde_json::from_slice(&repo.read("metrics.json")).unwrap();
+        assert_eq!(summary["train_rows"], 320, "{summary}");
+        assert_eq!(summary["test_rows"], 80);
+        match first_output {
+            "label" => {
+                let accuracy = metrics["accuracy"].as_f64().unwrap();
+                assert!(accuracy > 0.6, "{target} {algo}: accuracy {accuracy}");
+                assert!(metrics.get("f1_macro").is_some() && metrics.get("balanced_accuracy").is_some());
+            }
+            _ => assert!(metrics["r2"].as_f64().unwrap() > 0.5, "{target} {algo}: {metrics}"),
+        }
+        if target == "churn" {
+            assert!(metrics["auc"].as_f64().unwrap() > 0.7, "{algo}: {metrics}");
+        }
+        // The same data, params and seed give the same bytes.
+        let again = args.iter().map(|a| if *a == model.as_str() { "again.onnx" } else { a }).collect::<Vec<_>>();
+        repo.kairo(&again).assert().success();
+        assert!(repo.read(&model) == repo.read("again.onnx"), "{model} is not deterministic");
+
+        let loaded = Model::load(&repo.read(&model)).unwrap();
+        let names: Vec<&str> = loaded.signature().outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names[0], first_output);
+        let data_csv = if target == "churn" { "scoring.csv".to_string() } else { format!("{target}.csv") };
+        let text = String::from_utf8(repo.read(&data_csv)).unwrap();
+        let ours = loaded.infer(inputs(&loaded, &text)).unwrap();
+        if target == "churn" {
+            assert_eq!(ours[0].data.len(), 400);
+            assert!(matches!(&ours[0].data, Data::Bytes(v) if v.iter().all(|l| l == "yes" || l == "no")));
+        }
+        if let Some(python) = &python {
+            let theirs = onnxruntime(python, &repo.join(&model), &repo.join(&data_csv));
+            for (spec, tensor) in loaded.signature().outputs.iter().zip(&ours) {
+                let want = theirs[&spec.name].as_array().unwrap();
+                let got = as_json(tensor);
+                assert_eq!(got.len(), want.len(), "{model} {}", spec.name);
+                for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                    match (g.as_f64(), w.as_f64()) {
+                        (Some(g), Some(w)) => {
+                            assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{model} {}[{i}]: {g} vs {w}", spec.name)
+                        }
+                        _ => assert_eq!(g, w, "{model} {}[{i}]", spec.name),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_refused_by_name_and_writes_nothing() {
+    let repo = Repo::new();
+    repo.write("ok.csv", dataset("churn"));
+    repo.write("empty.csv", "");
+    repo.write("constant.csv", "x,y\n1,a\n2,a\n3,a\n");
+    repo.write("few.csv", "x,y\n1,a\n2,b\n3,c\n");
+    let mut junk = String::from("x,y\n");
+    for i in 0..50 {
+        junk.push_str(&format!("{},{}\n", if i == 17 { "n/a?".to_string() } else { i.to_string() }, i % 2));
+    }
+    repo.write("junk.csv", junk);
+    let cases: [(&[&str], &str); 8] = [
+        (&["--data", "ok.csv", "--target", "nope"], "no target column 'nope'"),
+        (&["--data", "empty.csv", "--target", "y"], "empty"),
+        (&["--data", "constant.csv", "--target", "y"], "constant"),
+        (&["--data", "few.csv", "--target", "y"], "3 classes for 3 rows"),
+        (&["--data", "junk.csv", "--target", "y"], "column 'x'"),
+        (&["--data", "ok.csv", "--target", "churn", "--param", "depth=3"], "--param depth"),
+        (&["--data", "ok.csv", "--target", "churn", "--algo", "linear"], "regression"),
+        (&["--data", "missing.csv", "--target", "y"], "missing.csv"),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["train", "--out", "model.onnx", "--metrics", "m.json"];
+        all.extend_from_slice(args);
+        let out = repo.kairo(&all).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: expected `{message}` in {stderr}");
+        assert!(!repo.join("model.onnx").exists() && !repo.join("m.json").exists(), "{args:?} left output behind");
+    }
+    // A value that is not KEY=VALUE is a usage error.
+    repo.kairo(&["train", "--data", "ok.csv", "--target", "churn", "--out", "m.onnx", "--param", "deep"])
+        .assert()
+        .code(2);
+}
