@@ -62,6 +62,34 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+/// A spinner with the current step on a terminal (nothing when stderr is not one).
+struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    fn start(message: &str) -> Spinner {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Spinner(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Spinner(Some(bar))
+    }
+
+    fn say(&self, message: &str) {
+        if let Some(b) = &self.0 {
+            b.set_message(message.to_string());
+        }
+    }
+
+    fn stop(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
 /// Write whole, then rename: a failed or interrupted run leaves no partial file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let tmp = path.with_file_name(format!(".{}.kairo-tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
@@ -81,6 +109,7 @@ pub fn run(a: TrainArgs) -> CmdResult {
         params.push((k.trim().to_string(), v.trim().to_string()));
     }
     let started = std::time::Instant::now();
+    let spinner = Spinner::start(&format!("reading {}", a.data.display()));
     let frame = kairo_ml::read(&a.data).map_err(fail)?;
     let test = a.test_data.as_deref().map(kairo_ml::read).transpose().map_err(fail)?;
     let request = kairo_ml::Request {
@@ -99,8 +128,15 @@ pub fn run(a: TrainArgs) -> CmdResult {
         test_fraction: a.test_fraction,
         seed: a.seed,
     };
-    let trained =
-        kairo_ml::train(&frame, test.as_ref(), &request).map_err(|e| fail(format!("{}: {e}", a.data.display())))?;
+    spinner.say(&format!(
+        "fitting {} on {} rows × {} columns",
+        request.algo.map(Algo::name).unwrap_or("gbdt"),
+        frame.rows,
+        frame.columns.len().saturating_sub(1)
+    ));
+    let trained = kairo_ml::train(&frame, test.as_ref(), &request);
+    spinner.stop();
+    let trained = trained.map_err(|e| fail(format!("{}: {e}", a.data.display())))?;
     let metrics = json!({
         "task": match trained.task { Task::Classification => "classification", Task::Regression => "regression" },
         "algo": trained.algo.name(),
