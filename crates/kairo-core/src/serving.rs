@@ -15,6 +15,8 @@ pub struct VersionArtifact {
     pub metrics: serde_json::Value,
     /// JSON reference profile of the training data, when the run's inputs named a dataset.
     pub profile: Option<serde_json::Value>,
+    /// JSON permutation feature importance on the model's holdout, when one is configured.
+    pub importance: Option<serde_json::Value>,
 }
 
 /// Where a promotion stands.

@@ -411,11 +411,16 @@ fn fit_logistic(
     let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
     let alpha = params["alpha"];
     let iterations = params["max_iter"].max(1.0) as u64;
+    // linfa minimises the summed loss; scikit-learn's tolerance 1e-4 applies to the mean
+    // loss's gradient, so scale it by the rows (else large data never "converges" and runs
+    // every iteration).
+    let tolerance = 1e-4 * y.len() as f64;
     if classes == 2 {
         let targets = ndarray::Array1::from_iter(y.iter().copied());
         let fitted = linfa_logistic::LogisticRegression::default()
             .alpha(alpha)
             .max_iterations(iterations)
+            .gradient_tolerance(tolerance)
             .fit(&Dataset::new(records, targets))
             .map_err(|e| format!("logistic regression: {e}"))?;
         // linfa's positive class is the larger label, as ours (index 1).
@@ -432,6 +437,7 @@ fn fit_logistic(
         let fitted = linfa_logistic::MultiLogisticRegression::default()
             .alpha(alpha)
             .max_iterations(iterations)
+            .gradient_tolerance(tolerance)
             .fit(&Dataset::new(records, targets))
             .map_err(|e| format!("logistic regression: {e}"))?;
         // Columns of the fitted parameters follow `classes()`; place them in class order.
@@ -587,7 +593,6 @@ fn booster(
         // (checked by the tests, which train twice).
         .set_parallel(true)
         .set_create_missing_branch(false)
-
 }
 
 /// The trees a booster predicts with (all of them, unless early stopping chose fewer).

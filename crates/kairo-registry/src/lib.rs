@@ -211,8 +211,30 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         None => None,
     };
     let object = objects.put_bytes(&bytes)?;
-    let artifact =
-        VersionArtifact { object, size: bytes.len() as u64, signature, metrics: Value::Object(metrics), profile };
+    // Permutation importance on the model's holdout, when kairo.yaml names one.
+    let importance = match project.config().models.get(&req.name).and_then(|p| p.holdout.clone()) {
+        Some(h) => match holdout::Table::read(&project.abs(&h.path))
+            .and_then(|t| holdout::permutation_importance(&model, &t, &h.target))
+        {
+            Ok(mut v) => {
+                v["holdout"] = json!(h.path);
+                Some(v)
+            }
+            Err(e) => {
+                notes.push(format!("no permutation importance: {}: {e}", h.path));
+                None
+            }
+        },
+        None => None,
+    };
+    let artifact = VersionArtifact {
+        object,
+        size: bytes.len() as u64,
+        signature,
+        metrics: Value::Object(metrics),
+        profile,
+        importance,
+    };
     if md.registered_model(&req.name).await.is_err() {
         md.create_registered_model(&req.name, "", &[], &req.actor).await?;
     }

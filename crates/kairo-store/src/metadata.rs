@@ -17,6 +17,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("tracking", include_str!("../migrations/sqlite/0003_tracking.sql")),
     ("serving", include_str!("../migrations/sqlite/0004_serving.sql")),
     ("monitoring", include_str!("../migrations/sqlite/0005_monitoring.sql")),
+    ("importance", include_str!("../migrations/sqlite/0006_importance.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -24,10 +25,11 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("tracking", include_str!("../migrations/postgres/0003_tracking.sql")),
     ("serving", include_str!("../migrations/postgres/0004_serving.sql")),
     ("monitoring", include_str!("../migrations/postgres/0005_monitoring.sql")),
+    ("importance", include_str!("../migrations/postgres/0006_importance.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -55,7 +55,7 @@ impl Metadata {
         let mut tx = self.pool.begin().await?;
         let version = crate::registry::insert_version_row(&mut tx, new).await?;
         sqlx::query(
-            "INSERT INTO model_version_details (name, version, object, size, signature, metrics, profile) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO model_version_details (name, version, object, size, signature, metrics, profile, importance) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&new.name)
         .bind(version)
@@ -64,6 +64,7 @@ impl Metadata {
         .bind(json_text(&artifact.signature))
         .bind(json_text(&artifact.metrics))
         .bind(artifact.profile.as_ref().map(json_text))
+        .bind(artifact.importance.as_ref().map(json_text))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -89,7 +90,7 @@ impl Metadata {
     /// an ONNX artifact.
     pub async fn version_artifact(&self, name: &str, version: i64) -> Result<Option<VersionArtifact>> {
         let row = sqlx::query(
-            "SELECT object, size, signature, metrics, profile FROM model_version_details WHERE name = $1 AND version = $2",
+            "SELECT object, size, signature, metrics, profile, importance FROM model_version_details WHERE name = $1 AND version = $2",
         )
         .bind(name)
         .bind(version)
@@ -99,12 +100,14 @@ impl Metadata {
         let object: String = r.try_get(0)?;
         let size: i64 = r.try_get(1)?;
         let profile: Option<String> = r.try_get(4)?;
+        let importance: Option<String> = r.try_get(5)?;
         Ok(Some(VersionArtifact {
             object: object.parse().map_err(|_| StoreError::Invalid(format!("bad object hash for {name}/{version}")))?,
             size: size as u64,
             signature: parse_json(&r.try_get::<String, _>(2)?, "signature")?,
             metrics: parse_json(&r.try_get::<String, _>(3)?, "metrics")?,
             profile: profile.map(|p| parse_json(&p, "profile")).transpose()?,
+            importance: importance.map(|p| parse_json(&p, "importance")).transpose()?,
         }))
     }
 

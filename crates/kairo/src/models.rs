@@ -367,6 +367,7 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
             "object": art.as_ref().map(|a| a.object.to_hex()), "size": art.as_ref().map(|a| a.size),
             "signature": art.as_ref().map(|a| a.signature.clone()), "metrics": art.as_ref().map(|a| a.metrics.clone()),
             "profile": art.as_ref().and_then(|a| a.profile.clone()),
+            "importance": art.as_ref().and_then(|a| a.importance.clone()),
             "lineage": run.as_ref().map(|run| json!({
                 "run": run.id, "stage": run.stage, "commit": run.git.commit, "dirty": run.git.dirty,
                 "started": run.started_at, "environment_spec": run.env.spec,
@@ -455,6 +456,29 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
                 "    environment {} ({})",
                 &l["environment"].as_str().unwrap_or("")[..12],
                 l["environment_spec"].as_str().unwrap_or("")
+            );
+        }
+        if let Some(imp) = v["importance"].as_object() {
+            let features = imp.get("features").and_then(Value::as_array).cloned().unwrap_or_default();
+            let top: Vec<String> = features
+                .iter()
+                .take(8)
+                .map(|f| {
+                    format!(
+                        "{} {:.4}±{:.4}",
+                        f["name"].as_str().unwrap_or(""),
+                        f["importance"].as_f64().unwrap_or(0.0),
+                        f["std"].as_f64().unwrap_or(0.0)
+                    )
+                })
+                .collect();
+            println!(
+                "  permutation importance ({} drop on {}, {} rows): {}{}",
+                imp.get("metric").and_then(Value::as_str).unwrap_or(""),
+                imp.get("holdout").and_then(Value::as_str).unwrap_or("holdout"),
+                imp.get("rows").and_then(Value::as_u64).unwrap_or(0),
+                top.join(", "),
+                if features.len() > 8 { format!(", ... ({} features)", features.len()) } else { String::new() }
             );
         }
         if let Some(p) = v["profile"].as_object() {

@@ -177,6 +177,30 @@ fn every_learner_exports_onnx_that_kairo_and_onnxruntime_agree_on() {
 }
 
 #[test]
+fn registration_measures_permutation_importance_on_the_holdout() {
+    let repo = Repo::new();
+    repo.write("churn.csv", dataset("churn"));
+    repo.kairo(&["train", "--data", "churn.csv", "--target", "churn", "--algo", "logistic", "--out", "m.onnx"])
+        .assert()
+        .success();
+    repo.write("kairo.yaml", "version: 1\nmodels:\n  churn:\n    holdout: {path: churn.csv, target: churn}\n");
+    repo.kairo(&["models", "register", "churn", "--file", "m.onnx"]).assert().success();
+    let show = repo.json(&["models", "show", "churn:1"]);
+    let imp = &show["versions"][0]["importance"];
+    assert_eq!(imp["metric"], "accuracy", "{show}");
+    assert_eq!(imp["rows"], 400);
+    let features = imp["features"].as_array().unwrap();
+    let names: Vec<&str> = features.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    // x1 moves the score by ±2, x2 by ±1, the city by ±1: x1 matters most; shuffling any
+    // of them costs accuracy.
+    assert_eq!(names[0], "x1", "{imp}");
+    assert!(features.iter().all(|f| f["importance"].as_f64().unwrap() > 0.0), "{imp}");
+    let text = repo.kairo(&["models", "show", "churn:1"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("permutation importance (accuracy drop on churn.csv"));
+}
+
+#[test]
 fn bad_input_is_refused_by_name_and_writes_nothing() {
     let repo = Repo::new();
     repo.write("ok.csv", dataset("churn"));
