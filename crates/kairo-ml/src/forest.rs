@@ -14,8 +14,8 @@ use rayon::prelude::*;
 /// A node of a grown tree.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
-    /// `x[feature] < threshold` goes to `left`.
-    Split { feature: usize, threshold: f32, left: usize, right: usize },
+    /// `x[feature] < threshold` goes to `left`; `value` is the class distribution here.
+    Split { feature: usize, threshold: f32, left: usize, right: usize, value: Vec<f32> },
     /// Class probabilities.
     Leaf(Vec<f32>),
 }
@@ -94,7 +94,8 @@ impl Grower<'_> {
         let (l, r) = rows.split_at_mut(left_len);
         let left = self.grow(l, depth + 1);
         let right = self.grow(r, depth + 1);
-        self.nodes[at] = Node::Split { feature, threshold, left, right };
+        let value = counts.iter().map(|c| (c / total) as f32).collect();
+        self.nodes[at] = Node::Split { feature, threshold, left, right, value };
         at
     }
 
@@ -191,7 +192,7 @@ mod tests {
         let mut i = 0;
         loop {
             match &tree[i] {
-                Node::Split { feature, threshold, left, right } => {
+                Node::Split { feature, threshold, left, right, .. } => {
                     i = if row[*feature] < *threshold { *left } else { *right };
                 }
                 Node::Leaf(p) => return p.clone(),

@@ -10,6 +10,7 @@
 //! (`[N, classes]`); for regressors `variable` (`[N, 1]`).
 
 pub mod data;
+pub mod explain;
 pub mod forest;
 pub mod onnx;
 
@@ -154,6 +155,7 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
         Target::Classes { classes, .. } => classes.clone(),
         Target::Values(_) => Vec::new(),
     };
+    let scorer: Option<(explain::Scorer, usize, &str)>;
     match &target {
         Target::Classes { index, integer_labels, .. } => {
             let y: Vec<usize> = train_rows.iter().map(|r| index[*r]).collect();
@@ -161,26 +163,35 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
             if present.len() < 2 {
                 return Err("the training rows hold only one class; use more data or a smaller --test-fraction".into());
             }
-            let probabilities = match algo {
+            let (probabilities, s) = match algo {
                 Algo::Logistic => fit_logistic(&mut graph, &input, &x, width, &y, classes.len(), &params)?,
                 Algo::Gbdt => fit_gbdt_classifier(&mut graph, &input, &x, width, &y, classes.len(), &params, req.seed)?,
                 Algo::RandomForest => fit_forest(&mut graph, &input, &x, width, &y, classes.len(), &params, req.seed)?,
                 Algo::Linear => unreachable!("refused above"),
             };
+            scorer = Some(s);
             label_head(&mut graph, &probabilities, &classes, *integer_labels);
         }
         Target::Values(v) => {
             let y: Vec<f64> = train_rows.iter().map(|r| v[*r]).collect();
-            match algo {
+            scorer = Some(match algo {
                 Algo::Linear => fit_linear(&mut graph, &input, &x, width, &y)?,
                 Algo::Gbdt => fit_gbdt_regressor(&mut graph, &input, &x, width, &y, &params, req.seed)?,
                 _ => unreachable!("refused above"),
-            }
+            });
         }
     }
     let fit_seconds = started.elapsed().as_secs_f64();
     let doc = format!("kairo train --algo {} --target {} (seed {})", algo.name(), req.target, req.seed);
-    let onnx = graph.encode(&doc);
+    let explainer = scorer.map(|(scorer, targets, score)| explain::Explainer {
+        features: explain::encodings(&features),
+        targets,
+        score: score.to_string(),
+        scorer,
+    });
+    let metadata: Vec<(&str, String)> =
+        explainer.iter().filter_map(|e| serde_json::to_string(e).ok()).map(|j| (explain::METADATA_KEY, j)).collect();
+    let onnx = graph.encode(&doc, &metadata);
 
     // Evaluate the exported model itself.
     let metrics = match test {
@@ -398,6 +409,10 @@ fn two_columns(graph: &mut Graph, p: &str, output: &str) -> String {
     graph.node("Concat", "", &[&q, p], Some(output), vec![("axis", Attr::Int(1))])
 }
 
+/// A fitted head: the probabilities output, and the explanation scorer with its target count
+/// and what its score is.
+type Fitted = (String, (explain::Scorer, usize, &'static str));
+
 fn fit_logistic(
     graph: &mut Graph,
     input: &str,
@@ -406,7 +421,7 @@ fn fit_logistic(
     y: &[usize],
     classes: usize,
     params: &BTreeMap<&str, f64>,
-) -> Result<String, String> {
+) -> Result<Fitted, String> {
     use linfa::prelude::*;
     let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
     let alpha = params["alpha"];
@@ -426,12 +441,18 @@ fn fit_logistic(
         // linfa's positive class is the larger label, as ours (index 1).
         let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
         let w: Vec<f32> = fitted.params().iter().map(|v| (v * sign) as f32).collect();
+        let intercept = (fitted.intercept() * sign) as f32;
+        let scorer = explain::Scorer::Linear {
+            coef: w.iter().map(|v| f64::from(*v)).collect(),
+            intercept: vec![f64::from(intercept)],
+            scaled: true,
+        };
         let wt = graph.floats("coef", &[width as i64, 1], w);
-        let b = graph.floats("intercept", &[1], vec![(fitted.intercept() * sign) as f32]);
+        let b = graph.floats("intercept", &[1], vec![intercept]);
         let z = graph.node("MatMul", "", &[input, &wt], None, vec![]);
         let z = graph.node("Add", "", &[&z, &b], None, vec![]);
         let p = graph.node("Sigmoid", "", &[&z], None, vec![]);
-        Ok(two_columns(graph, &p, "probabilities"))
+        Ok((two_columns(graph, &p, "probabilities"), (scorer, 1, "logit")))
     } else {
         let targets = ndarray::Array1::from_iter(y.iter().copied());
         let fitted = linfa_logistic::MultiLogisticRegression::default()
@@ -449,27 +470,45 @@ fn fit_logistic(
             }
             b[*c] = fitted.intercept()[j] as f32;
         }
+        let scorer = explain::Scorer::Linear {
+            coef: w.iter().map(|v| f64::from(*v)).collect(),
+            intercept: b.iter().map(|v| f64::from(*v)).collect(),
+            scaled: true,
+        };
         let wt = graph.floats("coef", &[width as i64, classes as i64], w);
         let bt = graph.floats("intercept", &[classes as i64], b);
         let z = graph.node("MatMul", "", &[input, &wt], None, vec![]);
         let z = graph.node("Add", "", &[&z, &bt], None, vec![]);
-        Ok(graph.node("Softmax", "", &[&z], Some("probabilities"), vec![("axis", Attr::Int(1))]))
+        let p = graph.node("Softmax", "", &[&z], Some("probabilities"), vec![("axis", Attr::Int(1))]);
+        Ok((p, (scorer, classes, "logit")))
     }
 }
 
-fn fit_linear(graph: &mut Graph, input: &str, x: &[f64], width: usize, y: &[f64]) -> Result<(), String> {
+fn fit_linear(
+    graph: &mut Graph,
+    input: &str,
+    x: &[f64],
+    width: usize,
+    y: &[f64],
+) -> Result<(explain::Scorer, usize, &'static str), String> {
     use linfa::prelude::*;
     let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
     let fitted = linfa_linear::LinearRegression::new()
         .fit(&Dataset::new(records, ndarray::Array1::from(y.to_vec())))
         .map_err(|e| format!("linear regression: {e}"))?;
     let w: Vec<f32> = fitted.params().iter().map(|v| *v as f32).collect();
+    let intercept = fitted.intercept() as f32;
+    let scorer = explain::Scorer::Linear {
+        coef: w.iter().map(|v| f64::from(*v)).collect(),
+        intercept: vec![f64::from(intercept)],
+        scaled: true,
+    };
     let wt = graph.floats("coef", &[width as i64, 1], w);
-    let b = graph.floats("intercept", &[1], vec![fitted.intercept() as f32]);
+    let b = graph.floats("intercept", &[1], vec![intercept]);
     let z = graph.node("MatMul", "", &[input, &wt], None, vec![]);
     graph.node("Add", "", &[&z, &b], Some("variable"), vec![]);
     graph.output("variable", Type::Float, &[None, Some(1)]);
-    Ok(())
+    Ok((scorer, 1, "value"))
 }
 
 /// Tree nodes in the flat form of ONNX `TreeEnsembleRegressor`.
@@ -556,6 +595,19 @@ impl Ensemble {
     }
 }
 
+/// A forust tree for explanations: every node's weight on target `target` of `targets`.
+fn explain_forust_tree(tree: &forust_ml::tree::Tree, target: usize, targets: usize) -> Vec<explain::TreeNode> {
+    let mut nodes = vec![explain::TreeNode { split: None, value: vec![0.0; targets] }; tree.nodes.len()];
+    for n in &tree.nodes {
+        let node = &mut nodes[n.num];
+        node.value[target] = f64::from(n.weight_value);
+        if !n.is_leaf {
+            node.split = Some((n.split_feature, n.split_value as f32, n.left_child, n.right_child));
+        }
+    }
+    nodes
+}
+
 /// Add one forust tree as tree `tree_id`, its leaves scoring `target`.
 fn add_forust_tree(e: &mut Ensemble, tree_id: i64, tree: &forust_ml::tree::Tree, target: i64) {
     for n in &tree.nodes {
@@ -623,7 +675,7 @@ fn fit_gbdt_classifier(
     classes: usize,
     params: &BTreeMap<&str, f64>,
     seed: u64,
-) -> Result<String, String> {
+) -> Result<Fitted, String> {
     let cm = column_major(x, y.len(), width);
     let matrix = forust_ml::Matrix::new(&cm, y.len(), width);
     let weights = vec![1.0; y.len()];
@@ -633,6 +685,7 @@ fn fit_gbdt_classifier(
     let mut e = Ensemble::default();
     let mut base = Vec::new();
     let mut tree_id = 0;
+    let mut explained = Vec::new();
     for (t, class) in targets.iter().enumerate() {
         let yk: Vec<f64> = y.iter().map(|c| if c == class { 1.0 } else { 0.0 }).collect();
         let mut b = booster(params, seed, forust_ml::objective::ObjectiveType::LogLoss);
@@ -640,17 +693,20 @@ fn fit_gbdt_classifier(
         base.push(b.base_score as f32);
         for tree in prediction_trees(&b) {
             add_forust_tree(&mut e, tree_id, tree, t as i64);
+            explained.push(explain_forust_tree(tree, t, targets.len()));
             tree_id += 1;
         }
     }
+    let scorer = explain::Scorer::Trees { trees: explained, base: base.iter().map(|v| f64::from(*v)).collect() };
+    let scorer = (scorer, targets.len(), "logit");
     let scores = e.wire(graph, input, targets.len(), base, None);
     let p = graph.node("Sigmoid", "", &[&scores], None, vec![]);
     if classes == 2 {
-        return Ok(two_columns(graph, &p, "probabilities"));
+        return Ok((two_columns(graph, &p, "probabilities"), scorer));
     }
     let axes = graph.ints("axes", &[1], vec![1]);
     let total = graph.node("ReduceSum", "", &[&p, &axes], None, vec![("keepdims", Attr::Int(1))]);
-    Ok(graph.node("Div", "", &[&p, &total], Some("probabilities"), vec![]))
+    Ok((graph.node("Div", "", &[&p, &total], Some("probabilities"), vec![]), scorer))
 }
 
 fn fit_gbdt_regressor(
@@ -661,18 +717,21 @@ fn fit_gbdt_regressor(
     y: &[f64],
     params: &BTreeMap<&str, f64>,
     seed: u64,
-) -> Result<(), String> {
+) -> Result<(explain::Scorer, usize, &'static str), String> {
     let cm = column_major(x, y.len(), width);
     let matrix = forust_ml::Matrix::new(&cm, y.len(), width);
     let mut b = booster(params, seed, forust_ml::objective::ObjectiveType::SquaredLoss);
     b.fit(&matrix, y, &vec![1.0; y.len()], None).map_err(|e| format!("gradient boosting: {e}"))?;
     let mut e = Ensemble::default();
+    let mut explained = Vec::new();
     for (i, tree) in prediction_trees(&b).iter().enumerate() {
         add_forust_tree(&mut e, i as i64, tree, 0);
+        explained.push(explain_forust_tree(tree, 0, 1));
     }
-    e.wire(graph, input, 1, vec![b.base_score as f32], Some("variable"));
+    let base = f64::from(b.base_score as f32);
+    e.wire(graph, input, 1, vec![base as f32], Some("variable"));
     graph.output("variable", Type::Float, &[None, Some(1)]);
-    Ok(())
+    Ok((explain::Scorer::Trees { trees: explained, base: vec![base] }, 1, "value"))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -685,7 +744,7 @@ fn fit_forest(
     classes: usize,
     params: &BTreeMap<&str, f64>,
     seed: u64,
-) -> Result<String, String> {
+) -> Result<Fitted, String> {
     let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
     let p = forest::Params {
         trees: params["n_estimators"].max(1.0) as usize,
@@ -696,10 +755,27 @@ fn fit_forest(
     let trees = forest::fit(&x32, width, y, classes, &p, seed);
     let mut e = Ensemble::default();
     let share = 1.0 / trees.len() as f32;
+    let explained: Vec<Vec<explain::TreeNode>> = trees
+        .iter()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .map(|n| match n {
+                    forest::Node::Split { feature, threshold, left, right, value } => explain::TreeNode {
+                        split: Some((*feature, *threshold, *left, *right)),
+                        value: value.iter().map(|v| f64::from(v * share)).collect(),
+                    },
+                    forest::Node::Leaf(p) => {
+                        explain::TreeNode { split: None, value: p.iter().map(|v| f64::from(v * share)).collect() }
+                    }
+                })
+                .collect()
+        })
+        .collect();
     for (t, nodes) in trees.iter().enumerate() {
         for (id, node) in nodes.iter().enumerate() {
             match node {
-                forest::Node::Split { feature, threshold, left, right } => e.branch(
+                forest::Node::Split { feature, threshold, left, right, .. } => e.branch(
                     t as i64,
                     id as i64,
                     Split {
@@ -718,7 +794,8 @@ fn fit_forest(
             }
         }
     }
-    Ok(e.wire(graph, input, classes, vec![0.0; classes], Some("probabilities")))
+    let scorer = explain::Scorer::Trees { trees: explained, base: vec![0.0; classes] };
+    Ok((e.wire(graph, input, classes, vec![0.0; classes], Some("probabilities")), (scorer, classes, "probability")))
 }
 
 /// Read a training or test file (CSV, or Parquet by extension).

@@ -5,7 +5,8 @@
 use prost::Message;
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto, GraphProto,
-    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
 };
 
 /// The opsets the exported models use: onnxruntime and Kairo's runtime both run them.
@@ -164,8 +165,8 @@ impl Graph {
         out
     }
 
-    /// The model's bytes.
-    pub fn encode(self, doc: &str) -> Vec<u8> {
+    /// The model's bytes, with `metadata` as the model's metadata properties.
+    pub fn encode(self, doc: &str, metadata: &[(&str, String)]) -> Vec<u8> {
         let model = ModelProto {
             ir_version: 8,
             producer_name: "kairo".into(),
@@ -183,6 +184,10 @@ impl Graph {
                 output: self.outputs,
                 ..Default::default()
             }),
+            metadata_props: metadata
+                .iter()
+                .map(|(k, v)| StringStringEntryProto { key: k.to_string(), value: v.clone() })
+                .collect(),
             ..Default::default()
         };
         model.encode_to_vec()

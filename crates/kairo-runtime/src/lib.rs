@@ -56,6 +56,8 @@ pub struct Model {
     /// Whether NaN in a float input means "missing" to this model (imputers, tree ensembles).
     accepts_nan: bool,
     op_types: Vec<String>,
+    /// The model's metadata properties (key, value).
+    metadata: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Model {
@@ -75,6 +77,8 @@ impl Model {
         op_types.sort();
         op_types.dedup();
         let accepts_nan = op_types.iter().any(|op| NAN_AWARE_OPS.contains(&op.as_str()));
+        let metadata: Vec<(String, String)> =
+            proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
 
         let lowered = lower::lower(&mut proto).map_err(|e| RuntimeError::Load(e.0))?;
         let mut onnx = tract_onnx::onnx();
@@ -98,6 +102,7 @@ impl Model {
                         lowered: Vec::new(),
                         accepts_nan,
                         op_types,
+                        metadata,
                     }),
                     Err(e) => Err(RuntimeError::Load(format!(
                         "the model uses operators tract does not support ({}), and ONNX Runtime could not take it: {e}",
@@ -153,11 +158,16 @@ impl Model {
             inputs: inputs.into_iter().map(|(name, dtype, shape)| TensorSpec { name, dtype, shape }).collect(),
             outputs,
         };
-        Ok(Model { backend: Backend::Tract(plan), signature, lowered, accepts_nan, op_types })
+        Ok(Model { backend: Backend::Tract(plan), signature, lowered, accepts_nan, op_types, metadata })
     }
 
     pub fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    /// A metadata property of the model file.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// Which engine runs the model: `tract`, or `onnxruntime` (feature `ort`) for models

@@ -27,6 +27,8 @@ pub struct Loaded {
     pub model: Model,
     /// OIP model metadata (`GET /v2/models/{name}/versions/{v}`).
     pub metadata: Value,
+    /// Contribution data, for models `kairo train` wrote.
+    pub explainer: Option<kairo_ml::explain::Explainer>,
 }
 
 /// Which arm of a deployment answered.
@@ -277,7 +279,8 @@ impl Endpoints {
             .map_err(|e| format!("{what}: {e}"))?
             .map_err(|e| e.to_string())?;
         let metadata = metadata_json(name, version, &model);
-        let loaded = Arc::new(Loaded { name: name.to_string(), version, model, metadata });
+        let explainer = model.metadata(kairo_ml::explain::METADATA_KEY).and_then(|j| serde_json::from_str(j).ok());
+        let loaded = Arc::new(Loaded { name: name.to_string(), version, model, metadata, explainer });
         lock(&self.cache).insert((name.to_string(), version), loaded.clone());
         Ok(loaded)
     }

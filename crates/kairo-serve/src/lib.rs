@@ -438,6 +438,19 @@ async fn infer_common(
         mirror(&s, &ep, shadow, request.inputs.clone(), request_id.clone());
     }
     let outcome = Outcome { state: &s, ep: &ep, loaded: &loaded, arm, request_id: request_id.clone(), started };
+    let explain_inputs = match (request.contributions, &loaded.explainer) {
+        (false, _) => None,
+        (true, Some(_)) => Some(request.inputs.clone()),
+        (true, None) => {
+            return oip_error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "model '{name}' version {} has no contribution data (models written by `kairo train` have it)",
+                    loaded.version
+                ),
+            )
+        }
+    };
     let outputs = match run_model(&loaded, request.inputs).await {
         Ok(o) => o,
         Err(e) => {
@@ -448,13 +461,26 @@ async fn infer_common(
     };
     let sig = loaded.model.signature();
     let named: Vec<(String, Tensor)> = sig.outputs.iter().map(|o| o.name.clone()).zip(outputs).collect();
-    let selected: Vec<(String, Tensor, bool)> = match &request.outputs {
+    let mut selected: Vec<(String, Tensor, bool)> = match &request.outputs {
         None => named.iter().map(|(n, t)| (n.clone(), t.clone(), request.binary_default)).collect(),
         Some(wanted) => wanted
             .iter()
             .filter_map(|(w, bin)| named.iter().find(|(n, _)| n == w).map(|(n, t)| (n.clone(), t.clone(), *bin)))
             .collect(),
     };
+    if let (Some(inputs), Some(explainer)) = (explain_inputs, &loaded.explainer) {
+        match explainer.contributions(&inputs) {
+            Ok(t) => {
+                let names = explainer.columns();
+                let n = names.len();
+                selected.push(("contributions".into(), t, request.binary_default));
+                if let Ok(names) = Tensor::new(vec![n], kairo_runtime::Data::Bytes(names)) {
+                    selected.push(("contribution_names".into(), names, false));
+                }
+            }
+            Err(e) => return oip_error(StatusCode::BAD_REQUEST, format!("contributions: {e}")),
+        }
+    }
     let (bytes, json_len) = oip::encode(&name, loaded.version, &request_id, &selected, json!({"arm": arm.as_str()}));
     outcome.finish(StatusCode::OK, Some(logged), named);
     let mut response = bytes.into_response();

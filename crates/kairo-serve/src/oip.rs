@@ -46,6 +46,8 @@ pub struct Request {
     pub binary_default: bool,
     /// Sticky canary key from `parameters.routing_key`.
     pub routing_key: Option<String>,
+    /// `parameters.contributions`: add per-feature contributions to the outputs.
+    pub contributions: bool,
 }
 
 /// Decode a body. `json_len` is the `Inference-Header-Content-Length` header, if present.
@@ -88,7 +90,8 @@ pub fn decode(body: &[u8], json_len: Option<usize>) -> Result<Request, String> {
             })
             .collect()
     });
-    Ok(Request { id: header.id, inputs, outputs, binary_default, routing_key })
+    let contributions = params.get("contributions").and_then(Value::as_bool).unwrap_or(false);
+    Ok(Request { id: header.id, inputs, outputs, binary_default, routing_key, contributions })
 }
 
 fn decode_input(input: InputHeader, binary: &mut &[u8]) -> Result<Tensor, String> {

@@ -201,6 +201,108 @@ fn registration_measures_permutation_importance_on_the_holdout() {
 }
 
 #[test]
+fn served_contributions_add_up_to_the_score() {
+    let repo = Repo::new();
+    repo.write("churn.csv", dataset("churn"));
+    repo.write("spend.csv", dataset("spend"));
+    repo.write("tier.csv", dataset("tier"));
+    let models = [
+        ("churn", "logistic", "logit"),
+        ("churn", "gbdt", "logit"),
+        ("churn", "random_forest", "probability"),
+        ("tier", "gbdt", "logit"),
+        ("spend", "linear", "value"),
+        ("spend", "gbdt", "value"),
+    ];
+    let mut names = Vec::new();
+    for (target, algo, _) in models {
+        let name = format!("{target}-{}", algo.replace('_', "-"));
+        let file = format!("{name}.onnx");
+        let mut args =
+            vec!["train", "--data", &format!("{target}.csv"), "--target", target, "--algo", algo, "--out", &file]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>();
+        if algo == "random_forest" {
+            args.extend(["--param".to_string(), "n_estimators=10".to_string()]);
+        }
+        repo.kairo(&args.iter().map(String::as_str).collect::<Vec<_>>()).assert().success();
+        repo.kairo(&["models", "register", &name, "--file", &file]).assert().success();
+        names.push(name);
+    }
+    let fixture = crate::serving::fixture("forest20.onnx");
+    repo.kairo(&["models", "register", "sklearn", "--file", fixture.to_str().unwrap()]).assert().success();
+    let mut served: Vec<&str> = names.iter().map(String::as_str).collect();
+    served.push("sklearn");
+    let serve = crate::serving::Serve::start(&repo, &served);
+    let body = serde_json::json!({
+        "inputs": [
+            {"name": "x1", "shape": [3, 1], "datatype": "FP32", "data": [1.5, -0.5, 0.2]},
+            {"name": "x2", "shape": [3, 1], "datatype": "FP32", "data": [7.0, 4.0, 2.0]},
+            {"name": "city", "shape": [3, 1], "datatype": "BYTES", "data": ["a", "b", "somewhere new"]},
+        ],
+        "parameters": {"contributions": true},
+    });
+    for ((target, _, score), name) in models.iter().zip(&names) {
+        let (status, r) = serve.post(&format!("/v2/models/{name}/infer"), &body);
+        assert_eq!(status, 200, "{name}: {r}");
+        let output = |n: &str| r["outputs"].as_array().unwrap().iter().find(|o| o["name"] == n).cloned().unwrap();
+        let contributions = output("contributions");
+        let shape: Vec<u64> = contributions["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let columns: Vec<String> = output("contribution_names")["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().into())
+            .collect();
+        assert_eq!(columns, vec!["x1", "x2", "city", "bias"], "{name}");
+        let data: Vec<f64> = contributions["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let targets = shape[1] as usize;
+        assert_eq!((shape[0], shape[2]), (3, 4), "{name}");
+        for row in 0..3 {
+            // The score the contributions must add up to, from the model's own outputs.
+            let want: Vec<f64> = match (*target, *score) {
+                ("spend", _) => vec![output("variable")["data"][row].as_f64().unwrap()],
+                (_, "probability") => {
+                    (0..targets).map(|k| output("probabilities")["data"][row * targets + k].as_f64().unwrap()).collect()
+                }
+                ("churn", _) => {
+                    let p = output("probabilities")["data"][row * 2 + 1].as_f64().unwrap();
+                    vec![(p / (1.0 - p)).ln()]
+                }
+                _ => {
+                    // One-vs-rest: each class's logit; probabilities are their sigmoids, normalised.
+                    let p: Vec<f64> = (0..targets)
+                        .map(|k| output("probabilities")["data"][row * targets + k].as_f64().unwrap())
+                        .collect();
+                    let sum: Vec<f64> =
+                        (0..targets).map(|k| data[(row * targets + k) * 4..][..4].iter().sum()).collect();
+                    let sig: Vec<f64> = sum.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
+                    let total: f64 = sig.iter().sum();
+                    for k in 0..targets {
+                        assert!((sig[k] / total - p[k]).abs() < 1e-4, "{name} row {row} class {k}");
+                    }
+                    sum
+                }
+            };
+            for (k, w) in want.iter().enumerate() {
+                let got: f64 = data[(row * targets + k) * 4..][..4].iter().sum();
+                assert!((got - w).abs() < 1e-3 * w.abs().max(1.0), "{name} row {row} target {k}: {got} vs {w}");
+            }
+        }
+    }
+    // A model without contribution data says so.
+    let (status, r) = serve.post(
+        "/v2/models/sklearn/infer",
+        &serde_json::json!({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": vec![0.5; 20]}],
+                            "parameters": {"contributions": true}}),
+    );
+    assert_eq!(status, 400);
+    assert!(r["error"].as_str().unwrap().contains("no contribution data"), "{r}");
+    serve.stop();
+}
+
+#[test]
 fn bad_input_is_refused_by_name_and_writes_nothing() {
     let repo = Repo::new();
     repo.write("ok.csv", dataset("churn"));
