@@ -303,6 +303,31 @@ fn served_contributions_add_up_to_the_score() {
 }
 
 #[test]
+fn a_pipeline_stage_trains_and_its_run_registers_with_lineage_and_metrics() {
+    let repo = Repo::new();
+    repo.write("churn.csv", dataset("churn"));
+    let exe = assert_cmd::cargo::cargo_bin("kairo");
+    repo.write(
+        "kairo.yaml",
+        format!(
+            "version: 1\nstages:\n  train:\n    cmd: '{} train --data churn.csv --target churn --algo logistic --out model.onnx --metrics metrics.json'\n    deps: [churn.csv]\n    outs: [model.onnx]\n    metrics: [metrics.json]\n",
+            exe.display()
+        ),
+    );
+    repo.kairo(&["run"]).assert().success();
+    let runs = repo.json(&["runs", "ls"]);
+    let run = runs[0]["id"].as_str().unwrap().to_string();
+    let v = repo.json(&["models", "register", "churn", "--run", &run, "--artifact", "model.onnx"]);
+    assert!(v["metrics"]["accuracy"].as_f64().unwrap() > 0.6, "{v}");
+    assert!(v["metrics"]["auc"].as_f64().is_some());
+    assert_eq!(v["profile"], true, "the run's CSV dependency is profiled");
+    let lineage = repo.json_with(&["lineage", "churn:1", "--format", "json"]);
+    assert!(lineage["lineage"].to_string().contains("churn.csv"), "{lineage}");
+    // Nothing changed: the stage does not run again.
+    repo.kairo(&["status"]).assert().code(0);
+}
+
+#[test]
 fn bad_input_is_refused_by_name_and_writes_nothing() {
     let repo = Repo::new();
     repo.write("ok.csv", dataset("churn"));
