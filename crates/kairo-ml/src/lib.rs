@@ -155,6 +155,7 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
         Target::Classes { classes, .. } => classes.clone(),
         Target::Values(_) => Vec::new(),
     };
+    let problem = Problem { input: &input, x: &x, width, params: &params, seed: req.seed };
     let scorer: Option<(explain::Scorer, usize, &str)>;
     match &target {
         Target::Classes { index, integer_labels, .. } => {
@@ -164,9 +165,9 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
                 return Err("the training rows hold only one class; use more data or a smaller --test-fraction".into());
             }
             let (probabilities, s) = match algo {
-                Algo::Logistic => fit_logistic(&mut graph, &input, &x, width, &y, classes.len(), &params)?,
-                Algo::Gbdt => fit_gbdt_classifier(&mut graph, &input, &x, width, &y, classes.len(), &params, req.seed)?,
-                Algo::RandomForest => fit_forest(&mut graph, &input, &x, width, &y, classes.len(), &params, req.seed)?,
+                Algo::Logistic => fit_logistic(&mut graph, &problem, &y, classes.len())?,
+                Algo::Gbdt => fit_gbdt_classifier(&mut graph, &problem, &y, classes.len())?,
+                Algo::RandomForest => fit_forest(&mut graph, &problem, &y, classes.len())?,
                 Algo::Linear => unreachable!("refused above"),
             };
             scorer = Some(s);
@@ -175,8 +176,8 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
         Target::Values(v) => {
             let y: Vec<f64> = train_rows.iter().map(|r| v[*r]).collect();
             scorer = Some(match algo {
-                Algo::Linear => fit_linear(&mut graph, &input, &x, width, &y)?,
-                Algo::Gbdt => fit_gbdt_regressor(&mut graph, &input, &x, width, &y, &params, req.seed)?,
+                Algo::Linear => fit_linear(&mut graph, &problem, &y)?,
+                Algo::Gbdt => fit_gbdt_regressor(&mut graph, &problem, &y)?,
                 _ => unreachable!("refused above"),
             });
         }
@@ -413,15 +414,18 @@ fn two_columns(graph: &mut Graph, p: &str, output: &str) -> String {
 /// and what its score is.
 type Fitted = (String, (explain::Scorer, usize, &'static str));
 
-fn fit_logistic(
-    graph: &mut Graph,
-    input: &str,
-    x: &[f64],
+/// What every learner fits on: the graph's design-matrix output, the training design matrix
+/// (row-major), the parameters and the seed.
+struct Problem<'a> {
+    input: &'a str,
+    x: &'a [f64],
     width: usize,
-    y: &[usize],
-    classes: usize,
-    params: &BTreeMap<&str, f64>,
-) -> Result<Fitted, String> {
+    params: &'a BTreeMap<&'static str, f64>,
+    seed: u64,
+}
+
+fn fit_logistic(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -> Result<Fitted, String> {
+    let Problem { input, x, width, params, .. } = *p;
     use linfa::prelude::*;
     let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
     let alpha = params["alpha"];
@@ -484,13 +488,8 @@ fn fit_logistic(
     }
 }
 
-fn fit_linear(
-    graph: &mut Graph,
-    input: &str,
-    x: &[f64],
-    width: usize,
-    y: &[f64],
-) -> Result<(explain::Scorer, usize, &'static str), String> {
+fn fit_linear(graph: &mut Graph, p: &Problem<'_>, y: &[f64]) -> Result<(explain::Scorer, usize, &'static str), String> {
+    let Problem { input, x, width, .. } = *p;
     use linfa::prelude::*;
     let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
     let fitted = linfa_linear::LinearRegression::new()
@@ -665,17 +664,8 @@ fn column_major(x: &[f64], rows: usize, width: usize) -> Vec<f64> {
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn fit_gbdt_classifier(
-    graph: &mut Graph,
-    input: &str,
-    x: &[f64],
-    width: usize,
-    y: &[usize],
-    classes: usize,
-    params: &BTreeMap<&str, f64>,
-    seed: u64,
-) -> Result<Fitted, String> {
+fn fit_gbdt_classifier(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -> Result<Fitted, String> {
+    let Problem { input, x, width, params, seed } = *p;
     let cm = column_major(x, y.len(), width);
     let matrix = forust_ml::Matrix::new(&cm, y.len(), width);
     let weights = vec![1.0; y.len()];
@@ -711,13 +701,10 @@ fn fit_gbdt_classifier(
 
 fn fit_gbdt_regressor(
     graph: &mut Graph,
-    input: &str,
-    x: &[f64],
-    width: usize,
+    p: &Problem<'_>,
     y: &[f64],
-    params: &BTreeMap<&str, f64>,
-    seed: u64,
 ) -> Result<(explain::Scorer, usize, &'static str), String> {
+    let Problem { input, x, width, params, seed } = *p;
     let cm = column_major(x, y.len(), width);
     let matrix = forust_ml::Matrix::new(&cm, y.len(), width);
     let mut b = booster(params, seed, forust_ml::objective::ObjectiveType::SquaredLoss);
@@ -734,17 +721,8 @@ fn fit_gbdt_regressor(
     Ok((explain::Scorer::Trees { trees: explained, base: vec![base] }, 1, "value"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn fit_forest(
-    graph: &mut Graph,
-    input: &str,
-    x: &[f64],
-    width: usize,
-    y: &[usize],
-    classes: usize,
-    params: &BTreeMap<&str, f64>,
-    seed: u64,
-) -> Result<Fitted, String> {
+fn fit_forest(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -> Result<Fitted, String> {
+    let Problem { input, x, width, params, seed } = *p;
     let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
     let p = forest::Params {
         trees: params["n_estimators"].max(1.0) as usize,
