@@ -68,8 +68,15 @@ fn is_integer(s: &str) -> bool {
     s.parse::<i64>().is_ok()
 }
 
-/// Split a frame into features and target; decide the task when not given.
-pub fn target<'a>(frame: &'a Frame, target: &str, task: Option<Task>) -> Result<(Table<'a>, Target, Task), String> {
+/// Split a frame into features and target; decide the task when not given. `training`: the
+/// target must have something to learn (not constant; fewer classes than rows). Test data
+/// may hold a single class.
+pub fn target<'a>(
+    frame: &'a Frame,
+    target: &str,
+    task: Option<Task>,
+    training: bool,
+) -> Result<(Table<'a>, Target, Task), String> {
     if frame.rows == 0 {
         return Err("the data has no rows".into());
     }
@@ -111,13 +118,13 @@ pub fn target<'a>(frame: &'a Frame, target: &str, task: Option<Task>) -> Result<
         Task::Classification => {
             let labels: Vec<String> = (0..frame.rows).map(|r| text(&column.values, r).unwrap_or_default()).collect();
             let classes = kairo_monitor::performance::classes(&labels, &[]);
-            if classes.len() < 2 {
+            if training && classes.len() < 2 {
                 return Err(format!(
                     "target '{target}' is constant ({}): there is nothing to learn",
                     classes.first().map(String::as_str).unwrap_or("")
                 ));
             }
-            if classes.len() >= frame.rows {
+            if training && classes.len() >= frame.rows {
                 return Err(format!(
                     "target '{target}' has {} classes for {} rows: every class needs several rows",
                     classes.len(),
@@ -129,7 +136,7 @@ pub fn target<'a>(frame: &'a Frame, target: &str, task: Option<Task>) -> Result<
             Target::Classes { index, classes, integer_labels }
         }
     };
-    if let Target::Values(v) = &target_values {
+    if let (Target::Values(v), true) = (&target_values, training) {
         if v.iter().all(|x| *x == v[0]) {
             return Err(format!("target '{target}' is constant ({}): there is nothing to learn", v[0]));
         }

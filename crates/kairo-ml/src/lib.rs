@@ -119,7 +119,7 @@ fn resolve_params(algo: Algo, given: &[(String, String)]) -> Result<BTreeMap<&'s
 
 /// Train on `frame` (test rows held out by `test_fraction`, or given as `test`).
 pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Trained, String> {
-    let (table, target, task) = data::target(frame, &req.target, req.task)?;
+    let (table, target, task) = data::target(frame, &req.target, req.task, true)?;
     let algo = req.algo.unwrap_or(match task {
         Task::Classification => Algo::Gbdt,
         Task::Regression => Algo::Gbdt,
@@ -198,7 +198,7 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
     let metrics = match test {
         Some(test_frame) => {
             let (test_table, test_target, _) =
-                data::target(test_frame, &req.target, Some(task)).map_err(|e| format!("--test-data: {e}"))?;
+                data::target(test_frame, &req.target, Some(task), false).map_err(|e| format!("--test-data: {e}"))?;
             check_same_columns(&table, &test_table)?;
             let rows: Vec<usize> = (0..test_frame.rows).collect();
             evaluate(&onnx, &test_table, &rows, &test_target_labels(&test_target), task)?

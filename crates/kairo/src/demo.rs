@@ -160,6 +160,28 @@ fn models(demo: &Demo) -> Result<(), Failure> {
         &["monitor", "check", "--monitor", "churn-drift"],
         exit::CHANGED,
     )?;
+    demo.step(
+        "retrain without Python: gradient boosting to ONNX, tested on 20% of the rows held out",
+        &[
+            "train",
+            "--data",
+            "data/train.csv",
+            "--target",
+            "label",
+            "--algo",
+            "gbdt",
+            "--out",
+            "models/gbdt.onnx",
+            "--metrics",
+            "models/gbdt-metrics.json",
+        ],
+        exit::OK,
+    )?;
+    demo.step(
+        "the trained model registers (and serves) like any other",
+        &["models", "register", "threshold-gbdt", "--file", "models/gbdt.onnx"],
+        exit::OK,
+    )?;
     Ok(())
 }
 

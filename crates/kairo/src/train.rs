@@ -174,8 +174,11 @@ pub fn run(a: TrainArgs) -> CmdResult {
         started.elapsed().as_secs_f64(),
         trained.test_rows
     );
-    for (k, v) in &trained.metrics {
-        println!("  {k:<10} {v:.4}");
+    // The headline metrics; every one is in --metrics and --json.
+    const SHOWN: [&str; 11] =
+        ["accuracy", "balanced_accuracy", "precision", "recall", "f1", "auc", "log_loss", "rmse", "mae", "r2", "mape"];
+    for (k, v) in trained.metrics.iter().filter(|(k, _)| SHOWN.contains(k)) {
+        println!("  {k:<18} {v:.4}");
     }
     for n in &trained.notes {
         println!("  note: {n}");

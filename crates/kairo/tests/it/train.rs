@@ -358,6 +358,23 @@ fn bad_input_is_refused_by_name_and_writes_nothing() {
         assert!(stderr.contains(message), "{args:?}: expected `{message}` in {stderr}");
         assert!(!repo.join("model.onnx").exists() && !repo.join("m.json").exists(), "{args:?} left output behind");
     }
+    // Test data may hold a single class (only training data must have something to learn).
+    repo.write(
+        "one-class.csv",
+        dataset("churn").lines().filter(|l| !l.ends_with(",no")).collect::<Vec<_>>().join("\n"),
+    );
+    let v = repo.json(&[
+        "train",
+        "--data",
+        "ok.csv",
+        "--target",
+        "churn",
+        "--test-data",
+        "one-class.csv",
+        "--out",
+        "t.onnx",
+    ]);
+    assert!(v["metrics"]["accuracy"].as_f64().is_some(), "{v}");
     // A value that is not KEY=VALUE is a usage error.
     repo.kairo(&["train", "--data", "ok.csv", "--target", "churn", "--out", "m.onnx", "--param", "deep"])
         .assert()
