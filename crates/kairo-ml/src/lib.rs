@@ -255,24 +255,30 @@ fn test_target_labels(t: &Target) -> Truth {
     }
 }
 
-/// The model inputs for `rows` of a table: one `[n, 1]` tensor per raw column.
-pub fn inputs(table: &Table<'_>, features: &[Feature], rows: &[usize]) -> std::collections::HashMap<String, Tensor> {
+/// A model's inputs for `rows` of a table: one `[n, 1]` tensor per input the model takes,
+/// strings for string inputs (missing: empty), floats otherwise (missing: NaN).
+fn inputs(
+    model: &kairo_runtime::Model,
+    table: &Table<'_>,
+    rows: &[usize],
+) -> std::collections::HashMap<String, Tensor> {
     let mut out = std::collections::HashMap::new();
-    for f in features.iter().filter(|f| f.width() > 0) {
-        let Some(c) = table.columns.iter().find(|c| c.name == f.name()) else { continue };
-        let data = match (&c.values, f) {
-            (Values::Numeric(v), Feature::Numeric { .. }) => Data::F32(rows.iter().map(|r| v[*r] as f32).collect()),
-            (Values::Numeric(v), Feature::Categorical { .. }) => Data::Bytes(
+    for spec in &model.signature().inputs {
+        let Some(c) = table.columns.iter().find(|c| c.name == spec.name) else { continue };
+        let text = spec.dtype == kairo_runtime::DType::Bytes;
+        let data = match (&c.values, text) {
+            (Values::Numeric(v), false) => Data::F32(rows.iter().map(|r| v[*r] as f32).collect()),
+            (Values::Numeric(v), true) => Data::Bytes(
                 rows.iter()
                     .map(|r| if v[*r].is_nan() { String::new() } else { kairo_monitor::profile::number_text(v[*r]) })
                     .collect(),
             ),
-            (Values::Categorical { codes, dictionary }, Feature::Categorical { .. }) => Data::Bytes(
+            (Values::Categorical { codes, dictionary }, true) => Data::Bytes(
                 rows.iter()
                     .map(|r| if codes[*r] == MISSING { String::new() } else { dictionary[codes[*r] as usize].clone() })
                     .collect(),
             ),
-            (Values::Categorical { codes, dictionary }, Feature::Numeric { .. }) => Data::F32(
+            (Values::Categorical { codes, dictionary }, false) => Data::F32(
                 rows.iter()
                     .map(|r| {
                         if codes[*r] == MISSING {
@@ -285,7 +291,7 @@ pub fn inputs(table: &Table<'_>, features: &[Feature], rows: &[usize]) -> std::c
             ),
         };
         if let Ok(t) = Tensor::new(vec![rows.len(), 1], data) {
-            out.insert(f.name().to_string(), t);
+            out.insert(spec.name.clone(), t);
         }
     }
     out
@@ -300,20 +306,8 @@ fn evaluate(
 ) -> Result<BTreeMap<&'static str, f64>, String> {
     use kairo_monitor::performance;
     let model = kairo_runtime::Model::load(onnx).map_err(|e| format!("the exported model does not load: {e}"))?;
-    // The features the graph takes are its inputs.
-    let features: Vec<Feature> = model
-        .signature()
-        .inputs
-        .iter()
-        .map(|s| match s.dtype {
-            kairo_runtime::DType::Bytes => {
-                Feature::Categorical { name: s.name.clone(), categories: vec![String::new()] }
-            }
-            _ => Feature::Numeric { name: s.name.clone(), mean: 0.0, std: 1.0 },
-        })
-        .collect();
     let outputs =
-        model.infer(inputs(table, &features, rows)).map_err(|e| format!("evaluating the exported model: {e}"))?;
+        model.infer(inputs(&model, table, rows)).map_err(|e| format!("evaluating the exported model: {e}"))?;
     Ok(match (task, truth) {
         (Task::Classification, Truth::Labels(truth)) => {
             let labels: Vec<String> = match &outputs[0].data {
