@@ -50,6 +50,7 @@ pub struct TrainArgs {
     /// Share of rows held out for evaluation (seeded shuffle).
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
+    /// Seed of the split, the forest's bootstrap and every random choice: same seed, same model.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Where to write the ONNX model.
@@ -58,6 +59,7 @@ pub struct TrainArgs {
     /// Where to write the test metrics (JSON).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
+    /// Print the summary (task, rows, classes, fit time, metrics) as JSON.
     #[arg(long)]
     pub json: bool,
 }
