@@ -1,11 +1,14 @@
 //! The self-contained HTML drift report: a summary, then one section per column with the
 //! reference and current distributions side by side (inline SVG, no scripts, no external
-//! assets), the method, score, threshold, verdict, null shares and findings.
+//! assets), the method, score, threshold, verdict, null shares and findings. For two files
+//! (`html`) or for a monitoring window against its reference profile (`html_sketch`).
 
 use std::fmt::Write;
 
 use crate::drift::{ColumnDrift, DriftReport};
 use crate::frame::{Column, Frame, Values, MISSING};
+use crate::profile::{Kind, Profile};
+use crate::sketch::Sketch;
 
 const BINS: usize = 20;
 const TOP_CATEGORIES: usize = 20;
@@ -104,8 +107,67 @@ fn verdict(c: &ColumnDrift) -> &'static str {
     }
 }
 
-/// The whole report as one HTML document.
+/// The whole report of two tables as one HTML document.
 pub fn html(report: &DriftReport, reference: &Frame, current: &Frame, title: &str) -> String {
+    document(report, reference.rows as u64, current.rows as u64, title, |name| {
+        let (r, c) = (reference.column(name)?, current.column(name)?);
+        Some(distribution(r, c))
+    })
+}
+
+/// The report of a window sketched against its reference profile: the distributions are the
+/// profile's own bins (quantile bins, open at both ends) and categories.
+pub fn html_sketch(report: &DriftReport, profile: &Profile, sketch: &Sketch, title: &str) -> String {
+    document(report, profile.rows, sketch.rows, title, |name| {
+        let i = profile.columns.iter().position(|c| c.name == name)?;
+        let (p, s) = (&profile.columns[i], &sketch.columns[i]);
+        let mut labels: Vec<String>;
+        let (mut r, mut c): (Vec<f64>, Vec<f64>);
+        if p.kind == Kind::Numeric {
+            labels = (0..p.bins.len())
+                .map(|b| match (b.checked_sub(1).and_then(|k| p.edges.get(k)), p.edges.get(b)) {
+                    (None, Some(hi)) => format!("≤ {hi:.4}"),
+                    (Some(lo), Some(hi)) => format!("({lo:.4}, {hi:.4}]"),
+                    (Some(lo), None) => format!("> {lo:.4}"),
+                    (None, None) => "all".to_string(),
+                })
+                .collect();
+            r = p.bins.iter().map(|x| *x as f64).collect();
+            c = s.counts.iter().map(|x| *x as f64).collect();
+        } else {
+            labels = p.categories.clone();
+            r = p.category_counts.iter().map(|x| *x as f64).collect();
+            c = s.counts.iter().map(|x| *x as f64).collect();
+            if p.other + s.other > 0 {
+                labels.push("(other)".into());
+                r.push(p.other as f64);
+                c.push(s.other as f64);
+            }
+            let unseen = s.unseen.values().sum::<u64>() + s.unseen_more;
+            if unseen > 0 {
+                labels.push("(unseen)".into());
+                r.push(0.0);
+                c.push(unseen as f64);
+            }
+        }
+        let share = |v: &mut Vec<f64>| {
+            let total: f64 = v.iter().sum::<f64>().max(1.0);
+            v.iter_mut().for_each(|x| *x /= total);
+        };
+        share(&mut r);
+        share(&mut c);
+        Some((labels, r, c))
+    })
+}
+
+/// The document, with each column's `(labels, reference shares, current shares)` from `dist`.
+fn document(
+    report: &DriftReport,
+    reference_rows: u64,
+    current_rows: u64,
+    title: &str,
+    dist: impl Fn(&str) -> Option<(Vec<String>, Vec<f64>, Vec<f64>)>,
+) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -123,8 +185,8 @@ pub fn html(report: &DriftReport, reference: &Frame, current: &Frame, title: &st
         report.judged,
         report.share * 100.0,
         report.drift_share * 100.0,
-        reference.rows,
-        current.rows
+        reference_rows,
+        current_rows
     );
     for s in &report.schema {
         let _ = write!(out, "<p class=bad>Schema drift: {}</p>", escape(s));
@@ -147,8 +209,7 @@ pub fn html(report: &DriftReport, reference: &Frame, current: &Frame, title: &st
     out.push_str("</table>");
     for c in &report.columns {
         let _ = write!(out, "<section id=\"c-{n}\"><h2>{n} — {}</h2>", verdict(c), n = escape(&c.name));
-        if let (Some(r), Some(cur)) = (reference.column(&c.name), current.column(&c.name)) {
-            let (labels, rs, cs) = distribution(r, cur);
+        if let Some((labels, rs, cs)) = dist(&c.name) {
             out.push_str(&svg(&labels, &rs, &cs));
             out.push_str("<p class=muted>grey: reference, blue: current (share of rows)</p>");
         }

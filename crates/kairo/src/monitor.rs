@@ -19,7 +19,8 @@ use crate::{CmdResult, Failure};
 pub enum MonitorCommand {
     /// Compare a current file with a reference file column by column (exit 3 on dataset drift).
     Check(CheckArgs),
-    /// The same comparison as a self-contained HTML report (and JSON with --json-out).
+    /// The same comparison as a self-contained HTML report (--json also prints it); with
+    /// --monitor or --deployment, the newest window with data against the reference profile.
     Report(ReportArgs),
 }
 
@@ -86,29 +87,80 @@ pub async fn run(cmd: MonitorCommand) -> CmdResult {
     match cmd {
         MonitorCommand::Check(a) if a.monitor.is_some() || a.deployment.is_some() => watch(a).await,
         MonitorCommand::Check(a) => check(a),
+        MonitorCommand::Report(a) if a.check.monitor.is_some() || a.check.deployment.is_some() => {
+            report_window(a).await
+        }
         MonitorCommand::Report(a) => report(a),
     }
 }
 
-fn report(a: ReportArgs) -> CmdResult {
-    if a.check.monitor.is_some() || a.check.deployment.is_some() {
-        return Err(Failure {
-            code: exit::USAGE,
-            message: "monitor report compares two files (--reference, --current); for a monitor or deployment use \
-                      `kairo monitor check --monitor NAME --json`"
-                .into(),
-        });
+/// Write an HTML document whole, then rename: a reader never sees half a report.
+fn write_html(out: &std::path::Path, html: String) -> Result<(), Failure> {
+    let tmp = out.with_extension("html.tmp");
+    std::fs::write(&tmp, html)
+        .and_then(|_| std::fs::rename(&tmp, out))
+        .map_err(|e| Failure { code: exit::ERROR, message: format!("{}: {e}", out.display()) })
+}
+
+/// The report of a monitor's (or deployment's) newest window with data, against the serving
+/// version's reference profile. Raises no alerts (`monitor check` does).
+async fn report_window(a: ReportArgs) -> CmdResult {
+    let project = Project::discover(&std::env::current_dir()?)?;
+    let (name, spec) = resolve(&a.check, &project)?;
+    if let (Some(r), Some(c)) = (&spec.reference, &spec.current) {
+        let mut a = a;
+        a.check.reference = Some(project.root().join(r));
+        a.check.current = Some(project.root().join(c));
+        a.check.monitor = None;
+        return report(a);
     }
+    let deployment = spec.deployment.clone().unwrap_or_default();
+    let windowing = monitoring::Windowing::of(&spec).map_err(|e| Failure { code: exit::USAGE, message: e })?;
+    let md = project.metadata().await?;
+    let objects = project.objects()?;
+    let e = monitoring::evaluate(&md, &objects, &deployment, &spec, windowing, a.check.windows, time::now_millis())
+        .await
+        .map_err(|message| Failure { code: exit::ERROR, message })?;
+    let Some(w) = e.windows.iter().rev().find(|w| w.sketch.rows > 0) else {
+        return Err(Failure {
+            code: exit::ERROR,
+            message: format!(
+                "no predictions of '{deployment}' version {} in the last {} windows",
+                e.version,
+                e.windows.len()
+            ),
+        });
+    };
+    let title = format!(
+        "Drift: {name} (deployment '{deployment}' v{}), {} – {}",
+        e.version,
+        time::millis_to_string(w.window.start_ms),
+        time::millis_to_string(w.window.end_ms)
+    );
+    write_html(&a.out, kairo_monitor::report::html_sketch(&w.report, &e.profile, &w.sketch, &title))?;
+    if a.check.json {
+        print_json(&json!({"monitor": name, "deployment": deployment, "version": e.version, "report": a.out,
+                           "window": {"start_ms": w.window.start_ms, "end_ms": w.window.end_ms, "rows": w.sketch.rows},
+                           "values": w.window.values, "drift": drift_json(&w.report)}));
+    } else {
+        println!(
+            "wrote {}: window of {} rows, drift in {} of {} judged features; dataset drift: {}",
+            a.out.display(),
+            w.sketch.rows,
+            w.report.drifted,
+            w.report.judged,
+            if w.report.dataset_drift { "YES" } else { "no" }
+        );
+    }
+    Ok(if w.report.dataset_drift { exit::CHANGED } else { exit::OK })
+}
+
+fn report(a: ReportArgs) -> CmdResult {
     let (mut reference, mut current, options) = load(&a.check)?;
     let r = drift::check(&mut reference, &mut current, &options);
     let (reference_path, current_path) = files(&a.check)?;
     let title = format!("Drift: {} vs {}", current_path.display(), reference_path.display());
-    let html = kairo_monitor::report::html(&r, &reference, &current, &title);
-    // Written whole, then renamed: a reader never sees half a report.
-    let tmp = a.out.with_extension("html.tmp");
-    std::fs::write(&tmp, html)
-        .and_then(|_| std::fs::rename(&tmp, &a.out))
-        .map_err(|e| Failure { code: exit::ERROR, message: format!("{}: {e}", a.out.display()) })?;
+    write_html(&a.out, kairo_monitor::report::html(&r, &reference, &current, &title))?;
     if a.check.json {
         print_json(&report_json(&a.check, &reference, &current, &r));
     } else {
@@ -244,11 +296,9 @@ fn print_table(r: &drift::DriftReport) {
     );
 }
 
-/// `--monitor NAME` or `--deployment NAME`: windows, rules, alerts.
-async fn watch(a: CheckArgs) -> CmdResult {
-    let project = Project::discover(&std::env::current_dir()?)?;
-    let fail = |message: String| Failure { code: exit::ERROR, message };
-    let (name, spec) = match (&a.monitor, &a.deployment) {
+/// The monitor a `--monitor` or `--deployment` names: from kairo.yaml, or ad hoc.
+fn resolve(a: &CheckArgs, project: &Project) -> Result<(String, MonitorSpec), Failure> {
+    Ok(match (&a.monitor, &a.deployment) {
         (Some(m), _) => {
             let spec = project.config().monitors.get(m).cloned().ok_or_else(|| {
                 let known: Vec<&String> = project.config().monitors.keys().collect();
@@ -277,7 +327,14 @@ async fn watch(a: CheckArgs) -> CmdResult {
             (d.clone(), spec)
         }
         _ => unreachable!("run() routes only monitors and deployments here"),
-    };
+    })
+}
+
+/// `--monitor NAME` or `--deployment NAME`: windows, rules, alerts.
+async fn watch(a: CheckArgs) -> CmdResult {
+    let project = Project::discover(&std::env::current_dir()?)?;
+    let fail = |message: String| Failure { code: exit::ERROR, message };
+    let (name, spec) = resolve(&a, &project)?;
     if let (Some(r), Some(c)) = (&spec.reference, &spec.current) {
         return watch_files(&project, &a, &name, &spec, r, c).await;
     }

@@ -208,6 +208,20 @@ fn a_deployment_monitor_finds_drift_and_bad_quality_and_alerts_once() {
     assert_eq!(v["alerts"][0]["new"], true);
     assert!(v["alerts"][0]["webhook"].as_str().unwrap().starts_with("failed: "), "{v}");
 
+    // The HTML report of the newest window, against the profile's own bins; and of the file monitor.
+    repo.kairo(&["monitor", "report", "--monitor", "churn-watch", "--out", "window.html"]).assert().code(3);
+    let html = String::from_utf8(repo.read("window.html")).unwrap();
+    assert!(html.contains("deployment 'churn' v1") && html.contains("id=\"c-f0\"") && html.contains("<svg"));
+    assert!(html.contains("≤ ") && html.contains("prediction.score"), "quantile bins and prediction drift are shown");
+    let out = repo
+        .kairo(&["monitor", "report", "--deployment", "churn", "--rows", "200", "--out", "d.html", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((out.status.code(), v["window"]["rows"].as_u64()), (Some(3), Some(250)), "{v}");
+    repo.kairo(&["monitor", "report", "--monitor", "files", "--out", "files.html"]).assert().code(3);
+    assert!(String::from_utf8(repo.read("files.html")).unwrap().contains("moved.csv"));
+
     // Bad input.
     let out = repo.kairo(&["monitor", "check", "--monitor", "nope"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
