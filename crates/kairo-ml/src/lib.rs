@@ -439,16 +439,7 @@ fn fit_logistic(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize)
         // linfa's positive class is the larger label, as ours (index 1).
         let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
         let w: Vec<f32> = fitted.params().iter().map(|v| (v * sign) as f32).collect();
-        let intercept = (fitted.intercept() * sign) as f32;
-        let scorer = explain::Scorer::Linear {
-            coef: w.iter().map(|v| f64::from(*v)).collect(),
-            intercept: vec![f64::from(intercept)],
-            scaled: true,
-        };
-        let wt = graph.floats("coef", &[width as i64, 1], w);
-        let b = graph.floats("intercept", &[1], vec![intercept]);
-        let z = graph.node("MatMul", "", &[input, &wt], None, vec![]);
-        let z = graph.node("Add", "", &[&z, &b], None, vec![]);
+        let (z, scorer) = linear_score(graph, input, width, w, (fitted.intercept() * sign) as f32, None);
         let p = graph.node("Sigmoid", "", &[&z], None, vec![]);
         Ok((two_columns(graph, &p, "probabilities"), (scorer, 1, "logit")))
     } else {
@@ -482,15 +473,15 @@ fn fit_logistic(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize)
     }
 }
 
-fn fit_linear(graph: &mut Graph, p: &Problem<'_>, y: &[f64]) -> Result<(explain::Scorer, usize, &'static str), String> {
-    let Problem { input, x, width, .. } = *p;
-    use linfa::prelude::*;
-    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
-    let fitted = linfa_linear::LinearRegression::new()
-        .fit(&Dataset::new(records, ndarray::Array1::from(y.to_vec())))
-        .map_err(|e| format!("linear regression: {e}"))?;
-    let w: Vec<f32> = fitted.params().iter().map(|v| *v as f32).collect();
-    let intercept = fitted.intercept() as f32;
+/// `input · w + b` as `[N, 1]` (named `output` if given), and its explanation scorer.
+fn linear_score(
+    graph: &mut Graph,
+    input: &str,
+    width: usize,
+    w: Vec<f32>,
+    intercept: f32,
+    output: Option<&str>,
+) -> (String, explain::Scorer) {
     let scorer = explain::Scorer::Linear {
         coef: w.iter().map(|v| f64::from(*v)).collect(),
         intercept: vec![f64::from(intercept)],
@@ -499,7 +490,18 @@ fn fit_linear(graph: &mut Graph, p: &Problem<'_>, y: &[f64]) -> Result<(explain:
     let wt = graph.floats("coef", &[width as i64, 1], w);
     let b = graph.floats("intercept", &[1], vec![intercept]);
     let z = graph.node("MatMul", "", &[input, &wt], None, vec![]);
-    graph.node("Add", "", &[&z, &b], Some("variable"), vec![]);
+    (graph.node("Add", "", &[&z, &b], output, vec![]), scorer)
+}
+
+fn fit_linear(graph: &mut Graph, p: &Problem<'_>, y: &[f64]) -> Result<(explain::Scorer, usize, &'static str), String> {
+    let Problem { input, x, width, .. } = *p;
+    use linfa::prelude::*;
+    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
+    let fitted = linfa_linear::LinearRegression::new()
+        .fit(&Dataset::new(records, ndarray::Array1::from(y.to_vec())))
+        .map_err(|e| format!("linear regression: {e}"))?;
+    let w: Vec<f32> = fitted.params().iter().map(|v| *v as f32).collect();
+    let (_, scorer) = linear_score(graph, input, width, w, fitted.intercept() as f32, Some("variable"));
     graph.output("variable", Type::Float, &[None, Some(1)]);
     Ok((scorer, 1, "value"))
 }
