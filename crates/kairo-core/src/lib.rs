@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod pointer;
 pub mod run;
 pub mod serving;
+pub mod splitmix;
 pub mod time;
 pub mod tracking;
 

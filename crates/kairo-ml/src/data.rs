@@ -236,24 +236,13 @@ pub fn split(rows: usize, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, 
         return Err(format!("--test-fraction {test_fraction}: must be at least 0 and below 1"));
     }
     let mut order: Vec<usize> = (0..rows).collect();
-    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
-    for i in (1..rows).rev() {
-        // SplitMix64.
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        order.swap(i, (z % (i as u64 + 1)) as usize);
-    }
+    kairo_core::splitmix::SplitMix64::new(kairo_core::splitmix::stream(seed, 1)).shuffle(&mut order);
     let test = ((rows as f64) * test_fraction).round() as usize;
     if test_fraction > 0.0 && (test == 0 || rows - test < 2) {
         return Err(format!("{rows} rows are too few to hold out {:.0}% for testing", test_fraction * 100.0));
     }
-    let test_rows = order[..test].to_vec();
-    let mut train_rows = order[test..].to_vec();
+    let (mut test_rows, mut train_rows) = (order[..test].to_vec(), order[test..].to_vec());
     train_rows.sort_unstable();
-    let mut test_rows = test_rows;
     test_rows.sort_unstable();
     Ok((train_rows, test_rows))
 }

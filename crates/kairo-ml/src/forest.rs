@@ -30,22 +30,7 @@ pub struct Params {
     pub min_samples_split: usize,
 }
 
-/// SplitMix64: small, fast, and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use kairo_core::splitmix::{stream, SplitMix64 as Rng};
 
 struct Grower<'a> {
     x: &'a [f32],
@@ -168,7 +153,7 @@ pub fn fit(x: &[f32], width: usize, y: &[usize], classes: usize, params: &Params
     (0..params.trees)
         .into_par_iter()
         .map(|t| {
-            let mut rng = Rng(seed ^ (t as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+            let mut rng = Rng::new(stream(seed, t as u64));
             // Bootstrap: n draws with replacement, kept as multiplicities.
             let mut weight = vec![0.0; y.len()];
             for _ in 0..y.len() {
@@ -176,8 +161,16 @@ pub fn fit(x: &[f32], width: usize, y: &[usize], classes: usize, params: &Params
             }
             let mut rows: Vec<(usize, f64)> =
                 (0..y.len()).filter(|r| weight[*r] > 0.0).map(|r| (r, weight[r])).collect();
-            let mut g =
-                Grower { x, width, y, classes, params, mtry: mtry.max(1), nodes: Vec::new(), rng: Rng(rng.next()) };
+            let mut g = Grower {
+                x,
+                width,
+                y,
+                classes,
+                params,
+                mtry: mtry.max(1),
+                nodes: Vec::new(),
+                rng: Rng::new(rng.next_u64()),
+            };
             g.grow(&mut rows, 0);
             g.nodes
         })

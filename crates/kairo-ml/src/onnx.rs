@@ -73,40 +73,27 @@ impl Graph {
         self.outputs.push(value_info(name, dtype, dims));
     }
 
-    pub fn floats(&mut self, prefix: &str, dims: &[i64], values: Vec<f32>) -> String {
+    /// A constant named after `prefix`; `tensor` carries its type and data.
+    fn constant(&mut self, prefix: &str, dims: &[i64], tensor: TensorProto) -> String {
         let name = self.name(prefix);
-        self.initializers.push(TensorProto {
-            name: name.clone(),
-            dims: dims.to_vec(),
-            data_type: DataType::Float as i32,
-            float_data: values,
-            ..Default::default()
-        });
+        self.initializers.push(TensorProto { name: name.clone(), dims: dims.to_vec(), ..tensor });
         name
+    }
+
+    pub fn floats(&mut self, prefix: &str, dims: &[i64], values: Vec<f32>) -> String {
+        let t = TensorProto { data_type: DataType::Float as i32, float_data: values, ..Default::default() };
+        self.constant(prefix, dims, t)
     }
 
     pub fn ints(&mut self, prefix: &str, dims: &[i64], values: Vec<i64>) -> String {
-        let name = self.name(prefix);
-        self.initializers.push(TensorProto {
-            name: name.clone(),
-            dims: dims.to_vec(),
-            data_type: DataType::Int64 as i32,
-            int64_data: values,
-            ..Default::default()
-        });
-        name
+        let t = TensorProto { data_type: DataType::Int64 as i32, int64_data: values, ..Default::default() };
+        self.constant(prefix, dims, t)
     }
 
     pub fn strings(&mut self, prefix: &str, values: &[String]) -> String {
-        let name = self.name(prefix);
-        self.initializers.push(TensorProto {
-            name: name.clone(),
-            dims: vec![values.len() as i64],
-            data_type: DataType::String as i32,
-            string_data: values.iter().map(|s| s.as_bytes().to_vec()).collect(),
-            ..Default::default()
-        });
-        name
+        let data = values.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let t = TensorProto { data_type: DataType::String as i32, string_data: data, ..Default::default() };
+        self.constant(prefix, &[values.len() as i64], t)
     }
 
     /// Add a node; returns its (single) output, named `output` or a fresh name.

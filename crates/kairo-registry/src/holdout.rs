@@ -242,17 +242,12 @@ pub fn permutation_importance(model: &Model, table: &Table, target: &str) -> Res
     for &c in &columns {
         let mut drops = Vec::new();
         for repeat in 0..IMPORTANCE_REPEATS {
+            let mut column: Vec<String> = table.rows.iter().map(|r| r[c].clone()).collect();
+            kairo_core::splitmix::SplitMix64::new(kairo_core::splitmix::stream(repeat, c as u64 + 1))
+                .shuffle(&mut column);
             let mut shuffled = table.clone();
-            let mut state = (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ repeat;
-            for i in (1..shuffled.rows.len()).rev() {
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                let j = ((z ^ (z >> 31)) % (i as u64 + 1)) as usize;
-                let (a, b) = (shuffled.rows[i][c].clone(), shuffled.rows[j][c].clone());
-                shuffled.rows[i][c] = b;
-                shuffled.rows[j][c] = a;
+            for (row, cell) in shuffled.rows.iter_mut().zip(column) {
+                row[c] = cell;
             }
             drops.push(baseline - score(&predict(model, &shuffled, target)?, &truth, metric)?);
         }
