@@ -3,16 +3,289 @@
 //!
 //! Columns map to inputs by name (one `[N, 1]` input per column, as skl2onnx exports
 //! pipelines); a model with one `[N, k]` input takes the k columns in order.
+//!
+//! Cells go straight into typed columns (CSV is never held as text cells, JSON never copied),
+//! and row and element counts are checked against [`Limits`] as they grow.
 
 use std::collections::HashMap;
 
 use kairo_runtime::{DType, Data, Signature, Tensor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// A table of cells as the request gave them.
-struct Frame {
-    columns: Option<Vec<String>>,
-    rows: Vec<Vec<Value>>,
+use crate::limits::{Limits, Refusal};
+
+/// One input's cells, converted as they arrive.
+enum Column {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+    Bool(Vec<bool>),
+    Bytes(Vec<String>),
+}
+
+/// A cell as the request gave it: CSV text (empty = missing) or a JSON value.
+#[derive(Clone, Copy)]
+enum Cell<'a> {
+    Text(&'a str),
+    Json(&'a Value),
+}
+
+impl Column {
+    fn new(name: &str, dtype: DType) -> Result<Column, Refusal> {
+        Ok(match dtype {
+            DType::F32 => Column::F32(Vec::new()),
+            DType::F64 => Column::F64(Vec::new()),
+            DType::I64 => Column::I64(Vec::new()),
+            DType::I32 => Column::I32(Vec::new()),
+            DType::Bool => Column::Bool(Vec::new()),
+            DType::Bytes => Column::Bytes(Vec::new()),
+            other => {
+                return Err(Refusal::Bad(format!("input '{name}' has type {other}, which /invocations does not fill")))
+            }
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Column::F32(v) => v.len(),
+            Column::F64(v) => v.len(),
+            Column::I64(v) => v.len(),
+            Column::I32(v) => v.len(),
+            Column::Bool(v) => v.len(),
+            Column::Bytes(v) => v.len(),
+        }
+    }
+
+    /// Append one cell; numbers as text are accepted (CSV), a missing cell is NaN.
+    fn push(&mut self, name: &str, cell: Cell) -> Result<(), Refusal> {
+        let i = self.len();
+        let num = || -> Result<f64, Refusal> {
+            match cell {
+                Cell::Text("") | Cell::Json(Value::Null) => Ok(f64::NAN),
+                Cell::Text(s) => s
+                    .trim()
+                    .parse()
+                    .map_err(|_| Refusal::Bad(format!("input '{name}': value {i} (`{s}`) is not a number"))),
+                Cell::Json(Value::Number(n)) => {
+                    n.as_f64().ok_or_else(|| Refusal::Bad(format!("input '{name}': value {i} is not a number")))
+                }
+                Cell::Json(Value::String(s)) => s
+                    .trim()
+                    .parse()
+                    .map_err(|_| Refusal::Bad(format!("input '{name}': value {i} (`{s}`) is not a number"))),
+                Cell::Json(other) => Err(Refusal::Bad(format!("input '{name}': value {i} ({other}) is not a number"))),
+            }
+        };
+        let int = || -> Result<i64, Refusal> {
+            let x = num()?;
+            if x.fract() != 0.0 || !x.is_finite() || x < i64::MIN as f64 || x > i64::MAX as f64 {
+                return Err(Refusal::Bad(format!("input '{name}': value {i} is not an integer")));
+            }
+            Ok(x as i64)
+        };
+        match self {
+            Column::F32(v) => v.push(num()? as f32),
+            Column::F64(v) => v.push(num()?),
+            Column::I64(v) => v.push(int()?),
+            Column::I32(v) => v.push(
+                i32::try_from(int()?)
+                    .map_err(|_| Refusal::Bad(format!("input '{name}': value {i} is out of range for INT32")))?,
+            ),
+            Column::Bool(v) => v.push(match cell {
+                Cell::Json(Value::Bool(b)) => *b,
+                Cell::Text(s) => matches!(s.trim(), "true" | "True" | "TRUE" | "1"),
+                Cell::Json(_) => false,
+            }),
+            Column::Bytes(v) => v.push(match cell {
+                Cell::Text("") => "null".to_string(),
+                Cell::Text(s) => s.to_string(),
+                Cell::Json(Value::String(s)) => s.clone(),
+                Cell::Json(other) => other.to_string(),
+            }),
+        }
+        Ok(())
+    }
+
+    fn into_data(self) -> Data {
+        match self {
+            Column::F32(v) => Data::F32(v),
+            Column::F64(v) => Data::F64(v),
+            Column::I64(v) => Data::I64(v),
+            Column::I32(v) => Data::I32(v),
+            Column::Bool(v) => Data::Bool(v),
+            Column::Bytes(v) => Data::Bytes(v),
+        }
+    }
+}
+
+/// Where a table's columns go: one input per named column, or every column into one
+/// `[N, k]` input.
+struct Layout {
+    /// For each table column, the index of the builder it feeds.
+    target: Vec<usize>,
+    builders: Vec<(String, Column)>,
+    /// One input taking all columns (row-major), rather than one input per column.
+    single: bool,
+}
+
+impl Layout {
+    fn new(columns: Option<&[String]>, width: usize, sig: &Signature) -> Result<Layout, Refusal> {
+        let by_name = columns.is_some_and(|cols| sig.inputs.iter().all(|s| cols.contains(&s.name)));
+        if let (true, Some(cols)) = (by_name, columns) {
+            let mut target = Vec::with_capacity(cols.len());
+            for (j, c) in cols.iter().enumerate() {
+                if cols[..j].contains(c) {
+                    return Err(Refusal::Bad(format!("column '{c}' is given twice")));
+                }
+                target.push(sig.inputs.iter().position(|s| s.name == *c).ok_or_else(|| unknown(c, sig))?);
+            }
+            let builders = sig
+                .inputs
+                .iter()
+                .map(|s| Ok((s.name.clone(), Column::new(&s.name, s.dtype)?)))
+                .collect::<Result<_, Refusal>>()?;
+            return Ok(Layout { target, builders, single: false });
+        }
+        if sig.inputs.len() != 1 {
+            let names: Vec<&str> = sig.inputs.iter().map(|s| s.name.as_str()).collect();
+            return Err(Refusal::Bad(format!(
+                "the model has inputs {}; name the columns after them",
+                names.join(", ")
+            )));
+        }
+        let spec = &sig.inputs[0];
+        Ok(Layout {
+            target: vec![0; width],
+            builders: vec![(spec.name.clone(), Column::new(&spec.name, spec.dtype)?)],
+            single: true,
+        })
+    }
+
+    /// Append one row of `width` cells.
+    fn push_row<'c>(&mut self, cells: impl Iterator<Item = Cell<'c>>) -> Result<(), Refusal> {
+        for (j, cell) in cells.enumerate() {
+            let Some((name, column)) = self.target.get(j).and_then(|t| self.builders.get_mut(*t)) else {
+                return Err(Refusal::Bad(format!("a row has more than the {} named columns", self.target.len())));
+            };
+            column.push(name, cell)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self, rows: usize, width: usize, sig: &Signature) -> Result<HashMap<String, Tensor>, Refusal> {
+        if rows == 0 {
+            return Err(Refusal::Bad("no rows to score".into()));
+        }
+        let mut out = HashMap::with_capacity(self.builders.len());
+        for (name, column) in self.builders {
+            let rank = sig.input(&name).map_or(1, |s| s.shape.len());
+            let shape = match (self.single, rank) {
+                (true, 0 | 1) => vec![rows * width],
+                (true, _) => vec![rows, width],
+                (false, 2) => vec![rows, 1],
+                (false, _) => vec![rows],
+            };
+            let tensor = Tensor::new(shape, column.into_data()).map_err(|e| format!("input '{name}': {e}"))?;
+            out.insert(name, tensor);
+        }
+        Ok(out)
+    }
+}
+
+/// Check a table of `rows` × `width` cells against the limits.
+fn check_table(what: &str, rows: usize, width: usize, limits: &Limits) -> Result<(), Refusal> {
+    limits.check_rows(what, rows)?;
+    limits.add_shape(what, &[rows, width], 0)?;
+    Ok(())
+}
+
+/// The body's one scoring key, kept as text until it is known which it is.
+#[derive(serde::Deserialize)]
+struct Body<'a> {
+    #[serde(borrow, default)]
+    dataframe_split: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    dataframe_records: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instances: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    inputs: Option<&'a RawValue>,
+}
+
+const KEYS: &str = "dataframe_split, dataframe_records, instances, inputs";
+
+pub fn decode_json(body: &[u8], sig: &Signature, limits: &Limits) -> Result<HashMap<String, Tensor>, Refusal> {
+    let parsed: Body = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => format!("the body must be a JSON object with one of {KEYS}: {e}"),
+        _ => format!("malformed JSON: {e}"),
+    })?;
+    let present: Vec<(&str, &RawValue)> = [
+        ("dataframe_split", parsed.dataframe_split),
+        ("dataframe_records", parsed.dataframe_records),
+        ("instances", parsed.instances),
+        ("inputs", parsed.inputs),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let [(key, raw)] = present[..] else {
+        let found: Vec<&str> = present.iter().map(|(k, _)| *k).collect();
+        return Err(Refusal::Bad(format!(
+            "the body must have exactly one of {KEYS} (found {})",
+            if found.is_empty() { "none".to_string() } else { found.join(", ") }
+        )));
+    };
+    let parse = |what: &str| -> Result<Value, Refusal> {
+        serde_json::from_str(raw.get()).map_err(|e| Refusal::Bad(format!("`{key}` must be {what}: {e}")))
+    };
+    match key {
+        "dataframe_split" => {
+            #[derive(serde::Deserialize)]
+            struct Split {
+                #[serde(default)]
+                columns: Option<Vec<Value>>,
+                data: Option<Vec<Value>>,
+            }
+            let split: Split = serde_json::from_str(raw.get())
+                .map_err(|e| Refusal::Bad(format!("dataframe_split needs `columns` and a `data` array: {e}")))?;
+            let columns: Option<Vec<String>> = split
+                .columns
+                .map(|c| c.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect());
+            let data = split.data.ok_or("dataframe_split needs a `data` array")?;
+            let rows: Vec<&[Value]> = data
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    r.as_array().map(Vec::as_slice).ok_or_else(|| format!("dataframe_split row {i} is not an array"))
+                })
+                .collect::<Result<_, _>>()?;
+            table(columns.as_deref(), &rows, sig, limits)
+        }
+        "dataframe_records" => records(raw, key, sig, limits),
+        _ => {
+            // `instances`/`inputs`: a dict of named tensors, a list of records, or a list of rows.
+            let first = raw.get().trim_start().strip_prefix('[').map(str::trim_start);
+            if first.is_some_and(|rest| rest.starts_with('{')) {
+                return records(raw, key, sig, limits);
+            }
+            match parse("an array or an object")? {
+                Value::Object(named) => named_tensors(&named, sig, limits),
+                Value::Array(items) => {
+                    let rows: Vec<&[Value]> = items
+                        .iter()
+                        .map(|r| match r {
+                            Value::Array(a) => a.as_slice(),
+                            scalar => std::slice::from_ref(scalar),
+                        })
+                        .collect();
+                    table(None, &rows, sig, limits)
+                }
+                _ => Err(Refusal::Bad(format!("`{key}` must be an array or an object"))),
+            }
+        }
+    }
 }
 
 /// A JSON object with its keys in the order the client wrote them (pandas keeps that order
@@ -39,116 +312,77 @@ impl<'de> serde::Deserialize<'de> for OrderedRecord {
     }
 }
 
-/// The records under `key`, keys in written order.
-fn ordered_records(body: &[u8], key: &str) -> Result<Vec<OrderedRecord>, String> {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        #[serde(default)]
-        dataframe_records: Option<Vec<OrderedRecord>>,
-        #[serde(default)]
-        instances: Option<Vec<OrderedRecord>>,
-        #[serde(default)]
-        inputs: Option<Vec<OrderedRecord>>,
-    }
-    let b: Body = serde_json::from_slice(body).map_err(|e| format!("`{key}` must be an array of objects: {e}"))?;
-    match key {
-        "dataframe_records" => b.dataframe_records,
-        "instances" => b.instances,
-        _ => b.inputs,
-    }
-    .ok_or_else(|| format!("`{key}` is missing"))
-}
-
-pub fn decode_json(body: &[u8], sig: &Signature) -> Result<HashMap<String, Tensor>, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
-    let Value::Object(obj) = v else {
-        return Err(
-            "the body must be a JSON object with one of dataframe_split, dataframe_records, instances, inputs".into()
-        );
-    };
-    let keys: Vec<&str> = ["dataframe_split", "dataframe_records", "instances", "inputs"]
-        .into_iter()
-        .filter(|k| obj.contains_key(*k))
-        .collect();
-    if keys.len() != 1 {
-        return Err(format!(
-            "the body must have exactly one of dataframe_split, dataframe_records, instances, inputs (found {})",
-            if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
-        ));
-    }
-    let value = &obj[keys[0]];
-    match keys[0] {
-        "dataframe_split" => {
-            let columns = value
-                .get("columns")
-                .and_then(Value::as_array)
-                .map(|c| c.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect());
-            let data = value.get("data").and_then(Value::as_array).ok_or("dataframe_split needs a `data` array")?;
-            let rows = data
-                .iter()
-                .enumerate()
-                .map(|(i, r)| r.as_array().cloned().ok_or_else(|| format!("dataframe_split row {i} is not an array")))
-                .collect::<Result<_, _>>()?;
-            frame_to_inputs(Frame { columns, rows }, sig)
-        }
-        "dataframe_records" => records(&ordered_records(body, "dataframe_records")?, sig, "dataframe_records"),
-        _ => {
-            // `instances`/`inputs`: a dict of named tensors, a list of records, or a list of rows.
-            match value {
-                Value::Object(named) => named_tensors(named, sig),
-                Value::Array(items) if items.first().is_some_and(Value::is_object) => {
-                    records(&ordered_records(body, keys[0])?, sig, keys[0])
-                }
-                Value::Array(items) => {
-                    let rows = items
-                        .iter()
-                        .map(|r| match r {
-                            Value::Array(a) => a.clone(),
-                            scalar => vec![scalar.clone()],
-                        })
-                        .collect();
-                    frame_to_inputs(Frame { columns: None, rows }, sig)
-                }
-                _ => Err(format!("`{}` must be an array or an object", keys[0])),
-            }
-        }
-    }
-}
-
-fn records(items: &[OrderedRecord], sig: &Signature, what: &str) -> Result<HashMap<String, Tensor>, String> {
-    let first = items.first().ok_or_else(|| format!("`{what}` is empty"))?;
+fn records(raw: &RawValue, key: &str, sig: &Signature, limits: &Limits) -> Result<HashMap<String, Tensor>, Refusal> {
+    let items: Vec<OrderedRecord> = serde_json::from_str(raw.get())
+        .map_err(|e| Refusal::Bad(format!("`{key}` must be an array of objects: {e}")))?;
+    let first = items.first().ok_or_else(|| format!("`{key}` is empty"))?;
     let columns: Vec<String> = first.0.iter().map(|(k, _)| k.clone()).collect();
-    let rows = items
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            columns
-                .iter()
-                .map(|c| {
-                    r.0.iter()
-                        .find(|(k, _)| k == c)
-                        .map(|(_, v)| v.clone())
-                        .ok_or_else(|| format!("`{what}` item {i} has no column '{c}'"))
-                })
-                .collect()
-        })
-        .collect::<Result<_, String>>()?;
-    frame_to_inputs(Frame { columns: Some(columns), rows }, sig)
+    check_table(&format!("`{key}`"), items.len(), columns.len(), limits)?;
+    let mut layout = Layout::new(Some(&columns), columns.len(), sig)?;
+    for (i, r) in items.iter().enumerate() {
+        let cells = columns
+            .iter()
+            .map(|c| {
+                r.0.iter()
+                    .find(|(k, _)| k == c)
+                    .map(|(_, v)| Cell::Json(v))
+                    .ok_or_else(|| Refusal::Bad(format!("`{key}` item {i} has no column '{c}'")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        layout.push_row(cells.into_iter())?;
+    }
+    layout.finish(items.len(), columns.len(), sig)
 }
 
-fn named_tensors(named: &Map<String, Value>, sig: &Signature) -> Result<HashMap<String, Tensor>, String> {
+fn table(
+    columns: Option<&[String]>,
+    rows: &[&[Value]],
+    sig: &Signature,
+    limits: &Limits,
+) -> Result<HashMap<String, Tensor>, Refusal> {
+    let width = rows.first().map_or(0, |r| r.len());
+    if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
+        return Err(Refusal::Bad(format!("row {i} has {} values, row 0 has {width}", r.len())));
+    }
+    if let Some(cols) = columns {
+        if cols.len() != width && !rows.is_empty() {
+            return Err(Refusal::Bad(format!("{} columns are named, but rows have {width} values", cols.len())));
+        }
+    }
+    check_table("the request", rows.len(), width, limits)?;
+    let mut layout = Layout::new(columns, width, sig)?;
+    for r in rows {
+        layout.push_row(r.iter().map(Cell::Json))?;
+    }
+    layout.finish(rows.len(), width, sig)
+}
+
+fn named_tensors(
+    named: &Map<String, Value>,
+    sig: &Signature,
+    limits: &Limits,
+) -> Result<HashMap<String, Tensor>, Refusal> {
     let mut out = HashMap::new();
+    let mut total = 0usize;
     for (name, value) in named {
         let spec = sig.input(name).ok_or_else(|| unknown(name, sig))?;
-        let mut flat = Vec::new();
         let mut shape = Vec::new();
         shape_of(value, &mut shape);
-        flatten(value, &mut flat);
         if shape.len() < spec.shape.len() {
             shape.resize(spec.shape.len(), 1);
         }
-        let data = cells(name, spec.dtype, &flat)?;
-        out.insert(name.clone(), Tensor::new(shape, data).map_err(|e| format!("input '{name}': {e}"))?);
+        let what = format!("input '{name}'");
+        if let Some(rows) = shape.first() {
+            limits.check_rows(&what, *rows)?;
+        }
+        total = limits.add_shape(&what, &shape, total)?.1;
+        let mut column = Column::new(name, spec.dtype)?;
+        let mut cells = Vec::new();
+        flatten(value, &mut cells);
+        for cell in cells {
+            column.push(name, Cell::Json(cell))?;
+        }
+        out.insert(name.clone(), Tensor::new(shape, column.into_data()).map_err(|e| format!("input '{name}': {e}"))?);
     }
     Ok(out)
 }
@@ -162,127 +396,60 @@ fn shape_of(v: &Value, shape: &mut Vec<usize>) {
     }
 }
 
-fn flatten(v: &Value, out: &mut Vec<Value>) {
+fn flatten<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
     match v {
         Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        other => out.push(other.clone()),
+        other => out.push(other),
     }
 }
 
-fn unknown(name: &str, sig: &Signature) -> String {
+fn unknown(name: &str, sig: &Signature) -> Refusal {
     let names: Vec<&str> = sig.inputs.iter().map(|s| s.name.as_str()).collect();
-    format!("unknown input '{name}'; the model's inputs are {}", names.join(", "))
+    Refusal::Bad(format!("unknown input '{name}'; the model's inputs are {}", names.join(", ")))
 }
 
-fn frame_to_inputs(frame: Frame, sig: &Signature) -> Result<HashMap<String, Tensor>, String> {
-    let n = frame.rows.len();
-    if n == 0 {
-        return Err("no rows to score".into());
-    }
-    let width = frame.rows[0].len();
-    if let Some((i, r)) = frame.rows.iter().enumerate().find(|(_, r)| r.len() != width) {
-        return Err(format!("row {i} has {} values, row 0 has {width}", r.len()));
-    }
-    let by_name = frame.columns.as_ref().is_some_and(|cols| sig.inputs.iter().all(|s| cols.contains(&s.name)));
-    let mut out = HashMap::new();
-    if by_name {
-        let cols = frame.columns.as_deref().unwrap_or(&[]);
-        if let Some(extra) = cols.iter().find(|c| sig.input(c).is_none()) {
-            return Err(unknown(extra, sig));
-        }
-        for spec in &sig.inputs {
-            let c = cols.iter().position(|x| *x == spec.name).unwrap_or(0);
-            let column: Vec<Value> = frame.rows.iter().map(|r| r[c].clone()).collect();
-            let shape = if spec.shape.len() == 2 { vec![n, 1] } else { vec![n] };
-            let data = cells(&spec.name, spec.dtype, &column)?;
-            out.insert(spec.name.clone(), Tensor::new(shape, data)?);
-        }
-        return Ok(out);
-    }
-    if sig.inputs.len() != 1 {
-        let names: Vec<&str> = sig.inputs.iter().map(|s| s.name.as_str()).collect();
-        return Err(format!("the model has inputs {}; name the columns after them", names.join(", ")));
-    }
-    let spec = &sig.inputs[0];
-    let flat: Vec<Value> = frame.rows.into_iter().flatten().collect();
-    let data = cells(&spec.name, spec.dtype, &flat)?;
-    let shape = if spec.shape.len() <= 1 { vec![n * width] } else { vec![n, width] };
-    out.insert(spec.name.clone(), Tensor::new(shape, data)?);
-    Ok(out)
-}
-
-/// Convert cells to the input's element type; numbers as text are accepted (CSV).
-fn cells(name: &str, dtype: DType, values: &[Value]) -> Result<Data, String> {
-    let num = |i: usize, v: &Value| -> Result<f64, String> {
-        match v {
-            Value::Number(n) => n.as_f64().ok_or_else(|| format!("input '{name}': value {i} is not a number")),
-            Value::String(s) => {
-                s.trim().parse().map_err(|_| format!("input '{name}': value {i} (`{s}`) is not a number"))
-            }
-            Value::Null => Ok(f64::NAN),
-            other => Err(format!("input '{name}': value {i} ({other}) is not a number")),
-        }
-    };
-    Ok(match dtype {
-        DType::F32 => {
-            Data::F32(values.iter().enumerate().map(|(i, v)| num(i, v).map(|x| x as f32)).collect::<Result<_, _>>()?)
-        }
-        DType::F64 => Data::F64(values.iter().enumerate().map(|(i, v)| num(i, v)).collect::<Result<_, _>>()?),
-        DType::I64 | DType::I32 => {
-            let ints: Vec<i64> = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let x = num(i, v)?;
-                    if x.fract() != 0.0 || !x.is_finite() {
-                        return Err(format!("input '{name}': value {i} is not an integer"));
-                    }
-                    Ok(x as i64)
-                })
-                .collect::<Result<_, _>>()?;
-            if dtype == DType::I64 {
-                Data::I64(ints)
-            } else {
-                Data::I32(ints.into_iter().map(|x| x as i32).collect())
-            }
-        }
-        DType::Bytes => Data::Bytes(
-            values
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect(),
-        ),
-        DType::Bool => Data::Bool(values.iter().map(|v| v.as_bool().unwrap_or(false)).collect()),
-        other => return Err(format!("input '{name}' has type {other}, which /invocations does not fill")),
-    })
-}
-
-pub fn decode_csv(body: &[u8], sig: &Signature) -> Result<HashMap<String, Tensor>, String> {
+/// A CSV body with a header row, read record by record into typed columns.
+pub fn decode_csv(body: &[u8], sig: &Signature, limits: &Limits) -> Result<HashMap<String, Tensor>, Refusal> {
     let mut reader = csv::Reader::from_reader(body);
     let columns: Vec<String> =
         reader.headers().map_err(|e| format!("malformed CSV: {e}"))?.iter().map(str::to_string).collect();
-    let mut rows = Vec::new();
-    for (i, rec) in reader.records().enumerate() {
-        let rec = rec.map_err(|e| format!("malformed CSV row {}: {e}", i + 2))?;
-        rows.push(rec.iter().map(|c| if c.is_empty() { Value::Null } else { Value::String(c.to_string()) }).collect());
+    let width = columns.len();
+    let mut layout = Layout::new(Some(&columns), width, sig)?;
+    let mut record = csv::StringRecord::new();
+    let mut rows = 0usize;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(Refusal::Bad(format!("malformed CSV row {}: {e}", rows + 2))),
+        }
+        rows += 1;
+        check_table("the CSV body", rows, width, limits)?;
+        layout.push_row(record.iter().map(Cell::Text))?;
     }
-    frame_to_inputs(Frame { columns: Some(columns), rows }, sig)
+    layout.finish(rows, width, sig)
 }
 
 /// `{"predictions": ...}`: a list for one output; records of all outputs otherwise. Written
-/// directly as bytes (floats in their own width's shortest form).
-pub fn encode(sig: &Signature, outputs: &[Tensor]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(64 + outputs.iter().map(|t| t.data.len() * 12).sum::<usize>());
+/// directly as bytes (floats in their own width's shortest form), and given up as soon as it
+/// would exceed `limits.max_response`.
+pub fn encode(sig: &Signature, outputs: &[Tensor], limits: &Limits) -> Result<Vec<u8>, Refusal> {
+    let max = limits.max_response;
+    let estimate = 64 + outputs.iter().map(|t| t.data.len().saturating_mul(12)).sum::<usize>();
+    let mut buf = Vec::with_capacity(estimate.min(max));
     let rows = outputs.first().map(|t| t.rows()).unwrap_or(0);
-    let cell = |buf: &mut Vec<u8>, t: &Tensor, r: usize| {
+    let cell = |buf: &mut Vec<u8>, t: &Tensor, r: usize| -> bool {
         let width: usize = t.shape.iter().skip(1).product::<usize>().max(1);
+        let (start, end) = (r * width, (r + 1) * width);
+        if end > t.data.len() {
+            buf.extend_from_slice(b"null");
+            return buf.len() <= max;
+        }
         if t.shape.len() <= 1 || width == 1 {
             crate::oip::write_scalar(buf, &t.data, r);
+            buf.len() <= max
         } else {
-            crate::oip::write_data(buf, &t.data, r * width, (r + 1) * width);
+            crate::oip::write_data_bounded(buf, &t.data, start, end, max)
         }
     };
     buf.extend_from_slice(b"{\"predictions\":[");
@@ -291,7 +458,9 @@ pub fn encode(sig: &Signature, outputs: &[Tensor]) -> Vec<u8> {
             buf.push(b',');
         }
         if outputs.len() == 1 {
-            cell(&mut buf, &outputs[0], r);
+            if !cell(&mut buf, &outputs[0], r) {
+                return Err(limits.response_too_large());
+            }
             continue;
         }
         buf.push(b'{');
@@ -301,10 +470,15 @@ pub fn encode(sig: &Signature, outputs: &[Tensor]) -> Vec<u8> {
             }
             let _ = serde_json::to_writer(&mut buf, &spec.name);
             buf.push(b':');
-            cell(&mut buf, t, r);
+            if !cell(&mut buf, t, r) {
+                return Err(limits.response_too_large());
+            }
         }
         buf.push(b'}');
     }
     buf.extend_from_slice(b"]}");
-    buf
+    if buf.len() > max {
+        return Err(limits.response_too_large());
+    }
+    Ok(buf)
 }

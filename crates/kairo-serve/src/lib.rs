@@ -11,6 +11,7 @@
 
 pub mod endpoint;
 pub mod invocations;
+pub mod limits;
 pub mod metrics;
 pub mod monitoring;
 pub mod oip;
@@ -42,10 +43,12 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     /// How often the registry is polled for alias moves and deployment changes.
     pub poll: Duration,
-    /// Largest accepted request body.
-    pub max_body: usize,
+    /// What one request may ask for: body, rows, elements, response size.
+    pub limits: limits::Limits,
     /// Prediction-log queue length (records); a full queue drops records.
     pub log_queue: usize,
+    /// Prediction-log queue size in bytes of tensor data; beyond it records are dropped.
+    pub log_queue_bytes: usize,
     /// A segment is written when it holds this many rows, or after `log_max_age`.
     pub log_max_rows: usize,
     pub log_max_age: Duration,
@@ -70,6 +73,7 @@ pub enum ServeError {
 
 struct Inner {
     endpoints: Arc<Endpoints>,
+    limits: limits::Limits,
     metrics: Arc<metrics::Metrics>,
     log: predlog::PredictionLog,
 }
@@ -95,8 +99,12 @@ pub async fn serve(
             .map_err(ServeError::Start)?,
     );
     let metrics = Arc::new(metrics::Metrics::default());
-    let settings =
-        predlog::Settings { queue: config.log_queue, max_rows: config.log_max_rows, max_age: config.log_max_age };
+    let settings = predlog::Settings {
+        queue: config.log_queue,
+        queue_bytes: config.log_queue_bytes,
+        max_rows: config.log_max_rows,
+        max_age: config.log_max_age,
+    };
     let (log, writer) = predlog::PredictionLog::start(md.clone(), objects, metrics.clone(), settings);
     endpoints.spawn_poller(config.poll);
     // One listening socket per serving thread (SO_REUSEPORT: the kernel spreads connections),
@@ -109,8 +117,8 @@ pub async fn serve(
     let mut served: Vec<(String, i64)> =
         endpoints.map.values().map(|ep| (ep.name.clone(), ep.routing().stable.version)).collect();
     served.sort();
-    let state = AppState(Arc::new(Inner { endpoints, metrics, log }));
-    let app = router(state.clone(), config.max_body);
+    let state = AppState(Arc::new(Inner { endpoints, limits: config.limits, metrics, log }));
+    let app = router(state.clone(), config.limits.max_body);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if config.threads == 0 {
         // On the caller's runtime.
@@ -204,7 +212,7 @@ fn oip_error(status: StatusCode, message: impl Into<String>) -> Response {
 fn body_error(e: BytesRejection) -> Response {
     let status = e.status();
     let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "request body is larger than the server accepts (see `kairo serve --max-body-mb`)".to_string()
+        "request body is larger than the server accepts (`kairo serve --max-body-mb`)".to_string()
     } else {
         e.body_text()
     };
@@ -213,6 +221,15 @@ fn body_error(e: BytesRejection) -> Response {
 
 /// A refusal: status and message, turned into the protocol's error body by the caller.
 struct Reject(StatusCode, String);
+
+impl From<limits::Refusal> for Reject {
+    fn from(r: limits::Refusal) -> Self {
+        match r {
+            limits::Refusal::Bad(m) => Reject(StatusCode::BAD_REQUEST, m),
+            limits::Refusal::TooLarge(m) => Reject(StatusCode::PAYLOAD_TOO_LARGE, m),
+        }
+    }
+}
 
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
@@ -315,7 +332,10 @@ fn new_request_id() -> String {
 async fn run_model(loaded: &Arc<Loaded>, inputs: HashMap<String, Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
     let elements: usize = inputs.values().map(|t| t.data.len()).sum();
     if elements <= 16_384 {
-        return loaded.model.infer(inputs);
+        // A fault inside the runtime answers 500 for this request; it never takes the
+        // connection (or the serving thread) with it.
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loaded.model.infer(inputs)))
+            .unwrap_or_else(|_| Err(RuntimeError::Run("the model runtime failed on this request".into())));
     }
     let l = loaded.clone();
     tokio::task::spawn_blocking(move || l.model.infer(inputs)).await.map_err(|e| RuntimeError::Run(e.to_string()))?
@@ -328,6 +348,9 @@ fn status_of(e: &RuntimeError) -> StatusCode {
     }
 }
 
+/// Tensors with their input or output names.
+type Named = Vec<(String, Tensor)>;
+
 /// What one answered request leaves behind: metrics, guard statistics, the log record.
 struct Outcome<'a> {
     state: &'a AppState,
@@ -339,14 +362,16 @@ struct Outcome<'a> {
 }
 
 impl Outcome<'_> {
-    fn finish(self, status: StatusCode, inputs: Option<Vec<(String, Tensor)>>, outputs: Vec<(String, Tensor)>) {
+    /// Record the request; `answered` (inputs and outputs) goes to the prediction log, which
+    /// holds answered rows only: a refused request leaves metrics, never log rows.
+    fn finish(self, status: StatusCode, answered: Option<(Named, Named)>) {
         let elapsed = self.started.elapsed();
         let code = status.as_u16();
         self.state.0.metrics.observe(&self.ep.name, self.loaded.version, self.arm.as_str(), code, elapsed);
         if matches!(self.arm, Arm::Canary | Arm::Shadow) {
             self.ep.observe_candidate(self.loaded.version, code < 500, elapsed);
         }
-        if let Some(inputs) = inputs {
+        if let Some((inputs, outputs)) = answered {
             self.state.0.log.log(predlog::Record {
                 request_id: self.request_id,
                 time_ms: kairo_core::time::now_millis(),
@@ -380,9 +405,9 @@ fn mirror(
         match result {
             Ok(outs) => {
                 let named = shadow.model.signature().outputs.iter().map(|o| o.name.clone()).zip(outs).collect();
-                outcome.finish(StatusCode::OK, Some(logged), named);
+                outcome.finish(StatusCode::OK, Some((logged, named)));
             }
-            Err(e) => outcome.finish(status_of(&e), Some(logged), Vec::new()),
+            Err(e) => outcome.finish(status_of(&e), None),
         }
     });
 }
@@ -408,9 +433,9 @@ async fn infer_common(
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return oip_error(StatusCode::BAD_REQUEST, "Inference-Header-Content-Length is not a number"),
     };
-    let request = match oip::decode(&body, json_len) {
+    let request = match oip::decode(&body, json_len, &s.0.limits) {
         Ok(r) => r,
-        Err(e) => return oip_error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return Reject::from(e).into_response(),
     };
     let routing = ep.routing();
     let key = request.routing_key.as_deref().or_else(|| header(&headers, "kairo-routing-key"));
@@ -455,7 +480,7 @@ async fn infer_common(
         Ok(o) => o,
         Err(e) => {
             let status = status_of(&e);
-            outcome.finish(status, Some(logged), Vec::new());
+            outcome.finish(status, None);
             return oip_error(status, e.to_string());
         }
     };
@@ -478,11 +503,23 @@ async fn infer_common(
                     selected.push(("contribution_names".into(), names, false));
                 }
             }
-            Err(e) => return oip_error(StatusCode::BAD_REQUEST, format!("contributions: {e}")),
+            Err(e) => {
+                outcome.finish(StatusCode::BAD_REQUEST, None);
+                return oip_error(StatusCode::BAD_REQUEST, format!("contributions: {e}"));
+            }
         }
     }
-    let (bytes, json_len) = oip::encode(&name, loaded.version, &request_id, &selected, json!({"arm": arm.as_str()}));
-    outcome.finish(StatusCode::OK, Some(logged), named);
+    let parameters = json!({"arm": arm.as_str()});
+    let (bytes, json_len) = match oip::encode(&name, loaded.version, &request_id, &selected, parameters, &s.0.limits) {
+        Ok(encoded) => encoded,
+        Err(e) => {
+            let reject = Reject::from(e);
+            outcome.finish(reject.0, None);
+            return reject.into_response();
+        }
+    };
+    drop(selected);
+    outcome.finish(StatusCode::OK, Some((logged, named)));
     let mut response = bytes.into_response();
     let h = response.headers_mut();
     match json_len {
@@ -526,7 +563,7 @@ async fn invocations(
             return mlflow_error(
                 status,
                 if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "request body is too large".into()
+                    "request body is larger than the server accepts (`kairo serve --max-body-mb`)".into()
                 } else {
                     e.body_text()
                 },
@@ -550,9 +587,9 @@ async fn invocations(
     let (loaded, arm, shadow) = ep.route(&routing, header(&headers, "kairo-routing-key"));
     let content_type = header(&headers, "content-type").unwrap_or("application/json").to_ascii_lowercase();
     let decoded = if content_type.starts_with("text/csv") {
-        invocations::decode_csv(&body, loaded.model.signature())
+        invocations::decode_csv(&body, loaded.model.signature(), &s.0.limits)
     } else if content_type.starts_with("application/json") || content_type.is_empty() {
-        invocations::decode_json(&body, loaded.model.signature())
+        invocations::decode_json(&body, loaded.model.signature(), &s.0.limits)
     } else {
         return mlflow_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -561,7 +598,10 @@ async fn invocations(
     };
     let inputs = match decoded {
         Ok(i) => i,
-        Err(e) => return mlflow_error(StatusCode::BAD_REQUEST, e),
+        Err(e) => {
+            let reject = Reject::from(e);
+            return mlflow_error(reject.0, reject.1);
+        }
     };
     let request_id = header(&headers, "x-request-id").map(str::to_string).unwrap_or_else(new_request_id);
     let logged: Vec<(String, Tensor)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -571,9 +611,16 @@ async fn invocations(
     let outcome = Outcome { state: &s, ep: &ep, loaded: &loaded, arm, request_id: request_id.clone(), started };
     match run_model(&loaded, inputs).await {
         Ok(outputs) => {
-            let body = invocations::encode(loaded.model.signature(), &outputs);
+            let body = match invocations::encode(loaded.model.signature(), &outputs, &s.0.limits) {
+                Ok(b) => b,
+                Err(e) => {
+                    let reject = Reject::from(e);
+                    outcome.finish(reject.0, None);
+                    return mlflow_error(reject.0, reject.1);
+                }
+            };
             let named = loaded.model.signature().outputs.iter().map(|o| o.name.clone()).zip(outputs).collect();
-            outcome.finish(StatusCode::OK, Some(logged), named);
+            outcome.finish(StatusCode::OK, Some((logged, named)));
             let mut response = ([("content-type", "application/json")], body).into_response();
             if let Ok(v) = HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert("x-request-id", v);
@@ -582,7 +629,7 @@ async fn invocations(
         }
         Err(e) => {
             let status = status_of(&e);
-            outcome.finish(status, Some(logged), Vec::new());
+            outcome.finish(status, None);
             mlflow_error(status, e.to_string())
         }
     }

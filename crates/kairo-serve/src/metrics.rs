@@ -29,6 +29,7 @@ pub struct Metrics {
     pub log_rows: AtomicU64,
     pub log_dropped: AtomicU64,
     pub log_segments: AtomicU64,
+    pub log_failures: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -82,10 +83,15 @@ impl Metrics {
             ("kairo_prediction_log_rows_total", "Prediction rows written to the log.", &self.log_rows),
             (
                 "kairo_prediction_log_dropped_total",
-                "Prediction records dropped because the log queue was full.",
+                "Answered prediction rows not in the log: the queue was full, or writing them failed.",
                 &self.log_dropped,
             ),
             ("kairo_prediction_log_segments_total", "Prediction-log segments written.", &self.log_segments),
+            (
+                "kairo_prediction_log_failures_total",
+                "Prediction-log writes that failed (their rows are counted as dropped), writer restarts included.",
+                &self.log_failures,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }

@@ -31,6 +31,23 @@ pub struct Record {
     pub outputs: Vec<(String, Tensor)>,
 }
 
+impl Record {
+    /// Rows this record puts in the log, from the decoded tensors themselves: a declared
+    /// dimension never counts for more rows than the data holds.
+    fn rows(&self) -> usize {
+        self.inputs.first().map_or(1, |(_, t)| t.rows().min(t.data.len())).max(1)
+    }
+
+    /// Roughly the bytes it holds (what the queue's byte bound counts).
+    fn bytes(&self) -> usize {
+        let tensor = |t: &Tensor| match &t.data {
+            kairo_runtime::Data::Bytes(v) => v.iter().map(|s| s.len() + 24).sum(),
+            d => d.len() * d.dtype().size().unwrap_or(8),
+        };
+        256 + self.inputs.iter().chain(&self.outputs).map(|(_, t)| tensor(t)).sum::<usize>()
+    }
+}
+
 /// The sending side; cheap to clone. Records go into a shared buffer that the writer drains
 /// on a timer: a request never waits and never wakes another thread (a wake-up per request
 /// cost more than the inference itself on a 2-core VM).
@@ -40,11 +57,36 @@ pub struct PredictionLog {
     metrics: Arc<Metrics>,
 }
 
+#[derive(Default)]
+struct Queue {
+    records: Vec<Record>,
+    bytes: usize,
+}
+
 struct Shared {
-    queue: std::sync::Mutex<Vec<Record>>,
+    queue: std::sync::Mutex<Queue>,
     capacity: usize,
+    capacity_bytes: usize,
     wake: tokio::sync::Notify,
     closed: std::sync::atomic::AtomicBool,
+    /// Rows taken from the queue but not yet written: if the writer fails they are lost,
+    /// and counted as dropped.
+    in_flight: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        match self.queue.lock() {
+            Ok(q) => q,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn take(&self) -> Vec<Record> {
+        let mut q = self.lock();
+        q.bytes = 0;
+        std::mem::take(&mut q.records)
+    }
 }
 
 pub struct Writer {
@@ -64,12 +106,16 @@ impl Writer {
 /// Limits of the queue and of one segment.
 pub struct Settings {
     pub queue: usize,
+    pub queue_bytes: usize,
     pub max_rows: usize,
     pub max_age: Duration,
 }
 
 /// How often the writer drains the queue.
 const DRAIN_EVERY: Duration = Duration::from_millis(200);
+
+/// A segment is written once its records hold this many bytes, whatever its row count.
+const MAX_SEGMENT_BYTES: usize = 128 << 20;
 
 impl PredictionLog {
     pub fn start(
@@ -79,79 +125,102 @@ impl PredictionLog {
         settings: Settings,
     ) -> (PredictionLog, Writer) {
         let shared = Arc::new(Shared {
-            queue: std::sync::Mutex::new(Vec::new()),
+            queue: std::sync::Mutex::new(Queue::default()),
             capacity: settings.queue.max(1),
+            capacity_bytes: settings.queue_bytes.max(1),
             wake: tokio::sync::Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            in_flight: std::sync::atomic::AtomicU64::new(0),
         });
-        let handle = tokio::spawn(run(shared.clone(), md, objects, metrics.clone(), settings));
+        let handle = tokio::spawn(supervise(shared.clone(), md, objects, metrics.clone(), settings));
         (PredictionLog { shared: shared.clone(), metrics }, Writer { handle, shared })
     }
 
-    /// Queue a record without waiting; a full queue drops it and counts the drop.
+    /// Queue a record without waiting; a full queue (by records or by bytes) drops it and
+    /// counts its rows as dropped.
     pub fn log(&self, record: Record) {
-        let mut q = match self.shared.queue.lock() {
-            Ok(q) => q,
-            Err(p) => p.into_inner(),
-        };
-        if q.len() >= self.shared.capacity {
+        let bytes = record.bytes();
+        let mut q = self.shared.lock();
+        if q.records.len() >= self.shared.capacity || q.bytes.saturating_add(bytes) > self.shared.capacity_bytes {
             drop(q);
-            self.metrics.log_dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.log_dropped.fetch_add(record.rows() as u64, Ordering::Relaxed);
             return;
         }
-        q.push(record);
-        if q.len() == self.shared.capacity / 2 {
+        q.records.push(record);
+        q.bytes += bytes;
+        if q.records.len() == self.shared.capacity / 2 || q.bytes > self.shared.capacity_bytes / 2 {
             // Half full: drain now rather than at the next tick.
             self.shared.wake.notify_one();
         }
     }
 }
 
-async fn run(shared: Arc<Shared>, md: Metadata, objects: LocalObjects, metrics: Arc<Metrics>, settings: Settings) {
+/// Run the writer; if it fails (a panic), count what it held as dropped, report it, and
+/// start it again: the log keeps going, and nothing is lost without being counted.
+async fn supervise(
+    shared: Arc<Shared>,
+    md: Metadata,
+    objects: LocalObjects,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+) {
+    let settings = Arc::new(settings);
+    loop {
+        let task = tokio::spawn(run(shared.clone(), md.clone(), objects.clone(), metrics.clone(), settings.clone()));
+        match task.await {
+            Ok(()) => return,
+            Err(e) => {
+                let lost = shared.in_flight.swap(0, Ordering::SeqCst);
+                metrics.log_dropped.fetch_add(lost, Ordering::Relaxed);
+                metrics.log_failures.fetch_add(1, Ordering::Relaxed);
+                eprintln!("kairo serve: the prediction-log writer failed ({e}); {lost} rows were lost; restarting it");
+                if shared.closed.load(Ordering::SeqCst) && shared.lock().records.is_empty() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn run(shared: Arc<Shared>, md: Metadata, objects: LocalObjects, metrics: Arc<Metrics>, settings: Arc<Settings>) {
     let mut buffer: Vec<Record> = Vec::new();
     let mut rows = 0usize;
+    let mut bytes = 0usize;
     let mut oldest: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(DRAIN_EVERY) => {}
         }
-        let drained = {
-            let mut q = match shared.queue.lock() {
-                Ok(q) => q,
-                Err(p) => p.into_inner(),
-            };
-            std::mem::take(&mut *q)
-        };
-        for r in drained {
-            rows += r.inputs.first().map(|(_, t)| t.rows()).unwrap_or(1);
+        let closed = shared.closed.load(Ordering::SeqCst);
+        for r in shared.take() {
+            let n = r.rows();
+            rows += n;
+            bytes += r.bytes();
+            shared.in_flight.fetch_add(n as u64, Ordering::SeqCst);
             buffer.push(r);
+            if rows >= settings.max_rows || bytes >= MAX_SEGMENT_BYTES {
+                flush(&mut buffer, &md, &objects, &metrics, &shared).await;
+                (rows, bytes, oldest) = (0, 0, None);
+            }
         }
         if !buffer.is_empty() && oldest.is_none() {
             oldest = Some(std::time::Instant::now());
         }
-        let closed = shared.closed.load(Ordering::SeqCst);
-        let due = rows >= settings.max_rows || oldest.is_some_and(|t| t.elapsed() >= settings.max_age);
+        let due = oldest.is_some_and(|t| t.elapsed() >= settings.max_age);
         if !buffer.is_empty() && (due || closed) {
-            flush(&mut buffer, &md, &objects, &metrics).await;
-            rows = 0;
-            oldest = None;
+            flush(&mut buffer, &md, &objects, &metrics, &shared).await;
+            (rows, bytes, oldest) = (0, 0, None);
         }
         if closed {
-            let rest = std::mem::take(&mut *match shared.queue.lock() {
-                Ok(q) => q,
-                Err(p) => p.into_inner(),
-            });
-            if !rest.is_empty() {
-                buffer = rest;
-                flush(&mut buffer, &md, &objects, &metrics).await;
-            }
             break;
         }
     }
 }
 
-async fn flush(buffer: &mut Vec<Record>, md: &Metadata, objects: &LocalObjects, metrics: &Metrics) {
+/// Write `buffer` as one segment per model. Rows that cannot be written are counted as
+/// dropped and reported; the writer goes on.
+async fn flush(buffer: &mut Vec<Record>, md: &Metadata, objects: &LocalObjects, metrics: &Metrics, shared: &Shared) {
     let records = std::mem::take(buffer);
     let mut by_model: BTreeMap<String, Vec<Record>> = BTreeMap::new();
     for r in records {
@@ -160,6 +229,7 @@ async fn flush(buffer: &mut Vec<Record>, md: &Metadata, objects: &LocalObjects, 
     for (model, records) in by_model {
         let start_ms = records.iter().map(|r| r.time_ms).min().unwrap_or(0);
         let end_ms = records.iter().map(|r| r.time_ms).max().unwrap_or(0);
+        let expected: usize = records.iter().map(Record::rows).sum();
         let objects = objects.clone();
         let written = tokio::task::spawn_blocking(move || {
             let (bytes, rows) = encode(&records)?;
@@ -167,19 +237,26 @@ async fn flush(buffer: &mut Vec<Record>, md: &Metadata, objects: &LocalObjects, 
             Ok::<_, String>((hash, rows))
         })
         .await;
-        match written {
+        let failure = match written {
             Ok(Ok((object, rows))) => {
                 let segment = Segment { deployment: model.clone(), start_ms, end_ms, rows: rows as i64, object };
                 match md.add_segment(&segment).await {
                     Ok(()) => {
                         metrics.log_rows.fetch_add(rows as u64, Ordering::Relaxed);
                         metrics.log_segments.fetch_add(1, Ordering::Relaxed);
+                        None
                     }
-                    Err(e) => eprintln!("kairo serve: prediction log for {model}: {e}"),
+                    Err(e) => Some(e.to_string()),
                 }
             }
-            Ok(Err(e)) => eprintln!("kairo serve: prediction log for {model}: {e}"),
-            Err(e) => eprintln!("kairo serve: prediction log for {model}: {e}"),
+            Ok(Err(e)) => Some(e),
+            Err(e) => Some(format!("the segment encoder failed: {e}")),
+        };
+        shared.in_flight.fetch_sub(expected as u64, Ordering::SeqCst);
+        if let Some(e) = failure {
+            metrics.log_dropped.fetch_add(expected as u64, Ordering::Relaxed);
+            metrics.log_failures.fetch_add(1, Ordering::Relaxed);
+            eprintln!("kairo serve: prediction log for {model}: {e}; {expected} rows were not written");
         }
     }
 }
@@ -225,7 +302,29 @@ fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
     buf.push(b'}');
 }
 
+/// A batch's text columns are finished before they reach this many bytes (Arrow's 32-bit
+/// string offsets end at 2 GiB).
+const MAX_BATCH_TEXT: usize = 256 << 20;
+
 fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), String> {
+    let schema = Arc::new(schema());
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &schema).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    let mut start = 0;
+    while start < records.len() {
+        let (batch, used, rows) = encode_batch(&records[start..], &schema)?;
+        writer.write(&batch).map_err(|e| e.to_string())?;
+        start += used;
+        n += rows;
+    }
+    writer.finish().map_err(|e| e.to_string())?;
+    let bytes = writer.into_inner().map_err(|e| e.to_string())?;
+    Ok((bytes, n))
+}
+
+/// One batch from the first records (at least one), up to [`MAX_BATCH_TEXT`] of text.
+/// Returns the batch, how many records it took and its rows.
+fn encode_batch(records: &[Record], schema: &Arc<Schema>) -> Result<(RecordBatch, usize, usize), String> {
     let mut request_id = StringBuilder::new();
     let mut row = UInt32Builder::new();
     let mut time = Int64Builder::new();
@@ -237,10 +336,15 @@ fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), String> {
     let mut inputs = StringBuilder::new();
     let mut outputs = StringBuilder::new();
     let mut n = 0usize;
+    let mut used = 0usize;
+    let mut text_bytes = 0usize;
     let mut text = Vec::with_capacity(1024);
     for rec in records {
-        let rows = rec.inputs.first().map(|(_, t)| t.rows()).unwrap_or(1).max(1);
-        for r in 0..rows {
+        if used > 0 && text_bytes >= MAX_BATCH_TEXT {
+            break;
+        }
+        used += 1;
+        for r in 0..rec.rows() {
             request_id.append_value(&rec.request_id);
             row.append_value(r as u32);
             time.append_value(rec.time_ms);
@@ -250,8 +354,10 @@ fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), String> {
             latency.append_value(rec.latency_us);
             status.append_value(rec.status);
             row_json(&rec.inputs, r, &mut text);
+            text_bytes += text.len();
             inputs.append_value(std::str::from_utf8(&text).unwrap_or("{}"));
             row_json(&rec.outputs, r, &mut text);
+            text_bytes += text.len();
             outputs.append_value(std::str::from_utf8(&text).unwrap_or("{}"));
             n += 1;
         }
@@ -268,13 +374,8 @@ fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), String> {
         Arc::new(inputs.finish()),
         Arc::new(outputs.finish()),
     ];
-    let schema = Arc::new(schema());
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
-    let mut writer = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &schema).map_err(|e| e.to_string())?;
-    writer.write(&batch).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
-    let bytes = writer.into_inner().map_err(|e| e.to_string())?;
-    Ok((bytes, n))
+    Ok((batch, used, n))
 }
 
 /// Read a segment back: one JSON object per row (for `kairo` commands and tests).

@@ -131,9 +131,21 @@ pub struct ServeArgs {
     /// Largest request body, in MiB (larger ones get 413).
     #[arg(long, default_value_t = 32)]
     pub max_body_mb: usize,
+    /// Most rows in one request (larger ones get 413).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_rows: usize,
+    /// Most tensor elements in one request, summed over its inputs (larger ones get 413).
+    #[arg(long, default_value_t = 8 << 20)]
+    pub max_elements: usize,
+    /// Largest response body, in MiB (a request whose answer would be larger gets 413).
+    #[arg(long, default_value_t = 64)]
+    pub max_response_mb: usize,
     /// Prediction-log queue length in requests; when full, records are dropped and counted.
     #[arg(long, default_value_t = 10_000)]
     pub log_queue: usize,
+    /// Prediction-log queue size in MiB of tensor data; when full, records are dropped and counted.
+    #[arg(long, default_value_t = 256)]
+    pub log_queue_mb: usize,
     /// Write a prediction-log segment every this many seconds (or 50,000 rows).
     #[arg(long, default_value_t = 10)]
     pub log_flush_s: u64,
@@ -658,8 +670,14 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
         models,
         addr: SocketAddr::new(a.host, a.port),
         poll: Duration::from_millis(a.poll_ms.max(50)),
-        max_body: a.max_body_mb.max(1) * 1024 * 1024,
+        limits: kairo_serve::limits::Limits {
+            max_body: a.max_body_mb.max(1).saturating_mul(1 << 20),
+            max_rows: a.max_rows.max(1),
+            max_elements: a.max_elements.max(1),
+            max_response: a.max_response_mb.max(1).saturating_mul(1 << 20),
+        },
         log_queue: a.log_queue,
+        log_queue_bytes: a.log_queue_mb.max(1).saturating_mul(1 << 20),
         log_max_rows: 50_000,
         log_max_age: Duration::from_secs(a.log_flush_s.max(1)),
         threads: a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
