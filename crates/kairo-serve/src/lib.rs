@@ -55,6 +55,8 @@ pub struct ServeConfig {
     /// Serving threads, each with its own runtime and listening socket; 0 serves on the
     /// caller's runtime.
     pub threads: usize,
+    /// Connection cap, header and idle timeouts, backlog.
+    pub connections: kairo_http::ConnLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,7 @@ pub enum ServeError {
 struct Inner {
     endpoints: Arc<Endpoints>,
     limits: limits::Limits,
+    connections: Arc<kairo_http::ConnStats>,
     metrics: Arc<metrics::Metrics>,
     log: predlog::PredictionLog,
 }
@@ -110,21 +113,23 @@ pub async fn serve(
     // One listening socket per serving thread (SO_REUSEPORT: the kernel spreads connections),
     // each thread a single-threaded runtime: a request is read, run and answered on one
     // thread with no cross-thread wake-up, which on a 2-core VM cost more than inference.
-    let first = reuseport_socket(config.addr)?;
-    first.bind(config.addr).map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+    let conn = config.connections;
+    let first = kairo_http::bind(config.addr, conn.backlog, true)
+        .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
     let bound = first.local_addr()?;
-    let first = first.listen(1024)?.into_std()?;
     let mut served: Vec<(String, i64)> =
         endpoints.map.values().map(|ep| (ep.name.clone(), ep.routing().stable.version)).collect();
     served.sort();
-    let state = AppState(Arc::new(Inner { endpoints, limits: config.limits, metrics, log }));
+    let connections = Arc::new(kairo_http::ConnStats::default());
+    let state =
+        AppState(Arc::new(Inner { endpoints, limits: config.limits, connections: connections.clone(), metrics, log }));
     let app = router(state.clone(), config.limits.max_body);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if config.threads == 0 {
         // On the caller's runtime.
         let listener = tokio::net::TcpListener::from_std(first)?;
         on_ready(bound, &served);
-        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        let result = kairo_http::serve(listener, app, conn, connections, shutdown).await;
         drop(state);
         writer.finish().await;
         md.close().await;
@@ -135,13 +140,11 @@ pub async fn serve(
     for i in 0..config.threads {
         let listener = match first.take() {
             Some(l) => l,
-            None => {
-                let socket = reuseport_socket(bound)?;
-                socket.bind(bound).map_err(|source| ServeError::Bind { addr: bound, source })?;
-                socket.listen(1024)?.into_std()?
-            }
+            None => kairo_http::bind(bound, conn.backlog, true)
+                .map_err(|source| ServeError::Bind { addr: bound, source })?,
         };
         let app = app.clone();
+        let connections = connections.clone();
         let mut stop = stop_rx.clone();
         let thread = std::thread::Builder::new().name(format!("kairo-serve-{i}")).spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -150,7 +153,7 @@ pub async fn serve(
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+                kairo_http::serve(listener, app, conn, connections, shutdown).await
             })
         })?;
         threads.push(thread);
@@ -173,14 +176,6 @@ pub async fn serve(
     joined.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ()).map_err(ServeError::Io)
 }
 
-fn reuseport_socket(addr: SocketAddr) -> Result<tokio::net::TcpSocket, ServeError> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.set_nodelay(true)?;
-    Ok(socket)
-}
-
 fn router(state: AppState, max_body: usize) -> Router {
     Router::new()
         .route("/v2/health/live", get(|| async { Json(json!({"live": true})) }))
@@ -200,8 +195,23 @@ fn router(state: AppState, max_body: usize) -> Router {
         .fallback(|uri: axum::http::Uri| async move {
             oip_error(StatusCode::NOT_FOUND, format!("no endpoint {}", uri.path()))
         })
+        .layer(axum::middleware::from_fn(browser_guard))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+/// Cross-site browser requests never reach a handler that changes state (feedback, the
+/// prediction log); `/v1/feedback` takes only bodies declared as JSON.
+async fn browser_guard(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Some(message) = kairo_http::cross_site_refusal(request.method(), request.headers()) {
+        return oip_error(StatusCode::FORBIDDEN, message);
+    }
+    if request.uri().path() == "/v1/feedback" {
+        if let Some(message) = kairo_http::json_content_type_refusal(request.headers()) {
+            return oip_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, message);
+        }
+    }
+    next.run(request).await
 }
 
 /// OIP's error shape: `{"error": "..."}`.
@@ -637,6 +647,7 @@ async fn invocations(
 
 async fn prometheus(State(s): State<AppState>) -> Response {
     let mut text = s.0.metrics.render();
+    text.push_str(&s.0.connections.render());
     text.push_str("# HELP kairo_model_serving Versions loaded per model and arm (1 = serving).\n# TYPE kairo_model_serving gauge\n");
     let mut eps: Vec<&Arc<Endpoint>> = s.0.endpoints.map.values().collect();
     eps.sort_by(|a, b| a.name.cmp(&b.name));

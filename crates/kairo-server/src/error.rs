@@ -13,6 +13,10 @@ pub enum Code {
     ResourceAlreadyExists,
     ResourceDoesNotExist,
     EndpointNotFound,
+    /// A body above the server's limit (413).
+    TooLarge,
+    /// Refused whatever the parameters (403): a cross-site browser request.
+    PermissionDenied,
     Internal,
 }
 
@@ -23,6 +27,10 @@ impl Code {
             Code::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
             Code::ResourceDoesNotExist => "RESOURCE_DOES_NOT_EXIST",
             Code::EndpointNotFound => "ENDPOINT_NOT_FOUND",
+            // MLflow has no code of its own for these statuses; its client raises on any 4xx
+            // with the code it is given, so they use codes it knows.
+            Code::TooLarge => "BAD_REQUEST",
+            Code::PermissionDenied => "PERMISSION_DENIED",
             Code::Internal => "INTERNAL_ERROR",
         }
     }
@@ -34,6 +42,8 @@ impl Code {
             Code::ResourceAlreadyExists => "already_exists",
             Code::ResourceDoesNotExist => "not_found",
             Code::EndpointNotFound => "endpoint_not_found",
+            Code::TooLarge => "too_large",
+            Code::PermissionDenied => "permission_denied",
             Code::Internal => "internal",
         }
     }
@@ -43,6 +53,8 @@ impl Code {
         match self {
             Code::InvalidParameterValue | Code::ResourceAlreadyExists => StatusCode::BAD_REQUEST,
             Code::ResourceDoesNotExist | Code::EndpointNotFound => StatusCode::NOT_FOUND,
+            Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,6 +73,10 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError { code: Code::ResourceDoesNotExist, message: message.into() }
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ApiError { code: Code::TooLarge, message: message.into() }
     }
 }
 

@@ -41,6 +41,10 @@ pub struct Inner {
     pub host: String,
     /// Group-commits `log-metric` calls.
     pub metrics: metric_writer::MetricWriter,
+    /// Largest artifact upload, in bytes.
+    pub max_artifact: u64,
+    /// Connection counters (for `/metrics`).
+    pub connections: Arc<kairo_http::ConnStats>,
 }
 
 impl std::ops::Deref for AppState {
@@ -51,16 +55,35 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(
-        project: Project,
-        md: Metadata,
-        objects: LocalObjects,
-        tmp: PathBuf,
-        actor: String,
-        host: String,
-    ) -> Self {
+    pub fn new(project: Project, md: Metadata, objects: LocalObjects, tmp: PathBuf, options: &ServerOptions) -> Self {
         let metrics = metric_writer::MetricWriter::spawn(md.clone());
-        AppState(Arc::new(Inner { project, md, objects, tmp, actor, host, metrics }))
+        AppState(Arc::new(Inner {
+            project,
+            md,
+            objects,
+            tmp,
+            actor: Project::actor(),
+            host: Project::hostname(),
+            metrics,
+            max_artifact: options.max_artifact,
+            connections: Arc::new(kairo_http::ConnStats::default()),
+        }))
+    }
+}
+
+/// How `kairo server` listens and what it accepts.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub addr: SocketAddr,
+    pub connections: kairo_http::ConnLimits,
+    /// Largest artifact upload, in bytes.
+    pub max_artifact: u64,
+}
+
+impl ServerOptions {
+    /// Defaults on `addr`: 1 GiB artifacts, [`kairo_http::ConnLimits::default`].
+    pub fn new(addr: SocketAddr) -> Self {
+        ServerOptions { addr, connections: kairo_http::ConnLimits::default(), max_artifact: 1 << 30 }
     }
 }
 
@@ -81,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
+        .route("/metrics", get(metrics))
         .nest("/api/v1", api_v1::routes())
         .nest("/api/2.0", mlflow::tracking_routes())
         .nest("/ajax-api/2.0", mlflow::tracking_routes())
@@ -88,14 +112,39 @@ pub fn router(state: AppState) -> Router {
             let body = serde_json::json!({"error_code": "ENDPOINT_NOT_FOUND", "message": format!("No endpoint {}", uri.path())});
             (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
         })
+        .layer(axum::middleware::from_fn(browser_guard))
         .with_state(state)
 }
 
-/// Serve `project` on `addr` until `shutdown` resolves; in-flight requests finish first.
+/// `GET /metrics`: the server's connections, in Prometheus' text format.
+async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) -> axum::response::Response {
+    ([("content-type", "text/plain; version=0.0.4")], s.connections.render()).into_response()
+}
+
+/// Cross-site browser requests never change state, and JSON endpoints take only bodies that
+/// say they are JSON (a cross-site `text/plain` POST is refused before any handler runs), with
+/// the 400 `INVALID_PARAMETER_VALUE` MLflow's own server gives a wrong content type.
+async fn browser_guard(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use error::{ApiError, Code};
+    if let Some(message) = kairo_http::cross_site_refusal(request.method(), request.headers()) {
+        return ApiError { code: Code::PermissionDenied, message }.into_response();
+    }
+    let path = request.uri().path();
+    let artifact_bytes = path.contains("/mlflow-artifacts/artifacts/");
+    let json_api = path.starts_with("/api/") || path.starts_with("/ajax-api/");
+    if json_api && !artifact_bytes && kairo_http::changes_state(request.method()) {
+        if let Some(message) = kairo_http::json_content_type_refusal(request.headers()) {
+            return ApiError { code: Code::InvalidParameterValue, message }.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Serve `project` until `shutdown` resolves; in-flight requests finish first.
 /// `on_ready` receives the bound address (useful with port 0).
 pub async fn serve(
     project: &Project,
-    addr: SocketAddr,
+    options: ServerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServerError> {
@@ -103,14 +152,18 @@ pub async fn serve(
     let objects = project.objects()?;
     let tmp = project.store_dir().join("tmp");
     std::fs::create_dir_all(&tmp)?;
-    let state = AppState::new(project.clone(), md.clone(), objects, tmp, Project::actor(), Project::hostname());
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    let state = AppState::new(project.clone(), md.clone(), objects, tmp, &options);
+    let addr = options.addr;
+    let listener = kairo_http::bind(addr, options.connections.backlog, false)
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let bound = listener.local_addr()?;
     let announce = project.root().join(kairo_data::project::SERVER_FILE);
     let info = serde_json::json!({"url": format!("http://{bound}"), "pid": std::process::id()});
     std::fs::write(&announce, info.to_string())?;
     on_ready(bound);
-    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let stats = state.connections.clone();
+    let result = kairo_http::serve(listener, router(state), options.connections, stats, shutdown).await;
     let _ = std::fs::remove_file(&announce);
     md.close().await;
     result.map_err(ServerError::Io)

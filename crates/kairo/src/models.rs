@@ -152,6 +152,8 @@ pub struct ServeArgs {
     /// Serving threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub connections: crate::server::ConnectionArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -678,6 +680,7 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
         },
         log_queue: a.log_queue,
         log_queue_bytes: a.log_queue_mb.max(1).saturating_mul(1 << 20),
+        connections: a.connections.limits(),
         log_max_rows: 50_000,
         log_max_age: Duration::from_secs(a.log_flush_s.max(1)),
         threads: a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),

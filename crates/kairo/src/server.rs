@@ -14,18 +14,51 @@ pub struct ServerArgs {
     /// Port (0 picks a free one and prints it).
     #[arg(long, default_value_t = 5000)]
     pub port: u16,
+    /// Largest artifact upload, in MiB (larger ones get 413).
+    #[arg(long, default_value_t = 1024)]
+    pub max_artifact_mb: u64,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// How a server treats its connections (`kairo server` and `kairo serve`).
+#[derive(Args)]
+pub struct ConnectionArgs {
+    /// Most open client connections; beyond, new ones get 503 and are closed.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (and to start its next request on a
+    /// kept-alive connection) before the connection is closed.
+    #[arg(long, default_value_t = 15)]
+    pub header_timeout_s: u64,
+    /// Seconds without a byte either way after which a connection is closed.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout_s: u64,
+}
+
+impl ConnectionArgs {
+    pub fn limits(&self) -> kairo_http::ConnLimits {
+        kairo_http::ConnLimits {
+            max_connections: self.max_connections.max(1),
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_s.max(1)),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_s.max(1)),
+            ..kairo_http::ConnLimits::default()
+        }
+    }
 }
 
 pub async fn run(args: ServerArgs) -> CmdResult {
     let project = Project::discover(&std::env::current_dir()?)?;
-    let addr = SocketAddr::new(args.host, args.port);
+    let mut options = kairo_server::ServerOptions::new(SocketAddr::new(args.host, args.port));
+    options.connections = args.connections.limits();
+    options.max_artifact = args.max_artifact_mb.max(1).saturating_mul(1 << 20);
     let shutdown = async {
         crate::interrupted().await;
         eprintln!("kairo server: shutting down (finishing in-flight requests)");
     };
     let root = project.root().to_path_buf();
     let scheduler = schedule_monitors(&project).await?;
-    let served = kairo_server::serve(&project, addr, shutdown, |bound| {
+    let served = kairo_server::serve(&project, options, shutdown, |bound| {
         // A server must outlive whoever started it closing our stdout: write errors are ignored.
         use std::io::Write;
         let mut out = std::io::stdout();

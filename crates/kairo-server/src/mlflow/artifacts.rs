@@ -66,11 +66,22 @@ pub fn raw_suffix<'a>(uri_path: &'a str, prefix: &str) -> &'a str {
     uri_path.split_once(prefix).map(|(_, rest)| rest).unwrap_or("")
 }
 
-/// PUT: stream the body to a temp file, store it as an object, record the path.
-pub async fn upload(s: AppState, raw: &str, body: Body) -> ApiResult<Value> {
+/// PUT: stream the body to a temp file, store it as an object, record the path. A body
+/// above `max_artifact` bytes is refused with 413: at once if its length says so, else when
+/// the stream passes the limit (the partial file is removed).
+pub async fn upload(s: AppState, raw: &str, declared: Option<u64>, body: Body) -> ApiResult<Value> {
     let path = clean_path(raw)?;
     if path.is_empty() {
         return Err(ApiError::invalid("An artifact path is required"));
+    }
+    let max = s.max_artifact;
+    let too_large = || {
+        ApiError::too_large(format!(
+            "The artifact '{path}' is larger than this server's limit of {max} bytes (`kairo server --max-artifact-mb`)"
+        ))
+    };
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
     }
     let tmp = s.tmp.join(format!("upload-{}", kairo_core::run::new_run_id()));
     let mut file = tokio::fs::File::create(&tmp).await.map_err(internal)?;
@@ -85,7 +96,15 @@ pub async fn upload(s: AppState, raw: &str, body: Body) -> ApiResult<Value> {
             }
         };
         size += chunk.len() as u64;
-        file.write_all(&chunk).await.map_err(internal)?;
+        if size > max {
+            drop(file);
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(too_large());
+        }
+        if let Err(e) = file.write_all(&chunk).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(internal(e));
+        }
     }
     file.flush().await.map_err(internal)?;
     drop(file);

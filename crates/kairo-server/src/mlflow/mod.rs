@@ -42,9 +42,12 @@ async fn read_params(method: &Method, query: Option<String>, body: Body) -> ApiR
     if method == Method::GET || method == Method::HEAD {
         return Ok(Params::from_query(query.as_deref()));
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::invalid(format!("The request body is larger than the limit of {MAX_BODY} bytes")))?;
+    let bytes = kairo_http::read_body(body, MAX_BODY).await.map_err(|e| match e {
+        kairo_http::BodyError::TooLarge { limit } => {
+            ApiError::too_large(format!("The request body is larger than the limit of {limit} bytes"))
+        }
+        kairo_http::BodyError::Interrupted(e) => ApiError::invalid(format!("The request body could not be read: {e}")),
+    })?;
     Params::from_body(&bytes, query.as_deref())
 }
 
@@ -161,10 +164,11 @@ pub fn tracking_routes() -> Router<AppState> {
 async fn artifact(State(state): State<AppState>, request: Request) -> Response {
     let raw = artifacts::raw_suffix(request.uri().path(), "/mlflow-artifacts/artifacts/").to_string();
     let method = request.method().clone();
+    let declared = kairo_http::declared_length(request.headers());
     let body = request.into_body();
     let result = match method {
         Method::GET => return artifacts::download(state, &raw).await.unwrap_or_else(IntoResponse::into_response),
-        Method::PUT => artifacts::upload(state, &raw, body).await,
+        Method::PUT => artifacts::upload(state, &raw, declared, body).await,
         Method::DELETE => artifacts::delete(state, &raw).await,
         _ => Err(ApiError::invalid(format!("{method} is not supported on artifacts"))),
     };
