@@ -8,6 +8,7 @@ mod checkout;
 mod demo;
 mod faults;
 mod history;
+mod hostile;
 mod maintenance;
 mod monitor;
 mod monitoring;

@@ -19,6 +19,16 @@ impl Server {
         Server { child, url }
     }
 
+    /// A server started with other arguments (`crate::spawn_listening`).
+    pub fn from_child(child: Child, url: String) -> Server {
+        Server { child, url }
+    }
+
+    pub fn get_text(&self, path_and_query: &str) -> (u16, String) {
+        let r = reqwest::blocking::get(format!("{}{path_and_query}", self.url)).unwrap();
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    }
+
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = reqwest::blocking::Client::new().post(format!("{}{path}", self.url)).json(&body).send().unwrap();
         let status = r.status().as_u16();

@@ -58,6 +58,10 @@ impl Serve {
         (status, r.bytes().unwrap().to_vec(), headers)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         let r = reqwest::blocking::get(format!("{}{path}", self.url)).unwrap();
         (r.status().as_u16(), r.text().unwrap())
