@@ -137,6 +137,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let limits = ConnLimits { max_connections: usable_connections(limits.max_connections), ..limits };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -186,6 +187,17 @@ pub async fn serve(
         () = tokio::time::sleep(limits.shutdown_grace) => {}
     }
     Ok(())
+}
+
+/// Descriptors kept free for the store, files and outgoing connections.
+const RESERVED_FDS: u64 = 128;
+
+/// The connection cap, lowered to what the process's open-file limit allows (a server at its
+/// descriptor limit can no longer accept anything, not even to refuse it).
+pub fn usable_connections(requested: usize) -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
+    let usable = usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX).max(16);
+    requested.min(usable)
 }
 
 /// Answer a connection over the cap with a short 503 and close it.
