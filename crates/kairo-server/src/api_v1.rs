@@ -5,12 +5,14 @@
 
 use crate::error::{ApiError, Code};
 use crate::AppState;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use kairo_core::run::{PathVersion, Run, RunStatus};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -43,6 +45,12 @@ impl From<QueryRejection> for V1Error {
     }
 }
 
+impl From<PathRejection> for V1Error {
+    fn from(e: PathRejection) -> Self {
+        V1Error(ApiError::invalid(e.body_text()))
+    }
+}
+
 impl IntoResponse for V1Error {
     fn into_response(self) -> Response {
         let body = ErrorBody { code: self.0.code.v1_name().into(), message: self.0.message };
@@ -51,6 +59,42 @@ impl IntoResponse for V1Error {
 }
 
 type V1Result<T> = Result<Json<T>, V1Error>;
+
+/// A NUL byte can only arrive percent-encoded; no id, path or name Kairo stores holds one, and
+/// PostgreSQL refuses it in text (a 500 rather than a 400 if it reached the database).
+fn refuse_nul(raw: &str, part: &str) -> Result<(), V1Error> {
+    if raw.contains("%00") {
+        return Err(ApiError::invalid(format!("the {part} contains a NUL byte (%00)")).into());
+    }
+    Ok(())
+}
+
+/// `Query` that answers mistakes in Kairo's error shape and refuses NUL bytes.
+pub struct V1Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for V1Query<T> {
+    type Rejection = V1Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, V1Error> {
+        refuse_nul(parts.uri.query().unwrap_or(""), "query")?;
+        let Query(q) = Query::<T>::from_request_parts(parts, state).await?;
+        Ok(V1Query(q))
+    }
+}
+
+/// `Path` that answers mistakes (e.g. `%FF`, not UTF-8) in Kairo's error shape and refuses NUL
+/// bytes.
+pub struct V1Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for V1Path<T> {
+    type Rejection = V1Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, V1Error> {
+        refuse_nul(parts.uri.path(), "path")?;
+        let Path(p) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(V1Path(p))
+    }
+}
 
 /// A file or directory version a run read or wrote.
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,7 +133,8 @@ pub struct RunDto {
     pub env_hash: String,
     /// `file:key` → value.
     pub params: BTreeMap<String, String>,
-    pub metrics: BTreeMap<String, f64>,
+    /// Latest value of each metric; `null` for NaN or ±∞ (JSON has no such numbers).
+    pub metrics: BTreeMap<String, Option<f64>>,
     pub inputs: Vec<PathVersionDto>,
     pub outputs: Vec<PathVersionDto>,
     pub exit_code: Option<i32>,
@@ -107,7 +152,7 @@ pub struct MetricPointDto {
     pub step: i64,
     /// Milliseconds since the epoch.
     pub timestamp: i64,
-    /// `null` for NaN.
+    /// `null` for NaN or ±∞ (JSON has no such numbers).
     pub value: Option<f64>,
 }
 
@@ -150,7 +195,7 @@ pub struct EventDto {
     pub actor: String,
     pub kind: String,
     pub subject: String,
-    #[schema(value_type = Object)]
+    /// What the event records, usually an object (any JSON value: older rows may hold text).
     pub payload: serde_json::Value,
 }
 
@@ -175,36 +220,68 @@ pub struct ArtifactList {
     pub files: Vec<ArtifactEntryDto>,
 }
 
+// Every query struct says `parameter_in = Query`: without it utoipa declares its fields as path
+// parameters, which generated clients and fuzzers then cannot send.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ArtifactQuery {
     /// A directory under the run's artifact root (default: the root).
     pub path: Option<String>,
 }
 
+/// A run status as a query value.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatusName {
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+impl From<RunStatusName> for RunStatus {
+    fn from(s: RunStatusName) -> Self {
+        match s {
+            RunStatusName::Running => RunStatus::Running,
+            RunStatusName::Succeeded => RunStatus::Succeeded,
+            RunStatusName::Failed => RunStatus::Failed,
+            RunStatusName::Interrupted => RunStatus::Interrupted,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// Only runs of this stage (or run name).
     pub stage: Option<String>,
-    /// `running`, `succeeded`, `failed` or `interrupted`.
-    pub status: Option<String>,
+    /// Only runs in this status.
+    #[param(inline)]
+    pub status: Option<RunStatusName>,
     /// At most this many, newest first (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DatasetQuery {
     /// The tracked path, e.g. `data/train`.
     pub path: String,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// e.g. `run:<id>`, `dataset:<path>`, `model:<name>`.
+    /// Only events about this subject, e.g. `run:<id>`, `dataset:<path>`, `model:<name>`.
     pub subject: Option<String>,
+    /// At most this many, the newest (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LineageQuery {
     /// A run id, a pipeline output path, a tracked dataset path, or `PATH@HASH`.
     pub target: String,
@@ -247,7 +324,7 @@ fn run_dto(r: &Run) -> RunDto {
         env: r.env.spec.clone(),
         env_hash: r.env.hash.to_hex(),
         params,
-        metrics: r.metrics.clone(),
+        metrics: r.metrics.iter().map(|(k, v)| (k.clone(), finite(*v))).collect(),
         inputs: r.deps.iter().map(version_dto).collect(),
         outputs: r.outs.iter().map(version_dto).collect(),
         exit_code: r.exit_code,
@@ -269,6 +346,11 @@ fn dataset_dto(v: &kairo_store::metadata::DatasetVersion) -> DatasetVersionDto {
     }
 }
 
+/// JSON has no NaN or infinity (serde_json would write `null` anyway); say so in the type.
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
 fn limit(l: Option<i64>, default: i64) -> Result<i64, V1Error> {
     match l {
         None => Ok(default),
@@ -279,14 +361,8 @@ fn limit(l: Option<i64>, default: i64) -> Result<i64, V1Error> {
 
 /// List runs, newest first.
 #[utoipa::path(get, path = "/api/v1/runs", params(RunsQuery), responses((status = 200, body = RunList), (status = 400, body = ErrorBody)))]
-async fn list_runs(State(s): State<AppState>, q: Result<Query<RunsQuery>, QueryRejection>) -> V1Result<RunList> {
-    let Query(q) = q?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(raw) => Some(RunStatus::parse(raw).ok_or_else(|| {
-            ApiError::invalid(format!("status `{raw}`: expected running, succeeded, failed or interrupted"))
-        })?),
-    };
+async fn list_runs(State(s): State<AppState>, V1Query(q): V1Query<RunsQuery>) -> V1Result<RunList> {
+    let status = q.status.map(RunStatus::from);
     let filter = kairo_store::runs::RunFilter { stage: q.stage, status, limit: Some(limit(q.limit, 100)?) };
     let runs = s.md.runs(&filter).await?;
     Ok(Json(RunList { runs: runs.iter().map(run_dto).collect() }))
@@ -294,8 +370,8 @@ async fn list_runs(State(s): State<AppState>, q: Result<Query<RunsQuery>, QueryR
 
 /// One run by id (or unique id prefix).
 #[utoipa::path(get, path = "/api/v1/runs/{id}", params(("id" = String, Path, description = "run id or unique prefix")),
-    responses((status = 200, body = RunDto), (status = 404, body = ErrorBody)))]
-async fn get_run(State(s): State<AppState>, Path(id): Path<String>) -> V1Result<RunDto> {
+    responses((status = 200, body = RunDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_run(State(s): State<AppState>, V1Path(id): V1Path<String>) -> V1Result<RunDto> {
     let run = s.md.run(&id).await.map_err(|e| match e {
         kairo_store::runs::RunLookupError::Store(e) => ApiError::from(e),
         other => ApiError::not_found(other.to_string()),
@@ -306,12 +382,15 @@ async fn get_run(State(s): State<AppState>, Path(id): Path<String>) -> V1Result<
 /// Every value logged for one metric of a run, in logging order.
 #[utoipa::path(get, path = "/api/v1/runs/{id}/metrics/{key}",
     params(("id" = String, Path, description = "run id"), ("key" = String, Path, description = "metric name")),
-    responses((status = 200, body = MetricHistory), (status = 404, body = ErrorBody)))]
-async fn metric_history(State(s): State<AppState>, Path((id, key)): Path<(String, String)>) -> V1Result<MetricHistory> {
+    responses((status = 200, body = MetricHistory), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn metric_history(
+    State(s): State<AppState>,
+    V1Path((id, key)): V1Path<(String, String)>,
+) -> V1Result<MetricHistory> {
     let points = s.md.metric_history(&id, &key).await?;
     let points = points
         .iter()
-        .map(|m| MetricPointDto { step: m.step, timestamp: m.timestamp, value: (!m.value.is_nan()).then_some(m.value) })
+        .map(|m| MetricPointDto { step: m.step, timestamp: m.timestamp, value: finite(m.value) })
         .collect();
     Ok(Json(MetricHistory { run_id: id, key, points }))
 }
@@ -321,10 +400,9 @@ async fn metric_history(State(s): State<AppState>, Path((id, key)): Path<(String
     responses((status = 200, body = ArtifactList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn run_artifacts(
     State(s): State<AppState>,
-    Path(id): Path<String>,
-    q: Result<Query<ArtifactQuery>, QueryRejection>,
+    V1Path(id): V1Path<String>,
+    V1Query(q): V1Query<ArtifactQuery>,
 ) -> V1Result<ArtifactList> {
-    let Query(q) = q?;
     let info = s.md.tracked_run_info(&id).await?;
     let sub = crate::mlflow::artifacts::clean_path(q.path.as_deref().unwrap_or(""))?;
     let root = format!("{}/{}/artifacts", info.experiment_id, info.id);
@@ -348,7 +426,7 @@ async fn run_artifacts(
     responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn run_artifact(
     State(s): State<AppState>,
-    Path((id, path)): Path<(String, String)>,
+    V1Path((id, path)): V1Path<(String, String)>,
 ) -> Result<Response, V1Error> {
     let info = s.md.tracked_run_info(&id).await?;
     let clean = crate::mlflow::artifacts::clean_path(&path)?;
@@ -370,11 +448,7 @@ async fn datasets(State(s): State<AppState>) -> V1Result<DatasetList> {
 /// All versions of one tracked dataset.
 #[utoipa::path(get, path = "/api/v1/datasets/versions", params(DatasetQuery),
     responses((status = 200, body = DatasetVersions), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn dataset_versions(
-    State(s): State<AppState>,
-    q: Result<Query<DatasetQuery>, QueryRejection>,
-) -> V1Result<DatasetVersions> {
-    let Query(q) = q?;
+async fn dataset_versions(State(s): State<AppState>, V1Query(q): V1Query<DatasetQuery>) -> V1Result<DatasetVersions> {
     let versions = s.md.dataset_versions(&q.path).await?;
     if versions.is_empty() {
         return Err(
@@ -386,8 +460,7 @@ async fn dataset_versions(
 
 /// The event log (who did what, when), newest last.
 #[utoipa::path(get, path = "/api/v1/events", params(EventsQuery), responses((status = 200, body = EventList), (status = 400, body = ErrorBody)))]
-async fn events(State(s): State<AppState>, q: Result<Query<EventsQuery>, QueryRejection>) -> V1Result<EventList> {
-    let Query(q) = q?;
+async fn events(State(s): State<AppState>, V1Query(q): V1Query<EventsQuery>) -> V1Result<EventList> {
     let events = s.md.events(q.subject.as_deref(), limit(q.limit, 100)?).await?;
     let events = events
         .into_iter()
@@ -398,12 +471,8 @@ async fn events(State(s): State<AppState>, q: Result<Query<EventsQuery>, QueryRe
 
 /// Where a run, output or dataset version came from: the upstream graph.
 #[utoipa::path(get, path = "/api/v1/lineage", params(LineageQuery),
-    responses((status = 200, description = "The upstream graph: nested run and data nodes", body = Object), (status = 404, body = ErrorBody)))]
-async fn lineage(
-    State(s): State<AppState>,
-    q: Result<Query<LineageQuery>, QueryRejection>,
-) -> Result<Response, V1Error> {
-    let Query(q) = q?;
+    responses((status = 200, description = "The upstream graph: nested run and data nodes", body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn lineage(State(s): State<AppState>, V1Query(q): V1Query<LineageQuery>) -> Result<Response, V1Error> {
     let node = kairo_pipeline::lineage::lineage(&s.project, &s.md, &q.target).await.map_err(|e| match e {
         kairo_pipeline::PipelineError::Store(e) => ApiError::from(e),
         other => ApiError::not_found(other.to_string()),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::new_without_default)] // Tests fail loudly on purpose.
 
 mod add_status;
+mod api_v1;
 mod checkout;
 mod demo;
 mod faults;
