@@ -86,6 +86,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) | StoreError::Missing(_) => Code::ResourceDoesNotExist,
             StoreError::AlreadyExists(_) => Code::ResourceAlreadyExists,
             StoreError::Invalid(_) => Code::InvalidParameterValue,
+            _ if e.is_unstorable_text() => {
+                return ApiError::invalid(
+                    "A text value holds a character the database cannot store (such as NUL, \\u0000); remove it",
+                );
+            }
             _ => Code::Internal,
         };
         ApiError { code, message: e.to_string() }

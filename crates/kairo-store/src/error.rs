@@ -34,6 +34,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database refused a text value it cannot store (PostgreSQL's
+    /// `character_not_in_repertoire`, e.g. a NUL byte, or `untranslatable_character`): the
+    /// caller's value is at fault, not the store.
+    pub fn is_unstorable_text(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => matches!(db.code().as_deref(), Some("22021" | "22P05")),
+            _ => false,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { path, source }

@@ -10,15 +10,23 @@ pub const PG_ENV: &str = "KAIRO_TEST_POSTGRES_URL";
 /// Environment variable holding an `s3://bucket/prefix` URL for the S3 tests.
 pub const S3_ENV: &str = "KAIRO_TEST_S3_URL";
 
+/// The URL or path of a service a test needs, from `var`. Missing: under CI (`KAIRO_CI`, set by
+/// `.ci/test`) the test fails, since a test whose service is missing must never pass by
+/// skipping; elsewhere it is skipped with a message saying how to run it.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("KAIRO_CI").is_some() => panic!("{var} is not set, and under CI a test never skips"),
+        _ => {
+            eprintln!("skipping: {var} is not set (`bash .ci/test` starts the services and sets it)");
+            None
+        }
+    }
+}
+
 /// A fresh PostgreSQL database for one test, or None (with a message) when none is configured.
 pub async fn postgres_database() -> Option<String> {
-    let base = match std::env::var(PG_ENV) {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            eprintln!("skipping PostgreSQL half: {PG_ENV} is not set (.ci/run sets it)");
-            return None;
-        }
-    };
+    let base = service(PG_ENV)?;
     sqlx::any::install_default_drivers();
     let name = format!("kairo_t_{}", uuid_like());
     let pool = sqlx::AnyPool::connect(&base).await.expect("connect to KAIRO_TEST_POSTGRES_URL");

@@ -23,6 +23,20 @@ use assert_cmd::Command;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// The URL or path of a service a test needs, from `var`. Missing: under CI (`KAIRO_CI`, set by
+/// `.ci/test`) the test fails, since a test whose service is missing must never pass by
+/// skipping; elsewhere it is skipped with a message saying how to run it.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("KAIRO_CI").is_some() => panic!("{var} is not set, and under CI a test never skips"),
+        _ => {
+            eprintln!("skipping: {var} is not set (`bash .ci/test` starts the services and sets it)");
+            None
+        }
+    }
+}
+
 /// A scratch git repository made into a Kairo project.
 pub struct Repo {
     dir: tempfile::TempDir,

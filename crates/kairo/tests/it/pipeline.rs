@@ -444,13 +444,7 @@ stages:
 
 #[test]
 fn runs_are_recorded_in_postgres_when_configured() {
-    let base = match std::env::var("KAIRO_TEST_POSTGRES_URL") {
-        Ok(u) => u,
-        Err(_) => {
-            eprintln!("skipping PostgreSQL pipeline test: KAIRO_TEST_POSTGRES_URL is not set (.ci/run sets it)");
-            return;
-        }
-    };
+    let Some(base) = crate::service("KAIRO_TEST_POSTGRES_URL") else { return };
     let url = crate::faults::fresh_postgres_database(&base);
     let repo = Repo::bare().with_database(url).initialised();
     let config = std::fs::read_to_string(repo.join("kairo.yaml")).unwrap();

@@ -53,15 +53,7 @@ fn push_pull_through_a_directory_remote() {
 
 #[test]
 fn push_pull_through_s3() {
-    let base = match std::env::var("KAIRO_TEST_S3_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            eprintln!(
-                "skipping S3 push/pull: KAIRO_TEST_S3_URL is not set (.ci/run starts an s3s-fs server and sets it)"
-            );
-            return;
-        }
-    };
+    let Some(base) = crate::service("KAIRO_TEST_S3_URL") else { return };
     let unique =
         format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
     push_pull_round_trip(&format!("{base}/cli-{unique}"));
@@ -106,13 +98,7 @@ fn pull_rejects_corrupted_remote_objects() {
 
 #[test]
 fn metadata_goes_to_postgres_when_configured() {
-    let base = match std::env::var("KAIRO_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            eprintln!("skipping PostgreSQL CLI test: KAIRO_TEST_POSTGRES_URL is not set (.ci/run sets it)");
-            return;
-        }
-    };
+    let Some(base) = crate::service("KAIRO_TEST_POSTGRES_URL") else { return };
     let url = crate::faults::fresh_postgres_database(&base);
     let repo = Repo::bare().with_database(url.clone()).initialised();
     make_tree(&repo, "data", 3);

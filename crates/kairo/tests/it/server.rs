@@ -76,16 +76,9 @@ impl Drop for Server {
     }
 }
 
+/// The Python of a venv with the pinned mlflow client.
 pub fn python() -> Option<String> {
-    match std::env::var("KAIRO_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            eprintln!(
-                "skipping: KAIRO_TEST_PYTHON (a venv with the pinned mlflow client) is not set; .ci/test sets it"
-            );
-            None
-        }
-    }
+    crate::service("KAIRO_TEST_PYTHON")
 }
 
 fn create_run(server: &Server) -> String {
@@ -103,10 +96,7 @@ fn the_mlflow_client_logs_registers_and_loads_models_through_kairo_server() {
 #[test]
 fn the_mlflow_client_works_the_same_on_postgres() {
     let Some(python) = python() else { return };
-    let Ok(base) = std::env::var("KAIRO_TEST_POSTGRES_URL") else {
-        eprintln!("skipping: KAIRO_TEST_POSTGRES_URL is not set (.ci/test sets it)");
-        return;
-    };
+    let Some(base) = crate::service("KAIRO_TEST_POSTGRES_URL") else { return };
     let url = crate::faults::fresh_postgres_database(&base);
     mlflow_client_end_to_end(&python, Repo::bare().with_database(url).initialised());
 }
