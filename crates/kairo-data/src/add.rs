@@ -27,8 +27,10 @@ pub struct AddReport {
 }
 
 /// Track `rel` (project-relative): store its contents, write `rel.kairo`, ignore `rel` in git,
-/// and record the version with its event.
-pub async fn add(project: &Project, rel: &str, progress: &dyn Progress) -> Result<AddReport> {
+/// and record the version with its event. Symbolic links are followed only within the project
+/// (`follow_outside`: anywhere but into `.kairo/`); a file that keeps changing while it is read
+/// is refused. Either refusal records nothing.
+pub async fn add(project: &Project, rel: &str, follow_outside: bool, progress: &dyn Progress) -> Result<AddReport> {
     let abs = project.abs(rel);
     if std::fs::symlink_metadata(&abs).is_err() {
         return Err(DataError::PathMissing(rel.into()));
@@ -41,7 +43,7 @@ pub async fn add(project: &Project, rel: &str, progress: &dyn Progress) -> Resul
 
     // Loaded before the walk: entries are stamped with this moment (see the racy check).
     let mut cache = project.stat_cache();
-    let walked = scan::walk(&abs)?;
+    let walked = scan::walk_with(&abs, &scan::Links::storing(project, follow_outside)?)?;
     let scan = scan::scan(&walked, prev_tree.as_ref(), &mut cache, Mode::Store(&objects), progress)?;
     cache.save()?;
 

@@ -22,8 +22,21 @@ pub enum DataError {
     InsideStore(PathBuf),
     #[error("{0} is the project root; track a file or directory inside it")]
     ProjectRoot(PathBuf),
-    #[error("{0}: symlink loop (a link points back to one of its parent directories)")]
+    #[error(
+        "{0}: symlink cycle (a link points back to itself or to one of its parent directories); remove or fix the link"
+    )]
     SymlinkLoop(PathBuf),
+    #[error(
+        "{link} is a symbolic link to {target}, outside the project; copy the data into the project, \
+         or pass --follow-symlinks to store the target's content"
+    )]
+    LinkOutsideProject { link: PathBuf, target: PathBuf },
+    #[error(
+        "{link} is a symbolic link into Kairo's own store ({target}); remove the link (the store is never tracked)"
+    )]
+    LinkIntoStore { link: PathBuf, target: PathBuf },
+    #[error("{0} changed while it was read, {1} times in a row; nothing was recorded; add it again when it is stable")]
+    ChangedWhileReading(PathBuf, usize),
     #[error("{0}: file name is not valid UTF-8; rename it to track it")]
     NotUtf8(PathBuf),
     #[error("{0}: not a regular file or directory (sockets, FIFOs and devices cannot be tracked)")]

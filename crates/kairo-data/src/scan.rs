@@ -29,12 +29,62 @@ pub enum Walked {
     Dir { children: Vec<(String, Walked)> },
 }
 
-/// Walk `path` (following symlinks, refusing loops). Entries are statted relative to their
-/// directory (no full path resolution per file), in parallel chunks, and sibling directories
-/// are walked in parallel.
+/// Which symbolic links a walk may follow.
+#[derive(Debug, Clone)]
+pub enum Links {
+    /// Any link (read-only comparisons: status, diff, checkout).
+    Anywhere,
+    /// What may be stored: links that stay inside `root` and never lead into `store`; with
+    /// `outside`, links that leave the project too (`kairo data add --follow-symlinks`).
+    /// Both paths canonical.
+    Within { root: PathBuf, store: PathBuf, outside: bool },
+}
+
+impl Links {
+    /// The policy for storing data of `project`.
+    pub fn storing(project: &crate::Project, outside: bool) -> Result<Links> {
+        Links::within(project.root(), &project.store_dir(), outside)
+    }
+
+    /// Links may stay within `root` (or go anywhere with `outside`), never into `store`.
+    pub fn within(root: &Path, store: &Path, outside: bool) -> Result<Links> {
+        let canonical = |p: &Path| fs::canonicalize(p).map_err(DataError::io(p));
+        Ok(Links::Within { root: canonical(root)?, store: canonical(store)?, outside })
+    }
+
+    /// Check the link `link` (already known to be one) against the policy.
+    fn check(&self, link: &Path) -> Result<()> {
+        let Links::Within { root, store, outside } = self else { return Ok(()) };
+        let target = match fs::canonicalize(link) {
+            Ok(t) => t,
+            Err(e) if e.raw_os_error() == Some(40) => return Err(DataError::SymlinkLoop(link.to_path_buf())),
+            // Broken links are reported by the stat that follows.
+            Err(_) => return Ok(()),
+        };
+        if target.starts_with(store) {
+            return Err(DataError::LinkIntoStore { link: link.to_path_buf(), target });
+        }
+        if !outside && !target.starts_with(root) {
+            return Err(DataError::LinkOutsideProject { link: link.to_path_buf(), target });
+        }
+        Ok(())
+    }
+}
+
+/// Walk `path` (following symlinks that `links` allows, refusing cycles). Entries are statted
+/// relative to their directory (no full path resolution per file), in parallel chunks, and
+/// sibling directories are walked in parallel.
 pub fn walk(path: &Path) -> Result<Walked> {
+    walk_with(path, &Links::Anywhere)
+}
+
+/// [`walk`] under a link policy.
+pub fn walk_with(path: &Path, links: &Links) -> Result<Walked> {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        links.check(path)?;
+    }
     let meta = follow(path)?;
-    walk_meta(path.to_path_buf(), meta, &[])
+    walk_meta(path.to_path_buf(), meta, &[], links)
 }
 
 /// `stat` that follows symlinks, with errors that name the path.
@@ -51,7 +101,7 @@ fn follow(path: &Path) -> Result<Metadata> {
     }
 }
 
-fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)]) -> Result<Walked> {
+fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)], links: &Links) -> Result<Walked> {
     if meta.is_file() {
         return Ok(Walked::File { path, meta });
     }
@@ -75,6 +125,9 @@ fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)]) -> Result<
     let stat = |(name, entry): (String, fs::DirEntry)| -> Result<(String, PathBuf, Metadata)> {
         let child = entry.path();
         let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(true);
+        if is_link {
+            links.check(&child)?;
+        }
         let meta = if is_link { follow(&child)? } else { entry.metadata().map_err(DataError::io(&child))? };
         Ok((name, child, meta))
     };
@@ -83,11 +136,11 @@ fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)]) -> Result<
     let (dirs, files): (Vec<_>, Vec<_>) = statted.into_iter().partition(|(_, _, meta)| meta.is_dir());
     let mut children = files
         .into_iter()
-        .map(|(name, child, meta)| Ok((name, walk_meta(child, meta, &chain)?)))
+        .map(|(name, child, meta)| Ok((name, walk_meta(child, meta, &chain, links)?)))
         .collect::<Result<Vec<_>>>()?;
     children.extend(
         dirs.into_par_iter()
-            .map(|(name, child, meta)| Ok((name, walk_meta(child, meta, &chain)?)))
+            .map(|(name, child, meta)| Ok((name, walk_meta(child, meta, &chain, links)?)))
             .collect::<Result<Vec<_>>>()?,
     );
     children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -121,6 +174,8 @@ struct FileJob<'a> {
 
 struct Hashed {
     hash: Hash,
+    /// The size of the bytes hashed (the walk's, unless the file changed and was read again).
+    size: u64,
     read: bool,
     staged: Option<Staged>,
     cache: Option<FileStat>,
@@ -138,8 +193,8 @@ pub fn scan(
     collect_jobs(walked, &mut jobs);
     progress.set_total(jobs.iter().map(|j| j.meta.len()).sum());
 
-    // Hashes in walk order; `build` consumes them in the same order.
-    let mut hashes: Vec<Hash> = Vec::with_capacity(jobs.len());
+    // Hashes (and sizes as read) in walk order; `build` consumes them in the same order.
+    let mut hashes: Vec<(Hash, u64)> = Vec::with_capacity(jobs.len());
     let (mut files_hashed, mut bytes_hashed, mut objects_stored, mut bytes_stored) = (0, 0, 0, 0);
     let committed = std::thread::scope(|scope| -> Result<()> {
         let mut in_flight: Option<CommitHandle<'_>> = None;
@@ -157,12 +212,12 @@ pub fn scan(
             let mut duplicates = Vec::new();
             let mut staged_hashes = HashSet::new();
             let mut first_error = None;
-            for (job, r) in batch.iter().zip(results) {
+            for r in results {
                 match r {
                     Ok(h) => {
                         if h.read {
                             files_hashed += 1;
-                            bytes_hashed += job.meta.len();
+                            bytes_hashed += h.size;
                         }
                         if let Some(s) = h.staged {
                             // Identical files hashed in parallel are stored once.
@@ -179,7 +234,7 @@ pub fn scan(
                         if let Some(stat) = h.cache {
                             cache.insert(stat, h.hash);
                         }
-                        hashes.push(h.hash);
+                        hashes.push((h.hash, h.size));
                     }
                     Err(e) => {
                         first_error.get_or_insert(e);
@@ -270,25 +325,40 @@ fn hash_one(job: &FileJob<'_>, cache: &StatCache, mode: Mode<'_>, progress: &dyn
         };
         if known {
             progress.advance(job.meta.len(), 0);
-            return Ok(Hashed { hash, read: false, staged: None, cache: None });
+            return Ok(Hashed { hash, size: job.meta.len(), read: false, staged: None, cache: None });
         }
     }
-    let (hash, staged, after) = match mode {
+    match mode {
         Mode::Hash => {
             let (hash, after) = hash_file_with_stat(job.path, job.meta.len()).map_err(unreadable(job.path))?;
             progress.advance(job.meta.len(), 0);
-            (hash, None, after)
+            // A file that changed while we read it gets no cache entry: its stat no longer matches.
+            let cache = (after == stat).then_some(stat);
+            Ok(Hashed { hash, size: job.meta.len(), read: true, staged: None, cache })
         }
         Mode::Store(objects) => {
-            let on_bytes = |n| progress.advance(n, 0);
-            let (s, after) = objects.stage_file(job.path, job.meta.len(), &on_bytes).map_err(unreadable(job.path))?;
-            (s.hash, Some(s), after)
+            // What is stored must be one state of the file: its stat after the read must be the
+            // one it was read with. A file that changed meanwhile is read again (its new state),
+            // a few times, then refused.
+            let mut expected = stat;
+            for _ in 0..=CHANGED_RETRIES {
+                let on_bytes = |n| progress.advance(n, 0);
+                let (s, after) =
+                    objects.stage_file(job.path, expected.size, &on_bytes).map_err(unreadable(job.path))?;
+                if after == expected {
+                    let (hash, size) = (s.hash, s.size);
+                    return Ok(Hashed { hash, size, read: true, staged: Some(s), cache: Some(expected) });
+                }
+                objects.discard(vec![s]);
+                expected = after;
+            }
+            Err(DataError::ChangedWhileReading(job.path.to_path_buf(), CHANGED_RETRIES + 1))
         }
-    };
-    // A file that changed while we read it gets no cache entry: its stat no longer matches.
-    let cache = (after == stat).then_some(stat);
-    Ok(Hashed { hash, read: true, staged, cache })
+    }
 }
+
+/// Extra reads of a file that changed while it was read, before `add` gives up on it.
+const CHANGED_RETRIES: usize = 2;
 
 fn unreadable(path: &Path) -> impl FnOnce(kairo_store::StoreError) -> DataError + '_ {
     move |e| match e {
@@ -300,16 +370,15 @@ fn unreadable(path: &Path) -> impl FnOnce(kairo_store::StoreError) -> DataError 
 fn build(
     walked: &Walked,
     previous: Option<&Node>,
-    hashes: &mut impl Iterator<Item = Hash>,
+    hashes: &mut impl Iterator<Item = (Hash, u64)>,
     manifests: &mut Vec<Vec<u8>>,
 ) -> Node {
     match walked {
         // `scan` returns early on any hashing error, so every file has its hash here.
-        Walked::File { meta, .. } => Node::File {
-            hash: hashes.next().unwrap_or_else(|| Hash::of(b"")),
-            size: meta.len(),
-            exec: meta.permissions().mode() & 0o100 != 0,
-        },
+        Walked::File { meta, .. } => {
+            let (hash, size) = hashes.next().unwrap_or_else(|| (Hash::of(b""), 0));
+            Node::File { hash, size, exec: meta.permissions().mode() & 0o100 != 0 }
+        }
         Walked::Dir { children } => {
             let prev_children = match previous {
                 Some(Node::Dir { children, .. }) => Some(children),
@@ -332,5 +401,69 @@ fn build(
             };
             Node::Dir { hash, manifest, children: nodes }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Appends to `file` while it is being read (files above 4 MiB are copied in chunks, with
+    /// progress between them), the first `times` times bytes are reported.
+    struct Writer {
+        file: PathBuf,
+        times: usize,
+        done: AtomicUsize,
+    }
+
+    impl Progress for Writer {
+        fn advance(&self, bytes: u64, _files: u64) {
+            // Every other chunk, so a copy still reaches the end of what is there.
+            let n = self.done.fetch_add(1, Ordering::SeqCst);
+            if bytes > 0 && n.is_multiple_of(2) && n / 2 < self.times {
+                use std::io::Write;
+                let mut f = fs::OpenOptions::new().append(true).open(&self.file).unwrap();
+                f.write_all(b" and more").unwrap();
+            }
+        }
+    }
+
+    fn store(dir: &Path, times: usize) -> (Result<Scan>, LocalObjects, PathBuf) {
+        let file = dir.join("data.bin");
+        fs::write(&file, first()).unwrap();
+        let objects = LocalObjects::open(dir.join("objects"), dir.join("tmp")).unwrap();
+        let mut cache = StatCache::load(dir.join("stat-cache"));
+        let walked = walk(&file).unwrap();
+        let progress = Writer { file: file.clone(), times, done: AtomicUsize::new(0) };
+        (scan(&walked, None, &mut cache, Mode::Store(&objects), &progress), objects, file)
+    }
+
+    fn first() -> Vec<u8> {
+        vec![b'x'; 6 << 20]
+    }
+
+    #[test]
+    fn a_file_that_changed_while_read_is_read_again_in_its_new_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (scanned, objects, file) = store(dir.path(), 1);
+        let root = scanned.unwrap().root;
+        let now = fs::read(&file).unwrap();
+        assert_eq!(now.len(), (6 << 20) + 9);
+        assert_eq!((root.hash(), root.size()), (Hash::of(&now), now.len() as u64));
+        assert!(objects.contains(&Hash::of(&now)));
+        assert!(!objects.contains(&Hash::of(&first())), "the first state was stored");
+    }
+
+    #[test]
+    fn a_file_that_keeps_changing_is_refused_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (scanned, objects, file) = store(dir.path(), 1000);
+        match scanned {
+            Err(DataError::ChangedWhileReading(path, n)) => assert_eq!((path, n), (file, CHANGED_RETRIES + 1)),
+            other => panic!("expected ChangedWhileReading, got {:?}", other.map(|s| s.root.hash())),
+        }
+        assert!(!objects.contains(&Hash::of(&first())));
     }
 }

@@ -43,7 +43,13 @@ pub fn version_of(
             }));
         }
     }
-    let walked = match scan::walk(&base.join(rel)) {
+    // What a run stores follows the same link rules as `kairo data add` (within the run's
+    // directory, never into the store); hashing alone follows any link.
+    let links = match store {
+        Some(_) => scan::Links::within(base, &project.store_dir(), false)?,
+        None => scan::Links::Anywhere,
+    };
+    let walked = match scan::walk_with(&base.join(rel), &links) {
         Ok(w) => w,
         Err(DataError::PathMissing(_)) => return Ok(None),
         Err(e) => return Err(e.into()),

@@ -215,7 +215,10 @@ impl LocalObjects {
             return Ok((self.stage_bytes(&bytes)?, after));
         }
         let (tmp, tmp_path) = self.temp_file()?;
-        let staged = match copy_large(&file, src, tmp, &tmp_path, self.durable, on_bytes) {
+        // At most one byte more than expected: a file growing as it is read stops the copy
+        // (and the caller sees the changed stat) instead of keeping it going forever.
+        let limit = size_hint.saturating_add(1);
+        let staged = match copy_large(&file, src, tmp, &tmp_path, self.durable, limit, on_bytes) {
             Ok((hash, size)) if self.contains(&hash) => {
                 let _ = fs::remove_file(&tmp_path);
                 Staged { hash, size, pending: Pending::Existing }
@@ -485,6 +488,7 @@ fn copy_large(
     tmp: File,
     tmp_path: &Path,
     durable: bool,
+    limit: u64,
     on_bytes: &dyn Fn(u64),
 ) -> Result<(Hash, u64)> {
     let flusher = if durable {
@@ -501,7 +505,8 @@ fn copy_large(
     } else {
         None
     };
-    let copied = kernel_copy(src, &tmp, flusher.as_ref().map(|(tx, _)| tx), on_bytes).map_err(StoreError::io(src_path));
+    let copied =
+        kernel_copy(src, &tmp, flusher.as_ref().map(|(tx, _)| tx), limit, on_bytes).map_err(StoreError::io(src_path));
     let hashed = copied.and_then(|n| {
         let mut hasher = blake3::Hasher::new();
         hasher.update_mmap_rayon(tmp_path).map_err(StoreError::io(tmp_path))?;
@@ -521,12 +526,17 @@ fn kernel_copy(
     src: &File,
     dst: &File,
     flush: Option<&std::sync::mpsc::Sender<()>>,
+    limit: u64,
     on_bytes: &dyn Fn(u64),
 ) -> std::io::Result<u64> {
     let mut copied = 0u64;
     let mut since_flush = 0u64;
     loop {
-        match rustix::fs::copy_file_range(src, None, dst, None, COPY_CHUNK) {
+        let want = usize::try_from(limit - copied).unwrap_or(usize::MAX).min(COPY_CHUNK);
+        if want == 0 {
+            return Ok(copied);
+        }
+        match rustix::fs::copy_file_range(src, None, dst, None, want) {
             Ok(0) => return Ok(copied),
             Ok(n) => {
                 copied += n as u64;
@@ -541,8 +551,8 @@ fn kernel_copy(
             }
             Err(rustix::io::Errno::INTR) => {}
             Err(_) if copied == 0 => {
-                let (mut s, mut d) = (src, dst);
-                let n = std::io::copy(&mut s, &mut d)?;
+                let (s, mut d) = (src, dst);
+                let n = std::io::copy(&mut std::io::Read::take(s, limit), &mut d)?;
                 on_bytes(n);
                 return Ok(n);
             }

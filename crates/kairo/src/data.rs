@@ -15,6 +15,12 @@ pub enum DataCommand {
     Add {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Also follow symbolic links that leave the project, storing their targets' content as
+        /// if it were in the project (links into .kairo/ and link cycles are always refused;
+        /// without this flag, links leaving the project are refused).
+        #[arg(long)]
+        follow_symlinks: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -108,12 +114,12 @@ fn relatives(project: &Project, cwd: &std::path::Path, paths: &[PathBuf]) -> Res
 pub async fn run(cmd: DataCommand) -> CmdResult {
     let (project, cwd) = project()?;
     match cmd {
-        DataCommand::Add { paths, json } => {
+        DataCommand::Add { paths, follow_symlinks, json } => {
             let rels = relatives(&project, &cwd, &paths)?;
             let mut reports = Vec::new();
             for rel in rels {
                 let bar = Bar::new(&format!("adding {rel}"));
-                let r = add::add(&project, &rel, &bar).await;
+                let r = add::add(&project, &rel, follow_symlinks, &bar).await;
                 bar.finish();
                 let r = r?;
                 if !json {

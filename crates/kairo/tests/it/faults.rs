@@ -51,7 +51,11 @@ fn unreadable_file_fails_naming_it_and_leaves_nothing_half_written() {
         fs::set_permissions(repo.join("data/d0/unreadable"), std::os::unix::fs::PermissionsExt::from_mode(0o000))
             .unwrap();
     }
-    repo.kairo(&["data", "add", "data"]).assert().code(1).stderr(predicate::str::contains("data/d0/unreadable"));
+    // (--follow-symlinks: the /proc link leaves the project, which is refused by default.)
+    repo.kairo(&["data", "add", "--follow-symlinks", "data"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("data/d0/unreadable"));
     assert!(!repo.join("data.kairo").exists(), "no pointer for a failed add");
     repo.kairo(&["data", "verify"]).assert().code(0);
 }
@@ -72,10 +76,65 @@ fn symlink_loop_is_named() {
     repo.kairo(&["data", "add", "data"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("data/d0/up").and(predicate::str::contains("symlink loop")));
+        .stderr(predicate::str::contains("data/d0/up").and(predicate::str::contains("symlink cycle")));
     std::fs::remove_file(repo.join("data/d0/up")).unwrap();
     std::os::unix::fs::symlink("self", repo.join("data/self")).unwrap();
     repo.kairo(&["data", "add", "data"]).assert().code(1).stderr(predicate::str::contains("data/self"));
+    // Two links pointing at each other: a cycle too, with or without --follow-symlinks.
+    std::fs::remove_file(repo.join("data/self")).unwrap();
+    std::os::unix::fs::symlink("b", repo.join("data/a")).unwrap();
+    std::os::unix::fs::symlink("a", repo.join("data/b")).unwrap();
+    for extra in [&[][..], &["--follow-symlinks"]] {
+        let mut args = vec!["data", "add"];
+        args.extend_from_slice(extra);
+        args.push("data");
+        repo.kairo(&args).assert().code(1).stderr(predicate::str::contains("symlink cycle"));
+    }
+    assert!(!repo.join("data.kairo").exists());
+}
+
+#[test]
+fn symlinks_leaving_the_project_or_into_the_store_are_refused() {
+    let repo = Repo::new();
+    make_tree(&repo, "data", 3);
+    // A link into .kairo/ is refused even when following links out of the project.
+    std::os::unix::fs::symlink(repo.join(".kairo"), repo.join("data/d1/store")).unwrap();
+    for extra in [&[][..], &["--follow-symlinks"]] {
+        let mut args = vec!["data", "add"];
+        args.extend_from_slice(extra);
+        args.push("data");
+        repo.kairo(&args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("data/d1/store").and(predicate::str::contains("Kairo's own store")));
+    }
+    std::fs::remove_file(repo.join("data/d1/store")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "outside the project\n").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), repo.join("data/d0/secret")).unwrap();
+    repo.kairo(&["data", "add", "data"]).assert().code(1).stderr(
+        predicate::str::contains("data/d0/secret")
+            .and(predicate::str::contains("outside the project"))
+            .and(predicate::str::contains("--follow-symlinks")),
+    );
+    assert!(!repo.join("data.kairo").exists(), "nothing recorded");
+    assert_eq!(repo.object_count(), 0, "nothing stored");
+    // The path itself may be the link.
+    std::os::unix::fs::symlink("/etc/passwd", repo.join("passwd")).unwrap();
+    repo.kairo(&["data", "add", "passwd"]).assert().code(1).stderr(predicate::str::contains("outside the project"));
+
+
+    // Links that stay inside the project work as before; --follow-symlinks stores the outside
+    // file's content.
+    repo.write("shared/labels.csv", "a,b\n1,2\n");
+    std::os::unix::fs::symlink("../../shared/labels.csv", repo.join("data/d2/labels.csv")).unwrap();
+    repo.kairo(&["data", "add", "--follow-symlinks", "data"]).assert().success();
+    std::fs::remove_dir_all(repo.join("data")).unwrap();
+    repo.kairo(&["data", "checkout"]).assert().success();
+    assert_eq!(std::fs::read_to_string(repo.join("data/d0/secret")).unwrap(), "outside the project\n");
+    assert_eq!(std::fs::read_to_string(repo.join("data/d2/labels.csv")).unwrap(), "a,b\n1,2\n");
+    std::fs::remove_file(repo.join("data/d0/secret")).unwrap();
+    repo.kairo(&["data", "add", "data"]).assert().success();
 }
 
 #[test]
