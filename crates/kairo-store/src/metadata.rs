@@ -18,6 +18,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("serving", include_str!("../migrations/sqlite/0004_serving.sql")),
     ("monitoring", include_str!("../migrations/sqlite/0005_monitoring.sql")),
     ("importance", include_str!("../migrations/sqlite/0006_importance.sql")),
+    ("version_numbers", include_str!("../migrations/sqlite/0007_version_numbers.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -26,10 +27,11 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("serving", include_str!("../migrations/postgres/0004_serving.sql")),
     ("monitoring", include_str!("../migrations/postgres/0005_monitoring.sql")),
     ("importance", include_str!("../migrations/postgres/0006_importance.sql")),
+    ("version_numbers", include_str!("../migrations/postgres/0007_version_numbers.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -426,13 +426,32 @@ impl Metadata {
         self.registered_model(name).await
     }
 
+    /// Delete a model with its versions, aliases (as MLflow does) and everything only they
+    /// held (servable details, pins, rollback history). Refused while it is deployed: a
+    /// serving process would lose its versions.
     pub async fn delete_registered_model(&self, name: &str, user: &str) -> Result<()> {
         self.registered_model(name).await?;
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        for table in
-            ["registered_model_tags", "model_version_tags", "model_aliases", "model_versions", "registered_models"]
+        if sqlx::query("SELECT 1 FROM deployments WHERE name = $1").bind(name).fetch_optional(&mut *tx).await?.is_some()
         {
+            return Err(StoreError::Invalid(format!(
+                "Model '{name}' is deployed; stop serving it (remove its deployment) before deleting the model"
+            )));
+        }
+        sqlx::query("DELETE FROM object_refs WHERE owner_kind = 'model_version' AND owner_id IN (SELECT name || '/' || version FROM model_versions WHERE name = $1)")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        for table in [
+            "registered_model_tags",
+            "model_version_tags",
+            "model_aliases",
+            "model_version_details",
+            "deployment_revisions",
+            "model_versions",
+            "registered_models",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE name = $1")).bind(name).execute(&mut *tx).await?;
         }
         insert_event(&mut tx, user, "model.deleted", &format!("model:{name}"), &serde_json::json!({})).await?;
@@ -548,11 +567,48 @@ impl Metadata {
         self.model_version(name, version).await
     }
 
+    /// Delete a version with everything that is only its own (tags, servable details, the pin
+    /// on its model bytes, its place in rollback history), in one transaction. Refused while a
+    /// deployment serves it or an alias names it: those must be moved first, deliberately.
     pub async fn delete_model_version(&self, name: &str, version: i64, user: &str) -> Result<()> {
         self.model_version(name, version).await?;
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        for table in ["model_version_tags", "model_aliases", "model_versions"] {
+        let deployed = sqlx::query(
+            "SELECT stable_version, candidate_version FROM deployments WHERE name = $1 AND (stable_version = $2 OR candidate_version = $2)",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = deployed {
+            let arm = if row.try_get::<i64, _>(0)? == version { "stable" } else { "candidate" };
+            return Err(StoreError::Invalid(format!(
+                "Version {version} of model '{name}' is deployed (the {arm} version); deploy another version \
+                 (`kairo deploy {name} --version N`) or roll it back before deleting it"
+            )));
+        }
+        let aliases: Vec<String> =
+            sqlx::query("SELECT alias FROM model_aliases WHERE name = $1 AND version = $2 ORDER BY alias")
+                .bind(name)
+                .bind(version)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?;
+        if !aliases.is_empty() {
+            let named: Vec<String> = aliases.iter().map(|a| format!("@{a}")).collect();
+            return Err(StoreError::Invalid(format!(
+                "Version {version} of model '{name}' holds the alias {}; move or delete the alias before deleting the version",
+                named.join(", ")
+            )));
+        }
+        sqlx::query("DELETE FROM object_refs WHERE owner_kind = 'model_version' AND owner_id = $1")
+            .bind(format!("{name}/{version}"))
+            .execute(&mut *tx)
+            .await?;
+        for table in ["model_version_tags", "model_version_details", "deployment_revisions", "model_versions"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE name = $1 AND version = $2"))
                 .bind(name)
                 .bind(version)
@@ -644,11 +700,22 @@ pub(crate) async fn insert_version_row(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     new: &NewModelVersion,
 ) -> Result<i64> {
-    let next: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1")
+    // The model's high-water mark, not the highest live version: a deleted version's number
+    // is never given out again (a client holding it must never reach another model).
+    let next: i64 = sqlx::query(
+        "SELECT last_version + 1, (SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1) \
+         FROM registered_models WHERE name = $1",
+    )
+    .bind(&new.name)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={} not found", new.name)))
+    .and_then(|row| Ok(row.try_get::<i64, _>(0)?.max(row.try_get::<i64, _>(1)?)))?;
+    sqlx::query("UPDATE registered_models SET last_version = $1 WHERE name = $2")
+        .bind(next)
         .bind(&new.name)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get(0)?;
+        .execute(&mut **tx)
+        .await?;
     let now = kairo_core::time::now_millis();
     sqlx::query(
         "INSERT INTO model_versions (name, version, description, source, run_id, model_id, run_link, status, current_stage, user_id, creation_ms, last_updated_ms) \

@@ -272,22 +272,43 @@ pub async fn get_latest_versions(s: AppState, p: Params) -> ApiResult<Value> {
     Ok(json!({"model_versions": versions}))
 }
 
-/// Sources a version may point at: artifacts the server manages or remote stores. Local paths
-/// (`file:`, `/etc/...`, `../...`) are refused: the server would otherwise be asked to serve
-/// files of its own machine (the pattern of MLflow's CVE-2023-6909 / CVE-2024-3573).
-fn check_source(source: &str) -> ApiResult<()> {
-    let allowed =
-        ["models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "wasbs://", "abfss://", "http://", "https://"];
-    if allowed.iter().any(|p| source.starts_with(p)) && !source.split('/').any(|seg| seg == "..") {
+/// Sources a version may point at, judged by parsed scheme and normalised (percent-decoded)
+/// path: artifacts this server manages (`models:/`, `runs:/`, `mlflow-artifacts:/` with a
+/// relative path) and the project's own remotes. Everything else is refused: local paths and
+/// `file:` (the server would hand out files of its own machine, the pattern of MLflow's
+/// CVE-2023-6909 / CVE-2024-3573), `http(s):` (a download URI pointing at, say, a cloud metadata
+/// service), `..` in any encoding, and absolute paths such as `mlflow-artifacts:///etc/passwd`.
+fn check_source(source: &str, remotes: &[String]) -> ApiResult<()> {
+    let refuse = |why: String| {
+        ApiError::invalid(format!(
+            "Invalid model version source: '{source}': {why}. Use a models:/, runs:/ or mlflow-artifacts:/ URI \
+             under this server's artifacts, or a URI under one of the project's remotes."
+        ))
+    };
+    for scheme in ["models:/", "runs:/", "mlflow-artifacts:/"] {
+        if let Some(rest) = source.strip_prefix(scheme) {
+            let path = super::artifacts::clean_path(rest).map_err(|e| refuse(e.message))?;
+            return if path.is_empty() { Err(refuse("the path is empty".into())) } else { Ok(()) };
+        }
+    }
+    if let Some(remote) = remotes.iter().find(|r| {
+        let r = r.trim_end_matches('/');
+        r.contains("://") && !r.starts_with("file:") && source.strip_prefix(r).is_some_and(|rest| rest.starts_with('/'))
+    }) {
+        let rest = &source[remote.trim_end_matches('/').len() + 1..];
+        super::artifacts::clean_path(rest).map_err(|e| refuse(e.message))?;
         return Ok(());
     }
-    Err(ApiError::invalid(format!(
-        "Invalid model version source: '{source}'. Use a models:/, runs:/ or mlflow-artifacts:/ URI (local paths are not allowed)."
-    )))
+    let scheme = source.split_once(':').map(|(s, _)| s).filter(|s| !s.is_empty() && !s.contains('/'));
+    Err(refuse(match scheme {
+        Some(s) => format!("the scheme '{s}:' is not accepted here"),
+        None => "local paths are not allowed".into(),
+    }))
 }
 
 pub async fn create_model_version(s: AppState, p: Params) -> ApiResult<Value> {
-    check_source(&p.string("source")?)?;
+    let remotes: Vec<String> = s.project.config().remotes.values().map(|r| r.url.clone()).collect();
+    check_source(&p.string("source")?, &remotes)?;
     let mut new = NewModelVersion {
         name: p.string("name")?,
         source: p.string("source")?,
@@ -412,5 +433,45 @@ async fn resolve_source(s: &AppState, v: &ModelVersion) -> ApiResult<String> {
             return Ok(s.md.logged_model(id).await?.artifact_uri);
         }
     }
+    // A source recorded before sources were checked is not handed back unchecked.
+    let remotes: Vec<String> = s.project.config().remotes.values().map(|r| r.url.clone()).collect();
+    check_source(&v.source, &remotes)?;
     Ok(v.source.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_source;
+
+    #[test]
+    fn sources_are_judged_by_scheme_and_normalised_path() {
+        let remotes = vec!["s3://bucket/kairo".to_string(), "/srv/dir-remote".to_string()];
+        for ok in [
+            "models:/m-0123456789abcdef0123456789abcdef",
+            "runs:/0a1b2c/model",
+            "mlflow-artifacts:/0/models/m-0123/artifacts",
+            "s3://bucket/kairo/models/x",
+        ] {
+            assert!(check_source(ok, &remotes).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://169.254.169.254/latest/meta-data/",
+            "https://example.com/model",
+            "mlflow-artifacts:///etc/passwd",
+            "mlflow-artifacts:/0/%2e%2e/%2e%2e/etc/passwd",
+            "mlflow-artifacts:/0/%252e%252e/x",
+            "runs:/abc/../../etc",
+            "file:///etc/passwd",
+            "/etc/passwd",
+            "../secret",
+            "s3://other-bucket/x",
+            "s3://bucket/kairo-other/x",
+            "s3://bucket/kairo/../../x",
+            "/srv/dir-remote/x",
+            "models:/",
+        ] {
+            let e = check_source(bad, &remotes).unwrap_err();
+            assert!(e.message.contains("Invalid model version source"), "{bad}: {}", e.message);
+        }
+    }
 }

@@ -123,7 +123,6 @@ fn symlinks_leaving_the_project_or_into_the_store_are_refused() {
     std::os::unix::fs::symlink("/etc/passwd", repo.join("passwd")).unwrap();
     repo.kairo(&["data", "add", "passwd"]).assert().code(1).stderr(predicate::str::contains("outside the project"));
 
-
     // Links that stay inside the project work as before; --follow-symlinks stores the outside
     // file's content.
     repo.write("shared/labels.csv", "a,b\n1,2\n");

@@ -379,3 +379,58 @@ fn text_postgres_cannot_store_is_a_4xx_on_the_mlflow_api() {
     assert!(v["message"].as_str().unwrap().contains("NUL"), "{v}");
     assert_eq!(server.post("/api/2.0/mlflow/experiments/create", json!({"name": "ok"})).0, 200);
 }
+
+#[test]
+fn deleted_versions_take_their_details_and_numbers_are_never_reused() {
+    let repo = Repo::new();
+    let f = fixture("logreg20.onnx");
+    let register = || {
+        let out = repo.json(&["models", "register", "clf", "--file", f.to_str().unwrap()]);
+        out["version"].as_i64().unwrap_or_else(|| panic!("{out}"))
+    };
+    assert_eq!(register(), 1);
+    let server = crate::server::Server::start(&repo);
+    let delete = |v: &str| server.post("/api/2.0/mlflow/model-versions/delete", json!({"name": "clf", "version": v}));
+    assert_eq!(delete("1").0, 200);
+    // Once: `UNIQUE constraint failed: model_version_details...`.
+    assert_eq!(register(), 2);
+    // Once: an MLflow-created version reused the number and served the deleted version's ONNX.
+    let create =
+        |source: &str| server.post("/api/2.0/mlflow/model-versions/create", json!({"name": "clf", "source": source}));
+    let (status, v) = create("mlflow-artifacts:/0/models/m-1/artifacts");
+    assert_eq!((status, v["model_version"]["version"].as_str()), (200, Some("3")), "{v}");
+    assert_eq!(delete("3").0, 200);
+    assert_eq!(register(), 4);
+
+    // Refused while an alias names the version or a deployment serves it; nothing changes.
+    repo.kairo(&["models", "alias", "clf", "staging", "2"]).assert().success();
+    let (status, v) = delete("2");
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("@staging"), "{v}");
+    repo.kairo(&["models", "alias", "clf", "staging", "--delete"]).assert().success();
+    repo.kairo(&["deploy", "clf", "--version", "4"]).assert().success();
+    let (status, v) = delete("4");
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("deployed"), "{v}");
+    assert_eq!(server.get("/api/2.0/mlflow/model-versions/get?name=clf&version=4").0, 200);
+    let (status, v) = server.post("/api/2.0/mlflow/registered-models/delete", json!({"name": "clf"}));
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(delete("2").0, 200);
+
+    // Sources are judged by parsed scheme and normalised path; a refused one creates nothing.
+    for bad in [
+        "http://169.254.169.254/latest/meta-data/",
+        "mlflow-artifacts:///etc/passwd",
+        "mlflow-artifacts:/0/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "file:///etc/passwd",
+    ] {
+        let (status, v) = create(bad);
+        assert_eq!((status, v["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")), "{bad}: {v}");
+    }
+    let (_, list) = server.get("/api/2.0/mlflow/model-versions/search?filter=name%3D%27clf%27");
+    let versions: Vec<&str> =
+        list["model_versions"].as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(versions.len(), 1, "{list}");
+    assert_eq!(register(), 5);
+    server.stop();
+}
