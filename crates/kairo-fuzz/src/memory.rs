@@ -159,7 +159,7 @@ fn refused(size: usize, live: usize) {
     );
     let _ = CASE.try_with(|c| {
         if let Ok(c) = c.try_borrow() {
-            let shown = &c.1[..c.1.len().min(4096)];
+            let shown = &c.1[..c.1.len().min(1024)];
             let _ = writeln!(
                 err,
                 "kairo-fuzz: target `{}`, input ({} bytes, first {} shown):\n{}",

@@ -169,10 +169,10 @@ struct Request {
 }
 
 fn request() -> impl Strategy<Value = Request> {
-    let input = prop_oneof![3 => consistent_input(), 2 => hostile_input()];
+    let input = prop_oneof![5 => consistent_input(), 1 => hostile_input()];
     (
         prop::collection::vec(input, 0..4),
-        prop::option::weighted(0.3, values::scalar()),
+        prop::option::weighted(0.3, prop_oneof![4 => values::string().prop_map(Value::String), 1 => values::scalar()]),
         prop::option::weighted(
             0.4,
             prop::collection::vec(
@@ -187,11 +187,12 @@ fn request() -> impl Strategy<Value = Request> {
             0.3,
             prop::collection::vec((prop::sample::select(NAMES), prop::option::of(values::scalar())), 0..3),
         ),
-        0usize..6,
+        0usize..16,
         any::<Index>(),
+        prop::bool::weighted(0.8),
         limits(),
     )
-        .prop_map(|(inputs, id, parameters, outputs, len_choice, len_at, limits)| {
+        .prop_map(|(inputs, id, parameters, outputs, len_choice, len_at, distinct, limits)| {
             let mut header = Map::new();
             if let Some(id) = id {
                 header.insert("id".into(), id);
@@ -214,7 +215,10 @@ fn request() -> impl Strategy<Value = Request> {
             }
             let mut tail = Vec::new();
             let mut list = Vec::new();
-            for (h, binary) in inputs {
+            for (i, (mut h, binary)) in inputs.into_iter().enumerate() {
+                if distinct {
+                    h["name"] = format!("in{i}").into();
+                }
                 list.push(h);
                 tail.extend_from_slice(&binary);
             }
@@ -222,11 +226,12 @@ fn request() -> impl Strategy<Value = Request> {
             let mut body = serde_json::to_vec(&Value::Object(header)).unwrap_or_default();
             let head = body.len();
             body.extend_from_slice(&tail);
+            // Mostly right; sometimes cut anywhere, beyond the body, or absurd.
             let json_len = match len_choice {
-                0 if tail.is_empty() => None,
-                0..=2 => Some(head),
-                3 => Some(len_at.index(body.len() + 1)),
-                4 => Some(body.len() + 1 + len_at.index(16)),
+                0..=9 if tail.is_empty() => None,
+                0..=12 => Some(head),
+                13 => Some(len_at.index(body.len() + 1)),
+                14 => Some(body.len() + 1 + len_at.index(16)),
                 _ => Some(usize::MAX),
             };
             Request { body: Input(body), json_len, limits }
