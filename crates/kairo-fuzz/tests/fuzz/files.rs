@@ -83,7 +83,7 @@ fn seed_bytes(target: &str) -> Vec<Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(600)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(1500)))]
 
     #[test]
     fn mutated_configs(text in corpus::mutated(seed_bytes("kairo-yaml"), 6)) {
@@ -178,4 +178,17 @@ fn modest_anchors_still_work() {
     assert!(Config::parse(&text).is_ok(), "{:?}", Config::parse(&text).err());
     let text = long_string_aliases(20, 10);
     assert!(Config::parse(&text).is_ok(), "{:?}", Config::parse(&text).err());
+}
+
+/// Nesting beyond serde_yaml's recursion limit is an error, not a stack overflow. (Kept at a
+/// few thousand levels: libyaml's scanner is quadratic in flow nesting depth, so 100,000
+/// levels take tens of seconds; see docs/fuzzing.md.)
+#[test]
+fn deep_nesting_is_refused() {
+    let deep = format!("stages: {}1{}\n", "[".repeat(5_000), "]".repeat(5_000));
+    assert!(Config::parse(&deep).is_err());
+    let deep = format!("stages:\n{}", (0..2_000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect::<String>());
+    assert!(Config::parse(&deep).is_err());
+    let deep = format!("path: {}x{}\n", "{a: ".repeat(5_000), "}".repeat(5_000));
+    assert!(Pointer::parse(&deep).is_err());
 }

@@ -49,17 +49,24 @@ fn cell() -> impl Strategy<Value = Value> {
     prop_oneof![8 => values::scalar(), 1 => values::value(COLUMNS)]
 }
 
-/// Rows of a table: a width the models know (or not), rows of that width, now and then one
-/// row longer or shorter.
-fn rows() -> impl Strategy<Value = Vec<Value>> {
+/// Column names: the models' own sets (so bodies reach the typed columns) or random ones.
+fn columns() -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        3 => prop::collection::vec(column(), 0..4),
+        1 => Just(vec!["age".to_string(), "city".into()]),
+        1 => Just(vec!["city".to_string(), "age".into()]),
+        1 => Just(vec!["a".to_string(), "b".into(), "c".into()]),
+        1 => Just(vec!["x0".to_string(), "x1".into(), "x2".into()]),
+        1 => Just((0..20).map(|i| format!("f{i}")).collect::<Vec<_>>()),
+    ]
+}
+
+/// `n` rows of `width` cells, now and then one row longer or shorter.
+fn rows_of(width: usize) -> impl Strategy<Value = Vec<Value>> {
     (
-        prop::sample::select(vec![0usize, 1, 2, 3, 20, 21]),
-        0usize..5,
+        prop::collection::vec(prop::collection::vec(cell(), width), 0..5),
         prop::option::weighted(0.1, (0usize..5, 0usize..3)),
     )
-        .prop_flat_map(|(width, n, ragged)| {
-            (prop::collection::vec(prop::collection::vec(cell(), width), n), Just(ragged))
-        })
         .prop_map(|(mut rows, ragged)| {
             if let Some((r, k)) = ragged {
                 if let Some(row) = rows.get_mut(r) {
@@ -71,55 +78,116 @@ fn rows() -> impl Strategy<Value = Vec<Value>> {
         })
 }
 
-fn records() -> impl Strategy<Value = Value> {
-    prop::collection::vec(prop::collection::vec((column(), cell()), 0..4), 0..5).prop_map(|items| {
-        Value::Array(items.into_iter().map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())).collect())
-    })
+/// Rows of a width the models know (or not).
+fn rows() -> impl Strategy<Value = Vec<Value>> {
+    prop::sample::select(vec![0usize, 1, 2, 3, 20, 21]).prop_flat_map(rows_of)
 }
 
-/// The value of one scoring key, in any of the shapes MLflow clients send (and some they don't).
-fn payload() -> impl Strategy<Value = Value> {
+/// `dataframe_split`: columns (usually as wide as the rows), data, sometimes pandas' index.
+fn split() -> impl Strategy<Value = Value> {
+    (
+        columns(),
+        prop::bool::weighted(0.8),
+        prop::bool::weighted(0.05),
+        prop::option::weighted(0.1, values::value(COLUMNS)),
+    )
+        .prop_flat_map(|(columns, named, no_data, index)| {
+            let width = columns.len();
+            (Just((columns, named, no_data, index)), prop_oneof![4 => rows_of(width), 1 => rows()])
+        })
+        .prop_map(|((columns, named, no_data, index), data)| {
+            let mut split = Map::new();
+            if named {
+                split.insert("columns".into(), columns.into());
+            }
+            if !no_data {
+                split.insert("data".into(), Value::Array(data));
+            }
+            if let Some(i) = index {
+                split.insert("index".into(), i);
+            }
+            Value::Object(split)
+        })
+}
+
+/// Records: objects with the same columns (in any order), now and then one missing or extra.
+fn records() -> impl Strategy<Value = Value> {
+    columns()
+        .prop_flat_map(|columns| {
+            let width = columns.len();
+            (
+                Just(columns),
+                prop::collection::vec(
+                    (prop::collection::vec(cell(), width), any::<prop::sample::Index>(), 0u8..20),
+                    0..5,
+                ),
+            )
+        })
+        .prop_map(|(columns, items)| {
+            let records = items
+                .into_iter()
+                .map(|(cells, at, odd)| {
+                    let mut kv: Vec<(String, Value)> = columns.iter().cloned().zip(cells).collect();
+                    if !kv.is_empty() {
+                        let by = at.index(kv.len());
+                        kv.rotate_left(by);
+                        match odd {
+                            0 => drop(kv.pop()),
+                            1 => kv.push(("extra".into(), Value::Null)),
+                            _ => {}
+                        }
+                    }
+                    Value::Object(kv.into_iter().collect::<Map<_, _>>())
+                })
+                .collect();
+            Value::Array(records)
+        })
+}
+
+/// Named tensors for `inputs`/`instances`: name → nested rows.
+fn named() -> impl Strategy<Value = Value> {
+    prop::collection::vec(
+        (prop_oneof![column(), prop::sample::select(vec!["input", "x"]).prop_map(str::to_string)], rows()),
+        0..3,
+    )
+    .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k, Value::Array(v))).collect()))
+}
+
+/// The value of one scoring key, shaped for it four times out of five.
+fn payload(key: &'static str) -> BoxedStrategy<Value> {
+    let fitting = match key {
+        "dataframe_split" => split().boxed(),
+        "dataframe_records" => records().boxed(),
+        _ => prop_oneof![
+            3 => rows().prop_map(Value::Array),
+            2 => records(),
+            2 => named(),
+            1 => prop::collection::vec(values::scalar(), 0..5).prop_map(Value::Array),
+        ]
+        .boxed(),
+    };
     prop_oneof![
-        3 => (prop::option::weighted(0.7, prop::collection::vec(column(), 0..4)), prop::option::weighted(0.95, rows()),
-              prop::option::weighted(0.1, values::value(COLUMNS)))
-            .prop_map(|(columns, data, index)| {
-                let mut split = Map::new();
-                if let Some(c) = columns {
-                    split.insert("columns".into(), c.into());
-                }
-                if let Some(d) = data {
-                    split.insert("data".into(), Value::Array(d));
-                }
-                if let Some(i) = index {
-                    split.insert("index".into(), i);
-                }
-                Value::Object(split)
-            }),
-        3 => rows().prop_map(Value::Array),
-        2 => records(),
-        2 => prop::collection::vec((column(), rows().prop_map(Value::Array)), 0..3)
-            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
-        1 => prop::collection::vec(values::scalar(), 0..5).prop_map(Value::Array),
+        8 => fitting,
+        1 => prop_oneof![split(), records(), named(), rows().prop_map(Value::Array)],
         1 => values::value(COLUMNS),
     ]
+    .boxed()
 }
 
 /// A body: usually one scoring key, sometimes none, two or an unknown one.
 fn json_body() -> impl Strategy<Value = Input> {
     (
-        prop::collection::vec((prop::sample::select(KEYS), payload()), 1..=1),
+        prop::sample::select(KEYS).prop_flat_map(|k| (Just(k), payload(k))),
         prop::option::weighted(
             0.1,
-            (prop_oneof![prop::sample::select(KEYS).prop_map(str::to_string), values::string()], payload()),
+            (prop_oneof![prop::sample::select(KEYS).prop_map(str::to_string), values::string()], payload("inputs")),
         ),
         prop::bool::weighted(0.03),
     )
-        .prop_map(|(keys, extra, empty)| {
+        .prop_map(|((key, value), extra, empty)| {
             let mut body = Map::new();
             if !empty {
-                for (k, v) in keys {
-                    body.insert(k.to_string(), v);
-                }
+                body.insert(key.to_string(), value);
             }
             if let Some((k, v)) = extra {
                 body.insert(k, v);
@@ -245,7 +313,7 @@ fn seed_bytes(target: &str) -> Vec<Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(1000)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
     #[test]
     fn structured_json(body in json_body(), limits in limits()) {
@@ -280,4 +348,18 @@ fn seeds_decode() {
             check(target, &body, &Limits::default(), decode).unwrap_or_else(|e| panic!("{target}/{name}: {e}"));
         }
     }
+}
+
+/// Nesting far beyond serde_json's recursion limit is an error, not a stack overflow.
+#[test]
+fn deep_nesting_is_refused() {
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    for key in ["dataframe_split", "dataframe_records", "instances", "inputs"] {
+        let body = format!(r#"{{"{key}":{deep}}}"#);
+        for sig in signatures() {
+            assert!(invocations::decode_json(body.as_bytes(), &sig, &Limits::default()).is_err(), "{key}");
+        }
+    }
+    let body = format!(r#"{{"inputs":{{"input":{deep}}}}}"#);
+    assert!(invocations::decode_json(body.as_bytes(), &signatures()[0], &Limits::default()).is_err());
 }

@@ -225,7 +225,7 @@ fn seed_bytes(target: &str) -> Vec<Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(1000)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
     #[test]
     fn structured_bodies(body in body(), query in query()) {
@@ -275,4 +275,17 @@ fn seeds_parse() {
         assert!(Params::from_body(&bytes, None).is_ok(), "{name}");
         check_body(&bytes, Some("run_id=a&run_id=b")).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+}
+
+/// Nesting far beyond serde_json's recursion limit is an error, not a stack overflow; a long
+/// filter is parsed in one pass.
+#[test]
+fn deep_nesting_and_long_filters() {
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let body = format!(r#"{{"tags":{deep}}}"#);
+    assert!(Params::from_body(body.as_bytes(), None).is_err());
+    let long = vec!["metrics.acc > 0.5"; 20_000].join(" and ");
+    assert_eq!(search::parse_filter(&long).map(|c| c.len()).ok(), Some(20_000));
+    let parens = "(".repeat(100_000);
+    assert!(search::parse_filter(&parens).is_err());
 }

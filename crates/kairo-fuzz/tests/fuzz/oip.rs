@@ -310,7 +310,7 @@ fn check(body: &[u8], json_len: Option<usize>, limits: &Limits) -> Result<(), Te
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(1500)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(3000)))]
 
     #[test]
     fn structured_requests(r in request()) {
@@ -319,7 +319,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(3000)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(6000)))]
 
     #[test]
     fn mutated_seeds(
@@ -352,4 +352,14 @@ fn seeds_decode_or_refuse() {
         }
         check(&body, json_len, &limits).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+}
+
+/// Nesting far beyond serde_json's recursion limit is an error, not a stack overflow.
+#[test]
+fn deep_nesting_is_refused() {
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let body = format!(r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"FP32","data":{deep}}}]}}"#);
+    assert!(matches!(oip::decode(body.as_bytes(), None, &Limits::default()), Err(Refusal::Bad(_))));
+    let body = format!(r#"{{"inputs":[],"parameters":{{"p":{deep}}}}}"#);
+    assert!(matches!(oip::decode(body.as_bytes(), None, &Limits::default()), Err(Refusal::Bad(_))));
 }
