@@ -14,6 +14,7 @@ static MEMORY: MemoryLimit = MemoryLimit::new();
 mod files;
 mod invocations;
 mod mlflow;
+mod models;
 mod oip;
 
 /// Run by [`an_allocation_above_the_limit_aborts`] in a child process only.
