@@ -148,7 +148,7 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
     if n <= 0 {
         return Err(format!("`{text}`: a duration must be positive"));
     }
-    Ok(n * unit_ms)
+    n.checked_mul(unit_ms).ok_or_else(|| format!("`{text}`: too long a duration"))
 }
 
 /// What a version must pass to take an alias, and how it rolls out.
@@ -250,7 +250,7 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config { version: 1, ..Config::default() });
         }
-        let c: Config = serde_yaml::from_str(text)?;
+        let c: Config = crate::yaml::from_str(text)?;
         if c.version != 1 {
             return Err(ConfigError::Version(c.version));
         }

@@ -15,5 +15,6 @@ pub mod serving;
 pub mod splitmix;
 pub mod time;
 pub mod tracking;
+pub mod yaml;
 
 pub use hash::{Hash, HashParseError};
