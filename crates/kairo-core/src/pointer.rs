@@ -60,7 +60,7 @@ impl Pointer {
     }
 
     pub fn parse(text: &str) -> Result<Self, PointerError> {
-        let p: Pointer = serde_yaml::from_str(text)?;
+        let p: Pointer = crate::yaml::from_str(text)?;
         if p.format != POINTER_FORMAT {
             return Err(PointerError::Format(p.format));
         }

@@ -110,7 +110,8 @@ impl LockFile {
         match std::fs::read_to_string(&path) {
             Ok(text) if text.trim().is_empty() => Ok(LockFile::default()),
             Ok(text) => {
-                let lock: LockFile = serde_yaml::from_str(&text).map_err(|e| PipelineError::LockFile(e.to_string()))?;
+                let lock: LockFile =
+                    kairo_core::yaml::from_str(&text).map_err(|e| PipelineError::LockFile(e.to_string()))?;
                 if lock.schema != SCHEMA {
                     return Err(PipelineError::LockFile(format!("schema `{}` is not `{SCHEMA}`", lock.schema)));
                 }

@@ -28,7 +28,7 @@ impl Files {
                 std::io::ErrorKind::NotFound => format!("params file `{file}` does not exist"),
                 _ => format!("cannot read params file `{file}`: {e}"),
             })?;
-            serde_yaml::from_str(&text).map_err(|e| format!("params file `{file}` is not valid YAML/JSON: {e}"))
+            kairo_core::yaml::from_str(&text).map_err(|e| format!("params file `{file}` is not valid YAML/JSON: {e}"))
         });
         loaded.as_ref().map_err(Clone::clone)
     }
@@ -94,7 +94,7 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, serde_json::Value
 /// Comments are not preserved; only call this on a scratch copy.
 pub fn write_values(path: &Path, values: &BTreeMap<String, serde_json::Value>) -> std::io::Result<()> {
     let mut doc: Value = match std::fs::read_to_string(path) {
-        Ok(text) => serde_yaml::from_str(&text).map_err(std::io::Error::other)?,
+        Ok(text) => kairo_core::yaml::from_str(&text).map_err(std::io::Error::other)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Mapping(Default::default()),
         Err(e) => return Err(e),
     };

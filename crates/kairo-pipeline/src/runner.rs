@@ -734,7 +734,7 @@ fn log_tail(log: &[u8]) -> String {
 /// Numeric leaves of a JSON/YAML metrics file as `dotted.key` → value. Unreadable files add nothing.
 pub fn read_metrics(path: &Path, into: &mut BTreeMap<String, f64>) {
     let Ok(text) = std::fs::read_to_string(path) else { return };
-    let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(&text) else { return };
+    let Ok(value) = kairo_core::yaml::from_str::<serde_yaml::Value>(&text) else { return };
     fn walk(prefix: &str, v: &serde_yaml::Value, into: &mut BTreeMap<String, f64>) {
         match v {
             serde_yaml::Value::Mapping(m) => {

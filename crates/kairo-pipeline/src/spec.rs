@@ -99,7 +99,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Parse the stages of `kairo.yaml` (whose text is `text`) in project `root`.
     pub fn parse(root: &Path, text: &str) -> Result<Self> {
-        let file: File = serde_yaml::from_str(text).map_err(|e| yaml_error(CONFIG_FILE, &e))?;
+        let file: File = kairo_core::yaml::from_str(text).map_err(|e| yaml_error(CONFIG_FILE, &e))?;
         let mut pipeline = Pipeline { stages: Vec::new(), text: text.to_string() };
         let mut params_cache = params::Files::new(root);
         for (name, raw) in file.stages.map(|s| s.0).unwrap_or_default() {

@@ -107,26 +107,15 @@ fn oversized_declarations_get_4xx_and_never_reach_the_prediction_log() {
     assert_eq!(ids.iter().filter(|i| **i == "after").count(), 2);
 }
 
-/// The peak resident memory of a process, in bytes, since its last reset.
-fn peak_rss(pid: u32) -> u64 {
+/// A memory figure of a process from `/proc/PID/status`, in bytes: `VmRSS:` (resident now) or
+/// `VmHWM:` (peak resident since the last reset).
+fn memory(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: u64 = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb * 1024
-}
-
-fn resident(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
         .unwrap();
     kb * 1024
 }
@@ -136,11 +125,11 @@ fn resident(pid: u32) -> u64 {
 fn peak_growth(serve: &Serve, send: impl FnOnce() -> u16) -> (u16, u64) {
     let pid = serve.pid();
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
-    let before = resident(pid);
+    let before = memory(pid, "VmRSS:");
     let status = send();
     // The log flushes every second; wait for it so its memory is counted too.
     std::thread::sleep(Duration::from_millis(2500));
-    (status, peak_rss(pid).saturating_sub(before))
+    (status, memory(pid, "VmHWM:").saturating_sub(before))
 }
 
 #[test]
