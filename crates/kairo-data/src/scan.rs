@@ -36,8 +36,9 @@ pub enum Links {
     Anywhere,
     /// What may be stored: links that stay inside `root` and never lead into `store`; with
     /// `outside`, links that leave the project too (`kairo data add --follow-symlinks`).
-    /// Both paths canonical.
-    Within { root: PathBuf, store: PathBuf, outside: bool },
+    /// Both paths canonical; `store_id` is the store directory's (device, inode), so the store
+    /// is refused however it is reached (say, through a link to an ancestor of the project).
+    Within { root: PathBuf, store: PathBuf, store_id: (u64, u64), outside: bool },
 }
 
 impl Links {
@@ -49,12 +50,22 @@ impl Links {
     /// Links may stay within `root` (or go anywhere with `outside`), never into `store`.
     pub fn within(root: &Path, store: &Path, outside: bool) -> Result<Links> {
         let canonical = |p: &Path| fs::canonicalize(p).map_err(DataError::io(p));
-        Ok(Links::Within { root: canonical(root)?, store: canonical(store)?, outside })
+        let meta = fs::metadata(store).map_err(DataError::io(store))?;
+        let store_id = (meta.dev(), meta.ino());
+        Ok(Links::Within { root: canonical(root)?, store: canonical(store)?, store_id, outside })
+    }
+
+    /// Refuse the store's own directory, reached through any path.
+    fn check_dir(&self, dir: &Path, id: (u64, u64)) -> Result<()> {
+        match self {
+            Links::Within { store_id, .. } if *store_id == id => Err(DataError::StoreReached(dir.to_path_buf())),
+            _ => Ok(()),
+        }
     }
 
     /// Check the link `link` (already known to be one) against the policy.
     fn check(&self, link: &Path) -> Result<()> {
-        let Links::Within { root, store, outside } = self else { return Ok(()) };
+        let Links::Within { root, store, outside, .. } = self else { return Ok(()) };
         let target = match fs::canonicalize(link) {
             Ok(t) => t,
             Err(e) if e.raw_os_error() == Some(40) => return Err(DataError::SymlinkLoop(link.to_path_buf())),
@@ -112,6 +123,7 @@ fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)], links: &Li
     if ancestors.contains(&id) {
         return Err(DataError::SymlinkLoop(path));
     }
+    links.check_dir(&path, id)?;
     let mut chain = ancestors.to_vec();
     chain.push(id);
     let mut entries = Vec::new();
