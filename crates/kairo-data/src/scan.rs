@@ -478,4 +478,71 @@ mod tests {
         }
         assert!(!objects.contains(&Hash::of(&first())));
     }
+
+    /// Appends to `file` each time a read reports its bytes, up to `times` times. A small file
+    /// reports its bytes once, after the stat that follows its read, so each append lands
+    /// between one read's stat and the next read.
+    struct Appender {
+        file: PathBuf,
+        times: usize,
+        done: AtomicUsize,
+    }
+
+    impl Progress for Appender {
+        fn advance(&self, bytes: u64, _files: u64) {
+            if bytes > 0 && self.done.fetch_add(1, Ordering::SeqCst) < self.times {
+                use std::io::Write;
+                let mut f = fs::OpenOptions::new().append(true).open(&self.file).unwrap();
+                f.write_all(b"+").unwrap();
+            }
+        }
+    }
+
+    /// Store a small file that is rewritten between the walk's stat and the first read, and
+    /// appended to after each read up to `appends` times.
+    fn store_small(dir: &Path, appends: usize) -> (Result<Scan>, LocalObjects, PathBuf) {
+        let file = dir.join("small.csv");
+        fs::write(&file, "a,b\n1,2\n").unwrap();
+        let objects = LocalObjects::open(dir.join("objects"), dir.join("tmp")).unwrap();
+        let mut cache = StatCache::load(dir.join("stat-cache"));
+        let walked = walk(&file).unwrap();
+        fs::write(&file, "a,b\n1,2\n3,4\n").unwrap();
+        let progress = Appender { file: file.clone(), times: appends, done: AtomicUsize::new(0) };
+        (scan(&walked, None, &mut cache, Mode::Store(&objects), &progress), objects, file)
+    }
+
+    #[test]
+    fn a_small_file_changed_after_its_stat_is_stored_as_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // One append: the first read sees the rewrite (not the walk's stat), the second read
+        // sees the append, the third read is stable.
+        let (scanned, objects, file) = store_small(dir.path(), 1);
+        let root = scanned.unwrap().root;
+        let now = fs::read(&file).unwrap();
+        assert_eq!(now, b"a,b\n1,2\n3,4\n+");
+        assert_eq!((root.hash(), root.size()), (Hash::of(&now), now.len() as u64));
+        assert!(objects.contains(&Hash::of(&now)));
+        for old in [&b"a,b\n1,2\n"[..], b"a,b\n1,2\n3,4\n"] {
+            assert!(!objects.contains(&Hash::of(old)), "an earlier state was stored");
+        }
+    }
+
+    #[test]
+    fn a_small_file_that_keeps_changing_is_refused_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bounded, so a retry loop without a bound would end up storing it and fail the test.
+        let (scanned, objects, file) = store_small(dir.path(), 100);
+        match scanned {
+            Err(e @ DataError::ChangedWhileReading(..)) => {
+                let message = e.to_string();
+                assert!(message.contains(&*file.to_string_lossy()), "{message}");
+                assert!(message.contains("changed while it was read"), "{message}");
+            }
+            other => panic!("expected ChangedWhileReading, got {:?}", other.map(|s| s.root.hash())),
+        }
+        let states = fs::read(&file).unwrap();
+        for n in 0..=states.len() {
+            assert!(!objects.contains(&Hash::of(&states[..n])), "a state of the file was stored");
+        }
+    }
 }
