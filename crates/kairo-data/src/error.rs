@@ -35,6 +35,10 @@ pub enum DataError {
         "{link} is a symbolic link into Kairo's own store ({target}); remove the link (the store is never tracked)"
     )]
     LinkIntoStore { link: PathBuf, target: PathBuf },
+    #[error(
+        "{0} is Kairo's own store (.kairo/), reached through a symbolic link; remove the link (the store is never tracked)"
+    )]
+    StoreReached(PathBuf),
     #[error("{0} changed while it was read, {1} times in a row; nothing was recorded; add it again when it is stable")]
     ChangedWhileReading(PathBuf, usize),
     #[error("{0}: file name is not valid UTF-8; rename it to track it")]

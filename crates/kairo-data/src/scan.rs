@@ -36,8 +36,9 @@ pub enum Links {
     Anywhere,
     /// What may be stored: links that stay inside `root` and never lead into `store`; with
     /// `outside`, links that leave the project too (`kairo data add --follow-symlinks`).
-    /// Both paths canonical.
-    Within { root: PathBuf, store: PathBuf, outside: bool },
+    /// Both paths canonical; `store_id` is the store directory's (device, inode), so the store
+    /// is refused however it is reached (say, through a link to an ancestor of the project).
+    Within { root: PathBuf, store: PathBuf, store_id: (u64, u64), outside: bool },
 }
 
 impl Links {
@@ -49,12 +50,22 @@ impl Links {
     /// Links may stay within `root` (or go anywhere with `outside`), never into `store`.
     pub fn within(root: &Path, store: &Path, outside: bool) -> Result<Links> {
         let canonical = |p: &Path| fs::canonicalize(p).map_err(DataError::io(p));
-        Ok(Links::Within { root: canonical(root)?, store: canonical(store)?, outside })
+        let meta = fs::metadata(store).map_err(DataError::io(store))?;
+        let store_id = (meta.dev(), meta.ino());
+        Ok(Links::Within { root: canonical(root)?, store: canonical(store)?, store_id, outside })
+    }
+
+    /// Refuse the store's own directory, reached through any path.
+    fn check_dir(&self, dir: &Path, id: (u64, u64)) -> Result<()> {
+        match self {
+            Links::Within { store_id, .. } if *store_id == id => Err(DataError::StoreReached(dir.to_path_buf())),
+            _ => Ok(()),
+        }
     }
 
     /// Check the link `link` (already known to be one) against the policy.
     fn check(&self, link: &Path) -> Result<()> {
-        let Links::Within { root, store, outside } = self else { return Ok(()) };
+        let Links::Within { root, store, outside, .. } = self else { return Ok(()) };
         let target = match fs::canonicalize(link) {
             Ok(t) => t,
             Err(e) if e.raw_os_error() == Some(40) => return Err(DataError::SymlinkLoop(link.to_path_buf())),
@@ -112,6 +123,7 @@ fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)], links: &Li
     if ancestors.contains(&id) {
         return Err(DataError::SymlinkLoop(path));
     }
+    links.check_dir(&path, id)?;
     let mut chain = ancestors.to_vec();
     chain.push(id);
     let mut entries = Vec::new();
@@ -465,5 +477,72 @@ mod tests {
             other => panic!("expected ChangedWhileReading, got {:?}", other.map(|s| s.root.hash())),
         }
         assert!(!objects.contains(&Hash::of(&first())));
+    }
+
+    /// Appends to `file` each time a read reports its bytes, up to `times` times. A small file
+    /// reports its bytes once, after the stat that follows its read, so each append lands
+    /// between one read's stat and the next read.
+    struct Appender {
+        file: PathBuf,
+        times: usize,
+        done: AtomicUsize,
+    }
+
+    impl Progress for Appender {
+        fn advance(&self, bytes: u64, _files: u64) {
+            if bytes > 0 && self.done.fetch_add(1, Ordering::SeqCst) < self.times {
+                use std::io::Write;
+                let mut f = fs::OpenOptions::new().append(true).open(&self.file).unwrap();
+                f.write_all(b"+").unwrap();
+            }
+        }
+    }
+
+    /// Store a small file that is rewritten between the walk's stat and the first read, and
+    /// appended to after each read up to `appends` times.
+    fn store_small(dir: &Path, appends: usize) -> (Result<Scan>, LocalObjects, PathBuf) {
+        let file = dir.join("small.csv");
+        fs::write(&file, "a,b\n1,2\n").unwrap();
+        let objects = LocalObjects::open(dir.join("objects"), dir.join("tmp")).unwrap();
+        let mut cache = StatCache::load(dir.join("stat-cache"));
+        let walked = walk(&file).unwrap();
+        fs::write(&file, "a,b\n1,2\n3,4\n").unwrap();
+        let progress = Appender { file: file.clone(), times: appends, done: AtomicUsize::new(0) };
+        (scan(&walked, None, &mut cache, Mode::Store(&objects), &progress), objects, file)
+    }
+
+    #[test]
+    fn a_small_file_changed_after_its_stat_is_stored_as_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // One append: the first read sees the rewrite (not the walk's stat), the second read
+        // sees the append, the third read is stable.
+        let (scanned, objects, file) = store_small(dir.path(), 1);
+        let root = scanned.unwrap().root;
+        let now = fs::read(&file).unwrap();
+        assert_eq!(now, b"a,b\n1,2\n3,4\n+");
+        assert_eq!((root.hash(), root.size()), (Hash::of(&now), now.len() as u64));
+        assert!(objects.contains(&Hash::of(&now)));
+        for old in [&b"a,b\n1,2\n"[..], b"a,b\n1,2\n3,4\n"] {
+            assert!(!objects.contains(&Hash::of(old)), "an earlier state was stored");
+        }
+    }
+
+    #[test]
+    fn a_small_file_that_keeps_changing_is_refused_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bounded, so a retry loop without a bound would end up storing it and fail the test.
+        let (scanned, objects, file) = store_small(dir.path(), 100);
+        match scanned {
+            Err(e @ DataError::ChangedWhileReading(..)) => {
+                let message = e.to_string();
+                assert!(message.contains(&*file.to_string_lossy()), "{message}");
+                assert!(message.contains("changed while it was read"), "{message}");
+            }
+            other => panic!("expected ChangedWhileReading, got {:?}", other.map(|s| s.root.hash())),
+        }
+        let states = fs::read(&file).unwrap();
+        for n in 0..=states.len() {
+            assert!(!objects.contains(&Hash::of(&states[..n])), "a state of the file was stored");
+        }
     }
 }

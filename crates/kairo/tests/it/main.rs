@@ -17,6 +17,7 @@ mod pipeline;
 mod remotes;
 mod server;
 mod serving;
+mod symlinks;
 mod train;
 
 use assert_cmd::Command;
