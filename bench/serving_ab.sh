@@ -8,9 +8,14 @@ OLD=$1 NEW=$2 ROUNDS=${3:-2} SECS=${SECS:-4}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-cd "$WORK" && git init -q && "$NEW" init >/dev/null
-"$NEW" models register clf --file "$ROOT/fixtures/models/logreg20.onnx" >/dev/null
-"$NEW" deploy clf --version 1 >/dev/null
+# One project per binary: a newer binary may migrate the schema past what the older reads.
+for which in old new; do
+    bin=$OLD; [ "$which" = new ] && bin=$NEW
+    mkdir "$WORK/$which" && (cd "$WORK/$which" && git init -q && "$bin" init >/dev/null &&
+        "$bin" models register clf --file "$ROOT/fixtures/models/logreg20.onnx" >/dev/null &&
+        "$bin" deploy clf --version 1 >/dev/null)
+done
+cd "$WORK"
 row='[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0]'
 script() { printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[%s]==]\n' "$1" > "$2"; }
 script "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,20],\"datatype\":\"FP32\",\"data\":$row}]}" oip1.lua
@@ -22,7 +27,7 @@ echo "binary round oip_1row_1conn oip_1row_8conn oip_100rows_1conn invocations_1
 for round in $(seq "$ROUNDS"); do
     for which in old new; do
         bin=$OLD; [ "$which" = new ] && bin=$NEW
-        "$bin" serve clf --port 18181 >/dev/null 2>&1 & pid=$!
+        (cd "$WORK/$which" && exec "$bin" serve clf --port 18181 >/dev/null 2>&1) & pid=$!
         sleep 0.7
         url=http://127.0.0.1:18181
         echo "$which $round $(rps -t1 -c1 -d"$SECS"s -s oip1.lua $url/v2/models/clf/infer)" \

@@ -213,22 +213,32 @@ connection: close\r\ncontent-length: 70\r\n\r\n{\"error_code\":\"TEMPORARILY_UNA
 struct IdleTimeout<S> {
     inner: S,
     timeout: Duration,
+    /// When bytes last moved. Progress only records the time; the timer is re-armed lazily
+    /// when it fires early, so a busy connection never touches the timer wheel per read.
+    last: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl<S> IdleTimeout<S> {
     fn new(inner: S, timeout: Duration) -> Self {
-        IdleTimeout { inner, timeout, deadline: Box::pin(tokio::time::sleep(timeout)) }
+        IdleTimeout { inner, timeout, last: Instant::now(), deadline: Box::pin(tokio::time::sleep(timeout)) }
     }
 
     fn progress(&mut self) {
-        let next = Instant::now() + self.timeout;
-        self.deadline.as_mut().reset(next);
+        self.last = Instant::now();
     }
 
-    /// While waiting: has the deadline passed? (Registers the waker for it if not.)
+    /// While waiting: has the connection been idle for the whole timeout? (Registers the waker
+    /// for the deadline if not.)
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            let due = self.last + self.timeout;
+            if due <= Instant::now() {
+                return true;
+            }
+            self.deadline.as_mut().reset(due);
+        }
+        false
     }
 
     /// The outcome of a write: bytes written are progress; a client that stops reading our

@@ -195,23 +195,16 @@ fn router(state: AppState, max_body: usize) -> Router {
         .fallback(|uri: axum::http::Uri| async move {
             oip_error(StatusCode::NOT_FOUND, format!("no endpoint {}", uri.path()))
         })
-        .layer(axum::middleware::from_fn(browser_guard))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
-/// Cross-site browser requests never reach a handler that changes state (feedback, the
-/// prediction log); `/v1/feedback` takes only bodies declared as JSON.
-async fn browser_guard(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if let Some(message) = kairo_http::cross_site_refusal(request.method(), request.headers()) {
-        return oip_error(StatusCode::FORBIDDEN, message);
-    }
-    if request.uri().path() == "/v1/feedback" {
-        if let Some(message) = kairo_http::json_content_type_refusal(request.headers()) {
-            return oip_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, message);
-        }
-    }
-    next.run(request).await
+/// Cross-site browser requests never reach a handler that changes state (inference writes the
+/// prediction log; feedback writes labels). Checked in each POST handler rather than as a
+/// middleware layer, which cost ~10% of throughput on the inference path.
+fn cross_site(headers: &HeaderMap) -> Option<Response> {
+    kairo_http::cross_site_refusal(&axum::http::Method::POST, headers)
+        .map(|message| oip_error(StatusCode::FORBIDDEN, message))
 }
 
 /// OIP's error shape: `{"error": "..."}`.
@@ -430,6 +423,9 @@ async fn infer_common(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    if let Some(refused) = cross_site(&headers) {
+        return refused;
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => return body_error(e),
@@ -566,6 +562,9 @@ async fn invocations(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    if let Some(refused) = cross_site(&headers) {
+        return refused;
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => {
@@ -670,7 +669,14 @@ async fn prometheus(State(s): State<AppState>) -> Response {
 
 /// `POST /v1/feedback`: `{"request_id", "label"}` for a one-row request, `{"request_id",
 /// "labels": [...]}` for every row, or a list of either.
-async fn feedback(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+/// Takes only bodies declared as JSON (a cross-site form cannot post labels).
+async fn feedback(State(s): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    if let Some(refused) = cross_site(&headers) {
+        return refused;
+    }
+    if let Some(message) = kairo_http::json_content_type_refusal(&headers) {
+        return oip_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, message);
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => return body_error(e),

@@ -52,7 +52,8 @@ impl From<&str> for Refusal {
 
 impl Limits {
     /// A request of `rows` rows: refused above `max_rows`.
-    pub fn check_rows(&self, what: &str, rows: usize) -> Result<(), Refusal> {
+    /// (`what` is only formatted for a refusal.)
+    pub fn check_rows(&self, what: impl std::fmt::Display, rows: usize) -> Result<(), Refusal> {
         if rows > self.max_rows {
             return Err(Refusal::TooLarge(format!(
                 "{what} has {rows} rows; this server accepts at most {} per request (`kairo serve --max-rows`); \
@@ -65,7 +66,12 @@ impl Limits {
 
     /// The elements of `shape` on top of `so_far` (overflow-safe): refused above
     /// `max_elements`. Returns this shape's elements and the new total.
-    pub fn add_shape(&self, what: &str, shape: &[usize], so_far: usize) -> Result<(usize, usize), Refusal> {
+    pub fn add_shape(
+        &self,
+        what: impl std::fmt::Display,
+        shape: &[usize],
+        so_far: usize,
+    ) -> Result<(usize, usize), Refusal> {
         let count = elements(shape);
         match count.and_then(|c| so_far.checked_add(c)) {
             Some(total) if total <= self.max_elements => Ok((count.unwrap_or(0), total)),

@@ -132,11 +132,12 @@ fn decode_input(
         .map(|d| usize::try_from(*d))
         .collect::<Result<_, _>>()
         .map_err(|_| format!("input '{name}': shape {:?} has a negative dimension", input.shape))?;
-    let what = format!("input '{name}' (shape {shape:?})");
+    // Formatted only for a refusal: this runs for every input of every request.
+    let what = InputShape(name, &shape);
     if let Some(rows) = shape.first() {
-        limits.check_rows(&what, *rows)?;
+        limits.check_rows(what, *rows)?;
     }
-    let (count, total) = limits.add_shape(&what, &shape, *elements)?;
+    let (count, total) = limits.add_shape(what, &shape, *elements)?;
     *elements = total;
     let binary_size = input.parameters.as_ref().and_then(|p| p.get("binary_data_size"));
     let data = match (binary_size, input.data) {
@@ -159,6 +160,16 @@ fn decode_input(
         (None, None) => return Err(Refusal::Bad(format!("input '{name}' has no data"))),
     };
     Ok(Tensor::new(shape, data).map_err(|e| format!("input '{name}': {e}"))?)
+}
+
+/// "input 'NAME' (shape [..])", for refusals.
+#[derive(Clone, Copy)]
+struct InputShape<'a>(&'a str, &'a [usize]);
+
+impl std::fmt::Display for InputShape<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "input '{}' (shape {:?})", self.0, self.1)
+    }
 }
 
 /// One JSON scalar as the decoder met it.
