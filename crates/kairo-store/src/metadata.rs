@@ -19,6 +19,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("monitoring", include_str!("../migrations/sqlite/0005_monitoring.sql")),
     ("importance", include_str!("../migrations/sqlite/0006_importance.sql")),
     ("version_numbers", include_str!("../migrations/sqlite/0007_version_numbers.sql")),
+    ("retired_model_names", include_str!("../migrations/sqlite/0008_retired_model_names.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -28,10 +29,11 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("monitoring", include_str!("../migrations/postgres/0005_monitoring.sql")),
     ("importance", include_str!("../migrations/postgres/0006_importance.sql")),
     ("version_numbers", include_str!("../migrations/postgres/0007_version_numbers.sql")),
+    ("retired_model_names", include_str!("../migrations/postgres/0008_retired_model_names.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -309,22 +309,24 @@ impl Metadata {
     ) -> Result<RegisteredModel> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        let exists: i64 = sqlx::query("SELECT COUNT(*) FROM registered_models WHERE name = $1")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        if exists > 0 {
+        let now = kairo_core::time::now_millis();
+        // A name used before continues its numbering (see `retired_model_names`).
+        let inserted = sqlx::query(
+            "INSERT INTO registered_models (name, description, user_id, creation_ms, last_updated_ms, last_version) \
+             VALUES ($1, $2, $3, $4, $4, COALESCE((SELECT last_version FROM retired_model_names WHERE name = $1), 0)) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(description)
+        .bind(user)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
             return Err(StoreError::AlreadyExists(format!("Registered Model (name={name}) already exists.")));
         }
-        let now = kairo_core::time::now_millis();
-        sqlx::query("INSERT INTO registered_models (name, description, user_id, creation_ms, last_updated_ms) VALUES ($1, $2, $3, $4, $4)")
-            .bind(name)
-            .bind(description)
-            .bind(user)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM retired_model_names WHERE name = $1").bind(name).execute(&mut *tx).await?;
         for (k, v) in tags {
             sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value").bind(name).bind(k).bind(v).execute(&mut *tx).await?;
         }
@@ -385,27 +387,69 @@ impl Metadata {
         Ok(out)
     }
 
+    /// Rename a model with everything that is its own: versions, tags, aliases, servable
+    /// details and their pins, promotions, sketches. Refused while it is deployed (deployments
+    /// and serving processes follow the name) and onto a name an earlier model used (that
+    /// model's prediction log and history name versions with the same numbers). The old name
+    /// keeps its high-water mark, so a model created again under it continues the numbering.
     pub async fn rename_registered_model(&self, name: &str, new_name: &str, user: &str) -> Result<RegisteredModel> {
-        self.registered_model(name).await?;
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        let taken: i64 = sqlx::query("SELECT COUNT(*) FROM registered_models WHERE name = $1")
+        let last_version = lock_model(&mut tx, name).await?;
+        refuse_if_deployed(&mut tx, name, "renamed").await?;
+        let taken = sqlx::query("SELECT 1 FROM registered_models WHERE name = $1")
             .bind(new_name)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?
-            .try_get(0)?;
-        if taken > 0 {
+            .is_some();
+        if taken {
             return Err(StoreError::AlreadyExists(format!("Registered Model (name={new_name}) already exists.")));
         }
-        for table in
-            ["registered_models", "registered_model_tags", "model_versions", "model_version_tags", "model_aliases"]
-        {
+        let retired: Option<i64> = sqlx::query("SELECT last_version FROM retired_model_names WHERE name = $1")
+            .bind(new_name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        if let Some(n) = retired.filter(|n| *n > 0) {
+            return Err(StoreError::Invalid(format!(
+                "Cannot rename model '{name}' to '{new_name}': an earlier model named '{new_name}' had versions up \
+                 to {n}, and its history (prediction log, promotions, events) still names them; choose another name"
+            )));
+        }
+        let versions: Vec<i64> = sqlx::query("SELECT version FROM model_versions WHERE name = $1")
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        for v in versions {
+            sqlx::query("UPDATE object_refs SET owner_id = $1 WHERE owner_kind = 'model_version' AND owner_id = $2")
+                .bind(format!("{new_name}/{v}"))
+                .bind(format!("{name}/{v}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for table in [
+            "registered_models",
+            "registered_model_tags",
+            "model_versions",
+            "model_version_tags",
+            "model_aliases",
+            "model_version_details",
+            "deployment_revisions",
+            "promotions",
+            "monitor_sketches",
+        ] {
             sqlx::query(&format!("UPDATE {table} SET name = $1 WHERE name = $2"))
                 .bind(new_name)
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query("DELETE FROM retired_model_names WHERE name = $1").bind(new_name).execute(&mut *tx).await?;
+        retire_name(&mut tx, name, last_version).await?;
         insert_event(&mut tx, user, "model.renamed", &format!("model:{new_name}"), &serde_json::json!({"from": name}))
             .await?;
         tx.commit().await?;
@@ -426,17 +470,31 @@ impl Metadata {
         self.registered_model(name).await
     }
 
-    /// Delete a model with its versions, aliases (as MLflow does) and everything only they
-    /// held (servable details, pins, rollback history). Refused while it is deployed: a
-    /// serving process would lose its versions.
+    /// Delete a model with its versions and everything only they held (tags, servable details,
+    /// pins, rollback history, sketches), in one transaction. The same rule as for one version:
+    /// refused while deployed or while an alias names any version (MLflow would drop the
+    /// aliases; here `kairo serve NAME@ALIAS` and promotions follow them, so they are moved or
+    /// deleted deliberately first). Promotions stay as history; the name keeps its high-water
+    /// mark, so a model created again under it never reuses a number.
     pub async fn delete_registered_model(&self, name: &str, user: &str) -> Result<()> {
-        self.registered_model(name).await?;
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        if sqlx::query("SELECT 1 FROM deployments WHERE name = $1").bind(name).fetch_optional(&mut *tx).await?.is_some()
-        {
+        let last_version = lock_model(&mut tx, name).await?;
+        refuse_if_deployed(&mut tx, name, "deleted").await?;
+        let aliases: Vec<(String, i64)> =
+            sqlx::query("SELECT alias, version FROM model_aliases WHERE name = $1 ORDER BY alias")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_>>()?;
+        if !aliases.is_empty() {
+            let named: Vec<String> = aliases.iter().map(|(a, v)| format!("@{a} (version {v})")).collect();
             return Err(StoreError::Invalid(format!(
-                "Model '{name}' is deployed; stop serving it (remove its deployment) before deleting the model"
+                "Model '{name}' cannot be deleted while an alias names one of its versions: {}; delete the alias first \
+                 (`kairo models alias {name} ALIAS --delete`)",
+                named.join(", ")
             )));
         }
         sqlx::query("DELETE FROM object_refs WHERE owner_kind = 'model_version' AND owner_id IN (SELECT name || '/' || version FROM model_versions WHERE name = $1)")
@@ -446,15 +504,17 @@ impl Metadata {
         for table in [
             "registered_model_tags",
             "model_version_tags",
-            "model_aliases",
             "model_version_details",
             "deployment_revisions",
+            "monitor_sketches",
             "model_versions",
             "registered_models",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE name = $1")).bind(name).execute(&mut *tx).await?;
         }
-        insert_event(&mut tx, user, "model.deleted", &format!("model:{name}"), &serde_json::json!({})).await?;
+        retire_name(&mut tx, name, last_version).await?;
+        let payload = serde_json::json!({"last_version": last_version});
+        insert_event(&mut tx, user, "model.deleted", &format!("model:{name}"), &payload).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -568,24 +628,29 @@ impl Metadata {
     }
 
     /// Delete a version with everything that is only its own (tags, servable details, the pin
-    /// on its model bytes, its place in rollback history), in one transaction. Refused while a
-    /// deployment serves it or an alias names it: those must be moved first, deliberately.
+    /// on its model bytes, its place in rollback history, sketches), in one transaction.
+    /// Refused while a deployment serves it or an alias names it: those must be moved first,
+    /// deliberately. Its number is never given out again (`insert_version_row`).
     pub async fn delete_model_version(&self, name: &str, version: i64, user: &str) -> Result<()> {
-        self.model_version(name, version).await?;
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
+        lock_model(&mut tx, name).await?;
+        require_version(&mut tx, name, version).await?;
         let deployed = sqlx::query(
-            "SELECT stable_version, candidate_version FROM deployments WHERE name = $1 AND (stable_version = $2 OR candidate_version = $2)",
+            "SELECT stable_version FROM deployments WHERE name = $1 AND (stable_version = $2 OR candidate_version = $2)",
         )
         .bind(name)
         .bind(version)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = deployed {
-            let arm = if row.try_get::<i64, _>(0)? == version { "stable" } else { "candidate" };
+            let (arm, fix) = if row.try_get::<i64, _>(0)? == version {
+                ("stable", format!("deploy another version first (`kairo deploy {name} --version N`)"))
+            } else {
+                ("candidate", format!("roll the candidate back first (`kairo rollback {name}`)"))
+            };
             return Err(StoreError::Invalid(format!(
-                "Version {version} of model '{name}' is deployed (the {arm} version); deploy another version \
-                 (`kairo deploy {name} --version N`) or roll it back before deleting it"
+                "Version {version} of model '{name}' cannot be deleted: it is deployed as the {arm} version; {fix}"
             )));
         }
         let aliases: Vec<String> =
@@ -600,7 +665,8 @@ impl Metadata {
         if !aliases.is_empty() {
             let named: Vec<String> = aliases.iter().map(|a| format!("@{a}")).collect();
             return Err(StoreError::Invalid(format!(
-                "Version {version} of model '{name}' holds the alias {}; move or delete the alias before deleting the version",
+                "Version {version} of model '{name}' cannot be deleted: it holds the alias {}; move the alias to \
+                 another version or delete it first (`kairo models alias {name} ALIAS VERSION` or `--delete`)",
                 named.join(", ")
             )));
         }
@@ -608,7 +674,13 @@ impl Metadata {
             .bind(format!("{name}/{version}"))
             .execute(&mut *tx)
             .await?;
-        for table in ["model_version_tags", "model_version_details", "deployment_revisions", "model_versions"] {
+        for table in [
+            "model_version_tags",
+            "model_version_details",
+            "deployment_revisions",
+            "monitor_sketches",
+            "model_versions",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE name = $1 AND version = $2"))
                 .bind(name)
                 .bind(version)
@@ -645,13 +717,12 @@ impl Metadata {
 
     /// Point `alias` at `version` (`Some`) or remove it (`None`); every move is an event.
     pub async fn set_model_alias(&self, name: &str, alias: &str, version: Option<i64>, user: &str) -> Result<()> {
-        if let Some(v) = version {
-            self.model_version(name, v).await?;
-        } else {
-            self.registered_model(name).await?;
-        }
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
+        lock_model(&mut tx, name).await?;
+        if let Some(v) = version {
+            require_version(&mut tx, name, v).await?;
+        }
         let before: Option<i64> = sqlx::query("SELECT version FROM model_aliases WHERE name = $1 AND alias = $2")
             .bind(name)
             .bind(alias)
@@ -701,21 +772,17 @@ pub(crate) async fn insert_version_row(
     new: &NewModelVersion,
 ) -> Result<i64> {
     // The model's high-water mark, not the highest live version: a deleted version's number
-    // is never given out again (a client holding it must never reach another model).
+    // is never given out again (a client holding it must never reach another model). One
+    // UPDATE reads and raises it, so concurrent registrations (PostgreSQL has no writer lock)
+    // queue on the model's row instead of both taking the same number.
     let next: i64 = sqlx::query(
-        "SELECT last_version + 1, (SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1) \
-         FROM registered_models WHERE name = $1",
+        "UPDATE registered_models SET last_version = last_version + 1 WHERE name = $1 RETURNING last_version",
     )
     .bind(&new.name)
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={} not found", new.name)))
-    .and_then(|row| Ok(row.try_get::<i64, _>(0)?.max(row.try_get::<i64, _>(1)?)))?;
-    sqlx::query("UPDATE registered_models SET last_version = $1 WHERE name = $2")
-        .bind(next)
-        .bind(&new.name)
-        .execute(&mut **tx)
-        .await?;
+    .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={} not found", new.name)))?
+    .try_get(0)?;
     let now = kairo_core::time::now_millis();
     sqlx::query(
         "INSERT INTO model_versions (name, version, description, source, run_id, model_id, run_link, status, current_stage, user_id, creation_ms, last_updated_ms) \
@@ -747,6 +814,65 @@ pub(crate) async fn insert_version_row(
         .execute(&mut **tx)
         .await?;
     Ok(next)
+}
+
+/// Take the model's row lock as the transaction's first write and return its high-water mark.
+/// Every change that checks what references a version (deletes, renames, alias moves,
+/// deployment changes) starts here, so a check and the change it guards cannot interleave
+/// with another writer: PostgreSQL queues on the row, SQLite takes its write lock up front
+/// (a deferred transaction that reads first can fail with `SQLITE_BUSY` when it upgrades).
+pub(crate) async fn lock_model(tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) -> Result<i64> {
+    sqlx::query("UPDATE registered_models SET last_version = last_version WHERE name = $1 RETURNING last_version")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={name} not found")))?
+        .try_get(0)
+        .map_err(Into::into)
+}
+
+/// The version must exist (checked inside the transaction, after `lock_model`).
+pub(crate) async fn require_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str, version: i64) -> Result<()> {
+    sqlx::query("SELECT 1 FROM model_versions WHERE name = $1 AND version = $2")
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NotFound(format!("Model Version (name={name}, version={version}) not found")))
+}
+
+/// Refuse to delete or rename a deployed model: the deployment and every `kairo serve`
+/// following it find the model by name. (Kairo has no command that removes a deployment yet.)
+async fn refuse_if_deployed(tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str, what: &str) -> Result<()> {
+    let row = sqlx::query("SELECT stable_version, candidate_version FROM deployments WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let stable: i64 = row.try_get(0)?;
+    let candidate: Option<i64> = row.try_get(1)?;
+    let serving = match candidate {
+        Some(c) => format!("version {stable}, with version {c} as candidate"),
+        None => format!("version {stable}"),
+    };
+    Err(StoreError::Invalid(format!(
+        "Model '{name}' cannot be {what}: it is deployed (serving {serving}) and its deployment and serving \
+         processes follow it by name"
+    )))
+}
+
+/// Remember a name's high-water mark once no model has it (deleted or renamed away).
+async fn retire_name(tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str, last_version: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO retired_model_names (name, last_version) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET last_version = excluded.last_version",
+    )
+    .bind(name)
+    .bind(last_version)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn logged_from_row(r: &AnyRow) -> Result<LoggedModel> {

@@ -4,7 +4,7 @@
 
 use crate::error::{Result, StoreError};
 use crate::metadata::{insert_event, Metadata};
-use crate::registry::NewModelVersion;
+use crate::registry::{lock_model, require_version, NewModelVersion};
 use kairo_core::serving::{Deployment, Promotion, PromotionStatus, RolloutLimits, Strategy, VersionArtifact};
 use kairo_core::tracking::ModelVersion;
 use kairo_core::{time, Hash};
@@ -131,22 +131,19 @@ impl Metadata {
         actor: &str,
         reason: &str,
     ) -> Result<()> {
-        match version {
-            Some(v) => {
-                self.model_version(name, v).await?;
-            }
-            None => {
-                if self.alias_version(name, alias).await?.is_none() {
-                    return Err(StoreError::NotFound(format!("model '{name}' has no alias '{alias}'")));
-                }
-            }
-        }
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
         match version {
             Some(v) => move_alias(&mut tx, name, alias, v, actor, reason).await?,
             None => {
-                let before = self.alias_version(name, alias).await?;
+                lock_model(&mut tx, name).await?;
+                let before: i64 = sqlx::query("SELECT version FROM model_aliases WHERE name = $1 AND alias = $2")
+                    .bind(name)
+                    .bind(alias)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("model '{name}' has no alias '{alias}'")))?
+                    .try_get(0)?;
                 sqlx::query("DELETE FROM model_aliases WHERE name = $1 AND alias = $2")
                     .bind(name)
                     .bind(alias)
@@ -288,6 +285,13 @@ impl Metadata {
     ) -> Result<Option<Deployment>> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
+        // The versions must still exist when the change commits: a version delete checks the
+        // deployment under the same lock.
+        lock_model(&mut tx, &change.name).await?;
+        require_version(&mut tx, &change.name, change.stable_version).await?;
+        if let Some(c) = change.candidate_version {
+            require_version(&mut tx, &change.name, c).await?;
+        }
         let current = sqlx::query(&format!("{DEPLOYMENT_SELECT} WHERE name = $1"))
             .bind(&change.name)
             .fetch_optional(&mut *tx)
@@ -534,6 +538,10 @@ async fn move_alias(
     actor: &str,
     reason: &str,
 ) -> Result<()> {
+    // Under the model's lock and inside the transaction: a version deleted meanwhile (say,
+    // while a promotion waited for approval) is never given an alias.
+    lock_model(tx, name).await?;
+    require_version(tx, name, version).await?;
     let before: Option<i64> = sqlx::query("SELECT version FROM model_aliases WHERE name = $1 AND alias = $2")
         .bind(name)
         .bind(alias)

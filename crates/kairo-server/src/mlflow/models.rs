@@ -419,6 +419,20 @@ pub async fn download_uri(s: AppState, p: Params) -> ApiResult<Value> {
 }
 
 async fn resolve_source(s: &AppState, v: &ModelVersion) -> ApiResult<String> {
+    if let Some(id) = v.model_id.as_ref().filter(|_| v.source.is_empty()) {
+        return Ok(s.md.logged_model(id).await?.artifact_uri);
+    }
+    // Checked again on the way out: a source recorded before sources were checked, or a
+    // `kairo models register --file` version (`file:...`), is never handed to a client.
+    let remotes: Vec<String> = s.project.config().remotes.values().map(|r| r.url.clone()).collect();
+    check_source(&v.source, &remotes).map_err(|_| {
+        ApiError::invalid(format!(
+            "Model version '{}' version {} has no artifacts this server can hand out: its source '{}' is not a \
+             models:/, runs:/ or mlflow-artifacts:/ URI or a URI under one of the project's remotes \
+             (a version registered from a file with `kairo models register --file` is served by `kairo serve`)",
+            v.name, v.version, v.source
+        ))
+    })?;
     if let Some(id) = v.source.strip_prefix("models:/").filter(|id| id.starts_with("m-")) {
         return Ok(s.md.logged_model(id.trim_end_matches('/')).await?.artifact_uri);
     }
@@ -428,14 +442,6 @@ async fn resolve_source(s: &AppState, v: &ModelVersion) -> ApiResult<String> {
         let base = super::runs::artifact_uri(&info);
         return Ok(if path.is_empty() { base } else { format!("{base}/{path}") });
     }
-    if let Some(id) = &v.model_id {
-        if v.source.is_empty() {
-            return Ok(s.md.logged_model(id).await?.artifact_uri);
-        }
-    }
-    // A source recorded before sources were checked is not handed back unchecked.
-    let remotes: Vec<String> = s.project.config().remotes.values().map(|r| r.url.clone()).collect();
-    check_source(&v.source, &remotes)?;
     Ok(v.source.clone())
 }
 

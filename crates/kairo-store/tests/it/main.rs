@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod metadata;
+mod registry;
 mod remote;
 
 /// Environment variable holding a PostgreSQL URL for the PostgreSQL half of the suite.

@@ -14,6 +14,7 @@ mod maintenance;
 mod monitor;
 mod monitoring;
 mod pipeline;
+mod registry;
 mod remotes;
 mod server;
 mod serving;
