@@ -41,6 +41,10 @@ pub enum DataError {
     StoreReached(PathBuf),
     #[error("{0} changed while it was read, {1} times in a row; nothing was recorded; add it again when it is stable")]
     ChangedWhileReading(PathBuf, usize),
+    #[error(
+        "{0} was replaced by another file while it was read (renamed over, or a link re-pointed); nothing was recorded; add it again when it is stable"
+    )]
+    ReplacedWhileReading(PathBuf),
     #[error("{0}: file name is not valid UTF-8; rename it to track it")]
     NotUtf8(PathBuf),
     #[error("{0}: not a regular file or directory (sockets, FIFOs and devices cannot be tracked)")]

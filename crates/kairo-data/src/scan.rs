@@ -63,14 +63,17 @@ impl Links {
         }
     }
 
-    /// Check the link `link` (already known to be one) against the policy.
-    fn check(&self, link: &Path) -> Result<()> {
-        let Links::Within { root, store, outside, .. } = self else { return Ok(()) };
+    /// Check the link `link` (already known to be one) against the policy and return the path to
+    /// stat for it: under `Within` its checked target, so that the walk records the file that
+    /// passed the check rather than whatever the link names a moment later.
+    fn resolve(&self, link: &Path) -> Result<PathBuf> {
+        let Links::Within { root, store, outside, .. } = self else { return Ok(link.to_path_buf()) };
         let target = match fs::canonicalize(link) {
             Ok(t) => t,
-            Err(e) if e.raw_os_error() == Some(40) => return Err(DataError::SymlinkLoop(link.to_path_buf())),
-            // Broken links are reported by the stat that follows.
-            Err(_) => return Ok(()),
+            Err(e) if is_loop(&e) => return Err(DataError::SymlinkLoop(link.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(broken(link)),
+            // Fail closed: a link whose target cannot be resolved is not followed.
+            Err(e) => return Err(DataError::Io { path: link.to_path_buf(), source: e }),
         };
         if target.starts_with(store) {
             return Err(DataError::LinkIntoStore { link: link.to_path_buf(), target });
@@ -78,8 +81,16 @@ impl Links {
         if !outside && !target.starts_with(root) {
             return Err(DataError::LinkOutsideProject { link: link.to_path_buf(), target });
         }
-        Ok(())
+        Ok(target)
     }
+}
+
+fn is_loop(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+}
+
+fn broken(link: &Path) -> DataError {
+    DataError::Io { path: link.to_path_buf(), source: std::io::Error::other("broken symbolic link") }
 }
 
 /// Walk `path` (following symlinks that `links` allows, refusing cycles). Entries are statted
@@ -91,20 +102,21 @@ pub fn walk(path: &Path) -> Result<Walked> {
 
 /// [`walk`] under a link policy.
 pub fn walk_with(path: &Path, links: &Links) -> Result<Walked> {
-    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        links.check(path)?;
-    }
-    let meta = follow(path)?;
+    let meta = if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        follow(&links.resolve(path)?, path)?
+    } else {
+        follow(path, path)?
+    };
     walk_meta(path.to_path_buf(), meta, &[], links)
 }
 
-/// `stat` that follows symlinks, with errors that name the path.
-fn follow(path: &Path) -> Result<Metadata> {
-    match fs::metadata(path) {
+/// `stat` of `target` (following symlinks), with errors that name `path`, the path walked.
+fn follow(target: &Path, path: &Path) -> Result<Metadata> {
+    match fs::metadata(target) {
         Ok(m) => Ok(m),
-        Err(e) if e.raw_os_error() == Some(40) => Err(DataError::SymlinkLoop(path.to_path_buf())),
+        Err(e) if is_loop(&e) => Err(DataError::SymlinkLoop(path.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(if fs::symlink_metadata(path).is_ok() {
-            DataError::Io { path: path.to_path_buf(), source: std::io::Error::other("broken symbolic link") }
+            broken(path)
         } else {
             DataError::PathMissing(path.to_path_buf())
         }),
@@ -137,10 +149,11 @@ fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)], links: &Li
     let stat = |(name, entry): (String, fs::DirEntry)| -> Result<(String, PathBuf, Metadata)> {
         let child = entry.path();
         let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(true);
-        if is_link {
-            links.check(&child)?;
-        }
-        let meta = if is_link { follow(&child)? } else { entry.metadata().map_err(DataError::io(&child))? };
+        let meta = if is_link {
+            follow(&links.resolve(&child)?, &child)?
+        } else {
+            entry.metadata().map_err(DataError::io(&child))?
+        };
         Ok((name, child, meta))
     };
     // Large directories are statted in parallel chunks; subdirectories are walked in parallel.
@@ -351,7 +364,7 @@ fn hash_one(job: &FileJob<'_>, cache: &StatCache, mode: Mode<'_>, progress: &dyn
         Mode::Store(objects) => {
             // What is stored must be one state of the file: its stat after the read must be the
             // one it was read with. A file that changed meanwhile is read again (its new state),
-            // a few times, then refused.
+            // a few times, then refused; a file replaced by another one is refused at once.
             let mut expected = stat;
             for _ in 0..=CHANGED_RETRIES {
                 let on_bytes = |n| progress.advance(n, 0);
@@ -362,6 +375,12 @@ fn hash_one(job: &FileJob<'_>, cache: &StatCache, mode: Mode<'_>, progress: &dyn
                     return Ok(Hashed { hash, size, read: true, staged: Some(s), cache: Some(expected) });
                 }
                 objects.discard(vec![s]);
+                if (after.dev, after.ino) != (stat.dev, stat.ino) {
+                    // The path names another file now (renamed over, or a link re-pointed): the
+                    // walk's checks (inside the project, not the store) vouched for the file it
+                    // found, not for this one.
+                    return Err(DataError::ReplacedWhileReading(job.path.to_path_buf()));
+                }
                 expected = after;
             }
             Err(DataError::ChangedWhileReading(job.path.to_path_buf(), CHANGED_RETRIES + 1))
@@ -544,5 +563,36 @@ mod tests {
         for n in 0..=states.len() {
             assert!(!objects.contains(&Hash::of(&states[..n])), "a state of the file was stored");
         }
+    }
+
+    /// A project with a store and a file `data/f`, and a secret file outside it.
+    fn project_with_secret(dir: &Path) -> (PathBuf, Links, PathBuf) {
+        let (root, secret) = (dir.join("project"), dir.join("secret.txt"));
+        fs::create_dir_all(root.join(".kairo/objects")).unwrap();
+        fs::create_dir_all(root.join("data")).unwrap();
+        fs::write(root.join("data/f"), "in the project\n").unwrap();
+        fs::write(&secret, "outside the project\n").unwrap();
+        let links = Links::within(&root, &root.join(".kairo"), false).unwrap();
+        (root, links, secret)
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_link_outside_after_the_walk_is_refused_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, links, secret) = project_with_secret(dir.path());
+        let data = root.join("data");
+        let walked = walk_with(&data, &links).unwrap();
+        // Between the walk (which vouched for data/f) and its read, data/f becomes a link out.
+        fs::remove_file(data.join("f")).unwrap();
+        std::os::unix::fs::symlink(&secret, data.join("f")).unwrap();
+        let objects = LocalObjects::open(root.join(".kairo/objects"), root.join(".kairo/tmp")).unwrap();
+        let mut cache = StatCache::load(root.join(".kairo/stat-cache"));
+        match scan(&walked, None, &mut cache, Mode::Store(&objects), &crate::NoProgress) {
+            Err(e @ DataError::ReplacedWhileReading(..)) => {
+                assert!(e.to_string().contains(&*data.join("f").to_string_lossy()), "{e}");
+            }
+            other => panic!("expected ReplacedWhileReading, got {:?}", other.map(|s| s.root.hash())),
+        }
+        assert!(!objects.contains(&Hash::of(b"outside the project\n")), "the outside file was stored");
     }
 }

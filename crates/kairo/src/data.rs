@@ -15,9 +15,9 @@ pub enum DataCommand {
     Add {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Also follow symbolic links that leave the project, storing their targets' content as
-        /// if it were in the project (links into .kairo/ and link cycles are always refused;
-        /// without this flag, links leaving the project are refused).
+        /// Also follow symbolic links that leave the project, storing their targets' content
+        /// (links within the project are always followed so; without this flag links leaving it
+        /// are refused; links into .kairo/ and link cycles are always refused).
         #[arg(long)]
         follow_symlinks: bool,
         /// Print the result as JSON.

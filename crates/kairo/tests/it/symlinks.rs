@@ -1,6 +1,6 @@
-//! `kairo data add` and symbolic links that lead out of the data: to the store, outside the
+//! `kairo data add` and symbolic links: within the project, to the store, outside the
 //! project, round in cycles. (The basic cases — a link outside refused, a link into `.kairo/`
-//! refused, `--follow-symlinks` storing an outside file, in-project links — are in `faults`.)
+//! refused, `--follow-symlinks` storing an outside file — are in `faults`.)
 
 use crate::{make_tree, Repo};
 use predicates::prelude::*;
@@ -74,4 +74,27 @@ fn cycles_are_named_as_cycles_inside_and_outside_the_project() {
     refused_with_nothing_recorded(&repo, &["data", "add", "a"], "a.kairo", &["/a", "symlink cycle"]);
     // And the data still adds once the links are gone.
     repo.kairo(&["data", "add", "data"]).assert().success();
+}
+
+#[test]
+fn links_within_the_project_are_stored_as_their_content_without_the_flag() {
+    let repo = Repo::new();
+    make_tree(&repo, "data", 2);
+    repo.write("shared/labels.csv", "a,b\n1,2\n");
+    repo.write("shared/images/x.bin", "x");
+    symlink("../shared/labels.csv", repo.join("data/labels.csv")).unwrap();
+    symlink(repo.join("shared/images"), repo.join("data/images")).unwrap();
+    repo.kairo(&["data", "add", "data"]).assert().success();
+    std::fs::remove_dir_all(repo.join("data")).unwrap();
+    repo.kairo(&["data", "checkout"]).assert().success();
+    assert_eq!(repo.read("data/labels.csv"), b"a,b\n1,2\n");
+    assert_eq!(repo.read("data/images/x.bin"), b"x");
+    // A link to nothing is named as broken, and nothing is recorded.
+    symlink("../shared/gone.csv", repo.join("data/gone.csv")).unwrap();
+    std::fs::remove_file(repo.join("data.kairo")).unwrap();
+    repo.kairo(&["data", "add", "data"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("data/gone.csv").and(predicate::str::contains("broken symbolic link")));
+    assert!(!repo.join("data.kairo").exists());
 }
