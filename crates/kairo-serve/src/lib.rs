@@ -234,6 +234,13 @@ impl From<limits::Refusal> for Reject {
     }
 }
 
+impl Reject {
+    /// The refusal in MLflow's scoring-server shape (`/invocations`).
+    fn mlflow(self) -> Response {
+        mlflow_error(self.0, self.1)
+    }
+}
+
 impl IntoResponse for Reject {
     fn into_response(self) -> Response {
         oip_error(self.0, self.1)
@@ -607,10 +614,7 @@ async fn invocations(
     };
     let inputs = match decoded {
         Ok(i) => i,
-        Err(e) => {
-            let reject = Reject::from(e);
-            return mlflow_error(reject.0, reject.1);
-        }
+        Err(e) => return Reject::from(e).mlflow(),
     };
     let request_id = header(&headers, "x-request-id").map(str::to_string).unwrap_or_else(new_request_id);
     let logged: Vec<(String, Tensor)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -625,7 +629,7 @@ async fn invocations(
                 Err(e) => {
                     let reject = Reject::from(e);
                     outcome.finish(reject.0, None);
-                    return mlflow_error(reject.0, reject.1);
+                    return reject.mlflow();
                 }
             };
             let named = loaded.model.signature().outputs.iter().map(|o| o.name.clone()).zip(outputs).collect();
