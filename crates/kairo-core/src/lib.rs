@@ -6,6 +6,7 @@
 
 pub mod condition;
 pub mod config;
+pub mod event;
 pub mod exit;
 pub mod hash;
 pub mod manifest;
@@ -17,4 +18,5 @@ pub mod time;
 pub mod tracking;
 pub mod yaml;
 
+pub use event::EventKind;
 pub use hash::{Hash, HashParseError};

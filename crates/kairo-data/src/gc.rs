@@ -6,6 +6,7 @@ use crate::git;
 use crate::project::Project;
 use kairo_core::manifest::{EntryKind, Manifest, MANIFEST_PREFIX};
 use kairo_core::pointer::{Pointer, PointerKind};
+use kairo_core::EventKind;
 use kairo_core::Hash;
 use kairo_store::{LocalObjects, StoreError};
 use std::collections::HashSet;
@@ -71,7 +72,7 @@ pub async fn gc(project: &Project, dry_run: bool) -> Result<GcReport> {
                 "bytes_removed": report.bytes_removed,
                 "objects_kept": report.objects_kept,
             });
-            metadata.record_event(&Project::actor(), "objects.collected", "store:local", &payload).await?;
+            metadata.record_event(&Project::actor(), EventKind::ObjectsCollected, "store:local", &payload).await?;
         }
     }
     metadata.close().await;

@@ -6,6 +6,7 @@ use crate::tree;
 use futures::{StreamExt, TryStreamExt};
 use kairo_core::manifest::{EntryKind, Manifest};
 use kairo_core::pointer::PointerKind;
+use kairo_core::EventKind;
 use kairo_core::Hash;
 use kairo_store::{LocalObjects, Remote};
 use std::collections::BTreeSet;
@@ -52,12 +53,12 @@ pub async fn push(project: &Project, remote: &Remote, rels: &[String], jobs: usi
         transferred: missing.len() as u64,
         bytes: bytes.iter().sum(),
     };
-    record(project, "data.pushed", &report, &rels).await?;
+    record(project, EventKind::DataPushed, &report, &rels).await?;
     Ok(report)
 }
 
 /// Transfers change what a store holds, so they are events too (only when something moved).
-async fn record(project: &Project, kind: &str, report: &TransferReport, rels: &[String]) -> Result<()> {
+async fn record(project: &Project, kind: EventKind, report: &TransferReport, rels: &[String]) -> Result<()> {
     if report.transferred == 0 {
         return Ok(());
     }
@@ -104,7 +105,7 @@ pub async fn pull(project: &Project, remote: &Remote, rels: &[String], jobs: usi
         }
         level = next;
     }
-    record(project, "data.pulled", &report, &rels).await?;
+    record(project, EventKind::DataPulled, &report, &rels).await?;
     Ok(report)
 }
 

@@ -7,6 +7,7 @@
 //! canary or shadow back when they exceed the deployment's limits, and gives a healthy canary
 //! 100% when its window ends.
 
+use kairo_core::EventKind;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -368,7 +369,7 @@ impl Endpoints {
                 strategy: Strategy::Direct,
                 weight: 0,
                 limits: d.limits.clone(),
-                kind: "deployment.rolled_back",
+                kind: EventKind::DeploymentRolledBack,
                 reason: format!("version {version} failed to load: {error}"),
             };
             let _ = self.md.change_deployment(&change, Some(d.generation), &self.actor).await;
@@ -406,7 +407,7 @@ impl Endpoints {
                 strategy: Strategy::Direct,
                 weight: 0,
                 limits: limits.clone(),
-                kind: "deployment.rolled_back",
+                kind: EventKind::DeploymentRolledBack,
                 reason: format!("automatic rollback of version {}: {reason}", c.loaded.version),
             }
         } else if c.strategy == Strategy::Canary
@@ -420,7 +421,7 @@ impl Endpoints {
                 strategy: Strategy::Direct,
                 weight: 0,
                 limits: limits.clone(),
-                kind: "deployment.completed",
+                kind: EventKind::DeploymentCompleted,
                 reason: format!(
                     "canary of version {} healthy for {} s ({total} requests, {errors} errors, p99 {p99:.3} ms)",
                     c.loaded.version, limits.window_s

@@ -7,6 +7,7 @@
 //! a row window the newest segments that together hold at least N rows of the version. A
 //! segment holds at most `--log-max-rows` rows or `--log-max-age` of traffic.
 
+use kairo_core::EventKind;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -337,7 +338,7 @@ pub async fn raise(
     let mut out = Vec::new();
     for payload in payloads {
         let repeat = earlier.iter().any(|e| {
-            e.kind == "monitor.alert"
+            e.kind == EventKind::MonitorAlert
                 && e.payload["rule"] == payload["rule"]
                 && newest_window(&e.payload) == newest_window(&payload)
         });
@@ -345,15 +346,16 @@ pub async fn raise(
             out.push(Raised { payload, new: false, webhook: String::new() });
             continue;
         }
-        let id = md.record_event(actor, "monitor.alert", &subject, &payload).await.map_err(|e| e.to_string())?;
+        let id =
+            md.record_event(actor, EventKind::MonitorAlert, &subject, &payload).await.map_err(|e| e.to_string())?;
         let mut webhook = String::new();
         if let Some(hook) = &spec.webhook {
-            let body = json!({"event": "monitor.alert", "event_id": id, "alert": payload});
+            let body = json!({"event": EventKind::MonitorAlert.as_str(), "event_id": id, "alert": payload});
             webhook = match post_with_retry(&hook.url, &body, hook.retries).await {
                 Ok(attempts) => format!("delivered (attempt {attempts})"),
                 Err(e) => {
                     let failed = json!({"event_id": id, "url": hook.url, "error": e});
-                    md.record_event(actor, "monitor.webhook_failed", &subject, &failed)
+                    md.record_event(actor, EventKind::WebhookFailed, &subject, &failed)
                         .await
                         .map_err(|e| e.to_string())?;
                     format!("failed: {e}")

@@ -5,7 +5,7 @@
 //! transaction.
 
 use crate::error::{Result, StoreError};
-use kairo_core::{time, Hash};
+use kairo_core::{time, EventKind, Hash};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::path::Path;
@@ -249,7 +249,8 @@ impl Metadata {
                 "hash": v.hash.to_hex(), "type": v.kind, "size": v.size, "files": v.files,
                 "git_commit": v.git_commit, "git_branch": v.git_branch,
             });
-            insert_event(&mut tx, actor, "dataset.version_added", &format!("dataset:{}", v.path), &payload).await?;
+            insert_event(&mut tx, actor, EventKind::DatasetVersionAdded, &format!("dataset:{}", v.path), &payload)
+                .await?;
         }
         let row = sqlx::query(&format!("{VERSION_SELECT} WHERE d.path = $1 AND v.hash = $2"))
             .bind(v.path)
@@ -284,7 +285,7 @@ impl Metadata {
     pub async fn record_event(
         &self,
         actor: &str,
-        kind: &str,
+        kind: EventKind,
         subject: &str,
         payload: &serde_json::Value,
     ) -> Result<i64> {
@@ -341,7 +342,8 @@ impl Metadata {
         .rows_affected();
         if n == 1 {
             let payload = serde_json::json!({"hash": hash.to_hex()});
-            insert_event(&mut tx, actor, "object.pinned", &format!("{owner_kind}:{owner_id}"), &payload).await?;
+            insert_event(&mut tx, actor, EventKind::ObjectPinned, &format!("{owner_kind}:{owner_id}"), &payload)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -387,7 +389,7 @@ async fn current_version(tx: &mut Transaction<'_, Any>) -> Result<i64> {
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'_, Any>,
     actor: &str,
-    kind: &str,
+    kind: EventKind,
     subject: &str,
     payload: &serde_json::Value,
 ) -> Result<i64> {
@@ -395,7 +397,7 @@ pub(crate) async fn insert_event(
         sqlx::query("INSERT INTO events (at, actor, kind, subject, payload) VALUES ($1, $2, $3, $4, $5) RETURNING id")
             .bind(time::now_string())
             .bind(actor)
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(subject)
             .bind(payload.to_string())
             .fetch_one(&mut **tx)

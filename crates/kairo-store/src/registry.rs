@@ -4,6 +4,7 @@
 use crate::error::{Result, StoreError};
 use crate::metadata::{insert_event, Metadata};
 use kairo_core::tracking::{DatasetInput, LoggedModel, MetricPoint, ModelVersion, RegisteredModel};
+use kairo_core::EventKind;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -76,7 +77,8 @@ impl Metadata {
                 .await?;
         }
         let payload = serde_json::json!({"name": new.name, "source_run_id": new.source_run_id, "experiment_id": new.experiment_id});
-        insert_event(&mut tx, &new.creator_id, "logged_model.created", &format!("logged_model:{id}"), &payload).await?;
+        insert_event(&mut tx, &new.creator_id, EventKind::LoggedModelCreated, &format!("logged_model:{id}"), &payload)
+            .await?;
         tx.commit().await?;
         self.logged_model(&id).await
     }
@@ -174,8 +176,14 @@ impl Metadata {
         if n == 0 {
             return Err(StoreError::NotFound(format!("Logged model with ID '{id}' not found.")));
         }
-        insert_event(&mut tx, actor, "logged_model.deleted", &format!("logged_model:{id}"), &serde_json::json!({}))
-            .await?;
+        insert_event(
+            &mut tx,
+            actor,
+            EventKind::LoggedModelDeleted,
+            &format!("logged_model:{id}"),
+            &serde_json::json!({}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -330,7 +338,8 @@ impl Metadata {
         for (k, v) in tags {
             sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value").bind(name).bind(k).bind(v).execute(&mut *tx).await?;
         }
-        insert_event(&mut tx, user, "model.registered", &format!("model:{name}"), &serde_json::json!({})).await?;
+        insert_event(&mut tx, user, EventKind::ModelRegistered, &format!("model:{name}"), &serde_json::json!({}))
+            .await?;
         tx.commit().await?;
         drop(_w);
         self.registered_model(name).await
@@ -450,8 +459,14 @@ impl Metadata {
         }
         sqlx::query("DELETE FROM retired_model_names WHERE name = $1").bind(new_name).execute(&mut *tx).await?;
         retire_name(&mut tx, name, last_version).await?;
-        insert_event(&mut tx, user, "model.renamed", &format!("model:{new_name}"), &serde_json::json!({"from": name}))
-            .await?;
+        insert_event(
+            &mut tx,
+            user,
+            EventKind::ModelRenamed,
+            &format!("model:{new_name}"),
+            &serde_json::json!({"from": name}),
+        )
+        .await?;
         tx.commit().await?;
         drop(_w);
         self.registered_model(new_name).await
@@ -514,7 +529,7 @@ impl Metadata {
         }
         retire_name(&mut tx, name, last_version).await?;
         let payload = serde_json::json!({"last_version": last_version});
-        insert_event(&mut tx, user, "model.deleted", &format!("model:{name}"), &payload).await?;
+        insert_event(&mut tx, user, EventKind::ModelDeleted, &format!("model:{name}"), &payload).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -541,7 +556,8 @@ impl Metadata {
         let next = insert_version_row(&mut tx, new).await?;
         let payload =
             serde_json::json!({"version": next, "source": new.source, "run_id": new.run_id, "model_id": new.model_id});
-        insert_event(&mut tx, &new.user_id, "model.version_created", &format!("model:{}", new.name), &payload).await?;
+        insert_event(&mut tx, &new.user_id, EventKind::ModelVersionCreated, &format!("model:{}", new.name), &payload)
+            .await?;
         tx.commit().await?;
         drop(_w);
         self.model_version(&new.name, next).await
@@ -690,7 +706,7 @@ impl Metadata {
         insert_event(
             &mut tx,
             user,
-            "model.version_deleted",
+            EventKind::ModelVersionDeleted,
             &format!("model:{name}"),
             &serde_json::json!({"version": version}),
         )
@@ -748,7 +764,7 @@ impl Metadata {
             }
         }
         let payload = serde_json::json!({"alias": alias, "before": before, "after": version});
-        insert_event(&mut tx, user, "model.alias_moved", &format!("model:{name}"), &payload).await?;
+        insert_event(&mut tx, user, EventKind::AliasMoved, &format!("model:{name}"), &payload).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 use crate::error::{Result, StoreError};
 use crate::metadata::{insert_event, Metadata};
 use kairo_core::run::{Run, RunStatus};
+use kairo_core::EventKind;
 use kairo_core::Hash;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -54,7 +55,7 @@ impl Metadata {
         .await?;
         insert_io(&mut tx, run, "in").await?;
         let payload = serde_json::json!({"stage": run.stage, "trigger": run.trigger, "git_commit": run.git.commit, "reproduces": run.reproduces});
-        insert_event(&mut tx, &run.actor, "run.started", &format!("run:{}", run.id), &payload).await?;
+        insert_event(&mut tx, &run.actor, EventKind::RunStarted, &format!("run:{}", run.id), &payload).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -122,7 +123,7 @@ impl Metadata {
             "stage": run.stage, "status": run.status.as_str(), "exit_code": run.exit_code,
             "cacheable": run.cacheable, "metrics": run.metrics, "message": run.message,
         });
-        insert_event(&mut tx, &run.actor, "run.finished", &format!("run:{}", run.id), &payload).await?;
+        insert_event(&mut tx, &run.actor, EventKind::RunFinished, &format!("run:{}", run.id), &payload).await?;
         tx.commit().await?;
         Ok(true)
     }

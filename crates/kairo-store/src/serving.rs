@@ -7,6 +7,7 @@ use crate::metadata::{insert_event, Metadata};
 use crate::registry::{lock_model, require_version, NewModelVersion};
 use kairo_core::serving::{Deployment, Promotion, PromotionStatus, RolloutLimits, Strategy, VersionArtifact};
 use kairo_core::tracking::ModelVersion;
+use kairo_core::EventKind;
 use kairo_core::{time, Hash};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -31,7 +32,7 @@ pub struct DeploymentChange {
     pub weight: u32,
     pub limits: RolloutLimits,
     /// Event kind: `deployment.created`, `deployment.rolled_back`, ...
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub reason: String,
 }
 
@@ -79,8 +80,14 @@ impl Metadata {
             "version": version, "source": new.source, "run_id": new.run_id,
             "object": artifact.object.to_hex(), "size": artifact.size,
         });
-        insert_event(&mut tx, &new.user_id, "model.version_registered", &format!("model:{}", new.name), &payload)
-            .await?;
+        insert_event(
+            &mut tx,
+            &new.user_id,
+            EventKind::ModelVersionRegistered,
+            &format!("model:{}", new.name),
+            &payload,
+        )
+        .await?;
         tx.commit().await?;
         drop(_w);
         self.model_version(&new.name, version).await
@@ -150,7 +157,7 @@ impl Metadata {
                     .execute(&mut *tx)
                     .await?;
                 let payload = serde_json::json!({"alias": alias, "before": before, "after": null, "reason": reason});
-                insert_event(&mut tx, actor, "model.alias_moved", &format!("model:{name}"), &payload).await?;
+                insert_event(&mut tx, actor, EventKind::AliasMoved, &format!("model:{name}"), &payload).await?;
             }
         }
         tx.commit().await?;
@@ -185,10 +192,10 @@ impl Metadata {
             "gates": p.gates, "reason": p.reason,
         });
         let kind = match p.status {
-            PromotionStatus::Pending => "model.promotion_requested",
-            PromotionStatus::Failed => "model.promotion_failed",
-            PromotionStatus::Promoted => "model.promoted",
-            PromotionStatus::Rejected => "model.promotion_rejected",
+            PromotionStatus::Pending => EventKind::PromotionRequested,
+            PromotionStatus::Failed => EventKind::PromotionFailed,
+            PromotionStatus::Promoted => EventKind::Promoted,
+            PromotionStatus::Rejected => EventKind::PromotionRejected,
         };
         insert_event(&mut tx, actor, kind, &format!("model:{}", p.name), &payload).await?;
         if p.status == PromotionStatus::Promoted {
@@ -230,7 +237,7 @@ impl Metadata {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let kind = if approve { "model.promotion_approved" } else { "model.promotion_rejected" };
+        let kind = if approve { EventKind::PromotionApproved } else { EventKind::PromotionRejected };
         let payload = serde_json::json!({
             "promotion": id, "version": p.version, "alias": p.alias, "requested_by": p.requested_by,
             "gates": gates, "reason": reason,
@@ -376,7 +383,7 @@ impl Metadata {
     /// Record a failed deployment attempt (e.g. the new version did not load).
     pub async fn record_deployment_failure(&self, name: &str, version: i64, error: &str, actor: &str) -> Result<()> {
         let payload = serde_json::json!({"version": version, "error": error});
-        self.record_event(actor, "deployment.failed", &format!("deployment:{name}"), &payload).await?;
+        self.record_event(actor, EventKind::DeploymentFailed, &format!("deployment:{name}"), &payload).await?;
         Ok(())
     }
 
@@ -556,7 +563,7 @@ async fn move_alias(
         .execute(&mut **tx)
         .await?;
     let payload = serde_json::json!({"alias": alias, "before": before, "after": version, "reason": reason});
-    insert_event(tx, actor, "model.alias_moved", &format!("model:{name}"), &payload).await?;
+    insert_event(tx, actor, EventKind::AliasMoved, &format!("model:{name}"), &payload).await?;
     Ok(())
 }
 

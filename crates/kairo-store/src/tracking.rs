@@ -8,6 +8,7 @@ use crate::error::{Result, StoreError};
 use crate::metadata::{insert_event, Metadata};
 use kairo_core::run::{Run, RunStatus};
 use kairo_core::tracking::{Experiment, MetricPoint, TrackedRun, TrackedRunInfo};
+use kairo_core::EventKind;
 use kairo_core::Hash;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -124,7 +125,7 @@ impl Metadata {
         insert_event(
             &mut tx,
             actor,
-            "experiment.created",
+            EventKind::ExperimentCreated,
             &format!("experiment:{id}"),
             &serde_json::json!({"name": name}),
         )
@@ -202,7 +203,7 @@ impl Metadata {
         insert_event(
             &mut tx,
             actor,
-            "experiment.renamed",
+            EventKind::ExperimentRenamed,
             &format!("experiment:{id}"),
             &serde_json::json!({"name": new_name}),
         )
@@ -231,7 +232,7 @@ impl Metadata {
             .execute(&mut *tx)
             .await?;
         self.forget_active_runs();
-        let kind = if stage == "deleted" { "experiment.deleted" } else { "experiment.restored" };
+        let kind = if stage == "deleted" { EventKind::ExperimentDeleted } else { EventKind::ExperimentRestored };
         insert_event(&mut tx, actor, kind, &format!("experiment:{id}"), &serde_json::json!({})).await?;
         tx.commit().await?;
         Ok(())
@@ -463,7 +464,8 @@ impl Metadata {
                 .await?;
             if status != info.status {
                 let payload = serde_json::json!({"status": status.as_str()});
-                insert_event(&mut tx, &info.user_id, "run.status_changed", &format!("run:{id}"), &payload).await?;
+                insert_event(&mut tx, &info.user_id, EventKind::RunStatusChanged, &format!("run:{id}"), &payload)
+                    .await?;
             }
         }
         tx.commit().await?;
@@ -480,7 +482,7 @@ impl Metadata {
             .execute(&mut *tx)
             .await?;
         self.forget_active_runs();
-        let kind = if stage == "deleted" { "run.deleted" } else { "run.restored" };
+        let kind = if stage == "deleted" { EventKind::RunDeleted } else { EventKind::RunRestored };
         insert_event(&mut tx, actor, kind, &format!("run:{id}"), &serde_json::json!({})).await?;
         tx.commit().await?;
         Ok(())

@@ -1,5 +1,6 @@
 //! `kairo models register|ls|show|promote|alias`, `kairo serve`, `kairo deploy`, `kairo rollback`.
 
+use kairo_core::EventKind;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -406,7 +407,7 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
         .events(Some(&format!("model:{name}")), 1000)
         .await?
         .into_iter()
-        .filter(|e| e.kind == "model.alias_moved")
+        .filter(|e| e.kind == EventKind::AliasMoved)
         .map(|e| json!({"at": e.at, "actor": e.actor, "alias": e.payload["alias"], "from": e.payload["before"], "to": e.payload["after"], "reason": e.payload["reason"]}))
         .collect();
     let deployment = md.deployment(&name).await?.map(|d| {
@@ -810,7 +811,7 @@ async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResul
             strategy,
             weight: 0,
             limits,
-            kind: "deployment.created",
+            kind: EventKind::DeploymentCreated,
             reason: a.reason.clone().unwrap_or_else(|| format!("direct deploy of version {version}")),
         },
         (None, _) => {
@@ -839,7 +840,7 @@ async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResul
                 strategy,
                 weight: if strategy == Strategy::Canary { a.weight } else { 0 },
                 limits,
-                kind: "deployment.started",
+                kind: EventKind::DeploymentStarted,
                 reason: a.reason.clone().unwrap_or_else(|| format!("{} of version {version}", strategy.as_str())),
             }
         }
@@ -903,7 +904,7 @@ pub async fn rollback(a: RollbackArgs) -> CmdResult {
             strategy: Strategy::Direct,
             weight: 0,
             limits: d.limits.clone(),
-            kind: "deployment.rolled_back",
+            kind: EventKind::DeploymentRolledBack,
             reason: a.reason.clone().unwrap_or_else(|| format!("manual rollback: {what}")),
         };
         md.change_deployment(&change, Some(d.generation), &Project::actor())

@@ -48,7 +48,9 @@ async fn suite(url: &str) {
     md.add_object_ref(Hash::of(b"model"), "model_version", "m:1", "ci@host").await.unwrap();
     md.add_object_ref(Hash::of(b"model"), "model_version", "m:1", "ci@host").await.unwrap();
     assert_eq!(md.referenced_objects().await.unwrap(), vec![Hash::of(b"model")]);
-    md.record_event("ci@host", "objects.collected", "store:local", &serde_json::json!({"n": 3})).await.unwrap();
+    md.record_event("ci@host", kairo_core::EventKind::ObjectsCollected, "store:local", &serde_json::json!({"n": 3}))
+        .await
+        .unwrap();
     let all = md.events(None, 100).await.unwrap();
     assert_eq!(
         all.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),

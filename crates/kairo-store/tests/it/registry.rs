@@ -52,7 +52,7 @@ fn deploy(name: &str, stable: i64, candidate: Option<i64>) -> DeploymentChange {
         strategy: if candidate.is_some() { Strategy::Canary } else { Strategy::Direct },
         weight: if candidate.is_some() { 10 } else { 0 },
         limits: RolloutLimits::default(),
-        kind: "deployment.changed",
+        kind: kairo_core::EventKind::DeploymentCreated,
         reason: "test".into(),
     }
 }

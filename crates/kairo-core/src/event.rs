@@ -1,0 +1,121 @@
+//! The kinds of event the audit trail records. Every state change commits together with one
+//! of these; readers (the CLI's histories, the web UI, the closed loop) match on the enum, and
+//! the text form (`model.promoted`) is what the `events` table and the APIs carry.
+
+use std::fmt;
+
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $variant:ident = $text:literal,)*) => {
+        /// What happened. The text form is stable: it is stored and served.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl EventKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => $text,)*
+                }
+            }
+
+            /// The kind a stored text names; `None` for a kind this build does not know
+            /// (an event written by a newer Kairo).
+            pub fn parse(text: &str) -> Option<EventKind> {
+                match text {
+                    $($text => Some(EventKind::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    ExperimentCreated = "experiment.created",
+    ExperimentRenamed = "experiment.renamed",
+    ExperimentDeleted = "experiment.deleted",
+    ExperimentRestored = "experiment.restored",
+    RunStarted = "run.started",
+    RunFinished = "run.finished",
+    RunStatusChanged = "run.status_changed",
+    RunDeleted = "run.deleted",
+    RunRestored = "run.restored",
+    DatasetVersionAdded = "dataset.version_added",
+    /// An object kept alive by a run or model outside the tracked data.
+    ObjectPinned = "object.pinned",
+    DataPushed = "data.pushed",
+    DataPulled = "data.pulled",
+    ObjectsCollected = "objects.collected",
+    LoggedModelCreated = "logged_model.created",
+    LoggedModelDeleted = "logged_model.deleted",
+    ModelRegistered = "model.registered",
+    ModelRenamed = "model.renamed",
+    ModelDeleted = "model.deleted",
+    /// A version created through the MLflow API.
+    ModelVersionCreated = "model.version_created",
+    /// A version registered by Kairo (validated ONNX, signature, profile).
+    ModelVersionRegistered = "model.version_registered",
+    ModelVersionDeleted = "model.version_deleted",
+    AliasMoved = "model.alias_moved",
+    PromotionRequested = "model.promotion_requested",
+    PromotionFailed = "model.promotion_failed",
+    Promoted = "model.promoted",
+    PromotionApproved = "model.promotion_approved",
+    PromotionRejected = "model.promotion_rejected",
+    /// A deployment's first (direct) version, or a direct replacement.
+    DeploymentCreated = "deployment.created",
+    /// A canary or shadow candidate began.
+    DeploymentStarted = "deployment.started",
+    /// A canary took 100% after its window.
+    DeploymentCompleted = "deployment.completed",
+    DeploymentRolledBack = "deployment.rolled_back",
+    /// A version failed to load in a server.
+    DeploymentFailed = "deployment.failed",
+    MonitorAlert = "monitor.alert",
+    WebhookFailed = "monitor.webhook_failed",
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<EventKind> for str {
+    fn eq(&self, other: &EventKind) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<EventKind> for String {
+    fn eq(&self, other: &EventKind) -> bool {
+        self == other.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_text() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(*k), "{k}");
+        }
+        assert_eq!(EventKind::parse("model.unknown"), None);
+    }
+
+    #[test]
+    fn texts_are_unique_and_namespaced() {
+        let mut seen = std::collections::HashSet::new();
+        for k in EventKind::ALL {
+            assert!(seen.insert(k.as_str()), "{k} appears twice");
+            let (area, what) = k.as_str().split_once('.').expect("AREA.WHAT");
+            assert!(!area.is_empty() && !what.is_empty() && what.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+    }
+}
