@@ -166,6 +166,10 @@ pub struct ModelPolicy {
     pub holdout: Option<Holdout>,
     #[serde(default)]
     pub approval: Approval,
+    /// Aliases besides `champion` that only a passed promotion may move (when the policy has
+    /// gates, `beat_champion` or `approval: required`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     /// When a canary or shadow candidate is rolled back, and when a canary takes 100%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<crate::serving::RolloutLimits>,
@@ -186,6 +190,18 @@ pub struct BeatChampion {
 pub struct Holdout {
     pub path: String,
     pub target: String,
+}
+
+impl ModelPolicy {
+    /// Whether the policy guards anything: gates, a champion comparison or an approval.
+    pub fn guards(&self) -> bool {
+        !self.gates.is_empty() || self.beat_champion.is_some() || self.approval == Approval::Required
+    }
+
+    /// Whether `alias` moves only through a passed promotion under this policy.
+    pub fn guards_alias(&self, alias: &str) -> bool {
+        self.guards() && (alias == "champion" || self.aliases.iter().any(|a| a == alias))
+    }
 }
 
 /// Whether passing the gates is enough, or a person must approve.

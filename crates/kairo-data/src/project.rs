@@ -65,12 +65,7 @@ impl Project {
     }
 
     fn load(root: PathBuf) -> Result<Self> {
-        let config_path = root.join(CONFIG_FILE);
-        let config = match fs::read_to_string(&config_path) {
-            Ok(text) => Config::parse(&text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
-            Err(source) => return Err(DataError::ConfigRead { path: config_path, source }),
-        };
+        let config = read_config(&root)?;
         fs::create_dir_all(root.join(STORE_DIR).join("tmp")).map_err(DataError::io(root.join(STORE_DIR)))?;
         let in_git = git::in_work_tree(&root);
         Ok(Project { root, config, in_git })
@@ -82,6 +77,13 @@ impl Project {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// `kairo.yaml` as it is on disk now (a long-running server's [`Project::config`] is the
+    /// file as it was at start). Rules that guard state read this, so an edit takes effect at
+    /// once and a broken file refuses rather than falls back.
+    pub fn current_config(&self) -> Result<Config> {
+        read_config(&self.root)
     }
 
     pub fn in_git(&self) -> bool {
@@ -303,4 +305,13 @@ fn find_pointers(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn read_config(root: &Path) -> Result<Config> {
+    let config_path = root.join(CONFIG_FILE);
+    match fs::read_to_string(&config_path) {
+        Ok(text) => Ok(Config::parse(&text)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(source) => Err(DataError::ConfigRead { path: config_path, source }),
+    }
 }

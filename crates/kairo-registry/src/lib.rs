@@ -5,9 +5,11 @@
 //! Knows nothing of HTTP or of how versions are served; the store records every decision as
 //! an event in the same transaction as the change.
 
+pub mod aliases;
 pub mod gate;
 pub mod holdout;
 pub mod profile;
+pub mod rollout;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,6 +38,13 @@ pub enum RegistryError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// The policy in `kairo.yaml` forbids this change (a guarded alias moved without a passed
+    /// promotion); the message names what is missing.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A rollout request the deployment state machine refuses.
+    #[error(transparent)]
+    Rollout(#[from] rollout::Refusal),
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

@@ -7,7 +7,6 @@
 //! canary or shadow back when they exceed the deployment's limits, and gives a healthy canary
 //! 100% when its window ends.
 
-use kairo_core::EventKind;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,7 +16,6 @@ use kairo_core::serving::{Deployment, Strategy};
 use kairo_data::Project;
 use kairo_registry::ModelRef;
 use kairo_runtime::Model;
-use kairo_store::serving::DeploymentChange;
 use kairo_store::Metadata;
 use serde_json::{json, Value};
 
@@ -362,16 +360,7 @@ impl Endpoints {
             let _ = self.md.record_deployment_failure(&ep.name, version, error, &self.actor).await;
         }
         if let Some(d) = &desired.deployment {
-            let change = DeploymentChange {
-                name: ep.name.clone(),
-                stable_version: keep,
-                candidate_version: None,
-                strategy: Strategy::Direct,
-                weight: 0,
-                limits: d.limits.clone(),
-                kind: EventKind::DeploymentRolledBack,
-                reason: format!("version {version} failed to load: {error}"),
-            };
+            let change = kairo_registry::rollout::after_failed_load(d, version, error, keep);
             let _ = self.md.change_deployment(&change, Some(d.generation), &self.actor).await;
         }
     }
@@ -388,46 +377,8 @@ impl Endpoints {
             let p99 = percentile(&mut s.latencies_ms, 0.99);
             (s.total, s.errors, p99)
         };
-        let limits = &d.limits;
-        let mut breach = None;
-        if total >= limits.min_requests && total > 0 {
-            let rate = errors as f64 / total as f64;
-            if rate > limits.max_error_rate {
-                breach =
-                    Some(format!("candidate error rate {rate:.3} > {} over {total} requests", limits.max_error_rate));
-            } else if f64::from(p99) > limits.max_p99_ms {
-                breach = Some(format!("candidate p99 {p99:.3} ms > {} ms over {total} requests", limits.max_p99_ms));
-            }
-        }
-        let change = if let Some(reason) = breach {
-            DeploymentChange {
-                name: ep.name.clone(),
-                stable_version: d.stable_version,
-                candidate_version: None,
-                strategy: Strategy::Direct,
-                weight: 0,
-                limits: limits.clone(),
-                kind: EventKind::DeploymentRolledBack,
-                reason: format!("automatic rollback of version {}: {reason}", c.loaded.version),
-            }
-        } else if c.strategy == Strategy::Canary
-            && kairo_core::time::now_millis() - d.started_ms >= (limits.window_s as i64) * 1000
-            && total >= limits.min_requests
-        {
-            DeploymentChange {
-                name: ep.name.clone(),
-                stable_version: c.loaded.version,
-                candidate_version: None,
-                strategy: Strategy::Direct,
-                weight: 0,
-                limits: limits.clone(),
-                kind: EventKind::DeploymentCompleted,
-                reason: format!(
-                    "canary of version {} healthy for {} s ({total} requests, {errors} errors, p99 {p99:.3} ms)",
-                    c.loaded.version, limits.window_s
-                ),
-            }
-        } else {
+        let health = kairo_registry::rollout::Health { requests: total, errors, p99_ms: f64::from(p99) };
+        let Some(change) = kairo_registry::rollout::judge(d, health, kairo_core::time::now_millis()) else {
             return Ok(());
         };
         let applied =

@@ -97,6 +97,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<kairo_registry::RegistryError> for ApiError {
+    fn from(e: kairo_registry::RegistryError) -> Self {
+        use kairo_registry::RegistryError as R;
+        let code = match &e {
+            R::Store(_) => match e {
+                R::Store(s) => return s.into(),
+                _ => Code::Internal,
+            },
+            R::PermissionDenied(_) => Code::PermissionDenied,
+            R::NotFound(_) => Code::ResourceDoesNotExist,
+            R::Invalid(_) | R::Model(_) | R::Rollout(_) => Code::InvalidParameterValue,
+            R::Data(_) => Code::Internal,
+        };
+        ApiError { code, message: e.to_string() }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error_code": self.code.name(), "message": self.message});

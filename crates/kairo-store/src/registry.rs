@@ -731,44 +731,6 @@ impl Metadata {
         Ok(())
     }
 
-    /// Point `alias` at `version` (`Some`) or remove it (`None`); every move is an event.
-    pub async fn set_model_alias(&self, name: &str, alias: &str, version: Option<i64>, user: &str) -> Result<()> {
-        let _w = self.writer().await;
-        let mut tx = self.pool.begin().await?;
-        lock_model(&mut tx, name).await?;
-        if let Some(v) = version {
-            require_version(&mut tx, name, v).await?;
-        }
-        let before: Option<i64> = sqlx::query("SELECT version FROM model_aliases WHERE name = $1 AND alias = $2")
-            .bind(name)
-            .bind(alias)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        match version {
-            Some(v) => {
-                sqlx::query("INSERT INTO model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
-                    .bind(name)
-                    .bind(alias)
-                    .bind(v)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM model_aliases WHERE name = $1 AND alias = $2")
-                    .bind(name)
-                    .bind(alias)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        let payload = serde_json::json!({"alias": alias, "before": before, "after": version});
-        insert_event(&mut tx, user, EventKind::AliasMoved, &format!("model:{name}"), &payload).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn model_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion> {
         let version: i64 = sqlx::query("SELECT version FROM model_aliases WHERE name = $1 AND alias = $2")
             .bind(name)

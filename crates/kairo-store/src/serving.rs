@@ -23,7 +23,7 @@ pub struct Segment {
 }
 
 /// A deployment change: the new stable version and candidate, and why.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentChange {
     pub name: String,
     pub stable_version: i64,
@@ -129,7 +129,11 @@ impl Metadata {
             .transpose()?)
     }
 
-    /// Point an alias at a version (`None` removes it), with who and why in its event.
+    /// Point an alias at a version (`None` removes it), with who and why in its event. The one
+    /// way an alias moves: promotions move theirs through the same function, inside their own
+    /// transaction. Returns the version the alias pointed at before. Removing an alias that does
+    /// not exist changes nothing and records nothing. Policy (which aliases need a passed
+    /// promotion) is checked above this, in the registry.
     pub async fn move_alias(
         &self,
         name: &str,
@@ -137,31 +141,12 @@ impl Metadata {
         version: Option<i64>,
         actor: &str,
         reason: &str,
-    ) -> Result<()> {
+    ) -> Result<Option<i64>> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        match version {
-            Some(v) => move_alias(&mut tx, name, alias, v, actor, reason).await?,
-            None => {
-                lock_model(&mut tx, name).await?;
-                let before: i64 = sqlx::query("SELECT version FROM model_aliases WHERE name = $1 AND alias = $2")
-                    .bind(name)
-                    .bind(alias)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound(format!("model '{name}' has no alias '{alias}'")))?
-                    .try_get(0)?;
-                sqlx::query("DELETE FROM model_aliases WHERE name = $1 AND alias = $2")
-                    .bind(name)
-                    .bind(alias)
-                    .execute(&mut *tx)
-                    .await?;
-                let payload = serde_json::json!({"alias": alias, "before": before, "after": null, "reason": reason});
-                insert_event(&mut tx, actor, EventKind::AliasMoved, &format!("model:{name}"), &payload).await?;
-            }
-        }
+        let before = move_alias(&mut tx, name, alias, version, actor, reason).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(before)
     }
 
     /// Record a promotion decided at once (promoted or failed) or left pending. A promoted
@@ -199,7 +184,7 @@ impl Metadata {
         };
         insert_event(&mut tx, actor, kind, &format!("model:{}", p.name), &payload).await?;
         if p.status == PromotionStatus::Promoted {
-            move_alias(&mut tx, &p.name, &p.alias, p.version, actor, p.reason.as_deref().unwrap_or("promotion"))
+            move_alias(&mut tx, &p.name, &p.alias, Some(p.version), actor, p.reason.as_deref().unwrap_or("promotion"))
                 .await?;
         }
         tx.commit().await?;
@@ -245,7 +230,7 @@ impl Metadata {
         insert_event(&mut tx, actor, kind, &format!("model:{}", p.name), &payload).await?;
         if approve {
             let why = reason.map(str::to_string).unwrap_or_else(|| format!("approved promotion {id}"));
-            move_alias(&mut tx, &p.name, &p.alias, p.version, actor, &why).await?;
+            move_alias(&mut tx, &p.name, &p.alias, Some(p.version), actor, &why).await?;
         }
         tx.commit().await?;
         drop(_w);
@@ -536,19 +521,22 @@ impl Metadata {
     }
 }
 
-/// Move an alias inside a transaction, with the before/after and the reason in its event.
+/// Move (or, with `None`, remove) an alias inside a transaction, with the before/after and the
+/// reason in its event.
 async fn move_alias(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     name: &str,
     alias: &str,
-    version: i64,
+    version: Option<i64>,
     actor: &str,
     reason: &str,
-) -> Result<()> {
+) -> Result<Option<i64>> {
     // Under the model's lock and inside the transaction: a version deleted meanwhile (say,
     // while a promotion waited for approval) is never given an alias.
     lock_model(tx, name).await?;
-    require_version(tx, name, version).await?;
+    if let Some(v) = version {
+        require_version(tx, name, v).await?;
+    }
     let before: Option<i64> = sqlx::query("SELECT version FROM model_aliases WHERE name = $1 AND alias = $2")
         .bind(name)
         .bind(alias)
@@ -556,15 +544,27 @@ async fn move_alias(
         .await?
         .map(|r| r.try_get(0))
         .transpose()?;
-    sqlx::query("INSERT INTO model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
-        .bind(name)
-        .bind(alias)
-        .bind(version)
-        .execute(&mut **tx)
-        .await?;
+    match version {
+        Some(v) => {
+            sqlx::query("INSERT INTO model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
+                .bind(name)
+                .bind(alias)
+                .bind(v)
+                .execute(&mut **tx)
+                .await?;
+        }
+        None if before.is_none() => return Ok(None),
+        None => {
+            sqlx::query("DELETE FROM model_aliases WHERE name = $1 AND alias = $2")
+                .bind(name)
+                .bind(alias)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
     let payload = serde_json::json!({"alias": alias, "before": before, "after": version, "reason": reason});
     insert_event(tx, actor, EventKind::AliasMoved, &format!("model:{name}"), &payload).await?;
-    Ok(())
+    Ok(before)
 }
 
 fn promotion_from_row(r: &AnyRow) -> Result<Promotion> {

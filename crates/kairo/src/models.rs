@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use kairo_core::exit;
-use kairo_core::serving::{PromotionStatus, RolloutLimits, Strategy};
+use kairo_core::serving::{PromotionStatus, Strategy};
 use kairo_data::Project;
+use kairo_registry::aliases::{AliasMove, Authority};
 use kairo_registry::gate::GateResult;
+use kairo_registry::rollout::{self, DeployRequest, LimitOverrides};
 use kairo_registry::{ModelRef, PromoteRequest, RegisterRequest, Source};
-use kairo_store::serving::DeploymentChange;
 use kairo_store::Metadata;
 use serde_json::{json, Value};
 
@@ -598,20 +599,22 @@ async fn promote(project: &Project, md: &Metadata, a: PromoteArgs) -> CmdResult 
 }
 
 async fn alias(project: &Project, md: &Metadata, a: AliasArgs) -> CmdResult {
-    let guarded = project.config().models.get(&a.name).is_some_and(|p| {
-        !p.gates.is_empty() || p.beat_champion.is_some() || p.approval == kairo_core::config::Approval::Required
-    });
-    if guarded && a.alias == "champion" && !a.force && !a.delete {
-        return Err(fail(format!(
-            "'champion' of '{}' is guarded by gates in kairo.yaml: use `kairo models promote {} VERSION`, or --force to bypass (recorded)",
-            a.name, a.name
-        )));
-    }
+    let policy = kairo_registry::aliases::policy(project, &a.name)?;
     let reason =
         a.reason.clone().unwrap_or_else(|| if a.force { "forced alias move".into() } else { "alias set".into() });
-    md.move_alias(&a.name, &a.alias, a.version, &Project::actor(), &reason).await?;
+    let authority = if a.force { Authority::Forced } else { Authority::Plain };
+    let m = AliasMove {
+        name: &a.name,
+        alias: &a.alias,
+        version: a.version,
+        authority,
+        actor: &Project::actor(),
+        reason: &reason,
+    };
+    let before = kairo_registry::aliases::move_alias(md, &policy, &m).await?;
     match a.version {
         Some(v) => println!("'{}' of {} now points at version {v}", a.alias, a.name),
+        None if before.is_none() => return Err(fail(format!("model '{}' has no alias '{}'", a.name, a.alias))),
         None => println!("removed alias '{}' of {}", a.alias, a.name),
     }
     Ok(exit::OK)
@@ -706,29 +709,6 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
     Ok(exit::OK)
 }
 
-fn limits(project: &Project, name: &str, a: &DeployArgs) -> Result<RolloutLimits, Failure> {
-    let mut l = project.config().models.get(name).and_then(|p| p.rollout.clone()).unwrap_or_default();
-    if let Some(v) = a.max_error_rate {
-        if !(0.0..=1.0).contains(&v) {
-            return Err(fail(format!("--max-error-rate {v}: must be between 0 and 1")));
-        }
-        l.max_error_rate = v;
-    }
-    if let Some(v) = a.max_p99_ms {
-        if v <= 0.0 {
-            return Err(fail(format!("--max-p99-ms {v}: must be positive")));
-        }
-        l.max_p99_ms = v;
-    }
-    if let Some(v) = a.min_requests {
-        l.min_requests = v;
-    }
-    if let Some(v) = a.window_s {
-        l.window_s = v;
-    }
-    Ok(l)
-}
-
 pub async fn deploy(a: DeployArgs) -> CmdResult {
     let project = project()?;
     let md = project.metadata().await?;
@@ -790,66 +770,28 @@ async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResul
         }
         return Ok(exit::OK);
     };
-    // The version must load here before any server is asked to serve it.
-    let artifact = kairo_registry::artifact_of(md, &a.name, version).await?;
-    let bytes = kairo_registry::version_bytes(project, &artifact)?;
-    let model = kairo_registry::load_model(&bytes, &format!("model '{}' version {version}", a.name))?;
     let strategy = match a.strategy {
         StrategyArg::Direct => Strategy::Direct,
         StrategyArg::Canary => Strategy::Canary,
         StrategyArg::Shadow => Strategy::Shadow,
     };
-    if strategy == Strategy::Canary && !(1..=99).contains(&a.weight) {
-        return Err(fail(format!("--weight {}: a canary takes 1 to 99 percent", a.weight)));
-    }
-    let limits = limits(project, &a.name, a)?;
-    let change = match (&current, strategy) {
-        (None, Strategy::Direct) | (Some(_), Strategy::Direct) => DeploymentChange {
-            name: a.name.clone(),
-            stable_version: version,
-            candidate_version: None,
-            strategy,
-            weight: 0,
-            limits,
-            kind: EventKind::DeploymentCreated,
-            reason: a.reason.clone().unwrap_or_else(|| format!("direct deploy of version {version}")),
-        },
-        (None, _) => {
-            return Err(fail(format!(
-                "{} has no stable version yet: the first deployment must be `--strategy direct`",
-                a.name
-            )))
-        }
-        (Some(d), _) => {
-            if d.stable_version == version {
-                return Err(fail(format!("version {version} is already the stable version of {}", a.name)));
-            }
-            if !a.force {
-                let stable = kairo_registry::artifact_of(md, &a.name, d.stable_version).await?;
-                if stable.signature["inputs"] != artifact.signature["inputs"] {
-                    return Err(fail(format!(
-                        "version {version} takes different inputs than stable version {} ({} vs {}); use --force to deploy anyway",
-                        d.stable_version, artifact.signature["inputs"], stable.signature["inputs"]
-                    )));
-                }
-            }
-            DeploymentChange {
-                name: a.name.clone(),
-                stable_version: d.stable_version,
-                candidate_version: Some(version),
-                strategy,
-                weight: if strategy == Strategy::Canary { a.weight } else { 0 },
-                limits,
-                kind: EventKind::DeploymentStarted,
-                reason: a.reason.clone().unwrap_or_else(|| format!("{} of version {version}", strategy.as_str())),
-            }
-        }
+    let overrides = LimitOverrides {
+        max_error_rate: a.max_error_rate,
+        max_p99_ms: a.max_p99_ms,
+        min_requests: a.min_requests,
+        window_s: a.window_s,
     };
-    drop(model);
-    let d = md
-        .change_deployment(&change, None, &Project::actor())
-        .await?
-        .ok_or_else(|| fail("the deployment changed concurrently; try again"))?;
+    let policy = project.config().models.get(&a.name).and_then(|p| p.rollout.as_ref());
+    let req = DeployRequest {
+        name: a.name.clone(),
+        version,
+        strategy,
+        weight: a.weight,
+        limits: rollout::limits(policy, &overrides).map_err(|e| fail(e.to_string()))?,
+        force: a.force,
+        reason: a.reason.clone(),
+    };
+    let d = rollout::deploy(project, md, &req, &Project::actor()).await?;
     if a.json {
         print_json(
             &json!({"name": d.name, "stable": d.stable_version, "candidate": d.candidate_version, "strategy": d.strategy.as_str(), "weight": d.weight, "generation": d.generation}),
@@ -879,41 +821,9 @@ async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResul
 pub async fn rollback(a: RollbackArgs) -> CmdResult {
     let project = project()?;
     let md = project.metadata().await?;
-    let result = async {
-        let d = md
-            .deployment(&a.name)
-            .await?
-            .ok_or_else(|| fail(format!("{} is not deployed; nothing to roll back", a.name)))?;
-        let (stable, what) = match d.candidate_version {
-            Some(c) => (d.stable_version, format!("dropped candidate version {c}")),
-            None => {
-                let revisions = md.deployment_revisions(&a.name).await?;
-                let previous = revisions
-                    .iter()
-                    .rev()
-                    .find(|v| **v != d.stable_version)
-                    .copied()
-                    .ok_or_else(|| fail(format!("{} has no earlier version that served 100%", a.name)))?;
-                (previous, format!("returned from version {} to version {previous}", d.stable_version))
-            }
-        };
-        let change = DeploymentChange {
-            name: a.name.clone(),
-            stable_version: stable,
-            candidate_version: None,
-            strategy: Strategy::Direct,
-            weight: 0,
-            limits: d.limits.clone(),
-            kind: EventKind::DeploymentRolledBack,
-            reason: a.reason.clone().unwrap_or_else(|| format!("manual rollback: {what}")),
-        };
-        md.change_deployment(&change, Some(d.generation), &Project::actor())
-            .await?
-            .ok_or_else(|| fail("the deployment changed concurrently; try again"))?;
-        println!("{}: {what}; version {stable} serves 100%", a.name);
-        Ok(exit::OK)
-    }
-    .await;
+    let result = rollout::rollback(&md, &a.name, a.reason.clone(), &Project::actor()).await;
     md.close().await;
-    result
+    let (d, what) = result?;
+    println!("{}: {what}; version {} serves 100%", a.name, d.stable_version);
+    Ok(exit::OK)
 }

@@ -249,15 +249,32 @@ pub async fn alias(s: AppState, method: Method, p: Params) -> ApiResult<Value> {
                     "'{alias}' alias name is reserved and cannot be used as a custom model alias."
                 )));
             }
-            s.md.set_model_alias(&name, &alias, Some(version_number(&p)?), &s.actor).await?;
+            move_alias(&s, &name, &alias, Some(version_number(&p)?)).await?;
             Ok(json!({}))
         }
         Method::DELETE => {
-            s.md.set_model_alias(&name, &alias, None, &s.actor).await?;
+            move_alias(&s, &name, &alias, None).await?;
             Ok(json!({}))
         }
         _ => Ok(json!({"model_version": version_json(&s.md.model_version_by_alias(&name, &alias).await?)})),
     }
+}
+
+/// An alias move through the MLflow API: refused (403 PERMISSION_DENIED) on an alias the
+/// model's policy in kairo.yaml reserves for passed promotions.
+async fn move_alias(s: &AppState, name: &str, alias: &str, version: Option<i64>) -> ApiResult<()> {
+    use kairo_registry::aliases::{AliasMove, Authority};
+    let policy = kairo_registry::aliases::policy(&s.project, name)?;
+    let m = AliasMove {
+        name,
+        alias,
+        version,
+        authority: Authority::Plain,
+        actor: &s.actor,
+        reason: "set through the MLflow API",
+    };
+    kairo_registry::aliases::move_alias(&s.md, &policy, &m).await?;
+    Ok(())
 }
 
 pub async fn get_latest_versions(s: AppState, p: Params) -> ApiResult<Value> {

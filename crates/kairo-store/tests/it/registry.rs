@@ -100,8 +100,8 @@ async fn suite(url: &str) {
 
     // Nothing may point at a deleted version: alias moves, promotions, deployments.
     let gone = |r: Result<(), StoreError>| assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
-    gone(md.set_model_alias("clf", "champion", Some(1), "x").await);
-    gone(md.move_alias("clf", "champion", Some(3), "x", "why").await);
+    gone(md.move_alias("clf", "champion", Some(1), "x", "why").await.map(|_| ()));
+    gone(md.move_alias("clf", "champion", Some(3), "x", "why").await.map(|_| ()));
     gone(md.change_deployment(&deploy("clf", 1, None), None, "x").await.map(|_| ()));
     gone(md.change_deployment(&deploy("clf", 2, Some(3)), None, "x").await.map(|_| ()));
     let promotion = Promotion {
@@ -122,8 +122,8 @@ async fn suite(url: &str) {
     assert!(md.deployment("clf").await.unwrap().is_none());
 
     // Refused while an alias names the version or a deployment serves it; nothing changes.
-    md.set_model_alias("clf", "champion", Some(2), "x").await.unwrap();
-    md.set_model_alias("clf", "staging", Some(2), "x").await.unwrap();
+    md.move_alias("clf", "champion", Some(2), "x", "test").await.unwrap();
+    md.move_alias("clf", "staging", Some(2), "x", "test").await.unwrap();
     let m = invalid(md.delete_model_version("clf", 2, "x").await);
     assert!(m.contains("@champion, @staging") && m.contains("kairo models alias clf"), "{m}");
     md.change_deployment(&deploy("clf", 4, Some(5)), None, "x").await.unwrap().unwrap();
@@ -151,11 +151,11 @@ async fn suite(url: &str) {
     md.create_registered_model("reg", "", &[], "x").await.unwrap();
     register(&md, "reg", b"reg-1").await;
     create(&md, "reg").await;
-    md.set_model_alias("reg", "staging", Some(1), "x").await.unwrap();
+    md.move_alias("reg", "staging", Some(1), "x", "test").await.unwrap();
     let m = invalid(md.delete_registered_model("reg", "x").await);
     assert!(m.contains("@staging (version 1)") && m.contains("--delete"), "{m}");
     assert!(md.version_artifact("reg", 1).await.unwrap().is_some());
-    md.set_model_alias("reg", "staging", None, "x").await.unwrap();
+    md.move_alias("reg", "staging", None, "x", "test").await.unwrap();
     md.delete_registered_model("reg", "x").await.unwrap();
     assert!(md.version_artifact("reg", 1).await.unwrap().is_none());
     assert!(owners(url, "reg").await.is_empty());
@@ -167,7 +167,7 @@ async fn suite(url: &str) {
     md.create_registered_model("a", "", &[], "x").await.unwrap();
     register(&md, "a", b"a-1").await;
     create(&md, "a").await;
-    md.set_model_alias("a", "champion", Some(1), "x").await.unwrap();
+    md.move_alias("a", "champion", Some(1), "x", "test").await.unwrap();
     md.rename_registered_model("a", "b", "x").await.unwrap();
     assert_eq!(md.version_artifact("b", 1).await.unwrap().unwrap().object, Hash::of(b"a-1"));
     assert_eq!(md.alias_version("b", "champion").await.unwrap(), Some(1));

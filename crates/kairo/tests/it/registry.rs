@@ -242,3 +242,107 @@ fn model_version_sources_are_judged_by_scheme_and_normalised_path() {
     refused(status, &v, &["has no artifacts this server can hand out", "kairo serve"]);
     server.stop();
 }
+
+/// Calls through the unmodified MLflow client (`tests/python/mlflow_calls.py`), one result
+/// per call: `{"ok": true, "result"}` or `{"ok": false, "error_code", "message"}`.
+fn mlflow_calls(python: &str, server: &Server, calls: Value) -> Vec<Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/mlflow_calls.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(calls.to_string())
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn denied(r: &Value, needles: &[&str]) {
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["error_code"], "PERMISSION_DENIED", "{r}");
+    let m = r["message"].as_str().unwrap();
+    for n in needles {
+        assert!(m.contains(n), "`{n}` not in: {m}");
+    }
+}
+
+/// The champion of a model with gates and an approval moves only through a passed promotion,
+/// whichever door the request comes through: the MLflow client gets PERMISSION_DENIED naming
+/// what is missing (gates not evaluated, a failed gate, the approval), other aliases keep
+/// MLflow's behaviour, and the CLI's promote/approve path still moves it.
+#[test]
+fn the_mlflow_client_cannot_move_a_guarded_champion_past_the_gates() {
+    let Some(python) = crate::server::python() else { return };
+    let repo = Repo::new();
+    repo.write(
+        "kairo.yaml",
+        "version: 1\nmodels:\n  clf:\n    gates: [\"size_mb <= 5\", \"auc >= 0.9\"]\n    approval: required\n    aliases: [production]\n",
+    );
+    let f = fixture("logreg20.onnx");
+    for auc in ["0.95", "0.5"] {
+        repo.kairo(&["models", "register", "clf", "--file", f.to_str().unwrap(), "--metric", &format!("auc={auc}")])
+            .assert()
+            .success();
+    }
+    let server = Server::start(&repo);
+    let r = mlflow_calls(
+        &python,
+        &server,
+        json!([
+            ["set_registered_model_alias", "clf", "champion", "1"],
+            ["set_registered_model_alias", "clf", "production", "1"],
+            ["set_registered_model_alias", "clf", "staging", "1"],
+            ["get_model_version_by_alias", "clf", "staging"],
+        ]),
+    );
+    denied(
+        &r[0],
+        &["'champion'", "`size_mb <= 5`", "`auc >= 0.9`", "an approval", "not evaluated", "kairo models promote clf 1"],
+    );
+    denied(&r[1], &["'production'"]);
+    assert_eq!(r[2]["ok"], true, "{}", r[2]);
+    assert_eq!(r[3]["result"]["version"], 1);
+
+    // Pending approval: the message says the approval is what is missing.
+    repo.kairo(&["models", "promote", "clf", "1"]).assert().code(6);
+    let r = mlflow_calls(&python, &server, json!([["set_registered_model_alias", "clf", "champion", "1"]]));
+    denied(&r[0], &["missing its approval"]);
+    // A failed gate is named with its measurement.
+    repo.kairo(&["models", "promote", "clf", "2"]).assert().code(5);
+    let r = mlflow_calls(&python, &server, json!([["set_registered_model_alias", "clf", "champion", "2"]]));
+    denied(&r[0], &["failed gate `auc >= 0.9`", "0.5"]);
+
+    // The approval moves it; setting it where it already points is harmless; moving it away or
+    // removing it is refused; unguarded aliases are removed as in MLflow.
+    repo.kairo(&["models", "promote", "clf", "1", "--approve"]).assert().success();
+    let r = mlflow_calls(
+        &python,
+        &server,
+        json!([
+            ["get_model_version_by_alias", "clf", "champion"],
+            ["set_registered_model_alias", "clf", "champion", "1"],
+            ["set_registered_model_alias", "clf", "champion", "2"],
+            ["delete_registered_model_alias", "clf", "champion"],
+            ["delete_registered_model_alias", "clf", "staging"],
+        ]),
+    );
+    assert_eq!(r[0]["result"]["version"], 1, "{}", r[0]);
+    assert_eq!(r[1]["ok"], true, "{}", r[1]);
+    denied(&r[2], &["failed gate `auc >= 0.9`"]);
+    denied(&r[3], &["--delete --force"]);
+    assert_eq!(r[4]["ok"], true, "{}", r[4]);
+    assert_eq!(repo.json(&["models", "show", "clf:1"])["versions"][0]["aliases"], json!(["champion"]));
+
+    // The policy is read when the request comes: without gates the alias is MLflow's again.
+    repo.write("kairo.yaml", "version: 1\n");
+    let r = mlflow_calls(&python, &server, json!([["set_registered_model_alias", "clf", "champion", "2"]]));
+    assert_eq!(r[0]["ok"], true, "{}", r[0]);
+    // A kairo.yaml that does not parse refuses rather than guessing.
+    repo.write("kairo.yaml", "version: 1\nmodels: [\n");
+    let (status, body) =
+        call(&server, "POST", &format!("{RM}/alias"), json!({"name": "clf", "alias": "champion", "version": "1"}));
+    assert!(status >= 400, "{status} {body}");
+    assert!(body["message"].as_str().unwrap_or("").contains("kairo.yaml"), "{body}");
+    repo.write("kairo.yaml", "version: 1\n");
+    assert_eq!(repo.json(&["models", "show", "clf:2"])["versions"][0]["aliases"], json!(["champion"]));
+}
