@@ -7,6 +7,7 @@
 //!
 //! Knows nothing of HTTP, JSON, the registry or where model bytes are stored.
 
+pub mod explain;
 mod lower;
 #[cfg(feature = "ort")]
 mod ort_backend;

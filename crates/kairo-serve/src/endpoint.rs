@@ -27,7 +27,7 @@ pub struct Loaded {
     /// OIP model metadata (`GET /v2/models/{name}/versions/{v}`).
     pub metadata: Value,
     /// Contribution data, for models `kairo train` wrote.
-    pub explainer: Option<kairo_ml::explain::Explainer>,
+    pub explainer: Option<kairo_runtime::explain::Explainer>,
 }
 
 /// Which arm of a deployment answered.
@@ -278,7 +278,11 @@ impl Endpoints {
             .map_err(|e| format!("{what}: {e}"))?
             .map_err(|e| e.to_string())?;
         let metadata = metadata_json(name, version, &model);
-        let explainer = model.metadata(kairo_ml::explain::METADATA_KEY).and_then(|j| serde_json::from_str(j).ok());
+        // Explanation data that does not hold together is ignored: the model serves, without
+        // contributions.
+        let explainer = model
+            .metadata(kairo_runtime::explain::METADATA_KEY)
+            .and_then(|j| kairo_runtime::explain::Explainer::from_metadata(j).ok());
         let loaded = Arc::new(Loaded { name: name.to_string(), version, model, metadata, explainer });
         lock(&self.cache).insert((name.to_string(), version), loaded.clone());
         Ok(loaded)

@@ -1,0 +1,256 @@
+//! Per-prediction contributions for models `kairo train` wrote. The explanation data travels
+//! inside the `.onnx` (model metadata `kairo.explain`, which other runtimes ignore): the
+//! feature encodings, and either the linear coefficients or every tree with the value at each
+//! node. For each row and score target, the contributions of the raw columns plus a bias sum to
+//! the model's raw score (the logit for logistic and gradient-boosted classifiers, the class
+//! probability for the forest, the value for regressors):
+//! - linear models: exactly `coef · x` per column (a one-hot block summed), bias = intercept;
+//! - trees: path contributions (Saabas): along a row's path each split credits its column with
+//!   the change in node value; the bias is the root values plus the base score.
+
+use std::collections::HashMap;
+
+use crate::{Data, Tensor};
+use serde::{Deserialize, Serialize};
+
+pub const METADATA_KEY: &str = "kairo.explain";
+
+/// A feature's encoding, as the graph does it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encoding {
+    pub name: String,
+    /// Numeric: mean (imputation) and std (when scaled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<f64>,
+    /// Categorical: the one-hot categories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+}
+
+/// A tree node with its value per target (leaves and splits alike).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeNode {
+    /// Design-matrix column and threshold; `None` for a leaf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<(usize, f32, usize, usize)>,
+    pub value: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Scorer {
+    /// `coef` is `[design columns, targets]` row-major.
+    Linear {
+        coef: Vec<f64>,
+        intercept: Vec<f64>,
+        scaled: bool,
+    },
+    Trees {
+        trees: Vec<Vec<TreeNode>>,
+        base: Vec<f64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explainer {
+    pub features: Vec<Encoding>,
+    pub targets: usize,
+    /// What the summed score is: `logit`, `probability` or `value`.
+    pub score: String,
+    pub scorer: Scorer,
+}
+
+impl Explainer {
+    /// The explainer a model carries in its metadata (`kairo.explain`), checked so that no
+    /// index in it points outside its own tables: a model file is input like any other.
+    pub fn from_metadata(json: &str) -> Result<Explainer, String> {
+        let e: Explainer =
+            serde_json::from_str(json).map_err(|err| format!("{METADATA_KEY} metadata is not an explainer: {err}"))?;
+        e.check().map_err(|err| format!("{METADATA_KEY} metadata: {err}"))?;
+        Ok(e)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let t = self.targets;
+        if t == 0 || self.features.is_empty() {
+            return Err("no targets or no features".into());
+        }
+        let width: usize =
+            self.features.iter().map(|f| if f.categories.is_empty() { 1 } else { f.categories.len() }).sum();
+        match &self.scorer {
+            Scorer::Linear { coef, intercept, .. } => {
+                if Some(coef.len()) != width.checked_mul(t) || intercept.len() != t {
+                    return Err(format!(
+                        "a linear scorer over {width} columns and {t} targets needs {} coefficients and {t} intercepts, not {} and {}",
+                        width.saturating_mul(t),
+                        coef.len(),
+                        intercept.len()
+                    ));
+                }
+            }
+            Scorer::Trees { trees, base } => {
+                if base.len() != t {
+                    return Err(format!("{} base scores for {t} targets", base.len()));
+                }
+                for (n, tree) in trees.iter().enumerate() {
+                    if tree.is_empty() {
+                        return Err(format!("tree {n} has no nodes"));
+                    }
+                    for (i, node) in tree.iter().enumerate() {
+                        if node.value.len() != t {
+                            return Err(format!("tree {n} node {i} has {} values for {t} targets", node.value.len()));
+                        }
+                        if let Some((column, _, left, right)) = node.split {
+                            // Children come after their parent, so every walk ends.
+                            if column >= width || left <= i || right <= i || left >= tree.len() || right >= tree.len() {
+                                return Err(format!(
+                                    "tree {n} node {i} splits on column {column} to nodes {left}/{right}"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the contribution columns: the features, then `bias`.
+    pub fn columns(&self) -> Vec<String> {
+        self.features.iter().map(|f| f.name.clone()).chain(["bias".to_string()]).collect()
+    }
+
+    /// The design matrix of a request (row-major), and the feature each design column belongs to.
+    fn design(
+        &self,
+        inputs: &HashMap<String, Tensor>,
+        scaled: bool,
+    ) -> Result<(Vec<f64>, usize, Vec<usize>, usize), String> {
+        let mut owner = Vec::new();
+        for (i, f) in self.features.iter().enumerate() {
+            let w = if f.categories.is_empty() { 1 } else { f.categories.len() };
+            owner.extend(std::iter::repeat_n(i, w));
+        }
+        let width = owner.len();
+        let rows = self
+            .features
+            .first()
+            .and_then(|f| inputs.get(&f.name))
+            .map(|t| t.shape.first().copied().unwrap_or(0))
+            .ok_or("the request has none of the model's inputs")?;
+        let mut x = vec![0.0; rows * width];
+        let mut offset = 0;
+        for f in &self.features {
+            let t = inputs.get(&f.name).ok_or_else(|| format!("input '{}' is missing", f.name))?;
+            if t.data.len() != rows {
+                return Err(format!("input '{}' has {} values for {rows} rows", f.name, t.data.len()));
+            }
+            if f.categories.is_empty() {
+                let (mean, std) = (f.mean.unwrap_or(0.0), f.std.unwrap_or(1.0));
+                for r in 0..rows {
+                    let v = t.data.f64_at(r).filter(|v| !v.is_nan()).unwrap_or(mean);
+                    let v = f64::from(v as f32);
+                    x[r * width + offset] = if scaled { (v - mean) / std } else { v };
+                }
+                offset += 1;
+            } else {
+                let Data::Bytes(values) = &t.data else {
+                    return Err(format!("input '{}' must be strings", f.name));
+                };
+                for (r, v) in values.iter().enumerate() {
+                    if let Some(k) = f.categories.iter().position(|c| c == v) {
+                        x[r * width + offset + k] = 1.0;
+                    }
+                }
+                offset += f.categories.len();
+            }
+        }
+        Ok((x, width, owner, rows))
+    }
+
+    /// Contributions `[rows, targets, features + 1]` (the last column is the bias).
+    pub fn contributions(&self, inputs: &HashMap<String, Tensor>) -> Result<Tensor, String> {
+        let n_features = self.features.len();
+        let cols = n_features + 1;
+        let t = self.targets;
+        let scaled = matches!(self.scorer, Scorer::Linear { scaled: true, .. });
+        let (x, width, owner, rows) = self.design(inputs, scaled)?;
+        let mut out = vec![0f64; rows * t * cols];
+        match &self.scorer {
+            Scorer::Linear { coef, intercept, .. } => {
+                for r in 0..rows {
+                    for k in 0..t {
+                        let base = (r * t + k) * cols;
+                        for d in 0..width {
+                            out[base + owner[d]] += coef[d * t + k] * x[r * width + d];
+                        }
+                        out[base + n_features] = intercept[k];
+                    }
+                }
+            }
+            Scorer::Trees { trees, base } => {
+                for r in 0..rows {
+                    let row = &x[r * width..(r + 1) * width];
+                    for k in 0..t {
+                        out[(r * t + k) * cols + n_features] = base[k];
+                    }
+                    for tree in trees {
+                        let mut i = 0;
+                        for k in 0..t {
+                            out[(r * t + k) * cols + n_features] += tree[0].value[k];
+                        }
+                        while let Some((column, threshold, left, right)) = tree[i].split {
+                            let next = if (row[column] as f32) < threshold { left } else { right };
+                            for k in 0..t {
+                                out[(r * t + k) * cols + owner[column]] += tree[next].value[k] - tree[i].value[k];
+                            }
+                            i = next;
+                        }
+                    }
+                }
+            }
+        }
+        Tensor::new(vec![rows, t, cols], Data::F32(out.into_iter().map(|v| v as f32).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree_explainer(tree: &str) -> String {
+        format!(
+            r#"{{"features":[{{"name":"x"}}],"targets":1,"score":"value","scorer":{{"kind":"trees","base":[0.0],"trees":[{tree}]}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_sound_explainer_loads_and_sums_to_the_score() {
+        let json = tree_explainer(r#"[{"split":[0,0.5,1,2],"value":[1.0]},{"value":[0.0]},{"value":[3.0]}]"#);
+        let e = Explainer::from_metadata(&json).unwrap();
+        let x = Tensor::new(vec![2], Data::F32(vec![0.0, 1.0])).unwrap();
+        let c = e.contributions(&HashMap::from([("x".to_string(), x)])).unwrap();
+        let Data::F32(v) = c.data else { panic!() };
+        // Row 0 goes left (0.0), row 1 right (3.0); bias is the root value 1.0.
+        assert_eq!(v, vec![-1.0, 1.0, 2.0, 1.0]);
+    }
+
+    #[test]
+    fn explainers_whose_indices_leave_their_tables_are_refused() {
+        for (tree, needle) in [
+            (r#"[{"split":[0,0.5,1,9],"value":[1.0]},{"value":[0.0]}]"#, "to nodes 1/9"),
+            (r#"[{"split":[0,0.5,0,0],"value":[1.0]}]"#, "to nodes 0/0"),
+            (r#"[{"split":[3,0.5,1,2],"value":[1.0]},{"value":[0.0]},{"value":[0.0]}]"#, "column 3"),
+            (r#"[{"value":[1.0, 2.0]}]"#, "2 values for 1 targets"),
+            (r#"[]"#, "no nodes"),
+        ] {
+            let err = Explainer::from_metadata(&tree_explainer(tree)).unwrap_err();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        let linear = r#"{"features":[{"name":"x"}],"targets":2,"score":"logit","scorer":{"kind":"linear","coef":[1.0],"intercept":[0.0,0.0],"scaled":false}}"#;
+        assert!(Explainer::from_metadata(linear).unwrap_err().contains("needs 2 coefficients"));
+        assert!(Explainer::from_metadata("{").unwrap_err().contains("kairo.explain"));
+    }
+}
