@@ -13,7 +13,6 @@ pub mod endpoint;
 pub mod invocations;
 pub mod limits;
 pub mod metrics;
-pub mod monitoring;
 pub mod oip;
 pub mod predlog;
 
@@ -34,8 +33,6 @@ use kairo_data::Project;
 use kairo_registry::ModelRef;
 use kairo_runtime::{RuntimeError, Tensor};
 use serde_json::{json, Value};
-
-pub use predlog::read_segment;
 
 /// How `kairo serve` runs.
 pub struct ServeConfig {

@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use arrow_array::builder::{Int64Builder, StringBuilder, UInt16Builder, UInt32Builder};
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::Schema;
 use kairo_runtime::Tensor;
 use kairo_store::serving::Segment;
 use kairo_store::{LocalObjects, Metadata};
-use serde_json::Value;
 
 use crate::metrics::Metrics;
 
@@ -261,22 +260,6 @@ async fn flush(buffer: &mut Vec<Record>, md: &Metadata, objects: &LocalObjects, 
     }
 }
 
-/// The segment schema: one row per predicted row.
-pub fn schema() -> Schema {
-    Schema::new(vec![
-        Field::new("request_id", DataType::Utf8, false),
-        Field::new("row", DataType::UInt32, false),
-        Field::new("time_ms", DataType::Int64, false),
-        Field::new("model", DataType::Utf8, false),
-        Field::new("version", DataType::Int64, false),
-        Field::new("arm", DataType::Utf8, false),
-        Field::new("latency_us", DataType::Int64, false),
-        Field::new("status", DataType::UInt16, false),
-        Field::new("inputs", DataType::Utf8, false),
-        Field::new("outputs", DataType::Utf8, false),
-    ])
-}
-
 /// Row `r` of each named tensor as a JSON object (a scalar for one value per row).
 fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
     buf.clear();
@@ -307,7 +290,7 @@ fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
 const MAX_BATCH_TEXT: usize = 256 << 20;
 
 fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), String> {
-    let schema = Arc::new(schema());
+    let schema = Arc::new(kairo_watch::segment::schema());
     let mut writer = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &schema).map_err(|e| e.to_string())?;
     let mut n = 0;
     let mut start = 0;
@@ -376,32 +359,4 @@ fn encode_batch(records: &[Record], schema: &Arc<Schema>) -> Result<(RecordBatch
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
     Ok((batch, used, n))
-}
-
-/// Read a segment back: one JSON object per row (for `kairo` commands and tests).
-pub fn read_segment(bytes: &[u8]) -> Result<Vec<Value>, String> {
-    use arrow_array::cast::AsArray;
-    let reader =
-        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
-        let s = |i: usize| batch.column(i).as_string::<i32>().clone();
-        let (ids, models, arms, ins, outs) = (s(0), s(3), s(5), s(8), s(9));
-        let rows = batch.column(1).as_primitive::<arrow_array::types::UInt32Type>().clone();
-        let times = batch.column(2).as_primitive::<arrow_array::types::Int64Type>().clone();
-        let versions = batch.column(4).as_primitive::<arrow_array::types::Int64Type>().clone();
-        let lat = batch.column(6).as_primitive::<arrow_array::types::Int64Type>().clone();
-        let status = batch.column(7).as_primitive::<arrow_array::types::UInt16Type>().clone();
-        for i in 0..batch.num_rows() {
-            out.push(serde_json::json!({
-                "request_id": ids.value(i), "row": rows.value(i), "time_ms": times.value(i),
-                "model": models.value(i), "version": versions.value(i), "arm": arms.value(i),
-                "latency_us": lat.value(i), "status": status.value(i),
-                "inputs": serde_json::from_str::<Value>(ins.value(i)).unwrap_or(Value::Null),
-                "outputs": serde_json::from_str::<Value>(outs.value(i)).unwrap_or(Value::Null),
-            }));
-        }
-    }
-    Ok(out)
 }

@@ -628,7 +628,11 @@ async fn predictions(project: &Project, md: &Metadata, name: &str, limit: usize,
     // Newest segments last; read from the end until `limit` rows are in hand.
     for seg in segments.iter().rev() {
         let bytes = objects.read(&seg.object)?;
-        let mut seg_rows = kairo_serve::read_segment(&bytes).map_err(fail)?;
+        let mut seg_rows: Vec<Value> = kairo_watch::segment::read(&bytes)
+            .map_err(|e| fail(format!("prediction-log segment {}: {e}", seg.object)))?
+            .iter()
+            .map(kairo_watch::segment::LogRow::to_json)
+            .collect();
         seg_rows.append(&mut rows);
         rows = seg_rows;
         if rows.len() >= limit {

@@ -9,7 +9,7 @@ use kairo_core::{exit, time};
 use kairo_data::Project;
 use kairo_monitor::drift::{self, Correction, Options, Preset};
 use kairo_monitor::frame::Frame;
-use kairo_serve::monitoring;
+use kairo_watch as monitoring;
 use serde_json::json;
 
 use crate::report::print_json;
@@ -115,12 +115,12 @@ async fn report_window(a: ReportArgs) -> CmdResult {
         return report(a);
     }
     let deployment = spec.deployment.clone().unwrap_or_default();
-    let windowing = monitoring::Windowing::of(&spec).map_err(|e| Failure { code: exit::USAGE, message: e })?;
+    let windowing = monitoring::Windowing::of(&spec).map_err(watch_failure)?;
     let md = project.metadata().await?;
     let objects = project.objects()?;
     let e = monitoring::evaluate(&md, &objects, &deployment, &spec, windowing, a.check.windows, time::now_millis())
         .await
-        .map_err(|message| Failure { code: exit::ERROR, message })?;
+        .map_err(watch_failure)?;
     let Some(w) = e.windows.iter().rev().find(|w| w.sketch.rows > 0) else {
         return Err(Failure {
             code: exit::ERROR,
@@ -204,13 +204,13 @@ fn load_files(
             message: format!("--drift-share {}: must be between 0 and 1", a.drift_share),
         });
     }
+    let fail = |message: String| Failure { code: exit::ERROR, message };
     // Both files at once: parsing is most of the work.
     let (reference, current) = std::thread::scope(|s| {
         let r = s.spawn(|| Frame::read(reference_path));
         let c = Frame::read(current_path);
         (r.join().unwrap_or_else(|_| Err("reading the reference failed".into())), c)
     });
-    let fail = |message: String| Failure { code: exit::ERROR, message };
     let (reference, current) = (reference.map_err(fail)?, current.map_err(fail)?);
     let options = Options {
         preset: match a.preset {
@@ -330,10 +330,14 @@ fn resolve(a: &CheckArgs, project: &Project) -> Result<(String, MonitorSpec), Fa
     })
 }
 
+/// A monitor that could not be evaluated: its definition (exit 2) or the data (exit 1).
+fn watch_failure(e: monitoring::WatchError) -> Failure {
+    Failure { code: if e.is_spec() { exit::USAGE } else { exit::ERROR }, message: e.to_string() }
+}
+
 /// `--monitor NAME` or `--deployment NAME`: windows, rules, alerts.
 async fn watch(a: CheckArgs) -> CmdResult {
     let project = Project::discover(&std::env::current_dir()?)?;
-    let fail = |message: String| Failure { code: exit::ERROR, message };
     let (name, spec) = resolve(&a, &project)?;
     if let (Some(r), Some(c)) = (&spec.reference, &spec.current) {
         return watch_files(&project, &a, &name, &spec, r, c).await;
@@ -342,16 +346,16 @@ async fn watch(a: CheckArgs) -> CmdResult {
     if a.rows == Some(0) {
         return Err(Failure { code: exit::USAGE, message: "--rows must be at least 1".into() });
     }
-    let windowing = monitoring::Windowing::of(&spec).map_err(|e| Failure { code: exit::USAGE, message: e })?;
+    let windowing = monitoring::Windowing::of(&spec).map_err(watch_failure)?;
     let md = project.metadata().await?;
     let objects = project.objects()?;
     let e = monitoring::evaluate(&md, &objects, &deployment, &spec, windowing, a.windows, time::now_millis())
         .await
-        .map_err(fail)?;
+        .map_err(watch_failure)?;
     let payloads: Vec<serde_json::Value> =
         e.alerts.iter().map(|al| monitoring::alert_payload(&name, &deployment, Some(e.version), al)).collect();
     let raised = if a.monitor.is_some() {
-        monitoring::raise(&md, &name, &spec, payloads, &Project::actor()).await.map_err(fail)?
+        monitoring::raise(&md, &name, &spec, payloads, &Project::actor()).await.map_err(watch_failure)?
     } else {
         Vec::new()
     };
@@ -465,16 +469,14 @@ async fn watch_files(
     args_options.2.drift_share = spec.drift_share.unwrap_or(0.5);
     let (mut rf, mut cf, options) = args_options;
     let r = drift::check(&mut rf, &mut cf, &options);
-    let rules = monitoring::rules(spec).map_err(|e| Failure { code: exit::USAGE, message: e })?;
+    let rules = monitoring::rules(spec).map_err(watch_failure)?;
     let now = time::now_millis();
     let values = kairo_monitor::alerts::values(&r, cf.rows as u64, &[], &Default::default(), 0);
     let window = kairo_monitor::alerts::Window { start_ms: now, end_ms: now, values };
     let fired = kairo_monitor::alerts::evaluate(&rules, std::slice::from_ref(&window));
     let md = project.metadata().await?;
     let payloads = fired.iter().map(|al| monitoring::alert_payload(name, current, None, al)).collect();
-    let raised = monitoring::raise(&md, name, spec, payloads, &Project::actor())
-        .await
-        .map_err(|message| Failure { code: exit::ERROR, message })?;
+    let raised = monitoring::raise(&md, name, spec, payloads, &Project::actor()).await.map_err(watch_failure)?;
     let code = if !fired.is_empty() || (spec.alerts.is_empty() && r.dataset_drift) { exit::CHANGED } else { exit::OK };
     if a.json {
         print_json(&json!({

@@ -57,7 +57,9 @@ pub async fn run(args: ServerArgs) -> CmdResult {
         eprintln!("kairo server: shutting down (finishing in-flight requests)");
     };
     let root = project.root().to_path_buf();
-    let scheduler = schedule_monitors(&project).await?;
+    let scheduler = kairo_watch::schedule::start(&project)
+        .await
+        .map_err(|e| Failure { code: if e.is_spec() { exit::USAGE } else { exit::ERROR }, message: e.to_string() })?;
     let served = kairo_server::serve(&project, options, shutdown, |bound| {
         // A server must outlive whoever started it closing our stdout: write errors are ignored.
         use std::io::Write;
@@ -72,41 +74,4 @@ pub async fn run(args: ServerArgs) -> CmdResult {
     }
     served.map_err(|e| Failure { code: exit::ERROR, message: e.to_string() })?;
     Ok(exit::OK)
-}
-
-/// One task per monitor with a `schedule`: evaluate, record alerts, call the webhook.
-async fn schedule_monitors(project: &Project) -> Result<Vec<tokio::task::JoinHandle<()>>, Failure> {
-    let mut tasks = Vec::new();
-    for (name, spec) in &project.config().monitors {
-        let Some(schedule) = &spec.schedule else { continue };
-        if spec.deployment.is_none() {
-            eprintln!("kairo server: monitor {name} watches files, not a deployment: its schedule is ignored");
-            continue;
-        }
-        let every = kairo_core::config::parse_duration_ms(schedule)
-            .map_err(|e| Failure { code: exit::USAGE, message: format!("monitors.{name}.schedule: {e}") })?;
-        let md = project.metadata().await?;
-        let (project, name, spec) = (project.clone(), name.clone(), spec.clone());
-        eprintln!("kairo server: monitor {name} every {schedule}");
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(every as u64));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match kairo_serve::monitoring::evaluate_and_raise(&project, &md, &name, &spec).await {
-                    Ok((_, raised)) => {
-                        for r in raised.iter().filter(|r| r.new) {
-                            eprintln!(
-                                "kairo server: monitor {name}: ALERT {} {}",
-                                r.payload["when"].as_str().unwrap_or(""),
-                                r.webhook
-                            );
-                        }
-                    }
-                    Err(e) => eprintln!("kairo server: monitor {name}: {e}"),
-                }
-            }
-        }));
-    }
-    Ok(tasks)
 }

@@ -1,0 +1,108 @@
+//! Raising alerts: each is recorded as a `monitor.alert` event (once per rule and newest
+//! window) and POSTed to the monitor's webhook with retries; a delivery that fails for good is
+//! an event too. Deployment monitors and file monitors raise through here alike.
+
+use std::time::Duration;
+
+use kairo_core::config::MonitorSpec;
+use kairo_core::{time, EventKind};
+use kairo_monitor::alerts::Alert;
+use kairo_store::Metadata;
+use serde_json::{json, Value};
+
+use crate::Result;
+
+/// The event payload of an alert.
+pub fn alert_payload(monitor: &str, target: &str, version: Option<i64>, a: &Alert) -> Value {
+    json!({
+        "monitor": monitor, "target": target, "version": version,
+        "rule": a.rule, "when": a.when, "metric": a.metric, "action": a.action,
+        "evidence": a.evidence.iter().map(|(s, e, v)| json!({
+            "window_start": time::millis_to_string(*s), "window_end": time::millis_to_string(*e),
+            "start_ms": s, "end_ms": e, "value": v,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// What happened to an alert.
+pub struct Raised {
+    pub payload: Value,
+    /// False when the same rule already fired for the same newest window.
+    pub new: bool,
+    /// `delivered`, `failed: ...`, or empty without a webhook or for a repeat.
+    pub webhook: String,
+}
+
+/// Record new alerts as `monitor.alert` events (a rule fires once per newest window) and
+/// POST each to the webhook, retried with exponential backoff.
+pub async fn raise(
+    md: &Metadata,
+    monitor: &str,
+    spec: &MonitorSpec,
+    payloads: Vec<Value>,
+    actor: &str,
+) -> Result<Vec<Raised>> {
+    let subject = format!("monitor:{monitor}");
+    let earlier = md.events(Some(&subject), 1000).await?;
+    let newest_window = |p: &Value| p["evidence"].as_array().and_then(|e| e.last()).map(|w| w["start_ms"].clone());
+    let mut out = Vec::new();
+    for payload in payloads {
+        let repeat = earlier.iter().any(|e| {
+            e.kind == EventKind::MonitorAlert
+                && e.payload["rule"] == payload["rule"]
+                && newest_window(&e.payload) == newest_window(&payload)
+        });
+        if repeat {
+            out.push(Raised { payload, new: false, webhook: String::new() });
+            continue;
+        }
+        let id = md.record_event(actor, EventKind::MonitorAlert, &subject, &payload).await?;
+        let mut webhook = String::new();
+        if let Some(hook) = &spec.webhook {
+            let body = json!({"event": EventKind::MonitorAlert.as_str(), "event_id": id, "alert": payload});
+            webhook = match post_with_retry(&hook.url, &body, hook.retries).await {
+                Ok(attempts) => format!("delivered (attempt {attempts})"),
+                Err(e) => {
+                    let failed = json!({"event_id": id, "url": hook.url, "error": e});
+                    md.record_event(actor, EventKind::WebhookFailed, &subject, &failed).await?;
+                    format!("failed: {e}")
+                }
+            };
+        }
+        out.push(Raised { payload, new: true, webhook });
+    }
+    Ok(out)
+}
+
+/// POST JSON; a connection error, 5xx or 429 is retried after 0.5 s, 1 s, 2 s, ...
+/// Returns the attempt that succeeded.
+pub async fn post_with_retry(url: &str, body: &Value, retries: u32) -> Result<u32, String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+    let mut wait = Duration::from_millis(500);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome: Result<(), String> = match client.post(url).json(body).send().await {
+            Ok(r) if r.status().is_success() => return Ok(attempt),
+            Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => Err(format!("HTTP {}", r.status())),
+            Ok(r) => return Err(format!("HTTP {} from {url} (not retried)", r.status())),
+            Err(e) => Err(error_chain(&e)),
+        };
+        if let (Err(e), true) = (&outcome, attempt > retries) {
+            return Err(format!("{e} after {attempt} attempts to {url}"));
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// An error with its causes ("error sending request: ... : Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
