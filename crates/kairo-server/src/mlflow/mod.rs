@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod models;
+pub mod registry_search;
 pub mod runs;
 pub mod search;
 
