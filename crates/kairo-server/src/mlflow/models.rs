@@ -422,6 +422,22 @@ pub async fn download_uri(s: AppState, p: Params) -> ApiResult<Value> {
     Ok(json!({"artifact_uri": uri}))
 }
 
+/// GET `/model-versions/get-artifact?name=..&version=..&path=..` (the MLflow UI's model
+/// version page): one file under the version's artifacts, when this server holds them.
+pub async fn model_version_artifact(s: AppState, p: Params) -> Result<axum::response::Response, ApiError> {
+    let sub = super::artifacts::path_param(&p)?;
+    let v = s.md.model_version(&p.string("name")?, version_number(&p)?).await?;
+    let uri = resolve_source(&s, &v).await?;
+    let Some(root) = uri.strip_prefix("mlflow-artifacts:/") else {
+        return Err(ApiError::not_found(format!(
+            "Model '{}' version {} keeps its artifacts at '{uri}', outside this server's artifact store; \
+             download them from there",
+            v.name, v.version
+        )));
+    };
+    super::artifacts::file_under(&s, &super::artifacts::clean_path(root)?, &sub).await
+}
+
 async fn resolve_source(s: &AppState, v: &ModelVersion) -> ApiResult<String> {
     if let Some(id) = v.model_id.as_ref().filter(|_| v.source.is_empty()) {
         return Ok(s.md.logged_model(id).await?.artifact_uri);

@@ -204,9 +204,11 @@ fn comparison(filter: &str, toks: &[Tok], mut i: usize, records: Records) -> Api
                         "Expected a quoted string value for tag (e.g. 'my-value'). Got value {raw}"
                     )))
                 }
-                _ if records == Records::Models => return Err(invalid(format!(
+                _ if records == Records::Models => {
+                    return Err(invalid(format!(
                     "Expected a quoted string value or a list of quoted string values for attributes. Got value {raw}"
-                ))),
+                )))
+                }
                 _ if !records.numeric(&key) => {
                     return Err(invalid(
                         "Only the 'version_number' attribute supports comparison with numeric values.".into(),
