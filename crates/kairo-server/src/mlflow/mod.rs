@@ -1,6 +1,6 @@
 //! The MLflow-compatible REST API, served under `/api/2.0` and `/ajax-api/2.0` (the UI's
-//! prefix). Unknown endpoints answer 404 `ENDPOINT_NOT_FOUND`, as MLflow does, so the client's
-//! fallbacks work.
+//! prefix), plus the web UI's file downloads at the root (`ui_routes`). Unknown endpoints answer
+//! 404 `ENDPOINT_NOT_FOUND`, as MLflow does, so the client's fallbacks work.
 
 pub mod artifacts;
 pub mod models;
