@@ -214,6 +214,7 @@ pub async fn delete_registered_model(s: AppState, p: Params) -> ApiResult<Value>
 
 pub async fn search_registered_models(s: AppState, p: Params) -> ApiResult<Value> {
     let filter = registry_search::parse(&p.opt_string("filter")?.unwrap_or_default(), Records::Models)?;
+    let order = registry_search::parse_order(&p.strings("order_by")?, Records::Models)?;
     let mut models = s.md.registered_models().await?;
     models.retain(|m| {
         filter.matches(has_prompt_tag(&m.tags), |kind, key| match kind {
@@ -222,6 +223,7 @@ pub async fn search_registered_models(s: AppState, p: Params) -> ApiResult<Value
             _ => None,
         })
     });
+    registry_search::sort(&mut models, &order);
     let (page, next) = super::runs::paginate(models, &p, 100, 1000)?;
     Ok(page_json("registered_models", &page, next, registered_json))
 }
@@ -393,6 +395,7 @@ pub async fn delete_model_version_tag(s: AppState, p: Params) -> ApiResult<Value
 
 pub async fn search_model_versions(s: AppState, p: Params) -> ApiResult<Value> {
     let filter = registry_search::parse(&p.opt_string("filter")?.unwrap_or_default(), Records::Versions)?;
+    let order = registry_search::parse_order(&p.strings("order_by")?, Records::Versions)?;
     let mut versions = s.md.model_versions(None).await?;
     // As MLflow: a name one of whose versions is a prompt is a prompt, with all its versions.
     let prompts: std::collections::HashSet<String> =
@@ -410,8 +413,8 @@ pub async fn search_model_versions(s: AppState, p: Params) -> ApiResult<Value> {
             _ => None,
         })
     });
-    versions.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
-    let (page, next) = super::runs::paginate(versions, &p, 200_000, 200_000)?;
+    registry_search::sort(&mut versions, &order);
+    let (page, next) = super::runs::paginate(versions, &p, 10_000, 200_000)?;
     Ok(page_json("model_versions", &page, next, version_json))
 }
 

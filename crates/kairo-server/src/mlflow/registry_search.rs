@@ -302,6 +302,132 @@ fn list(filter: &str, toks: &[Tok], mut i: usize) -> ApiResult<(Vec<String>, usi
     Ok((items, i + 1))
 }
 
+/// What a registry search can be ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderKey {
+    Name,
+    Version,
+    Created,
+    Updated,
+}
+
+/// A record's values for ordering.
+pub trait Orderable {
+    fn name(&self) -> &str;
+    fn version(&self) -> i64;
+    fn created_ms(&self) -> i64;
+    fn updated_ms(&self) -> i64;
+}
+
+impl Orderable for kairo_core::tracking::RegisteredModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn version(&self) -> i64 {
+        0
+    }
+    fn created_ms(&self) -> i64 {
+        self.creation_ms
+    }
+    fn updated_ms(&self) -> i64 {
+        self.last_updated_ms
+    }
+}
+
+impl Orderable for kairo_core::tracking::ModelVersion {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn created_ms(&self) -> i64 {
+        self.creation_ms
+    }
+    fn updated_ms(&self) -> i64 {
+        self.last_updated_ms
+    }
+}
+
+/// Parse `order_by` clauses (`KEY [ASC|DESC]`) as MLflow's store does, with its tie-breakers:
+/// registered models by `name`, `timestamp` or `last_updated_timestamp` (both mean the last
+/// update, as in MLflow), then name; versions by `name`, `version_number`, `creation_timestamp`
+/// or `last_updated_timestamp` (default: last update, newest first), then name, then version
+/// (newest first).
+pub fn parse_order(clauses: &[String], records: Records) -> ApiResult<Vec<(OrderKey, bool)>> {
+    let defaults = ["last_updated_timestamp DESC".to_string()];
+    let clauses = if clauses.is_empty() && records == Records::Versions { &defaults[..] } else { clauses };
+    let mut out: Vec<(OrderKey, bool)> = Vec::new();
+    for clause in clauses {
+        let unparsable = || invalid(format!("Invalid order_by clause '{clause}'. Could not be parsed."));
+        let words: Vec<&str> = clause.split_whitespace().collect();
+        let (key, ascending) = match words[..] {
+            [key] => (key, true),
+            [key, direction] if direction.eq_ignore_ascii_case("asc") || direction.eq_ignore_ascii_case("desc") => {
+                (key, direction.eq_ignore_ascii_case("asc"))
+            }
+            [_, _] => return Err(invalid(format!("Invalid ordering key in order_by clause '{clause}'."))),
+            _ => return Err(unparsable()),
+        };
+        let key = key.trim_matches('`');
+        let order_key = match (records, key) {
+            (Records::Models, "name") => OrderKey::Name,
+            (Records::Models, "timestamp" | "last_updated_timestamp") => OrderKey::Updated,
+            (Records::Models, _) => {
+                return Err(invalid(format!(
+                    "Invalid order by key '{key}' specified. Valid keys are: name, timestamp, last_updated_timestamp"
+                )))
+            }
+            (Records::Versions, key) => match key.strip_prefix("attribute.").unwrap_or(key) {
+                "name" => OrderKey::Name,
+                "version_number" => OrderKey::Version,
+                "creation_timestamp" => OrderKey::Created,
+                "last_updated_timestamp" => OrderKey::Updated,
+                _ => {
+                    return Err(invalid(format!(
+                        "Invalid order by key '{key}' specified. Valid keys are: name, version_number, \
+                         creation_timestamp, last_updated_timestamp"
+                    )))
+                }
+            },
+        };
+        if out.iter().any(|(k, _)| *k == order_key) {
+            return Err(invalid(format!("`order_by` contains duplicate fields: {}", clauses.join(", "))));
+        }
+        out.push((order_key, ascending));
+    }
+    if !out.iter().any(|(k, _)| *k == OrderKey::Name) {
+        out.push((OrderKey::Name, true));
+    }
+    if records == Records::Versions && !out.iter().any(|(k, _)| *k == OrderKey::Version) {
+        out.push((OrderKey::Version, false));
+    }
+    Ok(out)
+}
+
+/// Sort records by parsed `order_by` clauses.
+pub fn sort<T: Orderable>(records: &mut [T], order: &[(OrderKey, bool)]) {
+    records.sort_by(|a, b| {
+        order
+            .iter()
+            .map(|&(key, ascending)| {
+                let ord = match key {
+                    OrderKey::Name => a.name().cmp(b.name()),
+                    OrderKey::Version => a.version().cmp(&b.version()),
+                    OrderKey::Created => a.created_ms().cmp(&b.created_ms()),
+                    OrderKey::Updated => a.updated_ms().cmp(&b.updated_ms()),
+                };
+                if ascending {
+                    ord
+                } else {
+                    ord.reverse()
+                }
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +532,34 @@ mod tests {
             let e = parse(filter, Records::Models).expect_err(filter);
             assert_eq!(e.code, crate::error::Code::InvalidParameterValue, "{filter}");
             assert!(e.message.contains(message), "{filter}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn orders_as_mlflow_store_orders() {
+        let keys = |c: &[&str], r| parse_order(&c.iter().map(|s| s.to_string()).collect::<Vec<_>>(), r);
+        assert_eq!(keys(&[], Records::Models).unwrap(), [(OrderKey::Name, true)]);
+        assert_eq!(
+            keys(&[], Records::Versions).unwrap(),
+            [(OrderKey::Updated, false), (OrderKey::Name, true), (OrderKey::Version, false)]
+        );
+        assert_eq!(keys(&["timestamp"], Records::Models).unwrap(), [(OrderKey::Updated, true), (OrderKey::Name, true)]);
+        assert_eq!(keys(&["name DESC"], Records::Models).unwrap(), [(OrderKey::Name, false)]);
+        assert_eq!(
+            keys(&["version_number asc"], Records::Versions).unwrap(),
+            [(OrderKey::Version, true), (OrderKey::Name, true)]
+        );
+        for (bad, r) in [
+            (&["creation_timestamp"][..], Records::Models),
+            (&["foo"], Records::Models),
+            (&["name sideways"], Records::Models),
+            (&["name ASC extra"], Records::Models),
+            (&["name", "name DESC"], Records::Models),
+            (&["timestamp", "last_updated_timestamp"], Records::Models),
+            (&["run_id"], Records::Versions),
+        ] {
+            let e = keys(bad, r).expect_err(bad[0]);
+            assert_eq!(e.code, crate::error::Code::InvalidParameterValue, "{bad:?}");
         }
     }
 
