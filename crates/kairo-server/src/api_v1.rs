@@ -430,7 +430,7 @@ async fn run_artifact(
 ) -> Result<Response, V1Error> {
     let info = s.md.tracked_run_info(&id).await?;
     let clean = crate::mlflow::artifacts::clean_path(&path)?;
-    let full = format!("{}/{}/artifacts/{clean}", info.experiment_id, info.id);
+    let full = format!("{}/{clean}", crate::mlflow::artifacts::run_root(&info));
     let (hash, _) =
         s.md.artifact(&full)
             .await?

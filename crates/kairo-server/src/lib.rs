@@ -108,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api_v1::routes())
         .nest("/api/2.0", mlflow::tracking_routes())
         .nest("/ajax-api/2.0", mlflow::tracking_routes())
+        .merge(mlflow::ui_routes())
         .fallback(|uri: axum::http::Uri| async move {
             let body = serde_json::json!({"error_code": "ENDPOINT_NOT_FOUND", "message": format!("No endpoint {}", uri.path())});
             (StatusCode::NOT_FOUND, axum::Json(body)).into_response()

@@ -208,14 +208,128 @@ pub async fn list(s: AppState, p: Params) -> ApiResult<Value> {
     Ok(json!({"files": entries_json(&entries, "")}))
 }
 
+/// Where a tracked run's artifacts are named: `EXPERIMENT/RUN/artifacts` (its artifact URI is
+/// `mlflow-artifacts:/` and this).
+pub fn run_root(run: &kairo_core::tracking::TrackedRunInfo) -> String {
+    format!("{}/{}/artifacts", run.experiment_id, run.id)
+}
+
 /// GET `/mlflow/artifacts/list?run_id=&path=`: entries relative to the run's artifact root.
 pub async fn list_for_run(s: AppState, p: Params) -> ApiResult<Value> {
     let run = s.md.tracked_run_info(&p.string_of(&["run_id", "run_uuid"])?).await?;
     let sub = clean_path(&p.opt_string("path")?.unwrap_or_default())?;
-    let root = format!("{}/{}/artifacts", run.experiment_id, run.id);
+    let root = run_root(&run);
     let dir = if sub.is_empty() { root.clone() } else { format!("{root}/{sub}") };
     let entries = s.md.list_artifacts(&dir).await?;
     Ok(json!({"root_uri": super::runs::artifact_uri(&run), "files": entries_json(&entries, &sub)}))
+}
+
+/// The `path` parameter of the UI's file downloads, checked by [`clean_path`] (the one rule for
+/// client artifact paths), the error naming the parameter.
+pub fn path_param(p: &Params) -> ApiResult<String> {
+    clean_path(&p.string("path")?)
+        .map_err(|e| ApiError::invalid(format!("Invalid value for parameter 'path': {}", e.message)))
+}
+
+/// One file under `root` (a name this server made) at `sub` (already checked by [`path_param`]),
+/// for a browser: always an attachment, never sniffed, sandboxed if opened anyway, so an
+/// uploaded HTML or SVG file cannot run script on this server's origin.
+pub async fn file_under(s: &AppState, root: &str, sub: &str) -> Result<Response, ApiError> {
+    let full = if sub.is_empty() { root.to_string() } else { format!("{root}/{sub}") };
+    let Some((hash, _)) = s.md.artifact(&full).await? else {
+        if sub.is_empty() || !s.md.list_artifacts(&full).await?.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "Invalid value for parameter 'path': '{sub}' is a directory, not a file; list it with /mlflow/artifacts/list"
+            )));
+        }
+        return Err(ApiError::not_found(format!("No such artifact: '{sub}'")));
+    };
+    let mut response = object_response(s, hash).await?;
+    let name = sub.rsplit('/').next().unwrap_or(sub);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(mime_type(name)));
+    if let Ok(v) = header::HeaderValue::from_str(&attachment(name)) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("default-src 'none'; sandbox"));
+    Ok(response)
+}
+
+/// The type a browser may show a file as: MLflow's text extensions as plain text, common images
+/// as themselves, everything else (HTML included) as bytes.
+fn mime_type(name: &str) -> &'static str {
+    const TEXT: &[&str] = &[
+        "txt",
+        "log",
+        "err",
+        "cfg",
+        "conf",
+        "cnf",
+        "cf",
+        "ini",
+        "properties",
+        "prop",
+        "hocon",
+        "toml",
+        "yaml",
+        "yml",
+        "xml",
+        "json",
+        "js",
+        "py",
+        "py3",
+        "csv",
+        "tsv",
+        "md",
+        "rst",
+        "ipynb",
+        "MLmodel",
+        "MLproject",
+    ];
+    let ext = match name.rsplit_once('.') {
+        Some((_, ext)) => ext,
+        None => name,
+    };
+    if TEXT.contains(&ext) {
+        return "text/plain";
+    }
+    match ext.to_ascii_lowercase().as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "bmp" => "image/bmp",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `Content-Disposition` for a download named `name` (RFC 6266): an ASCII `filename`, and the
+/// UTF-8 name in `filename*` when it is not ASCII.
+fn attachment(name: &str) -> String {
+    let ascii: String = name.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '_' }).collect();
+    let quoted = ascii.replace('\\', "\\\\").replace('"', "\\\"");
+    if name.is_ascii() {
+        return format!("attachment; filename=\"{quoted}\"");
+    }
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{quoted}\"; filename*=UTF-8''{encoded}")
+}
+
+/// GET `/get-artifact?run_uuid=..&path=..` (the MLflow UI's artifact viewer): one file of a run.
+pub async fn get_artifact(s: AppState, p: Params) -> Result<Response, ApiError> {
+    let sub = path_param(&p)?;
+    let run = s.md.tracked_run_info(&p.string_of(&["run_id", "run_uuid"])?).await?;
+    file_under(&s, &run_root(&run), &sub).await
 }
 
 fn internal(e: std::io::Error) -> ApiError {

@@ -1,9 +1,10 @@
 //! The MLflow-compatible REST API, served under `/api/2.0` and `/ajax-api/2.0` (the UI's
-//! prefix). Unknown endpoints answer 404 `ENDPOINT_NOT_FOUND`, as MLflow does, so the client's
-//! fallbacks work.
+//! prefix), plus the web UI's file downloads at the root (`ui_routes`). Unknown endpoints answer
+//! 404 `ENDPOINT_NOT_FOUND`, as MLflow does, so the client's fallbacks work.
 
 pub mod artifacts;
 pub mod models;
+pub mod registry_search;
 pub mod runs;
 pub mod search;
 
@@ -14,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, MethodRouter};
+use axum::routing::{any, get, MethodRouter};
 use axum::{Json, Router};
 use serde_json::Value;
 use std::future::Future;
@@ -122,6 +123,7 @@ pub fn tracking_routes() -> Router<AppState> {
         .route("/mlflow/runs/log-batch", rpc(runs::log_batch))
         .route("/mlflow/runs/search", rpc(runs::search_runs))
         .route("/mlflow/metrics/get-history", rpc(runs::metric_history))
+        .route("/mlflow/metrics/get-history-bulk-interval", rpc(runs::metric_history_bulk_interval))
         .route("/mlflow/artifacts/list", rpc(artifacts::list_for_run))
         .route("/mlflow/runs/outputs", rpc(models::log_outputs))
         .route("/mlflow/runs/log-inputs", rpc(models::log_inputs))
@@ -157,6 +159,24 @@ pub fn tracking_routes() -> Router<AppState> {
         .route("/mlflow/model-versions/transition-stage", rpc(models::transition_stage))
         .route("/mlflow-artifacts/artifacts", rpc(artifacts::list))
         .route("/mlflow-artifacts/artifacts/{*path}", any(artifact))
+}
+
+/// The MLflow web UI's own file downloads, outside the REST prefixes: `/get-artifact` (a run's
+/// file) and `/model-versions/get-artifact` (a model version's). GET only.
+pub fn ui_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/get-artifact",
+            get(|State(state): State<AppState>, RawQuery(query): RawQuery| async move {
+                artifacts::get_artifact(state, Params::from_query(query.as_deref())).await.into_response()
+            }),
+        )
+        .route(
+            "/model-versions/get-artifact",
+            get(|State(state): State<AppState>, RawQuery(query): RawQuery| async move {
+                models::model_version_artifact(state, Params::from_query(query.as_deref())).await.into_response()
+            }),
+        )
 }
 
 /// GET (download), PUT (upload) and DELETE of one artifact; the path is taken from the raw URI

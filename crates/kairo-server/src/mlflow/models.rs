@@ -1,6 +1,7 @@
 //! MLflow 3 logged models (`/mlflow/logged-models/...`, `runs/outputs`) and the model registry
 //! (`/mlflow/registered-models/...`, `/mlflow/model-versions/...`).
 
+use super::registry_search::{self, Records};
 use super::runs::{experiment_ids, metric_json, page_json, pairs_json, run_id};
 use super::search::{self, Kind, Value as FilterValue};
 use crate::error::{ApiError, ApiResult};
@@ -212,17 +213,24 @@ pub async fn delete_registered_model(s: AppState, p: Params) -> ApiResult<Value>
 }
 
 pub async fn search_registered_models(s: AppState, p: Params) -> ApiResult<Value> {
-    let filter = search::parse_filter_with(&p.opt_string("filter")?.unwrap_or_default(), &["name"], &[])?;
+    let filter = registry_search::parse(&p.opt_string("filter")?.unwrap_or_default(), Records::Models)?;
+    let order = registry_search::parse_order(&p.strings("order_by")?, Records::Models)?;
     let mut models = s.md.registered_models().await?;
     models.retain(|m| {
-        search::matches_with(&filter, |kind, key| match kind {
+        filter.matches(has_prompt_tag(&m.tags), |kind, key| match kind {
             Kind::Attribute if key == "name" => Some(FilterValue::Text(m.name.clone())),
             Kind::Tag => m.tags.iter().find(|(k, _)| k == key).map(|(_, v)| FilterValue::Text(v.clone())),
             _ => None,
         })
     });
+    registry_search::sort(&mut models, &order);
     let (page, next) = super::runs::paginate(models, &p, 100, 1000)?;
     Ok(page_json("registered_models", &page, next, registered_json))
+}
+
+/// Whether tags mark a registered model or version as an MLflow prompt.
+fn has_prompt_tag(tags: &[(String, String)]) -> bool {
+    tags.iter().any(|(k, v)| k == registry_search::IS_PROMPT && v == "true")
 }
 
 pub async fn set_registered_model_tag(s: AppState, p: Params) -> ApiResult<Value> {
@@ -403,19 +411,18 @@ pub async fn delete_model_version_tag(s: AppState, p: Params) -> ApiResult<Value
 }
 
 pub async fn search_model_versions(s: AppState, p: Params) -> ApiResult<Value> {
-    let filter = search::parse_filter_with(
-        &p.opt_string("filter")?.unwrap_or_default(),
-        &["name", "run_id", "source_path", "version_number", "model_id"],
-        &["version_number"],
-    )?;
+    let filter = registry_search::parse(&p.opt_string("filter")?.unwrap_or_default(), Records::Versions)?;
+    let order = registry_search::parse_order(&p.strings("order_by")?, Records::Versions)?;
     let mut versions = s.md.model_versions(None).await?;
+    // As MLflow: a name one of whose versions is a prompt is a prompt, with all its versions.
+    let prompts: std::collections::HashSet<String> =
+        versions.iter().filter(|v| has_prompt_tag(&v.tags)).map(|v| v.name.clone()).collect();
     versions.retain(|v| {
-        search::matches_with(&filter, |kind, key| match kind {
+        filter.matches(prompts.contains(&v.name), |kind, key| match kind {
             Kind::Attribute => Some(match key {
                 "name" => FilterValue::Text(v.name.clone()),
                 "run_id" => FilterValue::Text(v.run_id.clone()?),
                 "source_path" => FilterValue::Text(v.source.clone()),
-                "model_id" => FilterValue::Text(v.model_id.clone()?),
                 "version_number" => FilterValue::Number(v.version as f64),
                 _ => return None,
             }),
@@ -423,8 +430,8 @@ pub async fn search_model_versions(s: AppState, p: Params) -> ApiResult<Value> {
             _ => None,
         })
     });
-    versions.sort_by(|a, b| a.name.cmp(&b.name).then(b.version.cmp(&a.version)));
-    let (page, next) = super::runs::paginate(versions, &p, 200_000, 200_000)?;
+    registry_search::sort(&mut versions, &order);
+    let (page, next) = super::runs::paginate(versions, &p, 10_000, 200_000)?;
     Ok(page_json("model_versions", &page, next, version_json))
 }
 
@@ -433,6 +440,22 @@ pub async fn download_uri(s: AppState, p: Params) -> ApiResult<Value> {
     let v = s.md.model_version(&p.string("name")?, version_number(&p)?).await?;
     let uri = resolve_source(&s, &v).await?;
     Ok(json!({"artifact_uri": uri}))
+}
+
+/// GET `/model-versions/get-artifact?name=..&version=..&path=..` (the MLflow UI's model
+/// version page): one file under the version's artifacts, when this server holds them.
+pub async fn model_version_artifact(s: AppState, p: Params) -> Result<axum::response::Response, ApiError> {
+    let sub = super::artifacts::path_param(&p)?;
+    let v = s.md.model_version(&p.string("name")?, version_number(&p)?).await?;
+    let uri = resolve_source(&s, &v).await?;
+    let Some(root) = uri.strip_prefix("mlflow-artifacts:/") else {
+        return Err(ApiError::not_found(format!(
+            "Model '{}' version {} keeps its artifacts at '{uri}', outside this server's artifact store; \
+             download them from there",
+            v.name, v.version
+        )));
+    };
+    super::artifacts::file_under(&s, &super::artifacts::clean_path(root)?, &sub).await
 }
 
 async fn resolve_source(s: &AppState, v: &ModelVersion) -> ApiResult<String> {

@@ -11,7 +11,7 @@ use kairo_store::tracking::{Batch, View, MAX_PARAM_KEY, MAX_PARAM_VALUE, MAX_TAG
 use serde_json::{json, Value};
 
 pub fn artifact_uri(info: &TrackedRunInfo) -> String {
-    format!("mlflow-artifacts:/{}/{}/artifacts", info.experiment_id, info.id)
+    format!("mlflow-artifacts:/{}", super::artifacts::run_root(info))
 }
 
 fn number(v: f64) -> Value {
@@ -436,6 +436,98 @@ pub async fn metric_history(s: AppState, p: Params) -> ApiResult<Value> {
     Ok(page_json("metrics", &page, next, metric_json))
 }
 
+/// Most runs one `get-history-bulk-interval` call may name (MLflow's limit).
+pub const BULK_INTERVAL_MAX_RUNS: usize = 100;
+/// Most points it returns per run, and its default (MLflow's `MAX_RESULTS_PER_RUN`).
+pub const BULK_INTERVAL_MAX_POINTS: i64 = 2500;
+
+/// GET `/mlflow/metrics/get-history-bulk-interval?run_ids=..&metric_key=..[&start_step=&end_step=]
+/// [&max_results=]` (the UI's charts): each run's history of one metric, optionally within a step
+/// range, sampled to at most `max_results` points per run as MLflow's server samples it
+/// ([`sample_history`]). As MLflow, a run id that names no run contributes no points.
+pub async fn metric_history_bulk_interval(s: AppState, p: Params) -> ApiResult<Value> {
+    let run_ids = p.strings("run_ids")?;
+    if run_ids.is_empty() {
+        return Err(ApiError::invalid(
+            "Missing value for required parameter 'run_ids'. Give one or more run ids (repeat run_ids=...).",
+        ));
+    }
+    if run_ids.len() > BULK_INTERVAL_MAX_RUNS {
+        return Err(ApiError::invalid(format!(
+            "Invalid value for parameter 'run_ids': GetMetricHistoryBulkInterval request must specify at most \
+             {BULK_INTERVAL_MAX_RUNS} run_ids. Received {} run_ids.",
+            run_ids.len()
+        )));
+    }
+    let key = p.string("metric_key")?;
+    let max = p.opt_i64("max_results")?.unwrap_or(BULK_INTERVAL_MAX_POINTS);
+    if !(1..=BULK_INTERVAL_MAX_POINTS).contains(&max) {
+        return Err(ApiError::invalid(format!(
+            "Invalid value {max} for parameter 'max_results': max_results must be between 1 and {BULK_INTERVAL_MAX_POINTS}."
+        )));
+    }
+    let range = match (p.opt_i64("start_step")?, p.opt_i64("end_step")?) {
+        (Some(start), Some(end)) if start > end => {
+            return Err(ApiError::invalid(format!(
+                "Invalid value for parameter 'end_step': end_step must be greater than start_step. \
+                 Found start_step={start} and end_step={end}."
+            )))
+        }
+        (Some(start), Some(end)) => Some(start..=end),
+        (None, None) => None,
+        (start, _) => {
+            let missing = if start.is_some() { "end_step" } else { "start_step" };
+            return Err(ApiError::invalid(format!(
+                "Missing value for parameter '{missing}': if either start_step or end_step is specified, both must be."
+            )));
+        }
+    };
+    let mut out = Vec::new();
+    for run_id in &run_ids {
+        let history = match s.md.metric_history(run_id, &key).await {
+            Ok(history) => history,
+            Err(kairo_store::StoreError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut points: Vec<MetricPoint> =
+            history.into_iter().filter(|m| range.as_ref().is_none_or(|r| r.contains(&m.step))).collect();
+        points.sort_by(|a, b| history_order(a).partial_cmp(&history_order(b)).unwrap_or(std::cmp::Ordering::Equal));
+        for m in sample_history(&points, max as usize) {
+            out.push(json!({"key": m.key, "value": number(m.value), "timestamp": m.timestamp, "step": m.step, "run_id": run_id}));
+        }
+    }
+    Ok(json!({"metrics": out}))
+}
+
+/// The order MLflow's store samples a history in: step, timestamp, value (NaN stored as 0), NaN.
+fn history_order(m: &MetricPoint) -> (i64, i64, f64, bool) {
+    let nan = m.value.is_nan();
+    (m.step, m.timestamp, if nan { 0.0 } else { m.value }, nan)
+}
+
+/// MLflow's sample of an ordered history: split it into `max` buckets as SQL's `NTILE(max)`
+/// does (the first `len % max` buckets one point larger), keep each bucket's first point, and
+/// keep the last point too, in place of the final sample when there are already `max`.
+pub fn sample_history(points: &[MetricPoint], max: usize) -> Vec<&MetricPoint> {
+    let n = points.len();
+    if n <= max {
+        return points.iter().collect();
+    }
+    let (size, larger) = (n / max, n % max);
+    let mut at = 0;
+    let mut out = Vec::with_capacity(max);
+    for bucket in 0..max {
+        out.push(&points[at]);
+        at += size + usize::from(bucket < larger);
+    }
+    let last = &points[n - 1];
+    if out.last().is_some_and(|l| history_order(l) != history_order(last)) {
+        out.pop();
+        out.push(last);
+    }
+    out
+}
+
 pub async fn search_runs(s: AppState, p: Params) -> ApiResult<Value> {
     let experiment_ids = experiment_ids(&p)?;
     let filter = search::parse_filter(&p.opt_string("filter")?.unwrap_or_default())?;
@@ -517,4 +609,51 @@ pub fn paginate<T>(items: Vec<T>, p: &Params, default: usize, max: usize) -> Api
     let page: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
     let next = (offset.saturating_add(limit) < total).then(|| search::page_token(offset + limit));
     Ok((page, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(steps: &[i64]) -> Vec<MetricPoint> {
+        steps
+            .iter()
+            .map(|&step| MetricPoint {
+                key: "loss".into(),
+                value: 1.0 / (step + 1) as f64,
+                timestamp: 1000 + step,
+                step,
+                model_id: None,
+                dataset_name: None,
+                dataset_digest: None,
+            })
+            .collect()
+    }
+
+    fn sampled_steps(points: &[MetricPoint], max: usize) -> Vec<i64> {
+        sample_history(points, max).iter().map(|m| m.step).collect()
+    }
+
+    #[test]
+    fn histories_are_sampled_as_mlflow_server_samples_them() {
+        // Answers of `mlflow server` 3.17.2 (SQLite) for 30 points at steps 0, 2, …, 58.
+        let loss = history(&(0..30).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(sampled_steps(&loss, 5), [0, 12, 24, 36, 58]);
+        assert_eq!(sampled_steps(&loss, 1), [58]);
+        assert_eq!(sampled_steps(&loss, 2500).len(), 30);
+        let window: Vec<MetricPoint> = loss.iter().filter(|m| (10..=20).contains(&m.step)).cloned().collect();
+        assert_eq!(sampled_steps(&window, 3), [10, 14, 20]);
+        // NTILE's uneven buckets: 7 points in 3 buckets hold 3, 2, 2.
+        assert_eq!(sampled_steps(&history(&[0, 1, 2, 3, 4, 5, 6]), 3), [0, 3, 6]);
+        assert_eq!(sampled_steps(&history(&[0, 1, 2, 3, 4, 5, 6]), 4), [0, 2, 4, 6]);
+        assert!(sample_history(&[], 5).is_empty());
+        // Points logged at one step are sampled by row, not collapsed to the step.
+        let mut same = history(&[0, 0, 0, 0, 0]);
+        for (i, m) in same.iter_mut().enumerate() {
+            m.value = i as f64;
+            m.timestamp = 1000 + i as i64;
+        }
+        let values: Vec<f64> = sample_history(&same, 2).iter().map(|m| m.value).collect();
+        assert_eq!(values, [0.0, 4.0]);
+    }
 }

@@ -53,11 +53,18 @@ fn kind_of(prefix: &str) -> Option<Kind> {
     }
 }
 
+/// A token of the filter grammar, shared by the run grammar here and the registry's
+/// (`registry_search.rs`).
 #[derive(Debug, Clone, PartialEq)]
-enum Tok {
+pub(crate) enum Tok {
     Word(String),
+    /// A 'single-quoted' string.
     Quoted(String),
-    Number(f64),
+    /// A "double-quoted" or `backticked` name, with its quote character.
+    QuotedName(char, String),
+    /// A number and whether it was written as an integer (`2`, not `2.0` or `2e0`).
+    Number(f64, bool),
+    /// A comparison operator as written (`=`, `==`, `!=`, `<>`, `<`, `<=`, `>`, `>=`).
     Op(String),
     LParen,
     RParen,
@@ -65,7 +72,17 @@ enum Tok {
     Dot,
 }
 
-fn tokenize(s: &str) -> ApiResult<Vec<Tok>> {
+impl Tok {
+    /// The text of a bare or quoted name.
+    fn name(&self) -> Option<&String> {
+        match self {
+            Tok::Word(w) | Tok::QuotedName(_, w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn tokenize(s: &str) -> ApiResult<Vec<Tok>> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -108,16 +125,16 @@ fn tokenize(s: &str) -> ApiResult<Vec<Tok>> {
                         }
                     }
                 }
-                out.push(if quote == '\'' { Tok::Quoted(text) } else { Tok::Word(text) });
+                out.push(if quote == '\'' { Tok::Quoted(text) } else { Tok::QuotedName(quote, text) });
             }
             '=' | '!' | '<' | '>' => {
                 let two: String = chars[i..chars.len().min(i + 2)].iter().collect();
-                let op = if ["!=", ">=", "<=", "=="].contains(&two.as_str()) { two } else { c.to_string() };
+                let op = if ["!=", ">=", "<=", "==", "<>"].contains(&two.as_str()) { two } else { c.to_string() };
                 if op == "!" {
                     return Err(bad(s, "`!` must be followed by `=`"));
                 }
                 i += op.len();
-                out.push(Tok::Op(if op == "==" { "=".into() } else { op }));
+                out.push(Tok::Op(op));
             }
             '.' if !chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()) => {
                 out.push(Tok::Dot);
@@ -133,7 +150,7 @@ fn tokenize(s: &str) -> ApiResult<Vec<Tok>> {
                 }
                 let text: String = chars[start..i].iter().collect();
                 let n = text.parse::<f64>().map_err(|_| bad(s, &format!("`{text}` is not a number")))?;
-                out.push(Tok::Number(n));
+                out.push(Tok::Number(n, text.parse::<i64>().is_ok()));
             }
             c if c.is_alphanumeric() || c == '_' => {
                 let start = i;
@@ -148,11 +165,11 @@ fn tokenize(s: &str) -> ApiResult<Vec<Tok>> {
     Ok(out)
 }
 
-fn bad(filter: &str, why: &str) -> ApiError {
+pub(crate) fn bad(filter: &str, why: &str) -> ApiError {
     ApiError::invalid(format!("Invalid filter '{filter}': {why}"))
 }
 
-fn is_word(t: Option<&Tok>, w: &str) -> bool {
+pub(crate) fn is_word(t: Option<&Tok>, w: &str) -> bool {
     matches!(t, Some(Tok::Word(x)) if x.eq_ignore_ascii_case(w))
 }
 
@@ -175,8 +192,9 @@ pub fn parse_filter_with(filter: &str, attributes: &[&str], numeric: &[&str]) ->
             i += 1;
         }
         // Identifier: [prefix .] key, or a bare attribute name.
-        let (kind, key) = match (toks.get(i), toks.get(i + 1), toks.get(i + 2)) {
-            (Some(Tok::Word(prefix)), Some(Tok::Dot), Some(Tok::Word(key))) => {
+        let (kind, key) = match (toks.get(i).and_then(Tok::name), toks.get(i + 1), toks.get(i + 2).and_then(Tok::name))
+        {
+            (Some(prefix), Some(Tok::Dot), Some(key)) => {
                 let kind = kind_of(prefix).ok_or_else(|| {
                     bad(filter, &format!("invalid entity type `{prefix}`; use metrics., params., tags. or attributes."))
                 })?;
@@ -184,8 +202,8 @@ pub fn parse_filter_with(filter: &str, attributes: &[&str], numeric: &[&str]) ->
                 // Unquoted keys may contain dots (`metrics.val.acc`).
                 let mut key = key.clone();
                 while toks.get(i) == Some(&Tok::Dot) {
-                    match toks.get(i + 1) {
-                        Some(Tok::Word(more)) => {
+                    match toks.get(i + 1).and_then(Tok::name) {
+                        Some(more) => {
                             key = format!("{key}.{more}");
                             i += 2;
                         }
@@ -194,7 +212,7 @@ pub fn parse_filter_with(filter: &str, attributes: &[&str], numeric: &[&str]) ->
                 }
                 (kind, key)
             }
-            (Some(Tok::Word(name)), _, _) if attributes.contains(&name.as_str()) => {
+            (Some(name), _, _) if attributes.contains(&name.as_str()) => {
                 i += 1;
                 (Kind::Attribute, name.clone())
             }
@@ -210,9 +228,13 @@ pub fn parse_filter_with(filter: &str, attributes: &[&str], numeric: &[&str]) ->
         }
         // Operator.
         let op = match toks.get(i) {
-            Some(Tok::Op(op)) => {
+            Some(Tok::Op(op)) if op != "<>" => {
                 i += 1;
-                op.clone()
+                if op == "==" {
+                    "=".into()
+                } else {
+                    op.clone()
+                }
             }
             Some(Tok::Word(w)) if ["like", "ilike", "in"].contains(&w.to_ascii_lowercase().as_str()) => {
                 i += 1;
@@ -241,7 +263,7 @@ pub fn parse_filter_with(filter: &str, attributes: &[&str], numeric: &[&str]) ->
         };
         // Value.
         let value = match toks.get(i) {
-            Some(Tok::Number(n)) => {
+            Some(Tok::Number(n, _)) => {
                 i += 1;
                 Value::Number(*n)
             }
@@ -249,7 +271,7 @@ pub fn parse_filter_with(filter: &str, attributes: &[&str], numeric: &[&str]) ->
                 i += 1;
                 Value::Text(s.clone())
             }
-            Some(Tok::Word(s)) if kind != Kind::Metric => {
+            Some(Tok::Word(s) | Tok::QuotedName(_, s)) if kind != Kind::Metric => {
                 // A double-quoted string on the right-hand side.
                 i += 1;
                 Value::Text(s.clone())
@@ -259,8 +281,8 @@ pub fn parse_filter_with(filter: &str, attributes: &[&str], numeric: &[&str]) ->
                 let mut items = Vec::new();
                 loop {
                     match toks.get(i) {
-                        Some(Tok::Quoted(s)) | Some(Tok::Word(s)) => items.push(s.clone()),
-                        Some(Tok::Number(n)) => items.push(n.to_string()),
+                        Some(Tok::Quoted(s) | Tok::Word(s) | Tok::QuotedName(_, s)) => items.push(s.clone()),
+                        Some(Tok::Number(n, _)) => items.push(n.to_string()),
                         _ => return Err(bad(filter, "IN needs a list of quoted values")),
                     }
                     i += 1;

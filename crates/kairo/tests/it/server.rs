@@ -464,3 +464,118 @@ fn large_artifacts_stream_back_verified_and_corruption_is_never_served() {
         assert!(bytes.len() < big.len(), "a corrupted object was served in full");
     }
 }
+
+#[test]
+fn the_mlflow_web_uis_own_endpoints_serve_files_and_sampled_histories() {
+    let repo = Repo::new();
+    let server = Server::start(&repo);
+    let code = |v: &Value| v["error_code"].as_str().unwrap_or("").to_string();
+    let message = |v: &Value| v["message"].as_str().unwrap_or("").to_string();
+    let run = create_run(&server);
+    let base = format!("/api/2.0/mlflow-artifacts/artifacts/0/{run}/artifacts");
+    assert_eq!(server.raw("PUT", &format!("{base}/hello.txt"), b"hello\n"), 200);
+    assert_eq!(server.raw("PUT", &format!("{base}/model/data.json"), b"{\"a\": 1}"), 200);
+    assert_eq!(server.raw("PUT", &format!("{base}/page.html"), b"<script>alert(1)</script>"), 200);
+    let metrics: Vec<Value> = (0..30)
+        .map(|i| json!({"key": "loss", "value": 1.0 / (i + 1) as f64, "timestamp": 1000 + i, "step": i * 2}))
+        .collect();
+    assert_eq!(server.post("/api/2.0/mlflow/runs/log-batch", json!({"run_id": run, "metrics": metrics})).0, 200);
+    assert_eq!(server.post("/api/2.0/mlflow/registered-models/create", json!({"name": "ui-model"})).0, 200);
+    let (status, v) = server.post(
+        "/api/2.0/mlflow/model-versions/create",
+        json!({"name": "ui-model", "source": format!("runs:/{run}/model"), "run_id": run}),
+    );
+    assert_eq!(status, 200, "{v}");
+
+    // A run's file, as the UI's artifact viewer asks for it (a browser GET, marked cross-site by
+    // the browser when opened from elsewhere: reading is never refused).
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .get(format!("{}/get-artifact?path=hello.txt&run_uuid={run}", server.url))
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.headers()["content-disposition"], "attachment; filename=\"hello.txt\"");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.bytes().unwrap().as_ref(), b"hello\n");
+    // Uploaded HTML is bytes to download, never a page on this origin.
+    let r = http.get(format!("{}/get-artifact?path=page.html&run_id={run}", server.url)).send().unwrap();
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
+    // A model version's file, under the version's source.
+    let r = http.get(format!("{}/model-versions/get-artifact?path=data.json&name=ui-model&version=1", server.url));
+    let r = r.send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.bytes().unwrap().as_ref(), b"{\"a\": 1}");
+    assert_eq!(server.raw("POST", &format!("/get-artifact?path=hello.txt&run_uuid={run}"), b""), 405);
+
+    // Bad paths are refused by the proxy's own check, naming the parameter; missing things are 404.
+    for (query, status, error) in [
+        (format!("get-artifact?path=../x&run_uuid={run}"), 400, "INVALID_PARAMETER_VALUE"),
+        (format!("get-artifact?path=model/../../x&run_uuid={run}"), 400, "INVALID_PARAMETER_VALUE"),
+        (format!("get-artifact?path=%2Fetc%2Fpasswd&run_uuid={run}"), 400, "INVALID_PARAMETER_VALUE"),
+        (format!("get-artifact?path=%252e%252e%252fx&run_uuid={run}"), 400, "INVALID_PARAMETER_VALUE"),
+        (format!("get-artifact?path=model&run_uuid={run}"), 400, "INVALID_PARAMETER_VALUE"),
+        (format!("get-artifact?run_uuid={run}"), 400, "INVALID_PARAMETER_VALUE"),
+        (format!("get-artifact?path=nope.txt&run_uuid={run}"), 404, "RESOURCE_DOES_NOT_EXIST"),
+        (
+            "get-artifact?path=hello.txt&run_uuid=ffffffffffffffffffffffffffffffff".into(),
+            404,
+            "RESOURCE_DOES_NOT_EXIST",
+        ),
+        (
+            "model-versions/get-artifact?path=../hello.txt&name=ui-model&version=1".into(),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        ("model-versions/get-artifact?path=/etc/passwd&name=ui-model&version=1".into(), 400, "INVALID_PARAMETER_VALUE"),
+        ("model-versions/get-artifact?path=data.json&name=ui-model&version=x".into(), 400, "INVALID_PARAMETER_VALUE"),
+        ("model-versions/get-artifact?path=data.json&name=ui-model&version=9".into(), 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("model-versions/get-artifact?path=data.json&name=nope&version=1".into(), 404, "RESOURCE_DOES_NOT_EXIST"),
+    ] {
+        let (got, v) = server.get(&format!("/{query}"));
+        assert_eq!((got, code(&v)), (status, error.to_string()), "{query}: {v}");
+        if query.contains("path=") && status == 400 && !query.contains("version=x") {
+            assert!(message(&v).contains("'path'"), "{query}: {v}");
+        }
+    }
+
+    // The charts' sampled histories: at most max_results points per run, first and last kept,
+    // as MLflow's server samples them; under both prefixes.
+    let steps = |v: &Value| -> Vec<i64> {
+        v["metrics"].as_array().unwrap().iter().map(|m| m["step"].as_i64().unwrap()).collect()
+    };
+    let bulk = "/mlflow/metrics/get-history-bulk-interval";
+    let (status, v) = server.get(&format!("/ajax-api/2.0{bulk}?run_ids={run}&metric_key=loss&max_results=5"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(steps(&v), [0, 12, 24, 36, 58]);
+    assert_eq!(v["metrics"][0], json!({"key": "loss", "value": 1.0, "timestamp": 1000, "step": 0, "run_id": run}));
+    let (_, v) =
+        server.get(&format!("/api/2.0{bulk}?run_ids={run}&metric_key=loss&start_step=10&end_step=20&max_results=3"));
+    assert_eq!(steps(&v), [10, 14, 20]);
+    let (_, v) = server
+        .get(&format!("/ajax-api/2.0{bulk}?run_ids={run}&run_ids=ffffffffffffffffffffffffffffffff&metric_key=loss"));
+    assert_eq!(steps(&v).len(), 30, "all points by default; an unknown run adds none, as on MLflow: {v}");
+    let too_many: String = (0..101).map(|i| format!("run_ids={i:032x}&")).collect();
+    for (query, parameter) in [
+        (format!("{too_many}metric_key=loss"), "run_ids"),
+        ("metric_key=loss".to_string(), "run_ids"),
+        (format!("run_ids={run}"), "metric_key"),
+        (format!("run_ids={run}&metric_key=loss&max_results=0"), "max_results"),
+        (format!("run_ids={run}&metric_key=loss&max_results=2501"), "max_results"),
+        (format!("run_ids={run}&metric_key=loss&max_results=5.0"), "max_results"),
+        (format!("run_ids={run}&metric_key=loss&start_step=3"), "end_step"),
+        (format!("run_ids={run}&metric_key=loss&start_step=3&end_step=1"), "end_step"),
+    ] {
+        let (status, v) = server.get(&format!("/ajax-api/2.0{bulk}?{query}"));
+        assert_eq!(
+            (status, code(&v)),
+            (400, "INVALID_PARAMETER_VALUE".into()),
+            "{}: {v}",
+            &query[query.len().saturating_sub(60)..]
+        );
+        assert!(message(&v).contains(&format!("'{parameter}'")), "{v}");
+    }
+}

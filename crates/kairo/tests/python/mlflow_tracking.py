@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import time
+import urllib.request
 
 import mlflow
 from mlflow import MlflowClient
@@ -128,5 +129,46 @@ assert client.get_model_version_by_alias("kairo-clf", "champion").version == "1"
 assert client.get_registered_model("kairo-clf").aliases == {"champion": "1"}
 by_id = mlflow.sklearn.load_model(f"models:/{info.model_id}")
 assert (by_id.predict(X) == clf.predict(X)).all()
+
+# Registry searches. The 3.x client appends "tag.`mlflow.prompt.is_prompt` != 'true'" to every
+# registered-model filter; a model without that tag must still match, as on MLflow's server.
+def names(models):
+    return [m.name for m in models]
+
+assert names(client.search_registered_models(filter_string="name='kairo-clf'")) == ["kairo-clf"]
+assert names(client.search_registered_models()) == ["kairo-clf"]
+client.create_registered_model("kairo-other", tags={"team": "ml-core"})
+client.set_registered_model_tag("kairo-clf", "team", "ml")
+assert names(client.search_registered_models(filter_string="name LIKE 'kairo-%' AND tags.team = 'ml'")) == ["kairo-clf"]
+assert names(client.search_registered_models(filter_string="tag.team ILIKE 'ML%'")) == ["kairo-clf", "kairo-other"]
+assert names(client.search_registered_models(filter_string="name IN ('kairo-other', 'nope')")) == ["kairo-other"]
+assert names(client.search_registered_models(filter_string="name != 'kairo-clf'")) == ["kairo-other"]
+# A prompt (registered by a client that stores prompts, here over plain REST) is left out of
+# model searches unless asked for.
+prompt = {"name": "kairo-prompt", "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]}
+request = urllib.request.Request(
+    os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow/registered-models/create",
+    data=json.dumps(prompt).encode(),
+    headers={"Content-Type": "application/json"},
+)
+urllib.request.urlopen(request).read()
+assert names(client.search_registered_models()) == ["kairo-clf", "kairo-other"]
+assert names(client.search_registered_models(filter_string="name = 'kairo-prompt'")) == []
+found_prompts = client.search_registered_models(filter_string="tags.`mlflow.prompt.is_prompt` = 'true'")
+assert names(found_prompts) == ["kairo-prompt"]
+for unsupported in ["metrics.acc > 1", "run_id = 'x'", "name > 'a'", "tags.team IS NULL", "name = kairo"]:
+    try:
+        client.search_registered_models(filter_string=unsupported)
+        raise AssertionError(f"{unsupported!r} must be refused")
+    except mlflow.exceptions.MlflowException as e:
+        assert e.error_code == "INVALID_PARAMETER_VALUE", (unsupported, e.error_code)
+mvs = client.search_model_versions(f"name='kairo-clf' AND version_number >= 1 AND run_id = '{model_run.info.run_id}'")
+assert [(v.name, v.version) for v in mvs] == [("kairo-clf", "1")], mvs
+assert client.search_model_versions("name IN ('kairo-clf') AND version_number > 1") == []
+try:
+    client.search_model_versions("model_id = 'x'")
+    raise AssertionError("model_id is not a model version search key on MLflow's server")
+except mlflow.exceptions.MlflowException as e:
+    assert e.error_code == "INVALID_PARAMETER_VALUE", e.error_code
 
 print(json.dumps({"experiment": exp.experiment_id, "parent": run_id, "child": child_id, "model_run": model_run.info.run_id}))
