@@ -168,9 +168,12 @@ impl Run {
 
 /// A new run id: a UUID v7 as 32 lowercase hex digits (the shape of MLflow's `uuid4().hex`).
 /// It starts with the creation time in epoch milliseconds, so ids sort by creation time, and
-/// carries 74 random bits, so clients sharing one database do not collide.
+/// the other 74 bits are random, so clients sharing one database do not collide. (Random
+/// rather than uuid's per-process counter: ids made in the same millisecond then differ from
+/// the 14th digit on, so a short prefix still names one run.)
 pub fn new_run_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
+    let now = uuid::Timestamp::now(uuid::NoContext);
+    uuid::Uuid::new_v7(now).simple().to_string()
 }
 
 #[cfg(test)]
@@ -185,8 +188,12 @@ mod tests {
             assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
             assert_eq!(&id[12..13], "7", "UUID version 7: {id}");
         }
-        // One process: strictly increasing, even within one millisecond.
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "not sorted");
+        // Ordered by millisecond; within one, the random part keeps prefixes apart.
+        assert!(ids.windows(2).all(|w| w[0][..12] <= w[1][..12]), "not in time order");
+        let mut prefixes: Vec<&str> = ids.iter().map(|id| &id[..20]).collect();
+        prefixes.sort();
+        prefixes.dedup();
+        assert_eq!(prefixes.len(), ids.len(), "20-digit prefixes collide");
         let ms = u64::from_str_radix(&ids[0][..12], 16).unwrap();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
         assert!(now.abs_diff(ms) < 60_000, "{ms} vs {now}");

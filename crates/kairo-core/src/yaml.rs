@@ -40,14 +40,17 @@ impl Error {
     fn from_saphyr(e: &serde_saphyr::Error) -> Self {
         use serde_saphyr::budget::BudgetBreach as B;
         let location = e.location().and_then(position);
-        // serde-saphyr's own limits print as `budget breached: Debug`; say what they mean.
-        let limit = match e.without_snippet() {
+        // serde-saphyr's own limits print as `budget breached: Debug`; say what they mean. A
+        // limit reached while replaying an alias is the alias's doing.
+        let (inner, in_alias) = unwrap_alias(e);
+        let limit = match inner {
             serde_saphyr::Error::Budget { breach, .. } => Some(match breach {
                 B::Aliases { .. }
                 | B::Anchors { .. }
                 | B::AliasAnchorRatio { .. }
                 | B::RecordedAnchorEvents { .. }
                 | B::RecordedAnchorBytes { .. } => ALIASES.to_string(),
+                _ if in_alias => ALIASES.to_string(),
                 B::Depth { depth } => format!("YAML nested {depth} levels deep; Kairo reads at most {MAX_DEPTH}"),
                 other => format!("YAML document too large for Kairo to read ({other:?})"),
             }),
@@ -83,6 +86,14 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The error under any alias wrappers, and whether there was one.
+fn unwrap_alias(e: &serde_saphyr::Error) -> (&serde_saphyr::Error, bool) {
+    match e.without_snippet() {
+        serde_saphyr::Error::AliasError { error, .. } => (unwrap_alias(error).0, true),
+        other => (other, false),
+    }
+}
+
 /// A parser location as 1-based `(line, column)`; `None` for an unknown one.
 pub fn position(l: Location) -> Option<(usize, usize)> {
     let (line, column) = (usize::try_from(l.line()).ok()?, usize::try_from(l.column()).ok()?);
@@ -94,7 +105,11 @@ const ALIASES: &str = "YAML aliases (`*name`) expand this document far beyond it
 /// Nesting depth (sequences and mappings) a document may reach: serde-saphyr's default.
 const MAX_DEPTH: usize = 64;
 
-fn options() -> serde_saphyr::Options {
+/// Reading options for `text`. serde-saphyr's absolute caps on events, nodes and scalar bytes
+/// are raised to what the text itself holds, so a large alias-free file (a metrics or params
+/// file of many numbers) is read; aliases stay bounded by [`budget`].
+fn options(text: &str) -> serde_saphyr::Options {
+    let defaults = serde_saphyr::Budget::default();
     serde_saphyr::options! {
         // Plain messages; Kairo adds `file:LINE:COL` itself.
         with_snippet: false,
@@ -102,7 +117,12 @@ fn options() -> serde_saphyr::Options {
         strict_booleans: true,
         // `.nan`/`.inf` in an untyped value (a params or metrics file) as text, not an error.
         non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
-        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH },
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            max_events: defaults.max_events.max(text.len().saturating_mul(2)),
+            max_nodes: defaults.max_nodes.max(text.len()),
+            max_total_scalar_bytes: defaults.max_total_scalar_bytes.max(text.len()),
+        },
     }
 }
 
@@ -115,9 +135,9 @@ fn budget(text: &str) -> usize {
 /// Read one YAML document into `T`, refusing documents whose aliases expand beyond [`budget`].
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
     let mut left = Budget(budget(text));
-    serde_saphyr::with_deserializer_from_str_with_options(text, options(), |d| (&mut left).deserialize(d))
+    serde_saphyr::with_deserializer_from_str_with_options(text, options(text), |d| (&mut left).deserialize(d))
         .map_err(|e| Error::from_saphyr(&e))?;
-    serde_saphyr::from_str_with_options(text, options()).map_err(|e| Error::from_saphyr(&e))
+    serde_saphyr::from_str_with_options(text, options(text)).map_err(|e| Error::from_saphyr(&e))
 }
 
 /// Write `value` as a YAML document in block style (see the module docs).
@@ -221,6 +241,14 @@ mod tests {
         let v: serde_json::Value = from_str(modest).unwrap();
         assert_eq!(v["b"]["cmd"], "run");
         assert_eq!(v["c"][1]["deps"][1], "y");
+    }
+
+    #[test]
+    fn large_alias_free_documents_are_read() {
+        // 400,000 numbers: past serde-saphyr's default 250,000 nodes.
+        let text = format!("[{}]", vec!["1"; 400_000].join(","));
+        let v: Vec<u8> = from_str(&text).unwrap();
+        assert_eq!(v.len(), 400_000);
     }
 
     #[test]
