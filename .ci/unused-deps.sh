@@ -2,8 +2,8 @@
 # Fails when a crate declares a dependency its sources never name (the check cargo-machete
 # makes, without building or installing anything). A [dependencies] entry must be named under
 # src/ or in build.rs; a [dev-dependencies] entry anywhere in the crate (src/ tests, tests/,
-# benches/, examples/). "Named" means its library name (`-` → `_`) appears as a whole word in
-# a .rs file, or a feature of the crate forwards to it (`name/feature`, `dep:name`). To keep one on purpose, add `crate:dependency` to ALLOWED with the reason.
+# benches/, examples/). "Named" means a .rs file uses its library name (`-` → `_`) as a path
+# (`name::`, `use name`, `extern crate name`), or a feature of the crate forwards to it (`name/feature`, `dep:name`). To keep one on purpose, add `crate:dependency` to ALLOWED with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +31,8 @@ for manifest in crates/*/Cargo.toml; do
         esac
         [[ " ${ALLOWED[*]} " == *" $crate:$name "* ]] && continue
         [[ $features == *"\"$name/"* || $features == *"\"dep:$name\""* ]] && continue
-        if ! grep -rqw --include='*.rs' -- "${name//-/_}" "${places[@]}"; then
+        lib=${name//-/_}
+        if ! grep -rqE --include='*.rs' -- "\b$lib::|\buse $lib\b|extern crate $lib\b" "${places[@]}"; then
             unused+="$crate: [$section] \`$name\` is never used in ${places[*]}; remove it from $manifest"$'\n'
         fi
     done <<<"$deps"
