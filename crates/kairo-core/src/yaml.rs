@@ -7,9 +7,10 @@
 //! anything, counting the nodes and scalar bytes its aliases expand to, and refused beyond a
 //! budget linear in its size (the check `from_str` had under serde_yaml, kept as it was).
 //!
-//! Writing produces serde_yaml's block style (sequences not indented under their key, long
-//! strings on one line), so files written by earlier Kairo versions and by this one diff
-//! cleanly and stay readable to any YAML 1.2 reader.
+//! Writing keeps serde_yaml's block style (sequences not indented under their key, long strings
+//! on one line, multi-line ones as `|` blocks), so a file written by an earlier Kairo and by
+//! this one differ at most in quoting: strings a YAML 1.1 reader (PyYAML, so DVC-style tools)
+//! would take for a boolean or a number are now double-quoted.
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess};
 use serde::de::{IgnoredAny, VariantAccess, Visitor};
