@@ -29,7 +29,7 @@ pub struct Config {
     pub store: StoreConfig,
     /// The pipeline; parsed (with positions in errors) by `kairo-pipeline`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stages: Option<serde_yaml::Value>,
+    pub stages: Option<serde_json::Value>,
     /// Per registered model: promotion gates, approval, rollout limits.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub models: BTreeMap<String, ModelPolicy>,
@@ -238,8 +238,8 @@ fn default_version() -> u32 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{CONFIG_FILE}:{}: {}", position(.0), without_position(.0))]
-    Syntax(#[from] serde_yaml::Error),
+    #[error("{CONFIG_FILE}:{}: {}", position(.0), .0.message())]
+    Syntax(#[from] crate::yaml::Error),
     #[error("{CONFIG_FILE}: version {0} is not supported (this kairo reads version 1)")]
     Version(u32),
     #[error("{CONFIG_FILE}: default_remote `{0}` is not defined under `remotes`")]
@@ -248,17 +248,10 @@ pub enum ConfigError {
     Monitor(String, String),
 }
 
-/// `LINE:COLUMN` of a YAML error (1:1 when serde_yaml does not know).
-fn position(e: &serde_yaml::Error) -> String {
-    e.location().map(|l| format!("{}:{}", l.line(), l.column())).unwrap_or_else(|| "1:1".into())
-}
-
-fn without_position(e: &serde_yaml::Error) -> String {
-    let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
+/// `LINE:COLUMN` of a YAML error (1:1 when the parser does not know).
+fn position(e: &crate::yaml::Error) -> String {
+    let (line, column) = e.location().unwrap_or((1, 1));
+    format!("{line}:{column}")
 }
 
 impl Config {

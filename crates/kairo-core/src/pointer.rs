@@ -33,7 +33,7 @@ pub struct Pointer {
 #[derive(Debug, thiserror::Error)]
 pub enum PointerError {
     #[error("{0}")]
-    Syntax(#[from] serde_yaml::Error),
+    Syntax(#[from] crate::yaml::Error),
     #[error("pointer format `{0}` is not supported (expected `{POINTER_FORMAT}`)")]
     Format(String),
 }
@@ -73,7 +73,9 @@ fn yaml_string(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
         && !s.starts_with(['-', '.'])
-        && serde_yaml::from_str::<String>(s).ok().as_deref() == Some(s);
+        // YAML 1.1 readers (PyYAML, so DVC-style tools) take these for booleans.
+        && !["y", "n", "yes", "no", "on", "off"].contains(&s.to_ascii_lowercase().as_str())
+        && crate::yaml::from_str::<serde_json::Value>(s).ok() == Some(serde_json::Value::String(s.to_string()));
     if plain {
         s.to_string()
     } else {
@@ -87,7 +89,7 @@ mod tests {
 
     #[test]
     fn renders_and_parses_back() {
-        for name in ["data", "weird name: yes", "123", "true", ".hidden", "ünï"] {
+        for name in ["data", "weird name: yes", "123", "true", ".hidden", "ünï", "yes", "Off", "null", "~"] {
             let p = Pointer::new(name.into(), PointerKind::Dir, Hash::of(b"x"), 10, 2);
             let text = p.render();
             assert_eq!(Pointer::parse(&text).unwrap(), p, "{text}");

@@ -166,17 +166,36 @@ impl Run {
     }
 }
 
-/// A new time-ordered run id: 12 hex digits of epoch milliseconds, then 20 hex digits that
-/// differ between processes, threads and calls. 32 hex digits, like MLflow's run ids.
+/// A new run id: a UUID v7 as 32 lowercase hex digits (the shape of MLflow's `uuid4().hex`).
+/// It starts with the creation time in epoch milliseconds, so ids sort by creation time, and
+/// the other 74 bits are random, so clients sharing one database do not collide. (Random
+/// rather than uuid's per-process counter: ids made in the same millisecond then differ from
+/// the 14th digit on, so a short prefix still names one run.)
 pub fn new_run_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let mut h = blake3::Hasher::new();
-    h.update(&now.as_nanos().to_le_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    h.update(&COUNTER.fetch_add(1, Ordering::SeqCst).to_le_bytes());
-    h.update(format!("{:?}", std::thread::current().id()).as_bytes());
-    let random = h.finalize().to_hex();
-    format!("{:012x}{}", now.as_millis() as u64 & 0xffff_ffff_ffff, &random[..20])
+    let now = uuid::Timestamp::now(uuid::NoContext);
+    uuid::Uuid::new_v7(now).simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_32_hex_digits_unique_and_time_ordered() {
+        let ids: Vec<String> = (0..1000).map(|_| new_run_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
+            assert_eq!(&id[12..13], "7", "UUID version 7: {id}");
+        }
+        // Ordered by millisecond; within one, the random part keeps prefixes apart.
+        assert!(ids.windows(2).all(|w| w[0][..12] <= w[1][..12]), "not in time order");
+        let mut prefixes: Vec<&str> = ids.iter().map(|id| &id[..20]).collect();
+        prefixes.sort();
+        prefixes.dedup();
+        assert_eq!(prefixes.len(), ids.len(), "20-digit prefixes collide");
+        let ms = u64::from_str_radix(&ids[0][..12], 16).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert!(now.abs_diff(ms) < 60_000, "{ms} vs {now}");
+    }
 }

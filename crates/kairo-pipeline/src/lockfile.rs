@@ -94,7 +94,7 @@ impl LockCache {
         lock.schema = SCHEMA.to_string();
         lock.stages.insert(stage.to_string(), entry);
         lock.stages.retain(|name, _| keep.contains(name));
-        let text = serde_yaml::to_string(&*lock).map_err(|e| PipelineError::LockFile(e.to_string()))?;
+        let text = kairo_core::yaml::to_string(&*lock).map_err(|e| PipelineError::LockFile(e.to_string()))?;
         let path = self.root.join(LOCK_FILE);
         let tmp = self.root.join(format!(".{LOCK_FILE}.tmp{}", std::process::id()));
         std::fs::write(&tmp, text).map_err(PipelineError::io(&tmp))?;
@@ -120,5 +120,100 @@ impl LockFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LockFile::default()),
             Err(e) => Err(PipelineError::Io { path, source: e }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kairo.lock as Kairo writes it: serde_yaml's block layout, strings quoted where a YAML
+    /// 1.1 reader (PyYAML, so DVC-style tools) would take them for something else.
+    const WRITTEN: &str = r#"schema: kairo-lock/1
+stages:
+  train:
+    cmd: python train.py --epochs 10 --learning-rate 0.001 --batch-size 64 --output models/model.onnx --metrics metrics.json
+    env:
+      spec: python:requirements.txt
+      hash: af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262
+      key:
+        empty: ""
+        os: linux
+        python: "3.11.2"
+    deps:
+    - path: data/train.csv
+      hash: af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262
+      type: file
+      size: 12
+    - path: "yes"
+      hash: af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262
+      type: dir
+      size: 0
+      dataset: true
+    params:
+      params.yaml:
+        big: 1.0e+20
+        layers:
+        - 8
+        - 4
+        lr: 0.1
+        name: "null"
+        note: |-
+          line1
+          line2
+    outs: []
+    run: 019af1c2d3e47a1b8c9d0e1f2a3b4c5d
+    key: af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262
+"#;
+
+    /// The same lock as Kairo wrote it with serde_yaml (before serde-saphyr): only the quoting
+    /// differs (`path: yes` was a boolean to PyYAML, `1e20` a string).
+    const WRITTEN_BY_SERDE_YAML: &str = r#"schema: kairo-lock/1
+stages:
+  train:
+    cmd: python train.py --epochs 10 --learning-rate 0.001 --batch-size 64 --output models/model.onnx --metrics metrics.json
+    env:
+      spec: python:requirements.txt
+      hash: af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262
+      key:
+        empty: ''
+        os: linux
+        python: 3.11.2
+    deps:
+    - path: data/train.csv
+      hash: af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262
+      type: file
+      size: 12
+    - path: yes
+      hash: af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262
+      type: dir
+      size: 0
+      dataset: true
+    params:
+      params.yaml:
+        big: 1e20
+        layers:
+        - 8
+        - 4
+        lr: 0.1
+        name: 'null'
+        note: |-
+          line1
+          line2
+    outs: []
+    run: 019af1c2d3e47a1b8c9d0e1f2a3b4c5d
+    key: af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262
+"#;
+
+    #[test]
+    fn lock_files_keep_their_format_and_old_ones_still_read() {
+        let lock: LockFile = kairo_core::yaml::from_str(WRITTEN).unwrap();
+        assert_eq!(kairo_core::yaml::to_string(&lock).unwrap(), WRITTEN);
+        let old: LockFile = kairo_core::yaml::from_str(WRITTEN_BY_SERDE_YAML).unwrap();
+        assert_eq!(kairo_core::yaml::to_string(&old).unwrap(), WRITTEN);
+        let e = &old.stages["train"];
+        assert_eq!(e.deps[1].path, "yes");
+        assert_eq!(e.params["params.yaml"]["note"], "line1\nline2");
+        assert_eq!(e.params["params.yaml"]["big"], 1e20);
     }
 }

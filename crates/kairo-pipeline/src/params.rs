@@ -2,7 +2,7 @@
 //! dotted key. Only the named keys matter to a stage, as in DVC.
 
 use crate::spec::ParamRef;
-use serde_yaml::Value;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -38,8 +38,8 @@ impl Files {
         let mut v = self.file(file)?;
         for part in key.split('.') {
             v = match v {
-                Value::Mapping(m) => m.get(part),
-                Value::Sequence(s) => part.parse::<usize>().ok().and_then(|i| s.get(i)),
+                Value::Object(m) => m.get(part),
+                Value::Array(s) => part.parse::<usize>().ok().and_then(|i| s.get(i)),
                 _ => None,
             }
             .ok_or_else(|| format!("param `{key}` is not in `{file}`"))?;
@@ -56,7 +56,7 @@ impl Files {
             match &r.key {
                 Some(key) => {
                     let v = self.value(&r.file, key)?;
-                    entry.insert(key.clone(), to_json(&v));
+                    entry.insert(key.clone(), v);
                 }
                 None => {
                     let v = self.file(&r.file)?.clone();
@@ -68,24 +68,16 @@ impl Files {
     }
 }
 
-fn to_json(v: &Value) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
-}
-
 fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, serde_json::Value>) {
     match v {
-        Value::Mapping(m) if !m.is_empty() => {
+        Value::Object(m) if !m.is_empty() => {
             for (k, child) in m {
-                let k = match k {
-                    Value::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
-                };
-                let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 flatten(&key, child, out);
             }
         }
         _ => {
-            out.insert(prefix.to_string(), to_json(v));
+            out.insert(prefix.to_string(), v.clone());
         }
     }
 }
@@ -95,25 +87,25 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, serde_json::Value
 pub fn write_values(path: &Path, values: &BTreeMap<String, serde_json::Value>) -> std::io::Result<()> {
     let mut doc: Value = match std::fs::read_to_string(path) {
         Ok(text) => kairo_core::yaml::from_str(&text).map_err(std::io::Error::other)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Mapping(Default::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Object(Default::default()),
         Err(e) => return Err(e),
     };
     for (key, value) in values {
         let mut node = &mut doc;
         for part in key.split('.') {
-            if !matches!(node, Value::Mapping(_)) {
-                *node = Value::Mapping(Default::default());
+            if !matches!(node, Value::Object(_)) {
+                *node = Value::Object(Default::default());
             }
-            let Value::Mapping(m) = node else { unreachable!("just made a mapping") };
-            node = m.entry(Value::String(part.to_string())).or_insert(Value::Null);
+            let Value::Object(m) = node else { unreachable!("just made a mapping") };
+            node = m.entry(part.to_string()).or_insert(Value::Null);
         }
-        *node = serde_yaml::to_value(value).map_err(std::io::Error::other)?;
+        *node = value.clone();
     }
     let is_json = path.extension().is_some_and(|e| e == "json");
     let text = if is_json {
         serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
     } else {
-        serde_yaml::to_string(&doc).map_err(std::io::Error::other)?
+        kairo_core::yaml::to_string(&doc).map_err(std::io::Error::other)?
     };
     std::fs::write(path, text)
 }

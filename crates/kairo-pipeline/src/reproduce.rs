@@ -70,7 +70,7 @@ pub fn reproduce(
     }
     let stage = stage_of(&original)?;
 
-    let workdir = project.root().join(".kairo/tmp").join(format!("reproduce-{}", &runner::new_run_id()[..16]));
+    let workdir = project.root().join(".kairo/tmp").join(format!("reproduce-{}", runner::new_run_id()));
     let out = Command::new("git")
         .args(["worktree", "add", "--detach"])
         .arg(&workdir)

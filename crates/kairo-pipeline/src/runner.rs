@@ -734,23 +734,21 @@ fn log_tail(log: &[u8]) -> String {
 /// Numeric leaves of a JSON/YAML metrics file as `dotted.key` → value. Unreadable files add nothing.
 pub fn read_metrics(path: &Path, into: &mut BTreeMap<String, f64>) {
     let Ok(text) = std::fs::read_to_string(path) else { return };
-    let Ok(value) = kairo_core::yaml::from_str::<serde_yaml::Value>(&text) else { return };
-    fn walk(prefix: &str, v: &serde_yaml::Value, into: &mut BTreeMap<String, f64>) {
+    let Ok(value) = kairo_core::yaml::from_str::<serde_json::Value>(&text) else { return };
+    fn walk(prefix: &str, v: &serde_json::Value, into: &mut BTreeMap<String, f64>) {
         match v {
-            serde_yaml::Value::Mapping(m) => {
+            serde_json::Value::Object(m) => {
                 for (k, child) in m {
-                    if let Some(k) = k.as_str() {
-                        let key = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
-                        walk(&key, child, into);
-                    }
+                    let key = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+                    walk(&key, child, into);
                 }
             }
-            serde_yaml::Value::Number(n) => {
+            serde_json::Value::Number(n) => {
                 if let Some(f) = n.as_f64() {
                     into.insert(prefix.to_string(), f);
                 }
             }
-            serde_yaml::Value::Bool(b) => {
+            serde_json::Value::Bool(b) => {
                 into.insert(prefix.to_string(), if *b { 1.0 } else { 0.0 });
             }
             _ => {}

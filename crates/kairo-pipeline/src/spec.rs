@@ -1,13 +1,17 @@
 //! The `stages:` section of `kairo.yaml`: parsed into [`Stage`]s, `foreach` groups expanded,
-//! and every mistake reported as `kairo.yaml:LINE:COL: what is wrong`.
+//! and every mistake reported as `kairo.yaml:LINE:COL: what is wrong`. Positions come from the
+//! parser's spans: syntax and type errors carry them, and the spans of each stage's name, paths,
+//! params and env are kept so that errors found later (a missing dependency, overlapping
+//! outputs, an unknown param) point at what the user wrote.
 
 use crate::error::{PipelineError, Result};
 use crate::params;
 use kairo_core::config::CONFIG_FILE;
+use kairo_core::yaml::{self, Spanned};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_yaml::Value;
-use std::collections::BTreeMap;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
@@ -92,19 +96,124 @@ impl EnvSpec {
 #[derive(Debug, Clone, Default)]
 pub struct Pipeline {
     pub stages: Vec<Stage>,
-    /// The text of kairo.yaml, kept to point at lines in later errors.
-    text: String,
+    /// Where each stage (by name before `@`) was written, to point at it in later errors.
+    spans: HashMap<String, StageSpans>,
+}
+
+/// A 1-based line and column in kairo.yaml.
+type Pos = (usize, usize);
+
+/// Where the parts of one stage are in kairo.yaml, from the parser's spans.
+#[derive(Debug, Clone, Default)]
+struct StageSpans {
+    /// The stage's name under `stages:`.
+    at: Pos,
+    /// The value of each field written (`cmd`, `deps`, `env`, `foreach`, `do`, ...).
+    fields: Vec<(&'static str, Pos)>,
+    /// Each path, param key and env value written, with its field.
+    values: Vec<(&'static str, String, Pos)>,
+}
+
+impl StageSpans {
+    fn record(name: &Spanned<String>, raw: &RawStage) -> Self {
+        let mut s = StageSpans { at: yaml::position(name.referenced).unwrap_or((1, 1)), ..Default::default() };
+        if let Some(c) = &raw.cmd {
+            s.field("cmd", c);
+        }
+        for d in &raw.deps {
+            s.value("deps", d, d.value.clone());
+        }
+        for p in &raw.params {
+            match &p.value {
+                RawParam::Key(k) => s.value("params", p, k.clone()),
+                RawParam::File(map) => {
+                    for (file, keys) in map {
+                        s.value("params", p, file.clone());
+                        for k in keys.iter().flatten() {
+                            s.value("params", p, k.clone());
+                        }
+                    }
+                }
+            }
+        }
+        for (field, outs) in [("outs", &raw.outs), ("metrics", &raw.metrics)] {
+            for o in outs {
+                match &o.value {
+                    RawOut::Path(path) => s.value(field, o, path.clone()),
+                    RawOut::WithOptions(map) => map.keys().for_each(|path| s.value(field, o, path.clone())),
+                }
+            }
+        }
+        if let Some(e) = &raw.env {
+            s.field("env", e);
+            match &e.value {
+                RawEnv::Name(n) => s.value("env", e, n.clone()),
+                RawEnv::Map(m) => m.python.iter().chain(&m.image).for_each(|v| s.value("env", e, v.clone())),
+            }
+        }
+        if let Some(f) = &raw.foreach {
+            s.field("foreach", f);
+            if let Foreach::Ref(r) = &f.value {
+                s.value("foreach", f, r.clone());
+            }
+        }
+        if let Some(d) = &raw.do_ {
+            s.field("do", d);
+        }
+        s
+    }
+
+    fn field<T>(&mut self, field: &'static str, v: &Spanned<T>) {
+        if let Some(pos) = yaml::position(v.referenced) {
+            if !self.fields.iter().any(|(f, _)| *f == field) {
+                self.fields.push((field, pos));
+            }
+        }
+    }
+
+    fn value<T>(&mut self, field: &'static str, v: &Spanned<T>, text: String) {
+        if let Some(pos) = yaml::position(v.referenced) {
+            self.field(field, v);
+            self.values.push((field, text, pos));
+        }
+    }
+
+    /// Where `needle` (a value as written or as normalized, or a field name) is, preferring
+    /// `field`; else the field, a `foreach` stage's `do:` template, or the stage's name.
+    fn find(&self, field: Option<&str>, needle: Option<&str>) -> Pos {
+        let field_pos = |f: &str| self.fields.iter().find(|(name, _)| *name == f).map(|(_, pos)| *pos);
+        if let Some(n) = needle {
+            let written = |text: &str| {
+                let t = text.trim_end_matches('/');
+                text == n || t.strip_prefix("./").unwrap_or(t) == n
+            };
+            let found = self
+                .values
+                .iter()
+                .find(|(f, text, _)| field.is_none_or(|want| want == *f) && written(text))
+                .or_else(|| self.values.iter().find(|(_, text, _)| written(text)));
+            if let Some((_, _, pos)) = found {
+                return *pos;
+            }
+            if let Some(pos) = field_pos(n) {
+                return pos;
+            }
+        }
+        field.and_then(field_pos).or_else(|| field_pos("do")).unwrap_or(self.at)
+    }
 }
 
 impl Pipeline {
     /// Parse the stages of `kairo.yaml` (whose text is `text`) in project `root`.
     pub fn parse(root: &Path, text: &str) -> Result<Self> {
-        let file: File = kairo_core::yaml::from_str(text).map_err(|e| yaml_error(CONFIG_FILE, &e))?;
-        let mut pipeline = Pipeline { stages: Vec::new(), text: text.to_string() };
+        let file: File = yaml::from_str(text).map_err(|e| yaml_error(CONFIG_FILE, &e))?;
+        let mut pipeline = Pipeline::default();
         let mut params_cache = params::Files::new(root);
         for (name, raw) in file.stages.map(|s| s.0).unwrap_or_default() {
+            pipeline.spans.entry(name.value.clone()).or_insert_with(|| StageSpans::record(&name, &raw));
+            let name = name.value;
             check_name(&pipeline, &name)?;
-            match (raw.foreach.clone(), raw.do_.clone()) {
+            match (raw.foreach.as_ref().map(|f| f.value.clone()), raw.do_.as_ref().map(|d| d.value.clone())) {
                 (None, None) => {
                     let stage = pipeline.build(&name, &name, raw)?;
                     pipeline.stages.push(stage);
@@ -114,9 +223,23 @@ impl Pipeline {
                         return Err(pipeline.error(&name, None, "a `foreach` stage puts its fields under `do:`"));
                     }
                     let items = match items {
-                        Value::String(s) => match template_ref(&s) {
+                        Foreach::Ref(s) => match template_ref(&s) {
                             Some(key) => {
-                                params_cache.value(PARAMS_FILE, key).map_err(|m| pipeline.error(&name, Some(&s), &m))?
+                                let v = params_cache
+                                    .value(PARAMS_FILE, key)
+                                    .map_err(|m| pipeline.error(&name, Some(&s), &m))?;
+                                match v {
+                                    Value::Array(items) => Foreach::List(items),
+                                    // A params map comes in key order (the params file is read untyped).
+                                    Value::Object(map) => Foreach::Map(map.into_iter().collect()),
+                                    _ => {
+                                        return Err(pipeline.error(
+                                            &name,
+                                            Some(&s),
+                                            &format!("`foreach`: param `{key}` is not a list or a map"),
+                                        ))
+                                    }
+                                }
                             }
                             None => {
                                 return Err(pipeline.error(
@@ -126,15 +249,15 @@ impl Pipeline {
                                 ))
                             }
                         },
-                        v => v,
+                        items => items,
                     };
                     for (suffix, vars) in
                         expand_items(&items).map_err(|m| pipeline.error(&name, Some("foreach"), &m))?
                     {
                         let full = format!("{name}@{suffix}");
                         let value = substitute(&template, &vars).map_err(|m| pipeline.error(&name, Some("do"), &m))?;
-                        let raw: RawStage = serde_yaml::from_value(value).map_err(|e| {
-                            pipeline.error(&name, Some("do"), &format!("stages.{name}.do: {}", strip_location(&e)))
+                        let raw: RawStage = serde_json::from_value(value).map_err(|e| {
+                            pipeline.error(&name, Some("do"), &format!("stages.{name}.do: {}", hint(&e.to_string())))
                         })?;
                         if raw.foreach.is_some() || raw.do_.is_some() {
                             return Err(pipeline.error(&name, Some("do"), "`foreach` cannot be nested"));
@@ -154,7 +277,7 @@ impl Pipeline {
 
     /// A pipeline of given stages (to re-execute a recorded run whose stage may be gone).
     pub fn from_stages(stages: Vec<Stage>) -> Self {
-        Pipeline { stages, text: String::new() }
+        Pipeline { stages, spans: HashMap::new() }
     }
 
     pub fn stage(&self, name: &str) -> Option<&Stage> {
@@ -162,7 +285,7 @@ impl Pipeline {
     }
 
     fn build(&self, name: &str, base: &str, raw: RawStage) -> Result<Stage> {
-        let cmd = match raw.cmd {
+        let cmd = match raw.cmd.map(|c| c.value) {
             Some(Cmd::One(c)) => c,
             Some(Cmd::Many(cs)) => cs.join(" && "),
             None => String::new(),
@@ -172,11 +295,11 @@ impl Pipeline {
         }
         let mut deps = Vec::new();
         for d in raw.deps {
-            deps.push(self.path(base, &d, "dependency")?);
+            deps.push(self.path(base, &d.value, "dependency")?);
         }
         let mut params = Vec::new();
         for p in raw.params {
-            match p {
+            match p.value {
                 RawParam::Key(key) => params.push(ParamRef { file: PARAMS_FILE.into(), key: Some(key) }),
                 RawParam::File(map) => {
                     for (file, keys) in map {
@@ -193,7 +316,7 @@ impl Pipeline {
         }
         let outs = self.outs(base, raw.outs)?;
         let metrics = self.outs(base, raw.metrics)?;
-        let env = match raw.env {
+        let env = match raw.env.map(|e| e.value) {
             None => EnvSpec::Host,
             Some(RawEnv::Name(n)) if n == "host" => EnvSpec::Host,
             Some(RawEnv::Name(n)) => {
@@ -238,10 +361,10 @@ impl Pipeline {
         Ok(Stage { name: name.to_string(), cmd, deps, params, outs, metrics, env, always_changed: raw.always_changed })
     }
 
-    fn outs(&self, base: &str, raw: Vec<RawOut>) -> Result<Vec<Out>> {
+    fn outs(&self, base: &str, raw: Vec<Spanned<RawOut>>) -> Result<Vec<Out>> {
         let mut out = Vec::new();
         for o in raw {
-            match o {
+            match o.value {
                 RawOut::Path(p) => out.push(Out { path: self.path(base, &p, "output")?, persist: false, cache: true }),
                 RawOut::WithOptions(map) => {
                     for (p, opts) in map {
@@ -292,7 +415,7 @@ impl Pipeline {
     /// An error pointing at `needle` under the stage's `field` (e.g. a path in `deps:`).
     pub fn error_in(&self, stage: &str, field: Option<&str>, needle: Option<&str>, message: &str) -> PipelineError {
         let base = stage.split('@').next().unwrap_or(stage);
-        let (line, column) = locate(&self.text, base, field, needle);
+        let (line, column) = self.spans.get(base).map_or((1, 1), |s| s.find(field, needle));
         PipelineError::Spec { file: CONFIG_FILE.into(), line, column, message: message.to_string() }
     }
 }
@@ -312,65 +435,13 @@ fn check_name(p: &Pipeline, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Find the line and column of `needle` within the block of stage `stage` (1-based). Falls back
-/// to the stage's own line, then to the `stages:` line.
-pub(crate) fn locate(text: &str, stage: &str, field: Option<&str>, needle: Option<&str>) -> (usize, usize) {
-    let lines: Vec<&str> = text.lines().collect();
-    let Some(stages_at) = lines.iter().position(|l| l.starts_with("stages:")) else { return (1, 1) };
-    let is_stage_line = |l: &str| {
-        let t = l.trim_start();
-        let indent = l.len() - t.len();
-        indent > 0
-            && [format!("{stage}:"), format!("\"{stage}\":"), format!("'{stage}':")]
-                .iter()
-                .any(|k| t.starts_with(k.as_str()))
-    };
-    let Some(offset) = lines[stages_at + 1..].iter().position(|l| is_stage_line(l)) else {
-        return (stages_at + 1, 1);
-    };
-    let stage_at = stages_at + 1 + offset;
-    let stage_indent = lines[stage_at].len() - lines[stage_at].trim_start().len();
-    let stage_pos = (stage_at + 1, stage_indent + 1);
-    let Some(needle) = needle else { return stage_pos };
-    // Start at the field's line when there is one (so `deps: [x]` wins over `cmd: cat x`).
-    let field_at = field.and_then(|f| {
-        let key = format!("{f}:");
-        lines
-            .iter()
-            .enumerate()
-            .skip(stage_at + 1)
-            .take_while(|(_, l)| {
-                let t = l.trim_start();
-                t.is_empty() || t.starts_with('#') || l.len() - t.len() > stage_indent
-            })
-            .find(|(_, l)| l.trim_start().starts_with(&key))
-            .map(|(i, _)| i)
-    });
-    for (i, l) in lines.iter().enumerate().skip(field_at.unwrap_or(stage_at)) {
-        let t = l.trim_start();
-        if i > stage_at && !t.is_empty() && !t.starts_with('#') && l.len() - t.len() <= stage_indent {
-            break;
-        }
-        if let Some(col) = l.find(needle) {
-            return (i + 1, col + 1);
-        }
-    }
-    stage_pos
+fn yaml_error(file: &str, e: &yaml::Error) -> PipelineError {
+    let (line, column) = e.location().unwrap_or((1, 1));
+    PipelineError::Spec { file: file.into(), line, column, message: hint(e.message()) }
 }
 
-fn yaml_error(file: &str, e: &serde_yaml::Error) -> PipelineError {
-    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
-    PipelineError::Spec { file: file.into(), line, column, message: strip_location(e) }
-}
-
-/// serde_yaml's message without its trailing "at line X column Y", with untagged-enum noise
-/// replaced by what the field accepts.
-fn strip_location(e: &serde_yaml::Error) -> String {
-    let s = e.to_string();
-    let s = match s.find(" at line ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    };
+/// A deserializer's message with untagged-enum noise replaced by what the field accepts.
+fn hint(message: &str) -> String {
     let hints = [
         ("untagged enum Cmd", "`cmd` must be a string or a list of strings"),
         ("untagged enum RawOut", "an output must be a path or `{path: {persist: bool, cache: bool}}`"),
@@ -378,13 +449,13 @@ fn strip_location(e: &serde_yaml::Error) -> String {
         ("untagged enum RawEnv", "`env` must be `host`, `{python: LOCKFILE}` or `{image: NAME@sha256:...}`"),
     ];
     for (needle, hint) in hints {
-        if let Some(i) = s.find("data did not match any variant of ") {
-            if s.contains(needle) {
-                return format!("{}{hint}", &s[..i]);
+        if let Some(i) = message.find("data did not match any variant of ") {
+            if message.contains(needle) {
+                return format!("{}{hint}", &message[..i]);
             }
         }
     }
-    s
+    message.to_string()
 }
 
 /// `${a.b}` → `a.b`.
@@ -396,10 +467,10 @@ fn template_ref(s: &str) -> Option<&str> {
 /// One `foreach` item: the stage-name suffix and the template variables.
 type ForeachItem = (String, BTreeMap<String, Value>);
 
-fn expand_items(items: &Value) -> std::result::Result<Vec<ForeachItem>, String> {
+fn expand_items(items: &Foreach) -> std::result::Result<Vec<ForeachItem>, String> {
     let mut out = Vec::new();
     match items {
-        Value::Sequence(seq) => {
+        Foreach::List(seq) => {
             for (i, item) in seq.iter().enumerate() {
                 let suffix = match item {
                     Value::String(s) => s.clone(),
@@ -410,16 +481,16 @@ fn expand_items(items: &Value) -> std::result::Result<Vec<ForeachItem>, String> 
                 out.push((suffix, BTreeMap::from([("item".to_string(), item.clone())])));
             }
         }
-        Value::Mapping(map) => {
-            for (k, v) in map {
-                let key = scalar_text(k).ok_or("`foreach` map keys must be scalars")?;
+        Foreach::Map(map) => {
+            for (key, v) in map {
+                let key = key.clone();
                 out.push((
                     key.clone(),
                     BTreeMap::from([("item".to_string(), v.clone()), ("key".to_string(), Value::String(key))]),
                 ));
             }
         }
-        _ => return Err("`foreach` must be a list or a map".into()),
+        Foreach::Ref(_) => return Err("`foreach` must be a list or a map".into()),
     }
     if out.is_empty() {
         return Err("`foreach` is empty".into());
@@ -440,19 +511,15 @@ fn scalar_text(v: &Value) -> Option<String> {
 fn substitute(template: &Value, vars: &BTreeMap<String, Value>) -> std::result::Result<Value, String> {
     Ok(match template {
         Value::String(s) => Value::String(substitute_str(s, vars)?),
-        Value::Sequence(seq) => {
-            Value::Sequence(seq.iter().map(|v| substitute(v, vars)).collect::<std::result::Result<_, _>>()?)
+        Value::Array(seq) => {
+            Value::Array(seq.iter().map(|v| substitute(v, vars)).collect::<std::result::Result<_, _>>()?)
         }
-        Value::Mapping(map) => {
-            let mut out = serde_yaml::Mapping::new();
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
             for (k, v) in map {
-                let k = match k {
-                    Value::String(s) => Value::String(substitute_str(s, vars)?),
-                    k => k.clone(),
-                };
-                out.insert(k, substitute(v, vars)?);
+                out.insert(substitute_str(k, vars)?, substitute(v, vars)?);
             }
-            Value::Mapping(out)
+            Value::Object(out)
         }
         v => v.clone(),
     })
@@ -487,8 +554,8 @@ struct File {
     stages: Option<Ordered<RawStage>>,
 }
 
-/// A YAML map read in file order.
-struct Ordered<T>(Vec<(String, T)>);
+/// A YAML map read in file order, with where each key was written.
+struct Ordered<T>(Vec<(Spanned<String>, T)>);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -503,7 +570,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, T>()? {
+                while let Some((k, v)) = map.next_entry::<Spanned<String>, T>()? {
                     out.push((k, v));
                 }
                 Ok(Ordered(out))
@@ -516,23 +583,63 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStage {
-    cmd: Option<Cmd>,
+    cmd: Option<Spanned<Cmd>>,
     #[serde(default)]
-    deps: Vec<String>,
+    deps: Vec<Spanned<String>>,
     #[serde(default)]
-    params: Vec<RawParam>,
+    params: Vec<Spanned<RawParam>>,
     #[serde(default)]
-    outs: Vec<RawOut>,
+    outs: Vec<Spanned<RawOut>>,
     #[serde(default)]
-    metrics: Vec<RawOut>,
-    env: Option<RawEnv>,
+    metrics: Vec<Spanned<RawOut>>,
+    env: Option<Spanned<RawEnv>>,
     #[serde(default)]
     always_changed: bool,
-    foreach: Option<Value>,
+    foreach: Option<Spanned<Foreach>>,
     #[serde(rename = "do")]
-    do_: Option<Value>,
+    do_: Option<Spanned<Value>>,
     #[allow(dead_code)]
     desc: Option<String>,
+}
+
+/// A `foreach`: a list, a map (kept in file order) or `${params.key}`.
+#[derive(Clone)]
+enum Foreach {
+    List(Vec<Value>),
+    Map(Vec<(String, Value)>),
+    Ref(String),
+}
+
+impl<'de> Deserialize<'de> for Foreach {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Foreach;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list, a map or `${params.key}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Foreach, E> {
+                Ok(Foreach::Ref(s.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Foreach, A::Error> {
+                let mut items = Vec::new();
+                while let Some(v) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(Foreach::List(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Foreach, A::Error> {
+                let mut items = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Value, Value>()? {
+                    let key = scalar_text(&k)
+                        .ok_or_else(|| serde::de::Error::custom("`foreach` map keys must be scalars"))?;
+                    items.push((key, v));
+                }
+                Ok(Foreach::Map(items))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -617,6 +724,31 @@ mod tests {
         assert!(err.starts_with("kairo.yaml:2:3: stage `train` has no `cmd`"), "{err}");
         let err = parse("stages:\n  t:\n    cmd: x\n    env: {image: python:3.12}\n").unwrap_err().to_string();
         assert!(err.contains("not pinned") && err.starts_with("kairo.yaml:4:"), "{err}");
+    }
+
+    #[test]
+    fn errors_point_at_the_value_from_the_parsers_spans() {
+        // The same text earlier in the stage (a comment, `cmd`) is not what the error is about.
+        let err =
+            parse("stages:\n  t:\n    # was python:3.12\n    cmd: echo python:3.12\n    env: {image: python:3.12}\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("kairo.yaml:5:10: image `python:3.12` is not pinned"), "{err}");
+        // Normalized paths (`./data/` → `data`) are found as written.
+        let p = parse("stages:\n  a:\n    cmd: a\n    outs:\n      - \"./data/\"\n  b:\n    cmd: b\n    outs: [{data/x: {persist: true}}]\n")
+            .unwrap();
+        let err = p.error_in("a", Some("outs"), Some("data"), "m").to_string();
+        assert_eq!(err, "kairo.yaml:5:9: m");
+        let err = p.error_in("b", Some("outs"), Some("data/x"), "m").to_string();
+        assert_eq!(err, "kairo.yaml:8:12: m");
+        // Not written anywhere: the field, then the stage's name.
+        assert_eq!(p.error_in("b", Some("outs"), Some("nope"), "m").to_string(), "kairo.yaml:8:12: m");
+        assert_eq!(p.error_in("b", Some("deps"), Some("nope"), "m").to_string(), "kairo.yaml:6:3: m");
+        // Stages expanded from `foreach` point at their `do:` template.
+        let err = parse("stages:\n  fit:\n    foreach: [1]\n    do:\n      cmd: x\n      deps: [\"../${item}\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("kairo.yaml:5:7: dependency `../1`"), "{err}");
     }
 
     #[test]

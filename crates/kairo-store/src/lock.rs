@@ -2,8 +2,7 @@
 //! object written by a running `add` is never collected before its pointer exists.
 
 use crate::error::{Result, StoreError};
-use fs4::fs_std::FileExt;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
 /// Held until dropped.
@@ -15,30 +14,31 @@ pub struct StoreLock {
 impl StoreLock {
     pub fn shared(path: &Path) -> Result<Self> {
         let file = open(path)?;
-        FileExt::lock_shared(&file).map_err(StoreError::io(path))?;
+        file.lock_shared().map_err(StoreError::io(path))?;
         Ok(StoreLock { file })
     }
 
     /// The exclusive lock if nobody holds the file; `None` when somebody does.
     pub fn try_exclusive(path: &Path) -> Result<Option<Self>> {
         let file = open(path)?;
-        match FileExt::try_lock_exclusive(&file) {
-            Ok(true) => Ok(Some(StoreLock { file })),
-            Ok(false) => Ok(None),
-            Err(e) => Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+        match file.try_lock() {
+            Ok(()) => Ok(Some(StoreLock { file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(StoreError::Io { path: path.to_path_buf(), source: e }),
         }
     }
 
     pub fn exclusive(path: &Path) -> Result<Self> {
         let file = open(path)?;
-        FileExt::lock_exclusive(&file).map_err(StoreError::io(path))?;
+        file.lock().map_err(StoreError::io(path))?;
         Ok(StoreLock { file })
     }
 }
 
 impl Drop for StoreLock {
     fn drop(&mut self) {
-        let _ = FileExt::unlock(&self.file);
+        // Closing the file releases the lock too; unlocking first makes the release explicit.
+        let _ = self.file.unlock();
     }
 }
 
