@@ -100,16 +100,17 @@ pub struct AliasMove<'a> {
 }
 
 /// Move an alias unless the policy guards it. Returns the version it pointed at before.
-/// Pointing a guarded alias where it already points is allowed (it changes nothing), so a
-/// client that sets the alias after a promotion works.
+/// Pointing a guarded alias where it already points is answered as done without writing (so a
+/// client that sets the alias after a promotion works, and nothing moves between the check and
+/// a write).
 pub async fn move_alias(md: &Metadata, policy: &ModelPolicy, m: &AliasMove<'_>) -> Result<Option<i64>> {
     if policy.guards_alias(m.alias) && m.authority == Authority::Plain {
         md.registered_model(m.name).await?;
         let current = md.alias_version(m.name, m.alias).await?;
-        let unchanged = m.version.is_some() && current == m.version;
-        if !unchanged {
-            return Err(RegistryError::PermissionDenied(refusal(md, policy, m.name, m.alias, m.version).await?));
+        if m.version.is_some() && current == m.version {
+            return Ok(current);
         }
+        return Err(RegistryError::PermissionDenied(refusal(md, policy, m.name, m.alias, m.version).await?));
     }
     Ok(md.move_alias(m.name, m.alias, m.version, m.actor, m.reason).await?)
 }

@@ -100,11 +100,8 @@ impl From<StoreError> for ApiError {
 impl From<kairo_registry::RegistryError> for ApiError {
     fn from(e: kairo_registry::RegistryError) -> Self {
         use kairo_registry::RegistryError as R;
-        let code = match &e {
-            R::Store(_) => match e {
-                R::Store(s) => return s.into(),
-                _ => Code::Internal,
-            },
+        let code = match e {
+            R::Store(s) => return s.into(),
             R::PermissionDenied(_) => Code::PermissionDenied,
             R::NotFound(_) => Code::ResourceDoesNotExist,
             R::Invalid(_) | R::Model(_) | R::Rollout(_) => Code::InvalidParameterValue,

@@ -198,7 +198,10 @@ impl Reader<'_> {
         }
         let rows = self.rows(s)?;
         let sk = sketch_rows(self.profile, &rows, self.version);
-        let text = serde_json::to_string(&sk).map_err(|e| WatchError::Spec(e.to_string()))?;
+        let text = serde_json::to_string(&sk).map_err(|e| WatchError::Segment {
+            object: s.object.to_string(),
+            error: format!("its sketch cannot be cached: {e}"),
+        })?;
         self.md.put_segment_sketch(&s.object, self.name, self.version, sk.rows as i64, &text).await?;
         Ok(sk)
     }

@@ -91,7 +91,8 @@ fn column<'a>(
             expected: expected.to_string(),
         });
     }
-    if let Some(row) = (0..c.len()).find(|i| c.is_null(*i)) {
+    if c.null_count() > 0 {
+        let row = (0..c.len()).find(|i| c.is_null(*i)).unwrap_or(0);
         return Err(SegmentError::Null { column: name, row });
     }
     Ok(c)
