@@ -594,6 +594,16 @@ mod tests {
     }
 
     #[test]
+    fn fp64_written_by_the_shortest_round_trip_reads_back_bit_for_bit() {
+        // Found by kairo-fuzz (oip::structured_requests): without serde_json's
+        // `float_roundtrip` this decoded one ULP off.
+        let v = -1.1319990806012453e17_f64;
+        let body = format!(r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"FP64","data":[{v:?}]}}]}}"#);
+        let r = decode(body.as_bytes(), None, &Limits::default()).unwrap();
+        assert_eq!(r.inputs["x"].data, Data::F64(vec![v]));
+    }
+
+    #[test]
     fn bad_inputs_are_named() {
         let e = |b: &str| decode(b.as_bytes(), None, &Limits::default()).err().unwrap().message().to_string();
         assert!(e(r#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#)
