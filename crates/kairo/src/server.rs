@@ -19,6 +19,8 @@ pub struct ServerArgs {
     pub max_artifact_mb: u64,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 /// How a server treats its connections (`kairo server` and `kairo serve`).
@@ -54,7 +56,7 @@ pub async fn run(args: ServerArgs) -> CmdResult {
     options.max_artifact = args.max_artifact_mb.max(1).saturating_mul(1 << 20);
     let shutdown = async {
         crate::interrupted().await;
-        eprintln!("kairo server: shutting down (finishing in-flight requests)");
+        tracing::info!("shutting down: finishing in-flight requests");
     };
     let root = project.root().to_path_buf();
     let scheduler = schedule_monitors(&project).await?;
@@ -80,14 +82,14 @@ async fn schedule_monitors(project: &Project) -> Result<Vec<tokio::task::JoinHan
     for (name, spec) in &project.config().monitors {
         let Some(schedule) = &spec.schedule else { continue };
         if spec.deployment.is_none() {
-            eprintln!("kairo server: monitor {name} watches files, not a deployment: its schedule is ignored");
+            tracing::warn!(monitor = %name, "the monitor watches files, not a deployment: its schedule is ignored");
             continue;
         }
         let every = kairo_core::config::parse_duration_ms(schedule)
             .map_err(|e| Failure { code: exit::USAGE, message: format!("monitors.{name}.schedule: {e}") })?;
         let md = project.metadata().await?;
         let (project, name, spec) = (project.clone(), name.clone(), spec.clone());
-        eprintln!("kairo server: monitor {name} every {schedule}");
+        tracing::info!(monitor = %name, every = %schedule, "monitor scheduled");
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(every as u64));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -96,14 +98,15 @@ async fn schedule_monitors(project: &Project) -> Result<Vec<tokio::task::JoinHan
                 match kairo_serve::monitoring::evaluate_and_raise(&project, &md, &name, &spec).await {
                     Ok((_, raised)) => {
                         for r in raised.iter().filter(|r| r.new) {
-                            eprintln!(
-                                "kairo server: monitor {name}: ALERT {} {}",
-                                r.payload["when"].as_str().unwrap_or(""),
-                                r.webhook
+                            tracing::warn!(
+                                monitor = %name,
+                                when = r.payload["when"].as_str().unwrap_or(""),
+                                webhook = %r.webhook,
+                                "alert raised"
                             );
                         }
                     }
-                    Err(e) => eprintln!("kairo server: monitor {name}: {e}"),
+                    Err(e) => tracing::error!(monitor = %name, error = %e, "monitor evaluation failed"),
                 }
             }
         }));
