@@ -526,7 +526,14 @@ async fn infer_common(
         }
     }
     let parameters = json!({"arm": arm.as_str()});
-    let (bytes, json_len) = match oip::encode(&name, loaded.version, request.id.as_deref().unwrap_or(&request_id), &selected, parameters, &s.0.limits) {
+    let (bytes, json_len) = match oip::encode(
+        &name,
+        loaded.version,
+        request.id.as_deref().unwrap_or(&request_id),
+        &selected,
+        parameters,
+        &s.0.limits,
+    ) {
         Ok(encoded) => encoded,
         Err(e) => {
             let reject = Reject::from(e);

@@ -39,12 +39,7 @@ impl Logged {
         reader.read_line(&mut line).unwrap();
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         assert!(line.contains("listening on http://"), "stdout keeps the listening line: {line:?}");
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap()
-            .trim_end_matches(':')
-            .to_string();
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches(':').to_string();
         Logged { child, url, stderr }
     }
 
@@ -203,7 +198,8 @@ fn kairo_serve_logs_json_lines_that_join_the_prediction_log() {
 
     // The prediction log carries the same ids (the writer flushed on shutdown).
     let log = repo.json(&["models", "predictions", "clf", "--limit", "100"]);
-    let mut logged: Vec<&str> = log["rows"].as_array().unwrap().iter().map(|r| r["request_id"].as_str().unwrap()).collect();
+    let mut logged: Vec<&str> =
+        log["rows"].as_array().unwrap().iter().map(|r| r["request_id"].as_str().unwrap()).collect();
     logged.sort();
     let mut want = expected.clone();
     want.sort();
