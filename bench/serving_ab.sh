@@ -3,8 +3,10 @@
 # what a change to the serving path costs: OIP single-row (1 and 8 connections), OIP 100 rows,
 # MLflow /invocations single row, and the floor (`GET /ping`), wrk requests/s.
 # Usage: bash bench/serving_ab.sh OLD_KAIRO NEW_KAIRO [ROUNDS]   (needs wrk)
+# SERVE_ENV="RUST_LOG=warn" runs both servers with that environment; SERVE_STDERR=FILE sends
+# their stderr (the request log) to FILE instead of /dev/null.
 set -euo pipefail
-OLD=$1 NEW=$2 ROUNDS=${3:-2} SECS=${SECS:-4}
+OLD=$1 NEW=$2 ROUNDS=${3:-2} SECS=${SECS:-4} SERVE_STDERR=${SERVE_STDERR:-/dev/null} SERVE_ENV=${SERVE_ENV:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -21,13 +23,21 @@ script() { printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "applicati
 script "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,20],\"datatype\":\"FP32\",\"data\":$row}]}" oip1.lua
 rows=$(python3 -c "import sys; print(','.join([sys.argv[1]]*100))" "$row")
 script "{\"inputs\":[{\"name\":\"input\",\"shape\":[100,20],\"datatype\":\"FP32\",\"data\":[$rows]}]}" oip100.lua
-script "{\"dataframe_split\":{\"columns\":[\"input\"],\"data\":[$row]}}" inv1.lua
-rps() { wrk "$@" | awk '/Requests\/sec/{printf "%.0f", $2}'; }
+# One column per feature: a single 20-wide `input` column is a 400 (a cell is one number).
+cols=$(python3 -c "print(','.join('\"c%d\"' % i for i in range(20)))")
+script "{\"dataframe_split\":{\"columns\":[$cols],\"data\":[$row]}}" inv1.lua
+# A cell whose requests are refused measures the refusal: print `non-2xx` instead of a rate.
+rps() {
+    local out
+    out=$(wrk "$@")
+    if grep -q "Non-2xx" <<<"$out"; then printf non-2xx; else awk '/Requests\/sec/{printf "%.0f", $2}' <<<"$out"; fi
+}
 echo "binary round oip_1row_1conn oip_1row_8conn oip_100rows_1conn invocations_1row_1conn ping_1conn"
 for round in $(seq "$ROUNDS"); do
     for which in old new; do
         bin=$OLD; [ "$which" = new ] && bin=$NEW
-        (cd "$WORK/$which" && exec "$bin" serve clf --port 18181 >/dev/null 2>&1) & pid=$!
+        # shellcheck disable=SC2086 # SERVE_ENV is a list of NAME=VALUE words
+        (cd "$WORK/$which" && exec env $SERVE_ENV "$bin" serve clf --port 18181 >/dev/null 2>>"$SERVE_STDERR") & pid=$!
         sleep 0.7
         url=http://127.0.0.1:18181
         echo "$which $round $(rps -t1 -c1 -d"$SECS"s -s oip1.lua $url/v2/models/clf/infer)" \

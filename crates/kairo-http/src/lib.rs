@@ -6,6 +6,8 @@
 //!   a header-read timeout (slowloris; hyper also applies it to the wait for the next request
 //!   on a kept-alive connection), and an idle timeout on the socket itself (no bytes either way
 //!   for that long: closed), so idle and trickling connections give their memory back.
+//! - One log line per request and the request id (`request_log`), applied by `serve` to
+//!   every request of either server.
 //! - Connection counters for `/metrics` (`ConnStats`).
 //! - Bounded body reads (`read_body`) that tell "too large" (413) from "interrupted".
 //! - The rules every state-changing endpoint applies to browser requests (`cross_site_refusal`,
@@ -13,7 +15,11 @@
 //!   logged-in or local browser change state.
 //!
 //! Knows nothing of MLflow, models or the store; each server turns these refusals into its own
-//! error shape.
+//! error shape. Logs only through `tracing` events; where they go is the binary's choice.
+
+pub mod request_log;
+
+pub use request_log::{new_request_id, sane_request_id, REQUEST_ID};
 
 use std::future::Future;
 use std::io;
@@ -128,7 +134,8 @@ pub fn bind(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<std:
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting and give
-/// in-flight requests `limits.shutdown_grace` to finish.
+/// in-flight requests `limits.shutdown_grace` to finish. Every request gets a request id and
+/// a log line (`request_log`).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -166,7 +173,8 @@ pub async fn serve(
         let guard = OpenGuard(stats.clone());
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
-        let conn = graceful.watch(builder.serve_connection(io, TowerToHyperService::new(app.clone())));
+        let service = TowerToHyperService::new(request_log::RequestLog::new(app.clone()));
+        let conn = graceful.watch(builder.serve_connection(io, service));
         let stats = stats.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {

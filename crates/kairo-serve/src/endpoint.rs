@@ -213,7 +213,7 @@ impl Endpoints {
                 Some((v, strategy, weight)) => match eps.load(&name, v).await {
                     Ok(loaded) => Some(Candidate { loaded, strategy, weight }),
                     Err(e) => {
-                        eprintln!("kairo serve: {e}; serving '{name}' without its candidate");
+                        tracing::warn!(model = %name, error = %e, "the candidate did not load; serving without it");
                         None
                     }
                 },
@@ -292,7 +292,7 @@ impl Endpoints {
     pub async fn reconcile(&self) {
         for ep in self.map.values() {
             if let Err(e) = self.reconcile_one(ep).await {
-                eprintln!("kairo serve: {}: {e}", ep.name);
+                tracing::warn!(model = %ep.name, error = %e, "cannot follow the registry; still serving what was loaded");
             }
         }
         // Versions no endpoint serves any more are dropped from the cache.
@@ -350,7 +350,7 @@ impl Endpoints {
         let from = current.stable.version;
         ep.swap(Routing { stable, candidate, deployment: desired.deployment });
         if from != desired.stable {
-            eprintln!("kairo serve: {} now serves version {} (was {from})", ep.name, desired.stable);
+            tracing::info!(model = %ep.name, version = desired.stable, was = from, "now serving a new version");
         }
         Ok(())
     }
@@ -360,7 +360,13 @@ impl Endpoints {
     async fn load_failed(&self, ep: &Endpoint, version: i64, error: &str, desired: &Desired, keep: i64) {
         let first = lock(&self.failed).insert((ep.name.clone(), version));
         if first {
-            eprintln!("kairo serve: {error}; still serving version {}", ep.routing().stable.version);
+            tracing::warn!(
+                model = %ep.name,
+                version,
+                error,
+                serving = ep.routing().stable.version,
+                "a version did not load; still serving the old one"
+            );
             let _ = self.md.record_deployment_failure(&ep.name, version, error, &self.actor).await;
         }
         if let Some(d) = &desired.deployment {
@@ -388,7 +394,7 @@ impl Endpoints {
         let applied =
             self.md.change_deployment(&change, Some(d.generation), &self.actor).await.map_err(|e| e.to_string())?;
         if applied.is_some() {
-            eprintln!("kairo serve: {}: {}", ep.name, change.reason);
+            tracing::info!(model = %ep.name, reason = %change.reason, "deployment changed");
             // Apply at once rather than at the next poll.
             Box::pin(self.reconcile_one(ep)).await?;
         }

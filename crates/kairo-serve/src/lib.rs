@@ -331,8 +331,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn new_request_id() -> String {
-    kairo_core::run::new_run_id()
+/// The id `kairo_http`'s request log gave this request (the client's sane `x-request-id`, or a
+/// new one), so a prediction-log row joins the request's log line.
+fn request_id(headers: &HeaderMap) -> String {
+    header(headers, "x-request-id").map_or_else(kairo_http::new_request_id, str::to_string)
 }
 
 /// Run a model; small requests inline, large batches on the blocking pool.
@@ -456,11 +458,12 @@ async fn infer_common(
         },
         None => ep.route(&routing, key),
     };
-    let request_id = request
-        .id
-        .clone()
-        .or_else(|| header(&headers, "x-request-id").map(str::to_string))
-        .unwrap_or_else(new_request_id);
+    // OIP's own `id` names the request when it is fit for a log line and a header; the
+    // response's `id` echoes it whatever it is.
+    let request_id = match &request.id {
+        Some(id) if kairo_http::sane_request_id(id.as_bytes()) => id.clone(),
+        _ => request_id(&headers),
+    };
     if let Some(outs) = &request.outputs {
         if let Some((bad, _)) =
             outs.iter().find(|(n, _)| !loaded.model.signature().outputs.iter().any(|o| o.name == *n))
@@ -520,7 +523,14 @@ async fn infer_common(
         }
     }
     let parameters = json!({"arm": arm.as_str()});
-    let (bytes, json_len) = match oip::encode(&name, loaded.version, &request_id, &selected, parameters, &s.0.limits) {
+    let (bytes, json_len) = match oip::encode(
+        &name,
+        loaded.version,
+        request.id.as_deref().unwrap_or(&request_id),
+        &selected,
+        parameters,
+        &s.0.limits,
+    ) {
         Ok(encoded) => encoded,
         Err(e) => {
             let reject = Reject::from(e);
@@ -613,7 +623,7 @@ async fn invocations(
         Ok(i) => i,
         Err(e) => return Reject::from(e).mlflow(),
     };
-    let request_id = header(&headers, "x-request-id").map(str::to_string).unwrap_or_else(new_request_id);
+    let request_id = request_id(&headers);
     let logged: Vec<(String, Tensor)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     if let Some(shadow) = shadow {
         mirror(&s, &ep, shadow, inputs.clone(), request_id.clone());

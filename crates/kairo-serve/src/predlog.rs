@@ -172,7 +172,7 @@ async fn supervise(
                 let lost = shared.in_flight.swap(0, Ordering::SeqCst);
                 metrics.log_dropped.fetch_add(lost, Ordering::Relaxed);
                 metrics.log_failures.fetch_add(1, Ordering::Relaxed);
-                eprintln!("kairo serve: the prediction-log writer failed ({e}); {lost} rows were lost; restarting it");
+                tracing::error!(error = %e, lost_rows = lost, "the prediction-log writer failed; restarting it");
                 if shared.closed.load(Ordering::SeqCst) && shared.lock().records.is_empty() {
                     return;
                 }
@@ -255,7 +255,7 @@ async fn flush(buffer: &mut Vec<Record>, md: &Metadata, objects: &LocalObjects, 
         if let Some(e) = failure {
             metrics.log_dropped.fetch_add(expected as u64, Ordering::Relaxed);
             metrics.log_failures.fetch_add(1, Ordering::Relaxed);
-            eprintln!("kairo serve: prediction log for {model}: {e}; {expected} rows were not written");
+            tracing::error!(model = %model, error = %e, lost_rows = expected, "a prediction-log segment was not written");
         }
     }
 }

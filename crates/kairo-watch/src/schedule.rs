@@ -13,14 +13,14 @@ pub async fn start(project: &Project) -> Result<Vec<JoinHandle<()>>> {
     for (name, spec) in &project.config().monitors {
         let Some(schedule) = &spec.schedule else { continue };
         if spec.deployment.is_none() {
-            eprintln!("kairo server: monitor {name} watches files, not a deployment: its schedule is ignored");
+            tracing::warn!(monitor = %name, "the monitor watches files, not a deployment: its schedule is ignored");
             continue;
         }
         let every = kairo_core::config::parse_duration_ms(schedule)
             .map_err(|e| WatchError::Spec(format!("monitors.{name}.schedule: {e}")))?;
         let md = project.metadata().await?;
         let (project, name, spec) = (project.clone(), name.clone(), spec.clone());
-        eprintln!("kairo server: monitor {name} every {schedule}");
+        tracing::info!(monitor = %name, every = %schedule, "monitor scheduled");
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(every.max(1) as u64));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -29,14 +29,15 @@ pub async fn start(project: &Project) -> Result<Vec<JoinHandle<()>>> {
                 match evaluate_and_raise(&project, &md, &name, &spec).await {
                     Ok((_, raised)) => {
                         for r in raised.iter().filter(|r| r.new) {
-                            eprintln!(
-                                "kairo server: monitor {name}: ALERT {} {}",
-                                r.payload["when"].as_str().unwrap_or(""),
-                                r.webhook
+                            tracing::warn!(
+                                monitor = %name,
+                                when = r.payload["when"].as_str().unwrap_or(""),
+                                webhook = %r.webhook,
+                                "alert raised"
                             );
                         }
                     }
-                    Err(e) => eprintln!("kairo server: monitor {name}: {e}"),
+                    Err(e) => tracing::error!(monitor = %name, error = %e, "monitor evaluation failed"),
                 }
             }
         }));

@@ -3,6 +3,7 @@
 
 mod data;
 mod demo;
+mod logging;
 mod models;
 mod monitor;
 mod pipeline;
@@ -78,6 +79,18 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The logging flags of a long-running command (its logs go through `tracing`, it stops
+    /// gracefully on SIGINT/SIGTERM); one-shot commands print to stdout and stderr themselves.
+    fn log_args(&self) -> Option<&logging::LogArgs> {
+        match self {
+            Command::Server(a) => Some(&a.log),
+            Command::Serve(a) => Some(&a.log),
+            _ => None,
+        }
+    }
+}
+
 /// A failed command: what to print and which exit code to use.
 pub struct Failure {
     pub code: i32,
@@ -101,6 +114,12 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
     };
+    if let Some(log) = cli.command.log_args() {
+        if let Err(message) = logging::init(log) {
+            eprintln!("error: {message}");
+            return ExitCode::from(exit::USAGE as u8);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -119,6 +138,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> CmdResult {
+    if cli.command.log_args().is_some() {
+        listen_for_shutdown();
+    }
     match cli.command {
         Command::Init { dir, json } => init(dir, json).await,
         Command::Data { command } => data::run(command).await,
@@ -168,9 +190,39 @@ async fn init(dir: Option<PathBuf>, json: bool) -> CmdResult {
     Ok(exit::OK)
 }
 
+/// Set once a long-running command's SIGINT/SIGTERM handlers are in place (`listen_for_shutdown`).
+static SHUTDOWN: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>> = std::sync::OnceLock::new();
+
+/// Take over SIGINT and SIGTERM before a long-running command starts: a signal that arrives
+/// right after it prints "listening on" (a supervisor, a test) must stop it gracefully, not
+/// kill it with the prediction log unflushed. Handlers installed lazily, when the shutdown
+/// future is first polled, left that window open.
+fn listen_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    let _ = SHUTDOWN.set(rx);
+}
+
 /// Resolves at the first SIGINT or SIGTERM (never, if the handlers cannot be installed): the
 /// graceful-shutdown signal of the long-running commands.
 pub async fn interrupted() {
+    if let Some(rx) = SHUTDOWN.get() {
+        let mut rx = rx.clone();
+        if rx.wait_for(|signalled| *signalled).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        return;
+    }
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         return std::future::pending::<()>().await;

@@ -156,6 +156,8 @@ pub struct ServeArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub connections: crate::server::ConnectionArgs,
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -695,7 +697,7 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
     };
     let shutdown = async {
         crate::interrupted().await;
-        eprintln!("kairo serve: shutting down (finishing in-flight requests, flushing the prediction log)");
+        tracing::info!("shutting down: finishing in-flight requests, flushing the prediction log");
     };
     kairo_serve::serve(&project, config, shutdown, |bound, served| {
         use std::io::Write;

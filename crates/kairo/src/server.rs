@@ -19,6 +19,8 @@ pub struct ServerArgs {
     pub max_artifact_mb: u64,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 /// How a server treats its connections (`kairo server` and `kairo serve`).
@@ -54,7 +56,7 @@ pub async fn run(args: ServerArgs) -> CmdResult {
     options.max_artifact = args.max_artifact_mb.max(1).saturating_mul(1 << 20);
     let shutdown = async {
         crate::interrupted().await;
-        eprintln!("kairo server: shutting down (finishing in-flight requests)");
+        tracing::info!("shutting down: finishing in-flight requests");
     };
     let root = project.root().to_path_buf();
     let scheduler = kairo_watch::schedule::start(&project)

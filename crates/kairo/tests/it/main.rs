@@ -10,6 +10,7 @@ mod demo;
 mod faults;
 mod history;
 mod hostile;
+mod logs;
 mod maintenance;
 mod monitor;
 mod monitoring;
