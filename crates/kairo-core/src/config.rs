@@ -36,6 +36,9 @@ pub struct Config {
     /// Monitors: what to watch, in which windows, and the alert rules.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub monitors: BTreeMap<String, MonitorSpec>,
+    /// The closed loop: triggers that retrain, judge, promote, roll out and verify a model.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub automations: BTreeMap<String, crate::automation::AutomationSpec>,
 }
 
 /// A monitor: a deployment's prediction log in windows (or two files), checked against the
@@ -246,6 +249,8 @@ pub enum ConfigError {
     UnknownDefaultRemote(String),
     #[error("{CONFIG_FILE}: monitors.{0}: {1}")]
     Monitor(String, String),
+    #[error("{CONFIG_FILE}:{}{}", if .0.location.is_some() { "" } else { " " }, .0)]
+    Automation(#[from] crate::automation::SpecError),
 }
 
 /// `LINE:COLUMN` of a YAML error (1:1 when the parser does not know).
@@ -271,6 +276,7 @@ impl Config {
         for (name, m) in &c.monitors {
             m.validate().map_err(|e| ConfigError::Monitor(name.clone(), e))?;
         }
+        crate::automation::validate_all(&c.automations, &c)?;
         Ok(c)
     }
 

@@ -71,7 +71,8 @@ pub struct Promotion {
 }
 
 /// How a candidate version receives traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// The candidate replaces the stable version at once.
     Direct,
