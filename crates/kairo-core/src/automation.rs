@@ -32,6 +32,9 @@ pub struct AutomationSpec {
     pub verify: Option<VerifySpec>,
     #[serde(default)]
     pub guard: GuardSpec,
+    /// Where every state change of its incidents is POSTed (approval needed, resolved, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::config::Webhook>,
 }
 
 /// What opens an incident.
@@ -400,7 +403,6 @@ pub fn validate_all(automations: &BTreeMap<String, AutomationSpec>, config: &Con
 #[serde(rename_all = "snake_case")]
 pub enum IncidentState {
     Triggered,
-    Exporting,
     Retraining,
     Registering,
     AwaitingLabels,
@@ -422,7 +424,6 @@ pub enum IncidentState {
 impl IncidentState {
     pub const ALL: &'static [IncidentState] = &[
         IncidentState::Triggered,
-        IncidentState::Exporting,
         IncidentState::Retraining,
         IncidentState::Registering,
         IncidentState::AwaitingLabels,
@@ -440,7 +441,6 @@ impl IncidentState {
     pub fn as_str(self) -> &'static str {
         match self {
             IncidentState::Triggered => "triggered",
-            IncidentState::Exporting => "exporting",
             IncidentState::Retraining => "retraining",
             IncidentState::Registering => "registering",
             IncidentState::AwaitingLabels => "awaiting_labels",

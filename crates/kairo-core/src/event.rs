@@ -77,6 +77,14 @@ event_kinds! {
     DeploymentFailed = "deployment.failed",
     MonitorAlert = "monitor.alert",
     WebhookFailed = "monitor.webhook_failed",
+    /// A trigger opened an incident.
+    IncidentOpened = "incident.opened",
+    /// A trigger arrived while the model already had an open incident.
+    IncidentJoined = "incident.joined",
+    /// An incident moved to another state, or recorded new facts in its state.
+    IncidentAdvanced = "incident.advanced",
+    /// A trigger held back by the automation's guard (cooldown, max_per_day).
+    TriggerSuppressed = "automation.suppressed",
 }
 
 impl fmt::Display for EventKind {

@@ -282,6 +282,54 @@ pub struct EventsQuery {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+pub struct IncidentsQuery {
+    /// Only open incidents (default false).
+    pub open: Option<bool>,
+    /// At most this many, newest first (default 50).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<i64>,
+}
+
+/// An incident of the closed loop: one trigger's way to a resolved (or refused) change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentDto {
+    pub id: i64,
+    pub automation: String,
+    pub model: String,
+    /// triggered, retraining, registering, awaiting_labels, evaluating, awaiting_approval,
+    /// rolling_out, verifying; final: resolved, not_better, rejected, rolled_back, failed.
+    pub state: String,
+    pub opened: String,
+    pub updated: String,
+    pub closed: Option<String>,
+    /// What it learnt: triggers, export, retrain, challenger, evaluation, promotion, rollout, verify, failed.
+    pub detail: serde_json::Value,
+    /// Every transition, oldest first (only in `GET /api/v1/incidents/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<EventDto>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentList {
+    pub incidents: Vec<IncidentDto>,
+}
+
+fn incident_dto(i: kairo_store::incidents::Incident, timeline: Option<Vec<EventDto>>) -> IncidentDto {
+    IncidentDto {
+        id: i.id,
+        automation: i.automation,
+        model: i.model,
+        state: i.state.as_str().to_string(),
+        opened: kairo_core::time::millis_to_string(i.opened_ms),
+        updated: kairo_core::time::millis_to_string(i.updated_ms),
+        closed: i.closed_ms.map(kairo_core::time::millis_to_string),
+        detail: i.detail,
+        timeline,
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LineageQuery {
     /// A run id, a pipeline output path, a tracked dataset path, or `PATH@HASH`.
     pub target: String,
@@ -480,12 +528,34 @@ async fn lineage(State(s): State<AppState>, V1Query(q): V1Query<LineageQuery>) -
     Ok(Json(node).into_response())
 }
 
+/// Incidents of the closed loop, newest first.
+#[utoipa::path(get, path = "/api/v1/incidents", params(IncidentsQuery), responses((status = 200, body = IncidentList), (status = 400, body = ErrorBody)))]
+async fn incidents(State(s): State<AppState>, V1Query(q): V1Query<IncidentsQuery>) -> V1Result<IncidentList> {
+    let list = s.md.incidents(q.open.unwrap_or(false), limit(q.limit, 50)?).await?;
+    Ok(Json(IncidentList { incidents: list.into_iter().map(|i| incident_dto(i, None)).collect() }))
+}
+
+/// One incident with its timeline (every transition and the facts it recorded).
+#[utoipa::path(get, path = "/api/v1/incidents/{id}", params(("id" = i64, Path, description = "incident id")),
+    responses((status = 200, body = IncidentDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn incident(State(s): State<AppState>, V1Path(id): V1Path<i64>) -> V1Result<IncidentDto> {
+    let inc = s.md.incident(id).await?;
+    let timeline = s
+        .md
+        .events(Some(&format!("incident:{id}")), 10_000)
+        .await?
+        .into_iter()
+        .map(|e| EventDto { id: e.id, at: e.at, actor: e.actor, kind: e.kind, subject: e.subject, payload: e.payload })
+        .collect();
+    Ok(Json(incident_dto(inc, Some(timeline))))
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Kairo API",
         version = "1",
-        description = "Runs, metrics, datasets, lineage and events of a Kairo project. The MLflow-compatible API is served under /api/2.0/mlflow."
+        description = "Runs, metrics, datasets, lineage, events and incidents of a Kairo project. The MLflow-compatible API is served under /api/2.0/mlflow."
     ),
     paths(
         list_runs,
@@ -496,7 +566,9 @@ async fn lineage(State(s): State<AppState>, V1Query(q): V1Query<LineageQuery>) -
         datasets,
         dataset_versions,
         events,
-        lineage
+        lineage,
+        incidents,
+        incident
     ),
     components(schemas(
         ErrorBody,
@@ -511,7 +583,9 @@ async fn lineage(State(s): State<AppState>, V1Query(q): V1Query<LineageQuery>) -
         DatasetList,
         DatasetVersions,
         EventDto,
-        EventList
+        EventList,
+        IncidentDto,
+        IncidentList
     ))
 )]
 pub struct ApiDoc;
@@ -528,6 +602,8 @@ pub fn routes() -> Router<AppState> {
         .route("/datasets/versions", get(dataset_versions))
         .route("/events", get(events))
         .route("/lineage", get(lineage))
+        .route("/incidents", get(incidents))
+        .route("/incidents/{id}", get(incident))
         .fallback(|uri: axum::http::Uri| async move {
             V1Error(ApiError { code: Code::EndpointNotFound, message: format!("No endpoint {}", uri.path()) })
                 .into_response()

@@ -20,6 +20,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("importance", include_str!("../migrations/sqlite/0006_importance.sql")),
     ("version_numbers", include_str!("../migrations/sqlite/0007_version_numbers.sql")),
     ("retired_model_names", include_str!("../migrations/sqlite/0008_retired_model_names.sql")),
+    ("incidents", include_str!("../migrations/sqlite/0009_incidents.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -30,10 +31,11 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("importance", include_str!("../migrations/postgres/0006_importance.sql")),
     ("version_numbers", include_str!("../migrations/postgres/0007_version_numbers.sql")),
     ("retired_model_names", include_str!("../migrations/postgres/0008_retired_model_names.sql")),
+    ("incidents", include_str!("../migrations/postgres/0009_incidents.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -312,19 +314,7 @@ impl Metadata {
                     .await?
             }
         };
-        rows.iter()
-            .map(|r| {
-                let payload: String = r.try_get(5)?;
-                Ok(Event {
-                    id: r.try_get(0)?,
-                    at: r.try_get(1)?,
-                    actor: r.try_get(2)?,
-                    kind: r.try_get(3)?,
-                    subject: r.try_get(4)?,
-                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Pin an object for a record (a run's output, a model's artifact) so `gc` keeps it.
@@ -384,6 +374,19 @@ fn version_from_row(r: &AnyRow) -> Result<DatasetVersion> {
 async fn current_version(tx: &mut Transaction<'_, Any>) -> Result<i64> {
     let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM kairo_migrations").fetch_one(&mut **tx).await?;
     Ok(row.try_get::<i64, _>(0)?)
+}
+
+/// An `events` row selected as `id, at, actor, kind, subject, payload`.
+pub(crate) fn event_from_row(r: &AnyRow) -> Result<Event> {
+    let payload: String = r.try_get(5)?;
+    Ok(Event {
+        id: r.try_get(0)?,
+        at: r.try_get(1)?,
+        actor: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        subject: r.try_get(4)?,
+        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+    })
 }
 
 pub(crate) async fn insert_event(

@@ -9,6 +9,7 @@
 //! a row window the newest segments that together hold at least N rows of the version. A
 //! segment holds at most `--log-max-rows` rows or `--log-max-age` of traffic.
 
+pub mod labelled;
 pub mod raise;
 pub mod schedule;
 pub mod segment;
@@ -53,6 +54,9 @@ pub enum WatchError {
     OldProfile { name: String, version: i64 },
     #[error("prediction-log segment {object}: {error}")]
     Segment { object: String, error: String },
+    /// Exported rows could not be written.
+    #[error("cannot write the rows: {0}")]
+    Write(String),
 }
 
 impl WatchError {

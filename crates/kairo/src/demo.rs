@@ -1,7 +1,8 @@
-//! `kairo demo`: a scripted walk through the product on generated data, run with this very
-//! binary so the output is exactly what a user would see: data versioning, then a pipeline with
-//! runs, the run cache, run comparison, lineage and reproduction; then models: registration,
-//! a promotion gate, a canary, serving and rollback. Later capabilities extend it.
+//! `kairo demo`: the closed loop on generated data, run with this very binary so the output is
+//! exactly what a user would see (`demo_loop.rs`). `kairo demo --tour` is the earlier walk
+//! through the parts: data versioning, then a pipeline with runs, the run cache, run
+//! comparison, lineage and reproduction; then models: registration, a promotion gate, a
+//! canary, serving and rollback.
 
 use crate::{CmdResult, Failure};
 use kairo_core::exit;
@@ -9,7 +10,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub async fn run(dir: Option<PathBuf>) -> CmdResult {
+pub async fn run(dir: Option<PathBuf>, tour: bool) -> CmdResult {
+    if !tour {
+        return crate::demo_loop::run(dir).await;
+    }
     let scratch;
     let root = match dir {
         Some(d) => {
@@ -243,7 +247,7 @@ fn serve_requests(demo: &Demo, child: &mut std::process::Child) -> Result<(), Fa
 }
 
 /// A minimal HTTP/1.1 POST over loopback (the demo has no HTTP client dependency).
-fn post(addr: &str, path: &str, body: &str) -> Result<String, Failure> {
+pub(crate) fn post(addr: &str, path: &str, body: &str) -> Result<String, Failure> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
@@ -252,15 +256,18 @@ fn post(addr: &str, path: &str, body: &str) -> Result<String, Failure> {
     Ok(response.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
 
-struct Demo<'a> {
-    root: &'a Path,
-    exe: &'a Path,
+pub(crate) struct Demo<'a> {
+    pub root: &'a Path,
+    pub exe: &'a Path,
 }
 
 impl Demo<'_> {
-    fn step(&self, why: &str, args: &[&str], expect: i32) -> Result<(), Failure> {
-        println!("# {why}\n$ kairo {}", args.join(" "));
-        let out = Command::new(self.exe).args(args).current_dir(self.root).output()?;
+    pub fn step(&self, why: &str, args: &[&str], expect: i32) -> Result<(), Failure> {
+        if !why.is_empty() {
+            println!("# {why}");
+        }
+        println!("$ kairo {}", args.join(" "));
+        let out = self.kairo().args(args).output()?;
         print!("{}", String::from_utf8_lossy(&out.stdout));
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
         println!();
@@ -275,12 +282,28 @@ impl Demo<'_> {
     }
 
     /// Run a step quietly and parse its JSON output.
-    fn json(&self, args: &[&str]) -> Result<serde_json::Value, Failure> {
-        let out = Command::new(self.exe).args(args).current_dir(self.root).output()?;
+    pub fn json(&self, args: &[&str]) -> Result<serde_json::Value, Failure> {
+        let out = self.kairo().args(args).output()?;
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
-    fn git(&self, args: &[&str]) -> Result<(), Failure> {
+    /// This very binary, in the demo project, with its directory first on PATH (so pipeline
+    /// stages that run `kairo train` run this kairo).
+    pub fn kairo(&self) -> Command {
+        let mut c = Command::new(self.exe);
+        c.current_dir(self.root);
+        if let Some(dir) = self.exe.parent() {
+            let rest = std::env::var_os("PATH").unwrap_or_default();
+            let mut paths = vec![dir.to_path_buf()];
+            paths.extend(std::env::split_paths(&rest));
+            if let Ok(joined) = std::env::join_paths(paths) {
+                c.env("PATH", joined);
+            }
+        }
+        c
+    }
+
+    pub fn git(&self, args: &[&str]) -> Result<(), Failure> {
         let out = Command::new("git").args(args).current_dir(self.root).output()?;
         if !out.status.success() {
             return Err(Failure {

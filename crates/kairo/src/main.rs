@@ -1,8 +1,10 @@
 //! The `kairo` command line: argument parsing, output formatting and exit codes over the
 //! library crates. No domain logic lives here.
 
+mod automations;
 mod data;
 mod demo;
+mod demo_loop;
 mod logging;
 mod models;
 mod monitor;
@@ -69,6 +71,16 @@ enum Command {
     Deploy(models::DeployArgs),
     /// Return a model's deployment to the last version that served 100%.
     Rollback(models::RollbackArgs),
+    /// The closed loop: automations in kairo.yaml (ls, run NAME [--dry-run], tick).
+    Automations {
+        #[command(subcommand)]
+        command: automations::AutomationsCommand,
+    },
+    /// What the loop did: incidents (ls, show ID) with their timeline and evidence.
+    Incidents {
+        #[command(subcommand)]
+        command: automations::IncidentsCommand,
+    },
     /// Serve the project over HTTP: the MLflow-compatible tracking API and artifact proxy.
     Server(server::ServerArgs),
     /// A scripted walk through Kairo on generated sample data, in a scratch directory.
@@ -76,6 +88,9 @@ enum Command {
         /// Where to build the demo project (default: a new temp directory, removed afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The earlier walk-through instead (data versioning, pipelines, registry, canary).
+        #[arg(long)]
+        tour: bool,
     },
 }
 
@@ -155,8 +170,10 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Deploy(args) => models::deploy(args).await,
         Command::Monitor { command } => monitor::run(command).await,
         Command::Rollback(args) => models::rollback(args).await,
+        Command::Automations { command } => automations::automations(command).await,
+        Command::Incidents { command } => automations::incidents(command).await,
         Command::Server(args) => server::run(args).await,
-        Command::Demo { dir } => demo::run(dir).await,
+        Command::Demo { dir, tour } => demo::run(dir, tour).await,
     }
 }
 

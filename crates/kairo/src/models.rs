@@ -40,14 +40,43 @@ pub enum ModelsCommand {
     Promote(PromoteArgs),
     /// Point an alias at a version directly, or remove it (--delete). Every move is recorded.
     Alias(AliasArgs),
-    /// The prediction log of a served model, newest last, with labels received as feedback.
-    Predictions {
+    /// The prediction log of a served model, newest last, with labels received as feedback;
+    /// `predictions export NAME --out F` writes it as CSV.
+    Predictions(PredictionsArgs),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct PredictionsArgs {
+    #[command(subcommand)]
+    pub command: Option<PredictionsCommand>,
+    /// The served model.
+    #[arg(required = true)]
+    pub name: Option<String>,
+    /// Show at most this many rows.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum PredictionsCommand {
+    /// Answered rows as CSV: request_id, row, time, version, the inputs, and the label.
+    Export {
         name: String,
-        /// Show at most this many rows.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        /// Only rows whose label arrived (POST /v1/feedback).
         #[arg(long)]
-        json: bool,
+        labelled: bool,
+        /// Only rows predicted in the last DURATION (`30d`, `12h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// The label column's name.
+        #[arg(long, default_value = "label")]
+        label_column: String,
+        /// The CSV file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -223,7 +252,13 @@ pub async fn run(cmd: ModelsCommand) -> CmdResult {
         ModelsCommand::Show { model, json } => show(&md, &model, json).await,
         ModelsCommand::Promote(a) => promote(&project, &md, a).await,
         ModelsCommand::Alias(a) => alias(&project, &md, a).await,
-        ModelsCommand::Predictions { name, limit, json } => predictions(&project, &md, &name, limit, json).await,
+        ModelsCommand::Predictions(PredictionsArgs {
+            command: Some(PredictionsCommand::Export { name, labelled, since, label_column, out }),
+            ..
+        }) => export_predictions(&project, &md, &name, labelled, since.as_deref(), &label_column, &out).await,
+        ModelsCommand::Predictions(PredictionsArgs { name, limit, json, .. }) => {
+            predictions(&project, &md, name.as_deref().unwrap_or_default(), limit, json).await
+        }
     };
     md.close().await;
     result
@@ -619,6 +654,35 @@ async fn alias(project: &Project, md: &Metadata, a: AliasArgs) -> CmdResult {
         None if before.is_none() => return Err(fail(format!("model '{}' has no alias '{}'", a.name, a.alias))),
         None => println!("removed alias '{}' of {}", a.alias, a.name),
     }
+    Ok(exit::OK)
+}
+
+async fn export_predictions(
+    project: &Project,
+    md: &Metadata,
+    name: &str,
+    labelled: bool,
+    since: Option<&str>,
+    label_column: &str,
+    out: &std::path::Path,
+) -> CmdResult {
+    let now = kairo_core::time::now_millis();
+    let from = match since {
+        Some(s) => {
+            now - kairo_core::config::parse_duration_ms(s)
+                .map_err(|e| Failure { code: exit::USAGE, message: format!("--since {e}") })?
+        }
+        None => 0,
+    };
+    md.registered_model(name).await?;
+    let objects = project.objects()?;
+    let rows = kairo_watch::labelled::rows(md, &objects, name, from, i64::MAX, labelled).await?;
+    let tmp = out.with_extension("kairo-export.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
+    let n = kairo_watch::labelled::write_csv(&rows, label_column, std::io::BufWriter::new(file))?;
+    std::fs::rename(&tmp, out).map_err(|e| fail(format!("{}: {e}", out.display())))?;
+    let with_labels = rows.iter().filter(|r| r.label.is_some()).count();
+    println!("wrote {n} rows of {name} ({with_labels} labelled) to {}", out.display());
     Ok(exit::OK)
 }
 

@@ -17,6 +17,10 @@ pub struct ServerArgs {
     /// Largest artifact upload, in MiB (larger ones get 413).
     #[arg(long, default_value_t = 1024)]
     pub max_artifact_mb: u64,
+    /// How often the closed loop takes triggers and advances incidents, in seconds
+    /// (0: never; then run `kairo automations tick` from cron or CI).
+    #[arg(long, default_value_t = 10)]
+    pub loop_every_s: u64,
     #[command(flatten)]
     pub connections: ConnectionArgs,
     #[command(flatten)]
@@ -62,6 +66,8 @@ pub async fn run(args: ServerArgs) -> CmdResult {
     let scheduler = kairo_watch::schedule::start(&project)
         .await
         .map_err(|e| Failure { code: if e.is_spec() { exit::USAGE } else { exit::ERROR }, message: e.to_string() })?;
+    let closed_loop =
+        (args.loop_every_s > 0).then(|| kairo_loop::start(&project, std::time::Duration::from_secs(args.loop_every_s)));
     let served = kairo_server::serve(&project, options, shutdown, |bound| {
         // A server must outlive whoever started it closing our stdout: write errors are ignored.
         use std::io::Write;
@@ -71,7 +77,7 @@ pub async fn run(args: ServerArgs) -> CmdResult {
         let _ = out.flush();
     })
     .await;
-    for task in scheduler {
+    for task in scheduler.into_iter().chain(closed_loop) {
         task.abort();
     }
     served.map_err(|e| Failure { code: exit::ERROR, message: e.to_string() })?;

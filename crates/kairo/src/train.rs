@@ -32,9 +32,13 @@ pub struct TrainArgs {
     /// Training data: CSV, or Parquet when named *.parquet.
     #[arg(long)]
     pub data: PathBuf,
-    /// The column to predict; every other column is a feature.
+    /// The column to predict; every other column is a feature (except those dropped).
     #[arg(long)]
     pub target: String,
+    /// Columns that are not features, when present (repeatable or comma-separated), e.g. the
+    /// `request_id,row,time,version` columns of `kairo models predictions export`.
+    #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
+    pub drop: Vec<String>,
     /// Default: classification for text targets and integer targets with at most 20 values.
     #[arg(long, value_enum)]
     pub task: Option<TaskArg>,
@@ -101,6 +105,20 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     })
 }
 
+/// The frame without the `--drop` columns (a name it lacks is fine: one list serves files
+/// with and without them); dropping the target is a usage error.
+fn drop_columns(
+    mut frame: kairo_monitor::frame::Frame,
+    drop: &[String],
+    target: &str,
+) -> Result<kairo_monitor::frame::Frame, Failure> {
+    if let Some(t) = drop.iter().find(|d| d.trim() == target) {
+        return Err(Failure { code: exit::USAGE, message: format!("--drop {t}: that is the --target column") });
+    }
+    frame.columns.retain(|c| !drop.iter().any(|d| d.trim() == c.name));
+    Ok(frame)
+}
+
 pub fn run(a: TrainArgs) -> CmdResult {
     let fail = |message: String| Failure { code: exit::ERROR, message };
     let mut params = Vec::new();
@@ -112,8 +130,11 @@ pub fn run(a: TrainArgs) -> CmdResult {
     }
     let started = std::time::Instant::now();
     let spinner = Spinner::start(&format!("reading {}", a.data.display()));
-    let frame = kairo_ml::read(&a.data).map_err(fail)?;
-    let test = a.test_data.as_deref().map(kairo_ml::read).transpose().map_err(fail)?;
+    let frame = drop_columns(kairo_ml::read(&a.data).map_err(fail)?, &a.drop, &a.target)?;
+    let test = match a.test_data.as_deref() {
+        Some(p) => Some(drop_columns(kairo_ml::read(p).map_err(fail)?, &a.drop, &a.target)?),
+        None => None,
+    };
     let request = kairo_ml::Request {
         target: a.target.clone(),
         task: a.task.map(|t| match t {

@@ -6,6 +6,7 @@
 mod add_status;
 mod api_v1;
 mod checkout;
+mod closed_loop;
 mod demo;
 mod faults;
 mod history;

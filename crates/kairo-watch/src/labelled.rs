@@ -1,0 +1,133 @@
+//! Production rows with their labels: the prediction log joined with feedback, one row per
+//! answered row (the stable and canary arms; a shadow's answers were never returned), in
+//! prediction-time order. Retraining exports them to a tracked CSV file and the loop judges
+//! challengers on them; `kairo models predictions export` writes the same file.
+
+use std::collections::{BTreeSet, HashMap};
+
+use kairo_store::{LocalObjects, Metadata};
+use serde_json::Value;
+
+use crate::segment::{self, LogRow};
+use crate::{Result, WatchError};
+
+/// One answered row and its label, when feedback gave one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labelled {
+    pub row: LogRow,
+    pub label: Option<Value>,
+}
+
+/// The answered rows of `deployment` predicted in `[from_ms, to_ms)`, with labels joined.
+/// With `labelled_only`, rows without feedback are left out.
+pub async fn rows(
+    md: &Metadata,
+    objects: &LocalObjects,
+    deployment: &str,
+    from_ms: i64,
+    to_ms: i64,
+    labelled_only: bool,
+) -> Result<Vec<Labelled>> {
+    let mut rows = Vec::new();
+    for seg in md.segments(deployment, from_ms, to_ms).await? {
+        let bytes = objects.read(&seg.object)?;
+        let read = segment::read(&bytes)
+            .map_err(|e| WatchError::Segment { object: seg.object.to_string(), error: e.to_string() })?;
+        rows.extend(
+            read.into_iter()
+                .filter(|r| r.time_ms >= from_ms && r.time_ms < to_ms && r.status == 200 && r.arm != "shadow"),
+        );
+    }
+    rows.sort_by(|a, b| (a.time_ms, &a.request_id, a.row).cmp(&(b.time_ms, &b.request_id, b.row)));
+    let ids: Vec<String> = rows.iter().map(|r| r.request_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut labels = md.feedback_for(&ids).await?;
+    let out = rows
+        .into_iter()
+        .filter_map(|row| {
+            let label = labels.remove(&(row.request_id.clone(), i64::from(row.row)));
+            (!labelled_only || label.is_some()).then_some(Labelled { row, label })
+        })
+        .collect();
+    Ok(out)
+}
+
+/// How many answered rows of `deployment` predicted at or after `from_ms` have labels.
+pub async fn count_labelled(md: &Metadata, objects: &LocalObjects, deployment: &str, from_ms: i64) -> Result<usize> {
+    Ok(rows(md, objects, deployment, from_ms, i64::MAX, true).await?.len())
+}
+
+/// The input columns of the rows: each input tensor is one column when it holds one value
+/// per row, `NAME_0..NAME_k` when it holds several; in name order.
+pub fn input_columns(rows: &[Labelled]) -> Vec<(String, String, Option<usize>)> {
+    let mut widths: HashMap<String, Option<usize>> = HashMap::new();
+    for r in rows {
+        if let Value::Object(m) = &r.row.inputs {
+            for (k, v) in m {
+                let w = match v {
+                    Value::Array(a) => Some(a.len()),
+                    _ => None,
+                };
+                let e = widths.entry(k.clone()).or_insert(w);
+                if let (Some(a), Some(b)) = (*e, w) {
+                    *e = Some(a.max(b));
+                }
+            }
+        }
+    }
+    let mut names: Vec<_> = widths.into_iter().collect();
+    names.sort();
+    let mut out = Vec::new();
+    for (name, width) in names {
+        match width {
+            None => out.push((name.clone(), name, None)),
+            Some(w) => out.extend((0..w).map(|i| (format!("{name}_{i}"), name.clone(), Some(i)))),
+        }
+    }
+    out
+}
+
+/// The cell text of a JSON value: numbers and strings as they are, booleans as 0/1,
+/// missing as empty.
+pub fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => u8::from(*b).to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The metadata columns every export starts with.
+pub const META_COLUMNS: [&str; 4] = ["request_id", "row", "time", "version"];
+
+/// Write rows as CSV: `request_id,row,time,version`, the input columns, then the label under
+/// `label_column`. Returns the number of rows written.
+pub fn write_csv<W: std::io::Write>(rows: &[Labelled], label_column: &str, out: W) -> Result<usize> {
+    let columns = input_columns(rows);
+    let mut w = csv::Writer::from_writer(out);
+    let mut header: Vec<String> = META_COLUMNS.iter().map(|s| s.to_string()).collect();
+    header.extend(columns.iter().map(|c| c.0.clone()));
+    header.push(label_column.to_string());
+    let io = |e: csv::Error| WatchError::Write(e.to_string());
+    w.write_record(&header).map_err(io)?;
+    for r in rows {
+        let mut rec = vec![
+            r.row.request_id.clone(),
+            r.row.row.to_string(),
+            kairo_core::time::millis_to_string(r.row.time_ms),
+            r.row.version.to_string(),
+        ];
+        for (_, input, index) in &columns {
+            let v = r.row.inputs.get(input);
+            rec.push(match index {
+                None => cell(v),
+                Some(i) => cell(v.and_then(|v| v.get(*i))),
+            });
+        }
+        rec.push(cell(r.label.as_ref()));
+        w.write_record(&rec).map_err(io)?;
+    }
+    w.flush().map_err(|e| WatchError::Write(e.to_string()))?;
+    Ok(rows.len())
+}

@@ -1,0 +1,273 @@
+//! `kairo demo`: the closed loop, end to end, on generated data and with no Python.
+//!
+//! A churn model is trained on January's customers and served. In March, customers behave
+//! differently (usage drops, and it is usage that now predicts churn); their labels come back
+//! through `POST /v1/feedback`. The monitor sees the drift and raises an alert that says
+//! `action: retrain`; the automation exports the labelled March rows as a new dataset version,
+//! retrains, registers the challenger, waits for fresh labels, judges challenger against
+//! champion on the same newest rows with a paired bootstrap, promotes, rolls out as a canary
+//! under the rollout guard, and resolves the incident once the monitor is quiet. Each
+//! `kairo automations tick` here is what `kairo server` does on its own every few seconds.
+//! Seeded: the same run prints the same decisions.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use kairo_core::exit;
+
+use crate::demo::{post, Demo};
+use crate::{CmdResult, Failure};
+
+/// Customers: `tenure, spend, support_calls, usage_hours` and whether they churned.
+/// January: churn follows support calls and short tenure. March: usage has fallen for many,
+/// and churn follows low usage.
+fn customers(month: Month, n: usize, seed: u64) -> Vec<([f64; 4], u8)> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut u = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let tenure = (u() * 60.0).floor();
+            let spend = 20.0 + u() * 80.0;
+            let calls = (u() * u() * 8.0).floor();
+            let (usage, churn) = match month {
+                Month::January => {
+                    let usage = 20.0 + u() * 30.0;
+                    (usage, calls * 0.6 - tenure * 0.04 + u() * 1.2 > 1.2)
+                }
+                Month::March => {
+                    let usage = u() * 40.0;
+                    (usage, usage < 14.0 + u() * 6.0)
+                }
+            };
+            ([tenure, (spend * 100.0).round() / 100.0, calls, (usage * 10.0).round() / 10.0], u8::from(churn))
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+enum Month {
+    January,
+    March,
+}
+
+const COLUMNS: [&str; 4] = ["tenure", "spend", "support_calls", "usage_hours"];
+
+fn csv(rows: &[([f64; 4], u8)]) -> String {
+    let mut text = format!("{},churned\n", COLUMNS.join(","));
+    for (x, y) in rows {
+        text.push_str(&format!("{},{},{},{},{y}\n", x[0], x[1], x[2], x[3]));
+    }
+    text
+}
+
+const CONFIG: &str = r#"
+stages:
+  train:
+    cmd: kairo train --data data/train.csv --target churned --drop request_id,row,time,version --algo gbdt --seed 7 --out model.onnx --metrics metrics.json
+    deps: [data/train.csv]
+    outs: [model.onnx]
+    metrics: [metrics.json]
+models:
+  churn:
+    rollout: {min_requests: 20, window_s: 2, max_error_rate: 0.05, max_p99_ms: 2000}
+monitors:
+  churn-watch:
+    deployment: churn
+    rows: 200
+    alerts:
+      - when: drift_share > 0.4
+        action: retrain
+automations:
+  churn-retrain:
+    model: churn
+    on:
+      - alert: {monitor: churn-watch}
+    retrain:
+      export: {to: data/train.csv, since: 30d}
+      stages: [train]
+      artifact: model.onnx
+    register: {profile_data: data/train.csv, target: churned}
+    evaluate:
+      data: [recent_labels]
+      min_labels: 200
+      metric: auc
+      test: paired_bootstrap
+      confidence: 0.95
+    promote: {to: champion}
+    rollout: {strategy: canary, weight: 50}
+    verify: {monitor: churn-watch, quiet_windows: 1}
+    guard: {cooldown: 1h, max_per_day: 3}
+"#;
+
+pub async fn run(dir: Option<PathBuf>) -> CmdResult {
+    let scratch;
+    let root = match dir {
+        Some(d) => {
+            fs::create_dir_all(&d)?;
+            d
+        }
+        None => {
+            scratch = tempfile::Builder::new().prefix("kairo-loop-demo-").tempdir()?;
+            scratch.path().to_path_buf()
+        }
+    };
+    let exe = std::env::current_exe()?;
+    let demo = Demo { root: &root, exe: &exe };
+    println!("# Kairo demo: the closed loop, in {}", root.display());
+    println!("# (kairo demo --tour walks through the parts one by one)\n");
+    demo.git(&["init", "-q"])?;
+    demo.git(&["config", "user.email", "demo@kairo.invalid"])?;
+    demo.git(&["config", "user.name", "Kairo Demo"])?;
+    demo.step("a git repository becomes a Kairo project", &["init"], exit::OK)?;
+    fs::create_dir_all(root.join("data"))?;
+    fs::write(root.join("data/train.csv"), csv(&customers(Month::January, 2000, 1)))?;
+    let config = fs::read_to_string(root.join("kairo.yaml"))?;
+    fs::write(root.join("kairo.yaml"), format!("{config}{CONFIG}"))?;
+    println!("# kairo.yaml: a training stage, a drift monitor, and an automation that closes the loop:");
+    for line in CONFIG.lines().skip_while(|l| !l.starts_with("automations:")) {
+        println!("#   {line}");
+    }
+    println!();
+    demo.step("January's 2000 customers become a dataset version", &["data", "add", "data/train.csv"], exit::OK)?;
+    demo.git(&["add", "-A"])?;
+    demo.git(&["commit", "-q", "-m", "January data, pipeline, monitor and automation"])?;
+    demo.step("train version 1 with the built-in trainer (no Python)", &["run"], exit::OK)?;
+    demo.step(
+        "register it with its training data's profile, make it champion, deploy it",
+        &[
+            "models",
+            "register",
+            "churn",
+            "--file",
+            "model.onnx",
+            "--profile-data",
+            "data/train.csv",
+            "--target",
+            "churned",
+        ],
+        exit::OK,
+    )?;
+    demo.step("", &["models", "promote", "churn", "1"], exit::OK)?;
+    demo.step("", &["deploy", "churn", "--version", "1"], exit::OK)?;
+
+    println!("# serve it: kairo serve churn (its rollout guard watches every canary)");
+    let mut server = demo
+        .kairo()
+        .args(["serve", "churn", "--port", "0", "--threads", "1", "--poll-ms", "200", "--log-flush-s", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = with_server(&demo, &mut server);
+    let _ = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = server.wait();
+    result?;
+    println!("# demo finished: one alert, no commands typed after it, and the whole story is on record");
+    Ok(exit::OK)
+}
+
+fn with_server(demo: &Demo, server: &mut Child) -> Result<(), Failure> {
+    let stdout = server.stdout.take().ok_or_else(|| fail("no output from kairo serve"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .map(|w| w.trim_end_matches(':').trim_end_matches('/').to_string())
+        .ok_or_else(|| fail(format!("kairo serve did not start: {line}")))?;
+    println!("{}", line.trim_end());
+    let march = customers(Month::March, 1400, 3);
+    let mut sent = 0;
+
+    let n = traffic(&addr, &march[sent..sent + 300], "mar-a", 20)?;
+    sent += 300;
+    println!("# March: {n} customers scored, their churn labels returned through POST /v1/feedback\n");
+    settle();
+    demo.step(
+        "the monitor compares March with the training profile and raises an alert with action: retrain (exit 3)",
+        &["monitor", "check", "--monitor", "churn-watch"],
+        exit::CHANGED,
+    )?;
+    demo.step(
+        "the loop takes the alert: incident opened, labelled March rows exported as a dataset version, \
+         version 2 retrained on them and registered; it then waits for labels newer than the alert",
+        &["automations", "tick"],
+        exit::OK,
+    )?;
+
+    let n = traffic(&addr, &march[sent..sent + 400], "mar-b", 20)?;
+    sent += 400;
+    println!("# more March traffic: {n} rows, labels returned\n");
+    settle();
+    demo.step(
+        "challenger against champion on the same fresh rows (paired bootstrap), then promotion and a canary",
+        &["automations", "tick"],
+        exit::OK,
+    )?;
+
+    let n = traffic(&addr, &march[sent..sent + 300], "mar-c", 1)?;
+    sent += 300;
+    println!("# {n} requests: half go to the canary; the rollout guard of kairo serve judges it\n");
+    std::thread::sleep(Duration::from_millis(2500));
+    let n = traffic(&addr, &march[sent..sent + 40], "mar-d", 1)?;
+    sent += 40;
+    println!("# {n} more requests after the canary window\n");
+    std::thread::sleep(Duration::from_millis(600));
+    demo.step("the canary took 100%: verify with the monitor", &["automations", "tick"], exit::OK)?;
+
+    let n = traffic(&addr, &march[sent..sent + 300], "mar-e", 20)?;
+    println!("# {n} rows served by version 2\n");
+    settle();
+    demo.step("the monitor is quiet against version 2's profile: resolved", &["automations", "tick"], exit::OK)?;
+    demo.step("what happened, step by step, with the evidence", &["incidents", "show", "1"], exit::OK)?;
+    demo.step("the champion now", &["models", "show", "churn@champion"], exit::OK)?;
+    Ok(())
+}
+
+/// Let the server write its prediction log (it flushes every second).
+fn settle() {
+    std::thread::sleep(Duration::from_millis(1600));
+}
+
+/// Score `rows` in requests of `batch` rows through /invocations, then send their labels.
+fn traffic(addr: &str, rows: &[([f64; 4], u8)], prefix: &str, batch: usize) -> Result<usize, Failure> {
+    let mut feedback = Vec::new();
+    for (i, chunk) in rows.chunks(batch).enumerate() {
+        let id = format!("{prefix}-{i:04}");
+        let body = format!(
+            "{{\"id\":\"{id}\",\"inputs\":[{}]}}",
+            COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(c, name)| format!(
+                    "{{\"name\":\"{name}\",\"shape\":[{},1],\"datatype\":\"FP32\",\"data\":[{}]}}",
+                    chunk.len(),
+                    chunk.iter().map(|(x, _)| x[c].to_string()).collect::<Vec<_>>().join(",")
+                ))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let answer = post(addr, "/v2/models/churn/infer", &body)?;
+        if !answer.contains("\"outputs\"") {
+            return Err(fail(format!("kairo serve refused a request: {answer}")));
+        }
+        let labels: Vec<String> = chunk.iter().map(|(_, y)| y.to_string()).collect();
+        feedback.push(format!("{{\"request_id\":\"{id}\",\"labels\":[{}]}}", labels.join(",")));
+    }
+    let answer = post(addr, "/v1/feedback", &format!("[{}]", feedback.join(",")))?;
+    if answer.contains("error") {
+        return Err(fail(format!("feedback refused: {answer}")));
+    }
+    Ok(rows.len())
+}
+
+fn fail(message: impl Into<String>) -> Failure {
+    Failure { code: exit::ERROR, message: message.into() }
+}
