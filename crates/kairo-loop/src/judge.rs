@@ -3,10 +3,10 @@
 //! test on those rows decides. The evidence records both model hashes, the hash of the rows,
 //! the rows' time range, the statistic, its interval and the per-slice table.
 
-use crate::compare_shim as compare;
 use kairo_core::automation::{AutomationSpec, Test};
 use kairo_core::{time, Hash};
 use kairo_data::Project;
+use kairo_monitor::compare;
 use kairo_registry::holdout::{self, Predictions, Table};
 use kairo_store::Metadata;
 use serde_json::{json, Value};
@@ -149,7 +149,8 @@ async fn gather(project: &Project, md: &Metadata, spec: &AutomationSpec, q: &Que
         let labelled = kairo_watch::labelled::rows(md, &objects, q.model, since, i64::MAX, true).await?;
         let (first, last) = (labelled.first().map(|r| r.row.time_ms), labelled.last().map(|r| r.row.time_ms));
         let mut csv = Vec::new();
-        kairo_watch::labelled::write_csv(&labelled, &target, &mut csv)?;
+        let order = kairo_watch::labelled::input_order(md, q.model).await?;
+        kairo_watch::labelled::write_csv(&labelled, &order, &target, &mut csv)?;
         let table = Table::parse(&csv, "labelled production rows").map_err(JudgeError::Rows)?;
         sources.push(json!({
             "kind": "recent_labels", "rows": table.rows.len(),

@@ -20,7 +20,6 @@
 //! what it serves. A process advances incidents only while it holds the project's loop lock,
 //! so `kairo server` and `kairo automations tick` never run a step twice at once.
 
-mod compare_shim;
 pub mod judge;
 pub mod plan;
 mod steps;

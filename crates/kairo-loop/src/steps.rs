@@ -86,7 +86,8 @@ async fn export(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: &I
     let tmp = path.with_extension("kairo-export.tmp");
     let file = std::fs::File::create(&tmp)
         .map_err(|err| kairo_watch::WatchError::Write(format!("{}: {err}", tmp.display())))?;
-    let n = kairo_watch::labelled::write_csv(&rows, &label, std::io::BufWriter::new(file))?;
+    let order = kairo_watch::labelled::input_order(md, &spec.model.value).await?;
+    let n = kairo_watch::labelled::write_csv(&rows, &order, &label, std::io::BufWriter::new(file))?;
     std::fs::rename(&tmp, &path).map_err(|err| kairo_watch::WatchError::Write(format!("{}: {err}", path.display())))?;
     let added = kairo_data::add::add(project, &e.to, false, &kairo_data::NoProgress).await?;
     crash_point("export");
@@ -248,11 +249,19 @@ async fn evaluate(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
     let ev = &spec.evaluate;
     let challenger = inc.detail["challenger"]["version"].as_i64().unwrap_or(0);
     let champion = md.alias_version(name, &ev.against).await?;
-    let Some(champion) = champion.filter(|c| *c != challenger) else {
-        // Nothing to beat: the first version, or the champion is this very artifact.
-        let facts = json!({"evaluation": {"skipped": format!("{name} has no other version at @{}", ev.against)}});
+    let Some(champion) = champion else {
+        // Nothing to beat: the model's first champion.
+        let facts = json!({"evaluation": {"skipped": format!("{name} has no @{}: nothing to beat", ev.against)}});
         return promote(project, md, spec, inc, challenger, facts).await;
     };
+    if champion == challenger {
+        let facts = json!({"evaluation": {"skipped": format!("retraining produced version {challenger}, the champion itself (the same bytes)")}});
+        return Ok(Step::Go(
+            S::NotBetter,
+            facts,
+            format!("not promoted: the retrained model is version {challenger}, already @{}", ev.against),
+        ));
+    }
     let since = trigger_ms(inc);
     let mut use_recent = ev.data.contains(&EvalData::RecentLabels);
     let mut fallback = None;
@@ -401,7 +410,8 @@ async fn roll_out(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
     let started = inc.detail["rollout"]["started_ms"].as_i64();
     if let Some(d) = &current {
         if d.stable_version == version && d.candidate_version.is_none() {
-            let facts = json!({"rollout": {"started_ms": started, "completed_ms": time::now_millis(), "generation": d.generation, "strategy": inc.detail["rollout"]["strategy"]}});
+            // Completed when the deployment last changed (the guard took the canary to 100%).
+            let facts = json!({"rollout": {"started_ms": started, "completed_ms": d.updated_ms, "completed": time::millis_to_string(d.updated_ms), "generation": d.generation, "strategy": inc.detail["rollout"]["strategy"]}});
             return Ok(Step::Go(S::Verifying, facts, format!("version {version} serves all traffic")));
         }
         if d.candidate_version == Some(version) {
@@ -412,23 +422,10 @@ async fn roll_out(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
         }
         if started.is_some() {
             // We started it and it is neither stable nor candidate any more: rolled back.
-            let previous = inc.detail["promotion"]["previous"].as_i64();
-            let policy = kairo_registry::aliases::policy(project, name)?;
-            let reason = format!("incident {}: the canary of version {version} was rolled back", inc.id);
+            let previous =
+                restore_alias(project, md, spec, inc, &format!("the canary of version {version} was rolled back"))
+                    .await?;
             let alias = &spec.promote.to;
-            kairo_registry::aliases::move_alias(
-                md,
-                &policy,
-                &kairo_registry::aliases::AliasMove {
-                    name,
-                    alias,
-                    version: previous,
-                    authority: kairo_registry::aliases::Authority::Forced,
-                    actor: &actor(&inc.automation),
-                    reason: &reason,
-                },
-            )
-            .await?;
             let why = last_rollback_reason(md, name).await?;
             let facts = json!({"rollback": {"reason": why, "alias_restored_to": previous}});
             return Ok(Step::Go(S::RolledBack, facts, format!("rolled back: {why}; @{alias} back to {previous:?}")));
@@ -451,7 +448,15 @@ async fn roll_out(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
     };
     let d = match rollout::deploy(project, md, &req, &actor(&inc.automation)).await {
         Ok(d) => d,
-        Err(kairo_registry::RegistryError::Rollout(refusal)) => return Ok(failed("rollout", refusal.to_string())),
+        Err(kairo_registry::RegistryError::Rollout(refusal)) => {
+            let restored =
+                restore_alias(project, md, spec, inc, &format!("the rollout was refused: {refusal}")).await?;
+            let mut step = failed("rollout", format!("{refusal}; @{} back to {restored:?}", spec.promote.to));
+            if let Step::Go(_, facts, _) = &mut step {
+                facts["rollback"] = json!({"alias_restored_to": restored});
+            }
+            return Ok(step);
+        }
         Err(e) => return Err(e.into()),
     };
     crash_point("rollout");
@@ -462,6 +467,34 @@ async fn roll_out(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
     };
     // Stay in rolling_out: the next look sees the deployment and moves on or waits.
     Ok(Step::Go(S::RollingOut, facts, note))
+}
+
+/// Put the promoted alias back where it was before this incident moved it.
+async fn restore_alias(
+    project: &Project,
+    md: &Metadata,
+    spec: &AutomationSpec,
+    inc: &Incident,
+    why: &str,
+) -> Result<Option<i64>> {
+    let name = &spec.model.value;
+    let previous = inc.detail["promotion"]["previous"].as_i64();
+    let policy = kairo_registry::aliases::policy(project, name)?;
+    let reason = format!("incident {}: {why}", inc.id);
+    kairo_registry::aliases::move_alias(
+        md,
+        &policy,
+        &kairo_registry::aliases::AliasMove {
+            name,
+            alias: &spec.promote.to,
+            version: previous,
+            authority: kairo_registry::aliases::Authority::Forced,
+            actor: &actor(&inc.automation),
+            reason: &reason,
+        },
+    )
+    .await?;
+    Ok(previous)
 }
 
 async fn last_rollback_reason(md: &Metadata, name: &str) -> Result<String> {

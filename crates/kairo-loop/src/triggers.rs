@@ -3,9 +3,10 @@
 //! the store once under a key (`event:ID`, `cron:MS`), which opens an incident, joins the
 //! model's open one, or is held back by the guard.
 //!
-//! Before an automation has taken any trigger it looks back one day, so a freshly added
-//! automation acts on today's alert but not on last month's. A dataset version the loop
-//! itself exported never triggers its own automation.
+//! Before an automation has taken any trigger it looks back one day, and never past the
+//! model's newest version: a freshly added automation acts on today's alert, not on last
+//! month's or on the data its champion was trained on. A dataset version the loop itself
+//! exported never triggers its own automation.
 
 use kairo_core::automation::{AutomationSpec, Cron, Trigger};
 use kairo_core::config::{parse_duration_ms, Config};
@@ -54,7 +55,12 @@ pub async fn collect(md: &Metadata, config: &Config, now_ms: i64) -> Result<Vec<
 pub async fn find(md: &Metadata, name: &str, spec: &AutomationSpec, now_ms: i64) -> Result<Vec<Found>> {
     let mut found = Vec::new();
     let since_event = md.last_trigger_key(name, "event").await?;
-    let floor_ms = now_ms - LOOKBACK_MS;
+    // Only what happened since the model's newest version was made can call for a new one.
+    let newest = match md.model_versions(Some(&spec.model.value)).await {
+        Ok(v) => v.iter().map(|v| v.creation_ms).max().unwrap_or(0),
+        Err(_) => 0,
+    };
+    let floor_ms = (now_ms - LOOKBACK_MS).max(newest);
     let recent = |e: &kairo_store::metadata::Event| since_event.is_some() || time::millis_of(&e.at) >= floor_ms;
     let monitors: Vec<&str> = spec.alert_monitors().collect();
     let data_paths: Vec<&str> = spec

@@ -8,6 +8,7 @@
 //! Reads data files only in `frame`; knows nothing of HTTP, the registry or the store.
 
 pub mod alerts;
+pub mod compare;
 pub mod drift;
 pub mod frame;
 pub mod kolmogorov;

@@ -51,14 +51,28 @@ pub async fn rows(
     Ok(out)
 }
 
+/// The input names of the version `deployment` serves now, in the model's order (empty when
+/// nothing is deployed).
+pub async fn input_order(md: &Metadata, deployment: &str) -> Result<Vec<String>> {
+    let Some(d) = md.deployment(deployment).await? else { return Ok(Vec::new()) };
+    let Some(a) = md.version_artifact(deployment, d.stable_version).await? else { return Ok(Vec::new()) };
+    Ok(a.signature["inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["name"].as_str().map(String::from))
+        .collect())
+}
+
 /// How many answered rows of `deployment` predicted at or after `from_ms` have labels.
 pub async fn count_labelled(md: &Metadata, objects: &LocalObjects, deployment: &str, from_ms: i64) -> Result<usize> {
     Ok(rows(md, objects, deployment, from_ms, i64::MAX, true).await?.len())
 }
 
 /// The input columns of the rows: each input tensor is one column when it holds one value
-/// per row, `NAME_0..NAME_k` when it holds several; in name order.
-pub fn input_columns(rows: &[Labelled]) -> Vec<(String, String, Option<usize>)> {
+/// per row, `NAME_0..NAME_k` when it holds several; in `order` (the model's inputs), then
+/// any others by name.
+pub fn input_columns(rows: &[Labelled], order: &[String]) -> Vec<(String, String, Option<usize>)> {
     let mut widths: HashMap<String, Option<usize>> = HashMap::new();
     for r in rows {
         if let Value::Object(m) = &r.row.inputs {
@@ -75,7 +89,8 @@ pub fn input_columns(rows: &[Labelled]) -> Vec<(String, String, Option<usize>)> 
         }
     }
     let mut names: Vec<_> = widths.into_iter().collect();
-    names.sort();
+    let rank = |n: &str| order.iter().position(|o| o == n).unwrap_or(usize::MAX);
+    names.sort_by(|a, b| (rank(&a.0), &a.0).cmp(&(rank(&b.0), &b.0)));
     let mut out = Vec::new();
     for (name, width) in names {
         match width {
@@ -101,10 +116,11 @@ pub fn cell(v: Option<&Value>) -> String {
 /// The metadata columns every export starts with.
 pub const META_COLUMNS: [&str; 4] = ["request_id", "row", "time", "version"];
 
-/// Write rows as CSV: `request_id,row,time,version`, the input columns, then the label under
-/// `label_column`. Returns the number of rows written.
-pub fn write_csv<W: std::io::Write>(rows: &[Labelled], label_column: &str, out: W) -> Result<usize> {
-    let columns = input_columns(rows);
+/// Write rows as CSV: `request_id,row,time,version`, the input columns (in `order`, the
+/// model's inputs, so a model trained on the file takes them as the served one does), then
+/// the label under `label_column`. Returns the number of rows written.
+pub fn write_csv<W: std::io::Write>(rows: &[Labelled], order: &[String], label_column: &str, out: W) -> Result<usize> {
+    let columns = input_columns(rows, order);
     let mut w = csv::Writer::from_writer(out);
     let mut header: Vec<String> = META_COLUMNS.iter().map(|s| s.to_string()).collect();
     header.extend(columns.iter().map(|c| c.0.clone()));

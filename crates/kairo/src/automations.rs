@@ -315,7 +315,21 @@ fn show(inc: &Incident, events: &[kairo_store::metadata::Event]) {
                 ev["confidence"],
                 ev["seed"]
             );
-            println!("  result     {}", facts_text(&ev["result"]));
+            let r = &ev["result"];
+            if let Some(i) = r["interval"].as_array() {
+                println!(
+                    "  result     {} challenger {:.4}, champion {:.4}: difference {:+.4}, interval [{:+.4}, {:+.4}] → {}",
+                    r["metric"].as_str().unwrap_or(""),
+                    r["challenger"].as_f64().unwrap_or(f64::NAN),
+                    r["champion"].as_f64().unwrap_or(f64::NAN),
+                    r["difference"].as_f64().unwrap_or(f64::NAN),
+                    i[0].as_f64().unwrap_or(f64::NAN),
+                    i[1].as_f64().unwrap_or(f64::NAN),
+                    r["verdict"].as_str().unwrap_or("")
+                );
+            } else {
+                println!("  result     {}", facts_text(r));
+            }
             for group in ev["slices"].as_array().into_iter().flatten() {
                 println!("  slices by {}", group["column"].as_str().unwrap_or(""));
                 for s in group["slices"].as_array().into_iter().flatten() {
@@ -361,8 +375,14 @@ fn facts_text(v: &Value) -> String {
         .filter(|(k, v)| !v.is_null() && !k.ends_with("_ms") && k.as_str() != "waiting_on")
         .map(|(k, v)| match v {
             Value::Object(_) => format!("{k}: {{{}}}", facts_text(v)),
-            Value::Array(a) if a.len() > 3 => format!("{k}: [{} items]", a.len()),
+            Value::Array(a) if a.iter().any(Value::is_object) => {
+                format!("{k}: [{}]", a.iter().map(facts_text).collect::<Vec<_>>().join("; "))
+            }
+            Value::String(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                format!("{k}={}", &s[..12])
+            }
             Value::String(s) => format!("{k}={s}"),
+            Value::Number(n) if n.is_f64() => format!("{k}={:.4}", n.as_f64().unwrap_or(f64::NAN)),
             other => format!("{k}={other}"),
         })
         .collect::<Vec<_>>()

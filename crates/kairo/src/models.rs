@@ -679,7 +679,8 @@ async fn export_predictions(
     let rows = kairo_watch::labelled::rows(md, &objects, name, from, i64::MAX, labelled).await?;
     let tmp = out.with_extension("kairo-export.tmp");
     let file = std::fs::File::create(&tmp).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
-    let n = kairo_watch::labelled::write_csv(&rows, label_column, std::io::BufWriter::new(file))?;
+    let order = kairo_watch::labelled::input_order(md, name).await?;
+    let n = kairo_watch::labelled::write_csv(&rows, &order, label_column, std::io::BufWriter::new(file))?;
     std::fs::rename(&tmp, out).map_err(|e| fail(format!("{}: {e}", out.display())))?;
     let with_labels = rows.iter().filter(|r| r.label.is_some()).count();
     println!("wrote {n} rows of {name} ({with_labels} labelled) to {}", out.display());

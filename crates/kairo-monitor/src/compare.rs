@@ -1,0 +1,551 @@
+//! Is the challenger better than the champion? Both models scored on the same rows, compared
+//! with a paired test, so the row-to-row variation both share cancels out:
+//!
+//! - **Paired bootstrap** of a metric's difference: resample the rows with replacement (the
+//!   same resample for both models), compute the metric for each, and take the percentile
+//!   interval of the differences (as `scipy.stats.bootstrap(..., paired=True,
+//!   method="percentile")`). Seeded: the same rows and seed give the same interval.
+//! - **McNemar's test** of accuracy: only the rows where exactly one model is right count;
+//!   exact binomial below 25 of them, chi-square with continuity correction above (as
+//!   `statsmodels.stats.contingency_tables.mcnemar`).
+//! - **Slices**: the paired bootstrap within each value of a column; a slice "regressed" when
+//!   its whole interval is below zero.
+//!
+//! Differences are oriented so that positive is better (for loss metrics, champion minus
+//! challenger).
+
+use kairo_core::splitmix::SplitMix64;
+use serde::Serialize;
+use statrs::distribution::{Binomial, DiscreteCDF};
+
+use crate::performance;
+
+/// Resamples of the bootstrap unless told otherwise.
+pub const DEFAULT_RESAMPLES: usize = 2000;
+/// Slices with fewer rows are reported, not judged.
+pub const MIN_SLICE_ROWS: usize = 30;
+
+/// What a model said for each row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scores {
+    /// Probability of the positive class (the larger label): for auc and log_loss.
+    Probabilities(Vec<f64>),
+    /// Predicted class labels: for accuracy, precision, recall, f1 and McNemar.
+    Labels(Vec<String>),
+    /// Predicted values: for rmse, mae, r2, mape.
+    Values(Vec<f64>),
+}
+
+impl Scores {
+    fn len(&self) -> usize {
+        match self {
+            Scores::Probabilities(v) | Scores::Values(v) => v.len(),
+            Scores::Labels(v) => v.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Better with the stated confidence.
+    Better,
+    /// Worse with the stated confidence.
+    Worse,
+    /// Neither can be said.
+    Inconclusive,
+}
+
+/// A paired comparison.
+pub struct Paired<'a> {
+    pub metric: &'a str,
+    pub truth: &'a [String],
+    pub challenger: &'a Scores,
+    pub champion: &'a Scores,
+    pub confidence: f64,
+    pub resamples: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bootstrap {
+    pub metric: String,
+    pub higher_is_better: bool,
+    pub challenger: f64,
+    pub champion: f64,
+    /// Oriented: positive means the challenger is better.
+    pub difference: f64,
+    pub interval: (f64, f64),
+    pub confidence: f64,
+    /// Share of resamples in which the challenger was not better.
+    pub share_not_better: f64,
+    pub rows: usize,
+    pub resamples: usize,
+    /// Resamples where the metric was undefined (e.g. one class only for auc).
+    pub skipped: usize,
+    pub seed: u64,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mcnemar {
+    /// Rows the challenger got right and the champion wrong.
+    pub b: u64,
+    /// Rows the champion got right and the challenger wrong.
+    pub c: u64,
+    pub statistic: f64,
+    pub p_value: f64,
+    /// `exact` (binomial, b + c < 25) or `chi2` (with continuity correction).
+    pub method: &'static str,
+    pub rows: usize,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Slice {
+    pub key: String,
+    pub rows: usize,
+    pub challenger: Option<f64>,
+    pub champion: Option<f64>,
+    pub difference: Option<f64>,
+    pub interval: Option<(f64, f64)>,
+    /// Worse beyond its confidence interval.
+    pub regressed: bool,
+    /// Fewer than `MIN_SLICE_ROWS` rows: reported, not judged.
+    pub too_few_rows: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompareError {
+    #[error("the models scored {challenger} and {champion} rows, the truth has {truth}")]
+    Lengths { truth: usize, challenger: usize, champion: usize },
+    #[error("no rows to compare on")]
+    Empty,
+    #[error("`{0}` cannot be compared from these predictions (auc and log_loss need probabilities, accuracy/precision/recall/f1 labels, rmse/mae/r2/mape values)")]
+    Metric(String),
+    #[error("`{metric}` is undefined on the rows ({why})")]
+    Undefined { metric: String, why: String },
+    #[error(
+        "`{metric}` was undefined in {skipped} of {resamples} resamples (more than 10%): too few rows of one class"
+    )]
+    TooManySkipped { metric: String, skipped: usize, resamples: usize },
+    #[error("confidence {0} must be between 0.5 and 1")]
+    Confidence(f64),
+}
+
+/// The metric on the rows `ix`, or `None` when it is undefined there.
+struct Metric<'a> {
+    name: &'a str,
+    truth: Vec<String>,
+    is_pos: Vec<bool>,
+    truth_values: Vec<f64>,
+}
+
+impl<'a> Metric<'a> {
+    fn new(name: &'a str, truth: &[String], scores: &Scores) -> Result<Self, CompareError> {
+        let truth: Vec<String> = truth.iter().map(|t| performance::normalise_label(t)).collect();
+        let ok = match scores {
+            Scores::Probabilities(_) => matches!(name, "auc" | "log_loss"),
+            Scores::Labels(_) => performance::CLASSIFICATION.contains(&name) && !matches!(name, "auc" | "log_loss"),
+            Scores::Values(_) => performance::REGRESSION.contains(&name),
+        };
+        if !ok {
+            return Err(CompareError::Metric(name.to_string()));
+        }
+        let mut classes: Vec<&String> = truth.iter().collect();
+        classes.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x.total_cmp(&y),
+            _ => a.cmp(b),
+        });
+        classes.dedup();
+        let positive = classes.last().map(|s| s.to_string()).unwrap_or_default();
+        let is_pos = truth.iter().map(|t| *t == positive).collect();
+        let truth_values = if matches!(scores, Scores::Values(_)) {
+            truth
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    t.parse::<f64>().map_err(|_| CompareError::Undefined {
+                        metric: name.into(),
+                        why: format!("target row {i}: `{t}` is not a number"),
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Metric { name, truth, is_pos, truth_values })
+    }
+
+    fn on(&self, scores: &Scores, ix: &[usize]) -> Option<f64> {
+        match scores {
+            Scores::Probabilities(p) => {
+                let s: Vec<f64> = ix.iter().map(|i| p[*i]).collect();
+                let pos: Vec<bool> = ix.iter().map(|i| self.is_pos[*i]).collect();
+                match self.name {
+                    "auc" => performance::auc(&s, &pos),
+                    _ => Some(log_loss(&s, &pos)),
+                }
+            }
+            Scores::Labels(l) => {
+                let truth: Vec<String> = ix.iter().map(|i| self.truth[*i].clone()).collect();
+                let pred: Vec<String> = ix.iter().map(|i| performance::normalise_label(&l[*i])).collect();
+                performance::classification(&truth, &pred, None).get(self.name).copied()
+            }
+            Scores::Values(v) => {
+                let t: Vec<f64> = ix.iter().map(|i| self.truth_values[*i]).collect();
+                let p: Vec<f64> = ix.iter().map(|i| v[*i]).collect();
+                performance::regression(&t, &p).get(self.name).copied()
+            }
+        }
+    }
+}
+
+fn log_loss(score: &[f64], is_pos: &[bool]) -> f64 {
+    let eps = 1e-15;
+    score
+        .iter()
+        .zip(is_pos)
+        .map(|(s, y)| {
+            let s = s.clamp(eps, 1.0 - eps);
+            if *y {
+                -s.ln()
+            } else {
+                -(1.0 - s).ln()
+            }
+        })
+        .sum::<f64>()
+        / score.len().max(1) as f64
+}
+
+fn check(p: &Paired<'_>) -> Result<(), CompareError> {
+    let (t, a, b) = (p.truth.len(), p.challenger.len(), p.champion.len());
+    if a != t || b != t {
+        return Err(CompareError::Lengths { truth: t, challenger: a, champion: b });
+    }
+    if t == 0 {
+        return Err(CompareError::Empty);
+    }
+    if !(0.5..1.0).contains(&p.confidence) {
+        return Err(CompareError::Confidence(p.confidence));
+    }
+    Ok(())
+}
+
+/// The `q` quantile of sorted values with linear interpolation (NumPy's default).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// The paired bootstrap over all rows.
+pub fn paired_bootstrap(p: &Paired<'_>) -> Result<Bootstrap, CompareError> {
+    check(p)?;
+    let all: Vec<usize> = (0..p.truth.len()).collect();
+    bootstrap_on(p, &all)
+}
+
+fn bootstrap_on(p: &Paired<'_>, rows: &[usize]) -> Result<Bootstrap, CompareError> {
+    let metric = Metric::new(p.metric, p.truth, p.challenger)?;
+    let higher = performance::higher_is_better(p.metric);
+    let orient = |a: f64, b: f64| if higher { a - b } else { b - a };
+    let undefined = |why: &str| CompareError::Undefined { metric: p.metric.into(), why: why.into() };
+    let a = metric.on(p.challenger, rows).ok_or_else(|| undefined("for the challenger"))?;
+    let b = metric.on(p.champion, rows).ok_or_else(|| undefined("for the champion"))?;
+    let mut rng = SplitMix64::new(p.seed);
+    let resamples = p.resamples.max(1);
+    let mut diffs = Vec::with_capacity(resamples);
+    let mut ix = vec![0usize; rows.len()];
+    let mut skipped = 0;
+    for _ in 0..resamples {
+        for slot in ix.iter_mut() {
+            *slot = rows[rng.below(rows.len())];
+        }
+        match (metric.on(p.challenger, &ix), metric.on(p.champion, &ix)) {
+            (Some(x), Some(y)) => diffs.push(orient(x, y)),
+            _ => skipped += 1,
+        }
+    }
+    if skipped * 10 > resamples || diffs.is_empty() {
+        return Err(CompareError::TooManySkipped { metric: p.metric.into(), skipped, resamples });
+    }
+    crate::stats::sort_floats(&mut diffs);
+    let tail = (1.0 - p.confidence) / 2.0;
+    let interval = (quantile(&diffs, tail), quantile(&diffs, 1.0 - tail));
+    let verdict = if interval.0 > 0.0 {
+        Verdict::Better
+    } else if interval.1 < 0.0 {
+        Verdict::Worse
+    } else {
+        Verdict::Inconclusive
+    };
+    Ok(Bootstrap {
+        metric: p.metric.to_string(),
+        higher_is_better: higher,
+        challenger: a,
+        champion: b,
+        difference: orient(a, b),
+        interval,
+        confidence: p.confidence,
+        share_not_better: diffs.iter().filter(|d| **d <= 0.0).count() as f64 / diffs.len() as f64,
+        rows: rows.len(),
+        resamples,
+        skipped,
+        seed: p.seed,
+        verdict,
+    })
+}
+
+/// McNemar's test on the rows where exactly one of two classifiers is right.
+pub fn mcnemar(
+    truth: &[String],
+    challenger: &Scores,
+    champion: &Scores,
+    confidence: f64,
+) -> Result<Mcnemar, CompareError> {
+    let (Scores::Labels(a), Scores::Labels(b)) = (challenger, champion) else {
+        return Err(CompareError::Metric("accuracy (McNemar needs predicted labels)".into()));
+    };
+    if a.len() != truth.len() || b.len() != truth.len() {
+        return Err(CompareError::Lengths { truth: truth.len(), challenger: a.len(), champion: b.len() });
+    }
+    if truth.is_empty() {
+        return Err(CompareError::Empty);
+    }
+    if !(0.5..1.0).contains(&confidence) {
+        return Err(CompareError::Confidence(confidence));
+    }
+    let (mut nb, mut nc) = (0u64, 0u64);
+    for i in 0..truth.len() {
+        let t = performance::normalise_label(&truth[i]);
+        let (ra, rb) = (performance::normalise_label(&a[i]) == t, performance::normalise_label(&b[i]) == t);
+        match (ra, rb) {
+            (true, false) => nb += 1,
+            (false, true) => nc += 1,
+            _ => {}
+        }
+    }
+    let n = nb + nc;
+    let (statistic, p_value, method) = if n == 0 {
+        (0.0, 1.0, "exact")
+    } else if n < 25 {
+        let k = nb.min(nc);
+        let cdf = Binomial::new(0.5, n).map(|d| d.cdf(k)).unwrap_or(1.0);
+        (k as f64, (2.0 * cdf).min(1.0), "exact")
+    } else {
+        let stat = ((nb as f64 - nc as f64).abs() - 1.0).powi(2) / n as f64;
+        (stat, statrs::function::erf::erfc((stat / 2.0).sqrt()), "chi2")
+    };
+    let significant = p_value < 1.0 - confidence;
+    let verdict = match (significant, nb.cmp(&nc)) {
+        (true, std::cmp::Ordering::Greater) => Verdict::Better,
+        (true, std::cmp::Ordering::Less) => Verdict::Worse,
+        _ => Verdict::Inconclusive,
+    };
+    Ok(Mcnemar { b: nb, c: nc, statistic, p_value, method, rows: truth.len(), verdict })
+}
+
+/// The paired bootstrap within each slice (`keys[i]` is row i's slice), in key order.
+pub fn slices(p: &Paired<'_>, keys: &[String]) -> Result<Vec<Slice>, CompareError> {
+    check(p)?;
+    if keys.len() != p.truth.len() {
+        return Err(CompareError::Lengths { truth: p.truth.len(), challenger: keys.len(), champion: keys.len() });
+    }
+    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, k) in keys.iter().enumerate() {
+        groups.entry(k.as_str()).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for (key, rows) in groups {
+        let base = Slice {
+            key: key.to_string(),
+            rows: rows.len(),
+            challenger: None,
+            champion: None,
+            difference: None,
+            interval: None,
+            regressed: false,
+            too_few_rows: rows.len() < MIN_SLICE_ROWS,
+        };
+        if base.too_few_rows {
+            out.push(base);
+            continue;
+        }
+        match bootstrap_on(p, &rows) {
+            Ok(b) => out.push(Slice {
+                challenger: Some(b.challenger),
+                champion: Some(b.champion),
+                difference: Some(b.difference),
+                interval: Some(b.interval),
+                regressed: b.interval.1 < 0.0,
+                ..base
+            }),
+            // A slice with one class only has no auc: reported without a judgement.
+            Err(CompareError::Undefined { .. } | CompareError::TooManySkipped { .. }) => out.push(base),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(v: &[u8]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    /// Truth, a good scorer and a noisy one, seeded.
+    fn data(n: usize) -> (Vec<String>, Vec<f64>, Vec<f64>) {
+        let mut rng = SplitMix64::new(11);
+        let mut u = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let mut truth = Vec::new();
+        let (mut good, mut noisy) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let y = u() < 0.4;
+            truth.push(u8::from(y).to_string());
+            good.push(if y { 0.55 + 0.45 * u() } else { 0.45 * u() } * 0.8 + 0.2 * u());
+            noisy.push(if y { 0.3 + 0.7 * u() } else { 0.7 * u() });
+        }
+        (truth, good, noisy)
+    }
+
+    #[test]
+    fn a_better_model_is_better_a_copy_is_inconclusive_a_worse_one_worse() {
+        let (truth, good, noisy) = data(500);
+        let (g, n) = (Scores::Probabilities(good), Scores::Probabilities(noisy));
+        let run = |a: &Scores, b: &Scores| {
+            paired_bootstrap(&Paired {
+                metric: "auc",
+                truth: &truth,
+                challenger: a,
+                champion: b,
+                confidence: 0.95,
+                resamples: 1000,
+                seed: 3,
+            })
+            .unwrap()
+        };
+        let better = run(&g, &n);
+        assert_eq!(better.verdict, Verdict::Better, "{better:?}");
+        assert!(better.interval.0 > 0.0 && better.difference > 0.0);
+        let same = run(&g, &g);
+        assert_eq!(same.verdict, Verdict::Inconclusive);
+        assert_eq!(same.interval, (0.0, 0.0));
+        assert_eq!(run(&n, &g).verdict, Verdict::Worse);
+        // Deterministic for a seed.
+        assert_eq!(run(&g, &n), better);
+    }
+
+    #[test]
+    fn loss_metrics_are_oriented_so_positive_is_better() {
+        let (truth, good, noisy) = data(400);
+        let r = paired_bootstrap(&Paired {
+            metric: "log_loss",
+            truth: &truth,
+            challenger: &Scores::Probabilities(good),
+            champion: &Scores::Probabilities(noisy),
+            confidence: 0.9,
+            resamples: 500,
+            seed: 1,
+        })
+        .unwrap();
+        assert!(!r.higher_is_better && r.challenger < r.champion && r.difference > 0.0, "{r:?}");
+        assert_eq!(r.verdict, Verdict::Better);
+    }
+
+    #[test]
+    fn mcnemar_uses_the_exact_test_below_25_discordant_rows_and_chi_square_above() {
+        // statsmodels mcnemar([[10, 9], [2, 10]], exact=True): statistic 2, p 0.065429687...
+        let truth = labels(&[1; 31]);
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for (ra, rb, n) in [(1, 1, 10), (1, 0, 9), (0, 1, 2), (0, 0, 10)] {
+            for _ in 0..n {
+                a.push(ra);
+                b.push(rb);
+            }
+        }
+        let r = mcnemar(&truth, &Scores::Labels(labels(&a)), &Scores::Labels(labels(&b)), 0.95).unwrap();
+        assert_eq!((r.b, r.c, r.method), (9, 2, "exact"));
+        assert_eq!(r.statistic, 2.0);
+        assert!((r.p_value - 0.0654296875).abs() < 1e-12, "{r:?}");
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+        // statsmodels mcnemar([[0, 30], [10, 0]], exact=False, correction=True):
+        // statistic 9.025, p 0.0026628...
+        let truth = labels(&[1; 40]);
+        let a: Vec<u8> = (0..40).map(|i| u8::from(i < 30)).collect();
+        let b: Vec<u8> = (0..40).map(|i| u8::from(i >= 30)).collect();
+        let r = mcnemar(&truth, &Scores::Labels(labels(&a)), &Scores::Labels(labels(&b)), 0.95).unwrap();
+        assert_eq!((r.b, r.c, r.method), (30, 10, "chi2"));
+        assert!((r.statistic - 9.025).abs() < 1e-12);
+        assert!((r.p_value - 0.002663119259893).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.verdict, Verdict::Better);
+    }
+
+    #[test]
+    fn a_slice_that_gets_worse_is_flagged_while_the_whole_gets_better() {
+        let (truth, good, noisy) = data(900);
+        // Region "b": the challenger scores backwards there.
+        let keys: Vec<String> = (0..900).map(|i| ["a", "b", "c"][i % 3].to_string()).collect();
+        let challenger: Vec<f64> =
+            good.iter().enumerate().map(|(i, s)| if i % 3 == 1 { 1.0 - s } else { *s }).collect();
+        let (a, b) = (Scores::Probabilities(challenger), Scores::Probabilities(noisy));
+        let p = Paired {
+            metric: "auc",
+            truth: &truth,
+            challenger: &a,
+            champion: &b,
+            confidence: 0.95,
+            resamples: 500,
+            seed: 2,
+        };
+        let per = slices(&p, &keys).unwrap();
+        let flagged: Vec<&str> = per.iter().filter(|s| s.regressed).map(|s| s.key.as_str()).collect();
+        assert_eq!(flagged, ["b"], "{per:?}");
+        let few: Vec<String> = (0..900).map(|i| if i < 10 { "tiny".into() } else { "big".into() }).collect();
+        let per = slices(&p, &few).unwrap();
+        assert!(per.iter().any(|s| s.key == "tiny" && s.too_few_rows && !s.regressed));
+    }
+
+    #[test]
+    fn bad_inputs_are_named() {
+        let truth = labels(&[0, 1]);
+        let p = Scores::Probabilities(vec![0.1]);
+        let e = paired_bootstrap(&Paired {
+            metric: "auc",
+            truth: &truth,
+            challenger: &p,
+            champion: &p,
+            confidence: 0.95,
+            resamples: 10,
+            seed: 0,
+        });
+        assert!(matches!(e, Err(CompareError::Lengths { .. })));
+        let l = Scores::Labels(labels(&[0, 1]));
+        let e = paired_bootstrap(&Paired {
+            metric: "auc",
+            truth: &truth,
+            challenger: &l,
+            champion: &l,
+            confidence: 0.95,
+            resamples: 10,
+            seed: 0,
+        });
+        assert!(matches!(e, Err(CompareError::Metric(_))));
+        let one = labels(&[1, 1, 1]);
+        let s = Scores::Probabilities(vec![0.2, 0.5, 0.9]);
+        let e = paired_bootstrap(&Paired {
+            metric: "auc",
+            truth: &one,
+            challenger: &s,
+            champion: &s,
+            confidence: 0.95,
+            resamples: 10,
+            seed: 0,
+        });
+        assert!(matches!(e, Err(CompareError::Undefined { .. })), "{e:?}");
+    }
+}
