@@ -248,6 +248,10 @@ async fn evaluate(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
     let name = &spec.model.value;
     let ev = &spec.evaluate;
     let challenger = inc.detail["challenger"]["version"].as_i64().unwrap_or(0);
+    if inc.state == S::Evaluating && inc.detail["evaluation"].is_object() {
+        // Judged better and recorded: promote (a promotion made before a crash is reused).
+        return promote(project, md, spec, inc, challenger, json!({})).await;
+    }
     let champion = md.alias_version(name, &ev.against).await?;
     let Some(champion) = champion else {
         // Nothing to beat: the model's first champion.
@@ -313,11 +317,8 @@ async fn evaluate(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
     if !verdict.better {
         return Ok(Step::Go(S::NotBetter, facts, format!("not promoted: {}", verdict.summary)));
     }
-    let mut step = promote(project, md, spec, inc, challenger, facts).await?;
-    if let Step::Go(_, _, note) = &mut step {
-        *note = format!("{}; {note}", verdict.summary);
-    }
-    Ok(step)
+    // Recorded before anything moves, so a crash while promoting resumes with the evidence.
+    Ok(Step::Go(S::Evaluating, facts, format!("better: {}", verdict.summary)))
 }
 
 /// Ask the registry to promote: gates, then approval. An earlier promotion of the same

