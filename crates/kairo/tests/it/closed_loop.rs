@@ -167,7 +167,9 @@ fn a_manual_trigger_retrains_judges_promotes_and_deploys_a_better_model() {
     // version 2 and judged against itself, so nothing is promoted.
     let (status, _) = automations(&repo, &["run", "retrain"], None);
     assert!(status.success());
-    assert_eq!(incident(&repo, 2)["detail"]["evaluation"]["skipped"].as_str().is_some(), true);
+    let second = incident(&repo, 2);
+    assert_eq!(second["state"], "not_better", "{second:#}");
+    assert!(second["detail"]["evaluation"]["skipped"].as_str().is_some(), "{second:#}");
     assert_eq!(counts(&repo).0, 2, "no third version");
 }
 
@@ -310,8 +312,9 @@ fn two_alerts_make_one_incident_and_a_breaching_canary_is_rolled_back() {
     rollout: {strategy: canary, weight: 50}
 ";
     world(&repo, policy, second, automation);
-    let (mut server, url) =
+    let (server, url) =
         spawn_listening(&repo, &["serve", "churn", "--port", "0", "--poll-ms", "100", "--log-flush-s", "1"]);
+    let _server = Running(server);
     let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
     let march = customers(1200, 5, true, false);
     let rows: Vec<&str> = march.lines().skip(1).collect();
@@ -360,8 +363,6 @@ fn two_alerts_make_one_incident_and_a_breaching_canary_is_rolled_back() {
     let inc = incident(&repo, 1);
     assert_eq!(inc["state"], "rolled_back", "{inc:#}");
     assert_eq!(champion(&repo), 1, "the alias went back");
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 /// POST rows (CSV lines of the customer table) to the OIP endpoint in requests of `batch`,
@@ -405,4 +406,153 @@ fn the_loop_runs_on_postgresql_too() {
     automations(&repo, &["tick"], None);
     assert_eq!(incident(&repo, 1)["state"], "resolved");
     assert_eq!(counts(&repo), (2, 2, 2));
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn kairo_server_runs_the_loop_by_itself_serves_incidents_and_calls_the_webhook() {
+    use std::io::{BufRead, BufReader};
+    let repo = Repo::new();
+    let (hook, bodies) = crate::monitoring::webhook();
+    let automation = HOLDOUT_DIRECT.replace("{schedule: \"0 3 1 1 *\"}", "{data: data/train.csv}")
+        + &format!("    webhook: {{url: '{hook}', retries: 2}}\n");
+    world(&repo, "", "", &automation);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
+        .args(["server", "--port", "0", "--loop-every-s", "1"])
+        .current_dir(repo.path())
+        .env("PATH", path_with_kairo())
+        .env("KAIRO_ACTOR", "server@test")
+        .env_remove("KAIRO_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let _server = Running(child);
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string();
+    retrain_on(&repo, customers(1500, 2, true, false));
+    let client = reqwest::blocking::Client::new();
+    let get = |path: &str| {
+        let r = client.get(format!("{url}{path}")).send().unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    let mut state = Value::Null;
+    for _ in 0..60 {
+        let (_, list) = get("/api/v1/incidents");
+        state = list["incidents"][0]["state"].clone();
+        if state == "resolved" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(state, "resolved", "no command was run: the server's loop took the new data version");
+    let (status, one) = get("/api/v1/incidents/1");
+    assert_eq!(status, 200);
+    assert_eq!(one["detail"]["challenger"]["version"], 2);
+    let kinds: Vec<&str> = one["timeline"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"incident.opened"), "{one:#}");
+    assert_eq!(get("/api/v1/incidents/99").0, 404);
+    let (status, bad) = get("/api/v1/incidents/abc");
+    assert_eq!(status, 400, "{bad}");
+    let (_, doc) = get("/api/v1/openapi.json");
+    assert!(doc["paths"]["/api/v1/incidents/{id}"].is_object());
+    // Every transition reached the webhook (its first answer was a 503, retried).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let tos: Vec<String> = bodies.lock().unwrap().iter().filter_map(|b| b["to"].as_str().map(String::from)).collect();
+    assert!(tos.contains(&"retraining".to_string()) && tos.last().map(String::as_str) == Some("resolved"), "{tos:?}");
+}
+
+#[test]
+fn dry_run_says_what_would_happen_and_changes_nothing() {
+    let repo = Repo::new();
+    world(&repo, "    gates: [\"size_mb <= 50\"]\n", "", HOLDOUT_DIRECT);
+    retrain_on(&repo, customers(1500, 2, true, false));
+    let out =
+        repo.kairo(&["automations", "run", "retrain", "--dry-run"]).env("PATH", path_with_kairo()).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "retrain (dry run: nothing is changed)",
+        "trigger   would open an incident for churn",
+        "retrain   train: would run",
+        "evaluate  auc vs @champion (version 1) on the holdout",
+        "promote   to @champion: gates size_mb <= 50; approval automatic",
+        "rollout   direct",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(incidents(&repo).is_empty());
+    assert_eq!(counts(&repo).0, 1);
+    let ls = repo.json(&["automations", "ls"]);
+    assert_eq!(ls[0]["name"], "retrain");
+    assert_eq!(ls[0]["on"][0], format!("schedule \"0 3 1 1 *\" (next {}-01-01T03:00:00.000Z)", 2027));
+}
+
+#[test]
+fn predictions_export_writes_labelled_rows_as_csv() {
+    let repo = Repo::new();
+    world(&repo, "", "", HOLDOUT_DIRECT);
+    let (server, url) = spawn_listening(&repo, &["serve", "churn", "--port", "0", "--log-flush-s", "1"]);
+    let _server = Running(server);
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let march = customers(40, 5, true, false);
+    let rows: Vec<&str> = march.lines().skip(1).collect();
+    send(&addr, &rows, "x", 10);
+    // Ten more rows without labels.
+    let client = reqwest::blocking::Client::new();
+    let inputs: Vec<Value> = ["tenure", "spend", "support_calls", "usage_hours"]
+        .iter()
+        .map(|n| serde_json::json!({"name": n, "shape": [10, 1], "datatype": "FP32", "data": vec![1.0; 10]}))
+        .collect();
+    client.post(format!("{url}/v2/models/churn/infer")).json(&serde_json::json!({"inputs": inputs})).send().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    let out = repo
+        .kairo(&[
+            "models",
+            "predictions",
+            "export",
+            "churn",
+            "--labelled",
+            "--since",
+            "1h",
+            "--label-column",
+            "churned",
+            "--out",
+            "prod.csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "wrote 40 rows of churn (40 labelled) to prod.csv");
+    let csv = String::from_utf8(repo.read("prod.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("request_id,row,time,version,tenure,spend,support_calls,usage_hours,churned"));
+    let first: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!((first[0], first[1], first[3]), ("x-0", "0", "1"));
+    let numbers = |cells: &[&str]| cells.iter().map(|c| c.parse::<f64>().unwrap()).collect::<Vec<_>>();
+    assert_eq!(numbers(&first[4..]), numbers(&rows[0].split(',').collect::<Vec<_>>()));
+    let out = repo.kairo(&["models", "predictions", "export", "churn", "--out", "all.csv"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "wrote 50 rows of churn (40 labelled) to all.csv");
+    let out = repo
+        .kairo(&["models", "predictions", "export", "churn", "--since", "soon", "--out", "x.csv"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = repo.kairo(&["models", "predictions", "export", "nope", "--out", "x.csv"]).output().unwrap();
+    assert!(!out.status.success());
+    // The old form still lists the log.
+    repo.kairo(&["models", "predictions", "churn", "--limit", "2"]).assert().success();
 }

@@ -30,7 +30,7 @@ fn features(g: &mut Lcg, rows: usize, shifted: usize, shift: f32) -> Vec<f32> {
 }
 
 /// A webhook receiver: answers 503 to the first request, 200 after; keeps the bodies.
-fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
+pub fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let bodies = Arc::new(Mutex::new(Vec::new()));
