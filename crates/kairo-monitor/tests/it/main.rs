@@ -232,3 +232,64 @@ fn quality_metrics_match_scikit_learn() {
     }
     assert!(checked >= 50, "{checked} metrics checked");
 }
+
+/// `fixtures/compare/golden.json` (statsmodels and SciPy, `fixtures/compare/make_golden.py`).
+fn compare_golden() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/compare/golden.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn mcnemar_matches_statsmodels() {
+    let g = compare_golden();
+    let mut checked = 0;
+    for case in g["mcnemar"].as_array().unwrap() {
+        let t = &case["table"];
+        let (b, c) = (t[0][1].as_u64().unwrap(), t[1][0].as_u64().unwrap());
+        let exact = case["exact"].as_bool().unwrap();
+        let (statistic, p) = kairo_monitor::compare::mcnemar_test(b, c, exact);
+        close(&format!("{t} exact={exact} statistic"), statistic, case["statistic"].as_f64().unwrap());
+        close(&format!("{t} exact={exact} p"), p, case["pvalue"].as_f64().unwrap());
+        checked += 1;
+    }
+    assert_eq!(checked, 13);
+}
+
+#[test]
+fn the_paired_bootstrap_agrees_with_scipy_within_monte_carlo_error() {
+    use kairo_monitor::compare::{paired_bootstrap, Paired, Scores, Verdict};
+    let g = compare_golden();
+    for (i, case) in g["bootstrap_auc"].as_array().unwrap().iter().enumerate() {
+        let truth: Vec<String> = case["truth"].as_array().unwrap().iter().map(|v| v.to_string()).collect();
+        let (a, b) =
+            (Scores::Probabilities(floats(&case["challenger"])), Scores::Probabilities(floats(&case["champion"])));
+        let r = paired_bootstrap(&Paired {
+            metric: "auc",
+            truth: &truth,
+            challenger: &a,
+            champion: &b,
+            confidence: 0.95,
+            resamples: 5000,
+            seed: 42,
+        })
+        .unwrap();
+        close(&format!("case {i} difference"), r.difference, case["difference"].as_f64().unwrap());
+        let (low, high) = (case["low"].as_f64().unwrap(), case["high"].as_f64().unwrap());
+        // Two bootstraps of 5000 resamples: the endpoints differ by Monte Carlo error only,
+        // well under a tenth of the interval's width.
+        let tolerance = 0.1 * (high - low);
+        assert!(
+            (r.interval.0 - low).abs() < tolerance && (r.interval.1 - high).abs() < tolerance,
+            "case {i}: kairo {:?}, scipy ({low}, {high})",
+            r.interval
+        );
+        let want = if low > 0.0 {
+            Verdict::Better
+        } else if high < 0.0 {
+            Verdict::Worse
+        } else {
+            Verdict::Inconclusive
+        };
+        assert_eq!(r.verdict, want, "case {i}");
+    }
+}
