@@ -556,3 +556,28 @@ fn predictions_export_writes_labelled_rows_as_csv() {
     // The old form still lists the log.
     repo.kairo(&["models", "predictions", "churn", "--limit", "2"]).assert().success();
 }
+
+#[test]
+fn without_enough_labels_in_time_it_judges_on_the_holdout_alone_and_says_so() {
+    let repo = Repo::new();
+    let automation = "    on: [{schedule: \"0 3 1 1 *\"}]
+    retrain: {stages: [train], artifact: model.onnx}
+    evaluate: {data: [holdout, recent_labels], min_labels: 100, labels_timeout: 2s, metric: accuracy, test: mcnemar}
+    rollout: {strategy: direct}
+";
+    world(&repo, "", "", automation);
+    retrain_on(&repo, customers(1500, 2, true, false));
+    automations(&repo, &["run", "retrain"], None);
+    let inc = incident(&repo, 1);
+    assert_eq!(inc["state"], "awaiting_labels", "{inc:#}");
+    assert_eq!(inc["detail"]["labels"]["have"], 0);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    automations(&repo, &["tick"], None);
+    let inc = incident(&repo, 1);
+    assert_eq!(inc["state"], "resolved", "{inc:#}");
+    let ev = &inc["detail"]["evaluation"];
+    assert!(ev["fallback"].as_str().unwrap().contains("judged on the holdout alone"), "{ev:#}");
+    assert_eq!(ev["test"], "mcnemar");
+    assert!(ev["result"]["b"].as_u64().unwrap() > ev["result"]["c"].as_u64().unwrap(), "{ev:#}");
+    assert_eq!(ev["result"]["verdict"], "better");
+}
