@@ -108,8 +108,9 @@ pub struct EvaluateSpec {
     /// The alias of the model the challenger must beat.
     #[serde(default = "champion")]
     pub against: String,
-    #[serde(default = "default_data")]
-    pub data: Vec<EvalData>,
+    /// Default: the holdout when the model's policy has one, else labelled production rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Vec<EvalData>>,
     /// Labelled production rows needed before judging on them.
     #[serde(default)]
     pub min_labels: u64,
@@ -130,11 +131,23 @@ pub struct EvaluateSpec {
     pub seed: u64,
 }
 
+impl EvaluateSpec {
+    /// Where the challenger is judged: `data`, or by default the holdout when the model's
+    /// policy has one, else labelled production rows.
+    pub fn sources(&self, has_holdout: bool) -> Vec<EvalData> {
+        match &self.data {
+            Some(d) => d.clone(),
+            None if has_holdout => vec![EvalData::Holdout],
+            None => vec![EvalData::RecentLabels],
+        }
+    }
+}
+
 impl Default for EvaluateSpec {
     fn default() -> Self {
         EvaluateSpec {
             against: champion(),
-            data: default_data(),
+            data: None,
             min_labels: 0,
             labels_timeout: None,
             metric: default_metric(),
@@ -200,9 +213,6 @@ pub struct GuardSpec {
 
 fn champion() -> String {
     "champion".into()
-}
-fn default_data() -> Vec<EvalData> {
-    vec![EvalData::Holdout]
 }
 fn default_metric() -> String {
     "auc".into()
@@ -320,10 +330,12 @@ impl AutomationSpec {
             }
         }
         let ev = &self.evaluate;
-        if ev.data.is_empty() {
+        if ev.data.as_ref().is_some_and(Vec::is_empty) {
             return Err(err("evaluate.data: name `holdout`, `recent_labels` or both".into(), None));
         }
-        if ev.data.contains(&EvalData::Holdout) && config.models[&self.model.value].holdout.is_none() {
+        if ev.data.as_ref().is_some_and(|d| d.contains(&EvalData::Holdout))
+            && config.models[&self.model.value].holdout.is_none()
+        {
             return Err(err(
                 format!(
                     "evaluate.data has `holdout`, but models.{} has no `holdout:` (path and target)",

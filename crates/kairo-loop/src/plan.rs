@@ -82,8 +82,9 @@ pub async fn plan(
     out.push(("retrain".into(), format!("{retrain}; then register {}", spec.retrain.artifact.value)));
     let ev = &spec.evaluate;
     let champion = md.alias_version(model, &ev.against).await?;
-    let data: Vec<&str> = ev
-        .data
+    let policy = kairo_registry::aliases::policy(project, model)?;
+    let sources = ev.sources(policy.holdout.is_some());
+    let data: Vec<&str> = sources
         .iter()
         .map(|d| match d {
             EvalData::Holdout => "the holdout",
@@ -98,7 +99,7 @@ pub async fn plan(
                 ev.metric,
                 ev.against,
                 data.join(" and "),
-                if ev.min_labels > 0 && ev.data.contains(&EvalData::RecentLabels) {
+                if ev.min_labels > 0 && sources.contains(&EvalData::RecentLabels) {
                     format!(" (waits for {} labels)", ev.min_labels)
                 } else {
                     String::new()
@@ -108,7 +109,6 @@ pub async fn plan(
             None => format!("{model} has no @{}: nothing to beat", ev.against),
         },
     ));
-    let policy = kairo_registry::aliases::policy(project, model)?;
     let gates =
         if policy.gates.is_empty() { "no gates".to_string() } else { format!("gates {}", policy.gates.join(", ")) };
     let approval = match policy.approval {

@@ -267,7 +267,9 @@ async fn evaluate(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
         ));
     }
     let since = trigger_ms(inc);
-    let mut use_recent = ev.data.contains(&EvalData::RecentLabels);
+    let has_holdout = kairo_registry::aliases::policy(project, name)?.holdout.is_some();
+    let data = ev.sources(has_holdout);
+    let mut use_recent = data.contains(&EvalData::RecentLabels);
     let mut fallback = None;
     if use_recent && ev.min_labels > 0 {
         let objects = project.objects()?;
@@ -292,7 +294,7 @@ async fn evaluate(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
                 ev.min_labels,
                 ev.labels_timeout.as_deref().unwrap_or("1d")
             ));
-            if !ev.data.contains(&EvalData::Holdout) {
+            if !data.contains(&EvalData::Holdout) {
                 return Ok(failed("evaluate", format!("{}; no holdout to fall back on", fallback.unwrap_or_default())));
             }
         }
@@ -301,7 +303,7 @@ async fn evaluate(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
         model: name,
         champion,
         challenger,
-        holdout: ev.data.contains(&EvalData::Holdout),
+        holdout: data.contains(&EvalData::Holdout),
         recent_since_ms: use_recent.then_some(since),
     };
     let verdict = match judge::judge(project, md, spec, &q).await {

@@ -21,6 +21,13 @@ fn seeded() -> (Repo, Server, String, String) {
     );
     repo.write("count.sh", "wc -l < data/a.csv > count.txt\necho '{\"rows\": 3}' > m.json\n");
     let pipeline_run = repo.json(&["run"])[0]["run_id"].as_str().unwrap().to_string();
+    // An automation whose artifact is no model: its incident ends failed at registration.
+    let config = std::fs::read_to_string(repo.join("kairo.yaml")).unwrap();
+    repo.write(
+        "kairo.yaml",
+        format!("{config}models:\n  m: {{}}\nautomations:\n  tidy:\n    model: m\n    on: [{{schedule: \"0 0 1 1 *\"}}]\n    retrain: {{stages: [count], artifact: count.txt}}\n"),
+    );
+    repo.kairo(&["automations", "run", "tidy"]).assert().success();
     let server = Server::start(&repo);
     let (status, v) = server.post("/api/2.0/mlflow/runs/create", json!({"experiment_id": "0", "start_time": 1}));
     assert_eq!(status, 200, "{v}");
@@ -91,6 +98,8 @@ fn every_documented_path_answers_with_a_documented_status_and_shape() {
         ("/api/v1/datasets/versions", "/api/v1/datasets/versions?path=data".to_string()),
         ("/api/v1/events", "/api/v1/events?subject=dataset:data&limit=1".to_string()),
         ("/api/v1/lineage", "/api/v1/lineage?target=count.txt".to_string()),
+        ("/api/v1/incidents", "/api/v1/incidents?open=false&limit=5".to_string()),
+        ("/api/v1/incidents/{id}", "/api/v1/incidents/1".to_string()),
     ];
     let mut documented: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
     documented.sort_unstable();
@@ -128,6 +137,9 @@ fn every_documented_path_answers_with_a_documented_status_and_shape() {
     assert_eq!(bodies["/api/v1/datasets/versions"]["versions"].as_array().unwrap().len(), 2);
     assert_eq!(bodies["/api/v1/events"]["events"].as_array().unwrap().len(), 1);
     assert_eq!(bodies["/api/v1/lineage"]["produced_by"]["id"], pipeline_run.as_str());
+    assert_eq!(bodies["/api/v1/incidents"]["incidents"][0]["state"], "failed");
+    assert_eq!(bodies["/api/v1/incidents/{id}"]["detail"]["failed"]["step"], "register");
+    assert_eq!(bodies["/api/v1/incidents/{id}"]["timeline"][0]["kind"], "incident.opened");
 
     // A tracked run's NaN metric is `null`, as the document says (`number | null`).
     let (_, listed) = server.get("/api/v1/runs");

@@ -228,8 +228,17 @@ fn idle_and_slow_connections_are_closed_and_the_cap_answers_503() {
     // The cap: 40 open connections, the 41st gets a 503 at once, and the server still serves
     // once they go.
     let held: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let (status, body) = raw(&url, "GET /health HTTP/1.1\r\n", b"");
+    // Once the server has accepted all 40 (on a loaded machine that can take a moment; until
+    // then a request may still be served), the next connection is refused with a 503.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut status, mut body) = (0, String::new());
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        (status, body) = raw(&url, "GET /health HTTP/1.1\r\n", b"");
+        if status == 503 {
+            break;
+        }
+    }
     assert_eq!(status, 503, "{body}");
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
