@@ -234,12 +234,7 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
     let source = match (a.file, a.run, a.artifact) {
         (Some(f), _, _) => Source::File(cwd.join(f)),
         (None, Some(run), Some(path)) => Source::RunArtifact { run, path },
-        _ => {
-            return Err(Failure {
-                code: exit::USAGE,
-                message: "give --file FILE, or --run RUN_ID --artifact PATH".into(),
-            })
-        }
+        _ => return Err(Failure::usage("give --file FILE, or --run RUN_ID --artifact PATH")),
     };
     let mut metrics = Vec::new();
     for m in &a.metrics {

@@ -105,9 +105,7 @@ pub fn run(a: TrainArgs) -> CmdResult {
     let fail = |message: String| Failure { code: exit::ERROR, message };
     let mut params = Vec::new();
     for p in &a.params {
-        let (k, v) = p
-            .split_once('=')
-            .ok_or_else(|| Failure { code: exit::USAGE, message: format!("--param {p}: expected KEY=VALUE") })?;
+        let (k, v) = p.split_once('=').ok_or_else(|| Failure::usage(format!("--param {p}: expected KEY=VALUE")))?;
         params.push((k.trim().to_string(), v.trim().to_string()));
     }
     let started = std::time::Instant::now();
