@@ -10,10 +10,50 @@
 
 use std::collections::HashMap;
 
-use crate::{Data, Tensor};
+use crate::{Data, ShapeError, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub const METADATA_KEY: &str = "kairo.explain";
+
+/// Why explanation data was refused, or contributions could not be computed for a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("{METADATA_KEY} metadata is not an explainer: {0}")]
+    NotAnExplainer(#[source] serde_json::Error),
+    #[error("{METADATA_KEY} metadata: {0}")]
+    Inconsistent(#[from] Inconsistency),
+    #[error("the request has none of the model's inputs")]
+    NoInputs,
+    #[error("input '{0}' is missing")]
+    MissingInput(String),
+    #[error("input '{name}' has {values} values for {rows} rows")]
+    RowCount { name: String, values: usize, rows: usize },
+    #[error("input '{0}' must be strings")]
+    NotStrings(String),
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+}
+
+/// Where explanation data does not hold together: an index outside its table, or counts that
+/// disagree.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    #[error("no targets or no features")]
+    Empty,
+    #[error(
+        "a linear scorer over {width} columns and {targets} targets needs {} coefficients and {targets} intercepts, not {coefficients} and {intercepts}",
+        width.saturating_mul(*targets)
+    )]
+    LinearSize { width: usize, targets: usize, coefficients: usize, intercepts: usize },
+    #[error("{given} base scores for {targets} targets")]
+    BaseScores { given: usize, targets: usize },
+    #[error("tree {tree} has no nodes")]
+    EmptyTree { tree: usize },
+    #[error("tree {tree} node {node} has {given} values for {targets} targets")]
+    NodeValues { tree: usize, node: usize, given: usize, targets: usize },
+    #[error("tree {tree} node {node} splits on column {column} to nodes {left}/{right}")]
+    Split { tree: usize, node: usize, column: usize, left: usize, right: usize },
+}
 
 /// A feature's encoding, as the graph does it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,49 +105,51 @@ pub struct Explainer {
 impl Explainer {
     /// The explainer a model carries in its metadata (`kairo.explain`), checked so that no
     /// index in it points outside its own tables: a model file is input like any other.
-    pub fn from_metadata(json: &str) -> Result<Explainer, String> {
-        let e: Explainer =
-            serde_json::from_str(json).map_err(|err| format!("{METADATA_KEY} metadata is not an explainer: {err}"))?;
-        e.check().map_err(|err| format!("{METADATA_KEY} metadata: {err}"))?;
+    pub fn from_metadata(json: &str) -> Result<Explainer, ExplainError> {
+        let e: Explainer = serde_json::from_str(json).map_err(ExplainError::NotAnExplainer)?;
+        e.check()?;
         Ok(e)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Inconsistency> {
         let t = self.targets;
         if t == 0 || self.features.is_empty() {
-            return Err("no targets or no features".into());
+            return Err(Inconsistency::Empty);
         }
         let width: usize =
             self.features.iter().map(|f| if f.categories.is_empty() { 1 } else { f.categories.len() }).sum();
         match &self.scorer {
             Scorer::Linear { coef, intercept, .. } => {
                 if Some(coef.len()) != width.checked_mul(t) || intercept.len() != t {
-                    return Err(format!(
-                        "a linear scorer over {width} columns and {t} targets needs {} coefficients and {t} intercepts, not {} and {}",
-                        width.saturating_mul(t),
-                        coef.len(),
-                        intercept.len()
-                    ));
+                    return Err(Inconsistency::LinearSize {
+                        width,
+                        targets: t,
+                        coefficients: coef.len(),
+                        intercepts: intercept.len(),
+                    });
                 }
             }
             Scorer::Trees { trees, base } => {
                 if base.len() != t {
-                    return Err(format!("{} base scores for {t} targets", base.len()));
+                    return Err(Inconsistency::BaseScores { given: base.len(), targets: t });
                 }
                 for (n, tree) in trees.iter().enumerate() {
                     if tree.is_empty() {
-                        return Err(format!("tree {n} has no nodes"));
+                        return Err(Inconsistency::EmptyTree { tree: n });
                     }
                     for (i, node) in tree.iter().enumerate() {
                         if node.value.len() != t {
-                            return Err(format!("tree {n} node {i} has {} values for {t} targets", node.value.len()));
+                            return Err(Inconsistency::NodeValues {
+                                tree: n,
+                                node: i,
+                                given: node.value.len(),
+                                targets: t,
+                            });
                         }
                         if let Some((column, _, left, right)) = node.split {
                             // Children come after their parent, so every walk ends.
                             if column >= width || left <= i || right <= i || left >= tree.len() || right >= tree.len() {
-                                return Err(format!(
-                                    "tree {n} node {i} splits on column {column} to nodes {left}/{right}"
-                                ));
+                                return Err(Inconsistency::Split { tree: n, node: i, column, left, right });
                             }
                         }
                     }
@@ -127,7 +169,7 @@ impl Explainer {
         &self,
         inputs: &HashMap<String, Tensor>,
         scaled: bool,
-    ) -> Result<(Vec<f64>, usize, Vec<usize>, usize), String> {
+    ) -> Result<(Vec<f64>, usize, Vec<usize>, usize), ExplainError> {
         let mut owner = Vec::new();
         for (i, f) in self.features.iter().enumerate() {
             let w = if f.categories.is_empty() { 1 } else { f.categories.len() };
@@ -139,13 +181,13 @@ impl Explainer {
             .first()
             .and_then(|f| inputs.get(&f.name))
             .map(|t| t.shape.first().copied().unwrap_or(0))
-            .ok_or("the request has none of the model's inputs")?;
+            .ok_or(ExplainError::NoInputs)?;
         let mut x = vec![0.0; rows * width];
         let mut offset = 0;
         for f in &self.features {
-            let t = inputs.get(&f.name).ok_or_else(|| format!("input '{}' is missing", f.name))?;
+            let t = inputs.get(&f.name).ok_or_else(|| ExplainError::MissingInput(f.name.clone()))?;
             if t.data.len() != rows {
-                return Err(format!("input '{}' has {} values for {rows} rows", f.name, t.data.len()));
+                return Err(ExplainError::RowCount { name: f.name.clone(), values: t.data.len(), rows });
             }
             if f.categories.is_empty() {
                 let (mean, std) = (f.mean.unwrap_or(0.0), f.std.unwrap_or(1.0));
@@ -157,7 +199,7 @@ impl Explainer {
                 offset += 1;
             } else {
                 let Data::Bytes(values) = &t.data else {
-                    return Err(format!("input '{}' must be strings", f.name));
+                    return Err(ExplainError::NotStrings(f.name.clone()));
                 };
                 for (r, v) in values.iter().enumerate() {
                     if let Some(k) = f.categories.iter().position(|c| c == v) {
@@ -171,7 +213,7 @@ impl Explainer {
     }
 
     /// Contributions `[rows, targets, features + 1]` (the last column is the bias).
-    pub fn contributions(&self, inputs: &HashMap<String, Tensor>) -> Result<Tensor, String> {
+    pub fn contributions(&self, inputs: &HashMap<String, Tensor>) -> Result<Tensor, ExplainError> {
         let n_features = self.features.len();
         let cols = n_features + 1;
         let t = self.targets;
@@ -212,7 +254,7 @@ impl Explainer {
                 }
             }
         }
-        Tensor::new(vec![rows, t, cols], Data::F32(out.into_iter().map(|v| v as f32).collect()))
+        Ok(Tensor::new(vec![rows, t, cols], Data::F32(out.into_iter().map(|v| v as f32).collect()))?)
     }
 }
 
@@ -246,11 +288,13 @@ mod tests {
             (r#"[{"value":[1.0, 2.0]}]"#, "2 values for 1 targets"),
             (r#"[]"#, "no nodes"),
         ] {
-            let err = Explainer::from_metadata(&tree_explainer(tree)).unwrap_err();
+            let err = Explainer::from_metadata(&tree_explainer(tree)).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
         let linear = r#"{"features":[{"name":"x"}],"targets":2,"score":"logit","scorer":{"kind":"linear","coef":[1.0],"intercept":[0.0,0.0],"scaled":false}}"#;
-        assert!(Explainer::from_metadata(linear).unwrap_err().contains("needs 2 coefficients"));
-        assert!(Explainer::from_metadata("{").unwrap_err().contains("kairo.explain"));
+        let err = Explainer::from_metadata(linear).unwrap_err();
+        assert!(matches!(err, ExplainError::Inconsistent(Inconsistency::LinearSize { .. })), "{err}");
+        assert!(err.to_string().contains("needs 2 coefficients"), "{err}");
+        assert!(Explainer::from_metadata("{").unwrap_err().to_string().contains("kairo.explain"));
     }
 }

@@ -21,7 +21,7 @@ use prost::Message;
 use tract_onnx::pb::{tensor_proto::DataType, type_proto, ModelProto};
 use tract_onnx::prelude::*;
 
-pub use tensor::{DType, Data, Signature, Tensor, TensorSpec};
+pub use tensor::{DType, Data, ShapeError, Signature, Tensor, TensorSpec};
 
 /// Why a model could not be loaded or a request could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,7 @@ impl Model {
         let metadata: Vec<(String, String)> =
             proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
 
-        let lowered = lower::lower(&mut proto).map_err(|e| RuntimeError::Load(e.0))?;
+        let lowered = lower::lower(&mut proto).map_err(|e| RuntimeError::Load(e.to_string()))?;
         let mut onnx = tract_onnx::onnx();
         trees::register(&mut onnx.op_register);
         let graph = proto.graph.as_ref().ok_or_else(|| RuntimeError::Decode("the model has no graph".into()))?;
@@ -406,5 +406,5 @@ fn from_tract(v: &TValue) -> Result<Tensor, RuntimeError> {
         }
         other => return Err(RuntimeError::Run(format!("unsupported output type {other:?}"))),
     };
-    Tensor::new(shape, data).map_err(RuntimeError::Run)
+    Tensor::new(shape, data).map_err(|e| RuntimeError::Run(e.to_string()))
 }

@@ -13,7 +13,8 @@ use tract_onnx::pb::{
 };
 
 /// What a rewrite could not express; the message names the node and the attribute.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct Unlowerable(pub String);
 
 /// Rewrite the graph in place; returns the op types that were lowered (for diagnostics).

@@ -10,23 +10,41 @@ use ort::value::{TensorElementType, ValueType};
 
 use crate::{DType, Data, RuntimeError, Signature, Tensor, TensorSpec};
 
-static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+/// Why ONNX Runtime could not take a model.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OrtError {
+    #[error(
+        "ONNX Runtime is not configured: set ORT_DYLIB_PATH to a libonnxruntime.so \
+         (the onnxruntime Python wheel ships one in onnxruntime/capi/)"
+    )]
+    NotConfigured,
+    #[error("cannot load ONNX Runtime from {path}: {message}")]
+    Init { path: String, message: String },
+    #[error("cannot start ONNX Runtime from {path}: {message}")]
+    Start { path: String, message: String },
+    #[error("{what} '{name}' has unsupported element type {ty}")]
+    ElementType { what: &'static str, name: String, ty: String },
+    #[error("{what} '{name}' is not a tensor ({ty}); export classifiers with zipmap=False")]
+    NotATensor { what: &'static str, name: String, ty: String },
+    /// ONNX Runtime refused the model (ort's errors are not `Clone`, so the text is kept).
+    #[error("ONNX Runtime: {0}")]
+    Session(String),
+}
+
+/// Loaded once per process; a failure is kept and answered to every later load.
+static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, OrtError>> = OnceLock::new();
 
 /// Load ONNX Runtime once per process.
-fn environment() -> Result<&'static ort::environment::Environment, String> {
+fn environment() -> Result<&'static ort::environment::Environment, OrtError> {
     ENVIRONMENT
         .get_or_init(|| {
-            let path = std::env::var_os("ORT_DYLIB_PATH").ok_or_else(|| {
-                "ONNX Runtime is not configured: set ORT_DYLIB_PATH to a libonnxruntime.so \
-                 (the onnxruntime Python wheel ships one in onnxruntime/capi/)"
-                    .to_string()
-            })?;
+            let path = std::env::var_os("ORT_DYLIB_PATH").ok_or(OrtError::NotConfigured)?;
             let shown = std::path::Path::new(&path).display().to_string();
             ort::init_from(&path)
-                .map_err(|e| format!("cannot load ONNX Runtime from {shown}: {e}"))?
+                .map_err(|e| OrtError::Init { path: shown.clone(), message: e.to_string() })?
                 .with_name("kairo")
                 .build()
-                .map_err(|e| format!("cannot start ONNX Runtime from {shown}: {e}"))
+                .map_err(|e| OrtError::Start { path: shown, message: e.to_string() })
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -56,24 +74,28 @@ fn dtype(ty: TensorElementType) -> Option<DType> {
     })
 }
 
-fn spec(name: &str, ty: &ValueType, what: &str) -> Result<TensorSpec, String> {
+fn spec(name: &str, ty: &ValueType, what: &'static str) -> Result<TensorSpec, OrtError> {
     match ty {
         ValueType::Tensor { ty, shape, .. } => Ok(TensorSpec {
             name: name.to_string(),
-            dtype: dtype(*ty).ok_or_else(|| format!("{what} '{name}' has unsupported element type {ty:?}"))?,
+            dtype: dtype(*ty).ok_or_else(|| OrtError::ElementType {
+                what,
+                name: name.to_string(),
+                ty: format!("{ty:?}"),
+            })?,
             shape: shape.iter().map(|d| if *d < 0 { -1 } else { *d }).collect(),
         }),
-        other => Err(format!("{what} '{name}' is not a tensor ({other:?}); export classifiers with zipmap=False")),
+        other => Err(OrtError::NotATensor { what, name: name.to_string(), ty: format!("{other:?}") }),
     }
 }
 
-pub fn load(bytes: &[u8]) -> Result<OrtModel, String> {
+pub fn load(bytes: &[u8]) -> Result<OrtModel, OrtError> {
     let env = environment()?;
-    let err = |e: ort::Error| format!("ONNX Runtime: {e}");
+    let err = |e: ort::Error| OrtError::Session(e.to_string());
     let session = Session::builder(env)
         .map_err(err)?
         .with_intra_threads(1)
-        .map_err(|e| format!("ONNX Runtime: {e}"))?
+        .map_err(|e| OrtError::Session(e.to_string()))?
         .commit_from_memory(bytes)
         .map_err(err)?;
     let inputs = session.inputs().iter().map(|o| spec(o.name(), o.dtype(), "input")).collect::<Result<Vec<_>, _>>()?;
@@ -125,7 +147,7 @@ fn from_ort(v: &ort::value::DynValue, dtype: DType) -> Result<Tensor, ort::Error
             (shape.iter().map(|d| *d as usize).collect(), Data::Bytes(strings))
         }
     };
-    Tensor::new(shape, data).map_err(ort::Error::new)
+    Tensor::new(shape, data).map_err(|e| ort::Error::new(e.to_string()))
 }
 
 impl OrtModel {

@@ -190,6 +190,23 @@ impl Data {
     }
 }
 
+/// A shape that does not hold the data it was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shape {shape:?} holds {} elements but {given} were given", want.map_or_else(|| "more than 2^64".to_string(), |w| w.to_string()))]
+pub struct ShapeError {
+    pub shape: Vec<usize>,
+    /// The shape's element count; `None` when it overflows.
+    pub want: Option<usize>,
+    pub given: usize,
+}
+
+/// For callers whose own errors are still text (holdout evaluation in `kairo-registry`).
+impl From<ShapeError> for String {
+    fn from(e: ShapeError) -> String {
+        e.to_string()
+    }
+}
+
 /// A named-free tensor: shape plus data. `shape.iter().product() == data.len()` always holds
 /// for tensors built through [`Tensor::new`].
 #[derive(Debug, Clone, PartialEq)]
@@ -199,11 +216,11 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// A tensor, or an error message when the shape does not hold the data.
-    pub fn new(shape: Vec<usize>, data: Data) -> Result<Tensor, String> {
-        let want: usize = shape.iter().product();
-        if want != data.len() {
-            return Err(format!("shape {shape:?} holds {want} elements but {} were given", data.len()));
+    /// A tensor, or a [`ShapeError`] when the shape does not hold the data.
+    pub fn new(shape: Vec<usize>, data: Data) -> Result<Tensor, ShapeError> {
+        let want = shape.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d));
+        if want != Some(data.len()) {
+            return Err(ShapeError { shape, want, given: data.len() });
         }
         Ok(Tensor { shape, data })
     }

@@ -14,10 +14,36 @@ use std::time::Duration;
 
 use kairo_core::serving::{Deployment, Strategy};
 use kairo_data::Project;
-use kairo_registry::ModelRef;
+use kairo_registry::{ModelRef, RegistryError};
 use kairo_runtime::Model;
-use kairo_store::Metadata;
+use kairo_store::{Metadata, StoreError};
 use serde_json::{json, Value};
+
+/// Why an endpoint could not start, follow the registry, or load a version.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("model '{0}' is named twice")]
+    NamedTwice(String),
+    #[error("no registered model '{0}' (see `kairo models ls`)")]
+    NotRegistered(String),
+    #[error("model '{name}' has no alias '{alias}'")]
+    NoAlias { name: String, alias: String },
+    /// Reading the registry failed.
+    #[error("model '{name}': {source}")]
+    Store { name: String, source: StoreError },
+    /// The registry refused: no such version, no version at all, no artifact.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The version's bytes could not be read (missing or corrupt in the store).
+    #[error("model '{name}' version {version} cannot be loaded: {source}")]
+    Bytes { name: String, version: i64, source: RegistryError },
+    /// The loading task itself failed (a panic in the runtime).
+    #[error("model '{name}' version {version}: {message}")]
+    Task { name: String, version: i64, message: String },
+    /// Writing the guard's decision failed.
+    #[error("model '{name}': the deployment could not be changed: {source}")]
+    Deployment { name: String, source: StoreError },
+}
 
 /// One loaded version.
 pub struct Loaded {
@@ -185,7 +211,12 @@ struct Desired {
 
 impl Endpoints {
     /// Resolve and load every requested model; any failure here stops the server from starting.
-    pub async fn start(project: Project, md: Metadata, refs: &[ModelRef], actor: String) -> Result<Endpoints, String> {
+    pub async fn start(
+        project: Project,
+        md: Metadata,
+        refs: &[ModelRef],
+        actor: String,
+    ) -> Result<Endpoints, EndpointError> {
         let mut eps = Endpoints {
             map: HashMap::new(),
             project,
@@ -202,10 +233,12 @@ impl Endpoints {
             };
             let name = r.name().to_string();
             if eps.map.contains_key(&name) {
-                return Err(format!("model '{name}' is named twice"));
+                return Err(EndpointError::NamedTwice(name));
             }
-            if eps.md.registered_model(&name).await.is_err() {
-                return Err(format!("no registered model '{name}' (see `kairo models ls`)"));
+            match eps.md.registered_model(&name).await {
+                Ok(_) => {}
+                Err(StoreError::NotFound(_)) => return Err(EndpointError::NotRegistered(name)),
+                Err(source) => return Err(EndpointError::Store { name, source }),
             }
             let desired = eps.desired(&name, &follow).await?;
             let stable = eps.load(&name, desired.stable).await?;
@@ -234,8 +267,8 @@ impl Endpoints {
         Ok(eps)
     }
 
-    async fn desired(&self, name: &str, follow: &Follow) -> Result<Desired, String> {
-        let err = |e: kairo_store::StoreError| format!("model '{name}': {e}");
+    async fn desired(&self, name: &str, follow: &Follow) -> Result<Desired, EndpointError> {
+        let err = |source: StoreError| EndpointError::Store { name: name.to_string(), source };
         match follow {
             Follow::Pinned(v) => Ok(Desired { stable: *v, candidate: None, deployment: None }),
             Follow::Alias(a) => {
@@ -244,7 +277,7 @@ impl Endpoints {
                     .alias_version(name, a)
                     .await
                     .map_err(err)?
-                    .ok_or_else(|| format!("model '{name}' has no alias '{a}'"))?;
+                    .ok_or_else(|| EndpointError::NoAlias { name: name.to_string(), alias: a.clone() })?;
                 Ok(Desired { stable: v, candidate: None, deployment: None })
             }
             Follow::Deployment => {
@@ -255,7 +288,7 @@ impl Endpoints {
                 let v = ModelRef::Alias(name.into(), "champion".into()).resolve(&self.md).await;
                 let v = match v {
                     Ok(v) => v,
-                    Err(_) => ModelRef::Name(name.into()).resolve(&self.md).await.map_err(|e| e.to_string())?,
+                    Err(_) => ModelRef::Name(name.into()).resolve(&self.md).await?,
                 };
                 Ok(Desired { stable: v, candidate: None, deployment: None })
             }
@@ -264,19 +297,20 @@ impl Endpoints {
 
     /// Load a version (or reuse it): bytes checked against their hash, model prepared off the
     /// async threads.
-    async fn load(&self, name: &str, version: i64) -> Result<Arc<Loaded>, String> {
+    async fn load(&self, name: &str, version: i64) -> Result<Arc<Loaded>, EndpointError> {
         if let Some(l) = lock(&self.cache).get(&(name.to_string(), version)) {
             return Ok(l.clone());
         }
-        let what = format!("model '{name}' version {version}");
-        let artifact = kairo_registry::artifact_of(&self.md, name, version).await.map_err(|e| e.to_string())?;
-        let bytes = kairo_registry::version_bytes(&self.project, &artifact)
-            .map_err(|e| format!("{what} cannot be loaded: {e}"))?;
-        let label = what.clone();
+        let artifact = kairo_registry::artifact_of(&self.md, name, version).await?;
+        let bytes = kairo_registry::version_bytes(&self.project, &artifact).map_err(|source| EndpointError::Bytes {
+            name: name.to_string(),
+            version,
+            source,
+        })?;
+        let label = format!("model '{name}' version {version}");
         let model = tokio::task::spawn_blocking(move || kairo_registry::load_model(&bytes, &label))
             .await
-            .map_err(|e| format!("{what}: {e}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| EndpointError::Task { name: name.to_string(), version, message: e.to_string() })??;
         let metadata = metadata_json(name, version, &model);
         // Explanation data that does not hold together is ignored: the model serves, without
         // contributions.
@@ -311,7 +345,7 @@ impl Endpoints {
         lock(&self.cache).retain(|k, _| live.contains(k));
     }
 
-    async fn reconcile_one(&self, ep: &Endpoint) -> Result<(), String> {
+    async fn reconcile_one(&self, ep: &Endpoint) -> Result<(), EndpointError> {
         let desired = self.desired(&ep.name, &ep.follow).await?;
         let current = ep.routing();
         let unchanged = current.stable.version == desired.stable
@@ -357,7 +391,9 @@ impl Endpoints {
 
     /// A version did not load: the old one keeps serving, the failure is an event, and a
     /// deployment that asked for it is returned to `keep`.
-    async fn load_failed(&self, ep: &Endpoint, version: i64, error: &str, desired: &Desired, keep: i64) {
+    async fn load_failed(&self, ep: &Endpoint, version: i64, error: &EndpointError, desired: &Desired, keep: i64) {
+        let error = error.to_string();
+        let error = error.as_str();
         let first = lock(&self.failed).insert((ep.name.clone(), version));
         if first {
             tracing::warn!(
@@ -376,7 +412,7 @@ impl Endpoints {
     }
 
     /// Judge the candidate against the deployment's limits.
-    async fn guard(&self, ep: &Endpoint) -> Result<(), String> {
+    async fn guard(&self, ep: &Endpoint) -> Result<(), EndpointError> {
         let routing = ep.routing();
         let (Some(c), Some(d)) = (&routing.candidate, &routing.deployment) else { return Ok(()) };
         let (total, errors, p99) = {
@@ -391,8 +427,11 @@ impl Endpoints {
         let Some(change) = kairo_registry::rollout::judge(d, health, kairo_core::time::now_millis()) else {
             return Ok(());
         };
-        let applied =
-            self.md.change_deployment(&change, Some(d.generation), &self.actor).await.map_err(|e| e.to_string())?;
+        let applied = self
+            .md
+            .change_deployment(&change, Some(d.generation), &self.actor)
+            .await
+            .map_err(|source| EndpointError::Deployment { name: ep.name.clone(), source })?;
         if applied.is_some() {
             tracing::info!(model = %ep.name, reason = %change.reason, "deployment changed");
             // Apply at once rather than at the next poll.

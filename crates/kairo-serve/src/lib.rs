@@ -10,6 +10,7 @@
 //! models only through `kairo-runtime`.
 
 pub mod endpoint;
+pub mod error;
 pub mod invocations;
 pub mod limits;
 pub mod metrics;
@@ -29,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use endpoint::{Arm, Endpoint, Endpoints, Loaded};
+use error::{OipCode, RequestError};
 use kairo_data::Project;
 use kairo_registry::ModelRef;
 use kairo_runtime::{RuntimeError, Tensor};
@@ -58,10 +60,15 @@ pub struct ServeConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("name at least one model to serve (NAME, NAME@ALIAS or NAME:VERSION)")]
+    NoModels,
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("{0}")]
-    Start(String),
+    /// A model named on the command line cannot be served; nothing is.
+    #[error(transparent)]
+    Endpoint(#[from] endpoint::EndpointError),
+    #[error("a serving thread failed: {0}")]
+    Thread(String),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -89,15 +96,11 @@ pub async fn serve(
     on_ready: impl FnOnce(SocketAddr, &[(String, i64)]),
 ) -> Result<(), ServeError> {
     if config.models.is_empty() {
-        return Err(ServeError::Start("name at least one model to serve (NAME, NAME@ALIAS or NAME:VERSION)".into()));
+        return Err(ServeError::NoModels);
     }
     let md = project.metadata().await?;
     let objects = project.objects()?;
-    let endpoints = Arc::new(
-        Endpoints::start(project.clone(), md.clone(), &config.models, Project::actor())
-            .await
-            .map_err(ServeError::Start)?,
-    );
+    let endpoints = Arc::new(Endpoints::start(project.clone(), md.clone(), &config.models, Project::actor()).await?);
     let metrics = Arc::new(metrics::Metrics::default());
     let settings = predlog::Settings {
         queue: config.log_queue,
@@ -165,7 +168,7 @@ pub async fn serve(
             .collect::<Vec<_>>()
     })
     .await
-    .map_err(|e| ServeError::Start(e.to_string()))?;
+    .map_err(|e| ServeError::Thread(e.to_string()))?;
     drop(app);
     drop(state);
     writer.finish().await;
@@ -190,7 +193,7 @@ fn router(state: AppState, max_body: usize) -> Router {
         .route("/metrics", get(prometheus))
         .route("/v1/feedback", post(feedback))
         .fallback(|uri: axum::http::Uri| async move {
-            oip_error(StatusCode::NOT_FOUND, format!("no endpoint {}", uri.path()))
+            RequestError::NoEndpoint(format!("no endpoint {}", uri.path())).oip()
         })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -199,67 +202,30 @@ fn router(state: AppState, max_body: usize) -> Router {
 /// Cross-site browser requests never reach a handler that changes state (inference writes the
 /// prediction log; feedback writes labels). Checked in each POST handler rather than as a
 /// middleware layer, which cost ~10% of throughput on the inference path.
-fn cross_site(headers: &HeaderMap) -> Option<Response> {
-    kairo_http::cross_site_refusal(&axum::http::Method::POST, headers)
-        .map(|message| oip_error(StatusCode::FORBIDDEN, message))
-}
-
-/// OIP's error shape: `{"error": "..."}`.
-fn oip_error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
-}
-
-fn body_error(e: BytesRejection) -> Response {
-    let status = e.status();
-    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "request body is larger than the server accepts (`kairo serve --max-body-mb`)".to_string()
-    } else {
-        e.body_text()
-    };
-    oip_error(status, message)
-}
-
-/// A refusal: status and message, turned into the protocol's error body by the caller.
-struct Reject(StatusCode, String);
-
-impl From<limits::Refusal> for Reject {
-    fn from(r: limits::Refusal) -> Self {
-        match r {
-            limits::Refusal::Bad(m) => Reject(StatusCode::BAD_REQUEST, m),
-            limits::Refusal::TooLarge(m) => Reject(StatusCode::PAYLOAD_TOO_LARGE, m),
-        }
-    }
-}
-
-impl Reject {
-    /// The refusal in MLflow's scoring-server shape (`/invocations`).
-    fn mlflow(self) -> Response {
-        mlflow_error(self.0, self.1)
-    }
-}
-
-impl IntoResponse for Reject {
-    fn into_response(self) -> Response {
-        oip_error(self.0, self.1)
-    }
+fn cross_site(headers: &HeaderMap) -> Option<RequestError> {
+    kairo_http::cross_site_refusal(&axum::http::Method::POST, headers).map(RequestError::CrossSite)
 }
 
 impl AppState {
-    fn endpoint(&self, name: &str) -> Result<&Arc<Endpoint>, Reject> {
+    fn endpoint(&self, name: &str) -> Result<&Arc<Endpoint>, RequestError> {
         self.0.endpoints.map.get(name).ok_or_else(|| {
-            let mut names: Vec<&str> = self.0.endpoints.map.keys().map(String::as_str).collect();
-            names.sort();
-            Reject(StatusCode::NOT_FOUND, format!("model '{name}' is not served here (served: {})", names.join(", ")))
+            RequestError::NotFound(format!("model '{name}' is not served here (served: {})", self.served()))
         })
     }
 
-    fn version(&self, name: &str, version: &str) -> Result<Arc<Loaded>, Reject> {
+    /// The served model names, sorted, for messages.
+    fn served(&self) -> String {
+        let mut names: Vec<&str> = self.0.endpoints.map.keys().map(String::as_str).collect();
+        names.sort();
+        names.join(", ")
+    }
+
+    fn version(&self, name: &str, version: &str) -> Result<Arc<Loaded>, RequestError> {
         let ep = self.endpoint(name)?;
-        let v: i64 = version
-            .parse()
-            .map_err(|_| Reject(StatusCode::BAD_REQUEST, format!("version '{version}' is not a number")))?;
+        let v: i64 =
+            version.parse().map_err(|_| RequestError::Parameter(format!("version '{version}' is not a number")))?;
         ep.loaded_version(v)
-            .ok_or_else(|| Reject(StatusCode::NOT_FOUND, format!("model '{name}' version {v} is not loaded here")))
+            .ok_or_else(|| RequestError::NotFound(format!("model '{name}' version {v} is not loaded here")))
     }
 }
 
@@ -284,28 +250,28 @@ async fn model_metadata(State(s): State<AppState>, Path(name): Path<String>) -> 
             meta["versions"] = json!(versions);
             Json(meta).into_response()
         }
-        Err(e) => e.into_response(),
+        Err(e) => e.oip(),
     }
 }
 
 async fn model_metadata_version(State(s): State<AppState>, Path((name, version)): Path<(String, String)>) -> Response {
     match s.version(&name, &version) {
         Ok(l) => Json(l.metadata.clone()).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => e.oip(),
     }
 }
 
 async fn model_ready(State(s): State<AppState>, Path(name): Path<String>) -> Response {
     match s.endpoint(&name) {
         Ok(_) => Json(json!({"name": name, "ready": true})).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => e.oip(),
     }
 }
 
 async fn model_ready_version(State(s): State<AppState>, Path((name, version)): Path<(String, String)>) -> Response {
     match s.version(&name, &version) {
         Ok(_) => Json(json!({"name": name, "ready": true})).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => e.oip(),
     }
 }
 
@@ -350,13 +316,6 @@ async fn run_model(loaded: &Arc<Loaded>, inputs: HashMap<String, Tensor>) -> Res
     tokio::task::spawn_blocking(move || l.model.infer(inputs)).await.map_err(|e| RuntimeError::Run(e.to_string()))?
 }
 
-fn status_of(e: &RuntimeError) -> StatusCode {
-    match e {
-        RuntimeError::Input(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 /// Tensors with their input or output names.
 type Named = Vec<(String, Tensor)>;
 
@@ -371,6 +330,18 @@ struct Outcome<'a> {
 }
 
 impl Outcome<'_> {
+    /// Record a refused OIP request (with the status OIP's table gives it) and pass the error on.
+    fn refused(self, e: RequestError) -> RequestError {
+        self.finish(OipCode::of(&e).status(), None);
+        e
+    }
+
+    /// Record a refused `/invocations` request (with the status MLflow's table gives it).
+    fn refused_mlflow(self, e: RequestError) -> RequestError {
+        self.finish(error::MlflowCode::of(&e).status(), None);
+        e
+    }
+
     /// Record the request; `answered` (inputs and outputs) goes to the prediction log, which
     /// holds answered rows only: a refused request leaves metrics, never log rows.
     fn finish(self, status: StatusCode, answered: Option<(Named, Named)>) {
@@ -416,7 +387,9 @@ fn mirror(
                 let named = shadow.model.signature().outputs.iter().map(|o| o.name.clone()).zip(outs).collect();
                 outcome.finish(StatusCode::OK, Some((logged, named)));
             }
-            Err(e) => outcome.finish(status_of(&e), None),
+            // Nobody reads a shadow's answer; its status (OIP's, which MLflow's table agrees
+            // with) is for metrics and the rollout guard.
+            Err(e) => outcome.finish(OipCode::of(&RequestError::from(&e)).status(), None),
         }
     });
 }
@@ -428,34 +401,36 @@ async fn infer_common(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    match infer_oip(s, name, version, headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.oip(),
+    }
+}
+
+/// OIP inference; every refusal is a [`RequestError`], answered in OIP's shape by the caller.
+async fn infer_oip(
+    s: AppState,
+    name: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
     let started = Instant::now();
     if let Some(refused) = cross_site(&headers) {
-        return refused;
+        return Err(refused);
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_error(e),
-    };
-    let ep = match s.endpoint(&name) {
-        Ok(ep) => ep.clone(),
-        Err(e) => return e.into_response(),
-    };
+    let body = body?;
+    let ep = s.endpoint(&name)?.clone();
     let json_len = match header(&headers, "inference-header-content-length").map(str::parse::<usize>) {
         None => None,
         Some(Ok(n)) => Some(n),
-        Some(Err(_)) => return oip_error(StatusCode::BAD_REQUEST, "Inference-Header-Content-Length is not a number"),
+        Some(Err(_)) => return Err(RequestError::Invalid("Inference-Header-Content-Length is not a number".into())),
     };
-    let request = match oip::decode(&body, json_len, &s.0.limits) {
-        Ok(r) => r,
-        Err(e) => return Reject::from(e).into_response(),
-    };
+    let request = oip::decode(&body, json_len, &s.0.limits)?;
     let routing = ep.routing();
     let key = request.routing_key.as_deref().or_else(|| header(&headers, "kairo-routing-key"));
     let (loaded, arm, shadow) = match &version {
-        Some(v) => match s.version(&name, v) {
-            Ok(l) => (l, Arm::Pinned, None),
-            Err(e) => return e.into_response(),
-        },
+        Some(v) => (s.version(&name, v)?, Arm::Pinned, None),
         None => ep.route(&routing, key),
     };
     // OIP's own `id` names the request when it is fit for a log line and a header; the
@@ -468,7 +443,7 @@ async fn infer_common(
         if let Some((bad, _)) =
             outs.iter().find(|(n, _)| !loaded.model.signature().outputs.iter().any(|o| o.name == *n))
         {
-            return oip_error(StatusCode::BAD_REQUEST, format!("unknown output '{bad}'"));
+            return Err(RequestError::Parameter(format!("unknown output '{bad}'")));
         }
     }
     let logged: Vec<(String, Tensor)> = request.inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -480,22 +455,15 @@ async fn infer_common(
         (false, _) => None,
         (true, Some(_)) => Some(request.inputs.clone()),
         (true, None) => {
-            return oip_error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "model '{name}' version {} has no contribution data (models written by `kairo train` have it)",
-                    loaded.version
-                ),
-            )
+            return Err(RequestError::Parameter(format!(
+                "model '{name}' version {} has no contribution data (models written by `kairo train` have it)",
+                loaded.version
+            )))
         }
     };
     let outputs = match run_model(&loaded, request.inputs).await {
         Ok(o) => o,
-        Err(e) => {
-            let status = status_of(&e);
-            outcome.finish(status, None);
-            return oip_error(status, e.to_string());
-        }
+        Err(e) => return Err(outcome.refused(RequestError::from(&e))),
     };
     let sig = loaded.model.signature();
     let named: Vec<(String, Tensor)> = sig.outputs.iter().map(|o| o.name.clone()).zip(outputs).collect();
@@ -516,10 +484,7 @@ async fn infer_common(
                     selected.push(("contribution_names".into(), names, false));
                 }
             }
-            Err(e) => {
-                outcome.finish(StatusCode::BAD_REQUEST, None);
-                return oip_error(StatusCode::BAD_REQUEST, format!("contributions: {e}"));
-            }
+            Err(e) => return Err(outcome.refused(RequestError::Invalid(format!("contributions: {e}")))),
         }
     }
     let parameters = json!({"arm": arm.as_str()});
@@ -532,11 +497,7 @@ async fn infer_common(
         &s.0.limits,
     ) {
         Ok(encoded) => encoded,
-        Err(e) => {
-            let reject = Reject::from(e);
-            outcome.finish(reject.0, None);
-            return reject.into_response();
-        }
+        Err(e) => return Err(outcome.refused(e.into())),
     };
     drop(selected);
     outcome.finish(StatusCode::OK, Some((logged, named)));
@@ -556,17 +517,12 @@ async fn infer_common(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("x-request-id", v);
     }
-    response
+    Ok(response)
 }
 
 #[derive(serde::Deserialize)]
 struct InvocationQuery {
     model: Option<String>,
-}
-
-/// MLflow's error shape for the scoring server.
-fn mlflow_error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error_code": "BAD_REQUEST", "message": message.into()}))).into_response()
 }
 
 async fn invocations(
@@ -575,53 +531,49 @@ async fn invocations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    match invoke_mlflow(s, q, headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.mlflow(),
+    }
+}
+
+/// MLflow-protocol scoring; every refusal is a [`RequestError`], answered in MLflow's shape by
+/// the caller.
+async fn invoke_mlflow(
+    s: AppState,
+    q: InvocationQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
     let started = Instant::now();
     if let Some(refused) = cross_site(&headers) {
-        return refused;
+        return Err(refused);
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            let status = e.status();
-            return mlflow_error(
-                status,
-                if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "request body is larger than the server accepts (`kairo serve --max-body-mb`)".into()
-                } else {
-                    e.body_text()
-                },
-            );
-        }
-    };
+    let body = body?;
     let ep = match (&q.model, s.0.endpoints.map.len()) {
-        (Some(m), _) => match s.0.endpoints.map.get(m) {
-            Some(ep) => ep.clone(),
-            None => return mlflow_error(StatusCode::NOT_FOUND, format!("model '{m}' is not served here")),
-        },
+        (Some(m), _) => s.endpoint(m)?.clone(),
         (None, 1) => match s.0.endpoints.map.values().next() {
             Some(ep) => ep.clone(),
-            None => return mlflow_error(StatusCode::NOT_FOUND, "no model is served"),
+            None => return Err(RequestError::NotFound("no model is served".into())),
         },
         (None, _) => {
-            return mlflow_error(StatusCode::BAD_REQUEST, "several models are served: choose one with ?model=NAME")
+            return Err(RequestError::Parameter(format!(
+                "several models are served ({}): choose one with ?model=NAME",
+                s.served()
+            )))
         }
     };
     let routing = ep.routing();
     let (loaded, arm, shadow) = ep.route(&routing, header(&headers, "kairo-routing-key"));
     let content_type = header(&headers, "content-type").unwrap_or("application/json").to_ascii_lowercase();
-    let decoded = if content_type.starts_with("text/csv") {
-        invocations::decode_csv(&body, loaded.model.signature(), &s.0.limits)
+    let inputs = if content_type.starts_with("text/csv") {
+        invocations::decode_csv(&body, loaded.model.signature(), &s.0.limits)?
     } else if content_type.starts_with("application/json") || content_type.is_empty() {
-        invocations::decode_json(&body, loaded.model.signature(), &s.0.limits)
+        invocations::decode_json(&body, loaded.model.signature(), &s.0.limits)?
     } else {
-        return mlflow_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type '{content_type}' is not supported: use application/json or text/csv"),
-        );
-    };
-    let inputs = match decoded {
-        Ok(i) => i,
-        Err(e) => return Reject::from(e).mlflow(),
+        return Err(RequestError::UnsupportedMediaType(format!(
+            "content type '{content_type}' is not supported: use application/json or text/csv"
+        )));
     };
     let request_id = request_id(&headers);
     let logged: Vec<(String, Tensor)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -629,30 +581,21 @@ async fn invocations(
         mirror(&s, &ep, shadow, inputs.clone(), request_id.clone());
     }
     let outcome = Outcome { state: &s, ep: &ep, loaded: &loaded, arm, request_id: request_id.clone(), started };
-    match run_model(&loaded, inputs).await {
-        Ok(outputs) => {
-            let body = match invocations::encode(loaded.model.signature(), &outputs, &s.0.limits) {
-                Ok(b) => b,
-                Err(e) => {
-                    let reject = Reject::from(e);
-                    outcome.finish(reject.0, None);
-                    return reject.mlflow();
-                }
-            };
-            let named = loaded.model.signature().outputs.iter().map(|o| o.name.clone()).zip(outputs).collect();
-            outcome.finish(StatusCode::OK, Some((logged, named)));
-            let mut response = ([("content-type", "application/json")], body).into_response();
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
-                response.headers_mut().insert("x-request-id", v);
-            }
-            response
-        }
-        Err(e) => {
-            let status = status_of(&e);
-            outcome.finish(status, None);
-            mlflow_error(status, e.to_string())
-        }
+    let outputs = match run_model(&loaded, inputs).await {
+        Ok(outputs) => outputs,
+        Err(e) => return Err(outcome.refused_mlflow(RequestError::from(&e))),
+    };
+    let body = match invocations::encode(loaded.model.signature(), &outputs, &s.0.limits) {
+        Ok(b) => b,
+        Err(e) => return Err(outcome.refused_mlflow(e.into())),
+    };
+    let named = loaded.model.signature().outputs.iter().map(|o| o.name.clone()).zip(outputs).collect();
+    outcome.finish(StatusCode::OK, Some((logged, named)));
+    let mut response = ([("content-type", "application/json")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
     }
+    Ok(response)
 }
 
 async fn prometheus(State(s): State<AppState>) -> Response {
@@ -682,20 +625,26 @@ async fn prometheus(State(s): State<AppState>) -> Response {
 /// "labels": [...]}` for every row, or a list of either.
 /// Takes only bodies declared as JSON (a cross-site form cannot post labels).
 async fn feedback(State(s): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match record_feedback(s, headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.oip(),
+    }
+}
+
+async fn record_feedback(
+    s: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RequestError> {
     if let Some(refused) = cross_site(&headers) {
-        return refused;
+        return Err(refused);
     }
     if let Some(message) = kairo_http::json_content_type_refusal(&headers) {
-        return oip_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, message);
+        return Err(RequestError::UnsupportedMediaType(message));
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_error(e),
-    };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return oip_error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
-    };
+    let body = body?;
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| RequestError::Invalid(format!("malformed JSON: {e}")))?;
     let items: Vec<&Value> = match &value {
         Value::Array(a) => a.iter().collect(),
         other => vec![other],
@@ -703,7 +652,7 @@ async fn feedback(State(s): State<AppState>, headers: HeaderMap, body: Result<By
     let mut rows = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let Some(id) = item.get("request_id").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
-            return oip_error(StatusCode::BAD_REQUEST, format!("item {i}: `request_id` (a string) is required"));
+            return Err(RequestError::Invalid(format!("item {i}: `request_id` (a string) is required")));
         };
         match (item.get("label"), item.get("labels")) {
             (Some(label), None) => {
@@ -714,15 +663,12 @@ async fn feedback(State(s): State<AppState>, headers: HeaderMap, body: Result<By
                 rows.extend(labels.iter().enumerate().map(|(r, l)| (id.to_string(), r as i64, l.clone())));
             }
             _ => {
-                return oip_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("item {i}: give exactly one of `label` or `labels` (an array, one per row)"),
-                )
+                return Err(RequestError::Invalid(format!(
+                    "item {i}: give exactly one of `label` or `labels` (an array, one per row)"
+                )))
             }
         }
     }
-    match s.0.endpoints.md().add_feedback(&rows).await {
-        Ok(()) => Json(json!({"accepted": rows.len()})).into_response(),
-        Err(e) => oip_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+    s.0.endpoints.md().add_feedback(&rows).await.map_err(|e| RequestError::Internal(e.to_string()))?;
+    Ok(Json(json!({"accepted": rows.len()})).into_response())
 }

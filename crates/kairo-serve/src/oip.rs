@@ -196,6 +196,21 @@ impl std::fmt::Display for Scalar<'_> {
     }
 }
 
+/// Why one JSON element does not fit the input's datatype.
+#[derive(Debug, thiserror::Error)]
+enum BadElement {
+    #[error("element {index} ({shown}) is not {expected}")]
+    Kind { index: usize, shown: String, expected: &'static str },
+    #[error("element {index} is out of range for {dtype}")]
+    Range { index: usize, dtype: DType },
+}
+
+impl BadElement {
+    fn kind(index: usize, s: Scalar, expected: &'static str) -> BadElement {
+        BadElement::Kind { index, shown: s.to_string(), expected }
+    }
+}
+
 /// Flattens nested JSON arrays into typed elements, refusing the element after `max`: the
 /// output never grows beyond what the shape declared, whatever the data holds.
 struct Flat<'o, T, F> {
@@ -204,7 +219,7 @@ struct Flat<'o, T, F> {
     convert: F,
 }
 
-impl<T, F: FnMut(usize, Scalar) -> Result<T, String>> Flat<'_, T, F> {
+impl<T, F: FnMut(usize, Scalar) -> Result<T, BadElement>> Flat<'_, T, F> {
     fn push<E: serde::de::Error>(&mut self, s: Scalar) -> Result<(), E> {
         let i = self.out.len();
         if i >= self.max {
@@ -216,14 +231,14 @@ impl<T, F: FnMut(usize, Scalar) -> Result<T, String>> Flat<'_, T, F> {
     }
 }
 
-impl<'de, T, F: FnMut(usize, Scalar) -> Result<T, String>> serde::de::DeserializeSeed<'de> for &mut Flat<'_, T, F> {
+impl<'de, T, F: FnMut(usize, Scalar) -> Result<T, BadElement>> serde::de::DeserializeSeed<'de> for &mut Flat<'_, T, F> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de, T, F: FnMut(usize, Scalar) -> Result<T, String>> serde::de::Visitor<'de> for &mut Flat<'_, T, F> {
+impl<'de, T, F: FnMut(usize, Scalar) -> Result<T, BadElement>> serde::de::Visitor<'de> for &mut Flat<'_, T, F> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("tensor elements (scalars or nested arrays of them)")
@@ -257,7 +272,7 @@ fn collect<T>(
     name: &str,
     raw: &RawValue,
     count: usize,
-    convert: impl FnMut(usize, Scalar) -> Result<T, String>,
+    convert: impl FnMut(usize, Scalar) -> Result<T, BadElement>,
 ) -> Result<Vec<T>, Refusal> {
     // Every element takes at least two bytes of JSON (`0,`): the text bounds the allocation.
     let mut out = Vec::with_capacity(count.min(raw.get().len() / 2 + 1));
@@ -275,21 +290,21 @@ fn decode_json(name: &str, dtype: DType, raw: &RawValue, count: usize) -> Result
         Scalar::I(v) => Ok(v as f64),
         Scalar::U(v) => Ok(v as f64),
         Scalar::F(v) => Ok(v),
-        other => Err(format!("element {i} ({other}) is not a number")),
+        other => Err(BadElement::kind(i, other, "a number")),
     };
     let int = |i: usize, s: Scalar| match s {
         Scalar::I(v) => Ok(v),
-        Scalar::U(v) => i64::try_from(v).map_err(|_| format!("element {i} is out of range for {dtype}")),
-        other => Err(format!("element {i} ({other}) is not an integer")),
+        Scalar::U(v) => i64::try_from(v).map_err(|_| BadElement::Range { index: i, dtype }),
+        other => Err(BadElement::kind(i, other, "an integer")),
     };
     let uint = |i: usize, s: Scalar| match s {
         Scalar::U(v) => Ok(v),
-        other => Err(format!("element {i} ({other}) is not a non-negative integer")),
+        other => Err(BadElement::kind(i, other, "a non-negative integer")),
     };
     macro_rules! narrow {
         ($variant:ident, $t:ty, $f:expr) => {
             Data::$variant(collect(name, raw, count, |i, s| {
-                $f(i, s).and_then(|x| <$t>::try_from(x).map_err(|_| format!("element {i} is out of range for {dtype}")))
+                $f(i, s).and_then(|x| <$t>::try_from(x).map_err(|_| BadElement::Range { index: i, dtype }))
             })?)
         };
     }
@@ -306,11 +321,11 @@ fn decode_json(name: &str, dtype: DType, raw: &RawValue, count: usize) -> Result
         DType::U8 => narrow!(U8, u8, uint),
         DType::Bool => Data::Bool(collect(name, raw, count, |i, s| match s {
             Scalar::B(v) => Ok(v),
-            other => Err(format!("element {i} ({other}) is not a boolean")),
+            other => Err(BadElement::kind(i, other, "a boolean")),
         })?),
         DType::Bytes => Data::Bytes(collect(name, raw, count, |i, s| match s {
             Scalar::S(v) => Ok(v.to_string()),
-            other => Err(format!("element {i} ({other}) is not a string")),
+            other => Err(BadElement::kind(i, other, "a string")),
         })?),
     })
 }

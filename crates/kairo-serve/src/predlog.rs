@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use arrow_array::builder::{Int64Builder, StringBuilder, UInt16Builder, UInt32Builder};
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::Schema;
+use arrow_schema::{ArrowError, Schema};
 use kairo_runtime::Tensor;
 use kairo_store::serving::Segment;
-use kairo_store::{LocalObjects, Metadata};
+use kairo_store::{LocalObjects, Metadata, StoreError};
 
 use crate::metrics::Metrics;
 
@@ -232,8 +232,8 @@ async fn flush(buffer: &mut Vec<Record>, md: &Metadata, objects: &LocalObjects, 
         let objects = objects.clone();
         let written = tokio::task::spawn_blocking(move || {
             let (bytes, rows) = encode(&records)?;
-            let hash = objects.put_bytes(&bytes).map_err(|e| e.to_string())?;
-            Ok::<_, String>((hash, rows))
+            let hash = objects.put_bytes(&bytes).map_err(SegmentError::Store)?;
+            Ok::<_, SegmentError>((hash, rows))
         })
         .await;
         let failure = match written {
@@ -245,11 +245,11 @@ async fn flush(buffer: &mut Vec<Record>, md: &Metadata, objects: &LocalObjects, 
                         metrics.log_segments.fetch_add(1, Ordering::Relaxed);
                         None
                     }
-                    Err(e) => Some(e.to_string()),
+                    Err(e) => Some(SegmentError::Index(e)),
                 }
             }
             Ok(Err(e)) => Some(e),
-            Err(e) => Some(format!("the segment encoder failed: {e}")),
+            Err(e) => Some(SegmentError::Task(e.to_string())),
         };
         shared.in_flight.fetch_sub(expected as u64, Ordering::SeqCst);
         if let Some(e) = failure {
@@ -289,25 +289,38 @@ fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
 /// string offsets end at 2 GiB).
 const MAX_BATCH_TEXT: usize = 256 << 20;
 
-fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), String> {
+/// Why a segment was not written; its rows are counted as dropped.
+#[derive(Debug, thiserror::Error)]
+enum SegmentError {
+    #[error("the segment cannot be encoded: {0}")]
+    Encode(#[from] ArrowError),
+    #[error("the segment cannot be stored: {0}")]
+    Store(#[source] StoreError),
+    #[error("the segment cannot be indexed: {0}")]
+    Index(#[source] StoreError),
+    #[error("the segment encoder failed: {0}")]
+    Task(String),
+}
+
+fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), ArrowError> {
     let schema = Arc::new(kairo_watch::segment::schema());
-    let mut writer = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &schema).map_err(|e| e.to_string())?;
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &schema)?;
     let mut n = 0;
     let mut start = 0;
     while start < records.len() {
         let (batch, used, rows) = encode_batch(&records[start..], &schema)?;
-        writer.write(&batch).map_err(|e| e.to_string())?;
+        writer.write(&batch)?;
         start += used;
         n += rows;
     }
-    writer.finish().map_err(|e| e.to_string())?;
-    let bytes = writer.into_inner().map_err(|e| e.to_string())?;
+    writer.finish()?;
+    let bytes = writer.into_inner()?;
     Ok((bytes, n))
 }
 
 /// One batch from the first records (at least one), up to [`MAX_BATCH_TEXT`] of text.
 /// Returns the batch, how many records it took and its rows.
-fn encode_batch(records: &[Record], schema: &Arc<Schema>) -> Result<(RecordBatch, usize, usize), String> {
+fn encode_batch(records: &[Record], schema: &Arc<Schema>) -> Result<(RecordBatch, usize, usize), ArrowError> {
     let mut request_id = StringBuilder::new();
     let mut row = UInt32Builder::new();
     let mut time = Int64Builder::new();
@@ -357,6 +370,6 @@ fn encode_batch(records: &[Record], schema: &Arc<Schema>) -> Result<(RecordBatch
         Arc::new(inputs.finish()),
         Arc::new(outputs.finish()),
     ];
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok((batch, used, n))
 }

@@ -12,7 +12,6 @@ pub mod metric_writer;
 pub mod mlflow;
 pub mod params;
 
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -110,8 +109,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/ajax-api/2.0", mlflow::tracking_routes())
         .merge(mlflow::ui_routes())
         .fallback(|uri: axum::http::Uri| async move {
-            let body = serde_json::json!({"error_code": "ENDPOINT_NOT_FOUND", "message": format!("No endpoint {}", uri.path())});
-            (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+            error::ApiError { code: error::Code::EndpointNotFound, message: format!("No endpoint {}", uri.path()) }
+                .into_response()
         })
         .layer(axum::middleware::from_fn(browser_guard))
         .with_state(state)

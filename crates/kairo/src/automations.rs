@@ -62,24 +62,15 @@ pub enum IncidentsCommand {
 /// Milliseconds of an RFC 3339 time given on the command line.
 fn chrono_millis(text: &str) -> Result<i64, Failure> {
     match time::millis_of(text) {
-        0 if !text.starts_with("1970-01-01T00:00:00") => Err(Failure {
-            code: exit::USAGE,
-            message: format!("--at {text}: not an RFC 3339 time (e.g. 2026-12-07T03:00:00Z)"),
-        }),
+        0 if !text.starts_with("1970-01-01T00:00:00") => {
+            Err(Failure::usage(format!("--at {text}: not an RFC 3339 time (e.g. 2026-12-07T03:00:00Z)")))
+        }
         ms => Ok(ms),
     }
 }
 
 fn project() -> Result<Project, Failure> {
     Ok(Project::discover(&std::env::current_dir()?)?)
-}
-
-fn loop_failure(e: kairo_loop::LoopError) -> Failure {
-    let code = match e {
-        kairo_loop::LoopError::UnknownAutomation(..) => exit::USAGE,
-        _ => exit::ERROR,
-    };
-    Failure { code, message: e.to_string() }
 }
 
 pub async fn automations(command: AutomationsCommand) -> CmdResult {
@@ -89,8 +80,8 @@ pub async fn automations(command: AutomationsCommand) -> CmdResult {
         AutomationsCommand::Ls { json } => ls(&project, &md, json).await,
         AutomationsCommand::Run { name, dry_run: true, json } => {
             let config = project.current_config()?;
-            let spec = kairo_loop::automation(&config, &name).map_err(loop_failure)?;
-            let steps = kairo_loop::plan::plan(&project, &md, &name, spec).await.map_err(loop_failure)?;
+            let spec = kairo_loop::automation(&config, &name).map_err(Failure::closed_loop)?;
+            let steps = kairo_loop::plan::plan(&project, &md, &name, spec).await.map_err(Failure::closed_loop)?;
             if json {
                 print_json(&kairo_loop::plan::to_json(&name, &steps));
             } else {
@@ -102,7 +93,7 @@ pub async fn automations(command: AutomationsCommand) -> CmdResult {
             Ok(exit::OK)
         }
         AutomationsCommand::Run { name, dry_run: false, json } => {
-            let report = kairo_loop::run_now(&project, &md, &name).await.map_err(loop_failure)?;
+            let report = kairo_loop::run_now(&project, &md, &name).await.map_err(Failure::closed_loop)?;
             print_report(&report, json);
             Ok(exit::OK)
         }
@@ -111,7 +102,7 @@ pub async fn automations(command: AutomationsCommand) -> CmdResult {
                 None => time::now_millis(),
                 Some(t) => chrono_millis(t)?,
             };
-            let report = kairo_loop::tick_at(&project, &md, now).await.map_err(loop_failure)?;
+            let report = kairo_loop::tick_at(&project, &md, now).await.map_err(Failure::closed_loop)?;
             print_report(&report, json);
             Ok(if report.busy.is_some() { exit::CHANGED } else { exit::OK })
         }

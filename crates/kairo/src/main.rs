@@ -107,6 +107,12 @@ impl Command {
 }
 
 /// A failed command: what to print and which exit code to use.
+///
+/// Exit codes are chosen here, once per kind of failure: a library error that reaches a
+/// command through `?` exits `exit::ERROR` (the `From` below), except the kinds that
+/// [`Failure::watch`] (and any later `Failure::<library>` mapping) give their own code; the
+/// command-line checks clap cannot express use [`Failure::usage`]. Outcomes that are not
+/// failures (`CHANGED`, `GATE_FAILED`, `PENDING`, `CORRUPT`) are returned as `Ok(code)`.
 pub struct Failure {
     pub code: i32,
     pub message: String,
@@ -115,6 +121,28 @@ pub struct Failure {
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
         Failure { code: exit::ERROR, message: e.to_string() }
+    }
+}
+
+impl Failure {
+    /// A command-line mistake clap cannot catch (a flag's value, a combination): exit 2.
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure { code: exit::USAGE, message: message.into() }
+    }
+
+    /// A monitor's failure: its own definition at fault (a rule, a window) is a usage error
+    /// (exit 2), anything else exit 1.
+    pub fn watch(e: kairo_watch::WatchError) -> Failure {
+        Failure { code: if e.is_spec() { exit::USAGE } else { exit::ERROR }, message: e.to_string() }
+    }
+
+    /// The loop's failure: naming an automation that does not exist is a usage error.
+    pub fn closed_loop(e: kairo_loop::LoopError) -> Failure {
+        let code = match e {
+            kairo_loop::LoopError::UnknownAutomation(..) => exit::USAGE,
+            _ => exit::ERROR,
+        };
+        Failure { code, message: e.to_string() }
     }
 }
 

@@ -269,12 +269,7 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
     let source = match (a.file, a.run, a.artifact) {
         (Some(f), _, _) => Source::File(cwd.join(f)),
         (None, Some(run), Some(path)) => Source::RunArtifact { run, path },
-        _ => {
-            return Err(Failure {
-                code: exit::USAGE,
-                message: "give --file FILE, or --run RUN_ID --artifact PATH".into(),
-            })
-        }
+        _ => return Err(Failure::usage("give --file FILE, or --run RUN_ID --artifact PATH")),
     };
     let mut metrics = Vec::new();
     for m in &a.metrics {
@@ -669,8 +664,7 @@ async fn export_predictions(
     let now = kairo_core::time::now_millis();
     let from = match since {
         Some(s) => {
-            now - kairo_core::config::parse_duration_ms(s)
-                .map_err(|e| Failure { code: exit::USAGE, message: format!("--since {e}") })?
+            now - kairo_core::config::parse_duration_ms(s).map_err(|e| Failure::usage(format!("--since {e}")))?
         }
         None => 0,
     };

@@ -145,10 +145,7 @@ fn trigger(given: Option<String>) -> Result<String, Failure> {
         }
     });
     if !TRIGGERS.contains(&t.as_str()) {
-        return Err(Failure {
-            code: exit::USAGE,
-            message: format!("--trigger `{t}`: expected one of {}", TRIGGERS.join(", ")),
-        });
+        return Err(Failure::usage(format!("--trigger `{t}`: expected one of {}", TRIGGERS.join(", "))));
     }
     Ok(t)
 }
@@ -287,16 +284,15 @@ async fn runs_inner(project: &Project, md: &kairo_store::Metadata, cmd: RunsComm
             kairo_pipeline::runner::recover_orphans(md).await?;
             let status = match status {
                 None => None,
-                Some(s) => Some(RunStatus::parse(&s).ok_or_else(|| Failure {
-                    code: exit::USAGE,
-                    message: format!("--status `{s}`: expected running, succeeded, failed or interrupted"),
+                Some(s) => Some(RunStatus::parse(&s).ok_or_else(|| {
+                    Failure::usage(format!("--status `{s}`: expected running, succeeded, failed or interrupted"))
                 })?),
             };
             let filters = filters
                 .iter()
                 .map(|f| MetricFilter::parse(f))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|m| Failure { code: exit::USAGE, message: format!("--where {m}") })?;
+                .map_err(|m| Failure::usage(format!("--where {m}")))?;
             let all = md
                 .runs(&RunFilter { stage, status, limit: if filters.is_empty() { Some(limit) } else { None } })
                 .await?;

@@ -113,7 +113,7 @@ fn drop_columns(
     target: &str,
 ) -> Result<kairo_monitor::frame::Frame, Failure> {
     if let Some(t) = drop.iter().find(|d| d.trim() == target) {
-        return Err(Failure { code: exit::USAGE, message: format!("--drop {t}: that is the --target column") });
+        return Err(Failure::usage(format!("--drop {t}: that is the --target column")));
     }
     frame.columns.retain(|c| !drop.iter().any(|d| d.trim() == c.name));
     Ok(frame)
@@ -123,9 +123,7 @@ pub fn run(a: TrainArgs) -> CmdResult {
     let fail = |message: String| Failure { code: exit::ERROR, message };
     let mut params = Vec::new();
     for p in &a.params {
-        let (k, v) = p
-            .split_once('=')
-            .ok_or_else(|| Failure { code: exit::USAGE, message: format!("--param {p}: expected KEY=VALUE") })?;
+        let (k, v) = p.split_once('=').ok_or_else(|| Failure::usage(format!("--param {p}: expected KEY=VALUE")))?;
         params.push((k.trim().to_string(), v.trim().to_string()));
     }
     let started = std::time::Instant::now();

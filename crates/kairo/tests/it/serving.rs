@@ -708,3 +708,107 @@ fn tritonclient_requests_and_mlflow_payloads_match_onnxruntime() {
     assert!(report["checked_outputs"].as_u64().unwrap() >= 16, "{report}");
     serve.stop();
 }
+
+/// Every refusal carries its protocol's code for its status, from one table per protocol:
+/// MLflow's `{"error_code", "message"}` on `/invocations`, OIP's `{"error", "code"}` elsewhere.
+/// A missing model is 404 not-found on both (never BAD_REQUEST); 413 and 415 have their own codes.
+#[test]
+fn refusals_carry_their_protocols_code_for_their_status() {
+    let repo = Repo::new();
+    let f = fixture("logreg20.onnx");
+    repo.kairo(&["models", "register", "clf", "--file", f.to_str().unwrap()]).assert().success();
+    let serve = Serve::start(&repo, &["clf", "--max-body-mb", "1", "--max-rows", "10"]);
+    let parse = |bytes: &[u8]| -> Value { serde_json::from_slice(bytes).unwrap_or(Value::Null) };
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        k.sort();
+        k
+    };
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let rows = |n: usize| json!({"inputs": vec![vec![0.5; 20]; n]}).to_string().into_bytes();
+    let evil = [("origin", "http://evil.example".to_string())];
+
+    // /invocations: MLflow's shape, MLflow's code names.
+    let mlflow = |path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, String)]| {
+        let (status, bytes, _) = serve.post_raw(path, content_type, body, headers);
+        let v = parse(&bytes);
+        assert_eq!(keys(&v), ["error_code", "message"], "{path}: {v}");
+        (status, v["error_code"].as_str().unwrap_or("").to_string(), v["message"].as_str().unwrap_or("").to_string())
+    };
+    let (status, code, message) = mlflow("/invocations?model=nope", "application/json", rows(1), &[]);
+    assert_eq!((status, code.as_str()), (404, "RESOURCE_DOES_NOT_EXIST"), "{message}");
+    assert!(message.contains("'nope'") && message.contains("served: clf"), "{message}");
+    let (status, code, message) = mlflow("/invocations", "application/json", b"{".to_vec(), &[]);
+    assert_eq!((status, code.as_str()), (400, "BAD_REQUEST"), "{message}");
+    assert!(message.contains("malformed JSON"), "{message}");
+    let (status, code, message) = mlflow("/invocations", "application/json", rows(1)[..20].to_vec(), &[]);
+    assert_eq!((status, code.as_str()), (400, "BAD_REQUEST"), "truncated body: {message}");
+    // Well-formed, but not what the model takes: the runtime's check, still the client's mistake.
+    let (status, code, message) = mlflow("/invocations", "application/json", br#"{"inputs": [[1, 2]]}"#.to_vec(), &[]);
+    assert_eq!((status, code.as_str()), (400, "BAD_REQUEST"), "{message}");
+    assert!(message.contains("input 'input'"), "{message}");
+    let (status, code, message) = mlflow("/invocations", "text/plain", rows(1), &[]);
+    assert_eq!((status, code.as_str()), (415, "MALFORMED_REQUEST"), "{message}");
+    assert!(message.contains("application/json or text/csv"), "{message}");
+    let (status, code, message) = mlflow("/invocations", "application/json", big.clone(), &[]);
+    assert_eq!((status, code.as_str()), (413, "RESOURCE_LIMIT_EXCEEDED"), "{message}");
+    assert!(message.contains("--max-body-mb"), "{message}");
+    let (status, code, message) = mlflow("/invocations", "application/json", rows(11), &[]);
+    assert_eq!((status, code.as_str()), (413, "RESOURCE_LIMIT_EXCEEDED"), "{message}");
+    assert!(message.contains("--max-rows"), "{message}");
+    let (status, code, _) = mlflow("/invocations", "application/json", rows(1), &evil);
+    assert_eq!((status, code.as_str()), (403, "PERMISSION_DENIED"));
+    let (status, bytes, _) = serve.post_raw("/invocations", "application/json", rows(2), &[]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+
+    // OIP: `{"error"}` as the protocol requires, with the code beside it.
+    let oip = |status: u16, bytes: &[u8], what: &str| {
+        let v = parse(bytes);
+        assert_eq!(keys(&v), ["code", "error"], "{what}: {v}");
+        (status, v["code"].as_str().unwrap_or("").to_string(), v["error"].as_str().unwrap_or("").to_string())
+    };
+    let post = |path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, String)]| {
+        let (status, bytes, _) = serve.post_raw(path, content_type, body, headers);
+        oip(status, &bytes, path)
+    };
+    let get = |path: &str| {
+        let r = reqwest::blocking::get(format!("{}{path}", serve.url)).unwrap();
+        let status = r.status().as_u16();
+        oip(status, &r.bytes().unwrap(), path)
+    };
+    let infer = infer_body(1, 0.5).to_string().into_bytes();
+    let (status, code, message) = post("/v2/models/nope/infer", "application/json", infer.clone(), &[]);
+    assert_eq!((status, code.as_str()), (404, "not_found"), "{message}");
+    assert!(message.contains("'nope'") && message.contains("served: clf"), "{message}");
+    let (status, code, message) = post("/v2/models/clf/versions/9/infer", "application/json", infer.clone(), &[]);
+    assert_eq!((status, code.as_str()), (404, "not_found"), "{message}");
+    assert!(message.contains("version 9"), "{message}");
+    for path in
+        ["/v2/models/nope", "/v2/models/nope/ready", "/v2/models/clf/versions/9", "/v2/models/clf/versions/9/ready"]
+    {
+        assert_eq!(get(path).0, 404, "{path}");
+        assert_eq!(get(path).1, "not_found", "{path}");
+    }
+    let (status, code, _) = get("/v2/models/clf/versions/x");
+    assert_eq!((status, code.as_str()), (400, "invalid_parameter"));
+    let (status, code, _) = get("/v2/no/such/path");
+    assert_eq!((status, code.as_str()), (404, "endpoint_not_found"));
+    let (status, code, message) = post("/v2/models/clf/infer", "application/json", b"{".to_vec(), &[]);
+    assert_eq!((status, code.as_str()), (400, "invalid_parameter"), "{message}");
+    assert!(message.contains("malformed"), "{message}");
+    let (status, code, message) = post("/v2/models/clf/infer", "application/json", big, &[]);
+    assert_eq!((status, code.as_str()), (413, "too_large"), "{message}");
+    let many = json!({"inputs": [{"name": "input", "shape": [11, 20], "datatype": "FP32", "data": vec![0.5; 220]}]});
+    let (status, code, message) = post("/v2/models/clf/infer", "application/json", many.to_string().into_bytes(), &[]);
+    assert_eq!((status, code.as_str()), (413, "too_large"), "{message}");
+    let (status, code, _) = post("/v2/models/clf/infer", "application/json", infer, &evil);
+    assert_eq!((status, code.as_str()), (403, "permission_denied"));
+    let label = br#"{"request_id": "r", "label": 1}"#.to_vec();
+    let (status, code, message) = post("/v1/feedback", "text/plain", label.clone(), &[]);
+    assert_eq!((status, code.as_str()), (415, "unsupported_media_type"), "{message}");
+    let (status, code, _) = post("/v1/feedback", "application/json", b"[".to_vec(), &[]);
+    assert_eq!((status, code.as_str()), (400, "invalid_parameter"));
+    let (status, bytes, _) = serve.post_raw("/v1/feedback", "application/json", label, &[]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    serve.stop();
+}
