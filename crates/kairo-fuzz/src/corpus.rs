@@ -71,9 +71,14 @@ pub const STRUCTURAL: &[&str] = &[
     "..",
 ];
 
-/// Where the corpus of `target` lives in the repository.
+/// Where the corpus of `target` lives in the repository. The crate's directory comes from
+/// `cargo test`'s environment when it runs (a test binary reused from a checkout elsewhere
+/// must read this checkout's corpus), else from where it was compiled.
 pub fn dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target)
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf());
+    crate_dir.join("../../fuzz/corpus").join(target)
 }
 
 /// Every seed of `target`, with its file name, sorted by name. Panics (failing the test) when
