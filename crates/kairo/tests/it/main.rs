@@ -220,8 +220,8 @@ pub fn snapshot_settings() -> insta::Settings {
         (r"\b[0-9a-f]{10,}\b", "[HASH]"),
         (r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?", "[TIME]"),
         (r"\b\d{4}-\d{2}-\d{2}\b", "[DATE]"),
-        // `runs ls`: the SECONDS column after STARTED.
-        (r"(\[TIME\] +)\d+\.\d+\b", "$1[SECS]"),
+        // `runs ls`: the SECONDS column after STARTED (right-aligned: its padding goes too).
+        (r"\[TIME\] +\d+\.\d+\b", "[TIME]  [SECS]"),
         (r"\b\d+(\.\d+)? ?(ns|µs|us|ms|s|min)\b", "[DURATION]"),
         (r"\bpid \d+", "pid [PID]"),
         (r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d+", "$1:[PORT]"),
