@@ -185,7 +185,13 @@ fn configuration_errors_name_the_place_and_the_fix() {
 fn demo_summary() {
     let repo = Repo::bare();
     let mut cmd = assert_cmd::Command::cargo_bin("kairo").unwrap();
-    let out = cmd.args(["demo", "--dir"]).arg(repo.join("demo")).env("KAIRO_ACTOR", "demo@test").output().unwrap();
+    let out = cmd
+        .args(["demo", "--dir"])
+        .arg(repo.join("demo"))
+        .env("KAIRO_ACTOR", "demo@test")
+        .env_remove("CI")
+        .output()
+        .unwrap();
     let mut t = Transcript::new(&repo);
     assert_eq!(t.record("kairo demo --dir [TMP]/demo", &out), 0, "{}", t.text);
     let _s = crate::snapshot_settings().bind_to_scope();
