@@ -11,10 +11,12 @@ mod demo;
 mod faults;
 mod history;
 mod hostile;
+mod http_errors;
 mod logs;
 mod maintenance;
 mod monitor;
 mod monitoring;
+mod output;
 mod pipeline;
 mod registry;
 mod remotes;
@@ -187,5 +189,110 @@ pub fn spawn_listening(repo: &Repo, args: &[&str]) -> (std::process::Child, Stri
 pub fn make_tree(repo: &Repo, rel: &str, n: usize) {
     for i in 0..n {
         repo.write(&format!("{rel}/d{}/f{i}.txt", i % 4), format!("file {i}\n"));
+    }
+}
+
+/// The redactions every snapshot uses, so that a snapshot changes only when the output a user
+/// sees changes: the workspace and temp-dir paths, the host name, ids (UUIDs, 32-hex run ids),
+/// hashes and commits (hex of 10+ digits), timestamps and dates, durations, process ids, ports
+/// and the binary's version. Use as `let _s = crate::snapshot_settings().bind_to_scope();`.
+pub fn snapshot_settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_omit_expression(true);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for root in [workspace.canonicalize().unwrap(), workspace] {
+        s.add_filter(&regex_escape(&root.display().to_string()), "[WORKSPACE]");
+    }
+    // tempfile's directories: `$TMPDIR/.tmpXXXXXX`, as given and with symlinks resolved.
+    let temp = std::env::temp_dir();
+    for dir in [temp.canonicalize().unwrap_or_else(|_| temp.clone()), temp] {
+        let dir = dir.display().to_string();
+        s.add_filter(&format!(r"{}/\.tmp[A-Za-z0-9_]+", regex_escape(dir.trim_end_matches('/'))), "[TMP]");
+    }
+    let host = kairo_host();
+    if !host.is_empty() {
+        s.add_filter(&format!(r"\b{}\b", regex_escape(&host)), "[HOST]");
+    }
+    for (pattern, replacement) in [
+        (r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "[UUID]"),
+        (r"\b[0-9a-f]{32}\b", "[ID]"),
+        // Hashes and commits as Kairo abbreviates them (10, 12, 16 digits) or writes them in
+        // full (40, 64). Not 7-9: plain numbers (a limit of 4194304 bytes) must stay readable.
+        (r"\b[0-9a-f]{10,}\b", "[HASH]"),
+        (r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?", "[TIME]"),
+        (r"\b\d{4}-\d{2}-\d{2}\b", "[DATE]"),
+        // `runs ls`: the SECONDS column after STARTED (right-aligned: its padding goes too).
+        (r"\[TIME\] +\d+\.\d+\b", "[TIME]  [SECS]"),
+        (r"\b\d+(\.\d+)? ?(ns|µs|us|ms|s|min)\b", "[DURATION]"),
+        (r"\bpid \d+", "pid [PID]"),
+        (r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d+", "$1:[PORT]"),
+        (r"(?m)^(\s*arch:) \S+$", "$1 [ARCH]"),
+        (r"(?m)^(\s*os:) .+$", "$1 [OS]"),
+    ] {
+        s.add_filter(pattern, replacement);
+    }
+    s.add_filter(&format!(r"\b{}\b", regex_escape(env!("CARGO_PKG_VERSION"))), "[VERSION]");
+    s
+}
+
+/// The host name as `kairo` records it on runs.
+fn kairo_host() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `text` as a regex that matches it literally.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A terminal session for a snapshot: each command line, its stdout, its stderr (marked) and
+/// its exit code, in order.
+pub struct Transcript<'a> {
+    repo: &'a Repo,
+    pub text: String,
+}
+
+impl<'a> Transcript<'a> {
+    pub fn new(repo: &'a Repo) -> Self {
+        Transcript { repo, text: String::new() }
+    }
+
+    /// Run `kairo ARGS` in the repository, as in a user's terminal, and record it; returns the
+    /// exit code. `CI` is removed: under it, runs record the trigger `ci` instead of `manual`.
+    pub fn kairo(&mut self, args: &[&str]) -> i32 {
+        let out = self.repo.kairo(args).env_remove("CI").output().expect("run kairo");
+        self.record(&format!("kairo {}", args.join(" ")), &out)
+    }
+
+    /// Record a finished command under the command line `shown`; returns its exit code.
+    pub fn record(&mut self, shown: &str, out: &std::process::Output) -> i32 {
+        let code = out.status.code().unwrap_or(-1);
+        self.text.push_str(&format!("$ {shown}\n"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        self.text.push_str(&stdout);
+        if !stdout.is_empty() && !stdout.ends_with('\n') {
+            self.text.push_str("[no newline at end]\n");
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for line in stderr.lines() {
+            self.text.push_str(&format!("[stderr] {line}\n"));
+        }
+        self.text.push_str(&format!("[exit {code}]\n\n"));
+        code
+    }
+
+    /// A note between commands (what the next step does).
+    pub fn note(&mut self, text: &str) {
+        self.text.push_str(&format!("# {text}\n"));
     }
 }

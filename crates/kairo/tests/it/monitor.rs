@@ -20,7 +20,7 @@ impl Lcg {
 
 /// `rows` rows of 6 numeric columns (x0..x5) and 2 categorical ones (color, tier); the first
 /// `shifted` numeric columns are moved by `shift` standard deviations.
-fn table(rows: usize, seed: u64, shifted: usize, shift: f64) -> String {
+pub fn table(rows: usize, seed: u64, shifted: usize, shift: f64) -> String {
     let mut g = Lcg(seed);
     let mut out = String::from("x0,x1,x2,x3,x4,x5,color,tier\n");
     let colors = ["red", "green", "blue", "black"];

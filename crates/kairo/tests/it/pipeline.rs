@@ -4,7 +4,7 @@ use crate::Repo;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-const TWO_STAGES: &str = "
+pub const TWO_STAGES: &str = "
 stages:
   prepare:
     cmd: mkdir -p data && sort raw.txt > data/clean.txt && echo prepared
@@ -25,7 +25,7 @@ printf '{"acc": %s, "rows": %s}\n' "$lr" "$n" > metrics.json
 echo "trained with lr=$lr"
 "#;
 
-fn pipeline_repo(stages: &str) -> Repo {
+pub fn pipeline_repo(stages: &str) -> Repo {
     let repo = Repo::new();
     let config = std::fs::read_to_string(repo.join("kairo.yaml")).unwrap();
     repo.write("kairo.yaml", format!("{config}{stages}"));
