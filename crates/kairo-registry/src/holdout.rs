@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use kairo_core::serving::{FeatureImportance, Importance};
 use kairo_runtime::{DType, Data, Model, Tensor};
 
 /// A CSV read into memory: header and string cells.
@@ -221,9 +222,9 @@ const IMPORTANCE_REPEATS: u64 = 5;
 /// Permutation feature importance (as scikit-learn's `permutation_importance` with the
 /// estimator's default score): the drop in accuracy (classifiers) or R² (regressors) when one
 /// column's values are shuffled, mean and standard deviation over 5 seeded shuffles, for
-/// each column the model reads. JSON: `{"metric", "baseline", "rows", "features": [{"name",
-/// "importance", "std"}]}`, most important first.
-pub fn permutation_importance(model: &Model, table: &Table, target: &str) -> Result<serde_json::Value, String> {
+/// each column the model reads, most important first. `holdout` is left for the caller, who
+/// knows the file's name.
+pub fn permutation_importance(model: &Model, table: &Table, target: &str) -> Result<Importance, String> {
     let t = table.column(target).ok_or_else(|| format!("the holdout has no target column '{target}'"))?;
     let mut table = table.clone();
     table.rows.truncate(IMPORTANCE_ROWS);
@@ -254,11 +255,18 @@ pub fn permutation_importance(model: &Model, table: &Table, target: &str) -> Res
         let n = drops.len() as f64;
         let mean = drops.iter().sum::<f64>() / n;
         let std = (drops.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n).sqrt();
-        features.push(serde_json::json!({"name": table.columns[c], "importance": mean, "std": std}));
+        features.push(FeatureImportance { name: table.columns[c].clone(), importance: mean, std });
     }
-    features
-        .sort_by(|a, b| b["importance"].as_f64().unwrap_or(0.0).total_cmp(&a["importance"].as_f64().unwrap_or(0.0)));
-    Ok(serde_json::json!({"metric": metric, "baseline": baseline, "rows": table.rows.len(), "features": features}))
+    // Most important first; a NaN drop (stored as null) sorts as 0, as it always has.
+    let key = |f: &FeatureImportance| if f.importance.is_nan() { 0.0 } else { f.importance };
+    features.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    Ok(Importance {
+        metric: metric.to_string(),
+        baseline,
+        rows: table.rows.len() as u64,
+        holdout: String::new(),
+        features,
+    })
 }
 
 /// Whether a larger value of `metric` is better.

@@ -11,19 +11,19 @@ pub mod holdout;
 pub mod profile;
 pub mod rollout;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use gate::{Condition, GateResult};
 use kairo_core::config::{Approval, ModelPolicy};
-use kairo_core::serving::{Promotion, PromotionStatus, VersionArtifact};
+use kairo_core::serving::{Importance, Promotion, PromotionStatus, ReferenceProfile, VersionArtifact};
 use kairo_core::tracking::ModelVersion;
 use kairo_core::Hash;
 use kairo_data::project::Project;
-use kairo_runtime::{Model, RuntimeError, Signature};
+use kairo_runtime::{Model, RuntimeError};
 use kairo_store::registry::NewModelVersion;
 use kairo_store::{Metadata, StoreError};
-use serde_json::{json, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -137,16 +137,6 @@ impl ModelRef {
     }
 }
 
-/// The signature as stored with a version and shown by `models show`.
-pub fn signature_json(sig: &Signature) -> Value {
-    let spec =
-        |s: &kairo_runtime::TensorSpec| json!({"name": s.name, "datatype": s.dtype.oip_name(), "shape": s.shape});
-    json!({
-        "inputs": sig.inputs.iter().map(spec).collect::<Vec<_>>(),
-        "outputs": sig.outputs.iter().map(spec).collect::<Vec<_>>(),
-    })
-}
-
 /// Load ONNX bytes in the runtime, turning failures into messages that name the problem.
 pub fn load_model(bytes: &[u8], what: &str) -> Result<Model> {
     Model::load(bytes).map_err(|e| match e {
@@ -188,12 +178,7 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         }
     };
     let model = load_model(&bytes, &format!("model '{}'", req.name))?;
-    let signature = signature_json(model.signature());
-
-    let mut metrics = serde_json::Map::new();
-    for (k, v) in run_metrics.iter().chain(req.metrics.iter()) {
-        metrics.insert(k.clone(), json!(v));
-    }
+    let metrics: BTreeMap<String, f64> = run_metrics.into_iter().chain(req.metrics.iter().cloned()).collect();
     let mut notes = Vec::new();
     let data = match (&req.profile_data, run_csv) {
         (Some(path), _) => Some((
@@ -209,7 +194,7 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         {
             Ok(built) => {
                 notes = built.notes;
-                Some(serde_json::to_value(&built.profile).map_err(|e| RegistryError::Invalid(e.to_string()))?)
+                Some(ReferenceProfile::Current(built.profile))
             }
             Err(e) if explicit => return Err(RegistryError::Invalid(format!("--profile-data: {e}"))),
             Err(e) => {
@@ -225,10 +210,7 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         Some(h) => match holdout::Table::read(&project.abs(&h.path))
             .and_then(|t| holdout::permutation_importance(&model, &t, &h.target))
         {
-            Ok(mut v) => {
-                v["holdout"] = json!(h.path);
-                Some(v)
-            }
+            Ok(importance) => Some(Importance { holdout: h.path.clone(), ..importance }),
             Err(e) => {
                 notes.push(format!("no permutation importance: {}: {e}", h.path));
                 None
@@ -239,8 +221,8 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
     let artifact = VersionArtifact {
         object,
         size: bytes.len() as u64,
-        signature,
-        metrics: Value::Object(metrics),
+        signature: model.signature().clone(),
+        metrics,
         profile,
         importance,
     };
@@ -429,7 +411,8 @@ pub async fn evaluate_gates(
                 };
                 Ok((if cond.metric == "latency_p50_ms" { p50 } else { p99 }, "single-row, in process"))
             }
-            m => match artifact.metrics.get(m).and_then(Value::as_f64) {
+            // A NaN metric was never a measurement: evaluate it on the holdout instead.
+            m => match artifact.metrics.get(m).copied().filter(|v| !v.is_nan()) {
                 Some(v) => Ok((v, "recorded")),
                 None => read_holdout().and_then(|t| {
                     let target = &policy.holdout.as_ref().map(|h| h.target.clone()).unwrap_or_default();

@@ -16,6 +16,7 @@ pub mod segment;
 use std::collections::BTreeMap;
 
 use kairo_core::config::{parse_duration_ms, MonitorSpec};
+use kairo_core::serving::ReferenceProfile;
 use kairo_core::time;
 use kairo_monitor::alerts::{self, Alert, Rule, Window};
 use kairo_monitor::drift::DriftReport;
@@ -120,19 +121,15 @@ pub async fn serving_version(md: &Metadata, name: &str) -> Result<i64> {
 
 /// The reference profile stored with a version.
 pub async fn reference_profile(md: &Metadata, name: &str, version: i64) -> Result<Profile> {
-    let which = || (name.to_string(), version);
-    let artifact = md.version_artifact(name, version).await?.ok_or_else(|| {
-        let (name, version) = which();
-        WatchError::NoArtifact { name, version }
-    })?;
-    let p = artifact.profile.ok_or_else(|| {
-        let (name, version) = which();
-        WatchError::NoProfile { name, version }
-    })?;
-    serde_json::from_value(p).map_err(|_| {
-        let (name, version) = which();
-        WatchError::OldProfile { name, version }
-    })
+    let name = name.to_string();
+    let Some(artifact) = md.version_artifact(&name, version).await? else {
+        return Err(WatchError::NoArtifact { name, version });
+    };
+    match artifact.profile {
+        Some(ReferenceProfile::Current(p)) => Ok(p),
+        Some(ReferenceProfile::Outdated) => Err(WatchError::OldProfile { name, version }),
+        None => Err(WatchError::NoProfile { name, version }),
+    }
 }
 
 /// A value of a logged row where `source` says it is.
