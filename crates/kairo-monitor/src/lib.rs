@@ -5,10 +5,12 @@
 //! model quality once labels arrive (`performance`); alert rules over windows (`alerts`);
 //! the HTML report (`report`).
 //!
-//! Reads data files only in `frame`; knows nothing of HTTP, the registry or the store.
+//! Reads data files only in `frame`; knows nothing of HTTP, the registry or the store. Errors
+//! are [`MonitorError`].
 
 pub mod alerts;
 pub mod drift;
+pub mod error;
 pub mod frame;
 pub mod kolmogorov;
 pub mod performance;
@@ -16,3 +18,5 @@ pub mod profile;
 pub mod report;
 pub mod sketch;
 pub mod stats;
+
+pub use error::MonitorError;

@@ -38,9 +38,12 @@ pub enum WatchError {
     Store(#[from] kairo_store::StoreError),
     #[error(transparent)]
     Data(#[from] kairo_data::DataError),
-    /// The monitor's own definition is wrong (a rule, a window): a usage error.
+    /// The monitor's own definition is wrong (a window, a duration): a usage error.
     #[error("{0}")]
     Spec(String),
+    /// An alert rule of the monitor does not parse: a usage error.
+    #[error(transparent)]
+    Rule(kairo_monitor::MonitorError),
     #[error("no model or deployment named '{0}'")]
     NoModel(String),
     #[error("model '{name}' version {version} has no ONNX artifact")]
@@ -54,12 +57,20 @@ pub enum WatchError {
     OldProfile { name: String, version: i64 },
     #[error("prediction-log segment {object}: {error}")]
     Segment { object: String, error: String },
+    /// The webhook answered with a status that is not retried (4xx other than 429).
+    #[error("HTTP {status} from {url} (not retried)")]
+    WebhookRefused { url: String, status: reqwest::StatusCode },
+    /// Every attempt failed; `last` is the last attempt's error.
+    #[error("{last} after {attempts} attempts to {url}")]
+    WebhookGaveUp { url: String, attempts: u32, last: String },
+    #[error("cannot build the webhook client: {0}")]
+    WebhookClient(reqwest::Error),
 }
 
 impl WatchError {
     /// Whether the monitor's definition (not the data) is at fault.
     pub fn is_spec(&self) -> bool {
-        matches!(self, WatchError::Spec(_))
+        matches!(self, WatchError::Spec(_) | WatchError::Rule(_))
     }
 }
 
@@ -263,8 +274,8 @@ pub fn rules(spec: &MonitorSpec) -> Result<Vec<Rule>> {
     spec.alerts
         .iter()
         .map(|a| Rule::new(a.name.as_deref(), &a.when, a.for_windows, a.action.as_deref()))
-        .collect::<Result<_, String>>()
-        .map_err(WatchError::Spec)
+        .collect::<Result<_, _>>()
+        .map_err(WatchError::Rule)
 }
 
 /// Evaluate a deployment monitor: the newest `count` windows (at least as many as its

@@ -10,7 +10,7 @@ use kairo_monitor::alerts::Alert;
 use kairo_store::Metadata;
 use serde_json::{json, Value};
 
-use crate::Result;
+use crate::{Result, WatchError};
 
 /// The event payload of an alert.
 pub fn alert_payload(monitor: &str, target: &str, version: Option<i64>, a: &Alert) -> Value {
@@ -63,7 +63,7 @@ pub async fn raise(
             webhook = match post_with_retry(&hook.url, &body, hook.retries).await {
                 Ok(attempts) => format!("delivered (attempt {attempts})"),
                 Err(e) => {
-                    let failed = json!({"event_id": id, "url": hook.url, "error": e});
+                    let failed = json!({"event_id": id, "url": hook.url, "error": e.to_string()});
                     md.record_event(actor, EventKind::WebhookFailed, &subject, &failed).await?;
                     format!("failed: {e}")
                 }
@@ -76,20 +76,22 @@ pub async fn raise(
 
 /// POST JSON; a connection error, 5xx or 429 is retried after 0.5 s, 1 s, 2 s, ...
 /// Returns the attempt that succeeded.
-pub async fn post_with_retry(url: &str, body: &Value, retries: u32) -> Result<u32, String> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+pub async fn post_with_retry(url: &str, body: &Value, retries: u32) -> Result<u32, WatchError> {
+    let client =
+        reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(WatchError::WebhookClient)?;
     let mut wait = Duration::from_millis(500);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let outcome: Result<(), String> = match client.post(url).json(body).send().await {
+        // The retried failure, as the give-up message will name it.
+        let failure = match client.post(url).json(body).send().await {
             Ok(r) if r.status().is_success() => return Ok(attempt),
-            Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => Err(format!("HTTP {}", r.status())),
-            Ok(r) => return Err(format!("HTTP {} from {url} (not retried)", r.status())),
-            Err(e) => Err(error_chain(&e)),
+            Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => format!("HTTP {}", r.status()),
+            Ok(r) => return Err(WatchError::WebhookRefused { url: url.to_string(), status: r.status() }),
+            Err(e) => error_chain(&e),
         };
-        if let (Err(e), true) = (&outcome, attempt > retries) {
-            return Err(format!("{e} after {attempt} attempts to {url}"));
+        if attempt > retries {
+            return Err(WatchError::WebhookGaveUp { url: url.to_string(), attempts: attempt, last: failure });
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(60));

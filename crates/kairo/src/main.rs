@@ -103,6 +103,15 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
+impl Failure {
+    /// The one mapping of `WatchError` to an exit code: a monitor whose own definition is
+    /// wrong (a rule, a window) is a usage error (2); anything else about the data is 1.
+    /// (Every other library error is 1, through the `From` above.)
+    pub fn watch(e: kairo_watch::WatchError) -> Failure {
+        Failure { code: if e.is_spec() { exit::USAGE } else { exit::ERROR }, message: e.to_string() }
+    }
+}
+
 pub type CmdResult = Result<i32, Failure>;
 
 fn main() -> ExitCode {

@@ -115,12 +115,12 @@ async fn report_window(a: ReportArgs) -> CmdResult {
         return report(a);
     }
     let deployment = spec.deployment.clone().unwrap_or_default();
-    let windowing = monitoring::Windowing::of(&spec).map_err(watch_failure)?;
+    let windowing = monitoring::Windowing::of(&spec).map_err(Failure::watch)?;
     let md = project.metadata().await?;
     let objects = project.objects()?;
     let e = monitoring::evaluate(&md, &objects, &deployment, &spec, windowing, a.check.windows, time::now_millis())
         .await
-        .map_err(watch_failure)?;
+        .map_err(Failure::watch)?;
     let Some(w) = e.windows.iter().rev().find(|w| w.sketch.rows > 0) else {
         return Err(Failure {
             code: exit::ERROR,
@@ -204,14 +204,15 @@ fn load_files(
             message: format!("--drift-share {}: must be between 0 and 1", a.drift_share),
         });
     }
-    let fail = |message: String| Failure { code: exit::ERROR, message };
     // Both files at once: parsing is most of the work.
     let (reference, current) = std::thread::scope(|s| {
         let r = s.spawn(|| Frame::read(reference_path));
         let c = Frame::read(current_path);
-        (r.join().unwrap_or_else(|_| Err("reading the reference failed".into())), c)
+        (r.join(), c)
     });
-    let (reference, current) = (reference.map_err(fail)?, current.map_err(fail)?);
+    let reference =
+        reference.map_err(|_| Failure { code: exit::ERROR, message: "reading the reference failed".into() })??;
+    let current = current?;
     let options = Options {
         preset: match a.preset {
             PresetArg::Kairo => Preset::Kairo,
@@ -330,11 +331,6 @@ fn resolve(a: &CheckArgs, project: &Project) -> Result<(String, MonitorSpec), Fa
     })
 }
 
-/// A monitor that could not be evaluated: its definition (exit 2) or the data (exit 1).
-fn watch_failure(e: monitoring::WatchError) -> Failure {
-    Failure { code: if e.is_spec() { exit::USAGE } else { exit::ERROR }, message: e.to_string() }
-}
-
 /// `--monitor NAME` or `--deployment NAME`: windows, rules, alerts.
 async fn watch(a: CheckArgs) -> CmdResult {
     let project = Project::discover(&std::env::current_dir()?)?;
@@ -346,16 +342,16 @@ async fn watch(a: CheckArgs) -> CmdResult {
     if a.rows == Some(0) {
         return Err(Failure { code: exit::USAGE, message: "--rows must be at least 1".into() });
     }
-    let windowing = monitoring::Windowing::of(&spec).map_err(watch_failure)?;
+    let windowing = monitoring::Windowing::of(&spec).map_err(Failure::watch)?;
     let md = project.metadata().await?;
     let objects = project.objects()?;
     let e = monitoring::evaluate(&md, &objects, &deployment, &spec, windowing, a.windows, time::now_millis())
         .await
-        .map_err(watch_failure)?;
+        .map_err(Failure::watch)?;
     let payloads: Vec<serde_json::Value> =
         e.alerts.iter().map(|al| monitoring::alert_payload(&name, &deployment, Some(e.version), al)).collect();
     let raised = if a.monitor.is_some() {
-        monitoring::raise(&md, &name, &spec, payloads, &Project::actor()).await.map_err(watch_failure)?
+        monitoring::raise(&md, &name, &spec, payloads, &Project::actor()).await.map_err(Failure::watch)?
     } else {
         Vec::new()
     };
@@ -469,14 +465,14 @@ async fn watch_files(
     args_options.2.drift_share = spec.drift_share.unwrap_or(0.5);
     let (mut rf, mut cf, options) = args_options;
     let r = drift::check(&mut rf, &mut cf, &options);
-    let rules = monitoring::rules(spec).map_err(watch_failure)?;
+    let rules = monitoring::rules(spec).map_err(Failure::watch)?;
     let now = time::now_millis();
     let values = kairo_monitor::alerts::values(&r, cf.rows as u64, &[], &Default::default(), 0);
     let window = kairo_monitor::alerts::Window { start_ms: now, end_ms: now, values };
     let fired = kairo_monitor::alerts::evaluate(&rules, std::slice::from_ref(&window));
     let md = project.metadata().await?;
     let payloads = fired.iter().map(|al| monitoring::alert_payload(name, current, None, al)).collect();
-    let raised = monitoring::raise(&md, name, spec, payloads, &Project::actor()).await.map_err(watch_failure)?;
+    let raised = monitoring::raise(&md, name, spec, payloads, &Project::actor()).await.map_err(Failure::watch)?;
     let code = if !fired.is_empty() || (spec.alerts.is_empty() && r.dataset_drift) { exit::CHANGED } else { exit::OK };
     if a.json {
         print_json(&json!({

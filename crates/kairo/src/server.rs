@@ -59,9 +59,7 @@ pub async fn run(args: ServerArgs) -> CmdResult {
         tracing::info!("shutting down: finishing in-flight requests");
     };
     let root = project.root().to_path_buf();
-    let scheduler = kairo_watch::schedule::start(&project)
-        .await
-        .map_err(|e| Failure { code: if e.is_spec() { exit::USAGE } else { exit::ERROR }, message: e.to_string() })?;
+    let scheduler = kairo_watch::schedule::start(&project).await.map_err(Failure::watch)?;
     let served = kairo_server::serve(&project, options, shutdown, |bound| {
         // A server must outlive whoever started it closing our stdout: write errors are ignored.
         use std::io::Write;

@@ -112,8 +112,8 @@ pub fn run(a: TrainArgs) -> CmdResult {
     }
     let started = std::time::Instant::now();
     let spinner = Spinner::start(&format!("reading {}", a.data.display()));
-    let frame = kairo_ml::read(&a.data).map_err(fail)?;
-    let test = a.test_data.as_deref().map(kairo_ml::read).transpose().map_err(fail)?;
+    let frame = kairo_ml::read(&a.data)?;
+    let test = a.test_data.as_deref().map(kairo_ml::read).transpose()?;
     let request = kairo_ml::Request {
         target: a.target.clone(),
         task: a.task.map(|t| match t {
