@@ -243,3 +243,56 @@ pub fn split(rows: usize, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, 
     test_rows.sort_unstable();
     Ok((train_rows, test_rows))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn frame(csv: &str) -> Frame {
+        Frame::parse_csv(csv.as_bytes(), "train.csv").unwrap()
+    }
+
+    fn refusal(csv: &str, target_column: &str) -> MlError {
+        match target(&frame(csv), target_column, None, true) {
+            Err(e) => e,
+            Ok(_) => panic!("{csv} was accepted"),
+        }
+    }
+
+    #[test]
+    fn unusable_data_is_refused_by_name() {
+        let e = refusal("a,b\n1,2\n3,4\n", "y");
+        assert!(matches!(&e, MlError::NoTarget { target, columns } if target == "y" && columns == &["a", "b"]));
+        assert_eq!(e.to_string(), "no target column 'y' (columns: a, b)");
+
+        let e = refusal("a,y\n1,1\n2,1\n3,1\n", "y");
+        assert!(matches!(&e, MlError::ConstantTarget { value, .. } if value == "1"), "{e:?}");
+        assert_eq!(e.to_string(), "target 'y' is constant (1): there is nothing to learn");
+
+        let e = refusal("y\n1\n2\n", "y");
+        assert!(matches!(e, MlError::NoFeatures(ref t) if t == "y"), "{e:?}");
+
+        let e = refusal("a,y\n1,\n2,1\n3,0\n", "y");
+        assert!(matches!(e, MlError::TargetMissing { missing: 1, .. }), "{e:?}");
+
+        let e = refusal("a,y\n1,a\n2,b\n3,c\n", "y");
+        assert!(matches!(e, MlError::TooManyClasses { classes: 3, rows: 3, .. }), "{e:?}");
+
+        // Nine numbers and one word: a numeric column with a typo.
+        let csv: String = (1..=9).map(|i| format!("{i},{}\n", i % 2)).collect();
+        let e = refusal(&format!("a,y\n{csv}x,1\n"), "y");
+        assert!(matches!(&e, MlError::NotANumber { column, row: 11, value } if column == "a" && value == "x"), "{e:?}");
+        assert_eq!(e.to_string(), "column 'a' is numeric but row 11 has `x`, which is not a number");
+    }
+
+    #[test]
+    fn a_split_needs_a_fraction_below_one_and_rows_on_both_sides() {
+        assert!(matches!(split(10, 1.0, 0), Err(MlError::TestFraction(f)) if f == 1.0));
+        let e = split(2, 0.2, 0).unwrap_err();
+        assert!(matches!(e, MlError::TooFewRowsToSplit { rows: 2, .. }), "{e:?}");
+        assert_eq!(e.to_string(), "2 rows are too few to hold out 20% for testing");
+        let (train, test) = split(10, 0.2, 0).unwrap();
+        assert_eq!((train.len(), test.len()), (8, 2));
+    }
+}

@@ -778,3 +778,39 @@ pub fn read(path: &std::path::Path) -> Result<Frame> {
     }
     Ok(Frame::read(path)?)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parameters_are_known_numbers() {
+        let given = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let e = resolve_params(Algo::Linear, &given("alpha", "1")).unwrap_err();
+        assert!(matches!(&e, MlError::UnknownParam { algo: "linear", known, .. } if known.is_empty()), "{e:?}");
+        assert_eq!(e.to_string(), "--param alpha: `linear` takes no parameters");
+        let e = resolve_params(Algo::Logistic, &given("alpha", "lots")).unwrap_err();
+        assert!(matches!(e, MlError::ParamNotANumber { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "--param alpha=lots: `lots` is not a number");
+        let e = resolve_params(Algo::Logistic, &given("alpha", "-1")).unwrap_err();
+        assert!(matches!(e, MlError::ParamNegative { .. }), "{e:?}");
+        assert_eq!(resolve_params(Algo::Logistic, &given("alpha", "0.5")).unwrap()["alpha"], 0.5);
+    }
+
+    #[test]
+    fn a_learner_for_the_other_task_is_refused() {
+        let frame = Frame::parse_csv(b"a,y\n1,0.5\n2,1.5\n3,2.25\n4,3.75\n5,4.5\n", "train.csv").unwrap();
+        let req = Request {
+            target: "y".into(),
+            task: None,
+            algo: Some(Algo::Logistic),
+            params: Vec::new(),
+            test_fraction: 0.0,
+            seed: 0,
+        };
+        let Err(e) = train(&frame, None, &req) else { panic!("logistic regression trained on a numeric target") };
+        assert!(matches!(e, MlError::ClassifierForRegression { algo: "logistic" }), "{e:?}");
+        assert!(e.to_string().contains("use linear or gbdt, or --task classification"), "{e}");
+    }
+}

@@ -279,3 +279,44 @@ pub fn permutation_importance(model: &Model, table: &Table, target: &str) -> Res
 
 /// Whether a larger value of `metric` is better.
 pub use kairo_monitor::performance::higher_is_better;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn regressor(values: &[f64]) -> Predictions {
+        Predictions { labels: None, probabilities: None, values: Some(values.to_vec()) }
+    }
+
+    fn truth(values: &[&str]) -> Vec<String> {
+        values.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_metric_that_cannot_be_computed_says_why() {
+        let p = regressor(&[1.0, 2.0]);
+        let e = score(&p, &truth(&["1", "2"]), "auc").unwrap_err();
+        assert!(matches!(e, RegistryError::MetricForRegressor(ref m) if m == "auc"), "{e:?}");
+        assert_eq!(e.to_string(), "`auc` cannot be computed for a regressor (use rmse, mae or r2)");
+        let e = score(&p, &truth(&["1", "two"]), "rmse").unwrap_err();
+        assert!(matches!(e, RegistryError::TargetNotANumber { row: 3, ref value } if value == "two"), "{e:?}");
+        assert!(matches!(score(&p, &[], "rmse"), Err(RegistryError::EmptyHoldout)));
+        assert!((score(&p, &truth(&["1", "2"]), "rmse").unwrap()).abs() < 1e-12);
+
+        let labels = Predictions { labels: Some(truth(&["a", "b", "c"])), probabilities: None, values: None };
+        let e = score(&labels, &truth(&["a", "b", "c"]), "auc").unwrap_err();
+        assert!(matches!(e, RegistryError::MetricBinaryOnly(_)), "{e:?}");
+        let e = score(&labels, &truth(&["a", "b", "c"]), "rmse").unwrap_err();
+        assert!(matches!(e, RegistryError::MetricForClassifier(_)), "{e:?}");
+        let two = Predictions { labels: Some(truth(&["a", "b"])), probabilities: None, values: None };
+        assert!(matches!(score(&two, &truth(&["a", "b"]), "log_loss"), Err(RegistryError::NoProbabilityOutput)));
+    }
+
+    #[test]
+    fn a_ragged_holdout_names_its_row() {
+        let e = Table::parse(b"a,y\n1,0\n2\n", "holdout.csv").unwrap_err();
+        assert!(matches!(e, RegistryError::CsvRow { row: 3, ref label, .. } if label == "holdout.csv"), "{e:?}");
+        assert!(e.to_string().starts_with("holdout.csv: row 3: "), "{e}");
+    }
+}

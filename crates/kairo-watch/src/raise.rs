@@ -108,3 +108,43 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A webhook on a real socket that answers every request with `status`; returns its URL.
+    async fn webhook(status: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_webhook_failure_says_what_happened() {
+        let body = json!({"event": "monitor.alert"});
+        let url = webhook("200 OK").await;
+        assert_eq!(post_with_retry(&url, &body, 0).await.unwrap(), 1);
+
+        let url = webhook("404 Not Found").await;
+        let e = post_with_retry(&url, &body, 3).await.unwrap_err();
+        assert!(matches!(&e, WatchError::WebhookRefused { status, .. } if status.as_u16() == 404), "{e:?}");
+        assert_eq!(e.to_string(), format!("HTTP 404 Not Found from {url} (not retried)"));
+
+        let url = webhook("503 Service Unavailable").await;
+        let e = post_with_retry(&url, &body, 1).await.unwrap_err();
+        assert!(matches!(&e, WatchError::WebhookGaveUp { attempts: 2, .. }), "{e:?}");
+        assert_eq!(e.to_string(), format!("HTTP 503 Service Unavailable after 2 attempts to {url}"));
+    }
+}
