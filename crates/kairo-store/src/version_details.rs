@@ -34,10 +34,10 @@ impl Row<'_> {
     /// Parse `text` as `T`, naming the path of the first value that does not fit.
     fn parse<T: DeserializeOwned>(&self, column: &str, text: &str) -> Result<T> {
         let value: Value = serde_json::from_str(text).map_err(|e| self.invalid(column, format!("not JSON: {e}")))?;
-        self.from_value(column, value)
+        self.decode(column, value)
     }
 
-    fn from_value<T: DeserializeOwned>(&self, column: &str, value: Value) -> Result<T> {
+    fn decode<T: DeserializeOwned>(&self, column: &str, value: Value) -> Result<T> {
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -126,7 +126,7 @@ pub(crate) fn read_profile(row: &Row, text: &str) -> Result<ReferenceProfile> {
     if is_outdated_profile(&value) {
         return Ok(ReferenceProfile::Outdated);
     }
-    Ok(ReferenceProfile::Current(row.from_value::<Profile>("profile", value)?))
+    Ok(ReferenceProfile::Current(row.decode::<Profile>("profile", value)?))
 }
 
 /// The profile Kairo wrote before monitoring: columns with `null_share` and no `role`.
