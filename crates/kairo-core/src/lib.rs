@@ -1,5 +1,6 @@
 //! Kairo's domain vocabulary: content hashes, pointer files, directory manifests, project
-//! configuration and exit codes.
+//! configuration, model signatures, reference profiles, the registry's typed records and exit
+//! codes.
 //!
 //! Architecture invariant: this crate does no I/O. It parses and renders bytes handed to it,
 //! so every other crate can agree on formats without agreeing on storage.
