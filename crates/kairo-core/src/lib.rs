@@ -1,5 +1,6 @@
 //! Kairo's domain vocabulary: content hashes, pointer files, directory manifests, project
-//! configuration and exit codes.
+//! configuration, model signatures, reference profiles, the registry's typed records and exit
+//! codes.
 //!
 //! Architecture invariant: this crate does no I/O. It parses and renders bytes handed to it,
 //! so every other crate can agree on formats without agreeing on storage.
@@ -12,8 +13,10 @@ pub mod exit;
 pub mod hash;
 pub mod manifest;
 pub mod pointer;
+pub mod profile;
 pub mod run;
 pub mod serving;
+pub mod signature;
 pub mod splitmix;
 pub mod time;
 pub mod tracking;

@@ -1,22 +1,71 @@
 //! Registry and serving records: what a model version serves, promotions (gated alias moves),
 //! and deployments (what an endpoint serves, with its rollout state).
 
-use crate::hash::Hash;
+use std::collections::BTreeMap;
 
-/// The servable facts of a registered version, written once at registration.
+use crate::hash::Hash;
+use crate::profile::Profile;
+use crate::signature::Signature;
+
+/// The servable facts of a registered version, written once at registration. Typed here;
+/// `kairo-store` alone turns them into the stored JSON and back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionArtifact {
     /// The ONNX bytes in the object store.
     pub object: Hash,
     pub size: u64,
-    /// JSON: `{"inputs": [{name, datatype, shape}], "outputs": [...]}`.
-    pub signature: serde_json::Value,
-    /// JSON object of metric name → value, copied from the run at registration.
-    pub metrics: serde_json::Value,
-    /// JSON reference profile of the training data, when the run's inputs named a dataset.
-    pub profile: Option<serde_json::Value>,
-    /// JSON permutation feature importance on the model's holdout, when one is configured.
-    pub importance: Option<serde_json::Value>,
+    /// The model's inputs and outputs, as the runtime read them from the graph.
+    pub signature: Signature,
+    /// Metric name → value, copied from the run at registration (and `--metric`).
+    pub metrics: BTreeMap<String, f64>,
+    /// The reference profile of the training data, when there was training data to profile.
+    pub profile: Option<ReferenceProfile>,
+    /// Permutation feature importance on the model's holdout, when one is configured.
+    pub importance: Option<Importance>,
+}
+
+/// A version's stored reference profile.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReferenceProfile {
+    /// The profile `kairo_monitor::profile` computes, with roles and request sources.
+    Current(Profile),
+    /// A profile written by a Kairo older than monitoring (columns with `null_share` and no
+    /// roles): kept as it was, but no reference for drift. Registering the model again
+    /// records a current one.
+    Outdated,
+}
+
+impl ReferenceProfile {
+    /// The profile, unless it is from an older Kairo.
+    pub fn current(&self) -> Option<&Profile> {
+        match self {
+            ReferenceProfile::Current(p) => Some(p),
+            ReferenceProfile::Outdated => None,
+        }
+    }
+}
+
+/// Permutation feature importance: how much the holdout score drops when one column is
+/// shuffled, most important first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Importance {
+    /// The score that drops: `accuracy` for classifiers, `r2` for regressors.
+    pub metric: String,
+    /// The score on the unshuffled holdout.
+    pub baseline: f64,
+    /// Holdout rows scored.
+    pub rows: u64,
+    /// The holdout file, as `kairo.yaml` names it.
+    pub holdout: String,
+    pub features: Vec<FeatureImportance>,
+}
+
+/// One column's drop in score: the mean over repeated shuffles and its standard deviation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureImportance {
+    pub name: String,
+    pub importance: f64,
+    pub std: f64,
 }
 
 /// Where a promotion stands.

@@ -140,7 +140,7 @@ async fn gather(project: &Project, md: &Metadata, spec: &AutomationSpec, q: &Que
     if q.holdout {
         let h =
             policy.holdout.as_ref().ok_or_else(|| JudgeError::Rows(format!("models.{} has no holdout", q.model)))?;
-        let table = Table::read(&project.abs(&h.path)).map_err(JudgeError::Rows)?;
+        let table = Table::read(&project.abs(&h.path)).map_err(|e| JudgeError::Rows(e.to_string()))?;
         sources.push(json!({"kind": "holdout", "path": h.path, "rows": table.rows.len()}));
         parts.push(table);
     }
@@ -151,7 +151,7 @@ async fn gather(project: &Project, md: &Metadata, spec: &AutomationSpec, q: &Que
         let mut csv = Vec::new();
         let order = kairo_watch::labelled::input_order(md, q.model).await?;
         kairo_watch::labelled::write_csv(&labelled, &order, &target, &mut csv)?;
-        let table = Table::parse(&csv, "labelled production rows").map_err(JudgeError::Rows)?;
+        let table = Table::parse(&csv, "labelled production rows").map_err(|e| JudgeError::Rows(e.to_string()))?;
         sources.push(json!({
             "kind": "recent_labels", "rows": table.rows.len(),
             "from": first.map(time::millis_to_string), "to": last.map(time::millis_to_string),

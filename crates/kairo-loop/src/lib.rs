@@ -227,7 +227,7 @@ async fn notify(md: &Metadata, spec: &AutomationSpec, inc: &Incident, from: Inci
         "from": from, "to": inc.state, "note": note, "needs_human": needs_human,
     });
     if let Err(e) = kairo_watch::raise::post_with_retry(&hook.url, &body, hook.retries).await {
-        let failed = json!({"incident": inc.id, "url": hook.url, "error": e});
+        let failed = json!({"incident": inc.id, "url": hook.url, "error": e.to_string()});
         md.record_event("kairo-loop", kairo_core::EventKind::WebhookFailed, &format!("incident:{}", inc.id), &failed)
             .await?;
     }

@@ -4,6 +4,8 @@
 
 use kairo_monitor::frame::{Column, Frame, Values, MISSING};
 
+use crate::error::{MlError, Result};
+
 /// Categories kept per column (by frequency); rarer ones encode as all zeros, like unseen ones.
 pub const MAX_CATEGORIES: usize = 100;
 
@@ -76,24 +78,24 @@ pub fn target<'a>(
     target: &str,
     task: Option<Task>,
     training: bool,
-) -> Result<(Table<'a>, Target, Task), String> {
+) -> Result<(Table<'a>, Target, Task)> {
     if frame.rows == 0 {
-        return Err("the data has no rows".into());
+        return Err(MlError::NoRows);
     }
-    let column = frame.column(target).ok_or_else(|| {
-        let names: Vec<&str> = frame.columns.iter().map(|c| c.name.as_str()).collect();
-        format!("no target column '{target}' (columns: {})", names.join(", "))
+    let column = frame.column(target).ok_or_else(|| MlError::NoTarget {
+        target: target.to_string(),
+        columns: frame.columns.iter().map(|c| c.name.clone()).collect(),
     })?;
     let features: Vec<&Column> = frame.columns.iter().filter(|c| c.name != target).collect();
     if features.is_empty() {
-        return Err(format!("the data has no columns besides the target '{target}'"));
+        return Err(MlError::NoFeatures(target.to_string()));
     }
     for c in &features {
         check_numeric_looking(c)?;
     }
     let missing = (0..frame.rows).filter(|r| text(&column.values, *r).is_none()).count();
     if missing > 0 {
-        return Err(format!("target '{target}' has {missing} missing values; drop those rows first"));
+        return Err(MlError::TargetMissing { target: target.to_string(), missing });
     }
     let task = task.unwrap_or(match &column.values {
         Values::Categorical { .. } => Task::Classification,
@@ -111,25 +113,23 @@ pub fn target<'a>(
     let target_values = match task {
         Task::Regression => match &column.values {
             Values::Numeric(v) => Target::Values(v.clone()),
-            Values::Categorical { .. } => {
-                return Err(format!("target '{target}' is not numeric, so it cannot be a regression target"))
-            }
+            Values::Categorical { .. } => return Err(MlError::TargetNotNumeric(target.to_string())),
         },
         Task::Classification => {
             let labels: Vec<String> = (0..frame.rows).map(|r| text(&column.values, r).unwrap_or_default()).collect();
             let classes = kairo_monitor::performance::classes(&labels, &[]);
             if training && classes.len() < 2 {
-                return Err(format!(
-                    "target '{target}' is constant ({}): there is nothing to learn",
-                    classes.first().map(String::as_str).unwrap_or("")
-                ));
+                return Err(MlError::ConstantTarget {
+                    target: target.to_string(),
+                    value: classes.first().cloned().unwrap_or_default(),
+                });
             }
             if training && classes.len() >= frame.rows {
-                return Err(format!(
-                    "target '{target}' has {} classes for {} rows: every class needs several rows",
-                    classes.len(),
-                    frame.rows
-                ));
+                return Err(MlError::TooManyClasses {
+                    target: target.to_string(),
+                    classes: classes.len(),
+                    rows: frame.rows,
+                });
             }
             let index = labels.iter().map(|l| classes.binary_search_by(|c| cmp_labels(c, l)).unwrap_or(0)).collect();
             let integer_labels = classes.iter().all(|c| is_integer(c));
@@ -138,7 +138,7 @@ pub fn target<'a>(
     };
     if let (Target::Values(v), true) = (&target_values, training) {
         if v.iter().all(|x| *x == v[0]) {
-            return Err(format!("target '{target}' is constant ({}): there is nothing to learn", v[0]));
+            return Err(MlError::ConstantTarget { target: target.to_string(), value: v[0].to_string() });
         }
     }
     Ok((Table { columns: features, rows: frame.rows }, target_values, task))
@@ -153,16 +153,13 @@ fn cmp_labels(a: &String, b: &String) -> std::cmp::Ordering {
 }
 
 /// A column read as text whose values are nearly all numbers has a few that are not: name one.
-fn check_numeric_looking(c: &Column) -> Result<(), String> {
+fn check_numeric_looking(c: &Column) -> Result<()> {
     let Values::Categorical { codes, dictionary } = &c.values else { return Ok(()) };
     let numbers = dictionary.iter().filter(|d| d.trim().parse::<f64>().is_ok()).count();
     if dictionary.len() >= 5 && numbers * 10 >= dictionary.len() * 9 && numbers < dictionary.len() {
         let bad = dictionary.iter().position(|d| d.trim().parse::<f64>().is_err()).unwrap_or(0);
         let row = codes.iter().position(|c| *c == bad as u32).map(|r| r + 2).unwrap_or(0);
-        return Err(format!(
-            "column '{}' is numeric but row {row} has `{}`, which is not a number",
-            c.name, dictionary[bad]
-        ));
+        return Err(MlError::NotANumber { column: c.name.clone(), row, value: dictionary[bad].clone() });
     }
     Ok(())
 }
@@ -231,18 +228,71 @@ pub fn design(table: &Table<'_>, features: &[Feature], rows: &[usize], scale: bo
 }
 
 /// Row indices split into training and test rows by a seeded shuffle.
-pub fn split(rows: usize, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>), String> {
+pub fn split(rows: usize, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
     if !(0.0..1.0).contains(&test_fraction) {
-        return Err(format!("--test-fraction {test_fraction}: must be at least 0 and below 1"));
+        return Err(MlError::TestFraction(test_fraction));
     }
     let mut order: Vec<usize> = (0..rows).collect();
     kairo_core::splitmix::SplitMix64::new(kairo_core::splitmix::stream(seed, 1)).shuffle(&mut order);
     let test = ((rows as f64) * test_fraction).round() as usize;
     if test_fraction > 0.0 && (test == 0 || rows - test < 2) {
-        return Err(format!("{rows} rows are too few to hold out {:.0}% for testing", test_fraction * 100.0));
+        return Err(MlError::TooFewRowsToSplit { rows, fraction: test_fraction });
     }
     let (mut test_rows, mut train_rows) = (order[..test].to_vec(), order[test..].to_vec());
     train_rows.sort_unstable();
     test_rows.sort_unstable();
     Ok((train_rows, test_rows))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn frame(csv: &str) -> Frame {
+        Frame::parse_csv(csv.as_bytes(), "train.csv").unwrap()
+    }
+
+    fn refusal(csv: &str, target_column: &str) -> MlError {
+        match target(&frame(csv), target_column, None, true) {
+            Err(e) => e,
+            Ok(_) => panic!("{csv} was accepted"),
+        }
+    }
+
+    #[test]
+    fn unusable_data_is_refused_by_name() {
+        let e = refusal("a,b\n1,2\n3,4\n", "y");
+        assert!(matches!(&e, MlError::NoTarget { target, columns } if target == "y" && columns == &["a", "b"]));
+        assert_eq!(e.to_string(), "no target column 'y' (columns: a, b)");
+
+        let e = refusal("a,y\n1,1\n2,1\n3,1\n", "y");
+        assert!(matches!(&e, MlError::ConstantTarget { value, .. } if value == "1"), "{e:?}");
+        assert_eq!(e.to_string(), "target 'y' is constant (1): there is nothing to learn");
+
+        let e = refusal("y\n1\n2\n", "y");
+        assert!(matches!(e, MlError::NoFeatures(ref t) if t == "y"), "{e:?}");
+
+        let e = refusal("a,y\n1,\n2,1\n3,0\n", "y");
+        assert!(matches!(e, MlError::TargetMissing { missing: 1, .. }), "{e:?}");
+
+        let e = refusal("a,y\n1,a\n2,b\n3,c\n", "y");
+        assert!(matches!(e, MlError::TooManyClasses { classes: 3, rows: 3, .. }), "{e:?}");
+
+        // Nine numbers and one word: a numeric column with a typo.
+        let csv: String = (1..=9).map(|i| format!("{i},{}\n", i % 2)).collect();
+        let e = refusal(&format!("a,y\n{csv}x,1\n"), "y");
+        assert!(matches!(&e, MlError::NotANumber { column, row: 11, value } if column == "a" && value == "x"), "{e:?}");
+        assert_eq!(e.to_string(), "column 'a' is numeric but row 11 has `x`, which is not a number");
+    }
+
+    #[test]
+    fn a_split_needs_a_fraction_below_one_and_rows_on_both_sides() {
+        assert!(matches!(split(10, 1.0, 0), Err(MlError::TestFraction(f)) if f == 1.0));
+        let e = split(2, 0.2, 0).unwrap_err();
+        assert!(matches!(e, MlError::TooFewRowsToSplit { rows: 2, .. }), "{e:?}");
+        assert_eq!(e.to_string(), "2 rows are too few to hold out 20% for testing");
+        let (train, test) = split(10, 0.2, 0).unwrap();
+        assert_eq!((train.len(), test.len()), (8, 2));
+    }
 }

@@ -10,6 +10,7 @@
 //! (`[N, classes]`); for regressors `variable` (`[N, 1]`).
 
 pub mod data;
+pub mod error;
 pub mod explain;
 pub mod forest;
 pub mod onnx;
@@ -22,6 +23,7 @@ use kairo_runtime::{Data, Tensor};
 use onnx::{Attr, Graph, Type};
 
 use data::{Feature, Table, Target, Task};
+pub use error::{MlError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algo {
@@ -97,20 +99,16 @@ pub struct Trained {
     pub notes: Vec<String>,
 }
 
-fn resolve_params(algo: Algo, given: &[(String, String)]) -> Result<BTreeMap<&'static str, f64>, String> {
+fn resolve_params(algo: Algo, given: &[(String, String)]) -> Result<BTreeMap<&'static str, f64>> {
     let mut out: BTreeMap<&'static str, f64> = algo.params().iter().copied().collect();
     for (k, v) in given {
         let Some((name, _)) = algo.params().iter().find(|(n, _)| n == k) else {
-            let known: Vec<&str> = algo.params().iter().map(|p| p.0).collect();
-            return Err(format!(
-                "--param {k}: `{}` takes {}",
-                algo.name(),
-                if known.is_empty() { "no parameters".to_string() } else { known.join(", ") }
-            ));
+            let known: Vec<&'static str> = algo.params().iter().map(|p| p.0).collect();
+            return Err(MlError::UnknownParam { key: k.clone(), algo: algo.name(), known });
         };
-        let x: f64 = v.parse().map_err(|_| format!("--param {k}={v}: `{v}` is not a number"))?;
+        let x: f64 = v.parse().map_err(|_| MlError::ParamNotANumber { key: k.clone(), value: v.clone() })?;
         if !x.is_finite() || x < 0.0 {
-            return Err(format!("--param {k}={v}: must be a non-negative number"));
+            return Err(MlError::ParamNegative { key: k.clone(), value: v.clone() });
         }
         out.insert(name, x);
     }
@@ -118,7 +116,7 @@ fn resolve_params(algo: Algo, given: &[(String, String)]) -> Result<BTreeMap<&'s
 }
 
 /// Train on `frame` (test rows held out by `test_fraction`, or given as `test`).
-pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Trained, String> {
+pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Trained> {
     let (table, target, task) = data::target(frame, &req.target, req.task, true)?;
     let algo = req.algo.unwrap_or(match task {
         Task::Classification => Algo::Gbdt,
@@ -126,14 +124,9 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
     });
     match (algo, task) {
         (Algo::Logistic | Algo::RandomForest, Task::Regression) => {
-            return Err(format!(
-                "--algo {} is for classification; the target is numeric (use linear or gbdt, or --task classification)",
-                algo.name()
-            ))
+            return Err(MlError::ClassifierForRegression { algo: algo.name() })
         }
-        (Algo::Linear, Task::Classification) => {
-            return Err("--algo linear is for regression (use logistic for classification)".into())
-        }
+        (Algo::Linear, Task::Classification) => return Err(MlError::RegressorForClassification),
         _ => {}
     }
     let params = resolve_params(algo, &req.params)?;
@@ -162,7 +155,7 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
             let y: Vec<usize> = train_rows.iter().map(|r| index[*r]).collect();
             let present: std::collections::BTreeSet<usize> = y.iter().copied().collect();
             if present.len() < 2 {
-                return Err("the training rows hold only one class; use more data or a smaller --test-fraction".into());
+                return Err(MlError::OneClass);
             }
             let (probabilities, s) = match algo {
                 Algo::Logistic => fit_logistic(&mut graph, &problem, &y, classes.len())?,
@@ -198,7 +191,7 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
     let metrics = match test {
         Some(test_frame) => {
             let (test_table, test_target, _) =
-                data::target(test_frame, &req.target, Some(task), false).map_err(|e| format!("--test-data: {e}"))?;
+                data::target(test_frame, &req.target, Some(task), false).map_err(|e| MlError::TestData(Box::new(e)))?;
             check_same_columns(&table, &test_table)?;
             let rows: Vec<usize> = (0..test_frame.rows).collect();
             evaluate(&onnx, &test_table, &rows, &test_target_labels(&test_target), task)?
@@ -224,10 +217,10 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
     })
 }
 
-fn check_same_columns(train: &Table<'_>, test: &Table<'_>) -> Result<(), String> {
+fn check_same_columns(train: &Table<'_>, test: &Table<'_>) -> Result<()> {
     for c in &train.columns {
         if !test.columns.iter().any(|t| t.name == c.name) {
-            return Err(format!("--test-data has no column '{}'", c.name));
+            return Err(MlError::TestDataColumn(c.name.clone()));
         }
     }
     Ok(())
@@ -303,17 +296,23 @@ fn evaluate(
     rows: &[usize],
     truth: &Truth,
     task: Task,
-) -> Result<BTreeMap<&'static str, f64>, String> {
+) -> Result<BTreeMap<&'static str, f64>> {
     use kairo_monitor::performance;
-    let model = kairo_runtime::Model::load(onnx).map_err(|e| format!("the exported model does not load: {e}"))?;
-    let outputs =
-        model.infer(inputs(&model, table, rows)).map_err(|e| format!("evaluating the exported model: {e}"))?;
+    let export =
+        |what: &'static str| move |e: kairo_runtime::RuntimeError| MlError::Export { what, message: e.to_string() };
+    let model = kairo_runtime::Model::load(onnx).map_err(export("the exported model does not load"))?;
+    let outputs = model.infer(inputs(&model, table, rows)).map_err(export("evaluating the exported model"))?;
     Ok(match (task, truth) {
         (Task::Classification, Truth::Labels(truth)) => {
             let labels: Vec<String> = match &outputs[0].data {
                 Data::I64(v) => v.iter().map(|x| x.to_string()).collect(),
                 Data::Bytes(v) => v.clone(),
-                _ => return Err("the exported model's label output has an unexpected type".into()),
+                other => {
+                    return Err(MlError::Export {
+                        what: "the exported model's label output has an unexpected type",
+                        message: other.dtype().to_string(),
+                    })
+                }
             };
             let truth: Vec<String> = truth.iter().map(|t| performance::normalise_label(t)).collect();
             let scores: Option<Vec<f64>> = match &outputs[1].data {
@@ -418,10 +417,11 @@ struct Problem<'a> {
     seed: u64,
 }
 
-fn fit_logistic(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -> Result<Fitted, String> {
+fn fit_logistic(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -> Result<Fitted> {
     let Problem { input, x, width, params, .. } = *p;
     use linfa::prelude::*;
-    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
+    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec())
+        .map_err(|e| MlError::Fit { learner: "design matrix", message: e.to_string() })?;
     let alpha = params["alpha"];
     let iterations = params["max_iter"].max(1.0) as u64;
     // linfa minimises the summed loss; scikit-learn's tolerance 1e-4 applies to the mean
@@ -435,7 +435,7 @@ fn fit_logistic(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize)
             .max_iterations(iterations)
             .gradient_tolerance(tolerance)
             .fit(&Dataset::new(records, targets))
-            .map_err(|e| format!("logistic regression: {e}"))?;
+            .map_err(|e| MlError::Fit { learner: "logistic regression", message: e.to_string() })?;
         // linfa's positive class is the larger label, as ours (index 1).
         let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
         let w: Vec<f32> = fitted.params().iter().map(|v| (v * sign) as f32).collect();
@@ -449,7 +449,7 @@ fn fit_logistic(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize)
             .max_iterations(iterations)
             .gradient_tolerance(tolerance)
             .fit(&Dataset::new(records, targets))
-            .map_err(|e| format!("logistic regression: {e}"))?;
+            .map_err(|e| MlError::Fit { learner: "logistic regression", message: e.to_string() })?;
         // Columns of the fitted parameters follow `classes()`; place them in class order.
         let mut w = vec![0f32; width * classes];
         let mut b = vec![-1e30f32; classes];
@@ -493,13 +493,14 @@ fn linear_score(
     (graph.node("Add", "", &[&z, &b], output, vec![]), scorer)
 }
 
-fn fit_linear(graph: &mut Graph, p: &Problem<'_>, y: &[f64]) -> Result<(explain::Scorer, usize, &'static str), String> {
+fn fit_linear(graph: &mut Graph, p: &Problem<'_>, y: &[f64]) -> Result<(explain::Scorer, usize, &'static str)> {
     let Problem { input, x, width, .. } = *p;
     use linfa::prelude::*;
-    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec()).map_err(|e| e.to_string())?;
+    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec())
+        .map_err(|e| MlError::Fit { learner: "design matrix", message: e.to_string() })?;
     let fitted = linfa_linear::LinearRegression::new()
         .fit(&Dataset::new(records, ndarray::Array1::from(y.to_vec())))
-        .map_err(|e| format!("linear regression: {e}"))?;
+        .map_err(|e| MlError::Fit { learner: "linear regression", message: e.to_string() })?;
     let w: Vec<f32> = fitted.params().iter().map(|v| *v as f32).collect();
     let (_, scorer) = linear_score(graph, input, width, w, fitted.intercept() as f32, Some("variable"));
     graph.output("variable", Type::Float, &[None, Some(1)]);
@@ -660,7 +661,7 @@ fn column_major(x: &[f64], rows: usize, width: usize) -> Vec<f64> {
     out
 }
 
-fn fit_gbdt_classifier(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -> Result<Fitted, String> {
+fn fit_gbdt_classifier(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -> Result<Fitted> {
     let Problem { input, x, width, params, seed } = *p;
     let cm = column_major(x, y.len(), width);
     let matrix = forust_ml::Matrix::new(&cm, y.len(), width);
@@ -675,7 +676,8 @@ fn fit_gbdt_classifier(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes:
     for (t, class) in targets.iter().enumerate() {
         let yk: Vec<f64> = y.iter().map(|c| if c == class { 1.0 } else { 0.0 }).collect();
         let mut b = booster(params, seed, forust_ml::objective::ObjectiveType::LogLoss);
-        b.fit(&matrix, &yk, &weights, None).map_err(|e| format!("gradient boosting: {e}"))?;
+        b.fit(&matrix, &yk, &weights, None)
+            .map_err(|e| MlError::Fit { learner: "gradient boosting", message: e.to_string() })?;
         base.push(b.base_score as f32);
         for tree in prediction_trees(&b) {
             add_forust_tree(&mut e, tree_id, tree, t as i64);
@@ -695,16 +697,13 @@ fn fit_gbdt_classifier(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes:
     Ok((graph.node("Div", "", &[&p, &total], Some("probabilities"), vec![]), scorer))
 }
 
-fn fit_gbdt_regressor(
-    graph: &mut Graph,
-    p: &Problem<'_>,
-    y: &[f64],
-) -> Result<(explain::Scorer, usize, &'static str), String> {
+fn fit_gbdt_regressor(graph: &mut Graph, p: &Problem<'_>, y: &[f64]) -> Result<(explain::Scorer, usize, &'static str)> {
     let Problem { input, x, width, params, seed } = *p;
     let cm = column_major(x, y.len(), width);
     let matrix = forust_ml::Matrix::new(&cm, y.len(), width);
     let mut b = booster(params, seed, forust_ml::objective::ObjectiveType::SquaredLoss);
-    b.fit(&matrix, y, &vec![1.0; y.len()], None).map_err(|e| format!("gradient boosting: {e}"))?;
+    b.fit(&matrix, y, &vec![1.0; y.len()], None)
+        .map_err(|e| MlError::Fit { learner: "gradient boosting", message: e.to_string() })?;
     let mut e = Ensemble::default();
     let mut explained = Vec::new();
     for (i, tree) in prediction_trees(&b).iter().enumerate() {
@@ -717,7 +716,7 @@ fn fit_gbdt_regressor(
     Ok((explain::Scorer::Trees { trees: explained, base: vec![base] }, 1, "value"))
 }
 
-fn fit_forest(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -> Result<Fitted, String> {
+fn fit_forest(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -> Result<Fitted> {
     let Problem { input, x, width, params, seed } = *p;
     let x32: Vec<f32> = x.iter().map(|v| *v as f32).collect();
     let p = forest::Params {
@@ -773,9 +772,45 @@ fn fit_forest(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -
 }
 
 /// Read a training or test file (CSV, or Parquet by extension).
-pub fn read(path: &std::path::Path) -> Result<Frame, String> {
+pub fn read(path: &std::path::Path) -> Result<Frame> {
     if std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(false) {
-        return Err(format!("{}: the file is empty", path.display()));
+        return Err(MlError::EmptyFile(path.to_path_buf()));
     }
-    Frame::read(path)
+    Ok(Frame::read(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parameters_are_known_numbers() {
+        let given = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let e = resolve_params(Algo::Linear, &given("alpha", "1")).unwrap_err();
+        assert!(matches!(&e, MlError::UnknownParam { algo: "linear", known, .. } if known.is_empty()), "{e:?}");
+        assert_eq!(e.to_string(), "--param alpha: `linear` takes no parameters");
+        let e = resolve_params(Algo::Logistic, &given("alpha", "lots")).unwrap_err();
+        assert!(matches!(e, MlError::ParamNotANumber { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "--param alpha=lots: `lots` is not a number");
+        let e = resolve_params(Algo::Logistic, &given("alpha", "-1")).unwrap_err();
+        assert!(matches!(e, MlError::ParamNegative { .. }), "{e:?}");
+        assert_eq!(resolve_params(Algo::Logistic, &given("alpha", "0.5")).unwrap()["alpha"], 0.5);
+    }
+
+    #[test]
+    fn a_learner_for_the_other_task_is_refused() {
+        let frame = Frame::parse_csv(b"a,y\n1,0.5\n2,1.5\n3,2.25\n4,3.75\n5,4.5\n", "train.csv").unwrap();
+        let req = Request {
+            target: "y".into(),
+            task: None,
+            algo: Some(Algo::Logistic),
+            params: Vec::new(),
+            test_fraction: 0.0,
+            seed: 0,
+        };
+        let Err(e) = train(&frame, None, &req) else { panic!("logistic regression trained on a numeric target") };
+        assert!(matches!(e, MlError::ClassifierForRegression { algo: "logistic" }), "{e:?}");
+        assert!(e.to_string().contains("use linear or gbdt, or --task classification"), "{e}");
+    }
 }

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use kairo_core::condition::Condition;
 use serde::Serialize;
 
+use crate::MonitorError;
+
 use crate::drift::DriftReport;
 
 /// One window's measured values.
@@ -81,8 +83,8 @@ pub struct Rule {
 }
 
 impl Rule {
-    pub fn new(name: Option<&str>, when: &str, for_windows: u32, action: Option<&str>) -> Result<Rule, String> {
-        let condition = Condition::parse(when)?;
+    pub fn new(name: Option<&str>, when: &str, for_windows: u32, action: Option<&str>) -> Result<Rule, MonitorError> {
+        let condition = Condition::parse(when).map_err(MonitorError::Condition)?;
         Ok(Rule {
             name: name.map(str::to_string).unwrap_or_else(|| condition.to_string()),
             condition,

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::error::{MonitorError, Result};
+
 /// The code of a missing categorical value (4 bytes per row instead of an `Option`'s 8).
 pub const MISSING: u32 = u32::MAX;
 
@@ -120,7 +122,7 @@ impl Builder {
 
 impl Frame {
     /// Read a CSV file, or a Parquet file when the name ends in `.parquet` or `.pq`.
-    pub fn read(path: &Path) -> Result<Frame, String> {
+    pub fn read(path: &Path) -> Result<Frame> {
         match path.extension().and_then(|e| e.to_str()) {
             Some("parquet" | "pq") => Self::read_parquet(path),
             _ => Self::read_csv(path),
@@ -129,17 +131,16 @@ impl Frame {
 
     /// Read a Parquet file (uncompressed or snappy): numeric and boolean-free columns as
     /// numbers, strings (plain or dictionary-encoded) and booleans as categories.
-    pub fn read_parquet(path: &Path) -> Result<Frame, String> {
+    pub fn read_parquet(path: &Path) -> Result<Frame> {
         use arrow_array::cast::AsArray;
         use arrow_array::types::*;
         use arrow_schema::DataType;
         let label = path.display().to_string();
-        let err = |e: &dyn std::fmt::Display| format!("{label}: {e}");
-        let file = std::fs::File::open(path).map_err(|e| err(&e))?;
-        let builder =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
+        let parquet = |source| MonitorError::Parquet { label: label.clone(), source };
+        let file = std::fs::File::open(path).map_err(|source| MonitorError::Io { label: label.clone(), source })?;
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
         let schema = builder.schema().clone();
-        let reader = builder.with_batch_size(65_536).build().map_err(|e| err(&e))?;
+        let reader = builder.with_batch_size(65_536).build().map_err(parquet)?;
         enum Out {
             Num(Vec<f64>),
             Cat(Dictionary),
@@ -166,16 +167,16 @@ impl Frame {
             } else if text {
                 outs.push(Out::Cat(Dictionary::default()));
             } else {
-                return Err(format!(
-                    "{label}: column '{}' has type {}, which monitoring does not read",
-                    f.name(),
-                    f.data_type()
-                ));
+                return Err(MonitorError::ColumnType {
+                    label,
+                    column: f.name().clone(),
+                    datatype: f.data_type().to_string(),
+                });
             }
         }
         let mut rows = 0;
         for batch in reader {
-            let batch = batch.map_err(|e| err(&e))?;
+            let batch = batch.map_err(|source| MonitorError::Arrow { label: label.clone(), source })?;
             rows += batch.num_rows();
             for (out, col) in outs.iter_mut().zip(batch.columns()) {
                 macro_rules! nums {
@@ -223,7 +224,7 @@ impl Frame {
                             d.push(&cell, usize::MAX);
                         }
                     }
-                    (_, other) => return Err(format!("{label}: unexpected column type {other}")),
+                    (_, other) => return Err(MonitorError::BatchType { label, datatype: other.to_string() }),
                 }
             }
         }
@@ -242,28 +243,28 @@ impl Frame {
         Ok(Frame { columns, rows })
     }
 
-    pub fn read_csv(path: &Path) -> Result<Frame, String> {
+    pub fn read_csv(path: &Path) -> Result<Frame> {
         let label = path.display().to_string();
-        Self::from_csv(|| csv::Reader::from_path(path).map_err(|e| format!("{label}: {e}")), &label)
+        Self::from_csv(
+            || csv::Reader::from_path(path).map_err(|source| MonitorError::Csv { label: label.clone(), source }),
+            &label,
+        )
     }
 
     /// A CSV held in memory (`label` names it in errors).
-    pub fn parse_csv(bytes: &[u8], label: &str) -> Result<Frame, String> {
+    pub fn parse_csv(bytes: &[u8], label: &str) -> Result<Frame> {
         Self::from_csv(|| Ok(csv::Reader::from_reader(bytes)), label)
     }
 
     /// `open` may be called twice: a column that is neither numeric nor small enough to keep
     /// its dictionary is read again.
-    fn from_csv<R: std::io::Read>(
-        open: impl Fn() -> Result<csv::Reader<R>, String>,
-        label: &str,
-    ) -> Result<Frame, String> {
+    fn from_csv<R: std::io::Read>(open: impl Fn() -> Result<csv::Reader<R>>, label: &str) -> Result<Frame> {
+        let csv = |source| MonitorError::Csv { label: label.to_string(), source };
         let mut reader = open()?;
-        let names: Vec<String> =
-            reader.headers().map_err(|e| format!("{label}: {e}"))?.iter().map(|h| h.trim().to_string()).collect();
+        let names: Vec<String> = reader.headers().map_err(csv)?.iter().map(|h| h.trim().to_string()).collect();
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
-            return Err(format!("{label}: column '{dup}' appears twice"));
+            return Err(MonitorError::DuplicateColumn { label: label.to_string(), column: dup.clone() });
         }
         let mut builders: Vec<Builder> = names
             .iter()
@@ -271,14 +272,18 @@ impl Frame {
             .collect();
         let mut record = csv::StringRecord::new();
         let mut rows = 0usize;
-        while reader.read_record(&mut record).map_err(|e| format!("{label}: row {}: {e}", rows + 2))? {
+        while reader.read_record(&mut record).map_err(|source| MonitorError::CsvRow {
+            label: label.to_string(),
+            row: rows + 2,
+            source,
+        })? {
             if record.len() != names.len() {
-                return Err(format!(
-                    "{label}: row {} has {} fields, the header has {}",
-                    rows + 2,
-                    record.len(),
-                    names.len()
-                ));
+                return Err(MonitorError::RowWidth {
+                    label: label.to_string(),
+                    row: rows + 2,
+                    fields: record.len(),
+                    header: names.len(),
+                });
             }
             for (b, cell) in builders.iter_mut().zip(record.iter()) {
                 b.push(cell);
@@ -295,7 +300,7 @@ impl Frame {
         if !redo.is_empty() {
             let mut dictionaries: Vec<Dictionary> = redo.iter().map(|_| Dictionary::default()).collect();
             let mut reader = open()?;
-            while reader.read_record(&mut record).map_err(|e| format!("{label}: {e}"))? {
+            while reader.read_record(&mut record).map_err(csv)? {
                 for (d, &i) in dictionaries.iter_mut().zip(&redo) {
                     d.push(record.get(i).unwrap_or("").trim(), usize::MAX);
                 }

@@ -5,11 +5,13 @@
 //! model quality once labels arrive (`performance`); alert rules over windows (`alerts`);
 //! the HTML report (`report`).
 //!
-//! Reads data files only in `frame`; knows nothing of HTTP, the registry or the store.
+//! Reads data files only in `frame`; knows nothing of HTTP, the registry or the store. Errors
+//! are [`MonitorError`].
 
 pub mod alerts;
 pub mod compare;
 pub mod drift;
+pub mod error;
 pub mod frame;
 pub mod kolmogorov;
 pub mod performance;
@@ -17,3 +19,5 @@ pub mod profile;
 pub mod report;
 pub mod sketch;
 pub mod stats;
+
+pub use error::MonitorError;

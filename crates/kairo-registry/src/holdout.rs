@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use kairo_core::serving::{FeatureImportance, Importance};
 use kairo_runtime::{DType, Data, Model, Tensor};
+
+use crate::{RegistryError, Result};
 
 /// A CSV read into memory: header and string cells.
 #[derive(Debug, Clone)]
@@ -14,22 +17,29 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn read(path: &Path) -> Result<Table, String> {
-        let mut reader = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::from_reader(&mut reader, &path.display().to_string())
+    pub fn read(path: &Path) -> Result<Table> {
+        let label = path.display().to_string();
+        let mut reader =
+            csv::Reader::from_path(path).map_err(|source| RegistryError::Csv { label: label.clone(), source })?;
+        Self::from_reader(&mut reader, &label)
     }
 
-    pub fn parse(bytes: &[u8], label: &str) -> Result<Table, String> {
+    pub fn parse(bytes: &[u8], label: &str) -> Result<Table> {
         let mut reader = csv::Reader::from_reader(bytes);
         Self::from_reader(&mut reader, label)
     }
 
-    fn from_reader<R: std::io::Read>(reader: &mut csv::Reader<R>, label: &str) -> Result<Table, String> {
-        let columns: Vec<String> =
-            reader.headers().map_err(|e| format!("{label}: {e}"))?.iter().map(str::to_string).collect();
+    fn from_reader<R: std::io::Read>(reader: &mut csv::Reader<R>, label: &str) -> Result<Table> {
+        let columns: Vec<String> = reader
+            .headers()
+            .map_err(|source| RegistryError::Csv { label: label.to_string(), source })?
+            .iter()
+            .map(str::to_string)
+            .collect();
         let mut rows = Vec::new();
         for (i, record) in reader.records().enumerate() {
-            let record = record.map_err(|e| format!("{label}: row {}: {e}", i + 2))?;
+            let record =
+                record.map_err(|source| RegistryError::CsvRow { label: label.to_string(), row: i + 2, source })?;
             rows.push(record.iter().map(str::to_string).collect());
         }
         Ok(Table { columns, rows })
@@ -40,22 +50,20 @@ impl Table {
     }
 }
 
-fn float(cell: &str, column: &str, row: usize) -> Result<f32, String> {
+fn float(cell: &str, column: &str, row: usize) -> Result<f32> {
     if cell.trim().is_empty() {
         return Ok(f32::NAN);
     }
-    cell.trim().parse().map_err(|_| format!("column '{column}', row {}: `{cell}` is not a number", row + 2))
+    cell.trim().parse().map_err(|_| RegistryError::NotANumber {
+        column: column.to_string(),
+        row: row + 2,
+        cell: cell.to_string(),
+    })
 }
 
 /// The model's inputs for rows `start..end` of the table: one `[N, k]` float input takes
 /// every column but the target, in file order; otherwise each input takes its own column.
-pub fn inputs(
-    model: &Model,
-    table: &Table,
-    target: &str,
-    start: usize,
-    end: usize,
-) -> Result<HashMap<String, Tensor>, String> {
+pub fn inputs(model: &Model, table: &Table, target: &str, start: usize, end: usize) -> Result<HashMap<String, Tensor>> {
     let sig = model.signature();
     let n = end - start;
     let rows = &table.rows[start..end];
@@ -66,11 +74,12 @@ pub fn inputs(
         let features: Vec<usize> = (0..table.columns.len()).filter(|i| table.columns[*i] != target).collect();
         let want = spec.shape.get(1).copied().unwrap_or(-1);
         if want >= 0 && want as usize != features.len() {
-            return Err(format!(
-                "input '{}' takes {want} features but the holdout has {} columns besides '{target}'",
-                spec.name,
-                features.len()
-            ));
+            return Err(RegistryError::HoldoutWidth {
+                input: spec.name.clone(),
+                want,
+                have: features.len(),
+                target: target.to_string(),
+            });
         }
         let mut data = Vec::with_capacity(n * features.len());
         for (r, row) in rows.iter().enumerate() {
@@ -78,12 +87,14 @@ pub fn inputs(
                 data.push(float(&row[c], &table.columns[c], start + r)?);
             }
         }
-        out.insert(spec.name.clone(), Tensor::new(vec![n, features.len()], Data::F32(data))?);
+        out.insert(
+            spec.name.clone(),
+            Tensor::new(vec![n, features.len()], Data::F32(data)).map_err(RegistryError::Tensor)?,
+        );
         return Ok(out);
     }
     for spec in &sig.inputs {
-        let c =
-            table.column(&spec.name).ok_or_else(|| format!("the holdout has no column for input '{}'", spec.name))?;
+        let c = table.column(&spec.name).ok_or_else(|| RegistryError::NoInputColumn(spec.name.clone()))?;
         let shape = if spec.shape.len() == 2 { vec![n, 1] } else { vec![n] };
         let data = match spec.dtype {
             DType::F32 => Data::F32(
@@ -105,16 +116,14 @@ pub fn inputs(
                         row[c]
                             .trim()
                             .parse()
-                            .map_err(|_| format!("column '{}', row {}: not an integer", spec.name, start + r + 2))
+                            .map_err(|_| RegistryError::NotAnInteger { column: spec.name.clone(), row: start + r + 2 })
                     })
                     .collect::<Result<_, _>>()?,
             ),
             DType::Bytes => Data::Bytes(rows.iter().map(|row| row[c].clone()).collect()),
-            other => {
-                return Err(format!("input '{}' has type {other}, which holdout evaluation does not fill", spec.name))
-            }
+            other => return Err(RegistryError::InputType { input: spec.name.clone(), dtype: other }),
         };
-        out.insert(spec.name.clone(), Tensor::new(shape, data)?);
+        out.insert(spec.name.clone(), Tensor::new(shape, data).map_err(RegistryError::Tensor)?);
     }
     Ok(out)
 }
@@ -137,7 +146,7 @@ pub fn output_roles(sig: &kairo_runtime::Signature) -> (Option<usize>, Option<us
     (label_ix, prob_ix)
 }
 
-pub fn predict(model: &Model, table: &Table, target: &str) -> Result<Predictions, String> {
+pub fn predict(model: &Model, table: &Table, target: &str) -> Result<Predictions> {
     let sig = model.signature();
     let (label_ix, prob_ix) = output_roles(sig);
     let mut labels = label_ix.map(|_| Vec::new());
@@ -147,7 +156,7 @@ pub fn predict(model: &Model, table: &Table, target: &str) -> Result<Predictions
     let mut start = 0;
     while start < table.rows.len() {
         let end = (start + BATCH).min(table.rows.len());
-        let outputs = model.infer(inputs(model, table, target, start, end)?).map_err(|e| e.to_string())?;
+        let outputs = model.infer(inputs(model, table, target, start, end)?).map_err(RegistryError::Inference)?;
         if let (Some(ix), Some(labels)) = (label_ix, labels.as_mut()) {
             match &outputs[ix].data {
                 Data::I64(v) => labels.extend(v.iter().map(|x| x.to_string())),
@@ -161,7 +170,7 @@ pub fn predict(model: &Model, table: &Table, target: &str) -> Result<Predictions
             }
         }
         if let Some(values) = values.as_mut() {
-            let first = outputs.first().ok_or("the model has no outputs")?;
+            let first = outputs.first().ok_or(RegistryError::NoOutputs)?;
             values.extend((0..first.data.len()).filter_map(|i| first.data.f64_at(i)));
         }
         start = end;
@@ -171,46 +180,46 @@ pub fn predict(model: &Model, table: &Table, target: &str) -> Result<Predictions
 
 /// Score predictions against the target column. Metrics: accuracy, precision, recall, f1,
 /// auc, log_loss (binary classifiers; positive = the larger label), rmse, mae, r2 (regressors).
-pub fn score(p: &Predictions, truth: &[String], metric: &str) -> Result<f64, String> {
+pub fn score(p: &Predictions, truth: &[String], metric: &str) -> Result<f64> {
     use kairo_monitor::performance;
     if truth.is_empty() {
-        return Err("the holdout has no rows".into());
+        return Err(RegistryError::EmptyHoldout);
     }
     if let Some(values) = &p.values {
         let y: Vec<f64> = truth
             .iter()
             .enumerate()
-            .map(|(i, t)| t.trim().parse::<f64>().map_err(|_| format!("target row {}: `{t}` is not a number", i + 2)))
+            .map(|(i, t)| {
+                t.trim().parse::<f64>().map_err(|_| RegistryError::TargetNotANumber { row: i + 2, value: t.clone() })
+            })
             .collect::<Result<_, _>>()?;
         if !performance::REGRESSION.contains(&metric) {
-            return Err(format!("`{metric}` cannot be computed for a regressor (use rmse, mae or r2)"));
+            return Err(RegistryError::MetricForRegressor(metric.to_string()));
         }
         return performance::regression(&y, values)
             .get(metric)
             .copied()
-            .ok_or_else(|| format!("`{metric}` is undefined for a constant target"));
+            .ok_or_else(|| RegistryError::MetricConstantTarget(metric.to_string()));
     }
-    let labels = p.labels.as_ref().ok_or("the model has no label output")?;
+    let labels = p.labels.as_ref().ok_or(RegistryError::NoLabelOutput)?;
     if !performance::CLASSIFICATION.contains(&metric) {
-        return Err(format!(
-            "`{metric}` cannot be computed for a classifier (use accuracy, precision, recall, f1, auc or log_loss)"
-        ));
+        return Err(RegistryError::MetricForClassifier(metric.to_string()));
     }
     let truth: Vec<String> = truth.iter().map(|t| performance::normalise_label(t)).collect();
     let classes = performance::classes(&truth, labels);
     let scores: Option<Vec<f64>> = match (&p.probabilities, metric) {
         (_, "auc" | "log_loss") if classes.len() > 2 => {
-            return Err(format!("`{metric}` is computed for binary classifiers only"))
+            return Err(RegistryError::MetricBinaryOnly(metric.to_string()))
         }
         (Some((2, probs)), _) => Some((0..truth.len()).map(|i| f64::from(probs[i * 2 + 1])).collect()),
-        (Some(_), "auc" | "log_loss") => return Err(format!("`{metric}` is computed for binary classifiers only")),
-        (None, "auc" | "log_loss") => return Err("the model has no probability output".into()),
+        (Some(_), "auc" | "log_loss") => return Err(RegistryError::MetricBinaryOnly(metric.to_string())),
+        (None, "auc" | "log_loss") => return Err(RegistryError::NoProbabilityOutput),
         _ => None,
     };
     performance::classification(&truth, labels, scores.as_deref())
         .get(metric)
         .copied()
-        .ok_or_else(|| format!("`{metric}` needs both classes in the holdout"))
+        .ok_or_else(|| RegistryError::MetricOneClass(metric.to_string()))
 }
 
 /// Rows of the holdout used for permutation importance.
@@ -221,14 +230,14 @@ const IMPORTANCE_REPEATS: u64 = 5;
 /// Permutation feature importance (as scikit-learn's `permutation_importance` with the
 /// estimator's default score): the drop in accuracy (classifiers) or R² (regressors) when one
 /// column's values are shuffled, mean and standard deviation over 5 seeded shuffles, for
-/// each column the model reads. JSON: `{"metric", "baseline", "rows", "features": [{"name",
-/// "importance", "std"}]}`, most important first.
-pub fn permutation_importance(model: &Model, table: &Table, target: &str) -> Result<serde_json::Value, String> {
-    let t = table.column(target).ok_or_else(|| format!("the holdout has no target column '{target}'"))?;
+/// each column the model reads, most important first. `holdout` is left for the caller, who
+/// knows the file's name.
+pub fn permutation_importance(model: &Model, table: &Table, target: &str) -> Result<Importance> {
+    let t = table.column(target).ok_or_else(|| RegistryError::NoHoldoutTarget(target.to_string()))?;
     let mut table = table.clone();
     table.rows.truncate(IMPORTANCE_ROWS);
     if table.rows.len() < 2 {
-        return Err("the holdout needs at least 2 rows".into());
+        return Err(RegistryError::HoldoutTooSmall);
     }
     let truth: Vec<String> = table.rows.iter().map(|r| r[t].clone()).collect();
     let metric = if output_roles(model.signature()).0.is_some() { "accuracy" } else { "r2" };
@@ -254,12 +263,60 @@ pub fn permutation_importance(model: &Model, table: &Table, target: &str) -> Res
         let n = drops.len() as f64;
         let mean = drops.iter().sum::<f64>() / n;
         let std = (drops.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n).sqrt();
-        features.push(serde_json::json!({"name": table.columns[c], "importance": mean, "std": std}));
+        features.push(FeatureImportance { name: table.columns[c].clone(), importance: mean, std });
     }
-    features
-        .sort_by(|a, b| b["importance"].as_f64().unwrap_or(0.0).total_cmp(&a["importance"].as_f64().unwrap_or(0.0)));
-    Ok(serde_json::json!({"metric": metric, "baseline": baseline, "rows": table.rows.len(), "features": features}))
+    // Most important first; a NaN drop (stored as null) sorts as 0, as it always has.
+    let key = |f: &FeatureImportance| if f.importance.is_nan() { 0.0 } else { f.importance };
+    features.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    Ok(Importance {
+        metric: metric.to_string(),
+        baseline,
+        rows: table.rows.len() as u64,
+        holdout: String::new(),
+        features,
+    })
 }
 
 /// Whether a larger value of `metric` is better.
 pub use kairo_monitor::performance::higher_is_better;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn regressor(values: &[f64]) -> Predictions {
+        Predictions { labels: None, probabilities: None, values: Some(values.to_vec()) }
+    }
+
+    fn truth(values: &[&str]) -> Vec<String> {
+        values.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_metric_that_cannot_be_computed_says_why() {
+        let p = regressor(&[1.0, 2.0]);
+        let e = score(&p, &truth(&["1", "2"]), "auc").unwrap_err();
+        assert!(matches!(e, RegistryError::MetricForRegressor(ref m) if m == "auc"), "{e:?}");
+        assert_eq!(e.to_string(), "`auc` cannot be computed for a regressor (use rmse, mae or r2)");
+        let e = score(&p, &truth(&["1", "two"]), "rmse").unwrap_err();
+        assert!(matches!(e, RegistryError::TargetNotANumber { row: 3, ref value } if value == "two"), "{e:?}");
+        assert!(matches!(score(&p, &[], "rmse"), Err(RegistryError::EmptyHoldout)));
+        assert!((score(&p, &truth(&["1", "2"]), "rmse").unwrap()).abs() < 1e-12);
+
+        let labels = Predictions { labels: Some(truth(&["a", "b", "c"])), probabilities: None, values: None };
+        let e = score(&labels, &truth(&["a", "b", "c"]), "auc").unwrap_err();
+        assert!(matches!(e, RegistryError::MetricBinaryOnly(_)), "{e:?}");
+        let e = score(&labels, &truth(&["a", "b", "c"]), "rmse").unwrap_err();
+        assert!(matches!(e, RegistryError::MetricForClassifier(_)), "{e:?}");
+        let two = Predictions { labels: Some(truth(&["a", "b"])), probabilities: None, values: None };
+        assert!(matches!(score(&two, &truth(&["a", "b"]), "log_loss"), Err(RegistryError::NoProbabilityOutput)));
+    }
+
+    #[test]
+    fn a_ragged_holdout_names_its_row() {
+        let e = Table::parse(b"a,y\n1,0\n2\n", "holdout.csv").unwrap_err();
+        assert!(matches!(e, RegistryError::CsvRow { row: 3, ref label, .. } if label == "holdout.csv"), "{e:?}");
+        assert!(e.to_string().starts_with("holdout.csv: row 3: "), "{e}");
+    }
+}

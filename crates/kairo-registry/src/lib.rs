@@ -11,19 +11,19 @@ pub mod holdout;
 pub mod profile;
 pub mod rollout;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use gate::{Condition, GateResult};
 use kairo_core::config::{Approval, ModelPolicy};
-use kairo_core::serving::{Promotion, PromotionStatus, VersionArtifact};
+use kairo_core::serving::{Importance, Promotion, PromotionStatus, ReferenceProfile, VersionArtifact};
 use kairo_core::tracking::ModelVersion;
 use kairo_core::Hash;
 use kairo_data::project::Project;
-use kairo_runtime::{Model, RuntimeError, Signature};
+use kairo_runtime::{DType, Model, RuntimeError};
 use kairo_store::registry::NewModelVersion;
 use kairo_store::{Metadata, StoreError};
-use serde_json::{json, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -45,6 +45,75 @@ pub enum RegistryError {
     /// A rollout request the deployment state machine refuses.
     #[error(transparent)]
     Rollout(#[from] rollout::Refusal),
+    /// A file named on the command line (`--file`, `--profile-data`) could not be read.
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    // Reading a holdout or the training data.
+    /// The training data could not be read as a table (for the reference profile).
+    #[error(transparent)]
+    Frame(#[from] kairo_monitor::MonitorError),
+    #[error("{label}: {source}")]
+    Csv { label: String, source: csv::Error },
+    /// A CSV record could not be read (`row` counts the header as row 1).
+    #[error("{label}: row {row}: {source}")]
+    CsvRow { label: String, row: usize, source: csv::Error },
+    /// `--profile-data` could not be profiled; the cause says why.
+    #[error("--profile-data: {0}")]
+    ProfileData(Box<RegistryError>),
+    #[error("{label}: no target column '{target}' (columns: {})", .columns.join(", "))]
+    NoDataTarget { label: String, target: String, columns: Vec<String> },
+    #[error("{label}: input '{input}' takes {want} features but the data has {have} columns besides the target")]
+    DataWidth { label: String, input: String, want: i64, have: usize },
+    #[error("{label}: the model's inputs ({}) are not columns of the data", .inputs.join(", "))]
+    InputsNotColumns { label: String, inputs: Vec<String> },
+    #[error("--kind {column}: no such column (columns: {})", .columns.join(", "))]
+    KindColumn { column: String, columns: Vec<String> },
+
+    // Evaluating a model on its holdout (gates, permutation importance).
+    #[error("no `holdout:` is configured for this model in kairo.yaml")]
+    NoHoldout,
+    #[error("the holdout has no target column '{0}'")]
+    NoHoldoutTarget(String),
+    #[error("the holdout has no rows")]
+    EmptyHoldout,
+    #[error("the holdout needs at least 2 rows")]
+    HoldoutTooSmall,
+    #[error("the holdout has no column for input '{0}'")]
+    NoInputColumn(String),
+    #[error("input '{input}' takes {want} features but the holdout has {have} columns besides '{target}'")]
+    HoldoutWidth { input: String, want: i64, have: usize, target: String },
+    #[error("input '{input}' has type {dtype}, which holdout evaluation does not fill")]
+    InputType { input: String, dtype: DType },
+    /// `row` counts the header as row 1.
+    #[error("column '{column}', row {row}: `{cell}` is not a number")]
+    NotANumber { column: String, row: usize, cell: String },
+    #[error("column '{column}', row {row}: not an integer")]
+    NotAnInteger { column: String, row: usize },
+    #[error("target row {row}: `{value}` is not a number")]
+    TargetNotANumber { row: usize, value: String },
+    /// The holdout's values do not make a tensor of the input's shape.
+    #[error(transparent)]
+    Tensor(#[from] kairo_runtime::ShapeError),
+    /// The model failed on the holdout.
+    #[error(transparent)]
+    Inference(RuntimeError),
+    #[error("the model has no outputs")]
+    NoOutputs,
+    #[error("the model has no label output")]
+    NoLabelOutput,
+    #[error("the model has no probability output")]
+    NoProbabilityOutput,
+    #[error("`{0}` cannot be computed for a regressor (use rmse, mae or r2)")]
+    MetricForRegressor(String),
+    #[error("`{0}` cannot be computed for a classifier (use accuracy, precision, recall, f1, auc or log_loss)")]
+    MetricForClassifier(String),
+    #[error("`{0}` is computed for binary classifiers only")]
+    MetricBinaryOnly(String),
+    #[error("`{0}` is undefined for a constant target")]
+    MetricConstantTarget(String),
+    #[error("`{0}` needs both classes in the holdout")]
+    MetricOneClass(String),
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -137,16 +206,6 @@ impl ModelRef {
     }
 }
 
-/// The signature as stored with a version and shown by `models show`.
-pub fn signature_json(sig: &Signature) -> Value {
-    let spec =
-        |s: &kairo_runtime::TensorSpec| json!({"name": s.name, "datatype": s.dtype.oip_name(), "shape": s.shape});
-    json!({
-        "inputs": sig.inputs.iter().map(spec).collect::<Vec<_>>(),
-        "outputs": sig.outputs.iter().map(spec).collect::<Vec<_>>(),
-    })
-}
-
 /// Load ONNX bytes in the runtime, turning failures into messages that name the problem.
 pub fn load_model(bytes: &[u8], what: &str) -> Result<Model> {
     Model::load(bytes).map_err(|e| match e {
@@ -179,7 +238,7 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
     let objects = project.objects()?;
     let (bytes, source, run_id, run_metrics, run_csv) = match &req.source {
         Source::File(path) => {
-            let bytes = std::fs::read(path).map_err(|e| RegistryError::Invalid(format!("{}: {e}", path.display())))?;
+            let bytes = std::fs::read(path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;
             (bytes, format!("file:{}", path.display()), None, Vec::new(), None)
         }
         Source::RunArtifact { run, path } => {
@@ -188,16 +247,11 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         }
     };
     let model = load_model(&bytes, &format!("model '{}'", req.name))?;
-    let signature = signature_json(model.signature());
-
-    let mut metrics = serde_json::Map::new();
-    for (k, v) in run_metrics.iter().chain(req.metrics.iter()) {
-        metrics.insert(k.clone(), json!(v));
-    }
+    let metrics: BTreeMap<String, f64> = run_metrics.into_iter().chain(req.metrics.iter().cloned()).collect();
     let mut notes = Vec::new();
     let data = match (&req.profile_data, run_csv) {
         (Some(path), _) => Some((
-            std::fs::read(path).map_err(|e| RegistryError::Invalid(format!("{}: {e}", path.display())))?,
+            std::fs::read(path).map_err(|source| RegistryError::Io { path: path.clone(), source })?,
             path.display().to_string(),
             true,
         )),
@@ -209,9 +263,9 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         {
             Ok(built) => {
                 notes = built.notes;
-                Some(serde_json::to_value(&built.profile).map_err(|e| RegistryError::Invalid(e.to_string()))?)
+                Some(ReferenceProfile::Current(built.profile))
             }
-            Err(e) if explicit => return Err(RegistryError::Invalid(format!("--profile-data: {e}"))),
+            Err(e) if explicit => return Err(RegistryError::ProfileData(Box::new(e))),
             Err(e) => {
                 notes.push(format!("no reference profile: {e}"));
                 None
@@ -225,10 +279,7 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         Some(h) => match holdout::Table::read(&project.abs(&h.path))
             .and_then(|t| holdout::permutation_importance(&model, &t, &h.target))
         {
-            Ok(mut v) => {
-                v["holdout"] = json!(h.path);
-                Some(v)
-            }
+            Ok(importance) => Some(Importance { holdout: h.path.clone(), ..importance }),
             Err(e) => {
                 notes.push(format!("no permutation importance: {}: {e}", h.path));
                 None
@@ -239,8 +290,8 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
     let artifact = VersionArtifact {
         object,
         size: bytes.len() as u64,
-        signature,
-        metrics: Value::Object(metrics),
+        signature: model.signature().clone(),
+        metrics,
         profile,
         importance,
     };
@@ -401,11 +452,20 @@ pub async fn evaluate_gates(
     let artifact = artifact_of(md, name, version).await?;
     let bytes = version_bytes(project, &artifact)?;
     let model = load_model(&bytes, &format!("model '{name}' version {version}"))?;
-    let mut table_cache: Option<Result<holdout::Table, String>> = None;
-    let holdout = policy.holdout.clone();
-    let mut read_holdout = || -> Result<holdout::Table, String> {
-        let h = holdout.as_ref().ok_or("no `holdout:` is configured for this model in kairo.yaml")?;
-        table_cache.get_or_insert_with(|| holdout::Table::read(&project.abs(&h.path))).clone()
+    // Read once, when a gate first needs it; a failure to read is each such gate's detail.
+    let table_cache: std::sync::OnceLock<Result<holdout::Table>> = std::sync::OnceLock::new();
+    let read_holdout = || -> Result<&holdout::Table, &RegistryError> {
+        table_cache
+            .get_or_init(|| {
+                let h = policy.holdout.as_ref().ok_or(RegistryError::NoHoldout)?;
+                holdout::Table::read(&project.abs(&h.path))
+            })
+            .as_ref()
+    };
+    let unmeasured = |cond: &Condition, e: &dyn std::fmt::Display| GateResult {
+        gate: cond.to_string(),
+        passed: false,
+        detail: format!("cannot evaluate: {e}"),
     };
     let mut results = Vec::new();
     let mut latency: Option<(f64, f64)> = None;
@@ -416,32 +476,39 @@ pub async fn evaluate_gates(
                 return Err(RegistryError::Invalid(format!("kairo.yaml: models.{name}.gates: {e}")));
             }
         };
-        let measured: Result<(f64, &str), String> = match cond.metric.as_str() {
+        let measured: Result<(f64, &str)> = match cond.metric.as_str() {
             "size_mb" => Ok((artifact.size as f64 / 1e6, "artifact size")),
             "latency_p50_ms" | "latency_p99_ms" => {
                 let (p50, p99) = match latency {
                     Some(l) => l,
                     None => {
-                        let l = measure_latency(&model, read_holdout().ok().as_ref(), policy)?;
+                        let l = measure_latency(&model, read_holdout().ok(), policy)?;
                         latency = Some(l);
                         l
                     }
                 };
                 Ok((if cond.metric == "latency_p50_ms" { p50 } else { p99 }, "single-row, in process"))
             }
-            m => match artifact.metrics.get(m).and_then(Value::as_f64) {
+            // A NaN metric was never a measurement: evaluate it on the holdout instead.
+            m => match artifact.metrics.get(m).copied().filter(|v| !v.is_nan()) {
                 Some(v) => Ok((v, "recorded")),
-                None => read_holdout().and_then(|t| {
-                    let target = &policy.holdout.as_ref().map(|h| h.target.clone()).unwrap_or_default();
-                    evaluate_metric(&model, &t, target, m).map(|v| (v, "holdout"))
-                }),
+                None => match read_holdout() {
+                    Ok(t) => {
+                        let target = &policy.holdout.as_ref().map(|h| h.target.clone()).unwrap_or_default();
+                        evaluate_metric(&model, t, target, m).map(|v| (v, "holdout"))
+                    }
+                    Err(e) => {
+                        results.push(unmeasured(&cond, e));
+                        continue;
+                    }
+                },
             },
         };
         results.push(match measured {
             Ok((v, from)) => {
                 GateResult { gate: cond.to_string(), passed: cond.holds(v), detail: format!("{v:.6} ({from})") }
             }
-            Err(e) => GateResult { gate: cond.to_string(), passed: false, detail: format!("cannot evaluate: {e}") },
+            Err(e) => unmeasured(&cond, &e),
         });
     }
     if let Some(beat) = &policy.beat_champion {
@@ -460,8 +527,8 @@ pub async fn evaluate_gates(
                         &version_bytes(project, &champion_art)?,
                         &format!("model '{name}' version {champion}"),
                     )?;
-                    let ours = evaluate_metric(&model, &table, &target, &beat.metric);
-                    let theirs = evaluate_metric(&champion_model, &table, &target, &beat.metric);
+                    let ours = evaluate_metric(&model, table, &target, &beat.metric);
+                    let theirs = evaluate_metric(&champion_model, table, &target, &beat.metric);
                     match (ours, theirs) {
                         (Ok(a), Ok(b)) => {
                             let gain = if holdout::higher_is_better(&beat.metric) { a - b } else { b - a };
@@ -493,8 +560,8 @@ pub async fn evaluate_gates(
     Ok(results)
 }
 
-fn evaluate_metric(model: &Model, table: &holdout::Table, target: &str, metric: &str) -> Result<f64, String> {
-    let t = table.column(target).ok_or_else(|| format!("the holdout has no target column '{target}'"))?;
+fn evaluate_metric(model: &Model, table: &holdout::Table, target: &str, metric: &str) -> Result<f64> {
+    let t = table.column(target).ok_or_else(|| RegistryError::NoHoldoutTarget(target.to_string()))?;
     let truth: Vec<String> = table.rows.iter().map(|r| r[t].clone()).collect();
     let predictions = holdout::predict(model, table, target)?;
     holdout::score(&predictions, &truth, metric)
@@ -504,7 +571,7 @@ fn evaluate_metric(model: &Model, table: &holdout::Table, target: &str, metric: 
 fn measure_latency(model: &Model, table: Option<&holdout::Table>, policy: &ModelPolicy) -> Result<(f64, f64)> {
     let target = policy.holdout.as_ref().map(|h| h.target.as_str()).unwrap_or("");
     let row = match table {
-        Some(t) if !t.rows.is_empty() => holdout::inputs(model, t, target, 0, 1).map_err(RegistryError::Invalid)?,
+        Some(t) if !t.rows.is_empty() => holdout::inputs(model, t, target, 0, 1)?,
         _ => zero_row(model),
     };
     let mut times = Vec::with_capacity(200);
@@ -521,7 +588,7 @@ fn measure_latency(model: &Model, table: Option<&holdout::Table>, policy: &Model
 
 /// One row of zeros (empty strings) in the model's input shapes.
 fn zero_row(model: &Model) -> std::collections::HashMap<String, kairo_runtime::Tensor> {
-    use kairo_runtime::{DType, Data, Tensor};
+    use kairo_runtime::{Data, Tensor};
     model
         .signature()
         .inputs

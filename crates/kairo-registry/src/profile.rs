@@ -8,6 +8,7 @@ use kairo_monitor::profile::{self, Profile, ProfileOptions, Role, Source};
 use kairo_runtime::{DType, Model};
 
 use crate::holdout::{self, Table};
+use crate::{RegistryError, Result};
 
 /// Rows of the training data the model predicts for the prediction reference.
 const MAX_PREDICTED_ROWS: usize = 200_000;
@@ -27,12 +28,17 @@ pub fn build(
     label: &str,
     target: Option<&str>,
     kinds: &std::collections::HashMap<String, profile::Kind>,
-) -> Result<Built, String> {
+) -> Result<Built> {
     let frame = Frame::parse_csv(bytes, label)?;
     let names: Vec<&str> = frame.columns.iter().map(|c| c.name.as_str()).collect();
+    let columns = || names.iter().map(|n| n.to_string()).collect();
     if let Some(t) = target {
         if !names.contains(&t) {
-            return Err(format!("{label}: no target column '{t}' (columns: {})", names.join(", ")));
+            return Err(RegistryError::NoDataTarget {
+                label: label.to_string(),
+                target: t.to_string(),
+                columns: columns(),
+            });
         }
     }
     let sig = model.signature();
@@ -55,20 +61,22 @@ pub fn build(
         }
         let features: Vec<&str> = names.iter().copied().filter(|n| Some(*n) != target.as_deref()).collect();
         if width >= 0 && features.len() != width as usize {
-            return Err(format!(
-                "{label}: input '{}' takes {width} features but the data has {} columns besides the target",
-                spec.name,
-                features.len()
-            ));
+            return Err(RegistryError::DataWidth {
+                label: label.to_string(),
+                input: spec.name.clone(),
+                want: width,
+                have: features.len(),
+            });
         }
         for (i, f) in features.iter().enumerate() {
             sources.push((f.to_string(), Source { side: "inputs".into(), tensor: spec.name.clone(), index: Some(i) }));
         }
     } else {
-        return Err(format!("{label}: the model's inputs ({}) are not columns of the data", input_names(model)));
+        let inputs = model.signature().inputs.iter().map(|s| s.name.clone()).collect();
+        return Err(RegistryError::InputsNotColumns { label: label.to_string(), inputs });
     }
     if let Some(unknown) = kinds.keys().find(|k| !names.contains(&k.as_str())) {
-        return Err(format!("--kind {unknown}: no such column (columns: {})", names.join(", ")));
+        return Err(RegistryError::KindColumn { column: unknown.clone(), columns: columns() });
     }
     let options = ProfileOptions { target: target.clone(), kinds: kinds.clone(), ..ProfileOptions::default() };
     let mut p = profile::profile(&frame, &options);
@@ -88,13 +96,9 @@ pub fn build(
     Ok(Built { profile: p, notes })
 }
 
-fn input_names(model: &Model) -> String {
-    model.signature().inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-}
-
 /// The model's outputs on the training data as profile columns: `prediction` (the label or
 /// the value) and, for a binary classifier, `prediction.score` (the positive class's probability).
-fn predictions(model: &Model, bytes: &[u8], label: &str, target: &str) -> Result<Vec<profile::ColumnProfile>, String> {
+fn predictions(model: &Model, bytes: &[u8], label: &str, target: &str) -> Result<Vec<profile::ColumnProfile>> {
     let mut table = Table::parse(bytes, label)?;
     table.rows.truncate(MAX_PREDICTED_ROWS);
     let predicted = holdout::predict(model, &table, target)?;

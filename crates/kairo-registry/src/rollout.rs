@@ -8,11 +8,11 @@
 //! (completed: the candidate took 100%, or rolled back: the candidate was dropped).
 
 use kairo_core::serving::{Deployment, RolloutLimits, Strategy};
+use kairo_core::signature::{Signature, TensorSpec};
 use kairo_core::EventKind;
 use kairo_data::Project;
 use kairo_store::serving::DeploymentChange;
 use kairo_store::Metadata;
-use serde_json::Value;
 
 use crate::{artifact_of, load_model, version_bytes, RegistryError, Result};
 
@@ -26,9 +26,10 @@ pub enum Refusal {
     #[error("version {version} is already the stable version of {name}")]
     AlreadyStable { name: String, version: i64 },
     #[error(
-        "version {version} takes different inputs than stable version {stable} ({candidate_inputs} vs {stable_inputs}); use --force to deploy anyway"
+        "version {version} takes different inputs than stable version {stable} ({} vs {}); use --force to deploy anyway",
+        spec_list(.candidate_inputs), spec_list(.stable_inputs)
     )]
-    InputsDiffer { version: i64, stable: i64, candidate_inputs: Value, stable_inputs: Value },
+    InputsDiffer { version: i64, stable: i64, candidate_inputs: Vec<TensorSpec>, stable_inputs: Vec<TensorSpec> },
     #[error("{name} is not deployed; nothing to roll back")]
     NotDeployed { name: String },
     #[error("{name} has no earlier version that served 100%")]
@@ -39,6 +40,14 @@ pub enum Refusal {
     P99(f64),
     #[error("the deployment of {name} changed concurrently; try again")]
     Concurrent { name: String },
+}
+
+/// `x FP32 [-1,4]; y INT64 [-1]`.
+fn spec_list(specs: &[TensorSpec]) -> String {
+    if specs.is_empty() {
+        return "no inputs".into();
+    }
+    specs.iter().map(TensorSpec::to_string).collect::<Vec<_>>().join("; ")
 }
 
 /// Roll out `version` of `name`.
@@ -90,8 +99,8 @@ pub fn limits(policy: Option<&RolloutLimits>, o: &LimitOverrides) -> Result<Roll
 
 /// The inputs of the candidate and of the current stable version, as their signatures say.
 pub struct Inputs<'a> {
-    pub candidate: &'a Value,
-    pub stable: Option<&'a Value>,
+    pub candidate: &'a Signature,
+    pub stable: Option<&'a Signature>,
 }
 
 /// The change a deploy makes, or why it is refused. A direct deploy replaces whatever runs; a
@@ -127,12 +136,12 @@ pub fn plan_deploy(
     }
     if !req.force {
         if let Some(stable) = inputs.stable {
-            if stable["inputs"] != inputs.candidate["inputs"] {
+            if stable.inputs != inputs.candidate.inputs {
                 return Err(Refusal::InputsDiffer {
                     version,
                     stable: current.stable_version,
-                    candidate_inputs: inputs.candidate["inputs"].clone(),
-                    stable_inputs: stable["inputs"].clone(),
+                    candidate_inputs: inputs.candidate.inputs.clone(),
+                    stable_inputs: stable.inputs.clone(),
                 });
             }
         }
@@ -292,7 +301,7 @@ pub async fn rollback(md: &Metadata, name: &str, reason: Option<String>, actor: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use kairo_core::signature::DType;
 
     fn deployment(stable: i64, candidate: Option<(i64, Strategy, u32)>) -> Deployment {
         Deployment {
@@ -320,13 +329,15 @@ mod tests {
         }
     }
 
-    fn sig(inputs: Value) -> Value {
-        json!({"inputs": inputs, "outputs": []})
+    fn sig(inputs: &[(&str, DType)]) -> Signature {
+        let spec =
+            |(name, dtype): &(&str, DType)| TensorSpec { name: name.to_string(), dtype: *dtype, shape: vec![-1, 1] };
+        Signature { inputs: inputs.iter().map(spec).collect(), outputs: Vec::new() }
     }
 
     #[test]
     fn first_deploy_must_be_direct() {
-        let same = sig(json!([{"name": "x"}]));
+        let same = sig(&[("x", DType::F32)]);
         let inputs = Inputs { candidate: &same, stable: None };
         for s in [Strategy::Canary, Strategy::Shadow] {
             assert_eq!(
@@ -342,7 +353,7 @@ mod tests {
 
     #[test]
     fn direct_deploy_replaces_stable_and_candidate() {
-        let s = sig(json!([]));
+        let s = sig(&[]);
         let d = deployment(1, Some((2, Strategy::Canary, 10)));
         let c =
             plan_deploy(Some(&d), &request(3, Strategy::Direct, 0), &Inputs { candidate: &s, stable: None }).unwrap();
@@ -351,7 +362,7 @@ mod tests {
 
     #[test]
     fn canary_and_shadow_start_beside_the_stable_version() {
-        let s = sig(json!([{"name": "x"}]));
+        let s = sig(&[("x", DType::F32)]);
         let d = deployment(1, None);
         let inputs = Inputs { candidate: &s, stable: Some(&s) };
         let c = plan_deploy(Some(&d), &request(2, Strategy::Canary, 25), &inputs).unwrap();
@@ -364,7 +375,7 @@ mod tests {
 
     #[test]
     fn canary_weight_is_one_to_ninety_nine() {
-        let s = sig(json!([]));
+        let s = sig(&[]);
         let d = deployment(1, None);
         let inputs = Inputs { candidate: &s, stable: Some(&s) };
         for w in [0, 100, 1000] {
@@ -382,7 +393,7 @@ mod tests {
 
     #[test]
     fn the_stable_version_is_not_its_own_candidate() {
-        let s = sig(json!([]));
+        let s = sig(&[]);
         let d = deployment(3, None);
         let err = plan_deploy(Some(&d), &request(3, Strategy::Canary, 10), &Inputs { candidate: &s, stable: Some(&s) })
             .unwrap_err();
@@ -391,13 +402,17 @@ mod tests {
 
     #[test]
     fn inputs_must_match_unless_forced() {
-        let a = sig(json!([{"name": "x", "datatype": "FP32"}]));
-        let b = sig(json!([{"name": "x", "datatype": "FP64"}]));
+        let a = sig(&[("x", DType::F32)]);
+        let b = sig(&[("x", DType::F64)]);
         let d = deployment(1, None);
         let inputs = Inputs { candidate: &b, stable: Some(&a) };
         let err = plan_deploy(Some(&d), &request(2, Strategy::Canary, 10), &inputs).unwrap_err();
         assert!(matches!(err, Refusal::InputsDiffer { version: 2, stable: 1, .. }), "{err:?}");
-        assert!(err.to_string().contains("--force"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "version 2 takes different inputs than stable version 1 (x FP64 [-1,1] vs x FP32 [-1,1]); \
+             use --force to deploy anyway"
+        );
         let mut forced = request(2, Strategy::Canary, 10);
         forced.force = true;
         assert!(plan_deploy(Some(&d), &forced, &inputs).is_ok());

@@ -104,8 +104,38 @@ impl From<kairo_registry::RegistryError> for ApiError {
             R::Store(s) => return s.into(),
             R::PermissionDenied(_) => Code::PermissionDenied,
             R::NotFound(_) => Code::ResourceDoesNotExist,
-            R::Invalid(_) | R::Model(_) | R::Rollout(_) => Code::InvalidParameterValue,
-            R::Data(_) => Code::Internal,
+            R::Invalid(_) | R::Model(_) | R::Rollout(_) | R::KindColumn { .. } => Code::InvalidParameterValue,
+            // Reading the project's files and judging a model on its holdout: the server's
+            // configuration or data, never the client's request.
+            R::Data(_)
+            | R::Io { .. }
+            | R::Frame(_)
+            | R::Csv { .. }
+            | R::CsvRow { .. }
+            | R::ProfileData(_)
+            | R::NoDataTarget { .. }
+            | R::DataWidth { .. }
+            | R::InputsNotColumns { .. }
+            | R::NoHoldout
+            | R::NoHoldoutTarget(_)
+            | R::EmptyHoldout
+            | R::HoldoutTooSmall
+            | R::NoInputColumn(_)
+            | R::HoldoutWidth { .. }
+            | R::InputType { .. }
+            | R::NotANumber { .. }
+            | R::NotAnInteger { .. }
+            | R::TargetNotANumber { .. }
+            | R::Tensor(_)
+            | R::Inference(_)
+            | R::NoOutputs
+            | R::NoLabelOutput
+            | R::NoProbabilityOutput
+            | R::MetricForRegressor(_)
+            | R::MetricForClassifier(_)
+            | R::MetricBinaryOnly(_)
+            | R::MetricConstantTarget(_)
+            | R::MetricOneClass(_) => Code::Internal,
         };
         ApiError { code, message: e.to_string() }
     }

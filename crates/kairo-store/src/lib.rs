@@ -19,6 +19,7 @@ pub mod serving;
 pub mod sqlite_writer;
 pub mod stat_cache;
 pub mod tracking;
+mod version_details;
 
 pub use error::StoreError;
 pub use metadata::Metadata;

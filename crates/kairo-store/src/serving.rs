@@ -5,6 +5,7 @@
 use crate::error::{Result, StoreError};
 use crate::metadata::{insert_event, Metadata};
 use crate::registry::{lock_model, require_version, NewModelVersion};
+use crate::version_details as details;
 use kairo_core::serving::{Deployment, Promotion, PromotionStatus, RolloutLimits, Strategy, VersionArtifact};
 use kairo_core::tracking::ModelVersion;
 use kairo_core::EventKind;
@@ -62,10 +63,10 @@ impl Metadata {
         .bind(version)
         .bind(artifact.object.to_hex())
         .bind(artifact.size as i64)
-        .bind(json_text(&artifact.signature))
-        .bind(json_text(&artifact.metrics))
-        .bind(artifact.profile.as_ref().map(json_text))
-        .bind(artifact.importance.as_ref().map(json_text))
+        .bind(details::signature_text(&artifact.signature)?)
+        .bind(details::metrics_text(&artifact.metrics)?)
+        .bind(artifact.profile.as_ref().map(details::profile_text).transpose()?.flatten())
+        .bind(artifact.importance.as_ref().map(details::importance_text).transpose()?)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -108,13 +109,14 @@ impl Metadata {
         let size: i64 = r.try_get(1)?;
         let profile: Option<String> = r.try_get(4)?;
         let importance: Option<String> = r.try_get(5)?;
+        let row = details::Row { name, version };
         Ok(Some(VersionArtifact {
             object: object.parse().map_err(|_| StoreError::Invalid(format!("bad object hash for {name}/{version}")))?,
             size: size as u64,
-            signature: parse_json(&r.try_get::<String, _>(2)?, "signature")?,
-            metrics: parse_json(&r.try_get::<String, _>(3)?, "metrics")?,
-            profile: profile.map(|p| parse_json(&p, "profile")).transpose()?,
-            importance: importance.map(|p| parse_json(&p, "importance")).transpose()?,
+            signature: details::read_signature(&row, &r.try_get::<String, _>(2)?)?,
+            metrics: details::read_metrics(&row, &r.try_get::<String, _>(3)?)?,
+            profile: profile.map(|p| details::read_profile(&row, &p)).transpose()?,
+            importance: importance.map(|p| details::read_importance(&row, &p)).transpose()?,
         }))
     }
 

@@ -56,12 +56,7 @@ pub async fn rows(
 pub async fn input_order(md: &Metadata, deployment: &str) -> Result<Vec<String>> {
     let Some(d) = md.deployment(deployment).await? else { return Ok(Vec::new()) };
     let Some(a) = md.version_artifact(deployment, d.stable_version).await? else { return Ok(Vec::new()) };
-    Ok(a.signature["inputs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["name"].as_str().map(String::from))
-        .collect())
+    Ok(a.signature.inputs.iter().map(|i| i.name.clone()).collect())
 }
 
 /// How many answered rows of `deployment` predicted at or after `from_ms` have labels.

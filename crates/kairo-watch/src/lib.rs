@@ -17,6 +17,7 @@ pub mod segment;
 use std::collections::BTreeMap;
 
 use kairo_core::config::{parse_duration_ms, MonitorSpec};
+use kairo_core::serving::ReferenceProfile;
 use kairo_core::time;
 use kairo_monitor::alerts::{self, Alert, Rule, Window};
 use kairo_monitor::drift::DriftReport;
@@ -38,9 +39,12 @@ pub enum WatchError {
     Store(#[from] kairo_store::StoreError),
     #[error(transparent)]
     Data(#[from] kairo_data::DataError),
-    /// The monitor's own definition is wrong (a rule, a window): a usage error.
+    /// The monitor's own definition is wrong (a window, a duration): a usage error.
     #[error("{0}")]
     Spec(String),
+    /// An alert rule of the monitor does not parse: a usage error.
+    #[error(transparent)]
+    Rule(kairo_monitor::MonitorError),
     #[error("no model or deployment named '{0}'")]
     NoModel(String),
     #[error("model '{name}' version {version} has no ONNX artifact")]
@@ -57,12 +61,20 @@ pub enum WatchError {
     /// Exported rows could not be written.
     #[error("cannot write the rows: {0}")]
     Write(String),
+    /// The webhook answered with a status that is not retried (4xx other than 429).
+    #[error("HTTP {status} from {url} (not retried)")]
+    WebhookRefused { url: String, status: reqwest::StatusCode },
+    /// Every attempt failed; `last` is the last attempt's error.
+    #[error("{last} after {attempts} attempts to {url}")]
+    WebhookGaveUp { url: String, attempts: u32, last: String },
+    #[error("cannot build the webhook client: {0}")]
+    WebhookClient(reqwest::Error),
 }
 
 impl WatchError {
     /// Whether the monitor's definition (not the data) is at fault.
     pub fn is_spec(&self) -> bool {
-        matches!(self, WatchError::Spec(_))
+        matches!(self, WatchError::Spec(_) | WatchError::Rule(_))
     }
 }
 
@@ -124,19 +136,15 @@ pub async fn serving_version(md: &Metadata, name: &str) -> Result<i64> {
 
 /// The reference profile stored with a version.
 pub async fn reference_profile(md: &Metadata, name: &str, version: i64) -> Result<Profile> {
-    let which = || (name.to_string(), version);
-    let artifact = md.version_artifact(name, version).await?.ok_or_else(|| {
-        let (name, version) = which();
-        WatchError::NoArtifact { name, version }
-    })?;
-    let p = artifact.profile.ok_or_else(|| {
-        let (name, version) = which();
-        WatchError::NoProfile { name, version }
-    })?;
-    serde_json::from_value(p).map_err(|_| {
-        let (name, version) = which();
-        WatchError::OldProfile { name, version }
-    })
+    let name = name.to_string();
+    let Some(artifact) = md.version_artifact(&name, version).await? else {
+        return Err(WatchError::NoArtifact { name, version });
+    };
+    match artifact.profile {
+        Some(ReferenceProfile::Current(p)) => Ok(p),
+        Some(ReferenceProfile::Outdated) => Err(WatchError::OldProfile { name, version }),
+        None => Err(WatchError::NoProfile { name, version }),
+    }
 }
 
 /// A value of a logged row where `source` says it is.
@@ -270,8 +278,8 @@ pub fn rules(spec: &MonitorSpec) -> Result<Vec<Rule>> {
     spec.alerts
         .iter()
         .map(|a| Rule::new(a.name.as_deref(), &a.when, a.for_windows, a.action.as_deref()))
-        .collect::<Result<_, String>>()
-        .map_err(WatchError::Spec)
+        .collect::<Result<_, _>>()
+        .map_err(WatchError::Rule)
 }
 
 /// Evaluate a deployment monitor: the newest `count` windows (at least as many as its

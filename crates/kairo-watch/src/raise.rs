@@ -10,7 +10,7 @@ use kairo_monitor::alerts::Alert;
 use kairo_store::Metadata;
 use serde_json::{json, Value};
 
-use crate::Result;
+use crate::{Result, WatchError};
 
 /// The event payload of an alert.
 pub fn alert_payload(monitor: &str, target: &str, version: Option<i64>, a: &Alert) -> Value {
@@ -63,7 +63,7 @@ pub async fn raise(
             webhook = match post_with_retry(&hook.url, &body, hook.retries).await {
                 Ok(attempts) => format!("delivered (attempt {attempts})"),
                 Err(e) => {
-                    let failed = json!({"event_id": id, "url": hook.url, "error": e});
+                    let failed = json!({"event_id": id, "url": hook.url, "error": e.to_string()});
                     md.record_event(actor, EventKind::WebhookFailed, &subject, &failed).await?;
                     format!("failed: {e}")
                 }
@@ -76,20 +76,22 @@ pub async fn raise(
 
 /// POST JSON; a connection error, 5xx or 429 is retried after 0.5 s, 1 s, 2 s, ...
 /// Returns the attempt that succeeded.
-pub async fn post_with_retry(url: &str, body: &Value, retries: u32) -> Result<u32, String> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+pub async fn post_with_retry(url: &str, body: &Value, retries: u32) -> Result<u32, WatchError> {
+    let client =
+        reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(WatchError::WebhookClient)?;
     let mut wait = Duration::from_millis(500);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let outcome: Result<(), String> = match client.post(url).json(body).send().await {
+        // The retried failure, as the give-up message will name it.
+        let failure = match client.post(url).json(body).send().await {
             Ok(r) if r.status().is_success() => return Ok(attempt),
-            Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => Err(format!("HTTP {}", r.status())),
-            Ok(r) => return Err(format!("HTTP {} from {url} (not retried)", r.status())),
-            Err(e) => Err(error_chain(&e)),
+            Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => format!("HTTP {}", r.status()),
+            Ok(r) => return Err(WatchError::WebhookRefused { url: url.to_string(), status: r.status() }),
+            Err(e) => error_chain(&e),
         };
-        if let (Err(e), true) = (&outcome, attempt > retries) {
-            return Err(format!("{e} after {attempt} attempts to {url}"));
+        if attempt > retries {
+            return Err(WatchError::WebhookGaveUp { url: url.to_string(), attempts: attempt, last: failure });
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(60));
@@ -105,4 +107,44 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A webhook on a real socket that answers every request with `status`; returns its URL.
+    async fn webhook(status: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_webhook_failure_says_what_happened() {
+        let body = json!({"event": "monitor.alert"});
+        let url = webhook("200 OK").await;
+        assert_eq!(post_with_retry(&url, &body, 0).await.unwrap(), 1);
+
+        let url = webhook("404 Not Found").await;
+        let e = post_with_retry(&url, &body, 3).await.unwrap_err();
+        assert!(matches!(&e, WatchError::WebhookRefused { status, .. } if status.as_u16() == 404), "{e:?}");
+        assert_eq!(e.to_string(), format!("HTTP 404 Not Found from {url} (not retried)"));
+
+        let url = webhook("503 Service Unavailable").await;
+        let e = post_with_retry(&url, &body, 1).await.unwrap_err();
+        assert!(matches!(&e, WatchError::WebhookGaveUp { attempts: 2, .. }), "{e:?}");
+        assert_eq!(e.to_string(), format!("HTTP 503 Service Unavailable after 2 attempts to {url}"));
+    }
 }

@@ -130,8 +130,9 @@ impl Failure {
         Failure { code: exit::USAGE, message: message.into() }
     }
 
-    /// A monitor's failure: its own definition at fault (a rule, a window) is a usage error
-    /// (exit 2), anything else exit 1.
+    /// The one mapping of `WatchError` to an exit code: a monitor whose own definition is
+    /// wrong (a rule, a window) is a usage error (2); anything else about the data is 1.
+    /// (Every other library error is 1, through the `From` above.)
     pub fn watch(e: kairo_watch::WatchError) -> Failure {
         Failure { code: if e.is_spec() { exit::USAGE } else { exit::ERROR }, message: e.to_string() }
     }

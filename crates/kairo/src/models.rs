@@ -1,13 +1,16 @@
 //! `kairo models register|ls|show|promote|alias`, `kairo serve`, `kairo deploy`, `kairo rollback`.
 
 use kairo_core::EventKind;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use kairo_core::exit;
-use kairo_core::serving::{PromotionStatus, Strategy};
+use kairo_core::profile::Role;
+use kairo_core::serving::{Importance, PromotionStatus, ReferenceProfile, Strategy};
+use kairo_core::signature::{Signature, TensorSpec};
 use kairo_data::Project;
 use kairo_registry::aliases::{AliasMove, Authority};
 use kairo_registry::gate::GateResult;
@@ -305,7 +308,7 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
         print_json(&json!({
             "name": r.version.name, "version": r.version.version, "source": r.version.source,
             "run_id": r.version.run_id, "object": r.artifact.object.to_hex(), "size": r.artifact.size,
-            "signature": r.artifact.signature, "metrics": r.artifact.metrics,
+            "signature": signature_json(&r.artifact.signature), "metrics": r.artifact.metrics,
             "profile": r.artifact.profile.is_some(), "lowered_ops": r.lowered_ops, "runtime": r.runtime,
             "notes": r.notes,
         }));
@@ -318,10 +321,7 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
             r.runtime
         );
         print_signature(&r.artifact.signature);
-        if let Some(m) = r.artifact.metrics.as_object().filter(|m| !m.is_empty()) {
-            let list: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("  metrics: {}", list.join(", "));
-        }
+        print_metrics(&r.artifact.metrics);
         if let Some(run) = &r.version.run_id {
             println!("  run: {run} (kairo lineage {}:{})", r.version.name, r.version.version);
         }
@@ -335,25 +335,82 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
     Ok(exit::OK)
 }
 
-fn print_signature(sig: &Value) {
-    for (label, key) in [("inputs", "inputs"), ("outputs", "outputs")] {
-        let items: Vec<String> = sig[key]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|s| {
-                        format!(
-                            "{} {} {}",
-                            s["name"].as_str().unwrap_or(""),
-                            s["datatype"].as_str().unwrap_or(""),
-                            s["shape"]
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+fn print_signature(sig: &Signature) {
+    for (label, specs) in [("inputs", &sig.inputs), ("outputs", &sig.outputs)] {
+        let items: Vec<String> = specs.iter().map(TensorSpec::to_string).collect();
         println!("  {label}: {}", items.join("; "));
     }
+}
+
+/// Values as JSON writes them (`1.0`, `null` for NaN), as they were always shown.
+fn print_metrics(metrics: &BTreeMap<String, f64>) {
+    if !metrics.is_empty() {
+        let list: Vec<String> = metrics.iter().map(|(k, v)| format!("{k}={}", json!(v))).collect();
+        println!("  metrics: {}", list.join(", "));
+    }
+}
+
+/// `--json` output of a version's record: the shapes `models show --json` has always printed.
+fn signature_json(sig: &Signature) -> Value {
+    let spec = |s: &TensorSpec| json!({"name": s.name, "datatype": s.dtype.oip_name(), "shape": s.shape});
+    json!({
+        "inputs": sig.inputs.iter().map(spec).collect::<Vec<_>>(),
+        "outputs": sig.outputs.iter().map(spec).collect::<Vec<_>>(),
+    })
+}
+
+fn importance_json(imp: &Importance) -> Value {
+    let features: Vec<Value> =
+        imp.features.iter().map(|f| json!({"name": f.name, "importance": f.importance, "std": f.std})).collect();
+    json!({"metric": imp.metric, "baseline": imp.baseline, "rows": imp.rows, "holdout": imp.holdout, "features": features})
+}
+
+fn profile_json(p: &ReferenceProfile) -> Value {
+    match p {
+        ReferenceProfile::Current(p) => json!(p),
+        ReferenceProfile::Outdated => json!({"outdated": true}),
+    }
+}
+
+fn print_importance(imp: &Importance) {
+    let top: Vec<String> = imp
+        .features
+        .iter()
+        .take(8)
+        .map(|f| format!("{} {:.4}±{:.4}", f.name, nan_zero(f.importance), nan_zero(f.std)))
+        .collect();
+    println!(
+        "  permutation importance ({} drop on {}, {} rows): {}{}",
+        imp.metric,
+        imp.holdout,
+        imp.rows,
+        top.join(", "),
+        if imp.features.len() > 8 { format!(", ... ({} features)", imp.features.len()) } else { String::new() }
+    );
+}
+
+/// A NaN drop (no score) is shown as 0, as it always was.
+fn nan_zero(x: f64) -> f64 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x
+    }
+}
+
+fn print_profile(p: &ReferenceProfile) {
+    let ReferenceProfile::Current(p) = p else {
+        println!("  reference profile: from an older Kairo, not usable for monitoring (register the model again)");
+        return;
+    };
+    let role = |r: Role| p.columns.iter().filter(|c| c.role == r).count();
+    println!(
+        "  reference profile: {} rows, {} features, {} prediction columns{}",
+        p.rows,
+        role(Role::Feature),
+        role(Role::Prediction),
+        p.columns.iter().find(|c| c.role == Role::Target).map(|c| format!(", target '{}'", c.name)).unwrap_or_default()
+    );
 }
 
 async fn ls(md: &Metadata, json: bool) -> CmdResult {
@@ -402,6 +459,7 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
         other => vec![md.model_version(&name, other.resolve(md).await?).await?],
     };
     let mut out = Vec::new();
+    let mut artifacts = Vec::new();
     for v in &versions {
         let art = md.version_artifact(&name, v.version).await?;
         let run = match &v.run_id {
@@ -413,9 +471,9 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
             "created": kairo_core::time::millis_to_string(v.creation_ms), "aliases": v.aliases,
             "description": v.description,
             "object": art.as_ref().map(|a| a.object.to_hex()), "size": art.as_ref().map(|a| a.size),
-            "signature": art.as_ref().map(|a| a.signature.clone()), "metrics": art.as_ref().map(|a| a.metrics.clone()),
-            "profile": art.as_ref().and_then(|a| a.profile.clone()),
-            "importance": art.as_ref().and_then(|a| a.importance.clone()),
+            "signature": art.as_ref().map(|a| signature_json(&a.signature)), "metrics": art.as_ref().map(|a| &a.metrics),
+            "profile": art.as_ref().and_then(|a| a.profile.as_ref()).map(profile_json),
+            "importance": art.as_ref().and_then(|a| a.importance.as_ref()).map(importance_json),
             "lineage": run.as_ref().map(|run| json!({
                 "run": run.id, "stage": run.stage, "commit": run.git.commit, "dirty": run.git.dirty,
                 "started": run.started_at, "environment_spec": run.env.spec,
@@ -423,6 +481,7 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
                 "params": run.params, "environment": run.env.hash.to_hex(),
             })),
         }));
+        artifacts.push(art);
     }
     let promotions: Vec<Value> = md
         .promotions(&name)
@@ -463,7 +522,7 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
                 .unwrap_or_default()
         );
     }
-    for v in &out {
+    for (v, art) in out.iter().zip(&artifacts) {
         let aliases: Vec<&str> =
             v["aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         println!(
@@ -478,12 +537,9 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
             Some(o) => println!("  onnx: {} ({})", &o[..16.min(o.len())], bytes(v["size"].as_u64().unwrap_or(0))),
             None => println!("  onnx: none (registered through the MLflow API)"),
         }
-        if v["signature"].is_object() {
-            print_signature(&v["signature"]);
-        }
-        if let Some(m) = v["metrics"].as_object().filter(|m| !m.is_empty()) {
-            let list: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("  metrics: {}", list.join(", "));
+        if let Some(a) = art {
+            print_signature(&a.signature);
+            print_metrics(&a.metrics);
         }
         if let Some(l) = v["lineage"].as_object() {
             println!(
@@ -506,43 +562,11 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
                 l["environment_spec"].as_str().unwrap_or("")
             );
         }
-        if let Some(imp) = v["importance"].as_object() {
-            let features = imp.get("features").and_then(Value::as_array).cloned().unwrap_or_default();
-            let top: Vec<String> = features
-                .iter()
-                .take(8)
-                .map(|f| {
-                    format!(
-                        "{} {:.4}±{:.4}",
-                        f["name"].as_str().unwrap_or(""),
-                        f["importance"].as_f64().unwrap_or(0.0),
-                        f["std"].as_f64().unwrap_or(0.0)
-                    )
-                })
-                .collect();
-            println!(
-                "  permutation importance ({} drop on {}, {} rows): {}{}",
-                imp.get("metric").and_then(Value::as_str).unwrap_or(""),
-                imp.get("holdout").and_then(Value::as_str).unwrap_or("holdout"),
-                imp.get("rows").and_then(Value::as_u64).unwrap_or(0),
-                top.join(", "),
-                if features.len() > 8 { format!(", ... ({} features)", features.len()) } else { String::new() }
-            );
+        if let Some(imp) = art.as_ref().and_then(|a| a.importance.as_ref()) {
+            print_importance(imp);
         }
-        if let Some(p) = v["profile"].as_object() {
-            let columns = p["columns"].as_array().cloned().unwrap_or_default();
-            let role = |r: &str| columns.iter().filter(|c| c["role"] == r).count();
-            println!(
-                "  reference profile: {} rows, {} features, {} prediction columns{}",
-                p["rows"],
-                role("feature"),
-                role("prediction"),
-                columns
-                    .iter()
-                    .find(|c| c["role"] == "target")
-                    .map(|c| format!(", target '{}'", c["name"].as_str().unwrap_or("")))
-                    .unwrap_or_default()
-            );
+        if let Some(p) = art.as_ref().and_then(|a| a.profile.as_ref()) {
+            print_profile(p);
         }
     }
     if !history.is_empty() {

@@ -198,14 +198,15 @@ fn load_files(
     if !(0.0..=1.0).contains(&a.drift_share) {
         return Err(Failure::usage(format!("--drift-share {}: must be between 0 and 1", a.drift_share)));
     }
-    let fail = |message: String| Failure { code: exit::ERROR, message };
     // Both files at once: parsing is most of the work.
     let (reference, current) = std::thread::scope(|s| {
         let r = s.spawn(|| Frame::read(reference_path));
         let c = Frame::read(current_path);
-        (r.join().unwrap_or_else(|_| Err("reading the reference failed".into())), c)
+        (r.join(), c)
     });
-    let (reference, current) = (reference.map_err(fail)?, current.map_err(fail)?);
+    let reference =
+        reference.map_err(|_| Failure { code: exit::ERROR, message: "reading the reference failed".into() })??;
+    let current = current?;
     let options = Options {
         preset: match a.preset {
             PresetArg::Kairo => Preset::Kairo,

@@ -128,9 +128,9 @@ pub fn run(a: TrainArgs) -> CmdResult {
     }
     let started = std::time::Instant::now();
     let spinner = Spinner::start(&format!("reading {}", a.data.display()));
-    let frame = drop_columns(kairo_ml::read(&a.data).map_err(fail)?, &a.drop, &a.target)?;
+    let frame = drop_columns(kairo_ml::read(&a.data)?, &a.drop, &a.target)?;
     let test = match a.test_data.as_deref() {
-        Some(p) => Some(drop_columns(kairo_ml::read(p).map_err(fail)?, &a.drop, &a.target)?),
+        Some(p) => Some(drop_columns(kairo_ml::read(p)?, &a.drop, &a.target)?),
         None => None,
     };
     let request = kairo_ml::Request {

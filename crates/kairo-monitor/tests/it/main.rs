@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use kairo_monitor::stats;
+use kairo_monitor::MonitorError;
 use serde_json::Value;
 
 fn golden() -> Value {
@@ -135,7 +136,12 @@ fn frames_infer_kinds_in_one_pass_and_re_read_only_when_needed() {
         other => panic!("id: {other:?}"),
     }
     std::fs::write(&path, "a,a\n1,2\n").unwrap();
-    assert!(Frame::read_csv(&path).unwrap_err().contains("column 'a' appears twice"));
+    let err = Frame::read_csv(&path).unwrap_err();
+    assert!(matches!(&err, MonitorError::DuplicateColumn { column, .. } if column == "a"), "{err:?}");
+    assert_eq!(err.to_string(), format!("{}: column 'a' appears twice", path.display()));
+    std::fs::write(&path, "a,b\n1,2\n3\n").unwrap();
+    let err = Frame::read_csv(&path).unwrap_err();
+    assert!(matches!(err, MonitorError::CsvRow { row: 3, .. } | MonitorError::RowWidth { row: 3, .. }), "{err:?}");
 }
 
 #[test]
@@ -188,7 +194,9 @@ fn parquet_files_read_like_csv_ones() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(Frame::read(&dir.path().join("nope.parquet")).is_err());
+    let missing = dir.path().join("nope.parquet");
+    let err = Frame::read(&missing).unwrap_err();
+    assert!(matches!(&err, MonitorError::Io { label, .. } if *label == missing.display().to_string()), "{err:?}");
 }
 
 fn metrics_golden() -> Value {

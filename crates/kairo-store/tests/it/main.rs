@@ -5,6 +5,7 @@
 mod metadata;
 mod registry;
 mod remote;
+mod version_details;
 
 /// Environment variable holding a PostgreSQL URL for the PostgreSQL half of the suite.
 pub const PG_ENV: &str = "KAIRO_TEST_POSTGRES_URL";

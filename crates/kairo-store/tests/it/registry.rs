@@ -4,6 +4,7 @@
 //! deployment) is left pointing at a deleted one.
 
 use kairo_core::serving::{Promotion, PromotionStatus, RolloutLimits, Strategy, VersionArtifact};
+use kairo_core::signature::Signature;
 use kairo_core::Hash;
 use kairo_store::registry::NewModelVersion;
 use kairo_store::serving::DeploymentChange;
@@ -27,8 +28,8 @@ fn artifact(bytes: &[u8]) -> VersionArtifact {
     VersionArtifact {
         object: Hash::of(bytes),
         size: bytes.len() as u64,
-        signature: serde_json::json!({"inputs": [], "outputs": []}),
-        metrics: serde_json::json!({}),
+        signature: Signature { inputs: Vec::new(), outputs: Vec::new() },
+        metrics: Default::default(),
         profile: None,
         importance: None,
     }
