@@ -12,7 +12,13 @@
 //!   its whole interval is below zero.
 //!
 //! Differences are oriented so that positive is better (for loss metrics, champion minus
-//! challenger).
+//! challenger). Classes, and for two of them the positive one, are fixed from all rows, so a
+//! resample or slice without the positive class still scores that class (0, as scikit-learn's
+//! `zero_division=0`) for both models alike.
+//!
+//! Each model's predictions are prepared once (rows sorted by score, class indices, a loss per
+//! row) and a resample is how many times each row was drawn, so it costs one pass over the
+//! rows: no copies, no sorting.
 
 use std::collections::HashMap;
 
@@ -680,5 +686,117 @@ mod tests {
             seed: 0,
         });
         assert!(matches!(e, Err(CompareError::Undefined { .. })), "{e:?}");
+        // Probabilities of one class cannot score three.
+        let three = labels(&[0, 1, 2]);
+        let e = paired_bootstrap(&Paired {
+            metric: "auc",
+            truth: &three,
+            challenger: &s,
+            champion: &s,
+            confidence: 0.95,
+            resamples: 10,
+            seed: 0,
+        });
+        assert!(matches!(&e, Err(CompareError::Undefined { why, .. }) if why.contains("3 classes")), "{e:?}");
+        let e = paired_bootstrap(&Paired {
+            metric: "auc",
+            truth: &one,
+            challenger: &s,
+            champion: &s,
+            confidence: 0.95,
+            resamples: 0,
+            seed: 0,
+        });
+        assert_eq!(e.unwrap_err().to_string(), "resamples must be at least 1 (2000 is the default)");
+    }
+
+    /// A resample's metric from row counts equals the metric on the rows listed as often as
+    /// they were drawn, for every kind of metric (ties in the scores included).
+    #[test]
+    fn a_resample_by_row_counts_equals_the_metric_on_the_drawn_rows() {
+        let mut rng = SplitMix64::new(5);
+        let n = 300;
+        let truth2: Vec<String> = (0..n).map(|_| rng.below(2).to_string()).collect();
+        // One decimal: many tied scores.
+        let scores: Vec<f64> = (0..n).map(|_| rng.below(11) as f64 / 10.0).collect();
+        let truth3: Vec<String> = (0..n).map(|_| rng.below(3).to_string()).collect();
+        let pred3: Vec<String> = (0..n).map(|_| rng.below(3).to_string()).collect();
+        let values: Vec<f64> = (0..n).map(|_| rng.below(1000) as f64 / 10.0 - 20.0).collect();
+        let truth_values: Vec<String> = values.iter().map(|v| (v + rng.below(50) as f64 / 7.0).to_string()).collect();
+        let cases: Vec<(&str, &[String], Scores)> = vec![
+            ("auc", &truth2, Scores::Probabilities(scores.clone())),
+            ("log_loss", &truth2, Scores::Probabilities(scores)),
+            ("f1_macro", &truth3, Scores::Labels(pred3.clone())),
+            ("balanced_accuracy", &truth3, Scores::Labels(pred3.clone())),
+            ("precision_weighted", &truth3, Scores::Labels(pred3)),
+            ("rmse", &truth_values, Scores::Values(values.clone())),
+            ("mape", &truth_values, Scores::Values(values.clone())),
+            ("r2", &truth_values, Scores::Values(values)),
+        ];
+        for (metric, truth, scores) in &cases {
+            let p =
+                Paired { metric, truth, challenger: scores, champion: scores, confidence: 0.95, resamples: 1, seed: 0 };
+            let rows: Vec<usize> = (0..n).collect();
+            let prepared = Truth::new(&p).unwrap().prepare(metric, scores, &rows);
+            for _ in 0..20 {
+                let mut drawn = vec![0u32; n];
+                let mut listed = Vec::new();
+                for _ in 0..n {
+                    let i = rng.below(n);
+                    drawn[i] += 1;
+                    listed.push(i);
+                }
+                let t: Vec<String> = listed.iter().map(|i| truth[*i].clone()).collect();
+                let want = match scores {
+                    Scores::Probabilities(s) => {
+                        let s: Vec<f64> = listed.iter().map(|i| s[*i]).collect();
+                        performance::classification(&t, &t, Some(&s))[metric]
+                    }
+                    Scores::Labels(l) => {
+                        let l: Vec<String> = listed.iter().map(|i| l[*i].clone()).collect();
+                        performance::classification(&t, &l, None)[metric]
+                    }
+                    Scores::Values(v) => {
+                        let t: Vec<f64> = t.iter().map(|x| x.parse().unwrap()).collect();
+                        let v: Vec<f64> = listed.iter().map(|i| v[*i]).collect();
+                        performance::regression(&t, &v)[metric]
+                    }
+                };
+                let got = prepared.value(metric, &drawn).unwrap();
+                assert!((got - want).abs() < 1e-12, "{metric}: by counts {got}, on the rows {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_slice_without_the_positive_class_is_judged_on_the_positive_class() {
+        // Slice "quiet": no positives, the challenger raises two false alarms, the champion none.
+        // Both have f1 0 for the positive class there (scikit-learn's zero_division=0); judging
+        // the champion on the negative class instead (f1 1) would call the slice a regression.
+        let n = 120;
+        let truth: Vec<String> = (0..n).map(|i| u8::from(i < 60 && i % 2 == 0).to_string()).collect();
+        let keys: Vec<String> = (0..n).map(|i| if i < 60 { "busy" } else { "quiet" }.to_string()).collect();
+        let champion = truth.clone();
+        let mut challenger = truth.clone();
+        challenger[70] = "1".into();
+        challenger[90] = "1".into();
+        let (a, b) = (Scores::Labels(challenger), Scores::Labels(champion));
+        let p = Paired {
+            metric: "f1",
+            truth: &truth,
+            challenger: &a,
+            champion: &b,
+            confidence: 0.95,
+            resamples: 300,
+            seed: 4,
+        };
+        let per = slices(&p, &keys).unwrap();
+        let quiet = per.iter().find(|s| s.key == "quiet").unwrap();
+        assert_eq!((quiet.challenger, quiet.champion, quiet.regressed), (Some(0.0), Some(0.0), false), "{quiet:?}");
+        // The minimum is a parameter: at 61 rows neither slice is judged.
+        let per = slices_with_min_rows(&p, &keys, 61).unwrap();
+        assert!(per.iter().all(|s| s.too_few_rows && s.interval.is_none()), "{per:?}");
+        let e = slices(&p, &keys[..5]).unwrap_err();
+        assert_eq!(e.to_string(), "5 slice keys for 120 rows: give one key per row");
     }
 }
