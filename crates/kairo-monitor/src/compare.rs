@@ -12,7 +12,15 @@
 //!   its whole interval is below zero.
 //!
 //! Differences are oriented so that positive is better (for loss metrics, champion minus
-//! challenger).
+//! challenger). Classes, and for two of them the positive one, are fixed from all rows, so a
+//! resample or slice without the positive class still scores that class (0, as scikit-learn's
+//! `zero_division=0`) for both models alike.
+//!
+//! Each model's predictions are prepared once (rows sorted by score, class indices, a loss per
+//! row) and a resample is how many times each row was drawn, so it costs one pass over the
+//! rows: no copies, no sorting.
+
+use std::collections::HashMap;
 
 use kairo_core::splitmix::SplitMix64;
 use serde::Serialize;
@@ -111,7 +119,7 @@ pub struct Slice {
     pub interval: Option<(f64, f64)>,
     /// Worse beyond its confidence interval.
     pub regressed: bool,
-    /// Fewer than `MIN_SLICE_ROWS` rows: reported, not judged.
+    /// Fewer rows than the minimum (`MIN_SLICE_ROWS` unless told): reported, not judged.
     pub too_few_rows: bool,
 }
 
@@ -129,39 +137,77 @@ pub enum CompareError {
         "`{metric}` was undefined in {skipped} of {resamples} resamples (more than 10%): too few rows of one class"
     )]
     TooManySkipped { metric: String, skipped: usize, resamples: usize },
-    #[error("confidence {0} must be between 0.5 and 1")]
+    #[error("confidence {0} must be between 0.5 and 1 (e.g. 0.95)")]
     Confidence(f64),
+    #[error("resamples must be at least 1 ({DEFAULT_RESAMPLES} is the default)")]
+    Resamples,
+    #[error("{keys} slice keys for {truth} rows: give one key per row")]
+    SliceKeys { keys: usize, truth: usize },
 }
 
-/// The metric on the rows `ix`, or `None` when it is undefined there.
-struct Metric<'a> {
-    name: &'a str,
-    truth: Vec<String>,
-    is_pos: Vec<bool>,
-    truth_values: Vec<f64>,
+/// What both models are judged against, derived once from all rows, so that both models and
+/// every slice and resample use the same classes.
+enum Truth {
+    /// Probabilities: which rows are of the positive (larger) class.
+    Binary(Vec<bool>),
+    /// Labels: each row's class among the labels of the truth and both models' predictions,
+    /// in label order; `positive` when there are two classes (the larger one), whose
+    /// precision, recall and f1 are reported in every resample even where it is absent.
+    Classes { truth: Vec<usize>, index: HashMap<String, usize>, count: usize, positive: Option<usize> },
+    /// Values: the true numbers.
+    Values(Vec<f64>),
 }
 
-impl<'a> Metric<'a> {
-    fn new(name: &'a str, truth: &[String], scores: &Scores) -> Result<Self, CompareError> {
-        let truth: Vec<String> = truth.iter().map(|t| performance::normalise_label(t)).collect();
-        let ok = match scores {
+/// One model's predictions on a set of rows, arranged once so that the metric on a resample,
+/// given as how many times each row was drawn, costs one pass over the rows and no sorting.
+enum Prepared {
+    /// Rows in ascending score order, where each run of equal scores starts, positives.
+    Auc { order: Vec<usize>, tie_start: Vec<bool>, is_pos: Vec<bool> },
+    /// The mean of a loss per row (log_loss, mae, mape), or its root (rmse, of squared errors).
+    Mean { loss: Vec<f64>, root: bool },
+    /// R²: the truth and the squared error per row.
+    R2 { truth: Vec<f64>, squared_error: Vec<f64> },
+    /// The true and predicted class of each row, for a confusion matrix.
+    Confusion { truth: Vec<usize>, predicted: Vec<usize>, count: usize, positive: Option<usize> },
+}
+
+impl Truth {
+    fn new(p: &Paired<'_>) -> Result<Truth, CompareError> {
+        let name = p.metric;
+        let fits = |s: &Scores| match s {
             Scores::Probabilities(_) => matches!(name, "auc" | "log_loss"),
             Scores::Labels(_) => performance::CLASSIFICATION.contains(&name) && !matches!(name, "auc" | "log_loss"),
             Scores::Values(_) => performance::REGRESSION.contains(&name),
         };
-        if !ok {
+        if !fits(p.challenger) || !fits(p.champion) {
             return Err(CompareError::Metric(name.to_string()));
         }
-        let mut classes: Vec<&String> = truth.iter().collect();
-        classes.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
-            (Ok(x), Ok(y)) => x.total_cmp(&y),
-            _ => a.cmp(b),
-        });
-        classes.dedup();
-        let positive = classes.last().map(|s| s.to_string()).unwrap_or_default();
-        let is_pos = truth.iter().map(|t| *t == positive).collect();
-        let truth_values = if matches!(scores, Scores::Values(_)) {
-            truth
+        let truth: Vec<String> = p.truth.iter().map(|t| performance::normalise_label(t)).collect();
+        match (p.challenger, p.champion) {
+            (Scores::Probabilities(_), _) => {
+                let classes = performance::classes(&truth, &[]);
+                if classes.len() > 2 {
+                    return Err(CompareError::Undefined {
+                        metric: name.into(),
+                        why: format!(
+                            "the truth has {} classes ({}); {name} from probabilities of one class needs two",
+                            classes.len(),
+                            classes.join(", ")
+                        ),
+                    });
+                }
+                let positive = classes.last().cloned().unwrap_or_default();
+                Ok(Truth::Binary(truth.iter().map(|t| *t == positive).collect()))
+            }
+            (Scores::Labels(a), Scores::Labels(b)) => {
+                let predicted: Vec<String> = a.iter().chain(b).map(|l| performance::normalise_label(l)).collect();
+                let classes = performance::classes(&truth, &predicted);
+                let index: HashMap<String, usize> = classes.iter().cloned().enumerate().map(|(i, c)| (c, i)).collect();
+                let truth = truth.iter().map(|t| index[t.as_str()]).collect();
+                let count = classes.len();
+                Ok(Truth::Classes { truth, index, count, positive: (count <= 2).then_some(count - 1) })
+            }
+            _ => truth
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
@@ -170,52 +216,115 @@ impl<'a> Metric<'a> {
                         why: format!("target row {i}: `{t}` is not a number"),
                     })
                 })
-                .collect::<Result<_, _>>()?
-        } else {
-            Vec::new()
-        };
-        Ok(Metric { name, truth, is_pos, truth_values })
+                .collect::<Result<_, _>>()
+                .map(Truth::Values),
+        }
     }
 
-    fn on(&self, scores: &Scores, ix: &[usize]) -> Option<f64> {
-        match scores {
-            Scores::Probabilities(p) => {
-                let s: Vec<f64> = ix.iter().map(|i| p[*i]).collect();
-                let pos: Vec<bool> = ix.iter().map(|i| self.is_pos[*i]).collect();
-                match self.name {
-                    "auc" => performance::auc(&s, &pos),
-                    _ => Some(log_loss(&s, &pos)),
+    /// `scores` on `rows` (which the metric's name and the scores' kind already agree on).
+    fn prepare(&self, metric: &str, scores: &Scores, rows: &[usize]) -> Prepared {
+        match (self, scores) {
+            (Truth::Binary(pos), Scores::Probabilities(s)) if metric == "auc" => {
+                let mut order: Vec<usize> = (0..rows.len()).collect();
+                order.sort_by(|a, b| s[rows[*a]].total_cmp(&s[rows[*b]]));
+                let tie_start =
+                    order.iter().enumerate().map(|(k, i)| k == 0 || s[rows[order[k - 1]]] != s[rows[*i]]).collect();
+                Prepared::Auc { order, tie_start, is_pos: rows.iter().map(|i| pos[*i]).collect() }
+            }
+            (Truth::Binary(pos), Scores::Probabilities(s)) => {
+                let loss = rows.iter().map(|i| log_loss_of(s[*i], pos[*i])).collect();
+                Prepared::Mean { loss, root: false }
+            }
+            (Truth::Classes { truth, index, count, positive }, Scores::Labels(l)) => Prepared::Confusion {
+                truth: rows.iter().map(|i| truth[*i]).collect(),
+                predicted: rows.iter().map(|i| index[performance::normalise_label(&l[*i]).as_str()]).collect(),
+                count: *count,
+                positive: *positive,
+            },
+            (Truth::Values(t), Scores::Values(v)) => {
+                let error = rows.iter().map(|i| t[*i] - v[*i]);
+                match metric {
+                    "rmse" => Prepared::Mean { loss: error.map(|e| e * e).collect(), root: true },
+                    "mae" => Prepared::Mean { loss: error.map(f64::abs).collect(), root: false },
+                    // scikit-learn's mean_absolute_percentage_error, as `performance::regression`.
+                    "mape" => Prepared::Mean {
+                        loss: rows.iter().zip(error).map(|(i, e)| e.abs() / t[*i].abs().max(f64::EPSILON)).collect(),
+                        root: false,
+                    },
+                    _ => Prepared::R2 {
+                        truth: rows.iter().map(|i| t[*i]).collect(),
+                        squared_error: error.map(|e| e * e).collect(),
+                    },
                 }
             }
-            Scores::Labels(l) => {
-                let truth: Vec<String> = ix.iter().map(|i| self.truth[*i].clone()).collect();
-                let pred: Vec<String> = ix.iter().map(|i| performance::normalise_label(&l[*i])).collect();
-                performance::classification(&truth, &pred, None).get(self.name).copied()
+            // `Truth::new` refused every other pairing.
+            _ => Prepared::Mean { loss: Vec::new(), root: false },
+        }
+    }
+}
+
+impl Prepared {
+    /// The metric on the rows drawn `drawn[i]` times each, or `None` where it is undefined
+    /// (auc with one class, r2 with a constant truth).
+    fn value(&self, metric: &str, drawn: &[u32]) -> Option<f64> {
+        match self {
+            Prepared::Auc { order, tie_start, is_pos } => {
+                // Mann-Whitney: each positive counts the negatives below it and half those tied
+                // with it; in integers (twice the count), so the one division is the only rounding.
+                let (mut twice_u, mut below, mut positives) = (0u64, 0u64, 0u64);
+                let mut k = 0;
+                while k < order.len() {
+                    let (mut pos, mut neg) = (0u64, 0u64);
+                    loop {
+                        let i = order[k];
+                        if is_pos[i] {
+                            pos += u64::from(drawn[i]);
+                        } else {
+                            neg += u64::from(drawn[i]);
+                        }
+                        k += 1;
+                        if k == order.len() || tie_start[k] {
+                            break;
+                        }
+                    }
+                    twice_u += pos * (2 * below + neg);
+                    below += neg;
+                    positives += pos;
+                }
+                (positives > 0 && below > 0).then(|| twice_u as f64 / (2 * positives * below) as f64)
             }
-            Scores::Values(v) => {
-                let t: Vec<f64> = ix.iter().map(|i| self.truth_values[*i]).collect();
-                let p: Vec<f64> = ix.iter().map(|i| v[*i]).collect();
-                performance::regression(&t, &p).get(self.name).copied()
+            Prepared::Mean { loss, root } => {
+                let n: u64 = drawn.iter().map(|d| u64::from(*d)).sum();
+                let sum: f64 = loss.iter().zip(drawn).map(|(l, d)| l * f64::from(*d)).sum();
+                let mean = sum / n as f64;
+                (n > 0).then(|| if *root { mean.sqrt() } else { mean })
+            }
+            Prepared::R2 { truth, squared_error } => {
+                let n: u64 = drawn.iter().map(|d| u64::from(*d)).sum();
+                let mean = truth.iter().zip(drawn).map(|(t, d)| t * f64::from(*d)).sum::<f64>() / n as f64;
+                let total: f64 = truth.iter().zip(drawn).map(|(t, d)| (t - mean).powi(2) * f64::from(*d)).sum();
+                let sse: f64 = squared_error.iter().zip(drawn).map(|(e, d)| e * f64::from(*d)).sum();
+                (total > 0.0).then(|| 1.0 - sse / total)
+            }
+            Prepared::Confusion { truth, predicted, count, positive } => {
+                let mut matrix = vec![vec![0u64; *count]; *count];
+                for ((t, p), d) in truth.iter().zip(predicted).zip(drawn) {
+                    matrix[*t][*p] += u64::from(*d);
+                }
+                performance::confusion_metrics(&matrix, *positive).get(metric).copied()
             }
         }
     }
 }
 
-fn log_loss(score: &[f64], is_pos: &[bool]) -> f64 {
-    let eps = 1e-15;
-    score
-        .iter()
-        .zip(is_pos)
-        .map(|(s, y)| {
-            let s = s.clamp(eps, 1.0 - eps);
-            if *y {
-                -s.ln()
-            } else {
-                -(1.0 - s).ln()
-            }
-        })
-        .sum::<f64>()
-        / score.len().max(1) as f64
+fn log_loss_of(score: f64, positive: bool) -> f64 {
+    // scikit-learn's clipping, as `performance::classification`.
+    let s = score.clamp(1e-15, 1.0 - 1e-15);
+    if positive {
+        -s.ln()
+    } else {
+        -(1.0 - s).ln()
+    }
 }
 
 fn check(p: &Paired<'_>) -> Result<(), CompareError> {
@@ -228,6 +337,9 @@ fn check(p: &Paired<'_>) -> Result<(), CompareError> {
     }
     if !(0.5..1.0).contains(&p.confidence) {
         return Err(CompareError::Confidence(p.confidence));
+    }
+    if p.resamples == 0 {
+        return Err(CompareError::Resamples);
     }
     Ok(())
 }
@@ -242,33 +354,42 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// The paired bootstrap over all rows.
 pub fn paired_bootstrap(p: &Paired<'_>) -> Result<Bootstrap, CompareError> {
     check(p)?;
+    let truth = Truth::new(p)?;
     let all: Vec<usize> = (0..p.truth.len()).collect();
-    bootstrap_on(p, &all)
+    bootstrap_on(p, &truth, &all)
 }
 
-fn bootstrap_on(p: &Paired<'_>, rows: &[usize]) -> Result<Bootstrap, CompareError> {
-    let metric = Metric::new(p.metric, p.truth, p.challenger)?;
+fn bootstrap_on(p: &Paired<'_>, truth: &Truth, rows: &[usize]) -> Result<Bootstrap, CompareError> {
     let higher = performance::higher_is_better(p.metric);
     let orient = |a: f64, b: f64| if higher { a - b } else { b - a };
-    let undefined = |why: &str| CompareError::Undefined { metric: p.metric.into(), why: why.into() };
-    let a = metric.on(p.challenger, rows).ok_or_else(|| undefined("for the challenger"))?;
-    let b = metric.on(p.champion, rows).ok_or_else(|| undefined("for the champion"))?;
+    let undefined = |whose: &str| CompareError::Undefined {
+        metric: p.metric.into(),
+        why: match p.metric {
+            "auc" => format!("{whose}: the rows hold one class only"),
+            "r2" => format!("{whose}: the true values are all equal"),
+            _ => whose.to_string(),
+        },
+    };
+    let (challenger, champion) =
+        (truth.prepare(p.metric, p.challenger, rows), truth.prepare(p.metric, p.champion, rows));
+    let mut drawn = vec![1u32; rows.len()];
+    let a = challenger.value(p.metric, &drawn).ok_or_else(|| undefined("for the challenger"))?;
+    let b = champion.value(p.metric, &drawn).ok_or_else(|| undefined("for the champion"))?;
     let mut rng = SplitMix64::new(p.seed);
-    let resamples = p.resamples.max(1);
-    let mut diffs = Vec::with_capacity(resamples);
-    let mut ix = vec![0usize; rows.len()];
+    let mut diffs = Vec::with_capacity(p.resamples);
     let mut skipped = 0;
-    for _ in 0..resamples {
-        for slot in ix.iter_mut() {
-            *slot = rows[rng.below(rows.len())];
+    for _ in 0..p.resamples {
+        drawn.fill(0);
+        for _ in 0..rows.len() {
+            drawn[rng.below(rows.len())] += 1;
         }
-        match (metric.on(p.challenger, &ix), metric.on(p.champion, &ix)) {
+        match (challenger.value(p.metric, &drawn), champion.value(p.metric, &drawn)) {
             (Some(x), Some(y)) => diffs.push(orient(x, y)),
             _ => skipped += 1,
         }
     }
-    if skipped * 10 > resamples || diffs.is_empty() {
-        return Err(CompareError::TooManySkipped { metric: p.metric.into(), skipped, resamples });
+    if skipped * 10 > p.resamples || diffs.is_empty() {
+        return Err(CompareError::TooManySkipped { metric: p.metric.into(), skipped, resamples: p.resamples });
     }
     crate::stats::sort_floats(&mut diffs);
     let tail = (1.0 - p.confidence) / 2.0;
@@ -290,7 +411,7 @@ fn bootstrap_on(p: &Paired<'_>, rows: &[usize]) -> Result<Bootstrap, CompareErro
         confidence: p.confidence,
         share_not_better: diffs.iter().filter(|d| **d <= 0.0).count() as f64 / diffs.len() as f64,
         rows: rows.len(),
-        resamples,
+        resamples: p.resamples,
         skipped,
         seed: p.seed,
         verdict,
@@ -356,12 +477,20 @@ pub fn mcnemar_test(b: u64, c: u64, exact: bool) -> (f64, f64) {
     }
 }
 
-/// The paired bootstrap within each slice (`keys[i]` is row i's slice), in key order.
+/// The paired bootstrap within each slice (`keys[i]` is row i's slice), in key order; slices
+/// of fewer than `MIN_SLICE_ROWS` rows are reported, not judged.
 pub fn slices(p: &Paired<'_>, keys: &[String]) -> Result<Vec<Slice>, CompareError> {
+    slices_with_min_rows(p, keys, MIN_SLICE_ROWS)
+}
+
+/// `slices`, judging only slices of at least `min_rows` rows.
+pub fn slices_with_min_rows(p: &Paired<'_>, keys: &[String], min_rows: usize) -> Result<Vec<Slice>, CompareError> {
     check(p)?;
     if keys.len() != p.truth.len() {
-        return Err(CompareError::Lengths { truth: p.truth.len(), challenger: keys.len(), champion: keys.len() });
+        return Err(CompareError::SliceKeys { keys: keys.len(), truth: p.truth.len() });
     }
+    // Classes and the positive class come from all rows, so every slice is judged alike.
+    let truth = Truth::new(p)?;
     let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
     for (i, k) in keys.iter().enumerate() {
         groups.entry(k.as_str()).or_default().push(i);
@@ -376,13 +505,13 @@ pub fn slices(p: &Paired<'_>, keys: &[String]) -> Result<Vec<Slice>, CompareErro
             difference: None,
             interval: None,
             regressed: false,
-            too_few_rows: rows.len() < MIN_SLICE_ROWS,
+            too_few_rows: rows.len() < min_rows,
         };
         if base.too_few_rows {
             out.push(base);
             continue;
         }
-        match bootstrap_on(p, &rows) {
+        match bootstrap_on(p, &truth, &rows) {
             Ok(b) => out.push(Slice {
                 challenger: Some(b.challenger),
                 champion: Some(b.champion),
@@ -557,5 +686,117 @@ mod tests {
             seed: 0,
         });
         assert!(matches!(e, Err(CompareError::Undefined { .. })), "{e:?}");
+        // Probabilities of one class cannot score three.
+        let three = labels(&[0, 1, 2]);
+        let e = paired_bootstrap(&Paired {
+            metric: "auc",
+            truth: &three,
+            challenger: &s,
+            champion: &s,
+            confidence: 0.95,
+            resamples: 10,
+            seed: 0,
+        });
+        assert!(matches!(&e, Err(CompareError::Undefined { why, .. }) if why.contains("3 classes")), "{e:?}");
+        let e = paired_bootstrap(&Paired {
+            metric: "auc",
+            truth: &one,
+            challenger: &s,
+            champion: &s,
+            confidence: 0.95,
+            resamples: 0,
+            seed: 0,
+        });
+        assert_eq!(e.unwrap_err().to_string(), "resamples must be at least 1 (2000 is the default)");
+    }
+
+    /// A resample's metric from row counts equals the metric on the rows listed as often as
+    /// they were drawn, for every kind of metric (ties in the scores included).
+    #[test]
+    fn a_resample_by_row_counts_equals_the_metric_on_the_drawn_rows() {
+        let mut rng = SplitMix64::new(5);
+        let n = 300;
+        let truth2: Vec<String> = (0..n).map(|_| rng.below(2).to_string()).collect();
+        // One decimal: many tied scores.
+        let scores: Vec<f64> = (0..n).map(|_| rng.below(11) as f64 / 10.0).collect();
+        let truth3: Vec<String> = (0..n).map(|_| rng.below(3).to_string()).collect();
+        let pred3: Vec<String> = (0..n).map(|_| rng.below(3).to_string()).collect();
+        let values: Vec<f64> = (0..n).map(|_| rng.below(1000) as f64 / 10.0 - 20.0).collect();
+        let truth_values: Vec<String> = values.iter().map(|v| (v + rng.below(50) as f64 / 7.0).to_string()).collect();
+        let cases: Vec<(&str, &[String], Scores)> = vec![
+            ("auc", &truth2, Scores::Probabilities(scores.clone())),
+            ("log_loss", &truth2, Scores::Probabilities(scores)),
+            ("f1_macro", &truth3, Scores::Labels(pred3.clone())),
+            ("balanced_accuracy", &truth3, Scores::Labels(pred3.clone())),
+            ("precision_weighted", &truth3, Scores::Labels(pred3)),
+            ("rmse", &truth_values, Scores::Values(values.clone())),
+            ("mape", &truth_values, Scores::Values(values.clone())),
+            ("r2", &truth_values, Scores::Values(values)),
+        ];
+        for (metric, truth, scores) in &cases {
+            let p =
+                Paired { metric, truth, challenger: scores, champion: scores, confidence: 0.95, resamples: 1, seed: 0 };
+            let rows: Vec<usize> = (0..n).collect();
+            let prepared = Truth::new(&p).unwrap().prepare(metric, scores, &rows);
+            for _ in 0..20 {
+                let mut drawn = vec![0u32; n];
+                let mut listed = Vec::new();
+                for _ in 0..n {
+                    let i = rng.below(n);
+                    drawn[i] += 1;
+                    listed.push(i);
+                }
+                let t: Vec<String> = listed.iter().map(|i| truth[*i].clone()).collect();
+                let want = match scores {
+                    Scores::Probabilities(s) => {
+                        let s: Vec<f64> = listed.iter().map(|i| s[*i]).collect();
+                        performance::classification(&t, &t, Some(&s))[metric]
+                    }
+                    Scores::Labels(l) => {
+                        let l: Vec<String> = listed.iter().map(|i| l[*i].clone()).collect();
+                        performance::classification(&t, &l, None)[metric]
+                    }
+                    Scores::Values(v) => {
+                        let t: Vec<f64> = t.iter().map(|x| x.parse().unwrap()).collect();
+                        let v: Vec<f64> = listed.iter().map(|i| v[*i]).collect();
+                        performance::regression(&t, &v)[metric]
+                    }
+                };
+                let got = prepared.value(metric, &drawn).unwrap();
+                assert!((got - want).abs() < 1e-12, "{metric}: by counts {got}, on the rows {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_slice_without_the_positive_class_is_judged_on_the_positive_class() {
+        // Slice "quiet": no positives, the challenger raises two false alarms, the champion none.
+        // Both have f1 0 for the positive class there (scikit-learn's zero_division=0); judging
+        // the champion on the negative class instead (f1 1) would call the slice a regression.
+        let n = 120;
+        let truth: Vec<String> = (0..n).map(|i| u8::from(i < 60 && i % 2 == 0).to_string()).collect();
+        let keys: Vec<String> = (0..n).map(|i| if i < 60 { "busy" } else { "quiet" }.to_string()).collect();
+        let champion = truth.clone();
+        let mut challenger = truth.clone();
+        challenger[70] = "1".into();
+        challenger[90] = "1".into();
+        let (a, b) = (Scores::Labels(challenger), Scores::Labels(champion));
+        let p = Paired {
+            metric: "f1",
+            truth: &truth,
+            challenger: &a,
+            champion: &b,
+            confidence: 0.95,
+            resamples: 300,
+            seed: 4,
+        };
+        let per = slices(&p, &keys).unwrap();
+        let quiet = per.iter().find(|s| s.key == "quiet").unwrap();
+        assert_eq!((quiet.challenger, quiet.champion, quiet.regressed), (Some(0.0), Some(0.0), false), "{quiet:?}");
+        // The minimum is a parameter: at 61 rows neither slice is judged.
+        let per = slices_with_min_rows(&p, &keys, 61).unwrap();
+        assert!(per.iter().all(|s| s.too_few_rows && s.interval.is_none()), "{per:?}");
+        let e = slices(&p, &keys[..5]).unwrap_err();
+        assert_eq!(e.to_string(), "5 slice keys for 120 rows: give one key per row");
     }
 }

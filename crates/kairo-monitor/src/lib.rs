@@ -2,8 +2,9 @@
 //! against SciPy on committed golden vectors (`fixtures/stats`); columnar tables from CSV and
 //! Parquet (`frame`); the column-by-column drift check of two tables (`drift`); reference
 //! profiles (`profile`) and the mergeable window sketches counted against them (`sketch`);
-//! model quality once labels arrive (`performance`); alert rules over windows (`alerts`);
-//! the HTML report (`report`).
+//! model quality once labels arrive (`performance`); challenger against champion on the same
+//! rows, with paired tests checked against statsmodels and SciPy (`compare`); alert rules over
+//! windows (`alerts`); the HTML report (`report`).
 //!
 //! Reads data files only in `frame`; knows nothing of HTTP, the registry or the store. Errors
 //! are [`MonitorError`].

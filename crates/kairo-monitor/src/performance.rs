@@ -55,24 +55,48 @@ pub fn classification(
     predicted: &[String],
     positive_scores: Option<&[f64]>,
 ) -> BTreeMap<&'static str, f64> {
-    let mut out = BTreeMap::new();
     let n = truth.len().min(predicted.len());
     if n == 0 {
-        return out;
+        return BTreeMap::new();
     }
     let (truth, predicted) = (&truth[..n], &predicted[..n]);
     let (classes, matrix) = confusion(truth, predicted);
     let k = classes.len();
+    let mut out = confusion_metrics(&matrix, (k <= 2).then_some(k - 1));
+    let positive = classes.last().cloned().unwrap_or_default();
+    if let Some(scores) = positive_scores.filter(|s| s.len() >= n && k <= 2) {
+        let is_pos: Vec<bool> = truth.iter().map(|t| *t == positive).collect();
+        if let Some(a) = auc(&scores[..n], &is_pos) {
+            out.insert("auc", a);
+        }
+        out.insert("log_loss", log_loss(&scores[..n], &is_pos));
+    }
+    out
+}
+
+/// The label metrics of `classification` from a confusion matrix in label order (row = true
+/// class, column = predicted class). Classes with neither a true nor a predicted row are left
+/// out of the averages, so a matrix over more classes than the rows hold gives what the rows
+/// alone give. `positive`: the class whose `precision`, `recall` and `f1` are reported (two
+/// classes); `None`: their macro averages. No rows: no metrics.
+pub fn confusion_metrics(matrix: &[Vec<u64>], positive: Option<usize>) -> BTreeMap<&'static str, f64> {
+    let mut out = BTreeMap::new();
+    let k = matrix.len();
     let support: Vec<f64> = (0..k).map(|i| matrix[i].iter().sum::<u64>() as f64).collect();
+    let n: f64 = support.iter().sum();
+    if n == 0.0 {
+        return out;
+    }
     let predicted_count: Vec<f64> = (0..k).map(|j| (0..k).map(|i| matrix[i][j]).sum::<u64>() as f64).collect();
+    let seen: Vec<usize> = (0..k).filter(|i| support[*i] > 0.0 || predicted_count[*i] > 0.0).collect();
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     let precision: Vec<f64> = (0..k).map(|i| ratio(matrix[i][i] as f64, predicted_count[i])).collect();
     let recall: Vec<f64> = (0..k).map(|i| ratio(matrix[i][i] as f64, support[i])).collect();
     let f1: Vec<f64> = (0..k).map(|i| ratio(2.0 * precision[i] * recall[i], precision[i] + recall[i])).collect();
-    let macro_avg = |v: &[f64]| v.iter().sum::<f64>() / k as f64;
-    let weighted = |v: &[f64]| v.iter().zip(&support).map(|(x, w)| x * w).sum::<f64>() / n as f64;
+    let macro_avg = |v: &[f64]| seen.iter().map(|i| v[*i]).sum::<f64>() / seen.len() as f64;
+    let weighted = |v: &[f64]| v.iter().zip(&support).map(|(x, w)| x * w).sum::<f64>() / n;
     let correct: u64 = (0..k).map(|i| matrix[i][i]).sum();
-    out.insert("accuracy", correct as f64 / n as f64);
+    out.insert("accuracy", correct as f64 / n);
     let present: Vec<usize> = (0..k).filter(|i| support[*i] > 0.0).collect();
     out.insert("balanced_accuracy", present.iter().map(|i| recall[*i]).sum::<f64>() / present.len() as f64);
     out.insert("precision_macro", macro_avg(&precision));
@@ -81,23 +105,17 @@ pub fn classification(
     out.insert("precision_weighted", weighted(&precision));
     out.insert("recall_weighted", weighted(&recall));
     out.insert("f1_weighted", weighted(&f1));
-    if k <= 2 {
-        let p = k - 1;
-        out.insert("precision", precision[p]);
-        out.insert("recall", recall[p]);
-        out.insert("f1", f1[p]);
-    } else {
-        out.insert("precision", macro_avg(&precision));
-        out.insert("recall", macro_avg(&recall));
-        out.insert("f1", macro_avg(&f1));
-    }
-    let positive = classes.last().cloned().unwrap_or_default();
-    if let Some(scores) = positive_scores.filter(|s| s.len() >= n && k <= 2) {
-        let is_pos: Vec<bool> = truth.iter().map(|t| *t == positive).collect();
-        if let Some(a) = auc(&scores[..n], &is_pos) {
-            out.insert("auc", a);
+    match positive.filter(|p| *p < k) {
+        Some(p) => {
+            out.insert("precision", precision[p]);
+            out.insert("recall", recall[p]);
+            out.insert("f1", f1[p]);
         }
-        out.insert("log_loss", log_loss(&scores[..n], &is_pos));
+        None => {
+            out.insert("precision", macro_avg(&precision));
+            out.insert("recall", macro_avg(&recall));
+            out.insert("f1", macro_avg(&f1));
+        }
     }
     out
 }
