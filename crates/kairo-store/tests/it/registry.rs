@@ -234,6 +234,8 @@ async fn migrates_old_state(url: &str) {
         "DELETE FROM model_versions WHERE name = 'old' AND version = 3",
         "ALTER TABLE registered_models DROP COLUMN last_version",
         "DROP TABLE retired_model_names",
+        "DROP TABLE incidents",
+        "DROP TABLE automation_triggers",
         "DELETE FROM kairo_migrations WHERE version >= 7",
         "INSERT INTO promotions (id, name, version, alias, status, gates, requested_by, created_ms) \
          VALUES ('p-gone', 'gone', 7, 'champion', 'promoted', '[]', 'x', 0)",
