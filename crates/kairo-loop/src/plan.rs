@@ -79,7 +79,11 @@ pub async fn plan(
         Ok(Err(e)) => format!("the pipeline does not load: {e}"),
         Err(e) => format!("the runner stopped: {e}"),
     };
-    out.push(("retrain".into(), format!("{retrain}; then register {}", spec.retrain.artifact.value)));
+    let first = match &spec.retrain.export {
+        Some(e) => format!(" (as they stand now; the export comes first, so stages that read {} run)", e.to),
+        None => String::new(),
+    };
+    out.push(("retrain".into(), format!("{retrain}{first}; then register {}", spec.retrain.artifact.value)));
     let ev = &spec.evaluate;
     let champion = md.alias_version(model, &ev.against).await?;
     let policy = kairo_registry::aliases::policy(project, model)?;
