@@ -419,7 +419,7 @@ async fn roll_out(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
         }
         if d.candidate_version == Some(version) {
             return Ok(Step::Wait(format!(
-                "the canary of version {version} takes {}%; the rollout guard of kairo serve decides",
+                "the rollout guard of kairo serve to judge the canary of version {version} ({}% of traffic)",
                 d.weight
             )));
         }
