@@ -11,7 +11,7 @@ use kairo_registry::holdout::{self, Predictions, Table};
 use kairo_store::Metadata;
 use serde_json::{json, Value};
 
-use crate::LoopError;
+use crate::Result;
 
 /// Which rows, which versions.
 pub struct Question<'a> {
@@ -33,7 +33,8 @@ pub struct Verdict {
     pub evidence: Value,
 }
 
-/// Why the challenger could not be judged (the incident fails its evaluate step).
+/// Why the challenger could not be judged on these rows: the incident fails its evaluate step
+/// (a store or file error is a `LoopError` of its own and stops the tick instead).
 #[derive(Debug, thiserror::Error)]
 pub enum JudgeError {
     #[error("{0}")]
@@ -42,29 +43,6 @@ pub enum JudgeError {
     Predict(String),
     #[error("{0}")]
     Test(String),
-    #[error(transparent)]
-    Loop(#[from] LoopError),
-}
-
-impl From<kairo_store::StoreError> for JudgeError {
-    fn from(e: kairo_store::StoreError) -> Self {
-        JudgeError::Loop(e.into())
-    }
-}
-impl From<kairo_registry::RegistryError> for JudgeError {
-    fn from(e: kairo_registry::RegistryError) -> Self {
-        JudgeError::Loop(e.into())
-    }
-}
-impl From<kairo_watch::WatchError> for JudgeError {
-    fn from(e: kairo_watch::WatchError) -> Self {
-        JudgeError::Loop(e.into())
-    }
-}
-impl From<kairo_data::DataError> for JudgeError {
-    fn from(e: kairo_data::DataError) -> Self {
-        JudgeError::Loop(e.into())
-    }
 }
 
 /// The rows both models are judged on.
@@ -74,12 +52,7 @@ struct Rows {
     sources: Vec<Value>,
 }
 
-pub async fn judge(
-    project: &Project,
-    md: &Metadata,
-    spec: &AutomationSpec,
-    q: &Question<'_>,
-) -> Result<Verdict, JudgeError> {
+pub async fn judge(project: &Project, md: &Metadata, spec: &AutomationSpec, q: &Question<'_>) -> Result<Verdict> {
     let ev = &spec.evaluate;
     let rows = gather(project, md, spec, q).await?;
     let t = rows
@@ -127,7 +100,7 @@ pub async fn judge(
 }
 
 /// The holdout and/or the labelled production rows, as one table with the target column.
-async fn gather(project: &Project, md: &Metadata, spec: &AutomationSpec, q: &Question<'_>) -> Result<Rows, JudgeError> {
+async fn gather(project: &Project, md: &Metadata, spec: &AutomationSpec, q: &Question<'_>) -> Result<Rows> {
     let policy = kairo_registry::aliases::policy(project, q.model)?;
     let target = policy
         .holdout
@@ -161,7 +134,7 @@ async fn gather(project: &Project, md: &Metadata, spec: &AutomationSpec, q: &Que
     }
     let table = union(parts);
     if table.rows.is_empty() {
-        return Err(JudgeError::Rows("no rows to judge on".into()));
+        return Err(JudgeError::Rows("no rows to judge on".into()).into());
     }
     Ok(Rows { table, target, sources })
 }

@@ -47,6 +47,9 @@ pub enum LoopError {
     Watch(#[from] kairo_watch::WatchError),
     #[error("no automation `{0}` in kairo.yaml{1}")]
     UnknownAutomation(String, String),
+    /// The challenger could not be judged on these rows (the incident fails at evaluate).
+    #[error(transparent)]
+    Judge(#[from] judge::JudgeError),
     #[error("the loop lock {path}: {error}")]
     Lock { path: PathBuf, error: String },
 }

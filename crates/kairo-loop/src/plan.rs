@@ -28,10 +28,10 @@ pub async fn plan(
     let now = time::now_millis();
     let mut out: Vec<(String, String)> = Vec::new();
     let open = md.incidents(true, 1000).await?.into_iter().find(|i| &i.model == model);
-    let history: Vec<_> = md.incidents(false, 10_000).await?.into_iter().filter(|i| i.automation == name).collect();
+    let cooldown = spec.guard.cooldown.as_deref().and_then(|c| parse_duration_ms(c).ok());
     let trigger = if let Some(i) = &open {
         format!("would join the open incident {} of {model} (now {})", i.id, i.state)
-    } else if let Some(reason) = guard_reason(spec, &history, now) {
+    } else if let Some(reason) = md.trigger_guard(name, cooldown, spec.guard.max_per_day).await? {
         format!("held back by the guard: {reason}")
     } else {
         format!("would open an incident for {model}")
@@ -138,26 +138,6 @@ pub async fn plan(
         },
     ));
     Ok(out)
-}
-
-/// Why the guard would hold a new incident back now.
-fn guard_reason(spec: &AutomationSpec, history: &[kairo_store::incidents::Incident], now: i64) -> Option<String> {
-    if let Some(c) = spec.guard.cooldown.as_deref().and_then(|c| parse_duration_ms(c).ok()) {
-        if let Some(last) = history.iter().map(|i| i.opened_ms).max().filter(|l| now - l < c) {
-            return Some(format!(
-                "cooldown {} (the last incident opened at {})",
-                spec.guard.cooldown.as_deref().unwrap_or(""),
-                time::millis_to_string(last)
-            ));
-        }
-    }
-    if let Some(max) = spec.guard.max_per_day {
-        let n = history.iter().filter(|i| i.opened_ms > now - 86_400_000).count();
-        if n as u64 >= u64::from(max) {
-            return Some(format!("max_per_day {max} ({n} in the last 24 hours)"));
-        }
-    }
-    None
 }
 
 /// The plan as JSON.

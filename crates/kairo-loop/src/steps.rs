@@ -65,30 +65,20 @@ async fn export(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: &I
         None => 0,
     };
     let objects = project.objects()?;
-    let rows = kairo_watch::labelled::rows(md, &objects, &spec.model.value, from_ms, to_ms, true).await?;
-    if rows.is_empty() {
+    let label = spec.register.target.clone().unwrap_or_else(|| "label".into());
+    let path = project.abs(&e.to);
+    let model = &spec.model.value;
+    let n = kairo_watch::labelled::export(md, &objects, model, from_ms, to_ms, true, &label, &path).await?.rows;
+    if n == 0 {
         return Ok(failed(
             "export",
             format!(
-                "no labelled production rows of {} between {} and {} (send labels to POST /v1/feedback)",
-                spec.model.value,
+                "no labelled production rows of {model} between {} and {} (send labels to POST /v1/feedback)",
                 time::millis_to_string(from_ms),
                 time::millis_to_string(to_ms)
             ),
         ));
     }
-    let label = spec.register.target.clone().unwrap_or_else(|| "label".into());
-    let path = project.abs(&e.to);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|err| kairo_watch::WatchError::Write(format!("{}: {err}", dir.display())))?;
-    }
-    let tmp = path.with_extension("kairo-export.tmp");
-    let file = std::fs::File::create(&tmp)
-        .map_err(|err| kairo_watch::WatchError::Write(format!("{}: {err}", tmp.display())))?;
-    let order = kairo_watch::labelled::input_order(md, &spec.model.value).await?;
-    let n = kairo_watch::labelled::write_csv(&rows, &order, &label, std::io::BufWriter::new(file))?;
-    std::fs::rename(&tmp, &path).map_err(|err| kairo_watch::WatchError::Write(format!("{}: {err}", path.display())))?;
     let added = kairo_data::add::add(project, &e.to, false, &kairo_data::NoProgress).await?;
     crash_point("export");
     let facts = json!({"export": {
@@ -308,8 +298,8 @@ async fn evaluate(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
     };
     let verdict = match judge::judge(project, md, spec, &q).await {
         Ok(v) => v,
-        Err(judge::JudgeError::Loop(e)) => return Err(e),
-        Err(e) => return Ok(failed("evaluate", e.to_string())),
+        Err(crate::LoopError::Judge(e)) => return Ok(failed("evaluate", e.to_string())),
+        Err(e) => return Err(e),
     };
     let mut evaluation = verdict.evidence.clone();
     if let Some(f) = &fallback {

@@ -11,6 +11,9 @@ pub enum MlError {
     Read(#[from] kairo_monitor::MonitorError),
     #[error("{}: the file is empty", .0.display())]
     EmptyFile(PathBuf),
+    /// `--drop` named the target column.
+    #[error("--drop {0}: that is the --target column")]
+    DropTarget(String),
 
     // Options.
     #[error("--param {key}: `{algo}` takes {}", if .known.is_empty() { "no parameters".to_string() } else { .known.join(", ") })]

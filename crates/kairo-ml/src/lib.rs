@@ -771,6 +771,17 @@ fn fit_forest(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -
     Ok((e.wire(graph, input, classes, vec![0.0; classes], Some("probabilities")), (scorer, classes, "probability")))
 }
 
+/// The frame without the columns that are not features (`kairo train --drop`, e.g. the
+/// `request_id,row,time,version` of a prediction-log export). A name it lacks is fine, so one
+/// list serves files with and without them; dropping the target is refused.
+pub fn drop_columns(mut frame: Frame, drop: &[String], target: &str) -> Result<Frame> {
+    if let Some(t) = drop.iter().find(|d| d.trim() == target) {
+        return Err(MlError::DropTarget(t.clone()));
+    }
+    frame.columns.retain(|c| !drop.iter().any(|d| d.trim() == c.name));
+    Ok(frame)
+}
+
 /// Read a training or test file (CSV, or Parquet by extension).
 pub fn read(path: &std::path::Path) -> Result<Frame> {
     if std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(false) {
@@ -783,6 +794,16 @@ pub fn read(path: &std::path::Path) -> Result<Frame> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn dropped_columns_go_absent_ones_are_fine_the_target_stays() {
+        let frame = Frame::parse_csv(b"request_id,x,y\na,1,0\nb,2,1\n", "t").unwrap();
+        let drop = vec!["request_id".to_string(), "time".to_string()];
+        let kept = drop_columns(frame.clone(), &drop, "y").unwrap();
+        assert_eq!(kept.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["x", "y"]);
+        let e = drop_columns(frame, &["y".to_string()], "y").unwrap_err();
+        assert_eq!(e.to_string(), "--drop y: that is the --target column");
+    }
 
     #[test]
     fn parameters_are_known_numbers() {

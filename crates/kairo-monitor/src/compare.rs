@@ -539,7 +539,7 @@ mod tests {
     /// Truth, a good scorer and a noisy one, seeded.
     fn data(n: usize) -> (Vec<String>, Vec<f64>, Vec<f64>) {
         let mut rng = SplitMix64::new(11);
-        let mut u = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let mut u = || rng.unit();
         let mut truth = Vec::new();
         let (mut good, mut noisy) = (Vec::new(), Vec::new());
         for _ in 0..n {

@@ -314,7 +314,8 @@ pub struct IncidentList {
     pub incidents: Vec<IncidentDto>,
 }
 
-fn incident_dto(i: kairo_store::incidents::Incident, timeline: Option<Vec<EventDto>>) -> IncidentDto {
+/// An incident as the API and `kairo incidents ls --json` give it.
+pub fn incident_dto(i: kairo_store::incidents::Incident, timeline: Option<Vec<EventDto>>) -> IncidentDto {
     IncidentDto {
         id: i.id,
         automation: i.automation,
@@ -539,15 +540,23 @@ async fn incidents(State(s): State<AppState>, V1Query(q): V1Query<IncidentsQuery
 #[utoipa::path(get, path = "/api/v1/incidents/{id}", params(("id" = i64, Path, description = "incident id")),
     responses((status = 200, body = IncidentDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn incident(State(s): State<AppState>, V1Path(id): V1Path<i64>) -> V1Result<IncidentDto> {
-    let inc = s.md.incident(id).await?;
-    let timeline = s
-        .md
+    Ok(Json(incident_with_timeline(&s.md, id).await?))
+}
+
+/// One incident with its timeline, as `GET /api/v1/incidents/{id}` and `kairo incidents show
+/// --json` give it.
+pub async fn incident_with_timeline(
+    md: &kairo_store::Metadata,
+    id: i64,
+) -> Result<IncidentDto, kairo_store::StoreError> {
+    let inc = md.incident(id).await?;
+    let timeline = md
         .events(Some(&format!("incident:{id}")), 10_000)
         .await?
         .into_iter()
         .map(|e| EventDto { id: e.id, at: e.at, actor: e.actor, kind: e.kind, subject: e.subject, payload: e.payload })
         .collect();
-    Ok(Json(incident_dto(inc, Some(timeline))))
+    Ok(incident_dto(inc, Some(timeline)))
 }
 
 #[derive(OpenApi)]

@@ -148,7 +148,7 @@ impl Metadata {
             tx.commit().await?;
             return Ok(TriggerOutcome::Joined(inc));
         }
-        let held = self.guard_refusal(&mut tx, t, now).await?;
+        let held = guard_refusal(&mut tx, t.automation, t.cooldown_ms, t.max_per_day, now).await?;
         if let Some(reason) = held {
             record(None, format!("suppressed: {reason}")).execute(&mut *tx).await?;
             let payload = json!({"automation": t.automation, "model": t.model, "reason": reason, "trigger": trigger});
@@ -194,39 +194,18 @@ impl Metadata {
         }))
     }
 
-    /// Why the guard holds a new incident back, if it does.
-    async fn guard_refusal(
+    /// Why the automation's guard would hold a new incident back now, if it would (the same
+    /// check `take_trigger` makes; `kairo automations run --dry-run` reports it).
+    pub async fn trigger_guard(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        t: &NewTrigger<'_>,
-        now: i64,
+        automation: &str,
+        cooldown_ms: Option<i64>,
+        max_per_day: Option<u32>,
     ) -> Result<Option<String>> {
-        if let Some(cooldown) = t.cooldown_ms {
-            let last = sqlx::query("SELECT MAX(opened_ms) FROM incidents WHERE automation = $1")
-                .bind(t.automation)
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get::<Option<i64>, _>(0)?;
-            if let Some(last) = last.filter(|l| now - l < cooldown) {
-                return Ok(Some(format!(
-                    "cooldown: the last incident opened {} ago, the guard waits {}",
-                    human_ms(now - last),
-                    human_ms(cooldown)
-                )));
-            }
-        }
-        if let Some(max) = t.max_per_day {
-            let n = sqlx::query("SELECT COUNT(*) FROM incidents WHERE automation = $1 AND opened_ms > $2")
-                .bind(t.automation)
-                .bind(now - 86_400_000)
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get::<i64, _>(0)?;
-            if n >= i64::from(max) {
-                return Ok(Some(format!("max_per_day: {n} incidents opened in the last 24 hours (limit {max})")));
-            }
-        }
-        Ok(None)
+        let mut tx = self.pool.begin().await?;
+        let held = guard_refusal(&mut tx, automation, cooldown_ms, max_per_day, time::now_millis()).await?;
+        tx.rollback().await?;
+        Ok(held)
     }
 
     /// Move an incident from the state and generation the caller read to `to`, merging
@@ -347,6 +326,42 @@ impl Metadata {
         }
         Ok(best)
     }
+}
+
+/// Why the guard holds a new incident of `automation` back at `now`, if it does.
+async fn guard_refusal(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    automation: &str,
+    cooldown_ms: Option<i64>,
+    max_per_day: Option<u32>,
+    now: i64,
+) -> Result<Option<String>> {
+    if let Some(cooldown) = cooldown_ms {
+        let last = sqlx::query("SELECT MAX(opened_ms) FROM incidents WHERE automation = $1")
+            .bind(automation)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get::<Option<i64>, _>(0)?;
+        if let Some(last) = last.filter(|l| now - l < cooldown) {
+            return Ok(Some(format!(
+                "cooldown: the last incident opened {} ago, the guard waits {}",
+                human_ms(now - last),
+                human_ms(cooldown)
+            )));
+        }
+    }
+    if let Some(max) = max_per_day {
+        let n = sqlx::query("SELECT COUNT(*) FROM incidents WHERE automation = $1 AND opened_ms > $2")
+            .bind(automation)
+            .bind(now - 86_400_000)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get::<i64, _>(0)?;
+        if n >= i64::from(max) {
+            return Ok(Some(format!("max_per_day: {n} incidents opened in the last 24 hours (limit {max})")));
+        }
+    }
+    Ok(None)
 }
 
 fn human_ms(ms: i64) -> String {

@@ -142,3 +142,42 @@ pub fn write_csv<W: std::io::Write>(rows: &[Labelled], order: &[String], label_c
     w.flush().map_err(|e| WatchError::Write(e.to_string()))?;
     Ok(rows.len())
 }
+
+/// What [`export`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exported {
+    pub rows: usize,
+    pub labelled: usize,
+}
+
+/// Write the answered rows of `deployment` predicted in `[from_ms, to_ms)` (only labelled
+/// ones with `labelled_only`) to `path` as CSV in the served model's input order: written to a
+/// temp file beside it and renamed, so a reader never sees half a file. With no rows nothing is
+/// written (an existing file stays as it was). `kairo models predictions export` and the loop's
+/// retraining export both write through here.
+#[allow(clippy::too_many_arguments)]
+pub async fn export(
+    md: &Metadata,
+    objects: &LocalObjects,
+    deployment: &str,
+    from_ms: i64,
+    to_ms: i64,
+    labelled_only: bool,
+    label_column: &str,
+    path: &std::path::Path,
+) -> Result<Exported> {
+    let rows = rows(md, objects, deployment, from_ms, to_ms, labelled_only).await?;
+    if rows.is_empty() {
+        return Ok(Exported { rows: 0, labelled: 0 });
+    }
+    let order = input_order(md, deployment).await?;
+    let failed = |p: &std::path::Path, e: std::io::Error| WatchError::Write(format!("{}: {e}", p.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
+    }
+    let tmp = path.with_extension("kairo-export.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| failed(&tmp, e))?;
+    let n = write_csv(&rows, &order, label_column, std::io::BufWriter::new(file))?;
+    std::fs::rename(&tmp, path).map_err(|e| failed(path, e))?;
+    Ok(Exported { rows: n, labelled: rows.iter().filter(|r| r.label.is_some()).count() })
+}

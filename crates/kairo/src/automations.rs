@@ -199,7 +199,8 @@ pub async fn incidents(command: IncidentsCommand) -> CmdResult {
         IncidentsCommand::Ls { open, limit, json } => {
             let list = md.incidents(open, limit.max(1)).await?;
             if json {
-                print_json(&list.iter().map(incident_json).collect::<Vec<_>>());
+                let dtos: Vec<_> = list.iter().cloned().map(|i| kairo_server::api_v1::incident_dto(i, None)).collect();
+                print_json(&dtos);
             } else if list.is_empty() {
                 println!("no incidents{}", if open { " open" } else { "" });
             } else {
@@ -222,16 +223,11 @@ pub async fn incidents(command: IncidentsCommand) -> CmdResult {
             Ok(exit::OK)
         }
         IncidentsCommand::Show { id, json } => {
-            let inc = md.incident(id).await?;
-            let events = md.events(Some(&format!("incident:{id}")), 10_000).await?;
             if json {
-                let mut v = incident_json(&inc);
-                v["timeline"] = json!(events
-                    .iter()
-                    .map(|e| json!({"at": e.at, "actor": e.actor, "kind": e.kind, "payload": e.payload}))
-                    .collect::<Vec<_>>());
-                print_json(&v);
+                print_json(&kairo_server::api_v1::incident_with_timeline(&md, id).await?);
             } else {
+                let inc = md.incident(id).await?;
+                let events = md.events(Some(&format!("incident:{id}")), 10_000).await?;
                 show(&inc, &events);
             }
             Ok(exit::OK)
@@ -239,14 +235,6 @@ pub async fn incidents(command: IncidentsCommand) -> CmdResult {
     };
     md.close().await;
     result
-}
-
-fn incident_json(i: &Incident) -> Value {
-    json!({
-        "id": i.id, "automation": i.automation, "model": i.model, "state": i.state,
-        "opened": time::millis_to_string(i.opened_ms), "updated": time::millis_to_string(i.updated_ms),
-        "closed": i.closed_ms.map(time::millis_to_string), "detail": i.detail,
-    })
 }
 
 /// `1.2 s`, `3 min 4 s`, `2 h 5 min`.

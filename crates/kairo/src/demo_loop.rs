@@ -22,29 +22,26 @@ use crate::demo::{post, Demo};
 use crate::{CmdResult, Failure};
 
 /// Customers: `tenure, spend, support_calls, usage_hours` and whether they churned.
-/// January: churn follows support calls and short tenure. March: usage has fallen for many,
-/// and churn follows low usage.
+/// January: churn follows support calls and short tenure. March: customers call support more
+/// and use the product less, and churn follows low usage.
 fn customers(month: Month, n: usize, seed: u64) -> Vec<([f64; 4], u8)> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut u = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = kairo_core::splitmix::SplitMix64::new(seed);
+    let mut u = move || rng.unit();
     (0..n)
         .map(|_| {
             let tenure = (u() * 60.0).floor();
             let spend = 20.0 + u() * 80.0;
-            let calls = (u() * u() * 8.0).floor();
-            let (usage, churn) = match month {
+            let (calls, usage, churn) = match month {
                 Month::January => {
+                    let calls = (u() * u() * 8.0).floor();
                     let usage = 20.0 + u() * 30.0;
-                    (usage, calls * 0.6 - tenure * 0.04 + u() * 1.2 > 1.2)
+                    (calls, usage, calls * 0.6 - tenure * 0.04 + u() * 1.2 > 1.2)
                 }
                 Month::March => {
+                    // More calls to support, less use: two of the four features move.
+                    let calls = (u() * 7.0).floor();
                     let usage = u() * 40.0;
-                    (usage, usage < 14.0 + u() * 6.0)
+                    (calls, usage, usage < 14.0 + u() * 6.0)
                 }
             };
             ([tenure, (spend * 100.0).round() / 100.0, calls, (usage * 10.0).round() / 10.0], u8::from(churn))
@@ -215,7 +212,7 @@ fn with_server(demo: &Demo, server: &mut Child) -> Result<(), Failure> {
     let n = traffic(&addr, &march[sent..sent + 300], "mar-c", 1)?;
     sent += 300;
     println!("# {n} requests: half go to the canary; the rollout guard of kairo serve judges it\n");
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3500));
     let n = traffic(&addr, &march[sent..sent + 40], "mar-d", 1)?;
     sent += 40;
     println!("# {n} more requests after the canary window\n");
@@ -224,6 +221,7 @@ fn with_server(demo: &Demo, server: &mut Child) -> Result<(), Failure> {
 
     let n = traffic(&addr, &march[sent..sent + 300], "mar-e", 20)?;
     println!("# {n} rows served by version 2\n");
+    settle();
     settle();
     demo.step("the monitor is quiet against version 2's profile: resolved", &["automations", "tick"], exit::OK)?;
     demo.step("what happened, step by step, with the evidence", &["incidents", "show", "1"], exit::OK)?;

@@ -694,13 +694,16 @@ async fn export_predictions(
     };
     md.registered_model(name).await?;
     let objects = project.objects()?;
-    let rows = kairo_watch::labelled::rows(md, &objects, name, from, i64::MAX, labelled).await?;
-    let tmp = out.with_extension("kairo-export.tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
-    let order = kairo_watch::labelled::input_order(md, name).await?;
-    let n = kairo_watch::labelled::write_csv(&rows, &order, label_column, std::io::BufWriter::new(file))?;
-    std::fs::rename(&tmp, out).map_err(|e| fail(format!("{}: {e}", out.display())))?;
-    let with_labels = rows.iter().filter(|r| r.label.is_some()).count();
+    let kairo_watch::labelled::Exported { rows: n, labelled: with_labels } =
+        kairo_watch::labelled::export(md, &objects, name, from, i64::MAX, labelled, label_column, out).await?;
+    if n == 0 {
+        println!(
+            "no {}rows of {name} to export; {} not written",
+            if labelled { "labelled " } else { "" },
+            out.display()
+        );
+        return Ok(exit::OK);
+    }
     println!("wrote {n} rows of {name} ({with_labels} labelled) to {}", out.display());
     Ok(exit::OK)
 }

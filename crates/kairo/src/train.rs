@@ -105,20 +105,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     })
 }
 
-/// The frame without the `--drop` columns (a name it lacks is fine: one list serves files
-/// with and without them); dropping the target is a usage error.
-fn drop_columns(
-    mut frame: kairo_monitor::frame::Frame,
-    drop: &[String],
-    target: &str,
-) -> Result<kairo_monitor::frame::Frame, Failure> {
-    if let Some(t) = drop.iter().find(|d| d.trim() == target) {
-        return Err(Failure::usage(format!("--drop {t}: that is the --target column")));
-    }
-    frame.columns.retain(|c| !drop.iter().any(|d| d.trim() == c.name));
-    Ok(frame)
-}
-
 pub fn run(a: TrainArgs) -> CmdResult {
     let fail = |message: String| Failure { code: exit::ERROR, message };
     let mut params = Vec::new();
@@ -128,9 +114,9 @@ pub fn run(a: TrainArgs) -> CmdResult {
     }
     let started = std::time::Instant::now();
     let spinner = Spinner::start(&format!("reading {}", a.data.display()));
-    let frame = drop_columns(kairo_ml::read(&a.data)?, &a.drop, &a.target)?;
+    let frame = kairo_ml::drop_columns(kairo_ml::read(&a.data)?, &a.drop, &a.target)?;
     let test = match a.test_data.as_deref() {
-        Some(p) => Some(drop_columns(kairo_ml::read(p)?, &a.drop, &a.target)?),
+        Some(p) => Some(kairo_ml::drop_columns(kairo_ml::read(p)?, &a.drop, &a.target)?),
         None => None,
     };
     let request = kairo_ml::Request {

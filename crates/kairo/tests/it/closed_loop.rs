@@ -9,13 +9,8 @@ use serde_json::Value;
 /// Customers `tenure, spend, support_calls, usage_hours → churned`; `flip` inverts the rule so
 /// a model trained on it is worse than useless on the other.
 fn customers(n: usize, seed: u64, march: bool, flip: bool) -> String {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut u = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = kairo_core::splitmix::SplitMix64::new(seed);
+    let mut u = move || rng.unit();
     let mut text = String::from("tenure,spend,support_calls,usage_hours,churned\n");
     for _ in 0..n {
         let tenure = (u() * 60.0).floor();
@@ -504,6 +499,9 @@ fn dry_run_says_what_would_happen_and_changes_nothing() {
 fn predictions_export_writes_labelled_rows_as_csv() {
     let repo = Repo::new();
     world(&repo, "", "", HOLDOUT_DIRECT);
+    let out = repo.kairo(&["models", "predictions", "export", "churn", "--out", "none.csv"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no rows of churn to export; none.csv not written");
+    assert!(!repo.join("none.csv").exists());
     let (server, url) = spawn_listening(&repo, &["serve", "churn", "--port", "0", "--log-flush-s", "1"]);
     let _server = Running(server);
     let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
