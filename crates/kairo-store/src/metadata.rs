@@ -21,6 +21,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("version_numbers", include_str!("../migrations/sqlite/0007_version_numbers.sql")),
     ("retired_model_names", include_str!("../migrations/sqlite/0008_retired_model_names.sql")),
     ("incidents", include_str!("../migrations/sqlite/0009_incidents.sql")),
+    ("kpi", include_str!("../migrations/sqlite/0010_kpi.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -32,10 +33,11 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("version_numbers", include_str!("../migrations/postgres/0007_version_numbers.sql")),
     ("retired_model_names", include_str!("../migrations/postgres/0008_retired_model_names.sql")),
     ("incidents", include_str!("../migrations/postgres/0009_incidents.sql")),
+    ("kpi", include_str!("../migrations/postgres/0010_kpi.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

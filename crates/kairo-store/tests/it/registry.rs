@@ -236,6 +236,9 @@ async fn migrates_old_state(url: &str) {
         "DROP TABLE retired_model_names",
         "DROP TABLE incidents",
         "DROP TABLE automation_triggers",
+        "ALTER TABLE runs DROP COLUMN cpu_ms",
+        "DROP TABLE serving_days",
+        "DROP TABLE monitor_check_days",
         "DELETE FROM kairo_migrations WHERE version >= 7",
         "INSERT INTO promotions (id, name, version, alias, status, gates, requested_by, created_ms) \
          VALUES ('p-gone', 'gone', 7, 'champion', 'promoted', '[]', 'x', 0)",
