@@ -39,6 +39,12 @@ pub struct Config {
     /// The closed loop: triggers that retrain, judge, promote, roll out and verify a model.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub automations: BTreeMap<String, crate::automation::AutomationSpec>,
+    /// How the delivery KPIs are cut (failure window, time zone, quality window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpi: Option<crate::kpi::KpiSpec>,
+    /// The team's baseline for the ROI; without it `kairo kpi` reports time figures only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<crate::kpi::ValueSpec>,
 }
 
 /// A monitor: a deployment's prediction log in windows (or two files), checked against the
@@ -251,6 +257,9 @@ pub enum ConfigError {
     Monitor(String, String),
     #[error("{CONFIG_FILE}:{}{}", if .0.location.is_some() { "" } else { " " }, .0)]
     Automation(#[from] crate::automation::SpecError),
+    /// `kpi:` or `value:`; the message names the key.
+    #[error("{CONFIG_FILE}: {0}")]
+    Kpi(String),
 }
 
 /// `LINE:COLUMN` of a YAML error (1:1 when the parser does not know).
@@ -260,6 +269,11 @@ fn position(e: &crate::yaml::Error) -> String {
 }
 
 impl Config {
+    /// The KPI settings (`kpi:` checked at parse, so this holds for a parsed config).
+    pub fn kpi_settings(&self) -> crate::kpi::KpiSettings {
+        self.kpi.as_ref().and_then(|k| k.settings().ok()).unwrap_or_default()
+    }
+
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         if text.trim().is_empty() {
             return Ok(Config { version: 1, ..Config::default() });
@@ -277,6 +291,12 @@ impl Config {
             m.validate().map_err(|e| ConfigError::Monitor(name.clone(), e))?;
         }
         crate::automation::validate_all(&c.automations, &c)?;
+        if let Some(k) = &c.kpi {
+            k.settings().map_err(ConfigError::Kpi)?;
+        }
+        if let Some(v) = &c.value {
+            v.check().map_err(ConfigError::Kpi)?;
+        }
         Ok(c)
     }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod event;
 pub mod exit;
 pub mod hash;
+pub mod kpi;
 pub mod manifest;
 pub mod pointer;
 pub mod profile;

@@ -116,6 +116,10 @@ pub struct Run {
     pub reproduces: Option<String>,
     /// Why the run failed or was not cacheable, in words.
     pub message: Option<String>,
+    /// CPU milliseconds (user + system) of the command and the children it waited for; none
+    /// for runs Kairo did not execute (tracking clients, cache restores) or recorded before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
 }
 
 impl Run {
@@ -155,6 +159,7 @@ impl Run {
             log: None,
             reproduces: None,
             message: None,
+            cpu_ms: None,
         }
     }
 

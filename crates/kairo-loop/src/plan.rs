@@ -58,6 +58,7 @@ pub async fn plan(
         jobs: 1,
         trigger: "manual".into(),
         no_wait: false,
+        actor: None,
     };
     let owned = project.clone();
     let handle = tokio::runtime::Handle::current();

@@ -124,6 +124,7 @@ async fn retrain(project: &Project, spec: &AutomationSpec, inc: &Incident) -> Re
         jobs: 1,
         trigger: trigger.into(),
         no_wait: false,
+        actor: Some(actor(&inc.automation)),
     };
     let owned = project.clone();
     let handle = tokio::runtime::Handle::current();

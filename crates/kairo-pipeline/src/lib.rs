@@ -19,6 +19,7 @@ pub mod reproduce;
 pub mod runner;
 pub mod spec;
 pub mod state;
+pub mod usage;
 
 pub use error::PipelineError;
 pub use spec::{Pipeline, Stage};

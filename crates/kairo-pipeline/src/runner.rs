@@ -13,6 +13,7 @@ use crate::lockfile::{LockCache, LockEntry, LockEnv};
 use crate::params;
 use crate::spec::{Pipeline, Stage};
 use crate::state::{self, Inputs};
+use crate::usage;
 use kairo_core::run::{GitState, Run, RunStatus};
 use kairo_core::{time, Hash};
 use kairo_data::{checkout, git, tree, Project};
@@ -36,6 +37,9 @@ pub struct RunOptions {
     pub trigger: String,
     /// Refuse instead of waiting when another process holds a stage's output.
     pub no_wait: bool,
+    /// Who the runs are recorded as; the user (`Project::actor`) when none. The closed loop
+    /// runs as `automation:NAME`.
+    pub actor: Option<String>,
 }
 
 /// What happened to one stage.
@@ -457,7 +461,7 @@ impl<'a> Runner<'a> {
             stage: stage.name.clone(),
             status: RunStatus::Running,
             trigger: self.opts.trigger.clone(),
-            actor: Project::actor(),
+            actor: self.opts.actor.clone().unwrap_or_else(Project::actor),
             host: Project::hostname(),
             pid: std::process::id(),
             executor: "local".into(),
@@ -480,6 +484,7 @@ impl<'a> Runner<'a> {
             log: None,
             reproduces,
             message: None,
+            cpu_ms: None,
         };
         let md = self.metadata()?;
         for o in stage.all_outs() {
@@ -510,7 +515,10 @@ impl<'a> Runner<'a> {
         self.handle.block_on(md.start_run(&run))?;
 
         let log = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let exit = self.spawn_and_wait(stage, &launch, &pass, workdir, &log);
+        let exit = self.spawn_and_wait(stage, &launch, &pass, workdir, &log).map(|(code, cpu)| {
+            run.cpu_ms = cpu;
+            code
+        });
         let log_bytes = log.lock().map(|l| l.clone()).unwrap_or_default();
         let mut pins = Vec::new();
         let staged = self.objects.stage_bytes(&log_bytes)?;
@@ -585,7 +593,7 @@ impl<'a> Runner<'a> {
         pass: &[(String, String)],
         workdir: &Path,
         log: &Arc<Mutex<Vec<u8>>>,
-    ) -> std::io::Result<i32> {
+    ) -> std::io::Result<(i32, Option<u64>)> {
         let mut cmd = Command::new(&launch.program);
         cmd.args(&launch.args)
             .current_dir(workdir)
@@ -622,12 +630,14 @@ impl<'a> Runner<'a> {
                     }
                 });
             }
-            child.wait()
+            // Wait for the exit without reaping, so its CPU times can still be read.
+            let cpu = usage::cpu_ms_at_exit(pid);
+            child.wait().map(|s| (s, cpu))
         });
         self.interrupt.unregister(pid);
-        let status = status?;
+        let (status, cpu) = status?;
         use std::os::unix::process::ExitStatusExt;
-        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        Ok((status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)), cpu))
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod incidents;
+pub mod kpi;
 pub mod lock;
 pub mod metadata;
 pub mod objects;

@@ -65,7 +65,7 @@ impl Metadata {
     pub async fn finish_run(&self, run: &Run, pins: &[Hash]) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
-            "UPDATE runs SET status = $2, ended_at = $3, cacheable = $4, record = $5, end_ms = $6 WHERE id = $1 AND status = 'running'",
+            "UPDATE runs SET status = $2, ended_at = $3, cacheable = $4, record = $5, end_ms = $6, cpu_ms = $7 WHERE id = $1 AND status = 'running'",
         )
         .bind(&run.id)
         .bind(run.status.as_str())
@@ -73,6 +73,7 @@ impl Metadata {
         .bind(run.cacheable as i64)
         .bind(encode(run)?)
         .bind(run.ended_at.as_deref().map(kairo_core::time::millis_of))
+        .bind(run.cpu_ms.map(|c| i64::try_from(c).unwrap_or(i64::MAX)))
         .execute(&mut *tx)
         .await?
         .rows_affected();

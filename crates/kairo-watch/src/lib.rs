@@ -376,6 +376,6 @@ pub async fn evaluate_and_raise(
     let windowing = Windowing::of(spec)?;
     let e = evaluate(md, &objects, deployment, spec, windowing, 1, time::now_millis()).await?;
     let payloads = e.alerts.iter().map(|a| alert_payload(monitor, deployment, Some(e.version), a)).collect();
-    let raised = raise(md, monitor, spec, payloads, "kairo-monitor").await?;
+    let raised = raise(md, monitor, spec, payloads, raise::SCHEDULER).await?;
     Ok((e, raised))
 }

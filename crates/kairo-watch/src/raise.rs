@@ -33,8 +33,12 @@ pub struct Raised {
     pub webhook: String,
 }
 
+/// Who scheduled checks act as (`kairo server`); any other actor is a check by hand.
+pub const SCHEDULER: &str = "kairo-monitor";
+
 /// Record new alerts as `monitor.alert` events (a rule fires once per newest window) and
-/// POST each to the webhook, retried with exponential backoff.
+/// POST each to the webhook, retried with exponential backoff. Every call is one check of the
+/// monitor, counted per day (scheduled or by hand) for the KPIs.
 pub async fn raise(
     md: &Metadata,
     monitor: &str,
@@ -42,6 +46,7 @@ pub async fn raise(
     payloads: Vec<Value>,
     actor: &str,
 ) -> Result<Vec<Raised>> {
+    md.record_monitor_check(monitor, time::now_millis(), actor == SCHEDULER).await?;
     let subject = format!("monitor:{monitor}");
     let earlier = md.events(Some(&subject), 1000).await?;
     let newest_window = |p: &Value| p["evidence"].as_array().and_then(|e| e.last()).map(|w| w["start_ms"].clone());

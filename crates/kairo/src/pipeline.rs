@@ -181,6 +181,7 @@ pub async fn run(args: RunArgs) -> CmdResult {
         jobs: args.jobs.max(1),
         trigger: trigger(args.trigger)?,
         no_wait: args.no_wait,
+        actor: None,
     };
     let interrupt = Arc::new(Interrupt::default());
     watch_signals(&interrupt);
@@ -247,6 +248,7 @@ pub async fn status(args: StatusArgs) -> CmdResult {
         jobs: 1,
         trigger: "manual".into(),
         no_wait: false,
+        actor: None,
     };
     let interrupt = Interrupt::default();
     let console = Terminal { prefix: false, to_stderr: true };

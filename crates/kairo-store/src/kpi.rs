@@ -1,0 +1,167 @@
+//! What the KPIs read (migration `0010_kpi`): the ledger's events of given kinds since a time,
+//! the cost of runs grouped in SQL, monitor checks per day, and a bulk import of events with
+//! their own times (history from elsewhere, a test's synthetic ledger, the benchmark).
+
+use crate::error::{Result, StoreError};
+use crate::metadata::{event_from_row, Event, Metadata};
+use kairo_core::{time, EventKind};
+use sqlx::Row;
+
+/// An event to append with the time it happened.
+#[derive(Debug, Clone)]
+pub struct ImportedEvent {
+    pub at_ms: i64,
+    pub actor: String,
+    pub kind: EventKind,
+    pub subject: String,
+    pub payload: serde_json::Value,
+}
+
+/// The runs of one stage, trigger and actor, summed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunCost {
+    pub stage: String,
+    /// `manual`, `ci`, `schedule`, `alert`; `api` for runs of tracking clients.
+    pub trigger: String,
+    pub actor: String,
+    pub runs: i64,
+    pub failed: i64,
+    /// Sum of end_ms - start_ms over finished runs.
+    pub wall_ms: i64,
+    /// Sum of recorded CPU time; runs without a record count 0 and are counted in `unmeasured`.
+    pub cpu_ms: i64,
+    pub unmeasured: i64,
+}
+
+/// Monitor checks on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorCheckDay {
+    pub monitor: String,
+    pub day_ms: i64,
+    pub scheduled: i64,
+    pub manual: i64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Metadata {
+    /// Events of the given kinds at or after `since_ms` (all with `None`), oldest first.
+    pub async fn events_of_kinds(&self, kinds: &[EventKind], since_ms: Option<i64>) -> Result<Vec<Event>> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT id, at, actor, kind, subject, payload FROM events WHERE at >= $1 AND kind IN ({}) ORDER BY id",
+            marks.join(", ")
+        );
+        // Times are stored as RFC 3339 UTC with milliseconds, so they compare as text.
+        let since = since_ms.map(time::millis_to_string).unwrap_or_default();
+        let mut q = sqlx::query(&sql).bind(since);
+        for k in kinds {
+            q = q.bind(k.as_str());
+        }
+        q.fetch_all(&self.pool).await?.iter().map(event_from_row).collect()
+    }
+
+    /// Append events with their own times, in one transaction. Kairo's own changes record
+    /// their events as they commit; this is for history brought from elsewhere and for
+    /// synthetic ledgers (tests, benchmarks). Returns the number written.
+    pub async fn import_events(&self, events: &[ImportedEvent]) -> Result<usize> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        for chunk in events.chunks(200) {
+            let mut sql = String::from("INSERT INTO events (at, actor, kind, subject, payload) VALUES ");
+            for i in 0..chunk.len() {
+                let b = i * 5;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5));
+            }
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                if time::millis_to_string(e.at_ms).is_empty() {
+                    return Err(StoreError::Invalid(format!("event time {} ms is out of range", e.at_ms)));
+                }
+                q = q
+                    .bind(time::millis_to_string(e.at_ms))
+                    .bind(e.actor.clone())
+                    .bind(e.kind.as_str())
+                    .bind(e.subject.clone())
+                    .bind(e.payload.to_string());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    /// Runs started at or after `since_ms`, summed per stage, trigger and actor.
+    pub async fn run_costs(&self, since_ms: Option<i64>) -> Result<Vec<RunCost>> {
+        let rows = sqlx::query(
+            "SELECT stage, run_trigger, actor, COUNT(*), \
+             CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN end_ms > start_ms THEN end_ms - start_ms ELSE 0 END) AS BIGINT), \
+             CAST(SUM(COALESCE(cpu_ms, 0)) AS BIGINT), CAST(SUM(CASE WHEN cpu_ms IS NULL THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM runs WHERE start_ms >= $1 GROUP BY stage, run_trigger, actor \
+             ORDER BY stage, run_trigger, actor",
+        )
+        .bind(since_ms.unwrap_or(i64::MIN))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunCost {
+                    stage: r.try_get(0)?,
+                    trigger: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    runs: r.try_get(3)?,
+                    failed: r.try_get(4)?,
+                    wall_ms: r.try_get(5)?,
+                    cpu_ms: r.try_get(6)?,
+                    unmeasured: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Count one check of a monitor on the UTC day of `at_ms`: by the schedule of `kairo
+    /// server`, or by hand.
+    pub async fn record_monitor_check(&self, monitor: &str, at_ms: i64, scheduled: bool) -> Result<()> {
+        let _w = self.writer().await;
+        sqlx::query(
+            "INSERT INTO monitor_check_days (monitor, day_ms, scheduled, manual) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (monitor, day_ms) DO UPDATE SET scheduled = monitor_check_days.scheduled + excluded.scheduled, \
+             manual = monitor_check_days.manual + excluded.manual",
+        )
+        .bind(monitor)
+        .bind(at_ms.div_euclid(DAY_MS) * DAY_MS)
+        .bind(i64::from(scheduled))
+        .bind(i64::from(!scheduled))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Monitor checks per day from the day holding `since_ms` on.
+    pub async fn monitor_check_days(&self, since_ms: Option<i64>) -> Result<Vec<MonitorCheckDay>> {
+        let since = since_ms.map(|s| s.div_euclid(DAY_MS) * DAY_MS).unwrap_or(i64::MIN);
+        let rows = sqlx::query(
+            "SELECT monitor, day_ms, scheduled, manual FROM monitor_check_days WHERE day_ms >= $1 ORDER BY monitor, day_ms",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MonitorCheckDay {
+                    monitor: r.try_get(0)?,
+                    day_ms: r.try_get(1)?,
+                    scheduled: r.try_get(2)?,
+                    manual: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+}
