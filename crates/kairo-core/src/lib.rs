@@ -5,6 +5,7 @@
 //! Architecture invariant: this crate does no I/O. It parses and renders bytes handed to it,
 //! so every other crate can agree on formats without agreeing on storage.
 
+pub mod actor;
 pub mod automation;
 pub mod condition;
 pub mod config;

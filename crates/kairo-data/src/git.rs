@@ -155,3 +155,11 @@ pub fn in_work_tree(dir: &Path) -> bool {
 pub fn resolve_commit(root: &Path, rev: &str) -> Option<String> {
     git(root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).ok().map(|s| s.trim().to_string())
 }
+
+/// When a commit was made (committer time, milliseconds since the epoch).
+pub fn commit_time_ms(root: &Path, commit: &str) -> Option<i64> {
+    if commit.is_empty() || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    git(root, &["show", "-s", "--format=%ct", commit]).ok()?.trim().parse::<i64>().ok().map(|s| s * 1000)
+}

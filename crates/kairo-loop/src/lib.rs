@@ -58,7 +58,7 @@ pub type Result<T, E = LoopError> = std::result::Result<T, E>;
 
 /// Who the loop acts as in events, runs and promotions.
 pub fn actor(automation: &str) -> String {
-    format!("automation:{automation}")
+    kairo_core::actor::automation(automation)
 }
 
 /// What one tick did.

@@ -100,7 +100,7 @@ pub async fn serve(
     }
     let md = project.metadata().await?;
     let objects = project.objects()?;
-    let endpoints = Arc::new(Endpoints::start(project.clone(), md.clone(), &config.models, Project::actor()).await?);
+    let endpoints = Arc::new(Endpoints::start(project.clone(), md.clone(), &config.models, kairo_core::actor::ROLLOUT_GUARD.to_string()).await?);
     let metrics = Arc::new(metrics::Metrics::default());
     let settings = predlog::Settings {
         queue: config.log_queue,

@@ -165,3 +165,64 @@ impl Metadata {
             .collect()
     }
 }
+
+/// Where and when a run ran, without its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunBrief {
+    pub id: String,
+    pub stage: String,
+    pub actor: String,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+}
+
+impl Metadata {
+    /// The runs named, by id (unknown ids are left out).
+    pub async fn run_briefs(&self, ids: &[String]) -> Result<Vec<RunBrief>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql =
+                format!("SELECT id, stage, actor, start_ms, end_ms FROM runs WHERE id IN ({})", marks.join(", "));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(RunBrief {
+                    id: r.try_get(0)?,
+                    stage: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    start_ms: r.try_get(3)?,
+                    end_ms: r.try_get(4)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// When a version of a tracked path was recorded (`None` if it never was).
+    pub async fn dataset_version_recorded_ms(&self, path: &str, hash: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT v.created_at FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id WHERE d.path = $1 AND v.hash = $2",
+        )
+        .bind(path)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?.map(|t| time::millis_of(&t)))
+    }
+
+    /// Prediction-log rows per deployment in segments that began in `[from_ms, to_ms)`.
+    pub async fn prediction_rows(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT deployment, CAST(SUM(rows) AS BIGINT) FROM prediction_segments WHERE start_ms >= $1 AND start_ms < $2 \
+             GROUP BY deployment ORDER BY deployment",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+}

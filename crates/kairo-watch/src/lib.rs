@@ -9,6 +9,7 @@
 //! a row window the newest segments that together hold at least N rows of the version. A
 //! segment holds at most `--log-max-rows` rows or `--log-max-age` of traffic.
 
+pub mod history;
 pub mod labelled;
 pub mod raise;
 pub mod schedule;
@@ -231,45 +232,68 @@ impl Reader<'_> {
         if labels.is_empty() {
             return Ok((BTreeMap::new(), 0));
         }
-        let prediction = self.profile.column("prediction");
-        let score = self.profile.column("prediction.score");
-        let Some(prediction) = prediction.filter(|c| c.source.is_some()) else {
-            return Ok((BTreeMap::new(), 0));
-        };
-        let source = prediction.source.as_ref().expect("filtered");
-        let text = |v: &Value| match v {
-            Value::String(s) => performance::normalise_label(s),
-            other => performance::normalise_label(&other.to_string()),
-        };
-        let (mut truth, mut predicted, mut scores, mut y, mut yhat) = (vec![], vec![], vec![], vec![], vec![]);
-        for r in &rows {
-            let key = (r.request_id.clone(), i64::from(r.row));
-            let Some(label) = labels.get(&key) else { continue };
-            let Some(p) = pick(r, source) else { continue };
-            match prediction.kind {
-                Kind::Categorical => {
-                    truth.push(text(label));
-                    predicted.push(text(p));
-                    if let Some(s) = score.and_then(|c| c.source.as_ref()).and_then(|s| pick(r, s)) {
-                        scores.push(s.as_f64().unwrap_or(f64::NAN));
-                    }
+        let pairs: Vec<(&LogRow, &Value)> = rows
+            .iter()
+            .filter_map(|r| labels.get(&(r.request_id.clone(), i64::from(r.row))).map(|l| (r, l)))
+            .collect();
+        let scored = score(self.profile, &pairs);
+        Ok((scored.metrics, scored.rows))
+    }
+}
+
+/// Quality of labelled rows, scored against the version's profile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scored {
+    pub metrics: BTreeMap<&'static str, f64>,
+    /// Rows whose prediction and label could both be read.
+    pub rows: u64,
+    /// For a classifier: the classes (sorted; for two, the second is the positive one) and
+    /// the confusion matrix, rows = truth, columns = predicted.
+    pub confusion: Option<(Vec<String>, Vec<Vec<u64>>)>,
+}
+
+/// Score logged rows against their labels: classification metrics for a categorical
+/// prediction, regression metrics for a numeric one (the profile's `prediction` column says
+/// which, and where the prediction is in a row).
+pub fn score(profile: &Profile, rows: &[(&LogRow, &Value)]) -> Scored {
+    let prediction = profile.column("prediction");
+    let score_col = profile.column("prediction.score");
+    let Some(prediction) = prediction.filter(|c| c.source.is_some()) else {
+        return Scored::default();
+    };
+    let source = prediction.source.as_ref().expect("filtered");
+    let text = |v: &Value| match v {
+        Value::String(s) => performance::normalise_label(s),
+        other => performance::normalise_label(&other.to_string()),
+    };
+    let (mut truth, mut predicted, mut scores, mut y, mut yhat) = (vec![], vec![], vec![], vec![], vec![]);
+    for (r, label) in rows {
+        let Some(p) = pick(r, source) else { continue };
+        match prediction.kind {
+            Kind::Categorical => {
+                truth.push(text(label));
+                predicted.push(text(p));
+                if let Some(s) = score_col.and_then(|c| c.source.as_ref()).and_then(|s| pick(r, s)) {
+                    scores.push(s.as_f64().unwrap_or(f64::NAN));
                 }
-                Kind::Numeric => {
-                    let truth = label.as_f64().or_else(|| label.as_str().and_then(|s| s.trim().parse().ok()));
-                    if let (Some(t), Some(p)) = (truth, p.as_f64()) {
-                        y.push(t);
-                        yhat.push(p);
-                    }
+            }
+            Kind::Numeric => {
+                let truth = label.as_f64().or_else(|| label.as_str().and_then(|s| s.trim().parse().ok()));
+                if let (Some(t), Some(p)) = (truth, p.as_f64()) {
+                    y.push(t);
+                    yhat.push(p);
                 }
             }
         }
-        Ok(match prediction.kind {
-            Kind::Categorical => {
-                let scores = (scores.len() == truth.len()).then_some(scores.as_slice());
-                (performance::classification(&truth, &predicted, scores), truth.len() as u64)
-            }
-            Kind::Numeric => (performance::regression(&y, &yhat), y.len() as u64),
-        })
+    }
+    match prediction.kind {
+        Kind::Categorical => {
+            let scores = (scores.len() == truth.len()).then_some(scores.as_slice());
+            let metrics = performance::classification(&truth, &predicted, scores);
+            let confusion = (!truth.is_empty()).then(|| performance::confusion(&truth, &predicted));
+            Scored { metrics, rows: truth.len() as u64, confusion }
+        }
+        Kind::Numeric => Scored { metrics: performance::regression(&y, &yhat), rows: y.len() as u64, confusion: None },
     }
 }
 

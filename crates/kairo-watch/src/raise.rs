@@ -34,7 +34,7 @@ pub struct Raised {
 }
 
 /// Who scheduled checks act as (`kairo server`); any other actor is a check by hand.
-pub const SCHEDULER: &str = "kairo-monitor";
+pub const SCHEDULER: &str = kairo_core::actor::MONITOR_SCHEDULER;
 
 /// Record new alerts as `monitor.alert` events (a rule fires once per newest window) and
 /// POST each to the webhook, retried with exponential backoff. Every call is one check of the

@@ -5,6 +5,7 @@ mod automations;
 mod data;
 mod demo;
 mod demo_loop;
+mod kpi;
 mod logging;
 mod models;
 mod monitor;
@@ -81,6 +82,9 @@ enum Command {
         #[command(subcommand)]
         command: automations::IncidentsCommand,
     },
+    /// The value report: deployment frequency, lead time by stage, change failure rate, time
+    /// to restore, automation rate, quality over time, serving health, compute and ROI.
+    Kpi(kpi::KpiArgs),
     /// Serve the project over HTTP: the MLflow-compatible tracking API and artifact proxy.
     Server(server::ServerArgs),
     /// A scripted walk through Kairo on generated sample data, in a scratch directory.
@@ -201,6 +205,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Rollback(args) => models::rollback(args).await,
         Command::Automations { command } => automations::automations(command).await,
         Command::Incidents { command } => automations::incidents(command).await,
+        Command::Kpi(args) => kpi::run(args).await,
         Command::Server(args) => server::run(args).await,
         Command::Demo { dir, tour } => demo::run(dir, tour).await,
     }

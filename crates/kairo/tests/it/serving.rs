@@ -577,7 +577,7 @@ fn hot_swap_canary_shadow_rollback_and_the_prediction_log() {
         rollback["reason"].as_str().unwrap().contains("automatic rollback of version 1: candidate p99"),
         "{rollback}"
     );
-    assert_eq!(rollback["actor"], "server@test");
+    assert_eq!(rollback["actor"], "kairo-serve", "the rollout guard acts as itself, not as whoever started the server");
 
     // Sticky canary: the same routing key always lands on the same arm.
     repo.kairo(&[
