@@ -154,7 +154,10 @@ pub async fn load(src: &Sources<'_>, settings: &KpiSettings, q: &Query) -> Resul
         }
     }
     if let Some(objects) = src.objects {
-        let offset_ms = i64::from(settings.utc_offset_s) * 1000;
+        // Windows start at the team's midnight; weekly ones on Mondays (the epoch was a Thursday).
+        let week = 7 * 86_400_000;
+        let monday = if settings.quality_window_ms % week == 0 { 3 * 86_400_000 } else { 0 };
+        let offset_ms = i64::from(settings.utc_offset_s) * 1000 + monday;
         for model in l.predictions.keys() {
             let windows = kairo_watch::history::quality_over_time(
                 md,

@@ -11,6 +11,7 @@
 pub mod delivery;
 pub mod html;
 pub mod ledger;
+pub mod prometheus;
 pub mod report;
 pub mod value;
 
@@ -64,7 +65,7 @@ pub fn parse_since(text: &str) -> Result<i64> {
 }
 
 fn bad_since(text: &str) -> KpiError {
-    KpiError::Usage(format!("--since `{text}`: expected a period such as 90d, 12w or 48h"))
+    KpiError::Usage(format!("since `{text}`: expected a period such as 90d, 12w or 48h"))
 }
 
 /// Where the report's inputs live.
@@ -101,7 +102,7 @@ pub fn query(since: &str, until: Option<&str>, model: Option<String>) -> Result<
             let ms = kairo_core::time::millis_of(t);
             if ms == 0 {
                 return Err(KpiError::Usage(format!(
-                    "--until `{t}`: expected an RFC 3339 time such as 2026-12-01T00:00:00Z"
+                    "until `{t}`: expected an RFC 3339 time such as 2026-12-01T00:00:00Z"
                 )));
             }
             ms

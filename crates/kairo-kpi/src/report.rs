@@ -17,7 +17,7 @@ pub struct Report {
     /// Requests, errors and latency per model, version and UTC day.
     pub serving: Vec<ServingRow>,
     pub compute: Compute,
-    pub value: Value,
+    pub value: Roi,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -231,13 +231,13 @@ pub struct ComputeRow {
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
-pub struct Value {
+pub struct Roi {
     /// Whether `value:` is in kairo.yaml at all.
     pub configured: bool,
     pub currency: Option<String>,
     /// What to add to `value:` for the figures that are missing.
     pub missing: Vec<String>,
-    pub lines: Vec<ValueLine>,
+    pub lines: Vec<RoiLine>,
     pub hours_saved: f64,
     pub money_saved: Option<f64>,
     pub compute_cost: Option<f64>,
@@ -248,7 +248,7 @@ pub struct Value {
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
-pub struct ValueLine {
+pub struct RoiLine {
     /// `retrain`, `deploy`, `drift_check`, `rollback`, `compute`, `predictions`, `outcomes`.
     pub item: String,
     /// The inputs, as numbers with their names.

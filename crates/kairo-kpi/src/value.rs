@@ -6,7 +6,7 @@
 use kairo_core::kpi::ValueSpec;
 
 use crate::ledger::Ledger;
-use crate::report::{Report, Value, ValueLine};
+use crate::report::{Report, Roi, RoiLine};
 
 fn num(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
@@ -57,18 +57,18 @@ pub fn outcomes(l: &Ledger, model: Option<&str>) -> [u64; 4] {
     c
 }
 
-pub fn compute(spec: Option<&ValueSpec>, r: &Report, l: &Ledger) -> Value {
+pub fn compute(spec: Option<&ValueSpec>, r: &Report, l: &Ledger) -> Roi {
     let Some(v) = spec else {
-        return Value {
+        return Roi {
             configured: false,
             missing: vec![
                 "a `value:` section in kairo.yaml: engineer_hourly_cost, manual_minutes (retrain, deploy, drift_check, rollback), cpu_hour_cost, and optionally prediction_value or outcome_value".into(),
             ],
             net_formula: String::new(),
-            ..Value::default()
+            ..Roi::default()
         };
     };
-    let mut out = Value { configured: true, currency: v.currency.clone(), ..Value::default() };
+    let mut out = Roi { configured: true, currency: v.currency.clone(), ..Roi::default() };
     let a = automated(r, l);
     let hourly = v.engineer_hourly_cost;
     let mut money_saved: Option<f64> = None;
@@ -93,7 +93,7 @@ pub fn compute(spec: Option<&ValueSpec>, r: &Report, l: &Ledger) -> Value {
         if let Some(x) = amount {
             *money_saved.get_or_insert(0.0) += x;
         }
-        out.lines.push(ValueLine {
+        out.lines.push(RoiLine {
             item: item.into(),
             inputs: format!("{n} {what}; {} min each by hand", num(min)),
             formula,
@@ -111,7 +111,7 @@ pub fn compute(spec: Option<&ValueSpec>, r: &Report, l: &Ledger) -> Value {
         Some(cost) => {
             let amount = cpu_hours * cost;
             out.compute_cost = Some(amount);
-            out.lines.push(ValueLine {
+            out.lines.push(RoiLine {
                 item: "compute".into(),
                 inputs: format!("{} CPU-hours in {} runs; {} per CPU-hour", num(cpu_hours), r.compute.runs, num(cost)),
                 formula: format!("{} × {} = {}", num(cpu_hours), num(cost), num(amount)),
@@ -127,7 +127,7 @@ pub fn compute(spec: Option<&ValueSpec>, r: &Report, l: &Ledger) -> Value {
         let n: i64 = l.predictions.iter().filter(|(m, _)| r.period.model.as_ref().is_none_or(|x| x == *m)).map(|(_, n)| n).sum();
         let amount = n as f64 * pv;
         *realised.get_or_insert(0.0) += amount;
-        out.lines.push(ValueLine {
+        out.lines.push(RoiLine {
             item: "predictions".into(),
             inputs: format!("{n} predictions served; {} each", num(pv)),
             formula: format!("{n} × {} = {}", num(pv), num(amount)),
@@ -139,7 +139,7 @@ pub fn compute(spec: Option<&ValueSpec>, r: &Report, l: &Ledger) -> Value {
         let [tp, fp, fn_, tn] = outcomes(l, r.period.model.as_deref());
         let amount = tp as f64 * ov.tp + fp as f64 * ov.fp + fn_ as f64 * ov.fn_ + tn as f64 * ov.tn;
         *realised.get_or_insert(0.0) += amount;
-        out.lines.push(ValueLine {
+        out.lines.push(RoiLine {
             item: "outcomes".into(),
             inputs: format!(
                 "labelled predictions: TP {tp}, FP {fp}, FN {fn_}, TN {tn}; values TP {}, FP {}, FN {}, TN {}",

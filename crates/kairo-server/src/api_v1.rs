@@ -559,12 +559,44 @@ pub async fn incident_with_timeline(
     Ok(incident_dto(inc, Some(timeline)))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KpiQuery {
+    /// How far back from `until`: `90d` (default), `12w`, `48h`.
+    pub since: Option<String>,
+    /// End of the period, RFC 3339 (default now).
+    pub until: Option<String>,
+    /// Only this model.
+    pub model: Option<String>,
+}
+
+/// The value report: delivery KPIs, automation rate, quality over time, serving health,
+/// compute and ROI (the same document as `kairo kpi --json`).
+#[utoipa::path(get, path = "/api/v1/kpi", params(KpiQuery),
+    responses((status = 200, body = kairo_kpi::Report), (status = 400, body = ErrorBody)))]
+async fn kpi(State(s): State<AppState>, V1Query(q): V1Query<KpiQuery>) -> V1Result<kairo_kpi::Report> {
+    let query = kairo_kpi::query(q.since.as_deref().unwrap_or("90d"), q.until.as_deref(), q.model)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let objects = s.project.objects().ok();
+    let src = kairo_kpi::Sources { md: &s.md, objects: objects.as_ref(), git_root: Some(s.project.root()) };
+    let report = kairo_kpi::compute(&src, s.project.config(), &query).await.map_err(kpi_error)?;
+    Ok(Json(report))
+}
+
+fn kpi_error(e: kairo_kpi::KpiError) -> ApiError {
+    match e {
+        kairo_kpi::KpiError::Store(e) => e.into(),
+        kairo_kpi::KpiError::Usage(m) => ApiError::invalid(m),
+        other => ApiError { code: Code::Internal, message: other.to_string() },
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Kairo API",
         version = "1",
-        description = "Runs, metrics, datasets, lineage, events and incidents of a Kairo project. The MLflow-compatible API is served under /api/2.0/mlflow."
+        description = "Runs, metrics, datasets, lineage, events, incidents and KPIs of a Kairo project. The MLflow-compatible API is served under /api/2.0/mlflow."
     ),
     paths(
         list_runs,
@@ -577,7 +609,8 @@ pub async fn incident_with_timeline(
         events,
         lineage,
         incidents,
-        incident
+        incident,
+        kpi
     ),
     components(schemas(
         ErrorBody,
@@ -594,7 +627,8 @@ pub async fn incident_with_timeline(
         EventDto,
         EventList,
         IncidentDto,
-        IncidentList
+        IncidentList,
+        kairo_kpi::Report
     ))
 )]
 pub struct ApiDoc;
@@ -613,6 +647,7 @@ pub fn routes() -> Router<AppState> {
         .route("/lineage", get(lineage))
         .route("/incidents", get(incidents))
         .route("/incidents/{id}", get(incident))
+        .route("/kpi", get(kpi))
         .fallback(|uri: axum::http::Uri| async move {
             V1Error(ApiError { code: Code::EndpointNotFound, message: format!("No endpoint {}", uri.path()) })
                 .into_response()

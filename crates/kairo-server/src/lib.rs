@@ -44,6 +44,8 @@ pub struct Inner {
     pub max_artifact: u64,
     /// Connection counters (for `/metrics`).
     pub connections: Arc<kairo_http::ConnStats>,
+    /// The KPI gauges of `/metrics`, recomputed at most once a minute.
+    pub kpi_gauges: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,6 +68,7 @@ impl AppState {
             metrics,
             max_artifact: options.max_artifact,
             connections: Arc::new(kairo_http::ConnStats::default()),
+            kpi_gauges: tokio::sync::Mutex::new(None),
         }))
     }
 }
@@ -116,9 +119,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /metrics`: the server's connections, in Prometheus' text format.
+/// `GET /metrics`: the server's connections and the project's KPIs over the last 30 days
+/// (without quality over time, which reads the prediction log), in Prometheus' text format.
 async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) -> axum::response::Response {
-    ([("content-type", "text/plain; version=0.0.4")], s.connections.render()).into_response()
+    let mut body = s.connections.render();
+    body.push_str(&kpi_gauges(&s).await);
+    ([("content-type", "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The KPI gauges, cached for a minute: a scrape every few seconds costs one query a minute.
+async fn kpi_gauges(s: &AppState) -> String {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
+    let mut cache = s.kpi_gauges.lock().await;
+    if let Some((at, text)) = cache.as_ref() {
+        if at.elapsed() < FRESH {
+            return text.clone();
+        }
+    }
+    let now = kairo_core::time::now_millis();
+    let q = kairo_kpi::Query { since_ms: now - 30 * 86_400_000, until_ms: now, model: None };
+    let src = kairo_kpi::Sources { md: &s.md, objects: None, git_root: Some(s.project.root()) };
+    let text = match kairo_kpi::compute(&src, s.project.config(), &q).await {
+        Ok(r) => kairo_kpi::prometheus::render(&r, "30d"),
+        Err(e) => {
+            tracing::warn!(error = %e, "the KPI gauges could not be computed");
+            String::new()
+        }
+    };
+    *cache = Some((std::time::Instant::now(), text.clone()));
+    text
 }
 
 /// Cross-site browser requests never change state, and JSON endpoints take only bodies that
