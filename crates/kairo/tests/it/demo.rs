@@ -34,6 +34,9 @@ fn the_demo_closes_the_loop() {
         "rolling_out -> verifying  version 2 serves all traffic",
         "verifying -> resolved  resolved: monitor churn-watch quiet for 1 window(s)",
         "incident 1: resolved (automation churn-retrain, model churn)",
+        "$ kairo kpi --since 1d",
+        "deployment frequency",
+        "time to restore",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in\n{stdout}");
     }

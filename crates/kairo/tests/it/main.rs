@@ -12,6 +12,7 @@ mod faults;
 mod history;
 mod hostile;
 mod http_errors;
+mod kpi;
 mod logs;
 mod maintenance;
 mod monitor;
