@@ -156,10 +156,22 @@ pub fn resolve_commit(root: &Path, rev: &str) -> Option<String> {
     git(root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).ok().map(|s| s.trim().to_string())
 }
 
-/// When a commit was made (committer time, milliseconds since the epoch).
-pub fn commit_time_ms(root: &Path, commit: &str) -> Option<i64> {
-    if commit.is_empty() || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    git(root, &["show", "-s", "--format=%ct", commit]).ok()?.trim().parse::<i64>().ok().map(|s| s * 1000)
+/// When each commit was made (committer time, milliseconds since the epoch), read with one
+/// `git cat-file --batch`; commits the repository does not have are left out.
+pub fn commit_times_ms(root: &Path, commits: &[String]) -> std::collections::HashMap<String, i64> {
+    let mut wanted: Vec<String> =
+        commits.iter().filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_hexdigit())).cloned().collect();
+    wanted.sort();
+    wanted.dedup();
+    let Ok(objects) = cat_files(root, &wanted) else { return Default::default() };
+    wanted
+        .into_iter()
+        .zip(objects)
+        .filter_map(|(commit, text)| {
+            // `committer NAME <EMAIL> SECONDS ZONE`, in the header before the first blank line.
+            let line = text?.lines().take_while(|l| !l.is_empty()).find(|l| l.starts_with("committer "))?.to_string();
+            let seconds: i64 = line.rsplit(' ').nth(1)?.parse().ok()?;
+            Some((commit, seconds * 1000))
+        })
+        .collect()
 }

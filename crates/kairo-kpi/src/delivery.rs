@@ -37,102 +37,105 @@ fn version(v: &Value) -> Option<i64> {
     v.as_i64()
 }
 
-/// Production changes from the ledger, oldest first. A model with deployments changes
-/// through them: `deployment.created` with a new stable version reaches 100% at once;
-/// `deployment.started` begins a canary (or shadow) that `deployment.completed` takes to 100%;
-/// `deployment.rolled_back` aborts a candidate, or takes a version that had reached 100% back
-/// out. A model served without deployments (`kairo serve` following `@champion`) changes when
-/// `champion` moves to another version; moving it back to the version before, within the
-/// failure window, is a rollback of that change.
-pub fn changes(l: &Ledger, model: Option<&str>) -> Vec<Change> {
+/// Production changes from the ledger, oldest first, and the models that have deployments.
+/// A model with deployments changes through them: `deployment.created` with a new stable
+/// version reaches 100% at once; `deployment.started` begins a canary (or shadow) that
+/// `deployment.completed` takes to 100%; `deployment.rolled_back` aborts a candidate, or takes
+/// a version that had reached 100% back out. A model served without deployments (`kairo
+/// serve` following `@champion`) changes when `champion` moves to another version; moving it
+/// back to the version before, within the failure window, is a rollback of that change.
+pub fn changes(l: &Ledger, model: Option<&str>, window_ms: i64) -> (Vec<Change>, HashSet<String>) {
     let wanted = |m: &str| model.is_none_or(|x| x == m);
-    let deployed: HashSet<&str> = l
+    let deployed: HashSet<String> = l
         .events
         .iter()
         .filter_map(|e| e.subject.strip_prefix("deployment:"))
         .filter(|m| wanted(m))
+        .map(str::to_string)
         .collect();
-    let mut out: Vec<Change> = Vec::new();
+    let mut t = Tracker::default();
     for e in &l.events {
         if let Some(m) = e.subject.strip_prefix("deployment:").filter(|m| wanted(m)) {
-            deployment_event(&mut out, m, e);
-        } else if let Some(m) = e.subject.strip_prefix("model:").filter(|m| wanted(m) && !deployed.contains(m)) {
+            t.deployment_event(m, e);
+        } else if let Some(m) = e.subject.strip_prefix("model:").filter(|m| wanted(m) && !deployed.contains(*m)) {
             if e.kind == EventKind::AliasMoved && e.payload["alias"] == "champion" {
-                champion_moved(&mut out, m, e);
+                champion_moved(&mut t.out, m, e);
             }
         }
     }
-    out
+    let mut out = t.out;
+    champion_rollbacks(&mut out, &deployed, window_ms);
+    (out, deployed)
 }
 
-fn deployment_event(out: &mut Vec<Change>, model: &str, e: &Ev) {
-    let (before, after) = (&e.payload["before"], &e.payload["after"]);
-    let (b_stable, b_cand) = (version(&before["stable"]), version(&before["candidate"]));
-    let (a_stable, a_cand) = (version(&after["stable"]), version(&after["candidate"]));
-    let reason = e.payload["reason"].as_str().unwrap_or("").to_string();
-    let open = |out: &mut Vec<Change>, v: i64| {
-        out.iter().rposition(|c| c.model == model && c.version == v && c.reached_ms.is_none() && c.aborted.is_none())
-    };
-    match e.kind {
-        EventKind::DeploymentCreated => {
-            if let Some(v) = a_stable.filter(|v| Some(*v) != b_stable) {
-                out.push(Change {
-                    model: model.into(),
-                    version: v,
-                    replaced: b_stable,
-                    started_ms: e.at_ms,
-                    started_by: e.actor.clone(),
-                    reached_ms: Some(e.at_ms),
-                    aborted: None,
-                    rolled_back: None,
-                });
-            }
-        }
-        EventKind::DeploymentStarted => {
-            if let Some(v) = a_cand.filter(|v| Some(*v) != b_cand) {
-                out.push(Change {
-                    model: model.into(),
-                    version: v,
-                    replaced: b_stable,
-                    started_ms: e.at_ms,
-                    started_by: e.actor.clone(),
-                    reached_ms: None,
-                    aborted: None,
-                    rolled_back: None,
-                });
-            }
-        }
-        EventKind::DeploymentCompleted => {
-            if let Some(v) = a_stable.filter(|v| Some(*v) != b_stable) {
-                match open(out, v) {
-                    Some(i) => out[i].reached_ms = Some(e.at_ms),
-                    // Started before the ledger we read: its start is unknown, take this.
-                    None => out.push(Change {
-                        model: model.into(),
-                        version: v,
-                        replaced: b_stable,
-                        started_ms: e.at_ms,
-                        started_by: e.actor.clone(),
-                        reached_ms: Some(e.at_ms),
-                        aborted: None,
-                        rolled_back: None,
-                    }),
+/// Changes so far, with the latest change of each (model, version) at hand.
+#[derive(Default)]
+struct Tracker {
+    out: Vec<Change>,
+    latest: HashMap<(String, i64), usize>,
+}
+
+impl Tracker {
+    fn push(&mut self, c: Change) {
+        self.latest.insert((c.model.clone(), c.version), self.out.len());
+        self.out.push(c);
+    }
+
+    /// The latest change of (model, version), if `pick` accepts it.
+    fn latest_mut(&mut self, model: &str, v: i64, pick: impl Fn(&Change) -> bool) -> Option<&mut Change> {
+        let i = *self.latest.get(&(model.to_string(), v))?;
+        Some(&mut self.out[i]).filter(|c| pick(c))
+    }
+
+    fn deployment_event(&mut self, model: &str, e: &Ev) {
+        let (before, after) = (&e.payload["before"], &e.payload["after"]);
+        let (b_stable, b_cand) = (version(&before["stable"]), version(&before["candidate"]));
+        let (a_stable, a_cand) = (version(&after["stable"]), version(&after["candidate"]));
+        let reason = e.payload["reason"].as_str().unwrap_or("").to_string();
+        let new = |v: i64, reached: Option<i64>| Change {
+            model: model.into(),
+            version: v,
+            replaced: b_stable,
+            started_ms: e.at_ms,
+            started_by: e.actor.clone(),
+            reached_ms: reached,
+            aborted: None,
+            rolled_back: None,
+        };
+        let open = |c: &Change| c.reached_ms.is_none() && c.aborted.is_none();
+        match e.kind {
+            EventKind::DeploymentCreated => {
+                if let Some(v) = a_stable.filter(|v| Some(*v) != b_stable) {
+                    self.push(new(v, Some(e.at_ms)));
                 }
             }
-        }
-        EventKind::DeploymentRolledBack => {
-            if let Some(v) = b_cand.filter(|v| a_cand != Some(*v)) {
-                if let Some(i) = open(out, v) {
-                    out[i].aborted = Some((e.at_ms, reason));
-                }
-            } else if let Some(v) = b_stable.filter(|v| a_stable != Some(*v)) {
-                if let Some(c) = out.iter_mut().rev().find(|c| c.model == model && c.version == v && c.reached_ms.is_some())
-                {
-                    c.rolled_back.get_or_insert((e.at_ms, reason));
+            EventKind::DeploymentStarted => {
+                if let Some(v) = a_cand.filter(|v| Some(*v) != b_cand) {
+                    self.push(new(v, None));
                 }
             }
+            EventKind::DeploymentCompleted => {
+                if let Some(v) = a_stable.filter(|v| Some(*v) != b_stable) {
+                    match self.latest_mut(model, v, open) {
+                        Some(c) => c.reached_ms = Some(e.at_ms),
+                        // Started before the ledger we read: its start is unknown, take this.
+                        None => self.push(new(v, Some(e.at_ms))),
+                    }
+                }
+            }
+            EventKind::DeploymentRolledBack => {
+                if let Some(v) = b_cand.filter(|v| a_cand != Some(*v)) {
+                    if let Some(c) = self.latest_mut(model, v, open) {
+                        c.aborted = Some((e.at_ms, reason));
+                    }
+                } else if let Some(v) = b_stable.filter(|v| a_stable != Some(*v)) {
+                    if let Some(c) = self.latest_mut(model, v, |c| c.reached_ms.is_some()) {
+                        c.rolled_back.get_or_insert((e.at_ms, reason));
+                    }
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 
@@ -292,14 +295,16 @@ fn secs(ms: i64) -> f64 {
 /// The whole report but `value`.
 pub fn report(l: &Ledger, s: &KpiSettings, q: &Query) -> Report {
     let in_period = |t: i64| t >= q.since_ms && t < q.until_ms;
-    let mut changes = changes(l, q.model.as_deref());
-    let deployed: HashSet<String> = changes
-        .iter()
-        .map(|c| c.model.clone())
-        .filter(|m| l.events.iter().any(|e| e.subject == format!("deployment:{m}")))
-        .collect();
-    champion_rollbacks(&mut changes, &deployed, s.failure_window_ms);
+    let (changes, _) = changes(l, q.model.as_deref(), s.failure_window_ms);
     let incidents = incidents(l);
+    // Incident openings per model, in time order, for "followed by an incident".
+    let mut openings: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
+    for i in incidents.values() {
+        openings.entry(i.model.as_str()).or_default().push((i.opened_ms, i.id));
+    }
+    for v in openings.values_mut() {
+        v.sort();
+    }
     let wanted = |m: &str| q.model.as_deref().is_none_or(|x| x == m);
     let weeks = (q.until_ms - q.since_ms).max(1) as f64 / WEEK_MS as f64;
 
@@ -367,11 +372,12 @@ pub fn report(l: &Ledger, s: &KpiSettings, q: &Query) -> Report {
         } else if let Some((at, why)) = &c.rolled_back {
             failures.push(fail("rolled_back", *at, why.clone()));
         } else if let Some(reached) = c.reached_ms {
-            let next = incidents.values().find(|i| {
-                i.model == c.model && i.opened_ms > reached && i.opened_ms <= reached + window && i.opened_ms < q.until_ms
+            let after = openings.get(c.model.as_str()).and_then(|v| {
+                let first = v.partition_point(|(at, _)| *at <= reached);
+                v.get(first).filter(|(at, _)| *at <= reached + window && *at < q.until_ms)
             });
-            if let Some(i) = next {
-                failures.push(fail("incident", i.opened_ms, format!("incident {} opened", i.id)));
+            if let Some((at, id)) = after {
+                failures.push(fail("incident", *at, format!("incident {id} opened")));
             }
         }
     }
@@ -476,6 +482,14 @@ fn lead_time(
     s: &KpiSettings,
 ) -> LeadTime {
     let _ = s;
+    let promotions = promotion_events(l);
+    // The incident that chose each version (its challenger), latest first wins.
+    let mut chosen: HashMap<(&str, i64), &IncidentStory> = HashMap::new();
+    for i in incidents.values() {
+        for v in &i.versions {
+            chosen.insert((i.model.as_str(), *v), i);
+        }
+    }
     let mut out = LeadTime { changes: reached.len() as u64, ..LeadTime::default() };
     let mut totals = Vec::new();
     let mut per_stage: Vec<Vec<f64>> = vec![Vec::new(); STAGES.len()];
@@ -484,13 +498,12 @@ fn lead_time(
         let key = (c.model.clone(), c.version);
         let reg = l.registrations.get(&key);
         let run = reg.and_then(|r| r.run_id.as_ref()).and_then(|id| l.runs.get(id));
-        let cause = incidents
-            .values()
-            .filter(|i| i.model == c.model && i.versions.contains(&c.version) && i.opened_ms <= full)
-            .map(incident_cause)
-            .next_back()
+        let cause = chosen
+            .get(&(c.model.as_str(), c.version))
+            .filter(|i| i.opened_ms <= full)
+            .map(|i| incident_cause(i))
             .or_else(|| l.run_causes.get(&key).cloned());
-        let (requested, promoted) = promotion_times(l, &c.model, c.version, full);
+        let (requested, promoted) = promotion_times(promotions.get(&(c.model.as_str(), c.version)), full);
         let mut p: Vec<Option<i64>> = vec![
             cause.as_ref().map(|c| c.at_ms),
             run.and_then(|r| r.start_ms),
@@ -554,23 +567,32 @@ fn lead_time(
     out
 }
 
-/// When the promotion that let `version` through was requested and when it was promoted
+/// Promotion events (requested, promoted, approved) per (model, version), oldest first.
+fn promotion_events(l: &Ledger) -> HashMap<(&str, i64), Vec<&Ev>> {
+    let mut out: HashMap<(&str, i64), Vec<&Ev>> = HashMap::new();
+    for e in &l.events {
+        if !matches!(e.kind, EventKind::PromotionRequested | EventKind::Promoted | EventKind::PromotionApproved) {
+            continue;
+        }
+        if let (Some(m), Some(v)) = (e.subject.strip_prefix("model:"), e.payload["version"].as_i64()) {
+            out.entry((m, v)).or_default().push(e);
+        }
+    }
+    out
+}
+
+/// When the promotion that let a version through was requested and when it was promoted
 /// (the last one at or before `until`).
-fn promotion_times(l: &Ledger, model: &str, version: i64, until: i64) -> (Option<i64>, Option<i64>) {
-    let subject = format!("model:{model}");
-    let mine = |e: &&Ev| e.subject == subject && e.payload["version"].as_i64() == Some(version) && e.at_ms <= until;
-    let promoted = l
-        .events
+fn promotion_times(events: Option<&Vec<&Ev>>, until: i64) -> (Option<i64>, Option<i64>) {
+    let Some(events) = events else { return (None, None) };
+    let promoted = events
         .iter()
-        .filter(mine)
-        .filter(|e| matches!(e.kind, EventKind::Promoted | EventKind::PromotionApproved))
+        .filter(|e| e.at_ms <= until && matches!(e.kind, EventKind::Promoted | EventKind::PromotionApproved))
         .map(|e| e.at_ms)
         .next_back();
     let Some(promoted) = promoted else { return (None, None) };
-    let requested = l
-        .events
+    let requested = events
         .iter()
-        .filter(mine)
         .filter(|e| e.kind == EventKind::PromotionRequested && e.at_ms <= promoted)
         .map(|e| e.at_ms)
         .next_back()

@@ -119,13 +119,32 @@ pub async fn load(src: &Sources<'_>, settings: &KpiSettings, q: &Query) -> Resul
     ids.dedup();
     l.runs = md.run_briefs(&ids).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
 
-    // The cause of each change that reached 100%: the newest input of its training run.
-    for c in delivery::changes(&l, q.model.as_deref()) {
+    // The cause of each change that reached 100%: the newest input of its training run (a
+    // dataset version, or the commit), read in batches.
+    let mut wanted: Vec<((String, i64), i64, String)> = Vec::new();
+    for c in delivery::changes(&l, q.model.as_deref(), settings.failure_window_ms).0 {
         let Some(reached) = c.reached_ms.filter(|t| *t >= q.since_ms && *t < q.until_ms) else { continue };
-        let Some(run_id) = l.registrations.get(&(c.model.clone(), c.version)).and_then(|r| r.run_id.clone()) else {
-            continue;
-        };
-        let Ok(run) = md.run(&run_id).await else { continue };
+        if let Some(run_id) = l.registrations.get(&(c.model.clone(), c.version)).and_then(|r| r.run_id.clone()) {
+            wanted.push(((c.model, c.version), reached, run_id));
+        }
+    }
+    let mut ids: Vec<String> = wanted.iter().map(|w| w.2.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let records: HashMap<String, kairo_core::run::Run> =
+        md.run_records(&ids).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut hashes: Vec<String> =
+        records.values().flat_map(|r| r.deps.iter().filter(|d| d.dataset).map(|d| d.hash.to_hex())).collect();
+    hashes.sort();
+    hashes.dedup();
+    let recorded = md.dataset_versions_recorded_ms(&hashes).await?;
+    let commits: Vec<String> = records.values().filter_map(|r| r.git.commit.clone()).collect();
+    let commit_times = match src.git_root {
+        Some(root) if !commits.is_empty() => kairo_data::git::commit_times_ms(root, &commits),
+        _ => HashMap::new(),
+    };
+    for (key, reached, run_id) in wanted {
+        let Some(run) = records.get(&run_id) else { continue };
         let mut cause: Option<Cause> = None;
         let mut consider = |kind: &str, at: Option<i64>| {
             if let Some(at) = at.filter(|a| *a > 0 && *a <= reached) {
@@ -135,13 +154,13 @@ pub async fn load(src: &Sources<'_>, settings: &KpiSettings, q: &Query) -> Resul
             }
         };
         for d in run.deps.iter().filter(|d| d.dataset) {
-            consider("dataset", md.dataset_version_recorded_ms(&d.path, &d.hash.to_hex()).await?);
+            consider("dataset", recorded.get(&(d.path.clone(), d.hash.to_hex())).copied());
         }
-        if let (Some(root), Some(commit)) = (src.git_root, run.git.commit.as_deref()) {
-            consider("commit", kairo_data::git::commit_time_ms(root, commit));
+        if let Some(commit) = &run.git.commit {
+            consider("commit", commit_times.get(commit).copied());
         }
         if let Some(cause) = cause {
-            l.run_causes.insert((c.model.clone(), c.version), cause);
+            l.run_causes.insert(key, cause);
         }
     }
 

@@ -226,3 +226,51 @@ impl Metadata {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 }
+
+impl Metadata {
+    /// The records of the runs named (unknown ids are left out), without the tracking data
+    /// (params, metrics) `run` adds.
+    pub async fn run_records(&self, ids: &[String]) -> Result<Vec<kairo_core::run::Run>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT record, status, ended_at, run_name FROM runs WHERE id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(crate::runs::decode(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When each of these dataset versions (by content hash) was first recorded, under any path.
+    pub async fn dataset_versions_recorded_ms(
+        &self,
+        hashes: &[String],
+    ) -> Result<std::collections::HashMap<(String, String), i64>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in hashes.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT d.path, v.hash, v.created_at FROM dataset_versions v JOIN datasets d ON d.id = v.dataset_id \
+                 WHERE v.hash IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for h in chunk {
+                q = q.bind(h.clone());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let at: String = r.try_get(2)?;
+                out.insert((r.try_get(0)?, r.try_get(1)?), time::millis_of(&at));
+            }
+        }
+        Ok(out)
+    }
+}

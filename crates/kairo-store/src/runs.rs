@@ -229,7 +229,7 @@ fn encode(run: &Run) -> Result<String> {
 
 /// A run from (record, status, ended_at, run_name). The columns win over the record: runs
 /// created through the tracking API change status and name there, not in the record.
-fn decode(row: &AnyRow) -> Result<Run> {
+pub(crate) fn decode(row: &AnyRow) -> Result<Run> {
     let text: String = row.try_get(0)?;
     let mut run: Run =
         serde_json::from_str(&text).map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;

@@ -322,3 +322,49 @@ async fn an_empty_ledger_reports_nothing_and_divides_by_nothing() {
     let page = kairo_kpi::html::render(&r, kairo_kpi::html::Lang::Ja);
     assert!(page.contains("この期間はありません"));
 }
+
+/// A change trained from a commit (no tracked data) is dated from the commit's time, read from
+/// the project's git history.
+#[tokio::test]
+async fn a_commit_is_a_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str], date: Option<&str>| {
+        let mut c = std::process::Command::new("git");
+        c.args(args).current_dir(dir.path());
+        if let Some(d) = date {
+            c.env("GIT_COMMITTER_DATE", d).env("GIT_AUTHOR_DATE", d);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "-q"], None);
+    git(&["-c", "user.name=T", "-c", "user.email=t@x", "commit", "-q", "--allow-empty", "-m", "m"], Some("2027-03-01T10:00:00Z"));
+    let commit = git(&["rev-parse", "HEAD"], None).trim().to_string();
+    let md = Metadata::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("k.db").display())).await.unwrap();
+    let mut r = Run::tracked("0b01".into(), "train".into(), "alice".into(), "h".into(), time::millis_to_string(T0 + 11 * H));
+    r.executor = "local".into();
+    r.trigger = "ci".into();
+    r.git.commit = Some(commit);
+    md.start_run(&r).await.unwrap();
+    r.status = RunStatus::Succeeded;
+    r.ended_at = Some(time::millis_to_string(T0 + 12 * H));
+    md.finish_run(&r, &[]).await.unwrap();
+    md.import_events(&[
+        ev(T0 + 12 * H, "ci", EventKind::ModelVersionRegistered, "model:m", json!({"version": 1, "run_id": "0b01"})),
+        ev(T0 + 13 * H, "ci", EventKind::DeploymentCreated, "deployment:m", deploy(None, (1, None), "ci")),
+    ])
+    .await
+    .unwrap();
+    let q = Query { since_ms: T0, until_ms: T0 + 7 * D, model: None };
+    let with_git = Sources { md: &md, objects: None, git_root: Some(dir.path()) };
+    let r = kairo_kpi::compute(&with_git, &config(""), &q).await.unwrap();
+    let c = &r.lead_time.changes_detail[0];
+    assert_eq!(c.cause.as_deref(), Some("commit"));
+    assert_eq!(c.cause_at.as_deref(), Some("2027-03-01T10:00:00.000Z"));
+    assert_eq!(c.total_s, Some(3.0 * 3600.0), "10:00 commit → 13:00 in production");
+    assert_eq!(c.stages_s[0], Some(3600.0), "waited an hour to start training");
+    // Without the git history there is no cause to date it from.
+    let r = kairo_kpi::compute(&Sources { md: &md, objects: None, git_root: None }, &config(""), &q).await.unwrap();
+    assert_eq!(r.lead_time.changes_detail[0].cause, None);
+}
