@@ -13,6 +13,7 @@ pub mod event;
 pub mod exit;
 pub mod hash;
 pub mod kpi;
+pub mod latency;
 pub mod manifest;
 pub mod pointer;
 pub mod profile;

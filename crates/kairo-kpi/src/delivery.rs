@@ -475,12 +475,7 @@ pub fn report(l: &Ledger, s: &KpiSettings, q: &Query) -> Report {
 /// The points a change passes: cause, run start, run end, promotion requested (or the
 /// version registered), promoted, began taking traffic, 100%. A missing point takes the one
 /// before it, so its time falls into the next stage that is known.
-fn lead_time(
-    l: &Ledger,
-    reached: &[&Change],
-    incidents: &BTreeMap<i64, IncidentStory>,
-    s: &KpiSettings,
-) -> LeadTime {
+fn lead_time(l: &Ledger, reached: &[&Change], incidents: &BTreeMap<i64, IncidentStory>, s: &KpiSettings) -> LeadTime {
     let _ = s;
     let promotions = promotion_events(l);
     // The incident that chose each version (its challenger), latest first wins.
@@ -520,8 +515,7 @@ fn lead_time(
                 (None, cur) => cur,
             };
         }
-        let stages: Vec<Option<f64>> =
-            (0..STAGES.len()).map(|i| Some(secs(p[i + 1]? - p[i]?))).collect();
+        let stages: Vec<Option<f64>> = (0..STAGES.len()).map(|i| Some(secs(p[i + 1]? - p[i]?))).collect();
         for (i, v) in stages.iter().enumerate() {
             if let Some(v) = v {
                 per_stage[i].push(*v);

@@ -177,7 +177,8 @@ pub fn render(r: &Report, lang: Lang) -> String {
     // Headline cards: the four keys.
     let _ = write!(h, "<h2>{}</h2><div class=\"cards\">", t(lang, "delivery"));
     let card = |h: &mut String, label: &str, value: String, sub: String| {
-        let _ = write!(h, "<div class=\"card\"><span>{label}</span><b>{}</b><span>{}</span></div>", esc(&value), esc(&sub));
+        let _ =
+            write!(h, "<div class=\"card\"><span>{label}</span><b>{}</b><span>{}</span></div>", esc(&value), esc(&sub));
     };
     card(
         &mut h,
@@ -197,7 +198,12 @@ pub fn render(r: &Report, lang: Lang) -> String {
         percent(r.change_failure.rate),
         format!("{}/{}", r.change_failure.failed, r.change_failure.changes),
     );
-    card(&mut h, t(lang, "ttr"), duration(r.restore.median_s), format!("{}/{}", r.restore.resolved, r.restore.incidents));
+    card(
+        &mut h,
+        t(lang, "ttr"),
+        duration(r.restore.median_s),
+        format!("{}/{}", r.restore.resolved, r.restore.incidents),
+    );
     card(&mut h, t(lang, "ttd"), duration(r.restore.detect_median_s), format!("{}", r.restore.detected));
     h.push_str("</div>");
 
@@ -469,7 +475,12 @@ fn bars(h: &mut String, items: &[(String, f64)], color: &str) {
             esc(label)
         );
         if items.len() <= 16 || i % (items.len() / 12 + 1) == 0 {
-            let _ = write!(h, "<text x=\"{x:.1}\" y=\"{}\" font-size=\"8\" fill=\"#555\">{}</text>", hgt + 12.0, esc(label));
+            let _ = write!(
+                h,
+                "<text x=\"{x:.1}\" y=\"{}\" font-size=\"8\" fill=\"#555\">{}</text>",
+                hgt + 12.0,
+                esc(label)
+            );
         }
     }
     h.push_str("</svg>");
@@ -541,7 +552,11 @@ fn quality_chart(h: &mut String, r: &Report) {
                 .map(|q| format!("{:.1},{:.1}", x_of(&q.window_start), y_of(q.value.unwrap_or(lo))))
                 .collect();
             let color = COLORS[vi % COLORS.len()];
-            let _ = write!(h, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", pts.join(" "));
+            let _ = write!(
+                h,
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+                pts.join(" ")
+            );
             for p in &pts {
                 let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
                 let _ = write!(h, "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{color}\"/>");
@@ -556,7 +571,12 @@ fn quality_chart(h: &mut String, r: &Report) {
                     );
                 }
             }
-            let _ = write!(h, "<text x=\"{}\" y=\"{}\" font-size=\"8\" fill=\"{color}\">v{v}</text>", pad + vi as f64 * 40.0, hgt - 4.0);
+            let _ = write!(
+                h,
+                "<text x=\"{}\" y=\"{}\" font-size=\"8\" fill=\"{color}\">v{v}</text>",
+                pad + vi as f64 * 40.0,
+                hgt - 4.0
+            );
         }
         let _ = write!(
             h,

@@ -13,8 +13,9 @@ use serde_json::Value;
 use crate::{delivery, Query, Result, Sources};
 
 /// How far before the period events are read: a change that reaches 100% in the period may
-/// have been trained, promoted and started weeks before.
-pub const LOOKBACK_MS: i64 = 90 * 86_400_000;
+/// have been promoted and started days before (its training run and registration are read
+/// whenever they were).
+pub const LOOKBACK_MS: i64 = 30 * 86_400_000;
 
 /// The event kinds the delivery KPIs read.
 pub const KINDS: &[EventKind] = &[
@@ -195,7 +196,36 @@ pub async fn load(src: &Sources<'_>, settings: &KpiSettings, q: &Query) -> Resul
 }
 
 /// Serving days of the period, summed over the processes that served them.
-/// PENDING-MERGE: the serving-days branch brings `serving_days` and the histogram.
-async fn serving_health(_md: &kairo_store::Metadata, _q: &Query) -> Result<Vec<ServingHealth>> {
-    Ok(Vec::new())
+async fn serving_health(md: &kairo_store::Metadata, q: &Query) -> Result<Vec<ServingHealth>> {
+    #[derive(Default)]
+    struct Sum {
+        requests: i64,
+        client_errors: i64,
+        server_errors: i64,
+        latency: kairo_core::latency::Histogram,
+    }
+    let day = 86_400_000;
+    let rows = md.serving_days(q.since_ms.div_euclid(day) * day, q.model.as_deref()).await?;
+    let mut merged: BTreeMap<(String, i64, i64), Sum> = BTreeMap::new();
+    for r in rows.into_iter().filter(|r| r.day_ms < q.until_ms) {
+        let m = merged.entry((r.deployment, r.version, r.day_ms)).or_default();
+        m.requests += r.requests;
+        m.client_errors += r.client_errors;
+        m.server_errors += r.server_errors;
+        m.latency.merge(&r.latency);
+    }
+    Ok(merged
+        .into_iter()
+        .map(|((model, version, day_ms), s)| ServingHealth {
+            model,
+            version,
+            day_ms,
+            requests: s.requests,
+            client_errors: s.client_errors,
+            server_errors: s.server_errors,
+            p50_ms: s.latency.quantile_ms(0.5),
+            p95_ms: s.latency.quantile_ms(0.95),
+            p99_ms: s.latency.quantile_ms(0.99),
+        })
+        .collect())
 }

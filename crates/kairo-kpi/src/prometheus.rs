@@ -29,7 +29,11 @@ pub fn render(r: &Report, window: &str) -> String {
         "Lead time for change, from its cause to 100% of traffic.",
         &[(",quantile=\"0.5\"".into(), r.lead_time.median_s), (",quantile=\"0.9\"".into(), r.lead_time.p90_s)],
     );
-    gauge("kairo_kpi_change_failure_rate", "Changes rolled back or followed by an incident.", &[(none(), r.change_failure.rate)]);
+    gauge(
+        "kairo_kpi_change_failure_rate",
+        "Changes rolled back or followed by an incident.",
+        &[(none(), r.change_failure.rate)],
+    );
     gauge(
         "kairo_kpi_time_to_restore_seconds",
         "Incident opened to resolved.",
@@ -56,7 +60,11 @@ pub fn render(r: &Report, window: &str) -> String {
     );
     gauge("kairo_kpi_compute_cpu_seconds", "CPU seconds of runs.", &[(none(), Some(r.compute.cpu_s))]);
     if r.value.configured {
-        gauge("kairo_kpi_hours_saved", "Hours saved by automation (value: in kairo.yaml).", &[(none(), Some(r.value.hours_saved))]);
+        gauge(
+            "kairo_kpi_hours_saved",
+            "Hours saved by automation (value: in kairo.yaml).",
+            &[(none(), Some(r.value.hours_saved))],
+        );
         gauge("kairo_kpi_net_value", "Money saved + realised value − compute cost.", &[(none(), r.value.net)]);
     }
     out

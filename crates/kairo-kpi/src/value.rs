@@ -80,7 +80,9 @@ pub fn compute(spec: Option<&ValueSpec>, r: &Report, l: &Ledger) -> Roi {
     ];
     for (item, n, minutes, what) in items {
         let Some(min) = minutes else {
-            out.missing.push(format!("value.manual_minutes.{item} (minutes one takes by hand today; {n} {what} in the period)"));
+            out.missing.push(format!(
+                "value.manual_minutes.{item} (minutes one takes by hand today; {n} {what} in the period)"
+            ));
             continue;
         };
         let hours = n as f64 * min / 60.0;
@@ -119,12 +121,15 @@ pub fn compute(spec: Option<&ValueSpec>, r: &Report, l: &Ledger) -> Roi {
                 amount: Some(-amount),
             });
         }
-        None => out.missing.push(format!("value.cpu_hour_cost (what a CPU-hour costs; {} CPU-hours in the period)", num(cpu_hours))),
+        None => out
+            .missing
+            .push(format!("value.cpu_hour_cost (what a CPU-hour costs; {} CPU-hours in the period)", num(cpu_hours))),
     }
 
     let mut realised: Option<f64> = None;
     if let Some(pv) = v.prediction_value {
-        let n: i64 = l.predictions.iter().filter(|(m, _)| r.period.model.as_ref().is_none_or(|x| x == *m)).map(|(_, n)| n).sum();
+        let n: i64 =
+            l.predictions.iter().filter(|(m, _)| r.period.model.as_ref().is_none_or(|x| x == *m)).map(|(_, n)| n).sum();
         let amount = n as f64 * pv;
         *realised.get_or_insert(0.0) += amount;
         out.lines.push(RoiLine {
@@ -161,9 +166,8 @@ pub fn compute(spec: Option<&ValueSpec>, r: &Report, l: &Ledger) -> Roi {
         });
     }
     if v.prediction_value.is_none() && v.outcome_value.is_none() {
-        out.missing.push(
-            "value.prediction_value or value.outcome_value (the business value of predictions; optional)".into(),
-        );
+        out.missing
+            .push("value.prediction_value or value.outcome_value (the business value of predictions; optional)".into());
     }
     out.realised_value = realised;
 

@@ -88,8 +88,15 @@ pub fn reproduce(
     let result = (|| -> Result<ReproduceReport> {
         materialise_inputs(project, &original, &workdir)?;
         let pipeline = Pipeline::from_stages(vec![stage.clone()]);
-        let opts =
-            RunOptions { targets: Vec::new(), force: true, dry_run: false, jobs: 1, trigger, no_wait: false, actor: None };
+        let opts = RunOptions {
+            targets: Vec::new(),
+            force: true,
+            dry_run: false,
+            jobs: 1,
+            trigger,
+            no_wait: false,
+            actor: None,
+        };
         let runner = Runner::new(project, &pipeline, opts, handle.clone(), interrupt, console)?;
         let cache = Mutex::new(project.stat_cache());
         let fp = crate::env::Fingerprinter::new(project.root());

@@ -100,7 +100,10 @@ pub async fn serve(
     }
     let md = project.metadata().await?;
     let objects = project.objects()?;
-    let endpoints = Arc::new(Endpoints::start(project.clone(), md.clone(), &config.models, kairo_core::actor::ROLLOUT_GUARD.to_string()).await?);
+    let endpoints = Arc::new(
+        Endpoints::start(project.clone(), md.clone(), &config.models, kairo_core::actor::ROLLOUT_GUARD.to_string())
+            .await?,
+    );
     let metrics = Arc::new(metrics::Metrics::default());
     let settings = predlog::Settings {
         queue: config.log_queue,
@@ -109,6 +112,10 @@ pub async fn serve(
         max_age: config.log_max_age,
     };
     let (log, writer) = predlog::PredictionLog::start(md.clone(), objects, metrics.clone(), settings);
+    // Serving health per version and day, written as this process's running totals.
+    let instance = kairo_core::run::new_run_id();
+    let days = tokio::spawn(write_serving_days(md.clone(), metrics.clone(), instance.clone(), config.log_max_age));
+    let days_metrics = metrics.clone();
     endpoints.spawn_poller(config.poll);
     // One listening socket per serving thread (SO_REUSEPORT: the kernel spreads connections),
     // each thread a single-threaded runtime: a request is read, run and answered on one
@@ -132,6 +139,8 @@ pub async fn serve(
         let result = kairo_http::serve(listener, app, conn, connections, shutdown).await;
         drop(state);
         writer.finish().await;
+        days.abort();
+        flush_serving_days(&md, &days_metrics, &instance).await;
         md.close().await;
         return result.map_err(ServeError::Io);
     }
@@ -172,8 +181,35 @@ pub async fn serve(
     drop(app);
     drop(state);
     writer.finish().await;
+    days.abort();
+    flush_serving_days(&md, &days_metrics, &instance).await;
     md.close().await;
     joined.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ()).map_err(ServeError::Io)
+}
+
+/// Every `every`, write the serving days that changed.
+async fn write_serving_days(
+    md: kairo_store::Metadata,
+    metrics: Arc<metrics::Metrics>,
+    instance: String,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        flush_serving_days(&md, &metrics, &instance).await;
+    }
+}
+
+/// Write the serving days that changed; on failure keep them for the next attempt.
+async fn flush_serving_days(md: &kairo_store::Metadata, metrics: &metrics::Metrics, instance: &str) {
+    let rows = metrics.take_days(instance);
+    if let Err(e) = md.put_serving_days(&rows).await {
+        tracing::warn!(error = %e, rows = rows.len(), "serving health not written; retried at the next flush");
+        metrics.untake(&rows);
+    }
 }
 
 fn router(state: AppState, max_body: usize) -> Router {
@@ -565,22 +601,27 @@ async fn invoke_mlflow(
     };
     let routing = ep.routing();
     let (loaded, arm, shadow) = ep.route(&routing, header(&headers, "kairo-routing-key"));
-    let content_type = header(&headers, "content-type").unwrap_or("application/json").to_ascii_lowercase();
-    let inputs = if content_type.starts_with("text/csv") {
-        invocations::decode_csv(&body, loaded.model.signature(), &s.0.limits)?
-    } else if content_type.starts_with("application/json") || content_type.is_empty() {
-        invocations::decode_json(&body, loaded.model.signature(), &s.0.limits)?
-    } else {
-        return Err(RequestError::UnsupportedMediaType(format!(
-            "content type '{content_type}' is not supported: use application/json or text/csv"
-        )));
-    };
     let request_id = request_id(&headers);
+    // From here a refusal is the chosen version's: counted in its metrics and serving health.
+    let outcome = Outcome { state: &s, ep: &ep, loaded: &loaded, arm, request_id: request_id.clone(), started };
+    let content_type = header(&headers, "content-type").unwrap_or("application/json").to_ascii_lowercase();
+    let decoded = if content_type.starts_with("text/csv") {
+        invocations::decode_csv(&body, loaded.model.signature(), &s.0.limits).map_err(RequestError::from)
+    } else if content_type.starts_with("application/json") || content_type.is_empty() {
+        invocations::decode_json(&body, loaded.model.signature(), &s.0.limits).map_err(RequestError::from)
+    } else {
+        Err(RequestError::UnsupportedMediaType(format!(
+            "content type '{content_type}' is not supported: use application/json or text/csv"
+        )))
+    };
+    let inputs = match decoded {
+        Ok(inputs) => inputs,
+        Err(e) => return Err(outcome.refused_mlflow(e)),
+    };
     let logged: Vec<(String, Tensor)> = inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     if let Some(shadow) = shadow {
         mirror(&s, &ep, shadow, inputs.clone(), request_id.clone());
     }
-    let outcome = Outcome { state: &s, ep: &ep, loaded: &loaded, arm, request_id: request_id.clone(), started };
     let outputs = match run_model(&loaded, inputs).await {
         Ok(outputs) => outputs,
         Err(e) => return Err(outcome.refused_mlflow(RequestError::from(&e))),

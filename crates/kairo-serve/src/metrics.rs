@@ -19,13 +19,35 @@ struct Histogram {
     sum: f64,
 }
 
-/// model, version, arm, HTTP status.
-type RequestKey = (String, i64, &'static str, u16);
+/// What one served model's requests left behind.
+#[derive(Default)]
+struct PerModel {
+    /// version, arm, HTTP status → requests.
+    requests: BTreeMap<(i64, &'static str, u16), u64>,
+    /// arm → latency.
+    latency: BTreeMap<&'static str, Histogram>,
+    /// (version, UTC day) → the day's totals, kept until written after the day ended.
+    days: BTreeMap<(i64, i64), Day>,
+}
+
+/// A version's requests on one UTC day (answered to clients: stable and canary arms).
+#[derive(Default, Clone)]
+struct Day {
+    requests: i64,
+    client_errors: i64,
+    server_errors: i64,
+    latency: kairo_core::latency::Histogram,
+    /// Changed since it was last taken for the store.
+    dirty: bool,
+}
+
+const DAY_MS: i64 = 86_400_000;
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestKey, u64>>,
-    latency: Mutex<BTreeMap<(String, &'static str), Histogram>>,
+    /// One lock per request, taken once; looked up by `&str` (no allocation once a model has
+    /// been seen).
+    models: Mutex<BTreeMap<String, PerModel>>,
     pub log_rows: AtomicU64,
     pub log_dropped: AtomicU64,
     pub log_segments: AtomicU64,
@@ -41,15 +63,66 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     pub fn observe(&self, model: &str, version: i64, arm: &'static str, status: u16, elapsed: Duration) {
-        *lock(&self.requests).entry((model.to_string(), version, arm, status)).or_default() += 1;
+        let now_ms = kairo_core::time::now_millis();
+        let mut models = lock(&self.models);
+        if !models.contains_key(model) {
+            models.insert(model.to_string(), PerModel::default());
+        }
+        let Some(m) = models.get_mut(model) else { return };
+        *m.requests.entry((version, arm, status)).or_default() += 1;
         let secs = elapsed.as_secs_f64();
-        let mut latency = lock(&self.latency);
-        let h = latency.entry((model.to_string(), arm)).or_default();
+        let h = m.latency.entry(arm).or_default();
         h.count += 1;
         h.sum += secs;
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
                 h.counts[i] += 1;
+            }
+        }
+        // A shadow's answers never reach a client: not part of the version's serving health.
+        if arm != "shadow" {
+            let d = m.days.entry((version, now_ms.div_euclid(DAY_MS) * DAY_MS)).or_default();
+            d.requests += 1;
+            d.client_errors += i64::from((400..500).contains(&status));
+            d.server_errors += i64::from(status >= 500);
+            d.latency.record(elapsed.as_micros().min(u128::from(u64::MAX)) as u64);
+            d.dirty = true;
+        }
+    }
+
+    /// The running totals of every (model, version, day) that changed since the last call, for
+    /// the store; days that ended and were already taken are forgotten. Give them back with
+    /// [`Metrics::untake`] when the write fails.
+    pub fn take_days(&self, instance: &str) -> Vec<kairo_store::kpi::ServingDay> {
+        let now_ms = kairo_core::time::now_millis();
+        let today = now_ms.div_euclid(DAY_MS) * DAY_MS;
+        let mut out = Vec::new();
+        for (model, m) in lock(&self.models).iter_mut() {
+            m.days.retain(|(_, day), d| d.dirty || *day >= today);
+            for ((version, day), d) in m.days.iter_mut().filter(|(_, d)| d.dirty) {
+                d.dirty = false;
+                out.push(kairo_store::kpi::ServingDay {
+                    deployment: model.clone(),
+                    version: *version,
+                    day_ms: *day,
+                    instance: instance.to_string(),
+                    requests: d.requests,
+                    client_errors: d.client_errors,
+                    server_errors: d.server_errors,
+                    latency: d.latency.clone(),
+                    updated_ms: now_ms,
+                });
+            }
+        }
+        out
+    }
+
+    /// Mark days taken by [`Metrics::take_days`] as still to be written.
+    pub fn untake(&self, rows: &[kairo_store::kpi::ServingDay]) {
+        let mut models = lock(&self.models);
+        for r in rows {
+            if let Some(d) = models.get_mut(&r.deployment).and_then(|m| m.days.get_mut(&(r.version, r.day_ms))) {
+                d.dirty = true;
             }
         }
     }
@@ -60,16 +133,21 @@ impl Metrics {
             "# HELP kairo_inference_requests_total Inference requests by model, version, arm and HTTP status.\n",
         );
         out.push_str("# TYPE kairo_inference_requests_total counter\n");
-        for ((model, version, arm, status), n) in lock(&self.requests).iter() {
-            let _ = writeln!(
-                out,
-                "kairo_inference_requests_total{{model=\"{}\",version=\"{version}\",arm=\"{arm}\",status=\"{status}\"}} {n}",
-                escape(model)
-            );
+        let models = lock(&self.models);
+        for (model, m) in models.iter() {
+            for ((version, arm, status), n) in &m.requests {
+                let _ = writeln!(
+                    out,
+                    "kairo_inference_requests_total{{model=\"{}\",version=\"{version}\",arm=\"{arm}\",status=\"{status}\"}} {n}",
+                    escape(model)
+                );
+            }
         }
         out.push_str("# HELP kairo_inference_duration_seconds Time from request decoded to response encoded.\n");
         out.push_str("# TYPE kairo_inference_duration_seconds histogram\n");
-        for ((model, arm), h) in lock(&self.latency).iter() {
+        for (model, arm, h) in
+            models.iter().flat_map(|(model, m)| m.latency.iter().map(move |(arm, h)| (model, arm, h)))
+        {
             let labels = format!("model=\"{}\",arm=\"{arm}\"", escape(model));
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ =
@@ -79,6 +157,7 @@ impl Metrics {
             let _ = writeln!(out, "kairo_inference_duration_seconds_sum{{{labels}}} {}", h.sum);
             let _ = writeln!(out, "kairo_inference_duration_seconds_count{{{labels}}} {}", h.count);
         }
+        drop(models);
         for (name, help, v) in [
             ("kairo_prediction_log_rows_total", "Prediction rows written to the log.", &self.log_rows),
             (

@@ -52,7 +52,7 @@ impl Metadata {
         }
         let marks: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
-            "SELECT id, at, actor, kind, subject, payload FROM events WHERE at >= $1 AND kind IN ({}) ORDER BY id",
+            "SELECT id, at, actor, kind, subject, payload FROM events WHERE at >= $1 AND kind IN ({})",
             marks.join(", ")
         );
         // Times are stored as RFC 3339 UTC with milliseconds, so they compare as text.
@@ -61,7 +61,12 @@ impl Metadata {
         for k in kinds {
             q = q.bind(k.as_str());
         }
-        q.fetch_all(&self.pool).await?.iter().map(event_from_row).collect()
+        // Sorted here rather than by the database, which then reads (kind, at) from its index
+        // instead of scanning the table in id order.
+        let mut events: Vec<Event> =
+            q.fetch_all(&self.pool).await?.iter().map(event_from_row).collect::<Result<_>>()?;
+        events.sort_by_key(|e| e.id);
+        Ok(events)
     }
 
     /// Append events with their own times, in one transaction. Kairo's own changes record
@@ -182,8 +187,7 @@ impl Metadata {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql =
-                format!("SELECT id, stage, actor, start_ms, end_ms FROM runs WHERE id IN ({})", marks.join(", "));
+            let sql = format!("SELECT id, stage, actor, start_ms, end_ms FROM runs WHERE id IN ({})", marks.join(", "));
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(id.clone());
@@ -234,10 +238,7 @@ impl Metadata {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT record, status, ended_at, run_name FROM runs WHERE id IN ({})",
-                marks.join(", ")
-            );
+            let sql = format!("SELECT record, status, ended_at, run_name FROM runs WHERE id IN ({})", marks.join(", "));
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(id.clone());
@@ -272,5 +273,92 @@ impl Metadata {
             }
         }
         Ok(out)
+    }
+}
+
+/// One serving process's totals for a version on a UTC day (`day_ms` at 00:00).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServingDay {
+    pub deployment: String,
+    pub version: i64,
+    pub day_ms: i64,
+    /// The serving process (random per start).
+    pub instance: String,
+    pub requests: i64,
+    pub client_errors: i64,
+    pub server_errors: i64,
+    pub latency: kairo_core::latency::Histogram,
+    pub updated_ms: i64,
+}
+
+impl Metadata {
+    /// Write serving processes' running totals, each row overwriting its own (deployment,
+    /// version, day, instance), in one transaction.
+    pub async fn put_serving_days(&self, rows: &[ServingDay]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO serving_days (deployment, version, day_ms, instance, requests, client_errors, server_errors, latency, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (deployment, version, day_ms, instance) DO UPDATE SET requests = excluded.requests, \
+                 client_errors = excluded.client_errors, server_errors = excluded.server_errors, latency = excluded.latency, \
+                 updated_ms = excluded.updated_ms",
+            )
+            .bind(&r.deployment)
+            .bind(r.version)
+            .bind(r.day_ms)
+            .bind(&r.instance)
+            .bind(r.requests)
+            .bind(r.client_errors)
+            .bind(r.server_errors)
+            .bind(r.latency.encode())
+            .bind(r.updated_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rows of days from `since_day_ms` on (every instance: the caller sums), optionally of one
+    /// deployment, by deployment, version and day.
+    pub async fn serving_days(&self, since_day_ms: i64, deployment: Option<&str>) -> Result<Vec<ServingDay>> {
+        let rows = sqlx::query(
+            "SELECT deployment, version, day_ms, instance, requests, client_errors, server_errors, latency, updated_ms \
+             FROM serving_days WHERE day_ms >= $1 AND ($2 = '' OR deployment = $2) ORDER BY deployment, version, day_ms, instance",
+        )
+        .bind(since_day_ms)
+        .bind(deployment.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let deployment: String = r.try_get(0)?;
+                let version: i64 = r.try_get(1)?;
+                let day_ms: i64 = r.try_get(2)?;
+                let text: String = r.try_get(7)?;
+                let latency = kairo_core::latency::Histogram::decode(&text).map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "serving day of {deployment} version {version} on {}: {e}",
+                        time::millis_to_string(day_ms)
+                    ))
+                })?;
+                Ok(ServingDay {
+                    deployment,
+                    version,
+                    day_ms,
+                    instance: r.try_get(3)?,
+                    requests: r.try_get(4)?,
+                    client_errors: r.try_get(5)?,
+                    server_errors: r.try_get(6)?,
+                    latency,
+                    updated_ms: r.try_get(8)?,
+                })
+            })
+            .collect()
     }
 }

@@ -232,10 +232,8 @@ impl Reader<'_> {
         if labels.is_empty() {
             return Ok((BTreeMap::new(), 0));
         }
-        let pairs: Vec<(&LogRow, &Value)> = rows
-            .iter()
-            .filter_map(|r| labels.get(&(r.request_id.clone(), i64::from(r.row))).map(|l| (r, l)))
-            .collect();
+        let pairs: Vec<(&LogRow, &Value)> =
+            rows.iter().filter_map(|r| labels.get(&(r.request_id.clone(), i64::from(r.row))).map(|l| (r, l))).collect();
         let scored = score(self.profile, &pairs);
         Ok((scored.metrics, scored.rows))
     }

@@ -166,7 +166,11 @@ pub async fn run(dir: Option<PathBuf>) -> CmdResult {
     let _ = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
     let _ = server.wait();
     result?;
-    demo.step("what it was worth, from the ledger: lead time, time to restore, automation", &["kpi", "--since", "1d"], exit::OK)?;
+    demo.step(
+        "what it was worth, from the ledger: lead time, time to restore, automation",
+        &["kpi", "--since", "1d"],
+        exit::OK,
+    )?;
     println!("# demo finished: one alert, no commands typed after it, and the whole story is on record");
     Ok(exit::OK)
 }

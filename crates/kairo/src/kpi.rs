@@ -63,7 +63,11 @@ pub async fn run(args: KpiArgs) -> CmdResult {
 /// Write beside the target and rename, so a reader never sees half a page.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("report"), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("report"),
+        std::process::id()
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
@@ -116,7 +120,11 @@ fn print_table(r: &Report) {
         rs.open,
         rs.incidents
     );
-    println!("  time to detect         {} median ({} dated from their windows)", duration(rs.detect_median_s), rs.detected);
+    println!(
+        "  time to detect         {} median ({} dated from their windows)",
+        duration(rs.detect_median_s),
+        rs.detected
+    );
     println!();
     println!("AUTOMATION              automated  by hand  rate");
     let a = &r.automation;
@@ -177,7 +185,13 @@ fn print_table(r: &Report) {
         if c.unmeasured > 0 { format!(" ({} runs without a CPU measurement)", c.unmeasured) } else { String::new() }
     );
     for row in &c.by_model {
-        println!("  {:<20} {:>6} runs  wall {:>9}  CPU {:>9}", row.key, row.runs, duration(Some(row.wall_s)), duration(Some(row.cpu_s)));
+        println!(
+            "  {:<20} {:>6} runs  wall {:>9}  CPU {:>9}",
+            row.key,
+            row.runs,
+            duration(Some(row.wall_s)),
+            duration(Some(row.cpu_s))
+        );
     }
     println!();
     let v = &r.value;

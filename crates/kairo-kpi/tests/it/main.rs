@@ -107,58 +107,225 @@ async fn write_history(md: &Metadata) -> i64 {
     }
 
     let reg = |at, actor: &str, model: &str, v: i64, run: Option<&str>| {
-        ev(at, actor, EventKind::ModelVersionRegistered, &format!("model:{model}"), json!({"version": v, "run_id": run}))
+        ev(
+            at,
+            actor,
+            EventKind::ModelVersionRegistered,
+            &format!("model:{model}"),
+            json!({"version": v, "run_id": run}),
+        )
     };
     let alert_at = T0 + 10 * D - 5 * M;
     let events = vec![
         // churn v1: trained on a new dataset version, approved by bob, deployed directly.
         reg(T0 + 2 * H + 10 * M, "alice", "churn", 1, Some("0a01")),
-        ev(T0 + 2 * H + 20 * M, "alice", EventKind::PromotionRequested, "model:churn", json!({"version": 1, "alias": "champion"})),
-        ev(T0 + 5 * H, "bob", EventKind::PromotionApproved, "model:churn", json!({"version": 1, "alias": "champion", "requested_by": "alice"})),
+        ev(
+            T0 + 2 * H + 20 * M,
+            "alice",
+            EventKind::PromotionRequested,
+            "model:churn",
+            json!({"version": 1, "alias": "champion"}),
+        ),
+        ev(
+            T0 + 5 * H,
+            "bob",
+            EventKind::PromotionApproved,
+            "model:churn",
+            json!({"version": 1, "alias": "champion", "requested_by": "alice"}),
+        ),
         ev(T0 + 6 * H, "alice", EventKind::DeploymentCreated, "deployment:churn", deploy(None, (1, None), "first")),
         // fraud: served by @champion only. Its first move is on a Sunday evening in UTC, a
         // Monday morning in Tokyo.
         reg(T0 + 2 * D, "carol", "fraud", 1, None),
         reg(T0 + 7 * D, "carol", "fraud", 2, None),
-        ev(T0 + 6 * D + 20 * H, "carol", EventKind::AliasMoved, "model:fraud", json!({"alias": "champion", "before": null, "after": 1})),
-        ev(T0 + 8 * D, "carol", EventKind::AliasMoved, "model:fraud", json!({"alias": "champion", "before": 1, "after": 2})),
-        ev(T0 + 9 * D, "carol", EventKind::AliasMoved, "model:fraud", json!({"alias": "champion", "before": 2, "after": 1})),
-        ev(T0 + 9 * D, "carol", EventKind::AliasMoved, "model:fraud", json!({"alias": "challenger", "before": null, "after": 2})),
+        ev(
+            T0 + 6 * D + 20 * H,
+            "carol",
+            EventKind::AliasMoved,
+            "model:fraud",
+            json!({"alias": "champion", "before": null, "after": 1}),
+        ),
+        ev(
+            T0 + 8 * D,
+            "carol",
+            EventKind::AliasMoved,
+            "model:fraud",
+            json!({"alias": "champion", "before": 1, "after": 2}),
+        ),
+        ev(
+            T0 + 9 * D,
+            "carol",
+            EventKind::AliasMoved,
+            "model:fraud",
+            json!({"alias": "champion", "before": 2, "after": 1}),
+        ),
+        ev(
+            T0 + 9 * D,
+            "carol",
+            EventKind::AliasMoved,
+            "model:fraud",
+            json!({"alias": "challenger", "before": null, "after": 2}),
+        ),
         // Incident 1: drift since two hours before the alert; the loop retrains, promotes,
         // canaries v2 and resolves.
-        ev(T0 + 10 * D, auto, EventKind::IncidentOpened, "incident:1", json!({
+        ev(
+            T0 + 10 * D,
+            auto,
+            EventKind::IncidentOpened,
+            "incident:1",
+            json!({
             "automation": "retrain", "model": "churn", "state": "triggered",
             "trigger": {"key": "event:9", "at_ms": T0 + 10 * D, "what": {
                 "kind": "alert", "event": 9, "at": time::millis_to_string(alert_at),
-                "alert": {"evidence": [{"start_ms": T0 + 10 * D - 2 * H}, {"start_ms": T0 + 10 * D - H}]}}}})),
-        ev(T0 + 10 * D + 10 * M, auto, EventKind::IncidentAdvanced, "incident:1", json!({"from": "triggered", "to": "retraining", "at_ms": T0 + 10 * D + 10 * M, "facts": {}})),
+                "alert": {"evidence": [{"start_ms": T0 + 10 * D - 2 * H}, {"start_ms": T0 + 10 * D - H}]}}}}),
+        ),
+        ev(
+            T0 + 10 * D + 10 * M,
+            auto,
+            EventKind::IncidentAdvanced,
+            "incident:1",
+            json!({"from": "triggered", "to": "retraining", "at_ms": T0 + 10 * D + 10 * M, "facts": {}}),
+        ),
         reg(T0 + 10 * D + 45 * M, auto, "churn", 2, Some("0a02")),
-        ev(T0 + 10 * D + 45 * M, auto, EventKind::IncidentAdvanced, "incident:1", json!({"from": "registering", "to": "evaluating", "at_ms": T0 + 10 * D + 45 * M, "facts": {"challenger": {"version": 2}}})),
+        ev(
+            T0 + 10 * D + 45 * M,
+            auto,
+            EventKind::IncidentAdvanced,
+            "incident:1",
+            json!({"from": "registering", "to": "evaluating", "at_ms": T0 + 10 * D + 45 * M, "facts": {"challenger": {"version": 2}}}),
+        ),
         ev(T0 + 10 * D + H, auto, EventKind::Promoted, "model:churn", json!({"version": 2, "alias": "champion"})),
-        ev(T0 + 10 * D + 65 * M, auto, EventKind::DeploymentStarted, "deployment:churn", deploy(Some((1, None)), (1, Some(2)), "canary")),
-        ev(T0 + 10 * D + 125 * M, "kairo-serve", EventKind::DeploymentCompleted, "deployment:churn", deploy(Some((1, Some(2))), (2, None), "healthy")),
-        ev(T0 + 10 * D + 3 * H, auto, EventKind::IncidentAdvanced, "incident:1", json!({"from": "verifying", "to": "resolved", "at_ms": T0 + 10 * D + 3 * H, "facts": {}})),
+        ev(
+            T0 + 10 * D + 65 * M,
+            auto,
+            EventKind::DeploymentStarted,
+            "deployment:churn",
+            deploy(Some((1, None)), (1, Some(2)), "canary"),
+        ),
+        ev(
+            T0 + 10 * D + 125 * M,
+            "kairo-serve",
+            EventKind::DeploymentCompleted,
+            "deployment:churn",
+            deploy(Some((1, Some(2))), (2, None), "healthy"),
+        ),
+        ev(
+            T0 + 10 * D + 3 * H,
+            auto,
+            EventKind::IncidentAdvanced,
+            "incident:1",
+            json!({"from": "verifying", "to": "resolved", "at_ms": T0 + 10 * D + 3 * H, "facts": {}}),
+        ),
         // churn v3: a canary the guard rolls back.
         reg(T0 + 15 * D + 40 * M, "alice", "churn", 3, Some("0a03")),
-        ev(T0 + 15 * D + H, "alice", EventKind::DeploymentStarted, "deployment:churn", deploy(Some((2, None)), (2, Some(3)), "try v3")),
-        ev(T0 + 15 * D + 90 * M, "kairo-serve", EventKind::DeploymentRolledBack, "deployment:churn", deploy(Some((2, Some(3))), (2, None), "automatic rollback of version 3: candidate error rate 0.2")),
+        ev(
+            T0 + 15 * D + H,
+            "alice",
+            EventKind::DeploymentStarted,
+            "deployment:churn",
+            deploy(Some((2, None)), (2, Some(3)), "try v3"),
+        ),
+        ev(
+            T0 + 15 * D + 90 * M,
+            "kairo-serve",
+            EventKind::DeploymentRolledBack,
+            "deployment:churn",
+            deploy(Some((2, Some(3))), (2, None), "automatic rollback of version 3: candidate error rate 0.2"),
+        ),
         // Incident 3: a person asks for a retrain; the challenger is not better.
-        ev(T0 + 16 * D, "alice", EventKind::IncidentOpened, "incident:3", json!({
-            "automation": "retrain", "model": "churn", "trigger": {"what": {"kind": "manual", "at": time::millis_to_string(T0 + 16 * D)}}})),
-        ev(T0 + 16 * D + H, auto, EventKind::IncidentAdvanced, "incident:3", json!({"from": "evaluating", "to": "not_better", "at_ms": T0 + 16 * D + H, "facts": {}})),
+        ev(
+            T0 + 16 * D,
+            "alice",
+            EventKind::IncidentOpened,
+            "incident:3",
+            json!({
+            "automation": "retrain", "model": "churn", "trigger": {"what": {"kind": "manual", "at": time::millis_to_string(T0 + 16 * D)}}}),
+        ),
+        ev(
+            T0 + 16 * D + H,
+            auto,
+            EventKind::IncidentAdvanced,
+            "incident:3",
+            json!({"from": "evaluating", "to": "not_better", "at_ms": T0 + 16 * D + H, "facts": {}}),
+        ),
         // churn v4: created through MLflow (no run, no cause), deployed directly a day later,
         // rolled back by hand after it had taken all traffic.
-        ev(T0 + 19 * D, "dave", EventKind::ModelVersionCreated, "model:churn", json!({"version": 4, "source": "runs:/x/model"})),
-        ev(T0 + 20 * D, "alice", EventKind::DeploymentCreated, "deployment:churn", deploy(Some((2, None)), (4, None), "v4")),
-        ev(T0 + 21 * D, "alice", EventKind::DeploymentRolledBack, "deployment:churn", deploy(Some((4, None)), (2, None), "manual rollback")),
+        ev(
+            T0 + 19 * D,
+            "dave",
+            EventKind::ModelVersionCreated,
+            "model:churn",
+            json!({"version": 4, "source": "runs:/x/model"}),
+        ),
+        ev(
+            T0 + 20 * D,
+            "alice",
+            EventKind::DeploymentCreated,
+            "deployment:churn",
+            deploy(Some((2, None)), (4, None), "v4"),
+        ),
+        ev(
+            T0 + 21 * D,
+            "alice",
+            EventKind::DeploymentRolledBack,
+            "deployment:churn",
+            deploy(Some((4, None)), (2, None), "manual rollback"),
+        ),
         // Incident 2: opened by the schedule, never resolved.
-        ev(T0 + 25 * D, auto, EventKind::IncidentOpened, "incident:2", json!({
-            "automation": "nightly", "model": "churn", "trigger": {"what": {"kind": "schedule", "at": time::millis_to_string(T0 + 25 * D)}}})),
-        ev(T0 + 25 * D + M, auto, EventKind::IncidentAdvanced, "incident:2", json!({"from": "triggered", "to": "retraining", "at_ms": T0 + 25 * D + M, "facts": {}})),
+        ev(
+            T0 + 25 * D,
+            auto,
+            EventKind::IncidentOpened,
+            "incident:2",
+            json!({
+            "automation": "nightly", "model": "churn", "trigger": {"what": {"kind": "schedule", "at": time::millis_to_string(T0 + 25 * D)}}}),
+        ),
+        ev(
+            T0 + 25 * D + M,
+            auto,
+            EventKind::IncidentAdvanced,
+            "incident:2",
+            json!({"from": "triggered", "to": "retraining", "at_ms": T0 + 25 * D + M, "facts": {}}),
+        ),
         // Outside the period: ignored except as history.
-        ev(T0 + 40 * D, "alice", EventKind::DeploymentCreated, "deployment:churn", deploy(Some((2, None)), (5, None), "later")),
+        ev(
+            T0 + 40 * D,
+            "alice",
+            EventKind::DeploymentCreated,
+            "deployment:churn",
+            deploy(Some((2, None)), (5, None), "later"),
+        ),
     ];
     md.import_events(&events).await.unwrap();
+
+    // Serving health of churn v2 on its first full day, from two serving processes, and a day
+    // before the period.
+    let day = |requests, client_errors, server_errors, micros: u64, instance: &str, day_ms| {
+        let mut latency = kairo_core::latency::Histogram::new();
+        for _ in 0..requests {
+            latency.record(micros);
+        }
+        kairo_store::kpi::ServingDay {
+            deployment: "churn".into(),
+            version: 2,
+            day_ms,
+            instance: instance.into(),
+            requests,
+            client_errors,
+            server_errors,
+            latency,
+            updated_ms: day_ms,
+        }
+    };
+    md.put_serving_days(&[
+        day(100, 2, 1, 1_000, "a", T0 + 11 * D),
+        day(50, 0, 1, 3_000, "b", T0 + 11 * D),
+        day(7, 0, 0, 1, "a", T0 - D),
+    ])
+    .await
+    .unwrap();
+    // A process writes its running totals again: the row is replaced, not added to.
+    md.put_serving_days(&[day(100, 2, 1, 1_000, "a", T0 + 11 * D)]).await.unwrap();
 
     for (day, scheduled, times) in [(10, true, 3), (11, true, 2), (12, false, 1)] {
         for i in 0..times {
@@ -214,7 +381,10 @@ async fn golden(url: &str) {
     assert_eq!(v4.stages_s, [None, None, None, Some(0.0), Some(86400.0), Some(0.0)]);
     let medians: Vec<Option<f64>> = lt.stages.iter().map(|s| s.median_s).collect();
     let wait_v1 = (T0 + H - data_at) as f64 / 1000.0;
-    assert_eq!(medians, [Some((wait_v1 + 900.0) / 2.0), Some(2700.0), Some(1200.0), Some(0.0), Some(86400.0), Some(0.0)]);
+    assert_eq!(
+        medians,
+        [Some((wait_v1 + 900.0) / 2.0), Some(2700.0), Some(1200.0), Some(0.0), Some(86400.0), Some(0.0)]
+    );
     assert_eq!(lt.bottleneck.as_deref(), Some("waiting_to_start"));
     assert!(close(lt.stages.iter().map(|s| s.share).sum::<f64>(), 1.0));
 
@@ -254,11 +424,21 @@ async fn golden(url: &str) {
     assert_eq!(pairs(&a.rollbacks), (1, 1));
     assert_eq!(pairs(&a.drift_checks), (5, 1));
 
+    // Serving health: both processes summed; percentiles from the merged histogram.
+    assert_eq!(r.serving.len(), 1, "{:?}", r.serving);
+    let sv = &r.serving[0];
+    assert_eq!((sv.model.as_str(), sv.version, sv.day.as_str()), ("churn", 2, "2027-03-12"));
+    assert_eq!((sv.requests, sv.client_errors, sv.server_errors), (150, 2, 2));
+    assert!(close(sv.error_rate, 2.0 / 150.0));
+    let near = |got: Option<f64>, want: f64| (got.unwrap() - want).abs() <= 0.09 * want;
+    assert!(near(sv.p50_ms, 1.0) && near(sv.p95_ms, 3.0) && near(sv.p99_ms, 3.0), "{sv:?}");
+
     // Compute.
     let c = &r.compute;
     assert_eq!((c.runs, c.failed, c.unmeasured), (4, 0, 1));
     assert_eq!((c.wall_s, c.cpu_s), (8400.0, 10800.0));
-    let rows: Vec<(&str, i64, f64, f64)> = c.by_model.iter().map(|r| (r.key.as_str(), r.runs, r.wall_s, r.cpu_s)).collect();
+    let rows: Vec<(&str, i64, f64, f64)> =
+        c.by_model.iter().map(|r| (r.key.as_str(), r.runs, r.wall_s, r.cpu_s)).collect();
     assert_eq!(rows, [("(other)", 1, 1200.0, 0.0), ("churn", 3, 7200.0, 10800.0)]);
     let rows: Vec<(&str, i64)> = c.by_trigger.iter().map(|r| (r.key.as_str(), r.runs)).collect();
     assert_eq!(rows, [("alert (automation)", 1), ("manual", 3)]);
@@ -339,10 +519,14 @@ async fn a_commit_is_a_cause() {
         String::from_utf8(out.stdout).unwrap()
     };
     git(&["init", "-q"], None);
-    git(&["-c", "user.name=T", "-c", "user.email=t@x", "commit", "-q", "--allow-empty", "-m", "m"], Some("2027-03-01T10:00:00Z"));
+    git(
+        &["-c", "user.name=T", "-c", "user.email=t@x", "commit", "-q", "--allow-empty", "-m", "m"],
+        Some("2027-03-01T10:00:00Z"),
+    );
     let commit = git(&["rev-parse", "HEAD"], None).trim().to_string();
     let md = Metadata::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("k.db").display())).await.unwrap();
-    let mut r = Run::tracked("0b01".into(), "train".into(), "alice".into(), "h".into(), time::millis_to_string(T0 + 11 * H));
+    let mut r =
+        Run::tracked("0b01".into(), "train".into(), "alice".into(), "h".into(), time::millis_to_string(T0 + 11 * H));
     r.executor = "local".into();
     r.trigger = "ci".into();
     r.git.commit = Some(commit);
@@ -367,4 +551,28 @@ async fn a_commit_is_a_cause() {
     // Without the git history there is no cause to date it from.
     let r = kairo_kpi::compute(&Sources { md: &md, objects: None, git_root: None }, &config(""), &q).await.unwrap();
     assert_eq!(r.lead_time.changes_detail[0].cause, None);
+}
+
+/// A serving day whose stored histogram is damaged is an error naming it, not a panic.
+#[tokio::test]
+async fn a_damaged_serving_day_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("k.db").display());
+    let md = Metadata::connect(&url).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO serving_days VALUES ('churn', 3, $1, 'x', 1, 0, 0, 'v1 999:1', 0)")
+        .bind(T0)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = report_err(&md).await;
+    assert!(
+        err.contains("serving day of churn version 3 on 2027-03-01") && err.contains("bucket 999 is out of range"),
+        "{err}"
+    );
+}
+
+async fn report_err(md: &Metadata) -> String {
+    let q = Query { since_ms: T0, until_ms: T0 + 28 * D, model: None };
+    kairo_kpi::compute(&Sources { md, objects: None, git_root: None }, &config(""), &q).await.unwrap_err().to_string()
 }

@@ -236,6 +236,8 @@ async fn migrates_old_state(url: &str) {
         "DROP TABLE retired_model_names",
         "DROP TABLE incidents",
         "DROP TABLE automation_triggers",
+        "DROP INDEX events_kind_at",
+        "DROP INDEX runs_start",
         "ALTER TABLE runs DROP COLUMN cpu_ms",
         "DROP TABLE serving_days",
         "DROP TABLE monitor_check_days",

@@ -65,7 +65,9 @@ fn the_demo_loop_yields_plausible_kpis_everywhere() {
     let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
     repo.write(
         "kairo.yaml",
-        format!("{config}\nvalue:\n  engineer_hourly_cost: 90\n  manual_minutes: {{retrain: 60}}\n  cpu_hour_cost: 2\n"),
+        format!(
+            "{config}\nvalue:\n  engineer_hourly_cost: 90\n  manual_minutes: {{retrain: 60}}\n  cpu_hour_cost: 2\n"
+        ),
     );
     let r = repo.json(&["kpi"]);
     assert_eq!(r["value"]["configured"], true);
@@ -101,7 +103,11 @@ fn bad_input_is_named_and_nothing_is_written() {
     ] {
         let out = repo.kairo(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(!repo.join("r.html").exists());
     // A value that is not a cost is refused where it is written.
@@ -122,4 +128,52 @@ fn bad_input_is_named_and_nothing_is_written() {
     let r = repo.json(&["kpi"]);
     assert_eq!(r["deployment_frequency"]["total"], 0);
     assert!(r["lead_time"]["median_s"].is_null());
+}
+
+/// Requests served by two `kairo serve` processes in turn, good and refused: the KPI's
+/// serving health counts every one of them once, with latency, and keeps them across restarts.
+#[test]
+fn serving_health_survives_restarts() {
+    use crate::serving::Serve;
+    let repo = demo_project();
+    let today = |r: &serde_json::Value, version: i64| -> (i64, i64, i64) {
+        let day = kairo_core::time::now_string()[..10].to_string();
+        r["serving"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["model"] == "churn" && s["version"] == version && s["day"] == day.as_str())
+            .map(|s| {
+                (
+                    s["requests"].as_i64().unwrap(),
+                    s["client_errors"].as_i64().unwrap(),
+                    s["server_errors"].as_i64().unwrap(),
+                )
+            })
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+    };
+    let before = repo.json(&["kpi", "--since", "1d"]);
+    let (r0, c0, s0) = today(&before, 2);
+    assert!(r0 > 0, "the demo's own traffic is there: {:#}", before["serving"]);
+    let sample = before["serving"].as_array().unwrap().iter().find(|s| s["version"] == 2).unwrap().clone();
+    assert!(
+        sample["p50_ms"].as_f64().unwrap() > 0.0
+            && sample["p99_ms"].as_f64().unwrap() >= sample["p50_ms"].as_f64().unwrap()
+    );
+
+    let good = serde_json::json!({"dataframe_split": {
+        "columns": ["tenure", "spend", "support_calls", "usage_hours"], "data": [[6.0, 76.02, 4.0, 2.9]]}});
+    let bad = serde_json::json!({"dataframe_split": {"columns": ["nope"], "data": [[1.0]]}});
+    for (good_n, bad_n) in [(5, 3), (4, 0)] {
+        let serve = Serve::start(&repo, &["churn"]);
+        for _ in 0..good_n {
+            assert_eq!(serve.post("/invocations", &good).0, 200);
+        }
+        for _ in 0..bad_n {
+            assert_eq!(serve.post("/invocations", &bad).0, 400);
+        }
+        serve.stop();
+    }
+    let after = repo.json(&["kpi", "--since", "1d"]);
+    assert_eq!(today(&after, 2), (r0 + 12, c0 + 3, s0), "{:#}", after["serving"]);
 }
