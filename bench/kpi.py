@@ -211,6 +211,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out")
     a = ap.parse_args()
+    if a.out:
+        a.out = os.path.abspath(a.out)
     now = int(time.time() * 1000)
     t = time.perf_counter()
     events, runs, datasets, versions = generate(now, a.models, a.events, a.runs)

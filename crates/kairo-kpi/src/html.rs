@@ -123,6 +123,7 @@ pub fn esc(s: &str) -> String {
 pub fn duration(s: Option<f64>) -> String {
     match s {
         None => "—".into(),
+        Some(s) if s < 10.0 => format!("{s:.1} s"),
         Some(s) if s < 90.0 => format!("{s:.0} s"),
         Some(s) if s < 5400.0 => format!("{:.0} min", s / 60.0),
         Some(s) if s < 2.0 * 86400.0 => format!("{:.1} h", s / 3600.0),
@@ -620,6 +621,7 @@ mod tests {
     #[test]
     fn durations_read_well() {
         assert_eq!(duration(Some(30.0)), "30 s");
+        assert_eq!(duration(Some(0.28)), "0.3 s");
         assert_eq!(duration(Some(600.0)), "10 min");
         assert_eq!(duration(Some(3.0 * 3600.0)), "3.0 h");
         assert_eq!(duration(Some(3.0 * 86400.0)), "3.0 d");

@@ -118,7 +118,8 @@ pub fn compute(spec: Option<&ValueSpec>, r: &Report, l: &Ledger) -> Roi {
                 inputs: format!("{} CPU-hours in {} runs; {} per CPU-hour", num(cpu_hours), r.compute.runs, num(cost)),
                 formula: format!("{} × {} = {}", num(cpu_hours), num(cost), num(amount)),
                 hours: None,
-                amount: Some(-amount),
+                // A cost, shown negative (never as -0).
+                amount: Some(if amount == 0.0 { 0.0 } else { -amount }),
             });
         }
         None => out
