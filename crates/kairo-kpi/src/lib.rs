@@ -58,14 +58,15 @@ pub fn parse_since(text: &str) -> Result<i64> {
         "h" => 3_600_000,
         _ => return Err(bad_since(text)),
     };
-    if n <= 0 || n > 36_500 * 24 {
+    // At most a century back.
+    if n <= 0 || n > 36_500 * 86_400_000 / unit_ms {
         return Err(bad_since(text));
     }
     Ok(n * unit_ms)
 }
 
 fn bad_since(text: &str) -> KpiError {
-    KpiError::Usage(format!("since `{text}`: expected a period such as 90d, 12w or 48h"))
+    KpiError::Usage(format!("since `{text}`: expected a period such as 90d, 12w or 48h (at most a century)"))
 }
 
 /// Where the report's inputs live.
@@ -80,7 +81,12 @@ pub struct Sources<'a> {
 /// Compute the whole report.
 pub async fn compute(src: &Sources<'_>, config: &Config, q: &Query) -> Result<Report> {
     let settings: KpiSettings = config.kpi_settings();
-    let ledger = ledger::load(src, &settings, q).await?;
+    let mut ledger = ledger::load(src, &settings, q).await?;
+    if let Some(model) = &q.model {
+        // Only the checks of monitors that watch this model's deployment.
+        let watches = |monitor: &str| config.monitors.get(monitor).and_then(|m| m.deployment.as_deref()) == Some(model);
+        ledger.monitor_checks.retain(|d| watches(&d.monitor));
+    }
     let mut report = delivery::report(&ledger, &settings, q);
     report.value = value::compute(config.value.as_ref(), &report, &ledger);
     Ok(report)
@@ -109,4 +115,19 @@ pub fn query(since: &str, until: Option<&str>, model: Option<String>) -> Result<
         }
     };
     Ok(Query { since_ms: until_ms - parse_since(since)?, until_ms, model })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        assert_eq!(parse_since("90d").unwrap(), 90 * 86_400_000);
+        assert_eq!(parse_since("2w").unwrap(), 14 * 86_400_000);
+        assert_eq!(parse_since("48h").unwrap(), 48 * 3_600_000);
+        for bad in ["", "d", "0d", "-1d", "1y", "36501d", "99999999999999999999d", "1.5d", "90 d"] {
+            assert!(parse_since(bad).is_err(), "{bad}");
+        }
+    }
 }
