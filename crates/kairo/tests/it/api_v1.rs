@@ -100,6 +100,7 @@ fn every_documented_path_answers_with_a_documented_status_and_shape() {
         ("/api/v1/lineage", "/api/v1/lineage?target=count.txt".to_string()),
         ("/api/v1/incidents", "/api/v1/incidents?open=false&limit=5".to_string()),
         ("/api/v1/incidents/{id}", "/api/v1/incidents/1".to_string()),
+        ("/api/v1/kpi", "/api/v1/kpi?since=30d&model=count".to_string()),
     ];
     let mut documented: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
     documented.sort_unstable();
@@ -140,6 +141,8 @@ fn every_documented_path_answers_with_a_documented_status_and_shape() {
     assert_eq!(bodies["/api/v1/incidents"]["incidents"][0]["state"], "failed");
     assert_eq!(bodies["/api/v1/incidents/{id}"]["detail"]["failed"]["step"], "register");
     assert_eq!(bodies["/api/v1/incidents/{id}"]["timeline"][0]["kind"], "incident.opened");
+    assert_eq!(bodies["/api/v1/kpi"]["period"]["model"], "count");
+    assert!(bodies["/api/v1/kpi"]["deployment_frequency"]["weeks"].as_array().unwrap().len() >= 4);
 
     // A tracked run's NaN metric is `null`, as the document says (`number | null`).
     let (_, listed) = server.get("/api/v1/runs");
