@@ -175,6 +175,10 @@ pub struct ModelPolicy {
     pub holdout: Option<Holdout>,
     #[serde(default)]
     pub approval: Approval,
+    /// Four eyes: whoever requested a promotion cannot approve it (default: on when approval
+    /// is required; `false` for a team of one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub four_eyes: Option<bool>,
     /// Aliases besides `champion` that only a passed promotion may move (when the policy has
     /// gates, `beat_champion` or `approval: required`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -85,6 +85,14 @@ event_kinds! {
     IncidentAdvanced = "incident.advanced",
     /// A trigger held back by the automation's guard (cooldown, max_per_day).
     TriggerSuppressed = "automation.suppressed",
+    UserAdded = "user.added",
+    UserDisabled = "user.disabled",
+    UserEnabled = "user.enabled",
+    PasswordSet = "user.password_set",
+    RoleGranted = "user.role_granted",
+    RoleRevoked = "user.role_revoked",
+    TokenCreated = "token.created",
+    TokenRevoked = "token.revoked",
 }
 
 impl fmt::Display for EventKind {

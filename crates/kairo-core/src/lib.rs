@@ -6,6 +6,7 @@
 //! so every other crate can agree on formats without agreeing on storage.
 
 pub mod actor;
+pub mod auth;
 pub mod automation;
 pub mod condition;
 pub mod config;

@@ -394,6 +394,22 @@ pub async fn promote(project: &Project, md: &Metadata, req: &PromoteRequest) -> 
         let gates = serde_json::from_value(decided.gates.clone()).unwrap_or_default();
         return Ok(PromoteOutcome { promotion: decided, gates });
     }
+    let four_eyes = policy.four_eyes.unwrap_or(policy.approval == Approval::Required);
+    if req.approve && four_eyes {
+        let requester = pending.as_ref().map(|p| p.requested_by.as_str()).unwrap_or(req.actor.as_str());
+        if requester == req.actor {
+            return Err(RegistryError::PermissionDenied(format!(
+                "four eyes: {} cannot approve a promotion of '{}' version {} that {}; another approver must run `kairo models promote {} {} --approve` (or set models.{}.four_eyes: false)",
+                req.actor,
+                req.name,
+                req.version,
+                if pending.is_some() { "they requested" } else { "they are requesting" },
+                req.name,
+                req.version,
+                req.name
+            )));
+        }
+    }
     let gates = evaluate_gates(project, md, &policy, &req.name, req.version).await?;
     let passed = gates.iter().all(|g| g.passed);
     let gates_json = serde_json::to_value(&gates).map_err(|e| RegistryError::Invalid(e.to_string()))?;

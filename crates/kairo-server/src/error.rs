@@ -15,8 +15,11 @@ pub enum Code {
     EndpointNotFound,
     /// A body above the server's limit (413).
     TooLarge,
-    /// Refused whatever the parameters (403): a cross-site browser request.
+    /// Refused whatever the parameters (403): a cross-site browser request, or a role that
+    /// does not allow it.
     PermissionDenied,
+    /// No credentials, or credentials that are not valid (401).
+    Unauthenticated,
     Internal,
 }
 
@@ -31,6 +34,7 @@ impl Code {
             // with the code it is given, so they use codes it knows.
             Code::TooLarge => "BAD_REQUEST",
             Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::Unauthenticated => "UNAUTHENTICATED",
             Code::Internal => "INTERNAL_ERROR",
         }
     }
@@ -44,6 +48,7 @@ impl Code {
             Code::EndpointNotFound => "endpoint_not_found",
             Code::TooLarge => "too_large",
             Code::PermissionDenied => "permission_denied",
+            Code::Unauthenticated => "unauthenticated",
             Code::Internal => "internal",
         }
     }
@@ -55,6 +60,7 @@ impl Code {
             Code::ResourceDoesNotExist | Code::EndpointNotFound => StatusCode::NOT_FOUND,
             Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

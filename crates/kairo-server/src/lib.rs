@@ -7,6 +7,7 @@
 //! `kairo-core` records by hand and call `kairo-store`; no SQL, no filesystem paths from clients.
 
 pub mod api_v1;
+pub mod auth;
 pub mod error;
 pub mod metric_writer;
 pub mod mlflow;
@@ -44,6 +45,8 @@ pub struct Inner {
     pub max_artifact: u64,
     /// Connection counters (for `/metrics`).
     pub connections: Arc<kairo_http::ConnStats>,
+    /// Who may do what (a project with users requires credentials).
+    pub auth: auth::Auth,
     /// The KPI gauges of `/metrics`, recomputed at most once a minute.
     pub kpi_gauges: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
@@ -69,7 +72,13 @@ impl AppState {
             max_artifact: options.max_artifact,
             connections: Arc::new(kairo_http::ConnStats::default()),
             kpi_gauges: tokio::sync::Mutex::new(None),
+            auth: auth::Auth::new(options.open_metrics),
         }))
+    }
+
+    /// Who the current request acts as: its authenticated user, else the server's actor.
+    pub fn actor(&self) -> String {
+        auth::current_user().unwrap_or_else(|| self.actor.clone())
     }
 }
 
@@ -80,12 +89,22 @@ pub struct ServerOptions {
     pub connections: kairo_http::ConnLimits,
     /// Largest artifact upload, in bytes.
     pub max_artifact: u64,
+    /// Listen beyond loopback although the project has no users (nothing would be protected).
+    pub insecure_no_auth: bool,
+    /// `/metrics` without credentials.
+    pub open_metrics: bool,
 }
 
 impl ServerOptions {
     /// Defaults on `addr`: 1 GiB artifacts, [`kairo_http::ConnLimits::default`].
     pub fn new(addr: SocketAddr) -> Self {
-        ServerOptions { addr, connections: kairo_http::ConnLimits::default(), max_artifact: 1 << 30 }
+        ServerOptions {
+            addr,
+            connections: kairo_http::ConnLimits::default(),
+            max_artifact: 1 << 30,
+            insecure_no_auth: false,
+            open_metrics: false,
+        }
     }
 }
 
@@ -99,6 +118,10 @@ pub enum ServerError {
     Store(#[from] kairo_store::StoreError),
     #[error(transparent)]
     Data(#[from] kairo_data::DataError),
+    #[error(
+        "refusing to listen on {0}: the project has no users, so anyone who can reach it could change runs and models. Add an admin and a token (`kairo users add NAME --role admin`, `kairo tokens create NAME`), or pass --insecure-no-auth to serve the network unprotected"
+    )]
+    Insecure(SocketAddr),
 }
 
 /// The whole HTTP surface.
@@ -115,6 +138,7 @@ pub fn router(state: AppState) -> Router {
             error::ApiError { code: error::Code::EndpointNotFound, message: format!("No endpoint {}", uri.path()) }
                 .into_response()
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(axum::middleware::from_fn(browser_guard))
         .with_state(state)
 }
@@ -178,6 +202,10 @@ pub async fn serve(
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServerError> {
     let md = project.metadata().await?;
+    if !options.addr.ip().is_loopback() && !options.insecure_no_auth && !md.has_users().await? {
+        md.close().await;
+        return Err(ServerError::Insecure(options.addr));
+    }
     let objects = project.objects()?;
     let tmp = project.store_dir().join("tmp");
     std::fs::create_dir_all(&tmp)?;

@@ -6,6 +6,7 @@
 //! Architecture invariant: only this crate touches the database or the object stores. It knows
 //! nothing about pipelines, models or HTTP; callers pass it domain values from `kairo-core`.
 
+pub mod auth;
 pub mod error;
 pub mod incidents;
 pub mod kpi;

@@ -22,6 +22,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("retired_model_names", include_str!("../migrations/sqlite/0008_retired_model_names.sql")),
     ("incidents", include_str!("../migrations/sqlite/0009_incidents.sql")),
     ("kpi", include_str!("../migrations/sqlite/0010_kpi.sql")),
+    ("auth", include_str!("../migrations/sqlite/0011_auth.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -34,10 +35,11 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("retired_model_names", include_str!("../migrations/postgres/0008_retired_model_names.sql")),
     ("incidents", include_str!("../migrations/postgres/0009_incidents.sql")),
     ("kpi", include_str!("../migrations/postgres/0010_kpi.sql")),
+    ("auth", include_str!("../migrations/postgres/0011_auth.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

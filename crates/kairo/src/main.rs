@@ -14,6 +14,7 @@ mod progress;
 mod report;
 mod server;
 mod train;
+mod users;
 
 use clap::{Parser, Subcommand};
 use kairo_core::exit;
@@ -87,6 +88,17 @@ enum Command {
     Kpi(kpi::KpiArgs),
     /// Serve the project over HTTP: the MLflow-compatible tracking API and artifact proxy.
     Server(server::ServerArgs),
+    /// The team server's users and service accounts, with their roles (add, ls, grant, revoke,
+    /// disable, enable, passwd). A project with users requires credentials on `kairo server`.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
+    /// API tokens for users and service accounts (create, ls, revoke).
+    Tokens {
+        #[command(subcommand)]
+        command: users::TokensCommand,
+    },
     /// A scripted walk through Kairo on generated sample data, in a scratch directory.
     Demo {
         /// Where to build the demo project (default: a new temp directory, removed afterwards).
@@ -207,6 +219,8 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Incidents { command } => automations::incidents(command).await,
         Command::Kpi(args) => kpi::run(args).await,
         Command::Server(args) => server::run(args).await,
+        Command::Users { command } => users::users(command).await,
+        Command::Tokens { command } => users::tokens(command).await,
         Command::Demo { dir, tour } => demo::run(dir, tour).await,
     }
 }

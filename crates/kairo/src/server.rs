@@ -21,6 +21,13 @@ pub struct ServerArgs {
     /// (0: never; then run `kairo automations tick` from cron or CI).
     #[arg(long, default_value_t = 10)]
     pub loop_every_s: u64,
+    /// Listen beyond loopback although the project has no users, so nothing is protected
+    /// (with users, credentials are required whatever this says).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Serve /metrics without credentials (for a Prometheus scraper).
+    #[arg(long)]
+    pub open_metrics: bool,
     #[command(flatten)]
     pub connections: ConnectionArgs,
     #[command(flatten)]
@@ -58,6 +65,8 @@ pub async fn run(args: ServerArgs) -> CmdResult {
     let mut options = kairo_server::ServerOptions::new(SocketAddr::new(args.host, args.port));
     options.connections = args.connections.limits();
     options.max_artifact = args.max_artifact_mb.max(1).saturating_mul(1 << 20);
+    options.insecure_no_auth = args.insecure_no_auth;
+    options.open_metrics = args.open_metrics;
     let shutdown = async {
         crate::interrupted().await;
         tracing::info!("shutting down: finishing in-flight requests");

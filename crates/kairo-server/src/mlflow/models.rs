@@ -81,7 +81,7 @@ pub async fn create_logged_model(s: AppState, p: Params) -> ApiResult<Value> {
         source_run_id: p.opt_string("source_run_id")?.filter(|r| !r.is_empty()),
         params: p.pairs("params")?,
         tags: p.pairs("tags")?,
-        creator_id: s.actor.clone(),
+        creator_id: s.actor(),
     };
     let m = s.md.create_logged_model(&new).await?;
     Ok(json!({"model": logged_model_json(&m)}))
@@ -96,7 +96,7 @@ pub async fn logged_model(s: AppState, method: Method, id: String, p: Params) ->
             Ok(json!({"model": logged_model_json(&m)}))
         }
         Method::DELETE => {
-            s.md.delete_logged_model(&id, &s.actor).await?;
+            s.md.delete_logged_model(&id, &s.actor()).await?;
             Ok(json!({}))
         }
         _ => Ok(json!({"model": logged_model_json(&s.md.logged_model(&id).await?)})),
@@ -186,9 +186,13 @@ pub async fn create_registered_model(s: AppState, p: Params) -> ApiResult<Value>
     if name.trim().is_empty() {
         return Err(ApiError::invalid("Registered model name cannot be empty."));
     }
-    let m = s
-        .md
-        .create_registered_model(&name, &p.opt_string("description")?.unwrap_or_default(), &p.pairs("tags")?, &s.actor)
+    let m =
+        s.md.create_registered_model(
+            &name,
+            &p.opt_string("description")?.unwrap_or_default(),
+            &p.pairs("tags")?,
+            &s.actor(),
+        )
         .await?;
     Ok(json!({"registered_model": registered_json(&m)}))
 }
@@ -198,7 +202,7 @@ pub async fn get_registered_model(s: AppState, p: Params) -> ApiResult<Value> {
 }
 
 pub async fn rename_registered_model(s: AppState, p: Params) -> ApiResult<Value> {
-    let m = s.md.rename_registered_model(&p.string("name")?, &p.string("new_name")?, &s.actor).await?;
+    let m = s.md.rename_registered_model(&p.string("name")?, &p.string("new_name")?, &s.actor()).await?;
     Ok(json!({"registered_model": registered_json(&m)}))
 }
 
@@ -208,7 +212,7 @@ pub async fn update_registered_model(s: AppState, p: Params) -> ApiResult<Value>
 }
 
 pub async fn delete_registered_model(s: AppState, p: Params) -> ApiResult<Value> {
-    s.md.delete_registered_model(&p.string("name")?, &s.actor).await?;
+    s.md.delete_registered_model(&p.string("name")?, &s.actor()).await?;
     Ok(json!({}))
 }
 
@@ -278,7 +282,7 @@ async fn move_alias(s: &AppState, name: &str, alias: &str, version: Option<i64>)
         alias,
         version,
         authority: Authority::Plain,
-        actor: &s.actor,
+        actor: &s.actor(),
         reason: "set through the MLflow API",
     };
     kairo_registry::aliases::move_alias(&s.md, &policy, &m).await?;
@@ -342,7 +346,7 @@ pub async fn create_model_version(s: AppState, p: Params) -> ApiResult<Value> {
         run_link: p.opt_string("run_link")?.unwrap_or_default(),
         description: p.opt_string("description")?.unwrap_or_default(),
         tags: p.pairs("tags")?,
-        user_id: s.actor.clone(),
+        user_id: s.actor(),
     };
     // A version of a logged model belongs to the run that logged it, as MLflow records it.
     let from_source = new
@@ -390,7 +394,7 @@ pub async fn transition_stage(s: AppState, p: Params) -> ApiResult<Value> {
 }
 
 pub async fn delete_model_version(s: AppState, p: Params) -> ApiResult<Value> {
-    s.md.delete_model_version(&p.string("name")?, version_number(&p)?, &s.actor).await?;
+    s.md.delete_model_version(&p.string("name")?, version_number(&p)?, &s.actor()).await?;
     Ok(json!({}))
 }
 

@@ -147,7 +147,7 @@ pub async fn create_experiment(s: AppState, p: Params) -> ApiResult<Value> {
     }
     let tags = p.pairs("tags")?;
     let location = p.opt_string("artifact_location")?.filter(|l| !l.is_empty());
-    let id = s.md.create_experiment(&name, location.as_deref(), &tags, &s.actor).await?;
+    let id = s.md.create_experiment(&name, location.as_deref(), &tags, &s.actor()).await?;
     Ok(json!({"experiment_id": id.to_string()}))
 }
 
@@ -241,18 +241,18 @@ fn parse_experiment_filter(filter: &str) -> ApiResult<Vec<(String, String, Strin
 pub async fn update_experiment(s: AppState, p: Params) -> ApiResult<Value> {
     let id = experiment_id(&p)?;
     if let Some(name) = p.opt_string("new_name")?.filter(|n| !n.is_empty()) {
-        s.md.rename_experiment(id, &name, &s.actor).await?;
+        s.md.rename_experiment(id, &name, &s.actor()).await?;
     }
     Ok(json!({}))
 }
 
 pub async fn delete_experiment(s: AppState, p: Params) -> ApiResult<Value> {
-    s.md.set_experiment_lifecycle(experiment_id(&p)?, "deleted", &s.actor).await?;
+    s.md.set_experiment_lifecycle(experiment_id(&p)?, "deleted", &s.actor()).await?;
     Ok(json!({}))
 }
 
 pub async fn restore_experiment(s: AppState, p: Params) -> ApiResult<Value> {
-    s.md.set_experiment_lifecycle(experiment_id(&p)?, "active", &s.actor).await?;
+    s.md.set_experiment_lifecycle(experiment_id(&p)?, "active", &s.actor()).await?;
     Ok(json!({}))
 }
 
@@ -291,11 +291,15 @@ pub async fn create_run(s: AppState, p: Params) -> ApiResult<Value> {
         .filter(|n| !n.is_empty())
         .or_else(|| tag("mlflow.runName"))
         .unwrap_or_else(|| format!("run-{}", &id[24..]));
-    let user = p
-        .opt_string("user_id")?
-        .filter(|u| !u.is_empty())
-        .or_else(|| tag("mlflow.user"))
-        .unwrap_or_else(|| s.actor.clone());
+    // With authentication, the run is the authenticated user's, whatever the client says.
+    let user = match crate::auth::current_user() {
+        Some(u) => u,
+        None => p
+            .opt_string("user_id")?
+            .filter(|u| !u.is_empty())
+            .or_else(|| tag("mlflow.user"))
+            .unwrap_or_else(|| s.actor()),
+    };
     if tag("mlflow.runName").is_none() {
         tags.push(("mlflow.runName".into(), name.clone()));
     }
@@ -353,12 +357,12 @@ pub async fn update_run(s: AppState, p: Params) -> ApiResult<Value> {
 }
 
 pub async fn delete_run(s: AppState, p: Params) -> ApiResult<Value> {
-    s.md.set_run_lifecycle(&run_id(&p)?, "deleted", &s.actor).await?;
+    s.md.set_run_lifecycle(&run_id(&p)?, "deleted", &s.actor()).await?;
     Ok(json!({}))
 }
 
 pub async fn restore_run(s: AppState, p: Params) -> ApiResult<Value> {
-    s.md.set_run_lifecycle(&run_id(&p)?, "active", &s.actor).await?;
+    s.md.set_run_lifecycle(&run_id(&p)?, "active", &s.actor()).await?;
     Ok(json!({}))
 }
 

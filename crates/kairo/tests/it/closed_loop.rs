@@ -59,7 +59,12 @@ fn world(repo: &Repo, policy: &str, monitors: &str, automation: &str) {
     ])
     .assert()
     .success();
-    repo.kairo(&["models", "promote", "churn", "1", "--approve"]).assert().success();
+    // Requested by the tester (pending where approval is required), approved by someone else.
+    repo.kairo(&["models", "promote", "churn", "1"]).output().unwrap();
+    repo.kairo(&["models", "promote", "churn", "1", "--approve"])
+        .env("KAIRO_ACTOR", "approver@test")
+        .assert()
+        .success();
     repo.kairo(&["deploy", "churn", "--version", "1"]).assert().success();
 }
 
@@ -231,7 +236,10 @@ fn with_approval_required_the_incident_waits_and_goes_on_when_approved() {
     assert_eq!(incident(&repo, 1)["state"], "awaiting_approval");
     let (_, report) = automations(&repo, &["tick"], None);
     assert_eq!(report["waiting"][0]["state"], "awaiting_approval", "{report}");
-    repo.kairo(&["models", "promote", "churn", "2", "--approve"]).assert().success();
+    repo.kairo(&["models", "promote", "churn", "2", "--approve"])
+        .env("KAIRO_ACTOR", "approver@test")
+        .assert()
+        .success();
     automations(&repo, &["tick"], None);
     assert_eq!(incident(&repo, 1)["state"], "resolved");
     assert_eq!(champion(&repo), 2);

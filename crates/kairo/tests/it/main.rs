@@ -275,6 +275,12 @@ impl<'a> Transcript<'a> {
         self.record(&format!("kairo {}", args.join(" ")), &out)
     }
 
+    /// `kairo` run by another person (`KAIRO_ACTOR`), shown as such.
+    pub fn kairo_as(&mut self, actor: &str, args: &[&str]) -> i32 {
+        let out = self.repo.kairo(args).env_remove("CI").env("KAIRO_ACTOR", actor).output().expect("run kairo");
+        self.record(&format!("KAIRO_ACTOR={actor} kairo {}", args.join(" ")), &out)
+    }
+
     /// Record a finished command under the command line `shown`; returns its exit code.
     pub fn record(&mut self, shown: &str, out: &std::process::Output) -> i32 {
         let code = out.status.code().unwrap_or(-1);

@@ -101,8 +101,10 @@ fn models_promotion_and_deployment() {
     assert_eq!(t.kairo(&["models", "promote", "clf", "1"]), 6);
     t.note("a failed gate");
     assert_eq!(t.kairo(&["models", "promote", "clf", "2"]), 5);
-    t.note("approved: passed");
-    assert_eq!(t.kairo(&["models", "promote", "clf", "1", "--approve", "--reason", "reviewed"]), 0);
+    t.note("four eyes: the requester cannot approve");
+    assert_eq!(t.kairo(&["models", "promote", "clf", "1", "--approve"]), 1);
+    t.note("approved by another approver: passed");
+    assert_eq!(t.kairo_as("approver@test", &["models", "promote", "clf", "1", "--approve", "--reason", "reviewed"]), 0);
     assert_eq!(t.kairo(&["models", "show", "clf"]), 0);
     assert_eq!(t.kairo(&["models", "show", "clf@champion"]), 0);
 

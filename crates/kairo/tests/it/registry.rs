@@ -314,7 +314,7 @@ fn the_mlflow_client_cannot_move_a_guarded_champion_past_the_gates() {
 
     // The approval moves it; setting it where it already points is harmless; moving it away or
     // removing it is refused; unguarded aliases are removed as in MLflow.
-    repo.kairo(&["models", "promote", "clf", "1", "--approve"]).assert().success();
+    repo.kairo(&["models", "promote", "clf", "1", "--approve"]).env("KAIRO_ACTOR", "approver@test").assert().success();
     let r = mlflow_calls(
         &python,
         &server,

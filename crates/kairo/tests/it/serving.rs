@@ -268,7 +268,13 @@ fn promotion_gates_approvals_and_alias_history() {
         repo.kairo(&["models", "promote", "clf", "1", "--reject", "--reason", "not on a Friday"]).output().unwrap();
     assert_eq!(out.status.code(), Some(5));
     repo.kairo(&["models", "promote", "clf", "1"]).assert().code(6);
-    repo.kairo(&["models", "promote", "clf", "1", "--approve", "--reason", "reviewed"]).assert().success();
+    // Four eyes: the requester cannot approve; another approver can.
+    let out = repo.kairo(&["models", "promote", "clf", "1", "--approve"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("four eyes: tester@test cannot approve"), "{out:?}");
+    repo.kairo(&["models", "promote", "clf", "1", "--approve", "--reason", "reviewed"])
+        .env("KAIRO_ACTOR", "approver@test")
+        .assert()
+        .success();
 
     // v3: recorded auc below the gate, and no better than the champion on the holdout.
     let out = repo.kairo(&["models", "promote", "clf", "3", "--json"]).output().unwrap();
@@ -288,8 +294,15 @@ fn promotion_gates_approvals_and_alias_history() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAIL") && text.contains("not promoted"), "{text}");
 
-    // v2 beats the champion on the holdout (accuracy 1.0 vs 0.75) and is approved at once.
-    let p = repo.json(&["models", "promote", "clf", "2", "--approve"]);
+    // v2 beats the champion on the holdout (accuracy 1.0 vs 0.75): requested, then approved by
+    // another approver.
+    repo.kairo(&["models", "promote", "clf", "2"]).assert().code(6);
+    let out = repo
+        .kairo(&["models", "promote", "clf", "2", "--approve", "--json"])
+        .env("KAIRO_ACTOR", "approver@test")
+        .output()
+        .unwrap();
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(p["status"], "promoted");
     let beat =
         p["gates"].as_array().unwrap().iter().find(|g| g["gate"].as_str().unwrap().starts_with("beats")).unwrap();
@@ -309,7 +322,10 @@ fn promotion_gates_approvals_and_alias_history() {
     assert_eq!((history[0].0.clone(), history[0].1.clone()), (Value::Null, json!(1)));
     assert_eq!(history[0].2, "reviewed");
     assert_eq!((history[2].0.clone(), history[2].1.clone(), history[2].2.as_str()), (json!(2), json!(3), "hotfix"));
-    assert!(show["alias_history"][0]["actor"].as_str().unwrap().contains("tester@test"));
+    assert!(
+        show["alias_history"][0]["actor"].as_str().unwrap().contains("approver@test"),
+        "the approval moved the alias"
+    );
     let statuses: Vec<&str> =
         show["promotions"].as_array().unwrap().iter().map(|p| p["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["rejected", "promoted", "failed", "failed", "promoted"]);
