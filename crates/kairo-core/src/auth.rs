@@ -173,9 +173,22 @@ pub fn allows(grants: &[Grant], p: Permission, target: &Target<'_>) -> bool {
     })
 }
 
-/// Whether a user's grants cover `g` (the same role, or admin, globally or on g's scope).
+const PERMISSIONS: [Permission; 6] = [
+    Permission::Read,
+    Permission::Track,
+    Permission::Register,
+    Permission::Approve,
+    Permission::Deploy,
+    Permission::Admin,
+];
+
+/// Whether a user's grants cover `g`: one grant allows everything g's role allows, globally
+/// or on g's scope (a scientist holds viewer; nobody but an approver or admin holds approver).
 pub fn holds(user: &[Grant], g: &Grant) -> bool {
-    user.iter().any(|u| (u.role == g.role || u.role == Role::Admin) && (u.scope == Scope::Global || u.scope == g.scope))
+    user.iter().any(|u| {
+        PERMISSIONS.iter().all(|p| !g.role.allows(*p) || u.role.allows(*p))
+            && (u.scope == Scope::Global || u.scope == g.scope)
+    })
 }
 
 /// A token's grants kept only where its user holds them: a token never widens its user, and a
@@ -295,6 +308,7 @@ mod tests {
         let user = vec![Grant::parse("scientist").unwrap()];
         let token = vec![Grant::parse("scientist@model:churn").unwrap(), Grant::parse("deployer").unwrap()];
         assert_eq!(narrow(&user, &token), vec![token[0].clone()], "a token never widens its user");
+        assert!(holds(&user, &Grant::parse("viewer").unwrap()), "a scientist holds viewer");
     }
 
     #[test]

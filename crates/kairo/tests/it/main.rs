@@ -5,6 +5,7 @@
 
 mod add_status;
 mod api_v1;
+mod auth;
 mod checkout;
 mod closed_loop;
 mod demo;

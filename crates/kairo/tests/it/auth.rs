@@ -1,0 +1,219 @@
+//! The team server: users, tokens and roles through the real binary, a real socket and the
+//! unmodified MLflow client (Bearer token and Basic password), with MLflow's 401/403 shapes,
+//! scopes, token narrowing, revocation, expiry, disabled users, and the refusal to serve the
+//! network unprotected.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+
+use crate::{spawn_listening, Repo};
+
+fn add_user(repo: &Repo, name: &str, roles: &[&str], password: Option<&str>) {
+    let mut args = vec!["users", "add", name];
+    for r in roles {
+        args.extend(["--role", r]);
+    }
+    if password.is_some() {
+        args.push("--password-stdin");
+    }
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"));
+    cmd.args(&args)
+        .current_dir(repo.path())
+        .env("KAIRO_ACTOR", "root@test")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(p) = password {
+        child.stdin.take().unwrap().write_all(format!("{p}\n").as_bytes()).unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    assert!(child.wait().unwrap().success(), "users add {name}");
+}
+
+fn token(repo: &Repo, user: &str, extra: &[&str]) -> String {
+    let mut args = vec!["tokens", "create", user];
+    args.extend_from_slice(extra);
+    let out = repo.kairo(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn call(url: &str, method: &str, path: &str, auth: Option<&str>, body: Value) -> (u16, Value, Option<String>) {
+    let client = reqwest::blocking::Client::new();
+    let mut req = match method {
+        "GET" => client.get(format!("{url}{path}")),
+        _ => client.post(format!("{url}{path}")).json(&body),
+    };
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    let www = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+    (status, r.json().unwrap_or(Value::Null), www)
+}
+
+fn mlflow(python: &str, url: &str, env: &[(&str, &str)], calls: Value) -> Vec<Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/mlflow_calls.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(calls.to_string())
+        .env("MLFLOW_TRACKING_URI", url)
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn roles_tokens_and_passwords_on_the_tracking_server() {
+    let Some(python) = crate::server::python() else { return };
+    let repo = Repo::new();
+    add_user(&repo, "alice", &["scientist"], Some("correct horse battery"));
+    add_user(&repo, "bob", &["viewer"], None);
+    add_user(&repo, "carol", &["scientist@model:churn"], None);
+    let alice = token(&repo, "alice", &["--note", "laptop"]);
+    let bob = token(&repo, "bob", &[]);
+    let carol = token(&repo, "carol", &[]);
+    let alice_read_only = token(&repo, "alice", &["--scope", "viewer"]);
+    let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
+
+    // Open: health and version. Everything else wants credentials, in each API's own shape.
+    assert_eq!(call(&url, "GET", "/health", None, Value::Null).0, 200);
+    let (status, body, www) = call(&url, "GET", "/api/v1/runs", None, Value::Null);
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")), "{body}");
+    assert!(www.unwrap().contains("Basic"));
+    let (status, body, _) = call(&url, "POST", "/api/2.0/mlflow/experiments/create", None, json!({"name": "x"}));
+    assert_eq!((status, body["error_code"].as_str()), (401, Some("UNAUTHENTICATED")), "{body}");
+    let bad = format!("Bearer {}0", &alice[..alice.len() - 1]);
+    assert_eq!(call(&url, "GET", "/api/v1/runs", Some(&bad), Value::Null).0, 401, "a wrong secret");
+    assert_eq!(call(&url, "GET", "/metrics", None, Value::Null).0, 401, "metrics are not open by default");
+
+    // The real MLflow client: a token, then a password.
+    let r = mlflow(
+        &python,
+        &url,
+        &[("MLFLOW_TRACKING_TOKEN", &alice)],
+        json!([["create_experiment", "alice-exp"], ["create_registered_model", "churn"]]),
+    );
+    assert!(r.iter().all(|x| x["ok"] == true), "{r:?}");
+    let r = mlflow(
+        &python,
+        &url,
+        &[("MLFLOW_TRACKING_USERNAME", "alice"), ("MLFLOW_TRACKING_PASSWORD", "correct horse battery")],
+        json!([["create_experiment", "alice-exp-2"], ["search_experiments"]]),
+    );
+    assert!(r.iter().all(|x| x["ok"] == true), "{r:?}");
+    let r = mlflow(
+        &python,
+        &url,
+        &[("MLFLOW_TRACKING_USERNAME", "alice"), ("MLFLOW_TRACKING_PASSWORD", "wrong horse battery")],
+        json!([["search_experiments"]]),
+    );
+    assert_eq!(r[0]["error_code"], "UNAUTHENTICATED", "{r:?}");
+    // The events name the authenticated user, not the server's.
+    let (_, events, _) =
+        call(&url, "GET", "/api/v1/events?subject=model:churn", Some(&format!("Bearer {alice}")), Value::Null);
+    assert_eq!(events["events"][0]["actor"], "alice", "{events}");
+
+    // A viewer reads but may not write; the client sees PERMISSION_DENIED naming the fix.
+    let r = mlflow(
+        &python,
+        &url,
+        &[("MLFLOW_TRACKING_TOKEN", &bob)],
+        json!([["search_experiments"], ["create_experiment", "bob-exp"]]),
+    );
+    assert_eq!(r[0]["ok"], true, "{r:?}");
+    assert_eq!(r[1]["error_code"], "PERMISSION_DENIED", "{r:?}");
+    assert!(r[1]["message"].as_str().unwrap().contains("bob may not track"), "{r:?}");
+
+    // A grant on one model: churn yes, fraud no.
+    let r = mlflow(
+        &python,
+        &url,
+        &[("MLFLOW_TRACKING_TOKEN", &carol)],
+        json!([["update_registered_model", "churn", "carol's notes"], ["create_registered_model", "fraud"]]),
+    );
+    assert_eq!(r[0]["ok"], true, "{r:?}");
+    assert_eq!(r[1]["error_code"], "PERMISSION_DENIED", "{r:?}");
+    assert!(r[1]["message"].as_str().unwrap().contains("on model fraud"), "{r:?}");
+
+    // A token narrowed to viewer cannot write even though alice can.
+    let r =
+        mlflow(&python, &url, &[("MLFLOW_TRACKING_TOKEN", &alice_read_only)], json!([["create_experiment", "nope"]]));
+    assert_eq!(r[0]["error_code"], "PERMISSION_DENIED", "{r:?}");
+
+    // Path checks still hold for an authorised user.
+    let (status, _, _) = call(
+        &url,
+        "GET",
+        "/api/2.0/mlflow-artifacts/artifacts/..%2F..%2Fetc%2Fpasswd",
+        Some(&format!("Bearer {alice}")),
+        Value::Null,
+    );
+    assert!((400..500).contains(&status), "{status}");
+
+    // Revoked, disabled: refused within the cache's few seconds.
+    let id = alice.split('_').nth(1).unwrap().to_string();
+    repo.kairo(&["tokens", "revoke", &id]).assert().success();
+    repo.kairo(&["users", "disable", "bob"]).assert().success();
+    crate::serving::eventually("the revocation and the disable to bite", || {
+        call(&url, "GET", "/api/v1/runs", Some(&format!("Bearer {alice}")), Value::Null).0 == 401
+            && call(&url, "GET", "/api/v1/runs", Some(&format!("Bearer {bob}")), Value::Null).0 == 401
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let listed = repo.json(&["tokens", "ls", "--user", "alice"]);
+    assert_eq!(listed[0]["state"], "revoked");
+    assert!(listed.to_string().find(&alice[20..]).is_none(), "secrets are never listed");
+}
+
+#[test]
+fn tokens_expire_and_never_widen_their_user() {
+    let repo = Repo::new();
+    add_user(&repo, "ci", &["viewer"], None);
+    let out = repo.kairo(&["tokens", "create", "ci", "--scope", "deployer"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--scope deployer: ci does not hold it"));
+    let out = repo.kairo(&["tokens", "create", "nobody"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user nobody"));
+    let out = repo.kairo(&["users", "add", "x", "--role", "owner"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("role `owner`: use one of viewer"));
+    let short = token(&repo, "ci", &["--expires", "1s"]);
+    let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let (status, body, _) = call(&url, "GET", "/api/v1/runs", Some(&format!("Bearer {short}")), Value::Null);
+    assert_eq!(status, 401, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("expired"), "{body}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn the_network_is_not_served_unprotected() {
+    let repo = Repo::new();
+    let out = repo.kairo(&["server", "--host", "0.0.0.0", "--port", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to listen on 0.0.0.0") && err.contains("--insecure-no-auth"), "{err}");
+    let (mut server, url) =
+        spawn_listening(&repo, &["server", "--host", "0.0.0.0", "--port", "0", "--insecure-no-auth"]);
+    let port = url.rsplit(':').next().unwrap();
+    assert_eq!(call(&format!("http://127.0.0.1:{port}"), "GET", "/api/v1/runs", None, Value::Null).0, 200);
+    let _ = server.kill();
+    let _ = server.wait();
+    // With users it starts on the network, and asks for credentials.
+    add_user(&repo, "admin", &["admin"], None);
+    let (mut server, url) = spawn_listening(&repo, &["server", "--host", "0.0.0.0", "--port", "0"]);
+    let port = url.rsplit(':').next().unwrap();
+    assert_eq!(call(&format!("http://127.0.0.1:{port}"), "GET", "/api/v1/runs", None, Value::Null).0, 401);
+    let _ = server.kill();
+    let _ = server.wait();
+}
