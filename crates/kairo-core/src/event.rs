@@ -95,6 +95,18 @@ event_kinds! {
     TokenRevoked = "token.revoked",
 }
 
+/// The hash that links an event to the one before it: every stored field, length-prefixed,
+/// after the previous event's hash. Editing or deleting an event breaks every link after it
+/// (`kairo events verify`).
+pub fn chain_hash(prev: Option<&str>, at: &str, actor: &str, kind: &str, subject: &str, payload: &str) -> String {
+    let mut h = blake3::Hasher::new_derive_key("kairo event chain v1");
+    for part in [prev.unwrap_or(""), at, actor, kind, subject, payload] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -123,6 +135,21 @@ mod tests {
             assert_eq!(EventKind::parse(k.as_str()), Some(*k), "{k}");
         }
         assert_eq!(EventKind::parse("model.unknown"), None);
+    }
+
+    #[test]
+    fn the_chain_hash_covers_every_field_and_the_link() {
+        let base = chain_hash(Some("p"), "t", "a", "k", "s", "{}");
+        assert_eq!(base, chain_hash(Some("p"), "t", "a", "k", "s", "{}"));
+        for other in [
+            chain_hash(None, "t", "a", "k", "s", "{}"),
+            chain_hash(Some("p"), "t2", "a", "k", "s", "{}"),
+            chain_hash(Some("p"), "t", "b", "k", "s", "{}"),
+            chain_hash(Some("p"), "t", "a", "k", "s", "{\"x\":1}"),
+            chain_hash(Some("p"), "t", "ak", "", "s", "{}"),
+        ] {
+            assert_ne!(base, other);
+        }
     }
 
     #[test]

@@ -75,26 +75,50 @@ impl Metadata {
     pub async fn import_events(&self, events: &[ImportedEvent]) -> Result<usize> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        for chunk in events.chunks(200) {
-            let mut sql = String::from("INSERT INTO events (at, actor, kind, subject, payload) VALUES ");
+        crate::metadata::lock_chain(&mut tx).await?;
+        let mut prev = crate::metadata::chain_head(&mut tx).await?;
+        for chunk in events.chunks(100) {
+            let mut sql =
+                String::from("INSERT INTO events (at, actor, kind, subject, payload, prev_hash, hash) VALUES ");
             for i in 0..chunk.len() {
-                let b = i * 5;
+                let b = i * 7;
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5));
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                ));
             }
             let mut q = sqlx::query(&sql);
             for e in chunk {
-                if time::millis_to_string(e.at_ms).is_empty() {
+                let at = time::millis_to_string(e.at_ms);
+                if at.is_empty() {
                     return Err(StoreError::Invalid(format!("event time {} ms is out of range", e.at_ms)));
                 }
+                let payload = e.payload.to_string();
+                let hash = kairo_core::event::chain_hash(
+                    prev.as_deref(),
+                    &at,
+                    &e.actor,
+                    e.kind.as_str(),
+                    &e.subject,
+                    &payload,
+                );
                 q = q
-                    .bind(time::millis_to_string(e.at_ms))
+                    .bind(at)
                     .bind(e.actor.clone())
                     .bind(e.kind.as_str())
                     .bind(e.subject.clone())
-                    .bind(e.payload.to_string());
+                    .bind(payload)
+                    .bind(prev.replace(hash.clone()))
+                    .bind(hash);
             }
             q.execute(&mut *tx).await?;
         }

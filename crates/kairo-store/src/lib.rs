@@ -7,6 +7,7 @@
 //! nothing about pipelines, models or HTTP; callers pass it domain values from `kairo-core`.
 
 pub mod auth;
+pub mod chain;
 pub mod error;
 pub mod incidents;
 pub mod kpi;

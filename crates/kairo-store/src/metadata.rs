@@ -393,6 +393,27 @@ pub(crate) fn event_from_row(r: &AnyRow) -> Result<Event> {
     })
 }
 
+/// The advisory lock that orders event writers on PostgreSQL (SQLite has one writer anyway).
+const CHAIN_LOCK: i64 = 0x6b6169726f_01;
+
+/// Take the right to append to the chain for the rest of the transaction: on PostgreSQL an
+/// advisory lock (ids are given out at insert, so without it two writers could link to the
+/// same predecessor); on SQLite a write statement, which takes the database's write lock.
+pub(crate) async fn lock_chain(tx: &mut Transaction<'_, Any>) -> Result<()> {
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut **tx).await?;
+    } else {
+        sqlx::query("UPDATE events SET hash = hash WHERE id < 0").execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The hash of the newest event (None before the chain began).
+pub(crate) async fn chain_head(tx: &mut Transaction<'_, Any>) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT hash FROM events ORDER BY id DESC LIMIT 1").fetch_optional(&mut **tx).await?;
+    Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
+}
+
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'_, Any>,
     actor: &str,
@@ -400,15 +421,23 @@ pub(crate) async fn insert_event(
     subject: &str,
     payload: &serde_json::Value,
 ) -> Result<i64> {
-    let row =
-        sqlx::query("INSERT INTO events (at, actor, kind, subject, payload) VALUES ($1, $2, $3, $4, $5) RETURNING id")
-            .bind(time::now_string())
-            .bind(actor)
-            .bind(kind.as_str())
-            .bind(subject)
-            .bind(payload.to_string())
-            .fetch_one(&mut **tx)
-            .await?;
+    lock_chain(tx).await?;
+    let prev = chain_head(tx).await?;
+    let at = time::now_string();
+    let payload = payload.to_string();
+    let hash = kairo_core::event::chain_hash(prev.as_deref(), &at, actor, kind.as_str(), subject, &payload);
+    let row = sqlx::query(
+        "INSERT INTO events (at, actor, kind, subject, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(kind.as_str())
+    .bind(subject)
+    .bind(payload)
+    .bind(prev)
+    .bind(hash)
+    .fetch_one(&mut **tx)
+    .await?;
     Ok(row.try_get::<i64, _>(0)?)
 }
 

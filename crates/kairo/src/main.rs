@@ -5,6 +5,7 @@ mod automations;
 mod data;
 mod demo;
 mod demo_loop;
+mod events;
 mod kpi;
 mod logging;
 mod models;
@@ -93,6 +94,11 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: users::UsersCommand,
+    },
+    /// The audit trail's integrity: `events verify` checks the hash chain.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
     },
     /// API tokens for users and service accounts (create, ls, revoke).
     Tokens {
@@ -220,6 +226,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Kpi(args) => kpi::run(args).await,
         Command::Server(args) => server::run(args).await,
         Command::Users { command } => users::users(command).await,
+        Command::Events { command } => events::run(command).await,
         Command::Tokens { command } => users::tokens(command).await,
         Command::Demo { dir, tour } => demo::run(dir, tour).await,
     }

@@ -32,3 +32,9 @@ CREATE TABLE grants (
     created_by TEXT NOT NULL,
     PRIMARY KEY (user_name, role, scope)
 );
+
+-- The event log as a hash chain: each event's hash covers its fields and the hash of the event
+-- before it (`kairo_core::event::chain_hash`), so an edited or deleted event is found by
+-- `kairo events verify`. Events written before this migration have none.
+ALTER TABLE events ADD COLUMN prev_hash TEXT;
+ALTER TABLE events ADD COLUMN hash TEXT;

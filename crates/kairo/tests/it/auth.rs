@@ -217,3 +217,41 @@ fn the_network_is_not_served_unprotected() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+fn sql(repo: &Repo, statement: &str) {
+    let db = repo.join(".kairo/kairo.db");
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()"])
+        .arg(&db)
+        .arg(statement)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The event log is a hash chain: an edited event, a deleted one, or a stripped hash is found.
+#[test]
+fn an_edited_or_deleted_event_is_found() {
+    for (tamper, finding) in [
+        ("UPDATE events SET actor = 'mallory' WHERE id = 2", "event 2 was changed after it was written"),
+        ("DELETE FROM events WHERE id = 2", "event 3 does not follow event 1"),
+        (
+            "UPDATE events SET hash = NULL, prev_hash = NULL WHERE id = 3",
+            "event 3 has no hash although the chain had begun",
+        ),
+    ] {
+        let repo = Repo::new();
+        add_user(&repo, "a", &["viewer"], None);
+        add_user(&repo, "b", &["viewer"], None);
+        token(&repo, "a", &[]);
+        repo.kairo(&["users", "grant", "b", "approver"]).assert().success();
+        let out = repo.kairo(&["events", "verify"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("chain intact"));
+        sql(&repo, tamper);
+        let out = repo.kairo(&["events", "verify"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(4), "{tamper}: {text}");
+        assert!(text.contains(finding), "{tamper}: {text}");
+    }
+}
