@@ -169,11 +169,20 @@ impl Metadata {
             Backend::Sqlite => SQLITE_MIGRATIONS,
             Backend::Postgres => POSTGRES_MIGRATIONS,
         };
-        self.pool
-            .execute(
-                "CREATE TABLE IF NOT EXISTS kairo_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
-            )
-            .await?;
+        let create = "CREATE TABLE IF NOT EXISTS kairo_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
+        match self.backend {
+            Backend::Sqlite => {
+                self.pool.execute(create).await?;
+            }
+            Backend::Postgres => {
+                // Two first connections at once would both create the table (PostgreSQL's
+                // IF NOT EXISTS is not atomic): one at a time.
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+                tx.execute(create).await?;
+                tx.commit().await?;
+            }
+        }
         if self.schema_version().await? >= migrations.len() as i64 {
             return self.check_not_newer().await;
         }
@@ -393,8 +402,11 @@ pub(crate) fn event_from_row(r: &AnyRow) -> Result<Event> {
     })
 }
 
+/// The advisory lock around creating the migrations table on PostgreSQL.
+const MIGRATION_LOCK: i64 = 0x6b61_6972_6f00;
+
 /// The advisory lock that orders event writers on PostgreSQL (SQLite has one writer anyway).
-const CHAIN_LOCK: i64 = 0x6b6169726f_01;
+const CHAIN_LOCK: i64 = 0x6b61_6972_6f01;
 
 /// Take the right to append to the chain for the rest of the transaction: on PostgreSQL an
 /// advisory lock (ids are given out at insert, so without it two writers could link to the

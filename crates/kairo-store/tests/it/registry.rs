@@ -236,6 +236,8 @@ async fn migrates_old_state(url: &str) {
         "DROP TABLE retired_model_names",
         "DROP TABLE incidents",
         "DROP TABLE automation_triggers",
+        "ALTER TABLE events DROP COLUMN prev_hash",
+        "ALTER TABLE events DROP COLUMN hash",
         "DROP TABLE grants",
         "DROP TABLE api_tokens",
         "DROP TABLE users",
