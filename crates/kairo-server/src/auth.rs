@@ -12,7 +12,8 @@
 //! stops working within that time.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
@@ -30,47 +31,54 @@ pub const FRESH: Duration = Duration::from_secs(5);
 
 tokio::task_local! {
     /// The authenticated user of the request being handled.
-    static USER: String;
+    static USER: Arc<str>;
 }
 
 /// The authenticated user of the current request, if the server requires authentication.
 pub fn current_user() -> Option<String> {
-    USER.try_with(Clone::clone).ok()
+    USER.try_with(|u| u.to_string()).ok()
 }
 
 /// Who a request acts as, after authentication.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub user: String,
+    pub user: Arc<str>,
     pub grants: Vec<Grant>,
 }
 
-#[derive(Default)]
 pub struct Auth {
     /// `/metrics` without credentials (`--open-metrics`), for a scraper on the network.
     pub open_metrics: bool,
-    required: Mutex<Option<(Instant, bool)>>,
-    verified: Mutex<HashMap<[u8; 32], (Instant, Principal)>>,
+    started: Instant,
+    /// Whether the project has users: bit 0 the answer, the rest milliseconds since `started`
+    /// when it was read plus one (0: never). Lock-free: every request reads it.
+    required: AtomicU64,
+    verified: RwLock<HashMap<[u8; 32], Verified>>,
 }
+
+/// A credential's hash → when it was verified, whom it stands for, and (for a password) the
+/// stored hash it was verified against: while that is unchanged, a stale entry is renewed
+/// without running argon2 again, so concurrent requests never queue behind it.
+type Verified = (Instant, Arc<Principal>, Option<String>);
 
 impl Auth {
     pub fn new(open_metrics: bool) -> Auth {
-        Auth { open_metrics, ..Auth::default() }
+        Auth { open_metrics, started: Instant::now(), required: AtomicU64::new(0), verified: RwLock::default() }
     }
 
     async fn required(&self, s: &AppState) -> Result<bool, ApiError> {
-        if let Some((at, yes)) = *lock(&self.required) {
-            if at.elapsed() < FRESH {
-                return Ok(yes);
-            }
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let seen = self.required.load(Ordering::Relaxed);
+        if seen != 0 && now.saturating_sub(seen >> 1) < FRESH.as_millis() as u64 {
+            return Ok(seen & 1 == 1);
         }
         let yes = s.md.has_users().await?;
-        *lock(&self.required) = Some((Instant::now(), yes));
+        self.required.store((now << 1) | u64::from(yes), Ordering::Relaxed);
         Ok(yes)
     }
 
     /// The principal behind an `Authorization` header.
-    async fn authenticate(&self, s: &AppState, header: Option<&HeaderValue>) -> Result<Principal, ApiError> {
+    async fn authenticate(&self, s: &AppState, header: Option<&HeaderValue>) -> Result<Arc<Principal>, ApiError> {
         let unauthenticated = |m: &str| ApiError { code: Code::Unauthenticated, message: m.to_string() };
         let Some(text) = header.and_then(|h| h.to_str().ok()) else {
             return Err(unauthenticated(
@@ -78,14 +86,16 @@ impl Auth {
             ));
         };
         let key: [u8; 32] = *blake3::hash(text.as_bytes()).as_bytes();
-        if let Some((at, p)) = lock(&self.verified).get(&key) {
+        let mut known: Option<String> = None;
+        if let Some((at, p, stored)) = self.verified.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
             if at.elapsed() < FRESH {
                 return Ok(p.clone());
             }
+            known = stored.clone();
         }
         let (scheme, value) = text.split_once(' ').unwrap_or((text, ""));
-        let principal = match scheme.to_ascii_lowercase().as_str() {
-            "bearer" => self.by_token(s, value.trim()).await?,
+        let (principal, stored) = match scheme.to_ascii_lowercase().as_str() {
+            "bearer" => (self.by_token(s, value.trim()).await?, None),
             "basic" => {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(value.trim())
@@ -95,21 +105,22 @@ impl Auth {
                 let (user, secret) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
                 if rules::parse_token(secret).is_some() {
                     let p = self.by_token(s, secret).await?;
-                    if p.user != user {
+                    if &*p.user != user {
                         return Err(unauthenticated("the token belongs to another user"));
                     }
-                    p
+                    (p, None)
                 } else {
-                    self.by_password(s, user, secret).await?
+                    self.by_password(s, user, secret, known.as_deref()).await?
                 }
             }
             _ => return Err(unauthenticated("unknown authorization scheme: use Bearer or Basic")),
         };
-        let mut verified = lock(&self.verified);
+        let principal = Arc::new(principal);
+        let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
         if verified.len() > 10_000 {
-            verified.retain(|_, (at, _)| at.elapsed() < FRESH);
+            verified.retain(|_, (at, _, _)| at.elapsed() < FRESH);
         }
-        verified.insert(key, (Instant::now(), principal.clone()));
+        verified.insert(key, (Instant::now(), principal.clone(), stored));
         Ok(principal)
     }
 
@@ -130,21 +141,31 @@ impl Auth {
         }
         let user = self.active_user(s, &stored.user).await?;
         let grants = if stored.grants.is_empty() { user.grants } else { rules::narrow(&user.grants, &stored.grants) };
-        Ok(Principal { user: user.name, grants })
+        Ok(Principal { user: user.name.into(), grants })
     }
 
-    async fn by_password(&self, s: &AppState, name: &str, password: &str) -> Result<Principal, ApiError> {
+    /// A user's password: verified with argon2 unless this very credential was verified against
+    /// the same stored hash before (`known`).
+    async fn by_password(
+        &self,
+        s: &AppState,
+        name: &str,
+        password: &str,
+        known: Option<&str>,
+    ) -> Result<(Principal, Option<String>), ApiError> {
         let invalid = || ApiError { code: Code::Unauthenticated, message: "wrong user or password".into() };
-        let user = s.md.user(name).await?.ok_or_else(invalid)?;
-        let stored = user.password_hash.clone().ok_or_else(invalid)?;
-        let given = password.to_string();
-        // argon2 takes tens of milliseconds: off the async threads.
-        let ok = tokio::task::spawn_blocking(move || rules::verify_password(&given, &stored)).await.unwrap_or(false);
-        if !ok {
-            return Err(invalid());
-        }
         let user = self.active_user(s, name).await?;
-        Ok(Principal { user: user.name, grants: user.grants })
+        let stored = user.password_hash.clone().ok_or_else(invalid)?;
+        if known != Some(stored.as_str()) {
+            let (given, against) = (password.to_string(), stored.clone());
+            // argon2 takes tens of milliseconds: off the async threads.
+            let ok =
+                tokio::task::spawn_blocking(move || rules::verify_password(&given, &against)).await.unwrap_or(false);
+            if !ok {
+                return Err(invalid());
+            }
+        }
+        Ok((Principal { user: user.name.into(), grants: user.grants }, Some(stored)))
     }
 
     async fn active_user(&self, s: &AppState, name: &str) -> Result<kairo_store::auth::User, ApiError> {
@@ -157,10 +178,6 @@ impl Auth {
         }
         Ok(user)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What a request needs, from its method and path.
@@ -197,23 +214,25 @@ fn shape(path: &str, e: ApiError) -> Response {
     response
 }
 
-/// The middleware: authenticate, authorise, and run the request as its user.
-pub async fn guard(axum::extract::State(s): axum::extract::State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_string();
-    let required = match s.auth.required(&s).await {
+/// Authenticate, authorise, and run the request as its user (called by the server's one
+/// middleware after its browser checks).
+pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
+    let required = match s.auth.required(s).await {
         Ok(r) => r,
-        Err(e) => return shape(&path, e),
+        Err(e) => return shape(request.uri().path(), e),
     };
-    let open = path == "/health" || path == "/version" || (path == "/metrics" && s.auth.open_metrics);
+    let p = request.uri().path();
+    let open = p == "/health" || p == "/version" || (p == "/metrics" && s.auth.open_metrics);
     if !required || open {
         return next.run(request).await;
     }
-    let principal = match s.auth.authenticate(&s, request.headers().get("authorization")).await {
+    let path = p.to_string();
+    let principal = match s.auth.authenticate(s, request.headers().get("authorization")).await {
         Ok(p) => p,
         Err(e) => return shape(&path, e),
     };
     let need = permission(request.method(), &path);
-    let (request, named) = match target(&s, &principal, need, request).await {
+    let (request, named) = match target(s, &principal, need, request).await {
         Ok(x) => x,
         Err(e) => return shape(&path, e),
     };
@@ -235,7 +254,7 @@ pub async fn guard(axum::extract::State(s): axum::extract::State<AppState>, requ
         };
         return shape(&path, e);
     }
-    USER.scope(principal.user, next.run(request)).await
+    USER.scope(principal.user.clone(), next.run(request)).await
 }
 
 /// The model or experiment a request names, read only when the caller's grants are scoped

@@ -138,8 +138,7 @@ pub fn router(state: AppState) -> Router {
             error::ApiError { code: error::Code::EndpointNotFound, message: format!("No endpoint {}", uri.path()) }
                 .into_response()
         })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
-        .layer(axum::middleware::from_fn(browser_guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), browser_guard))
         .with_state(state)
 }
 
@@ -177,7 +176,11 @@ async fn kpi_gauges(s: &AppState) -> String {
 /// Cross-site browser requests never change state, and JSON endpoints take only bodies that
 /// say they are JSON (a cross-site `text/plain` POST is refused before any handler runs), with
 /// the 400 `INVALID_PARAMETER_VALUE` MLflow's own server gives a wrong content type.
-async fn browser_guard(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn browser_guard(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use error::{ApiError, Code};
     if let Some(message) = kairo_http::cross_site_refusal(request.method(), request.headers()) {
         return ApiError { code: Code::PermissionDenied, message }.into_response();
@@ -190,7 +193,8 @@ async fn browser_guard(request: axum::extract::Request, next: axum::middleware::
             return ApiError { code: Code::InvalidParameterValue, message }.into_response();
         }
     }
-    next.run(request).await
+    // Then who is asking (one middleware layer for both: each layer costs every request).
+    auth::guard(&s, request, next).await
 }
 
 /// Serve `project` until `shutdown` resolves; in-flight requests finish first.
