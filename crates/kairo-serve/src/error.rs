@@ -47,6 +47,12 @@ pub enum RequestError {
     /// A cross-site browser request to an endpoint that changes state.
     #[error("{0}")]
     CrossSite(String),
+    /// `--auth`: no token, or one that does not hold (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// `--auth`: the token's roles do not allow it (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The server failed: the model runtime, the store. Never a client mistake.
     #[error("{0}")]
     Internal(String),
@@ -95,6 +101,8 @@ impl RequestError {
             | RequestError::TooLarge(m)
             | RequestError::UnsupportedMediaType(m)
             | RequestError::CrossSite(m)
+            | RequestError::Unauthenticated(m)
+            | RequestError::Forbidden(m)
             | RequestError::Internal(m) => m,
         }
     }
@@ -121,6 +129,8 @@ pub enum OipCode {
     TooLarge,
     UnsupportedMediaType,
     PermissionDenied,
+    /// `--auth` and no valid token (401).
+    Unauthenticated,
     Internal,
 }
 
@@ -132,7 +142,8 @@ impl OipCode {
             RequestError::NoEndpoint(_) => OipCode::EndpointNotFound,
             RequestError::TooLarge(_) => OipCode::TooLarge,
             RequestError::UnsupportedMediaType(_) => OipCode::UnsupportedMediaType,
-            RequestError::CrossSite(_) => OipCode::PermissionDenied,
+            RequestError::CrossSite(_) | RequestError::Forbidden(_) => OipCode::PermissionDenied,
+            RequestError::Unauthenticated(_) => OipCode::Unauthenticated,
             RequestError::Internal(_) => OipCode::Internal,
         }
     }
@@ -145,6 +156,7 @@ impl OipCode {
             OipCode::TooLarge => "too_large",
             OipCode::UnsupportedMediaType => "unsupported_media_type",
             OipCode::PermissionDenied => "permission_denied",
+            OipCode::Unauthenticated => "unauthenticated",
             OipCode::Internal => "internal",
         }
     }
@@ -158,6 +170,7 @@ impl OipCode {
             OipCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             OipCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             OipCode::PermissionDenied => StatusCode::FORBIDDEN,
+            OipCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             OipCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -181,6 +194,8 @@ pub enum MlflowCode {
     /// cannot take as sent.
     MalformedRequest,
     PermissionDenied,
+    /// `--auth` and no valid token (401).
+    Unauthenticated,
     InternalError,
 }
 
@@ -193,7 +208,8 @@ impl MlflowCode {
             RequestError::NoEndpoint(_) => MlflowCode::EndpointNotFound,
             RequestError::TooLarge(_) => MlflowCode::ResourceLimitExceeded,
             RequestError::UnsupportedMediaType(_) => MlflowCode::MalformedRequest,
-            RequestError::CrossSite(_) => MlflowCode::PermissionDenied,
+            RequestError::CrossSite(_) | RequestError::Forbidden(_) => MlflowCode::PermissionDenied,
+            RequestError::Unauthenticated(_) => MlflowCode::Unauthenticated,
             RequestError::Internal(_) => MlflowCode::InternalError,
         }
     }
@@ -207,6 +223,7 @@ impl MlflowCode {
             MlflowCode::ResourceLimitExceeded => "RESOURCE_LIMIT_EXCEEDED",
             MlflowCode::MalformedRequest => "MALFORMED_REQUEST",
             MlflowCode::PermissionDenied => "PERMISSION_DENIED",
+            MlflowCode::Unauthenticated => "UNAUTHENTICATED",
             MlflowCode::InternalError => "INTERNAL_ERROR",
         }
     }
@@ -220,6 +237,7 @@ impl MlflowCode {
             MlflowCode::ResourceLimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
             MlflowCode::MalformedRequest => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MlflowCode::PermissionDenied => StatusCode::FORBIDDEN,
+            MlflowCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             MlflowCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -239,6 +257,8 @@ mod tests {
             RequestError::TooLarge(m()),
             RequestError::UnsupportedMediaType(m()),
             RequestError::CrossSite(m()),
+            RequestError::Unauthenticated(m()),
+            RequestError::Forbidden(m()),
             RequestError::Internal(m()),
         ]
     }

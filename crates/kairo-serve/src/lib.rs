@@ -56,6 +56,10 @@ pub struct ServeConfig {
     pub threads: usize,
     /// Connection cap, header and idle timeouts, backlog.
     pub connections: kairo_http::ConnLimits,
+    /// Require an API token for inference, feedback and metrics (`--auth`).
+    pub auth: bool,
+    /// With `auth`, serve `/metrics` without a token (`--open-metrics`).
+    pub open_metrics: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,8 @@ pub enum ServeError {
     Data(#[from] kairo_data::DataError),
     #[error(transparent)]
     Store(#[from] kairo_store::StoreError),
+    #[error("--auth: the project has no users, so no token could pass; add one (`kairo users add NAME --service --role viewer`, `kairo tokens create NAME`)")]
+    AuthWithoutUsers,
 }
 
 struct Inner {
@@ -83,6 +89,9 @@ struct Inner {
     connections: Arc<kairo_http::ConnStats>,
     metrics: Arc<metrics::Metrics>,
     log: predlog::PredictionLog,
+    /// `--auth`: who may infer; `None` serves everyone.
+    auth: Option<kairo_auth::Authenticator>,
+    open_metrics: bool,
 }
 
 #[derive(Clone)]
@@ -99,6 +108,10 @@ pub async fn serve(
         return Err(ServeError::NoModels);
     }
     let md = project.metadata().await?;
+    if config.auth && !md.has_users().await? {
+        return Err(ServeError::AuthWithoutUsers);
+    }
+    let auth = config.auth.then(|| kairo_auth::Authenticator::new(md.clone()));
     let objects = project.objects()?;
     let endpoints = Arc::new(
         Endpoints::start(project.clone(), md.clone(), &config.models, kairo_core::actor::ROLLOUT_GUARD.to_string())
@@ -128,8 +141,15 @@ pub async fn serve(
         endpoints.map.values().map(|ep| (ep.name.clone(), ep.routing().stable.version)).collect();
     served.sort();
     let connections = Arc::new(kairo_http::ConnStats::default());
-    let state =
-        AppState(Arc::new(Inner { endpoints, limits: config.limits, connections: connections.clone(), metrics, log }));
+    let state = AppState(Arc::new(Inner {
+        endpoints,
+        limits: config.limits,
+        connections: connections.clone(),
+        metrics,
+        log,
+        auth,
+        open_metrics: config.open_metrics,
+    }));
     let app = router(state.clone(), config.limits.max_body);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if config.threads == 0 {
@@ -329,6 +349,32 @@ async fn infer_version(
     infer_common(s, name, Some(version), headers, body).await
 }
 
+/// With `--auth`, the request's token must allow `need` on `model` (any model: `None`).
+/// Without it, nothing is checked. Tokens only: an inference endpoint is for services.
+async fn authorize(
+    s: &AppState,
+    headers: &HeaderMap,
+    model: Option<&str>,
+    need: kairo_core::auth::Permission,
+) -> Result<(), RequestError> {
+    let Some(auth) = &s.0.auth else { return Ok(()) };
+    let header = headers.get("authorization").map(|h| h.as_bytes());
+    let p = auth.authenticate(header, true).await.map_err(|e| match e {
+        kairo_auth::AuthError::Unauthenticated(m) => RequestError::Unauthenticated(m),
+        kairo_auth::AuthError::Store(e) => RequestError::Internal(e.to_string()),
+    })?;
+    let target = model.map_or(kairo_core::auth::Target::Any, kairo_core::auth::Target::Model);
+    if kairo_core::auth::allows(&p.grants, need, &target) {
+        return Ok(());
+    }
+    Err(RequestError::Forbidden(format!(
+        "{} may not {}{}: ask an admin for a role that allows it",
+        p.user,
+        need.as_str(),
+        model.map(|m| format!(" on model {m}")).unwrap_or_default()
+    )))
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -455,6 +501,7 @@ async fn infer_oip(
     if let Some(refused) = cross_site(&headers) {
         return Err(refused);
     }
+    authorize(&s, &headers, Some(&name), kairo_core::auth::Permission::Read).await?;
     let body = body?;
     let ep = s.endpoint(&name)?.clone();
     let json_len = match header(&headers, "inference-header-content-length").map(str::parse::<usize>) {
@@ -599,6 +646,7 @@ async fn invoke_mlflow(
             )))
         }
     };
+    authorize(&s, &headers, Some(&ep.name), kairo_core::auth::Permission::Read).await?;
     let routing = ep.routing();
     let (loaded, arm, shadow) = ep.route(&routing, header(&headers, "kairo-routing-key"));
     let request_id = request_id(&headers);
@@ -639,7 +687,12 @@ async fn invoke_mlflow(
     Ok(response)
 }
 
-async fn prometheus(State(s): State<AppState>) -> Response {
+async fn prometheus(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if !s.0.open_metrics {
+        if let Err(e) = authorize(&s, &headers, None, kairo_core::auth::Permission::Read).await {
+            return e.oip();
+        }
+    }
     let mut text = s.0.metrics.render();
     text.push_str(&s.0.connections.render());
     text.push_str("# HELP kairo_model_serving Versions loaded per model and arm (1 = serving).\n# TYPE kairo_model_serving gauge\n");
@@ -680,6 +733,8 @@ async fn record_feedback(
     if let Some(refused) = cross_site(&headers) {
         return Err(refused);
     }
+    // Labels feed retraining: a token that may track runs, on any model.
+    authorize(&s, &headers, None, kairo_core::auth::Permission::Track).await?;
     if let Some(message) = kairo_http::json_content_type_refusal(&headers) {
         return Err(RequestError::UnsupportedMediaType(message));
     }

@@ -7,27 +7,21 @@
 //! whose grants are scoped, from the model or experiment it names. The authenticated user is
 //! the actor of every event the request writes.
 //!
-//! Verified credentials are remembered for [`FRESH`] (keyed by a hash of what was presented),
-//! so neither argon2 nor the database is on the hot path; a revoked token or disabled user
-//! stops working within that time.
+//! Credentials are verified by `kairo_auth` (cached off the hot path; revocation bites within
+//! `kairo_auth::FRESH`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use kairo_core::auth::{self as rules, Grant, Permission, Target};
+use kairo_auth::{AuthError, Authenticator, Principal};
+use kairo_core::auth::{self as rules, Permission, Target};
 
 use crate::error::{ApiError, Code};
 use crate::AppState;
-
-/// How long a verified credential, or the answer to "does this project have users", is trusted.
-pub const FRESH: Duration = Duration::from_secs(5);
 
 tokio::task_local! {
     /// The authenticated user of the request being handled.
@@ -39,144 +33,22 @@ pub fn current_user() -> Option<String> {
     USER.try_with(|u| u.to_string()).ok()
 }
 
-/// Who a request acts as, after authentication.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub user: Arc<str>,
-    pub grants: Vec<Grant>,
-}
-
 pub struct Auth {
     /// `/metrics` without credentials (`--open-metrics`), for a scraper on the network.
     pub open_metrics: bool,
-    started: Instant,
-    /// Whether the project has users: bit 0 the answer, the rest milliseconds since `started`
-    /// when it was read plus one (0: never). Lock-free: every request reads it.
-    required: AtomicU64,
-    verified: RwLock<HashMap<[u8; 32], Verified>>,
+    who: Authenticator,
 }
 
-/// A credential's hash → when it was verified, whom it stands for, and (for a password) the
-/// stored hash it was verified against: while that is unchanged, a stale entry is renewed
-/// without running argon2 again, so concurrent requests never queue behind it.
-type Verified = (Instant, Arc<Principal>, Option<String>);
-
 impl Auth {
-    pub fn new(open_metrics: bool) -> Auth {
-        Auth { open_metrics, started: Instant::now(), required: AtomicU64::new(0), verified: RwLock::default() }
+    pub fn new(md: kairo_store::Metadata, open_metrics: bool) -> Auth {
+        Auth { open_metrics, who: Authenticator::new(md) }
     }
+}
 
-    async fn required(&self, s: &AppState) -> Result<bool, ApiError> {
-        let now = self.started.elapsed().as_millis() as u64 + 1;
-        let seen = self.required.load(Ordering::Relaxed);
-        if seen != 0 && now.saturating_sub(seen >> 1) < FRESH.as_millis() as u64 {
-            return Ok(seen & 1 == 1);
-        }
-        let yes = s.md.has_users().await?;
-        self.required.store((now << 1) | u64::from(yes), Ordering::Relaxed);
-        Ok(yes)
-    }
-
-    /// The principal behind an `Authorization` header.
-    async fn authenticate(&self, s: &AppState, header: Option<&HeaderValue>) -> Result<Arc<Principal>, ApiError> {
-        let unauthenticated = |m: &str| ApiError { code: Code::Unauthenticated, message: m.to_string() };
-        let Some(text) = header.and_then(|h| h.to_str().ok()) else {
-            return Err(unauthenticated(
-                "credentials required: send an API token (Authorization: Bearer, or MLFLOW_TRACKING_TOKEN) or a user and password (Basic)",
-            ));
-        };
-        let key: [u8; 32] = *blake3::hash(text.as_bytes()).as_bytes();
-        let mut known: Option<String> = None;
-        if let Some((at, p, stored)) = self.verified.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            if at.elapsed() < FRESH {
-                return Ok(p.clone());
-            }
-            known = stored.clone();
-        }
-        let (scheme, value) = text.split_once(' ').unwrap_or((text, ""));
-        let (principal, stored) = match scheme.to_ascii_lowercase().as_str() {
-            "bearer" => (self.by_token(s, value.trim()).await?, None),
-            "basic" => {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(value.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| unauthenticated("Basic credentials are not base64 of USER:PASSWORD"))?;
-                let (user, secret) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
-                if rules::parse_token(secret).is_some() {
-                    let p = self.by_token(s, secret).await?;
-                    if &*p.user != user {
-                        return Err(unauthenticated("the token belongs to another user"));
-                    }
-                    (p, None)
-                } else {
-                    self.by_password(s, user, secret, known.as_deref()).await?
-                }
-            }
-            _ => return Err(unauthenticated("unknown authorization scheme: use Bearer or Basic")),
-        };
-        let principal = Arc::new(principal);
-        let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
-        if verified.len() > 10_000 {
-            verified.retain(|_, (at, _, _)| at.elapsed() < FRESH);
-        }
-        verified.insert(key, (Instant::now(), principal.clone(), stored));
-        Ok(principal)
-    }
-
-    async fn by_token(&self, s: &AppState, text: &str) -> Result<Principal, ApiError> {
-        let invalid = || ApiError {
-            code: Code::Unauthenticated,
-            message: "the token is not valid (unknown, revoked or expired): create one with `kairo tokens create`"
-                .into(),
-        };
-        let t = rules::parse_token(text).ok_or_else(invalid)?;
-        let stored = s.md.token(t.id).await?.ok_or_else(invalid)?;
-        let now = kairo_core::time::now_millis();
-        if !rules::same_hash(&rules::token_hash(t.secret), &stored.hash)
-            || stored.revoked_ms.is_some()
-            || stored.expires_ms.is_some_and(|e| e <= now)
-        {
-            return Err(invalid());
-        }
-        let user = self.active_user(s, &stored.user).await?;
-        let grants = if stored.grants.is_empty() { user.grants } else { rules::narrow(&user.grants, &stored.grants) };
-        Ok(Principal { user: user.name.into(), grants })
-    }
-
-    /// A user's password: verified with argon2 unless this very credential was verified against
-    /// the same stored hash before (`known`).
-    async fn by_password(
-        &self,
-        s: &AppState,
-        name: &str,
-        password: &str,
-        known: Option<&str>,
-    ) -> Result<(Principal, Option<String>), ApiError> {
-        let invalid = || ApiError { code: Code::Unauthenticated, message: "wrong user or password".into() };
-        let user = self.active_user(s, name).await?;
-        let stored = user.password_hash.clone().ok_or_else(invalid)?;
-        if known != Some(stored.as_str()) {
-            let (given, against) = (password.to_string(), stored.clone());
-            // argon2 takes tens of milliseconds: off the async threads.
-            let ok =
-                tokio::task::spawn_blocking(move || rules::verify_password(&given, &against)).await.unwrap_or(false);
-            if !ok {
-                return Err(invalid());
-            }
-        }
-        Ok((Principal { user: user.name.into(), grants: user.grants }, Some(stored)))
-    }
-
-    async fn active_user(&self, s: &AppState, name: &str) -> Result<kairo_store::auth::User, ApiError> {
-        let user = s.md.user(name).await?.ok_or_else(|| ApiError {
-            code: Code::Unauthenticated,
-            message: format!("user {name} no longer exists"),
-        })?;
-        if user.disabled_ms.is_some() {
-            return Err(ApiError { code: Code::Unauthenticated, message: format!("user {name} is disabled") });
-        }
-        Ok(user)
+fn api_error(e: AuthError) -> ApiError {
+    match e {
+        AuthError::Unauthenticated(message) => ApiError { code: Code::Unauthenticated, message },
+        AuthError::Store(e) => e.into(),
     }
 }
 
@@ -217,9 +89,9 @@ fn shape(path: &str, e: ApiError) -> Response {
 /// Authenticate, authorise, and run the request as its user (called by the server's one
 /// middleware after its browser checks).
 pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
-    let required = match s.auth.required(s).await {
+    let required = match s.auth.who.has_users().await {
         Ok(r) => r,
-        Err(e) => return shape(request.uri().path(), e),
+        Err(e) => return shape(request.uri().path(), api_error(e)),
     };
     let p = request.uri().path();
     let open = p == "/health" || p == "/version" || (p == "/metrics" && s.auth.open_metrics);
@@ -227,9 +99,10 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let path = p.to_string();
-    let principal = match s.auth.authenticate(s, request.headers().get("authorization")).await {
+    let header = request.headers().get("authorization").map(|h| h.as_bytes());
+    let principal = match s.auth.who.authenticate(header, false).await {
         Ok(p) => p,
-        Err(e) => return shape(&path, e),
+        Err(e) => return shape(&path, api_error(e)),
     };
     let need = permission(request.method(), &path);
     let (request, named) = match target(s, &principal, need, request).await {

@@ -61,6 +61,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(project: Project, md: Metadata, objects: LocalObjects, tmp: PathBuf, options: &ServerOptions) -> Self {
         let metrics = metric_writer::MetricWriter::spawn(md.clone());
+        let auth = auth::Auth::new(md.clone(), options.open_metrics);
         AppState(Arc::new(Inner {
             project,
             md,
@@ -72,7 +73,7 @@ impl AppState {
             max_artifact: options.max_artifact,
             connections: Arc::new(kairo_http::ConnStats::default()),
             kpi_gauges: tokio::sync::Mutex::new(None),
-            auth: auth::Auth::new(options.open_metrics),
+            auth,
         }))
     }
 

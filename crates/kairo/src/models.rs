@@ -186,6 +186,13 @@ pub struct ServeArgs {
     /// Serving threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Require an API token (`Authorization: Bearer`, from `kairo tokens create`) whose roles
+    /// may read the model for inference, and track for `/v1/feedback`. Health stays open.
+    #[arg(long)]
+    pub auth: bool,
+    /// With --auth, serve /metrics without a token (for a Prometheus scraper).
+    #[arg(long)]
+    pub open_metrics: bool,
     #[command(flatten)]
     pub connections: crate::server::ConnectionArgs,
     #[command(flatten)]
@@ -780,6 +787,8 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
         log_max_rows: 50_000,
         log_max_age: Duration::from_secs(a.log_flush_s.max(1)),
         threads: a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        auth: a.auth,
+        open_metrics: a.open_metrics,
     };
     let shutdown = async {
         crate::interrupted().await;

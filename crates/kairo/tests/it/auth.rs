@@ -255,3 +255,75 @@ fn an_edited_or_deleted_event_is_found() {
         assert!(text.contains(finding), "{tamper}: {text}");
     }
 }
+
+/// `kairo serve --auth`: inference needs a token whose roles may read that model; health stays
+/// open, metrics unless `--open-metrics`; each protocol answers in its own shape.
+#[test]
+fn serving_with_auth_takes_tokens_for_the_model() {
+    use crate::serving::Serve;
+    let repo = Repo::new();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/logreg20.onnx");
+    repo.kairo(&["models", "register", "clf", "--file", model.to_str().unwrap()]).assert().success();
+    repo.kairo(&["deploy", "clf", "--version", "1"]).assert().success();
+    let out = repo.kairo(&["serve", "clf", "--auth", "--port", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--auth: the project has no users"));
+
+    add_user(&repo, "svc", &["viewer@model:clf"], Some("a long service password"));
+    add_user(&repo, "other", &["viewer@model:fraud"], None);
+    let svc = token(&repo, "svc", &[]);
+    let other = token(&repo, "other", &[]);
+    let serve = Serve::start(&repo, &["clf", "--auth"]);
+    let row: Vec<f64> = (0..20).map(|i| f64::from(i) / 20.0).collect();
+    let oip = json!({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": row}]});
+    let inv = json!({"inputs": [row]});
+    let post = |path: &str, body: &Value, auth: Option<String>| {
+        let mut req = reqwest::blocking::Client::new().post(format!("{}{path}", serve.url)).json(body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap_or(Value::Null))
+    };
+    let (status, body) = post("/v2/models/clf/infer", &oip, None);
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("kairo tokens create"), "{body}");
+    let (status, body) = post("/invocations", &inv, None);
+    assert_eq!((status, body["error_code"].as_str()), (401, Some("UNAUTHENTICATED")), "{body}");
+    assert_eq!(post("/v2/models/clf/infer", &oip, Some(format!("Bearer {svc}"))).0, 200);
+    assert_eq!(post("/invocations", &inv, Some(format!("Bearer {svc}"))).0, 200);
+    let (status, body) = post("/v2/models/clf/infer", &oip, Some(format!("Bearer {other}")));
+    assert_eq!((status, body["code"].as_str()), (403, Some("permission_denied")), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("other may not read on model clf"), "{body}");
+    // A password is not a token here.
+    let basic = format!("Basic {}", base64_of("svc:a long service password"));
+    let (status, body) = post("/v2/models/clf/infer", &oip, Some(basic));
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("takes API tokens"), "{body}");
+    // Feedback feeds retraining: a viewer may not send it.
+    let (status, _) = post("/v1/feedback", &json!({"request_id": "x", "label": 1}), Some(format!("Bearer {svc}")));
+    assert_eq!(status, 403);
+    assert_eq!(serve.get("/v2/health/ready").0, 200, "health stays open");
+    assert_eq!(serve.get("/metrics").0, 401);
+    serve.stop();
+    let serve = Serve::start(&repo, &["clf", "--auth", "--open-metrics"]);
+    assert_eq!(serve.get("/metrics").0, 200);
+    serve.stop();
+}
+
+fn base64_of(text: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = text.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, c)| n | (u32::from(*c) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,177 @@
+//! Who is asking. An `Authorization` header — `Bearer <token>`, or `Basic` with a user's
+//! password or a token as the password (what the MLflow client sends for
+//! `MLFLOW_TRACKING_TOKEN` and `MLFLOW_TRACKING_USERNAME/PASSWORD`) — becomes a [`Principal`]:
+//! the user and the grants that apply (a token's narrowed ones). The rules are
+//! `kairo_core::auth`; the records `kairo_store::auth`. `kairo server` and `kairo serve` both
+//! authenticate here and decide what a principal may do themselves.
+//!
+//! A verified credential is remembered for [`FRESH`] under the hash of the header, so neither
+//! argon2 nor the database is on the hot path; a revoked token or a disabled user stops working
+//! within that time. A password verified once is renewed after that without argon2 while its
+//! stored hash is unchanged, so concurrent requests never queue behind a KDF.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use kairo_core::auth::{self as rules, Grant};
+use kairo_store::{Metadata, StoreError};
+
+/// How long a verified credential, or the answer to "does this project have users", is trusted.
+pub const FRESH: Duration = Duration::from_secs(5);
+
+/// Who a request acts as.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: Arc<str>,
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials, or credentials that do not hold (answer 401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A credential's hash → when it was verified, whom it stands for, and (for a password) the
+/// stored hash it was verified against.
+type Verified = (Instant, Arc<Principal>, Option<String>);
+
+pub struct Authenticator {
+    md: Metadata,
+    started: Instant,
+    /// Whether the project has users: bit 0 the answer, the rest milliseconds since `started`
+    /// when it was read plus one (0: never). Lock-free: every request reads it.
+    has_users: AtomicU64,
+    verified: RwLock<HashMap<[u8; 32], Verified>>,
+}
+
+fn unauthenticated(m: impl Into<String>) -> AuthError {
+    AuthError::Unauthenticated(m.into())
+}
+
+impl Authenticator {
+    pub fn new(md: Metadata) -> Authenticator {
+        Authenticator { md, started: Instant::now(), has_users: AtomicU64::new(0), verified: RwLock::default() }
+    }
+
+    /// Whether the project has users (then credentials are required), read at most every
+    /// [`FRESH`].
+    pub async fn has_users(&self) -> Result<bool, AuthError> {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let seen = self.has_users.load(Ordering::Relaxed);
+        if seen != 0 && now.saturating_sub(seen >> 1) < FRESH.as_millis() as u64 {
+            return Ok(seen & 1 == 1);
+        }
+        let yes = self.md.has_users().await?;
+        self.has_users.store((now << 1) | u64::from(yes), Ordering::Relaxed);
+        Ok(yes)
+    }
+
+    /// The principal behind an `Authorization` header. `tokens_only` refuses passwords (an
+    /// inference endpoint is for services).
+    pub async fn authenticate(&self, header: Option<&[u8]>, tokens_only: bool) -> Result<Arc<Principal>, AuthError> {
+        let Some(text) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
+            return Err(unauthenticated(if tokens_only {
+                "an API token is required: Authorization: Bearer <token> (create one with `kairo tokens create`)"
+            } else {
+                "credentials required: send an API token (Authorization: Bearer, or MLFLOW_TRACKING_TOKEN) or a user and password (Basic)"
+            }));
+        };
+        let key: [u8; 32] = *blake3::hash(text.as_bytes()).as_bytes();
+        let mut known: Option<String> = None;
+        if let Some((at, p, stored)) = self.verified.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            if at.elapsed() < FRESH {
+                return Ok(p.clone());
+            }
+            known = stored.clone();
+        }
+        let (scheme, value) = text.split_once(' ').unwrap_or((text, ""));
+        let (principal, stored) = match scheme.to_ascii_lowercase().as_str() {
+            "bearer" => (self.by_token(value.trim()).await?, None),
+            "basic" => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(value.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| unauthenticated("Basic credentials are not base64 of USER:PASSWORD"))?;
+                let (user, secret) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
+                if rules::parse_token(secret).is_some() {
+                    let p = self.by_token(secret).await?;
+                    if &*p.user != user {
+                        return Err(unauthenticated("the token belongs to another user"));
+                    }
+                    (p, None)
+                } else if tokens_only {
+                    return Err(unauthenticated("this endpoint takes API tokens, not passwords"));
+                } else {
+                    self.by_password(user, secret, known.as_deref()).await?
+                }
+            }
+            _ => return Err(unauthenticated("unknown authorization scheme: use Bearer or Basic")),
+        };
+        let principal = Arc::new(principal);
+        let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
+        if verified.len() > 10_000 {
+            verified.retain(|_, (at, _, _)| at.elapsed() < FRESH);
+        }
+        verified.insert(key, (Instant::now(), principal.clone(), stored));
+        Ok(principal)
+    }
+
+    async fn by_token(&self, text: &str) -> Result<Principal, AuthError> {
+        let invalid = || {
+            unauthenticated(
+                "the token is not valid (unknown, revoked or expired): create one with `kairo tokens create`",
+            )
+        };
+        let t = rules::parse_token(text).ok_or_else(invalid)?;
+        let stored = self.md.token(t.id).await?.ok_or_else(invalid)?;
+        let now = kairo_core::time::now_millis();
+        if !rules::same_hash(&rules::token_hash(t.secret), &stored.hash)
+            || stored.revoked_ms.is_some()
+            || stored.expires_ms.is_some_and(|e| e <= now)
+        {
+            return Err(invalid());
+        }
+        let user = self.active_user(&stored.user).await?;
+        let grants = if stored.grants.is_empty() { user.grants } else { rules::narrow(&user.grants, &stored.grants) };
+        Ok(Principal { user: user.name.into(), grants })
+    }
+
+    /// A user's password: verified with argon2 unless this very credential was verified against
+    /// the same stored hash before (`known`).
+    async fn by_password(
+        &self,
+        name: &str,
+        password: &str,
+        known: Option<&str>,
+    ) -> Result<(Principal, Option<String>), AuthError> {
+        let invalid = || unauthenticated("wrong user or password");
+        let user = self.active_user(name).await?;
+        let stored = user.password_hash.clone().ok_or_else(invalid)?;
+        if known != Some(stored.as_str()) {
+            let (given, against) = (password.to_string(), stored.clone());
+            // argon2 takes tens of milliseconds: off the async threads.
+            let ok =
+                tokio::task::spawn_blocking(move || rules::verify_password(&given, &against)).await.unwrap_or(false);
+            if !ok {
+                return Err(invalid());
+            }
+        }
+        Ok((Principal { user: user.name.into(), grants: user.grants }, Some(stored)))
+    }
+
+    async fn active_user(&self, name: &str) -> Result<kairo_store::auth::User, AuthError> {
+        let user = self.md.user(name).await?.ok_or_else(|| unauthenticated(format!("user {name} no longer exists")))?;
+        if user.disabled_ms.is_some() {
+            return Err(unauthenticated(format!("user {name} is disabled")));
+        }
+        Ok(user)
+    }
+}
