@@ -11,8 +11,9 @@
 //! stored hash is unchanged, so concurrent requests never queue behind a KDF.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -21,6 +22,11 @@ use kairo_store::{Metadata, StoreError};
 
 /// How long a verified credential, or the answer to "does this project have users", is trusted.
 pub const FRESH: Duration = Duration::from_secs(5);
+
+/// Failed authentications a source may make in [`FAILURE_WINDOW`] before it is refused until
+/// the window ends (guessing passwords or tokens).
+pub const MAX_FAILURES: u32 = 20;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Who a request acts as.
 #[derive(Debug, Clone)]
@@ -34,6 +40,9 @@ pub enum AuthError {
     /// No credentials, or credentials that do not hold (answer 401).
     #[error("{0}")]
     Unauthenticated(String),
+    /// Too many failures from this source (answer 429); retry after this many seconds.
+    #[error("too many failed authentications from {source_ip}: try again in {retry_s} s")]
+    Limited { source_ip: IpAddr, retry_s: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -49,6 +58,8 @@ pub struct Authenticator {
     /// when it was read plus one (0: never). Lock-free: every request reads it.
     has_users: AtomicU64,
     verified: RwLock<HashMap<[u8; 32], Verified>>,
+    /// Failures per source: when the window began and how many.
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
 
 fn unauthenticated(m: impl Into<String>) -> AuthError {
@@ -57,7 +68,13 @@ fn unauthenticated(m: impl Into<String>) -> AuthError {
 
 impl Authenticator {
     pub fn new(md: Metadata) -> Authenticator {
-        Authenticator { md, started: Instant::now(), has_users: AtomicU64::new(0), verified: RwLock::default() }
+        Authenticator {
+            md,
+            started: Instant::now(),
+            has_users: AtomicU64::new(0),
+            verified: RwLock::default(),
+            failures: Mutex::default(),
+        }
     }
 
     /// Whether the project has users (then credentials are required), read at most every
@@ -73,9 +90,48 @@ impl Authenticator {
         Ok(yes)
     }
 
-    /// The principal behind an `Authorization` header. `tokens_only` refuses passwords (an
-    /// inference endpoint is for services).
-    pub async fn authenticate(&self, header: Option<&[u8]>, tokens_only: bool) -> Result<Arc<Principal>, AuthError> {
+    /// The principal behind an `Authorization` header from `peer`. `tokens_only` refuses
+    /// passwords (an inference endpoint is for services). A source that failed
+    /// [`MAX_FAILURES`] times in [`FAILURE_WINDOW`] is refused without a look at what it sent
+    /// (credentials already verified, in the cache, are not: they are not being guessed).
+    pub async fn authenticate(
+        &self,
+        peer: Option<IpAddr>,
+        header: Option<&[u8]>,
+        tokens_only: bool,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let result = self.verify(peer, header, tokens_only).await;
+        if let (Err(AuthError::Unauthenticated(_)), Some(ip)) = (&result, peer) {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if failures.len() > 10_000 {
+                failures.retain(|_, (since, _)| since.elapsed() < FAILURE_WINDOW);
+            }
+            let f = failures.entry(ip).or_insert((Instant::now(), 0));
+            if f.0.elapsed() >= FAILURE_WINDOW {
+                *f = (Instant::now(), 0);
+            }
+            f.1 += 1;
+        }
+        result
+    }
+
+    fn limited(&self, peer: Option<IpAddr>) -> Result<(), AuthError> {
+        let Some(ip) = peer else { return Ok(()) };
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match failures.get(&ip) {
+            Some((since, n)) if *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW => {
+                Err(AuthError::Limited { source_ip: ip, retry_s: (FAILURE_WINDOW - since.elapsed()).as_secs() + 1 })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn verify(
+        &self,
+        peer: Option<IpAddr>,
+        header: Option<&[u8]>,
+        tokens_only: bool,
+    ) -> Result<Arc<Principal>, AuthError> {
         let Some(text) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
             return Err(unauthenticated(if tokens_only {
                 "an API token is required: Authorization: Bearer <token> (create one with `kairo tokens create`)"
@@ -91,6 +147,7 @@ impl Authenticator {
             }
             known = stored.clone();
         }
+        self.limited(peer)?;
         let (scheme, value) = text.split_once(' ').unwrap_or((text, ""));
         let (principal, stored) = match scheme.to_ascii_lowercase().as_str() {
             "bearer" => (self.by_token(value.trim()).await?, None),
@@ -173,5 +230,32 @@ impl Authenticator {
             return Err(unauthenticated(format!("user {name} is disabled")));
         }
         Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_guessing_source_is_refused_for_the_window_and_others_are_not() {
+        let dir = std::env::temp_dir().join(format!("kairo-auth-{}", kairo_core::run::new_run_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let md = Metadata::open_sqlite(&dir.join("k.db")).await.unwrap();
+        let a = Authenticator::new(md);
+        let (guesser, other): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let bad = b"Bearer kairo_000000000000_0000000000000000000000000000000000000000000000000000000000000000";
+        for _ in 0..MAX_FAILURES {
+            assert!(matches!(
+                a.authenticate(Some(guesser), Some(bad), false).await,
+                Err(AuthError::Unauthenticated(_))
+            ));
+        }
+        match a.authenticate(Some(guesser), Some(bad), false).await {
+            Err(AuthError::Limited { retry_s, .. }) => assert!(retry_s > 0 && retry_s <= 61),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(a.authenticate(Some(other), Some(bad), false).await, Err(AuthError::Unauthenticated(_))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -19,7 +19,7 @@
 
 pub mod request_log;
 
-pub use request_log::{new_request_id, sane_request_id, REQUEST_ID};
+pub use request_log::{new_request_id, sane_request_id, Peer, REQUEST_ID};
 
 use std::future::Future;
 use std::io;
@@ -151,7 +151,7 @@ pub async fn serve(
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors or memory for a moment: wait instead of spinning;
                     // a connection reset before accept is nothing to wait for.
@@ -163,6 +163,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let (stream, peer) = stream;
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         if stats.open.fetch_add(1, Ordering::Relaxed) >= limits.max_connections {
             stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -173,7 +174,7 @@ pub async fn serve(
         let guard = OpenGuard(stats.clone());
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
-        let service = TowerToHyperService::new(request_log::RequestLog::new(app.clone()));
+        let service = TowerToHyperService::new(request_log::RequestLog::new(app.clone(), peer));
         let conn = graceful.watch(builder.serve_connection(io, service));
         let stats = stats.clone();
         tokio::spawn(async move {

@@ -72,11 +72,16 @@ fn mix(mut x: u64) -> u64 {
 #[derive(Clone)]
 pub struct RequestLog<S> {
     inner: S,
+    peer: std::net::SocketAddr,
 }
 
+/// The client's address, in every request's extensions (for limits per source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
 impl<S> RequestLog<S> {
-    pub fn new(inner: S) -> Self {
-        RequestLog { inner }
+    pub fn new(inner: S, peer: std::net::SocketAddr) -> Self {
+        RequestLog { inner, peer }
     }
 }
 
@@ -103,6 +108,7 @@ where
                 id
             }
         };
+        request.extensions_mut().insert(Peer(self.peer));
         let line = tracing::enabled!(target: TARGET, tracing::Level::INFO)
             .then(|| (request.method().clone(), logged_path(request.uri().path())));
         Logged { inner: self.inner.call(request), id: Some(id), started, line }

@@ -334,33 +334,41 @@ async fn model_ready_version(State(s): State<AppState>, Path((name, version)): P
 async fn infer(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    peer: Option<axum::Extension<kairo_http::Peer>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_common(s, name, None, headers, body).await
+    infer_common(s, name, None, ip(peer), headers, body).await
+}
+
+fn ip(peer: Option<axum::Extension<kairo_http::Peer>>) -> Option<std::net::IpAddr> {
+    peer.map(|p| p.0 .0.ip())
 }
 
 async fn infer_version(
     State(s): State<AppState>,
     Path((name, version)): Path<(String, String)>,
+    peer: Option<axum::Extension<kairo_http::Peer>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_common(s, name, Some(version), headers, body).await
+    infer_common(s, name, Some(version), ip(peer), headers, body).await
 }
 
 /// With `--auth`, the request's token must allow `need` on `model` (any model: `None`).
 /// Without it, nothing is checked. Tokens only: an inference endpoint is for services.
 async fn authorize(
     s: &AppState,
+    peer: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     model: Option<&str>,
     need: kairo_core::auth::Permission,
 ) -> Result<(), RequestError> {
     let Some(auth) = &s.0.auth else { return Ok(()) };
     let header = headers.get("authorization").map(|h| h.as_bytes());
-    let p = auth.authenticate(header, true).await.map_err(|e| match e {
+    let p = auth.authenticate(peer, header, true).await.map_err(|e| match e {
         kairo_auth::AuthError::Unauthenticated(m) => RequestError::Unauthenticated(m),
+        e @ kairo_auth::AuthError::Limited { .. } => RequestError::Unauthenticated(e.to_string()),
         kairo_auth::AuthError::Store(e) => RequestError::Internal(e.to_string()),
     })?;
     let target = model.map_or(kairo_core::auth::Target::Any, kairo_core::auth::Target::Model);
@@ -480,10 +488,11 @@ async fn infer_common(
     s: AppState,
     name: String,
     version: Option<String>,
+    peer: Option<std::net::IpAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match infer_oip(s, name, version, headers, body).await {
+    match infer_oip(s, name, version, peer, headers, body).await {
         Ok(response) => response,
         Err(e) => e.oip(),
     }
@@ -494,6 +503,7 @@ async fn infer_oip(
     s: AppState,
     name: String,
     version: Option<String>,
+    peer: Option<std::net::IpAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RequestError> {
@@ -501,7 +511,7 @@ async fn infer_oip(
     if let Some(refused) = cross_site(&headers) {
         return Err(refused);
     }
-    authorize(&s, &headers, Some(&name), kairo_core::auth::Permission::Read).await?;
+    authorize(&s, peer, &headers, Some(&name), kairo_core::auth::Permission::Read).await?;
     let body = body?;
     let ep = s.endpoint(&name)?.clone();
     let json_len = match header(&headers, "inference-header-content-length").map(str::parse::<usize>) {
@@ -611,10 +621,11 @@ struct InvocationQuery {
 async fn invocations(
     State(s): State<AppState>,
     Query(q): Query<InvocationQuery>,
+    peer: Option<axum::Extension<kairo_http::Peer>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match invoke_mlflow(s, q, headers, body).await {
+    match invoke_mlflow(s, q, ip(peer), headers, body).await {
         Ok(response) => response,
         Err(e) => e.mlflow(),
     }
@@ -625,6 +636,7 @@ async fn invocations(
 async fn invoke_mlflow(
     s: AppState,
     q: InvocationQuery,
+    peer: Option<std::net::IpAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RequestError> {
@@ -646,7 +658,7 @@ async fn invoke_mlflow(
             )))
         }
     };
-    authorize(&s, &headers, Some(&ep.name), kairo_core::auth::Permission::Read).await?;
+    authorize(&s, peer, &headers, Some(&ep.name), kairo_core::auth::Permission::Read).await?;
     let routing = ep.routing();
     let (loaded, arm, shadow) = ep.route(&routing, header(&headers, "kairo-routing-key"));
     let request_id = request_id(&headers);
@@ -687,9 +699,13 @@ async fn invoke_mlflow(
     Ok(response)
 }
 
-async fn prometheus(State(s): State<AppState>, headers: HeaderMap) -> Response {
+async fn prometheus(
+    State(s): State<AppState>,
+    peer: Option<axum::Extension<kairo_http::Peer>>,
+    headers: HeaderMap,
+) -> Response {
     if !s.0.open_metrics {
-        if let Err(e) = authorize(&s, &headers, None, kairo_core::auth::Permission::Read).await {
+        if let Err(e) = authorize(&s, ip(peer), &headers, None, kairo_core::auth::Permission::Read).await {
             return e.oip();
         }
     }
@@ -718,8 +734,13 @@ async fn prometheus(State(s): State<AppState>, headers: HeaderMap) -> Response {
 /// `POST /v1/feedback`: `{"request_id", "label"}` for a one-row request, `{"request_id",
 /// "labels": [...]}` for every row, or a list of either.
 /// Takes only bodies declared as JSON (a cross-site form cannot post labels).
-async fn feedback(State(s): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    match record_feedback(s, headers, body).await {
+async fn feedback(
+    State(s): State<AppState>,
+    peer: Option<axum::Extension<kairo_http::Peer>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match record_feedback(s, ip(peer), headers, body).await {
         Ok(response) => response,
         Err(e) => e.oip(),
     }
@@ -727,6 +748,7 @@ async fn feedback(State(s): State<AppState>, headers: HeaderMap, body: Result<By
 
 async fn record_feedback(
     s: AppState,
+    peer: Option<std::net::IpAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RequestError> {
@@ -734,7 +756,7 @@ async fn record_feedback(
         return Err(refused);
     }
     // Labels feed retraining: a token that may track runs, on any model.
-    authorize(&s, &headers, None, kairo_core::auth::Permission::Track).await?;
+    authorize(&s, peer, &headers, None, kairo_core::auth::Permission::Track).await?;
     if let Some(message) = kairo_http::json_content_type_refusal(&headers) {
         return Err(RequestError::UnsupportedMediaType(message));
     }

@@ -48,6 +48,7 @@ impl Auth {
 fn api_error(e: AuthError) -> ApiError {
     match e {
         AuthError::Unauthenticated(message) => ApiError { code: Code::Unauthenticated, message },
+        e @ AuthError::Limited { .. } => ApiError { code: Code::RequestLimitExceeded, message: e.to_string() },
         AuthError::Store(e) => e.into(),
     }
 }
@@ -100,7 +101,8 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
     }
     let path = p.to_string();
     let header = request.headers().get("authorization").map(|h| h.as_bytes());
-    let principal = match s.auth.who.authenticate(header, false).await {
+    let peer = request.extensions().get::<kairo_http::Peer>().map(|p| p.0.ip());
+    let principal = match s.auth.who.authenticate(peer, header, false).await {
         Ok(p) => p,
         Err(e) => return shape(&path, api_error(e)),
     };

@@ -20,6 +20,8 @@ pub enum Code {
     PermissionDenied,
     /// No credentials, or credentials that are not valid (401).
     Unauthenticated,
+    /// Too many failed authentications from one source (429).
+    RequestLimitExceeded,
     Internal,
 }
 
@@ -35,6 +37,7 @@ impl Code {
             Code::TooLarge => "BAD_REQUEST",
             Code::PermissionDenied => "PERMISSION_DENIED",
             Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::RequestLimitExceeded => "REQUEST_LIMIT_EXCEEDED",
             Code::Internal => "INTERNAL_ERROR",
         }
     }
@@ -49,6 +52,7 @@ impl Code {
             Code::TooLarge => "too_large",
             Code::PermissionDenied => "permission_denied",
             Code::Unauthenticated => "unauthenticated",
+            Code::RequestLimitExceeded => "too_many_requests",
             Code::Internal => "internal",
         }
     }
@@ -61,6 +65,7 @@ impl Code {
             Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::PermissionDenied => StatusCode::FORBIDDEN,
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::RequestLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -327,3 +327,28 @@ fn base64_of(text: &str) -> String {
     }
     out
 }
+
+/// Guessing is limited per source: after 20 failures in a minute the source gets 429 whatever
+/// it sends, in MLflow's shape.
+#[test]
+fn a_source_that_keeps_failing_is_held_back() {
+    let repo = Repo::new();
+    add_user(&repo, "a", &["viewer"], Some("correct horse battery"));
+    let good = token(&repo, "a", &[]);
+    let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
+    let wrong = format!("Bearer kairo_{}_{}", "0".repeat(12), "0".repeat(64));
+    for i in 0..20 {
+        assert_eq!(
+            call(&url, "GET", "/api/2.0/mlflow/experiments/search", Some(&wrong), Value::Null).0,
+            401,
+            "try {i}"
+        );
+    }
+    let (status, body, _) = call(&url, "POST", "/api/2.0/mlflow/experiments/search", Some(&wrong), json!({}));
+    assert_eq!((status, body["error_code"].as_str()), (429, Some("REQUEST_LIMIT_EXCEEDED")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("too many failed authentications from 127.0.0.1"), "{body}");
+    // Even a right token from that source waits out the window (it was never verified here).
+    assert_eq!(call(&url, "GET", "/api/v1/runs", Some(&format!("Bearer {good}")), Value::Null).0, 429);
+    let _ = server.kill();
+    let _ = server.wait();
+}
