@@ -51,6 +51,18 @@ pub enum AuthError {
 /// stored hash it was verified against.
 type Verified = (Instant, Arc<Principal>, Option<String>);
 
+/// Which authenticator a thread's cached entry belongs to (a process may hold several).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// (authenticator, credential hash) → when verified and whom it stands for.
+type LocalCache = HashMap<(u64, [u8; 32]), (Instant, Arc<Principal>)>;
+
+thread_local! {
+    /// Each thread's own copy of recent verifications: a serving thread answers a known token
+    /// without touching the shared lock (kairo serve runs one runtime per core).
+    static LOCAL: std::cell::RefCell<LocalCache> = std::cell::RefCell::new(HashMap::new());
+}
+
 pub struct Authenticator {
     md: Metadata,
     started: Instant,
@@ -60,6 +72,7 @@ pub struct Authenticator {
     verified: RwLock<HashMap<[u8; 32], Verified>>,
     /// Failures per source: when the window began and how many.
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    id: u64,
 }
 
 fn unauthenticated(m: impl Into<String>) -> AuthError {
@@ -74,6 +87,7 @@ impl Authenticator {
             has_users: AtomicU64::new(0),
             verified: RwLock::default(),
             failures: Mutex::default(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -140,12 +154,19 @@ impl Authenticator {
             }));
         };
         let key: [u8; 32] = *blake3::hash(text.as_bytes()).as_bytes();
+        let local = LOCAL
+            .with(|l| l.borrow().get(&(self.id, key)).filter(|(at, _)| at.elapsed() < FRESH).map(|(_, p)| p.clone()));
+        if let Some(p) = local {
+            return Ok(p);
+        }
         let mut known: Option<String> = None;
-        if let Some((at, p, stored)) = self.verified.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        let shared = self.verified.read().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        if let Some((at, p, stored)) = shared {
             if at.elapsed() < FRESH {
-                return Ok(p.clone());
+                remember_here(self.id, key, at, &p);
+                return Ok(p);
             }
-            known = stored.clone();
+            known = stored;
         }
         self.limited(peer)?;
         let (scheme, value) = text.split_once(' ').unwrap_or((text, ""));
@@ -177,7 +198,10 @@ impl Authenticator {
         if verified.len() > 10_000 {
             verified.retain(|_, (at, _, _)| at.elapsed() < FRESH);
         }
-        verified.insert(key, (Instant::now(), principal.clone(), stored));
+        let now = Instant::now();
+        verified.insert(key, (now, principal.clone(), stored));
+        drop(verified);
+        remember_here(self.id, key, now, &principal);
         Ok(principal)
     }
 
@@ -231,6 +255,18 @@ impl Authenticator {
         }
         Ok(user)
     }
+}
+
+/// Keep a verification in this thread's cache, with the time it was verified (so it expires
+/// with the shared entry).
+fn remember_here(id: u64, key: [u8; 32], at: Instant, p: &Arc<Principal>) {
+    LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.len() > 1_000 {
+            l.retain(|_, (at, _)| at.elapsed() < FRESH);
+        }
+        l.insert((id, key), (at, p.clone()));
+    });
 }
 
 #[cfg(test)]
