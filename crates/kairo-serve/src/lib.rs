@@ -127,7 +127,14 @@ pub async fn serve(
     let (log, writer) = predlog::PredictionLog::start(md.clone(), objects, metrics.clone(), settings);
     // Serving health per version and day, written as this process's running totals.
     let instance = kairo_core::run::new_run_id();
-    let days = tokio::spawn(write_serving_days(md.clone(), metrics.clone(), instance.clone(), config.log_max_age));
+    let (stop_days, days_stopped) = tokio::sync::watch::channel(false);
+    let days = tokio::spawn(write_serving_days(
+        md.clone(),
+        metrics.clone(),
+        instance.clone(),
+        config.log_max_age,
+        days_stopped,
+    ));
     let days_metrics = metrics.clone();
     endpoints.spawn_poller(config.poll);
     // One listening socket per serving thread (SO_REUSEPORT: the kernel spreads connections),
@@ -159,7 +166,10 @@ pub async fn serve(
         let result = kairo_http::serve(listener, app, conn, connections, shutdown).await;
         drop(state);
         writer.finish().await;
-        days.abort();
+        // Stopped, not aborted: a write in flight finishes (aborting it would lose the rows
+        // it had taken), then the last flush.
+        let _ = stop_days.send(true);
+        let _ = days.await;
         flush_serving_days(&md, &days_metrics, &instance).await;
         md.close().await;
         return result.map_err(ServeError::Io);
@@ -201,25 +211,31 @@ pub async fn serve(
     drop(app);
     drop(state);
     writer.finish().await;
-    days.abort();
+    // Stopped, not aborted: a write in flight finishes (aborting it would lose the rows
+    // it had taken), then the last flush.
+    let _ = stop_days.send(true);
+    let _ = days.await;
     flush_serving_days(&md, &days_metrics, &instance).await;
     md.close().await;
     joined.into_iter().collect::<Result<Vec<()>, _>>().map(|_| ()).map_err(ServeError::Io)
 }
 
-/// Every `every`, write the serving days that changed.
+/// Every `every`, write the serving days that changed, until told to stop.
 async fn write_serving_days(
     md: kairo_store::Metadata,
     metrics: Arc<metrics::Metrics>,
     instance: String,
     every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        tick.tick().await;
-        flush_serving_days(&md, &metrics, &instance).await;
+        tokio::select! {
+            _ = tick.tick() => flush_serving_days(&md, &metrics, &instance).await,
+            _ = stop.changed() => return,
+        }
     }
 }
 

@@ -63,7 +63,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     pub fn observe(&self, model: &str, version: i64, arm: &'static str, status: u16, elapsed: Duration) {
-        let now_ms = kairo_core::time::now_millis();
+        self.observe_at(kairo_core::time::now_millis(), model, version, arm, status, elapsed);
+    }
+
+    fn observe_at(&self, now_ms: i64, model: &str, version: i64, arm: &'static str, status: u16, elapsed: Duration) {
         let mut models = lock(&self.models);
         if !models.contains_key(model) {
             models.insert(model.to_string(), PerModel::default());
@@ -94,11 +97,17 @@ impl Metrics {
     /// the store; days that ended and were already taken are forgotten. Give them back with
     /// [`Metrics::untake`] when the write fails.
     pub fn take_days(&self, instance: &str) -> Vec<kairo_store::kpi::ServingDay> {
-        let now_ms = kairo_core::time::now_millis();
+        self.take_days_at(kairo_core::time::now_millis(), instance)
+    }
+
+    fn take_days_at(&self, now_ms: i64, instance: &str) -> Vec<kairo_store::kpi::ServingDay> {
         let today = now_ms.div_euclid(DAY_MS) * DAY_MS;
         let mut out = Vec::new();
         for (model, m) in lock(&self.models).iter_mut() {
-            m.days.retain(|(_, day), d| d.dirty || *day >= today);
+            // Yesterday is kept a whole day more: a request that read the clock just before
+            // midnight may count after the first flush of the new day, and must add to
+            // yesterday's totals, not start them again from 1 (and overwrite the stored row).
+            m.days.retain(|(_, day), d| d.dirty || *day >= today - DAY_MS);
             for ((version, day), d) in m.days.iter_mut().filter(|(_, d)| d.dirty) {
                 d.dirty = false;
                 out.push(kairo_store::kpi::ServingDay {
@@ -180,4 +189,31 @@ impl Metrics {
 
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request that read the clock just before midnight and counts after the new day's first
+    /// flush adds to yesterday's totals: the stored row grows, it is not restarted from 1.
+    #[test]
+    fn a_late_count_after_midnight_adds_to_yesterday() {
+        let m = Metrics::default();
+        let midnight = 20_000 * DAY_MS;
+        let ms = Duration::from_millis(1);
+        m.observe_at(midnight - 1, "clf", 1, "stable", 200, ms);
+        let first = m.take_days_at(midnight + 1, "i");
+        assert_eq!(first.iter().map(|d| (d.day_ms, d.requests)).collect::<Vec<_>>(), [(midnight - DAY_MS, 1)]);
+        assert!(m.take_days_at(midnight + 2, "i").is_empty(), "nothing changed");
+        m.observe_at(midnight - 1, "clf", 1, "stable", 500, ms);
+        let late = m.take_days_at(midnight + 3, "i");
+        assert_eq!(
+            late.iter().map(|d| (d.day_ms, d.requests, d.server_errors)).collect::<Vec<_>>(),
+            [(midnight - DAY_MS, 2, 1)]
+        );
+        // Two days on, yesterday's totals are forgotten (they were written).
+        assert!(m.take_days_at(midnight + 2 * DAY_MS, "i").is_empty());
+        assert!(lock(&m.models)["clf"].days.is_empty());
+    }
 }
