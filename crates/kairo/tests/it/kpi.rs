@@ -30,7 +30,7 @@ fn the_demo_loop_yields_plausible_kpis_everywhere() {
     assert!(v2["stages_s"][5].as_f64().unwrap() > 0.0, "the canary took time");
     // One incident, resolved, its drift dated from the windows.
     assert_eq!(r["restore"]["incidents"], 1);
-    assert_eq!(r["restore"]["resolved"], 1);
+    assert_eq!(r["restore"]["resolved"], 1, "{:#}", r["restore"]);
     assert!(r["restore"]["median_s"].as_f64().unwrap() > 0.0);
     assert!(r["restore"]["detect_median_s"].as_f64().unwrap() >= 0.0);
     // The loop's retrain and promotion; v1's by hand.
