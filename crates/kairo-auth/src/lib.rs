@@ -10,6 +10,8 @@
 //! within that time. A password verified once is renewed after that without argon2 while its
 //! stored hash is unchanged, so concurrent requests never queue behind a KDF.
 
+pub mod admin;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -295,7 +295,7 @@ fn secs(ms: i64) -> f64 {
 /// The whole report but `value`.
 pub fn report(l: &Ledger, s: &KpiSettings, q: &Query) -> Report {
     let in_period = |t: i64| t >= q.since_ms && t < q.until_ms;
-    let (changes, _) = changes(l, q.model.as_deref(), s.failure_window_ms);
+    let changes = &l.changes;
     let incidents = incidents(l);
     // Incident openings per model, in time order, for "followed by an incident".
     let mut openings: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
@@ -354,7 +354,7 @@ pub fn report(l: &Ledger, s: &KpiSettings, q: &Query) -> Report {
     let window = s.failure_window_ms;
     let mut units = 0u64;
     let mut failures = Vec::new();
-    for c in &changes {
+    for c in changes {
         let counted = c.reached_ms.is_some_and(in_period) || c.aborted.as_ref().is_some_and(|(t, _)| in_period(*t));
         if !counted {
             continue;
@@ -429,7 +429,7 @@ pub fn report(l: &Ledger, s: &KpiSettings, q: &Query) -> Report {
     r.restore = restore;
 
     // Automation rate.
-    r.automation = automation(l, &changes, q, &in_period);
+    r.automation = automation(l, changes, q, &in_period);
 
     // Quality over time.
     for (model, windows) in &l.quality {

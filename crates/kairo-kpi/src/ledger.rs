@@ -80,6 +80,8 @@ pub struct Ledger {
     /// The recorded cause of each version's training run (newest input dataset version or
     /// commit), for versions that reached 100% in the period.
     pub run_causes: HashMap<(String, i64), Cause>,
+    /// The production changes the events describe (`delivery::changes`), worked out once.
+    pub changes: Vec<delivery::Change>,
     pub run_costs: Vec<RunCost>,
     pub monitor_checks: Vec<MonitorCheckDay>,
     pub serving: Vec<ServingHealth>,
@@ -123,10 +125,11 @@ pub async fn load(src: &Sources<'_>, settings: &KpiSettings, q: &Query) -> Resul
     // The cause of each change that reached 100%: the newest input of its training run (a
     // dataset version, or the commit), read in batches.
     let mut wanted: Vec<((String, i64), i64, String)> = Vec::new();
-    for c in delivery::changes(&l, q.model.as_deref(), settings.failure_window_ms).0 {
+    l.changes = delivery::changes(&l, q.model.as_deref(), settings.failure_window_ms).0;
+    for c in &l.changes {
         let Some(reached) = c.reached_ms.filter(|t| *t >= q.since_ms && *t < q.until_ms) else { continue };
         if let Some(run_id) = l.registrations.get(&(c.model.clone(), c.version)).and_then(|r| r.run_id.clone()) {
-            wanted.push(((c.model, c.version), reached, run_id));
+            wanted.push(((c.model.clone(), c.version), reached, run_id));
         }
     }
     let mut ids: Vec<String> = wanted.iter().map(|w| w.2.clone()).collect();

@@ -46,8 +46,7 @@ pub async fn run(args: KpiArgs) -> CmdResult {
     let report = kairo_kpi::project_report(&project, &q).await.map_err(failure)?;
     if let Some(path) = &args.html {
         let page = html::render(&report, lang);
-        write_atomically(path, page.as_bytes())
-            .map_err(|e| Failure::from(format!("cannot write {}: {e}", path.display())))?;
+        crate::report::write_atomic(path, page.as_bytes())?;
     }
     if args.json {
         print_json(&report);
@@ -58,20 +57,6 @@ pub async fn run(args: KpiArgs) -> CmdResult {
         }
     }
     Ok(exit::OK)
-}
-
-/// Write beside the target and rename, so a reader never sees half a page.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("report"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 fn print_table(r: &Report) {

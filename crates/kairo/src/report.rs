@@ -30,3 +30,14 @@ pub fn plural(n: u64, word: &str) -> String {
         format!("{n} {word}s")
     }
 }
+
+/// Write whole, then rename: a failed or interrupted command leaves no partial file (`kairo
+/// train`'s model and metrics, `kairo kpi --html`).
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), crate::Failure> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = path.with_file_name(format!(".{name}.kairo-tmp"));
+    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        crate::Failure { code: kairo_core::exit::ERROR, message: format!("cannot write {}: {e}", path.display()) }
+    })
+}

@@ -1,7 +1,7 @@
 //! `kairo train`: fit a tabular model with Kairo's built-in learners and write it as ONNX,
 //! with its test metrics as JSON. Usable as a pipeline stage (`cmd: kairo train ...`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use kairo_core::exit;
@@ -96,15 +96,6 @@ impl Spinner {
     }
 }
 
-/// Write whole, then rename: a failed or interrupted run leaves no partial file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let tmp = path.with_file_name(format!(".{}.kairo-tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
-    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Failure { code: exit::ERROR, message: format!("{}: {e}", path.display()) }
-    })
-}
-
 pub fn run(a: TrainArgs) -> CmdResult {
     let fail = |message: String| Failure { code: exit::ERROR, message };
     let mut params = Vec::new();
@@ -157,10 +148,10 @@ pub fn run(a: TrainArgs) -> CmdResult {
     for (k, v) in &trained.metrics {
         numbers.insert(k.to_string(), json!(v));
     }
-    write_atomic(&a.out, &trained.onnx)?;
+    crate::report::write_atomic(&a.out, &trained.onnx)?;
     if let Some(path) = &a.metrics {
         let text = serde_json::to_vec_pretty(&serde_json::Value::Object(numbers)).map_err(|e| fail(e.to_string()))?;
-        if let Err(e) = write_atomic(path, &text) {
+        if let Err(e) = crate::report::write_atomic(path, &text) {
             let _ = std::fs::remove_file(&a.out);
             return Err(e);
         }

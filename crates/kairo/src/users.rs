@@ -3,7 +3,8 @@
 
 use std::io::Read;
 
-use kairo_core::auth::{self as rules, Grant};
+use kairo_auth::admin::{self, AdminError};
+use kairo_core::auth::Grant;
 use kairo_core::{exit, time};
 use kairo_data::Project;
 use kairo_store::auth::Token;
@@ -80,14 +81,18 @@ fn grants(texts: &[String]) -> Result<Vec<Grant>, Failure> {
     texts.iter().map(|t| Grant::parse(t).map_err(Failure::usage)).collect()
 }
 
+/// The first line of stdin (checked by `kairo_auth::admin`).
 fn read_password() -> Result<String, Failure> {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
-    let password = text.lines().next().unwrap_or("").to_string();
-    if password.chars().count() < 12 {
-        return Err(Failure::usage("a password needs at least 12 characters (read from the first line of stdin)"));
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+fn failure(e: AdminError) -> Failure {
+    match e {
+        AdminError::Invalid(m) => Failure::usage(m),
+        other => Failure::from(other),
     }
-    Ok(password)
 }
 
 pub async fn users(command: UsersCommand) -> CmdResult {
@@ -96,17 +101,17 @@ pub async fn users(command: UsersCommand) -> CmdResult {
     let actor = Project::actor();
     match command {
         UsersCommand::Add { name, roles, service, password_stdin } => {
-            rules::check_user_name(&name).map_err(Failure::usage)?;
             let grants = grants(&roles)?;
-            if service && password_stdin {
-                return Err(Failure::usage("a service account authenticates with tokens only: drop --password-stdin"));
-            }
-            let hash = if password_stdin { Some(rules::hash_password(&read_password()?)?) } else { None };
-            let kind = if service { "service" } else { "user" };
-            let u = md.add_user(&name, kind, hash.as_deref(), &grants, &actor).await?;
+            let password = if password_stdin { Some(read_password()?) } else { None };
+            let u =
+                admin::add_user(&md, &name, service, password.as_deref(), &grants, &actor).await.map_err(failure)?;
             let roles: Vec<String> = u.grants.iter().map(Grant::to_string).collect();
-            println!("added {kind} {name} ({})", if roles.is_empty() { "no roles".into() } else { roles.join(", ") });
-            if hash.is_none() {
+            println!(
+                "added {} {name} ({})",
+                u.kind,
+                if roles.is_empty() { "no roles".into() } else { roles.join(", ") }
+            );
+            if password.is_none() {
                 println!("next: kairo tokens create {name}");
             }
         }
@@ -155,7 +160,7 @@ pub async fn users(command: UsersCommand) -> CmdResult {
             println!("revoked {g} from {name}");
         }
         UsersCommand::Passwd { name } => {
-            let hash = rules::hash_password(&read_password()?)?;
+            let hash = admin::password_hash(&read_password()?).map_err(failure)?;
             md.set_password(&name, &hash, &actor).await?;
             println!("password set for {name}");
         }
@@ -169,40 +174,14 @@ pub async fn tokens(command: TokensCommand) -> CmdResult {
     let actor = Project::actor();
     match command {
         TokensCommand::Create { user, expires, scopes, note, json } => {
-            let grants = grants(&scopes)?;
-            let now = time::now_millis();
-            let expires_ms = match expires {
-                None => None,
-                Some(e) => Some(
-                    now + kairo_core::config::parse_duration_ms(&e)
-                        .map_err(|m| Failure::usage(format!("--expires {m}")))?,
-                ),
-            };
-            let Some(u) = md.user(&user).await? else {
-                return Err(Failure::from(format!(
-                    "no user {user} (add it with `kairo users add {user} --role ROLE`)"
-                )));
-            };
-            if let Some(g) = grants.iter().find(|g| !rules::holds(&u.grants, g)) {
-                return Err(Failure::usage(format!(
-                    "--scope {g}: {user} does not hold it, and a token never widens its user"
-                )));
-            }
-            let (id, text, hash) = rules::new_token()?;
-            md.add_token(
-                &Token {
-                    id: id.clone(),
-                    user: user.clone(),
-                    hash,
-                    note,
-                    grants,
-                    created_ms: now,
-                    expires_ms,
-                    revoked_ms: None,
-                },
-                &actor,
-            )
-            .await?;
+            let valid_ms = expires
+                .map(|e| {
+                    kairo_core::config::parse_duration_ms(&e).map_err(|m| Failure::usage(format!("--expires {m}")))
+                })
+                .transpose()?;
+            let (token, text) =
+                admin::create_token(&md, &user, valid_ms, grants(&scopes)?, note, &actor).await.map_err(failure)?;
+            let (id, expires_ms) = (token.id, token.expires_ms);
             if json {
                 print_json(
                     &serde_json::json!({"id": id, "user": user, "token": text, "expires": expires_ms.map(time::millis_to_string)}),

@@ -186,6 +186,19 @@ fn tokens_expire_and_never_widen_their_user() {
     let out = repo.kairo(&["users", "add", "x", "--role", "owner"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("role `owner`: use one of viewer"));
+    let mut add = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
+        .args(["users", "add", "pat", "--password-stdin"])
+        .current_dir(repo.path())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"too short\n").unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12 characters"));
+    let out = repo.kairo(&["users", "add", "bot", "--service", "--password-stdin"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a service account authenticates with tokens only"));
     let short = token(&repo, "ci", &["--expires", "1s"]);
     let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
     std::thread::sleep(std::time::Duration::from_millis(1200));
