@@ -21,6 +21,11 @@ pub struct Config {
     /// Metadata database URL; SQLite in `.kairo/kairo.db` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// The team server (`https://kairo.internal`): with it (or `KAIRO_SERVER`), the CLI's
+    /// registry, promotion, deployment, incident and KPI commands go through its `/api/v1`
+    /// with the token `kairo login` stored, and never open the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub remotes: BTreeMap<String, RemoteConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,10 +1,10 @@
 //! The report's shape: `kairo kpi --json`, `/api/v1/kpi` and what `html` renders. Durations
 //! are seconds; times are RFC 3339 UTC; days and weeks are dates in the report's time zone.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct Report {
     pub period: Period,
     pub deployment_frequency: DeploymentFrequency,
@@ -20,7 +20,7 @@ pub struct Report {
     pub value: Roi,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct Period {
     pub since: String,
     pub until: String,
@@ -33,7 +33,7 @@ pub struct Period {
     pub weeks: f64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentFrequency {
     /// Versions that reached 100% of traffic in the period.
     pub total: u64,
@@ -43,14 +43,14 @@ pub struct DeploymentFrequency {
     pub weeks: Vec<WeekCount>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ModelCount {
     pub model: String,
     pub count: u64,
     pub per_week: f64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct WeekCount {
     /// The week's Monday.
     pub week: String,
@@ -61,7 +61,7 @@ pub struct WeekCount {
 pub const STAGES: [&str; 6] =
     ["waiting_to_start", "training", "registration_evaluation", "waiting_for_approval", "waiting_to_deploy", "canary"];
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct LeadTime {
     /// Changes that reached 100% in the period.
     pub changes: u64,
@@ -77,7 +77,7 @@ pub struct LeadTime {
     pub changes_detail: Vec<ChangeLead>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct StageTime {
     pub stage: String,
     pub median_s: Option<f64>,
@@ -85,7 +85,7 @@ pub struct StageTime {
     pub share: f64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ChangeLead {
     pub model: String,
     pub version: i64,
@@ -100,7 +100,7 @@ pub struct ChangeLead {
     pub stages_s: Vec<Option<f64>>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ChangeFailure {
     /// Changes put into production in the period: versions that reached 100% and canaries
     /// that were rolled back before they did.
@@ -112,7 +112,7 @@ pub struct ChangeFailure {
     pub failures: Vec<FailedChange>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct FailedChange {
     pub model: String,
     pub version: i64,
@@ -122,7 +122,7 @@ pub struct FailedChange {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct Restore {
     /// Incidents opened in the period.
     pub incidents: u64,
@@ -138,7 +138,7 @@ pub struct Restore {
     pub incidents_detail: Vec<IncidentTime>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct IncidentTime {
     pub id: i64,
     pub model: String,
@@ -151,7 +151,7 @@ pub struct IncidentTime {
     pub detect_s: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct Automation {
     pub retrains: Share,
     pub promotions: Share,
@@ -161,7 +161,7 @@ pub struct Automation {
     pub drift_checks: Share,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct Share {
     pub automated: u64,
     pub manual: u64,
@@ -176,7 +176,7 @@ impl Share {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct QualityRow {
     pub model: String,
     pub version: i64,
@@ -193,7 +193,7 @@ pub struct QualityRow {
     pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ServingRow {
     pub model: String,
     pub version: i64,
@@ -209,7 +209,7 @@ pub struct ServingRow {
     pub p99_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct Compute {
     pub runs: i64,
     pub failed: i64,
@@ -221,7 +221,7 @@ pub struct Compute {
     pub by_trigger: Vec<ComputeRow>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ComputeRow {
     /// A model (runs of the stages that produced its versions), `(other)`, or a trigger.
     pub key: String,
@@ -230,7 +230,7 @@ pub struct ComputeRow {
     pub cpu_s: f64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct Roi {
     /// Whether `value:` is in kairo.yaml at all.
     pub configured: bool,
@@ -247,7 +247,7 @@ pub struct Roi {
     pub net_formula: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct RoiLine {
     /// `retrain`, `deploy`, `drift_check`, `rollback`, `compute`, `predictions`, `outcomes`.
     pub item: String,

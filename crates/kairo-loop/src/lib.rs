@@ -20,6 +20,7 @@
 //! what it serves. A process advances incidents only while it holds the project's loop lock,
 //! so `kairo server` and `kairo automations tick` never run a step twice at once.
 
+pub mod describe;
 pub mod judge;
 pub mod plan;
 mod steps;
@@ -161,15 +162,26 @@ pub async fn tick_at(project: &Project, md: &Metadata, now_ms: i64) -> Result<Ti
 pub async fn run_now(project: &Project, md: &Metadata, name: &str) -> Result<TickReport> {
     let config = project.current_config()?;
     let spec = automation(&config, name)?;
-    let now = kairo_core::time::now_millis();
-    let found = triggers::Found {
-        key: format!("manual:{now}"),
-        payload: json!({"kind": "manual", "by": Project::actor(), "at": kairo_core::time::millis_to_string(now)}),
-    };
-    let taken = triggers::offer(md, name, spec, found).await?;
+    let taken = trigger_now(md, name, spec, &Project::actor()).await?;
     let mut report = tick(project, md).await?;
     report.triggers.splice(0..0, taken);
     Ok(report)
+}
+
+/// A manual trigger by `by` (a person, or the server's authenticated user), without the tick
+/// that advances it: `POST /api/v1/automations/{name}/run` leaves that to the server's loop.
+pub async fn trigger_now(
+    md: &Metadata,
+    name: &str,
+    spec: &AutomationSpec,
+    by: &str,
+) -> Result<Option<triggers::Taken>> {
+    let now = kairo_core::time::now_millis();
+    let found = triggers::Found {
+        key: format!("manual:{now}"),
+        payload: json!({"kind": "manual", "by": by, "at": kairo_core::time::millis_to_string(now)}),
+    };
+    triggers::offer(md, name, spec, found).await
 }
 
 /// Advance one incident until it waits or ends.

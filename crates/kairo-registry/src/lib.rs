@@ -6,6 +6,7 @@
 //! an event in the same transaction as the change.
 
 pub mod aliases;
+pub mod describe;
 pub mod gate;
 pub mod holdout;
 pub mod profile;
@@ -122,7 +123,16 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub enum Source {
     File(PathBuf),
-    RunArtifact { run: String, path: String },
+    /// Bytes sent to the server (`POST /api/v1/models/{name}/versions`); `label` is what the
+    /// client called them (recorded as `upload:LABEL`).
+    Upload {
+        bytes: Vec<u8>,
+        label: String,
+    },
+    RunArtifact {
+        run: String,
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +251,7 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
             let bytes = std::fs::read(path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;
             (bytes, format!("file:{}", path.display()), None, Vec::new(), None)
         }
+        Source::Upload { bytes, label } => (bytes.clone(), format!("upload:{label}"), None, Vec::new(), None),
         Source::RunArtifact { run, path } => {
             let found = run_artifact(project, md, run, path).await?;
             (found.bytes, format!("runs:/{}/{path}", found.run_id), Some(found.run_id), found.metrics, found.csv_dep)

@@ -596,7 +596,7 @@ fn kpi_error(e: kairo_kpi::KpiError) -> ApiError {
     info(
         title = "Kairo API",
         version = "1",
-        description = "Runs, metrics, datasets, lineage, events, incidents and KPIs of a Kairo project. The MLflow-compatible API is served under /api/2.0/mlflow."
+        description = "Runs, metrics, datasets, lineage, events, incidents and KPIs of a Kairo project; registering, promoting, approving, deploying and rolling back models; automations. Each operation's x-kairo-permission names what the caller's roles must allow. The MLflow-compatible API is served under /api/2.0/mlflow."
     ),
     paths(
         list_runs,
@@ -610,7 +610,22 @@ fn kpi_error(e: kairo_kpi::KpiError) -> ApiError {
         lineage,
         incidents,
         incident,
-        kpi
+        kpi,
+        crate::models_api::whoami,
+        crate::models_api::create_token,
+        crate::models_api::models,
+        crate::models_api::model,
+        crate::models_api::register,
+        crate::models_api::promote,
+        crate::models_api::approve,
+        crate::models_api::reject,
+        crate::models_api::set_alias,
+        crate::models_api::delete_alias,
+        crate::models_api::deployment,
+        crate::models_api::deploy,
+        crate::models_api::rollback,
+        crate::models_api::automations,
+        crate::models_api::run_automation
     ),
     components(schemas(
         ErrorBody,
@@ -628,14 +643,21 @@ fn kpi_error(e: kairo_kpi::KpiError) -> ApiError {
         EventList,
         IncidentDto,
         IncidentList,
-        kairo_kpi::Report
+        kairo_kpi::Report,
+        crate::models_api::TokenBody,
+        crate::models_api::PromoteBody,
+        crate::models_api::AliasBody,
+        crate::models_api::DeployBody,
+        crate::models_api::StrategyName,
+        crate::models_api::RollbackBody,
+        crate::models_api::RunAutomationBody
     ))
 )]
 pub struct ApiDoc;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/openapi.json", get(|| async { Json(crate::auth::annotate(ApiDoc::openapi())) }))
         .route("/runs", get(list_runs))
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/metrics/{key}", get(metric_history))
@@ -648,6 +670,7 @@ pub fn routes() -> Router<AppState> {
         .route("/incidents", get(incidents))
         .route("/incidents/{id}", get(incident))
         .route("/kpi", get(kpi))
+        .merge(crate::models_api::routes())
         .fallback(|uri: axum::http::Uri| async move {
             V1Error(ApiError { code: Code::EndpointNotFound, message: format!("No endpoint {}", uri.path()) })
                 .into_response()

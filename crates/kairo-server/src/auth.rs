@@ -23,14 +23,92 @@ use kairo_core::auth::{self as rules, Permission, Target};
 use crate::error::{ApiError, Code};
 use crate::AppState;
 
+/// Who a request is from, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: Arc<str>,
+    /// The grants this request carries (a token's, narrowed to its user's).
+    pub grants: Arc<[rules::Grant]>,
+}
+
 tokio::task_local! {
-    /// The authenticated user of the request being handled.
-    static USER: Arc<str>;
+    /// The authenticated caller of the request being handled.
+    static CALLER: Caller;
 }
 
 /// The authenticated user of the current request, if the server requires authentication.
 pub fn current_user() -> Option<String> {
-    USER.try_with(|u| u.to_string()).ok()
+    CALLER.try_with(|c| c.user.to_string()).ok()
+}
+
+/// The authenticated caller of the current request, if the server requires authentication.
+pub fn current() -> Option<Caller> {
+    CALLER.try_with(Caller::clone).ok()
+}
+
+/// What each state-changing endpoint of `/api/v1` needs: method, path pattern (`{name}` is the
+/// model, or the automation whose model is the target), permission. Reads need `read`; a
+/// change not listed here needs `admin`. The OpenAPI document carries these as
+/// `x-kairo-permission`, and the role × endpoint test is generated from it.
+pub const V1_RULES: &[(&str, &str, Permission)] = &[
+    ("POST", "/api/v1/tokens", Permission::Read),
+    ("POST", "/api/v1/models/{name}/versions", Permission::Register),
+    ("POST", "/api/v1/models/{name}/promotions", Permission::Register),
+    ("POST", "/api/v1/models/{name}/promotions/approve", Permission::Approve),
+    ("POST", "/api/v1/models/{name}/promotions/reject", Permission::Approve),
+    ("PUT", "/api/v1/models/{name}/aliases/{alias}", Permission::Register),
+    ("DELETE", "/api/v1/models/{name}/aliases/{alias}", Permission::Register),
+    ("POST", "/api/v1/deployments/{name}", Permission::Deploy),
+    ("POST", "/api/v1/deployments/{name}/rollback", Permission::Deploy),
+    ("POST", "/api/v1/automations/{name}/run", Permission::Deploy),
+];
+
+/// The rule of a `/api/v1` change and the (still percent-encoded) `{name}` segment of its path.
+fn v1_rule<'p>(method: &Method, path: &'p str) -> Option<(&'static str, Permission, Option<&'p str>)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    V1_RULES.iter().find_map(|(m, pattern, need)| {
+        if *m != method.as_str() {
+            return None;
+        }
+        let want: Vec<&str> = pattern.split('/').collect();
+        if want.len() != segments.len() {
+            return None;
+        }
+        let mut name = None;
+        for (w, got) in want.iter().zip(&segments) {
+            if w.starts_with('{') {
+                if got.is_empty() {
+                    return None;
+                }
+                if *w == "{name}" {
+                    name = Some(*got);
+                }
+            } else if w != got {
+                return None;
+            }
+        }
+        Some((*pattern, *need, name))
+    })
+}
+
+/// The OpenAPI document with each operation's permission as `x-kairo-permission`.
+pub fn annotate(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let ops = [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::PUT, &mut item.put),
+            (Method::DELETE, &mut item.delete),
+        ];
+        for (method, op) in ops {
+            if let Some(op) = op {
+                let need = permission(&method, path).as_str();
+                let ext = op.extensions.get_or_insert_with(Default::default);
+                ext.insert("x-kairo-permission".into(), serde_json::Value::from(need));
+            }
+        }
+    }
+    doc
 }
 
 pub struct Auth {
@@ -59,6 +137,9 @@ pub fn permission(method: &Method, path: &str) -> Permission {
     let mlflow = p.contains("/mlflow/") || p.contains("/mlflow-artifacts/");
     if method == Method::GET || method == Method::HEAD {
         return Permission::Read;
+    }
+    if let Some((_, need, _)) = v1_rule(method, p) {
+        return need;
     }
     if mlflow {
         // MLflow's searches and bulk reads are POSTs.
@@ -129,7 +210,8 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
         };
         return shape(&path, e);
     }
-    USER.scope(principal.user.clone(), next.run(request)).await
+    let caller = Caller { user: principal.user.clone(), grants: principal.grants.as_slice().into() };
+    CALLER.scope(caller, next.run(request)).await
 }
 
 /// The model or experiment a request names, read only when the caller's grants are scoped
@@ -137,6 +219,11 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
 async fn target(s: &AppState, p: &Principal, need: Permission, request: Request) -> Result<(Request, Named), ApiError> {
     if rules::allows(&p.grants, need, &Target::Any) || need == Permission::Admin {
         return Ok((request, Named::Any));
+    }
+    if request.uri().path().starts_with("/api/v1/") {
+        // Kairo's own API names its model in the path; its bodies (model bytes) are never read here.
+        let named = v1_model(s, request.method(), request.uri().path()).map(Named::Model);
+        return Ok((request, named.unwrap_or(Named::Any)));
     }
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, crate::params::MAX_BODY)
@@ -165,6 +252,23 @@ async fn target(s: &AppState, p: &Principal, need: Permission, request: Request)
         None
     };
     Ok((Request::from_parts(parts, axum::body::Body::from(bytes)), named.unwrap_or(Named::Any)))
+}
+
+/// The model a `/api/v1` request names in its path: `{name}` of a change (for an automation,
+/// its model), or the model of `GET /api/v1/models/{ref}` and `/api/v1/deployments/{name}`.
+fn v1_model(s: &AppState, method: &Method, path: &str) -> Option<String> {
+    let decode = |raw: &str| percent_encoding::percent_decode_str(raw).decode_utf8().ok().map(|c| c.into_owned());
+    if let Some((pattern, _, name)) = v1_rule(method, path) {
+        let name = decode(name?)?;
+        if pattern.starts_with("/api/v1/automations/") {
+            return s.project.config().automations.get(&name).map(|a| a.model.value.clone());
+        }
+        return Some(name);
+    }
+    let rest = path.strip_prefix("/api/v1/models/").or_else(|| path.strip_prefix("/api/v1/deployments/"))?;
+    let first = decode(rest.split('/').next()?)?;
+    let name = first.split(['@', ':']).next()?;
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// The model or experiment a request named.

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod metric_writer;
 pub mod mlflow;
+pub mod models_api;
 pub mod params;
 
 use axum::response::IntoResponse;
@@ -187,7 +188,9 @@ async fn browser_guard(
         return ApiError { code: Code::PermissionDenied, message }.into_response();
     }
     let path = request.uri().path();
-    let artifact_bytes = path.contains("/mlflow-artifacts/artifacts/");
+    // Bytes, not JSON: artifact uploads and model versions.
+    let artifact_bytes = path.contains("/mlflow-artifacts/artifacts/")
+        || (path.starts_with("/api/v1/models/") && path.trim_end_matches('/').ends_with("/versions"));
     let json_api = path.starts_with("/api/") || path.starts_with("/ajax-api/");
     if json_api && !artifact_bytes && kairo_http::changes_state(request.method()) {
         if let Some(message) = kairo_http::json_content_type_refusal(request.headers()) {

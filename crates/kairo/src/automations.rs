@@ -2,11 +2,10 @@
 //! engine is `kairo-loop`; this file parses and prints.
 
 use clap::Subcommand;
-use kairo_core::automation::{IncidentState, Trigger};
+use kairo_core::automation::IncidentState;
 use kairo_core::{exit, time};
 use kairo_data::Project;
 use kairo_loop::TickReport;
-use kairo_store::incidents::Incident;
 use serde_json::{json, Value};
 
 use crate::report::print_json;
@@ -74,22 +73,49 @@ fn project() -> Result<Project, Failure> {
 }
 
 pub async fn automations(command: AutomationsCommand) -> CmdResult {
+    if let Some(remote) = crate::remote::connect()? {
+        return match command {
+            AutomationsCommand::Ls { json } => {
+                let doc = remote.get("/automations", &[]).await?;
+                print_automations(doc["automations"].as_array().map(Vec::as_slice).unwrap_or_default(), json)
+            }
+            AutomationsCommand::Run { name, dry_run, json } => {
+                let path = format!("/automations/{}/run", crate::remote::segment(&name));
+                let doc = remote.post(&path, &json!({"dry_run": dry_run})).await?;
+                if dry_run {
+                    print_plan(&doc, json);
+                } else if json {
+                    print_json(&doc);
+                } else {
+                    for t in doc["triggers"].as_array().into_iter().flatten() {
+                        println!(
+                            "trigger {} {}: {}",
+                            t["automation"].as_str().unwrap_or(""),
+                            t["key"].as_str().unwrap_or(""),
+                            t["detail"].as_str().unwrap_or("")
+                        );
+                    }
+                    println!("the server's loop advances it (`kairo incidents ls --open`)");
+                }
+                Ok(exit::OK)
+            }
+            AutomationsCommand::Tick { .. } => Err(Failure::usage(
+                "`kairo automations tick` runs the loop where the database is; the server ticks on its own (`kairo server --loop-every-s`)",
+            )),
+        };
+    }
     let project = project()?;
     let md = project.metadata().await?;
     let result = match command {
-        AutomationsCommand::Ls { json } => ls(&project, &md, json).await,
+        AutomationsCommand::Ls { json } => {
+            let rows = kairo_loop::describe::automations(&project, &md).await.map_err(Failure::closed_loop)?;
+            print_automations(&rows, json)
+        }
         AutomationsCommand::Run { name, dry_run: true, json } => {
             let config = project.current_config()?;
             let spec = kairo_loop::automation(&config, &name).map_err(Failure::closed_loop)?;
             let steps = kairo_loop::plan::plan(&project, &md, &name, spec).await.map_err(Failure::closed_loop)?;
-            if json {
-                print_json(&kairo_loop::plan::to_json(&name, &steps));
-            } else {
-                println!("{name} (dry run: nothing is changed)");
-                for (step, would) in &steps {
-                    println!("  {step:<9} {would}");
-                }
-            }
+            print_plan(&kairo_loop::plan::to_json(&name, &steps), json);
             Ok(exit::OK)
         }
         AutomationsCommand::Run { name, dry_run: false, json } => {
@@ -111,38 +137,18 @@ pub async fn automations(command: AutomationsCommand) -> CmdResult {
     result
 }
 
-async fn ls(project: &Project, md: &kairo_store::Metadata, json_out: bool) -> CmdResult {
-    let config = project.current_config()?;
-    let incidents = md.incidents(false, 10_000).await?;
-    let now = time::now_millis();
-    let mut rows = Vec::new();
-    for (name, spec) in &config.automations {
-        let mine: Vec<&Incident> = incidents.iter().filter(|i| &i.automation == name).collect();
-        let open = mine.iter().find(|i| !i.state.is_final());
-        let last = mine.first();
-        let triggers: Vec<String> = spec
-            .on
-            .iter()
-            .map(|t| match t {
-                Trigger::Alert { monitor } => format!("alert of {}", monitor.value),
-                Trigger::Schedule(c) => {
-                    let next = kairo_core::automation::Cron::parse(&c.value).ok().and_then(|c| c.next_after(now));
-                    format!(
-                        "schedule \"{}\" (next {})",
-                        c.value,
-                        next.map(time::millis_to_string).unwrap_or_else(|| "never".into())
-                    )
-                }
-                Trigger::Data(p) => format!("new version of {}", p.value),
-            })
-            .collect();
-        rows.push(json!({
-            "name": name, "model": spec.model.value, "on": triggers,
-            "open_incident": open.map(|i| json!({"id": i.id, "state": i.state})),
-            "last_incident": last.map(|i| json!({"id": i.id, "state": i.state, "opened": time::millis_to_string(i.opened_ms)})),
-            "incidents": mine.len(),
-        }));
+fn print_plan(plan: &Value, json: bool) {
+    if json {
+        print_json(plan);
+        return;
     }
+    println!("{} (dry run: nothing is changed)", plan["automation"].as_str().unwrap_or(""));
+    for s in plan["steps"].as_array().into_iter().flatten() {
+        println!("  {:<9} {}", s["step"].as_str().unwrap_or(""), s["would"].as_str().unwrap_or(""));
+    }
+}
+
+fn print_automations(rows: &[Value], json_out: bool) -> CmdResult {
     if json_out {
         print_json(&rows);
         return Ok(exit::OK);
@@ -150,7 +156,7 @@ async fn ls(project: &Project, md: &kairo_store::Metadata, json_out: bool) -> Cm
     if rows.is_empty() {
         println!("no automations in kairo.yaml (add `automations:`; see README)");
     }
-    for r in &rows {
+    for r in rows {
         println!(
             "{}  model {}  ({} incidents)",
             r["name"].as_str().unwrap_or(""),
@@ -193,48 +199,67 @@ fn print_report(r: &TickReport, json_out: bool) {
 }
 
 pub async fn incidents(command: IncidentsCommand) -> CmdResult {
+    if let Some(remote) = crate::remote::connect()? {
+        return match command {
+            IncidentsCommand::Ls { open, limit, json } => {
+                let query = [("open", open.to_string()), ("limit", limit.clamp(1, 10_000).to_string())];
+                let doc = remote.get("/incidents", &query).await?;
+                print_incidents(doc["incidents"].as_array().map(Vec::as_slice).unwrap_or_default(), open, json)
+            }
+            IncidentsCommand::Show { id, json } => {
+                print_incident(&remote.get(&format!("/incidents/{id}"), &[]).await?, json)
+            }
+        };
+    }
     let project = project()?;
     let md = project.metadata().await?;
     let result = match command {
         IncidentsCommand::Ls { open, limit, json } => {
             let list = md.incidents(open, limit.max(1)).await?;
-            if json {
-                let dtos: Vec<_> = list.iter().cloned().map(|i| kairo_server::api_v1::incident_dto(i, None)).collect();
-                print_json(&dtos);
-            } else if list.is_empty() {
-                println!("no incidents{}", if open { " open" } else { "" });
-            } else {
-                println!(
-                    "{:>4}  {:<18} {:<16} {:<10} {:<24} {:>9}",
-                    "ID", "STATE", "AUTOMATION", "MODEL", "OPENED", "DURATION"
-                );
-                for i in &list {
-                    println!(
-                        "{:>4}  {:<18} {:<16} {:<10} {:<24} {:>9}",
-                        i.id,
-                        i.state.as_str(),
-                        i.automation,
-                        i.model,
-                        time::millis_to_string(i.opened_ms),
-                        duration(i.closed_ms.unwrap_or_else(time::now_millis) - i.opened_ms)
-                    );
-                }
-            }
-            Ok(exit::OK)
+            let docs: Vec<Value> = list
+                .into_iter()
+                .map(|i| serde_json::to_value(kairo_server::api_v1::incident_dto(i, None)))
+                .collect::<Result<_, _>>()?;
+            print_incidents(&docs, open, json)
         }
         IncidentsCommand::Show { id, json } => {
-            if json {
-                print_json(&kairo_server::api_v1::incident_with_timeline(&md, id).await?);
-            } else {
-                let inc = md.incident(id).await?;
-                let events = md.events(Some(&format!("incident:{id}")), 10_000).await?;
-                show(&inc, &events);
-            }
-            Ok(exit::OK)
+            let doc = serde_json::to_value(kairo_server::api_v1::incident_with_timeline(&md, id).await?)?;
+            print_incident(&doc, json)
         }
     };
     md.close().await;
     result
+}
+
+fn millis_or_now(v: &Value) -> i64 {
+    v.as_str().map(time::millis_of).unwrap_or_else(time::now_millis)
+}
+
+/// Incidents as `GET /api/v1/incidents` gives them, as a table.
+fn print_incidents(list: &[Value], open: bool, json: bool) -> CmdResult {
+    if json {
+        print_json(&list);
+    } else if list.is_empty() {
+        println!("no incidents{}", if open { " open" } else { "" });
+    } else {
+        println!(
+            "{:>4}  {:<18} {:<16} {:<10} {:<24} {:>9}",
+            "ID", "STATE", "AUTOMATION", "MODEL", "OPENED", "DURATION"
+        );
+        for i in list {
+            let opened = millis_or_now(&i["opened"]);
+            println!(
+                "{:>4}  {:<18} {:<16} {:<10} {:<24} {:>9}",
+                i["id"],
+                i["state"].as_str().unwrap_or(""),
+                i["automation"].as_str().unwrap_or(""),
+                i["model"].as_str().unwrap_or(""),
+                i["opened"].as_str().unwrap_or(""),
+                duration(millis_or_now(&i["closed"]) - opened)
+            );
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// `1.2 s`, `3 min 4 s`, `2 h 5 min`.
@@ -246,25 +271,41 @@ fn duration(ms: i64) -> String {
     }
 }
 
-fn show(inc: &Incident, events: &[kairo_store::metadata::Event]) {
-    println!("incident {}: {} (automation {}, model {})", inc.id, inc.state, inc.automation, inc.model);
-    let end = inc.closed_ms.unwrap_or_else(time::now_millis);
+/// One incident as `GET /api/v1/incidents/{id}` gives it: its timeline with the duration of
+/// every step, and the evidence.
+fn print_incident(inc: &Value, json: bool) -> CmdResult {
+    if json {
+        print_json(inc);
+        return Ok(exit::OK);
+    }
+    let state = inc["state"].as_str().unwrap_or("");
+    let is_final = IncidentState::parse(state).is_some_and(|s| s.is_final());
+    println!(
+        "incident {}: {state} (automation {}, model {})",
+        inc["id"],
+        inc["automation"].as_str().unwrap_or(""),
+        inc["model"].as_str().unwrap_or("")
+    );
+    let opened = millis_or_now(&inc["opened"]);
+    let end = millis_or_now(&inc["closed"]);
     println!(
         "opened {}, {} {}",
-        time::millis_to_string(inc.opened_ms),
-        if inc.closed_ms.is_some() { "closed after" } else { "open for" },
-        duration(end - inc.opened_ms)
+        inc["opened"].as_str().unwrap_or(""),
+        if inc["closed"].is_string() { "closed after" } else { "open for" },
+        duration(end - opened)
     );
     println!("\ntimeline");
-    let times: Vec<i64> = events.iter().map(|e| time::millis_of(&e.at)).collect();
+    let events = inc["timeline"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let times: Vec<i64> = events.iter().map(|e| millis_or_now(&e["at"])).collect();
     for (k, e) in events.iter().enumerate() {
         let took = times.get(k + 1).copied().unwrap_or(end) - times[k];
-        let what = match e.kind.as_str() {
-            "incident.opened" => format!("opened by {}", trigger_text(&e.payload["trigger"])),
-            "incident.joined" => format!("joined by {}", trigger_text(&e.payload)),
+        let payload = &e["payload"];
+        let what = match e["kind"].as_str().unwrap_or("") {
+            "incident.opened" => format!("opened by {}", trigger_text(&payload["trigger"])),
+            "incident.joined" => format!("joined by {}", trigger_text(payload)),
             "incident.advanced" => {
-                let (from, to) = (e.payload["from"].as_str().unwrap_or(""), e.payload["to"].as_str().unwrap_or(""));
-                let facts = facts_text(&e.payload["facts"]);
+                let (from, to) = (payload["from"].as_str().unwrap_or(""), payload["to"].as_str().unwrap_or(""));
+                let facts = facts_text(&payload["facts"]);
                 if from == to {
                     format!("{to}: {facts}")
                 } else {
@@ -273,10 +314,14 @@ fn show(inc: &Incident, events: &[kairo_store::metadata::Event]) {
             }
             other => other.to_string(),
         };
-        let last = k + 1 == events.len() && inc.state.is_final();
-        println!("  {}  {:>10}  {what}", e.at, if last { String::new() } else { duration(took) });
+        let last = k + 1 == events.len() && is_final;
+        println!(
+            "  {}  {:>10}  {what}",
+            e["at"].as_str().unwrap_or(""),
+            if last { String::new() } else { duration(took) }
+        );
     }
-    let d = &inc.detail;
+    let d = &inc["detail"];
     if let Some(ev) = d.get("evaluation").filter(|v| v.is_object()) {
         println!("\nevaluation");
         if let Some(s) = ev["skipped"].as_str() {
@@ -323,9 +368,14 @@ fn show(inc: &Incident, events: &[kairo_store::metadata::Event]) {
     if let Some(f) = d.get("failed") {
         println!("\nfailed at {}: {}", f["step"].as_str().unwrap_or(""), f["reason"].as_str().unwrap_or(""));
     }
-    if inc.state == IncidentState::AwaitingApproval {
-        println!("\nwaiting for approval: kairo models promote {} {} --approve", inc.model, d["challenger"]["version"]);
+    if state == IncidentState::AwaitingApproval.as_str() {
+        println!(
+            "\nwaiting for approval: kairo models promote {} {} --approve",
+            inc["model"].as_str().unwrap_or(""),
+            d["challenger"]["version"]
+        );
     }
+    Ok(exit::OK)
 }
 
 fn short(v: &Value) -> String {

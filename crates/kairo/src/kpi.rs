@@ -42,8 +42,20 @@ fn failure(e: KpiError) -> Failure {
 pub async fn run(args: KpiArgs) -> CmdResult {
     let lang = Lang::parse(&args.lang).map_err(Failure::usage)?;
     let q = kairo_kpi::query(&args.since, args.until.as_deref(), args.model.clone()).map_err(failure)?;
-    let project = Project::discover(&std::env::current_dir()?)?;
-    let report = kairo_kpi::project_report(&project, &q).await.map_err(failure)?;
+    let report: Report = match crate::remote::connect()? {
+        Some(remote) => {
+            let mut query = vec![("since", args.since.clone())];
+            query.extend(args.until.iter().map(|u| ("until", u.clone())));
+            query.extend(args.model.iter().map(|m| ("model", m.clone())));
+            let doc = remote.get("/kpi", &query).await?;
+            serde_json::from_value(doc)
+                .map_err(|e| format!("server {}: the KPI report does not parse: {e}", remote.base))?
+        }
+        None => {
+            let project = Project::discover(&std::env::current_dir()?)?;
+            kairo_kpi::project_report(&project, &q).await.map_err(failure)?
+        }
+    };
     if let Some(path) = &args.html {
         let page = html::render(&report, lang);
         crate::report::write_atomic(path, page.as_bytes())?;

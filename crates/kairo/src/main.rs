@@ -12,6 +12,7 @@ mod models;
 mod monitor;
 mod pipeline;
 mod progress;
+mod remote;
 mod report;
 mod server;
 mod train;
@@ -105,6 +106,13 @@ enum Command {
         #[command(subcommand)]
         command: users::TokensCommand,
     },
+    /// Log in to a team server (`server:` in kairo.yaml or KAIRO_SERVER): a password makes an
+    /// API token, stored for this user (mode 0600); or store a token from stdin.
+    Login(remote::LoginArgs),
+    /// Forget the token stored for a server.
+    Logout(remote::LogoutArgs),
+    /// Who the CLI acts as (on a server: the token's user and roles).
+    Whoami,
     /// A scripted walk through Kairo on generated sample data, in a scratch directory.
     Demo {
         /// Where to build the demo project (default: a new temp directory, removed afterwards).
@@ -229,6 +237,9 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Events { command } => events::run(command).await,
         Command::Tokens { command } => users::tokens(command).await,
         Command::Demo { dir, tour } => demo::run(dir, tour).await,
+        Command::Login(args) => remote::login(args).await,
+        Command::Logout(args) => remote::logout(args),
+        Command::Whoami => remote::whoami().await,
     }
 }
 

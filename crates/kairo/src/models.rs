@@ -1,24 +1,21 @@
 //! `kairo models register|ls|show|promote|alias`, `kairo serve`, `kairo deploy`, `kairo rollback`.
 
-use kairo_core::EventKind;
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use kairo_core::exit;
-use kairo_core::profile::Role;
-use kairo_core::serving::{Importance, PromotionStatus, ReferenceProfile, Strategy};
-use kairo_core::signature::{Signature, TensorSpec};
+use kairo_core::serving::Strategy;
 use kairo_data::Project;
 use kairo_registry::aliases::{AliasMove, Authority};
 use kairo_registry::gate::GateResult;
 use kairo_registry::rollout::{self, DeployRequest, LimitOverrides};
-use kairo_registry::{ModelRef, PromoteRequest, RegisterRequest, Source};
+use kairo_registry::{describe, ModelRef, PromoteRequest, RegisterRequest, Source};
 use kairo_store::Metadata;
 use serde_json::{json, Value};
 
+use crate::remote::{segment, Remote};
 use crate::report::{bytes, print_json};
 use crate::{CmdResult, Failure};
 
@@ -254,12 +251,15 @@ fn fail(message: impl Into<String>) -> Failure {
 }
 
 pub async fn run(cmd: ModelsCommand) -> CmdResult {
+    if let Some(remote) = crate::remote::connect()? {
+        return run_remote(&remote, cmd).await;
+    }
     let project = project()?;
     let md = project.metadata().await?;
     let result = match cmd {
         ModelsCommand::Register(a) => register(&project, &md, a).await,
-        ModelsCommand::Ls { json } => ls(&md, json).await,
-        ModelsCommand::Show { model, json } => show(&md, &model, json).await,
+        ModelsCommand::Ls { json } => print_models(&describe::models(&md).await?, json),
+        ModelsCommand::Show { model, json } => print_model(&describe::model(&md, &model).await?, json),
         ModelsCommand::Promote(a) => promote(&project, &md, a).await,
         ModelsCommand::Alias(a) => alias(&project, &md, a).await,
         ModelsCommand::Predictions(PredictionsArgs {
@@ -274,6 +274,86 @@ pub async fn run(cmd: ModelsCommand) -> CmdResult {
     result
 }
 
+/// The same commands through the team server's `/api/v1`.
+async fn run_remote(remote: &Remote, cmd: ModelsCommand) -> CmdResult {
+    match cmd {
+        ModelsCommand::Register(a) => {
+            let metrics = parse_metrics(&a.metrics)?;
+            if a.profile_data.is_some() || !a.kinds.is_empty() || a.target.is_some() {
+                return Err(Failure::usage(
+                    "--profile-data, --kind and --target are not sent to a server yet: register with --run RUN --artifact PATH so the server profiles the run's training data",
+                ));
+            }
+            let mut query = vec![("description", a.description.clone())];
+            if !metrics.is_empty() {
+                let list: Vec<String> = metrics.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                query.push(("metrics", list.join(",")));
+            }
+            let path = format!("/models/{}/versions", segment(&a.name));
+            let doc = match (&a.file, &a.run, &a.artifact) {
+                (Some(file), _, _) => {
+                    let bytes = std::fs::read(file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+                    let label = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    query.push(("filename", label));
+                    remote.post_bytes(&path, &query, bytes).await?
+                }
+                (None, Some(run), Some(artifact)) => {
+                    query.push(("run", run.clone()));
+                    query.push(("artifact", artifact.clone()));
+                    remote.post_bytes(&path, &query, Vec::new()).await?
+                }
+                _ => return Err(Failure::usage("give --file FILE, or --run RUN_ID --artifact PATH")),
+            };
+            print_registered(&doc, a.json)
+        }
+        ModelsCommand::Ls { json } => {
+            let doc = remote.get("/models", &[]).await?;
+            print_models(doc["models"].as_array().map(Vec::as_slice).unwrap_or_default(), json)
+        }
+        ModelsCommand::Show { model, json } => print_model(&remote.get(&format!("/models/{}", segment(&model)), &[]).await?, json),
+        ModelsCommand::Promote(a) => {
+            let what = if a.approve {
+                "/approve"
+            } else if a.reject {
+                "/reject"
+            } else {
+                ""
+            };
+            let body = json!({"version": a.version, "alias": a.alias, "reason": a.reason});
+            let doc = remote.post(&format!("/models/{}/promotions{what}", segment(&a.name)), &body).await?;
+            print_promotion(&doc, a.json)
+        }
+        ModelsCommand::Alias(a) => {
+            let path = format!("/models/{}/aliases/{}", segment(&a.name), segment(&a.alias));
+            match a.version {
+                Some(v) => {
+                    remote.put(&path, &json!({"version": v, "force": a.force, "reason": a.reason})).await?;
+                    println!("'{}' of {} now points at version {v}", a.alias, a.name);
+                }
+                None => {
+                    let query: Vec<(&str, String)> = a.reason.iter().map(|r| ("reason", r.clone())).collect();
+                    remote.delete(&path, &query).await?;
+                    println!("removed alias '{}' of {}", a.alias, a.name);
+                }
+            }
+            Ok(exit::OK)
+        }
+        ModelsCommand::Predictions(_) => Err(Failure::usage(
+            "`kairo models predictions` reads the prediction log where it is stored and is not served by /api/v1 yet: run it on the server, or without KAIRO_SERVER",
+        )),
+    }
+}
+
+fn parse_metrics(given: &[String]) -> Result<Vec<(String, f64)>, Failure> {
+    let mut metrics = Vec::new();
+    for m in given {
+        let (k, v) = m.split_once('=').ok_or_else(|| fail(format!("--metric {m}: expected NAME=VALUE")))?;
+        let v: f64 = v.trim().parse().map_err(|_| fail(format!("--metric {m}: `{v}` is not a number")))?;
+        metrics.push((k.trim().to_string(), v));
+    }
+    Ok(metrics)
+}
+
 async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResult {
     let cwd = std::env::current_dir()?;
     let source = match (a.file, a.run, a.artifact) {
@@ -281,12 +361,7 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
         (None, Some(run), Some(path)) => Source::RunArtifact { run, path },
         _ => return Err(Failure::usage("give --file FILE, or --run RUN_ID --artifact PATH")),
     };
-    let mut metrics = Vec::new();
-    for m in &a.metrics {
-        let (k, v) = m.split_once('=').ok_or_else(|| fail(format!("--metric {m}: expected NAME=VALUE")))?;
-        let v: f64 = v.trim().parse().map_err(|_| fail(format!("--metric {m}: `{v}` is not a number")))?;
-        metrics.push((k.trim().to_string(), v));
-    }
+    let metrics = parse_metrics(&a.metrics)?;
     let mut kinds = std::collections::HashMap::new();
     for k in &a.kinds {
         let (column, kind) = k.split_once('=').ok_or_else(|| fail(format!("--kind {k}: expected COLUMN=KIND")))?;
@@ -311,128 +386,104 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
         actor: Project::actor(),
     };
     let r = kairo_registry::register(project, md, &req).await?;
-    if a.json {
-        print_json(&json!({
-            "name": r.version.name, "version": r.version.version, "source": r.version.source,
-            "run_id": r.version.run_id, "object": r.artifact.object.to_hex(), "size": r.artifact.size,
-            "signature": signature_json(&r.artifact.signature), "metrics": r.artifact.metrics,
-            "profile": r.artifact.profile.is_some(), "lowered_ops": r.lowered_ops, "runtime": r.runtime,
-            "notes": r.notes,
-        }));
-    } else {
-        println!(
-            "Registered {} version {} ({}, runs on {})",
-            r.version.name,
-            r.version.version,
-            bytes(r.artifact.size),
-            r.runtime
-        );
-        print_signature(&r.artifact.signature);
-        print_metrics(&r.artifact.metrics);
-        if let Some(run) = &r.version.run_id {
-            println!("  run: {run} (kairo lineage {}:{})", r.version.name, r.version.version);
-        }
-        if r.artifact.profile.is_some() {
-            println!("  reference profile of the training data recorded");
-        }
-        for n in &r.notes {
-            println!("  note: {n}");
-        }
+    print_registered(&describe::registered(&r), a.json)
+}
+
+fn print_registered(r: &Value, json_out: bool) -> CmdResult {
+    if json_out {
+        print_json(r);
+        return Ok(exit::OK);
+    }
+    println!(
+        "Registered {} version {} ({}, runs on {})",
+        r["name"].as_str().unwrap_or(""),
+        r["version"],
+        bytes(r["size"].as_u64().unwrap_or(0)),
+        r["runtime"].as_str().unwrap_or("")
+    );
+    print_signature(&r["signature"]);
+    print_metrics(&r["metrics"]);
+    if let Some(run) = r["run_id"].as_str() {
+        println!("  run: {run} (kairo lineage {}:{})", r["name"].as_str().unwrap_or(""), r["version"]);
+    }
+    if r["profile"].as_bool() == Some(true) {
+        println!("  reference profile of the training data recorded");
+    }
+    for n in r["notes"].as_array().into_iter().flatten() {
+        println!("  note: {}", n.as_str().unwrap_or(""));
     }
     Ok(exit::OK)
 }
 
-fn print_signature(sig: &Signature) {
-    for (label, specs) in [("inputs", &sig.inputs), ("outputs", &sig.outputs)] {
-        let items: Vec<String> = specs.iter().map(TensorSpec::to_string).collect();
+/// `  inputs: x FP32 [-1,4]; ...` from a version's signature document.
+fn print_signature(sig: &Value) {
+    for label in ["inputs", "outputs"] {
+        let items: Vec<String> = sig[label]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let dims: Vec<String> = t["shape"].as_array().into_iter().flatten().map(Value::to_string).collect();
+                format!(
+                    "{} {} [{}]",
+                    t["name"].as_str().unwrap_or(""),
+                    t["datatype"].as_str().unwrap_or(""),
+                    dims.join(",")
+                )
+            })
+            .collect();
         println!("  {label}: {}", items.join("; "));
     }
 }
 
 /// Values as JSON writes them (`1.0`, `null` for NaN), as they were always shown.
-fn print_metrics(metrics: &BTreeMap<String, f64>) {
-    if !metrics.is_empty() {
-        let list: Vec<String> = metrics.iter().map(|(k, v)| format!("{k}={}", json!(v))).collect();
+fn print_metrics(metrics: &Value) {
+    if let Some(m) = metrics.as_object().filter(|m| !m.is_empty()) {
+        let list: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("  metrics: {}", list.join(", "));
     }
 }
 
-/// `--json` output of a version's record: the shapes `models show --json` has always printed.
-fn signature_json(sig: &Signature) -> Value {
-    let spec = |s: &TensorSpec| json!({"name": s.name, "datatype": s.dtype.oip_name(), "shape": s.shape});
-    json!({
-        "inputs": sig.inputs.iter().map(spec).collect::<Vec<_>>(),
-        "outputs": sig.outputs.iter().map(spec).collect::<Vec<_>>(),
-    })
-}
-
-fn importance_json(imp: &Importance) -> Value {
-    let features: Vec<Value> =
-        imp.features.iter().map(|f| json!({"name": f.name, "importance": f.importance, "std": f.std})).collect();
-    json!({"metric": imp.metric, "baseline": imp.baseline, "rows": imp.rows, "holdout": imp.holdout, "features": features})
-}
-
-fn profile_json(p: &ReferenceProfile) -> Value {
-    match p {
-        ReferenceProfile::Current(p) => json!(p),
-        ReferenceProfile::Outdated => json!({"outdated": true}),
-    }
-}
-
-fn print_importance(imp: &Importance) {
-    let top: Vec<String> = imp
-        .features
+fn print_importance(imp: &Value) {
+    let features = imp["features"].as_array().map(Vec::as_slice).unwrap_or_default();
+    // A NaN drop (no score, `null` in JSON) is shown as 0, as it always was.
+    let num = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let top: Vec<String> = features
         .iter()
         .take(8)
-        .map(|f| format!("{} {:.4}±{:.4}", f.name, nan_zero(f.importance), nan_zero(f.std)))
+        .map(|f| format!("{} {:.4}±{:.4}", f["name"].as_str().unwrap_or(""), num(&f["importance"]), num(&f["std"])))
         .collect();
     println!(
         "  permutation importance ({} drop on {}, {} rows): {}{}",
-        imp.metric,
-        imp.holdout,
-        imp.rows,
+        imp["metric"].as_str().unwrap_or(""),
+        imp["holdout"].as_str().unwrap_or(""),
+        imp["rows"],
         top.join(", "),
-        if imp.features.len() > 8 { format!(", ... ({} features)", imp.features.len()) } else { String::new() }
+        if features.len() > 8 { format!(", ... ({} features)", features.len()) } else { String::new() }
     );
 }
 
-/// A NaN drop (no score) is shown as 0, as it always was.
-fn nan_zero(x: f64) -> f64 {
-    if x.is_nan() {
-        0.0
-    } else {
-        x
-    }
-}
-
-fn print_profile(p: &ReferenceProfile) {
-    let ReferenceProfile::Current(p) = p else {
+fn print_profile(p: &Value) {
+    if p["outdated"].as_bool() == Some(true) {
         println!("  reference profile: from an older Kairo, not usable for monitoring (register the model again)");
         return;
-    };
-    let role = |r: Role| p.columns.iter().filter(|c| c.role == r).count();
+    }
+    let columns = p["columns"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let role = |r: &str| columns.iter().filter(|c| c["role"] == r).count();
     println!(
         "  reference profile: {} rows, {} features, {} prediction columns{}",
-        p.rows,
-        role(Role::Feature),
-        role(Role::Prediction),
-        p.columns.iter().find(|c| c.role == Role::Target).map(|c| format!(", target '{}'", c.name)).unwrap_or_default()
+        p["rows"],
+        role("feature"),
+        role("prediction"),
+        columns
+            .iter()
+            .find(|c| c["role"] == "target")
+            .map(|c| format!(", target '{}'", c["name"].as_str().unwrap_or("")))
+            .unwrap_or_default()
     );
 }
 
-async fn ls(md: &Metadata, json: bool) -> CmdResult {
-    let models = md.registered_models().await?;
-    let mut rows = Vec::new();
-    for m in &models {
-        let versions = md.model_versions(Some(&m.name)).await?;
-        let aliases: Vec<String> =
-            versions.iter().flat_map(|v| v.aliases.iter().map(move |a| format!("{a}→{}", v.version))).collect();
-        let deployment = md.deployment(&m.name).await?;
-        rows.push(json!({
-            "name": m.name, "versions": versions.len(), "latest": versions.last().map(|v| v.version),
-            "aliases": aliases, "serving": deployment.map(|d| d.stable_version),
-        }));
-    }
+fn print_models(rows: &[Value], json: bool) -> CmdResult {
     if json {
         print_json(&rows);
         return Ok(exit::OK);
@@ -457,67 +508,16 @@ async fn ls(md: &Metadata, json: bool) -> CmdResult {
     Ok(exit::OK)
 }
 
-async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
-    let r = ModelRef::parse(target)?;
-    let name = r.name().to_string();
-    md.registered_model(&name).await?;
-    let versions = match &r {
-        ModelRef::Name(_) => md.model_versions(Some(&name)).await?,
-        other => vec![md.model_version(&name, other.resolve(md).await?).await?],
-    };
-    let mut out = Vec::new();
-    let mut artifacts = Vec::new();
-    for v in &versions {
-        let art = md.version_artifact(&name, v.version).await?;
-        let run = match &v.run_id {
-            Some(id) => md.run(id).await.ok(),
-            None => None,
-        };
-        out.push(json!({
-            "version": v.version, "source": v.source, "run_id": v.run_id, "created_by": v.user_id,
-            "created": kairo_core::time::millis_to_string(v.creation_ms), "aliases": v.aliases,
-            "description": v.description,
-            "object": art.as_ref().map(|a| a.object.to_hex()), "size": art.as_ref().map(|a| a.size),
-            "signature": art.as_ref().map(|a| signature_json(&a.signature)), "metrics": art.as_ref().map(|a| &a.metrics),
-            "profile": art.as_ref().and_then(|a| a.profile.as_ref()).map(profile_json),
-            "importance": art.as_ref().and_then(|a| a.importance.as_ref()).map(importance_json),
-            "lineage": run.as_ref().map(|run| json!({
-                "run": run.id, "stage": run.stage, "commit": run.git.commit, "dirty": run.git.dirty,
-                "started": run.started_at, "environment_spec": run.env.spec,
-                "data": run.deps.iter().map(|d| json!({"path": d.path, "version": d.hash.to_hex()})).collect::<Vec<_>>(),
-                "params": run.params, "environment": run.env.hash.to_hex(),
-            })),
-        }));
-        artifacts.push(art);
-    }
-    let promotions: Vec<Value> = md
-        .promotions(&name)
-        .await?
-        .into_iter()
-        .map(|p| {
-            json!({
-                "id": p.id, "version": p.version, "alias": p.alias, "status": p.status.as_str(),
-                "requested_by": p.requested_by, "decided_by": p.decided_by, "reason": p.reason,
-                "gates": p.gates, "created": kairo_core::time::millis_to_string(p.created_ms),
-            })
-        })
-        .collect();
-    let history: Vec<Value> = md
-        .events(Some(&format!("model:{name}")), 1000)
-        .await?
-        .into_iter()
-        .filter(|e| e.kind == EventKind::AliasMoved)
-        .map(|e| json!({"at": e.at, "actor": e.actor, "alias": e.payload["alias"], "from": e.payload["before"], "to": e.payload["after"], "reason": e.payload["reason"]}))
-        .collect();
-    let deployment = md.deployment(&name).await?.map(|d| {
-        json!({"stable": d.stable_version, "candidate": d.candidate_version, "strategy": d.strategy.as_str(), "weight": d.weight})
-    });
+fn print_model(doc: &Value, json_out: bool) -> CmdResult {
     if json_out {
-        print_json(
-            &json!({"name": name, "versions": out, "alias_history": history, "promotions": promotions, "deployment": deployment}),
-        );
+        print_json(doc);
         return Ok(exit::OK);
     }
+    let name = doc["name"].as_str().unwrap_or("");
+    let deployment = doc["deployment"].as_object();
+    let out = doc["versions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let history = doc["alias_history"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let promotions = doc["promotions"].as_array().map(Vec::as_slice).unwrap_or_default();
     println!("Model {name}");
     if let Some(d) = &deployment {
         println!(
@@ -529,7 +529,7 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
                 .unwrap_or_default()
         );
     }
-    for (v, art) in out.iter().zip(&artifacts) {
+    for v in out {
         let aliases: Vec<&str> =
             v["aliases"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         println!(
@@ -544,9 +544,9 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
             Some(o) => println!("  onnx: {} ({})", &o[..16.min(o.len())], bytes(v["size"].as_u64().unwrap_or(0))),
             None => println!("  onnx: none (registered through the MLflow API)"),
         }
-        if let Some(a) = art {
-            print_signature(&a.signature);
-            print_metrics(&a.metrics);
+        if !v["signature"].is_null() {
+            print_signature(&v["signature"]);
+            print_metrics(&v["metrics"]);
         }
         if let Some(l) = v["lineage"].as_object() {
             println!(
@@ -569,16 +569,16 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
                 l["environment_spec"].as_str().unwrap_or("")
             );
         }
-        if let Some(imp) = art.as_ref().and_then(|a| a.importance.as_ref()) {
-            print_importance(imp);
+        if !v["importance"].is_null() {
+            print_importance(&v["importance"]);
         }
-        if let Some(p) = art.as_ref().and_then(|a| a.profile.as_ref()) {
-            print_profile(p);
+        if !v["profile"].is_null() {
+            print_profile(&v["profile"]);
         }
     }
     if !history.is_empty() {
         println!("\nalias history:");
-        for h in &history {
+        for h in history {
             println!(
                 "  {}  {:<12} {} → {}  by {}  {}",
                 h["at"].as_str().unwrap_or(""),
@@ -592,7 +592,7 @@ async fn show(md: &Metadata, target: &str, json_out: bool) -> CmdResult {
     }
     if !promotions.is_empty() {
         println!("\npromotions:");
-        for p in &promotions {
+        for p in promotions {
             println!(
                 "  {}  v{} → {:<10} {:<9} by {}{}",
                 p["created"].as_str().unwrap_or(""),
@@ -630,33 +630,37 @@ async fn promote(project: &Project, md: &Metadata, a: PromoteArgs) -> CmdResult 
         actor: Project::actor(),
     };
     let outcome = kairo_registry::promote(project, md, &req).await?;
-    let p = &outcome.promotion;
-    let code = match p.status {
-        PromotionStatus::Promoted => exit::OK,
-        PromotionStatus::Failed | PromotionStatus::Rejected => exit::GATE_FAILED,
-        PromotionStatus::Pending => exit::PENDING,
+    print_promotion(&describe::promotion(&outcome), a.json)
+}
+
+/// A promotion's outcome; its status chooses the exit code (5 failed or rejected, 6 pending).
+fn print_promotion(p: &Value, json_out: bool) -> CmdResult {
+    let status = p["status"].as_str().unwrap_or("");
+    let code = match status {
+        "promoted" => exit::OK,
+        "pending" => exit::PENDING,
+        _ => exit::GATE_FAILED,
     };
-    if a.json {
-        print_json(&json!({
-            "promotion": p.id, "name": p.name, "version": p.version, "alias": p.alias,
-            "status": p.status.as_str(), "gates": outcome.gates, "decided_by": p.decided_by, "reason": p.reason,
-        }));
+    if json_out {
+        print_json(p);
         return Ok(code);
     }
-    println!("Promotion of {} version {} to '{}':", p.name, p.version, p.alias);
-    print_gates(&outcome.gates);
-    match p.status {
-        PromotionStatus::Promoted => println!("promoted: '{}' now points at version {}", p.alias, p.version),
-        PromotionStatus::Failed => println!("not promoted: a gate failed ({})", p.id),
-        PromotionStatus::Rejected => println!(
+    let (name, version, alias) = (p["name"].as_str().unwrap_or(""), &p["version"], p["alias"].as_str().unwrap_or(""));
+    println!("Promotion of {name} version {version} to '{alias}':");
+    let gates: Vec<GateResult> = serde_json::from_value(p["gates"].clone()).unwrap_or_default();
+    print_gates(&gates);
+    let id = p["promotion"].as_str().map(str::to_string).unwrap_or_else(|| p["promotion"].to_string());
+    match status {
+        "promoted" => println!("promoted: '{alias}' now points at version {version}"),
+        "rejected" => println!(
             "rejected by {} ({})",
-            p.decided_by.as_deref().unwrap_or("?"),
-            p.reason.as_deref().unwrap_or("no reason given")
+            p["decided_by"].as_str().unwrap_or("?"),
+            p["reason"].as_str().unwrap_or("no reason given")
         ),
-        PromotionStatus::Pending => println!(
-            "pending approval ({}): approve with `kairo models promote {} {} --to {} --approve`",
-            p.id, p.name, p.version, p.alias
+        "pending" => println!(
+            "pending approval ({id}): approve with `kairo models promote {name} {version} --to {alias} --approve`"
         ),
+        _ => println!("not promoted: a gate failed ({id})"),
     }
     Ok(code)
 }
@@ -811,6 +815,23 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
 }
 
 pub async fn deploy(a: DeployArgs) -> CmdResult {
+    if let Some(remote) = crate::remote::connect()? {
+        let path = format!("/deployments/{}", segment(&a.name));
+        let Some(version) = a.version else {
+            return print_deployment(&remote.get(&path, &[]).await?, a.json);
+        };
+        let strategy = match a.strategy {
+            StrategyArg::Direct => "direct",
+            StrategyArg::Canary => "canary",
+            StrategyArg::Shadow => "shadow",
+        };
+        let body = json!({
+            "version": version, "strategy": strategy, "weight": a.weight, "max_error_rate": a.max_error_rate,
+            "max_p99_ms": a.max_p99_ms, "min_requests": a.min_requests, "window_s": a.window_s,
+            "force": a.force, "reason": a.reason,
+        });
+        return print_deployed(&remote.post(&path, &body).await?, a.json, false);
+    }
     let project = project()?;
     let md = project.metadata().await?;
     let result = deploy_in(&project, &md, &a).await;
@@ -819,57 +840,8 @@ pub async fn deploy(a: DeployArgs) -> CmdResult {
 }
 
 async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResult {
-    md.registered_model(&a.name).await?;
-    let current = md.deployment(&a.name).await?;
     let Some(version) = a.version else {
-        // Status: the deployment, its revisions and its recent events (changes, rollbacks,
-        // versions that failed to load).
-        let events: Vec<Value> = md
-            .events(Some(&format!("deployment:{}", a.name)), 20)
-            .await?
-            .into_iter()
-            .map(|e| json!({"at": e.at, "actor": e.actor, "kind": e.kind, "reason": e.payload["reason"], "error": e.payload["error"]}))
-            .collect();
-        let print_events = || {
-            if !events.is_empty() {
-                println!("  events:");
-            }
-            for e in &events {
-                let why = e["reason"].as_str().or_else(|| e["error"].as_str()).unwrap_or("");
-                println!(
-                    "    {}  {:<22} {}  {why}",
-                    e["at"].as_str().unwrap_or(""),
-                    e["kind"].as_str().unwrap_or(""),
-                    e["actor"].as_str().unwrap_or("")
-                );
-            }
-        };
-        let Some(d) = current else {
-            if a.json {
-                print_json(&json!({"name": a.name, "stable": null, "events": events}));
-            } else {
-                println!("{} is not deployed; deploy with `kairo deploy {} --version N`", a.name, a.name);
-                print_events();
-            }
-            return Ok(exit::OK);
-        };
-        let revisions = md.deployment_revisions(&a.name).await?;
-        if a.json {
-            print_json(&json!({
-                "name": d.name, "stable": d.stable_version, "candidate": d.candidate_version,
-                "strategy": d.strategy.as_str(), "weight": d.weight, "generation": d.generation,
-                "limits": d.limits, "revisions": revisions, "events": events,
-            }));
-        } else {
-            println!("{}: stable v{}", d.name, d.stable_version);
-            if let Some(c) = d.candidate_version {
-                println!("  candidate v{c} ({}, {}%)", d.strategy.as_str(), d.weight);
-            }
-            let revs: Vec<String> = revisions.iter().map(|v| format!("v{v}")).collect();
-            println!("  versions that served 100%: {}", revs.join(" → "));
-            print_events();
-        }
-        return Ok(exit::OK);
+        return print_deployment(&describe::deployment(md, &a.name).await?, a.json);
     };
     let strategy = match a.strategy {
         StrategyArg::Direct => Strategy::Direct,
@@ -893,38 +865,91 @@ async fn deploy_in(project: &Project, md: &Metadata, a: &DeployArgs) -> CmdResul
         reason: a.reason.clone(),
     };
     let d = rollout::deploy(project, md, &req, &Project::actor()).await?;
-    if a.json {
-        print_json(
-            &json!({"name": d.name, "stable": d.stable_version, "candidate": d.candidate_version, "strategy": d.strategy.as_str(), "weight": d.weight, "generation": d.generation}),
-        );
-    } else {
-        match d.candidate_version {
-            None => println!("{}: version {} now serves 100%", d.name, d.stable_version),
-            Some(c) => println!(
-                "{}: version {c} is the {} candidate{} beside stable version {}; rolls back if error rate > {} or p99 > {} ms after {} requests{}",
-                d.name,
-                d.strategy.as_str(),
-                if d.strategy == Strategy::Canary { format!(" ({}% of traffic)", d.weight) } else { String::new() },
-                d.stable_version,
-                d.limits.max_error_rate,
-                d.limits.max_p99_ms,
-                d.limits.min_requests,
-                if d.strategy == Strategy::Canary { format!("; takes 100% after {} s healthy", d.limits.window_s) } else { String::new() }
-            ),
+    print_deployed(&describe::deployed(&d), a.json, project.running_server().is_none())
+}
+
+/// A deployment's status: stable, candidate, the versions that served 100%, recent events.
+fn print_deployment(doc: &Value, json_out: bool) -> CmdResult {
+    if json_out {
+        print_json(doc);
+        return Ok(exit::OK);
+    }
+    let name = doc["name"].as_str().unwrap_or("");
+    let events = doc["events"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let print_events = || {
+        if !events.is_empty() {
+            println!("  events:");
         }
-        if project.running_server().is_none() {
-            println!("  running `kairo serve {}` processes pick this up within their poll interval", d.name);
+        for e in events {
+            let why = e["reason"].as_str().or_else(|| e["error"].as_str()).unwrap_or("");
+            println!(
+                "    {}  {:<22} {}  {why}",
+                e["at"].as_str().unwrap_or(""),
+                e["kind"].as_str().unwrap_or(""),
+                e["actor"].as_str().unwrap_or("")
+            );
         }
+    };
+    let Some(stable) = doc["stable"].as_i64() else {
+        println!("{name} is not deployed; deploy with `kairo deploy {name} --version N`");
+        print_events();
+        return Ok(exit::OK);
+    };
+    println!("{name}: stable v{stable}");
+    if let Some(c) = doc["candidate"].as_i64() {
+        println!("  candidate v{c} ({}, {}%)", doc["strategy"].as_str().unwrap_or(""), doc["weight"]);
+    }
+    let revs: Vec<String> = doc["revisions"].as_array().into_iter().flatten().map(|v| format!("v{v}")).collect();
+    println!("  versions that served 100%: {}", revs.join(" → "));
+    print_events();
+    Ok(exit::OK)
+}
+
+/// A deployment just changed. `hint`: no server runs on this project, so say how serving
+/// processes pick the change up.
+fn print_deployed(d: &Value, json_out: bool, hint: bool) -> CmdResult {
+    if json_out {
+        print_json(d);
+        return Ok(exit::OK);
+    }
+    let name = d["name"].as_str().unwrap_or("");
+    let (strategy, limits) = (d["strategy"].as_str().unwrap_or(""), &d["limits"]);
+    let num = |k: &str| limits[k].as_f64().unwrap_or(0.0);
+    match d["candidate"].as_i64() {
+        None => println!("{name}: version {} now serves 100%", d["stable"]),
+        Some(c) => println!(
+            "{name}: version {c} is the {strategy} candidate{} beside stable version {}; rolls back if error rate > {} or p99 > {} ms after {} requests{}",
+            if strategy == "canary" { format!(" ({}% of traffic)", d["weight"]) } else { String::new() },
+            d["stable"],
+            num("max_error_rate"),
+            num("max_p99_ms"),
+            limits["min_requests"],
+            if strategy == "canary" { format!("; takes 100% after {} s healthy", limits["window_s"]) } else { String::new() }
+        ),
+    }
+    if hint {
+        println!("  running `kairo serve {name}` processes pick this up within their poll interval");
     }
     Ok(exit::OK)
 }
 
 pub async fn rollback(a: RollbackArgs) -> CmdResult {
-    let project = project()?;
-    let md = project.metadata().await?;
-    let result = rollout::rollback(&md, &a.name, a.reason.clone(), &Project::actor()).await;
-    md.close().await;
-    let (d, what) = result?;
-    println!("{}: {what}; version {} serves 100%", a.name, d.stable_version);
+    let (stable, what) = match crate::remote::connect()? {
+        Some(remote) => {
+            let doc = remote
+                .post(&format!("/deployments/{}/rollback", segment(&a.name)), &json!({"reason": a.reason}))
+                .await?;
+            (doc["stable"].clone(), doc["what"].as_str().unwrap_or("rolled back").to_string())
+        }
+        None => {
+            let project = project()?;
+            let md = project.metadata().await?;
+            let result = rollout::rollback(&md, &a.name, a.reason.clone(), &Project::actor()).await;
+            md.close().await;
+            let (d, what) = result?;
+            (json!(d.stable_version), what)
+        }
+    };
+    println!("{}: {what}; version {stable} serves 100%", a.name);
     Ok(exit::OK)
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::{spawn_listening, Repo};
 
-fn add_user(repo: &Repo, name: &str, roles: &[&str], password: Option<&str>) {
+pub fn add_user(repo: &Repo, name: &str, roles: &[&str], password: Option<&str>) {
     let mut args = vec!["users", "add", name];
     for r in roles {
         args.extend(["--role", r]);
@@ -22,6 +22,8 @@ fn add_user(repo: &Repo, name: &str, roles: &[&str], password: Option<&str>) {
     cmd.args(&args)
         .current_dir(repo.path())
         .env("KAIRO_ACTOR", "root@test")
+        .env_remove("KAIRO_DATABASE_URL")
+        .envs(repo.database_url.iter().map(|u| ("KAIRO_DATABASE_URL", u)))
         .stdin(Stdio::piped())
         .stdout(Stdio::null());
     let mut child = cmd.spawn().unwrap();
@@ -33,7 +35,7 @@ fn add_user(repo: &Repo, name: &str, roles: &[&str], password: Option<&str>) {
     assert!(child.wait().unwrap().success(), "users add {name}");
 }
 
-fn token(repo: &Repo, user: &str, extra: &[&str]) -> String {
+pub fn token(repo: &Repo, user: &str, extra: &[&str]) -> String {
     let mut args = vec!["tokens", "create", user];
     args.extend_from_slice(extra);
     let out = repo.kairo(&args).output().unwrap();

@@ -25,6 +25,7 @@ mod remotes;
 mod server;
 mod serving;
 mod symlinks;
+mod team_cli;
 mod train;
 
 use assert_cmd::Command;
@@ -85,7 +86,12 @@ impl Repo {
 
     pub fn kairo(&self, args: &[&str]) -> Command {
         let mut cmd = Command::cargo_bin("kairo").expect("kairo binary");
-        cmd.args(args).current_dir(self.path()).env("KAIRO_ACTOR", "tester@test").env_remove("KAIRO_DATABASE_URL");
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("KAIRO_ACTOR", "tester@test")
+            .env_remove("KAIRO_DATABASE_URL")
+            .env_remove("KAIRO_SERVER")
+            .env_remove("KAIRO_TOKEN");
         if let Some(url) = &self.database_url {
             cmd.env("KAIRO_DATABASE_URL", url);
         }

@@ -1,0 +1,266 @@
+//! The CLI as a client of the team server (`KAIRO_SERVER`, `kairo login`), and the role ×
+//! endpoint matrix of `/api/v1`'s write endpoints, generated from the OpenAPI document.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::auth::{add_user, token};
+use crate::{service, spawn_listening, Repo};
+
+fn model_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/logreg20.onnx")
+}
+
+/// A workstation: no project, no database, its own config dir; every command goes to `server`.
+struct Client {
+    dir: tempfile::TempDir,
+    server: String,
+}
+
+impl Client {
+    fn new(server: &str) -> Client {
+        Client { dir: tempfile::tempdir().unwrap(), server: server.to_string() }
+    }
+
+    fn cmd(&self, args: &[&str], token: Option<&str>) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("KAIRO_SERVER", &self.server)
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env_remove("KAIRO_DATABASE_URL")
+            .env_remove("KAIRO_ACTOR")
+            .env_remove("KAIRO_TOKEN");
+        if let Some(t) = token {
+            cmd.env("KAIRO_TOKEN", t);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str], token: Option<&str>) -> (i32, String, String) {
+        let out = self.cmd(args, token).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn login(&self, user: &str, password: &str) -> (i32, String, String) {
+        let mut child = self
+            .cmd(&["login", "--username", user, "--password-stdin"], None)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// register → promote (pending) → the requester cannot approve → another user approves →
+/// a deployer deploys, all from workstations that never see the database (PostgreSQL).
+#[test]
+fn the_cli_goes_through_the_server_on_postgresql() {
+    let Some(base) = service("KAIRO_TEST_POSTGRES_URL") else { return };
+    let repo = Repo::bare().with_database(crate::faults::fresh_postgres_database(&base)).initialised();
+    repo.write("kairo.yaml", "version: 1\nmodels:\n  clf:\n    approval: required\n");
+    add_user(&repo, "alice", &["scientist", "approver"], Some("alice's long password"));
+    add_user(&repo, "bob", &["approver"], Some("bob's long password too"));
+    add_user(&repo, "dave", &["deployer"], None);
+    let dave = token(&repo, "dave", &[]);
+    let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
+
+    let alice = Client::new(&url);
+    // Not logged in: the server says so, and how to log in.
+    let (code, _, err) = alice.run(&["models", "ls"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("kairo login"), "{err}");
+    let (code, _, err) = alice.login("alice", "not alice's password");
+    assert_eq!(code, 1, "{err}");
+    let (code, out, err) = alice.login("alice", "alice's long password");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("as alice"), "{out}");
+    let creds = alice.dir.path().join("config/kairo/credentials.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777, 0o600);
+    let (_, out, _) = alice.run(&["whoami"], None);
+    assert!(out.starts_with("alice at "), "{out}");
+
+    // Register with the model's bytes.
+    let model = model_file();
+    let (code, out, err) = alice
+        .run(&["models", "register", "clf", "--file", model.to_str().unwrap(), "--metric", "auc=0.91", "--json"], None);
+    assert_eq!(code, 0, "{err}");
+    let reg: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((reg["version"].as_i64(), reg["source"].as_str()), (Some(1), Some("upload:logreg20.onnx")), "{reg}");
+    assert_eq!(reg["metrics"]["auc"], 0.91);
+    // Bad input is the server's 4xx, named.
+    let junk = alice.dir.path().join("junk.onnx");
+    std::fs::write(&junk, b"not a model").unwrap();
+    let (code, _, err) = alice.run(&["models", "register", "clf", "--file", junk.to_str().unwrap()], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("server http://") && err.contains("clf"), "{err}");
+
+    // Promotion: pending approval (exit 6); four eyes stop alice approving her own.
+    let (code, out, _) = alice.run(&["models", "promote", "clf", "1"], None);
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains("pending approval"), "{out}");
+    let (code, _, err) = alice.run(&["models", "promote", "clf", "1", "--approve"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("four eyes"), "{err}");
+    // Alice is no deployer.
+    let (code, _, err) = alice.run(&["deploy", "clf", "--version", "1"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("alice may not deploy on model clf"), "{err}");
+
+    let bob = Client::new(&url);
+    assert_eq!(bob.login("bob", "bob's long password too").0, 0);
+    let (code, out, err) = bob.run(&["models", "promote", "clf", "1", "--approve", "--reason", "looks good"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("promoted: 'champion' now points at version 1"), "{out}");
+
+    // A deployer with a token from the environment (as in CI).
+    let ci = Client::new(&url);
+    let (code, out, err) = ci.run(&["deploy", "clf", "--version", "1"], Some(&dave));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("clf: version 1 now serves 100%"), "{out}");
+    let (_, out, _) = ci.run(&["deploy", "clf", "--json"], Some(&dave));
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["stable"], 1, "{status}");
+    // Nothing to roll back to: the server's refusal, as an error.
+    let (code, _, err) = ci.run(&["rollback", "clf"], Some(&dave));
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: server http://"), "{err}");
+
+    // Who did what is the server's record, read back through the server.
+    let (_, out, _) = bob.run(&["models", "show", "clf", "--json"], None);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let p = &doc["promotions"][0];
+    assert_eq!((p["requested_by"].as_str(), p["decided_by"].as_str()), (Some("alice"), Some("bob")), "{doc}");
+    assert_eq!(doc["versions"][0]["created_by"], "alice");
+    let (_, out, _) = bob.run(&["models", "show", "clf"], None);
+    assert!(out.contains("Model clf") && out.contains("inputs: input FP32 [-1,20]"), "{out}");
+    let (code, out, _) = bob.run(&["kpi", "--json"], None);
+    assert_eq!(code, 0);
+    let kpi: Value = serde_json::from_str(&out).unwrap();
+    assert!(kpi["deployment_frequency"]["total"].as_u64().is_some(), "{kpi}");
+    let (code, out, _) = bob.run(&["incidents", "ls"], None);
+    assert_eq!((code, out.trim()), (0, "no incidents"));
+
+    // The workstations never had a project or a database.
+    for c in [&alice, &bob, &ci] {
+        assert!(!c.dir.path().join(".kairo").exists());
+    }
+    // Logging out forgets the token.
+    assert_eq!(alice.run(&["logout"], None).0, 0);
+    let (code, _, err) = alice.run(&["models", "ls"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("kairo login"), "{err}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// What each role may do, written out here independently of the server's table.
+fn role_allows(role: &str, permission: &str) -> bool {
+    match role {
+        "admin" => true,
+        _ if permission == "read" => true,
+        "scientist" => matches!(permission, "track" | "register"),
+        "approver" => permission == "approve",
+        "deployer" => permission == "deploy",
+        _ => false,
+    }
+}
+
+/// Every write endpoint of the OpenAPI document × every role: no credentials → 401, a role
+/// that does not allow it → 403, one that does → neither (and never 5xx). Path parameters and
+/// bodies come from the document (its examples); model bytes for the octet-stream upload.
+#[test]
+fn role_by_endpoint_matrix_from_the_openapi_document() {
+    let repo = Repo::new();
+    let model = model_file();
+    for _ in 0..2 {
+        repo.kairo(&["models", "register", "clf", "--file", model.to_str().unwrap()]).assert().success();
+    }
+    let roles = ["viewer", "scientist", "approver", "deployer", "admin"];
+    let mut tokens = Vec::new();
+    for r in roles {
+        add_user(&repo, &format!("{r}-user"), &[r], None);
+        tokens.push(token(&repo, &format!("{r}-user"), &[]));
+    }
+    let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
+    let http = reqwest::blocking::Client::new();
+    let admin = &tokens[4];
+    let doc: Value = http.get(format!("{url}/api/v1/openapi.json")).bearer_auth(admin).send().unwrap().json().unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let mut writes = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let need =
+                op["x-kairo-permission"].as_str().unwrap_or_else(|| panic!("{method} {path}: no x-kairo-permission"));
+            if method == "get" {
+                assert_eq!(need, "read", "{path}");
+                continue;
+            }
+            writes += 1;
+            let concrete = path.replace("{name}", "clf").replace("{alias}", "staging");
+            let content = &op["requestBody"]["content"];
+            let send = |auth: Option<&str>| {
+                let mut req = http.request(method.to_uppercase().parse().unwrap(), format!("{url}{concrete}"));
+                if content.get("application/octet-stream").is_some() {
+                    req = req.header("content-type", "application/octet-stream").body(std::fs::read(&model).unwrap());
+                } else if let Some(schema) = content["application/json"]["schema"]["$ref"].as_str() {
+                    let example = &schemas[schema.rsplit('/').next().unwrap()]["example"];
+                    assert!(!example.is_null(), "{method} {path}: its body schema has no example");
+                    req = req.json(example);
+                }
+                if let Some(t) = auth {
+                    req = req.bearer_auth(t);
+                }
+                let r = req.send().unwrap();
+                let status = r.status().as_u16();
+                (status, r.text().unwrap())
+            };
+            let (status, body) = send(None);
+            assert_eq!(status, 401, "{method} {path} without credentials: {body}");
+            for (role, t) in roles.iter().zip(&tokens) {
+                let (status, body) = send(Some(t));
+                assert!(status < 500, "{method} {path} as {role}: {status} {body}");
+                if role_allows(role, need) {
+                    assert!(status != 401 && status != 403, "{method} {path} ({need}) as {role}: {status} {body}");
+                } else {
+                    assert_eq!(status, 403, "{method} {path} ({need}) as {role}: {body}");
+                    assert!(body.contains("may not"), "{body}");
+                }
+            }
+        }
+    }
+    assert!(writes >= 10, "only {writes} write endpoints in the document");
+    // The admin's requests did real work: version 2 was promoted and deployed.
+    let (status, body) = {
+        let r = http.get(format!("{url}/api/v1/deployments/clf")).bearer_auth(&tokens[0]).send().unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    assert_eq!((status, body["stable"].as_i64()), (200, Some(2)), "{body}");
+
+    // MLflow's path-traversal cases stay refused for an authenticated admin.
+    for evil in ["..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "a/../../etc/passwd"] {
+        let r = http.get(format!("{url}/api/2.0/mlflow-artifacts/artifacts/{evil}")).bearer_auth(admin).send().unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        assert!((400..500).contains(&status), "{evil}: {status}");
+        assert!(!text.contains("root:"), "{evil}: {text}");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
