@@ -5,6 +5,7 @@
 # .ci/oidc/provider.mjs.
 #
 # Usage:   eval "$(bash .ci/start-oidc.sh)"
+#          node "$OIDC_STATE_DIR/smoke.mjs"   # optional end-to-end check (~0.5 s)
 #          cargo test ...                  # tests read KAIRO_TEST_OIDC_*
 #          bash .ci/stop-oidc.sh           # kills $OIDC_PID, removes $OIDC_STATE_DIR
 #
@@ -76,7 +77,7 @@ OIDC_STATE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/kairo-oidc.XXXXXX")
 touch "$OIDC_STATE_DIR/.kairo-oidc-state"        # marker checked by stop-oidc.sh
 LOG_FILE="$OIDC_STATE_DIR/oidc-provider.log"
 # provider.mjs resolves 'oidc-provider' through node_modules next to itself.
-cp "$SRC_DIR/provider.mjs" "$SRC_DIR/package.json" "$OIDC_STATE_DIR/"
+cp "$SRC_DIR/provider.mjs" "$SRC_DIR/smoke.mjs" "$SRC_DIR/package.json" "$OIDC_STATE_DIR/"
 ln -s "$INSTALL_DIR/node_modules" "$OIDC_STATE_DIR/node_modules"
 
 WEB_SECRET=${KAIRO_OIDC_WEB_CLIENT_SECRET:-$(rand_secret)}
@@ -127,8 +128,11 @@ for attempt in 1 2 3; do
     deadline=$((SECONDS + OIDC_START_TIMEOUT))
     while (( SECONDS < deadline )); do
         if ! kill -0 "$OIDC_PID" 2>/dev/null; then
-            log "provider exited during start-up (attempt $attempt, port $PORT)"
+            rc=0; wait "$OIDC_PID" || rc=$?
             OIDC_PID=""
+            # exit code 3: a configuration error, which another port will not mend
+            (( rc == 3 )) && { log "provider refused its configuration"; exit 1; }
+            log "provider exited during start-up (attempt $attempt, port $PORT, exit $rc)"
             break
         fi
         if [[ "$(probe "$PORT")" == "200" ]]; then

@@ -68,42 +68,47 @@
 // are RS256.
 //
 // ---------------------------------------------------------------------------
-// Non-browser login (a test client with a cookie jar and NO automatic
-// redirects; every URL below is relative to the issuer):
+// Non-browser login (a test client with a cookie jar that honours cookie
+// paths, and automatic redirects OFF; resolve every Location against the
+// issuer: some are relative (/interaction/UID), some absolute):
 //
 //  1. GET /auth?client_id=CID&response_type=code&redirect_uri=RURI
 //         &scope=openid%20email%20profile%20groups[%20kairo:api]
 //         &state=STATE&nonce=NONCE
-//         &code_challenge=B64URL(SHA256(VERIFIER))&code_challenge_method=S256
+//         &code_challenge=BASE64URL(SHA256(VERIFIER))&code_challenge_method=S256
 //     -> 303, Location: /interaction/UID
-//        Set-Cookie: _interaction=UID (path /interaction/UID),
-//                    _interaction_resume=UID (path /auth/UID), plus their
-//                    .sig signature cookies.
-//  2. (optional) GET /interaction/UID -> 200, HTML login form.
-//  3. POST /interaction/UID, Content-Type application/x-www-form-urlencoded,
-//         body: prompt=login&login=alice&password=anything
-//     -> 303, Location: /auth/UID
-//  4. GET /auth/UID (send the cookies)
-//     -> 303, Location: /interaction/UID2 (a new UID: the consent prompt),
-//        Set-Cookie: _session (path /), _interaction (path /interaction/UID2) ...
-//  5. POST /interaction/UID2, body: prompt=consent
-//     -> 303, Location: /auth/UID2
-//  6. GET /auth/UID2 (send the cookies)
+//        Set-Cookie: _interaction (Path=/interaction/UID) and
+//                    _interaction_resume (Path=/auth/UID), each with a .sig twin.
+//  2. (optional) GET /interaction/UID -> 200, the HTML login form
+//        (<input type="hidden" name="prompt" value="login"/>, fields login, password).
+//  3. POST /interaction/UID, Content-Type: application/x-www-form-urlencoded,
+//        body prompt=login&login=alice&password=anything
+//     -> 303, Location: ISSUER/auth/UID
+//        (unknown login name: 200 with the form again and "unknown account")
+//  4. GET ISSUER/auth/UID
+//     -> 303, Location: /interaction/UID2 (a new uid: the consent prompt);
+//        Set-Cookie: _session (Path=/) and new interaction cookies for UID2.
+//  5. POST /interaction/UID2, body prompt=consent
+//     -> 303, Location: ISSUER/auth/UID2
+//  6. GET ISSUER/auth/UID2
 //     -> 303, Location: RURI?code=CODE&state=STATE&iss=ISSUER (iss URL-encoded)
 //  7. POST /token, Authorization: Basic base64(urlenc(CID):urlenc(SECRET)),
-//         body: grant_type=authorization_code&code=CODE&redirect_uri=RURI
-//               &code_verifier=VERIFIER[&resource=urn:kairo]
-//     -> 200 {"access_token","expires_in","id_token","scope","token_type":"Bearer"
-//             [,"refresh_token"]}
+//        Content-Type: application/x-www-form-urlencoded,
+//        body grant_type=authorization_code&code=CODE&redirect_uri=RURI
+//             &code_verifier=VERIFIER[&resource=urn:kairo]
+//     -> 200 {"access_token","expires_in","id_token","refresh_token"(if the
+//             client may refresh),"scope","token_type":"Bearer"}
 //
-// Within the same cookie jar a second /auth for the same client skips both
-// prompts (the session and the grant are remembered): step 1 answers with
-// 303 to /auth/UID directly... in general, loop "follow Location while it
-// points at the issuer; on /interaction/UID POST the form its prompt asks for
-// (GET it and look for name=\"prompt\" value=\"login\"|\"consent\")" until
-// the Location starts with RURI. Add prompt=login to /auth to force a fresh
-// login (e.g. to switch user in the same jar).
-// Abort instead of consenting: GET /interaction/UID/abort -> ... -> RURI?error=access_denied.
+// A code is single-use and lives 5 minutes; using it twice revokes the
+// tokens issued from it. With the same cookie jar a later /auth for the same
+// client and scopes skips both prompts: step 1 answers 303 straight to
+// RURI?code=... . prompt=login at /auth forces step 3 again (switch users);
+// a new account or new scopes bring the consent prompt back. Robust driver:
+// follow Location while it is on the issuer; at /interaction/UID, POST
+// prompt=login&login=..&password=.. or prompt=consent (GET the page and read
+// its hidden "prompt" input to know which); stop when Location starts with
+// RURI. GET /interaction/UID/abort instead ends in RURI?error=access_denied.
+// .ci/oidc/smoke.mjs does all of this.
 // ---------------------------------------------------------------------------
 
 import * as crypto from 'node:crypto';
@@ -112,7 +117,7 @@ import { Provider, errors } from 'oidc-provider';
 const PORT = Number.parseInt(process.env.KAIRO_OIDC_PORT ?? '', 10);
 if (!Number.isInteger(PORT) || PORT <= 0 || PORT > 65535) {
   console.error('provider.mjs: KAIRO_OIDC_PORT must be set to a port number');
-  process.exit(2);
+  process.exit(3);
 }
 const ISSUER = process.env.KAIRO_OIDC_ISSUER || `http://127.0.0.1:${PORT}`;
 const RESOURCE = 'urn:kairo';
@@ -351,7 +356,8 @@ for (const event of ['server_error', 'authorization.error', 'grant.error',
   'end_session.error', 'backchannel.error']) {
   provider.on(event, (ctx, err) => {
     const e = err ?? ctx;
-    console.log(`${new Date().toISOString()} ${event}: ${e?.name ?? ''} ${e?.message ?? e} ${e?.error_description ?? ''}`);
+    const cause = e?.cause ? ` (cause: ${e.cause.message ?? e.cause})` : '';
+    console.log(`${new Date().toISOString()} ${event}: ${e?.name ?? ''} ${e?.message ?? e} ${e?.error_description ?? ''}${cause}`);
   });
 }
 
@@ -367,6 +373,17 @@ function readBody(req) {
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
+}
+
+// Static clients are validated lazily by oidc-provider; check them now so a
+// bad KAIRO_OIDC_REDIRECT_URIS fails the start instead of the first login.
+for (const { client_id: id } of clients) {
+  try {
+    if (!await provider.Client.find(id)) throw new Error('not found');
+  } catch (err) {
+    console.error(`client ${id} is invalid: ${err.message} ${err.error_description ?? ''}`);
+    process.exit(3); // start-oidc.sh: configuration error, do not retry
+  }
 }
 
 const server = provider.listen(PORT, '127.0.0.1', () => {
