@@ -9,6 +9,8 @@
 //! - One log line per request and the request id (`request_log`), applied by `serve` to
 //!   every request of either server.
 //! - Connection counters for `/metrics` (`ConnStats`).
+//! - TLS in-process (`Tls`, rustls): the handshake runs in the connection's own task under
+//!   the header timeout, so a client that never finishes it holds nothing for long.
 //! - Bounded body reads (`read_body`) that tell "too large" (413) from "interrupted".
 //! - The rules every state-changing endpoint applies to browser requests (`cross_site_refusal`,
 //!   `json_content_type_refusal`): a page on another origin must not be able to make a
@@ -141,6 +143,7 @@ pub async fn serve(
     app: Router,
     limits: ConnLimits,
     stats: Arc<ConnStats>,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -168,17 +171,39 @@ pub async fn serve(
         if stats.open.fetch_add(1, Ordering::Relaxed) >= limits.max_connections {
             stats.open.fetch_sub(1, Ordering::Relaxed);
             stats.refused.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(refuse(stream));
+            if tls.is_none() {
+                tokio::spawn(refuse(stream));
+            }
             continue;
         }
         let guard = OpenGuard(stats.clone());
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
         let service = TowerToHyperService::new(request_log::RequestLog::new(app.clone(), peer));
-        let conn = graceful.watch(builder.serve_connection(io, service));
         let stats = stats.clone();
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match tls {
+                None => {
+                    let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+                    watcher.watch(builder.serve_connection(io, service)).await
+                }
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(limits.header_timeout, tls.0.accept(stream)).await;
+                    let Ok(Ok(stream)) = handshake else {
+                        // A failed or unfinished handshake: nothing was asked, nothing to answer.
+                        if handshake.is_err() {
+                            stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                        }
+                        drop(guard);
+                        return;
+                    };
+                    let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+                    watcher.watch(builder.serve_connection(io, service)).await
+                }
+            };
+            if let Err(e) = result {
                 let timed_out = e.is_timeout()
                     || std::error::Error::source(&e)
                         .and_then(|s| s.downcast_ref::<io::Error>())
@@ -196,6 +221,42 @@ pub async fn serve(
         () = tokio::time::sleep(limits.shutdown_grace) => {}
     }
     Ok(())
+}
+
+/// A server certificate chain and its key, ready to accept TLS connections (HTTP/1.1).
+#[derive(Clone)]
+pub struct Tls(tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// From PEM files: the certificate chain (leaf first) and its private key (PKCS#8, PKCS#1
+    /// or SEC1). Errors name the file and what is wrong with it.
+    pub fn from_pem_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("--tls-cert {}: no CERTIFICATE in it (a PEM file is expected)", cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("--tls-key {}: {e} (a PEM private key is expected)", key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("--tls-cert/--tls-key: {e} (does the key belong to the certificate?)"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
 }
 
 /// Descriptors kept free for the store, files and outgoing connections.

@@ -163,7 +163,7 @@ pub async fn serve(
         // On the caller's runtime.
         let listener = tokio::net::TcpListener::from_std(first)?;
         on_ready(bound, &served);
-        let result = kairo_http::serve(listener, app, conn, connections, shutdown).await;
+        let result = kairo_http::serve(listener, app, conn, connections, None, shutdown).await;
         drop(state);
         writer.finish().await;
         // Stopped, not aborted: a write in flight finishes (aborting it would lose the rows
@@ -192,7 +192,7 @@ pub async fn serve(
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                kairo_http::serve(listener, app, conn, connections, shutdown).await
+                kairo_http::serve(listener, app, conn, connections, None, shutdown).await
             })
         })?;
         threads.push(thread);

@@ -95,6 +95,8 @@ pub struct ServerOptions {
     pub insecure_no_auth: bool,
     /// `/metrics` without credentials.
     pub open_metrics: bool,
+    /// Serve HTTPS (`--tls-cert/--tls-key`).
+    pub tls: Option<kairo_http::Tls>,
 }
 
 impl ServerOptions {
@@ -106,6 +108,7 @@ impl ServerOptions {
             max_artifact: 1 << 30,
             insecure_no_auth: false,
             open_metrics: false,
+            tls: None,
         }
     }
 }
@@ -224,11 +227,12 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let bound = listener.local_addr()?;
     let announce = project.root().join(kairo_data::project::SERVER_FILE);
-    let info = serde_json::json!({"url": format!("http://{bound}"), "pid": std::process::id()});
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
+    let info = serde_json::json!({"url": format!("{scheme}://{bound}"), "pid": std::process::id()});
     std::fs::write(&announce, info.to_string())?;
     on_ready(bound);
     let stats = state.connections.clone();
-    let result = kairo_http::serve(listener, router(state), options.connections, stats, shutdown).await;
+    let result = kairo_http::serve(listener, router(state), options.connections, stats, options.tls, shutdown).await;
     let _ = std::fs::remove_file(&announce);
     md.close().await;
     result.map_err(ServerError::Io)

@@ -28,6 +28,12 @@ pub struct ServerArgs {
     /// Serve /metrics without credentials (for a Prometheus scraper).
     #[arg(long)]
     pub open_metrics: bool,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub connections: ConnectionArgs,
     #[command(flatten)]
@@ -67,6 +73,10 @@ pub async fn run(args: ServerArgs) -> CmdResult {
     options.max_artifact = args.max_artifact_mb.max(1).saturating_mul(1 << 20);
     options.insecure_no_auth = args.insecure_no_auth;
     options.open_metrics = args.open_metrics;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        options.tls = Some(kairo_http::Tls::from_pem_files(cert, key).map_err(Failure::usage)?);
+    }
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
     let shutdown = async {
         crate::interrupted().await;
         tracing::info!("shutting down: finishing in-flight requests");
@@ -79,8 +89,8 @@ pub async fn run(args: ServerArgs) -> CmdResult {
         // A server must outlive whoever started it closing our stdout: write errors are ignored.
         use std::io::Write;
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "kairo server listening on http://{bound} for {}", root.display());
-        let _ = writeln!(out, "  MLflow clients: export MLFLOW_TRACKING_URI=http://{bound}");
+        let _ = writeln!(out, "kairo server listening on {scheme}://{bound} for {}", root.display());
+        let _ = writeln!(out, "  MLflow clients: export MLFLOW_TRACKING_URI={scheme}://{bound}");
         let _ = out.flush();
     })
     .await;

@@ -186,7 +186,7 @@ pub fn spawn_listening(repo: &Repo, args: &[&str]) -> (std::process::Child, Stri
     std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     let url = line
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .trim_end_matches(':')
         .to_string();

@@ -264,3 +264,114 @@ fn role_by_endpoint_matrix_from_the_openapi_document() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with the openssl CLI.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=kairo test CA"],
+        ]
+        .concat(),
+    );
+    openssl(&[&["req"], &ec[..], &["-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]].concat());
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// `kairo server --tls-cert/--tls-key`: HTTPS for clients that trust the CA (reqwest, the CLI
+/// through KAIRO_SERVER), plain HTTP and stalled handshakes refused without stopping the
+/// server, and unusable key material named at startup.
+#[test]
+fn the_server_speaks_tls() {
+    let repo = Repo::new();
+    let (ca, cert, key) = certificates(repo.path());
+    let model = model_file();
+    repo.kairo(&["models", "register", "clf", "--file", model.to_str().unwrap()]).assert().success();
+
+    // Unusable key material: a usage error that names the flag and the file.
+    let out = repo.kairo(&["server", "--port", "0", "--tls-cert", "key.pem", "--tls-key", "key.pem"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-cert") && err.contains("key.pem"), "{err}");
+    let out = repo.kairo(&["server", "--port", "0", "--tls-cert", "cert.pem", "--tls-key", "ca.key"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does the key belong to the certificate?"));
+    let out = repo.kairo(&["server", "--port", "0", "--tls-cert", "cert.pem"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "--tls-cert without --tls-key");
+
+    let (mut server, url) = spawn_listening(
+        &repo,
+        &[
+            "server",
+            "--port",
+            "0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--header-timeout-s",
+            "1",
+        ],
+    );
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let trusted = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let r = trusted.get(format!("{url}/api/v1/models")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["models"][0]["name"], "clf");
+    // A client that does not trust the CA refuses the server; one that speaks plain HTTP gets
+    // no answer; one that never finishes the handshake is closed after the header timeout.
+    assert!(reqwest::blocking::get(format!("{url}/health")).is_err());
+    let plain = url.replace("https://", "http://");
+    assert!(reqwest::blocking::Client::new().get(format!("{plain}/health")).send().is_err());
+    let addr = url.trim_start_matches("https://");
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = std::io::Read::read(&mut stalled, &mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed without a byte");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
+    assert_eq!(trusted.get(format!("{url}/health")).send().unwrap().status().as_u16(), 200, "still serving");
+
+    // The CLI as a client over HTTPS, trusting the CA through SSL_CERT_FILE.
+    let client = Client::new(&url);
+    let out = client.cmd(&["models", "ls"], None).env("SSL_CERT_FILE", &ca).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("clf"));
+    let out = client.cmd(&["models", "ls"], None).env_remove("SSL_CERT_FILE").output().unwrap();
+    assert!(!out.status.success(), "the system's roots do not vouch for the test CA");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("server {url}")));
+    let _ = server.kill();
+    let _ = server.wait();
+}
