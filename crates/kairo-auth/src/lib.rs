@@ -11,6 +11,7 @@
 //! stored hash is unchanged, so concurrent requests never queue behind a KDF.
 
 pub mod admin;
+pub mod oidc;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -75,6 +76,7 @@ pub struct Authenticator {
     /// Failures per source: when the window began and how many.
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     id: u64,
+    oidc: Option<Arc<oidc::Oidc>>,
 }
 
 fn unauthenticated(m: impl Into<String>) -> AuthError {
@@ -83,7 +85,14 @@ fn unauthenticated(m: impl Into<String>) -> AuthError {
 
 impl Authenticator {
     pub fn new(md: Metadata) -> Authenticator {
+        Authenticator::with_oidc(md, None)
+    }
+
+    /// Also accepting an OpenID Connect provider's JWTs as bearer tokens (and then requiring
+    /// credentials even before the project has users of its own).
+    pub fn with_oidc(md: Metadata, oidc: Option<Arc<oidc::Oidc>>) -> Authenticator {
         Authenticator {
+            oidc,
             md,
             started: Instant::now(),
             has_users: AtomicU64::new(0),
@@ -91,6 +100,20 @@ impl Authenticator {
             failures: Mutex::default(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// Whether credentials are required: an OIDC provider is configured, or the project has
+    /// users of its own.
+    pub async fn required(&self) -> Result<bool, AuthError> {
+        if self.oidc.is_some() {
+            return Ok(true);
+        }
+        self.has_users().await
+    }
+
+    /// The OIDC provider, if one is configured.
+    pub fn oidc(&self) -> Option<&Arc<oidc::Oidc>> {
+        self.oidc.as_ref()
     }
 
     /// Whether the project has users (then credentials are required), read at most every
@@ -173,7 +196,10 @@ impl Authenticator {
         self.limited(peer)?;
         let (scheme, value) = text.split_once(' ').unwrap_or((text, ""));
         let (principal, stored) = match scheme.to_ascii_lowercase().as_str() {
-            "bearer" => (self.by_token(value.trim()).await?, None),
+            "bearer" => match &self.oidc {
+                Some(o) if rules::parse_token(value.trim()).is_none() => (self.by_jwt(o, value.trim()).await?, None),
+                _ => (self.by_token(value.trim()).await?, None),
+            },
             "basic" => {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(value.trim())
@@ -225,6 +251,17 @@ impl Authenticator {
         let user = self.active_user(&stored.user).await?;
         let grants = if stored.grants.is_empty() { user.grants } else { rules::narrow(&user.grants, &stored.grants) };
         Ok(Principal { user: user.name.into(), grants })
+    }
+
+    /// A provider's JWT. A user the project knows and has disabled stays out.
+    async fn by_jwt(&self, o: &oidc::Oidc, jwt: &str) -> Result<Principal, AuthError> {
+        let p = o.bearer(jwt).await.map_err(unauthenticated)?;
+        if let Some(u) = self.md.user(&p.user).await? {
+            if u.disabled_ms.is_some() {
+                return Err(unauthenticated(format!("user {} is disabled", p.user)));
+            }
+        }
+        Ok(p)
     }
 
     /// A user's password: verified with argon2 unless this very credential was verified against

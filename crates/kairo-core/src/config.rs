@@ -50,6 +50,52 @@ pub struct Config {
     /// The team's baseline for the ROI; without it `kairo kpi` reports time figures only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<crate::kpi::ValueSpec>,
+    /// How the team server knows people besides its own users: an OpenID Connect provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+}
+
+/// `auth:` in kairo.yaml.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSpec>,
+}
+
+/// A company identity provider: browsers log in with authorization code + PKCE
+/// (`/auth/login`), API clients send its JWT access tokens as `Authorization: Bearer`, and its
+/// groups map to Kairo roles.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSpec {
+    /// The issuer URL; its `/.well-known/openid-configuration` is read at startup.
+    pub issuer: String,
+    /// The client Kairo logs browsers in as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The environment variable holding that client's secret (default KAIRO_OIDC_CLIENT_SECRET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_env: Option<String>,
+    /// The `aud` bearer tokens must carry (default: client_id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// The claim naming the user (default `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_claim: Option<String>,
+    /// The claim listing the user's groups (default `groups`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<String>,
+    /// Scopes asked for at login (default `openid email profile groups`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
+    /// Where the provider sends browsers back (default: this server's `/auth/callback` as the
+    /// browser reached it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    /// Group → roles (`ROLE` or `ROLE@SCOPE`): `ml-admins: [admin]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Vec<String>>,
 }
 
 /// A monitor: a deployment's prediction log in windows (or two files), checked against the

@@ -114,12 +114,21 @@ pub fn annotate(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 pub struct Auth {
     /// `/metrics` without credentials (`--open-metrics`), for a scraper on the network.
     pub open_metrics: bool,
-    who: Authenticator,
+    pub(crate) who: Authenticator,
+    /// Browser sessions after an OIDC login.
+    pub(crate) sessions: kairo_auth::oidc::Sessions,
+    /// Served over TLS (session cookies are then `Secure`).
+    pub(crate) tls: bool,
 }
 
 impl Auth {
-    pub fn new(md: kairo_store::Metadata, open_metrics: bool) -> Auth {
-        Auth { open_metrics, who: Authenticator::new(md) }
+    pub fn new(
+        md: kairo_store::Metadata,
+        open_metrics: bool,
+        oidc: Option<Arc<kairo_auth::oidc::Oidc>>,
+        tls: bool,
+    ) -> Auth {
+        Auth { open_metrics, who: Authenticator::with_oidc(md, oidc), sessions: Default::default(), tls }
     }
 }
 
@@ -135,7 +144,7 @@ fn api_error(e: AuthError) -> ApiError {
 pub fn permission(method: &Method, path: &str) -> Permission {
     let p = path.trim_end_matches('/');
     let mlflow = p.contains("/mlflow/") || p.contains("/mlflow-artifacts/");
-    if method == Method::GET || method == Method::HEAD {
+    if method == Method::GET || method == Method::HEAD || p.starts_with("/auth/") {
         return Permission::Read;
     }
     if let Some((_, need, _)) = v1_rule(method, p) {
@@ -171,22 +180,55 @@ fn shape(path: &str, e: ApiError) -> Response {
 /// Authenticate, authorise, and run the request as its user (called by the server's one
 /// middleware after its browser checks).
 pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
-    let required = match s.auth.who.has_users().await {
+    let required = match s.auth.who.required().await {
         Ok(r) => r,
         Err(e) => return shape(request.uri().path(), api_error(e)),
     };
     let p = request.uri().path();
-    let open = p == "/health" || p == "/version" || (p == "/metrics" && s.auth.open_metrics);
+    let open = p == "/health"
+        || p == "/version"
+        || (p == "/metrics" && s.auth.open_metrics)
+        || p == "/auth/login"
+        || p == "/auth/callback";
     if !required || open {
         return next.run(request).await;
     }
     let path = p.to_string();
     let header = request.headers().get("authorization").map(|h| h.as_bytes());
     let peer = request.extensions().get::<kairo_http::Peer>().map(|p| p.0.ip());
-    let principal = match s.auth.who.authenticate(peer, header, false).await {
-        Ok(p) => p,
-        Err(e) => return shape(&path, api_error(e)),
+    let session = match header {
+        Some(_) => None,
+        None => request
+            .headers()
+            .get("cookie")
+            .and_then(|c| kairo_auth::oidc::session_cookie(c.as_bytes()))
+            .and_then(|id| s.auth.sessions.get(id)),
     };
+    let principal = match session {
+        Some(session) => {
+            // A browser's session: whatever changes state must carry the session's CSRF token.
+            if kairo_http::changes_state(request.method()) {
+                let given = request.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+                if !rules::same_hash(given, &session.csrf) {
+                    let e = ApiError {
+                        code: Code::PermissionDenied,
+                        message: "a browser session must send its CSRF token (X-CSRF-Token, from GET /auth/session) with every change".into(),
+                    };
+                    return shape(&path, e);
+                }
+            }
+            session.principal
+        }
+        None => match s.auth.who.authenticate(peer, header, false).await {
+            Ok(p) => p,
+            Err(e) => return shape(&path, api_error(e)),
+        },
+    };
+    // Who am I: any authenticated caller may ask, whatever its roles.
+    if path == "/api/v1/whoami" || path.starts_with("/auth/") {
+        let caller = Caller { user: principal.user.clone(), grants: principal.grants.as_slice().into() };
+        return CALLER.scope(caller, next.run(request)).await;
+    }
     let need = permission(request.method(), &path);
     let (request, named) = match target(s, &principal, need, request).await {
         Ok(x) => x,

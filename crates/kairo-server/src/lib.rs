@@ -9,6 +9,7 @@
 pub mod api_v1;
 pub mod auth;
 pub mod error;
+pub mod login;
 pub mod metric_writer;
 pub mod mlflow;
 pub mod models_api;
@@ -60,9 +61,16 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(project: Project, md: Metadata, objects: LocalObjects, tmp: PathBuf, options: &ServerOptions) -> Self {
+    pub fn new(
+        project: Project,
+        md: Metadata,
+        objects: LocalObjects,
+        tmp: PathBuf,
+        options: &ServerOptions,
+        oidc: Option<Arc<kairo_auth::oidc::Oidc>>,
+    ) -> Self {
         let metrics = metric_writer::MetricWriter::spawn(md.clone());
-        let auth = auth::Auth::new(md.clone(), options.open_metrics);
+        let auth = auth::Auth::new(md.clone(), options.open_metrics, oidc, options.tls.is_some());
         AppState(Arc::new(Inner {
             project,
             md,
@@ -123,6 +131,8 @@ pub enum ServerError {
     Store(#[from] kairo_store::StoreError),
     #[error(transparent)]
     Data(#[from] kairo_data::DataError),
+    #[error(transparent)]
+    Oidc(#[from] kairo_auth::oidc::OidcError),
     #[error(
         "refusing to listen on {0}: the project has no users, so anyone who can reach it could change runs and models. Add an admin and a token (`kairo users add NAME --role admin`, `kairo tokens create NAME`), or pass --insecure-no-auth to serve the network unprotected"
     )]
@@ -136,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(|| async { MLFLOW_COMPAT_VERSION }))
         .route("/metrics", get(metrics))
         .nest("/api/v1", api_v1::routes())
+        .merge(login::routes())
         .nest("/api/2.0", mlflow::tracking_routes())
         .nest("/ajax-api/2.0", mlflow::tracking_routes())
         .merge(mlflow::ui_routes())
@@ -212,15 +223,19 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServerError> {
+    let oidc = match project.config().auth.as_ref().and_then(|a| a.oidc.as_ref()) {
+        Some(spec) => Some(Arc::new(kairo_auth::oidc::Oidc::discover(spec).await?)),
+        None => None,
+    };
     let md = project.metadata().await?;
-    if !options.addr.ip().is_loopback() && !options.insecure_no_auth && !md.has_users().await? {
+    if !options.addr.ip().is_loopback() && !options.insecure_no_auth && oidc.is_none() && !md.has_users().await? {
         md.close().await;
         return Err(ServerError::Insecure(options.addr));
     }
     let objects = project.objects()?;
     let tmp = project.store_dir().join("tmp");
     std::fs::create_dir_all(&tmp)?;
-    let state = AppState::new(project.clone(), md.clone(), objects, tmp, &options);
+    let state = AppState::new(project.clone(), md.clone(), objects, tmp, &options, oidc);
     let addr = options.addr;
     let listener = kairo_http::bind(addr, options.connections.backlog, false)
         .map_err(|source| ServerError::Bind { addr, source })?;

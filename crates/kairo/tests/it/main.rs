@@ -18,6 +18,7 @@ mod logs;
 mod maintenance;
 mod monitor;
 mod monitoring;
+mod oidc;
 mod output;
 mod pipeline;
 mod registry;
