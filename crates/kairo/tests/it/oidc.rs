@@ -173,6 +173,30 @@ fn oidc_tokens_and_browser_logins_against_a_real_provider() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["stable"], 1);
 
+    // The unmodified MLflow client with a provider's token (a machine whose group makes it a
+    // scientist) as MLFLOW_TRACKING_TOKEN.
+    if let Some(python) = crate::server::python() {
+        let body = json!({"grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [],
+            "token_endpoint_auth_method": "client_secret_basic", "kairo_groups": ["ml-scientists"]});
+        let reg: Value = http.post(format!("{}/reg", provider.issuer)).json(&body).send().unwrap().json().unwrap();
+        let jwt = provider.machine_token(reg["client_id"].as_str().unwrap(), reg["client_secret"].as_str().unwrap());
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/mlflow_calls.py");
+        let calls = json!([["create_experiment", "sso-exp"], ["search_experiments"]]);
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(calls.to_string())
+            .env("MLFLOW_TRACKING_URI", &url)
+            .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            .env("MLFLOW_TRACKING_TOKEN", &jwt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let r: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(r["ok"], true, "{r}");
+        }
+    }
+
     // Refused: a changed signature, `alg: none`, an expired-looking or foreign token, junk.
     let mut parts: Vec<String> = rs.split('.').map(str::to_string).collect();
     let sig = parts[2].clone();
