@@ -96,6 +96,27 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for V1Path<
     }
 }
 
+/// A JSON body, answered in Kairo's error shape when it is missing, malformed, of the wrong
+/// shape (400) or larger than a JSON request may be (413).
+pub struct V1Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequest<S> for V1Json<T> {
+    type Rejection = V1Error;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, V1Error> {
+        let max = crate::params::MAX_BODY;
+        let bytes = kairo_http::read_body(req.into_body(), max).await.map_err(|e| match e {
+            kairo_http::BodyError::TooLarge { .. } => {
+                ApiError::too_large(format!("the body is larger than a JSON request may be ({max} bytes)"))
+            }
+            kairo_http::BodyError::Interrupted(m) => ApiError::invalid(format!("the body was interrupted: {m}")),
+        })?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid(format!("the body is not the JSON object this endpoint takes: {e}")))?;
+        Ok(V1Json(value))
+    }
+}
+
 /// A file or directory version a run read or wrote.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PathVersionDto {

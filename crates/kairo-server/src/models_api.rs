@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api_v1::{ErrorBody, V1Error, V1Path, V1Query};
+use crate::api_v1::{ErrorBody, V1Error, V1Json, V1Path, V1Query};
 use crate::error::{ApiError, Code};
 use crate::AppState;
 
@@ -72,8 +72,8 @@ pub struct TokenBody {
 
 /// Create an API token for the caller (what `kairo login` stores). Shown once.
 #[utoipa::path(post, path = "/api/v1/tokens", request_body = TokenBody,
-    responses((status = 200, body = Object, description = "`{id, token, user, expires}`"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn create_token(State(s): State<AppState>, body: Json<TokenBody>) -> Doc {
+    responses((status = 200, body = Object, description = "`{id, token, user, expires}`"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn create_token(State(s): State<AppState>, V1Json(body): V1Json<TokenBody>) -> Doc {
     let Some(caller) = crate::auth::current() else {
         return Err(ApiError::invalid(
             "this server has no users, so it takes no tokens: add one with `kairo users add NAME --role ROLE` on the server",
@@ -149,7 +149,7 @@ pub struct RegisterQuery {
 #[utoipa::path(post, path = "/api/v1/models/{name}/versions",
     params(("name" = String, Path, description = "model name"), RegisterQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "an ONNX model"),
-    responses((status = 200, body = Object, description = "as `kairo models register --json`"), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+    responses((status = 200, body = Object, description = "as `kairo models register --json`"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn register(
     State(s): State<AppState>,
     V1Path(name): V1Path<String>,
@@ -240,8 +240,8 @@ async fn decide(s: &AppState, name: String, b: PromoteBody, approve: bool, rejec
 /// approval (`status`: promoted, failed, pending).
 #[utoipa::path(post, path = "/api/v1/models/{name}/promotions", params(("name" = String, Path, description = "model name")),
     request_body = PromoteBody,
-    responses((status = 200, body = Object, description = "as `kairo models promote --json`"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn promote(State(s): State<AppState>, V1Path(name): V1Path<String>, Json(b): Json<PromoteBody>) -> Doc {
+    responses((status = 200, body = Object, description = "as `kairo models promote --json`"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn promote(State(s): State<AppState>, V1Path(name): V1Path<String>, V1Json(b): V1Json<PromoteBody>) -> Doc {
     decide(&s, name, b, false, false).await
 }
 
@@ -249,16 +249,16 @@ async fn promote(State(s): State<AppState>, V1Path(name): V1Path<String>, Json(b
 /// cannot approve their own unless the model says `four_eyes: false`.
 #[utoipa::path(post, path = "/api/v1/models/{name}/promotions/approve", params(("name" = String, Path, description = "model name")),
     request_body = PromoteBody,
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn approve(State(s): State<AppState>, V1Path(name): V1Path<String>, Json(b): Json<PromoteBody>) -> Doc {
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn approve(State(s): State<AppState>, V1Path(name): V1Path<String>, V1Json(b): V1Json<PromoteBody>) -> Doc {
     decide(&s, name, b, true, false).await
 }
 
 /// Reject a pending promotion.
 #[utoipa::path(post, path = "/api/v1/models/{name}/promotions/reject", params(("name" = String, Path, description = "model name")),
     request_body = PromoteBody,
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn reject(State(s): State<AppState>, V1Path(name): V1Path<String>, Json(b): Json<PromoteBody>) -> Doc {
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn reject(State(s): State<AppState>, V1Path(name): V1Path<String>, V1Json(b): V1Json<PromoteBody>) -> Doc {
     decide(&s, name, b, false, true).await
 }
 
@@ -308,11 +308,11 @@ async fn move_alias(s: &AppState, name: &str, alias: &str, version: Option<i64>,
 #[utoipa::path(put, path = "/api/v1/models/{name}/aliases/{alias}",
     params(("name" = String, Path, description = "model name"), ("alias" = String, Path, description = "alias")),
     request_body = AliasBody,
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn set_alias(
     State(s): State<AppState>,
     V1Path((name, alias)): V1Path<(String, String)>,
-    Json(b): Json<AliasBody>,
+    V1Json(b): V1Json<AliasBody>,
 ) -> Doc {
     let force = b.force.unwrap_or(false);
     let reason = b.reason.unwrap_or_else(|| if force { "forced alias move".into() } else { "alias set".into() });
@@ -322,7 +322,7 @@ async fn set_alias(
 /// Remove an alias.
 #[utoipa::path(delete, path = "/api/v1/models/{name}/aliases/{alias}",
     params(("name" = String, Path, description = "model name"), ("alias" = String, Path, description = "alias"), ReasonQuery),
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn delete_alias(
     State(s): State<AppState>,
     V1Path((name, alias)): V1Path<(String, String)>,
@@ -366,8 +366,8 @@ pub struct DeployBody {
 /// Roll out a version: at once, as a canary beside the stable version, or as a shadow.
 #[utoipa::path(post, path = "/api/v1/deployments/{name}", params(("name" = String, Path, description = "model name")),
     request_body = DeployBody,
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn deploy(State(s): State<AppState>, V1Path(name): V1Path<String>, Json(b): Json<DeployBody>) -> Doc {
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn deploy(State(s): State<AppState>, V1Path(name): V1Path<String>, V1Json(b): V1Json<DeployBody>) -> Doc {
     let overrides = LimitOverrides {
         max_error_rate: b.max_error_rate,
         max_p99_ms: b.max_p99_ms,
@@ -403,8 +403,8 @@ pub struct RollbackBody {
 /// Roll back: drop the candidate, or return to the version that served 100% before.
 #[utoipa::path(post, path = "/api/v1/deployments/{name}/rollback", params(("name" = String, Path, description = "model name")),
     request_body = RollbackBody,
-    responses((status = 200, body = Object, description = "the deployment and `what` happened"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn rollback(State(s): State<AppState>, V1Path(name): V1Path<String>, Json(b): Json<RollbackBody>) -> Doc {
+    responses((status = 200, body = Object, description = "the deployment and `what` happened"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn rollback(State(s): State<AppState>, V1Path(name): V1Path<String>, V1Json(b): V1Json<RollbackBody>) -> Doc {
     let (d, what) = rollout::rollback(&s.md, &name, b.reason, &s.actor()).await.map_err(ApiError::from)?;
     let mut doc = describe::deployed(&d);
     doc["what"] = json!(what);
@@ -430,11 +430,11 @@ pub struct RunAutomationBody {
 /// With `dry_run`, the plan instead.
 #[utoipa::path(post, path = "/api/v1/automations/{name}/run", params(("name" = String, Path, description = "automation name")),
     request_body = RunAutomationBody,
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn run_automation(
     State(s): State<AppState>,
     V1Path(name): V1Path<String>,
-    Json(b): Json<RunAutomationBody>,
+    V1Json(b): V1Json<RunAutomationBody>,
 ) -> Doc {
     let config = s.project.current_config().map_err(|e| ApiError::invalid(e.to_string()))?;
     let spec = kairo_loop::automation(&config, &name).map_err(loop_error)?;
