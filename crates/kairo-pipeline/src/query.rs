@@ -31,7 +31,12 @@ impl MetricFilter {
 
     /// A run without the metric never matches.
     pub fn matches(&self, run: &Run) -> bool {
-        let Some(&v) = run.metrics.get(&self.key) else { return false };
+        self.matches_value(run.metrics.get(&self.key).copied())
+    }
+
+    /// The same test on a metric's value, if the run has it.
+    pub fn matches_value(&self, v: Option<f64>) -> bool {
+        let Some(v) = v else { return false };
         match self.op.as_str() {
             ">=" => v >= self.value,
             "<=" => v <= self.value,

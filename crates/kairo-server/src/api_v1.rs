@@ -161,6 +161,15 @@ pub struct RunDto {
     pub exit_code: Option<i32>,
     pub reproduces: Option<String>,
     pub message: Option<String>,
+    /// The process id it ran as.
+    pub pid: u32,
+    /// The values the environment's fingerprint is made of (OS, interpreter, packages...).
+    pub env_key: BTreeMap<String, String>,
+    /// BLAKE3 of the stage definition, inputs, params and environment.
+    pub cache_key: String,
+    pub cacheable: bool,
+    /// The object holding the run's captured output, if any.
+    pub log: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -367,7 +376,8 @@ fn version_dto(v: &PathVersion) -> PathVersionDto {
     }
 }
 
-fn run_dto(r: &Run) -> RunDto {
+/// A run as `/api/v1` gives it (and `kairo runs` prints it, in either mode).
+pub fn run_dto(r: &Run) -> RunDto {
     let params = r
         .params
         .iter()
@@ -400,6 +410,11 @@ fn run_dto(r: &Run) -> RunDto {
         exit_code: r.exit_code,
         reproduces: r.reproduces.clone(),
         message: r.message.clone(),
+        pid: r.pid,
+        env_key: r.env.key.clone(),
+        cache_key: r.cache_key.to_hex(),
+        cacheable: r.cacheable,
+        log: r.log.map(|h| h.to_hex()),
     }
 }
 

@@ -11,6 +11,7 @@ use kairo_pipeline::query::{self, MetricFilter};
 use kairo_pipeline::reproduce;
 use kairo_pipeline::runner::{Action, Console, Interrupt, RunOptions, Runner, StageOutcome};
 use kairo_store::runs::RunFilter;
+use serde_json::Value;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -273,6 +274,9 @@ pub async fn status(args: StatusArgs) -> CmdResult {
 }
 
 pub async fn runs(cmd: RunsCommand) -> CmdResult {
+    if let Some(remote) = crate::remote::connect()? {
+        return runs_remote(&remote, cmd).await;
+    }
     let project = project()?;
     let md = project.metadata().await?;
     let result = runs_inner(&project, &md, cmd).await;
@@ -280,21 +284,74 @@ pub async fn runs(cmd: RunsCommand) -> CmdResult {
     result
 }
 
+fn parse_filters(filters: &[String]) -> Result<Vec<MetricFilter>, Failure> {
+    filters
+        .iter()
+        .map(|f| MetricFilter::parse(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| Failure::usage(format!("--where {m}")))
+}
+
+fn parse_status(status: Option<String>) -> Result<Option<RunStatus>, Failure> {
+    match status {
+        None => Ok(None),
+        Some(s) => RunStatus::parse(&s).map(Some).ok_or_else(|| {
+            Failure::usage(format!("--status `{s}`: expected running, succeeded, failed or interrupted"))
+        }),
+    }
+}
+
+fn dto(r: &Run) -> Result<Value, Failure> {
+    Ok(serde_json::to_value(kairo_server::api_v1::run_dto(r))?)
+}
+
+/// `kairo runs` through the team server: the same tables from `/api/v1/runs`; `--json` prints
+/// the API's run documents.
+async fn runs_remote(remote: &crate::remote::Remote, cmd: RunsCommand) -> CmdResult {
+    match cmd {
+        RunsCommand::Ls { stage, status, filters, limit, json } => {
+            let status = parse_status(status)?;
+            let filters = parse_filters(&filters)?;
+            let mut query: Vec<(&str, String)> = vec![("limit", (if filters.is_empty() { limit } else { 10_000 }).clamp(1, 10_000).to_string())];
+            query.extend(stage.map(|s| ("stage", s)));
+            query.extend(status.map(|s| ("status", s.as_str().to_string())));
+            let doc = remote.get("/runs", &query).await?;
+            let runs: Vec<Value> = doc["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| filters.iter().all(|f| f.matches_value(r["metrics"][&f.key].as_f64())))
+                .take(limit.max(0) as usize)
+                .cloned()
+                .collect();
+            if json {
+                print_json(&runs);
+            } else {
+                print_runs(&runs);
+            }
+            Ok(exit::OK)
+        }
+        RunsCommand::Show { id, log: false, json } => {
+            let run = remote.get(&format!("/runs/{}", crate::remote::segment(&id)), &[]).await?;
+            if json {
+                print_json(&run);
+            } else {
+                print_run(&run);
+            }
+            Ok(exit::OK)
+        }
+        RunsCommand::Show { log: true, .. } | RunsCommand::Diff { .. } => Err(Failure::usage(
+            "`runs show --log` and `runs diff` read the store where the runs are and are not served by /api/v1 yet: run them on the server, or without KAIRO_SERVER",
+        )),
+    }
+}
+
 async fn runs_inner(project: &Project, md: &kairo_store::Metadata, cmd: RunsCommand) -> CmdResult {
     match cmd {
         RunsCommand::Ls { stage, status, filters, limit, json } => {
             kairo_pipeline::runner::recover_orphans(md).await?;
-            let status = match status {
-                None => None,
-                Some(s) => Some(RunStatus::parse(&s).ok_or_else(|| {
-                    Failure::usage(format!("--status `{s}`: expected running, succeeded, failed or interrupted"))
-                })?),
-            };
-            let filters = filters
-                .iter()
-                .map(|f| MetricFilter::parse(f))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|m| Failure::usage(format!("--where {m}")))?;
+            let status = parse_status(status)?;
+            let filters = parse_filters(&filters)?;
             let all = md
                 .runs(&RunFilter { stage, status, limit: if filters.is_empty() { Some(limit) } else { None } })
                 .await?;
@@ -302,26 +359,8 @@ async fn runs_inner(project: &Project, md: &kairo_store::Metadata, cmd: RunsComm
                 all.into_iter().filter(|r| filters.iter().all(|f| f.matches(r))).take(limit.max(0) as usize).collect();
             if json {
                 print_json(&runs);
-            } else if runs.is_empty() {
-                println!("No runs match.");
             } else {
-                println!(
-                    "{:<32}  {:<16}  {:<11}  {:<24}  {:>8}  metrics",
-                    "RUN", "STAGE", "STATUS", "STARTED", "SECONDS"
-                );
-                for r in &runs {
-                    let secs = r.duration_secs().map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into());
-                    let metrics: Vec<String> = r.metrics.iter().take(4).map(|(k, v)| format!("{k}={v}")).collect();
-                    println!(
-                        "{:<32}  {:<16}  {:<11}  {:<24}  {:>8}  {}",
-                        r.id,
-                        r.stage,
-                        r.status.as_str(),
-                        r.started_at,
-                        secs,
-                        metrics.join(" ")
-                    );
-                }
+                print_runs(&runs.iter().map(dto).collect::<Result<Vec<_>, _>>()?);
             }
             let _ = project;
             Ok(exit::OK)
@@ -342,7 +381,7 @@ async fn runs_inner(project: &Project, md: &kairo_store::Metadata, cmd: RunsComm
             if json {
                 print_json(&run);
             } else {
-                print_run(&run);
+                print_run(&dto(&run)?);
             }
             Ok(exit::OK)
         }
@@ -359,65 +398,123 @@ async fn runs_inner(project: &Project, md: &kairo_store::Metadata, cmd: RunsComm
     }
 }
 
-fn print_run(r: &Run) {
-    println!("run        {}", r.id);
-    println!("stage      {}", r.stage);
+/// Seconds between two RFC 3339 times, as `Run::duration_secs`.
+fn seconds(r: &Value) -> Option<f64> {
+    let ms = |k: &str| Some(kairo_core::time::millis_of(r[k].as_str()?)).filter(|m| *m != 0);
+    Some((ms("ended_at")? - ms("started_at")?) as f64 / 1000.0)
+}
+
+fn short(hash: &Value) -> &str {
+    hash.as_str().map(|h| &h[..12.min(h.len())]).unwrap_or("")
+}
+
+/// Metric values as they were always shown (`{v}` of an f64; NaN, `null` in JSON, as NaN).
+fn metric_text(v: &Value) -> String {
+    v.as_f64().unwrap_or(f64::NAN).to_string()
+}
+
+/// Runs (as `/api/v1/runs` gives them) as a table.
+fn print_runs(runs: &[Value]) {
+    if runs.is_empty() {
+        println!("No runs match.");
+        return;
+    }
+    println!("{:<32}  {:<16}  {:<11}  {:<24}  {:>8}  metrics", "RUN", "STAGE", "STATUS", "STARTED", "SECONDS");
+    for r in runs {
+        let secs = seconds(r).map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into());
+        let metrics: Vec<String> = r["metrics"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .take(4)
+            .map(|(k, v)| format!("{k}={}", metric_text(v)))
+            .collect();
+        println!(
+            "{:<32}  {:<16}  {:<11}  {:<24}  {:>8}  {}",
+            r["id"].as_str().unwrap_or(""),
+            r["stage"].as_str().unwrap_or(""),
+            r["status"].as_str().unwrap_or(""),
+            r["started_at"].as_str().unwrap_or(""),
+            secs,
+            metrics.join(" ")
+        );
+    }
+}
+
+/// One run (as `/api/v1/runs/{id}` gives it).
+fn print_run(r: &Value) {
+    let text = |k: &str| r[k].as_str().unwrap_or("");
+    println!("run        {}", text("id"));
+    println!("stage      {}", text("stage"));
     println!(
         "status     {}{}",
-        r.status.as_str(),
-        r.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default()
+        text("status"),
+        r["exit_code"].as_i64().map(|c| format!(" (exit code {c})")).unwrap_or_default()
     );
-    if let Some(m) = &r.message {
+    if let Some(m) = r["message"].as_str() {
         println!("message    {}", m.lines().next().unwrap_or(""));
     }
-    println!("trigger    {} by {} on {} ({} executor, pid {})", r.trigger, r.actor, r.host, r.executor, r.pid);
-    println!("started    {}", r.started_at);
+    println!(
+        "trigger    {} by {} on {} ({} executor, pid {})",
+        text("trigger"),
+        text("actor"),
+        text("host"),
+        text("executor"),
+        r["pid"]
+    );
+    println!("started    {}", text("started_at"));
     println!(
         "ended      {}{}",
-        r.ended_at.as_deref().unwrap_or("-"),
-        r.duration_secs().map(|s| format!(" ({s:.2} s)")).unwrap_or_default()
+        r["ended_at"].as_str().unwrap_or("-"),
+        seconds(r).map(|s| format!(" ({s:.2} s)")).unwrap_or_default()
     );
     println!(
         "code       commit {} branch {}{}",
-        r.git.commit.as_deref().unwrap_or("-"),
-        r.git.branch.as_deref().unwrap_or("-"),
-        if r.git.dirty.is_some() { " (with uncommitted changes)" } else { "" }
+        r["git_commit"].as_str().unwrap_or("-"),
+        r["git_branch"].as_str().unwrap_or("-"),
+        if r["uncommitted_changes"] == true { " (with uncommitted changes)" } else { "" }
     );
-    println!("cmd        {}", r.cmd);
-    println!("env        {} {}", r.env.spec, r.env.hash.short());
-    for (k, v) in &r.env.key {
+    println!("cmd        {}", text("cmd"));
+    println!("env        {} {}", text("env"), short(&r["env_hash"]));
+    for (k, v) in r["env_key"].as_object().into_iter().flatten() {
         if !k.ends_with(".packages") {
-            println!("             {k}: {v}");
+            println!("             {k}: {}", v.as_str().unwrap_or(""));
         }
     }
-    if let Some(rep) = &r.reproduces {
+    if let Some(rep) = r["reproduces"].as_str() {
         println!("reproduces {rep}");
     }
-    println!("cache key  {}{}", r.cache_key.short(), if r.cacheable { "" } else { " (not cacheable)" });
-    if !r.params.is_empty() {
+    println!("cache key  {}{}", short(&r["cache_key"]), if r["cacheable"] == true { "" } else { " (not cacheable)" });
+    let params = r["params"].as_object().filter(|p| !p.is_empty());
+    if let Some(params) = params {
         println!("params");
-        for (file, kv) in &r.params {
-            for (k, v) in kv {
-                println!("  {k} = {v}  ({file})");
-            }
+        for (fk, v) in params {
+            let (file, k) = fk.split_once(':').unwrap_or(("", fk));
+            println!("  {k} = {}  ({file})", v.as_str().unwrap_or(""));
         }
     }
     println!("inputs");
-    for d in &r.deps {
-        println!("  {}  {} {}{}", d.path, d.kind, d.hash.short(), if d.dataset { " (dataset)" } else { "" });
+    for d in r["inputs"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  {} {}{}",
+            d["path"].as_str().unwrap_or(""),
+            d["kind"].as_str().unwrap_or(""),
+            short(&d["hash"]),
+            if d["dataset"] == true { " (dataset)" } else { "" }
+        );
     }
     println!("outputs");
-    for o in &r.outs {
-        println!("  {}  {} {}", o.path, o.kind, o.hash.short());
+    for o in r["outputs"].as_array().into_iter().flatten() {
+        println!("  {}  {} {}", o["path"].as_str().unwrap_or(""), o["kind"].as_str().unwrap_or(""), short(&o["hash"]));
     }
-    if !r.metrics.is_empty() {
+    if let Some(m) = r["metrics"].as_object().filter(|m| !m.is_empty()) {
         println!("metrics");
-        for (k, v) in &r.metrics {
-            println!("  {k} = {v}");
+        for (k, v) in m {
+            println!("  {k} = {}", metric_text(v));
         }
     }
-    if let Some(l) = r.log {
-        println!("log        {} (`kairo runs show {} --log`)", l.short(), r.id);
+    if r["log"].is_string() {
+        println!("log        {} (`kairo runs show {} --log`)", short(&r["log"]), text("id"));
     }
 }
 

@@ -157,6 +157,29 @@ fn the_cli_goes_through_the_server_on_postgresql() {
     let (code, out, _) = bob.run(&["incidents", "ls"], None);
     assert_eq!((code, out.trim()), (0, "no incidents"));
 
+    // Runs through the server print as they do on the project.
+    repo.write("params.yaml", "train:\n  lr: 0.5\n  name: fast\n");
+    repo.write("count.sh", "echo 3 > n.txt\nprintf '{\"acc\": 0.75}' > m.json\n");
+    repo.write(
+        "kairo.yaml",
+        "version: 1\nmodels:\n  clf:\n    approval: required\nstages:\n  count:\n    cmd: sh count.sh\n    deps: [count.sh]\n    params: [train.lr, train.name]\n    outs: [n.txt]\n    metrics: [m.json]\n",
+    );
+    let out = repo.kairo(&["run"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let local = repo.kairo(&["runs", "ls"]).output().unwrap();
+    let (code, remote, err) = bob.run(&["runs", "ls"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(remote, String::from_utf8_lossy(&local.stdout), "the same table in both modes");
+    let id = remote.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let local = repo.kairo(&["runs", "show", &id]).output().unwrap();
+    let (code, remote, _) = bob.run(&["runs", "show", &id[..12]], None);
+    assert_eq!(code, 0);
+    assert_eq!(remote, String::from_utf8_lossy(&local.stdout), "the same run in both modes");
+    let (code, out, _) = bob.run(&["runs", "ls", "--stage", "nope", "--json"], None);
+    assert_eq!((code, out.trim()), (0, "[]"));
+    let (code, _, err) = bob.run(&["runs", "diff", &id, &id], None);
+    assert_eq!(code, 2, "{err}");
+
     // The workstations never had a project or a database.
     for c in [&alice, &bob, &ci] {
         assert!(!c.dir.path().join(".kairo").exists());
