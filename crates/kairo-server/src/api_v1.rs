@@ -661,7 +661,9 @@ fn kpi_error(e: kairo_kpi::KpiError) -> ApiError {
         crate::models_api::deploy,
         crate::models_api::rollback,
         crate::models_api::automations,
-        crate::models_api::run_automation
+        crate::models_api::run_automation,
+        crate::models_api::monitors,
+        crate::models_api::check_monitor
     ),
     components(schemas(
         ErrorBody,
@@ -686,7 +688,8 @@ fn kpi_error(e: kairo_kpi::KpiError) -> ApiError {
         crate::models_api::DeployBody,
         crate::models_api::StrategyName,
         crate::models_api::RollbackBody,
-        crate::models_api::RunAutomationBody
+        crate::models_api::RunAutomationBody,
+        crate::models_api::CheckBody
     ))
 )]
 pub struct ApiDoc;

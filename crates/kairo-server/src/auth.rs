@@ -61,6 +61,7 @@ pub const V1_RULES: &[(&str, &str, Permission)] = &[
     ("POST", "/api/v1/deployments/{name}", Permission::Deploy),
     ("POST", "/api/v1/deployments/{name}/rollback", Permission::Deploy),
     ("POST", "/api/v1/automations/{name}/run", Permission::Deploy),
+    ("POST", "/api/v1/monitors/{name}/check", Permission::Track),
 ];
 
 /// The rule of a `/api/v1` change and the (still percent-encoded) `{name}` segment of its path.
@@ -304,6 +305,9 @@ fn v1_model(s: &AppState, method: &Method, path: &str) -> Option<String> {
         let name = decode(name?)?;
         if pattern.starts_with("/api/v1/automations/") {
             return s.project.config().automations.get(&name).map(|a| a.model.value.clone());
+        }
+        if pattern.starts_with("/api/v1/monitors/") {
+            return s.project.config().monitors.get(&name).and_then(|m| m.deployment.clone());
         }
         return Some(name);
     }

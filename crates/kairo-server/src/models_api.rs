@@ -40,6 +40,8 @@ pub fn routes() -> Router<AppState> {
         .route("/models/{name}/aliases/{alias}", put(set_alias).delete(delete_alias))
         .route("/deployments/{name}", get(deployment).post(deploy))
         .route("/deployments/{name}/rollback", post(rollback))
+        .route("/monitors", get(monitors))
+        .route("/monitors/{name}/check", post(check_monitor))
         .route("/automations", get(automations))
         .route("/automations/{name}/run", post(run_automation))
 }
@@ -409,6 +411,67 @@ async fn rollback(State(s): State<AppState>, V1Path(name): V1Path<String>, V1Jso
     let mut doc = describe::deployed(&d);
     doc["what"] = json!(what);
     Ok(Json(doc))
+}
+
+/// The monitors of the server's kairo.yaml: what each watches, its windows and alert rules.
+#[utoipa::path(get, path = "/api/v1/monitors", responses((status = 200, body = Object, description = "`{monitors: [{name, deployment, window, alerts, webhook: bool, ...}]}`")))]
+async fn monitors(State(s): State<AppState>) -> Doc {
+    let config = s.project.current_config().map_err(|e| ApiError::invalid(e.to_string()))?;
+    let list: Vec<Value> = config
+        .monitors
+        .iter()
+        .map(|(name, spec)| {
+            let mut v = json!(spec);
+            v["name"] = json!(name);
+            // A webhook's URL is often its secret (Slack, Teams): say only that there is one.
+            v["webhook"] = json!(spec.webhook.is_some());
+            v
+        })
+        .collect();
+    Ok(Json(json!({"monitors": list})))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"windows": 3}))]
+pub struct CheckBody {
+    /// How many of the newest windows to show (default 1; at least each rule's `for`).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub windows: Option<usize>,
+}
+
+/// Check a deployment monitor now: its newest windows against the serving version's reference
+/// profile, its rules; what fires is raised (events, webhook) as the caller. The same document
+/// as `kairo monitor check --monitor NAME --json`, plus `fired_alerts` and `rules`.
+#[utoipa::path(post, path = "/api/v1/monitors/{name}/check", params(("name" = String, Path, description = "monitor name")),
+    request_body = CheckBody,
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn check_monitor(State(s): State<AppState>, V1Path(name): V1Path<String>, V1Json(b): V1Json<CheckBody>) -> Doc {
+    let config = s.project.current_config().map_err(|e| ApiError::invalid(e.to_string()))?;
+    let spec =
+        config.monitors.get(&name).ok_or_else(|| ApiError::not_found(format!("no monitor '{name}' in kairo.yaml")))?;
+    let Some(deployment) = spec.deployment.as_deref() else {
+        return Err(ApiError::invalid(format!(
+            "monitor '{name}' compares files: run `kairo monitor check --monitor {name}` where they are"
+        ))
+        .into());
+    };
+    let windows = b.windows.unwrap_or(1);
+    if !(1..=1000).contains(&windows) {
+        return Err(ApiError::invalid(format!("windows {windows} is out of range (1..=1000)")).into());
+    }
+    let windowing = kairo_watch::Windowing::of(spec).map_err(watch_error)?;
+    let actor = s.actor();
+    let check =
+        kairo_watch::document::CheckOf { name: &name, deployment, spec, windowing, windows, raise_as: Some(&actor) };
+    Ok(Json(kairo_watch::document::check(&s.md, &s.objects, check).await.map_err(watch_error)?))
+}
+
+fn watch_error(e: kairo_watch::WatchError) -> V1Error {
+    match e {
+        kairo_watch::WatchError::Store(e) => e.into(),
+        kairo_watch::WatchError::NoModel(_) => ApiError::not_found(e.to_string()).into(),
+        other => ApiError::invalid(other.to_string()).into(),
+    }
 }
 
 /// The automations of the server's kairo.yaml with their open and last incidents.

@@ -9,6 +9,7 @@
 //! a row window the newest segments that together hold at least N rows of the version. A
 //! segment holds at most `--log-max-rows` rows or `--log-max-age` of traffic.
 
+pub mod document;
 pub mod history;
 pub mod labelled;
 pub mod raise;

@@ -84,6 +84,18 @@ pub struct CheckArgs {
 }
 
 pub async fn run(cmd: MonitorCommand) -> CmdResult {
+    // Checks of files are local whatever the mode; a monitor's check runs where its data is.
+    if let Some(remote) = crate::remote::connect()? {
+        match &cmd {
+            MonitorCommand::Check(a) if a.monitor.is_some() => return check_remote(&remote, a).await,
+            MonitorCommand::Check(a) | MonitorCommand::Report(ReportArgs { check: a, .. }) if a.deployment.is_some() || a.monitor.is_some() => {
+                return Err(Failure::usage(
+                    "through a server, check a monitor of its kairo.yaml (`kairo monitor check --monitor NAME`); `--deployment` and `report` run where the prediction log is",
+                ))
+            }
+            _ => {}
+        }
+    }
     match cmd {
         MonitorCommand::Check(a) if a.monitor.is_some() || a.deployment.is_some() => watch(a).await,
         MonitorCommand::Check(a) => check(a),
@@ -141,7 +153,7 @@ async fn report_window(a: ReportArgs) -> CmdResult {
     if a.check.json {
         print_json(&json!({"monitor": name, "deployment": deployment, "version": e.version, "report": a.out,
                            "window": {"start_ms": w.window.start_ms, "end_ms": w.window.end_ms, "rows": w.sketch.rows},
-                           "values": w.window.values, "drift": drift_json(&w.report)}));
+                           "values": w.window.values, "drift": monitoring::document::drift_json(&w.report)}));
     } else {
         println!(
             "wrote {}: window of {} rows, drift in {} of {} judged features; dataset drift: {}",
@@ -223,24 +235,10 @@ fn load_files(
 }
 
 fn report_json(a: &CheckArgs, reference: &Frame, current: &Frame, r: &drift::DriftReport) -> serde_json::Value {
-    let mut v = drift_json(r);
+    let mut v = monitoring::document::drift_json(r);
     v["reference"] = json!({"path": a.reference, "rows": reference.rows});
     v["current"] = json!({"path": a.current, "rows": current.rows});
     v
-}
-
-fn drift_json(r: &drift::DriftReport) -> serde_json::Value {
-    json!({
-        "dataset_drift": r.dataset_drift, "drifted": r.drifted, "judged": r.judged,
-        "share": r.share, "drift_share": r.drift_share, "schema": r.schema,
-        "columns": r.columns.iter().map(|c| json!({
-            "name": c.name, "kind": c.kind, "method": c.method, "score": c.score,
-            "threshold": c.threshold, "drift": c.drift,
-            "reference_rows": c.reference_rows, "current_rows": c.current_rows,
-            "reference_null_share": c.reference_null_share, "current_null_share": c.current_null_share,
-            "findings": c.findings,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 fn check(a: CheckArgs) -> CmdResult {
@@ -251,43 +249,46 @@ fn check(a: CheckArgs) -> CmdResult {
         print_json(&report_json(&a, &reference, &current, &r));
         return Ok(code);
     }
-    print_table(&r);
+    print_table(&monitoring::document::drift_json(&r));
     Ok(code)
 }
 
-fn print_table(r: &drift::DriftReport) {
+/// A drift report (`kairo_watch::document::drift_json`) as a table.
+fn print_table(r: &serde_json::Value) {
     println!(
         "{:<24} {:<11} {:<16} {:>12} {:>9}  {:<6} {:>13}  FINDINGS",
         "COLUMN", "KIND", "METHOD", "SCORE", "THRESHOLD", "DRIFT", "NULLS REF→CUR"
     );
-    for c in &r.columns {
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    for c in r["columns"].as_array().into_iter().flatten() {
+        let findings: Vec<&str> = c["findings"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
         println!(
             "{:<24} {:<11} {:<16} {:>12} {:>9}  {:<6} {:>6.1}%→{:>4.1}%  {}",
-            c.name,
-            c.kind,
-            c.method.unwrap_or("-"),
-            c.score.map(|s| format!("{s:.6}")).unwrap_or_else(|| "-".into()),
-            c.threshold.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-            match c.drift {
+            c["name"].as_str().unwrap_or(""),
+            c["kind"].as_str().unwrap_or(""),
+            c["method"].as_str().unwrap_or("-"),
+            c["score"].as_f64().map(|s| format!("{s:.6}")).unwrap_or_else(|| "-".into()),
+            c["threshold"].as_f64().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+            match c["drift"].as_bool() {
                 Some(true) => "DRIFT",
                 Some(false) => "ok",
                 None => "-",
             },
-            c.reference_null_share * 100.0,
-            c.current_null_share * 100.0,
-            c.findings.join("; ")
+            num(&c["reference_null_share"]) * 100.0,
+            num(&c["current_null_share"]) * 100.0,
+            findings.join("; ")
         );
     }
-    for s in &r.schema {
-        println!("schema drift: {s}");
+    for s in r["schema"].as_array().into_iter().flatten() {
+        println!("schema drift: {}", s.as_str().map(str::to_string).unwrap_or_else(|| s.to_string()));
     }
     println!(
         "drift in {} of {} judged features ({:.0}%); dataset drift: {} (at {:.0}% of features)",
-        r.drifted,
-        r.judged,
-        r.share * 100.0,
-        if r.dataset_drift { "YES" } else { "no" },
-        r.drift_share * 100.0
+        r["drifted"],
+        r["judged"],
+        num(&r["share"]) * 100.0,
+        if r["dataset_drift"] == true { "YES" } else { "no" },
+        num(&r["drift_share"]) * 100.0
     );
 }
 
@@ -336,76 +337,95 @@ async fn watch(a: CheckArgs) -> CmdResult {
     let windowing = monitoring::Windowing::of(&spec).map_err(Failure::watch)?;
     let md = project.metadata().await?;
     let objects = project.objects()?;
-    let e = monitoring::evaluate(&md, &objects, &deployment, &spec, windowing, a.windows, time::now_millis())
-        .await
-        .map_err(Failure::watch)?;
-    let payloads: Vec<serde_json::Value> =
-        e.alerts.iter().map(|al| monitoring::alert_payload(&name, &deployment, Some(e.version), al)).collect();
-    let raised = if a.monitor.is_some() {
-        monitoring::raise(&md, &name, &spec, payloads, &Project::actor()).await.map_err(Failure::watch)?
-    } else {
-        Vec::new()
+    let actor = Project::actor();
+    let check = monitoring::document::CheckOf {
+        name: &name,
+        deployment: &deployment,
+        spec: &spec,
+        windowing,
+        windows: a.windows,
+        raise_as: a.monitor.is_some().then_some(actor.as_str()),
     };
-    let newest = e.windows.iter().rev().find(|w| w.sketch.rows > 0);
-    let code = if !e.alerts.is_empty() || (spec.alerts.is_empty() && newest.is_some_and(|w| w.report.dataset_drift)) {
+    let doc = monitoring::document::check(&md, &objects, check).await.map_err(Failure::watch)?;
+    print_check(&doc, a.monitor.is_some(), a.json)
+}
+
+/// `monitor check --monitor NAME` through the team server.
+async fn check_remote(remote: &crate::remote::Remote, a: &CheckArgs) -> CmdResult {
+    let name = a.monitor.as_deref().unwrap_or_default();
+    let path = format!("/monitors/{}/check", crate::remote::segment(name));
+    let doc = remote.post(&path, &json!({"windows": a.windows})).await?;
+    print_check(&doc, true, a.json)
+}
+
+/// A check's document (`kairo_watch::document::check`); exit 3 when an alert fired, or with
+/// no rules when the newest window with data drifted.
+fn print_check(doc: &serde_json::Value, monitor: bool, json_out: bool) -> CmdResult {
+    let windows = doc["windows"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let newest = windows.iter().rev().find(|w| w["rows"].as_u64().unwrap_or(0) > 0);
+    let fired = doc["fired"].as_u64().unwrap_or(0);
+    let rules = doc["rules"].as_u64().unwrap_or(0);
+    let code = if fired > 0 || (rules == 0 && newest.is_some_and(|w| w["drift"]["dataset_drift"] == true)) {
         exit::CHANGED
     } else {
         exit::OK
     };
-    if a.json {
-        print_json(&json!({
-            "monitor": name, "deployment": deployment, "version": e.version,
-            "reference_rows": e.profile.rows,
-            "windows": e.windows.iter().map(|w| json!({
-                "start": time::millis_to_string(w.window.start_ms), "end": time::millis_to_string(w.window.end_ms),
-                "start_ms": w.window.start_ms, "end_ms": w.window.end_ms,
-                "rows": w.sketch.rows, "labelled": w.labelled,
-                "values": w.window.values, "drift": drift_json(&w.report),
-            })).collect::<Vec<_>>(),
-            "alerts": raised.iter().map(|r| json!({"alert": r.payload, "new": r.new, "webhook": r.webhook})).collect::<Vec<_>>(),
-            "fired": e.alerts.len(),
-        }));
+    if json_out {
+        let mut shown = doc.clone();
+        if let Some(m) = shown.as_object_mut() {
+            m.remove("fired_alerts");
+            m.remove("rules");
+        }
+        print_json(&shown);
         return Ok(code);
     }
     println!(
         "{} {}: deployment '{}' version {} (reference profile: {} rows)",
-        if a.monitor.is_some() { "monitor" } else { "deployment" },
-        name,
-        deployment,
-        e.version,
-        e.profile.rows
+        if monitor { "monitor" } else { "deployment" },
+        doc["monitor"].as_str().unwrap_or(""),
+        doc["deployment"].as_str().unwrap_or(""),
+        doc["version"],
+        doc["reference_rows"]
     );
     println!("{:<33} {:>8} {:>7} {:>6} {:>9} {:>9}  QUALITY", "WINDOW", "ROWS", "DRIFT", "SHARE", "MAX NULL", "PRED");
-    for w in &e.windows {
-        let v = &w.window.values;
+    for w in windows {
+        let v = &w["values"];
         let quality: Vec<String> = ["accuracy", "f1", "auc", "log_loss", "rmse", "mae", "r2"]
             .iter()
-            .filter_map(|m| v.get(*m).map(|x| format!("{m}={x:.4}")))
+            .filter_map(|m| v[*m].as_f64().map(|x| format!("{m}={x:.4}")))
             .collect();
-        let flag = |k: &str| match v.get(k) {
-            Some(x) if *x > 0.0 => "DRIFT",
+        let flag = |k: &str| match v[k].as_f64() {
+            Some(x) if x > 0.0 => "DRIFT",
             Some(_) => "ok",
             None => "-",
         };
+        let rows = w["rows"].as_u64().unwrap_or(0);
+        let labelled = w["labelled"].as_u64().unwrap_or(0);
         println!(
             "{:<35} {:>8} {:>7} {:>5.0}% {:>8.1}% {:>9}  {}",
-            format!("{} – {}", short_time(w.window.start_ms), short_time(w.window.end_ms)),
-            w.sketch.rows,
-            if w.sketch.rows == 0 { "-" } else { flag("dataset_drift") },
-            v.get("drift_share").copied().unwrap_or(0.0) * 100.0,
-            v.get("null_share").copied().unwrap_or(0.0) * 100.0,
+            format!(
+                "{} – {}",
+                short_time(w["start_ms"].as_i64().unwrap_or(0)),
+                short_time(w["end_ms"].as_i64().unwrap_or(0))
+            ),
+            rows,
+            if rows == 0 { "-" } else { flag("dataset_drift") },
+            v["drift_share"].as_f64().unwrap_or(0.0) * 100.0,
+            v["null_share"].as_f64().unwrap_or(0.0) * 100.0,
             flag("prediction_drift"),
-            if w.labelled > 0 { format!("{} labelled: {}", w.labelled, quality.join(" ")) } else { "no labels".into() }
+            if labelled > 0 { format!("{labelled} labelled: {}", quality.join(" ")) } else { "no labels".into() }
         );
     }
     match newest {
         Some(w) => {
             println!("\nnewest window with data:");
-            print_table(&w.report);
+            print_table(&w["drift"]);
         }
-        None => println!("\nno predictions of version {} in these windows", e.version),
+        None => println!("\nno predictions of version {} in these windows", doc["version"]),
     }
-    print_alerts(&spec, &e.alerts, &raised);
+    let fired_alerts = doc["fired_alerts"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let raised = doc["alerts"].as_array().map(Vec::as_slice).unwrap_or_default();
+    print_alerts(rules, fired_alerts, raised);
     Ok(code)
 }
 
@@ -414,30 +434,37 @@ fn short_time(ms: i64) -> String {
     t.get(..16).unwrap_or(&t).replace('T', " ")
 }
 
-fn print_alerts(spec: &MonitorSpec, fired: &[kairo_monitor::alerts::Alert], raised: &[monitoring::Raised]) {
-    if spec.alerts.is_empty() {
+/// Fired alerts (their payloads) and what became of each (`{new, webhook}`, same order).
+fn print_alerts(rules: u64, fired: &[serde_json::Value], raised: &[serde_json::Value]) {
+    if rules == 0 {
         return;
     }
     if fired.is_empty() {
-        println!("alerts: none of {} rules fired", spec.alerts.len());
+        println!("alerts: none of {rules} rules fired");
         return;
     }
     for (i, a) in fired.iter().enumerate() {
-        let values: Vec<String> = a.evidence.iter().map(|(_, _, v)| format!("{v:.4}")).collect();
+        let evidence = a["evidence"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let values: Vec<String> =
+            evidence.iter().map(|e| format!("{:.4}", e["value"].as_f64().unwrap_or(f64::NAN))).collect();
         let r = raised.get(i);
-        let label = if a.rule == a.when { a.when.clone() } else { format!("{}: {}", a.rule, a.when) };
+        let (rule, when) = (a["rule"].as_str().unwrap_or(""), a["when"].as_str().unwrap_or(""));
+        let label = if rule == when { when.to_string() } else { format!("{rule}: {when}") };
         println!(
             "ALERT {} ({} window{}: {}){}{}{}",
             label,
-            a.evidence.len(),
-            if a.evidence.len() == 1 { "" } else { "s" },
+            evidence.len(),
+            if evidence.len() == 1 { "" } else { "s" },
             values.join(", "),
-            a.action.as_ref().map(|x| format!(" → action {x}")).unwrap_or_default(),
+            a["action"].as_str().map(|x| format!(" → action {x}")).unwrap_or_default(),
             match r {
-                Some(r) if !r.new => " (already raised for this window)".to_string(),
+                Some(r) if r["new"] == false => " (already raised for this window)".to_string(),
                 _ => String::new(),
             },
-            r.filter(|r| !r.webhook.is_empty()).map(|r| format!("; webhook {}", r.webhook)).unwrap_or_default()
+            r.and_then(|r| r["webhook"].as_str())
+                .filter(|w| !w.is_empty())
+                .map(|w| format!("; webhook {w}"))
+                .unwrap_or_default()
         );
     }
 }
@@ -462,20 +489,23 @@ async fn watch_files(
     let window = kairo_monitor::alerts::Window { start_ms: now, end_ms: now, values };
     let fired = kairo_monitor::alerts::evaluate(&rules, std::slice::from_ref(&window));
     let md = project.metadata().await?;
-    let payloads = fired.iter().map(|al| monitoring::alert_payload(name, current, None, al)).collect();
-    let raised = monitoring::raise(&md, name, spec, payloads, &Project::actor()).await.map_err(Failure::watch)?;
+    let payloads: Vec<serde_json::Value> =
+        fired.iter().map(|al| monitoring::alert_payload(name, current, None, al)).collect();
+    let raised =
+        monitoring::raise(&md, name, spec, payloads.clone(), &Project::actor()).await.map_err(Failure::watch)?;
     let code = if !fired.is_empty() || (spec.alerts.is_empty() && r.dataset_drift) { exit::CHANGED } else { exit::OK };
     if a.json {
         print_json(&json!({
             "monitor": name, "reference": reference, "current": current, "values": window.values,
-            "drift": drift_json(&r),
+            "drift": monitoring::document::drift_json(&r),
             "alerts": raised.iter().map(|r| json!({"alert": r.payload, "new": r.new, "webhook": r.webhook})).collect::<Vec<_>>(),
             "fired": fired.len(),
         }));
         return Ok(code);
     }
     println!("monitor {name}: {current} against {reference}");
-    print_table(&r);
-    print_alerts(spec, &fired, &raised);
+    print_table(&monitoring::document::drift_json(&r));
+    let raised: Vec<serde_json::Value> = raised.iter().map(|r| json!({"new": r.new, "webhook": r.webhook})).collect();
+    print_alerts(spec.alerts.len() as u64, &payloads, &raised);
     Ok(code)
 }

@@ -109,6 +109,7 @@ fn every_documented_path_answers_with_a_documented_status_and_shape() {
         ("/api/v1/models/{name}", "/api/v1/models/clf:1".to_string()),
         ("/api/v1/deployments/{name}", "/api/v1/deployments/clf".to_string()),
         ("/api/v1/automations", "/api/v1/automations".to_string()),
+        ("/api/v1/monitors", "/api/v1/monitors".to_string()),
     ];
     let mut documented: Vec<&str> = doc["paths"]
         .as_object()
@@ -161,6 +162,7 @@ fn every_documented_path_answers_with_a_documented_status_and_shape() {
     assert_eq!(bodies["/api/v1/models/{name}"]["versions"][0]["signature"]["inputs"][0]["datatype"], "FP32");
     assert_eq!(bodies["/api/v1/deployments/{name}"]["stable"], Value::Null);
     assert_eq!(bodies["/api/v1/whoami"]["auth_required"], false);
+    assert!(bodies["/api/v1/monitors"]["monitors"].is_array());
 
     // A tracked run's NaN metric is `null`, as the document says (`number | null`).
     let (_, listed) = server.get("/api/v1/runs");

@@ -181,6 +181,23 @@ fn a_deployment_monitor_finds_drift_and_bad_quality_and_alerts_once() {
     assert_eq!(code, 3);
     assert_eq!(v["alerts"][0]["new"], false);
     assert_eq!(hooks.lock().unwrap().len(), 1);
+    // Through the team server: the same check, printed the same.
+    let (mut server, url) = crate::spawn_listening(&repo, &["server", "--port", "0", "--loop-every-s", "0"]);
+    let local = repo.kairo(&["monitor", "check", "--monitor", "churn-watch"]).output().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let remote = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
+        .args(["monitor", "check", "--monitor", "churn-watch"])
+        .current_dir(elsewhere.path())
+        .env("KAIRO_SERVER", &url)
+        .env_remove("KAIRO_TOKEN")
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(remote.status.code(), Some(3), "{}", String::from_utf8_lossy(&remote.stderr));
+    assert_eq!(String::from_utf8_lossy(&remote.stdout), String::from_utf8_lossy(&local.stdout));
+    assert!(String::from_utf8_lossy(&local.stdout).contains("ALERT drifting: drift_share > 0.3 (2 windows"));
+    assert_eq!(hooks.lock().unwrap().len(), 1, "a repeat is not sent again");
 
     // Labels for the newest window too: now quality is bad there as well.
     let (status, _) = serve.post("/v1/feedback", &json!({"request_id": "shift-2", "labels": vec![7; 250]}));
