@@ -150,9 +150,9 @@ impl Remote {
     /// One request; an error answer becomes a failure that names the server and, for 401, how
     /// to log in.
     async fn send(&self, r: reqwest::RequestBuilder) -> Result<Value, Failure> {
-        let response = r.send().await.map_err(|e| Failure::from(format!("server {}: {e}", self.base)))?;
+        let response = r.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| Failure::from(format!("server {}: {e}", self.base)))?;
+        let text = response.text().await.map_err(|e| self.unreachable(&e))?;
         if status.is_success() {
             return serde_json::from_str(&text)
                 .map_err(|e| Failure::from(format!("server {}: the answer is not JSON ({e})", self.base)));
@@ -167,6 +167,31 @@ impl Remote {
             _ => String::new(),
         };
         Err(Failure { code: exit::ERROR, message: format!("server {}: {message}{hint}", self.base) })
+    }
+}
+
+impl Remote {
+    /// A request that got no answer: the cause (reqwest's own message hides it) and the fix.
+    fn unreachable(&self, e: &reqwest::Error) -> Failure {
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        let cause = causes.last().cloned().unwrap_or_else(|| e.to_string());
+        let hint = if causes.iter().any(|c| c.contains("CaUsedAsEndEntity")) {
+            "the server presents a CA certificate as its own; make its certificate with basicConstraints CA:FALSE (see the README's TLS section)"
+        } else if e.is_connect() && causes.iter().any(|c| c.contains("certificate") || c.contains("Certificate")) {
+            "the server's certificate is not trusted here (a private CA: point SSL_CERT_FILE at it)"
+        } else if e.is_connect() {
+            "is it running, and are KAIRO_SERVER or `server:` in kairo.yaml right?"
+        } else if e.is_timeout() {
+            "it did not answer in time"
+        } else {
+            "the connection failed"
+        };
+        Failure::from(format!("server {}: cannot reach it ({cause}): {hint}", self.base))
     }
 }
 
@@ -272,7 +297,7 @@ pub fn logout(a: LogoutArgs) -> CmdResult {
 
 pub async fn whoami() -> CmdResult {
     let Some(remote) = connect()? else {
-        println!("{} (no server: commands work on this project's database directly)", Project::actor());
+        println!("{} (no server: commands work on the project's own database)", Project::actor());
         return Ok(exit::OK);
     };
     let me = remote.get("/whoami", &[]).await?;
