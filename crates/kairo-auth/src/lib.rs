@@ -36,6 +36,8 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub struct Principal {
     pub user: Arc<str>,
     pub grants: Vec<Grant>,
+    /// Authenticated with one of Kairo's API tokens (which may not make more tokens).
+    pub via_token: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,7 +252,7 @@ impl Authenticator {
         }
         let user = self.active_user(&stored.user).await?;
         let grants = if stored.grants.is_empty() { user.grants } else { rules::narrow(&user.grants, &stored.grants) };
-        Ok(Principal { user: user.name.into(), grants })
+        Ok(Principal { user: user.name.into(), grants, via_token: true })
     }
 
     /// A provider's JWT. A user the project knows and has disabled stays out.
@@ -262,6 +264,12 @@ impl Authenticator {
             }
         }
         Ok(p)
+    }
+
+    /// Whether a session's user may still act: a user the project knows and has disabled may
+    /// not (sessions of people the project does not know follow the provider).
+    pub async fn still_active(&self, user: &str) -> Result<bool, AuthError> {
+        Ok(self.md.user(user).await?.is_none_or(|u| u.disabled_ms.is_none()))
     }
 
     /// A user's password: verified with argon2 unless this very credential was verified against
@@ -284,7 +292,7 @@ impl Authenticator {
                 return Err(invalid());
             }
         }
-        Ok((Principal { user: user.name.into(), grants: user.grants }, Some(stored)))
+        Ok((Principal { user: user.name.into(), grants: user.grants, via_token: false }, Some(stored)))
     }
 
     async fn active_user(&self, name: &str) -> Result<kairo_store::auth::User, AuthError> {

@@ -143,23 +143,30 @@ impl Oidc {
 
     /// The principal of a bearer JWT, or why it is refused.
     pub async fn bearer(&self, jwt: &str) -> Result<Principal, String> {
+        // Access tokens only, for this API: an ID token (it carries the login's nonce, and its
+        // audience is the web client) is not a credential for the API.
         let audience = self
             .spec
             .audience
             .as_deref()
-            .or(self.spec.client_id.as_deref())
             .ok_or("this server takes no OIDC access tokens (set auth.oidc.audience in kairo.yaml)")?;
         let claims = self.verify(jwt, audience).await?;
+        if claims.contains_key("nonce") {
+            return Err("an ID token is not an access token: send the provider's access token for this API".into());
+        }
         self.principal(&claims)
     }
 
     /// The user and grants of verified claims.
     pub fn principal(&self, claims: &Map<String, Value>) -> Result<Principal, String> {
         let user_claim = self.spec.user_claim.as_deref().unwrap_or("sub");
-        // A machine's token (client credentials) may name no user: it acts as its client.
-        let user = [user_claim, "client_id"]
-            .iter()
-            .find_map(|c| claims.get(*c).and_then(Value::as_str).filter(|u| !u.is_empty()))
+        let text = |c: &str| claims.get(c).and_then(Value::as_str).filter(|u| !u.is_empty());
+        // A machine's token (client credentials: no subject, or the client as its subject) acts
+        // as its client; a person's token without the claim is refused rather than become the
+        // client (one person must not have two names, or four eyes would see two people).
+        let machine = text("client_id").filter(|c| text("sub").is_none_or(|s| s == *c));
+        let user = text(user_claim)
+            .or(machine)
             .ok_or_else(|| format!("the token has no `{user_claim}` claim to name its user"))?;
         let groups_claim = self.spec.groups_claim.as_deref().unwrap_or("groups");
         let groups: Vec<&str> = match claims.get(groups_claim) {
@@ -171,7 +178,7 @@ impl Oidc {
             self.roles.iter().filter(|(g, _)| groups.contains(&g.as_str())).flat_map(|(_, gs)| gs.clone()).collect();
         grants.sort();
         grants.dedup();
-        Ok(Principal { user: user.into(), grants })
+        Ok(Principal { user: user.into(), grants, via_token: false })
     }
 
     /// Verify a JWT's signature against the provider's keys and its registered claims.
@@ -231,10 +238,10 @@ impl Oidc {
         }
         let now = kairo_core::time::now_millis() / 1000;
         let exp = claims.get("exp").and_then(Value::as_i64).ok_or("the JWT has no exp")?;
-        if exp + LEEWAY_S < now {
+        if exp.saturating_add(LEEWAY_S) < now {
             return Err("the JWT has expired: get a new one from the provider".into());
         }
-        if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| nbf - LEEWAY_S > now) {
+        if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| nbf.saturating_sub(LEEWAY_S) > now) {
             return Err("the JWT is not valid yet".into());
         }
         Ok(claims)
@@ -261,10 +268,12 @@ impl Oidc {
         }
     }
 
-    /// Begin a browser login: the provider URL to send the browser to. `redirect_uri` is this
+    /// Begin a browser login: the provider URL to send the browser to, and the state, which
+    /// the server also gives the browser in a cookie so that only the browser that began the
+    /// login can finish it (no login CSRF). `redirect_uri` is this
     /// server's `/auth/callback` as the browser reaches it (unless kairo.yaml names one);
     /// `next` is where to go afterwards.
-    pub fn start_login(&self, redirect_uri: &str, next: &str) -> Result<String, String> {
+    pub fn start_login(&self, redirect_uri: &str, next: &str) -> Result<(String, String), String> {
         let client_id =
             self.spec.client_id.as_deref().ok_or("browser login needs auth.oidc.client_id in kairo.yaml")?;
         let redirect_uri = self.spec.redirect_url.clone().unwrap_or_else(|| redirect_uri.to_string());
@@ -283,12 +292,17 @@ impl Oidc {
             .append_pair("code_challenge_method", "S256");
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.retain(|_, l| l.at.elapsed() < LOGIN_TTL);
-        if pending.len() >= 10_000 {
-            return Err("too many logins in progress: try again in a few minutes".into());
+        // Full (someone is starting logins in a loop): the oldest make room, so nobody is
+        // locked out of logging in.
+        while pending.len() >= 10_000 {
+            let Some(oldest) = pending.iter().min_by_key(|(_, l)| l.at).map(|(k, _)| k.clone()) else { break };
+            pending.remove(&oldest);
         }
-        pending
-            .insert(state, PendingLogin { nonce, verifier, redirect_uri, next: next.to_string(), at: Instant::now() });
-        Ok(url.to_string())
+        pending.insert(
+            state.clone(),
+            PendingLogin { nonce, verifier, redirect_uri, next: next.to_string(), at: Instant::now() },
+        );
+        Ok((url.to_string(), state))
     }
 
     /// Finish a browser login: exchange the code (with the PKCE verifier) and verify the ID

@@ -29,6 +29,14 @@ pub struct Caller {
     pub user: Arc<str>,
     /// The grants this request carries (a token's, narrowed to its user's).
     pub grants: Arc<[rules::Grant]>,
+    /// Authenticated with an API token (which may not make more tokens).
+    pub via_token: bool,
+}
+
+impl Caller {
+    fn of(p: &Principal) -> Caller {
+        Caller { user: p.user.clone(), grants: p.grants.as_slice().into(), via_token: p.via_token }
+    }
 }
 
 tokio::task_local! {
@@ -218,17 +226,25 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
                     return shape(&path, e);
                 }
             }
-            session.principal
+            // A user disabled since the login is out at once, not when the session ends.
+            match s.auth.who.still_active(&session.principal.user).await {
+                Ok(true) => session.principal,
+                Ok(false) => {
+                    let message = format!("user {} is disabled", session.principal.user);
+                    return shape(&path, ApiError { code: Code::Unauthenticated, message });
+                }
+                Err(e) => return shape(&path, api_error(e)),
+            }
         }
         None => match s.auth.who.authenticate(peer, header, false).await {
             Ok(p) => p,
             Err(e) => return shape(&path, api_error(e)),
         },
     };
-    // Who am I: any authenticated caller may ask, whatever its roles.
-    if path == "/api/v1/whoami" || path.starts_with("/auth/") {
-        let caller = Caller { user: principal.user.clone(), grants: principal.grants.as_slice().into() };
-        return CALLER.scope(caller, next.run(request)).await;
+    // Who am I, and a token of one's own (never wider than the caller, the handler checks):
+    // any authenticated caller may ask, whatever its roles.
+    if path == "/api/v1/whoami" || path == "/api/v1/tokens" || path.starts_with("/auth/") {
+        return CALLER.scope(Caller::of(&principal), next.run(request)).await;
     }
     let need = permission(request.method(), &path);
     let (request, named) = match target(s, &principal, need, request).await {
@@ -253,8 +269,7 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
         };
         return shape(&path, e);
     }
-    let caller = Caller { user: principal.user.clone(), grants: principal.grants.as_slice().into() };
-    CALLER.scope(caller, next.run(request)).await
+    CALLER.scope(Caller::of(&principal), next.run(request)).await
 }
 
 /// The model or experiment a request names, read only when the caller's grants are scoped
@@ -303,18 +318,21 @@ fn v1_model(s: &AppState, method: &Method, path: &str) -> Option<String> {
     let decode = |raw: &str| percent_encoding::percent_decode_str(raw).decode_utf8().ok().map(|c| c.into_owned());
     if let Some((pattern, _, name)) = v1_rule(method, path) {
         let name = decode(name?)?;
+        // The configuration the handler will read (kairo.yaml as it is now).
         if pattern.starts_with("/api/v1/automations/") {
-            return s.project.config().automations.get(&name).map(|a| a.model.value.clone());
+            return s.project.current_config().ok()?.automations.get(&name).map(|a| a.model.value.clone());
         }
         if pattern.starts_with("/api/v1/monitors/") {
-            return s.project.config().monitors.get(&name).and_then(|m| m.deployment.clone());
+            return s.project.current_config().ok()?.monitors.get(&name).and_then(|m| m.deployment.clone());
         }
         return Some(name);
     }
-    let rest = path.strip_prefix("/api/v1/models/").or_else(|| path.strip_prefix("/api/v1/deployments/"))?;
-    let first = decode(rest.split('/').next()?)?;
-    let name = first.split(['@', ':']).next()?;
-    (!name.is_empty()).then(|| name.to_string())
+    if let Some(rest) = path.strip_prefix("/api/v1/deployments/") {
+        return decode(rest.split('/').next()?).filter(|n| !n.is_empty());
+    }
+    // `NAME`, `NAME:VERSION`, `NAME@ALIAS`, read as the handler reads it.
+    let reference = decode(path.strip_prefix("/api/v1/models/")?.split('/').next()?)?;
+    kairo_registry::ModelRef::parse(&reference).ok().map(|r| r.name().to_string())
 }
 
 /// The model or experiment a request named.

@@ -34,7 +34,17 @@ fn no_login() -> Response {
 /// Only a path on this server: never another site (an open redirect), never `//host`.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n.len() <= 2048 => n.to_string(),
+        // No control characters or spaces either: browsers drop tabs and newlines from a
+        // Location, which would turn `/\t/evil.example` into `//evil.example`.
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.len() <= 2048
+                && n.bytes().all(|b| b > b' ' && b != 0x7f) =>
+        {
+            n.to_string()
+        }
         _ => "/".into(),
     }
 }
@@ -46,14 +56,27 @@ struct LoginQuery {
 
 async fn login(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
     let Some(oidc) = s.auth.who.oidc().filter(|o| o.browser_login()) else { return no_login() };
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.contains(['/', '@', ' ']))
+    let Some(host) = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)))
     else {
         return ApiError::invalid("no usable Host header").into_response();
     };
     let scheme = if s.auth.tls { "https" } else { "http" };
     match oidc.start_login(&format!("{scheme}://{host}/auth/callback"), &safe_next(q.next.as_deref())) {
-        Ok(url) => Redirect::to(&url).into_response(),
-        Err(message) => ApiError { code: Code::RequestLimitExceeded, message }.into_response(),
+        Ok((url, state)) => {
+            let mut r = Redirect::to(&url).into_response();
+            let cookie = format!(
+                "{LOGIN_COOKIE}={state}; HttpOnly; SameSite=Lax; Path=/auth/callback; Max-Age=600{}",
+                if s.auth.tls { "; Secure" } else { "" }
+            );
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Err(message) => ApiError::invalid(message).into_response(),
     }
 }
 
@@ -65,7 +88,11 @@ struct CallbackQuery {
     error_description: Option<String>,
 }
 
-async fn callback(State(s): State<AppState>, Query(q): Query<CallbackQuery>) -> Response {
+/// The state of the login this browser began (`/auth/login`), so that a callback link made by
+/// someone else cannot log this browser in as them.
+const LOGIN_COOKIE: &str = "kairo_login";
+
+async fn callback(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<CallbackQuery>) -> Response {
     let Some(oidc) = s.auth.who.oidc().filter(|o| o.browser_login()) else { return no_login() };
     if let Some(e) = q.error {
         let message = format!("the provider did not log you in: {e} {}", q.error_description.unwrap_or_default());
@@ -74,6 +101,17 @@ async fn callback(State(s): State<AppState>, Query(q): Query<CallbackQuery>) -> 
     let (Some(code), Some(state)) = (q.code, q.state) else {
         return ApiError::invalid("the callback needs code and state (start at /auth/login)").into_response();
     };
+    let began_here = headers
+        .get(header::COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .into_iter()
+        .flat_map(|c| c.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .any(|(k, v)| k == LOGIN_COOKIE && kairo_core::auth::same_hash(v, &state));
+    if !began_here {
+        let message = "this browser did not begin this login: start again at /auth/login".to_string();
+        return ApiError { code: Code::Unauthenticated, message }.into_response();
+    }
     match oidc.finish_login(&state, &code).await {
         Ok((principal, next)) => {
             tracing::info!(user = %principal.user, "browser login through {}", oidc.issuer());
@@ -85,8 +123,11 @@ async fn callback(State(s): State<AppState>, Query(q): Query<CallbackQuery>) -> 
                 if s.auth.tls { "; Secure" } else { "" }
             );
             let mut r = Redirect::to(&next).into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
+            let done = format!("{LOGIN_COOKIE}=; HttpOnly; SameSite=Lax; Path=/auth/callback; Max-Age=0");
+            for c in [cookie, done] {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
             }
             r
         }
@@ -128,7 +169,9 @@ mod tests {
     #[test]
     fn after_login_only_paths_on_this_server() {
         assert_eq!(safe_next(Some("/api/v1/whoami")), "/api/v1/whoami");
-        for evil in ["//evil.example/x", "https://evil.example", "/\\evil.example", "evil", ""] {
+        for evil in
+            ["//evil.example/x", "https://evil.example", "/\\evil.example", "/\t/evil.example", "/\n/x", "evil", ""]
+        {
             assert_eq!(safe_next(Some(evil)), "/", "{evil}");
         }
         assert_eq!(safe_next(None), "/");

@@ -82,6 +82,13 @@ async fn create_token(State(s): State<AppState>, V1Json(body): V1Json<TokenBody>
         )
         .into());
     };
+    if caller.via_token {
+        // A stolen or short-lived token must not mint a lasting one.
+        return Err(forbidden(format!(
+            "a token cannot make tokens: {} logs in with a password (`kairo login`), or an admin runs `kairo tokens create`",
+            caller.user
+        )));
+    }
     let valid_ms = match body.expires.as_deref() {
         Some(e) => {
             Some(kairo_core::config::parse_duration_ms(e).map_err(|e| ApiError::invalid(format!("expires: {e}")))?)
@@ -164,6 +171,18 @@ async fn register(
         let (k, v) = m.split_once('=').ok_or_else(|| ApiError::invalid(format!("metrics: `{m}` is not NAME=VALUE")))?;
         let v: f64 = v.trim().parse().map_err(|_| ApiError::invalid(format!("metrics: `{v}` is not a number")))?;
         metrics.push((k.trim().to_string(), v));
+    }
+    if q.run.is_some() {
+        // A run's records (metrics, training data, outputs) are everyone's to read only for a
+        // caller who may read every run.
+        if let Some(c) = crate::auth::current() {
+            if !rules::allows(&c.grants, Permission::Read, &Target::Any) {
+                return Err(forbidden(format!(
+                    "{} may not register from a run: that reads the run's records, which needs a role granted globally; upload the file instead",
+                    c.user
+                )));
+            }
+        }
     }
     let declared = kairo_http::declared_length(&headers);
     let source = match (q.run, q.artifact) {

@@ -68,7 +68,7 @@ pub async fn raise(
             webhook = match post_with_retry(&hook.url, &body, hook.retries).await {
                 Ok(attempts) => format!("delivered (attempt {attempts})"),
                 Err(e) => {
-                    let failed = json!({"event_id": id, "url": hook.url, "error": e.to_string()});
+                    let failed = json!({"event_id": id, "url": redacted(&hook.url), "error": e.to_string()});
                     md.record_event(actor, EventKind::WebhookFailed, &subject, &failed).await?;
                     format!("failed: {e}")
                 }
@@ -92,14 +92,23 @@ pub async fn post_with_retry(url: &str, body: &Value, retries: u32) -> Result<u3
         let failure = match client.post(url).json(body).send().await {
             Ok(r) if r.status().is_success() => return Ok(attempt),
             Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => format!("HTTP {}", r.status()),
-            Ok(r) => return Err(WatchError::WebhookRefused { url: url.to_string(), status: r.status() }),
-            Err(e) => error_chain(&e),
+            Ok(r) => return Err(WatchError::WebhookRefused { url: redacted(url), status: r.status() }),
+            Err(e) => error_chain(&e.without_url()),
         };
         if attempt > retries {
-            return Err(WatchError::WebhookGaveUp { url: url.to_string(), attempts: attempt, last: failure });
+            return Err(WatchError::WebhookGaveUp { url: redacted(url), attempts: attempt, last: failure });
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// A webhook's URL as errors and events show it: scheme and host only, since the path of a
+/// Slack or Teams hook is its secret.
+pub fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("?")),
+        Err(_) => "(an unparsable URL)".into(),
     }
 }
 

@@ -95,8 +95,11 @@ fn save_credentials(all: &BTreeMap<String, String>) -> Result<PathBuf, Failure> 
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let written = f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).and_then(|_| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("{}: {e}", path.display()).into());
+    }
     Ok(path)
 }
 
@@ -106,6 +109,9 @@ impl Remote {
             return Err(Failure::usage(format!(
                 "server `{base}`: give a URL such as https://kairo.internal (KAIRO_SERVER or `server:` in kairo.yaml)"
             )));
+        }
+        if token.is_some() {
+            plain_http_check(&base)?;
         }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(600))
@@ -195,6 +201,21 @@ impl Remote {
     }
 }
 
+/// Credentials never cross a network in clear text: plain `http://` only to this machine
+/// (loopback), unless `KAIRO_ALLOW_HTTP=1` says the network is trusted.
+fn plain_http_check(base: &str) -> Result<(), Failure> {
+    let Some(rest) = base.strip_prefix("http://") else { return Ok(()) };
+    let host = reqwest::Url::parse(base).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+    let loopback = host == "localhost"
+        || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback || std::env::var("KAIRO_ALLOW_HTTP").is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "refusing to send credentials in clear text to http://{rest}: use https:// (`kairo server --tls-cert/--tls-key`), or set KAIRO_ALLOW_HTTP=1 on a network you trust"
+    )))
+}
+
 /// Percent-encode one path segment (model names, aliases).
 pub fn segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
@@ -247,6 +268,7 @@ pub async fn login(a: LoginArgs) -> CmdResult {
             rpassword::prompt_password(format!("password for {user} at {base}: "))
                 .map_err(|e| Failure::usage(format!("cannot ask for the password ({e}); use --password-stdin")))?
         };
+        plain_http_check(&base)?;
         let remote = Remote::new(base.clone(), None)?;
         let host = Project::hostname();
         let r = remote

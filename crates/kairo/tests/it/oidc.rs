@@ -263,6 +263,14 @@ fn oidc_tokens_and_browser_logins_against_a_real_provider() {
     assert_eq!((session["user"].as_str(), &session["grants"]), (Some("erin"), &json!([])), "{session}");
     let r = erin.get(format!("{url}/api/v1/models")).send().unwrap();
     assert_eq!(r.status().as_u16(), 403);
+    // A user the project knows and disables is out of a session at once.
+    // (Her roles still come from the provider's groups, not from the local record.)
+    repo.kairo(&["users", "add", "erin", "--role", "viewer"]).assert().success();
+    assert_eq!(erin.get(format!("{url}/api/v1/models")).send().unwrap().status().as_u16(), 403);
+    repo.kairo(&["users", "disable", "erin"]).assert().success();
+    let r = erin.get(format!("{url}/api/v1/models")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.text().unwrap().contains("user erin is disabled"));
     // A callback that is not the end of a login this server began.
     let r = http.get(format!("{url}/auth/callback?code=abc&state=forged")).send().unwrap();
     assert_eq!(r.status().as_u16(), 401);

@@ -216,15 +216,18 @@ fn role_by_endpoint_matrix_from_the_openapi_document() {
         repo.kairo(&["models", "register", "clf", "--file", model.to_str().unwrap()]).assert().success();
     }
     let roles = ["viewer", "scientist", "approver", "deployer", "admin"];
+    // Each role's user with a password (Basic): a token may not make tokens, a password may.
     let mut tokens = Vec::new();
     for r in roles {
-        add_user(&repo, &format!("{r}-user"), &[r], None);
-        tokens.push(token(&repo, &format!("{r}-user"), &[]));
+        add_user(&repo, &format!("{r}-user"), &[r], Some("a password long enough"));
+        tokens.push(format!("{r}-user"));
     }
+    let admin_token = token(&repo, "admin-user", &[]);
     let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
     let http = reqwest::blocking::Client::new();
     let admin = &tokens[4];
-    let doc: Value = http.get(format!("{url}/api/v1/openapi.json")).bearer_auth(admin).send().unwrap().json().unwrap();
+    let basic = |r: reqwest::blocking::RequestBuilder, user: &str| r.basic_auth(user, Some("a password long enough"));
+    let doc: Value = basic(http.get(format!("{url}/api/v1/openapi.json")), admin).send().unwrap().json().unwrap();
     let schemas = &doc["components"]["schemas"];
     let mut writes = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -247,8 +250,8 @@ fn role_by_endpoint_matrix_from_the_openapi_document() {
                     assert!(!example.is_null(), "{method} {path}: its body schema has no example");
                     req = req.json(example);
                 }
-                if let Some(t) = auth {
-                    req = req.bearer_auth(t);
+                if let Some(user) = auth {
+                    req = basic(req, user);
                 }
                 let r = req.send().unwrap();
                 let status = r.status().as_u16();
@@ -271,14 +274,39 @@ fn role_by_endpoint_matrix_from_the_openapi_document() {
     assert!(writes >= 10, "only {writes} write endpoints in the document");
     // The admin's requests did real work: version 2 was promoted and deployed.
     let (status, body) = {
-        let r = http.get(format!("{url}/api/v1/deployments/clf")).bearer_auth(&tokens[0]).send().unwrap();
+        let r = basic(http.get(format!("{url}/api/v1/deployments/clf")), &tokens[0]).send().unwrap();
         (r.status().as_u16(), r.json::<Value>().unwrap())
     };
     assert_eq!((status, body["stable"].as_i64()), (200, Some(2)), "{body}");
 
+    // A token, even an admin's, cannot make tokens (a stolen one would make lasting ones).
+    let r = http
+        .post(format!("{url}/api/v1/tokens"))
+        .bearer_auth(&admin_token)
+        .json(&serde_json::json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.text().unwrap().contains("a token cannot make tokens"));
+    // A scoped read names its model as the handler reads it: `a:b` is model `a:b`, not `a`.
+    add_user(&repo, "scoped", &["viewer@model:clf"], Some("a password long enough"));
+    for (path, want) in [
+        ("/api/v1/models/clf:1", 200),
+        ("/api/v1/deployments/clf", 200),
+        ("/api/v1/deployments/clf:x", 403),
+        ("/api/v1/models/clf:x:1", 403),
+    ] {
+        let r = basic(http.get(format!("{url}{path}")), "scoped").send().unwrap();
+        assert_eq!(r.status().as_u16(), want, "{path}");
+    }
+
     // MLflow's path-traversal cases stay refused for an authenticated admin.
     for evil in ["..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "a/../../etc/passwd"] {
-        let r = http.get(format!("{url}/api/2.0/mlflow-artifacts/artifacts/{evil}")).bearer_auth(admin).send().unwrap();
+        let r = http
+            .get(format!("{url}/api/2.0/mlflow-artifacts/artifacts/{evil}"))
+            .bearer_auth(&admin_token)
+            .send()
+            .unwrap();
         let status = r.status().as_u16();
         let text = r.text().unwrap();
         assert!((400..500).contains(&status), "{evil}: {status}");
@@ -386,6 +414,11 @@ fn the_server_speaks_tls() {
     assert_eq!(n, 0, "closed without a byte");
     assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
     assert_eq!(trusted.get(format!("{url}/health")).send().unwrap().status().as_u16(), 200, "still serving");
+
+    // Credentials never go over plain HTTP to another machine.
+    let out = Client::new("http://192.0.2.1:5000").cmd(&["models", "ls"], Some("kairo_x_y")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to send credentials in clear text"));
 
     // The CLI as a client over HTTPS, trusting the CA through SSL_CERT_FILE.
     let client = Client::new(&url);
