@@ -60,6 +60,8 @@ pub struct ServeConfig {
     pub auth: bool,
     /// With `auth`, serve `/metrics` without a token (`--open-metrics`).
     pub open_metrics: bool,
+    /// Serve HTTPS (`--tls-cert/--tls-key`).
+    pub tls: Option<kairo_http::Tls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +165,7 @@ pub async fn serve(
         // On the caller's runtime.
         let listener = tokio::net::TcpListener::from_std(first)?;
         on_ready(bound, &served);
-        let result = kairo_http::serve(listener, app, conn, connections, None, shutdown).await;
+        let result = kairo_http::serve(listener, app, conn, connections, config.tls.clone(), shutdown).await;
         drop(state);
         writer.finish().await;
         // Stopped, not aborted: a write in flight finishes (aborting it would lose the rows
@@ -184,6 +186,7 @@ pub async fn serve(
         };
         let app = app.clone();
         let connections = connections.clone();
+        let tls = config.tls.clone();
         let mut stop = stop_rx.clone();
         let thread = std::thread::Builder::new().name(format!("kairo-serve-{i}")).spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -192,7 +195,7 @@ pub async fn serve(
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                kairo_http::serve(listener, app, conn, connections, None, shutdown).await
+                kairo_http::serve(listener, app, conn, connections, tls, shutdown).await
             })
         })?;
         threads.push(thread);

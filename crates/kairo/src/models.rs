@@ -190,6 +190,12 @@ pub struct ServeArgs {
     /// With --auth, serve /metrics without a token (for a Prometheus scraper).
     #[arg(long)]
     pub open_metrics: bool,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub connections: crate::server::ConnectionArgs,
     #[command(flatten)]
@@ -793,7 +799,12 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
         threads: a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
         auth: a.auth,
         open_metrics: a.open_metrics,
+        tls: match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => Some(kairo_http::Tls::from_pem_files(cert, key).map_err(Failure::usage)?),
+            _ => None,
+        },
     };
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let shutdown = async {
         crate::interrupted().await;
         tracing::info!("shutting down: finishing in-flight requests, flushing the prediction log");
@@ -802,7 +813,7 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
         use std::io::Write;
         let mut out = std::io::stdout();
         let list: Vec<String> = served.iter().map(|(n, v)| format!("{n} v{v}")).collect();
-        let _ = writeln!(out, "kairo serve listening on http://{bound}: {}", list.join(", "));
+        let _ = writeln!(out, "kairo serve listening on {scheme}://{bound}: {}", list.join(", "));
         let _ = writeln!(
             out,
             "  Open Inference Protocol: POST http://{bound}/v2/models/NAME/infer; MLflow: POST /invocations"

@@ -415,6 +415,23 @@ fn the_server_speaks_tls() {
     assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
     assert_eq!(trusted.get(format!("{url}/health")).send().unwrap().status().as_u16(), 200, "still serving");
 
+    // Inference over HTTPS too (`kairo serve --tls-cert/--tls-key`).
+    let (mut serve, serve_url) = spawn_listening(
+        &repo,
+        &["serve", "clf", "--port", "0", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
+    assert!(serve_url.starts_with("https://"), "{serve_url}");
+    let row: Vec<f64> = (0..20).map(|i| f64::from(i) / 20.0).collect();
+    let oip = serde_json::json!({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": row}]});
+    let r = trusted.post(format!("{serve_url}/v2/models/clf/infer")).json(&oip).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(reqwest::blocking::Client::new()
+        .get(format!("{}/v2/health/ready", serve_url.replace("https", "http")))
+        .send()
+        .is_err());
+    let _ = serve.kill();
+    let _ = serve.wait();
+
     // Credentials never go over plain HTTP to another machine.
     let out = Client::new("http://192.0.2.1:5000").cmd(&["models", "ls"], Some("kairo_x_y")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
