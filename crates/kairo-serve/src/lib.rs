@@ -81,8 +81,10 @@ pub enum ServeError {
     Data(#[from] kairo_data::DataError),
     #[error(transparent)]
     Store(#[from] kairo_store::StoreError),
-    #[error("--auth: the project has no users, so no token could pass; add one (`kairo users add NAME --service --role viewer`, `kairo tokens create NAME`)")]
+    #[error("--auth: the project has no users and no OIDC provider (auth.oidc), so no token could pass; add one (`kairo users add NAME --service --role viewer`, `kairo tokens create NAME`)")]
     AuthWithoutUsers,
+    #[error(transparent)]
+    Oidc(#[from] kairo_auth::oidc::OidcError),
 }
 
 struct Inner {
@@ -110,10 +112,15 @@ pub async fn serve(
         return Err(ServeError::NoModels);
     }
     let md = project.metadata().await?;
-    if config.auth && !md.has_users().await? {
+    // With a provider in kairo.yaml, its access tokens (JWTs) pass too.
+    let oidc = match (config.auth, project.config().auth.as_ref().and_then(|a| a.oidc.as_ref())) {
+        (true, Some(spec)) => Some(Arc::new(kairo_auth::oidc::Oidc::discover(spec).await?)),
+        _ => None,
+    };
+    if config.auth && oidc.is_none() && !md.has_users().await? {
         return Err(ServeError::AuthWithoutUsers);
     }
-    let auth = config.auth.then(|| kairo_auth::Authenticator::new(md.clone()));
+    let auth = config.auth.then(|| kairo_auth::Authenticator::with_oidc(md.clone(), oidc));
     let objects = project.objects()?;
     let endpoints = Arc::new(
         Endpoints::start(project.clone(), md.clone(), &config.models, kairo_core::actor::ROLLOUT_GUARD.to_string())

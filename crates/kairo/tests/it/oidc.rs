@@ -197,6 +197,23 @@ fn oidc_tokens_and_browser_logins_against_a_real_provider() {
         }
     }
 
+    // `kairo serve --auth` takes the provider's tokens for inference too.
+    let (mut serve, serve_url) = crate::spawn_listening(&repo, &["serve", "clf", "--auth", "--port", "0"]);
+    let row: Vec<f64> = (0..20).map(|i| f64::from(i) / 20.0).collect();
+    let oip = json!({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": row}]});
+    let infer = |token: Option<&str>| {
+        let mut r = http.post(format!("{serve_url}/v2/models/clf/infer")).json(&oip);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!(infer(Some(&rs)), 200, "a deployer of clf reads clf");
+    assert_eq!(infer(Some(&es)), 200);
+    assert_eq!(infer(None), 401);
+    let _ = serve.kill();
+    let _ = serve.wait();
+
     // Refused: a changed signature, `alg: none`, an expired-looking or foreign token, junk.
     let mut parts: Vec<String> = rs.split('.').map(str::to_string).collect();
     let sig = parts[2].clone();

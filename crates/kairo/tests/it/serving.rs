@@ -81,9 +81,14 @@ impl Drop for Serve {
 }
 
 /// Poll until `f` holds or 10 s pass.
-pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(10), f);
+}
+
+/// Poll until `f` holds or `limit` passes.
+pub fn eventually_within(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
+    while start.elapsed() < limit {
         if f() {
             return;
         }
