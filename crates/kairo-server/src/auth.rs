@@ -198,7 +198,8 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
         || p == "/version"
         || (p == "/metrics" && s.auth.open_metrics)
         || p == "/auth/login"
-        || p == "/auth/callback";
+        || p == "/auth/callback"
+        || p == "/ui/kairo.css";
     if !required || open {
         return next.run(request).await;
     }
@@ -238,6 +239,17 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
         }
         None => match s.auth.who.authenticate(peer, header, false).await {
             Ok(p) => p,
+            Err(AuthError::Unauthenticated(_))
+                if header.is_none() && request.method() == Method::GET && crate::ui::is_page(&path) =>
+            {
+                // A browser on a page: to the provider's login and back, when there is one.
+                if s.auth.who.oidc().is_some_and(|o| o.browser_login()) {
+                    let next: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+                    return axum::response::Redirect::to(&format!("/auth/login?next={next}")).into_response();
+                }
+                let message = "log in: this server takes API tokens or passwords (no browser login is configured: auth.oidc in kairo.yaml)";
+                return shape(&path, ApiError { code: Code::Unauthenticated, message: message.into() });
+            }
             Err(e) => return shape(&path, api_error(e)),
         },
     };

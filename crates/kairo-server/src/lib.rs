@@ -14,6 +14,7 @@ pub mod metric_writer;
 pub mod mlflow;
 pub mod models_api;
 pub mod params;
+pub mod ui;
 
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -147,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .nest("/api/v1", api_v1::routes())
         .merge(login::routes())
+        .merge(ui::routes())
         .nest("/api/2.0", mlflow::tracking_routes())
         .nest("/ajax-api/2.0", mlflow::tracking_routes())
         .merge(mlflow::ui_routes())

@@ -28,6 +28,7 @@ mod serving;
 mod symlinks;
 mod team_cli;
 mod train;
+mod ui;
 
 use assert_cmd::Command;
 use std::fs;

@@ -1,0 +1,62 @@
+//! The web UI over a real socket: the overview page, its languages, its security headers,
+//! escaping, and what a browser without credentials is told. (Real-browser tests come with the
+//! rest of the pages.)
+
+use crate::{spawn_listening, Repo};
+
+fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, String) {
+    let client = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut r = client.get(url);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let r = r.send().unwrap();
+    let status = r.status().as_u16();
+    let h = r.headers().clone();
+    (status, h, r.text().unwrap())
+}
+
+#[test]
+fn the_overview_page_in_two_languages_with_strict_headers() {
+    let repo = Repo::new();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/logreg20.onnx");
+    repo.kairo(&["models", "register", "clf", "--file", model.to_str().unwrap()]).assert().success();
+    repo.kairo(&["deploy", "clf", "--version", "1"]).assert().success();
+    repo.kairo(&["models", "alias", "clf", "<b>x</b>", "1"]).output().unwrap();
+    let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
+
+    let (status, h, body) = get(&format!("{url}/"), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(body.contains("<html lang=\"en\">") && body.contains("Overview") && body.contains("Deployment frequency"));
+    assert!(body.contains("<td>clf</td>") && body.contains("v1"), "{body}");
+    assert!(!body.contains("<script") && !body.contains("style="), "no inline script or style");
+    assert!(!body.contains("<b>x</b>") && body.contains("&lt;b&gt;x&lt;/b&gt;"), "every value escaped: {body}");
+
+    // Japanese from Accept-Language, or by choice; the choice wins.
+    let (_, _, ja) = get(&format!("{url}/"), &[("accept-language", "ja-JP,ja;q=0.9,en;q=0.5")]);
+    assert!(ja.contains("<html lang=\"ja\">") && ja.contains("概要") && ja.contains("デプロイ頻度"), "{ja}");
+    let (_, _, en) = get(&format!("{url}/?lang=en"), &[("accept-language", "ja")]);
+    assert!(en.contains("<html lang=\"en\">"));
+
+    let (status, h, css) = get(&format!("{url}/ui/kairo.css"), &[]);
+    assert_eq!(status, 200);
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/css") && css.contains("dl.figures"));
+
+    // With users and no browser login configured, a browser is told how to authenticate.
+    crate::auth::add_user(&repo, "ops", &["viewer"], Some("a password long enough"));
+    std::thread::sleep(std::time::Duration::from_millis(5_500));
+    let (status, _, body) = get(&format!("{url}/"), &[]);
+    assert_eq!(status, 401, "{body}");
+    let client = reqwest::blocking::Client::new();
+    let r = client.get(format!("{url}/")).basic_auth("ops", Some("a password long enough")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let _ = server.kill();
+    let _ = server.wait();
+}
