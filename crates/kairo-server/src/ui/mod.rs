@@ -6,6 +6,7 @@
 //! Pages so far: the overview (`/`). The rest of issue 18 (runs, compare, run, data, models
 //! with the approval inbox, deployments, monitors, incidents, lineage) builds on this layout.
 
+mod runs;
 mod text;
 
 use axum::extract::{Query, State};
@@ -28,11 +29,11 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data
 
 /// Whether `path` is one of the UI's pages (a browser there is sent to log in, not given JSON).
 pub fn is_page(path: &str) -> bool {
-    path == "/"
+    path == "/" || path == "/runs"
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(overview)).route("/ui/kairo.css", get(css))
+    Router::new().route("/", get(overview)).route("/runs", get(runs_page)).route("/ui/kairo.css", get(css))
 }
 
 async fn css() -> Response {
@@ -78,6 +79,7 @@ fn page(lang: Lang, title: &str, path: &str, body: Markup) -> Response {
                     nav aria-label=(t.nav) {
                         a.brand href="/" { "Kairo" }
                         a href="/" aria-current=[(path == "/").then_some("page")] { (t.overview) }
+                        a href="/runs" aria-current=[(path == "/runs").then_some("page")] { (t.runs) }
                     }
                     nav.lang aria-label=(t.language) {
                         a href={ (path) "?lang=en" } lang="en" aria-current=[(lang == Lang::En).then_some("true")] { "English" }
@@ -101,6 +103,22 @@ fn page(lang: Lang, title: &str, path: &str, body: Markup) -> Response {
 fn error_page(lang: Lang, e: ApiError) -> Response {
     let status = e.code.status();
     let mut r = page(lang, lang.text().error, "/", html! { h1 { (lang.text().error) } p.error { (e.message) } });
+    *r.status_mut() = status;
+    r
+}
+
+/// Runs, filtered and paged on the server (`?filter=&page=&per=`).
+async fn runs_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<runs::RunsQuery>) -> Response {
+    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let filter = q.filter.clone().unwrap_or_default();
+    let page_no = q.page.unwrap_or(1).clamp(1, 100_000);
+    let per = q.per.unwrap_or(50).clamp(1, 500);
+    let listed = runs::list(&s, &filter, page_no, per).await;
+    let status = match &listed {
+        Err(e) => e.code.status(),
+        Ok(_) => axum::http::StatusCode::OK,
+    };
+    let mut r = page(lang, lang.text().runs, "/runs", runs::body(lang, &filter, page_no, per, listed));
     *r.status_mut() = status;
     r
 }

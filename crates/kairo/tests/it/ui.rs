@@ -60,3 +60,48 @@ fn the_overview_page_in_two_languages_with_strict_headers() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// `/runs`: the MLflow filter grammar over pipeline runs, paging, a bad filter named.
+#[test]
+fn the_runs_page_filters_and_pages_on_the_server() {
+    let repo = Repo::new();
+    repo.write("train.sh", "printf '{\"acc\": %s}' \"$(sed -n 's/ *lr: *//p' params.yaml)\" > m.json\n");
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    repo.write(
+        "kairo.yaml",
+        format!("{config}stages:\n  train:\n    cmd: sh train.sh\n    deps: [train.sh]\n    params: [train.lr]\n    metrics: [m.json]\n"),
+    );
+    for lr in ["0.5", "0.9"] {
+        repo.write("params.yaml", format!("train:\n  lr: {lr}\n"));
+        let out = repo.kairo(&["run"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
+    let rows = |body: &str| body.matches("<tr>").count().saturating_sub(1);
+
+    let (status, _, body) = get(&format!("{url}/runs"), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(rows(&body), 2, "{body}");
+    assert!(body.contains("acc=0.9") && body.contains("acc=0.5"));
+
+    let (status, _, body) = get(&format!("{url}/runs?filter=metrics.acc+%3E+0.6+and+params.lr+%3D+%270.9%27"), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rows(&body), 1, "{body}");
+    assert!(body.contains("acc=0.9") && !body.contains("acc=0.5"));
+    assert!(body.contains("value=\"metrics.acc &gt; 0.6 and params.lr = '0.9'\""), "the filter stays in the form");
+
+    let (status, _, body) = get(&format!("{url}/runs?filter=attributes.stage+%3D+%27train%27&per=1"), &[]);
+    assert_eq!((status, rows(&body)), (200, 1));
+    assert!(body.contains("rel=\"next\"") && body.contains("page=2"), "{body}");
+    let (_, _, body) = get(&format!("{url}/runs?filter=attributes.stage+%3D+%27train%27&per=1&page=2"), &[]);
+    assert!(body.contains("rel=\"prev\"") && !body.contains("rel=\"next\""));
+
+    let (status, _, body) = get(&format!("{url}/runs?filter=metrics.acc+%3E%3E+1"), &[]);
+    assert_eq!(status, 400);
+    assert!(body.contains("role=\"alert\""), "{body}");
+
+    let (_, _, ja) = get(&format!("{url}/runs?lang=ja"), &[]);
+    assert!(ja.contains("実行") && ja.contains("フィルター"));
+    let _ = server.kill();
+    let _ = server.wait();
+}
