@@ -1,9 +1,10 @@
 // End-to-end check of the browser tooling that .ci/browser.sh installs:
 // a tiny HTTP server on 127.0.0.1 (random port) serves a page with a form, a
-// button and Japanese text; Debian's Chromium, driven by playwright-core,
-// clicks the button, checks that the DOM changed, takes a PNG screenshot and
-// runs axe-core on the page. Prints one JSON line on stdout; exits non-zero on
-// any failure.
+// button and Japanese text, under Kairo's strict Content-Security-Policy;
+// Debian's Chromium, driven by playwright-core, clicks the button, checks that
+// the DOM changed, takes a PNG screenshot and runs axe-core on the page. Prints
+// one JSON line on stdout; exits non-zero on any failure, any page or console
+// error (a CSP violation is one) or any serious/critical axe violation.
 //
 // Usage (after `eval "$(bash .ci/browser.sh)"`):
 //   NODE_PATH="$KAIRO_TEST_BROWSER_NODE_PATH" node .ci/browser/smoke.mjs [OUT_DIR]
@@ -38,39 +39,47 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-const PAGE = `<!doctype html>
+// The page is served the way Kairo serves its UI: with Kairo's strict
+// Content-Security-Policy (crates/kairo-server/src/ui/mod.rs), so no inline
+// script or style; the script and the stylesheet are files of their own.
+const CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; " +
+  "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const FILES = {
+  '/': ['text/html; charset=utf-8', `<!doctype html>
 <html lang="ja">
 <head>
 <meta charset="utf-8">
 <title>Kairo ブラウザ確認</title>
-<style>
-  body { font-family: sans-serif; margin: 2rem; color: #1a1a1a; background: #fff; }
-  h1 { font-size: 1.6rem; }
-  label { display: block; margin: 0.5rem 0; }
-  button { font-size: 1rem; padding: 0.4rem 1rem; }
-  #status { margin-top: 1rem; font-weight: bold; }
-</style>
+<link rel="stylesheet" href="/app.css">
+<script src="/app.js" defer></script>
 </head>
 <body>
 <main>
   <h1>モデル監視ダッシュボード（Kairo）</h1>
   <p>日本語の表示確認：漢字・ひらがな・カタカナ。English text as well.</p>
-  <form id="f" action="#" onsubmit="return false">
+  <form id="f" action="/" method="get">
     <label for="model">モデル名 (model name)</label>
     <input id="model" name="model" type="text" value="fraud-detector">
     <button id="go" type="submit">承認する (Approve)</button>
   </form>
   <p id="status" role="status">未承認</p>
 </main>
-<script>
-  document.getElementById('go').addEventListener('click', () => {
-    const name = document.getElementById('model').value;
-    document.getElementById('status').textContent = '承認済み: ' + name;
-  });
-</script>
 </body>
 </html>
-`;
+`],
+  '/app.css': ['text/css; charset=utf-8', `body { font-family: sans-serif; margin: 2rem; color: #1a1a1a; background: #fff; }
+h1 { font-size: 1.6rem; }
+label { display: block; margin: 0.5rem 0; }
+button { font-size: 1rem; padding: 0.4rem 1rem; }
+#status { margin-top: 1rem; font-weight: bold; }
+`],
+  '/app.js': ['text/javascript; charset=utf-8', `document.getElementById('f').addEventListener('submit', (e) => {
+  e.preventDefault();
+  document.getElementById('status').textContent = '承認済み: ' + document.getElementById('model').value;
+});
+`],
+};
 
 const timings = {};
 const t0 = performance.now();
@@ -81,9 +90,10 @@ mkdirSync(outDir, { recursive: true });
 const executablePath = process.env.KAIRO_TEST_CHROMIUM || '/usr/bin/chromium';
 
 const server = createServer((req, res) => {
-  if (req.url === '/' || req.url.startsWith('/?')) {
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end(PAGE);
+  const file = FILES[new URL(req.url, 'http://x').pathname];
+  if (req.method === 'GET' && file) {
+    res.writeHead(200, { 'content-type': file[0], 'content-security-policy': CSP, 'x-content-type-options': 'nosniff' });
+    res.end(file[1]);
   } else {
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found');
@@ -103,8 +113,15 @@ try {
   t = performance.now();
   const context = await browser.newContext({ viewport: { width: 900, height: 500 }, locale: 'ja-JP' });
   const page = await context.newPage();
+  // Uncaught exceptions and console errors (a CSP violation is one) fail the run.
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
+  // (Chromium asks for /favicon.ico by itself; its 404 is not the page's fault.)
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.location().url.endsWith('/favicon.ico')) {
+      pageErrors.push(`console: ${m.text()} (${m.location().url})`);
+    }
+  });
   const resp = await page.goto(baseUrl, { waitUntil: 'load' });
   if (!resp || resp.status() !== 200) throw new Error(`GET ${baseUrl}: status ${resp && resp.status()}`);
   lap('goto_ms', t);
@@ -127,7 +144,10 @@ try {
   lap('screenshot_ms', t);
 
   t = performance.now();
-  await page.addScriptTag({ path: axePath });
+  // page.addScriptTag({ path }) adds an inline <script>, which Kairo's CSP
+  // blocks (unless the context has bypassCSP: true); evaluating the source over
+  // the DevTools protocol is not subject to the page's CSP.
+  await page.evaluate(readFileSync(axePath, 'utf8'));
   const axe = await page.evaluate(async () => {
     const r = await window.axe.run(document, { resultTypes: ['violations'] });
     return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help }));
