@@ -199,7 +199,8 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
         || (p == "/metrics" && s.auth.open_metrics)
         || p == "/auth/login"
         || p == "/auth/callback"
-        || p == "/ui/kairo.css";
+        || p == "/ui/kairo.css"
+        || p == "/ui/favicon.svg";
     if !required || open {
         return next.run(request).await;
     }

@@ -22,6 +22,7 @@ use crate::AppState;
 pub use text::Lang;
 
 const CSS: &str = include_str!("kairo.css");
+const FAVICON: &str = include_str!("favicon.svg");
 
 /// No script, style or image from anywhere but this server; no framing; forms post here only.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; \
@@ -33,7 +34,18 @@ pub fn is_page(path: &str) -> bool {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(overview)).route("/runs", get(runs_page)).route("/ui/kairo.css", get(css))
+    Router::new()
+        .route("/", get(overview))
+        .route("/runs", get(runs_page))
+        .route("/ui/kairo.css", get(css))
+        .route("/ui/favicon.svg", get(favicon))
+}
+
+async fn favicon() -> Response {
+    let mut r = FAVICON.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=86400"));
+    r
 }
 
 async fn css() -> Response {
@@ -72,6 +84,7 @@ fn page(lang: Lang, title: &str, path: &str, body: Markup) -> Response {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Kairo" }
                 link rel="stylesheet" href="/ui/kairo.css";
+                link rel="icon" href="/ui/favicon.svg" type="image/svg+xml";
             }
             body {
                 a.skip href="#main" { (t.skip) }

@@ -105,3 +105,42 @@ fn the_runs_page_filters_and_pages_on_the_server() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A real browser (Debian's Chromium through playwright-core, `.ci/browser.sh`) clicks through
+/// the pages; axe-core finds no serious or critical violation; the CSP is never violated.
+/// Screenshots are kept in `$CARGO_TARGET_TMPDIR/ui-screenshots`.
+#[test]
+fn a_real_browser_clicks_through_the_pages() {
+    let Some(node_path) = crate::service("KAIRO_TEST_BROWSER_NODE_PATH") else { return };
+    let repo = Repo::new();
+    repo.write("train.sh", "printf '{\"acc\": %s}' \"$(sed -n 's/ *lr: *//p' params.yaml)\" > m.json\n");
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    repo.write(
+        "kairo.yaml",
+        format!("{config}stages:\n  train:\n    cmd: sh train.sh\n    deps: [train.sh]\n    params: [train.lr]\n    metrics: [m.json]\n"),
+    );
+    for lr in ["0.5", "0.9"] {
+        repo.write("params.yaml", format!("train:\n  lr: {lr}\n"));
+        assert!(repo.kairo(&["run"]).output().unwrap().status.success());
+    }
+    let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/ui.mjs");
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(&url)
+        .arg(&shots)
+        .env("NODE_PATH", node_path)
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["violations"], serde_json::json!([]), "{report}");
+    assert_eq!(report["pages"].as_array().unwrap().len(), 4, "{report}");
+    for name in ["overview", "runs", "runs-filtered", "runs-ja"] {
+        assert!(shots.join(format!("{name}.png")).metadata().unwrap().len() > 1000, "{name}.png");
+    }
+}

@@ -1,0 +1,84 @@
+// Clicks through Kairo's web UI in Debian's Chromium (playwright-core), as a person would:
+// the overview, the runs page through the navigation, a filter typed into the form and
+// submitted, the next page, the switch to Japanese. Each page: a screenshot into OUT_DIR,
+// axe-core's serious/critical violations counted, console errors (a CSP violation is one)
+// collected. Prints one JSON line; exits 1 on any failure.
+//
+// Usage: NODE_PATH="$KAIRO_TEST_BROWSER_NODE_PATH" node ui.mjs BASE_URL OUT_DIR
+
+import { createRequire } from 'node:module';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const require = createRequire(import.meta.url);
+const { chromium } = require('playwright-core');
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+const [base, out] = process.argv.slice(2);
+mkdirSync(out, { recursive: true });
+const result = { pages: [], violations: [], consoleErrors: [], checks: [] };
+const check = (ok, what) => {
+  result.checks.push({ ok, what });
+  if (!ok) throw new Error(`check failed: ${what}`);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.KAIRO_TEST_CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+         '--disable-component-update', '--disable-sync'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('console', (m) => { if (m.type() === 'error') result.consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => result.consoleErrors.push(String(e)));
+
+  const visit = async (name) => {
+    await page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
+    await page.evaluate(axeSource);
+    const axe = await page.evaluate(async () => {
+      const r = await window.axe.run(document, { resultTypes: ['violations'] });
+      return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length }));
+    });
+    for (const v of axe) if (v.impact === 'serious' || v.impact === 'critical') result.violations.push({ page: name, ...v });
+    result.pages.push({ name, url: page.url(), title: await page.title() });
+  };
+
+  await page.goto(`${base}/?lang=en`);
+  check((await page.textContent('h1')) === 'Overview', 'the overview has its heading');
+  await visit('overview');
+
+  await page.getByRole('link', { name: 'Runs', exact: true }).click();
+  await page.waitForURL(/\/runs/);
+  check((await page.locator('tbody tr').count()) === 2, 'both runs are listed');
+  await visit('runs');
+
+  await page.getByLabel('Filter (MLflow search syntax)').fill("metrics.acc > 0.6 and params.lr = '0.9'");
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.waitForURL(/filter=/);
+  check((await page.locator('tbody tr').count()) === 1, 'the filter keeps one run');
+  check((await page.locator('tbody').textContent()).includes('acc=0.9'), 'the run with acc 0.9');
+  check(new URL(page.url()).searchParams.get('filter') === "metrics.acc > 0.6 and params.lr = '0.9'",
+        'the filter is in the URL');
+  await visit('runs-filtered');
+
+  await page.goto(`${base}/runs?per=1&lang=en`);
+  await page.getByRole('link', { name: /Older/ }).click();
+  await page.waitForURL(/page=2/);
+  check((await page.locator('tbody tr').count()) === 1, 'the second page has the older run');
+
+  await page.getByRole('link', { name: '日本語' }).click();
+  await page.waitForURL(/lang=ja/);
+  check((await page.textContent('h1')) === '実行', 'the runs page in Japanese');
+  await visit('runs-ja');
+
+  await page.keyboard.press('Tab');
+  check(await page.evaluate(() => document.activeElement?.classList.contains('skip')),
+        'the first Tab reaches "skip to content"');
+} catch (e) {
+  result.error = String(e && e.stack || e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
+process.exit(result.error || result.consoleErrors.length || result.violations.length ? 1 : 0);
