@@ -6,6 +6,7 @@
 //! Pages so far: the overview (`/`). The rest of issue 18 (runs, compare, run, data, models
 //! with the approval inbox, deployments, monitors, incidents, lineage) builds on this layout.
 
+mod run;
 mod runs;
 mod text;
 
@@ -30,13 +31,14 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data
 
 /// Whether `path` is one of the UI's pages (a browser there is sent to log in, not given JSON).
 pub fn is_page(path: &str) -> bool {
-    path == "/" || path == "/runs"
+    path == "/" || path == "/runs" || path.starts_with("/runs/")
 }
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(overview))
         .route("/runs", get(runs_page))
+        .route("/runs/{id}", get(run_page))
         .route("/ui/kairo.css", get(css))
         .route("/ui/favicon.svg", get(favicon))
 }
@@ -134,6 +136,20 @@ async fn runs_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Quer
     let mut r = page(lang, lang.text().runs, "/runs", runs::body(lang, &filter, page_no, per, listed));
     *r.status_mut() = status;
     r
+}
+
+/// One run.
+async fn run_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let lang = lang(&q, &headers);
+    match run::load(&s, &id).await {
+        Ok(l) => page(lang, lang.text().run, "/runs", run::body(lang, &l)),
+        Err(e) => error_page(lang, e),
+    }
 }
 
 /// The overview: the value report's headline figures (30 days), open incidents, deployments,

@@ -113,7 +113,7 @@ pub fn body(lang: Lang, filter: &str, page: usize, per: usize, listed: Result<Li
                         tbody {
                             @for r in &l.runs {
                                 tr {
-                                    td.mono { (r.id.get(..12).unwrap_or(&r.id)) }
+                                    td.mono { a href={ "/runs/" (r.id) "?lang=" (lang.code()) } { (r.id.get(..12).unwrap_or(&r.id)) } }
                                     td { (r.stage) }
                                     td { (r.status.as_str()) }
                                     td { (r.started_at) }

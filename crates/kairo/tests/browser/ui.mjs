@@ -62,6 +62,12 @@ try {
         'the filter is in the URL');
   await visit('runs-filtered');
 
+  await page.locator('tbody a').first().click();
+  await page.waitForURL(/\/runs\/[0-9a-f]{32}/);
+  check((await page.textContent('h1')).startsWith('Run '), 'the run page');
+  check((await page.locator('main').textContent()).includes('train.lr'), 'its params');
+  await visit('run');
+
   await page.goto(`${base}/runs?per=1&lang=en`);
   await page.getByRole('link', { name: /Older/ }).click();
   await page.waitForURL(/page=2/);

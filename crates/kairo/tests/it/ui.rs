@@ -102,6 +102,20 @@ fn the_runs_page_filters_and_pages_on_the_server() {
 
     let (_, _, ja) = get(&format!("{url}/runs?lang=ja"), &[]);
     assert!(ja.contains("実行") && ja.contains("フィルター"));
+
+    // One run, reached from the list.
+    let (_, _, list) = get(&format!("{url}/runs?filter=metrics.acc+%3E+0.6"), &[]);
+    let href = list.split("href=\"/runs/").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+    let (status, _, run) = get(&format!("{url}/runs/{href}"), &[]);
+    assert_eq!(status, 200, "{run}");
+    assert!(
+        run.contains("train.lr") && run.contains("0.9") && run.contains("train.sh") && run.contains("sh train.sh"),
+        "{run}"
+    );
+    let (status, _, missing) = get(&format!("{url}/runs/ffffffffffff"), &[]);
+    assert_eq!(status, 404);
+    assert!(missing.contains("ffffffffffff"));
+    assert_eq!(get(&format!("{url}/runs/%3Cscript%3E"), &[]).0, 404);
     let _ = server.kill();
     let _ = server.wait();
 }
@@ -139,8 +153,8 @@ fn a_real_browser_clicks_through_the_pages() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(report["violations"], serde_json::json!([]), "{report}");
-    assert_eq!(report["pages"].as_array().unwrap().len(), 4, "{report}");
-    for name in ["overview", "runs", "runs-filtered", "runs-ja"] {
+    assert_eq!(report["pages"].as_array().unwrap().len(), 5, "{report}");
+    for name in ["overview", "runs", "runs-filtered", "run", "runs-ja"] {
         assert!(shots.join(format!("{name}.png")).metadata().unwrap().len() > 1000, "{name}.png");
     }
 }
