@@ -262,14 +262,7 @@ fn print_incidents(list: &[Value], open: bool, json: bool) -> CmdResult {
     Ok(exit::OK)
 }
 
-/// `1.2 s`, `3 min 4 s`, `2 h 5 min`.
-fn duration(ms: i64) -> String {
-    match ms {
-        ms if ms < 60_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        ms if ms < 3_600_000 => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
-        ms => format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000),
-    }
-}
+use kairo_loop::describe::duration;
 
 /// One incident as `GET /api/v1/incidents/{id}` gives it: its timeline with the duration of
 /// every step, and the evidence.
@@ -299,21 +292,7 @@ fn print_incident(inc: &Value, json: bool) -> CmdResult {
     let times: Vec<i64> = events.iter().map(|e| millis_or_now(&e["at"])).collect();
     for (k, e) in events.iter().enumerate() {
         let took = times.get(k + 1).copied().unwrap_or(end) - times[k];
-        let payload = &e["payload"];
-        let what = match e["kind"].as_str().unwrap_or("") {
-            "incident.opened" => format!("opened by {}", trigger_text(&payload["trigger"])),
-            "incident.joined" => format!("joined by {}", trigger_text(payload)),
-            "incident.advanced" => {
-                let (from, to) = (payload["from"].as_str().unwrap_or(""), payload["to"].as_str().unwrap_or(""));
-                let facts = facts_text(&payload["facts"]);
-                if from == to {
-                    format!("{to}: {facts}")
-                } else {
-                    format!("{from} -> {to}{}", if facts.is_empty() { String::new() } else { format!(": {facts}") })
-                }
-            }
-            other => other.to_string(),
-        };
+        let what = kairo_loop::describe::timeline_text(e["kind"].as_str().unwrap_or(""), &e["payload"]);
         let last = k + 1 == events.len() && is_final;
         println!(
             "  {}  {:>10}  {what}",
@@ -331,7 +310,7 @@ fn print_incident(inc: &Value, json: bool) -> CmdResult {
             println!("  challenger version {} ({})", ev["challenger"]["version"], short(&ev["challenger"]["object"]));
             println!("  rows       {} (hash {})", ev["rows"], short(&ev["rows_hash"]));
             for s in ev["sources"].as_array().into_iter().flatten() {
-                println!("    {}", facts_text(s));
+                println!("    {}", kairo_loop::describe::facts_text(s));
             }
             println!(
                 "  test       {} at {} confidence, seed {}",
@@ -352,12 +331,12 @@ fn print_incident(inc: &Value, json: bool) -> CmdResult {
                     r["verdict"].as_str().unwrap_or("")
                 );
             } else {
-                println!("  result     {}", facts_text(r));
+                println!("  result     {}", kairo_loop::describe::facts_text(r));
             }
             for group in ev["slices"].as_array().into_iter().flatten() {
                 println!("  slices by {}", group["column"].as_str().unwrap_or(""));
                 for s in group["slices"].as_array().into_iter().flatten() {
-                    println!("    {}", facts_text(s));
+                    println!("    {}", kairo_loop::describe::facts_text(s));
                 }
             }
             if let Some(f) = ev["fallback"].as_str() {
@@ -380,40 +359,4 @@ fn print_incident(inc: &Value, json: bool) -> CmdResult {
 
 fn short(v: &Value) -> String {
     v.as_str().map(|s| s[..s.len().min(12)].to_string()).unwrap_or_default()
-}
-
-fn trigger_text(t: &Value) -> String {
-    let what = &t["what"];
-    match what["kind"].as_str() {
-        Some("alert") => format!(
-            "alert of monitor {}: {}",
-            what["alert"]["monitor"].as_str().unwrap_or(""),
-            what["alert"]["when"].as_str().unwrap_or("")
-        ),
-        Some("schedule") => format!("schedule \"{}\"", what["cron"].as_str().unwrap_or("")),
-        Some("data") => format!("new version of {}", what["path"].as_str().unwrap_or("")),
-        Some("manual") => format!("hand ({})", what["by"].as_str().unwrap_or("")),
-        _ => t["key"].as_str().unwrap_or("").to_string(),
-    }
-}
-
-/// `key=value` pairs of a JSON object, one level deep, for a timeline line.
-fn facts_text(v: &Value) -> String {
-    let Some(m) = v.as_object() else { return String::new() };
-    m.iter()
-        .filter(|(k, v)| !v.is_null() && !k.ends_with("_ms") && k.as_str() != "waiting_on")
-        .map(|(k, v)| match v {
-            Value::Object(_) => format!("{k}: {{{}}}", facts_text(v)),
-            Value::Array(a) if a.iter().any(Value::is_object) => {
-                format!("{k}: [{}]", a.iter().map(facts_text).collect::<Vec<_>>().join("; "))
-            }
-            Value::String(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                format!("{k}={}", &s[..12])
-            }
-            Value::String(s) => format!("{k}={s}"),
-            Value::Number(n) if n.is_f64() => format!("{k}={:.4}", n.as_f64().unwrap_or(f64::NAN)),
-            other => format!("{k}={other}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }

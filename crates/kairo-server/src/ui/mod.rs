@@ -6,6 +6,7 @@
 //! Pages so far: the overview (`/`). The rest of issue 18 (runs, compare, run, data, models
 //! with the approval inbox, deployments, monitors, incidents, lineage) builds on this layout.
 
+mod incidents;
 mod run;
 mod runs;
 mod text;
@@ -31,7 +32,11 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data
 
 /// Whether `path` is one of the UI's pages (a browser there is sent to log in, not given JSON).
 pub fn is_page(path: &str) -> bool {
-    path == "/" || path == "/runs" || path.starts_with("/runs/")
+    path == "/"
+        || path == "/runs"
+        || path.starts_with("/runs/")
+        || path == "/incidents"
+        || path.starts_with("/incidents/")
 }
 
 pub fn routes() -> Router<AppState> {
@@ -39,6 +44,8 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(overview))
         .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
+        .route("/incidents", get(incidents_page))
+        .route("/incidents/{id}", get(incident_page))
         .route("/ui/kairo.css", get(css))
         .route("/ui/favicon.svg", get(favicon))
 }
@@ -95,6 +102,7 @@ fn page(lang: Lang, title: &str, path: &str, body: Markup) -> Response {
                         a.brand href="/" { "Kairo" }
                         a href="/" aria-current=[(path == "/").then_some("page")] { (t.overview) }
                         a href="/runs" aria-current=[(path == "/runs").then_some("page")] { (t.runs) }
+                        a href="/incidents" aria-current=[(path == "/incidents").then_some("page")] { (t.incidents) }
                     }
                     nav.lang aria-label=(t.language) {
                         a href={ (path) "?lang=en" } lang="en" aria-current=[(lang == Lang::En).then_some("true")] { "English" }
@@ -136,6 +144,35 @@ async fn runs_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Quer
     let mut r = page(lang, lang.text().runs, "/runs", runs::body(lang, &filter, page_no, per, listed));
     *r.status_mut() = status;
     r
+}
+
+/// The loop's incidents, newest first.
+async fn incidents_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let lang = lang(&q, &headers);
+    match s.md.incidents(false, 200).await {
+        Ok(list) => {
+            let docs: Vec<_> = list.into_iter().map(|i| crate::api_v1::incident_dto(i, None)).collect();
+            page(lang, lang.text().incidents, "/incidents", incidents::list(lang, &docs))
+        }
+        Err(e) => error_page(lang, e.into()),
+    }
+}
+
+/// One incident's timeline and evidence.
+async fn incident_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let lang = lang(&q, &headers);
+    let Ok(id) = id.parse::<i64>() else {
+        return error_page(lang, ApiError::not_found(format!("no incident {id}")));
+    };
+    match crate::api_v1::incident_with_timeline(&s.md, id).await {
+        Ok(i) => page(lang, lang.text().incident, "/incidents", incidents::one(lang, &i)),
+        Err(e) => error_page(lang, e.into()),
+    }
 }
 
 /// One run.

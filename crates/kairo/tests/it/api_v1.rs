@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 /// A project with a dataset (two versions), a pipeline run that read it, and a tracked run with
 /// metrics (one NaN) and an artifact; returns the server, the pipeline run and the tracked run.
-fn seeded() -> (Repo, Server, String, String) {
+pub fn seeded() -> (Repo, Server, String, String) {
     let repo = Repo::new();
     repo.write("data/a.csv", "x\n1\n");
     repo.kairo(&["data", "add", "data"]).assert().success();

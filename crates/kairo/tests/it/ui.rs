@@ -158,3 +158,21 @@ fn a_real_browser_clicks_through_the_pages() {
         assert!(shots.join(format!("{name}.png")).metadata().unwrap().len() > 1000, "{name}.png");
     }
 }
+
+/// `/incidents` and one incident's timeline, in the loop's own words.
+#[test]
+fn the_incident_pages_show_the_timeline() {
+    let (_repo, server, _, _) = crate::api_v1::seeded();
+    let url = &server.url;
+    let (status, _, list) = get(&format!("{url}/incidents"), &[]);
+    assert_eq!(status, 200);
+    assert!(list.contains("tidy") && list.contains("href=\"/incidents/1?lang=en\""), "{list}");
+    let (status, _, one) = get(&format!("{url}/incidents/1"), &[]);
+    assert_eq!(status, 200, "{one}");
+    assert!(one.contains("Incident 1: failed") && one.contains("Timeline") && one.contains("opened by hand"), "{one}");
+    assert!(one.contains("role=\"alert\"") && one.contains("register"), "the failed step is named: {one}");
+    let (_, _, ja) = get(&format!("{url}/incidents/1?lang=ja"), &[]);
+    assert!(ja.contains("経過"));
+    assert_eq!(get(&format!("{url}/incidents/999"), &[]).0, 404);
+    assert_eq!(get(&format!("{url}/incidents/abc"), &[]).0, 404);
+}
