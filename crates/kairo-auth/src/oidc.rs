@@ -422,10 +422,15 @@ impl Sessions {
 
 /// A session id from a `Cookie` header.
 pub fn session_cookie(header: &[u8]) -> Option<&str> {
+    cookie(header, Sessions::COOKIE)
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'h>(header: &'h [u8], name: &str) -> Option<&'h str> {
     std::str::from_utf8(header)
         .ok()?
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == Sessions::COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
 }

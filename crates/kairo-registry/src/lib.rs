@@ -135,6 +135,14 @@ pub enum Source {
     },
 }
 
+/// A metric to record with a version, as given by hand (`auc=0.91`): the name and the value,
+/// or what is wrong with it (`kairo models register --metric`, `POST /api/v1/models/{name}/versions?metrics=`).
+pub fn parse_metric(text: &str) -> std::result::Result<(String, f64), String> {
+    let (k, v) = text.split_once('=').ok_or_else(|| format!("{text}: expected NAME=VALUE"))?;
+    let v: f64 = v.trim().parse().map_err(|_| format!("{text}: `{v}` is not a number"))?;
+    Ok((k.trim().to_string(), v))
+}
+
 #[derive(Debug, Clone)]
 pub struct RegisterRequest {
     pub name: String,

@@ -103,11 +103,8 @@ async fn callback(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
     };
     let began_here = headers
         .get(header::COOKIE)
-        .and_then(|c| c.to_str().ok())
-        .into_iter()
-        .flat_map(|c| c.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .any(|(k, v)| k == LOGIN_COOKIE && kairo_core::auth::same_hash(v, &state));
+        .and_then(|c| kairo_auth::oidc::cookie(c.as_bytes(), LOGIN_COOKIE))
+        .is_some_and(|v| kairo_core::auth::same_hash(v, &state));
     if !began_here {
         let message = "this browser did not begin this login: start again at /auth/login".to_string();
         return ApiError { code: Code::Unauthenticated, message }.into_response();

@@ -168,9 +168,7 @@ async fn register(
 ) -> Doc {
     let mut metrics = Vec::new();
     for m in q.metrics.iter().flat_map(|m| m.split(',')).filter(|m| !m.trim().is_empty()) {
-        let (k, v) = m.split_once('=').ok_or_else(|| ApiError::invalid(format!("metrics: `{m}` is not NAME=VALUE")))?;
-        let v: f64 = v.trim().parse().map_err(|_| ApiError::invalid(format!("metrics: `{v}` is not a number")))?;
-        metrics.push((k.trim().to_string(), v));
+        metrics.push(kairo_registry::parse_metric(m).map_err(|e| ApiError::invalid(format!("metrics: {e}")))?);
     }
     if q.run.is_some() {
         // A run's records (metrics, training data, outputs) are everyone's to read only for a

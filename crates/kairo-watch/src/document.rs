@@ -25,6 +25,23 @@ pub fn drift_json(r: &DriftReport) -> Value {
     })
 }
 
+/// Whether a check's document is a finding (`kairo monitor check` exits 3): an alert fired, or,
+/// for a monitor without rules, the newest window with data drifted.
+pub fn is_finding(doc: &Value) -> bool {
+    let windows = doc["windows"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let newest = windows.iter().rev().find(|w| w["rows"].as_u64().unwrap_or(0) > 0);
+    finding(
+        doc["fired"].as_u64().unwrap_or(0),
+        doc["rules"].as_u64().unwrap_or(0),
+        newest.is_some_and(|w| w["drift"]["dataset_drift"] == true),
+    )
+}
+
+/// The rule behind [`is_finding`], for any monitor (a file monitor has one window).
+pub fn finding(fired: u64, rules: u64, newest_drifted: bool) -> bool {
+    fired > 0 || (rules == 0 && newest_drifted)
+}
+
 /// What to check: a monitor of kairo.yaml (its alerts are raised as `actor`), or a deployment
 /// ad hoc (nothing is raised).
 pub struct CheckOf<'a> {

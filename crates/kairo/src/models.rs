@@ -351,13 +351,7 @@ async fn run_remote(remote: &Remote, cmd: ModelsCommand) -> CmdResult {
 }
 
 fn parse_metrics(given: &[String]) -> Result<Vec<(String, f64)>, Failure> {
-    let mut metrics = Vec::new();
-    for m in given {
-        let (k, v) = m.split_once('=').ok_or_else(|| fail(format!("--metric {m}: expected NAME=VALUE")))?;
-        let v: f64 = v.trim().parse().map_err(|_| fail(format!("--metric {m}: `{v}` is not a number")))?;
-        metrics.push((k.trim().to_string(), v));
-    }
-    Ok(metrics)
+    given.iter().map(|m| kairo_registry::parse_metric(m).map_err(|e| fail(format!("--metric {e}")))).collect()
 }
 
 async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResult {

@@ -363,13 +363,8 @@ async fn check_remote(remote: &crate::remote::Remote, a: &CheckArgs) -> CmdResul
 fn print_check(doc: &serde_json::Value, monitor: bool, json_out: bool) -> CmdResult {
     let windows = doc["windows"].as_array().map(Vec::as_slice).unwrap_or_default();
     let newest = windows.iter().rev().find(|w| w["rows"].as_u64().unwrap_or(0) > 0);
-    let fired = doc["fired"].as_u64().unwrap_or(0);
     let rules = doc["rules"].as_u64().unwrap_or(0);
-    let code = if fired > 0 || (rules == 0 && newest.is_some_and(|w| w["drift"]["dataset_drift"] == true)) {
-        exit::CHANGED
-    } else {
-        exit::OK
-    };
+    let code = if monitoring::document::is_finding(doc) { exit::CHANGED } else { exit::OK };
     if json_out {
         let mut shown = doc.clone();
         if let Some(m) = shown.as_object_mut() {
@@ -493,7 +488,8 @@ async fn watch_files(
         fired.iter().map(|al| monitoring::alert_payload(name, current, None, al)).collect();
     let raised =
         monitoring::raise(&md, name, spec, payloads.clone(), &Project::actor()).await.map_err(Failure::watch)?;
-    let code = if !fired.is_empty() || (spec.alerts.is_empty() && r.dataset_drift) { exit::CHANGED } else { exit::OK };
+    let finding = monitoring::document::finding(fired.len() as u64, spec.alerts.len() as u64, r.dataset_drift);
+    let code = if finding { exit::CHANGED } else { exit::OK };
     if a.json {
         print_json(&json!({
             "monitor": name, "reference": reference, "current": current, "values": window.values,

@@ -7,7 +7,7 @@
 //! `~/.config/kairo/…`), one token per server URL, written with mode 0600.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -78,7 +78,7 @@ fn load_credentials() -> Result<BTreeMap<String, String>, Failure> {
 /// Write the credentials file whole, mode 0600 from its creation (never readable by others,
 /// not even for a moment), replacing the old one atomically.
 fn save_credentials(all: &BTreeMap<String, String>) -> Result<PathBuf, Failure> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let path = credentials_path()?;
     let dir = path.parent().expect("credentials path has a parent");
     std::fs::DirBuilder::new()
@@ -88,18 +88,7 @@ fn save_credentials(all: &BTreeMap<String, String>) -> Result<PathBuf, Failure> 
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let servers: serde_json::Map<String, Value> = all.iter().map(|(k, v)| (k.clone(), json!({"token": v}))).collect();
     let text = serde_json::to_string_pretty(&json!({"servers": servers})).expect("JSON");
-    let tmp = dir.join(format!(".credentials.{}.tmp", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let written = f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).and_then(|_| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!("{}: {e}", path.display()).into());
-    }
+    crate::report::write_private(&path, text.as_bytes())?;
     Ok(path)
 }
 

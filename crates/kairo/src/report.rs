@@ -34,9 +34,28 @@ pub fn plural(n: u64, word: &str) -> String {
 /// Write whole, then rename: a failed or interrupted command leaves no partial file (`kairo
 /// train`'s model and metrics, `kairo kpi --html`).
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), crate::Failure> {
+    write_with_mode(path, bytes, 0o666)
+}
+
+/// As [`write_atomic`], readable by the owner only from the moment the file exists (tokens).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), crate::Failure> {
+    write_with_mode(path, bytes, 0o600)
+}
+
+fn write_with_mode(path: &std::path::Path, bytes: &[u8], mode: u32) -> Result<(), crate::Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = path.with_file_name(format!(".{name}.kairo-tmp"));
-    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+    // A leftover temp file would keep its old mode: start from none.
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
+    written.and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         crate::Failure { code: kairo_core::exit::ERROR, message: format!("cannot write {}: {e}", path.display()) }
     })

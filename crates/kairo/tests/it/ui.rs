@@ -61,9 +61,8 @@ fn the_overview_page_in_two_languages_with_strict_headers() {
     let _ = server.wait();
 }
 
-/// `/runs`: the MLflow filter grammar over pipeline runs, paging, a bad filter named.
-#[test]
-fn the_runs_page_filters_and_pages_on_the_server() {
+/// A project whose `train` stage ran twice: lr 0.5 (acc 0.5), then lr 0.9 (acc 0.9).
+fn two_training_runs() -> Repo {
     let repo = Repo::new();
     repo.write("train.sh", "printf '{\"acc\": %s}' \"$(sed -n 's/ *lr: *//p' params.yaml)\" > m.json\n");
     let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
@@ -76,6 +75,13 @@ fn the_runs_page_filters_and_pages_on_the_server() {
         let out = repo.kairo(&["run"]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    repo
+}
+
+/// `/runs`: the MLflow filter grammar over pipeline runs, paging, a bad filter named.
+#[test]
+fn the_runs_page_filters_and_pages_on_the_server() {
+    let repo = two_training_runs();
     let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
     let rows = |body: &str| body.matches("<tr>").count().saturating_sub(1);
 
@@ -126,17 +132,7 @@ fn the_runs_page_filters_and_pages_on_the_server() {
 #[test]
 fn a_real_browser_clicks_through_the_pages() {
     let Some(node_path) = crate::service("KAIRO_TEST_BROWSER_NODE_PATH") else { return };
-    let repo = Repo::new();
-    repo.write("train.sh", "printf '{\"acc\": %s}' \"$(sed -n 's/ *lr: *//p' params.yaml)\" > m.json\n");
-    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
-    repo.write(
-        "kairo.yaml",
-        format!("{config}stages:\n  train:\n    cmd: sh train.sh\n    deps: [train.sh]\n    params: [train.lr]\n    metrics: [m.json]\n"),
-    );
-    for lr in ["0.5", "0.9"] {
-        repo.write("params.yaml", format!("train:\n  lr: {lr}\n"));
-        assert!(repo.kairo(&["run"]).output().unwrap().status.success());
-    }
+    let repo = two_training_runs();
     let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/ui.mjs");
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
