@@ -72,10 +72,14 @@ pub const V1_RULES: &[(&str, &str, Permission)] = &[
     ("POST", "/api/v1/monitors/{name}/check", Permission::Track),
 ];
 
-/// The rule of a `/api/v1` change and the (still percent-encoded) `{name}` segment of its path.
+/// What the web UI's forms need (the same decisions as their `/api/v1` twins).
+pub const UI_RULES: &[(&str, &str, Permission)] =
+    &[("POST", "/ui/models/{name}/promotions/decide", Permission::Approve)];
+
+/// The rule of a `/api/v1` or UI change and the (still percent-encoded) `{name}` segment of its path.
 fn v1_rule<'p>(method: &Method, path: &'p str) -> Option<(&'static str, Permission, Option<&'p str>)> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    V1_RULES.iter().find_map(|(m, pattern, need)| {
+    V1_RULES.iter().chain(UI_RULES).find_map(|(m, pattern, need)| {
         if *m != method.as_str() {
             return None;
         }
@@ -175,7 +179,10 @@ pub fn permission(method: &Method, path: &str) -> Permission {
 }
 
 fn shape(path: &str, e: ApiError) -> Response {
-    let mut response = if path.starts_with("/api/v1") {
+    let mut response = if crate::ui::is_page(path) || path.starts_with("/ui/") {
+        // A person in a browser: a page that says what happened.
+        crate::ui::refusal(e.clone())
+    } else if path.starts_with("/api/v1") {
         crate::api_v1::V1Error::from(e.clone()).into_response()
     } else {
         e.clone().into_response()
@@ -188,7 +195,7 @@ fn shape(path: &str, e: ApiError) -> Response {
 
 /// Authenticate, authorise, and run the request as its user (called by the server's one
 /// middleware after its browser checks).
-pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
+pub async fn guard(s: &AppState, mut request: Request, next: Next) -> Response {
     let required = match s.auth.who.required().await {
         Ok(r) => r,
         Err(e) => return shape(request.uri().path(), api_error(e)),
@@ -219,8 +226,18 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
         Some(session) => {
             // A browser's session: whatever changes state must carry the session's CSRF token.
             if kairo_http::changes_state(request.method()) {
-                let given = request.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-                if !rules::same_hash(given, &session.csrf) {
+                let header = request.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_string);
+                // The UI's forms carry it as a field (a form cannot set a header).
+                let (given, rebuilt) = match header {
+                    Some(h) => (h, request),
+                    None if path.starts_with("/ui/") => match form_field(request, "csrf").await {
+                        Ok(x) => x,
+                        Err(e) => return shape(&path, e),
+                    },
+                    None => (String::new(), request),
+                };
+                request = rebuilt;
+                if !rules::same_hash(&given, &session.csrf) {
                     let e = ApiError {
                         code: Code::PermissionDenied,
                         message: "a browser session must send its CSRF token (X-CSRF-Token, from GET /auth/session) with every change".into(),
@@ -285,13 +302,23 @@ pub async fn guard(s: &AppState, request: Request, next: Next) -> Response {
     CALLER.scope(Caller::of(&principal), next.run(request)).await
 }
 
+/// A field of a form body, and the request put back together.
+async fn form_field(request: Request, name: &str) -> Result<(String, Request), ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, crate::ui::FORM_LIMIT)
+        .await
+        .map_err(|_| ApiError::too_large("the form is larger than 64 KiB"))?;
+    let value = url::form_urlencoded::parse(&bytes).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    Ok((value.unwrap_or_default(), Request::from_parts(parts, axum::body::Body::from(bytes))))
+}
+
 /// The model or experiment a request names, read only when the caller's grants are scoped
 /// (a global grant needs no target, so the hot path never reads a body).
 async fn target(s: &AppState, p: &Principal, need: Permission, request: Request) -> Result<(Request, Named), ApiError> {
     if rules::allows(&p.grants, need, &Target::Any) || need == Permission::Admin {
         return Ok((request, Named::Any));
     }
-    if request.uri().path().starts_with("/api/v1/") {
+    if request.uri().path().starts_with("/api/v1/") || request.uri().path().starts_with("/ui/") {
         // Kairo's own API names its model in the path; its bodies (model bytes) are never read here.
         let named = v1_model(s, request.method(), request.uri().path()).map(Named::Model);
         return Ok((request, named.unwrap_or(Named::Any)));

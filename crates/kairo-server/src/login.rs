@@ -1,6 +1,7 @@
 //! Browser login through the OIDC provider (`auth.oidc` in kairo.yaml): `/auth/login` sends
 //! the browser to the provider (authorization code + PKCE), `/auth/callback` takes it back,
-//! checks the ID token and sets the session cookie (HttpOnly, SameSite=Lax, Secure over TLS);
+//! checks the ID token and sets the session cookie (HttpOnly, SameSite=Strict, Secure over TLS)
+//! from a page of this site that moves on by itself;
 //! `/auth/session` tells the page who it is and its CSRF token; `POST /auth/logout` ends it.
 
 use axum::extract::{Query, State};
@@ -114,12 +115,14 @@ async fn callback(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
             tracing::info!(user = %principal.user, "browser login through {}", oidc.issuer());
             let id = s.auth.sessions.create(principal);
             let cookie = format!(
-                "{}={id}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{}",
+                "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
                 Sessions::COOKIE,
                 Sessions::TTL.as_secs(),
                 if s.auth.tls { "; Secure" } else { "" }
             );
-            let mut r = Redirect::to(&next).into_response();
+            // A page of this site moves on, not a redirect: the browser is still on the
+            // provider's cross-site navigation here, which would not send a Strict cookie.
+            let mut r = onward(&next);
             let done = format!("{LOGIN_COOKIE}=; HttpOnly; SameSite=Lax; Path=/auth/callback; Max-Age=0");
             for c in [cookie, done] {
                 if let Ok(v) = HeaderValue::from_str(&c) {
@@ -130,6 +133,25 @@ async fn callback(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
         }
         Err(message) => ApiError { code: Code::Unauthenticated, message }.into_response(),
     }
+}
+
+/// A page that sends the browser on to `next` (a path on this server) by itself.
+fn onward(next: &str) -> Response {
+    let page = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content={ "0;url=" (next) };
+                title { "Logged in · Kairo" }
+            }
+            body { p { "Logged in. " a href=(next) { "Continue" } } }
+        }
+    };
+    let mut r = axum::response::Html(page.into_string()).into_response();
+    r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(crate::ui::CSP));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 fn session_of(s: &AppState, headers: &HeaderMap) -> Option<(String, kairo_auth::oidc::Session)> {
@@ -152,7 +174,7 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
         s.auth.sessions.remove(&id);
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
-    let clear = format!("{}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0", Sessions::COOKIE);
+    let clear = format!("{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0", Sessions::COOKIE);
     if let Ok(v) = HeaderValue::from_str(&clear) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }

@@ -276,3 +276,146 @@ impl Metadata {
         Ok(runs)
     }
 }
+
+/// A page of runs for browsing (the web UI): conditions the database evaluates, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunPage {
+    /// Each must hold; a `Params` condition also matches a stage's param by the last part of
+    /// its dotted name (`lr` finds `train.lr`), so the caller re-checks exactly.
+    pub conditions: Vec<crate::tracking::Condition>,
+    /// Run columns compared for equality: `stage`, `status`, `actor`, `trigger`, `run_id`.
+    pub columns: Vec<(String, String)>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// The `runs` column an attribute name stands for, if the database can compare it.
+pub fn run_column(attribute: &str) -> Option<&'static str> {
+    Some(match attribute {
+        "stage" => "r.stage",
+        "status" => "r.status",
+        "actor" => "r.actor",
+        "trigger" => "r.run_trigger",
+        "run_id" => "r.id",
+        _ => return None,
+    })
+}
+
+enum Bound {
+    Text(String),
+    Number(f64),
+}
+
+impl Metadata {
+    /// Active runs (pipeline and tracking-API) that satisfy every condition, newest first:
+    /// one query, each condition an `EXISTS` on the latest-metrics, params or tags table.
+    pub async fn runs_page(&self, q: &RunPage) -> Result<Vec<Run>> {
+        use crate::tracking::{CondTable, CondValue};
+        let mut sql = String::from(
+            "SELECT r.record, r.status, r.ended_at, r.run_name FROM runs r WHERE r.lifecycle_stage = 'active'",
+        );
+        let mut binds: Vec<Bound> = Vec::new();
+        fn next(b: Bound, binds: &mut Vec<Bound>) -> String {
+            binds.push(b);
+            format!("${}", binds.len())
+        }
+        for c in &q.conditions {
+            let op = match c.op.as_str() {
+                op @ ("=" | "!=" | ">" | ">=" | "<" | "<=") => op,
+                other => return Err(StoreError::Invalid(format!("operator {other} cannot be evaluated by the database"))),
+            };
+            match (&c.table, &c.value) {
+                (CondTable::Metrics, CondValue::Number(v)) => {
+                    let k = next(Bound::Text(c.key.clone()), &mut binds);
+                    let v = next(Bound::Number(*v), &mut binds);
+                    sql += &format!(
+                        " AND EXISTS (SELECT 1 FROM run_latest_metrics m WHERE m.run_id = r.id AND m.key = {k} AND m.is_nan = 0 AND m.value {op} {v})"
+                    );
+                }
+                (CondTable::Params, CondValue::Text(v)) => {
+                    let k = next(Bound::Text(c.key.clone()), &mut binds);
+                    let escaped: String = c.key.chars().flat_map(|ch| match ch {
+                        '%' | '_' | '\\' => vec!['\\', ch],
+                        ch => vec![ch],
+                    }).collect();
+                    let pattern = next(Bound::Text(format!("%.{escaped}")), &mut binds);
+                    let v = next(Bound::Text(v.clone()), &mut binds);
+                    sql += &format!(
+                        " AND EXISTS (SELECT 1 FROM run_params p WHERE p.run_id = r.id AND (p.key = {k} OR p.key LIKE {pattern} ESCAPE '\\') AND p.value {op} {v})"
+                    );
+                }
+                (CondTable::Tags, CondValue::Text(v)) => {
+                    let k = next(Bound::Text(c.key.clone()), &mut binds);
+                    let v = next(Bound::Text(v.clone()), &mut binds);
+                    sql += &format!(
+                        " AND EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = r.id AND t.key = {k} AND t.value {op} {v})"
+                    );
+                }
+                _ => return Err(StoreError::Invalid(format!("{} cannot be compared with that value", c.key))),
+            }
+        }
+        for (attribute, value) in &q.columns {
+            let Some(column) = run_column(attribute) else {
+                return Err(StoreError::Invalid(format!("attribute {attribute} cannot be evaluated by the database")));
+            };
+            let v = next(Bound::Text(value.clone()), &mut binds);
+            sql += &format!(" AND {column} = {v}");
+        }
+        sql += &format!(" ORDER BY r.start_ms DESC, r.id DESC LIMIT ${} OFFSET ${}", binds.len() + 1, binds.len() + 2);
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = match b {
+                Bound::Text(t) => query.bind(t.as_str()),
+                Bound::Number(n) => query.bind(*n),
+            };
+        }
+        let rows = query.bind(q.limit).bind(q.offset).fetch_all(&self.pool).await?;
+        let runs = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        self.with_tracked_data(runs).await
+    }
+}
+
+/// The run that wrote a version: which stage, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Producer {
+    pub hash: Hash,
+    pub run_id: String,
+    pub stage: String,
+}
+
+impl Metadata {
+    /// These runs (exact ids; unknown ones are left out), in no particular order.
+    pub async fn runs_by_id(&self, ids: &[String]) -> Result<Vec<Run>> {
+        let mut runs = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("SELECT record, status, ended_at, run_name FROM runs WHERE id IN ({list})");
+            for row in &crate::tracking::bind_all(sqlx::query(&sql), chunk).fetch_all(&self.pool).await? {
+                runs.push(decode(row)?);
+            }
+        }
+        self.with_tracked_data(runs).await
+    }
+
+    /// For each version, the first succeeded run that wrote it (several queries for many).
+    pub async fn producers(&self, hashes: &[Hash]) -> Result<Vec<Producer>> {
+        let hex: Vec<String> = hashes.iter().map(Hash::to_hex).collect();
+        let mut out: Vec<Producer> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for chunk in hex.chunks(500) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT i.hash, r.id, r.stage FROM run_io i JOIN runs r ON r.id = i.run_id \
+                 WHERE i.direction = 'out' AND r.status = 'succeeded' AND i.hash IN ({list}) ORDER BY r.id"
+            );
+            for row in &crate::tracking::bind_all(sqlx::query(&sql), chunk).fetch_all(&self.pool).await? {
+                let text: String = row.try_get(0)?;
+                let Ok(hash) = text.parse::<Hash>() else { continue };
+                if seen.insert(hash) {
+                    out.push(Producer { hash, run_id: row.try_get(1)?, stage: row.try_get(2)? });
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -40,7 +40,7 @@ pub fn one(lang: Lang, i: &IncidentDto) -> Markup {
     let events = i.timeline.as_deref().unwrap_or_default();
     let end = millis(&i.closed);
     let times: Vec<i64> = events.iter().map(|e| time::millis_of(&e.at)).collect();
-    let evaluation = i.detail.get("evaluation").filter(|v| v.is_object());
+    let evaluated = i.detail.get("evaluation").filter(|v| v.is_object());
     html! {
         h1 { (t.incident) " " (i.id) ": " (i.state) }
         dl.facts {
@@ -61,19 +61,27 @@ pub fn one(lang: Lang, i: &IncidentDto) -> Markup {
                 }
             } }
         }
-        @if let Some(ev) = evaluation {
+        @if let Some(ev) = evaluated {
             h2 { (t.evaluation) }
-            @if let Some(s) = ev["skipped"].as_str() { p { (s) } } @else {
-                dl.facts {
-                    dt { (t.champion) } dd { (ev["champion"]["version"]) }
-                    dt { (t.challenger) } dd { (ev["challenger"]["version"]) }
-                    dt { (t.rows) } dd { (ev["rows"]) }
-                    dt { (t.result) } dd.mono { (facts_text(&ev["result"])) }
-                }
-            }
+            (evaluation(lang, ev))
         }
         @if let Some(f) = i.detail.get("failed").filter(|v: &&Value| v.is_object()) {
             p.error role="alert" { (t.failed_at) " " (f["step"].as_str().unwrap_or("")) ": " (f["reason"].as_str().unwrap_or("")) }
+        }
+    }
+}
+
+/// The loop's champion/challenger evaluation.
+pub fn evaluation(lang: Lang, ev: &Value) -> Markup {
+    let t = lang.text();
+    html! {
+        @if let Some(s) = ev["skipped"].as_str() { p { (s) } } @else {
+            dl.facts {
+                dt { (t.champion) } dd { (ev["champion"]["version"]) }
+                dt { (t.challenger) } dd { (ev["challenger"]["version"]) }
+                dt { (t.rows) } dd { (ev["rows"]) }
+                dt { (t.result) } dd.mono { (facts_text(&ev["result"])) }
+            }
         }
     }
 }

@@ -6,7 +6,9 @@
 //! Pages so far: the overview (`/`). The rest of issue 18 (runs, compare, run, data, models
 //! with the approval inbox, deployments, monitors, incidents, lineage) builds on this layout.
 
+mod compare;
 mod incidents;
+mod models;
 mod run;
 mod runs;
 mod text;
@@ -15,6 +17,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::extract::Path;
 use axum::Router;
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
@@ -37,6 +40,10 @@ pub fn is_page(path: &str) -> bool {
         || path.starts_with("/runs/")
         || path == "/incidents"
         || path.starts_with("/incidents/")
+        || path == "/compare"
+        || path == "/models"
+        || path.starts_with("/models/")
+        || path == "/approvals"
 }
 
 pub fn routes() -> Router<AppState> {
@@ -44,6 +51,11 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(overview))
         .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
+        .route("/compare", get(compare_page))
+        .route("/models", get(models_page))
+        .route("/models/{name}", get(model_page))
+        .route("/approvals", get(approvals_page))
+        .route("/ui/models/{name}/promotions/decide", axum::routing::post(decide))
         .route("/incidents", get(incidents_page))
         .route("/incidents/{id}", get(incident_page))
         .route("/ui/kairo.css", get(css))
@@ -102,6 +114,8 @@ fn page(lang: Lang, title: &str, path: &str, body: Markup) -> Response {
                         a.brand href="/" { "Kairo" }
                         a href="/" aria-current=[(path == "/").then_some("page")] { (t.overview) }
                         a href="/runs" aria-current=[(path == "/runs").then_some("page")] { (t.runs) }
+                        a href="/models" aria-current=[(path == "/models").then_some("page")] { (t.models_title) }
+                        a href="/approvals" aria-current=[(path == "/approvals").then_some("page")] { (t.approvals) }
                         a href="/incidents" aria-current=[(path == "/incidents").then_some("page")] { (t.incidents) }
                     }
                     nav.lang aria-label=(t.language) {
@@ -123,6 +137,11 @@ fn page(lang: Lang, title: &str, path: &str, body: Markup) -> Response {
     r
 }
 
+/// A refused request from a browser (not logged in, not allowed), as a page.
+pub fn refusal(e: ApiError) -> Response {
+    error_page(Lang::En, e)
+}
+
 fn error_page(lang: Lang, e: ApiError) -> Response {
     let status = e.code.status();
     let mut r = page(lang, lang.text().error, "/", html! { h1 { (lang.text().error) } p.error { (e.message) } });
@@ -134,16 +153,57 @@ fn error_page(lang: Lang, e: ApiError) -> Response {
 async fn runs_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<runs::RunsQuery>) -> Response {
     let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
     let filter = q.filter.clone().unwrap_or_default();
-    let page_no = q.page.unwrap_or(1).clamp(1, 100_000);
-    let per = q.per.unwrap_or(50).clamp(1, 500);
-    let listed = runs::list(&s, &filter, page_no, per).await;
+    let cols = q.cols.clone().unwrap_or_default();
+    let view = runs::View { filter: &filter, cols: &cols, page: q.page.unwrap_or(1).clamp(1, 100_000), per: q.per.unwrap_or(50).clamp(1, 500) };
+    let listed = match runs::Column::parse_list(&cols) {
+        Ok(columns) => runs::list(&s, &filter, view.page, view.per).await.map(|l| (l, columns)),
+        Err(e) => Err(e),
+    };
     let status = match &listed {
         Err(e) => e.code.status(),
         Ok(_) => axum::http::StatusCode::OK,
     };
-    let mut r = page(lang, lang.text().runs, "/runs", runs::body(lang, &filter, page_no, per, listed));
+    let mut r = page(lang, lang.text().runs, "/runs", runs::body(lang, &view, listed));
     *r.status_mut() = status;
     r
+}
+
+/// Runs side by side (`?runs=ID&runs=ID`, `&all=1` for every row).
+async fn compare_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    Query(q): Query<CompareQuery>,
+) -> Response {
+    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let t = lang.text();
+    let ids = match compare::ids(raw.as_deref().unwrap_or("")) {
+        Ok(ids) => ids,
+        Err(e) => return error_page(lang, e),
+    };
+    if ids.is_empty() {
+        return page(lang, t.compare, "/runs", html! { h1 { (t.compare) } p { a href="/runs" { (t.pick_runs) } } });
+    }
+    let all = q.all.as_deref() == Some("1");
+    let link = |all: bool| {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("runs", &ids.join(","));
+        if all {
+            q.append_pair("all", "1");
+        }
+        q.append_pair("lang", lang.code());
+        format!("/compare?{}", q.finish())
+    };
+    match compare::load(&s, &ids).await {
+        Ok(c) => page(lang, t.compare, "/runs", compare::body(lang, &c, all, &link)),
+        Err(e) => error_page(lang, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CompareQuery {
+    lang: Option<String>,
+    all: Option<String>,
 }
 
 /// The loop's incidents, newest first.
@@ -298,3 +358,101 @@ async fn overview_body(s: &AppState, lang: Lang) -> Result<Markup, ApiError> {
         }
     })
 }
+
+/// The CSRF token of the browser session making this request, if it has one.
+fn csrf(s: &AppState, headers: &HeaderMap) -> Option<String> {
+    let id = kairo_auth::oidc::session_cookie(headers.get(header::COOKIE)?.as_bytes())?;
+    Some(s.auth.sessions.get(id)?.csrf)
+}
+
+/// Registered models.
+async fn models_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let lang = lang(&q, &headers);
+    let listed = async {
+        let models = kairo_registry::describe::models(&s.md).await.map_err(ApiError::from)?;
+        let mut pending = 0;
+        for m in &models {
+            let name = m["name"].as_str().unwrap_or("");
+            pending += s.md.promotions(name).await?.iter().filter(|p| p.status.as_str() == "pending").count();
+        }
+        Ok::<_, ApiError>((models, pending))
+    };
+    match listed.await {
+        Ok((models, pending)) => page(lang, lang.text().models_title, "/models", models::list(lang, &models, pending)),
+        Err(e) => error_page(lang, e),
+    }
+}
+
+/// One model: versions, trend, aliases and their history, promotions, importance.
+async fn model_page(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<String>, Query(q): Query<PageQuery>) -> Response {
+    let lang = lang(&q, &headers);
+    match kairo_registry::describe::model(&s.md, &name).await {
+        Ok(doc) => page(lang, lang.text().model, "/models", models::one(lang, &doc, csrf(&s, &headers).as_deref())),
+        Err(e) => error_page(lang, e.into()),
+    }
+}
+
+/// Every pending promotion with its evidence.
+async fn approvals_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let lang = lang(&q, &headers);
+    let gathered = async {
+        let incidents = s.md.incidents(true, 500).await?;
+        let mut items = Vec::new();
+        for m in s.md.registered_models().await? {
+            if !s.md.promotions(&m.name).await?.iter().any(|p| p.status.as_str() == "pending") {
+                continue;
+            }
+            let doc = kairo_registry::describe::model(&s.md, &m.name).await.map_err(ApiError::from)?;
+            let versions = doc["versions"].as_array().cloned().unwrap_or_default();
+            for p in doc["promotions"].as_array().into_iter().flatten().filter(|p| p["status"] == "pending") {
+                let incident = incidents
+                    .iter()
+                    .find(|i| i.model == m.name && i.detail["challenger"]["version"] == p["version"])
+                    .cloned()
+                    .map(|i| crate::api_v1::incident_dto(i, None));
+                items.push((m.name.clone(), p.clone(), versions.clone(), incident));
+            }
+        }
+        Ok::<_, ApiError>(items)
+    };
+    match gathered.await {
+        Ok(items) => page(lang, lang.text().approvals, "/approvals", models::inbox(lang, &items, csrf(&s, &headers).as_deref())),
+        Err(e) => error_page(lang, e),
+    }
+}
+
+/// Approve or reject a pending promotion from the inbox (a form: `decision`, `version`,
+/// `alias`, `reason`, `csrf`; the CSRF token and the role were checked before this runs).
+async fn decide(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<String>, body: axum::body::Body) -> Response {
+    let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+        return error_page(Lang::En, ApiError::too_large("the form is larger than 64 KiB"));
+    };
+    let field = |k: &str| {
+        url::form_urlencoded::parse(&bytes).find(|(key, _)| key == k).map(|(_, v)| v.into_owned())
+    };
+    let lang = field("lang").as_deref().and_then(Lang::parse).unwrap_or_else(|| lang(&PageQuery { lang: None }, &headers));
+    let reason = field("reason").map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    let Some(reason) = reason else {
+        return error_page(lang, ApiError::invalid("reason: a decision needs a reason (it goes into the audit trail)"));
+    };
+    let (approve, reject) = match field("decision").as_deref() {
+        Some("approve") => (true, false),
+        Some("reject") => (false, true),
+        _ => return error_page(lang, ApiError::invalid("decision: approve or reject")),
+    };
+    let Some(version) = field("version").and_then(|v| v.parse::<i64>().ok()) else {
+        return error_page(lang, ApiError::invalid("version: the version number of the pending promotion"));
+    };
+    let alias = field("alias").unwrap_or_else(|| "champion".into());
+    let req = kairo_registry::PromoteRequest { name: name.clone(), version, alias, approve, reject, reason: Some(reason), actor: s.actor() };
+    match kairo_registry::promote(&s.project, &s.md, &req).await {
+        Ok(_) => {
+            let to = format!("/models/{}?lang={}", models::urlencode(&name), lang.code());
+            axum::response::Redirect::to(&to).into_response()
+        }
+        Err(e) => error_page(lang, e.into()),
+    }
+}
+
+/// The largest form the UI takes.
+pub const FORM_LIMIT: usize = 64 * 1024;

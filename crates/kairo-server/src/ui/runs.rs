@@ -1,29 +1,37 @@
 //! `/runs`: pipeline runs and runs logged by MLflow clients together, newest first, filtered
 //! with the MLflow search grammar users know (`metrics.acc > 0.9 and params.lr = '0.1' and
-//! attributes.stage = 'train'`), paged on the server; the filter and page live in the URL.
+//! attributes.stage = 'train'`), paged on the server. Comparisons the database can answer are
+//! evaluated there (`Metadata::runs_page`); the rest are checked here. The filter, the chosen
+//! columns (`cols=metrics.acc,params.lr,data.data/train.csv`) and the page live in the URL;
+//! ticked runs go to `/compare`.
 
 use kairo_core::run::Run;
+use kairo_store::runs::RunPage;
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::Lang;
 use crate::error::ApiError;
-use crate::mlflow::search::{self, Kind, Value};
+use crate::mlflow::search::{self, Comparison, Kind, Value};
 use crate::AppState;
 
-/// A filter looks at this many of the newest runs (without one, only the page is read).
-pub const FILTER_WINDOW: i64 = 10_000;
-const ATTRIBUTES: &[&str] = &["run_id", "stage", "status", "actor", "executor", "trigger", "git_commit", "started"];
+/// A filter the database cannot fully answer reads at most this many runs to fill a page.
+pub const SCAN_LIMIT: i64 = 200_000;
+pub const ATTRIBUTES: &[&str] = &["run_id", "stage", "status", "actor", "executor", "trigger", "git_commit", "started"];
+/// At most this many chosen columns.
+const MAX_COLUMNS: usize = 40;
 
 #[derive(Deserialize)]
 pub struct RunsQuery {
     pub filter: Option<String>,
+    pub cols: Option<String>,
     pub page: Option<usize>,
     pub per: Option<usize>,
     pub lang: Option<String>,
 }
 
-fn lookup(r: &Run, kind: Kind, key: &str) -> Option<Value> {
+/// A run's value for a filter key or a column.
+pub fn lookup(r: &Run, kind: Kind, key: &str) -> Option<Value> {
     match kind {
         Kind::Metric => r.metrics.get(key).map(|v| Value::Number(*v)),
         // A stage's params are recorded by their path (`train.lr`): `params.train.lr`, or
@@ -58,28 +66,140 @@ pub struct Listed {
     pub more: bool,
 }
 
+/// The filter split into what the database evaluates and what is checked here (every
+/// comparison but a tag's, since a run record carries no tags: the database's answer stands).
+fn plan(filter: &str) -> Result<(RunPage, Vec<Comparison>, bool), ApiError> {
+    let parsed = search::parse_filter_with(filter, ATTRIBUTES, &[])?;
+    let mut page = RunPage::default();
+    let mut here = Vec::new();
+    let mut exact = true;
+    for c in parsed {
+        if c.kind == Kind::Attribute && c.op == "=" && kairo_store::runs::run_column(&c.key).is_some() {
+            if let Value::Text(v) = &c.value {
+                page.columns.push((c.key.clone(), v.clone()));
+                continue;
+            }
+        }
+        match search::pushdown(&c) {
+            Some(cond) => {
+                page.conditions.push(cond);
+                if c.kind != Kind::Tag {
+                    here.push(c);
+                }
+            }
+            None if c.kind == Kind::Tag => {
+                return Err(ApiError::invalid(format!(
+                    "tags.{} {}: the runs page compares tags with = and != only",
+                    c.key, c.op
+                )))
+            }
+            None => {
+                exact = false;
+                here.push(c);
+            }
+        }
+    }
+    Ok((page, here, exact))
+}
+
 /// The page of runs the query asks for.
 pub async fn list(s: &AppState, filter: &str, page: usize, per: usize) -> Result<Listed, ApiError> {
     let skip = (page - 1) * per;
-    if filter.trim().is_empty() {
-        let want = i64::try_from(skip + per + 1).unwrap_or(i64::MAX);
-        let all = s.md.runs(&kairo_store::runs::RunFilter { stage: None, status: None, limit: Some(want) }).await?;
-        let more = all.len() > skip + per;
-        return Ok(Listed { runs: all.into_iter().skip(skip).take(per).collect(), more });
+    let (mut q, here, exact) = plan(filter)?;
+    let keep = |r: &Run| search::matches_with(&here, |k, key| lookup(r, k, key));
+    if exact {
+        // The database answers the filter (a param's last-part match is re-checked here).
+        q.offset = i64::try_from(skip).unwrap_or(i64::MAX);
+        q.limit = i64::try_from(per + 1).unwrap_or(i64::MAX);
+        let mut runs: Vec<Run> = s.md.runs_page(&q).await?.into_iter().filter(keep).collect();
+        let more = runs.len() > per;
+        runs.truncate(per);
+        return Ok(Listed { runs, more });
     }
-    let parsed = search::parse_filter_with(filter, ATTRIBUTES, &[])?;
-    let all =
-        s.md.runs(&kairo_store::runs::RunFilter { stage: None, status: None, limit: Some(FILTER_WINDOW) }).await?;
-    let mut hits = all.into_iter().filter(|r| search::matches_with(&parsed, |k, key| lookup(r, k, key)));
-    let runs: Vec<Run> = hits.by_ref().skip(skip).take(per).collect();
-    let more = hits.next().is_some();
+    // Read newest first in chunks, checking here, until the page and one more are found.
+    let chunk = (per as i64 + 1).max(500);
+    let (mut found, mut runs) = (0usize, Vec::new());
+    q.limit = chunk;
+    while q.offset < SCAN_LIMIT {
+        let batch = s.md.runs_page(&q).await?;
+        let n = batch.len() as i64;
+        for r in batch.into_iter().filter(keep) {
+            if found >= skip {
+                runs.push(r);
+            }
+            found += 1;
+            if runs.len() > per {
+                break;
+            }
+        }
+        if runs.len() > per || n < chunk {
+            break;
+        }
+        q.offset += chunk;
+    }
+    let more = runs.len() > per;
+    runs.truncate(per);
     Ok(Listed { runs, more })
 }
 
-fn link(filter: &str, page: usize, per: usize, lang: Lang) -> String {
+/// A chosen column: `metrics.KEY`, `params.KEY` or `data.PATH` (the version of an input).
+pub enum Column {
+    Metric(String),
+    Param(String),
+    Data(String),
+}
+
+impl Column {
+    pub fn parse_list(text: &str) -> Result<Vec<Column>, ApiError> {
+        let mut out = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()).take(MAX_COLUMNS) {
+            let (prefix, key) = part.split_once('.').unwrap_or(("", part));
+            out.push(match prefix {
+                "metrics" | "metric" => Column::Metric(key.to_string()),
+                "params" | "param" => Column::Param(key.to_string()),
+                "data" => Column::Data(key.to_string()),
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "columns: {part} is not metrics.KEY, params.KEY or data.PATH"
+                    )))
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Column::Metric(k) => format!("metrics.{k}"),
+            Column::Param(k) => format!("params.{k}"),
+            Column::Data(p) => format!("data.{p}"),
+        }
+    }
+
+    fn cell(&self, r: &Run) -> String {
+        match self {
+            Column::Metric(k) => r.metrics.get(k).map(|v| format!("{v:.6}")).unwrap_or_else(|| "–".into()),
+            Column::Param(k) => match lookup(r, Kind::Param, k) {
+                Some(Value::Text(t)) => t,
+                _ => "–".into(),
+            },
+            Column::Data(p) => r
+                .deps
+                .iter()
+                .find(|d| d.path == *p || d.path.starts_with(&format!("{p}/")))
+                .map(|d| d.hash.to_hex()[..12].to_string())
+                .unwrap_or_else(|| "–".into()),
+        }
+    }
+}
+
+fn link(filter: &str, cols: &str, page: usize, per: usize, lang: Lang) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     if !filter.is_empty() {
         q.append_pair("filter", filter);
+    }
+    if !cols.is_empty() {
+        q.append_pair("cols", cols);
     }
     q.append_pair("page", &page.to_string());
     q.append_pair("per", &per.to_string());
@@ -87,50 +207,71 @@ fn link(filter: &str, page: usize, per: usize, lang: Lang) -> String {
     format!("/runs?{}", q.finish())
 }
 
-pub fn body(lang: Lang, filter: &str, page: usize, per: usize, listed: Result<Listed, ApiError>) -> Markup {
+pub struct View<'a> {
+    pub filter: &'a str,
+    pub cols: &'a str,
+    pub page: usize,
+    pub per: usize,
+}
+
+pub fn body(lang: Lang, v: &View, listed: Result<(Listed, Vec<Column>), ApiError>) -> Markup {
     let t = lang.text();
     html! {
         h1 { (t.runs) }
         form method="get" action="/runs" role="search" {
             label for="filter" { (t.filter) }
-            input id="filter" name="filter" type="search" size="60" value=(filter) placeholder="metrics.acc > 0.9 and params.lr = '0.1'";
+            input id="filter" name="filter" type="search" size="60" value=(v.filter) placeholder="metrics.acc > 0.9 and params.lr = '0.1'";
+            label for="cols" { (t.columns) }
+            input id="cols" name="cols" type="text" size="30" value=(v.cols) placeholder="metrics.acc,params.lr,data.data";
             input type="hidden" name="lang" value=(lang.code());
-            input type="hidden" name="per" value=(per);
+            input type="hidden" name="per" value=(v.per);
             button type="submit" { (t.search) }
         }
         @match listed {
             Err(e) => p.error role="alert" { (e.message) },
-            Ok(l) => {
+            Ok((l, columns)) => {
                 @if l.runs.is_empty() {
                     p { (t.no_runs) }
                 } @else {
-                    table {
-                        thead { tr {
-                            th scope="col" { (t.run) } th scope="col" { (t.stage) } th scope="col" { (t.state) }
-                            th scope="col" { (t.started) } th scope="col" { (t.seconds) } th scope="col" { (t.by) }
-                            th scope="col" { (t.metrics) }
-                        } }
-                        tbody {
-                            @for r in &l.runs {
-                                tr {
-                                    td.mono { a href={ "/runs/" (r.id) "?lang=" (lang.code()) } { (r.id.get(..12).unwrap_or(&r.id)) } }
-                                    td { (r.stage) }
-                                    td { (r.status.as_str()) }
-                                    td { (r.started_at) }
-                                    td.num { @if let Some(s) = r.duration_secs() { (format!("{s:.2}")) } @else { "–" } }
-                                    td { (r.actor) }
-                                    td.mono {
-                                        @for (k, v) in r.metrics.iter().take(6) { (k) "=" (v) " " }
+                    form method="get" action="/compare" {
+                        input type="hidden" name="lang" value=(lang.code());
+                        table {
+                            thead { tr {
+                                th scope="col" { span.visually-hidden { (t.select) } }
+                                th scope="col" { (t.run) } th scope="col" { (t.stage) } th scope="col" { (t.state) }
+                                th scope="col" { (t.started) } th scope="col" { (t.seconds) } th scope="col" { (t.by) }
+                                @if columns.is_empty() {
+                                    th scope="col" { (t.metrics) }
+                                } @else {
+                                    @for c in &columns { th scope="col" .mono { (c.label()) } }
+                                }
+                            } }
+                            tbody {
+                                @for r in &l.runs {
+                                    tr {
+                                        td { input type="checkbox" name="runs" value=(r.id) aria-label={ (t.select) " " (r.id) }; }
+                                        td.mono { a href={ "/runs/" (r.id) "?lang=" (lang.code()) } { (r.id.get(..12).unwrap_or(&r.id)) } }
+                                        td { (r.stage) }
+                                        td { (r.status.as_str()) }
+                                        td { (r.started_at) }
+                                        td.num { @if let Some(s) = r.duration_secs() { (format!("{s:.2}")) } @else { "–" } }
+                                        td { (r.actor) }
+                                        @if columns.is_empty() {
+                                            td.mono { @for (k, v) in r.metrics.iter().take(6) { (k) "=" (v) " " } }
+                                        } @else {
+                                            @for c in &columns { td.mono { (c.cell(r)) } }
+                                        }
                                     }
                                 }
                             }
                         }
+                        button type="submit" { (t.compare_selected) }
                     }
                 }
                 nav.pages aria-label=(t.pages) {
-                    @if page > 1 { a rel="prev" href=(link(filter, page - 1, per, lang)) { "← " (t.newer) } }
-                    span { (t.page) " " (page) }
-                    @if l.more { a rel="next" href=(link(filter, page + 1, per, lang)) { (t.older) " →" } }
+                    @if v.page > 1 { a rel="prev" href=(link(v.filter, v.cols, v.page - 1, v.per, lang)) { "← " (t.newer) } }
+                    span { (t.page) " " (v.page) }
+                    @if l.more { a rel="next" href=(link(v.filter, v.cols, v.page + 1, v.per, lang)) { (t.older) " →" } }
                 }
             }
         }

@@ -94,6 +94,20 @@ fn browser_login(url: &str, user: &str) -> (reqwest::blocking::Client, reqwest::
         let consent = page.url().clone();
         page = browser.post(consent.as_str()).form(&[("prompt", "consent")]).send().unwrap();
     }
+    // Back on Kairo: a page that moves on by itself (a redirect would still be part of the
+    // provider's cross-site navigation, which does not carry the Strict session cookie).
+    assert_eq!(page.url().path(), "/auth/callback", "{}", page.url());
+    let session_cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("kairo_session="))
+        .expect("a session cookie");
+    assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Strict"), "{session_cookie}");
+    let body = page.text().unwrap();
+    let next = body.split("url=").nth(1).and_then(|rest| rest.split('"').next()).expect("a refresh to the next page");
+    let page = browser.get(format!("{url}{next}")).send().unwrap();
     (browser, page)
 }
 
