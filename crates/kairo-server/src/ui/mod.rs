@@ -7,8 +7,10 @@
 //! with the approval inbox, deployments, monitors, incidents, lineage) builds on this layout.
 
 mod compare;
+mod deployments;
 mod incidents;
 mod models;
+mod monitors;
 mod run;
 mod runs;
 mod text;
@@ -44,6 +46,10 @@ pub fn is_page(path: &str) -> bool {
         || path == "/models"
         || path.starts_with("/models/")
         || path == "/approvals"
+        || path == "/deployments"
+        || path.starts_with("/deployments/")
+        || path == "/monitors"
+        || path.starts_with("/monitors/")
 }
 
 pub fn routes() -> Router<AppState> {
@@ -55,6 +61,10 @@ pub fn routes() -> Router<AppState> {
         .route("/models", get(models_page))
         .route("/models/{name}", get(model_page))
         .route("/approvals", get(approvals_page))
+        .route("/deployments", get(deployments_page))
+        .route("/deployments/{name}", get(deployment_page))
+        .route("/monitors", get(monitors_page))
+        .route("/monitors/{name}", get(monitor_page))
         .route("/ui/models/{name}/promotions/decide", axum::routing::post(decide))
         .route("/incidents", get(incidents_page))
         .route("/incidents/{id}", get(incident_page))
@@ -115,7 +125,9 @@ fn page(lang: Lang, title: &str, path: &str, body: Markup) -> Response {
                         a href="/" aria-current=[(path == "/").then_some("page")] { (t.overview) }
                         a href="/runs" aria-current=[(path == "/runs").then_some("page")] { (t.runs) }
                         a href="/models" aria-current=[(path == "/models").then_some("page")] { (t.models_title) }
+                        a href="/deployments" aria-current=[(path == "/deployments").then_some("page")] { (t.deployments) }
                         a href="/approvals" aria-current=[(path == "/approvals").then_some("page")] { (t.approvals) }
+                        a href="/monitors" aria-current=[(path == "/monitors").then_some("page")] { (t.monitors) }
                         a href="/incidents" aria-current=[(path == "/incidents").then_some("page")] { (t.incidents) }
                     }
                     nav.lang aria-label=(t.language) {
@@ -456,3 +468,81 @@ async fn decide(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<
 
 /// The largest form the UI takes.
 pub const FORM_LIMIT: usize = 64 * 1024;
+
+/// Every deployment.
+async fn deployments_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let lang = lang(&q, &headers);
+    match s.md.deployments().await {
+        Ok(list) => page(lang, lang.text().deployments, "/deployments", deployments::list(lang, &list)),
+        Err(e) => error_page(lang, e.into()),
+    }
+}
+
+/// One deployment: versions, traffic, changes, serving health.
+async fn deployment_page(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<String>, Query(q): Query<PageQuery>) -> Response {
+    let lang = lang(&q, &headers);
+    let loaded = async {
+        let doc = kairo_registry::describe::deployment(&s.md, &name).await.map_err(ApiError::from)?;
+        let since = kairo_core::time::now_millis() / 86_400_000 * 86_400_000 - (deployments::DAYS - 1) * 86_400_000;
+        let days = s.md.serving_days(since, Some(&name)).await?;
+        Ok::<_, ApiError>((doc, days))
+    };
+    match loaded.await {
+        Ok((doc, days)) => page(lang, lang.text().deployment, "/deployments", deployments::one(lang, &doc, &days)),
+        Err(e) => error_page(lang, e),
+    }
+}
+
+/// The monitors of kairo.yaml.
+async fn monitors_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let lang = lang(&q, &headers);
+    match s.project.current_config() {
+        Ok(c) => {
+            let list: Vec<_> = c.monitors.into_iter().collect();
+            page(lang, lang.text().monitors, "/monitors", monitors::list(lang, &list))
+        }
+        Err(e) => error_page(lang, ApiError::invalid(e.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+struct MonitorQuery {
+    lang: Option<String>,
+    window: Option<usize>,
+}
+
+/// One monitor: its newest windows evaluated now (nothing raised), one window's features.
+async fn monitor_page(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<String>, Query(q): Query<MonitorQuery>) -> Response {
+    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let loaded = async {
+        let config = s.project.current_config().map_err(|e| ApiError::invalid(e.to_string()))?;
+        let spec = config.monitors.get(&name).cloned().ok_or_else(|| ApiError::not_found(format!("no monitor '{name}' in kairo.yaml")))?;
+        let evaluation = match spec.deployment.as_deref() {
+            Some(d) => {
+                let windowing = kairo_watch::Windowing::of(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
+                let now = kairo_core::time::now_millis();
+                Some(
+                    kairo_watch::evaluate(&s.md, &s.objects, d, &spec, windowing, monitors::WINDOWS, now)
+                        .await
+                        .map_err(|e| ApiError::invalid(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        let alerts: Vec<monitors::Alert> = s
+            .md
+            .events(None, 2000)
+            .await?
+            .into_iter()
+            .filter(|e| e.kind == kairo_core::EventKind::MonitorAlert.as_str() && e.payload["monitor"] == name.as_str())
+            .rev()
+            .take(20)
+            .map(|e| monitors::Alert { at: e.at.clone(), what: e.payload["when"].as_str().unwrap_or("").to_string() })
+            .collect();
+        Ok::<_, ApiError>((spec, evaluation, alerts))
+    };
+    match loaded.await {
+        Ok((spec, e, alerts)) => page(lang, lang.text().monitor, "/monitors", monitors::one(lang, &name, &spec, e.as_ref(), q.window, &alerts)),
+        Err(e) => error_page(lang, e),
+    }
+}
