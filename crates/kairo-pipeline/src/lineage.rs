@@ -247,3 +247,187 @@ fn dot(node: &Node, out: &mut String, seen: &mut HashSet<String>) {
         dot(child, out, seen);
     }
 }
+
+/// A node of the two-way lineage graph.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GraphNode {
+    Data { path: String, hash: Hash },
+    Run { id: String, stage: String },
+    Model { name: String, version: i64 },
+    Deployment { name: String },
+    Incident { id: i64, state: String },
+}
+
+/// Lineage in both directions around one target: what it came from (upstream, as
+/// [`lineage`]) and what came of it — the runs that read a version, what they wrote, the model
+/// versions registered from those runs, the deployments that served them, the incidents about
+/// them — answering "which deployments used this dataset?".
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Graph {
+    pub root: Option<GraphNode>,
+    pub nodes: Vec<GraphNode>,
+    /// `(from, to)` as indexes into `nodes`, from cause to effect.
+    pub edges: Vec<(usize, usize)>,
+    /// The graph was cut at [`Graph::MAX_NODES`].
+    pub truncated: bool,
+}
+
+impl Graph {
+    pub const MAX_NODES: usize = 300;
+
+    fn node(&mut self, n: GraphNode) -> Option<usize> {
+        if let Some(i) = self.nodes.iter().position(|x| *x == n) {
+            return Some(i);
+        }
+        if self.nodes.len() >= Self::MAX_NODES {
+            self.truncated = true;
+            return None;
+        }
+        self.nodes.push(n);
+        Some(self.nodes.len() - 1)
+    }
+
+    fn edge(&mut self, from: GraphNode, to: GraphNode) {
+        if let (Some(a), Some(b)) = (self.node(from), self.node(to)) {
+            if !self.edges.contains(&(a, b)) {
+                self.edges.push((a, b));
+            }
+        }
+    }
+
+    /// Each node's column: the longest chain of causes before it.
+    pub fn layers(&self) -> Vec<usize> {
+        let mut layer = vec![0usize; self.nodes.len()];
+        for _ in 0..self.nodes.len() {
+            let mut changed = false;
+            for &(a, b) in &self.edges {
+                if layer[b] < layer[a] + 1 {
+                    layer[b] = layer[a] + 1;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        layer
+    }
+}
+
+/// The two-way graph of `target`: anything [`lineage`] takes, or `model:NAME:VERSION`.
+pub async fn graph(project: &Project, md: &Metadata, target: &str) -> Result<Graph> {
+    let mut g = Graph::default();
+    let versions = md.model_versions(None).await?;
+    let root = match target.strip_prefix("model:") {
+        Some(spec) => {
+            let (name, version) = spec
+                .rsplit_once(':')
+                .and_then(|(n, v)| Some((n, v.parse::<i64>().ok()?)))
+                .ok_or_else(|| PipelineError::Other(format!("`{target}`: a model version is model:NAME:VERSION")))?;
+            let v = versions
+                .iter()
+                .find(|v| v.name == name && v.version == version)
+                .ok_or_else(|| PipelineError::Other(format!("model {name} has no version {version}")))?;
+            let node = GraphNode::Model { name: name.to_string(), version };
+            g.node(node.clone());
+            if let Some(run) = v.run_id.as_deref() {
+                let up = lineage(project, md, run).await?;
+                let run_node = upstream(&mut g, &up);
+                g.edge(run_node, node.clone());
+            }
+            node
+        }
+        None => {
+            let up = lineage(project, md, target).await?;
+            upstream(&mut g, &up)
+        }
+    };
+    g.root = Some(root.clone());
+    downstream(md, &mut g, root, &versions).await?;
+    Ok(g)
+}
+
+/// Add the upstream tree to the graph; its root's graph node.
+fn upstream(g: &mut Graph, n: &Node) -> GraphNode {
+    match n {
+        Node::Run { id, stage, inputs, .. } => {
+            let me = GraphNode::Run { id: id.clone(), stage: stage.clone() };
+            g.node(me.clone());
+            for i in inputs {
+                let from = upstream(g, i);
+                g.edge(from, me.clone());
+            }
+            me
+        }
+        Node::Data { path, hash, produced_by, .. } => {
+            let me = GraphNode::Data { path: path.clone(), hash: *hash };
+            g.node(me.clone());
+            if let Some(p) = produced_by {
+                let from = upstream(g, p);
+                g.edge(from, me.clone());
+            }
+            me
+        }
+    }
+}
+
+/// What came of `start`, breadth first, until the graph is full.
+async fn downstream(
+    md: &Metadata,
+    g: &mut Graph,
+    start: GraphNode,
+    versions: &[kairo_core::tracking::ModelVersion],
+) -> Result<()> {
+    let deployments = md.deployments().await?;
+    let incidents = md.incidents(false, 1000).await?;
+    let mut queue = std::collections::VecDeque::from([start]);
+    let mut done = HashSet::new();
+    while let Some(n) = queue.pop_front() {
+        if !done.insert(n.clone()) || g.truncated {
+            continue;
+        }
+        let mut next = Vec::new();
+        match &n {
+            GraphNode::Data { hash, .. } => {
+                for r in md.runs_reading(hash).await? {
+                    next.push(GraphNode::Run { id: r.id.clone(), stage: r.stage.clone() });
+                }
+            }
+            GraphNode::Run { id, .. } => {
+                if let Ok(run) = md.run(id).await {
+                    for o in &run.outs {
+                        next.push(GraphNode::Data { path: o.path.clone(), hash: o.hash });
+                    }
+                }
+                for v in versions.iter().filter(|v| v.run_id.as_deref() == Some(id.as_str())) {
+                    next.push(GraphNode::Model { name: v.name.clone(), version: v.version });
+                }
+            }
+            GraphNode::Model { name, version } => {
+                if let Some(d) = deployments.iter().find(|d| d.name == *name) {
+                    let served = d.stable_version == *version
+                        || d.candidate_version == Some(*version)
+                        || md.deployment_revisions(name).await?.contains(version);
+                    if served {
+                        next.push(GraphNode::Deployment { name: name.clone() });
+                    }
+                }
+                for i in incidents.iter().filter(|i| i.model == *name) {
+                    let about = i.detail["challenger"]["version"].as_i64() == Some(*version)
+                        || i.detail["champion"]["version"].as_i64() == Some(*version)
+                        || i.detail["evaluation"]["champion"]["version"].as_i64() == Some(*version);
+                    if about {
+                        next.push(GraphNode::Incident { id: i.id, state: i.state.as_str().to_string() });
+                    }
+                }
+            }
+            GraphNode::Deployment { .. } | GraphNode::Incident { .. } => {}
+        }
+        for m in next {
+            g.edge(n.clone(), m.clone());
+            queue.push_back(m);
+        }
+    }
+    Ok(())
+}

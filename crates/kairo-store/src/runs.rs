@@ -195,6 +195,18 @@ impl Metadata {
         rows.iter().map(decode).collect()
     }
 
+    /// Runs that read this version (of any path), oldest first: the other direction of lineage.
+    pub async fn runs_reading(&self, hash: &Hash) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT r.record, r.status, r.ended_at, r.run_name FROM run_io i JOIN runs r ON r.id = i.run_id \
+             WHERE i.hash = $1 AND i.direction = 'in' ORDER BY r.id LIMIT 500",
+        )
+        .bind(hash.to_hex())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
     /// Runs still marked `running` on `host`: the caller decides which of them are orphans.
     pub async fn running_runs(&self, host: &str) -> Result<Vec<Run>> {
         let rows = sqlx::query(

@@ -7,8 +7,10 @@
 //! with the approval inbox, deployments, monitors, incidents, lineage) builds on this layout.
 
 mod compare;
+mod data;
 mod deployments;
 mod incidents;
+mod lineage;
 mod models;
 mod monitors;
 mod run;
@@ -50,6 +52,8 @@ pub fn is_page(path: &str) -> bool {
         || path.starts_with("/deployments/")
         || path == "/monitors"
         || path.starts_with("/monitors/")
+        || path == "/data"
+        || path == "/lineage"
 }
 
 pub fn routes() -> Router<AppState> {
@@ -63,6 +67,8 @@ pub fn routes() -> Router<AppState> {
         .route("/approvals", get(approvals_page))
         .route("/deployments", get(deployments_page))
         .route("/deployments/{name}", get(deployment_page))
+        .route("/data", get(data_page))
+        .route("/lineage", get(lineage_page))
         .route("/monitors", get(monitors_page))
         .route("/monitors/{name}", get(monitor_page))
         .route("/ui/models/{name}/promotions/decide", axum::routing::post(decide))
@@ -124,11 +130,13 @@ fn page(lang: Lang, title: &str, path: &str, body: Markup) -> Response {
                         a.brand href="/" { "Kairo" }
                         a href="/" aria-current=[(path == "/").then_some("page")] { (t.overview) }
                         a href="/runs" aria-current=[(path == "/runs").then_some("page")] { (t.runs) }
+                        a href="/data" aria-current=[(path == "/data").then_some("page")] { (t.data) }
                         a href="/models" aria-current=[(path == "/models").then_some("page")] { (t.models_title) }
                         a href="/deployments" aria-current=[(path == "/deployments").then_some("page")] { (t.deployments) }
                         a href="/approvals" aria-current=[(path == "/approvals").then_some("page")] { (t.approvals) }
                         a href="/monitors" aria-current=[(path == "/monitors").then_some("page")] { (t.monitors) }
                         a href="/incidents" aria-current=[(path == "/incidents").then_some("page")] { (t.incidents) }
+                        a href="/lineage" aria-current=[(path == "/lineage").then_some("page")] { (t.lineage) }
                     }
                     nav.lang aria-label=(t.language) {
                         a href={ (path) "?lang=en" } lang="en" aria-current=[(lang == Lang::En).then_some("true")] { "English" }
@@ -544,5 +552,72 @@ async fn monitor_page(State(s): State<AppState>, headers: HeaderMap, Path(name):
     match loaded.await {
         Ok((spec, e, alerts)) => page(lang, lang.text().monitor, "/monitors", monitors::one(lang, &name, &spec, e.as_ref(), q.window, &alerts)),
         Err(e) => error_page(lang, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DataQuery {
+    lang: Option<String>,
+    path: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A version hash or prefix as the UI takes it (never `workspace` or a git revision: the
+/// server's own checkout is not what a visitor asks about).
+fn version_spec(v: Option<&str>) -> Result<Option<&str>, ApiError> {
+    match v.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) if (6..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(v)),
+        Some(v) => Err(ApiError::invalid(format!("{v:.70}: a version is 6 to 64 hex digits of its hash"))),
+    }
+}
+
+/// Datasets; one dataset's versions and the difference between two.
+async fn data_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<DataQuery>) -> Response {
+    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let t = lang.text();
+    let Some(path) = q.path.as_deref().filter(|p| !p.is_empty()) else {
+        return match s.md.latest_dataset_versions().await {
+            Ok(list) => page(lang, t.data, "/data", data::list(lang, &list)),
+            Err(e) => error_page(lang, e.into()),
+        };
+    };
+    let (from, to) = match (version_spec(q.from.as_deref()), version_spec(q.to.as_deref())) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return error_page(lang, e),
+    };
+    let log = match kairo_data::history::log(&s.project, path).await {
+        Ok(log) => log,
+        Err(e) => return error_page(lang, ApiError::not_found(e.to_string())),
+    };
+    let diff = match (from, to) {
+        (Some(a), Some(b)) => Some(kairo_data::history::diff(&s.project, path, Some(a), Some(b)).await.map_err(|e| e.to_string())),
+        _ => None,
+    };
+    page(lang, t.data, "/data", data::versions(lang, path, &log, from, to, diff))
+}
+
+#[derive(Deserialize)]
+struct LineageQuery {
+    lang: Option<String>,
+    target: Option<String>,
+}
+
+/// The two-way lineage graph around a dataset version, run or model version.
+async fn lineage_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<LineageQuery>) -> Response {
+    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let t = lang.text();
+    let Some(target) = q.target.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+        return page(lang, t.lineage, "/lineage", html! { h1 { (t.lineage) } (lineage::form(lang, "")) });
+    };
+    match kairo_pipeline::lineage::graph(&s.project, &s.md, target).await {
+        Ok(g) => page(lang, t.lineage, "/lineage", lineage::body(lang, target, &g)),
+        Err(kairo_pipeline::PipelineError::Store(e)) => error_page(lang, e.into()),
+        Err(e) => {
+            let mut r = page(lang, t.lineage, "/lineage", html! { h1 { (t.lineage) } (lineage::form(lang, target)) p.error role="alert" { (e.to_string()) } });
+            *r.status_mut() = axum::http::StatusCode::NOT_FOUND;
+            r
+        }
     }
 }
