@@ -244,8 +244,14 @@ pub async fn file_under(s: &AppState, root: &str, sub: &str) -> Result<Response,
         }
         return Err(ApiError::not_found(format!("No such artifact: '{sub}'")));
     };
+    browser_download(s, hash, sub).await
+}
+
+/// An object as a browser download named after the last part of `path`: always an
+/// attachment, never sniffed, sandboxed if opened anyway.
+pub async fn browser_download(s: &AppState, hash: kairo_core::Hash, path: &str) -> Result<Response, ApiError> {
     let mut response = object_response(s, hash).await?;
-    let name = sub.rsplit('/').next().unwrap_or(sub);
+    let name = path.rsplit('/').next().unwrap_or(path);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(mime_type(name)));
     if let Ok(v) = header::HeaderValue::from_str(&attachment(name)) {
@@ -258,7 +264,7 @@ pub async fn file_under(s: &AppState, root: &str, sub: &str) -> Result<Response,
 
 /// The type a browser may show a file as: MLflow's text extensions as plain text, common images
 /// as themselves, everything else (HTML included) as bytes.
-fn mime_type(name: &str) -> &'static str {
+pub fn mime_type(name: &str) -> &'static str {
     const TEXT: &[&str] = &[
         "txt",
         "log",

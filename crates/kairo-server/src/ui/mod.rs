@@ -61,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(overview))
         .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
+        .route("/runs/{id}/file", get(run_file))
         .route("/compare", get(compare_page))
         .route("/models", get(models_page))
         .route("/models/{name}", get(model_page))
@@ -255,17 +256,50 @@ async fn incident_page(
     }
 }
 
-/// One run.
-async fn run_page(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    Query(q): Query<PageQuery>,
-) -> Response {
-    let lang = lang(&q, &headers);
-    match run::load(&s, &id).await {
-        Ok(l) => page(lang, lang.text().run, "/runs", run::body(lang, &l)),
+#[derive(Deserialize)]
+struct RunQuery {
+    lang: Option<String>,
+    /// The artifact directory shown (runs of MLflow clients).
+    dir: Option<String>,
+    /// The file previewed.
+    preview: Option<String>,
+}
+
+/// One run, its files and a preview of one.
+async fn run_page(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<RunQuery>) -> Response {
+    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let loaded = async {
+        let l = run::load(&s, &id).await?;
+        let dir = q.dir.clone().unwrap_or_default();
+        let files = run::files(&s, &l.run, &dir).await?;
+        let preview = match q.preview.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => Some((p, run::preview(&s, &l.run, p).await?)),
+            None => None,
+        };
+        let section = run::files_section(lang, &l.run, &files, &dir, preview.as_ref().map(|(p, v)| (*p, v)));
+        Ok::<_, ApiError>(html! { (run::body(lang, &l)) (section) })
+    };
+    match loaded.await {
+        Ok(body) => page(lang, lang.text().run, "/runs", body),
         Err(e) => error_page(lang, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct FileQuery {
+    path: String,
+}
+
+/// One of a run's files, as a download.
+async fn run_file(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<FileQuery>) -> Response {
+    let found = async {
+        let l = run::load(&s, &id).await?;
+        let hash = run::file(&s, &l.run, &q.path).await?;
+        crate::mlflow::artifacts::browser_download(&s, hash, &q.path).await
+    };
+    match found.await {
+        Ok(r) => r,
+        Err(e) => error_page(Lang::En, e),
     }
 }
 

@@ -81,6 +81,7 @@ pub fn body(lang: Lang, l: &Loaded) -> Markup {
             dt { (t.environment) } dd.mono { (r.env.spec) " " (short(&r.env.hash)) }
             dt { (t.cache_key) } dd.mono { (short(&r.cache_key)) @if !r.cacheable { " (" (t.not_cacheable) ")" } }
             @if let Some(rep) = &r.reproduces { dt { (t.reproduces) } dd.mono { a href={ "/runs/" (rep) } { (rep) } } }
+            dt { (t.lineage) } dd { a href={ "/lineage?target=" (r.id) "&lang=" (lang.code()) } { (t.lineage_of) } }
         }
         h2 { (t.params) }
         @if r.params.is_empty() { p { "–" } } @else {
@@ -112,6 +113,178 @@ pub fn body(lang: Lang, l: &Loaded) -> Markup {
             h2 { (t.log) }
             pre.log { (text) }
             @if *cut { p { (t.log_cut) } }
+        }
+    }
+}
+
+/// At most this many files of a run are listed.
+const MAX_FILES: usize = 1000;
+/// A preview reads at most this much of a file.
+const PREVIEW: usize = 64 * 1024;
+/// Rows of a CSV shown in a preview.
+const CSV_ROWS: usize = 20;
+
+/// A file (or, for an MLflow client's artifacts, a directory) of a run.
+pub struct RunFile {
+    pub path: String,
+    pub size: Option<u64>,
+    pub is_dir: bool,
+    /// Known for pipeline outputs; an artifact's is looked up when it is fetched.
+    pub hash: Option<kairo_core::Hash>,
+}
+
+const TRACKED: &str = "mlflow-client";
+
+/// A run's files: its artifacts (runs of MLflow clients, one directory `dir` at a time) or the
+/// files of its outputs (pipeline runs).
+pub async fn files(s: &AppState, run: &Run, dir: &str) -> Result<Vec<RunFile>, ApiError> {
+    if run.executor == TRACKED {
+        let info = s.md.tracked_run_info(&run.id).await?;
+        let root = crate::mlflow::artifacts::run_root(&info);
+        let dir = crate::mlflow::artifacts::clean_path(dir)?;
+        let full = if dir.is_empty() { root } else { format!("{root}/{dir}") };
+        let entries = s.md.list_artifacts(&full).await?;
+        return Ok(entries
+            .into_iter()
+            .take(MAX_FILES)
+            .map(|e| RunFile {
+                path: if dir.is_empty() { e.path } else { format!("{dir}/{}", e.path) },
+                size: e.size,
+                is_dir: e.is_dir,
+                hash: None,
+            })
+            .collect());
+    }
+    let objects = s.objects.clone();
+    let outs = run.outs.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for o in &outs {
+            let kind = if o.kind == "dir" { kairo_core::pointer::PointerKind::Dir } else { kairo_core::pointer::PointerKind::File };
+            // An output whose tree is no longer in this store (gc, another machine) is listed bare.
+            let Ok(tree) = kairo_data::tree::load(&objects, &o.path, kind, o.hash, o.size) else {
+                out.push(RunFile { path: o.path.clone(), size: Some(o.size), is_dir: false, hash: None });
+                continue;
+            };
+            for (rel, node) in tree.files_with_paths() {
+                if out.len() >= MAX_FILES {
+                    break;
+                }
+                let path = if rel.is_empty() { o.path.clone() } else { format!("{}/{rel}", o.path) };
+                out.push(RunFile { path, size: Some(node.size()), is_dir: false, hash: Some(node.hash()) });
+            }
+        }
+        out
+    })
+    .await
+    .map_err(|e| ApiError { code: crate::error::Code::Internal, message: e.to_string() })
+}
+
+/// The object of one of the run's files, if `path` is one.
+pub async fn file(s: &AppState, run: &Run, path: &str) -> Result<kairo_core::Hash, ApiError> {
+    let missing = || ApiError::not_found(format!("run {} has no file {path:.200}", run.id));
+    if run.executor == TRACKED {
+        let info = s.md.tracked_run_info(&run.id).await?;
+        let sub = crate::mlflow::artifacts::clean_path(path)?;
+        let full = format!("{}/{sub}", crate::mlflow::artifacts::run_root(&info));
+        return s.md.artifact(&full).await?.map(|(h, _)| h).ok_or_else(missing);
+    }
+    files(s, run, "").await?.into_iter().find(|f| f.path == path).and_then(|f| f.hash).ok_or_else(missing)
+}
+
+/// What a preview shows.
+pub enum Preview {
+    Text(String, bool),
+    Csv(Vec<Vec<String>>),
+    Image(String),
+    None,
+}
+
+/// The head of a file, shown as text, a table or an image (whatever its bytes, never as HTML).
+pub async fn preview(s: &AppState, run: &Run, path: &str) -> Result<Preview, ApiError> {
+    let hash = file(s, run, path).await?;
+    let mime = crate::mlflow::artifacts::mime_type(path.rsplit('/').next().unwrap_or(path));
+    if mime.starts_with("image/") {
+        return Ok(Preview::Image(format!("/runs/{}/file?path={}", run.id, super::models::urlencode(path))));
+    }
+    if mime != "text/plain" {
+        return Ok(Preview::None);
+    }
+    let objects = s.objects.clone();
+    let head = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, bool), kairo_store::StoreError> {
+        Ok(match objects.source(&hash)? {
+            kairo_store::ObjectSource::Bytes(b) => (b[..b.len().min(PREVIEW)].to_vec(), b.len() > PREVIEW),
+            kairo_store::ObjectSource::File { path, size } => {
+                use std::io::Read;
+                let mut buf = Vec::with_capacity(PREVIEW.min(size as usize));
+                std::fs::File::open(&path)
+                    .and_then(|f| f.take(PREVIEW as u64).read_to_end(&mut buf))
+                    .map_err(|e| kairo_store::StoreError::Io { path: path.clone(), source: e })?;
+                (buf, size as usize > PREVIEW)
+            }
+        })
+    })
+    .await
+    .map_err(|e| ApiError { code: crate::error::Code::Internal, message: e.to_string() })??;
+    let (bytes, cut) = head;
+    let lower = path.to_ascii_lowercase();
+    if lower.ends_with(".csv") || lower.ends_with(".tsv") {
+        let delimiter = if lower.ends_with(".tsv") { b'\t' } else { b',' };
+        let mut reader =
+            csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(&bytes[..]);
+        let rows: Vec<Vec<String>> = reader
+            .records()
+            .take(CSV_ROWS + 1)
+            .filter_map(Result::ok)
+            .map(|r| r.iter().take(50).map(str::to_string).collect())
+            .collect();
+        return Ok(Preview::Csv(rows));
+    }
+    Ok(Preview::Text(String::from_utf8_lossy(&bytes).into_owned(), cut))
+}
+
+pub fn files_section(lang: Lang, run: &Run, files: &[RunFile], dir: &str, preview: Option<(&str, &Preview)>) -> Markup {
+    let t = lang.text();
+    let l = lang.code();
+    let enc = super::models::urlencode;
+    html! {
+        section aria-labelledby="files-h" {
+            h2 id="files-h" { (t.files) }
+            @if !dir.is_empty() {
+                p { a href={ "/runs/" (run.id) "?lang=" (l) } { (t.top) } " / " span.mono { (dir) } }
+            }
+            @if files.is_empty() { p { "–" } } @else {
+                table {
+                    thead { tr { th scope="col" { (t.path) } th scope="col" { (t.size) } th scope="col" { "" } } }
+                    tbody { @for f in files {
+                        tr {
+                            @if f.is_dir {
+                                td.mono { a href={ "/runs/" (run.id) "?dir=" (enc(&f.path)) "&lang=" (l) } { (f.path) "/" } }
+                                td {} td {}
+                            } @else {
+                                td.mono { a href={ "/runs/" (run.id) "?preview=" (enc(&f.path)) "&dir=" (enc(dir)) "&lang=" (l) "#preview-h" } { (f.path) } }
+                                td.num { (f.size.map(super::data::bytes).unwrap_or_default()) }
+                                td { a href={ "/runs/" (run.id) "/file?path=" (enc(&f.path)) } download { (t.download) } }
+                            }
+                        }
+                    } }
+                }
+            }
+            @if let Some((path, p)) = preview {
+                h3 id="preview-h" { (t.preview) " " span.mono { (path) } }
+                @match p {
+                    Preview::Text(text, cut) => { pre.log { (text) } @if *cut { p.note { (t.preview_cut) } } }
+                    Preview::Csv(rows) => {
+                        div.scroll { table {
+                            @if let Some(head) = rows.first() { thead { tr { @for h in head { th scope="col" .mono { (h) } } } } }
+                            tbody { @for r in rows.iter().skip(1) { tr { @for c in r { td.mono { (c) } } } } }
+                        } }
+                        p.note { (t.csv_head) }
+                    }
+                    Preview::Image(src) => img.preview src=(src) alt=(path);
+                    Preview::None => p { (t.no_preview) }
+                }
+            }
         }
     }
 }

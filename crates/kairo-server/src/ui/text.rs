@@ -209,6 +209,13 @@ pub struct Text {
     pub removed: &'static str,
     pub modified: &'static str,
     pub more_files: &'static str,
+    pub top: &'static str,
+    pub download: &'static str,
+    pub preview: &'static str,
+    pub preview_cut: &'static str,
+    pub csv_head: &'static str,
+    pub no_preview: &'static str,
+    pub lineage_of: &'static str,
 }
 
 const EN: Text = Text {
@@ -389,6 +396,13 @@ const EN: Text = Text {
     removed: "Removed",
     modified: "Modified",
     more_files: "Only the first 1,000 are listed: `kairo data diff` lists all.",
+    top: "Top",
+    download: "Download",
+    preview: "Preview",
+    preview_cut: "Only the first 64 KiB are shown; download the file for all of it.",
+    csv_head: "The first 20 rows.",
+    no_preview: "No preview for this kind of file; download it.",
+    lineage_of: "Lineage of this run",
 };
 
 const JA: Text = Text {
@@ -569,4 +583,11 @@ const JA: Text = Text {
     removed: "削除",
     modified: "変更",
     more_files: "最初の 1,000 件のみ表示しています。全件は `kairo data diff` で表示できます。",
+    top: "最上位",
+    download: "ダウンロード",
+    preview: "プレビュー",
+    preview_cut: "先頭の 64 KiB のみ表示しています。全体はダウンロードしてください。",
+    csv_head: "先頭 20 行。",
+    no_preview: "この種類のファイルはプレビューできません。ダウンロードしてください。",
+    lineage_of: "この実行の系譜",
 };
