@@ -172,3 +172,179 @@ fn the_incident_pages_show_the_timeline() {
     assert_eq!(get(&format!("{url}/incidents/999"), &[]).0, 404);
     assert_eq!(get(&format!("{url}/incidents/abc"), &[]).0, 404);
 }
+
+fn run_ids(repo: &Repo) -> Vec<String> {
+    repo.json(&["runs", "ls"]).as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// `/compare`: only what differs by default, every row on request, why the runs differ,
+/// a chart per metric; bad selections named.
+#[test]
+fn the_compare_page_shows_what_differs_and_why() {
+    let repo = two_training_runs();
+    let ids = run_ids(&repo);
+    assert_eq!(ids.len(), 2);
+    let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
+    let (status, _, body) = get(&format!("{url}/compare?runs={}&runs={}", ids[0], ids[1]), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Compare runs (2)") && body.contains("Why are these different?"), "{body}");
+    let why = body.split("id=\"why-h\"").nth(1).unwrap().split("</section>").next().unwrap();
+    assert!(why.contains("Parameters") && why.contains("train.lr"), "params differ: {why}");
+    assert!(!why.contains("Environment"), "same environment: {why}");
+    assert!(body.contains("<svg class=\"bars\"") && body.contains("acc"), "a chart for acc");
+    assert!(!body.contains(">command<"), "the same command is hidden by default");
+    let (_, _, all) = get(&format!("{url}/compare?runs={},{}&all=1", ids[0], ids[1]), &[]);
+    assert!(all.contains(">command<") && all.contains("sh train.sh"), "all rows on request");
+    // Short ids as typed by hand; junk and unknown ids named.
+    let (status, _, _) = get(&format!("{url}/compare?runs={}&runs={}", &ids[0][..10], &ids[1][..10]), &[]);
+    assert_eq!(status, 200);
+    let (status, _, body) = get(&format!("{url}/compare?runs=%3Cscript%3E"), &[]);
+    assert_eq!(status, 400);
+    assert!(body.contains("is not a run id") && !body.contains("<script>"), "{body}");
+    assert_eq!(get(&format!("{url}/compare?runs=ffffffffffffffff"), &[]).0, 404);
+    let many: Vec<String> = (0..501).map(|i| format!("{i:032x}")).collect();
+    let (status, _, body) = get(&format!("{url}/compare?runs={}", many.join(",")), &[]);
+    assert_eq!(status, 400);
+    assert!(body.contains("at most 500"), "{body}");
+    // The runs page sends ticked runs here.
+    let (_, _, runs) = get(&format!("{url}/runs"), &[]);
+    assert!(runs.contains("action=\"/compare\"") && runs.contains("name=\"runs\""), "{runs}");
+    // Chosen columns.
+    let (status, _, cols) = get(&format!("{url}/runs?cols=params.lr,metrics.acc,data.train.sh"), &[]);
+    assert_eq!(status, 200);
+    assert!(cols.contains(">params.lr<") && cols.contains("0.900000") && cols.contains(">data.train.sh<"), "{cols}");
+    assert_eq!(get(&format!("{url}/runs?cols=bogus.x"), &[]).0, 400);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// `/models`, a model's page, the approval inbox: an approver sees the decision form and
+/// decides with a reason; a viewer sees why not, and a post of the form is refused.
+#[test]
+fn the_approval_inbox_decides_by_role() {
+    let repo = Repo::new();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/logreg20.onnx");
+    for _ in 0..2 {
+        repo.kairo(&["models", "register", "clf", "--file", model.to_str().unwrap()]).assert().success();
+    }
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    repo.write("kairo.yaml", format!("{config}models:\n  clf:\n    approval: required\n    four_eyes: false\n"));
+    repo.kairo(&["models", "promote", "clf", "2"]).assert().code(6);
+    repo.kairo(&["deploy", "clf", "--version", "1"]).assert().success();
+    crate::auth::add_user(&repo, "bob", &["approver"], Some("bob's long password"));
+    crate::auth::add_user(&repo, "vera", &["viewer"], Some("vera's long password"));
+    let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
+    let client = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let as_user = |user: &str, path: &str| {
+        let r = client.get(format!("{url}{path}")).basic_auth(user, Some(format!("{user}'s long password"))).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let decide = |user: &str, form: &[(&str, &str)], origin: Option<&str>| {
+        let mut r = client
+            .post(format!("{url}/ui/models/clf/promotions/decide"))
+            .basic_auth(user, Some(format!("{user}'s long password")))
+            .form(form);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        let r = r.send().unwrap();
+        let status = r.status().as_u16();
+        let location = r.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+        (status, location, r.text().unwrap())
+    };
+
+    let (status, models) = as_user("vera", "/models");
+    assert_eq!(status, 200, "{models}");
+    assert!(models.contains("Approval inbox (1)") && models.contains("href=\"/models/clf?lang=en\""), "{models}");
+    let (status, inbox) = as_user("vera", "/approvals");
+    assert_eq!(status, 200);
+    assert!(inbox.contains("clf v2") && inbox.contains("Your role does not allow approving"), "{inbox}");
+    assert!(!inbox.contains("<form class=\"decide\""), "no form for a viewer");
+    let approve = [("decision", "approve"), ("version", "2"), ("alias", "champion"), ("reason", "looked at it")];
+    let (status, _, body) = decide("vera", &approve, None);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("vera may not approve") && body.contains("<html"), "a page, not JSON: {body}");
+
+    let (_, inbox) = as_user("bob", "/approvals");
+    assert!(inbox.contains("<form class=\"decide\"") && inbox.contains("name=\"reason\""), "{inbox}");
+    let (status, _, body) = decide("bob", &[("decision", "approve"), ("version", "2"), ("alias", "champion"), ("reason", "  ")], None);
+    assert_eq!(status, 400);
+    assert!(body.contains("needs a reason"), "{body}");
+    let (status, _, _) = decide("bob", &approve, Some("http://evil.example"));
+    assert_eq!(status, 403, "a form posted from another site");
+    let (status, location, body) = decide("bob", &approve, None);
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(location.as_deref(), Some("/models/clf?lang=en"));
+    let shown = repo.json(&["models", "show", "clf"]);
+    let p = &shown["promotions"].as_array().unwrap().iter().find(|p| p["version"] == 2).unwrap().clone();
+    assert_eq!((p["status"].as_str(), p["decided_by"].as_str(), p["reason"].as_str()), (Some("promoted"), Some("bob"), Some("looked at it")), "{p}");
+
+    let (status, page) = as_user("bob", "/models/clf");
+    assert_eq!(status, 200);
+    assert!(page.contains("Alias history") && page.contains("looked at it") && page.contains("Metrics across versions"), "{page}");
+    let (_, inbox) = as_user("bob", "/approvals");
+    assert!(inbox.contains("Nothing is waiting for approval"), "{inbox}");
+    assert_eq!(as_user("bob", "/models/nope").0, 404);
+
+    // The deployment, and its change.
+    repo.kairo(&["deploy", "clf", "--version", "2", "--strategy", "canary", "--weight", "20"]).assert().success();
+    let (status, d) = as_user("vera", "/deployments/clf");
+    assert_eq!(status, 200, "{d}");
+    assert!(d.contains("Candidate") && d.contains("v2") && d.contains("20% v2") && d.contains("deployment.started"), "{d}");
+    let (_, list) = as_user("vera", "/deployments");
+    assert!(list.contains("canary") && list.contains("20%"), "{list}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// `/data` with a file-level diff, `/lineage` in both directions, a run's files with
+/// previews and downloads, `/monitors`.
+#[test]
+fn data_lineage_and_run_files_pages() {
+    let (repo, server, pipeline_run, tracked) = crate::api_v1::seeded();
+    let url = &server.url;
+    let (status, _, data) = get(&format!("{url}/data"), &[]);
+    assert_eq!(status, 200);
+    assert!(data.contains("href=\"/data?path=data&amp;lang=en\""), "{data}");
+    let (status, _, versions) = get(&format!("{url}/data?path=data"), &[]);
+    assert_eq!(status, 200, "{versions}");
+    assert!(versions.contains("type=\"radio\"") && versions.contains("Show the difference"));
+    let hashes: Vec<String> = repo.json(&["data", "log", "data"]).as_array().unwrap().iter().map(|e| e["hash"].as_str().unwrap().to_string()).collect();
+    let (status, _, diff) = get(&format!("{url}/data?path=data&from={}&to={}", hashes[1], hashes[0]), &[]);
+    assert_eq!(status, 200, "{diff}");
+    assert!(diff.contains("Modified (1)") && diff.contains("<li class=\"mono\">a.csv</li>"), "{diff}");
+    assert_eq!(get(&format!("{url}/data?path=data&from=workspace&to={}", hashes[0]), &[]).0, 400, "no work-tree diffs");
+    assert_eq!(get(&format!("{url}/data?path=nope"), &[]).0, 404);
+
+    // From the dataset's newest version: the run that read it and what that run wrote.
+    let (status, _, lineage) = get(&format!("{url}/lineage?target=data"), &[]);
+    assert_eq!(status, 200, "{lineage}");
+    assert!(lineage.contains(&format!("count {}", &pipeline_run[..8])) && lineage.contains("count.txt@"), "{lineage}");
+    assert!(lineage.contains("<svg class=\"lineage\""));
+    let (status, _, from_run) = get(&format!("{url}/lineage?target={pipeline_run}"), &[]);
+    assert_eq!(status, 200);
+    assert!(from_run.contains("data@"), "upstream of the run: {from_run}");
+    let (status, _, missing) = get(&format!("{url}/lineage?target=no/such/thing"), &[]);
+    assert_eq!(status, 404);
+    assert!(missing.contains("role=\"alert\""));
+
+    // A pipeline run's output file, previewed and downloaded; an MLflow client's artifact.
+    let (status, _, run) = get(&format!("{url}/runs/{pipeline_run}?preview=count.txt"), &[]);
+    assert_eq!(status, 200, "{run}");
+    assert!(run.contains("Preview") && run.contains("<pre class=\"log\">3\n</pre>"), "{run}");
+    let (status, h, bytes) = get(&format!("{url}/runs/{pipeline_run}/file?path=count.txt"), &[]);
+    assert_eq!((status, bytes.as_str()), (200, "3\n"));
+    assert!(h["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    assert_eq!(get(&format!("{url}/runs/{pipeline_run}/file?path=data/a.csv"), &[]).0, 404, "an input is not the run's file");
+    let (status, _, tracked_page) = get(&format!("{url}/runs/{tracked}"), &[]);
+    assert_eq!(status, 200);
+    assert!(tracked_page.contains("?dir=report"), "{tracked_page}");
+    let (_, _, dir) = get(&format!("{url}/runs/{tracked}?dir=report&preview=report/summary.txt"), &[]);
+    assert!(dir.contains("report/summary.txt") && dir.contains("all good"), "{dir}");
+    assert_eq!(get(&format!("{url}/runs/{tracked}/file?path=../../etc/passwd"), &[]).0, 400);
+
+    let (status, _, monitors) = get(&format!("{url}/monitors"), &[]);
+    assert_eq!(status, 200);
+    assert!(monitors.contains("No monitors"), "{monitors}");
+    assert_eq!(get(&format!("{url}/monitors/nope"), &[]).0, 404);
+}
