@@ -143,6 +143,7 @@ fn onward(next: &str) -> Response {
             head {
                 meta charset="utf-8";
                 meta http-equiv="refresh" content={ "0;url=" (next) };
+                link rel="icon" href="/ui/favicon.svg" type="image/svg+xml";
                 title { "Logged in · Kairo" }
             }
             body { p { "Logged in. " a href=(next) { "Continue" } } }

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::{service, Repo};
 
-struct Provider {
-    issuer: String,
+pub(crate) struct Provider {
+    pub(crate) issuer: String,
 }
 
 impl Provider {
@@ -29,7 +29,7 @@ impl Provider {
     }
 
     /// A new web client whose redirect URI is this server's callback.
-    fn register(&self, redirect: &str) -> (String, String) {
+    pub(crate) fn register(&self, redirect: &str) -> (String, String) {
         let body = json!({
             "redirect_uris": [redirect], "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"], "token_endpoint_auth_method": "client_secret_basic",
@@ -45,12 +45,12 @@ impl Provider {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The server, stopped however the test ends.
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -59,7 +59,7 @@ impl Drop for Server {
     }
 }
 
-fn start_server(repo: &Repo, port: u16, secret: &str) -> Server {
+pub(crate) fn start_server(repo: &Repo, port: u16, secret: &str) -> Server {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
         .args(["server", "--port", &port.to_string()])
         .current_dir(repo.path())

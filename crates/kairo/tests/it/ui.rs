@@ -348,3 +348,91 @@ fn data_lineage_and_run_files_pages() {
     assert!(monitors.contains("No monitors"), "{monitors}");
     assert_eq!(get(&format!("{url}/monitors/nope"), &[]).0, 404);
 }
+
+/// The issue's walk through the loop in a real browser, logged in through a real OIDC
+/// provider: bob (approver) finds a run by filter, compares two runs, approves a pending
+/// promotion with a reason, sees the deployment change a deployer then makes, opens an
+/// incident's timeline; alice (scientist) sees the inbox without a decision form and her
+/// forged decision is refused. Every page: screenshot, axe-core, no console or CSP error.
+#[test]
+fn a_real_browser_logs_in_and_walks_the_loop() {
+    use std::io::{BufRead, BufReader, Write};
+    let Some(node_path) = crate::service("KAIRO_TEST_BROWSER_NODE_PATH") else { return };
+    let Some(issuer) = crate::service("KAIRO_TEST_OIDC_ISSUER") else { return };
+    let provider = crate::oidc::Provider { issuer };
+    let port = crate::oidc::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (client_id, secret) = provider.register(&format!("{url}/auth/callback"));
+
+    let repo = two_training_runs();
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/logreg20.onnx");
+    for _ in 0..3 {
+        repo.kairo(&["models", "register", "clf", "--file", model.to_str().unwrap()]).assert().success();
+    }
+    repo.kairo(&["deploy", "clf", "--version", "1"]).assert().success();
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    // An automation whose artifact is no model: its incident fails at registration.
+    repo.write(
+        "kairo.yaml",
+        format!(
+            "{config}  pack:\n    cmd: cp m.json packed.txt\n    deps: [m.json]\n    outs: [packed.txt]\nmodels:\n  clf:\n    approval: required\nautomations:\n  refit:\n    model: clf\n    on: [{{schedule: \"0 0 1 1 *\"}}]\n    retrain: {{stages: [pack], artifact: packed.txt}}\n"
+        ),
+    );
+    repo.kairo(&["automations", "run", "refit"]).assert().success();
+    for v in ["2", "3"] {
+        repo.kairo(&["models", "promote", "clf", v]).assert().code(6);
+    }
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    repo.write(
+        "kairo.yaml",
+        format!(
+            "{config}auth:\n  oidc:\n    issuer: {}\n    client_id: {client_id}\n    audience: urn:kairo\n    roles:\n      ml-scientists: [scientist]\n      ml-approvers: [approver]\n",
+            provider.issuer
+        ),
+    );
+    let _server = crate::oidc::start_server(&repo, port, &secret);
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/loop.mjs");
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-loop-screenshots");
+    let mut child = std::process::Command::new("node")
+        .arg(&script)
+        .arg(&url)
+        .arg(&shots)
+        .env("NODE_PATH", node_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut report = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line == "STEP approved" {
+            // A deployer rolls the approved version out as a canary while bob watches.
+            let decided = repo.json(&["models", "show", "clf"]);
+            let p = decided["promotions"].as_array().unwrap().iter().find(|p| p["version"] == 2).unwrap().clone();
+            assert_eq!((p["status"].as_str(), p["decided_by"].as_str()), (Some("promoted"), Some("bob")), "{p}");
+            repo.kairo(&["deploy", "clf", "--version", "2", "--strategy", "canary", "--weight", "20"]).assert().success();
+            writeln!(stdin, "go").unwrap();
+        } else if line.starts_with('{') {
+            report = Some(line);
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let report = report.unwrap_or_else(|| panic!("no report from the browser: {stderr}"));
+    assert!(status.success(), "{report}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["violations"], serde_json::json!([]), "{report}");
+    for name in ["overview", "runs-filtered", "compare", "approvals", "model", "deployment", "incident", "approvals-alice"] {
+        assert!(shots.join(format!("{name}.png")).metadata().unwrap().len() > 1000, "{name}.png");
+    }
+    // The refused decision changed nothing: v3 still waits.
+    let shown = repo.json(&["models", "show", "clf"]);
+    let p3 = shown["promotions"].as_array().unwrap().iter().find(|p| p["version"] == 3).unwrap().clone();
+    assert_eq!(p3["status"], "pending", "{p3}");
+}
