@@ -49,6 +49,12 @@ pub fn one(lang: Lang, i: &IncidentDto) -> Markup {
             dt { (t.opened) } dd { (i.opened) }
             dt { (t.took) } dd { (duration(end - time::millis_of(&i.opened))) @if i.closed.is_none() { " (" (t.still_open) ")" } }
         }
+        @let links = links(lang, i);
+        @if !links.is_empty() {
+            nav.links aria-label=(t.related) {
+                @for (label, href) in &links { a href=(href) { (label) } " " }
+            }
+        }
         h2 { (t.timeline) }
         table {
             thead { tr { th scope="col" { (t.at) } th scope="col" { (t.took) } th scope="col" { (t.what) } th scope="col" { (t.by) } } }
@@ -84,4 +90,49 @@ pub fn evaluation(lang: Lang, ev: &Value) -> Markup {
             }
         }
     }
+}
+
+/// Everything an incident points at, as (label, link): the triggering alert's monitor or data
+/// version, the exported data, the retraining runs, the challenger and champion versions and
+/// their lineage, the promotion, the deployment, the verifying monitor.
+pub fn links(lang: Lang, i: &IncidentDto) -> Vec<(String, String)> {
+    let l = lang.code();
+    let enc = super::models::urlencode;
+    let d = &i.detail;
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut push = |label: String, href: String| {
+        if !out.iter().any(|(_, h)| *h == href) {
+            out.push((label, href));
+        }
+    };
+    for t in d["triggers"].as_array().into_iter().flatten() {
+        let what = &t["what"];
+        if let Some(m) = what["alert"]["monitor"].as_str() {
+            push(format!("monitor {m}"), format!("/monitors/{}?lang={l}", enc(m)));
+        }
+        if let (Some(p), Some(h)) = (what["path"].as_str(), what["hash"].as_str()) {
+            push(format!("{p}@{}", h.get(..8).unwrap_or(h)), format!("/lineage?target={}&lang={l}", enc(&format!("{p}@{h}"))));
+        }
+    }
+    if let (Some(p), Some(h)) = (d["export"]["path"].as_str(), d["export"]["hash"].as_str()) {
+        push(format!("{p}@{}", h.get(..8).unwrap_or(h)), format!("/lineage?target={}&lang={l}", enc(&format!("{p}@{h}"))));
+    }
+    let runs = d["retrain"]["stages"].as_array().into_iter().flatten().filter_map(|s| s["run_id"].as_str());
+    for r in runs.chain(d["retrain"]["run_id"].as_str()) {
+        push(format!("run {}", r.get(..12).unwrap_or(r)), format!("/runs/{r}?lang={l}"));
+    }
+    let model = &i.model;
+    for v in [d["challenger"]["version"].as_i64(), d["evaluation"]["champion"]["version"].as_i64()].into_iter().flatten() {
+        push(format!("{model} v{v}"), format!("/lineage?target={}&lang={l}", enc(&format!("model:{model}:{v}"))));
+    }
+    if !d["promotion"].is_null() {
+        push(format!("{model}: {}", lang.text().promotions), format!("/models/{}?lang={l}", enc(model)));
+    }
+    if !d["rollout"].is_null() || !d["rollback"].is_null() {
+        push(format!("{} {model}", lang.text().deployment), format!("/deployments/{}?lang={l}", enc(model)));
+    }
+    if let Some(m) = d["verify"]["monitor"].as_str() {
+        push(format!("monitor {m}"), format!("/monitors/{}?lang={l}", enc(m)));
+    }
+    out
 }

@@ -3,8 +3,11 @@
 //! Japanese (`?lang=`, else `Accept-Language`). Every page is sent with a strict
 //! Content-Security-Policy (no inline script or style, nothing from elsewhere).
 //!
-//! Pages so far: the overview (`/`). The rest of issue 18 (runs, compare, run, data, models
-//! with the approval inbox, deployments, monitors, incidents, lineage) builds on this layout.
+//! Pages: the overview (`/`), runs (`/runs`, `/runs/{id}` with its files), compare
+//! (`/compare`), data (`/data`), models and the approval inbox (`/models`, `/approvals`, the
+//! decision form posted to `/ui/models/{name}/promotions/decide`), deployments, monitors,
+//! incidents and lineage. Every view's state is in its URL; forms are plain HTML (GET for
+//! views, a POST with the session's CSRF token for decisions).
 
 mod compare;
 mod data;
@@ -331,6 +334,14 @@ async fn overview_body(s: &AppState, lang: Lang) -> Result<Markup, ApiError> {
             .rev()
             .take(10)
             .collect();
+    // Requests and errors per deployment today (UTC), every replica summed.
+    let today = kairo_core::time::now_millis() / 86_400_000 * 86_400_000;
+    let mut health: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
+    for d in s.md.serving_days(today, None).await? {
+        let e = health.entry(d.deployment.clone()).or_default();
+        e.0 += d.requests;
+        e.1 += d.client_errors + d.server_errors;
+    }
     use kairo_kpi::html::{duration, percent};
     let figures = [
         (t.deploy_frequency, format!("{:.2} / {}", kpi.deployment_frequency.per_week, t.week)),
@@ -359,7 +370,7 @@ async fn overview_body(s: &AppState, lang: Lang) -> Result<Markup, ApiError> {
                     tbody {
                         @for i in &incidents {
                             tr {
-                                td { (i.id) }
+                                td { a href={ "/incidents/" (i.id) "?lang=" (lang.code()) } { (i.id) } }
                                 td { (i.state.as_str()) }
                                 td { (i.automation) }
                                 td { (i.model) }
@@ -376,13 +387,17 @@ async fn overview_body(s: &AppState, lang: Lang) -> Result<Markup, ApiError> {
                 p { (t.no_models) }
             } @else {
                 table {
-                    thead { tr { th scope="col" { (t.model) } th scope="col" { (t.versions) } th scope="col" { (t.serving) } th scope="col" { (t.aliases) } } }
+                    thead { tr { th scope="col" { (t.model) } th scope="col" { (t.versions) } th scope="col" { (t.serving) } th scope="col" { (t.requests_today) } th scope="col" { (t.errors_today) } th scope="col" { (t.aliases) } } }
                     tbody {
                         @for m in &models {
+                            @let name = m["name"].as_str().unwrap_or("");
+                            @let (n, errors) = health.get(name).copied().unwrap_or((0, 0));
                             tr {
-                                td { (m["name"].as_str().unwrap_or("")) }
+                                td { a href={ "/models/" (models::urlencode(name)) "?lang=" (lang.code()) } { (name) } }
                                 td { (m["versions"]) }
-                                td { @if let Some(v) = m["serving"].as_i64() { "v" (v) } @else { "–" } }
+                                td { @if let Some(v) = m["serving"].as_i64() { a href={ "/deployments/" (models::urlencode(name)) "?lang=" (lang.code()) } { "v" (v) } } @else { "–" } }
+                                td.num { (n) }
+                                td.num { @if n > 0 { (format!("{:.1}%", errors as f64 / n as f64 * 100.0)) } @else { "–" } }
                                 td {
                                     @for a in m["aliases"].as_array().into_iter().flatten() {
                                         span.alias { (a.as_str().unwrap_or("")) } " "
@@ -401,9 +416,10 @@ async fn overview_body(s: &AppState, lang: Lang) -> Result<Markup, ApiError> {
             } @else {
                 ul {
                     @for a in &alerts {
+                        @let monitor = a.payload["monitor"].as_str().unwrap_or("");
                         li {
                             time datetime=(a.at) { (a.at) } " — "
-                            (a.payload["monitor"].as_str().unwrap_or("")) ": "
+                            a href={ "/monitors/" (models::urlencode(monitor)) "?lang=" (lang.code()) } { (monitor) } ": "
                             (a.payload["when"].as_str().unwrap_or(""))
                         }
                     }

@@ -216,6 +216,9 @@ pub struct Text {
     pub csv_head: &'static str,
     pub no_preview: &'static str,
     pub lineage_of: &'static str,
+    pub related: &'static str,
+    pub requests_today: &'static str,
+    pub errors_today: &'static str,
 }
 
 const EN: Text = Text {
@@ -403,6 +406,9 @@ const EN: Text = Text {
     csv_head: "The first 20 rows.",
     no_preview: "No preview for this kind of file; download it.",
     lineage_of: "Lineage of this run",
+    related: "Related",
+    requests_today: "Requests today",
+    errors_today: "Errors today",
 };
 
 const JA: Text = Text {
@@ -590,4 +596,7 @@ const JA: Text = Text {
     csv_head: "先頭 20 行。",
     no_preview: "この種類のファイルはプレビューできません。ダウンロードしてください。",
     lineage_of: "この実行の系譜",
+    related: "関連",
+    requests_today: "本日のリクエスト",
+    errors_today: "本日のエラー率",
 };
