@@ -63,7 +63,10 @@ fn the_overview_page_in_two_languages_with_strict_headers() {
 
 /// A project whose `train` stage ran twice: lr 0.5 (acc 0.5), then lr 0.9 (acc 0.9).
 fn two_training_runs() -> Repo {
-    let repo = Repo::new();
+    two_training_runs_in(Repo::new())
+}
+
+fn two_training_runs_in(repo: Repo) -> Repo {
     repo.write("train.sh", "printf '{\"acc\": %s}' \"$(sed -n 's/ *lr: *//p' params.yaml)\" > m.json\n");
     let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
     repo.write(
@@ -81,7 +84,20 @@ fn two_training_runs() -> Repo {
 /// `/runs`: the MLflow filter grammar over pipeline runs, paging, a bad filter named.
 #[test]
 fn the_runs_page_filters_and_pages_on_the_server() {
-    let repo = two_training_runs();
+    runs_page(two_training_runs());
+}
+
+/// The same pages on PostgreSQL (the filter is evaluated by the database).
+#[test]
+fn the_runs_and_compare_pages_on_postgres() {
+    let Some(base) = crate::service("KAIRO_TEST_POSTGRES_URL") else { return };
+    let url = crate::faults::fresh_postgres_database(&base);
+    runs_page(two_training_runs_in(Repo::bare().with_database(url.clone()).initialised()));
+    let url = crate::faults::fresh_postgres_database(&base);
+    compare_page(two_training_runs_in(Repo::bare().with_database(url).initialised()));
+}
+
+fn runs_page(repo: Repo) {
     let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
     let rows = |body: &str| body.matches("<tr>").count().saturating_sub(1);
 
@@ -181,7 +197,10 @@ fn run_ids(repo: &Repo) -> Vec<String> {
 /// a chart per metric; bad selections named.
 #[test]
 fn the_compare_page_shows_what_differs_and_why() {
-    let repo = two_training_runs();
+    compare_page(two_training_runs());
+}
+
+fn compare_page(repo: Repo) {
     let ids = run_ids(&repo);
     assert_eq!(ids.len(), 2);
     let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
