@@ -797,3 +797,18 @@ fn latest_from_row(r: &AnyRow, at: usize) -> Result<MetricPoint> {
 pub(crate) fn pairs(rows: Vec<AnyRow>) -> Result<Vec<(String, String)>> {
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }
+
+impl Metadata {
+    /// The tags of these runs, by run id (for the web UI's tag columns).
+    pub async fn tags_of(&self, ids: &[String]) -> Result<HashMap<String, Vec<(String, String)>>> {
+        let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("SELECT run_id, key, value FROM run_tags WHERE run_id IN ({list})");
+            for r in &bind_all(sqlx::query(&sql), chunk).fetch_all(&self.pool).await? {
+                out.entry(r.try_get(0)?).or_default().push((r.try_get(1)?, r.try_get(2)?));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -59,8 +59,9 @@ pub fn ids(query: &str) -> Result<Vec<String>, ApiError> {
             if !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.len() > 64 {
                 return Err(ApiError::invalid(format!("runs: {id:.70} is not a run id")));
             }
-            if !out.iter().any(|o| o == id) {
-                out.push(id.to_ascii_lowercase());
+            let id = id.to_ascii_lowercase();
+            if !out.contains(&id) {
+                out.push(id);
             }
             if out.len() > MAX_RUNS {
                 return Err(ApiError::invalid(format!(

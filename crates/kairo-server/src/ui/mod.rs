@@ -59,6 +59,29 @@ pub fn is_page(path: &str) -> bool {
         || path == "/lineage"
 }
 
+tokio::task_local! {
+    /// The path and query of the page being rendered (the language switch keeps the query).
+    static URI: axum::http::Uri;
+}
+
+/// The current page's URL with `lang` set to `code` (every other parameter kept).
+fn with_lang(fallback: &str, code: &str) -> String {
+    let Ok(uri) = URI.try_with(Clone::clone) else { return format!("{fallback}?lang={code}") };
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        if k != "lang" {
+            q.append_pair(&k, &v);
+        }
+    }
+    q.append_pair("lang", code);
+    format!("{}?{}", uri.path(), q.finish())
+}
+
+async fn remember_uri(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri().clone();
+    URI.scope(uri, next.run(request)).await
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(overview))
@@ -80,6 +103,7 @@ pub fn routes() -> Router<AppState> {
         .route("/incidents/{id}", get(incident_page))
         .route("/ui/kairo.css", get(css))
         .route("/ui/favicon.svg", get(favicon))
+        .layer(axum::middleware::from_fn(remember_uri))
 }
 
 async fn favicon() -> Response {
@@ -143,8 +167,8 @@ fn page(lang: Lang, title: &str, path: &str, body: Markup) -> Response {
                         a href="/lineage" aria-current=[(path == "/lineage").then_some("page")] { (t.lineage) }
                     }
                     nav.lang aria-label=(t.language) {
-                        a href={ (path) "?lang=en" } lang="en" aria-current=[(lang == Lang::En).then_some("true")] { "English" }
-                        a href={ (path) "?lang=ja" } lang="ja" aria-current=[(lang == Lang::Ja).then_some("true")] { "日本語" }
+                        a href=(with_lang(path, "en")) lang="en" aria-current=[(lang == Lang::En).then_some("true")] { "English" }
+                        a href=(with_lang(path, "ja")) lang="ja" aria-current=[(lang == Lang::Ja).then_some("true")] { "日本語" }
                     }
                 }
                 main id="main" { (body) }
@@ -180,7 +204,10 @@ async fn runs_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Quer
     let cols = q.cols.clone().unwrap_or_default();
     let view = runs::View { filter: &filter, cols: &cols, page: q.page.unwrap_or(1).clamp(1, 100_000), per: q.per.unwrap_or(50).clamp(1, 500) };
     let listed = match runs::Column::parse_list(&cols) {
-        Ok(columns) => runs::list(&s, &filter, view.page, view.per).await.map(|l| (l, columns)),
+        Ok(columns) => match runs::list(&s, &filter, view.page, view.per).await {
+            Ok(l) => runs::with_tags(&s, l, &columns).await.map(|l| (l, columns)),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let status = match &listed {

@@ -129,8 +129,6 @@ pub struct RunFile {
     pub path: String,
     pub size: Option<u64>,
     pub is_dir: bool,
-    /// Known for pipeline outputs; an artifact's is looked up when it is fetched.
-    pub hash: Option<kairo_core::Hash>,
 }
 
 const TRACKED: &str = "mlflow-client";
@@ -151,7 +149,6 @@ pub async fn files(s: &AppState, run: &Run, dir: &str) -> Result<Vec<RunFile>, A
                 path: if dir.is_empty() { e.path } else { format!("{dir}/{}", e.path) },
                 size: e.size,
                 is_dir: e.is_dir,
-                hash: None,
             })
             .collect());
     }
@@ -163,7 +160,7 @@ pub async fn files(s: &AppState, run: &Run, dir: &str) -> Result<Vec<RunFile>, A
             let kind = if o.kind == "dir" { kairo_core::pointer::PointerKind::Dir } else { kairo_core::pointer::PointerKind::File };
             // An output whose tree is no longer in this store (gc, another machine) is listed bare.
             let Ok(tree) = kairo_data::tree::load(&objects, &o.path, kind, o.hash, o.size) else {
-                out.push(RunFile { path: o.path.clone(), size: Some(o.size), is_dir: false, hash: None });
+                out.push(RunFile { path: o.path.clone(), size: Some(o.size), is_dir: false });
                 continue;
             };
             for (rel, node) in tree.files_with_paths() {
@@ -171,7 +168,7 @@ pub async fn files(s: &AppState, run: &Run, dir: &str) -> Result<Vec<RunFile>, A
                     break;
                 }
                 let path = if rel.is_empty() { o.path.clone() } else { format!("{}/{rel}", o.path) };
-                out.push(RunFile { path, size: Some(node.size()), is_dir: false, hash: Some(node.hash()) });
+                out.push(RunFile { path, size: Some(node.size()), is_dir: false });
             }
         }
         out
@@ -189,7 +186,20 @@ pub async fn file(s: &AppState, run: &Run, path: &str) -> Result<kairo_core::Has
         let full = format!("{}/{sub}", crate::mlflow::artifacts::run_root(&info));
         return s.md.artifact(&full).await?.map(|(h, _)| h).ok_or_else(missing);
     }
-    files(s, run, "").await?.into_iter().find(|f| f.path == path).and_then(|f| f.hash).ok_or_else(missing)
+    // The output that holds `path`, searched whole (the listing stops at MAX_FILES).
+    let Some(out) = run.outs.iter().find(|o| o.path == path || path.starts_with(&format!("{}/", o.path))) else {
+        return Err(missing());
+    };
+    let (objects, out, want) = (s.objects.clone(), out.clone(), path.to_string());
+    let found = tokio::task::spawn_blocking(move || {
+        let kind = if out.kind == "dir" { kairo_core::pointer::PointerKind::Dir } else { kairo_core::pointer::PointerKind::File };
+        let tree = kairo_data::tree::load(&objects, &out.path, kind, out.hash, out.size).ok()?;
+        let rel = want.strip_prefix(&out.path).unwrap_or("").trim_start_matches('/').to_string();
+        tree.files_with_paths().into_iter().find(|(p, _)| *p == rel).map(|(_, n)| n.hash())
+    })
+    .await
+    .map_err(|e| ApiError { code: crate::error::Code::Internal, message: e.to_string() })?;
+    found.ok_or_else(missing)
 }
 
 /// What a preview shows.

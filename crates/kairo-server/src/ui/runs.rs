@@ -64,7 +64,12 @@ pub struct Listed {
     pub runs: Vec<Run>,
     /// Whether a next page exists.
     pub more: bool,
+    /// The runs' tags, read when a tag column is chosen.
+    pub tags: Tags,
 }
+
+/// Tags by run id.
+pub type Tags = std::collections::HashMap<String, Vec<(String, String)>>;
 
 /// The filter split into what the database evaluates and what is checked here (every
 /// comparison but a tag's, since a run record carries no tags: the database's answer stands).
@@ -114,7 +119,7 @@ pub async fn list(s: &AppState, filter: &str, page: usize, per: usize) -> Result
         let mut runs: Vec<Run> = s.md.runs_page(&q).await?.into_iter().filter(keep).collect();
         let more = runs.len() > per;
         runs.truncate(per);
-        return Ok(Listed { runs, more });
+        return Ok(Listed { runs, more, tags: Tags::new() });
     }
     // Read newest first in chunks, checking here, until the page and one more are found.
     let chunk = (per as i64 + 1).max(500);
@@ -139,13 +144,24 @@ pub async fn list(s: &AppState, filter: &str, page: usize, per: usize) -> Result
     }
     let more = runs.len() > per;
     runs.truncate(per);
-    Ok(Listed { runs, more })
+    Ok(Listed { runs, more, tags: Tags::new() })
 }
 
-/// A chosen column: `metrics.KEY`, `params.KEY` or `data.PATH` (the version of an input).
+/// The tags of the listed runs, when a tag column asks for them.
+pub async fn with_tags(s: &AppState, mut l: Listed, columns: &[Column]) -> Result<Listed, ApiError> {
+    if columns.iter().any(|c| matches!(c, Column::Tag(_))) {
+        let ids: Vec<String> = l.runs.iter().map(|r| r.id.clone()).collect();
+        l.tags = s.md.tags_of(&ids).await?;
+    }
+    Ok(l)
+}
+
+/// A chosen column: `metrics.KEY`, `params.KEY`, `tags.KEY` or `data.PATH` (the version of
+/// an input).
 pub enum Column {
     Metric(String),
     Param(String),
+    Tag(String),
     Data(String),
 }
 
@@ -158,9 +174,10 @@ impl Column {
                 "metrics" | "metric" => Column::Metric(key.to_string()),
                 "params" | "param" => Column::Param(key.to_string()),
                 "data" => Column::Data(key.to_string()),
+                "tags" | "tag" => Column::Tag(key.to_string()),
                 _ => {
                     return Err(ApiError::invalid(format!(
-                        "columns: {part} is not metrics.KEY, params.KEY or data.PATH"
+                        "columns: {part} is not metrics.KEY, params.KEY, tags.KEY or data.PATH"
                     )))
                 }
             });
@@ -172,17 +189,23 @@ impl Column {
         match self {
             Column::Metric(k) => format!("metrics.{k}"),
             Column::Param(k) => format!("params.{k}"),
+            Column::Tag(k) => format!("tags.{k}"),
             Column::Data(p) => format!("data.{p}"),
         }
     }
 
-    fn cell(&self, r: &Run) -> String {
+    fn cell(&self, r: &Run, tags: &Tags) -> String {
         match self {
             Column::Metric(k) => r.metrics.get(k).map(|v| format!("{v:.6}")).unwrap_or_else(|| "–".into()),
             Column::Param(k) => match lookup(r, Kind::Param, k) {
                 Some(Value::Text(t)) => t,
                 _ => "–".into(),
             },
+            Column::Tag(k) => tags
+                .get(&r.id)
+                .and_then(|t| t.iter().find(|(key, _)| key == k))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| "–".into()),
             Column::Data(p) => r
                 .deps
                 .iter()
@@ -222,7 +245,7 @@ pub fn body(lang: Lang, v: &View, listed: Result<(Listed, Vec<Column>), ApiError
             label for="filter" { (t.filter) }
             input id="filter" name="filter" type="search" size="60" value=(v.filter) placeholder="metrics.acc > 0.9 and params.lr = '0.1'";
             label for="cols" { (t.columns) }
-            input id="cols" name="cols" type="text" size="30" value=(v.cols) placeholder="metrics.acc,params.lr,data.data";
+            input id="cols" name="cols" type="text" size="30" value=(v.cols) placeholder="metrics.acc,params.lr,tags.team,data.data";
             input type="hidden" name="lang" value=(lang.code());
             input type="hidden" name="per" value=(v.per);
             button type="submit" { (t.search) }
@@ -259,7 +282,7 @@ pub fn body(lang: Lang, v: &View, listed: Result<(Listed, Vec<Column>), ApiError
                                         @if columns.is_empty() {
                                             td.mono { @for (k, v) in r.metrics.iter().take(6) { (k) "=" (v) " " } }
                                         } @else {
-                                            @for c in &columns { td.mono { (c.cell(r)) } }
+                                            @for c in &columns { td.mono { (c.cell(r, &l.tags)) } }
                                         }
                                     }
                                 }

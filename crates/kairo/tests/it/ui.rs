@@ -124,6 +124,9 @@ fn runs_page(repo: Repo) {
 
     let (_, _, ja) = get(&format!("{url}/runs?lang=ja"), &[]);
     assert!(ja.contains("実行") && ja.contains("フィルター"));
+    // The language switch keeps the view (its filter and page).
+    let (_, _, filtered) = get(&format!("{url}/runs?filter=metrics.acc+%3E+0.6&page=1"), &[]);
+    assert!(filtered.contains("href=\"/runs?filter=metrics.acc+%3E+0.6&amp;page=1&amp;lang=ja\""), "{filtered}");
 
     // One run, reached from the list.
     let (_, _, list) = get(&format!("{url}/runs?filter=metrics.acc+%3E+0.6"), &[]);
@@ -361,6 +364,17 @@ fn data_lineage_and_run_files_pages() {
     let (_, _, dir) = get(&format!("{url}/runs/{tracked}?dir=report&preview=report/summary.txt"), &[]);
     assert!(dir.contains("report/summary.txt") && dir.contains("all good"), "{dir}");
     assert_eq!(get(&format!("{url}/runs/{tracked}/file?path=../../etc/passwd"), &[]).0, 400);
+
+    // A tag as a column and as a filter (the database evaluates it).
+    let (status, v) = server.post("/api/2.0/mlflow/runs/set-tag", serde_json::json!({"run_id": tracked, "key": "team", "value": "risk"}));
+    assert_eq!(status, 200, "{v}");
+    let (status, _, cols) = get(&format!("{url}/runs?cols=tags.team,metrics.loss"), &[]);
+    assert_eq!(status, 200);
+    assert!(cols.contains(">tags.team<") && cols.contains(">risk<"), "{cols}");
+    let (_, _, only) = get(&format!("{url}/runs?filter=tags.team+%3D+%27risk%27"), &[]);
+    assert!(only.contains(&tracked[..12]) && !only.contains(&pipeline_run[..12]), "{only}");
+    let (status, _, like) = get(&format!("{url}/runs?filter=tags.team+LIKE+%27r%25%27"), &[]);
+    assert_eq!(status, 400, "{like}");
 
     let (status, _, monitors) = get(&format!("{url}/monitors"), &[]);
     assert_eq!(status, 200);
