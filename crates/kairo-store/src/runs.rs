@@ -297,8 +297,22 @@ pub struct RunPage {
     pub conditions: Vec<crate::tracking::Condition>,
     /// Run columns compared for equality: `stage`, `status`, `actor`, `trigger`, `run_id`.
     pub columns: Vec<(String, String)>,
+    /// The order (default: newest first); runs without the key come last.
+    pub sort: Sort,
     pub offset: i64,
     pub limit: i64,
+}
+
+/// What a page of runs is ordered by; ties go newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Sort {
+    #[default]
+    Newest,
+    Oldest,
+    /// A latest metric value (`true`: descending).
+    Metric(String, bool),
+    /// A param's value as text (`true`: descending).
+    Param(String, bool),
 }
 
 /// The `runs` column an attribute name stands for, if the database can compare it.
@@ -323,14 +337,28 @@ impl Metadata {
     /// one query, each condition an `EXISTS` on the latest-metrics, params or tags table.
     pub async fn runs_page(&self, q: &RunPage) -> Result<Vec<Run>> {
         use crate::tracking::{CondTable, CondValue};
-        let mut sql = String::from(
-            "SELECT r.record, r.status, r.ended_at, r.run_name FROM runs r WHERE r.lifecycle_stage = 'active'",
-        );
         let mut binds: Vec<Bound> = Vec::new();
         fn next(b: Bound, binds: &mut Vec<Bound>) -> String {
             binds.push(b);
             format!("${}", binds.len())
         }
+        let (join, order) = match &q.sort {
+            Sort::Newest => (String::new(), "r.start_ms DESC, r.id DESC".to_string()),
+            Sort::Oldest => (String::new(), "r.start_ms ASC, r.id ASC".to_string()),
+            Sort::Metric(key, desc) | Sort::Param(key, desc) => {
+                let k = next(Bound::Text(key.clone()), &mut binds);
+                let join = if matches!(q.sort, Sort::Metric(..)) {
+                    format!(" LEFT JOIN run_latest_metrics s ON s.run_id = r.id AND s.key = {k} AND s.is_nan = 0")
+                } else {
+                    format!(" LEFT JOIN run_params s ON s.run_id = r.id AND s.key = {k}")
+                };
+                let dir = if *desc { "DESC" } else { "ASC" };
+                (join, format!("s.value IS NULL, s.value {dir}, r.start_ms DESC, r.id DESC"))
+            }
+        };
+        let mut sql = format!(
+            "SELECT r.record, r.status, r.ended_at, r.run_name FROM runs r{join} WHERE r.lifecycle_stage = 'active'"
+        );
         for c in &q.conditions {
             let op = match c.op.as_str() {
                 op @ ("=" | "!=" | ">" | ">=" | "<" | "<=") => op,
@@ -373,7 +401,7 @@ impl Metadata {
             let v = next(Bound::Text(value.clone()), &mut binds);
             sql += &format!(" AND {column} = {v}");
         }
-        sql += &format!(" ORDER BY r.start_ms DESC, r.id DESC LIMIT ${} OFFSET ${}", binds.len() + 1, binds.len() + 2);
+        sql += &format!(" ORDER BY {order} LIMIT ${} OFFSET ${}", binds.len() + 1, binds.len() + 2);
         let mut query = sqlx::query(&sql);
         for b in &binds {
             query = match b {

@@ -71,22 +71,86 @@ pub fn one(lang: Lang, i: &IncidentDto) -> Markup {
             h2 { (t.evaluation) }
             (evaluation(lang, ev))
         }
+        (trigger_alert(lang, i))
         @if let Some(f) = i.detail.get("failed").filter(|v: &&Value| v.is_object()) {
             p.error role="alert" { (t.failed_at) " " (f["step"].as_str().unwrap_or("")) ": " (f["reason"].as_str().unwrap_or("")) }
         }
     }
 }
 
-/// The loop's champion/challenger evaluation.
+/// The loop's champion/challenger evaluation: the test's numbers with their interval, and the
+/// per-slice table when the automation asked for slices.
 pub fn evaluation(lang: Lang, ev: &Value) -> Markup {
     let t = lang.text();
+    let r = &ev["result"];
+    let num = |v: &Value| v.as_f64().map(|x| format!("{x:.4}")).unwrap_or_else(|| "–".into());
+    let interval = |v: &Value| match (v[0].as_f64(), v[1].as_f64()) {
+        (Some(a), Some(b)) => format!("[{a:+.4}, {b:+.4}]"),
+        _ => "–".into(),
+    };
+    let confidence = ev["confidence"].as_f64().map(|c| format!("{:.0}%", c * 100.0)).unwrap_or_default();
     html! {
         @if let Some(s) = ev["skipped"].as_str() { p { (s) } } @else {
-            dl.facts {
-                dt { (t.champion) } dd { (ev["champion"]["version"]) }
-                dt { (t.challenger) } dd { (ev["challenger"]["version"]) }
-                dt { (t.rows) } dd { (ev["rows"]) }
-                dt { (t.result) } dd.mono { (facts_text(&ev["result"])) }
+            table.evaluation {
+                thead { tr {
+                    th scope="col" { (t.metric) } th scope="col" { (t.champion) " v" (ev["champion"]["version"]) }
+                    th scope="col" { (t.challenger) " v" (ev["challenger"]["version"]) } th scope="col" { (t.difference_col) }
+                    th scope="col" { (confidence) " " (t.interval) } th scope="col" { (t.rows) } th scope="col" { (t.test) }
+                } }
+                tbody { tr {
+                    td.mono { (ev["metric"].as_str().unwrap_or("")) }
+                    @if r["interval"].is_array() {
+                        td.num { (num(&r["champion"])) } td.num { (num(&r["challenger"])) } td.num { (num(&r["difference"])) }
+                        td.num { (interval(&r["interval"])) }
+                    } @else {
+                        td colspan="4" .mono { (facts_text(r)) }
+                    }
+                    td.num { (ev["rows"]) }
+                    td { (ev["test"].as_str().unwrap_or("")) @if let Some(v) = r["verdict"].as_str() { " → " strong { (v) } } }
+                } }
+            }
+            @for group in ev["slices"].as_array().into_iter().flatten() {
+                h4 { (t.slices) " · " span.mono { (group["column"].as_str().unwrap_or("")) } }
+                table {
+                    thead { tr { th scope="col" { (t.slice) } th scope="col" { (t.rows) } th scope="col" { (t.champion) } th scope="col" { (t.challenger) } th scope="col" { (t.difference_col) } th scope="col" { (t.interval) } th scope="col" { "" } } }
+                    tbody { @for sl in group["slices"].as_array().into_iter().flatten() {
+                        tr.differs[sl["regressed"] == true] {
+                            td.mono { (sl["key"].as_str().unwrap_or("")) } td.num { (sl["rows"]) }
+                            td.num { (num(&sl["champion"])) } td.num { (num(&sl["challenger"])) } td.num { (num(&sl["difference"])) }
+                            td.num { (interval(&sl["interval"])) }
+                            td { @if sl["regressed"] == true { span.fail { (t.regressed) } } @else if sl["too_few_rows"] == true { (t.too_few_rows) } }
+                        }
+                    } }
+                }
+            }
+            @for s in ev["sources"].as_array().into_iter().flatten() {
+                p.note { (s["kind"].as_str().unwrap_or("")) ": " (s["rows"]) " " (t.rows) @if let Some(p) = s["path"].as_str() { " (" (p) ")" } }
+            }
+        }
+    }
+}
+
+/// The alert that opened an incident, with the values its rule judged (the drift report's
+/// headline numbers).
+pub fn trigger_alert(lang: Lang, i: &IncidentDto) -> Markup {
+    let t = lang.text();
+    html! {
+        @for trig in i.detail["triggers"].as_array().into_iter().flatten() {
+            @let alert = &trig["what"]["alert"];
+            @if alert.is_object() {
+                h4 { (t.drift_report) " · " span.mono { (alert["monitor"].as_str().unwrap_or("")) } }
+                p.mono { (alert["when"].as_str().unwrap_or("")) }
+                @if let Some(windows) = alert["evidence"].as_array().filter(|w| !w.is_empty()) {
+                    table {
+                        thead { tr { th scope="col" { (t.window) } th scope="col" .mono { (alert["metric"].as_str().unwrap_or("")) } } }
+                        tbody { @for w in windows {
+                            tr {
+                                td.mono { a href={ "/monitors/" (super::models::urlencode(alert["monitor"].as_str().unwrap_or(""))) "?lang=" (lang.code()) } { (w["window_start"].as_str().unwrap_or("")) } }
+                                td.num { (w["value"].as_f64().map(|x| format!("{x:.4}")).unwrap_or_else(|| w["value"].to_string())) }
+                            }
+                        } }
+                    }
+                }
             }
         }
     }

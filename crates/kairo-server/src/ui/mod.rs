@@ -202,9 +202,10 @@ async fn runs_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Quer
     let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
     let filter = q.filter.clone().unwrap_or_default();
     let cols = q.cols.clone().unwrap_or_default();
-    let view = runs::View { filter: &filter, cols: &cols, page: q.page.unwrap_or(1).clamp(1, 100_000), per: q.per.unwrap_or(50).clamp(1, 500) };
-    let listed = match runs::Column::parse_list(&cols) {
-        Ok(columns) => match runs::list(&s, &filter, view.page, view.per).await {
+    let sort = q.sort.clone().unwrap_or_default();
+    let view = runs::View { filter: &filter, cols: &cols, sort: &sort, page: q.page.unwrap_or(1).clamp(1, 100_000), per: q.per.unwrap_or(50).clamp(1, 500) };
+    let listed = match runs::Column::parse_list(&cols).and_then(|c| Ok((c, runs::parse_sort(&sort)?))) {
+        Ok((columns, order)) => match runs::list(&s, &filter, order, view.page, view.per).await {
             Ok(l) => runs::with_tags(&s, l, &columns).await.map(|l| (l, columns)),
             Err(e) => Err(e),
         },

@@ -233,6 +233,7 @@ pub fn promotion_card(lang: Lang, name: &str, p: &Value, versions: &[Value], inc
                 h4 { (t.evaluation) }
                 (super::incidents::evaluation(lang, ev))
             }
+            @if let Some(i) = incident { (super::incidents::trigger_alert(lang, i)) }
             @if may(Permission::Approve, name) {
                 form.decide method="post" action={ "/ui/models/" (urlencode(name)) "/promotions/decide" } {
                     input type="hidden" name="csrf" value=(csrf.unwrap_or(""));

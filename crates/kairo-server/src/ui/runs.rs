@@ -6,7 +6,7 @@
 //! ticked runs go to `/compare`.
 
 use kairo_core::run::Run;
-use kairo_store::runs::RunPage;
+use kairo_store::runs::{RunPage, Sort};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -25,6 +25,9 @@ const MAX_COLUMNS: usize = 40;
 pub struct RunsQuery {
     pub filter: Option<String>,
     pub cols: Option<String>,
+    /// `started` (oldest first), `-started` (the default), `metrics.KEY`, `-metrics.KEY`,
+    /// `params.KEY`, `-params.KEY`.
+    pub sort: Option<String>,
     pub page: Option<usize>,
     pub per: Option<usize>,
     pub lang: Option<String>,
@@ -107,10 +110,29 @@ fn plan(filter: &str) -> Result<(RunPage, Vec<Comparison>, bool), ApiError> {
     Ok((page, here, exact))
 }
 
+/// The order a `sort` parameter names.
+pub fn parse_sort(text: &str) -> Result<Sort, ApiError> {
+    let (desc, key) = match text.strip_prefix('-') {
+        Some(k) => (true, k),
+        None => (false, text),
+    };
+    Ok(match key.split_once('.') {
+        _ if key.is_empty() || key == "started" => if desc || key.is_empty() { Sort::Newest } else { Sort::Oldest },
+        Some(("metrics", k)) if !k.is_empty() => Sort::Metric(k.to_string(), desc),
+        Some(("params", k)) if !k.is_empty() => Sort::Param(k.to_string(), desc),
+        _ => {
+            return Err(ApiError::invalid(format!(
+                "sort: {text:.100} is not started, metrics.KEY or params.KEY (with - for descending)"
+            )))
+        }
+    })
+}
+
 /// The page of runs the query asks for.
-pub async fn list(s: &AppState, filter: &str, page: usize, per: usize) -> Result<Listed, ApiError> {
+pub async fn list(s: &AppState, filter: &str, sort: Sort, page: usize, per: usize) -> Result<Listed, ApiError> {
     let skip = (page - 1) * per;
     let (mut q, here, exact) = plan(filter)?;
+    q.sort = sort;
     let keep = |r: &Run| search::matches_with(&here, |k, key| lookup(r, k, key));
     if exact {
         // The database answers the filter (a param's last-part match is re-checked here).
@@ -216,14 +238,18 @@ impl Column {
     }
 }
 
-fn link(filter: &str, cols: &str, page: usize, per: usize, lang: Lang) -> String {
+fn link(v: &View, sort: &str, page: usize, lang: Lang) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
-    if !filter.is_empty() {
-        q.append_pair("filter", filter);
+    if !v.filter.is_empty() {
+        q.append_pair("filter", v.filter);
     }
-    if !cols.is_empty() {
-        q.append_pair("cols", cols);
+    if !v.cols.is_empty() {
+        q.append_pair("cols", v.cols);
     }
+    if !sort.is_empty() {
+        q.append_pair("sort", sort);
+    }
+    let per = v.per;
     q.append_pair("page", &page.to_string());
     q.append_pair("per", &per.to_string());
     q.append_pair("lang", lang.code());
@@ -233,8 +259,26 @@ fn link(filter: &str, cols: &str, page: usize, per: usize, lang: Lang) -> String
 pub struct View<'a> {
     pub filter: &'a str,
     pub cols: &'a str,
+    pub sort: &'a str,
     pub page: usize,
     pub per: usize,
+}
+
+/// The sort a header link asks for: this key descending first, then ascending.
+fn toggle(current: &str, key: &str) -> String {
+    let current = if current.is_empty() { "-started" } else { current };
+    if current == format!("-{key}") { key.to_string() } else { format!("-{key}") }
+}
+
+fn aria(current: &str, key: &str) -> &'static str {
+    let current = if current.is_empty() { "-started" } else { current };
+    if current == key {
+        "ascending"
+    } else if current.strip_prefix('-') == Some(key) {
+        "descending"
+    } else {
+        "none"
+    }
 }
 
 pub fn body(lang: Lang, v: &View, listed: Result<(Listed, Vec<Column>), ApiError>) -> Markup {
@@ -248,6 +292,7 @@ pub fn body(lang: Lang, v: &View, listed: Result<(Listed, Vec<Column>), ApiError
             input id="cols" name="cols" type="text" size="30" value=(v.cols) placeholder="metrics.acc,params.lr,tags.team,data.data";
             input type="hidden" name="lang" value=(lang.code());
             input type="hidden" name="per" value=(v.per);
+            @if !v.sort.is_empty() { input type="hidden" name="sort" value=(v.sort); }
             button type="submit" { (t.search) }
         }
         @match listed {
@@ -262,11 +307,19 @@ pub fn body(lang: Lang, v: &View, listed: Result<(Listed, Vec<Column>), ApiError
                             thead { tr {
                                 th scope="col" { span.visually-hidden { (t.select) } }
                                 th scope="col" { (t.run) } th scope="col" { (t.stage) } th scope="col" { (t.state) }
-                                th scope="col" { (t.started) } th scope="col" { (t.seconds) } th scope="col" { (t.by) }
+                                th scope="col" aria-sort=(aria(v.sort, "started")) { a href=(link(v, &toggle(v.sort, "started"), 1, lang)) { (t.started) } }
+                                th scope="col" { (t.seconds) } th scope="col" { (t.by) }
                                 @if columns.is_empty() {
                                     th scope="col" { (t.metrics) }
                                 } @else {
-                                    @for c in &columns { th scope="col" .mono { (c.label()) } }
+                                    @for c in &columns {
+                                        @let key = c.label();
+                                        @if matches!(c, Column::Metric(_) | Column::Param(_)) {
+                                            th scope="col" .mono aria-sort=(aria(v.sort, &key)) { a href=(link(v, &toggle(v.sort, &key), 1, lang)) { (key) } }
+                                        } @else {
+                                            th scope="col" .mono { (key) }
+                                        }
+                                    }
                                 }
                             } }
                             tbody {
@@ -292,9 +345,9 @@ pub fn body(lang: Lang, v: &View, listed: Result<(Listed, Vec<Column>), ApiError
                     }
                 }
                 nav.pages aria-label=(t.pages) {
-                    @if v.page > 1 { a rel="prev" href=(link(v.filter, v.cols, v.page - 1, v.per, lang)) { "← " (t.newer) } }
+                    @if v.page > 1 { a rel="prev" href=(link(v, v.sort, v.page - 1, lang)) { "← " (t.previous) } }
                     span { (t.page) " " (v.page) }
-                    @if l.more { a rel="next" href=(link(v.filter, v.cols, v.page + 1, v.per, lang)) { (t.older) " →" } }
+                    @if l.more { a rel="next" href=(link(v, v.sort, v.page + 1, lang)) { (t.next) " →" } }
                 }
             }
         }

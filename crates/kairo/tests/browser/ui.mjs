@@ -69,7 +69,7 @@ try {
   await visit('run');
 
   await page.goto(`${base}/runs?per=1&lang=en`);
-  await page.getByRole('link', { name: /Older/ }).click();
+  await page.getByRole('link', { name: /Next/ }).click();
   await page.waitForURL(/page=2/);
   check((await page.locator('tbody tr').count()) === 1, 'the second page has the older run');
 

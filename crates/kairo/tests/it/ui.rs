@@ -118,6 +118,17 @@ fn runs_page(repo: Repo) {
     let (_, _, body) = get(&format!("{url}/runs?filter=attributes.stage+%3D+%27train%27&per=1&page=2"), &[]);
     assert!(body.contains("rel=\"prev\"") && !body.contains("rel=\"next\""));
 
+    // Sorted by a metric, either way; the header links toggle it.
+    let (status, _, asc) = get(&format!("{url}/runs?cols=metrics.acc&sort=metrics.acc"), &[]);
+    assert_eq!(status, 200, "{asc}");
+    assert!(asc.find("0.500000").unwrap() < asc.find("0.900000").unwrap(), "ascending: {asc}");
+    assert!(asc.contains("aria-sort=\"ascending\""), "{asc}");
+    let (_, _, desc) = get(&format!("{url}/runs?cols=metrics.acc&sort=-metrics.acc"), &[]);
+    assert!(desc.find("0.900000").unwrap() < desc.find("0.500000").unwrap(), "descending: {desc}");
+    let (_, _, oldest) = get(&format!("{url}/runs?cols=params.lr&sort=started"), &[]);
+    assert!(oldest.find(">0.5<").unwrap() < oldest.find(">0.9<").unwrap(), "oldest first: {oldest}");
+    assert_eq!(get(&format!("{url}/runs?sort=bogus"), &[]).0, 400);
+
     let (status, _, body) = get(&format!("{url}/runs?filter=metrics.acc+%3E%3E+1"), &[]);
     assert_eq!(status, 400);
     assert!(body.contains("role=\"alert\""), "{body}");
