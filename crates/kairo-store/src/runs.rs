@@ -362,7 +362,9 @@ impl Metadata {
         for c in &q.conditions {
             let op = match c.op.as_str() {
                 op @ ("=" | "!=" | ">" | ">=" | "<" | "<=") => op,
-                other => return Err(StoreError::Invalid(format!("operator {other} cannot be evaluated by the database"))),
+                other => {
+                    return Err(StoreError::Invalid(format!("operator {other} cannot be evaluated by the database")))
+                }
             };
             match (&c.table, &c.value) {
                 (CondTable::Metrics, CondValue::Number(v)) => {
@@ -374,10 +376,14 @@ impl Metadata {
                 }
                 (CondTable::Params, CondValue::Text(v)) => {
                     let k = next(Bound::Text(c.key.clone()), &mut binds);
-                    let escaped: String = c.key.chars().flat_map(|ch| match ch {
-                        '%' | '_' | '\\' => vec!['\\', ch],
-                        ch => vec![ch],
-                    }).collect();
+                    let escaped: String = c
+                        .key
+                        .chars()
+                        .flat_map(|ch| match ch {
+                            '%' | '_' | '\\' => vec!['\\', ch],
+                            ch => vec![ch],
+                        })
+                        .collect();
                     let pattern = next(Bound::Text(format!("%.{escaped}")), &mut binds);
                     let v = next(Bound::Text(v.clone()), &mut binds);
                     sql += &format!(

@@ -90,7 +90,8 @@ pub async fn load(s: &AppState, ids: &[String]) -> Result<Compared, ApiError> {
     // In the order asked for (a short id stands where it was given).
     let position = |r: &Run| ids.iter().position(|i| r.id.starts_with(i.as_str())).unwrap_or(usize::MAX);
     found.sort_by_key(position);
-    let hashes: Vec<_> = found.iter().flat_map(|r| r.deps.iter().map(|d| d.hash)).collect::<BTreeSet<_>>().into_iter().collect();
+    let hashes: Vec<_> =
+        found.iter().flat_map(|r| r.deps.iter().map(|d| d.hash)).collect::<BTreeSet<_>>().into_iter().collect();
     let producers = s.md.producers(&hashes).await?;
     Ok(Compared { rows: rows(&found, &producers), runs: found })
 }
@@ -111,7 +112,11 @@ fn rows(runs: &[Run], producers: &[kairo_store::runs::Producer]) -> Vec<Row> {
         text(Aspect::Run, "by", &|r| format!("{} · {}", r.actor, r.trigger)),
         text(Aspect::Code, "commit", &|r| {
             let c = r.git.commit.as_deref().map(|c| c.get(..12).unwrap_or(c)).unwrap_or("–");
-            if r.git.dirty.is_some() { format!("{c} + uncommitted") } else { c.to_string() }
+            if r.git.dirty.is_some() {
+                format!("{c} + uncommitted")
+            } else {
+                c.to_string()
+            }
         }),
         text(Aspect::Code, "command", &|r| r.cmd.clone()),
         text(Aspect::Environment, "environment", &|r| format!("{} {}", r.env.spec, short(&r.env.hash))),

@@ -40,7 +40,14 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-pub fn versions(lang: Lang, path: &str, log: &[LogEntry], from: Option<&str>, to: Option<&str>, diff: Option<Result<DiffReport, String>>) -> Markup {
+pub fn versions(
+    lang: Lang,
+    path: &str,
+    log: &[LogEntry],
+    from: Option<&str>,
+    to: Option<&str>,
+    diff: Option<Result<DiffReport, String>>,
+) -> Markup {
     let t = lang.text();
     let hashes: Vec<String> = log.iter().filter_map(|e| e.hash.map(|h| h.to_hex())).collect();
     let from = from.map(str::to_string).or_else(|| hashes.get(1).cloned());

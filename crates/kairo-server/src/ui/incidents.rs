@@ -175,18 +175,26 @@ pub fn links(lang: Lang, i: &IncidentDto) -> Vec<(String, String)> {
             push(format!("monitor {m}"), format!("/monitors/{}?lang={l}", enc(m)));
         }
         if let (Some(p), Some(h)) = (what["path"].as_str(), what["hash"].as_str()) {
-            push(format!("{p}@{}", h.get(..8).unwrap_or(h)), format!("/lineage?target={}&lang={l}", enc(&format!("{p}@{h}"))));
+            push(
+                format!("{p}@{}", h.get(..8).unwrap_or(h)),
+                format!("/lineage?target={}&lang={l}", enc(&format!("{p}@{h}"))),
+            );
         }
     }
     if let (Some(p), Some(h)) = (d["export"]["path"].as_str(), d["export"]["hash"].as_str()) {
-        push(format!("{p}@{}", h.get(..8).unwrap_or(h)), format!("/lineage?target={}&lang={l}", enc(&format!("{p}@{h}"))));
+        push(
+            format!("{p}@{}", h.get(..8).unwrap_or(h)),
+            format!("/lineage?target={}&lang={l}", enc(&format!("{p}@{h}"))),
+        );
     }
     let runs = d["retrain"]["stages"].as_array().into_iter().flatten().filter_map(|s| s["run_id"].as_str());
     for r in runs.chain(d["retrain"]["run_id"].as_str()) {
         push(format!("run {}", r.get(..12).unwrap_or(r)), format!("/runs/{r}?lang={l}"));
     }
     let model = &i.model;
-    for v in [d["challenger"]["version"].as_i64(), d["evaluation"]["champion"]["version"].as_i64()].into_iter().flatten() {
+    for v in
+        [d["challenger"]["version"].as_i64(), d["evaluation"]["champion"]["version"].as_i64()].into_iter().flatten()
+    {
         push(format!("{model} v{v}"), format!("/lineage?target={}&lang={l}", enc(&format!("model:{model}:{v}"))));
     }
     if !d["promotion"].is_null() {

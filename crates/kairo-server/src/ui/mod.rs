@@ -20,11 +20,11 @@ mod run;
 mod runs;
 mod text;
 
+use axum::extract::Path;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::extract::Path;
 use axum::Router;
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
@@ -203,7 +203,13 @@ async fn runs_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Quer
     let filter = q.filter.clone().unwrap_or_default();
     let cols = q.cols.clone().unwrap_or_default();
     let sort = q.sort.clone().unwrap_or_default();
-    let view = runs::View { filter: &filter, cols: &cols, sort: &sort, page: q.page.unwrap_or(1).clamp(1, 100_000), per: q.per.unwrap_or(50).clamp(1, 500) };
+    let view = runs::View {
+        filter: &filter,
+        cols: &cols,
+        sort: &sort,
+        page: q.page.unwrap_or(1).clamp(1, 100_000),
+        per: q.per.unwrap_or(50).clamp(1, 500),
+    };
     let listed = match runs::Column::parse_list(&cols).and_then(|c| Ok((c, runs::parse_sort(&sort)?))) {
         Ok((columns, order)) => match runs::list(&s, &filter, order, view.page, view.per).await {
             Ok(l) => runs::with_tags(&s, l, &columns).await.map(|l| (l, columns)),
@@ -297,7 +303,12 @@ struct RunQuery {
 }
 
 /// One run, its files and a preview of one.
-async fn run_page(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<RunQuery>) -> Response {
+async fn run_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RunQuery>,
+) -> Response {
     let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
     let loaded = async {
         let l = run::load(&s, &id).await?;
@@ -482,7 +493,12 @@ async fn models_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Qu
 }
 
 /// One model: versions, trend, aliases and their history, promotions, importance.
-async fn model_page(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<String>, Query(q): Query<PageQuery>) -> Response {
+async fn model_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
     let lang = lang(&q, &headers);
     match kairo_registry::describe::model(&s.md, &name).await {
         Ok(doc) => page(lang, lang.text().model, "/models", models::one(lang, &doc, csrf(&s, &headers).as_deref())),
@@ -514,21 +530,27 @@ async fn approvals_page(State(s): State<AppState>, headers: HeaderMap, Query(q):
         Ok::<_, ApiError>(items)
     };
     match gathered.await {
-        Ok(items) => page(lang, lang.text().approvals, "/approvals", models::inbox(lang, &items, csrf(&s, &headers).as_deref())),
+        Ok(items) => {
+            page(lang, lang.text().approvals, "/approvals", models::inbox(lang, &items, csrf(&s, &headers).as_deref()))
+        }
         Err(e) => error_page(lang, e),
     }
 }
 
 /// Approve or reject a pending promotion from the inbox (a form: `decision`, `version`,
 /// `alias`, `reason`, `csrf`; the CSRF token and the role were checked before this runs).
-async fn decide(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<String>, body: axum::body::Body) -> Response {
+async fn decide(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Body,
+) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
         return error_page(Lang::En, ApiError::too_large("the form is larger than 64 KiB"));
     };
-    let field = |k: &str| {
-        url::form_urlencoded::parse(&bytes).find(|(key, _)| key == k).map(|(_, v)| v.into_owned())
-    };
-    let lang = field("lang").as_deref().and_then(Lang::parse).unwrap_or_else(|| lang(&PageQuery { lang: None }, &headers));
+    let field = |k: &str| url::form_urlencoded::parse(&bytes).find(|(key, _)| key == k).map(|(_, v)| v.into_owned());
+    let lang =
+        field("lang").as_deref().and_then(Lang::parse).unwrap_or_else(|| lang(&PageQuery { lang: None }, &headers));
     let reason = field("reason").map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     let Some(reason) = reason else {
         return error_page(lang, ApiError::invalid("reason: a decision needs a reason (it goes into the audit trail)"));
@@ -542,7 +564,15 @@ async fn decide(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<
         return error_page(lang, ApiError::invalid("version: the version number of the pending promotion"));
     };
     let alias = field("alias").unwrap_or_else(|| "champion".into());
-    let req = kairo_registry::PromoteRequest { name: name.clone(), version, alias, approve, reject, reason: Some(reason), actor: s.actor() };
+    let req = kairo_registry::PromoteRequest {
+        name: name.clone(),
+        version,
+        alias,
+        approve,
+        reject,
+        reason: Some(reason),
+        actor: s.actor(),
+    };
     match kairo_registry::promote(&s.project, &s.md, &req).await {
         Ok(_) => {
             let to = format!("/models/{}?lang={}", models::urlencode(&name), lang.code());
@@ -565,7 +595,12 @@ async fn deployments_page(State(s): State<AppState>, headers: HeaderMap, Query(q
 }
 
 /// One deployment: versions, traffic, changes, serving health.
-async fn deployment_page(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<String>, Query(q): Query<PageQuery>) -> Response {
+async fn deployment_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
     let lang = lang(&q, &headers);
     let loaded = async {
         let doc = kairo_registry::describe::deployment(&s.md, &name).await.map_err(ApiError::from)?;
@@ -598,11 +633,20 @@ struct MonitorQuery {
 }
 
 /// One monitor: its newest windows evaluated now (nothing raised), one window's features.
-async fn monitor_page(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<String>, Query(q): Query<MonitorQuery>) -> Response {
+async fn monitor_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<MonitorQuery>,
+) -> Response {
     let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
     let loaded = async {
         let config = s.project.current_config().map_err(|e| ApiError::invalid(e.to_string()))?;
-        let spec = config.monitors.get(&name).cloned().ok_or_else(|| ApiError::not_found(format!("no monitor '{name}' in kairo.yaml")))?;
+        let spec = config
+            .monitors
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("no monitor '{name}' in kairo.yaml")))?;
         let evaluation = match spec.deployment.as_deref() {
             Some(d) => {
                 let windowing = kairo_watch::Windowing::of(&spec).map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -628,7 +672,12 @@ async fn monitor_page(State(s): State<AppState>, headers: HeaderMap, Path(name):
         Ok::<_, ApiError>((spec, evaluation, alerts))
     };
     match loaded.await {
-        Ok((spec, e, alerts)) => page(lang, lang.text().monitor, "/monitors", monitors::one(lang, &name, &spec, e.as_ref(), q.window, &alerts)),
+        Ok((spec, e, alerts)) => page(
+            lang,
+            lang.text().monitor,
+            "/monitors",
+            monitors::one(lang, &name, &spec, e.as_ref(), q.window, &alerts),
+        ),
         Err(e) => error_page(lang, e),
     }
 }
@@ -670,7 +719,9 @@ async fn data_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Quer
         Err(e) => return error_page(lang, ApiError::not_found(e.to_string())),
     };
     let diff = match (from, to) {
-        (Some(a), Some(b)) => Some(kairo_data::history::diff(&s.project, path, Some(a), Some(b)).await.map_err(|e| e.to_string())),
+        (Some(a), Some(b)) => {
+            Some(kairo_data::history::diff(&s.project, path, Some(a), Some(b)).await.map_err(|e| e.to_string()))
+        }
         _ => None,
     };
     page(lang, t.data, "/data", data::versions(lang, path, &log, from, to, diff))
@@ -693,7 +744,12 @@ async fn lineage_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Q
         Ok(g) => page(lang, t.lineage, "/lineage", lineage::body(lang, target, &g)),
         Err(kairo_pipeline::PipelineError::Store(e)) => error_page(lang, e.into()),
         Err(e) => {
-            let mut r = page(lang, t.lineage, "/lineage", html! { h1 { (t.lineage) } (lineage::form(lang, target)) p.error role="alert" { (e.to_string()) } });
+            let mut r = page(
+                lang,
+                t.lineage,
+                "/lineage",
+                html! { h1 { (t.lineage) } (lineage::form(lang, target)) p.error role="alert" { (e.to_string()) } },
+            );
             *r.status_mut() = axum::http::StatusCode::NOT_FOUND;
             r
         }

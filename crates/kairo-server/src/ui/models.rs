@@ -209,7 +209,14 @@ pub fn one(lang: Lang, doc: &Value, csrf: Option<&str>) -> Markup {
 
 /// One pending promotion: the version's facts, its gate evidence, the loop's evaluation when
 /// an incident chose it, and the decision form (or why this user cannot decide).
-pub fn promotion_card(lang: Lang, name: &str, p: &Value, versions: &[Value], incident: Option<&IncidentDto>, csrf: Option<&str>) -> Markup {
+pub fn promotion_card(
+    lang: Lang,
+    name: &str,
+    p: &Value,
+    versions: &[Value],
+    incident: Option<&IncidentDto>,
+    csrf: Option<&str>,
+) -> Markup {
     let t = lang.text();
     let version = p["version"].as_i64().unwrap_or(0);
     let v = versions.iter().find(|v| v["version"].as_i64() == Some(version));

@@ -63,7 +63,9 @@ fn shares(p: &ColumnProfile, s: &ColumnSketch) -> Vec<(String, f64, f64)> {
     labels
         .into_iter()
         .enumerate()
-        .map(|(i, l)| (l, share(reference.get(i).copied().unwrap_or(0), rt), share(current.get(i).copied().unwrap_or(0), ct)))
+        .map(|(i, l)| {
+            (l, share(reference.get(i).copied().unwrap_or(0), rt), share(current.get(i).copied().unwrap_or(0), ct))
+        })
         .collect()
 }
 
@@ -92,7 +94,14 @@ pub struct Alert {
     pub what: String,
 }
 
-pub fn one(lang: Lang, name: &str, spec: &MonitorSpec, e: Option<&Evaluation>, window: Option<usize>, alerts: &[Alert]) -> Markup {
+pub fn one(
+    lang: Lang,
+    name: &str,
+    spec: &MonitorSpec,
+    e: Option<&Evaluation>,
+    window: Option<usize>,
+    alerts: &[Alert],
+) -> Markup {
     let t = lang.text();
     let chosen = e.and_then(|e| {
         window.filter(|k| *k < e.windows.len()).or_else(|| e.windows.iter().rposition(|w| w.sketch.rows > 0))

@@ -157,7 +157,11 @@ pub async fn files(s: &AppState, run: &Run, dir: &str) -> Result<Vec<RunFile>, A
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for o in &outs {
-            let kind = if o.kind == "dir" { kairo_core::pointer::PointerKind::Dir } else { kairo_core::pointer::PointerKind::File };
+            let kind = if o.kind == "dir" {
+                kairo_core::pointer::PointerKind::Dir
+            } else {
+                kairo_core::pointer::PointerKind::File
+            };
             // An output whose tree is no longer in this store (gc, another machine) is listed bare.
             let Ok(tree) = kairo_data::tree::load(&objects, &o.path, kind, o.hash, o.size) else {
                 out.push(RunFile { path: o.path.clone(), size: Some(o.size), is_dir: false });
@@ -192,7 +196,11 @@ pub async fn file(s: &AppState, run: &Run, path: &str) -> Result<kairo_core::Has
     };
     let (objects, out, want) = (s.objects.clone(), out.clone(), path.to_string());
     let found = tokio::task::spawn_blocking(move || {
-        let kind = if out.kind == "dir" { kairo_core::pointer::PointerKind::Dir } else { kairo_core::pointer::PointerKind::File };
+        let kind = if out.kind == "dir" {
+            kairo_core::pointer::PointerKind::Dir
+        } else {
+            kairo_core::pointer::PointerKind::File
+        };
         let tree = kairo_data::tree::load(&objects, &out.path, kind, out.hash, out.size).ok()?;
         let rel = want.strip_prefix(&out.path).unwrap_or("").trim_start_matches('/').to_string();
         tree.files_with_paths().into_iter().find(|(p, _)| *p == rel).map(|(_, n)| n.hash())

@@ -117,7 +117,13 @@ pub fn parse_sort(text: &str) -> Result<Sort, ApiError> {
         None => (false, text),
     };
     Ok(match key.split_once('.') {
-        _ if key.is_empty() || key == "started" => if desc || key.is_empty() { Sort::Newest } else { Sort::Oldest },
+        _ if key.is_empty() || key == "started" => {
+            if desc || key.is_empty() {
+                Sort::Newest
+            } else {
+                Sort::Oldest
+            }
+        }
         Some(("metrics", k)) if !k.is_empty() => Sort::Metric(k.to_string(), desc),
         Some(("params", k)) if !k.is_empty() => Sort::Param(k.to_string(), desc),
         _ => {
@@ -267,7 +273,11 @@ pub struct View<'a> {
 /// The sort a header link asks for: this key descending first, then ascending.
 fn toggle(current: &str, key: &str) -> String {
     let current = if current.is_empty() { "-started" } else { current };
-    if current == format!("-{key}") { key.to_string() } else { format!("-{key}") }
+    if current == format!("-{key}") {
+        key.to_string()
+    } else {
+        format!("-{key}")
+    }
 }
 
 fn aria(current: &str, key: &str) -> &'static str {

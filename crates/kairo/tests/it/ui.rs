@@ -269,7 +269,11 @@ fn the_approval_inbox_decides_by_role() {
     let (mut server, url) = spawn_listening(&repo, &["server", "--port", "0"]);
     let client = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let as_user = |user: &str, path: &str| {
-        let r = client.get(format!("{url}{path}")).basic_auth(user, Some(format!("{user}'s long password"))).send().unwrap();
+        let r = client
+            .get(format!("{url}{path}"))
+            .basic_auth(user, Some(format!("{user}'s long password")))
+            .send()
+            .unwrap();
         (r.status().as_u16(), r.text().unwrap())
     };
     let decide = |user: &str, form: &[(&str, &str)], origin: Option<&str>| {
@@ -300,7 +304,8 @@ fn the_approval_inbox_decides_by_role() {
 
     let (_, inbox) = as_user("bob", "/approvals");
     assert!(inbox.contains("<form class=\"decide\"") && inbox.contains("name=\"reason\""), "{inbox}");
-    let (status, _, body) = decide("bob", &[("decision", "approve"), ("version", "2"), ("alias", "champion"), ("reason", "  ")], None);
+    let (status, _, body) =
+        decide("bob", &[("decision", "approve"), ("version", "2"), ("alias", "champion"), ("reason", "  ")], None);
     assert_eq!(status, 400);
     assert!(body.contains("needs a reason"), "{body}");
     let (status, _, _) = decide("bob", &approve, Some("http://evil.example"));
@@ -310,11 +315,18 @@ fn the_approval_inbox_decides_by_role() {
     assert_eq!(location.as_deref(), Some("/models/clf?lang=en"));
     let shown = repo.json(&["models", "show", "clf"]);
     let p = &shown["promotions"].as_array().unwrap().iter().find(|p| p["version"] == 2).unwrap().clone();
-    assert_eq!((p["status"].as_str(), p["decided_by"].as_str(), p["reason"].as_str()), (Some("promoted"), Some("bob"), Some("looked at it")), "{p}");
+    assert_eq!(
+        (p["status"].as_str(), p["decided_by"].as_str(), p["reason"].as_str()),
+        (Some("promoted"), Some("bob"), Some("looked at it")),
+        "{p}"
+    );
 
     let (status, page) = as_user("bob", "/models/clf");
     assert_eq!(status, 200);
-    assert!(page.contains("Alias history") && page.contains("looked at it") && page.contains("Metrics across versions"), "{page}");
+    assert!(
+        page.contains("Alias history") && page.contains("looked at it") && page.contains("Metrics across versions"),
+        "{page}"
+    );
     let (_, inbox) = as_user("bob", "/approvals");
     assert!(inbox.contains("Nothing is waiting for approval"), "{inbox}");
     assert_eq!(as_user("bob", "/models/nope").0, 404);
@@ -323,7 +335,10 @@ fn the_approval_inbox_decides_by_role() {
     repo.kairo(&["deploy", "clf", "--version", "2", "--strategy", "canary", "--weight", "20"]).assert().success();
     let (status, d) = as_user("vera", "/deployments/clf");
     assert_eq!(status, 200, "{d}");
-    assert!(d.contains("Candidate") && d.contains("v2") && d.contains("20% v2") && d.contains("deployment.started"), "{d}");
+    assert!(
+        d.contains("Candidate") && d.contains("v2") && d.contains("20% v2") && d.contains("deployment.started"),
+        "{d}"
+    );
     let (_, list) = as_user("vera", "/deployments");
     assert!(list.contains("canary") && list.contains("20%"), "{list}");
     let _ = server.kill();
@@ -342,7 +357,13 @@ fn data_lineage_and_run_files_pages() {
     let (status, _, versions) = get(&format!("{url}/data?path=data"), &[]);
     assert_eq!(status, 200, "{versions}");
     assert!(versions.contains("type=\"radio\"") && versions.contains("Show the difference"));
-    let hashes: Vec<String> = repo.json(&["data", "log", "data"]).as_array().unwrap().iter().map(|e| e["hash"].as_str().unwrap().to_string()).collect();
+    let hashes: Vec<String> = repo
+        .json(&["data", "log", "data"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["hash"].as_str().unwrap().to_string())
+        .collect();
     let (status, _, diff) = get(&format!("{url}/data?path=data&from={}&to={}", hashes[1], hashes[0]), &[]);
     assert_eq!(status, 200, "{diff}");
     assert!(diff.contains("Modified (1)") && diff.contains("<li class=\"mono\">a.csv</li>"), "{diff}");
@@ -368,7 +389,11 @@ fn data_lineage_and_run_files_pages() {
     let (status, h, bytes) = get(&format!("{url}/runs/{pipeline_run}/file?path=count.txt"), &[]);
     assert_eq!((status, bytes.as_str()), (200, "3\n"));
     assert!(h["content-disposition"].to_str().unwrap().starts_with("attachment"));
-    assert_eq!(get(&format!("{url}/runs/{pipeline_run}/file?path=data/a.csv"), &[]).0, 404, "an input is not the run's file");
+    assert_eq!(
+        get(&format!("{url}/runs/{pipeline_run}/file?path=data/a.csv"), &[]).0,
+        404,
+        "an input is not the run's file"
+    );
     let (status, _, tracked_page) = get(&format!("{url}/runs/{tracked}"), &[]);
     assert_eq!(status, 200);
     assert!(tracked_page.contains("?dir=report"), "{tracked_page}");
@@ -377,7 +402,8 @@ fn data_lineage_and_run_files_pages() {
     assert_eq!(get(&format!("{url}/runs/{tracked}/file?path=../../etc/passwd"), &[]).0, 400);
 
     // A tag as a column and as a filter (the database evaluates it).
-    let (status, v) = server.post("/api/2.0/mlflow/runs/set-tag", serde_json::json!({"run_id": tracked, "key": "team", "value": "risk"}));
+    let (status, v) = server
+        .post("/api/2.0/mlflow/runs/set-tag", serde_json::json!({"run_id": tracked, "key": "team", "value": "risk"}));
     assert_eq!(status, 200, "{v}");
     let (status, _, cols) = get(&format!("{url}/runs?cols=tags.team,metrics.loss"), &[]);
     assert_eq!(status, 200);
@@ -458,7 +484,9 @@ fn a_real_browser_logs_in_and_walks_the_loop() {
             let decided = repo.json(&["models", "show", "clf"]);
             let p = decided["promotions"].as_array().unwrap().iter().find(|p| p["version"] == 2).unwrap().clone();
             assert_eq!((p["status"].as_str(), p["decided_by"].as_str()), (Some("promoted"), Some("bob")), "{p}");
-            repo.kairo(&["deploy", "clf", "--version", "2", "--strategy", "canary", "--weight", "20"]).assert().success();
+            repo.kairo(&["deploy", "clf", "--version", "2", "--strategy", "canary", "--weight", "20"])
+                .assert()
+                .success();
             writeln!(stdin, "go").unwrap();
         } else if line.starts_with('{') {
             report = Some(line);
@@ -472,7 +500,9 @@ fn a_real_browser_logs_in_and_walks_the_loop() {
     assert!(status.success(), "{report}\n{stderr}");
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["violations"], serde_json::json!([]), "{report}");
-    for name in ["overview", "runs-filtered", "compare", "approvals", "model", "deployment", "incident", "approvals-alice"] {
+    for name in
+        ["overview", "runs-filtered", "compare", "approvals", "model", "deployment", "incident", "approvals-alice"]
+    {
         assert!(shots.join(format!("{name}.png")).metadata().unwrap().len() > 1000, "{name}.png");
     }
     // The refused decision changed nothing: v3 still waits.
