@@ -292,12 +292,10 @@ impl Client {
 /// with words in it.
 fn last_line(body: &str) -> String {
     let lines = || body.lines().rev().map(str::trim);
-    let exception = lines().find(|l| {
-        l.split_once(": ").is_some_and(|(kind, _)| kind.ends_with("Error") || kind.ends_with("Exception"))
-    });
-    let line = exception
-        .or_else(|| lines().find(|l| l.chars().filter(|c| c.is_alphanumeric()).count() > 1))
-        .unwrap_or("");
+    let exception = lines()
+        .find(|l| l.split_once(": ").is_some_and(|(kind, _)| kind.ends_with("Error") || kind.ends_with("Exception")));
+    let line =
+        exception.or_else(|| lines().find(|l| l.chars().filter(|c| c.is_alphanumeric()).count() > 1)).unwrap_or("");
     line.chars().take(500).collect()
 }
 
@@ -323,7 +321,10 @@ mod tests {
         assert!(last_line(tb).starts_with("ValueError: Job with submission_id a already exists"));
         let wrapped = "Traceback:\nValueError: Job with submission_id a already exists\n.\n";
         assert!(last_line(wrapped).contains("already exists"));
-        assert_eq!(last_line("500 Internal Server Error\n\nServer got itself in trouble"), "Server got itself in trouble");
+        assert_eq!(
+            last_line("500 Internal Server Error\n\nServer got itself in trouble"),
+            "Server got itself in trouble"
+        );
     }
 
     #[test]
