@@ -21,14 +21,14 @@ fn address() -> Option<String> {
 }
 
 fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos();
     format!("{prefix}-{nanos:x}")
 }
 
 async fn wait(c: &Client, id: &str, until: impl Fn(Status) -> bool) -> kairo_ray::Job {
     let start = Instant::now();
     loop {
-        let job = c.job(id).await.unwrap().expect("the job exists");
+        let job = c.job(id).await.expect("the head answers").expect("the job exists");
         if until(job.status) {
             return job;
         }
