@@ -53,6 +53,29 @@ pub struct Config {
     /// How the team server knows people besides its own users: an OpenID Connect provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// A Ray cluster that runs stages with `executor: ray` (or every stage, `default: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ray: Option<RaySpec>,
+}
+
+/// `ray:` in kairo.yaml: the cluster's Jobs API (its dashboard), how to authenticate, and
+/// whether stages run there unless they say `executor: local`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaySpec {
+    /// `http://head:8265`; `KAIRO_RAY_ADDRESS` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The environment variable holding the cluster's token (`RAY_AUTH_MODE=token`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// Run every stage on Ray unless it says `executor: local`.
+    #[serde(default)]
+    pub default: bool,
+    /// The remote (of `remotes:`) that carries inputs to the job and outputs back (default:
+    /// `default_remote`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 /// `auth:` in kairo.yaml.

@@ -146,6 +146,13 @@ pub fn pointer_files(root: &Path) -> Option<Vec<String>> {
     Some(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
 }
 
+/// Files git tracks or would track (committed, staged, or new and not ignored), relative to
+/// `root`: a project's code, as opposed to its data (ignored, behind pointers).
+pub fn tracked_files(root: &Path) -> Result<Vec<String>> {
+    let out = git(root, &["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
+    Ok(out.split('\0').filter(|s| !s.is_empty()).map(str::to_string).collect())
+}
+
 /// Whether `dir` is inside a git work tree, by looking for `.git` upwards (no process spawned).
 pub fn in_work_tree(dir: &Path) -> bool {
     dir.ancestors().any(|d| d.join(".git").exists())

@@ -6,7 +6,7 @@ use crate::error::{PipelineError, Result};
 use crate::params;
 use crate::query::{self, MetricChange};
 use crate::runner::{self, Console, Interrupt, RunOptions, Runner};
-use crate::spec::{EnvSpec, Out, ParamRef, Pipeline, Stage};
+use crate::spec::{EnvSpec, Executor, Out, ParamRef, Pipeline, Stage};
 use crate::state;
 use kairo_core::run::{Run, RunStatus};
 use kairo_core::Hash;
@@ -163,6 +163,9 @@ fn stage_of(run: &Run) -> Result<Stage> {
         metrics: run.metrics_files.iter().map(out).collect(),
         env,
         always_changed: false,
+        // Reproduced where it ran: a run on Ray is reproduced on Ray (resources as configured now).
+        executor: Some(if run.executor == "ray" { Executor::Ray } else { Executor::Local }),
+        resources: Default::default(),
     })
 }
 

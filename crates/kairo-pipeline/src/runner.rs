@@ -11,7 +11,8 @@ use crate::env::{self, Fingerprinter};
 use crate::error::{PipelineError, Result};
 use crate::lockfile::{LockCache, LockEntry, LockEnv};
 use crate::params;
-use crate::spec::{Pipeline, Stage};
+use crate::ray;
+use crate::spec::{Executor, Pipeline, Stage};
 use crate::state::{self, Inputs};
 use crate::usage;
 use kairo_core::run::{GitState, Run, RunStatus};
@@ -379,7 +380,7 @@ impl<'a> Runner<'a> {
         let md = self.handle.block_on(self.project.metadata())?;
         // The database is opened only when something runs or is restored: that is also when
         // runs orphaned by a killed kairo are worth settling. A no-op check never opens it.
-        let _ = self.handle.block_on(recover_orphans(&md));
+        let _ = self.handle.block_on(recover_orphans(self.project, &md));
         *guard = Some(md.clone());
         Ok(md)
     }
@@ -455,6 +456,7 @@ impl<'a> Runner<'a> {
     ) -> Result<Run> {
         let stored =
             inputs_at(self.project, workdir, stage, &self.sources(), Some(&self.objects), Some(self.pipeline))?;
+        let on_ray = self.executor_of(stage) == Executor::Ray;
         let git = if workdir == self.project.root() { self.git_state()? } else { git_state(workdir) };
         let mut run = Run {
             id: new_run_id(),
@@ -464,7 +466,7 @@ impl<'a> Runner<'a> {
             actor: self.opts.actor.clone().unwrap_or_else(Project::actor),
             host: Project::hostname(),
             pid: std::process::id(),
-            executor: "local".into(),
+            executor: if on_ray { "ray" } else { "local" }.into(),
             git,
             cmd: stage.cmd.clone(),
             wdir: String::new(),
@@ -503,22 +505,50 @@ impl<'a> Runner<'a> {
             pass.push(("MLFLOW_TRACKING_URI".to_string(), url));
             pass.push(("MLFLOW_RUN_ID".to_string(), run.id.clone()));
         }
-        let launch = match env::prepare(self.project.root(), stage, &inputs.env, workdir, &pass) {
-            Ok(l) => l,
-            Err(e) => {
-                // Not even started: record the failure so the attempt is visible.
-                run.message = Some(e.to_string());
-                self.handle.block_on(md.start_run(&run))?;
-                return self.finish(run, RunStatus::Failed, &md, &[]);
+        // A Ray job sets up its environment on the cluster (runtime_env), not here.
+        let launch = if on_ray {
+            None
+        } else {
+            match env::prepare(self.project.root(), stage, &inputs.env, workdir, &pass) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    // Not even started: record the failure so the attempt is visible.
+                    run.message = Some(e.to_string());
+                    self.handle.block_on(md.start_run(&run))?;
+                    return self.finish(run, RunStatus::Failed, &md, &[]);
+                }
             }
         };
         self.handle.block_on(md.start_run(&run))?;
 
         let log = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let exit = self.spawn_and_wait(stage, &launch, &pass, workdir, &log).map(|(code, cpu)| {
-            run.cpu_ms = cpu;
-            code
-        });
+        let exit = match &launch {
+            Some(launch) => self
+                .spawn_and_wait(stage, launch, &pass, workdir, &log)
+                .map(|(code, cpu)| {
+                    run.cpu_ms = cpu;
+                    code
+                })
+                .map_err(|e| format!("could not start the command: {e}")),
+            None => {
+                let interrupted = || self.interrupt.is_set();
+                let on_line = |line: &str| self.console.line(&stage.name, line);
+                let job = ray::Job {
+                    project: self.project,
+                    stage,
+                    run_id: &run.id,
+                    key: &key,
+                    workdir,
+                    deps: &stored.deps,
+                    objects: &self.objects,
+                    handle: &self.handle,
+                    interrupted: &interrupted,
+                    on_line: &on_line,
+                    log: &log,
+                };
+                ray::run(&job).map_err(|e| e.to_string())
+            }
+        };
         let log_bytes = log.lock().map(|l| l.clone()).unwrap_or_default();
         let mut pins = Vec::new();
         let staged = self.objects.stage_bytes(&log_bytes)?;
@@ -530,7 +560,7 @@ impl<'a> Runner<'a> {
         let code = match exit {
             Ok(code) => code,
             Err(e) => {
-                run.message = Some(format!("could not start the command: {e}"));
+                run.message = Some(e);
                 return self.finish(run, RunStatus::Failed, &md, &pins);
             }
         };
@@ -577,6 +607,17 @@ impl<'a> Runner<'a> {
             ));
         }
         self.finish(run, RunStatus::Succeeded, &md, &pins)
+    }
+
+    /// Where `stage` runs: its own `executor:`, else Ray when kairo.yaml says `ray: {default: true}`.
+    fn executor_of(&self, stage: &Stage) -> Executor {
+        stage.executor.unwrap_or_else(|| {
+            if self.project.config().ray.as_ref().is_some_and(|r| r.default) {
+                Executor::Ray
+            } else {
+                Executor::Local
+            }
+        })
     }
 
     fn finish(&self, mut run: Run, status: RunStatus, md: &Metadata, pins: &[Hash]) -> Result<Run> {
@@ -642,10 +683,10 @@ impl<'a> Runner<'a> {
 }
 
 /// Runs left `running` by a kairo process on this host that no longer exists: mark them failed.
-pub async fn recover_orphans(md: &Metadata) -> Result<()> {
+pub async fn recover_orphans(project: &Project, md: &Metadata) -> Result<()> {
     for mut run in md.running_runs(&Project::hostname()).await? {
         // Runs created by tracking clients are the client's to end, not a kairo process's.
-        if run.executor != "local" {
+        if run.executor != "local" && run.executor != "ray" {
             continue;
         }
         let alive = std::fs::read(format!("/proc/{}/cmdline", run.pid))
@@ -654,7 +695,15 @@ pub async fn recover_orphans(md: &Metadata) -> Result<()> {
         if alive {
             continue;
         }
-        run.message = Some(format!("the kairo process (pid {}) ended without finishing this run", run.pid));
+        run.message = Some(if run.executor == "ray" {
+            format!(
+                "the kairo process (pid {}) ended while its Ray job ran; running the stage again on the same inputs attaches to job {}",
+                run.pid,
+                ray::submission_id(&run.cache_key, project)
+            )
+        } else {
+            format!("the kairo process (pid {}) ended without finishing this run", run.pid)
+        });
         run.status = RunStatus::Failed;
         run.ended_at = Some(time::now_string());
         md.finish_run(&run, &[]).await?;

@@ -31,6 +31,26 @@ pub struct Stage {
     pub env: EnvSpec,
     /// Run on every `kairo run` (also implied by having no dependencies, as in DVC).
     pub always_changed: bool,
+    /// Where the command runs: `None` follows `ray.default` in kairo.yaml.
+    pub executor: Option<Executor>,
+    /// What a Ray job of this stage reserves.
+    pub resources: Resources,
+}
+
+/// Where a stage's command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executor {
+    Local,
+    Ray,
+}
+
+/// `resources: {num_cpus, num_gpus, memory}` of a stage (for Ray's `entrypoint_*`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub num_cpus: Option<f64>,
+    pub num_gpus: Option<f64>,
+    /// Bytes.
+    pub memory: Option<u64>,
 }
 
 impl Stage {
@@ -358,7 +378,48 @@ impl Pipeline {
                 ));
             }
         }
-        Ok(Stage { name: name.to_string(), cmd, deps, params, outs, metrics, env, always_changed: raw.always_changed })
+        let executor = match raw.executor.as_ref().map(|e| e.value.as_str()) {
+            None => None,
+            Some("local") => Some(Executor::Local),
+            Some("ray") => Some(Executor::Ray),
+            Some(other) => {
+                return Err(self.error(
+                    base,
+                    Some("executor"),
+                    &format!("unknown executor `{other}`: use `local` or `ray`"),
+                ))
+            }
+        };
+        let resources = match raw.resources {
+            None => Resources::default(),
+            Some(r) => {
+                let bad = |what: &str| self.error(base, Some("resources"), what);
+                for (key, v) in [("num_cpus", r.num_cpus), ("num_gpus", r.num_gpus)] {
+                    if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                        return Err(bad(&format!("resources.{key} must be a number of at least 0")));
+                    }
+                }
+                let memory = match r.memory {
+                    None => None,
+                    Some(text) => Some(parse_bytes(&text).ok_or_else(|| {
+                        bad(&format!("resources.memory `{text}` is not a size (e.g. 4GiB, 512MiB, 2000000000)"))
+                    })?),
+                };
+                Resources { num_cpus: r.num_cpus, num_gpus: r.num_gpus, memory }
+            }
+        };
+        Ok(Stage {
+            name: name.to_string(),
+            cmd,
+            deps,
+            params,
+            outs,
+            metrics,
+            env,
+            always_changed: raw.always_changed,
+            executor,
+            resources,
+        })
     }
 
     fn outs(&self, base: &str, raw: Vec<Spanned<RawOut>>) -> Result<Vec<Out>> {
@@ -600,6 +661,40 @@ struct RawStage {
     do_: Option<Spanned<Value>>,
     #[allow(dead_code)]
     desc: Option<String>,
+    executor: Option<Spanned<String>>,
+    resources: Option<RawResources>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    num_cpus: Option<f64>,
+    num_gpus: Option<f64>,
+    /// `4GiB`, `512MiB`, `2G`, or bytes.
+    memory: Option<serde_json::Value>,
+}
+
+/// `4GiB`, `512MiB`, `2GB`, `1.5G`, or a number of bytes.
+fn parse_bytes(v: &serde_json::Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let text = v.as_str()?.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = n * scale;
+    (0.0..1e18).contains(&bytes).then_some(bytes as u64)
 }
 
 /// A `foreach`: a list, a map (kept in file order) or `${params.key}`.
@@ -705,6 +800,29 @@ mod tests {
         assert_eq!(a.params[0], ParamRef { file: "params.yaml".into(), key: Some("train.lr".into()) });
         assert_eq!(a.params[1], ParamRef { file: "p.json".into(), key: None });
         assert_eq!(a.env, EnvSpec::Host);
+    }
+
+    #[test]
+    fn executor_and_resources() {
+        let p = parse("stages:\n  t:\n    cmd: x\n    executor: ray\n    resources: {num_cpus: 2, num_gpus: 0.5, memory: 4GiB}\n  l:\n    cmd: y\n").unwrap();
+        let t = p.stage("t").unwrap();
+        assert_eq!(t.executor, Some(Executor::Ray));
+        assert_eq!(t.resources, Resources { num_cpus: Some(2.0), num_gpus: Some(0.5), memory: Some(4 << 30) });
+        assert_eq!(p.stage("l").unwrap().executor, None, "follows ray.default");
+        for (bad, says) in [
+            ("executor: slurm", "unknown executor `slurm`"),
+            ("resources: {num_cpus: -1}", "num_cpus must be a number of at least 0"),
+            ("resources: {memory: lots}", "is not a size"),
+            ("resources: {disk: 1}", "disk"),
+        ] {
+            let err = parse(&format!("stages:\n  t:\n    cmd: x\n    {bad}\n")).unwrap_err().to_string();
+            assert!(err.contains(says) && err.starts_with("kairo.yaml:"), "{bad}: {err}");
+        }
+        for (text, bytes) in [("512MiB", 512 << 20), ("2G", 2_000_000_000), ("1.5GiB", 3 << 29), ("100", 100)] {
+            assert_eq!(parse_bytes(&serde_json::json!(text)), Some(bytes), "{text}");
+        }
+        assert_eq!(parse_bytes(&serde_json::json!(7)), Some(7));
+        assert_eq!(parse_bytes(&serde_json::json!("5 parsecs")), None);
     }
 
     #[test]

@@ -272,6 +272,16 @@ impl Client {
         Ok(v["stopped"].as_bool().unwrap_or(false))
     }
 
+    /// Forget a finished job (Ray refuses while it runs), so its submission id can be used again.
+    pub async fn delete(&self, id: &str) -> Result<bool> {
+        let r = self.send("DELETE job", self.http.delete(self.url(&format!("/api/jobs/{id}")))).await?;
+        if r.status().as_u16() == 404 {
+            return Ok(false);
+        }
+        let v: Value = self.json("DELETE job", r).await?;
+        Ok(v["deleted"].as_bool().unwrap_or(false))
+    }
+
     /// The cluster's total CPUs, GPUs and memory (summed over its alive nodes).
     pub async fn resources(&self) -> Result<Resources> {
         let r = self.send("GET /api/v0/nodes", self.http.get(self.url("/api/v0/nodes"))).await?;

@@ -26,6 +26,15 @@ pub struct Remote {
     url: String,
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
+    /// How a job elsewhere reaches an object without Kairo's credentials: signed URLs on S3,
+    /// file paths for a directory.
+    access: Access,
+}
+
+#[derive(Debug, Clone)]
+enum Access {
+    Signed(Arc<object_store::aws::AmazonS3>),
+    Dir(std::path::PathBuf),
 }
 
 impl Remote {
@@ -39,7 +48,9 @@ impl Remote {
             }
             let store = AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| err(e.to_string()))?;
             let prefix = ObjectPath::parse(prefix.trim_matches('/')).map_err(|e| err(e.to_string()))?;
-            return Ok(Remote { url: url.to_string(), store: Arc::new(store), prefix });
+            let store = Arc::new(store);
+            let access = Access::Signed(Arc::clone(&store));
+            return Ok(Remote { url: url.to_string(), store, prefix, access });
         }
         let dir = match url.strip_prefix("file://") {
             Some(p) => std::path::PathBuf::from(p),
@@ -50,7 +61,13 @@ impl Remote {
         };
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?;
-        Ok(Remote { url: url.to_string(), store: Arc::new(store), prefix: ObjectPath::default() })
+        let dir = dir.canonicalize().map_err(StoreError::io(&dir))?;
+        Ok(Remote {
+            url: url.to_string(),
+            store: Arc::new(store),
+            prefix: ObjectPath::default(),
+            access: Access::Dir(dir),
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -151,6 +168,57 @@ impl Remote {
             writer.write(&chunk.map_err(|e| self.error(e))?)?;
         }
         writer.finish(hash)
+    }
+
+    /// Where a job elsewhere reads `location` (GET) or writes it (PUT) for `valid`: a signed
+    /// URL on S3, a `file://` path for a directory remote (a cluster sharing that filesystem).
+    async fn access_url(&self, method: &str, location: &ObjectPath, valid: std::time::Duration) -> Result<String> {
+        match &self.access {
+            Access::Signed(s3) => {
+                use object_store::signer::Signer;
+                let method = if method == "PUT" { http::Method::PUT } else { http::Method::GET };
+                let url = s3.signed_url(method, location, valid).await.map_err(|e| self.error(e))?;
+                Ok(url.to_string())
+            }
+            Access::Dir(dir) => {
+                let mut path = dir.clone();
+                for part in location.parts() {
+                    path.push(part.as_ref());
+                }
+                Ok(format!("file://{}", path.display()))
+            }
+        }
+    }
+
+    /// A URL a job can GET the object `hash` from for `valid`, without credentials.
+    pub async fn object_url(&self, hash: Hash, valid: std::time::Duration) -> Result<String> {
+        self.access_url("GET", &self.object_path(&hash), valid).await
+    }
+
+    fn staging_path(&self, name: &str) -> ObjectPath {
+        self.prefix.child("staging").child(name)
+    }
+
+    /// A URL a job can PUT a staged result to (`staging/NAME`), for `valid`.
+    pub async fn staging_url(&self, name: &str, valid: std::time::Duration) -> Result<String> {
+        self.access_url("PUT", &self.staging_path(name), valid).await
+    }
+
+    /// The bytes a job staged under `name`.
+    pub async fn staged(&self, name: &str) -> Result<Vec<u8>> {
+        let got = self.store.get(&self.staging_path(name)).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => self.error(format!("nothing was staged as {name}")),
+            e => self.error(e),
+        })?;
+        Ok(got.bytes().await.map_err(|e| self.error(e))?.to_vec())
+    }
+
+    /// Remove a staged result (after it was taken into the store).
+    pub async fn unstage(&self, name: &str) -> Result<()> {
+        match self.store.delete(&self.staging_path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
     }
 
     /// Remove an object from the remote (tests use this to simulate loss).

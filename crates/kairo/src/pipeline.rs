@@ -349,7 +349,7 @@ async fn runs_remote(remote: &crate::remote::Remote, cmd: RunsCommand) -> CmdRes
 async fn runs_inner(project: &Project, md: &kairo_store::Metadata, cmd: RunsCommand) -> CmdResult {
     match cmd {
         RunsCommand::Ls { stage, status, filters, limit, json } => {
-            kairo_pipeline::runner::recover_orphans(md).await?;
+            kairo_pipeline::runner::recover_orphans(project, md).await?;
             let status = parse_status(status)?;
             let filters = parse_filters(&filters)?;
             let all = md

@@ -21,6 +21,7 @@ mod monitoring;
 mod oidc;
 mod output;
 mod pipeline;
+mod ray;
 mod registry;
 mod remotes;
 mod server;
