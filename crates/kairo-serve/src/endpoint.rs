@@ -101,16 +101,17 @@ pub struct Routing {
     pub deployment: Option<Deployment>,
 }
 
-/// Outcomes of the candidate since it started, for the rollout guard.
+/// Outcomes of the candidate since it started here, for the rollout guard (which judges the
+/// sum over every replica: each publishes these).
 #[derive(Default)]
 struct CandidateStats {
     version: Option<i64>,
+    /// The deployment generation these count for (set by the guard).
+    generation: Option<i64>,
     total: u64,
     errors: u64,
-    latencies_ms: Vec<f32>,
+    latency: kairo_core::latency::Histogram,
 }
-
-const MAX_LATENCY_SAMPLES: usize = 100_000;
 
 pub struct Endpoint {
     pub name: String,
@@ -133,6 +134,16 @@ impl Endpoint {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
+        // A new candidate or deployment generation counts from zero, from this moment: reset
+        // under the routing lock, so no answer of the new routing is counted for the old one.
+        let generation = routing.deployment.as_ref().map(|d| d.generation);
+        let version = routing.candidate.as_ref().map(|c| c.loaded.version);
+        {
+            let mut s = lock(&self.stats);
+            if s.generation != generation || s.version != version {
+                *s = CandidateStats { version, generation, ..Default::default() };
+            }
+        }
         *g = Arc::new(routing);
     }
 
@@ -169,15 +180,14 @@ impl Endpoint {
             Err(p) => p.into_inner(),
         };
         if s.version != Some(version) {
-            *s = CandidateStats { version: Some(version), ..Default::default() };
+            // An answer of a version this routing no longer has as its candidate.
+            return;
         }
         s.total += 1;
         if !ok {
             s.errors += 1;
         }
-        if s.latencies_ms.len() < MAX_LATENCY_SAMPLES {
-            s.latencies_ms.push(latency.as_secs_f32() * 1e3);
-        }
+        s.latency.record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
 
     /// A version this endpoint serves right now (stable or candidate).
@@ -199,6 +209,11 @@ pub struct Endpoints {
     /// Versions that failed to load, so a bad version is reported once, not every poll.
     failed: Mutex<HashSet<(String, i64)>>,
     actor: String,
+    /// This process among the replicas sharing the database (random per start).
+    replica: String,
+    /// How long this replica holds a deployment's guard lease without renewing it (three poll
+    /// intervals, at least 2 s).
+    lease_ms: std::sync::atomic::AtomicI64,
 }
 
 /// The registry's current wish for an endpoint.
@@ -224,6 +239,8 @@ impl Endpoints {
             cache: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashSet::new()),
             actor,
+            replica: kairo_core::run::new_run_id(),
+            lease_ms: std::sync::atomic::AtomicI64::new(10_000),
         };
         for r in refs {
             let follow = match r {
@@ -253,13 +270,18 @@ impl Endpoints {
                 None => None,
             };
             let routing = Routing { stable, candidate, deployment: desired.deployment };
+            let stats = CandidateStats {
+                version: routing.candidate.as_ref().map(|c| c.loaded.version),
+                generation: routing.deployment.as_ref().map(|d| d.generation),
+                ..Default::default()
+            };
             eps.map.insert(
                 name.clone(),
                 Arc::new(Endpoint {
                     name,
                     follow,
                     routing: RwLock::new(Arc::new(routing)),
-                    stats: Mutex::new(CandidateStats::default()),
+                    stats: Mutex::new(stats),
                     counter: AtomicU64::new(0),
                 }),
             );
@@ -411,19 +433,43 @@ impl Endpoints {
         }
     }
 
-    /// Judge the candidate against the deployment's limits.
+    /// Publish this replica's counts of the candidate; the replica holding the deployment's
+    /// lease judges the candidate on every replica's counts against its limits, once, and the
+    /// others follow the deployment the registry then holds.
     async fn guard(&self, ep: &Endpoint) -> Result<(), EndpointError> {
         let routing = ep.routing();
         let (Some(c), Some(d)) = (&routing.candidate, &routing.deployment) else { return Ok(()) };
-        let (total, errors, p99) = {
-            let mut s = lock(&ep.stats);
-            if s.version != Some(c.loaded.version) {
-                *s = CandidateStats { version: Some(c.loaded.version), ..Default::default() };
+        let mine = {
+            let s = lock(&ep.stats);
+            if s.version != Some(c.loaded.version) || s.generation != Some(d.generation) {
+                // Counts of another routing (a swap is under way): nothing to publish yet.
+                return Ok(());
             }
-            let p99 = percentile(&mut s.latencies_ms, 0.99);
-            (s.total, s.errors, p99)
+            kairo_store::replicas::CandidateCounts {
+                requests: i64::try_from(s.total).unwrap_or(i64::MAX),
+                errors: i64::try_from(s.errors).unwrap_or(i64::MAX),
+                latency: s.latency.clone(),
+            }
         };
-        let health = kairo_registry::rollout::Health { requests: total, errors, p99_ms: f64::from(p99) };
+        let store = |source| EndpointError::Deployment { name: ep.name.clone(), source };
+        self.md
+            .publish_candidate_counts(&ep.name, d.generation, &self.replica, c.loaded.version, &mine)
+            .await
+            .map_err(store)?;
+        if !self
+            .md
+            .acquire_lease(&format!("rollout:{}", ep.name), &self.replica, self.lease_ms.load(Ordering::Relaxed))
+            .await
+            .map_err(store)?
+        {
+            return Ok(());
+        }
+        let (all, _replicas) = self.md.candidate_counts(&ep.name, d.generation).await.map_err(store)?;
+        let health = kairo_registry::rollout::Health {
+            requests: u64::try_from(all.requests).unwrap_or(0),
+            errors: u64::try_from(all.errors).unwrap_or(0),
+            p99_ms: all.latency.quantile_ms(0.99).unwrap_or(0.0),
+        };
         let Some(change) = kairo_registry::rollout::judge(d, health, kairo_core::time::now_millis()) else {
             return Ok(());
         };
@@ -442,6 +488,8 @@ impl Endpoints {
 
     /// Reconcile every `interval` until the process ends.
     pub fn spawn_poller(self: &Arc<Self>, interval: Duration) {
+        let lease = i64::try_from(interval.as_millis().saturating_mul(3)).unwrap_or(i64::MAX).max(2_000);
+        self.lease_ms.store(lease, Ordering::Relaxed);
         let eps = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -456,15 +504,6 @@ impl Endpoints {
     pub fn md(&self) -> &Metadata {
         &self.md
     }
-}
-
-fn percentile(values: &mut [f32], q: f64) -> f32 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f32::total_cmp);
-    let ix = ((values.len() as f64 - 1.0) * q).round() as usize;
-    values[ix.min(values.len() - 1)]
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

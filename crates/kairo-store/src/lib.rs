@@ -17,6 +17,7 @@ pub mod objects;
 pub mod pack;
 pub mod registry;
 pub mod remote;
+pub mod replicas;
 pub mod runs;
 pub mod serving;
 pub mod sqlite_writer;

@@ -23,6 +23,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("incidents", include_str!("../migrations/sqlite/0009_incidents.sql")),
     ("kpi", include_str!("../migrations/sqlite/0010_kpi.sql")),
     ("auth", include_str!("../migrations/sqlite/0011_auth.sql")),
+    ("replicas", include_str!("../migrations/sqlite/0012_replicas.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -36,10 +37,11 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("incidents", include_str!("../migrations/postgres/0009_incidents.sql")),
     ("kpi", include_str!("../migrations/postgres/0010_kpi.sql")),
     ("auth", include_str!("../migrations/postgres/0011_auth.sql")),
+    ("replicas", include_str!("../migrations/postgres/0012_replicas.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

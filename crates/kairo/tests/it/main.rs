@@ -24,6 +24,7 @@ mod pipeline;
 mod ray;
 mod registry;
 mod remotes;
+mod replicas;
 mod server;
 mod serving;
 mod symlinks;

@@ -1,0 +1,141 @@
+//! Serving replicas (issue 19): three `kairo serve` processes on one PostgreSQL database serve
+//! the same endpoints; a client spreads traffic across them; a canary that breaches its limit
+//! is judged once, on every replica's counts (one replica holds the guard's lease), rolled
+//! back once and followed everywhere; sticky routing agrees across replicas; a replica killed
+//! mid-traffic leaves the others answering.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::serving::{eventually_within, fixture};
+use crate::Repo;
+
+fn infer(client: &reqwest::blocking::Client, url: &str, key: &str) -> Option<Value> {
+    let body = json!({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": vec![0.5f32; 20]}],
+        "parameters": {"routing_key": key}});
+    let r = client.post(format!("{url}/v2/models/clf/infer")).json(&body).send().ok()?;
+    (r.status().as_u16() == 200).then(|| r.json().ok()).flatten()
+}
+
+#[test]
+fn three_replicas_share_one_guard_and_survive_one_dying() {
+    let Some(base) = crate::service("KAIRO_TEST_POSTGRES_URL") else { return };
+    let url = crate::faults::fresh_postgres_database(&base);
+    let repo = Repo::bare().with_database(url).initialised();
+    for f in ["logreg20.onnx", "forest20.onnx"] {
+        repo.kairo(&["models", "register", "clf", "--file", fixture(f).to_str().unwrap()]).assert().success();
+    }
+    repo.kairo(&["deploy", "clf", "--version", "1"]).assert().success();
+    let mut replicas: Vec<(std::process::Child, String)> =
+        (0..3).map(|_| crate::spawn_listening(&repo, &["serve", "clf", "--port", "0", "--poll-ms", "200"])).collect();
+    let client = reqwest::blocking::Client::new();
+    let urls: Vec<String> = replicas.iter().map(|(_, u)| u.clone()).collect();
+
+    // Sticky routing under a canary agrees across replicas (no limit can be judged yet).
+    repo.kairo(&[
+        "deploy",
+        "clf",
+        "--version",
+        "2",
+        "--strategy",
+        "canary",
+        "--weight",
+        "50",
+        "--min-requests",
+        "100000",
+    ])
+    .assert()
+    .success();
+    for u in &urls {
+        eventually_within("every replica to serve the canary", Duration::from_secs(10), || {
+            (0..20).any(|i| infer(&client, u, &format!("k{i}")).is_some_and(|r| r["model_version"] == "2"))
+        });
+    }
+    for key in ["alice", "bob", "carol", "dave"] {
+        let versions: std::collections::HashSet<String> = urls
+            .iter()
+            .map(|u| infer(&client, u, key).unwrap()["model_version"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(versions.len(), 1, "key {key} routed differently across replicas: {versions:?}");
+    }
+
+    // A canary that breaches its latency limit: each replica alone sees too few requests to
+    // judge (min 30; 20 each), together they see 60 → one rollback, by one replica.
+    repo.kairo(&["rollback", "clf"]).assert().success();
+    repo.kairo(&[
+        "deploy",
+        "clf",
+        "--version",
+        "2",
+        "--strategy",
+        "canary",
+        "--weight",
+        "99",
+        "--max-p99-ms",
+        "0.000001",
+        "--min-requests",
+        "30",
+        "--window-s",
+        "3600",
+    ])
+    .assert()
+    .success();
+    for u in &urls {
+        eventually_within("every replica to serve the new canary", Duration::from_secs(10), || {
+            infer(&client, u, "probe").is_some_and(|r| r["model_version"] == "2")
+        });
+    }
+    let mut canary_answers = vec![0usize; 3];
+    for i in 0..60 {
+        let k = i % 3;
+        if let Some(r) = infer(&client, &urls[k], &format!("user-{i}")) {
+            if r["model_version"] == "2" {
+                canary_answers[k] += 1;
+            }
+        }
+    }
+    assert!(canary_answers.iter().all(|n| *n < 30), "no replica alone reaches min_requests: {canary_answers:?}");
+    let start = Instant::now();
+    while !repo.json(&["deploy", "clf"])["candidate"].is_null() {
+        assert!(start.elapsed() < Duration::from_secs(15), "no rollback: {}", repo.json(&["deploy", "clf"]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = repo.json(&["deploy", "clf"]);
+    let rollbacks: Vec<&Value> = status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "deployment.rolled_back" && e["actor"] == "kairo-serve")
+        .collect();
+    assert_eq!(rollbacks.len(), 1, "rolled back once: {status}");
+    let reason = rollbacks[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("candidate p99") && reason.contains("requests"), "{reason}");
+    for u in &urls {
+        eventually_within("every replica back on the stable version", Duration::from_secs(5), || {
+            (0..10).all(|i| infer(&client, u, &format!("after-{i}")).is_some_and(|r| r["model_version"] == "1"))
+        });
+    }
+
+    // One replica dies mid-traffic; the others keep answering every request sent to them.
+    let (mut dead, dead_url) = replicas.remove(0);
+    let start = Instant::now();
+    let mut answered = 0;
+    for i in 0..60 {
+        if i == 20 {
+            dead.kill().unwrap();
+            dead.wait().unwrap();
+        }
+        let u = &urls[i % 3];
+        match infer(&client, u, &format!("late-{i}")) {
+            Some(_) => answered += 1,
+            None => assert!(*u == dead_url && i >= 20, "a live replica failed request {i}"),
+        }
+    }
+    assert!(answered >= 46, "{answered} of 60 answered");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    for (mut child, _) in replicas {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
