@@ -246,6 +246,8 @@ async fn migrates_old_state(url: &str) {
         "ALTER TABLE runs DROP COLUMN cpu_ms",
         "DROP TABLE serving_days",
         "DROP TABLE monitor_check_days",
+        "DROP TABLE candidate_counts",
+        "DROP TABLE leases",
         "DELETE FROM kairo_migrations WHERE version >= 7",
         "INSERT INTO promotions (id, name, version, alias, status, gates, requested_by, created_ms) \
          VALUES ('p-gone', 'gone', 7, 'champion', 'promoted', '[]', 'x', 0)",
