@@ -26,7 +26,10 @@ use crate::spec::{EnvSpec, Stage};
 const BOOTSTRAP: &str = include_str!("kairo_ray_job.py");
 /// How long the signed URLs of one job are valid.
 const URLS_VALID: Duration = Duration::from_secs(24 * 3600);
-const POLL: Duration = Duration::from_millis(500);
+/// The job's state is asked this often (its end is noticed within this), its output every
+/// `LOGS_EVERY` polls and once more at the end (Ray answers the whole log each time).
+const POLL: Duration = Duration::from_millis(100);
+const LOGS_EVERY: u32 = 10;
 
 /// What the runner hands to a Ray job.
 pub(crate) struct Job<'a> {
@@ -274,6 +277,7 @@ fn follow(job: &Job<'_>, client: &Client, id: &str) -> Result<kairo_ray::Job> {
     let h = job.handle;
     let mut seen = 0usize;
     let mut stopping = false;
+    let mut polls = 0u32;
     loop {
         let state = h.block_on(client.job(id)).map_err(ray_err)?.ok_or_else(|| {
             PipelineError::Other(format!(
@@ -281,13 +285,17 @@ fn follow(job: &Job<'_>, client: &Client, id: &str) -> Result<kairo_ray::Job> {
                 client.address()
             ))
         })?;
-        if let Ok(text) = h.block_on(client.logs(id)) {
-            if text.len() > seen && text.is_char_boundary(seen) {
-                append(job, &text[seen..]);
-                seen = text.len();
+        let end = state.status.is_terminal();
+        if end || polls % LOGS_EVERY == 0 {
+            if let Ok(text) = h.block_on(client.logs(id)) {
+                if text.len() > seen && text.is_char_boundary(seen) {
+                    append(job, &text[seen..]);
+                    seen = text.len();
+                }
             }
         }
-        if state.status.is_terminal() {
+        polls = polls.wrapping_add(1);
+        if end {
             return Ok(state);
         }
         if (job.interrupted)() && !stopping {
