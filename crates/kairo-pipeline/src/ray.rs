@@ -286,7 +286,7 @@ fn follow(job: &Job<'_>, client: &Client, id: &str) -> Result<kairo_ray::Job> {
             ))
         })?;
         let end = state.status.is_terminal();
-        if end || polls % LOGS_EVERY == 0 {
+        if end || polls.is_multiple_of(LOGS_EVERY) {
             if let Ok(text) = h.block_on(client.logs(id)) {
                 if text.len() > seen && text.is_char_boundary(seen) {
                     append(job, &text[seen..]);
