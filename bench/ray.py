@@ -327,7 +327,7 @@ def table_one_stage(res, rounds):
             ("**`kairo run` start → command starts**", "to_cmd"),
             ("the command (`step.py`, timed by itself)", "cmd"),
             ("command ends → job ends (outputs sent to staging, driver exits)", "cmd_to_job_end"),
-            ("job ends → `kairo run` returns (status polled every 500 ms, outputs fetched, verified, recorded)",
+            ("job ends → `kairo run` returns (status polled every 100 ms, outputs fetched, verified, recorded)",
              "job_end_to_return"),
             ("**command ends → `kairo run` returns**", "cmd_to_return"),
             ("Ray's job record: `start_time` → `end_time`", "job"),
