@@ -18,14 +18,7 @@ import tempfile
 import time
 import urllib.request
 
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from benchlib import free_port
 
 
 def http(url, body, auth):

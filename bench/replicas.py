@@ -36,13 +36,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from benchlib import free_port
 
 DB = "kairo_replicas_bench"
 MODEL = "clf"
@@ -59,14 +60,6 @@ CASES = {
     "two replicas, --threads 1 each": dict(replicas=2, threads=1, path=INFER_PATH, body=INFER_BODY),
     "floor: GET /v2/health/live, one replica": dict(replicas=1, threads=None, path=LIVE_PATH, body=None),
 }
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Postgres:

@@ -28,15 +28,6 @@ def http(url, body=None):
         return json.loads(r.read() or b"{}")
 
 
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def start(cmd, url, cwd, env=None):
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -149,6 +140,8 @@ def search_time(url, exp):
 CLIENT_LATENCY = """
 import sys, time
 from mlflow import MlflowClient
+
+from benchlib import free_port
 c = MlflowClient(sys.argv[1])
 run = c.create_run("0").info.run_id
 for i in range(20):

@@ -54,6 +54,8 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchlib import free_port
+
 T0 = 1_700_000_000_000  # start time of run 0, ms; run i starts i seconds later
 LETTERS = "abcdefg"
 FILTER = "metrics.m7 > 0.9 and params.p3 = 'a'"
@@ -125,15 +127,6 @@ class Client:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start(cmd, url, cwd, env=None):
