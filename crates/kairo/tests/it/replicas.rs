@@ -11,6 +11,18 @@ use serde_json::{json, Value};
 use crate::serving::{eventually_within, fixture};
 use crate::Repo;
 
+/// The replicas, killed however the test ends (a failed assertion must not leave them serving).
+struct Replicas(Vec<(std::process::Child, String)>);
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn infer(client: &reqwest::blocking::Client, url: &str, key: &str) -> Option<Value> {
     let body = json!({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": vec![0.5f32; 20]}],
         "parameters": {"routing_key": key}});
@@ -27,10 +39,11 @@ fn three_replicas_share_one_guard_and_survive_one_dying() {
         repo.kairo(&["models", "register", "clf", "--file", fixture(f).to_str().unwrap()]).assert().success();
     }
     repo.kairo(&["deploy", "clf", "--version", "1"]).assert().success();
-    let mut replicas: Vec<(std::process::Child, String)> =
-        (0..3).map(|_| crate::spawn_listening(&repo, &["serve", "clf", "--port", "0", "--poll-ms", "200"])).collect();
+    let mut replicas = Replicas(
+        (0..3).map(|_| crate::spawn_listening(&repo, &["serve", "clf", "--port", "0", "--poll-ms", "200"])).collect(),
+    );
     let client = reqwest::blocking::Client::new();
-    let urls: Vec<String> = replicas.iter().map(|(_, u)| u.clone()).collect();
+    let urls: Vec<String> = replicas.0.iter().map(|(_, u)| u.clone()).collect();
 
     // Sticky routing under a canary agrees across replicas (no limit can be judged yet).
     repo.kairo(&[
@@ -118,11 +131,12 @@ fn three_replicas_share_one_guard_and_survive_one_dying() {
     }
 
     // One replica dies mid-traffic; the others keep answering every request sent to them.
-    let (mut dead, dead_url) = replicas.remove(0);
+    let dead_url = urls[0].clone();
     let start = Instant::now();
     let mut answered = 0;
     for i in 0..60 {
         if i == 20 {
+            let dead = &mut replicas.0[0].0;
             dead.kill().unwrap();
             dead.wait().unwrap();
         }
@@ -134,8 +148,4 @@ fn three_replicas_share_one_guard_and_survive_one_dying() {
     }
     assert!(answered >= 46, "{answered} of 60 answered");
     assert!(start.elapsed() < Duration::from_secs(30));
-    for (mut child, _) in replicas {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }
