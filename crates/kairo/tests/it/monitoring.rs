@@ -11,10 +11,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 
 /// Deterministic, roughly normal numbers.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub u64);
 
 impl Lcg {
-    fn normal(&mut self) -> f32 {
+    pub(crate) fn normal(&mut self) -> f32 {
         let mut s = 0.0;
         for _ in 0..12 {
             self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -25,7 +25,7 @@ impl Lcg {
 }
 
 /// `rows` × 20 features; the first `shifted` columns moved by `shift`.
-fn features(g: &mut Lcg, rows: usize, shifted: usize, shift: f32) -> Vec<f32> {
+pub(crate) fn features(g: &mut Lcg, rows: usize, shifted: usize, shift: f32) -> Vec<f32> {
     (0..rows * 20).map(|i| g.normal() + if i % 20 < shifted { shift } else { 0.0 }).collect()
 }
 

@@ -149,3 +149,90 @@ fn three_replicas_share_one_guard_and_survive_one_dying() {
     assert!(answered >= 46, "{answered} of 60 answered");
     assert!(start.elapsed() < Duration::from_secs(30));
 }
+
+/// Every replica logs its own prediction-log segments; a monitor window counts the rows of all
+/// three; feedback sent to any replica joins rows another replica answered, and feedback a
+/// replica acknowledged survives that replica being killed right after.
+#[test]
+fn three_replicas_log_into_one_monitor_and_take_feedback_anywhere() {
+    let Some(base) = crate::service("KAIRO_TEST_POSTGRES_URL") else { return };
+    let url = crate::faults::fresh_postgres_database(&base);
+    let repo = Repo::bare().with_database(url).initialised();
+    let mut g = crate::monitoring::Lcg(11);
+    let mut csv = (0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",") + ",label\n";
+    let x = crate::monitoring::features(&mut g, 1000, 0, 0.0);
+    for r in 0..1000 {
+        let row: Vec<String> = x[r * 20..(r + 1) * 20].iter().map(|v| format!("{v:.5}")).collect();
+        csv.push_str(&format!("{},{}\n", row.join(","), u8::from(x[r * 20] > 0.0)));
+    }
+    repo.write("train.csv", csv);
+    let model = fixture("forest20.onnx");
+    repo.kairo(&[
+        "models",
+        "register",
+        "churn",
+        "--file",
+        model.to_str().unwrap(),
+        "--profile-data",
+        "train.csv",
+        "--target",
+        "label",
+    ])
+    .assert()
+    .success();
+    repo.kairo(&["deploy", "churn", "--version", "1"]).assert().success();
+    let mut replicas = Replicas(
+        (0..3)
+            .map(|_| crate::spawn_listening(&repo, &["serve", "churn", "--port", "0", "--log-flush-s", "1"]))
+            .collect(),
+    );
+    let urls: Vec<String> = replicas.0.iter().map(|(_, u)| u.clone()).collect();
+    let client = reqwest::blocking::Client::new();
+    // 100 rows answered by each replica, under request ids r0, r1, r2.
+    let mut answers = Vec::new();
+    for (k, u) in urls.iter().enumerate() {
+        let data = crate::monitoring::features(&mut g, 100, 0, 0.0);
+        let body = json!({"id": format!("r{k}"), "inputs": [{"name": "input", "shape": [100, 20], "datatype": "FP32", "data": data}]});
+        let r: Value = client.post(format!("{u}/v2/models/churn/infer")).json(&body).send().unwrap().json().unwrap();
+        answers.push(r);
+    }
+    let window = |repo: &Repo| {
+        let out = repo
+            .kairo(&["monitor", "check", "--deployment", "churn", "--rows", "300", "--windows", "1", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    eventually_within("one window of every replica's rows", Duration::from_secs(20), || {
+        window(&repo)["windows"][0]["rows"] == 300
+    });
+    // Feedback for each request, sent to the next replica; the first one's replica is then killed.
+    for k in 0..3 {
+        let labels: Vec<i64> = answers[k]["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "label").unwrap()
+            ["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_i64().unwrap())
+            .collect();
+        let to = &urls[(k + 1) % 3];
+        let r = client
+            .post(format!("{to}/v1/feedback"))
+            .json(&json!({"request_id": format!("r{k}"), "labels": labels}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "feedback for r{k} at {to}");
+        if k == 0 {
+            let dead = &mut replicas.0[1].0;
+            dead.kill().unwrap();
+            dead.wait().unwrap();
+        }
+    }
+    let v = window(&repo);
+    assert_eq!(v["windows"][0]["labelled"], 300, "every acknowledged label joined: {v}");
+    assert_eq!(
+        v["windows"][0]["values"]["accuracy"], 1.0,
+        "labels equal to the predictions: {}",
+        v["windows"][0]["values"]
+    );
+}
