@@ -1,5 +1,7 @@
 """What every benchmark harness here needs (imported by the bench/*.py scripts, which run with
 this directory first on sys.path)."""
+import os
+import signal
 import socket
 
 
@@ -10,3 +12,13 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def stop(proc):
+    """End a server started in its own process group: SIGTERM, then SIGKILL after 30 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except Exception:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -43,7 +43,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchlib import free_port
+from benchlib import free_port, stop
 
 DB = "kairo_replicas_bench"
 MODEL = "clf"
@@ -158,12 +158,7 @@ class Replicas:
 
     def stop(self):
         for proc in self.procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=30)
-            except Exception:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop(proc)
 
 
 def wait_ready(proc, url, timeout=120):

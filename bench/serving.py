@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import free_port
+from benchlib import free_port, stop
 
 
 def wait_ready(proc, url, timeout=300):
@@ -38,15 +37,6 @@ def wait_ready(proc, url, timeout=300):
             raise SystemExit(f"server exited with {proc.returncode}")
         time.sleep(0.05)
     raise SystemExit(f"{url} did not answer within {timeout} s")
-
-
-def stop(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except Exception:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def to_ms(text):

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -43,15 +42,6 @@ def start(cmd, url, cwd, env=None):
         if time.perf_counter() - t0 > 180:
             raise SystemExit(f"{cmd} did not answer within 180 s")
         time.sleep(0.02)
-
-
-def stop(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except Exception:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def tree_rss_mib(pid):
@@ -141,7 +131,7 @@ CLIENT_LATENCY = """
 import sys, time
 from mlflow import MlflowClient
 
-from benchlib import free_port
+from benchlib import free_port, stop
 c = MlflowClient(sys.argv[1])
 run = c.create_run("0").info.run_id
 for i in range(20):

@@ -43,7 +43,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -54,7 +53,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchlib import free_port
+from benchlib import free_port, stop
 
 T0 = 1_700_000_000_000  # start time of run 0, ms; run i starts i seconds later
 LETTERS = "abcdefg"
@@ -147,15 +146,6 @@ def start(cmd, url, cwd, env=None):
         if time.perf_counter() - t0 > 300:
             raise SystemExit(f"{cmd} did not answer within 300 s")
         time.sleep(0.05)
-
-
-def stop(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except Exception:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def psql(url, sql):

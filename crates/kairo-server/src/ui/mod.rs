@@ -126,8 +126,8 @@ struct PageQuery {
 }
 
 /// The page's language: `?lang=en|ja`, else the first of `Accept-Language` Kairo speaks.
-fn lang(q: &PageQuery, headers: &HeaderMap) -> Lang {
-    if let Some(l) = q.lang.as_deref().and_then(Lang::parse) {
+fn lang(chosen: Option<&str>, headers: &HeaderMap) -> Lang {
+    if let Some(l) = chosen.and_then(Lang::parse) {
         return l;
     }
     let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -190,6 +190,14 @@ pub fn refusal(e: ApiError) -> Response {
     error_page(Lang::En, e)
 }
 
+/// A page, or the page saying why there is none.
+fn render(lang: Lang, title: &str, path: &str, body: Result<Markup, ApiError>) -> Response {
+    match body {
+        Ok(b) => page(lang, title, path, b),
+        Err(e) => error_page(lang, e),
+    }
+}
+
 fn error_page(lang: Lang, e: ApiError) -> Response {
     let status = e.code.status();
     let mut r = page(lang, lang.text().error, "/", html! { h1 { (lang.text().error) } p.error { (e.message) } });
@@ -199,7 +207,7 @@ fn error_page(lang: Lang, e: ApiError) -> Response {
 
 /// Runs, filtered and paged on the server (`?filter=&page=&per=`).
 async fn runs_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<runs::RunsQuery>) -> Response {
-    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     let filter = q.filter.clone().unwrap_or_default();
     let cols = q.cols.clone().unwrap_or_default();
     let sort = q.sort.clone().unwrap_or_default();
@@ -233,7 +241,7 @@ async fn compare_page(
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
     Query(q): Query<CompareQuery>,
 ) -> Response {
-    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     let t = lang.text();
     let ids = match compare::ids(raw.as_deref().unwrap_or("")) {
         Ok(ids) => ids,
@@ -252,10 +260,7 @@ async fn compare_page(
         q.append_pair("lang", lang.code());
         format!("/compare?{}", q.finish())
     };
-    match compare::load(&s, &ids).await {
-        Ok(c) => page(lang, t.compare, "/runs", compare::body(lang, &c, all, &link)),
-        Err(e) => error_page(lang, e),
-    }
+    render(lang, t.compare, "/runs", compare::load(&s, &ids).await.map(|c| compare::body(lang, &c, all, &link)))
 }
 
 #[derive(Deserialize)]
@@ -266,14 +271,12 @@ struct CompareQuery {
 
 /// The loop's incidents, newest first.
 async fn incidents_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let lang = lang(&q, &headers);
-    match s.md.incidents(false, 200).await {
-        Ok(list) => {
-            let docs: Vec<_> = list.into_iter().map(|i| crate::api_v1::incident_dto(i, None)).collect();
-            page(lang, lang.text().incidents, "/incidents", incidents::list(lang, &docs))
-        }
-        Err(e) => error_page(lang, e.into()),
-    }
+    let lang = lang(q.lang.as_deref(), &headers);
+    let body = s.md.incidents(false, 200).await.map_err(ApiError::from).map(|list| {
+        let docs: Vec<_> = list.into_iter().map(|i| crate::api_v1::incident_dto(i, None)).collect();
+        incidents::list(lang, &docs)
+    });
+    render(lang, lang.text().incidents, "/incidents", body)
 }
 
 /// One incident's timeline and evidence.
@@ -283,14 +286,12 @@ async fn incident_page(
     axum::extract::Path(id): axum::extract::Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let lang = lang(&q, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     let Ok(id) = id.parse::<i64>() else {
         return error_page(lang, ApiError::not_found(format!("no incident {id}")));
     };
-    match crate::api_v1::incident_with_timeline(&s.md, id).await {
-        Ok(i) => page(lang, lang.text().incident, "/incidents", incidents::one(lang, &i)),
-        Err(e) => error_page(lang, e.into()),
-    }
+    let body = crate::api_v1::incident_with_timeline(&s.md, id).await.map_err(ApiError::from);
+    render(lang, lang.text().incident, "/incidents", body.map(|i| incidents::one(lang, &i)))
 }
 
 #[derive(Deserialize)]
@@ -309,7 +310,7 @@ async fn run_page(
     Path(id): Path<String>,
     Query(q): Query<RunQuery>,
 ) -> Response {
-    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     let loaded = async {
         let l = run::load(&s, &id).await?;
         let dir = q.dir.clone().unwrap_or_default();
@@ -321,10 +322,7 @@ async fn run_page(
         let section = run::files_section(lang, &l.run, &files, &dir, preview.as_ref().map(|(p, v)| (*p, v)));
         Ok::<_, ApiError>(html! { (run::body(lang, &l)) (section) })
     };
-    match loaded.await {
-        Ok(body) => page(lang, lang.text().run, "/runs", body),
-        Err(e) => error_page(lang, e),
-    }
+    render(lang, lang.text().run, "/runs", loaded.await)
 }
 
 #[derive(Deserialize)]
@@ -348,11 +346,8 @@ async fn run_file(State(s): State<AppState>, Path(id): Path<String>, Query(q): Q
 /// The overview: the value report's headline figures (30 days), open incidents, deployments,
 /// recent alerts.
 async fn overview(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let lang = lang(&q, &headers);
-    match overview_body(&s, lang).await {
-        Ok(body) => page(lang, lang.text().overview, "/", body),
-        Err(e) => error_page(lang, e),
-    }
+    let lang = lang(q.lang.as_deref(), &headers);
+    render(lang, lang.text().overview, "/", overview_body(&s, lang).await)
 }
 
 async fn overview_body(s: &AppState, lang: Lang) -> Result<Markup, ApiError> {
@@ -476,7 +471,7 @@ fn csrf(s: &AppState, headers: &HeaderMap) -> Option<String> {
 
 /// Registered models.
 async fn models_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let lang = lang(&q, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     let listed = async {
         let models = kairo_registry::describe::models(&s.md).await.map_err(ApiError::from)?;
         let mut pending = 0;
@@ -486,10 +481,8 @@ async fn models_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Qu
         }
         Ok::<_, ApiError>((models, pending))
     };
-    match listed.await {
-        Ok((models, pending)) => page(lang, lang.text().models_title, "/models", models::list(lang, &models, pending)),
-        Err(e) => error_page(lang, e),
-    }
+    let body = listed.await.map(|(models, pending)| models::list(lang, &models, pending));
+    render(lang, lang.text().models_title, "/models", body)
 }
 
 /// One model: versions, trend, aliases and their history, promotions, importance.
@@ -499,16 +492,14 @@ async fn model_page(
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let lang = lang(&q, &headers);
-    match kairo_registry::describe::model(&s.md, &name).await {
-        Ok(doc) => page(lang, lang.text().model, "/models", models::one(lang, &doc, csrf(&s, &headers).as_deref())),
-        Err(e) => error_page(lang, e.into()),
-    }
+    let lang = lang(q.lang.as_deref(), &headers);
+    let body = kairo_registry::describe::model(&s.md, &name).await.map_err(ApiError::from);
+    render(lang, lang.text().model, "/models", body.map(|doc| models::one(lang, &doc, csrf(&s, &headers).as_deref())))
 }
 
 /// Every pending promotion with its evidence.
 async fn approvals_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let lang = lang(&q, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     let gathered = async {
         let incidents = s.md.incidents(true, 500).await?;
         let mut items = Vec::new();
@@ -529,12 +520,8 @@ async fn approvals_page(State(s): State<AppState>, headers: HeaderMap, Query(q):
         }
         Ok::<_, ApiError>(items)
     };
-    match gathered.await {
-        Ok(items) => {
-            page(lang, lang.text().approvals, "/approvals", models::inbox(lang, &items, csrf(&s, &headers).as_deref()))
-        }
-        Err(e) => error_page(lang, e),
-    }
+    let body = gathered.await.map(|items| models::inbox(lang, &items, csrf(&s, &headers).as_deref()));
+    render(lang, lang.text().approvals, "/approvals", body)
 }
 
 /// Approve or reject a pending promotion from the inbox (a form: `decision`, `version`,
@@ -549,8 +536,7 @@ async fn decide(
         return error_page(Lang::En, ApiError::too_large("the form is larger than 64 KiB"));
     };
     let field = |k: &str| url::form_urlencoded::parse(&bytes).find(|(key, _)| key == k).map(|(_, v)| v.into_owned());
-    let lang =
-        field("lang").as_deref().and_then(Lang::parse).unwrap_or_else(|| lang(&PageQuery { lang: None }, &headers));
+    let lang = field("lang").as_deref().and_then(Lang::parse).unwrap_or_else(|| lang(None, &headers));
     let reason = field("reason").map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     let Some(reason) = reason else {
         return error_page(lang, ApiError::invalid("reason: a decision needs a reason (it goes into the audit trail)"));
@@ -587,11 +573,9 @@ pub const FORM_LIMIT: usize = 64 * 1024;
 
 /// Every deployment.
 async fn deployments_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let lang = lang(&q, &headers);
-    match s.md.deployments().await {
-        Ok(list) => page(lang, lang.text().deployments, "/deployments", deployments::list(lang, &list)),
-        Err(e) => error_page(lang, e.into()),
-    }
+    let lang = lang(q.lang.as_deref(), &headers);
+    let body = s.md.deployments().await.map_err(ApiError::from).map(|list| deployments::list(lang, &list));
+    render(lang, lang.text().deployments, "/deployments", body)
 }
 
 /// One deployment: versions, traffic, changes, serving health.
@@ -601,22 +585,20 @@ async fn deployment_page(
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let lang = lang(&q, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     let loaded = async {
         let doc = kairo_registry::describe::deployment(&s.md, &name).await.map_err(ApiError::from)?;
         let since = kairo_core::time::now_millis() / 86_400_000 * 86_400_000 - (deployments::DAYS - 1) * 86_400_000;
         let days = s.md.serving_days(since, Some(&name)).await?;
         Ok::<_, ApiError>((doc, days))
     };
-    match loaded.await {
-        Ok((doc, days)) => page(lang, lang.text().deployment, "/deployments", deployments::one(lang, &doc, &days)),
-        Err(e) => error_page(lang, e),
-    }
+    let body = loaded.await.map(|(doc, days)| deployments::one(lang, &doc, &days));
+    render(lang, lang.text().deployment, "/deployments", body)
 }
 
 /// The monitors of kairo.yaml.
 async fn monitors_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
-    let lang = lang(&q, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     match s.project.current_config() {
         Ok(c) => {
             let list: Vec<_> = c.monitors.into_iter().collect();
@@ -639,7 +621,7 @@ async fn monitor_page(
     Path(name): Path<String>,
     Query(q): Query<MonitorQuery>,
 ) -> Response {
-    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     let loaded = async {
         let config = s.project.current_config().map_err(|e| ApiError::invalid(e.to_string()))?;
         let spec = config
@@ -671,15 +653,8 @@ async fn monitor_page(
             .collect();
         Ok::<_, ApiError>((spec, evaluation, alerts))
     };
-    match loaded.await {
-        Ok((spec, e, alerts)) => page(
-            lang,
-            lang.text().monitor,
-            "/monitors",
-            monitors::one(lang, &name, &spec, e.as_ref(), q.window, &alerts),
-        ),
-        Err(e) => error_page(lang, e),
-    }
+    let body = loaded.await.map(|(spec, e, alerts)| monitors::one(lang, &name, &spec, e.as_ref(), q.window, &alerts));
+    render(lang, lang.text().monitor, "/monitors", body)
 }
 
 #[derive(Deserialize)]
@@ -702,7 +677,7 @@ fn version_spec(v: Option<&str>) -> Result<Option<&str>, ApiError> {
 
 /// Datasets; one dataset's versions and the difference between two.
 async fn data_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<DataQuery>) -> Response {
-    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     let t = lang.text();
     let Some(path) = q.path.as_deref().filter(|p| !p.is_empty()) else {
         return match s.md.latest_dataset_versions().await {
@@ -735,7 +710,7 @@ struct LineageQuery {
 
 /// The two-way lineage graph around a dataset version, run or model version.
 async fn lineage_page(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<LineageQuery>) -> Response {
-    let lang = lang(&PageQuery { lang: q.lang.clone() }, &headers);
+    let lang = lang(q.lang.as_deref(), &headers);
     let t = lang.text();
     let Some(target) = q.target.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
         return page(lang, t.lineage, "/lineage", html! { h1 { (t.lineage) } (lineage::form(lang, "")) });

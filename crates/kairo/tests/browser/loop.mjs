@@ -10,31 +10,16 @@
 //
 // Usage: NODE_PATH="$KAIRO_TEST_BROWSER_NODE_PATH" node loop.mjs BASE_URL OUT_DIR
 
-import { createRequire } from 'node:module';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-
-const require = createRequire(import.meta.url);
-const { chromium } = require('playwright-core');
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+import { finish, launch, report, visitor } from './harness.mjs';
 
 const [base, out] = process.argv.slice(2);
-mkdirSync(out, { recursive: true });
-const result = { pages: [], violations: [], consoleErrors: [], checks: [] };
-const check = (ok, what) => {
-  result.checks.push({ ok, what });
-  if (!ok) throw new Error(`check failed: ${what}`);
-};
+const { result, check } = report();
+const visit = visitor(result, out);
 const stdin = createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve) => stdin.once('line', resolve));
 
-const browser = await chromium.launch({
-  executablePath: process.env.KAIRO_TEST_CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 
 // A fresh browser profile logged in as `user` through the provider's forms.
 async function login(user) {
@@ -56,17 +41,6 @@ async function login(user) {
   }
   await page.waitForURL((u) => u.href.startsWith(base) && !u.pathname.startsWith('/auth/'));
   return { context, page };
-}
-
-async function visit(page, name) {
-  await page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
-  await page.evaluate(axeSource);
-  const axe = await page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length }));
-  });
-  for (const v of axe) if (v.impact === 'serious' || v.impact === 'critical') result.violations.push({ page: name, ...v });
-  result.pages.push({ name, url: page.url(), title: await page.title() });
 }
 
 try {
@@ -162,5 +136,4 @@ try {
   await browser.close();
   stdin.close();
 }
-console.log(JSON.stringify(result));
-process.exit(result.error || result.consoleErrors.length || result.violations.length ? 1 : 0);
+finish(result);

@@ -6,43 +6,18 @@
 //
 // Usage: NODE_PATH="$KAIRO_TEST_BROWSER_NODE_PATH" node ui.mjs BASE_URL OUT_DIR
 
-import { createRequire } from 'node:module';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-
-const require = createRequire(import.meta.url);
-const { chromium } = require('playwright-core');
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+import { finish, launch, report, visitor } from './harness.mjs';
 
 const [base, out] = process.argv.slice(2);
-mkdirSync(out, { recursive: true });
-const result = { pages: [], violations: [], consoleErrors: [], checks: [] };
-const check = (ok, what) => {
-  result.checks.push({ ok, what });
-  if (!ok) throw new Error(`check failed: ${what}`);
-};
+const { result, check } = report();
+const visitPage = visitor(result, out);
 
-const browser = await chromium.launch({
-  executablePath: process.env.KAIRO_TEST_CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('console', (m) => { if (m.type() === 'error') result.consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => result.consoleErrors.push(String(e)));
-
-  const visit = async (name) => {
-    await page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
-    await page.evaluate(axeSource);
-    const axe = await page.evaluate(async () => {
-      const r = await window.axe.run(document, { resultTypes: ['violations'] });
-      return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length }));
-    });
-    for (const v of axe) if (v.impact === 'serious' || v.impact === 'critical') result.violations.push({ page: name, ...v });
-    result.pages.push({ name, url: page.url(), title: await page.title() });
-  };
+  const visit = (name) => visitPage(page, name);
 
   await page.goto(`${base}/?lang=en`);
   check((await page.textContent('h1')) === 'Overview', 'the overview has its heading');
@@ -86,5 +61,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(JSON.stringify(result));
-process.exit(result.error || result.consoleErrors.length || result.violations.length ? 1 : 0);
+finish(result);

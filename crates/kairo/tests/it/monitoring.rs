@@ -29,6 +29,17 @@ pub(crate) fn features(g: &mut Lcg, rows: usize, shifted: usize, shift: f32) -> 
     (0..rows * 20).map(|i| g.normal() + if i % 20 < shifted { shift } else { 0.0 }).collect()
 }
 
+/// Training data for the 20-feature fixtures: `f0..f19` and `label` (f0 > 0).
+pub(crate) fn training_csv(g: &mut Lcg, rows: usize) -> String {
+    let mut csv = (0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",") + ",label\n";
+    let x = features(g, rows, 0, 0.0);
+    for r in 0..rows {
+        let row: Vec<String> = x[r * 20..(r + 1) * 20].iter().map(|v| format!("{v:.5}")).collect();
+        csv.push_str(&format!("{},{}\n", row.join(","), u8::from(x[r * 20] > 0.0)));
+    }
+    csv
+}
+
 /// A webhook receiver: answers 503 to the first request, 200 after; keeps the bodies.
 pub fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -76,14 +87,7 @@ fn check(repo: &Repo, args: &[&str]) -> (i32, Value) {
 fn a_deployment_monitor_finds_drift_and_bad_quality_and_alerts_once() {
     let repo = Repo::new();
     let mut g = Lcg(7);
-    // Training data: 20 features and the label.
-    let mut csv = (0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",") + ",label\n";
-    let x = features(&mut g, 2000, 0, 0.0);
-    for r in 0..2000 {
-        let row: Vec<String> = x[r * 20..(r + 1) * 20].iter().map(|v| format!("{v:.5}")).collect();
-        csv.push_str(&format!("{},{}\n", row.join(","), u8::from(x[r * 20] > 0.0)));
-    }
-    repo.write("train.csv", csv);
+    repo.write("train.csv", training_csv(&mut g, 2000));
     let model = fixture("forest20.onnx");
     // A version without a profile cannot be monitored; it says how to fix that.
     repo.kairo(&["models", "register", "bare", "--file", model.to_str().unwrap()]).assert().success();

@@ -159,13 +159,7 @@ fn three_replicas_log_into_one_monitor_and_take_feedback_anywhere() {
     let url = crate::faults::fresh_postgres_database(&base);
     let repo = Repo::bare().with_database(url).initialised();
     let mut g = crate::monitoring::Lcg(11);
-    let mut csv = (0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",") + ",label\n";
-    let x = crate::monitoring::features(&mut g, 1000, 0, 0.0);
-    for r in 0..1000 {
-        let row: Vec<String> = x[r * 20..(r + 1) * 20].iter().map(|v| format!("{v:.5}")).collect();
-        csv.push_str(&format!("{},{}\n", row.join(","), u8::from(x[r * 20] > 0.0)));
-    }
-    repo.write("train.csv", csv);
+    repo.write("train.csv", crate::monitoring::training_csv(&mut g, 1000));
     let model = fixture("forest20.onnx");
     repo.kairo(&[
         "models",
