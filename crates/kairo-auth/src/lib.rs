@@ -134,7 +134,9 @@ impl Authenticator {
     /// The principal behind an `Authorization` header from `peer`. `tokens_only` refuses
     /// passwords (an inference endpoint is for services). A source that failed
     /// [`MAX_FAILURES`] times in [`FAILURE_WINDOW`] is refused without a look at what it sent
-    /// (credentials already verified, in the cache, are not: they are not being guessed).
+    /// (credentials already verified, in the cache, are not: they are not being guessed). A
+    /// request without credentials is refused but not counted: it guesses nothing, and a
+    /// browser's or a health checker's first request must not lock out a shared address.
     pub async fn authenticate(
         &self,
         peer: Option<IpAddr>,
@@ -142,7 +144,7 @@ impl Authenticator {
         tokens_only: bool,
     ) -> Result<Arc<Principal>, AuthError> {
         let result = self.verify(peer, header, tokens_only).await;
-        if let (Err(AuthError::Unauthenticated(_)), Some(ip)) = (&result, peer) {
+        if let (Err(AuthError::Unauthenticated(_)), Some(ip), Some(_)) = (&result, peer, header) {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
             if failures.len() > 10_000 {
                 failures.retain(|_, (since, _)| since.elapsed() < FAILURE_WINDOW);
@@ -339,6 +341,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(a.authenticate(Some(other), Some(bad), false).await, Err(AuthError::Unauthenticated(_))));
+        // Asking without credentials is refused each time and never counts as guessing.
+        let quiet: IpAddr = "10.0.0.3".parse().unwrap();
+        for _ in 0..MAX_FAILURES * 2 {
+            assert!(matches!(a.authenticate(Some(quiet), None, false).await, Err(AuthError::Unauthenticated(_))));
+        }
+        assert!(matches!(a.authenticate(Some(quiet), Some(bad), false).await, Err(AuthError::Unauthenticated(_))));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

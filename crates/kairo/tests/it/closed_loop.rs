@@ -322,7 +322,7 @@ fn two_alerts_make_one_incident_and_a_breaching_canary_is_rolled_back() {
     world(&repo, policy, second, automation);
     let (server, url) =
         spawn_listening(&repo, &["serve", "churn", "--port", "0", "--poll-ms", "100", "--log-flush-s", "1"]);
-    let _server = Running(server);
+    let _server = server;
     let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
     let march = customers(1200, 5, true, false);
     let rows: Vec<&str> = march.lines().skip(1).collect();
@@ -416,16 +416,6 @@ fn the_loop_runs_on_postgresql_too() {
     assert_eq!(counts(&repo), (2, 2, 2));
 }
 
-/// A child process killed when the test ends, however it ends.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn kairo_server_runs_the_loop_by_itself_serves_incidents_and_calls_the_webhook() {
     use std::io::{BufRead, BufReader};
@@ -448,7 +438,7 @@ fn kairo_server_runs_the_loop_by_itself_serves_incidents_and_calls_the_webhook()
     let mut out = BufReader::new(child.stdout.take().unwrap());
     out.read_line(&mut line).unwrap();
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let _server = Running(child);
+    let _server = crate::Listening(child);
     let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string();
     retrain_on(&repo, customers(1500, 2, true, false));
     let client = reqwest::blocking::Client::new();
@@ -516,7 +506,7 @@ fn predictions_export_writes_labelled_rows_as_csv() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no rows of churn to export; none.csv not written");
     assert!(!repo.join("none.csv").exists());
     let (server, url) = spawn_listening(&repo, &["serve", "churn", "--port", "0", "--log-flush-s", "1"]);
-    let _server = Running(server);
+    let _server = server;
     let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
     let march = customers(40, 5, true, false);
     let rows: Vec<&str> = march.lines().skip(1).collect();

@@ -170,9 +170,33 @@ impl Repo {
     }
 }
 
+/// A long-running `kairo` process, killed when dropped (so a failed assertion leaves no server
+/// behind).
+pub struct Listening(pub std::process::Child);
+
+impl std::ops::Deref for Listening {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Listening {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start a long-running `kairo` command (`server`, `serve`) that prints its URL on its first
-/// stdout line; returns the child (its output drained in the background) and the URL.
-pub fn spawn_listening(repo: &Repo, args: &[&str]) -> (std::process::Child, String) {
+/// stdout line; returns the process (its output drained in the background) and the URL.
+pub fn spawn_listening(repo: &Repo, args: &[&str]) -> (Listening, String) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
         .args(args)
@@ -194,7 +218,7 @@ pub fn spawn_listening(repo: &Repo, args: &[&str]) -> (std::process::Child, Stri
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .trim_end_matches(':')
         .to_string();
-    (child, url)
+    (Listening(child), url)
 }
 
 /// A directory of `n` small files spread over a few subdirectories.

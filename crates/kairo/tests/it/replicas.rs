@@ -12,7 +12,7 @@ use crate::serving::{eventually_within, fixture};
 use crate::Repo;
 
 /// The replicas, killed however the test ends (a failed assertion must not leave them serving).
-struct Replicas(Vec<(std::process::Child, String)>);
+struct Replicas(Vec<(crate::Listening, String)>);
 
 impl Drop for Replicas {
     fn drop(&mut self) {

@@ -4,12 +4,12 @@
 use crate::Repo;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 /// A `kairo server` on a free port, stopped (SIGTERM) when dropped.
 pub struct Server {
-    child: Child,
+    child: crate::Listening,
     pub url: String,
 }
 
@@ -20,7 +20,7 @@ impl Server {
     }
 
     /// A server started with other arguments (`crate::spawn_listening`).
-    pub fn from_child(child: Child, url: String) -> Server {
+    pub fn from_child(child: crate::Listening, url: String) -> Server {
         Server { child, url }
     }
 

@@ -6,7 +6,7 @@
 use crate::Repo;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -19,7 +19,7 @@ fn case(name: &str) -> Value {
 
 /// A `kairo serve` on a free port, stopped with SIGTERM when dropped.
 pub struct Serve {
-    child: Child,
+    child: crate::Listening,
     pub url: String,
 }
 
