@@ -225,6 +225,11 @@ struct Desired {
 }
 
 impl Endpoints {
+    /// This process's id among the replicas sharing the database.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
     /// Resolve and load every requested model; any failure here stops the server from starting.
     pub async fn start(
         project: Project,

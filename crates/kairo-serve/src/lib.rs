@@ -132,10 +132,11 @@ pub async fn serve(
         queue_bytes: config.log_queue_bytes,
         max_rows: config.log_max_rows,
         max_age: config.log_max_age,
+        replica: endpoints.replica().to_string(),
     };
     let (log, writer) = predlog::PredictionLog::start(md.clone(), objects, metrics.clone(), settings);
-    // Serving health per version and day, written as this process's running totals.
-    let instance = kairo_core::run::new_run_id();
+    // Serving health per version and day, written as this replica's running totals.
+    let instance = endpoints.replica().to_string();
     let (stop_days, days_stopped) = tokio::sync::watch::channel(false);
     let days = tokio::spawn(write_serving_days(
         md.clone(),

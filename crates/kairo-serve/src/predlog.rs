@@ -102,12 +102,14 @@ impl Writer {
     }
 }
 
-/// Limits of the queue and of one segment.
+/// Limits of the queue and of one segment, and whose segments they are.
 pub struct Settings {
     pub queue: usize,
     pub queue_bytes: usize,
     pub max_rows: usize,
     pub max_age: Duration,
+    /// This replica's id, recorded with every segment it writes.
+    pub replica: String,
 }
 
 /// How often the writer drains the queue.
@@ -199,7 +201,7 @@ async fn run(shared: Arc<Shared>, md: Metadata, objects: LocalObjects, metrics: 
             shared.in_flight.fetch_add(n as u64, Ordering::SeqCst);
             buffer.push(r);
             if rows >= settings.max_rows || bytes >= MAX_SEGMENT_BYTES {
-                flush(&mut buffer, &md, &objects, &metrics, &shared).await;
+                flush(&mut buffer, &md, &objects, &metrics, &shared, &settings.replica).await;
                 (rows, bytes, oldest) = (0, 0, None);
             }
         }
@@ -208,7 +210,7 @@ async fn run(shared: Arc<Shared>, md: Metadata, objects: LocalObjects, metrics: 
         }
         let due = oldest.is_some_and(|t| t.elapsed() >= settings.max_age);
         if !buffer.is_empty() && (due || closed) {
-            flush(&mut buffer, &md, &objects, &metrics, &shared).await;
+            flush(&mut buffer, &md, &objects, &metrics, &shared, &settings.replica).await;
             (rows, bytes, oldest) = (0, 0, None);
         }
         if closed {
@@ -219,7 +221,14 @@ async fn run(shared: Arc<Shared>, md: Metadata, objects: LocalObjects, metrics: 
 
 /// Write `buffer` as one segment per model. Rows that cannot be written are counted as
 /// dropped and reported; the writer goes on.
-async fn flush(buffer: &mut Vec<Record>, md: &Metadata, objects: &LocalObjects, metrics: &Metrics, shared: &Shared) {
+async fn flush(
+    buffer: &mut Vec<Record>,
+    md: &Metadata,
+    objects: &LocalObjects,
+    metrics: &Metrics,
+    shared: &Shared,
+    replica: &str,
+) {
     let records = std::mem::take(buffer);
     let mut by_model: BTreeMap<String, Vec<Record>> = BTreeMap::new();
     for r in records {
@@ -238,7 +247,14 @@ async fn flush(buffer: &mut Vec<Record>, md: &Metadata, objects: &LocalObjects, 
         .await;
         let failure = match written {
             Ok(Ok((object, rows))) => {
-                let segment = Segment { deployment: model.clone(), start_ms, end_ms, rows: rows as i64, object };
+                let segment = Segment {
+                    deployment: model.clone(),
+                    start_ms,
+                    end_ms,
+                    rows: rows as i64,
+                    object,
+                    replica: replica.to_string(),
+                };
                 match md.add_segment(&segment).await {
                     Ok(()) => {
                         metrics.log_rows.fetch_add(rows as u64, Ordering::Relaxed);

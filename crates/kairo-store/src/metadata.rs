@@ -24,6 +24,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("kpi", include_str!("../migrations/sqlite/0010_kpi.sql")),
     ("auth", include_str!("../migrations/sqlite/0011_auth.sql")),
     ("replicas", include_str!("../migrations/sqlite/0012_replicas.sql")),
+    ("segment_replica", include_str!("../migrations/sqlite/0013_segment_replica.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -38,10 +39,11 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("kpi", include_str!("../migrations/postgres/0010_kpi.sql")),
     ("auth", include_str!("../migrations/postgres/0011_auth.sql")),
     ("replicas", include_str!("../migrations/postgres/0012_replicas.sql")),
+    ("segment_replica", include_str!("../migrations/postgres/0013_segment_replica.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -21,6 +21,8 @@ pub struct Segment {
     pub end_ms: i64,
     pub rows: i64,
     pub object: Hash,
+    /// The `kairo serve` process that wrote it ('' for segments older than replicas).
+    pub replica: String,
 }
 
 /// A deployment change: the new stable version and candidate, and why.
@@ -379,13 +381,14 @@ impl Metadata {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO prediction_segments (deployment, start_ms, end_ms, rows, object) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            "INSERT INTO prediction_segments (deployment, start_ms, end_ms, rows, object, replica) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(&s.deployment)
         .bind(s.start_ms)
         .bind(s.end_ms)
         .bind(s.rows)
         .bind(s.object.to_hex())
+        .bind(&s.replica)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -403,7 +406,7 @@ impl Metadata {
     /// Segments of a deployment overlapping `[from_ms, to_ms]`, oldest first.
     pub async fn segments(&self, deployment: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Segment>> {
         let rows = sqlx::query(
-            "SELECT deployment, start_ms, end_ms, rows, object FROM prediction_segments \
+            "SELECT deployment, start_ms, end_ms, rows, object, replica FROM prediction_segments \
              WHERE deployment = $1 AND end_ms >= $2 AND start_ms <= $3 ORDER BY start_ms",
         )
         .bind(deployment)
@@ -420,6 +423,7 @@ impl Metadata {
                     end_ms: r.try_get(2)?,
                     rows: r.try_get(3)?,
                     object: object.parse().map_err(|_| StoreError::Invalid("bad segment hash".into()))?,
+                    replica: r.try_get(5)?,
                 })
             })
             .collect()

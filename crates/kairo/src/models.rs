@@ -730,7 +730,11 @@ async fn predictions(project: &Project, md: &Metadata, name: &str, limit: usize,
         let mut seg_rows: Vec<Value> = kairo_watch::segment::read(&bytes)
             .map_err(|e| fail(format!("prediction-log segment {}: {e}", seg.object)))?
             .iter()
-            .map(kairo_watch::segment::LogRow::to_json)
+            .map(|r| {
+                let mut row = r.to_json();
+                row["replica"] = json!(seg.replica);
+                row
+            })
             .collect();
         seg_rows.append(&mut rows);
         rows = seg_rows;
@@ -749,11 +753,23 @@ async fn predictions(project: &Project, md: &Metadata, name: &str, limit: usize,
         let r = row["row"].as_i64().unwrap_or(0);
         row["label"] = labels[&id].iter().find(|(i, _)| *i == r).map(|(_, l)| l.clone()).unwrap_or(Value::Null);
     }
+    let replicas: std::collections::BTreeSet<&str> =
+        segments.iter().map(|s| s.replica.as_str()).filter(|r| !r.is_empty()).collect();
     if json_out {
-        print_json(&json!({"model": name, "total_rows": total, "segments": segments.len(), "rows": rows}));
+        print_json(&json!({
+            "model": name, "total_rows": total, "segments": segments.len(), "replicas": replicas, "rows": rows,
+        }));
         return Ok(exit::OK);
     }
-    println!("{name}: {total} logged rows in {} segments; showing the last {}", segments.len(), rows.len());
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    println!(
+        "{name}: {total} logged rows in {} segment{} from {} replica{}; showing the last {}",
+        segments.len(),
+        plural(segments.len()),
+        replicas.len(),
+        plural(replicas.len()),
+        rows.len()
+    );
     for r in &rows {
         println!(
             "{}  {}#{}  v{} {:<6} {:>6} µs  {}  in={}  out={}{}",

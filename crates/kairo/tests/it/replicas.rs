@@ -200,6 +200,18 @@ fn three_replicas_log_into_one_monitor_and_take_feedback_anywhere() {
     eventually_within("one window of every replica's rows", Duration::from_secs(20), || {
         window(&repo)["windows"][0]["rows"] == 300
     });
+    // Each replica wrote its own segments under its own id: one id per request, three in all.
+    let logged = repo.json(&["models", "predictions", "churn", "--limit", "300"]);
+    assert_eq!(logged["replicas"].as_array().map(Vec::len), Some(3), "{}", logged["replicas"]);
+    let mut writers = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for row in logged["rows"].as_array().unwrap() {
+        let (id, replica) = (row["request_id"].as_str().unwrap(), row["replica"].as_str().unwrap());
+        writers.entry(id.to_string()).or_default().insert(replica.to_string());
+    }
+    assert_eq!(writers.len(), 3, "{writers:?}");
+    assert!(writers.values().all(|r| r.len() == 1), "one replica answered each request: {writers:?}");
+    let distinct: std::collections::BTreeSet<_> = writers.values().flatten().collect();
+    assert_eq!(distinct.len(), 3, "{writers:?}");
     // Feedback for each request, sent to the next replica; the first one's replica is then killed.
     for k in 0..3 {
         let labels: Vec<i64> = answers[k]["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "label").unwrap()
