@@ -81,6 +81,74 @@ pub(crate) fn submission_id(key: &kairo_core::Hash, project: &kairo_data::Projec
     format!("kairo-{}", &h.finalize().to_hex()[..32])
 }
 
+/// What became of an orphaned run's job, as the cluster's job list says.
+pub(crate) struct Settled {
+    pub status: kairo_core::run::RunStatus,
+    /// The sentence after "the kairo process ended while its Ray job ran; ".
+    pub what: String,
+    /// The job's output while Ray still has it (kept as the run's log).
+    pub log: Option<Vec<u8>>,
+}
+
+/// Reconcile runs whose kairo process ended while their Ray job ran with the cluster's job
+/// list (one request, plus each found job's log). Every run gets an answer, even when the
+/// cluster cannot be asked.
+pub(crate) async fn reconcile(
+    project: &kairo_data::Project,
+    runs: &[&kairo_core::run::Run],
+) -> std::collections::HashMap<String, Settled> {
+    use kairo_core::run::RunStatus;
+    let listed = match client(project) {
+        Ok(c) => c.jobs().await.map(|jobs| (c, jobs)).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut out = std::collections::HashMap::new();
+    for run in runs {
+        let id = submission_id(&run.cache_key, project);
+        let again = "running the stage again on the same inputs";
+        let settled = match &listed {
+            Err(e) => Settled {
+                status: RunStatus::Failed,
+                what: format!("its job {id} could not be looked up ({e}); {again} attaches to it if it still runs"),
+                log: None,
+            },
+            Ok((c, jobs)) => match jobs.iter().find(|j| j.submission_id.as_deref() == Some(id.as_str())) {
+                None => Settled {
+                    status: RunStatus::Failed,
+                    what: format!("the Ray cluster at {} no longer knows job {id}", c.address()),
+                    log: None,
+                },
+                Some(job) => {
+                    let log = c.logs(&id).await.ok().map(String::into_bytes);
+                    let (status, what) = match job.status {
+                        Status::Pending | Status::Running => {
+                            (RunStatus::Failed, format!("job {id} still runs; {again} attaches to it"))
+                        }
+                        Status::Succeeded => (
+                            RunStatus::Failed,
+                            format!("job {id} succeeded after it; {again} takes its outputs without running it again"),
+                        ),
+                        Status::Stopped => (RunStatus::Interrupted, format!("job {id} was stopped")),
+                        Status::Failed => (
+                            RunStatus::Failed,
+                            match job.driver_exit_code {
+                                Some(code) => format!(
+                                    "job {id} failed: the command exited with code {code}{}",
+                                    crate::runner::log_tail(log.as_deref().unwrap_or_default())
+                                ),
+                                None => format!("job {id} failed: {}", job.message.as_deref().unwrap_or("")),
+                            },
+                        ),
+                    };
+                    Settled { status, what, log }
+                }
+            },
+        };
+        out.insert(run.id.clone(), settled);
+    }
+    out
+}
+
 /// Run the job to its end: the exit code (the command's, 97 for a missing input or output),
 /// or an error that names the cause before anything ran.
 pub(crate) fn run(job: &Job<'_>) -> Result<i32> {

@@ -683,8 +683,11 @@ impl<'a> Runner<'a> {
 }
 
 /// Runs left `running` by a kairo process on this host that no longer exists: mark them failed.
+/// A stage that ran on Ray is reconciled with the cluster's job list first: the run records
+/// what became of its job, and keeps the job's output as its log.
 pub async fn recover_orphans(project: &Project, md: &Metadata) -> Result<()> {
-    for mut run in md.running_runs(&Project::hostname()).await? {
+    let mut orphans = Vec::new();
+    for run in md.running_runs(&Project::hostname()).await? {
         // Runs created by tracking clients are the client's to end, not a kairo process's.
         if run.executor != "local" && run.executor != "ray" {
             continue;
@@ -692,21 +695,34 @@ pub async fn recover_orphans(project: &Project, md: &Metadata) -> Result<()> {
         let alive = std::fs::read(format!("/proc/{}/cmdline", run.pid))
             .map(|c| String::from_utf8_lossy(&c).contains("kairo"))
             .unwrap_or(false);
-        if alive {
-            continue;
+        if !alive {
+            orphans.push(run);
         }
-        run.message = Some(if run.executor == "ray" {
-            format!(
-                "the kairo process (pid {}) ended while its Ray job ran; running the stage again on the same inputs attaches to job {}",
-                run.pid,
-                ray::submission_id(&run.cache_key, project)
-            )
-        } else {
-            format!("the kairo process (pid {}) ended without finishing this run", run.pid)
-        });
-        run.status = RunStatus::Failed;
+    }
+    let on_ray: Vec<&Run> = orphans.iter().filter(|r| r.executor == "ray").collect();
+    let mut settled = if on_ray.is_empty() { Default::default() } else { ray::reconcile(project, &on_ray).await };
+    for mut run in orphans {
+        let mut pins = Vec::new();
+        match settled.remove(&run.id) {
+            Some(s) => {
+                run.message =
+                    Some(format!("the kairo process (pid {}) ended while its Ray job ran; {}", run.pid, s.what));
+                run.status = s.status;
+                if let Some(log) = s.log {
+                    let objects = project.objects()?;
+                    let staged = objects.stage_bytes(&log)?;
+                    run.log = Some(staged.hash);
+                    pins.push(staged.hash);
+                    objects.commit(vec![staged])?;
+                }
+            }
+            None => {
+                run.message = Some(format!("the kairo process (pid {}) ended without finishing this run", run.pid));
+                run.status = RunStatus::Failed;
+            }
+        }
         run.ended_at = Some(time::now_string());
-        md.finish_run(&run, &[]).await?;
+        md.finish_run(&run, &pins).await?;
     }
     Ok(())
 }
@@ -780,7 +796,7 @@ fn remove_path(path: &Path) -> Result<()> {
     }
 }
 
-fn log_tail(log: &[u8]) -> String {
+pub(crate) fn log_tail(log: &[u8]) -> String {
     let text = String::from_utf8_lossy(log);
     let lines: Vec<&str> = text.lines().collect();
     if lines.is_empty() {

@@ -1,8 +1,9 @@
 //! `executor: ray` against a real Ray head (`.ci/start-ray.sh`): a two-stage pipeline whose
 //! second stage runs as a Ray job — code in a package, data through the project's remote,
 //! outputs back verified and recorded like a local run's — then the run cache (no job), a
-//! failing job named with its output, Ctrl-C (the job is stopped), and a killed client whose
-//! next run attaches to the same job instead of starting a second one.
+//! failing job named with its output, Ctrl-C (the job is stopped), and a killed client: its run
+//! reconciled with Ray's job list, and the next run of the same inputs attaching to the job
+//! instead of starting a second one.
 
 use std::time::{Duration, Instant};
 
@@ -146,19 +147,35 @@ fn ctrl_c_stops_the_job_and_a_killed_client_attaches_to_it_next_time() {
     wait_for("the job to stop", || jobs_of(&address, &repo, "slow").iter().all(|j| j["status"] != "RUNNING"));
     assert_eq!(jobs_of(&address, &repo, "slow")[0]["status"], "STOPPED");
 
-    // A killed client: the job runs on; the next run of the same inputs attaches to it.
-    repo.write("secs.txt", "6\n");
+    // A killed client: the job runs on and succeeds. The next kairo reconciles the orphaned run
+    // with Ray's job list (it says what became of the job and keeps its output); the next run of
+    // the same inputs attaches to the job and takes its outputs instead of starting a second one.
+    repo.write("secs.txt", "3\n");
     let mut child = spawn();
     wait_for("the job to run", running(1));
     std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
     let _ = child.wait();
+    wait_for("the job to succeed", || jobs_of(&address, &repo, "slow").iter().any(|j| j["status"] == "SUCCEEDED"));
+    let runs = repo.json(&["runs", "ls"]);
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    let message = runs[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("ended while its Ray job ran")
+            && message.contains("succeeded after it")
+            && message.contains("takes its outputs"),
+        "{message}"
+    );
+    let orphan_log = repo.kairo(&["runs", "show", runs[0]["id"].as_str().unwrap(), "--log"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&orphan_log.stdout).contains("KAIRO-OUTPUT"),
+        "the job's output is the orphan's log: {}",
+        String::from_utf8_lossy(&orphan_log.stdout)
+    );
     let out = repo.kairo(&["run"]).output().unwrap();
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8(repo.read("done.txt")).unwrap(), "done\n");
     let runs = repo.json(&["runs", "ls"]);
     assert_eq!(runs[0]["status"], "succeeded", "{runs}");
-    let orphan = runs.as_array().unwrap().iter().find(|r| r["status"] == "failed").unwrap().clone();
-    assert!(orphan["message"].as_str().unwrap().contains("attaches to job"), "{orphan}");
     let log = repo.kairo(&["runs", "show", runs[0]["id"].as_str().unwrap(), "--log"]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&log.stdout).contains("attached to Ray job"),
@@ -166,8 +183,9 @@ fn ctrl_c_stops_the_job_and_a_killed_client_attaches_to_it_next_time() {
         String::from_utf8_lossy(&log.stdout)
     );
     // One job for those inputs, not two (the interrupted one had other inputs).
-    let six: Vec<Value> = jobs_of(&address, &repo, "slow").into_iter().filter(|j| j["status"] == "SUCCEEDED").collect();
-    assert_eq!(six.len(), 1, "{six:?}");
+    let three: Vec<Value> =
+        jobs_of(&address, &repo, "slow").into_iter().filter(|j| j["status"] == "SUCCEEDED").collect();
+    assert_eq!(three.len(), 1, "{three:?}");
 }
 
 #[test]
