@@ -208,3 +208,30 @@ fn an_unreachable_cluster_and_a_bad_executor_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown executor `slurm`") && err.contains("kairo.yaml:"), "{err}");
 }
+
+/// The stage's requirements become the job's environment (Ray's `runtime_env.pip`): a package
+/// the cluster lacks is there for the command; one that does not exist fails the run with pip's
+/// words.
+#[test]
+fn a_stage_gets_its_requirements_on_the_cluster() {
+    let Some(address) = crate::service("KAIRO_TEST_RAY_ADDRESS") else { return };
+    let stages = "stages:\n  show:\n    cmd: python show.py\n    executor: ray\n    env: {python: requirements.txt}\n    deps: [show.py]\n    outs: [out.txt]\n";
+    let repo = ray_repo(&address, stages, None);
+    repo.write(
+        "show.py",
+        "import importlib.metadata, termcolor\nopen('out.txt', 'w').write('termcolor ' + importlib.metadata.version('termcolor') + '\\n')\n",
+    );
+    // termcolor is not among ray[default]'s dependencies: only the runtime env can bring it.
+    repo.write("requirements.txt", "# what show.py needs\ntermcolor==2.5.0\n");
+    let out = repo.kairo(&["run"]).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(repo.read("out.txt")).unwrap(), "termcolor 2.5.0\n");
+
+    repo.write("requirements.txt", "kairo-no-such-package-for-tests==0.0.1\n");
+    let out = repo.kairo(&["run"]).output().unwrap();
+    assert!(!out.status.success());
+    let failed = repo.json(&["runs", "ls"]).as_array().unwrap()[0].clone();
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let message = failed["message"].as_str().unwrap_or("");
+    assert!(message.contains("kairo-no-such-package-for-tests"), "{message}");
+}
