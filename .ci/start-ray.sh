@@ -4,8 +4,9 @@
 # ../shared/reference/ray-jobs-api.md.
 #
 # Usage:   eval "$(bash .ci/start-ray.sh)"
-#          curl -s "$KAIRO_TEST_RAY_ADDRESS/api/version"     # {"version": "4", ...}
-#          cargo test ...                  # tests read KAIRO_TEST_RAY_ADDRESS
+#          curl -s -H "Authorization: Bearer $KAIRO_TEST_RAY_TOKEN" \
+#               "$KAIRO_TEST_RAY_ADDRESS/api/version"          # {"version": "4", ...}
+#          cargo test ...                  # tests read KAIRO_TEST_RAY_ADDRESS and _TOKEN
 #          bash .ci/stop-ray.sh            # stops this head only, removes $KAIRO_RAY_STATE_DIR
 #
 # stdout carries only `export` lines; everything else (pip, progress) goes to stderr.
@@ -38,7 +39,9 @@
 # Not loopback-only, whatever --node-ip-address says (the node registers with the machine's
 # address): GCS, the raylet, the dashboard agent and the metrics ports of the monitor and the
 # dashboard bind on all interfaces, the client server and the agents also on the machine's
-# address. Only the dashboard (the Jobs API) is loopback-only. No auth token.
+# address. Only the dashboard (the Jobs API) is loopback-only. The head runs with Ray's token
+# authentication (RAY_AUTH_MODE=token): every Jobs API request needs
+# `Authorization: Bearer $KAIRO_TEST_RAY_TOKEN`, so the tests use Kairo's `ray.token_env`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -89,9 +92,11 @@ EOF
 
 # probe: prints the Jobs API protocol version ("" when nothing answers).
 probe() {
-    curl -s -m 2 "http://127.0.0.1:$1/api/version" 2>/dev/null \
+    curl -s -m 2 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$1/api/version" 2>/dev/null \
         | python3 -c 'import json, sys; print(json.load(sys.stdin).get("version", ""))' 2>/dev/null || true
 }
+
+TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 
 # ------------------------------------------------------------------ start ---
 # The ports are chosen before Ray binds them, so there is a small race; start again with new
@@ -106,6 +111,7 @@ for attempt in 1 2 3; do
         KAIRO_RAY_HEAD="$KAIRO_RAY_STATE_DIR" \
         TMPDIR="$KAIRO_RAY_STATE_DIR/tmp" RAY_TMPDIR="$KAIRO_RAY_STATE_DIR/tmp" \
         RAY_USAGE_STATS_ENABLED=0 PATH="$(dirname "$PYTHON"):$PATH" \
+        RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$TOKEN" \
         timeout --foreground "$RAY_START_TIMEOUT" "$RAY" start --head \
             --node-ip-address 127.0.0.1 \
             --port "$GCS_PORT" \
@@ -147,3 +153,4 @@ log "Ray $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("ray"))
 emit() { printf 'export %s=%q\n' "$1" "$2"; }
 emit KAIRO_RAY_STATE_DIR     "$KAIRO_RAY_STATE_DIR"
 emit KAIRO_TEST_RAY_ADDRESS  "http://127.0.0.1:$DASHBOARD_PORT"
+emit KAIRO_TEST_RAY_TOKEN    "$TOKEN"

@@ -108,10 +108,17 @@ class Bench:
         args = [self.kairo, "runs", "ls", "--json", "--limit", str(limit)] + (["--stage", stage] if stage else [])
         return json.loads(self.sh(args, cwd))
 
+    def ray_get(self, path):
+        """GET from the head's Jobs API with its token (.ci/start-ray.sh starts it in token mode)."""
+        token = os.environ.get("KAIRO_TEST_RAY_TOKEN", "")
+        req = urllib.request.Request(f"{self.address}{path}",
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.load(r)
+
     def ray_jobs(self):
         """Every job the head knows (the bench's head is its own: no other client submits)."""
-        with urllib.request.urlopen(f"{self.address}/api/jobs/", timeout=30) as r:
-            return json.load(r)
+        return self.ray_get("/api/jobs/")
 
     def job_of(self, run_id, jobs=None):
         found = [j for j in (jobs or self.ray_jobs()) if (j.get("metadata") or {}).get("kairo_run") == run_id]
@@ -120,8 +127,7 @@ class Bench:
         return found[0]
 
     def ray_version(self):
-        with urllib.request.urlopen(f"{self.address}/api/version", timeout=30) as r:
-            return json.load(r).get("ray_version", "?")
+        return self.ray_get("/api/version").get("ray_version", "?")
 
     # ------------------------------------------------------------------ projects ---
     def project(self, name, remote, stages_yaml, files):
@@ -134,7 +140,7 @@ class Bench:
         self.sh([self.kairo, "init"], d)
         with open(d / "kairo.yaml", "a") as f:
             f.write(f"remotes:\n  store:\n    url: {remote}\ndefault_remote: store\n"
-                    f"ray:\n  address: {self.address}\n{stages_yaml}")
+                    f"ray:\n  address: {self.address}\n  token_env: KAIRO_TEST_RAY_TOKEN\n{stages_yaml}")
         for rel, text in files.items():
             (d / rel).write_text(text)
         self.sh(["git", "add", "-A"], d)

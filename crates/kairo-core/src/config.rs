@@ -66,7 +66,8 @@ pub struct RaySpec {
     /// `http://head:8265`; `KAIRO_RAY_ADDRESS` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// The environment variable holding the cluster's token (`RAY_AUTH_MODE=token`), if any.
+    /// The environment variable holding the cluster's token (`RAY_AUTH_MODE=token`); without
+    /// it, `KAIRO_RAY_TOKEN` (when set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
     /// Run every stage on Ray unless it says `executor: local`.

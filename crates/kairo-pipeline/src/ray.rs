@@ -57,12 +57,17 @@ pub(crate) fn client(project: &kairo_data::Project) -> Result<Client> {
                     .into(),
             )
         })?;
-    let token = spec.token_env.as_deref().and_then(|v| std::env::var(v).ok());
-    Client::new(&address, token).map_err(|e| PipelineError::Other(e.to_string()))
+    let token = std::env::var(spec.token_env.as_deref().unwrap_or("KAIRO_RAY_TOKEN")).ok().filter(|t| !t.is_empty());
+    Client::new(&address, token).map_err(ray_err)
 }
 
 fn ray_err(e: kairo_ray::RayError) -> PipelineError {
-    PipelineError::Other(e.to_string())
+    match e {
+        kairo_ray::RayError::Unauthorized { .. } => PipelineError::Other(format!(
+            "{e}: put the cluster's token (its RAY_AUTH_TOKEN) in KAIRO_RAY_TOKEN, or in the variable ray.token_env names in kairo.yaml"
+        )),
+        e => PipelineError::Other(e.to_string()),
+    }
 }
 
 /// The submission id of a stage's job: from its cache key and the project (its directory and
@@ -99,7 +104,7 @@ pub(crate) async fn reconcile(
 ) -> std::collections::HashMap<String, Settled> {
     use kairo_core::run::RunStatus;
     let listed = match client(project) {
-        Ok(c) => c.jobs().await.map(|jobs| (c, jobs)).map_err(|e| e.to_string()),
+        Ok(c) => c.jobs().await.map(|jobs| (c, jobs)).map_err(|e| ray_err(e).to_string()),
         Err(e) => Err(e.to_string()),
     };
     let mut out = std::collections::HashMap::new();

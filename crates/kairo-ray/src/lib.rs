@@ -26,9 +26,7 @@ pub enum RayError {
     Address { address: String, why: String },
     #[error("the Ray cluster at {address} is unreachable: {cause} (is the head running, and is its dashboard on that port?)")]
     Unreachable { address: String, cause: String },
-    #[error(
-        "the Ray cluster at {address} refused the credentials ({status}): set the token it expects (KAIRO_RAY_TOKEN)"
-    )]
+    #[error("the Ray cluster at {address} {}", if *status == 401 { "runs with token authentication and no token was sent (401)" } else { "refused the token it was sent (403)" })]
     Unauthorized { address: String, status: u16 },
     #[error("the Ray cluster at {address} speaks Jobs API version {found}, Kairo speaks {PROTOCOL} (Ray {ray})")]
     Protocol { address: String, found: String, ray: String },

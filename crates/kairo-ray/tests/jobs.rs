@@ -20,6 +20,11 @@ fn address() -> Option<String> {
     }
 }
 
+/// The CI head's token (it runs with `RAY_AUTH_MODE=token`).
+fn token() -> Option<String> {
+    std::env::var("KAIRO_TEST_RAY_TOKEN").ok().filter(|t| !t.is_empty())
+}
+
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos();
     format!("{prefix}-{nanos:x}")
@@ -40,7 +45,7 @@ async fn wait(c: &Client, id: &str, until: impl Fn(Status) -> bool) -> kairo_ray
 #[tokio::test(flavor = "current_thread")]
 async fn jobs_run_fail_stop_and_resubmit_on_a_real_head() {
     let Some(address) = address() else { return };
-    let c = Client::new(&address, None).unwrap();
+    let c = Client::new(&address, token()).unwrap();
     let ray = c.version().await.unwrap();
     assert!(ray.starts_with('2'), "{ray}");
     let r = c.resources().await.unwrap();
@@ -103,6 +108,13 @@ async fn jobs_run_fail_stop_and_resubmit_on_a_real_head() {
     assert!(matches!(c.logs("kairo-no-such-job").await, Err(RayError::NoSuchJob(_))));
     let too_big = vec![0u8; package::MAX_PACKAGE + 1];
     assert!(matches!(c.upload_package(too_big).await, Err(RayError::TooLarge { .. })));
+    // The head runs with token authentication: no token is 401, a wrong one 403.
+    for (t, status) in [(None, 401), (Some("0123abcd".to_string()), 403)] {
+        match Client::new(&address, t).unwrap().jobs().await {
+            Err(RayError::Unauthorized { status: s, .. }) => assert_eq!(s, status),
+            other => panic!("expected a refusal ({status}), got {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -11,8 +11,15 @@ use serde_json::Value;
 
 use crate::Repo;
 
+/// The CI head's token (it runs with `RAY_AUTH_MODE=token`).
+fn token() -> String {
+    std::env::var("KAIRO_TEST_RAY_TOKEN").unwrap_or_default()
+}
+
 fn jobs(address: &str) -> Vec<Value> {
-    reqwest::blocking::get(format!("{address}/api/jobs/")).unwrap().json::<Vec<Value>>().unwrap()
+    let client = reqwest::blocking::Client::new();
+    let r = client.get(format!("{address}/api/jobs/")).bearer_auth(token()).send().unwrap();
+    r.json::<Vec<Value>>().unwrap()
 }
 
 /// The jobs of `stage` of this project (tests share the head).
@@ -31,7 +38,9 @@ fn ray_repo(address: &str, stages: &str, remote: Option<&str>) -> Repo {
     let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
     repo.write(
         "kairo.yaml",
-        format!("{config}remotes:\n  store:\n    url: {remote}\ndefault_remote: store\nray:\n  address: {address}\n{stages}"),
+        format!(
+            "{config}remotes:\n  store:\n    url: {remote}\ndefault_remote: store\nray:\n  address: {address}\n  token_env: KAIRO_TEST_RAY_TOKEN\n{stages}"
+        ),
     );
     repo
 }
@@ -207,6 +216,32 @@ fn an_unreachable_cluster_and_a_bad_executor_are_named() {
     let out = repo.kairo(&["run"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown executor `slurm`") && err.contains("kairo.yaml:"), "{err}");
+}
+
+/// The CI head runs with Ray's token authentication: without the token, or with a wrong one,
+/// the run fails naming the refusal and where the token goes; nothing is submitted.
+#[test]
+fn a_cluster_with_token_authentication_refuses_a_missing_or_wrong_token() {
+    let Some(address) = crate::service("KAIRO_TEST_RAY_ADDRESS") else { return };
+    let stages = "stages:\n  s:\n    cmd: echo hi > o.txt\n    executor: ray\n    deps: [i.txt]\n    outs: [o.txt]\n";
+    let repo = ray_repo(&address, stages, None);
+    repo.write("i.txt", "x\n");
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    for (variable, value, refusal) in [
+        ("KAIRO_RAY_TOKEN", "", "no token was sent (401)"),
+        ("WRONG_RAY_TOKEN", "0123abcd", "refused the token it was sent (403)"),
+    ] {
+        repo.write("kairo.yaml", config.replace("token_env: KAIRO_TEST_RAY_TOKEN", &format!("token_env: {variable}")));
+        let out = repo.kairo(&["run"]).env(variable, value).output().unwrap();
+        assert!(!out.status.success());
+        let runs = repo.json(&["runs", "ls"]);
+        let message = runs[0]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(refusal) && message.contains("KAIRO_RAY_TOKEN") && message.contains("ray.token_env"),
+            "{message}"
+        );
+    }
+    assert!(jobs_of(&address, &repo, "s").is_empty(), "nothing was submitted");
 }
 
 /// The stage's requirements become the job's environment (Ray's `runtime_env.pip`): a package
