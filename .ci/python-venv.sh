@@ -4,7 +4,7 @@
 # pinned packages with KAIRO_PY_REQUIREMENTS (the benchmarks use this for their own venvs).
 set -euo pipefail
 VENV=${KAIRO_PY_VENV:-/var/cache/kairo-py-venv}
-REQUIREMENTS=${KAIRO_PY_REQUIREMENTS:-"mlflow==3.17.2 scikit-learn==1.7.2 skl2onnx==1.20.0 onnx==1.23.2 onnxruntime==1.31.1 tritonclient[http]==2.73.0 statsmodels==0.15.0"}
+REQUIREMENTS=${KAIRO_PY_REQUIREMENTS:-"mlflow==3.17.2 scikit-learn==1.7.2 skl2onnx==1.20.0 onnx==1.23.2 onnxruntime==1.31.1 tritonclient[http]==2.73.0 statsmodels==0.15.0 kubernetes-validate==1.37.0"}
 STAMP="$VENV/.kairo-requirements"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$REQUIREMENTS" ]; then
     echo "creating $VENV with $REQUIREMENTS" >&2

@@ -30,3 +30,4 @@ pub use metadata::Metadata;
 pub use objects::{LocalObjects, ObjectSource, Staged};
 pub use remote::Remote;
 pub use stat_cache::{FileStat, StatCache};
+pub use version_details::{artifact_document, artifact_from_document};

@@ -308,6 +308,18 @@ impl Metadata {
 
     // ---- registry ----
 
+    /// Make the next version of `name` number at least `after + 1` (a packaged model installed
+    /// into a fresh store keeps the number it had where it was registered). Never lowers it.
+    pub async fn continue_numbering_after(&self, name: &str, after: i64) -> Result<()> {
+        let _w = self.writer().await;
+        sqlx::query("UPDATE registered_models SET last_version = $2 WHERE name = $1 AND last_version < $2")
+            .bind(name)
+            .bind(after)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn create_registered_model(
         &self,
         name: &str,

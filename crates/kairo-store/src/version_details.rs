@@ -183,3 +183,41 @@ pub(crate) fn read_importance(row: &Row, text: &str) -> Result<Importance> {
             .collect(),
     })
 }
+
+/// A version's servable facts as one JSON document — the `artifact` of a packaged model's
+/// `kairo-model.json` — in exactly the stored shapes (keys sorted), so the same version always
+/// gives the same bytes. Read back with [`artifact_from_document`].
+pub fn artifact_document(a: &kairo_core::serving::VersionArtifact) -> Result<Value> {
+    let parse = |t: String| serde_json::from_str::<Value>(&t).unwrap_or(Value::Null);
+    let mut doc = serde_json::Map::new();
+    doc.insert("object".into(), Value::String(a.object.to_hex()));
+    doc.insert("size".into(), Value::from(a.size));
+    doc.insert("signature".into(), parse(signature_text(&a.signature)?));
+    doc.insert("metrics".into(), parse(metrics_text(&a.metrics)?));
+    let profile = a.profile.as_ref().map(profile_text).transpose()?.flatten();
+    doc.insert("profile".into(), profile.map(parse).unwrap_or(Value::Null));
+    doc.insert(
+        "importance".into(),
+        a.importance.as_ref().map(importance_text).transpose()?.map(parse).unwrap_or(Value::Null),
+    );
+    Ok(Value::Object(doc))
+}
+
+/// The facts of `name` version `version` from [`artifact_document`]'s JSON; a value that does
+/// not fit names the field.
+pub fn artifact_from_document(name: &str, version: i64, doc: &Value) -> Result<kairo_core::serving::VersionArtifact> {
+    let row = Row { name, version };
+    let field = |k: &str| doc.get(k).filter(|v| !v.is_null());
+    let need = |k: &str| field(k).ok_or_else(|| row.invalid(k, "missing"));
+    let object =
+        need("object")?.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| row.invalid("object", "not a hash"))?;
+    let size = need("size")?.as_u64().ok_or_else(|| row.invalid("size", "not a byte count"))?;
+    Ok(kairo_core::serving::VersionArtifact {
+        object,
+        size,
+        signature: read_signature(&row, &need("signature")?.to_string())?,
+        metrics: field("metrics").map(|m| read_metrics(&row, &m.to_string())).transpose()?.unwrap_or_default(),
+        profile: field("profile").map(|p| read_profile(&row, &p.to_string())).transpose()?,
+        importance: field("importance").map(|i| read_importance(&row, &i.to_string())).transpose()?,
+    })
+}

@@ -43,6 +43,10 @@ pub enum ModelsCommand {
     /// The prediction log of a served model, newest last, with labels received as feedback;
     /// `predictions export NAME --out F` writes it as CSV.
     Predictions(PredictionsArgs),
+    /// Package a version to run where Kairo is not installed: an OCI image (`--out`, a tar that
+    /// skopeo and `podman load` read; no container engine needed), a model directory for
+    /// `kairo serve --model-dir` (`--out-dir`), Kubernetes and KServe manifests (`--k8s`).
+    Package(PackageArgs),
 }
 
 #[derive(Args)]
@@ -150,8 +154,16 @@ pub struct AliasArgs {
 pub struct ServeArgs {
     /// Models to serve: NAME (its deployment, else its champion, else its latest version),
     /// NAME@ALIAS (follows the alias) or NAME:VERSION (pinned).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "model_dir", conflicts_with = "model_dir")]
     pub models: Vec<String>,
+    /// Serve the model of a model directory (`kairo models package --out-dir`, `/model` in a
+    /// model image) without a project: it is installed into --state-dir and served pinned.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// With --model-dir: where the store and the prediction log live (default: a new
+    /// directory under $TMPDIR).
+    #[arg(long, value_name = "DIR", requires = "model_dir")]
+    pub state_dir: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
     #[arg(long, default_value_t = 8080)]
@@ -275,6 +287,7 @@ pub async fn run(cmd: ModelsCommand) -> CmdResult {
         ModelsCommand::Predictions(PredictionsArgs { name, limit, json, .. }) => {
             predictions(&project, &md, name.as_deref().unwrap_or_default(), limit, json).await
         }
+        ModelsCommand::Package(a) => package(&project, &md, a).await,
     };
     md.close().await;
     result
@@ -347,7 +360,112 @@ async fn run_remote(remote: &Remote, cmd: ModelsCommand) -> CmdResult {
         ModelsCommand::Predictions(_) => Err(Failure::usage(
             "`kairo models predictions` reads the prediction log where it is stored and is not served by /api/v1 yet: run it on the server, or without KAIRO_SERVER",
         )),
+        ModelsCommand::Package(_) => Err(Failure::usage(
+            "`kairo models package` reads the model from the store directly: run it where the project's store is, without KAIRO_SERVER",
+        )),
     }
+}
+
+#[derive(Args)]
+pub struct PackageArgs {
+    /// The version: NAME:VERSION, NAME@ALIAS, or NAME (its latest version).
+    pub model: String,
+    /// Write the OCI image here (an image layout in a tar: `skopeo copy oci-archive:FILE ...`,
+    /// `podman load -i FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Write the model directory here (`model.onnx`, `kairo-model.json`) for
+    /// `kairo serve --model-dir`.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Write Kubernetes manifests into this directory: `deployment.yaml` (Deployment, Service,
+    /// HorizontalPodAutoscaler) and `inferenceservice.yaml` (KServe, the image as a custom
+    /// predictor).
+    #[arg(long, value_name = "DIR")]
+    pub k8s: Option<PathBuf>,
+    /// The image reference the manifests use (default: kairo-NAME:vVERSION).
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn package(project: &Project, md: &Metadata, a: PackageArgs) -> CmdResult {
+    if a.out.is_none() && a.out_dir.is_none() && a.k8s.is_none() {
+        return Err(Failure::usage("say what to write: --out FILE (an OCI image), --out-dir DIR, and/or --k8s DIR"));
+    }
+    let model = ModelRef::parse(&a.model)?;
+    let version = model.resolve(md).await?;
+    let name = model.name().to_string();
+    let (packaged, onnx) = kairo_package::model_dir::from_store(project, md, &name, version).await.map_err(pkg)?;
+    let mut doc = json!({"model": name, "version": version});
+    if let Some(dir) = &a.out_dir {
+        kairo_package::model_dir::write(dir, &packaged, &onnx).map_err(pkg)?;
+        doc["out_dir"] = json!(dir.display().to_string());
+    }
+    if let Some(out) = &a.out {
+        let exe = std::env::current_exe().map_err(|e| fail(format!("the kairo binary: {e}")))?;
+        let kairo = std::fs::read(&exe).map_err(|e| fail(format!("{}: {e}", exe.display())))?;
+        let libraries = kairo_package::model_image::mapped_libraries().map_err(pkg)?;
+        let runtime = kairo_package::model_image::runtime_layer(&kairo, &libraries).map_err(pkg)?;
+        let spec = kairo_package::model_image::spec(&packaged, &onnx, &kairo, runtime, env!("CARGO_PKG_VERSION"))
+            .map_err(pkg)?;
+        let image = kairo_package::oci::build(&spec).map_err(pkg)?;
+        image.write_archive(out, spec.mtime).map_err(pkg)?;
+        let size: usize = image.blobs().iter().map(|b| b.bytes.len()).sum();
+        doc["out"] = json!(out.display().to_string());
+        doc["digest"] = json!(image.manifest.digest);
+        doc["tag"] = json!(image.ref_name);
+        doc["size"] = json!(size);
+        doc["layers"] =
+            json!(image.layers.iter().map(|l| json!({"digest": l.digest, "size": l.bytes.len()})).collect::<Vec<_>>());
+        doc["annotations"] = json!(spec.annotations);
+    }
+    if let Some(dir) = &a.k8s {
+        let image = a.image.clone().unwrap_or_else(|| format!("{}:v{version}", kairo_package::k8s::name_of(&name)));
+        let target =
+            kairo_package::k8s::Target { model: name.clone(), version, image, model_bytes: packaged.artifact.size };
+        std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        let files = [
+            ("deployment.yaml", kairo_package::k8s::yaml(&kairo_package::k8s::deployment(&target))),
+            ("inferenceservice.yaml", kairo_package::k8s::yaml(&[kairo_package::k8s::inference_service(&target)])),
+        ];
+        for (file, text) in &files {
+            let path = dir.join(file);
+            std::fs::write(&path, text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        }
+        doc["k8s"] = json!(files.iter().map(|(f, _)| dir.join(f).display().to_string()).collect::<Vec<_>>());
+        doc["image"] = json!(target.image);
+    }
+    if a.json {
+        print_json(&doc);
+        return Ok(exit::OK);
+    }
+    println!("{name} v{version}");
+    if let Some(d) = doc["out_dir"].as_str() {
+        println!("  model directory  {d}  (kairo serve --model-dir {d})");
+    }
+    if let Some(o) = doc["out"].as_str() {
+        println!(
+            "  OCI image        {o}  {}  tag {}  {}",
+            doc["digest"].as_str().unwrap_or_default(),
+            doc["tag"].as_str().unwrap_or_default(),
+            bytes(doc["size"].as_u64().unwrap_or_default())
+        );
+        println!("                   skopeo copy oci-archive:{o} docker://REGISTRY/REPO:TAG   (or podman load -i {o})");
+    }
+    if let Some(files) = doc["k8s"].as_array() {
+        for f in files {
+            println!("  manifest         {}", f.as_str().unwrap_or_default());
+        }
+        println!("                   image {}", doc["image"].as_str().unwrap_or_default());
+    }
+    Ok(exit::OK)
+}
+
+fn pkg(e: kairo_package::PackageError) -> Failure {
+    fail(e.to_string())
 }
 
 fn parse_metrics(given: &[String]) -> Result<Vec<(String, f64)>, Failure> {
@@ -789,8 +907,10 @@ async fn predictions(project: &Project, md: &Metadata, name: &str, limit: usize,
 }
 
 pub async fn serve(a: ServeArgs) -> CmdResult {
-    let project = project()?;
-    let models = a.models.iter().map(|m| ModelRef::parse(m)).collect::<Result<Vec<_>, _>>()?;
+    let (project, models) = match &a.model_dir {
+        Some(dir) => model_dir_project(dir, a.state_dir.as_deref()).await?,
+        None => (project()?, a.models.iter().map(|m| ModelRef::parse(m)).collect::<Result<Vec<_>, _>>()?),
+    };
     let config = kairo_serve::ServeConfig {
         models,
         addr: SocketAddr::new(a.host, a.port),
@@ -833,6 +953,26 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
     .await
     .map_err(|e| fail(e.to_string()))?;
     Ok(exit::OK)
+}
+
+/// A project of its own for a model directory: made in `state` (or a new directory under
+/// $TMPDIR), with the directory's version installed under its own name and number.
+async fn model_dir_project(
+    dir: &std::path::Path,
+    state: Option<&std::path::Path>,
+) -> Result<(Project, Vec<ModelRef>), Failure> {
+    let state = state
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("kairo-serve-{}", std::process::id())));
+    std::fs::create_dir_all(&state).map_err(|e| fail(format!("--state-dir {}: {e}", state.display())))?;
+    let report = Project::init(&state).await?;
+    let project = Project::discover(&report.root)?;
+    let md = project.metadata().await?;
+    let installed =
+        kairo_package::model_dir::install(dir, &project.objects()?, &md, kairo_core::actor::ROLLOUT_GUARD).await;
+    md.close().await;
+    let (name, version) = installed.map_err(pkg)?;
+    Ok((project, vec![ModelRef::Version(name, version)]))
 }
 
 pub async fn deploy(a: DeployArgs) -> CmdResult {

@@ -20,6 +20,7 @@ mod monitor;
 mod monitoring;
 mod oidc;
 mod output;
+mod package;
 mod pipeline;
 mod ray;
 mod registry;

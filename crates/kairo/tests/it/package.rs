@@ -1,0 +1,205 @@
+//! `kairo models package`: a model image read by skopeo, unpacked by umoci, and its entrypoint
+//! started in the unpacked root filesystem (chroot, as the image's user: no container engine)
+//! answering an OIP request as the project's own server does; the same digest twice; the model
+//! directory and its refusals; the Kubernetes manifests.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::serving::{fixture, Serve};
+use crate::Repo;
+
+/// A tool from Debian (`.ci/oci-tools.sh` installs them); under CI its absence fails the test.
+fn tool(name: &str) -> Option<String> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    match found {
+        Some(p) => Some(p.display().to_string()),
+        None if std::env::var_os("KAIRO_CI").is_some() => {
+            panic!("{name} is not installed, and under CI a test never skips (.ci/oci-tools.sh installs it)")
+        }
+        None => {
+            eprintln!("skipping: {name} is not installed (bash .ci/oci-tools.sh)");
+            None
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn registered() -> Repo {
+    let repo = Repo::new();
+    let model = fixture("logreg20.onnx");
+    repo.kairo(&["models", "register", "clf", "--file", model.to_str().unwrap(), "--description", "logistic"])
+        .assert()
+        .success();
+    repo
+}
+
+fn infer(url: &str) -> Value {
+    let data: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin()).collect();
+    let body = json!({"inputs": [{"name": "input", "shape": [2, 20], "datatype": "FP32", "data": data}]});
+    let r = reqwest::blocking::Client::new().post(format!("{url}/v2/models/clf/infer")).json(&body).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut v: Value = r.json().unwrap();
+    // Only the answer: ids and timings differ between servers.
+    v.as_object_mut().unwrap().retain(|k, _| k == "outputs" || k == "model_name" || k == "model_version");
+    v
+}
+
+#[test]
+fn a_model_image_is_read_unpacked_and_served_without_a_container_engine() {
+    let Some(skopeo) = tool("skopeo") else { return };
+    let Some(umoci) = tool("umoci") else { return };
+    let Some(chroot) = tool("chroot") else { return };
+    let repo = registered();
+    let package = |out: &str| repo.json(&["models", "package", "clf:1", "--out", out]);
+    let first = package("clf.oci.tar");
+    let second = package("again.oci.tar");
+    assert_eq!(first["digest"], second["digest"], "the same version, the same image");
+    assert_eq!(repo.read("clf.oci.tar"), repo.read("again.oci.tar"), "byte for byte");
+    let digest = first["digest"].as_str().unwrap().to_string();
+
+    // skopeo reads the archive: the digest, the lineage labels, the entrypoint.
+    let archive = format!("oci-archive:{}", repo.join("clf.oci.tar").display());
+    let inspected: Value = serde_json::from_slice(&run(Command::new(&skopeo).args(["inspect", &archive]))).unwrap();
+    assert_eq!(inspected["Digest"], digest.as_str(), "{inspected}");
+    let labels = &inspected["Labels"];
+    assert_eq!(labels["org.opencontainers.image.title"], "clf");
+    assert_eq!(labels["org.opencontainers.image.version"], "1");
+    assert_eq!(labels["org.opencontainers.image.description"], "logistic");
+    assert!(labels["dev.kairo.model.hash"].as_str().unwrap().starts_with("blake3:"), "{labels}");
+    let config: Value =
+        serde_json::from_slice(&run(Command::new(&skopeo).args(["inspect", "--config", &archive]))).unwrap();
+    let entrypoint: Vec<String> = serde_json::from_value(config["config"]["Entrypoint"].clone()).unwrap();
+    assert_eq!(entrypoint, ["/usr/local/bin/kairo", "serve", "--model-dir", "/model"]);
+    assert_eq!(config["config"]["User"], "65532:65532");
+
+    // umoci unpacks it into a root filesystem with a runtime configuration.
+    let layout = repo.join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    run(Command::new("tar").arg("-xf").arg(repo.join("clf.oci.tar")).arg("-C").arg(&layout));
+    let bundle = repo.join("bundle");
+    run(Command::new(&umoci).arg("unpack").arg("--image").arg(format!("{}:v1", layout.display())).arg(&bundle));
+    let runtime: Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(runtime["process"]["args"][0], "/usr/local/bin/kairo", "{}", runtime["process"]);
+    assert_eq!(runtime["process"]["user"]["uid"], 65532);
+    let rootfs = bundle.join("rootfs");
+    assert!(rootfs.join("model/model.onnx").is_file() && rootfs.join("model/kairo-model.json").is_file());
+
+    // The entrypoint, started directly in that root filesystem as the image's user, with the
+    // image's environment and our own arguments (as `docker run IMAGE ARGS` would).
+    let env: Vec<String> = serde_json::from_value(config["config"]["Env"].clone()).unwrap();
+    let mut cmd = Command::new(&chroot);
+    cmd.env_clear()
+        .envs(env.iter().filter_map(|kv| kv.split_once('=')))
+        .arg("--userspec=65532:65532")
+        .arg(&rootfs)
+        .args(&entrypoint)
+        .args(["--host", "127.0.0.1", "--port", "0"]);
+    let (served, url) = spawn_url(cmd);
+    let _served = crate::Listening(served);
+    let from_image = infer(&url);
+    let ours = Serve::start(&repo, &["clf:1"]);
+    assert_eq!(from_image, infer(&ours.url), "the image answers as the project's server does");
+    let health = reqwest::blocking::get(format!("{url}/v2/health/ready")).unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
+
+/// Spawn `cmd` and read the URL from its first line of output.
+fn spawn_url(mut cmd: Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    reader.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line:?}"));
+    (child, url.trim_end_matches(':').to_string())
+}
+
+#[test]
+fn a_model_directory_serves_and_refuses_what_was_altered() {
+    let repo = registered();
+    repo.kairo(&["models", "package", "clf", "--out-dir", "md"]).assert().success();
+    let doc: Value = serde_json::from_slice(&repo.read("md/kairo-model.json")).unwrap();
+    assert_eq!((doc["name"].as_str(), doc["version"].as_i64()), (Some("clf"), Some(1)), "{doc}");
+    // Served with no project at all: a directory outside the repository, state in another.
+    let elsewhere = Repo::bare();
+    let dir = repo.join("md").display().to_string();
+    let state = elsewhere.join("state").display().to_string();
+    let (server, url) =
+        crate::spawn_listening(&elsewhere, &["serve", "--model-dir", &dir, "--state-dir", &state, "--port", "0"]);
+    let ours = Serve::start(&repo, &["clf:1"]);
+    assert_eq!(infer(&url), infer(&ours.url));
+    drop(server);
+
+    // Refusals name the problem and start nothing.
+    let refused = |args: &[&str], needle: &str| {
+        let out = elsewhere.kairo(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && err.contains(needle), "{args:?}: {err}");
+    };
+    let mut onnx = repo.read("md/model.onnx");
+    let last = onnx.len() - 1;
+    onnx[last] ^= 1;
+    repo.write("md/model.onnx", onnx);
+    refused(&["serve", "--model-dir", &dir, "--state-dir", &format!("{state}2")], "was altered");
+    refused(&["serve", "--model-dir", &state], "has no kairo-model.json");
+    refused(&["serve", "clf", "--model-dir", &dir], "cannot be used with");
+    repo.write("md/kairo-model.json", "{\"kairo_model\": 1, \"name\": \"clf\"}");
+    refused(&["serve", "--model-dir", &dir, "--state-dir", &format!("{state}3")], "`version` must be 1 or more");
+    let out = repo.kairo(&["models", "package", "clf:1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out FILE"));
+    let out = repo.kairo(&["models", "package", "clf:7", "--out-dir", "x"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains('7'));
+    assert!(!repo.join("x").exists(), "nothing written for a version that does not exist");
+}
+
+/// The manifests are valid Kubernetes objects (kubernetes-validate, from the registry, against
+/// the Kubernetes schemas) with the readiness probe and the image named.
+#[test]
+fn kubernetes_manifests_for_the_image() {
+    let repo = registered();
+    let v = repo.json(&["models", "package", "clf:1", "--k8s", "k8s", "--image", "registry.example/ml/clf:1"]);
+    assert_eq!(v["image"], "registry.example/ml/clf:1");
+    let deployment = String::from_utf8(repo.read("k8s/deployment.yaml")).unwrap();
+    for needle in [
+        "kind: \"Deployment\"",
+        "kind: \"Service\"",
+        "kind: \"HorizontalPodAutoscaler\"",
+        "/v2/health/ready",
+        "registry.example/ml/clf:1",
+    ] {
+        assert!(deployment.contains(needle), "{needle}: {deployment}");
+    }
+    let isvc = String::from_utf8(repo.read("k8s/inferenceservice.yaml")).unwrap();
+    assert!(isvc.contains("kind: \"InferenceService\"") && isvc.contains("kserve-container"), "{isvc}");
+    let Some(python) = crate::server::python() else { return };
+    let (ok, said) = validate(&python, &repo.join("k8s/deployment.yaml"));
+    assert!(ok, "{said}");
+    for kind in ["deployment", "service", "horizontalpodautoscaler"] {
+        assert!(said.contains(&format!("passed for resource {kind}/kairo-clf")), "{kind}: {said}");
+    }
+    // The checker does check: a field the schema does not have fails it.
+    repo.write("k8s/broken.yaml", deployment.replacen("  replicas: 2", "  replicas: 2\n  replica: 2", 1));
+    let (ok, said) = validate(&python, &repo.join("k8s/broken.yaml"));
+    assert!(!ok, "{said}");
+}
+
+/// kubernetes-validate --strict on `file`: whether it passed, and what it said.
+fn validate(python: &str, file: &Path) -> (bool, String) {
+    let out = Command::new(python).args(["-m", "kubernetes_validate", "--strict"]).arg(file).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
