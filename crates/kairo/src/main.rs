@@ -113,6 +113,20 @@ enum Command {
     Logout(remote::LogoutArgs),
     /// Who the CLI acts as (on a server: the token's user and roles).
     Whoami,
+    /// Print a shell completion script: `kairo completions bash > /etc/bash_completion.d/kairo`,
+    /// `kairo completions zsh > "${fpath[1]}/_kairo"`, `kairo completions fish >
+    /// ~/.config/fish/completions/kairo.fish`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page kairo(1), or write one page per command into --out-dir
+    /// (kairo.1, kairo-models.1, kairo-models-package.1, ...).
+    Man {
+        /// Write every command's page into this directory instead of printing kairo(1).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// A scripted walk through Kairo on generated sample data, in a scratch directory.
     Demo {
         /// Where to build the demo project (default: a new temp directory, removed afterwards).
@@ -240,7 +254,50 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Login(args) => remote::login(args).await,
         Command::Logout(args) => remote::logout(args),
         Command::Whoami => remote::whoami().await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into a buffer first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kairo", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            Ok(exit::OK)
+        }
+        Command::Man { out_dir } => man(out_dir),
     }
+}
+
+/// kairo(1) on stdout, or a page per command (`kairo-models-package.1`) into `dir`.
+fn man(dir: Option<PathBuf>) -> CmdResult {
+    use clap::CommandFactory;
+    let failed = |what: String, e: std::io::Error| Failure { code: exit::ERROR, message: format!("{what}: {e}") };
+    let root = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(root).render(&mut std::io::stdout()).map_err(|e| failed("stdout".into(), e))?;
+        return Ok(exit::OK);
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| failed(dir.display().to_string(), e))?;
+    fn pages(
+        cmd: clap::Command,
+        name: String,
+        dir: &std::path::Path,
+        written: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).title(name.clone()).render(&mut out)?;
+        std::fs::write(&path, out)?;
+        written.push(path);
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            pages(sub.clone(), format!("{name}-{}", sub.get_name()), dir, written)?;
+        }
+        Ok(())
+    }
+    let mut written = Vec::new();
+    pages(root.clone().bin_name("kairo"), "kairo".into(), &dir, &mut written)
+        .map_err(|e| failed(dir.display().to_string(), e))?;
+    println!("wrote {} manual pages to {} (man -l {}/kairo.1)", written.len(), dir.display(), dir.display());
+    Ok(exit::OK)
 }
 
 async fn init(dir: Option<PathBuf>, json: bool) -> CmdResult {
@@ -332,4 +389,39 @@ fn quiet_on_closed_pipe() {
         }
         default(info);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand, flag and argument says what it is for (`kairo ... --help`, the man
+    /// page and the completions are made from these).
+    #[test]
+    fn every_command_flag_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" || a.is_hide_set() {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!(
+                        "{path} {}",
+                        a.get_long().map(|l| format!("--{l}")).unwrap_or_else(|| id.to_uppercase())
+                    ));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() && sub.get_name() != "help" {
+                    missing.push(here.clone());
+                }
+                walk(sub, &here, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "kairo", &mut missing);
+        assert!(missing.is_empty(), "{} without help text:\n{}", missing.len(), missing.join("\n"));
+    }
 }

@@ -32,6 +32,7 @@ mod symlinks;
 mod team_cli;
 mod train;
 mod ui;
+mod wheel;
 
 use assert_cmd::Command;
 use std::fs;
