@@ -15,15 +15,18 @@ use crate::{CmdResult, Failure};
 pub enum AutomationsCommand {
     /// The automations in kairo.yaml: model, triggers, open incident, last outcome.
     Ls {
+        /// Print the automations as a JSON array.
         #[arg(long)]
         json: bool,
     },
     /// Trigger NAME now (as a person would), then advance its incident as far as it goes.
     Run {
+        /// The automation, as named under `automations:` in kairo.yaml.
         name: String,
         /// Say what would happen and why; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print the plan (with --dry-run) or what the loop did as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -33,6 +36,7 @@ pub enum AutomationsCommand {
         /// Take schedules as of this time (RFC 3339), e.g. to backfill a missed cron firing.
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+        /// Print what the loop did (triggers taken, incident transitions, waits) as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -45,14 +49,18 @@ pub enum IncidentsCommand {
         /// Only open incidents.
         #[arg(long)]
         open: bool,
+        /// Show at most this many incidents.
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// Print the incidents as a JSON array.
         #[arg(long)]
         json: bool,
     },
     /// One incident: its timeline with the duration of every step, and the evidence.
     Show {
+        /// The incident's number (from `kairo incidents ls`).
         id: i64,
+        /// Print the incident, with its timeline and evidence, as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 pub enum DataCommand {
     /// Track files or directories: store their contents and write PATH.kairo pointers for git.
     Add {
+        /// Files or directories to track, inside the project.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Also follow symbolic links that leave the project, storing their targets' content
@@ -26,16 +27,20 @@ pub enum DataCommand {
     },
     /// Show whether tracked paths match their recorded versions (exit 3 when any differs).
     Status {
+        /// Tracked paths, or their .kairo pointers (all when none).
         paths: Vec<PathBuf>,
+        /// Print the statuses as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Restore tracked paths to the versions their pointers name.
     Checkout {
+        /// Tracked paths, or their .kairo pointers (all when none).
         paths: Vec<PathBuf>,
         /// Discard changes that are not in the store.
         #[arg(long)]
         force: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -43,6 +48,7 @@ pub enum DataCommand {
     Push {
         #[command(flatten)]
         transfer: TransferArgs,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -56,12 +62,15 @@ pub enum DataCommand {
         /// Discard local changes that are not in the store when checking out.
         #[arg(long)]
         force: bool,
+        /// Print the result (transfer and checkout) as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List the versions of a tracked path, newest first.
     Log {
+        /// The tracked path (or its .kairo pointer).
         path: PathBuf,
+        /// Print the versions as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -69,21 +78,28 @@ pub enum DataCommand {
     /// No versions: recorded → work tree; one: it → recorded. A version is `workspace`,
     /// `recorded`, a hash (prefix) from `kairo data log`, or a git revision.
     Diff {
+        /// The tracked path (or its .kairo pointer).
         path: PathBuf,
+        /// The version to compare from (without it: the recorded version against the work tree).
         from: Option<String>,
+        /// The version to compare to (default: `recorded`).
         to: Option<String>,
+        /// Print the added, removed and modified files as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Remove objects no pointer (in the work tree or any commit of this branch), run or model uses.
     Gc {
+        /// Count what would be removed; delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Re-hash every object in the store and check tracked versions are complete (exit 4 on damage).
     Verify {
+        /// Print the result (corrupt and missing objects) as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -34,7 +34,9 @@ struct Cli {
 enum Command {
     /// Make the current directory (or DIR) a Kairo project: `.kairo/` store and `kairo.yaml`.
     Init {
+        /// The directory to initialize (default: the current directory); it must exist.
         dir: Option<PathBuf>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -285,7 +287,9 @@ fn man(dir: Option<PathBuf>) -> CmdResult {
     ) -> std::io::Result<()> {
         let path = dir.join(format!("{name}.1"));
         let mut out = Vec::new();
-        clap_mangen::Man::new(cmd.clone()).title(name.clone()).render(&mut out)?;
+        clap_mangen::Man::new(cmd.clone().display_name(name.clone()).bin_name(name.replace('-', " ")))
+            .title(name.clone())
+            .render(&mut out)?;
         std::fs::write(&path, out)?;
         written.push(path);
         for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {

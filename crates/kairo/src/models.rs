@@ -25,13 +25,16 @@ pub enum ModelsCommand {
     Register(RegisterArgs),
     /// List registered models with their versions and aliases.
     Ls {
+        /// Print the models as a JSON array.
         #[arg(long)]
         json: bool,
     },
     /// Show a model (NAME) or one version (NAME:VERSION, NAME@ALIAS): signature, metrics,
     /// lineage, aliases and their history, promotions, deployment.
     Show {
+        /// The model: NAME (all its versions), NAME:VERSION or NAME@ALIAS (one version).
         model: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -60,6 +63,7 @@ pub struct PredictionsArgs {
     /// Show at most this many rows.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Print the rows, with the log's totals, as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -68,6 +72,7 @@ pub struct PredictionsArgs {
 pub enum PredictionsCommand {
     /// Answered rows as CSV: request_id, row, time, version, the inputs, and the label.
     Export {
+        /// The registered model whose prediction log to export.
         name: String,
         /// Only rows whose label arrived (POST /v1/feedback).
         #[arg(long)]
@@ -86,6 +91,7 @@ pub enum PredictionsCommand {
 
 #[derive(Args)]
 pub struct RegisterArgs {
+    /// The model to add a version to (registered on its first version).
     pub name: String,
     /// An ONNX file.
     #[arg(long, conflicts_with_all = ["run", "artifact"], required_unless_present = "run")]
@@ -96,6 +102,7 @@ pub struct RegisterArgs {
     /// The model's path among the run's outputs or logged artifacts.
     #[arg(long, requires = "run")]
     pub artifact: Option<String>,
+    /// A description stored with the version.
     #[arg(long, default_value = "")]
     pub description: String,
     /// A metric to record with the version (repeatable): `--metric auc=0.91`.
@@ -110,13 +117,16 @@ pub struct RegisterArgs {
     /// Profile a column as `numeric` or `categorical` instead of the inferred kind (repeatable).
     #[arg(long = "kind", value_name = "COLUMN=KIND")]
     pub kinds: Vec<String>,
+    /// Print the registered version as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct PromoteArgs {
+    /// The registered model.
     pub name: String,
+    /// The version to promote (or whose pending promotion to approve or reject).
     pub version: i64,
     /// The alias to move.
     #[arg(long = "to", default_value = "champion")]
@@ -130,22 +140,27 @@ pub struct PromoteArgs {
     /// Why (recorded with the decision).
     #[arg(long)]
     pub reason: Option<String>,
+    /// Print the outcome, with each gate's result, as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct AliasArgs {
+    /// The registered model.
     pub name: String,
+    /// The alias to set or remove (e.g. champion).
     pub alias: String,
     /// The version to point at.
     #[arg(required_unless_present = "delete")]
     pub version: Option<i64>,
+    /// Remove the alias instead of pointing it at a version.
     #[arg(long, conflicts_with = "version")]
     pub delete: bool,
     /// Move an alias the model's gates guard without evaluating them.
     #[arg(long)]
     pub force: bool,
+    /// Why, recorded in the alias history (default: `alias set`, or `forced alias move` with --force).
     #[arg(long)]
     pub reason: Option<String>,
 }
@@ -164,8 +179,10 @@ pub struct ServeArgs {
     /// directory under $TMPDIR).
     #[arg(long, value_name = "DIR", requires = "model_dir")]
     pub state_dir: Option<PathBuf>,
+    /// Address to listen on. Loopback by default; use 0.0.0.0 to serve the network.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
+    /// Port (0 picks a free one and prints it).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// How often to look for alias moves and deployment changes, in milliseconds.
@@ -223,10 +240,13 @@ pub enum StrategyArg {
 
 #[derive(Args)]
 pub struct DeployArgs {
+    /// The registered model to deploy (or whose deployment to show).
     pub name: String,
     /// The version to roll out; without it, show the deployment.
     #[arg(long)]
     pub version: Option<i64>,
+    /// How to roll out: direct (replaces the stable version at once), canary (--weight percent of
+    /// requests) or shadow (every request mirrored to it, its answers discarded).
     #[arg(long, value_enum, default_value_t = StrategyArg::Direct)]
     pub strategy: StrategyArg,
     /// Percent of traffic for a canary (1-99).
@@ -247,15 +267,19 @@ pub struct DeployArgs {
     /// Deploy even when the candidate's inputs differ from the stable version's.
     #[arg(long)]
     pub force: bool,
+    /// Why, recorded in the deployment's events (default: the strategy and version).
     #[arg(long)]
     pub reason: Option<String>,
+    /// Print the deployment as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct RollbackArgs {
+    /// The model whose deployment to roll back.
     pub name: String,
+    /// Why, recorded in the deployment's events (default: `manual rollback: ` and what was undone).
     #[arg(long)]
     pub reason: Option<String>,
 }

@@ -71,6 +71,7 @@ pub struct CheckArgs {
     /// The data to check (CSV or Parquet).
     #[arg(long, requires = "reference")]
     pub current: Option<PathBuf>,
+    /// How each column's drift method and threshold are chosen.
     #[arg(long, value_enum, default_value_t = PresetArg::Kairo)]
     pub preset: PresetArg,
     /// Share of drifted columns at which the dataset counts as drifted.
@@ -79,6 +80,7 @@ pub struct CheckArgs {
     /// Multiple-testing correction for the test-based methods.
     #[arg(long, value_enum, default_value_t = CorrectionArg::None)]
     pub correction: CorrectionArg,
+    /// Print the result as JSON instead of a table (`report` still writes the HTML).
     #[arg(long)]
     pub json: bool,
 }

@@ -37,13 +37,16 @@ pub struct RunArgs {
     /// Refuse, instead of waiting, when another `kairo run` is writing a stage's output.
     #[arg(long)]
     pub no_wait: bool,
+    /// Print the stage outcomes as a JSON array (stage output goes to stderr).
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Args)]
 pub struct StatusArgs {
+    /// Stages to check (with everything upstream); all when none are given.
     pub stages: Vec<String>,
+    /// Print the stage outcomes as a JSON array.
     #[arg(long)]
     pub json: bool,
 }
@@ -52,6 +55,7 @@ pub struct StatusArgs {
 pub enum RunsCommand {
     /// List runs, newest first.
     Ls {
+        /// Only runs of this stage.
         #[arg(long)]
         stage: Option<String>,
         /// running, succeeded, failed or interrupted.
@@ -60,24 +64,31 @@ pub enum RunsCommand {
         /// Keep runs whose metric satisfies METRIC OP NUMBER, e.g. `acc>=0.9` (repeatable).
         #[arg(long = "where", value_name = "EXPR")]
         filters: Vec<String>,
+        /// Show at most this many runs.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Print the runs as a JSON array.
         #[arg(long)]
         json: bool,
     },
     /// Everything recorded about one run (id or unique prefix).
     Show {
+        /// The run: its id or a unique prefix of one.
         id: String,
         /// Print the run's captured output instead.
         #[arg(long)]
         log: bool,
+        /// Print the run's record as JSON.
         #[arg(long)]
         json: bool,
     },
     /// What differs between two runs: params, metrics, data, outputs, environment, code.
     Diff {
+        /// The first run (A): its id or a unique prefix of one.
         a: String,
+        /// The second run (B): its id or a unique prefix of one.
         b: String,
+        /// Print the differences as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -90,8 +101,11 @@ pub struct ReproduceArgs {
     /// Keep the temporary worktree it ran in.
     #[arg(long)]
     pub keep: bool,
+    /// What started this reproduction, recorded on its run: manual, ci, schedule, api, alert
+    /// (default: ci when $CI is set).
     #[arg(long)]
     pub trigger: Option<String>,
+    /// Print the comparison with the original run as JSON (stage output goes to stderr).
     #[arg(long)]
     pub json: bool,
 }
@@ -108,6 +122,7 @@ pub struct LineageArgs {
     /// A run id, a pipeline output path, a tracked dataset path, PATH@HASH, or a model version
     /// (NAME@ALIAS, NAME:VERSION).
     pub target: String,
+    /// How to print the graph: text (an indented tree), json, or dot (Graphviz).
     #[arg(long, value_enum, default_value_t = LineageFormat::Text)]
     pub format: LineageFormat,
 }

@@ -16,6 +16,7 @@ use crate::{CmdResult, Failure};
 pub enum UsersCommand {
     /// Add a user (or a service account) with roles.
     Add {
+        /// The user's (or service account's) name.
         name: String,
         /// A role, globally or on one model or experiment: viewer, scientist, approver,
         /// deployer, admin, or ROLE@model:NAME / ROLE@experiment:ID. Repeatable.
@@ -35,21 +36,42 @@ pub enum UsersCommand {
         json: bool,
     },
     /// Disable a user: its password and tokens stop working (within seconds on a running server).
-    Disable { name: String },
+    Disable {
+        /// The user to disable.
+        name: String,
+    },
     /// Enable a disabled user again.
-    Enable { name: String },
+    Enable {
+        /// The user to enable.
+        name: String,
+    },
     /// Grant a role (ROLE or ROLE@model:NAME / ROLE@experiment:ID).
-    Grant { name: String, role: String },
+    Grant {
+        /// The user (or service account).
+        name: String,
+        /// The role: viewer, scientist, approver, deployer or admin, globally, or on one model or
+        /// experiment as ROLE@model:NAME / ROLE@experiment:ID (admin only globally).
+        role: String,
+    },
     /// Take a role back.
-    Revoke { name: String, role: String },
+    Revoke {
+        /// The user (or service account).
+        name: String,
+        /// The role as it was granted: ROLE, or ROLE@model:NAME / ROLE@experiment:ID.
+        role: String,
+    },
     /// Set a user's password from standard input (first line).
-    Passwd { name: String },
+    Passwd {
+        /// The user whose password to set.
+        name: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
 pub enum TokensCommand {
     /// Create an API token for a user; it is printed once and stored only as a hash.
     Create {
+        /// The user (or service account) the token acts as.
         user: String,
         /// Valid for this long (90d, 12h); no expiry when absent.
         #[arg(long)]
@@ -74,7 +96,10 @@ pub enum TokensCommand {
         json: bool,
     },
     /// Revoke a token by id.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id (from `kairo tokens ls`).
+        id: String,
+    },
 }
 
 fn grants(texts: &[String]) -> Result<Vec<Grant>, Failure> {
