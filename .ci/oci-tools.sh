@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install (if missing) the OCI tools the model-image tests use, from Debian: skopeo (reads the
-# image archive as a registry client would) and umoci (unpacks it into a root filesystem, which
-# the test then runs with chroot: no container engine). Needs root for apt-get when missing.
+# image archive and the registry as a registry client would), umoci (unpacks it into a root
+# filesystem, which the test then runs with chroot: no container engine) and docker-registry
+# (Docker's distribution 2.8, the registry `--push` is tested against; the test starts its own
+# with token authentication). Needs root for apt-get when missing.
 #
 # Usage:   bash .ci/oci-tools.sh          # prints nothing on stdout; progress on stderr
 set -euo pipefail
 
-PACKAGES=(skopeo umoci)
+PACKAGES=(skopeo umoci docker-registry)
 log() { echo "oci-tools: $*" >&2; }
 installed() { [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]; }
 

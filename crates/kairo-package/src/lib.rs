@@ -9,6 +9,8 @@
 //!   libraries the running `kairo` has mapped, nothing else), the `kairo` binary, the model's
 //!   ONNX bytes and its servable facts, and an entrypoint `kairo serve --model-dir /model`;
 //!   annotations carry the lineage.
+//! - [`push`]: the image to a registry over the OCI distribution API, answering its Bearer
+//!   token or Basic challenge.
 //! - [`k8s`]: a Deployment, Service and HorizontalPodAutoscaler for that image, and a KServe
 //!   `InferenceService` using it as a custom predictor.
 
@@ -16,6 +18,7 @@ pub mod k8s;
 pub mod model_dir;
 pub mod model_image;
 pub mod oci;
+pub mod push;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {

@@ -407,7 +407,13 @@ pub struct PackageArgs {
     /// predictor).
     #[arg(long, value_name = "DIR")]
     pub k8s: Option<PathBuf>,
-    /// The image reference the manifests use (default: kairo-NAME:vVERSION).
+    /// Push the image to a registry over the OCI distribution API (no container engine):
+    /// REGISTRY/REPOSITORY:TAG; credentials from KAIRO_REGISTRY_USERNAME and
+    /// KAIRO_REGISTRY_PASSWORD (the registry's Bearer-token or Basic challenge is answered).
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    /// The image reference the manifests use (default: the --push reference, else
+    /// kairo-NAME:vVERSION).
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
     /// Print what was written as JSON.
@@ -416,19 +422,35 @@ pub struct PackageArgs {
 }
 
 async fn package(project: &Project, md: &Metadata, a: PackageArgs) -> CmdResult {
-    if a.out.is_none() && a.out_dir.is_none() && a.k8s.is_none() {
-        return Err(Failure::usage("say what to write: --out FILE (an OCI image), --out-dir DIR, and/or --k8s DIR"));
+    if a.out.is_none() && a.out_dir.is_none() && a.k8s.is_none() && a.push.is_none() {
+        return Err(Failure::usage(
+            "say what to write: --out FILE (an OCI image), --push REGISTRY/REPOSITORY:TAG, --out-dir DIR, and/or --k8s DIR",
+        ));
     }
+    let push_to = a
+        .push
+        .as_deref()
+        .map(kairo_package::push::Reference::parse)
+        .transpose()
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let model = ModelRef::parse(&a.model)?;
     let version = model.resolve(md).await?;
     let name = model.name().to_string();
     let (packaged, onnx) = kairo_package::model_dir::from_store(project, md, &name, version).await.map_err(pkg)?;
+    // Logged in before the image is built: refused credentials cost nothing.
+    let pusher = match &push_to {
+        Some(reference) => {
+            let creds = kairo_package::push::Credentials::from_env();
+            Some(kairo_package::push::connect(reference, creds.as_ref()).await.map_err(pkg)?)
+        }
+        None => None,
+    };
     let mut doc = json!({"model": name, "version": version});
     if let Some(dir) = &a.out_dir {
         kairo_package::model_dir::write(dir, &packaged, &onnx).map_err(pkg)?;
         doc["out_dir"] = json!(dir.display().to_string());
     }
-    if let Some(out) = &a.out {
+    if a.out.is_some() || pusher.is_some() {
         let exe = std::env::current_exe().map_err(|e| fail(format!("the kairo binary: {e}")))?;
         let kairo = std::fs::read(&exe).map_err(|e| fail(format!("{}: {e}", exe.display())))?;
         let libraries = kairo_package::model_image::mapped_libraries().map_err(pkg)?;
@@ -436,9 +458,15 @@ async fn package(project: &Project, md: &Metadata, a: PackageArgs) -> CmdResult 
         let spec = kairo_package::model_image::spec(&packaged, &onnx, &kairo, runtime, env!("CARGO_PKG_VERSION"))
             .map_err(pkg)?;
         let image = kairo_package::oci::build(&spec).map_err(pkg)?;
-        image.write_archive(out, spec.mtime).map_err(pkg)?;
+        if let Some(out) = &a.out {
+            image.write_archive(out, spec.mtime).map_err(pkg)?;
+            doc["out"] = json!(out.display().to_string());
+        }
+        if let (Some(pusher), Some(text)) = (&pusher, &a.push) {
+            let pushed = pusher.push(&image).await.map_err(pkg)?;
+            doc["pushed"] = json!({"reference": text, "uploaded": pushed.uploaded, "present": pushed.present});
+        }
         let size: usize = image.blobs().iter().map(|b| b.bytes.len()).sum();
-        doc["out"] = json!(out.display().to_string());
         doc["digest"] = json!(image.manifest.digest);
         doc["tag"] = json!(image.ref_name);
         doc["size"] = json!(size);
@@ -447,7 +475,11 @@ async fn package(project: &Project, md: &Metadata, a: PackageArgs) -> CmdResult 
         doc["annotations"] = json!(spec.annotations);
     }
     if let Some(dir) = &a.k8s {
-        let image = a.image.clone().unwrap_or_else(|| format!("{}:v{version}", kairo_package::k8s::name_of(&name)));
+        let image = a
+            .image
+            .clone()
+            .or_else(|| a.push.clone())
+            .unwrap_or_else(|| format!("{}:v{version}", kairo_package::k8s::name_of(&name)));
         let target =
             kairo_package::k8s::Target { model: name.clone(), version, image, model_bytes: packaged.artifact.size };
         std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
@@ -478,6 +510,15 @@ async fn package(project: &Project, md: &Metadata, a: PackageArgs) -> CmdResult 
             bytes(doc["size"].as_u64().unwrap_or_default())
         );
         println!("                   skopeo copy oci-archive:{o} docker://REGISTRY/REPO:TAG   (or podman load -i {o})");
+    }
+    if let Some(p) = doc.get("pushed") {
+        println!(
+            "  pushed           {}  {}  ({} blobs uploaded, {} already there)",
+            p["reference"].as_str().unwrap_or_default(),
+            doc["digest"].as_str().unwrap_or_default(),
+            p["uploaded"],
+            p["present"]
+        );
     }
     if let Some(files) = doc["k8s"].as_array() {
         for f in files {

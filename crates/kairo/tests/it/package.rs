@@ -203,3 +203,214 @@ fn validate(python: &str, file: &Path) -> (bool, String) {
     let out = Command::new(python).args(["-m", "kubernetes_validate", "--strict"]).arg(file).output().unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
+
+/// A registry of Docker's (Debian's `docker-registry`, distribution 2.8) with token
+/// authentication: its token realm is this test's own small server, which checks a user's
+/// password and signs a JWT (RS256, its certificate in `x5c`) the registry verifies against the
+/// certificate it trusts. Killed when dropped.
+struct Registry {
+    process: crate::Listening,
+    address: String,
+}
+
+const REGISTRY_USER: &str = "pusher";
+const REGISTRY_PASSWORD: &str = "a registry password";
+
+fn start_registry(binary: &str, dir: &Path) -> Registry {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kairo test token issuer",
+    ]);
+    openssl(&["x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der"]);
+    let der = std::fs::read(dir.join("cert.der")).unwrap();
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    let header = b64(json!({"alg": "RS256", "typ": "JWT", "x5c": [base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)]}).to_string().as_bytes());
+    let realm = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let realm_url = format!("http://{}/token", realm.local_addr().unwrap());
+    let key = dir.join("key.pem");
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}")
+        )
+    );
+    std::thread::spawn(move || {
+        for stream in realm.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut authorized = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    authorized |= name.eq_ignore_ascii_case("authorization") && value.trim() == basic;
+                }
+            }
+            let target = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let query: std::collections::HashMap<String, String> = target
+                .split_once('?')
+                .map(|(_, q)| q)
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), percent_decode(v)))
+                .collect();
+            let (status, body) = if !authorized {
+                ("401 Unauthorized", json!({"errors": [{"code": "UNAUTHORIZED", "message": "wrong user or password"}]}))
+            } else {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                let access: Vec<Value> = query
+                    .get("scope")
+                    .and_then(|s| s.split_once(':'))
+                    .and_then(|(kind, rest)| rest.rsplit_once(':').map(|(name, actions)| (kind, name, actions)))
+                    .map(|(kind, name, actions)| {
+                        vec![json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()})]
+                    })
+                    .unwrap_or_default();
+                let claims = json!({
+                    "iss": "kairo-test-issuer", "sub": REGISTRY_USER, "aud": query.get("service").cloned().unwrap_or_default(),
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()), "access": access,
+                });
+                let input = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+                let mut sign = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                sign.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+                let mut signature = Vec::new();
+                sign.stdout.take().unwrap().read_to_end(&mut signature).unwrap();
+                sign.wait().unwrap();
+                let token = format!("{input}.{}", b64(&signature));
+                ("200 OK", json!({"token": token, "access_token": token, "expires_in": 300}))
+            };
+            let body = body.to_string();
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: {realm_url}\n    service: kairo-test-registry\n    issuer: kairo-test-issuer\n    rootcertbundle: {}\n",
+        dir.join("data").display(),
+        dir.join("cert.pem").display()
+    );
+    std::fs::write(dir.join("config.yml"), config).unwrap();
+    let child = Command::new(binary)
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let process = crate::Listening(child);
+    let address = format!("127.0.0.1:{port}");
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the registry did not listen on {address}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Registry { process, address }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `--push` over the distribution API with token authentication: the registry holds the image
+/// under the tag with the digest Kairo computed (skopeo reads it back); a second push uploads
+/// nothing; wrong or missing credentials are refused by name.
+#[test]
+fn push_to_a_registry_with_token_authentication() {
+    let Some(skopeo) = tool("skopeo") else { return };
+    let Some(binary) = tool("docker-registry") else { return };
+    let repo = registered();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = start_registry(&binary, dir.path());
+    let target = format!("{}/ml/clf:v1", registry.address);
+    let push = |user: Option<&str>, password: &str| {
+        let mut cmd = repo.kairo(&["models", "package", "clf:1", "--push", &target, "--json"]);
+        cmd.env_remove("KAIRO_REGISTRY_USERNAME").env("KAIRO_REGISTRY_PASSWORD", password);
+        if let Some(u) = user {
+            cmd.env("KAIRO_REGISTRY_USERNAME", u);
+        }
+        cmd.output().unwrap()
+    };
+    let out = push(Some(REGISTRY_USER), REGISTRY_PASSWORD);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (first["pushed"]["uploaded"].as_u64(), first["pushed"]["present"].as_u64()),
+        (Some(4), Some(0)),
+        "{first}"
+    );
+    let creds = format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}");
+    let inspected: Value = serde_json::from_slice(&run(Command::new(&skopeo).args([
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("docker://{target}"),
+    ])))
+    .unwrap();
+    assert_eq!(inspected["Digest"], first["digest"], "{inspected}");
+    assert_eq!(inspected["Labels"]["dev.kairo.model"], "clf");
+
+    let again: Value = serde_json::from_slice(&push(Some(REGISTRY_USER), REGISTRY_PASSWORD).stdout).unwrap();
+    assert_eq!(
+        (again["pushed"]["uploaded"].as_u64(), again["pushed"]["present"].as_u64()),
+        (Some(0), Some(4)),
+        "{again}"
+    );
+    assert_eq!(again["digest"], first["digest"]);
+
+    for (user, password, needle) in [
+        (Some(REGISTRY_USER), "wrong", "401 UNAUTHORIZED wrong user or password"),
+        (None, "", "no credentials were sent: set KAIRO_REGISTRY_USERNAME"),
+    ] {
+        let out = push(user, password);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(needle) && err.contains(&registry.address), "{err}");
+    }
+    let out = repo.kairo(&["models", "package", "clf:1", "--push", "ml/clf:v1"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected REGISTRY/REPOSITORY:TAG"));
+    drop(registry.process);
+}
