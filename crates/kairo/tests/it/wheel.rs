@@ -65,10 +65,16 @@ fn pip_install_the_wheel_then_kairo_demo() {
         "Name: kairo",
         "Summary: MLOps in one binary",
         "License-Expression: Apache-2.0",
+        "License-File: LICENSE",
         "Description-Content-Type: text/markdown",
     ] {
         assert!(metadata.contains(needle), "{needle} not in METADATA:\n{}", &metadata[..metadata.len().min(2000)]);
     }
+    let licence = std::fs::read_to_string(info.join("licenses/LICENSE")).unwrap();
+    assert!(
+        licence.contains("Apache License") && licence.contains("Version 2.0"),
+        "the licence text ships in the wheel"
+    );
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
     assert!(metadata.contains(readme.lines().nth(2).unwrap()), "the README is the long description");
 }
