@@ -1,6 +1,7 @@
 //! The wheel `.ci/wheel.sh` builds with maturin (`KAIRO_TEST_WHEEL`): installed with pip into a
 //! fresh venv it puts `kairo` on PATH, that binary runs `kairo demo` and needs nothing but glibc,
-//! and the wheel's metadata is what PyPI shows (summary, licence, the README as Markdown).
+//! and the wheel's metadata is what PyPI shows (summary, licence, the README as Markdown). Also
+//! the shell completions and manual pages the binary generates.
 
 use std::path::Path;
 use std::process::Command;
@@ -77,4 +78,39 @@ fn pip_install_the_wheel_then_kairo_demo() {
     );
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
     assert!(metadata.contains(readme.lines().nth(2).unwrap()), "the README is the long description");
+}
+
+/// Completions for three shells and the manual pages come from the clap definitions: bash
+/// parses the script and completes a subcommand; every page renders with man.
+#[test]
+fn completions_and_manual_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let kairo = assert_cmd::cargo::cargo_bin("kairo");
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(Command::new(&kairo).args(["completions", shell]));
+        assert!(
+            script.contains("kairo") && script.contains("package"),
+            "{shell}: {}",
+            &script[..script.len().min(300)]
+        );
+        std::fs::write(dir.path().join(shell), &script).unwrap();
+    }
+    // bash: the function completes `kairo mod` to `models`.
+    let probe = format!(
+        "source {}; COMP_WORDS=(kairo mod); COMP_CWORD=1; COMP_LINE='kairo mod'; COMP_POINT=9; _kairo kairo mod kairo; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        dir.path().join("bash").display()
+    );
+    let completed = run(Command::new("bash").arg("-c").arg(&probe));
+    assert!(completed.lines().any(|l| l == "models"), "{completed}");
+    let out = Command::new(&kairo).args(["completions", "powershell-7"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+
+    let page = run(Command::new(&kairo).arg("man"));
+    assert!(page.contains(".TH kairo 1") && page.contains("models"), "{}", &page[..page.len().min(300)]);
+    let pages = dir.path().join("man");
+    let said = run(Command::new(&kairo).arg("man").arg("--out-dir").arg(&pages));
+    assert!(said.contains("manual pages"), "{said}");
+    let package = pages.join("kairo-models-package.1");
+    let rendered = run(Command::new("man").arg("-l").arg(&package).env("MANWIDTH", "100").env("MANPAGER", "cat"));
+    assert!(rendered.contains("kairo models package") && rendered.contains("--push"), "{rendered}");
 }
