@@ -261,6 +261,10 @@ pub struct ModelPolicy {
     /// When a canary or shadow candidate is rolled back, and when a canary takes 100%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<crate::serving::RolloutLimits>,
+    /// What the prediction log may keep of each input field (`keep`, `drop`, `hash`, `mask`,
+    /// `{bucket: [...]}`), applied before a row is queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<crate::privacy::PrivacySpec>,
 }
 
 /// "Beats the champion by at least `by` on `metric`, both evaluated on the holdout."

@@ -17,6 +17,7 @@ pub mod kpi;
 pub mod latency;
 pub mod manifest;
 pub mod pointer;
+pub mod privacy;
 pub mod profile;
 pub mod run;
 pub mod serving;

@@ -126,6 +126,17 @@ impl ColumnProfile {
 pub struct Profile {
     pub rows: u64,
     pub columns: Vec<ColumnProfile>,
+    /// Features a privacy policy keeps out of the prediction log (`drop`): not profiled, not
+    /// monitored, but where they sit in a request is kept so serving can withhold them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<Withheld>,
+}
+
+/// A feature withheld from the log, and its place in a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Withheld {
+    pub name: String,
+    pub source: Source,
 }
 
 impl Profile {

@@ -223,6 +223,7 @@ async fn register(project: &Project, md: &Metadata, spec: &AutomationSpec, inc: 
         target: spec.register.target.clone(),
         kinds: Default::default(),
         actor: actor(&inc.automation),
+        strict: false,
     };
     let registered = match kairo_registry::register(project, md, &req).await {
         Ok(r) => r,

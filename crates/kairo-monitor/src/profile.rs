@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-pub use kairo_core::profile::{ColumnProfile, Kind, Profile, Role, Source};
+pub use kairo_core::profile::{ColumnProfile, Kind, Profile, Role, Source, Withheld};
 
 use crate::frame::{Column, Frame, Values, MISSING};
 
@@ -154,7 +154,7 @@ pub fn profile(frame: &Frame, options: &ProfileOptions) -> Profile {
             column_profile(c, role, options.kinds.get(&c.name).copied(), options)
         })
         .collect();
-    Profile { rows: frame.rows as u64, columns }
+    Profile { rows: frame.rows as u64, columns, withheld: Vec::new() }
 }
 
 #[cfg(test)]

@@ -374,6 +374,7 @@ mod tests {
                 numeric("x", Role::Feature, &x, 10),
                 categorical("c", Role::Feature, (0..10_000).map(|i| Some(cats[i % 3])), 1000),
             ],
+            withheld: Vec::new(),
         }
     }
 

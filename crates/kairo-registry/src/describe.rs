@@ -124,7 +124,7 @@ pub fn registered(r: &Registered) -> Value {
         "run_id": r.version.run_id, "object": r.artifact.object.to_hex(), "size": r.artifact.size,
         "signature": signature(&r.artifact.signature), "metrics": r.artifact.metrics,
         "profile": r.artifact.profile.is_some(), "lowered_ops": r.lowered_ops, "runtime": r.runtime,
-        "notes": r.notes,
+        "notes": r.notes, "personal": r.personal,
     })
 }
 

@@ -157,6 +157,9 @@ pub struct RegisterRequest {
     /// Column kinds that override inference in the profile.
     pub kinds: std::collections::HashMap<String, kairo_monitor::profile::Kind>,
     pub actor: String,
+    /// Refuse the registration while a column of the training data looks personal and the
+    /// model's privacy policy says nothing of it.
+    pub strict: bool,
 }
 
 /// The result of a registration.
@@ -168,6 +171,8 @@ pub struct Registered {
     pub runtime: &'static str,
     /// How the reference profile was built, or why there is none.
     pub notes: Vec<String>,
+    /// Columns of the training data that look personal and have no policy yet.
+    pub personal: Vec<kairo_core::privacy::Finding>,
 }
 
 /// A model reference: `NAME`, `NAME@ALIAS` or `NAME:VERSION`.
@@ -277,19 +282,53 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         (None, Some((path, hash))) => Some((objects.read(&hash)?, path, false)),
         _ => None,
     };
+    let policy = project.config().models.get(&req.name).and_then(|m| m.privacy.clone()).unwrap_or_default();
+    let key = match std::env::var(policy.key_env()).ok().filter(|k| !k.is_empty()) {
+        Some(secret) => Some(kairo_core::privacy::Key::from_secret(&secret)),
+        None if policy.needs_key() && data.is_some() => {
+            return Err(RegistryError::Invalid(format!(
+                "models.{}.privacy hashes fields, and the reference profile must hash them as serving will: set {} to the same key `kairo serve` uses",
+                req.name,
+                policy.key_env()
+            )))
+        }
+        None => None,
+    };
+    let mut personal = Vec::new();
+    if let Some((data, label, _)) = &data {
+        personal = personal_columns(data, label)?;
+        personal.retain(|f| !policy.fields.contains_key(&f.column));
+        if req.strict && !personal.is_empty() {
+            let lines: Vec<String> =
+                personal.iter().map(|f| format!("        {}: {}   # {}", f.column, f.suggested, f.reason)).collect();
+            return Err(RegistryError::Invalid(format!(
+                "--strict: columns of {label} look personal and have no policy; add to kairo.yaml (or `keep` to log them as they are):\nmodels:\n  {}:\n    privacy:\n      fields:\n{}",
+                req.name,
+                lines.join("\n")
+            )));
+        }
+        for f in &personal {
+            notes.push(format!(
+                "column `{}` looks personal ({}): set models.{}.privacy.fields.{}: {} in kairo.yaml (or keep), or register with --strict to require it",
+                f.column, f.reason, req.name, f.column, f.suggested
+            ));
+        }
+    }
+    let privacy = policy.is_active().then_some((&policy, key.as_ref()));
     let profile = match data {
-        Some((data, label, explicit)) => match profile::build(&model, &data, &label, req.target.as_deref(), &req.kinds)
-        {
-            Ok(built) => {
-                notes = built.notes;
-                Some(ReferenceProfile::Current(built.profile))
+        Some((data, label, explicit)) => {
+            match profile::build(&model, &data, &label, req.target.as_deref(), &req.kinds, privacy) {
+                Ok(built) => {
+                    notes.extend(built.notes);
+                    Some(ReferenceProfile::Current(built.profile))
+                }
+                Err(e) if explicit => return Err(RegistryError::ProfileData(Box::new(e))),
+                Err(e) => {
+                    notes.push(format!("no reference profile: {e}"));
+                    None
+                }
             }
-            Err(e) if explicit => return Err(RegistryError::ProfileData(Box::new(e))),
-            Err(e) => {
-                notes.push(format!("no reference profile: {e}"));
-                None
-            }
-        },
+        }
         None => None,
     };
     let object = objects.put_bytes(&bytes)?;
@@ -335,7 +374,25 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         lowered_ops: model.lowered_ops().to_vec(),
         runtime: model.backend_name(),
         notes,
+        personal,
     })
+}
+
+/// Columns of a training CSV that look personal (by name, or by their first 1,000 values).
+fn personal_columns(data: &[u8], label: &str) -> Result<Vec<kairo_core::privacy::Finding>> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(data);
+    let bad = |e: csv::Error| RegistryError::Invalid(format!("{label}: {e}"));
+    let names: Vec<String> = reader.headers().map_err(bad)?.iter().map(str::to_string).collect();
+    let mut columns: Vec<(String, Vec<String>)> = names.into_iter().map(|n| (n, Vec::new())).collect();
+    for record in reader.records().take(1000) {
+        let record = record.map_err(bad)?;
+        for (i, field) in record.iter().enumerate() {
+            if let Some((_, values)) = columns.get_mut(i) {
+                values.push(field.to_string());
+            }
+        }
+    }
+    Ok(kairo_core::privacy::personal_columns(&columns))
 }
 
 struct RunArtifact {

@@ -7,6 +7,8 @@ use kairo_monitor::frame::Frame;
 use kairo_monitor::profile::{self, Profile, ProfileOptions, Role, Source};
 use kairo_runtime::{DType, Model};
 
+use kairo_core::privacy::{self, Key, Policy, PrivacySpec};
+
 use crate::holdout::{self, Table};
 use crate::{RegistryError, Result};
 
@@ -28,6 +30,7 @@ pub fn build(
     label: &str,
     target: Option<&str>,
     kinds: &std::collections::HashMap<String, profile::Kind>,
+    privacy: Option<(&PrivacySpec, Option<&Key>)>,
 ) -> Result<Built> {
     let frame = Frame::parse_csv(bytes, label)?;
     let names: Vec<&str> = frame.columns.iter().map(|c| c.name.as_str()).collect();
@@ -89,11 +92,58 @@ pub fn build(
             c.role == Role::Target
         }
     });
+    if let Some((spec, key)) = privacy {
+        redact(&mut p, &frame, spec, key);
+    }
     match predictions(model, bytes, label, target.as_deref().unwrap_or("")) {
         Ok(columns) => p.columns.extend(columns),
         Err(e) => notes.push(format!("no prediction reference: {e}")),
     }
     Ok(Built { profile: p, notes })
+}
+
+/// The profile as the prediction log will see the data: a dropped field is not profiled (it is
+/// never logged), a hashed, masked or bucketed one is profiled as the categories the policy
+/// makes of it — so drift compares like with like.
+fn redact(p: &mut Profile, frame: &Frame, spec: &PrivacySpec, key: Option<&Key>) {
+    use kairo_monitor::frame::Values;
+    for (field, policy) in &spec.fields {
+        if *policy == Policy::Keep {
+            continue;
+        }
+        if *policy == Policy::Drop {
+            if let Some(i) = p.columns.iter().position(|c| c.name == *field) {
+                let dropped = p.columns.remove(i);
+                if let Some(source) = dropped.source {
+                    p.withheld.push(profile::Withheld { name: dropped.name, source });
+                }
+            }
+            continue;
+        }
+        let (Some(column), Some(i)) = (frame.column(field), p.columns.iter().position(|c| c.name == *field)) else {
+            continue;
+        };
+        let texts: Vec<Option<String>> = match &column.values {
+            Values::Numeric(v) => v
+                .iter()
+                .map(|x| {
+                    let v = if x.is_finite() { serde_json::json!(x) } else { serde_json::Value::Null };
+                    privacy::apply(policy, &v, key).and_then(|r| r.as_str().map(str::to_string))
+                })
+                .collect(),
+            Values::Categorical { codes, dictionary } => codes
+                .iter()
+                .map(|c| {
+                    let v = dictionary.get(*c as usize).map(|s| serde_json::Value::String(s.clone()))?;
+                    privacy::apply(policy, &v, key).and_then(|r| r.as_str().map(str::to_string))
+                })
+                .collect(),
+        };
+        let old = &p.columns[i];
+        let mut redacted = profile::categorical(&old.name, old.role, texts.iter().map(|t| t.as_deref()), 1000);
+        redacted.source = old.source.clone();
+        p.columns[i] = redacted;
+    }
 }
 
 /// The model's outputs on the training data as profile columns: `prediction` (the label or

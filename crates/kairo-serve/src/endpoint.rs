@@ -40,6 +40,10 @@ pub enum EndpointError {
     /// The loading task itself failed (a panic in the runtime).
     #[error("model '{name}' version {version}: {message}")]
     Task { name: String, version: i64, message: String },
+    /// The model's privacy policy cannot be applied to this version (a missing key, an
+    /// unknown field): nothing would be logged safely, so the version is not served.
+    #[error("model '{name}' version {version}: {message}")]
+    Privacy { name: String, version: i64, message: String },
     /// Writing the guard's decision failed.
     #[error("model '{name}': the deployment could not be changed: {source}")]
     Deployment { name: String, source: StoreError },
@@ -54,6 +58,8 @@ pub struct Loaded {
     pub metadata: Value,
     /// Contribution data, for models `kairo train` wrote.
     pub explainer: Option<kairo_runtime::explain::Explainer>,
+    /// The model's privacy policy for the prediction log, resolved for this version.
+    pub redactor: Option<crate::privacy::Redactor>,
 }
 
 /// Which arm of a deployment answered.
@@ -344,7 +350,14 @@ impl Endpoints {
         let explainer = model
             .metadata(kairo_runtime::explain::METADATA_KEY)
             .and_then(|j| kairo_runtime::explain::Explainer::from_metadata(j).ok());
-        let loaded = Arc::new(Loaded { name: name.to_string(), version, model, metadata, explainer });
+        // kairo.yaml as it is now: a policy edited since the start applies to the next version loaded.
+        let config = self.project.current_config().unwrap_or_else(|_| self.project.config().clone());
+        let spec = config.models.get(name).and_then(|m| m.privacy.clone()).unwrap_or_default();
+        let secret = std::env::var(spec.key_env()).ok();
+        let profile = artifact.profile.as_ref().and_then(|p| p.current());
+        let redactor = crate::privacy::Redactor::compile(name, &spec, model.signature(), profile, secret)
+            .map_err(|message| EndpointError::Privacy { name: name.to_string(), version, message })?;
+        let loaded = Arc::new(Loaded { name: name.to_string(), version, model, metadata, explainer, redactor });
         lock(&self.cache).insert((name.to_string(), version), loaded.clone());
         Ok(loaded)
     }

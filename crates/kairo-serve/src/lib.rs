@@ -16,6 +16,7 @@ pub mod limits;
 pub mod metrics;
 pub mod oip;
 pub mod predlog;
+pub mod privacy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -469,6 +470,11 @@ impl Outcome<'_> {
             self.ep.observe_candidate(self.loaded.version, code < 500, elapsed);
         }
         if let Some((inputs, outputs)) = answered {
+            // Under a privacy policy the row leaves the request already redacted.
+            let (inputs, redacted) = match &self.loaded.redactor {
+                Some(r) => (Vec::new(), Some(r.rows(&inputs, predlog::Record::rows_of(&inputs)))),
+                None => (inputs, None),
+            };
             self.state.0.log.log(predlog::Record {
                 request_id: self.request_id,
                 time_ms: kairo_core::time::now_millis(),
@@ -479,6 +485,7 @@ impl Outcome<'_> {
                 status: code,
                 inputs,
                 outputs,
+                redacted,
             });
         }
     }

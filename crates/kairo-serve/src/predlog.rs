@@ -28,13 +28,24 @@ pub struct Record {
     pub status: u16,
     pub inputs: Vec<(String, Tensor)>,
     pub outputs: Vec<(String, Tensor)>,
+    /// Under a privacy policy: each row's inputs already as the JSON the log stores, the
+    /// policy applied (and `inputs` empty: the raw values are not queued).
+    pub redacted: Option<Vec<String>>,
 }
 
 impl Record {
-    /// Rows this record puts in the log, from the decoded tensors themselves: a declared
+    /// The number of rows `inputs` hold, from the decoded tensors themselves: a declared
     /// dimension never counts for more rows than the data holds.
+    pub fn rows_of(inputs: &[(String, Tensor)]) -> usize {
+        inputs.first().map_or(1, |(_, t)| t.rows().min(t.data.len())).max(1)
+    }
+
+    /// Rows this record puts in the log.
     fn rows(&self) -> usize {
-        self.inputs.first().map_or(1, |(_, t)| t.rows().min(t.data.len())).max(1)
+        match &self.redacted {
+            Some(rows) => rows.len().max(1),
+            None => Record::rows_of(&self.inputs),
+        }
     }
 
     /// Roughly the bytes it holds (what the queue's byte bound counts).
@@ -43,7 +54,8 @@ impl Record {
             kairo_runtime::Data::Bytes(v) => v.iter().map(|s| s.len() + 24).sum(),
             d => d.len() * d.dtype().size().unwrap_or(8),
         };
-        256 + self.inputs.iter().chain(&self.outputs).map(|(_, t)| tensor(t)).sum::<usize>()
+        let redacted: usize = self.redacted.iter().flatten().map(String::len).sum();
+        256 + redacted + self.inputs.iter().chain(&self.outputs).map(|(_, t)| tensor(t)).sum::<usize>()
     }
 }
 
@@ -277,7 +289,7 @@ async fn flush(
 }
 
 /// Row `r` of each named tensor as a JSON object (a scalar for one value per row).
-fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
+pub(crate) fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
     buf.clear();
     buf.push(b'{');
     let mut first = true;
@@ -365,9 +377,17 @@ fn encode_batch(records: &[Record], schema: &Arc<Schema>) -> Result<(RecordBatch
             arm.append_value(rec.arm);
             latency.append_value(rec.latency_us);
             status.append_value(rec.status);
-            row_json(&rec.inputs, r, &mut text);
-            text_bytes += text.len();
-            inputs.append_value(std::str::from_utf8(&text).unwrap_or("{}"));
+            match rec.redacted.as_ref().and_then(|rows| rows.get(r)) {
+                Some(row) => {
+                    text_bytes += row.len();
+                    inputs.append_value(row);
+                }
+                None => {
+                    row_json(&rec.inputs, r, &mut text);
+                    text_bytes += text.len();
+                    inputs.append_value(std::str::from_utf8(&text).unwrap_or("{}"));
+                }
+            }
             row_json(&rec.outputs, r, &mut text);
             text_bytes += text.len();
             outputs.append_value(std::str::from_utf8(&text).unwrap_or("{}"));

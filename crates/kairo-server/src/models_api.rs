@@ -205,6 +205,7 @@ async fn register(
         target,
         kinds: Default::default(),
         actor: s.actor(),
+        strict: false,
     };
     let registered = kairo_registry::register(&s.project, &s.md, &req).await.map_err(ApiError::from)?;
     Ok(Json(describe::registered(&registered)))

@@ -117,6 +117,11 @@ pub struct RegisterArgs {
     /// Profile a column as `numeric` or `categorical` instead of the inferred kind (repeatable).
     #[arg(long = "kind", value_name = "COLUMN=KIND")]
     pub kinds: Vec<String>,
+    /// Refuse the registration while a column of the training data looks personal (by its
+    /// name or its values: e-mail, phone, card, My Number...) and `models.NAME.privacy` in
+    /// kairo.yaml gives it no policy.
+    #[arg(long)]
+    pub strict: bool,
     /// Print the registered version as JSON.
     #[arg(long)]
     pub json: bool,
@@ -567,6 +572,7 @@ async fn register(project: &Project, md: &Metadata, a: RegisterArgs) -> CmdResul
             .clone()
             .or_else(|| project.config().models.get(&a.name)?.holdout.as_ref().map(|h| h.target.clone())),
         actor: Project::actor(),
+        strict: a.strict,
     };
     let r = kairo_registry::register(project, md, &req).await?;
     print_registered(&describe::registered(&r), a.json)

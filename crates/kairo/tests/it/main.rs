@@ -22,6 +22,7 @@ mod oidc;
 mod output;
 mod package;
 mod pipeline;
+mod privacy;
 mod ray;
 mod registry;
 mod remotes;
@@ -199,16 +200,18 @@ impl Drop for Listening {
 /// Start a long-running `kairo` command (`server`, `serve`) that prints its URL on its first
 /// stdout line; returns the process (its output drained in the background) and the URL.
 pub fn spawn_listening(repo: &Repo, args: &[&str]) -> (Listening, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
-        .args(args)
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"));
+    cmd.args(args)
         .current_dir(repo.path())
         .env("KAIRO_ACTOR", if args[0] == "serve" { "server@test" } else { "tester@test" })
-        .envs(repo.database_url.iter().map(|u| ("KAIRO_DATABASE_URL", u)))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .envs(repo.database_url.iter().map(|u| ("KAIRO_DATABASE_URL", u)));
+    spawn_command(cmd)
+}
+
+/// [`spawn_listening`] for a command built by the caller (its own environment).
+pub fn spawn_command(mut cmd: std::process::Command) -> (Listening, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let mut line = String::new();
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     reader.read_line(&mut line).unwrap();

@@ -107,25 +107,12 @@ fn a_model_image_is_read_unpacked_and_served_without_a_container_engine() {
         .arg(&rootfs)
         .args(&entrypoint)
         .args(["--host", "127.0.0.1", "--port", "0"]);
-    let (served, url) = spawn_url(cmd);
-    let _served = crate::Listening(served);
+    let (_served, url) = crate::spawn_command(cmd);
     let from_image = infer(&url);
     let ours = Serve::start(&repo, &["clf:1"]);
     assert_eq!(from_image, infer(&ours.url), "the image answers as the project's server does");
     let health = reqwest::blocking::get(format!("{url}/v2/health/ready")).unwrap();
     assert_eq!(health.status().as_u16(), 200);
-}
-
-/// Spawn `cmd` and read the URL from its first line of output.
-fn spawn_url(mut cmd: Command) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    let mut line = String::new();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    reader.read_line(&mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line:?}"));
-    (child, url.trim_end_matches(':').to_string())
 }
 
 #[test]

@@ -1,0 +1,177 @@
+//! Privacy of the prediction log (issue 21): personal-looking columns reported at registration
+//! (refused with `--strict`), per-field policies applied by `kairo serve` before a row is
+//! queued — and the proof: the raw values are nowhere in the store, while a model without a
+//! policy leaves them there (so the search can find what it looks for). Monitoring reads the
+//! hashed and bucketed fields as categories.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::monitoring::training_csv;
+use crate::serving::{eventually_within, fixture};
+use crate::Repo;
+
+const KEY: &str = "a privacy key for tests";
+/// Sent as `customer_id` (hashed) and as `f5` (dropped): neither may reach the store.
+const ID_MARKER: f32 = 731_953.25;
+const DROP_MARKER: f32 = 6_175.125;
+
+/// Whether any file of the store (loose objects and packs) holds `needle`.
+fn in_store(repo: &Repo, needle: &str) -> bool {
+    fn walk(dir: &Path, needle: &[u8]) -> bool {
+        std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, needle)
+            } else {
+                std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            }
+        })
+    }
+    walk(&repo.join(".kairo"), needle.as_bytes())
+}
+
+fn project() -> Repo {
+    let repo = Repo::new();
+    let mut g = crate::monitoring::Lcg(7);
+    let csv = training_csv(&mut g, 400).replacen("f0,f1,", "customer_id,age,", 1);
+    repo.write("train.csv", csv);
+    repo
+}
+
+fn register(repo: &Repo, name: &str, extra: &[&str], key: Option<&str>) -> std::process::Output {
+    let model = fixture("logreg20.onnx");
+    let mut args = vec![
+        "models",
+        "register",
+        name,
+        "--file",
+        model.to_str().unwrap(),
+        "--profile-data",
+        "train.csv",
+        "--target",
+        "label",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = repo.kairo(&args);
+    cmd.env_remove("KAIRO_PRIVACY_KEY");
+    if let Some(k) = key {
+        cmd.env("KAIRO_PRIVACY_KEY", k);
+    }
+    cmd.output().unwrap()
+}
+
+fn request(url: &str, model: &str, id: &str) {
+    let mut row: Vec<f32> = (0..20).map(|i| i as f32 * 0.01).collect();
+    row[0] = ID_MARKER;
+    row[1] = 0.5;
+    row[5] = DROP_MARKER;
+    let body = json!({"id": id, "inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": row}]});
+    let r = reqwest::blocking::Client::new().post(format!("{url}/v2/models/{model}/infer")).json(&body).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+fn logged(repo: &Repo, model: &str) -> Vec<Value> {
+    repo.json(&["models", "predictions", model, "--limit", "10"])["rows"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn personal_columns_are_reported_and_strict_refuses_them() {
+    let repo = project();
+    let out = register(&repo, "clf", &[], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let personal: Vec<&str> = v["personal"].as_array().unwrap().iter().map(|f| f["column"].as_str().unwrap()).collect();
+    assert_eq!(personal, ["customer_id"], "{v}");
+    assert_eq!(v["personal"][0]["suggested"], "hash");
+    assert!(v["notes"].to_string().contains("models.clf.privacy.fields.customer_id: hash"), "{}", v["notes"]);
+
+    let out = register(&repo, "clf", &["--strict"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--strict") && err.contains("customer_id: hash") && err.contains("privacy:"), "{err}");
+    assert_eq!(
+        repo.json(&["models", "show", "clf"])["versions"].as_array().map(Vec::len),
+        Some(1),
+        "nothing registered"
+    );
+
+    // A policy for it (even `keep`) satisfies --strict.
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    repo.write(
+        "kairo.yaml",
+        format!("{config}models:\n  clf:\n    privacy:\n      fields:\n        customer_id: keep\n"),
+    );
+    let out = register(&repo, "clf", &["--strict"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Serve `model` of `repo` (with the key), send three requests with the markers, wait until
+/// the log holds them, stop; the logged rows.
+fn serve_and_log(repo: &Repo, model: &str) -> Vec<Value> {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"));
+    cmd.args(["serve", model, "--port", "0", "--log-flush-s", "1"])
+        .current_dir(repo.path())
+        .env("KAIRO_PRIVACY_KEY", KEY)
+        .env("KAIRO_ACTOR", "server@test")
+        .env_remove("KAIRO_DATABASE_URL");
+    let (server, url) = crate::spawn_command(cmd);
+    for i in 0..3 {
+        request(&url, model, &format!("r{i}"));
+    }
+    eventually_within("the log to be written", std::time::Duration::from_secs(20), || logged(repo, model).len() == 3);
+    drop(server);
+    logged(repo, model)
+}
+
+#[test]
+fn policies_keep_raw_values_out_of_the_store() {
+    let repo = project();
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    repo.write(
+        "kairo.yaml",
+        format!("{config}models:\n  clf:\n    privacy:\n      fields:\n        customer_id: hash\n        age: {{bucket: [-1, 0, 1]}}\n        f5: drop\n"),
+    );
+    // hash needs its key, at registration (the profile is hashed alike) and at serving.
+    let out = register(&repo, "clf", &[], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("KAIRO_PRIVACY_KEY"), "{err}");
+    let out = register(&repo, "clf", &[], Some(KEY));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    repo.kairo(&["deploy", "clf", "--version", "1"]).assert().success();
+    let refused = repo.kairo(&["serve", "clf", "--port", "0"]).env_remove("KAIRO_PRIVACY_KEY").output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("KAIRO_PRIVACY_KEY is not set"), "{err}");
+
+    // The control: the same model and requests in a project without a policy.
+    let control = project();
+    assert!(register(&control, "clf", &[], None).status.success());
+    let open = serve_and_log(&control, "clf");
+    assert_eq!(open[0]["inputs"]["input"][0].as_f64(), Some(f64::from(ID_MARKER)), "{}", open[0]);
+    assert!(in_store(&control, "731953.25") && in_store(&control, "6175.125"), "the search finds raw values");
+
+    let rows = serve_and_log(&repo, "clf");
+    let row = &rows[0]["inputs"]["input"];
+    let id = row[0].as_str().unwrap_or_default();
+    assert!(id.starts_with("h:") && id.len() == 18, "hashed: {row}");
+    assert_eq!(row[1], "0–1", "bucketed: {row}");
+    assert!(row[5].is_null(), "dropped: {row}");
+    assert_eq!(row[2].as_f64().map(|x| (x * 100.0).round()), Some(2.0), "kept: {row}");
+    let ids: Vec<Value> = rows.iter().map(|r| r["inputs"]["input"][0].clone()).collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "the same id hashes alike: {ids:?}");
+    assert!(!in_store(&repo, "731953") && !in_store(&repo, "6175.1"), "raw values reached the store");
+
+    // Monitoring reads the hashed and bucketed fields as categories (from the same key).
+    let out = repo
+        .kairo(&["monitor", "check", "--deployment", "clf", "--rows", "3", "--windows", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", String::from_utf8_lossy(&out.stderr));
+    let check: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let columns = check["windows"][0]["drift"]["columns"].as_array().cloned().unwrap_or_default();
+    let kind = |name: &str| columns.iter().find(|c| c["name"] == name).map(|c| c["method"].clone());
+    assert!(kind("customer_id").is_some() && kind("age").is_some(), "{check}");
+    assert!(kind("f5").is_none(), "a dropped field is not monitored: {check}");
+}
