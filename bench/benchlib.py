@@ -1,8 +1,10 @@
 """What every benchmark harness here needs (imported by the bench/*.py scripts, which run with
 this directory first on sys.path)."""
 import os
+import re
 import signal
 import socket
+import subprocess
 
 
 def free_port():
@@ -22,3 +24,42 @@ def stop(proc):
     except Exception:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def wrk_script(path, body, limit=None):
+    """A wrk script: the POST body if any, a summary line at the end, and with `limit`, each
+    thread stops after that many answers (wrk has no request-count option)."""
+    text = "" if body is None else (
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n' f"wrk.body = [==[{body}]==]\n"
+    )
+    if limit:
+        text += (f"local answered = 0\n"
+                 "function response(status, headers, body)\n"
+                 f"  answered = answered + 1\n  if answered >= {limit} then wrk.thread:stop() end\n"
+                 "end\n")
+    text += ("done = function(summary, latency, requests)\n"
+             '  io.write(string.format("REQUESTS %d\\nP50 %f\\nP99 %f\\nNON2XX %d\\n", summary.requests,'
+             " latency:percentile(50), latency:percentile(99), summary.errors.status))\n"
+             "end\n")
+    path.write_text(text)
+    return path
+
+
+def wrk_start(url, script, conns, threads, secs):
+    return subprocess.Popen(["wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", "-s", str(script), url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wrk_result(proc):
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"wrk failed: {err}")
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"REQUESTS (\d+)", out).group(1)),
+        "p50_ms": float(re.search(r"P50 ([\d.]+)", out).group(1)) / 1000.0,  # µs → ms
+        "p99_ms": float(re.search(r"P99 ([\d.]+)", out).group(1)) / 1000.0,
+        "non2xx": int(re.search(r"NON2XX (\d+)", out).group(1)),
+        "socket_errors": errors.group(1) if errors else None,
+    }

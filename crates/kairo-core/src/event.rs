@@ -77,6 +77,10 @@ event_kinds! {
     DeploymentFailed = "deployment.failed",
     MonitorAlert = "monitor.alert",
     WebhookFailed = "monitor.webhook_failed",
+    /// Prediction-log rows past the model's retention given up (their sketches kept).
+    PredictionsPruned = "predictions.pruned",
+    /// Prediction-log rows erased on request (the field and count, never the value).
+    PredictionsErased = "predictions.erased",
     /// A trigger opened an incident.
     IncidentOpened = "incident.opened",
     /// A trigger arrived while the model already had an open incident.

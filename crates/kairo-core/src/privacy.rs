@@ -96,6 +96,10 @@ pub struct PrivacySpec {
     /// The environment variable holding the key for `hash` (default `KAIRO_PRIVACY_KEY`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_env: Option<String>,
+    /// How long raw prediction-log rows are kept (`30d`, `12h`); older segments are given up
+    /// by `kairo data gc` (their sketches and the serving aggregates stay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
 }
 
 impl PrivacySpec {
@@ -110,6 +114,14 @@ impl PrivacySpec {
 
     pub fn needs_key(&self) -> bool {
         self.fields.values().any(|p| *p == Policy::Hash)
+    }
+
+    /// The retention in milliseconds, if any.
+    pub fn retention_ms(&self) -> Result<Option<i64>, String> {
+        self.retention
+            .as_deref()
+            .map(|r| crate::config::parse_duration_ms(r).map_err(|e| format!("privacy.retention: {e}")))
+            .transpose()
     }
 }
 
@@ -132,7 +144,7 @@ impl std::fmt::Debug for Key {
 /// The text a value is hashed or masked as: a string's content; a number as the 32-bit float
 /// a model input holds (so a training CSV's `0.1` and a request's `0.1` hash alike); else its
 /// JSON.
-fn text_of(v: &Value) -> String {
+pub fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.as_f64().map(|x| format!("{}", x as f32)).unwrap_or_else(|| n.to_string()),

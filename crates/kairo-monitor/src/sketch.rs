@@ -105,7 +105,29 @@ pub struct Sketch {
     pub columns: Vec<ColumnSketch>,
 }
 
+/// Fewer values than this keep no moments once their rows are given up (a mean of one value
+/// is the value).
+pub const MIN_SCRUBBED_MOMENTS: u64 = 20;
+
 impl Sketch {
+    /// What may be kept of a sketch once the rows it summarises are gone (retention): bin and
+    /// category counts and null counts; no extremes, no names of unseen values (their count
+    /// stays), and moments only over at least [`MIN_SCRUBBED_MOMENTS`] values.
+    pub fn scrubbed(&self) -> Sketch {
+        let mut s = self.clone();
+        for c in &mut s.columns {
+            c.min = None;
+            c.max = None;
+            c.unseen_more += c.unseen.values().sum::<u64>();
+            c.unseen.clear();
+            if c.count < MIN_SCRUBBED_MOMENTS {
+                c.sum = 0.0;
+                c.sum_sq = 0.0;
+            }
+        }
+        s
+    }
+
     /// An empty sketch shaped by `profile`.
     pub fn new(profile: &Profile) -> Sketch {
         Sketch {

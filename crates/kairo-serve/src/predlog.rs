@@ -266,6 +266,7 @@ async fn flush(
                     rows: rows as i64,
                     object,
                     replica: replica.to_string(),
+                    pruned_ms: None,
                 };
                 match md.add_segment(&segment).await {
                     Ok(()) => {

@@ -25,6 +25,7 @@ const SQLITE_MIGRATIONS: &[(&str, &str)] = &[
     ("auth", include_str!("../migrations/sqlite/0011_auth.sql")),
     ("replicas", include_str!("../migrations/sqlite/0012_replicas.sql")),
     ("segment_replica", include_str!("../migrations/sqlite/0013_segment_replica.sql")),
+    ("segment_retention", include_str!("../migrations/sqlite/0014_segment_retention.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -40,10 +41,11 @@ const POSTGRES_MIGRATIONS: &[(&str, &str)] = &[
     ("auth", include_str!("../migrations/postgres/0011_auth.sql")),
     ("replicas", include_str!("../migrations/postgres/0012_replicas.sql")),
     ("segment_replica", include_str!("../migrations/postgres/0013_segment_replica.sql")),
+    ("segment_retention", include_str!("../migrations/postgres/0014_segment_retention.sql")),
 ];
 
 /// The newest schema this build understands.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -23,6 +23,9 @@ pub struct Segment {
     pub object: Hash,
     /// The `kairo serve` process that wrote it ('' for segments older than replicas).
     pub replica: String,
+    /// When its raw rows were given up (retention): the object is unpinned and only its
+    /// cached sketches remain.
+    pub pruned_ms: Option<i64>,
 }
 
 /// A deployment change: the new stable version and candidate, and why.
@@ -403,10 +406,64 @@ impl Metadata {
         Ok(())
     }
 
+    /// Give up a segment's raw rows: mark it pruned and unpin its object (`kairo data gc`
+    /// then deletes the bytes). Its cached sketches stay. False if it was pruned already.
+    pub async fn prune_segment(&self, deployment: &str, object: &Hash) -> Result<bool> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE prediction_segments SET pruned_ms = $3 WHERE deployment = $1 AND object = $2 AND pruned_ms IS NULL",
+        )
+        .bind(deployment)
+        .bind(object.to_hex())
+        .bind(time::now_millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM object_refs WHERE hash = $1 AND owner_kind = 'prediction_log' AND owner_id = $2")
+            .bind(object.to_hex())
+            .bind(deployment)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// Put `new` in place of segment `old` of the same deployment (erasure rewrote it): the
+    /// index row points at the new object with its row count, the new object is pinned, the
+    /// old one unpinned (gone at the next `kairo data gc`) and its cached sketches dropped.
+    pub async fn replace_segment(&self, old: &Hash, new: &Segment) -> Result<()> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE prediction_segments SET object = $3, rows = $4 WHERE deployment = $1 AND object = $2")
+            .bind(&new.deployment)
+            .bind(old.to_hex())
+            .bind(new.object.to_hex())
+            .bind(new.rows)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO object_refs (hash, owner_kind, owner_id, created_at) VALUES ($1, 'prediction_log', $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(new.object.to_hex())
+        .bind(&new.deployment)
+        .bind(time::now_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM object_refs WHERE hash = $1 AND owner_kind = 'prediction_log' AND owner_id = $2")
+            .bind(old.to_hex())
+            .bind(&new.deployment)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM monitor_sketches WHERE object = $1").bind(old.to_hex()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Segments of a deployment overlapping `[from_ms, to_ms]`, oldest first.
     pub async fn segments(&self, deployment: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Segment>> {
         let rows = sqlx::query(
-            "SELECT deployment, start_ms, end_ms, rows, object, replica FROM prediction_segments \
+            "SELECT deployment, start_ms, end_ms, rows, object, replica, pruned_ms FROM prediction_segments \
              WHERE deployment = $1 AND end_ms >= $2 AND start_ms <= $3 ORDER BY start_ms",
         )
         .bind(deployment)
@@ -424,6 +481,7 @@ impl Metadata {
                     rows: r.try_get(3)?,
                     object: object.parse().map_err(|_| StoreError::Invalid("bad segment hash".into()))?,
                     replica: r.try_get(5)?,
+                    pruned_ms: r.try_get(6)?,
                 })
             })
             .collect()
@@ -445,6 +503,21 @@ impl Metadata {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forget the labels of these `(request id, row)` pairs (their rows were erased).
+    pub async fn delete_feedback(&self, items: &[(String, i64)]) -> Result<()> {
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        for (id, row) in items {
+            sqlx::query("DELETE FROM feedback WHERE request_id = $1 AND row_index = $2")
+                .bind(id)
+                .bind(*row)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -473,6 +546,30 @@ impl Metadata {
     }
 
     /// Cache a segment's sketch (a derived value: writing it twice is harmless).
+    /// Overwrite a cached sketch (retention keeps only a scrubbed one).
+    pub async fn replace_segment_sketch(
+        &self,
+        object: &Hash,
+        name: &str,
+        version: i64,
+        rows: i64,
+        sketch: &str,
+    ) -> Result<()> {
+        let _w = self.writer().await;
+        sqlx::query(
+            "INSERT INTO monitor_sketches (object, name, version, rows, sketch) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (object, name, version) DO UPDATE SET rows = excluded.rows, sketch = excluded.sketch",
+        )
+        .bind(object.to_hex())
+        .bind(name)
+        .bind(version)
+        .bind(rows)
+        .bind(sketch)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn put_segment_sketch(
         &self,
         object: &Hash,

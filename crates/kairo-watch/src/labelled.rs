@@ -29,7 +29,7 @@ pub async fn rows(
     labelled_only: bool,
 ) -> Result<Vec<Labelled>> {
     let mut rows = Vec::new();
-    for seg in md.segments(deployment, from_ms, to_ms).await? {
+    for seg in md.segments(deployment, from_ms, to_ms).await?.into_iter().filter(|s| s.pruned_ms.is_none()) {
         let bytes = objects.read(&seg.object)?;
         let read = segment::read(&bytes)
             .map_err(|e| WatchError::Segment { object: seg.object.to_string(), error: e.to_string() })?;

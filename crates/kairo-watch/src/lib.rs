@@ -13,6 +13,7 @@ pub mod document;
 pub mod history;
 pub mod labelled;
 pub mod raise;
+pub mod retention;
 pub mod schedule;
 pub mod segment;
 
@@ -210,6 +211,10 @@ impl Reader<'_> {
                 }
             }
         }
+        if s.pruned_ms.is_some() {
+            // Its rows are gone (retention) and no sketch was kept for this version: it adds nothing.
+            return Ok(Sketch::new(self.profile));
+        }
         let rows = self.rows(s)?;
         let sk = sketch_rows(self.profile, &rows, self.version);
         let text = serde_json::to_string(&sk).map_err(|e| WatchError::Segment {
@@ -223,7 +228,7 @@ impl Reader<'_> {
     /// Realised quality over the labelled rows of `version` in these segments.
     async fn quality(&self, segments: &[Segment]) -> Result<(BTreeMap<&'static str, f64>, u64)> {
         let mut rows = Vec::new();
-        for s in segments {
+        for s in segments.iter().filter(|s| s.pruned_ms.is_none()) {
             rows.extend(self.rows(s)?.into_iter().filter(|r| r.version == self.version));
         }
         let mut ids: Vec<String> = rows.iter().map(|r| r.request_id.clone()).collect();

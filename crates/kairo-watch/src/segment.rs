@@ -133,6 +133,34 @@ pub fn read(bytes: &[u8]) -> Result<Vec<LogRow>, SegmentError> {
     Ok(out)
 }
 
+/// Write rows as a segment (the same schema the server writes): what an erasure leaves of a
+/// segment is written back this way.
+pub fn write(rows: &[LogRow]) -> Result<Vec<u8>, SegmentError> {
+    use arrow_array::{ArrayRef, Int64Array, StringArray, UInt16Array, UInt32Array};
+    let fail = |e: arrow_schema::ArrowError| SegmentError::Format(e.to_string());
+    let schema = Arc::new(schema());
+    let text =
+        |f: &dyn Fn(&LogRow) -> String| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
+    let int64 = |f: &dyn Fn(&LogRow) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(rows.iter().map(f))) };
+    let columns: Vec<ArrayRef> = vec![
+        text(&|r| r.request_id.clone()),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.row))),
+        int64(&|r| r.time_ms),
+        text(&|r| r.model.clone()),
+        int64(&|r| r.version),
+        text(&|r| r.arm.clone()),
+        int64(&|r| r.latency_us),
+        Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.status))),
+        text(&|r| r.inputs.to_string()),
+        text(&|r| r.outputs.to_string()),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(fail)?;
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &schema).map_err(fail)?;
+    writer.write(&batch).map_err(fail)?;
+    writer.finish().map_err(fail)?;
+    writer.into_inner().map_err(fail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

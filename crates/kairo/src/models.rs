@@ -87,6 +87,24 @@ pub enum PredictionsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Erase the logged rows whose FIELD holds VALUE (a data subject's request): the segments
+    /// holding them are rewritten without them, their labels forgotten; the bytes are gone at
+    /// the next `kairo data gc`. The audit trail records the field and counts, not the value.
+    Erase {
+        /// The model whose prediction log to erase from.
+        name: String,
+        /// `FIELD = VALUE`: a profiled column or input tensor, and the value as requests sent
+        /// it (`customer_id = "c-123"`, `customer_id = 123`); a hashed field is matched by the
+        /// hash of VALUE (the key from the environment).
+        #[arg(long = "where", value_name = "FIELD = VALUE")]
+        condition: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -313,6 +331,10 @@ pub async fn run(cmd: ModelsCommand) -> CmdResult {
             command: Some(PredictionsCommand::Export { name, labelled, since, label_column, out }),
             ..
         }) => export_predictions(&project, &md, &name, labelled, since.as_deref(), &label_column, &out).await,
+        ModelsCommand::Predictions(PredictionsArgs {
+            command: Some(PredictionsCommand::Erase { name, condition, reason, json }),
+            ..
+        }) => erase_predictions(&project, &md, &name, &condition, &reason, json).await,
         ModelsCommand::Predictions(PredictionsArgs { name, limit, json, .. }) => {
             predictions(&project, &md, name.as_deref().unwrap_or_default(), limit, json).await
         }
@@ -908,9 +930,65 @@ async fn export_predictions(
     Ok(exit::OK)
 }
 
+async fn erase_predictions(
+    project: &Project,
+    md: &Metadata,
+    name: &str,
+    condition: &str,
+    reason: &str,
+    json_out: bool,
+) -> CmdResult {
+    let (field, value) = condition
+        .split_once('=')
+        .map(|(f, v)| (f.trim(), v.trim()))
+        .filter(|(f, v)| !f.is_empty() && !v.is_empty())
+        .ok_or_else(|| Failure::usage(format!("--where {condition}: expected FIELD = VALUE")))?;
+    // A quoted value is a string; anything else is read as JSON (a number), else as text.
+    let value: Value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+    md.registered_model(name).await?;
+    let spec = project.config().models.get(name).and_then(|m| m.privacy.clone()).unwrap_or_default();
+    let key =
+        std::env::var(spec.key_env()).ok().filter(|k| !k.is_empty()).map(|k| kairo_core::privacy::Key::from_secret(&k));
+    let objects = project.objects()?;
+    let out = kairo_watch::retention::erase(
+        md,
+        &objects,
+        name,
+        &spec,
+        key.as_ref(),
+        field,
+        &value,
+        &Project::actor(),
+        reason,
+    )
+    .await
+    .map_err(watch_failure)?;
+    if json_out {
+        print_json(&json!({"model": name, "field": field, "segments": out.segments, "rows": out.rows}));
+    } else {
+        println!(
+            "erased {} row{} of {name} where {field} matched, in {} segment{} (the bytes go at the next `kairo data gc`)",
+            out.rows,
+            if out.rows == 1 { "" } else { "s" },
+            out.segments,
+            if out.segments == 1 { "" } else { "s" }
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn watch_failure(e: kairo_watch::WatchError) -> Failure {
+    match e {
+        kairo_watch::WatchError::Spec(m) => Failure::usage(m),
+        e => fail(e.to_string()),
+    }
+}
+
 async fn predictions(project: &Project, md: &Metadata, name: &str, limit: usize, json_out: bool) -> CmdResult {
     let objects = project.objects()?;
-    let segments = md.segments(name, 0, i64::MAX).await?;
+    // Pruned segments (retention) have no rows to show.
+    let segments: Vec<_> =
+        md.segments(name, 0, i64::MAX).await?.into_iter().filter(|s| s.pruned_ms.is_none()).collect();
     let total: i64 = segments.iter().map(|s| s.rows).sum();
     let mut rows: Vec<Value> = Vec::new();
     // Newest segments last; read from the end until `limit` rows are in hand.

@@ -248,6 +248,7 @@ async fn migrates_old_state(url: &str) {
         "DROP TABLE monitor_check_days",
         "DROP TABLE candidate_counts",
         "DROP TABLE leases",
+        "ALTER TABLE prediction_segments DROP COLUMN pruned_ms",
         "ALTER TABLE prediction_segments DROP COLUMN replica",
         "DELETE FROM kairo_migrations WHERE version >= 7",
         "INSERT INTO promotions (id, name, version, alias, status, gates, requested_by, created_ms) \

@@ -175,3 +175,94 @@ fn policies_keep_raw_values_out_of_the_store() {
     assert!(kind("customer_id").is_some() && kind("age").is_some(), "{check}");
     assert!(kind("f5").is_none(), "a dropped field is not monitored: {check}");
 }
+
+/// Erasure on request and retention by age: the rows go from the log, their bytes from the
+/// store at `kairo data gc` (searched for, as above), the audit trail names the field and the
+/// counts but never the value, and monitoring still counts the pruned rows from their sketches.
+#[test]
+fn erasure_and_retention_remove_the_bytes() {
+    let repo = project();
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    repo.write("kairo.yaml", format!("{config}models:\n  clf:\n    privacy:\n      retention: 3s\n"));
+    assert!(register(&repo, "clf", &[], None).status.success());
+    repo.kairo(&["deploy", "clf", "--version", "1"]).assert().success();
+    let rows = serve_and_log(&repo, "clf");
+    assert_eq!(rows.len(), 3);
+    // A second subject's row, which the erasure must leave alone.
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"));
+    cmd.args(["serve", "clf", "--port", "0", "--log-flush-s", "1"])
+        .current_dir(repo.path())
+        .env_remove("KAIRO_DATABASE_URL");
+    let (server, url) = crate::spawn_command(cmd);
+    let mut other: Vec<f32> = (0..20).map(|i| i as f32 * 0.01).collect();
+    other[0] = 4_242.625;
+    let body =
+        json!({"id": "other", "inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": other}]});
+    let r = reqwest::blocking::Client::new().post(format!("{url}/v2/models/clf/infer")).json(&body).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    eventually_within("the other row to be logged", std::time::Duration::from_secs(20), || {
+        logged(&repo, "clf").len() == 4
+    });
+    drop(server);
+    assert!(in_store(&repo, "731953.25") && in_store(&repo, "4242.625"));
+
+    // Bad conditions are usage errors naming the fix.
+    let out = repo
+        .kairo(&["models", "predictions", "erase", "clf", "--where", "customer_id", "--reason", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected FIELD = VALUE"));
+    let out = repo
+        .kairo(&["models", "predictions", "erase", "clf", "--where", "nobody = 1", "--reason", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no logged input is called `nobody`"));
+
+    let erased = repo.json(&[
+        "models",
+        "predictions",
+        "erase",
+        "clf",
+        "--where",
+        "customer_id = 731953.25",
+        "--reason",
+        "request 17 of a data subject",
+    ]);
+    assert_eq!((erased["rows"].as_u64(), erased["segments"].as_u64()), (Some(3), Some(1)), "{erased}");
+    let left = logged(&repo, "clf");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["request_id"], "other");
+    repo.kairo(&["data", "gc"]).assert().success();
+    assert!(!in_store(&repo, "731953.25"), "the erased value is gone from the store after gc");
+    assert!(in_store(&repo, "4242.625"), "the other subject's row stays");
+
+    // The audit trail: who, the field, the counts, the reason — not the value.
+    let (server, url) = crate::spawn_listening(&repo, &["server", "--port", "0"]);
+    let events: Value =
+        reqwest::blocking::get(format!("{url}/api/v1/events?subject=deployment:clf")).unwrap().json().unwrap();
+    drop(server);
+    let erasure =
+        events["events"].as_array().unwrap().iter().find(|e| e["kind"] == "predictions.erased").unwrap().clone();
+    assert_eq!(erasure["actor"], "tester@test");
+    assert_eq!(erasure["payload"]["field"], "customer_id");
+    assert_eq!(erasure["payload"]["rows"], 3);
+    assert_eq!(erasure["payload"]["reason"], "request 17 of a data subject");
+    assert!(!erasure.to_string().contains("731953"), "{erasure}");
+
+    // Retention: once the segments are older than 3 s, gc gives up their rows and their bytes.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let gc = repo.json(&["data", "gc"]);
+    assert_eq!(gc["prediction_logs"][0]["model"], "clf", "{gc}");
+    assert_eq!(gc["prediction_logs"][0]["rows"], 1, "{gc}");
+    assert!(!in_store(&repo, "4242.625"), "rows past retention are gone from the store");
+    assert!(logged(&repo, "clf").is_empty());
+    // Monitoring still counts them: the window is merged from the sketches kept.
+    let out = repo
+        .kairo(&["monitor", "check", "--deployment", "clf", "--rows", "1", "--windows", "1", "--json"])
+        .output()
+        .unwrap();
+    let check: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(check["windows"][0]["rows"], 1, "{check}");
+}
