@@ -290,7 +290,7 @@ async fn flush(
 }
 
 /// Row `r` of each named tensor as a JSON object (a scalar for one value per row).
-pub(crate) fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
+fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
     buf.clear();
     buf.push(b'{');
     let mut first = true;

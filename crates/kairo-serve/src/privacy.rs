@@ -84,42 +84,88 @@ impl Redactor {
     }
 
     /// The inputs of each of `rows` rows as the JSON object the log stores, with the policy
-    /// applied: a dropped whole input is left out, a dropped column becomes `null`.
+    /// applied: a dropped whole input is left out, a dropped column becomes `null`. Written
+    /// straight from the tensors (this runs on the request's thread): only a value under a
+    /// policy is turned into a JSON value and back.
     pub fn rows(&self, inputs: &[(String, Tensor)], rows: usize) -> Vec<String> {
+        let mut out = Vec::with_capacity(rows);
         let mut buf = Vec::with_capacity(256);
-        (0..rows)
-            .map(|r| {
-                crate::predlog::row_json(inputs, r, &mut buf);
-                let mut row: Value = serde_json::from_slice(&buf).unwrap_or_else(|_| Value::Object(Default::default()));
-                self.apply(&mut row);
-                row.to_string()
-            })
-            .collect()
+        let mut cell = Vec::with_capacity(32);
+        for r in 0..rows {
+            buf.clear();
+            buf.push(b'{');
+            let mut first = true;
+            for (name, t) in inputs {
+                let width: usize = t.shape.iter().skip(1).product::<usize>().max(1);
+                if (r + 1) * width > t.data.len() {
+                    continue;
+                }
+                let whole = self.fields.iter().find(|f| f.tensor == *name && f.index.is_none());
+                if whole.is_some_and(|f| f.policy == Policy::Drop) {
+                    continue;
+                }
+                if !first {
+                    buf.push(b',');
+                }
+                first = false;
+                let _ = serde_json::to_writer(&mut buf, name);
+                buf.push(b':');
+                if let Some(f) = whole {
+                    // A policy on a whole input: its row as a value, transformed.
+                    cell.clear();
+                    if width == 1 {
+                        crate::oip::write_scalar(&mut cell, &t.data, r);
+                    } else {
+                        crate::oip::write_data(&mut cell, &t.data, r * width, (r + 1) * width);
+                    }
+                    let v: Value = serde_json::from_slice(&cell).unwrap_or(Value::Null);
+                    let _ = serde_json::to_writer(
+                        &mut buf,
+                        &privacy::apply(&f.policy, &v, self.key.as_ref()).unwrap_or(Value::Null),
+                    );
+                    continue;
+                }
+                let columns: Vec<&Field> =
+                    self.fields.iter().filter(|f| f.tensor == *name && f.index.is_some()).collect();
+                if columns.is_empty() {
+                    if width == 1 {
+                        crate::oip::write_scalar(&mut buf, &t.data, r);
+                    } else {
+                        crate::oip::write_data(&mut buf, &t.data, r * width, (r + 1) * width);
+                    }
+                    continue;
+                }
+                if width == 1 {
+                    // A one-wide input addressed by column 0.
+                    self.write_cell(&mut buf, &mut cell, t, r, columns.iter().find(|f| f.index == Some(0)).copied());
+                    continue;
+                }
+                buf.push(b'[');
+                for j in 0..width {
+                    if j > 0 {
+                        buf.push(b',');
+                    }
+                    let field = columns.iter().find(|f| f.index == Some(j)).copied();
+                    self.write_cell(&mut buf, &mut cell, t, r * width + j, field);
+                }
+                buf.push(b']');
+            }
+            buf.push(b'}');
+            out.push(String::from_utf8_lossy(&buf).into_owned());
+        }
+        out
     }
 
-    fn apply(&self, row: &mut Value) {
-        let Some(obj) = row.as_object_mut() else { return };
-        for f in &self.fields {
-            match f.index {
-                None => {
-                    let Some(v) = obj.get(&f.tensor) else { continue };
-                    match privacy::apply(&f.policy, v, self.key.as_ref()) {
-                        Some(new) => {
-                            obj.insert(f.tensor.clone(), new);
-                        }
-                        None => {
-                            obj.remove(&f.tensor);
-                        }
-                    }
-                }
-                Some(i) => {
-                    let Some(cell) = obj.get_mut(&f.tensor).and_then(|v| v.as_array_mut()).and_then(|a| a.get_mut(i))
-                    else {
-                        continue;
-                    };
-                    *cell = privacy::apply(&f.policy, cell, self.key.as_ref()).unwrap_or(Value::Null);
-                }
-            }
-        }
+    /// Element `i` of `t`, under `field`'s policy if it has one.
+    fn write_cell(&self, buf: &mut Vec<u8>, cell: &mut Vec<u8>, t: &Tensor, i: usize, field: Option<&Field>) {
+        let Some(f) = field else {
+            crate::oip::write_scalar(buf, &t.data, i);
+            return;
+        };
+        cell.clear();
+        crate::oip::write_scalar(cell, &t.data, i);
+        let v: Value = serde_json::from_slice(cell).unwrap_or(Value::Null);
+        let _ =
+            serde_json::to_writer(&mut *buf, &privacy::apply(&f.policy, &v, self.key.as_ref()).unwrap_or(Value::Null));
     }
 }

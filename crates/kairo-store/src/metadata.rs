@@ -126,7 +126,9 @@ impl Metadata {
         let options = if backend == Backend::Sqlite {
             options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                    // secure_delete: deleted or overwritten rows are zeroed in the file, so an
+                    // erased prediction-log sketch leaves nothing behind (see `scrub`).
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON;")
                         .await?;
                     Ok(())
                 })
@@ -160,6 +162,18 @@ impl Metadata {
     /// The lock that serialises this process's SQLite writers (see `writer`).
     pub fn writer_lock(&self) -> std::sync::Arc<tokio::sync::Mutex<()>> {
         self.writer.clone()
+    }
+
+    /// After data was deleted for privacy (retention, erasure): on SQLite, checkpoint the
+    /// write-ahead log and truncate it, so no old page image of the deleted rows stays in
+    /// `kairo.db-wal` (secure_delete already zeroes them in the database file). PostgreSQL
+    /// reclaims dead rows with its own VACUUM.
+    pub async fn scrub(&self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            let _w = self.writer().await;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {

@@ -11,7 +11,7 @@ use kairo_store::{LocalObjects, Metadata};
 use serde_json::{json, Value};
 
 use crate::segment::{self, LogRow};
-use crate::{Reader, Result, WatchError};
+use crate::{Result, WatchError};
 
 /// What pruning or an erasure did (or, dry, would do).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,8 +57,8 @@ pub async fn prune(
         versions.dedup();
         for v in versions {
             if let Some(profile) = profile_of(md, deployment, v).await? {
-                let reader = Reader { md, objects, name: deployment, version: v, profile: &profile };
-                let kept = reader.sketch(&s).await?.scrubbed();
+                // Straight from the rows: the full sketch is never written, only the scrubbed one.
+                let kept = crate::sketch_rows(&profile, &rows, v).scrubbed();
                 let text = serde_json::to_string(&kept).map_err(|e| failed(&s, e))?;
                 md.replace_segment_sketch(&s.object, deployment, v, kept.rows as i64, &text).await?;
             }
@@ -68,6 +68,7 @@ pub async fn prune(
     if out.segments > 0 && !dry {
         let payload = json!({"segments": out.segments, "rows": out.rows, "before_ms": cutoff_ms});
         md.record_event(actor, EventKind::PredictionsPruned, &format!("deployment:{deployment}"), &payload).await?;
+        md.scrub().await?;
     }
     Ok(out)
 }
@@ -182,5 +183,6 @@ pub async fn erase(
     let payload =
         json!({"field": field, "policy": policy.name(), "segments": out.segments, "rows": out.rows, "reason": reason});
     md.record_event(actor, EventKind::PredictionsErased, &format!("deployment:{deployment}"), &payload).await?;
+    md.scrub().await?;
     Ok(out)
 }

@@ -25,7 +25,11 @@ fn in_store(repo: &Repo, needle: &str) -> bool {
             if p.is_dir() {
                 walk(&p, needle)
             } else {
-                std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+                let hit = std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle));
+                if hit {
+                    eprintln!("FOUND {} in {}", String::from_utf8_lossy(needle), p.display());
+                }
+                hit
             }
         })
     }
