@@ -152,23 +152,43 @@ pub fn text_of(v: &Value) -> String {
     }
 }
 
+/// "h:" and the first 16 hex digits of the keyed hash of `text`.
+fn hashed(text: &str, key: &Key) -> Value {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = blake3::keyed_hash(&key.0, text.as_bytes());
+    let mut out = String::with_capacity(18);
+    out.push_str("h:");
+    for b in &digest.as_bytes()[..8] {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    Value::String(out)
+}
+
+/// [`apply`] for a number, without a JSON value in between (the serving path).
+pub fn apply_number(policy: &Policy, x: f64, key: Option<&Key>) -> Option<Value> {
+    match policy {
+        Policy::Keep => Some(serde_json::json!(x)),
+        Policy::Drop => None,
+        Policy::Hash => key.map(|k| hashed(&format!("{}", x as f32), k)),
+        Policy::Mask => Some(Value::String(mask(&format!("{}", x as f32)))),
+        Policy::Bucket(edges) => Some(if x.is_finite() { Value::String(bucket(edges, x)) } else { Value::Null }),
+    }
+}
+
 /// `policy` applied to one value; `None` when the value is dropped.
 pub fn apply(policy: &Policy, value: &Value, key: Option<&Key>) -> Option<Value> {
     if value.is_null() {
         return Some(Value::Null);
     }
+    if let (Some(x), false) = (value.as_f64(), *policy == Policy::Keep) {
+        return apply_number(policy, x, key);
+    }
     match policy {
         Policy::Keep => Some(value.clone()),
         Policy::Drop => None,
-        Policy::Hash => {
-            let text = text_of(value);
-            let digest = match key {
-                Some(Key(k)) => blake3::keyed_hash(k, text.as_bytes()),
-                // No key: callers refuse to start; never log the raw value regardless.
-                None => return None,
-            };
-            Some(Value::String(format!("h:{}", &digest.to_hex()[..16])))
-        }
+        // No key: callers refuse to start; never log the raw value regardless.
+        Policy::Hash => key.map(|k| hashed(&text_of(value), k)),
         Policy::Mask => Some(Value::String(mask(&text_of(value)))),
         Policy::Bucket(edges) => {
             Some(match value.as_f64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok())) {

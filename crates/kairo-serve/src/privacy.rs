@@ -22,6 +22,8 @@ struct Field {
 pub struct Redactor {
     fields: Vec<Field>,
     key: Option<Key>,
+    /// Per input tensor with column policies: column → index into `fields`.
+    columns: std::collections::HashMap<String, Vec<Option<usize>>>,
 }
 
 impl Redactor {
@@ -80,7 +82,17 @@ impl Redactor {
             };
             fields.push(Field { tensor, index, policy: policy.clone() });
         }
-        Ok(Some(Redactor { fields, key }))
+        let mut columns: std::collections::HashMap<String, Vec<Option<usize>>> = Default::default();
+        for (k, f) in fields.iter().enumerate() {
+            if let Some(i) = f.index {
+                let slots = columns.entry(f.tensor.clone()).or_default();
+                if slots.len() <= i {
+                    slots.resize(i + 1, None);
+                }
+                slots[i] = Some(k);
+            }
+        }
+        Ok(Some(Redactor { fields, key, columns }))
     }
 
     /// The inputs of each of `rows` rows as the JSON object the log stores, with the policy
@@ -125,8 +137,7 @@ impl Redactor {
                     );
                     continue;
                 }
-                let columns: Vec<&Field> =
-                    self.fields.iter().filter(|f| f.tensor == *name && f.index.is_some()).collect();
+                let columns: &[Option<usize>] = self.columns.get(name.as_str()).map(Vec::as_slice).unwrap_or_default();
                 if columns.is_empty() {
                     if width == 1 {
                         crate::oip::write_scalar(&mut buf, &t.data, r);
@@ -135,9 +146,10 @@ impl Redactor {
                     }
                     continue;
                 }
+                let field = |j: usize| columns.get(j).copied().flatten().map(|k| &self.fields[k]);
                 if width == 1 {
                     // A one-wide input addressed by column 0.
-                    self.write_cell(&mut buf, &mut cell, t, r, columns.iter().find(|f| f.index == Some(0)).copied());
+                    self.write_cell(&mut buf, &mut cell, t, r, field(0));
                     continue;
                 }
                 buf.push(b'[');
@@ -145,8 +157,7 @@ impl Redactor {
                     if j > 0 {
                         buf.push(b',');
                     }
-                    let field = columns.iter().find(|f| f.index == Some(j)).copied();
-                    self.write_cell(&mut buf, &mut cell, t, r * width + j, field);
+                    self.write_cell(&mut buf, &mut cell, t, r * width + j, field(j));
                 }
                 buf.push(b']');
             }
@@ -156,16 +167,30 @@ impl Redactor {
         out
     }
 
-    /// Element `i` of `t`, under `field`'s policy if it has one.
+    /// Element `i` of `t`, under `field`'s policy if it has one (numbers straight from the
+    /// tensor; other values through their JSON).
     fn write_cell(&self, buf: &mut Vec<u8>, cell: &mut Vec<u8>, t: &Tensor, i: usize, field: Option<&Field>) {
         let Some(f) = field else {
             crate::oip::write_scalar(buf, &t.data, i);
             return;
         };
-        cell.clear();
-        crate::oip::write_scalar(cell, &t.data, i);
-        let v: Value = serde_json::from_slice(cell).unwrap_or(Value::Null);
-        let _ =
-            serde_json::to_writer(&mut *buf, &privacy::apply(&f.policy, &v, self.key.as_ref()).unwrap_or(Value::Null));
+        use kairo_runtime::Data;
+        let number = match &t.data {
+            Data::F32(v) => v.get(i).map(|x| f64::from(*x)),
+            Data::F64(v) => v.get(i).copied(),
+            Data::I64(v) => v.get(i).map(|x| *x as f64),
+            Data::I32(v) => v.get(i).map(|x| f64::from(*x)),
+            _ => None,
+        };
+        let redacted = match number {
+            Some(x) => privacy::apply_number(&f.policy, x, self.key.as_ref()),
+            None => {
+                cell.clear();
+                crate::oip::write_scalar(cell, &t.data, i);
+                let v: Value = serde_json::from_slice(cell).unwrap_or(Value::Null);
+                privacy::apply(&f.policy, &v, self.key.as_ref())
+            }
+        };
+        let _ = serde_json::to_writer(&mut *buf, &redacted.unwrap_or(Value::Null));
     }
 }
