@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod compare;
 pub mod drift;
 pub mod error;
+pub mod fairness;
 pub mod frame;
 pub mod kolmogorov;
 pub mod performance;

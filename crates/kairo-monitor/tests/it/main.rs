@@ -350,3 +350,30 @@ fn the_paired_bootstrap_agrees_with_scipy_within_monte_carlo_error() {
     assert_eq!(checked, 13);
     eprintln!("largest endpoint difference from SciPy: {:.2}% of the interval's width", worst * 100.0);
 }
+
+/// `fixtures/fairness/golden.json` (fairlearn, `fixtures/fairness/make_golden.py`): the four
+/// fairness metrics and each group's rates to 1e-12.
+#[test]
+fn fairness_matches_fairlearn() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fairness/golden.json");
+    let golden: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    assert!(cases.len() >= 5);
+    for (k, c) in cases.iter().enumerate() {
+        let bools = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap() == 1).collect::<Vec<_>>();
+        let groups: Vec<&str> = c["groups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+        let f = kairo_monitor::fairness::fairness(&bools(&c["actual"]), &bools(&c["predicted"]), &groups).unwrap();
+        for metric in kairo_monitor::fairness::METRICS {
+            close(&format!("case {k} {metric}"), f.value(metric).unwrap(), c[*metric].as_f64().unwrap());
+        }
+        for g in &f.groups {
+            let want = &c["by_group"][&g.group];
+            close(&format!("case {k} {} selection rate", g.group), g.selection_rate, want["selection_rate"].as_f64().unwrap());
+            close(&format!("case {k} {} tpr", g.group), g.true_positive_rate.unwrap(), want["tpr"].as_f64().unwrap());
+            close(&format!("case {k} {} fpr", g.group), g.false_positive_rate.unwrap(), want["fpr"].as_f64().unwrap());
+        }
+    }
+    // Refusals name the problem.
+    assert!(kairo_monitor::fairness::fairness(&[true], &[true], &["a"]).unwrap_err().contains("at least two"));
+    assert!(kairo_monitor::fairness::fairness(&[true], &[], &["a"]).unwrap_err().contains("differ in length"));
+}
