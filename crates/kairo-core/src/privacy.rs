@@ -238,6 +238,9 @@ pub struct Finding {
     pub suggested: &'static str,
 }
 
+/// What a column's values are checked for: the description, the check, the suggested policy.
+type ValueCheck<'a> = (&'a str, &'a dyn Fn(&str) -> bool, &'static str);
+
 /// Columns whose names or values look personal. `values` are a sample of each column's
 /// values as text.
 pub fn personal_columns(columns: &[(String, Vec<String>)]) -> Vec<Finding> {
@@ -252,7 +255,7 @@ pub fn personal_columns(columns: &[(String, Vec<String>)]) -> Vec<Finding> {
             continue;
         }
         let share = |f: &dyn Fn(&str) -> bool| present.iter().filter(|v| f(v)).count() as f64 / present.len() as f64;
-        let checks: [(&str, &dyn Fn(&str) -> bool, &'static str); 4] = [
+        let checks: [ValueCheck; 4] = [
             ("e-mail addresses", &is_email, "hash"),
             ("credit-card numbers (Luhn)", &is_card, "drop"),
             ("My Number (個人番号) values", &is_my_number, "drop"),
@@ -279,10 +282,8 @@ fn words(name: &str) -> Vec<String> {
     let mut word = String::new();
     let mut prev_lower = false;
     for c in name.chars() {
-        if !c.is_ascii_alphanumeric() || (c.is_ascii_uppercase() && prev_lower) {
-            if !word.is_empty() {
-                out.push(std::mem::take(&mut word));
-            }
+        if (!c.is_ascii_alphanumeric() || (c.is_ascii_uppercase() && prev_lower)) && !word.is_empty() {
+            out.push(std::mem::take(&mut word));
         }
         if c.is_ascii_alphanumeric() {
             word.push(c.to_ascii_lowercase());
@@ -372,7 +373,7 @@ pub fn is_card(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Japan's Individual Number: 12 digits whose last is the check digit of the first 11.

@@ -146,12 +146,12 @@ pub async fn erase(
         let mut kept = Vec::with_capacity(rows.len());
         let mut erased = 0u64;
         for r in rows {
-            if !places.contains_key(&r.version) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = places.entry(r.version) {
                 let profile = profile_of(md, deployment, r.version).await?;
                 let found = place(profile.as_ref(), field).or_else(|| {
                     r.inputs.get(field).is_some().then(|| Place { tensor: field.to_string(), index: None })
                 });
-                places.insert(r.version, found);
+                slot.insert(found);
             }
             let hit = places[&r.version]
                 .as_ref()

@@ -368,7 +368,11 @@ fn fairness_matches_fairlearn() {
         }
         for g in &f.groups {
             let want = &c["by_group"][&g.group];
-            close(&format!("case {k} {} selection rate", g.group), g.selection_rate, want["selection_rate"].as_f64().unwrap());
+            close(
+                &format!("case {k} {} selection rate", g.group),
+                g.selection_rate,
+                want["selection_rate"].as_f64().unwrap(),
+            );
             close(&format!("case {k} {} tpr", g.group), g.true_positive_rate.unwrap(), want["tpr"].as_f64().unwrap());
             close(&format!("case {k} {} fpr", g.group), g.false_positive_rate.unwrap(), want["fpr"].as_f64().unwrap());
         }
