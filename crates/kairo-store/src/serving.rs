@@ -394,14 +394,7 @@ impl Metadata {
         .bind(&s.replica)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO object_refs (hash, owner_kind, owner_id, created_at) VALUES ($1, 'prediction_log', $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(s.object.to_hex())
-        .bind(&s.deployment)
-        .bind(time::now_string())
-        .execute(&mut *tx)
-        .await?;
+        pin_log_object(&mut tx, &s.object, &s.deployment).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -420,11 +413,7 @@ impl Metadata {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query("DELETE FROM object_refs WHERE hash = $1 AND owner_kind = 'prediction_log' AND owner_id = $2")
-            .bind(object.to_hex())
-            .bind(deployment)
-            .execute(&mut *tx)
-            .await?;
+        unpin_log_object(&mut tx, object, deployment).await?;
         tx.commit().await?;
         Ok(n > 0)
     }
@@ -442,19 +431,8 @@ impl Metadata {
             .bind(new.rows)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO object_refs (hash, owner_kind, owner_id, created_at) VALUES ($1, 'prediction_log', $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(new.object.to_hex())
-        .bind(&new.deployment)
-        .bind(time::now_string())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM object_refs WHERE hash = $1 AND owner_kind = 'prediction_log' AND owner_id = $2")
-            .bind(old.to_hex())
-            .bind(&new.deployment)
-            .execute(&mut *tx)
-            .await?;
+        pin_log_object(&mut tx, &new.object, &new.deployment).await?;
+        unpin_log_object(&mut tx, old, &new.deployment).await?;
         sqlx::query("DELETE FROM monitor_sketches WHERE object = $1").bind(old.to_hex()).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
@@ -531,6 +509,29 @@ impl Metadata {
             .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, parse_json(&r.try_get::<String, _>(1)?, "label")?))).collect()
     }
+}
+
+/// Pin a prediction-log segment's object for its deployment (`kairo data gc` keeps it).
+async fn pin_log_object(tx: &mut sqlx::Transaction<'_, sqlx::Any>, object: &Hash, deployment: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO object_refs (hash, owner_kind, owner_id, created_at) VALUES ($1, 'prediction_log', $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(object.to_hex())
+    .bind(deployment)
+    .bind(time::now_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Unpin it (the next `kairo data gc` deletes its bytes unless something else holds them).
+async fn unpin_log_object(tx: &mut sqlx::Transaction<'_, sqlx::Any>, object: &Hash, deployment: &str) -> Result<()> {
+    sqlx::query("DELETE FROM object_refs WHERE hash = $1 AND owner_kind = 'prediction_log' AND owner_id = $2")
+        .bind(object.to_hex())
+        .bind(deployment)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 impl Metadata {
