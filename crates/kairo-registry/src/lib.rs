@@ -652,7 +652,73 @@ pub async fn evaluate_gates(
     Ok(results)
 }
 
+/// `METRIC(COLUMN)` of a fairness metric (`demographic_parity_difference(gender)`): the metric
+/// and the sensitive column.
+pub fn fairness_metric(metric: &str) -> Option<(&str, &str)> {
+    let (name, rest) = metric.split_once('(')?;
+    let column = rest.strip_suffix(')')?;
+    (kairo_monitor::fairness::METRICS.contains(&name) && !column.is_empty()).then_some((name, column))
+}
+
+/// A fairness metric of the model's decisions on the holdout across the groups of `column`
+/// (a column of the holdout; left out of the model's inputs unless the model takes it by
+/// name). Binary classifiers only: the positive class is the larger label.
+fn evaluate_fairness(model: &Model, table: &holdout::Table, target: &str, metric: &str, column: &str) -> Result<f64> {
+    let t = table.column(target).ok_or_else(|| RegistryError::NoHoldoutTarget(target.to_string()))?;
+    let g = table.column(column).ok_or_else(|| {
+        RegistryError::Invalid(format!(
+            "{metric}({column}): the holdout has no column `{column}` (it has: {})",
+            table.columns.join(", ")
+        ))
+    })?;
+    let groups: Vec<String> = table.rows.iter().map(|r| r[g].clone()).collect();
+    let by_name = model.signature().inputs.iter().any(|i| i.name == column);
+    let features = if by_name {
+        table.clone()
+    } else {
+        holdout::Table {
+            columns: table.columns.iter().enumerate().filter(|(i, _)| *i != g).map(|(_, c)| c.clone()).collect(),
+            rows: table
+                .rows
+                .iter()
+                .map(|r| r.iter().enumerate().filter(|(i, _)| *i != g).map(|(_, v)| v.clone()).collect())
+                .collect(),
+        }
+    };
+    let predictions = holdout::predict(model, &features, target)?;
+    let predicted = predictions.labels.ok_or_else(|| {
+        RegistryError::Invalid(format!("{metric}: the model predicts no class labels (fairness is for classifiers)"))
+    })?;
+    let truth: Vec<String> = table.rows.iter().map(|r| r[t].clone()).collect();
+    let mut labels: Vec<&str> = truth.iter().chain(&predicted).map(String::as_str).collect();
+    labels.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        _ => a.cmp(b),
+    });
+    labels.dedup();
+    if labels.len() != 2 {
+        return Err(RegistryError::Invalid(format!(
+            "{metric}: fairness is for binary decisions, the holdout and predictions hold {} labels",
+            labels.len()
+        )));
+    }
+    let positive = labels[1].to_string();
+    let same =
+        |a: &str| a == positive || a.parse::<f64>().ok().zip(positive.parse::<f64>().ok()).is_some_and(|(x, y)| x == y);
+    let actual: Vec<bool> = truth.iter().map(|l| same(l)).collect();
+    let decided: Vec<bool> = predicted.iter().map(|l| same(l)).collect();
+    let group_refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let f = kairo_monitor::fairness::fairness(&actual, &decided, &group_refs)
+        .map_err(|e| RegistryError::Invalid(format!("{metric}({column}): {e}")))?;
+    f.value(metric).ok_or_else(|| {
+        RegistryError::Invalid(format!("{metric}({column}): undefined on this holdout (a group without both labels)"))
+    })
+}
+
 fn evaluate_metric(model: &Model, table: &holdout::Table, target: &str, metric: &str) -> Result<f64> {
+    if let Some((name, column)) = fairness_metric(metric) {
+        return evaluate_fairness(model, table, target, name, column);
+    }
     let t = table.column(target).ok_or_else(|| RegistryError::NoHoldoutTarget(target.to_string()))?;
     let truth: Vec<String> = table.rows.iter().map(|r| r[t].clone()).collect();
     let predictions = holdout::predict(model, table, target)?;

@@ -270,3 +270,55 @@ fn erasure_and_retention_remove_the_bytes() {
     let check: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(check["windows"][0]["rows"], 1, "{check}");
 }
+
+/// Fairness as a promotion gate: `METRIC(COLUMN)` judged on the holdout's groups of a column
+/// the model does not take (left out of its inputs), failing (exit 5) or passing by threshold;
+/// a column the holdout lacks is named.
+#[test]
+fn fairness_gates_judge_the_holdout_by_group() {
+    let repo = project();
+    // The holdout: the 20 features, the label (f0 > 0), and a group that follows f0, so the
+    // model's selection rate differs sharply between the groups.
+    let mut g = crate::monitoring::Lcg(11);
+    let x = crate::monitoring::features(&mut g, 400, 0, 0.0);
+    let mut csv = (0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",") + ",label,group\n";
+    for r in 0..400 {
+        let row: Vec<String> = x[r * 20..(r + 1) * 20].iter().map(|v| format!("{v:.5}")).collect();
+        let group = if x[r * 20] > 0.5 { "a" } else { "b" };
+        csv.push_str(&format!("{},{},{group}\n", row.join(","), u8::from(x[r * 20] > 0.0)));
+    }
+    repo.write("holdout.csv", csv);
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    let with_gates = |gates: &str| {
+        repo.write(
+            "kairo.yaml",
+            format!(
+                "{config}models:\n  clf:\n    holdout: {{path: holdout.csv, target: label}}\n    gates: [{gates}]\n"
+            ),
+        );
+    };
+    assert!(register(&repo, "clf", &[], None).status.success());
+    let promote = || {
+        let out = repo.kairo(&["models", "promote", "clf", "1", "--json"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), v, String::from_utf8_lossy(&out.stderr).to_string())
+    };
+
+    with_gates("\"demographic_parity_difference(group) <= 0.05\", \"disparate_impact_ratio(group) >= 0.95\"");
+    let (code, v, err) = promote();
+    assert_eq!(code, Some(5), "{v}{err}");
+    let gates = v["gates"].as_array().unwrap();
+    assert!(gates.iter().all(|g| g["passed"] == false && g["detail"].as_str().unwrap().contains("holdout")), "{v}");
+    let dpd: f64 = gates[0]["detail"].as_str().unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let dir: f64 = gates[1]["detail"].as_str().unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(dpd > 0.05 && dpd <= 1.0 && dir < 0.95 && dir > 0.0, "the groups are treated differently: {dpd} {dir}");
+
+    with_gates("\"equalized_odds_difference(nosuch) <= 1\"");
+    let (code, v, _) = promote();
+    assert_eq!(code, Some(5));
+    assert!(v["gates"][0]["detail"].as_str().unwrap().contains("no column `nosuch`"), "{v}");
+
+    with_gates("\"demographic_parity_difference(group) <= 1\", \"equal_opportunity_difference(group) <= 1\"");
+    let (code, v, err) = promote();
+    assert_eq!(code, Some(0), "{v}{err}");
+}
