@@ -5,6 +5,8 @@ import re
 import signal
 import socket
 import subprocess
+import time
+import urllib.request
 
 
 def free_port():
@@ -63,3 +65,20 @@ def wrk_result(proc):
         "non2xx": int(re.search(r"NON2XX (\d+)", out).group(1)),
         "socket_errors": errors.group(1) if errors else None,
     }
+
+
+def wait_ready(proc, url, timeout=300):
+    """Poll `url` until it answers 200; the seconds it took. A server that exits, or no answer
+    within `timeout`, ends the benchmark with the reason."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - t0
+        except Exception:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode} before {url} answered")
+        time.sleep(0.05)
+    raise SystemExit(f"{url} did not answer within {timeout} s")

@@ -17,11 +17,9 @@ import random
 import shutil
 import statistics
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
-from benchlib import free_port, stop, wrk_result, wrk_script, wrk_start
+from benchlib import free_port, stop, wait_ready, wrk_result, wrk_script, wrk_start
 
 ROW = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0] * 2
 INFER = json.dumps({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": ROW}]})
@@ -55,15 +53,12 @@ def serve(a, d):
     proc = subprocess.Popen([a.kairo, "serve", "clf", "--port", str(port), "--log-flush-s", "1"], cwd=d, env=a.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/v2/health/ready", timeout=1)
-            return proc, url
-        except Exception:
-            time.sleep(0.05)
-    stop(proc)
-    raise SystemExit(f"kairo serve did not get ready in {d}")
+    try:
+        wait_ready(proc, url + "/v2/health/ready", timeout=60)
+    except SystemExit:
+        stop(proc)
+        raise
+    return proc, url
 
 
 def measure(a, d, path, body, script):

@@ -6,13 +6,8 @@
 # Settings: KAIRO (a kairo binary instead of building release), ROUNDS (default 5), SECS (wrk
 # seconds per cell, default 5), CONNS (default 1), BENCH_DIR (default /tmp/kairo-bench-privacy).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
-if [[ -z "${KAIRO:-}" ]]; then
-    echo "building kairo (release)" >&2
-    (cd "$ROOT" && cargo build --release --locked -p kairo >&2)
-    KAIRO="${CARGO_TARGET_DIR:-$ROOT/target}/release/kairo"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/kairo-bin.sh"
 exec python3 "$ROOT/bench/privacy.py" --kairo "$KAIRO" --model "$ROOT/fixtures/models/logreg20.onnx" \
     --work "${BENCH_DIR:-/tmp/kairo-bench-privacy}" --rounds "${ROUNDS:-5}" --secs "${SECS:-5}" \
     --conns "${CONNS:-1}" --out "$ROOT/bench/results/privacy.json"

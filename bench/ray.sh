@@ -12,19 +12,10 @@
 # NUM_CPUS (Ray resources per pipeline stage, default 0.5), S3=0 (skip the S3 variant),
 # BENCH_PYTHON (runs bench/ray.py; default the test venv's python, else python3).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/kairo-bin.sh"
 
-if [[ -z "${KAIRO:-}" ]]; then
-    echo "building kairo (release)" >&2
-    (cd "$ROOT" && cargo build --release --locked -p kairo >&2)
-    KAIRO="${CARGO_TARGET_DIR:-$ROOT/target}/release/kairo"
-    BUILD=${BUILD:-release}
-fi
-[[ -x "$KAIRO" ]] || { echo "ray.sh: $KAIRO is not an executable" >&2; exit 1; }
-BUILD=${BUILD:-unlabelled}
 PYTHON=${BENCH_PYTHON:-/var/cache/kairo-py-venv/bin/python}
 [[ -x "$PYTHON" ]] || PYTHON=python3
-mkdir -p "$ROOT/bench/results"
 
 # Only what this script started is stopped: the state dirs it got back, never ones inherited.
 RAY_DIR="" S3_DIR="" S3_SERVER_PID="" BENCH_PID=""

@@ -43,7 +43,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchlib import free_port, stop, wrk_result, wrk_script, wrk_start
+from benchlib import free_port, stop, wait_ready, wrk_result, wrk_script, wrk_start
 
 DB = "kairo_replicas_bench"
 MODEL = "clf"
@@ -159,21 +159,6 @@ class Replicas:
     def stop(self):
         for proc in self.procs:
             stop(proc)
-
-
-def wait_ready(proc, url, timeout=120):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"kairo serve exited with {proc.returncode} (see the serve-*.log files)")
-        time.sleep(0.05)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
 
 
 def split_load(urls, path, body, conns, secs, work):

@@ -15,20 +15,11 @@
 # /tmp/kairo-bench-replicas), PGSS=0 (skip pg_stat_statements: count transactions only),
 # BENCH_PYTHON (runs bench/replicas.py; default the test venv's python, else python3).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/kairo-bin.sh"
 
-if [[ -z "${KAIRO:-}" ]]; then
-    echo "building kairo (release)" >&2
-    (cd "$ROOT" && cargo build --release --locked -p kairo >&2)
-    KAIRO="${CARGO_TARGET_DIR:-$ROOT/target}/release/kairo"
-    BUILD=${BUILD:-release}
-fi
-[[ -x "$KAIRO" ]] || { echo "replicas.sh: $KAIRO is not an executable" >&2; exit 1; }
-BUILD=${BUILD:-unlabelled}
 PYTHON=${BENCH_PYTHON:-/var/cache/kairo-py-venv/bin/python}
 [[ -x "$PYTHON" ]] || PYTHON=python3
-mkdir -p "$ROOT/bench/results"
 
 # Only the cluster this script started is stopped: never one whose variables were inherited.
 unset PG_DIR PG_PID PG_BIN KAIRO_TEST_POSTGRES_URL

@@ -16,27 +16,11 @@ import shutil
 import statistics
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from benchlib import free_port, stop
-
-
-def wait_ready(proc, url, timeout=300):
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return time.perf_counter() - t0
-        except Exception:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        time.sleep(0.05)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
+from benchlib import free_port, stop, wait_ready
 
 
 def to_ms(text):

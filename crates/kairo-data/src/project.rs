@@ -248,6 +248,20 @@ impl Project {
         format!("{user}@{}", Project::hostname())
     }
 
+    /// A model's prediction-log privacy policy in `config` (empty when it has none) and the
+    /// hashing key from the environment variable the policy names (none when unset or empty).
+    pub fn privacy(
+        config: &kairo_core::config::Config,
+        model: &str,
+    ) -> (kairo_core::privacy::PrivacySpec, Option<kairo_core::privacy::Key>) {
+        let spec = config.models.get(model).and_then(|m| m.privacy.clone()).unwrap_or_default();
+        let key = std::env::var(spec.key_env())
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(|k| kairo_core::privacy::Key::from_secret(&k));
+        (spec, key)
+    }
+
     /// This machine's name, as runs and actors record it.
     pub fn hostname() -> String {
         fs::read_to_string("/proc/sys/kernel/hostname")

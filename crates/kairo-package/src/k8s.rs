@@ -29,6 +29,26 @@ pub fn name_of(model: &str) -> String {
     name.trim_end_matches('-').to_string()
 }
 
+/// The image reference manifests use: the one given (or pushed), else `kairo-NAME:vVERSION`
+/// (as a registry-less local tag).
+pub fn image_ref(given: Option<&str>, model: &str, version: i64) -> String {
+    given.map(str::to_string).unwrap_or_else(|| format!("{}:v{version}", name_of(model)))
+}
+
+/// Write `deployment.yaml` (Deployment, Service, HPA) and `inferenceservice.yaml` (KServe) for
+/// `t` into `dir`; the paths written.
+pub fn write(dir: &std::path::Path, t: &Target) -> crate::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(crate::io(dir.display()))?;
+    let files = [("deployment.yaml", yaml(&deployment(t))), ("inferenceservice.yaml", yaml(&[inference_service(t)]))];
+    let mut written = Vec::new();
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::write(&path, text).map_err(crate::io(path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 fn labels(t: &Target) -> Value {
     json!({
         "app.kubernetes.io/name": name_of(&t.model),

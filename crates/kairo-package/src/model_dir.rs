@@ -191,3 +191,21 @@ pub async fn install(
     }
     Ok((p.name, p.version))
 }
+
+/// The project `kairo serve --model-dir` serves from: made in `state` (or a new directory
+/// under $TMPDIR), with the model directory's version installed under its own name and number.
+pub async fn serve_project(dir: &Path, state: Option<&Path>) -> Result<(kairo_data::Project, String, i64)> {
+    let state = state
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("kairo-serve-{}", std::process::id())));
+    std::fs::create_dir_all(&state).map_err(io(format!("--state-dir {}", state.display())))?;
+    let data = |e: kairo_data::DataError| PackageError::Invalid(format!("--state-dir {}: {e}", state.display()));
+    let report = kairo_data::Project::init(&state).await.map_err(data)?;
+    let project = kairo_data::Project::discover(&report.root).map_err(data)?;
+    let md = project.metadata().await.map_err(data)?;
+    let objects = project.objects().map_err(data)?;
+    let installed = install(dir, &objects, &md, kairo_core::actor::ROLLOUT_GUARD).await;
+    md.close().await;
+    let (name, version) = installed?;
+    Ok((project, name, version))
+}

@@ -203,6 +203,16 @@ pub fn spec(p: &Packaged, onnx: &[u8], kairo: &[u8], runtime: Layer, kairo_versi
     })
 }
 
+/// The image of `p` around the `kairo` that is running (its binary and the C runtime it has
+/// mapped), and the spec it was built from (its annotations and time).
+pub fn build_running(p: &Packaged, onnx: &[u8], kairo_version: &str) -> Result<(crate::oci::Image, Spec)> {
+    let exe = std::env::current_exe().map_err(io("the running kairo binary"))?;
+    let kairo = std::fs::read(&exe).map_err(io(exe.display()))?;
+    let runtime = runtime_layer(&kairo, &mapped_libraries()?)?;
+    let spec = spec(p, onnx, &kairo, runtime, kairo_version)?;
+    Ok((crate::oci::build(&spec)?, spec))
+}
+
 /// The image's entrypoint: serve the model directory.
 pub fn entrypoint() -> Vec<String> {
     [BINARY, "serve", "--model-dir", MODEL_DIR].iter().map(|s| s.to_string()).collect()

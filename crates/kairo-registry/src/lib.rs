@@ -282,18 +282,14 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         (None, Some((path, hash))) => Some((objects.read(&hash)?, path, false)),
         _ => None,
     };
-    let policy = project.config().models.get(&req.name).and_then(|m| m.privacy.clone()).unwrap_or_default();
-    let key = match std::env::var(policy.key_env()).ok().filter(|k| !k.is_empty()) {
-        Some(secret) => Some(kairo_core::privacy::Key::from_secret(&secret)),
-        None if policy.needs_key() && data.is_some() => {
-            return Err(RegistryError::Invalid(format!(
-                "models.{}.privacy hashes fields, and the reference profile must hash them as serving will: set {} to the same key `kairo serve` uses",
-                req.name,
-                policy.key_env()
-            )))
-        }
-        None => None,
-    };
+    let (policy, key) = Project::privacy(project.config(), &req.name);
+    if key.is_none() && policy.needs_key() && data.is_some() {
+        return Err(RegistryError::Invalid(format!(
+            "models.{}.privacy hashes fields, and the reference profile must hash them as serving will: set {} to the same key `kairo serve` uses",
+            req.name,
+            policy.key_env()
+        )));
+    }
     let mut personal = Vec::new();
     if let Some((data, label, _)) = &data {
         personal = personal_columns(data, label)?;

@@ -352,10 +352,9 @@ impl Endpoints {
             .and_then(|j| kairo_runtime::explain::Explainer::from_metadata(j).ok());
         // kairo.yaml as it is now: a policy edited since the start applies to the next version loaded.
         let config = self.project.current_config().unwrap_or_else(|_| self.project.config().clone());
-        let spec = config.models.get(name).and_then(|m| m.privacy.clone()).unwrap_or_default();
-        let secret = std::env::var(spec.key_env()).ok();
+        let (spec, key) = kairo_data::Project::privacy(&config, name);
         let profile = artifact.profile.as_ref().and_then(|p| p.current());
-        let redactor = crate::privacy::Redactor::compile(name, &spec, model.signature(), profile, secret)
+        let redactor = crate::privacy::Redactor::compile(name, &spec, model.signature(), profile, key)
             .map_err(|message| EndpointError::Privacy { name: name.to_string(), version, message })?;
         let loaded = Arc::new(Loaded { name: name.to_string(), version, model, metadata, explainer, redactor });
         lock(&self.cache).insert((name.to_string(), version), loaded.clone());

@@ -24,6 +24,8 @@ pub struct Redactor {
     key: Option<Key>,
     /// Per input tensor with column policies: column → index into `fields`.
     columns: std::collections::HashMap<String, Vec<Option<usize>>>,
+    /// Per input tensor with a policy on the whole of it: its index into `fields`.
+    whole: std::collections::HashMap<String, usize>,
 }
 
 impl Redactor {
@@ -35,20 +37,17 @@ impl Redactor {
         spec: &PrivacySpec,
         signature: &Signature,
         profile: Option<&Profile>,
-        secret: Option<String>,
+        key: Option<Key>,
     ) -> Result<Option<Redactor>, String> {
         if !spec.is_active() {
             return Ok(None);
         }
-        let key = match (spec.needs_key(), secret.filter(|s| !s.is_empty())) {
-            (true, None) => {
-                return Err(format!(
+        if spec.needs_key() && key.is_none() {
+            return Err(format!(
                 "models.{model}.privacy hashes fields, but {} is not set: put the hashing key (any secret text) there",
                 spec.key_env()
-            ))
-            }
-            (_, s) => s.map(|s| Key::from_secret(&s)),
-        };
+            ));
+        }
         let mut fields = Vec::new();
         for (name, policy) in &spec.fields {
             if *policy == Policy::Keep {
@@ -83,7 +82,11 @@ impl Redactor {
             fields.push(Field { tensor, index, policy: policy.clone() });
         }
         let mut columns: std::collections::HashMap<String, Vec<Option<usize>>> = Default::default();
+        let mut whole = std::collections::HashMap::new();
         for (k, f) in fields.iter().enumerate() {
+            if f.index.is_none() {
+                whole.insert(f.tensor.clone(), k);
+            }
             if let Some(i) = f.index {
                 let slots = columns.entry(f.tensor.clone()).or_default();
                 if slots.len() <= i {
@@ -92,7 +95,7 @@ impl Redactor {
                 slots[i] = Some(k);
             }
         }
-        Ok(Some(Redactor { fields, key, columns }))
+        Ok(Some(Redactor { fields, key, columns, whole }))
     }
 
     /// The inputs of each of `rows` rows as the JSON object the log stores, with the policy
@@ -112,7 +115,7 @@ impl Redactor {
                 if (r + 1) * width > t.data.len() {
                     continue;
                 }
-                let whole = self.fields.iter().find(|f| f.tensor == *name && f.index.is_none());
+                let whole = self.whole.get(name.as_str()).map(|k| &self.fields[*k]);
                 if whole.is_some_and(|f| f.policy == Policy::Drop) {
                     continue;
                 }

@@ -546,7 +546,6 @@ impl Metadata {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    /// Cache a segment's sketch (a derived value: writing it twice is harmless).
     /// Overwrite a cached sketch (retention keeps only a scrubbed one).
     pub async fn replace_segment_sketch(
         &self,
@@ -556,21 +555,10 @@ impl Metadata {
         rows: i64,
         sketch: &str,
     ) -> Result<()> {
-        let _w = self.writer().await;
-        sqlx::query(
-            "INSERT INTO monitor_sketches (object, name, version, rows, sketch) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (object, name, version) DO UPDATE SET rows = excluded.rows, sketch = excluded.sketch",
-        )
-        .bind(object.to_hex())
-        .bind(name)
-        .bind(version)
-        .bind(rows)
-        .bind(sketch)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.store_sketch(object, name, version, rows, sketch, true).await
     }
 
+    /// Cache a segment's sketch; one already cached stays.
     pub async fn put_segment_sketch(
         &self,
         object: &Hash,
@@ -579,10 +567,27 @@ impl Metadata {
         rows: i64,
         sketch: &str,
     ) -> Result<()> {
+        self.store_sketch(object, name, version, rows, sketch, false).await
+    }
+
+    async fn store_sketch(
+        &self,
+        object: &Hash,
+        name: &str,
+        version: i64,
+        rows: i64,
+        sketch: &str,
+        replace: bool,
+    ) -> Result<()> {
+        let on_conflict = if replace {
+            "ON CONFLICT (object, name, version) DO UPDATE SET rows = excluded.rows, sketch = excluded.sketch"
+        } else {
+            "ON CONFLICT DO NOTHING"
+        };
         let _w = self.writer().await;
-        sqlx::query(
-            "INSERT INTO monitor_sketches (object, name, version, rows, sketch) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
+        sqlx::query(&format!(
+            "INSERT INTO monitor_sketches (object, name, version, rows, sketch) VALUES ($1, $2, $3, $4, $5) {on_conflict}"
+        ))
         .bind(object.to_hex())
         .bind(name)
         .bind(version)

@@ -4,7 +4,7 @@
 //! it, the field and the counts — never the erased value.
 
 use kairo_core::event::EventKind;
-use kairo_core::privacy::{self, Key, Policy, PrivacySpec};
+use kairo_core::privacy::{self, Policy};
 use kairo_core::profile::Profile;
 use kairo_store::serving::Segment;
 use kairo_store::{LocalObjects, Metadata};
@@ -73,6 +73,51 @@ pub async fn prune(
     Ok(out)
 }
 
+/// Apply every model's `privacy.retention` in `project` to its prediction log ([`prune`] with
+/// the cutoff now minus the retention): the models that gave up rows, with what they gave up.
+/// A retention that does not parse is a usage error naming the model.
+pub async fn apply_retention(
+    project: &kairo_data::Project,
+    md: &Metadata,
+    objects: &LocalObjects,
+    actor: &str,
+    dry: bool,
+) -> Result<Vec<(String, Outcome)>> {
+    let now = kairo_core::time::now_millis();
+    let mut out = Vec::new();
+    for (model, policy) in &project.config().models {
+        let Some(spec) = &policy.privacy else { continue };
+        let Some(ms) = spec.retention_ms().map_err(|e| WatchError::Spec(format!("models.{model}.{e}")))? else {
+            continue;
+        };
+        let o = prune(md, objects, model, now - ms, actor, dry).await?;
+        if o.segments > 0 {
+            out.push((model.clone(), o));
+        }
+    }
+    Ok(out)
+}
+
+/// What an erasure asks for: `FIELD = VALUE`, the value as requests sent it (a quoted value is
+/// a string; anything else is read as JSON — a number — else taken as text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Erasure {
+    pub field: String,
+    pub value: Value,
+}
+
+impl Erasure {
+    pub fn parse(condition: &str) -> Result<Erasure> {
+        let (field, value) = condition
+            .split_once('=')
+            .map(|(f, v)| (f.trim(), v.trim()))
+            .filter(|(f, v)| !f.is_empty() && !v.is_empty())
+            .ok_or_else(|| WatchError::Spec(format!("--where {condition}: expected FIELD = VALUE")))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        Ok(Erasure { field: field.to_string(), value })
+    }
+}
+
 /// How to find a field's value in a logged row of one version.
 struct Place {
     tensor: String,
@@ -102,18 +147,17 @@ fn value_at<'a>(row: &'a LogRow, place: &Place) -> Option<&'a Value> {
 /// a hashed field is matched by the hash of `value` under the key). Affected segments are
 /// rewritten without those rows, their labels forgotten, and one `predictions.erased` event
 /// names the field, the counts and the reason.
-#[allow(clippy::too_many_arguments)]
 pub async fn erase(
+    project: &kairo_data::Project,
     md: &Metadata,
-    objects: &LocalObjects,
     deployment: &str,
-    spec: &PrivacySpec,
-    key: Option<&Key>,
-    field: &str,
-    value: &Value,
+    what: &Erasure,
     actor: &str,
     reason: &str,
 ) -> Result<Outcome> {
+    let objects = project.objects()?;
+    let (spec, key) = kairo_data::Project::privacy(project.config(), deployment);
+    let (key, field, value) = (key.as_ref(), what.field.as_str(), &what.value);
     let policy = spec.fields.get(field).cloned().unwrap_or(Policy::Keep);
     let wanted = match &policy {
         Policy::Keep => privacy::text_of(value),

@@ -252,7 +252,19 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
         DataCommand::Gc { dry_run, json } => {
             // Prediction logs past their model's retention are given up first, so their bytes
             // go in this same collection.
-            let pruned = prune_prediction_logs(&project, dry_run).await?;
+            let pruned = {
+                let md = project.metadata().await?;
+                let pruned = kairo_watch::retention::apply_retention(
+                    &project,
+                    &md,
+                    &project.objects()?,
+                    &Project::actor(),
+                    dry_run,
+                )
+                .await;
+                md.close().await;
+                pruned.map_err(crate::models::watch_failure)?
+            };
             let r = gc::gc(&project, dry_run).await?;
             if json {
                 let mut doc = serde_json::to_value(&r).unwrap_or_default();
@@ -319,37 +331,4 @@ fn describe(state: &State) -> String {
         }
         State::Modified { .. } => "modified (recorded version not in the local store to compare)".into(),
     }
-}
-
-/// Apply every model's `privacy.retention` to its prediction log (see `kairo_watch::retention`).
-async fn prune_prediction_logs(
-    project: &Project,
-    dry_run: bool,
-) -> Result<Vec<(String, kairo_watch::retention::Outcome)>, Failure> {
-    let mut with_retention = Vec::new();
-    for (model, policy) in &project.config().models {
-        let Some(spec) = &policy.privacy else { continue };
-        match spec.retention_ms() {
-            Ok(Some(ms)) => with_retention.push((model.clone(), ms)),
-            Ok(None) => {}
-            Err(e) => return Err(Failure::usage(format!("models.{model}.{e}"))),
-        }
-    }
-    let mut out = Vec::new();
-    if with_retention.is_empty() {
-        return Ok(out);
-    }
-    let md = project.metadata().await?;
-    let objects = project.objects()?;
-    let now = kairo_core::time::now_millis();
-    for (model, ms) in with_retention {
-        let o = kairo_watch::retention::prune(&md, &objects, &model, now - ms, &Project::actor(), dry_run)
-            .await
-            .map_err(|e| Failure { code: exit::ERROR, message: e.to_string() })?;
-        if o.segments > 0 {
-            out.push((model, o));
-        }
-    }
-    md.close().await;
-    Ok(out)
 }

@@ -478,13 +478,8 @@ async fn package(project: &Project, md: &Metadata, a: PackageArgs) -> CmdResult 
         doc["out_dir"] = json!(dir.display().to_string());
     }
     if a.out.is_some() || pusher.is_some() {
-        let exe = std::env::current_exe().map_err(|e| fail(format!("the kairo binary: {e}")))?;
-        let kairo = std::fs::read(&exe).map_err(|e| fail(format!("{}: {e}", exe.display())))?;
-        let libraries = kairo_package::model_image::mapped_libraries().map_err(pkg)?;
-        let runtime = kairo_package::model_image::runtime_layer(&kairo, &libraries).map_err(pkg)?;
-        let spec = kairo_package::model_image::spec(&packaged, &onnx, &kairo, runtime, env!("CARGO_PKG_VERSION"))
-            .map_err(pkg)?;
-        let image = kairo_package::oci::build(&spec).map_err(pkg)?;
+        let (image, spec) =
+            kairo_package::model_image::build_running(&packaged, &onnx, env!("CARGO_PKG_VERSION")).map_err(pkg)?;
         if let Some(out) = &a.out {
             image.write_archive(out, spec.mtime).map_err(pkg)?;
             doc["out"] = json!(out.display().to_string());
@@ -502,23 +497,11 @@ async fn package(project: &Project, md: &Metadata, a: PackageArgs) -> CmdResult 
         doc["annotations"] = json!(spec.annotations);
     }
     if let Some(dir) = &a.k8s {
-        let image = a
-            .image
-            .clone()
-            .or_else(|| a.push.clone())
-            .unwrap_or_else(|| format!("{}:v{version}", kairo_package::k8s::name_of(&name)));
+        let image = kairo_package::k8s::image_ref(a.image.as_deref().or(a.push.as_deref()), &name, version);
         let target =
             kairo_package::k8s::Target { model: name.clone(), version, image, model_bytes: packaged.artifact.size };
-        std::fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
-        let files = [
-            ("deployment.yaml", kairo_package::k8s::yaml(&kairo_package::k8s::deployment(&target))),
-            ("inferenceservice.yaml", kairo_package::k8s::yaml(&[kairo_package::k8s::inference_service(&target)])),
-        ];
-        for (file, text) in &files {
-            let path = dir.join(file);
-            std::fs::write(&path, text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
-        }
-        doc["k8s"] = json!(files.iter().map(|(f, _)| dir.join(f).display().to_string()).collect::<Vec<_>>());
+        let files = kairo_package::k8s::write(dir, &target).map_err(pkg)?;
+        doc["k8s"] = json!(files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>());
         doc["image"] = json!(target.image);
     }
     if a.json {
@@ -938,31 +921,12 @@ async fn erase_predictions(
     reason: &str,
     json_out: bool,
 ) -> CmdResult {
-    let (field, value) = condition
-        .split_once('=')
-        .map(|(f, v)| (f.trim(), v.trim()))
-        .filter(|(f, v)| !f.is_empty() && !v.is_empty())
-        .ok_or_else(|| Failure::usage(format!("--where {condition}: expected FIELD = VALUE")))?;
-    // A quoted value is a string; anything else is read as JSON (a number), else as text.
-    let value: Value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+    let what = kairo_watch::retention::Erasure::parse(condition).map_err(watch_failure)?;
     md.registered_model(name).await?;
-    let spec = project.config().models.get(name).and_then(|m| m.privacy.clone()).unwrap_or_default();
-    let key =
-        std::env::var(spec.key_env()).ok().filter(|k| !k.is_empty()).map(|k| kairo_core::privacy::Key::from_secret(&k));
-    let objects = project.objects()?;
-    let out = kairo_watch::retention::erase(
-        md,
-        &objects,
-        name,
-        &spec,
-        key.as_ref(),
-        field,
-        &value,
-        &Project::actor(),
-        reason,
-    )
-    .await
-    .map_err(watch_failure)?;
+    let out = kairo_watch::retention::erase(project, md, name, &what, &Project::actor(), reason)
+        .await
+        .map_err(watch_failure)?;
+    let field = &what.field;
     if json_out {
         print_json(&json!({"model": name, "field": field, "segments": out.segments, "rows": out.rows}));
     } else {
@@ -977,7 +941,7 @@ async fn erase_predictions(
     Ok(exit::OK)
 }
 
-fn watch_failure(e: kairo_watch::WatchError) -> Failure {
+pub(crate) fn watch_failure(e: kairo_watch::WatchError) -> Failure {
     match e {
         kairo_watch::WatchError::Spec(m) => Failure::usage(m),
         e => fail(e.to_string()),
@@ -1057,7 +1021,11 @@ async fn predictions(project: &Project, md: &Metadata, name: &str, limit: usize,
 
 pub async fn serve(a: ServeArgs) -> CmdResult {
     let (project, models) = match &a.model_dir {
-        Some(dir) => model_dir_project(dir, a.state_dir.as_deref()).await?,
+        Some(dir) => {
+            let (project, name, version) =
+                kairo_package::model_dir::serve_project(dir, a.state_dir.as_deref()).await.map_err(pkg)?;
+            (project, vec![ModelRef::Version(name, version)])
+        }
         None => (project()?, a.models.iter().map(|m| ModelRef::parse(m)).collect::<Result<Vec<_>, _>>()?),
     };
     let config = kairo_serve::ServeConfig {
@@ -1102,26 +1070,6 @@ pub async fn serve(a: ServeArgs) -> CmdResult {
     .await
     .map_err(|e| fail(e.to_string()))?;
     Ok(exit::OK)
-}
-
-/// A project of its own for a model directory: made in `state` (or a new directory under
-/// $TMPDIR), with the directory's version installed under its own name and number.
-async fn model_dir_project(
-    dir: &std::path::Path,
-    state: Option<&std::path::Path>,
-) -> Result<(Project, Vec<ModelRef>), Failure> {
-    let state = state
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("kairo-serve-{}", std::process::id())));
-    std::fs::create_dir_all(&state).map_err(|e| fail(format!("--state-dir {}: {e}", state.display())))?;
-    let report = Project::init(&state).await?;
-    let project = Project::discover(&report.root)?;
-    let md = project.metadata().await?;
-    let installed =
-        kairo_package::model_dir::install(dir, &project.objects()?, &md, kairo_core::actor::ROLLOUT_GUARD).await;
-    md.close().await;
-    let (name, version) = installed.map_err(pkg)?;
-    Ok((project, vec![ModelRef::Version(name, version)]))
 }
 
 pub async fn deploy(a: DeployArgs) -> CmdResult {
