@@ -151,6 +151,13 @@ pub struct MonitorSpec {
     pub alerts: Vec<AlertRule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
+    /// Columns of the logged inputs to slice each window by (`[region, plan]`): drift and
+    /// quality per slice, alertable as `METRIC[COLUMN=VALUE]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<String>,
+    /// Rows a slice needs to be judged (default 100); smaller slices are reported, not judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_segment_rows: Option<u64>,
 }
 
 /// `when: drift_share > 0.3`, holding in `for` consecutive windows, raises an alert that

@@ -130,6 +130,36 @@ pub struct Profile {
     /// monitored, but where they sit in a request is kept so serving can withhold them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withheld: Vec<Withheld>,
+    /// For a binary classifier: what estimating its performance before labels arrive needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimator: Option<Estimator>,
+}
+
+/// Confidence-based performance estimation (CBPE) of a binary classifier, fitted on labelled
+/// reference rows: the calibration of its positive-class probability, and the reference's
+/// spread for the estimates' sampling errors (`kairo_monitor::cbpe` computes both).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimator {
+    /// Where the labelled rows came from (`holdout PATH`, or `training data`).
+    pub reference: String,
+    pub rows: u64,
+    /// The positive class's label.
+    pub positive: String,
+    /// Isotonic calibration: raw probability knots and their calibrated values (linear
+    /// between knots, clipped outside); empty when the probabilities needed no calibration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knots: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibrated: Vec<f64>,
+    /// Standard deviation of the reference's per-row correctness (accuracy's sampling error).
+    pub accuracy_std: f64,
+    /// Standard deviation of the reference's normalised positive ranks, and the positive share
+    /// (AUC's sampling error).
+    pub auc_std: f64,
+    pub positive_share: f64,
+    /// The realised metrics on the reference.
+    pub accuracy: f64,
+    pub auc: f64,
 }
 
 /// A feature withheld from the log, and its place in a request.

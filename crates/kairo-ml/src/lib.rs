@@ -177,11 +177,12 @@ pub fn train(frame: &Frame, test: Option<&Frame>, req: &Request) -> Result<Train
     }
     let fit_seconds = started.elapsed().as_secs_f64();
     let doc = format!("kairo train --algo {} --target {} (seed {})", algo.name(), req.target, req.seed);
-    let explainer = scorer.map(|(scorer, targets, score)| explain::Explainer {
-        features: explain::encodings(&features),
-        targets,
-        score: score.to_string(),
-        scorer,
+    let explainer = scorer.map(|(scorer, targets, score)| {
+        let mut e =
+            explain::Explainer { features: explain::encodings(&features), targets, score: score.to_string(), scorer };
+        // Trees carry how many training rows reached each node: exact TreeSHAP contributions.
+        e.set_covers(&x, width);
+        e
     });
     let metadata: Vec<(&str, String)> =
         explainer.iter().filter_map(|e| serde_json::to_string(e).ok()).map(|j| (explain::METADATA_KEY, j)).collect();
@@ -593,7 +594,7 @@ impl Ensemble {
 
 /// A forust tree for explanations: every node's weight on target `target` of `targets`.
 fn explain_forust_tree(tree: &forust_ml::tree::Tree, target: usize, targets: usize) -> Vec<explain::TreeNode> {
-    let mut nodes = vec![explain::TreeNode { split: None, value: vec![0.0; targets] }; tree.nodes.len()];
+    let mut nodes = vec![explain::TreeNode { split: None, value: vec![0.0; targets], cover: None }; tree.nodes.len()];
     for n in &tree.nodes {
         let node = &mut nodes[n.num];
         node.value[target] = f64::from(n.weight_value);
@@ -737,10 +738,13 @@ fn fit_forest(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -
                     forest::Node::Split { feature, threshold, left, right, value } => explain::TreeNode {
                         split: Some((*feature, *threshold, *left, *right)),
                         value: value.iter().map(|v| f64::from(v * share)).collect(),
+                        cover: None,
                     },
-                    forest::Node::Leaf(p) => {
-                        explain::TreeNode { split: None, value: p.iter().map(|v| f64::from(v * share)).collect() }
-                    }
+                    forest::Node::Leaf(p) => explain::TreeNode {
+                        split: None,
+                        value: p.iter().map(|v| f64::from(v * share)).collect(),
+                        cover: None,
+                    },
                 })
                 .collect()
         })

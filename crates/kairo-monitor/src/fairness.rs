@@ -56,6 +56,14 @@ pub const METRICS: &[&str] = &[
     "equalized_odds_difference",
 ];
 
+/// `METRIC(COLUMN)` with METRIC one of [`METRICS`]: how gates and alert rules name a fairness
+/// value (`demographic_parity_difference(gender)`).
+pub fn parse_metric(text: &str) -> Option<(&str, &str)> {
+    let (name, rest) = text.split_once('(')?;
+    let column = rest.strip_suffix(')')?;
+    (METRICS.contains(&name) && !column.is_empty()).then_some((name, column))
+}
+
 fn spread(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     values.fold(None, |acc, v| match acc {
         None => Some((v, v)),

@@ -10,6 +10,7 @@
 //! are [`MonitorError`].
 
 pub mod alerts;
+pub mod cbpe;
 pub mod compare;
 pub mod drift;
 pub mod error;

@@ -397,6 +397,7 @@ mod tests {
                 categorical("c", Role::Feature, (0..10_000).map(|i| Some(cats[i % 3])), 1000),
             ],
             withheld: Vec::new(),
+            estimator: None,
         }
     }
 

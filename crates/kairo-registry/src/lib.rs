@@ -328,11 +328,19 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
         None => None,
     };
     let object = objects.put_bytes(&bytes)?;
-    // Permutation importance on the model's holdout, when kairo.yaml names one.
+    // Permutation importance on the model's holdout, when kairo.yaml names one; and the
+    // performance estimator calibrated on it (held-out rows, not the ones the model learned).
+    let mut profile = profile;
     let importance = match project.config().models.get(&req.name).and_then(|p| p.holdout.clone()) {
-        Some(h) => match holdout::Table::read(&project.abs(&h.path))
-            .and_then(|t| holdout::permutation_importance(&model, &t, &h.target))
-        {
+        Some(h) => match holdout::Table::read(&project.abs(&h.path)).and_then(|t| {
+            if let Some(ReferenceProfile::Current(p)) = profile.as_mut() {
+                if let Ok(predicted) = holdout::predict(&model, &t, &h.target) {
+                    let reference = format!("holdout {}", h.path);
+                    p.estimator = profile::estimator(&predicted, &t, &h.target, &reference).or(p.estimator.take());
+                }
+            }
+            holdout::permutation_importance(&model, &t, &h.target)
+        }) {
             Ok(importance) => Some(Importance { holdout: h.path.clone(), ..importance }),
             Err(e) => {
                 notes.push(format!("no permutation importance: {}: {e}", h.path));
@@ -648,14 +656,6 @@ pub async fn evaluate_gates(
     Ok(results)
 }
 
-/// `METRIC(COLUMN)` of a fairness metric (`demographic_parity_difference(gender)`): the metric
-/// and the sensitive column.
-pub fn fairness_metric(metric: &str) -> Option<(&str, &str)> {
-    let (name, rest) = metric.split_once('(')?;
-    let column = rest.strip_suffix(')')?;
-    (kairo_monitor::fairness::METRICS.contains(&name) && !column.is_empty()).then_some((name, column))
-}
-
 /// A fairness metric of the model's decisions on the holdout across the groups of `column`
 /// (a column of the holdout; left out of the model's inputs unless the model takes it by
 /// name). Binary classifiers only: the positive class is the larger label.
@@ -712,7 +712,7 @@ fn evaluate_fairness(model: &Model, table: &holdout::Table, target: &str, metric
 }
 
 fn evaluate_metric(model: &Model, table: &holdout::Table, target: &str, metric: &str) -> Result<f64> {
-    if let Some((name, column)) = fairness_metric(metric) {
+    if let Some((name, column)) = kairo_monitor::fairness::parse_metric(metric) {
         return evaluate_fairness(model, table, target, name, column);
     }
     let t = table.column(target).ok_or_else(|| RegistryError::NoHoldoutTarget(target.to_string()))?;

@@ -3,7 +3,9 @@
 //! moments), each feature tied to where it appears in a logged request, plus the model's own
 //! predictions on that data, the reference for prediction drift.
 
+use kairo_monitor::cbpe::{self, Estimator};
 use kairo_monitor::frame::Frame;
+use kairo_monitor::performance;
 use kairo_monitor::profile::{self, Profile, ProfileOptions, Role, Source};
 use kairo_runtime::{DType, Model};
 
@@ -96,7 +98,10 @@ pub fn build(
         redact(&mut p, &frame, spec, key);
     }
     match predictions(model, bytes, label, target.as_deref().unwrap_or("")) {
-        Ok(columns) => p.columns.extend(columns),
+        Ok((columns, estimator)) => {
+            p.columns.extend(columns);
+            p.estimator = estimator;
+        }
         Err(e) => notes.push(format!("no prediction reference: {e}")),
     }
     Ok(Built { profile: p, notes })
@@ -146,12 +151,37 @@ fn redact(p: &mut Profile, frame: &Frame, spec: &PrivacySpec, key: Option<&Key>)
     }
 }
 
+/// A binary classifier's estimator of performance before labels (CBPE), fitted on labelled
+/// rows of `table` it predicted; `None` for other models, or rows without both classes.
+pub fn estimator(predicted: &holdout::Predictions, table: &Table, target: &str, reference: &str) -> Option<Estimator> {
+    let t = table.column(target)?;
+    let (Some(labels), Some((2, probabilities))) = (&predicted.labels, &predicted.probabilities) else {
+        return None;
+    };
+    let truth: Vec<String> = table.rows.iter().map(|r| performance::normalise_label(&r[t])).collect();
+    let labels: Vec<String> = labels.iter().map(|l| performance::normalise_label(l)).collect();
+    let classes = performance::classes(&truth, &labels);
+    let [_, positive] = classes.as_slice() else { return None };
+    let p: Vec<f64> = probabilities.chunks(2).map(|c| f64::from(c[1])).collect();
+    let is_pos: Vec<bool> = truth.iter().map(|l| l == positive).collect();
+    let predicted: Vec<bool> = labels.iter().map(|l| l == positive).collect();
+    cbpe::fit(reference, positive, &p, &is_pos, &predicted)
+}
+
 /// The model's outputs on the training data as profile columns: `prediction` (the label or
-/// the value) and, for a binary classifier, `prediction.score` (the positive class's probability).
-fn predictions(model: &Model, bytes: &[u8], label: &str, target: &str) -> Result<Vec<profile::ColumnProfile>> {
+/// the value) and, for a binary classifier, `prediction.score` (the positive class's
+/// probability), and its estimator fitted on the training data (a holdout, when the model has
+/// one, replaces it: see `register`).
+fn predictions(
+    model: &Model,
+    bytes: &[u8],
+    label: &str,
+    target: &str,
+) -> Result<(Vec<profile::ColumnProfile>, Option<Estimator>)> {
     let mut table = Table::parse(bytes, label)?;
     table.rows.truncate(MAX_PREDICTED_ROWS);
     let predicted = holdout::predict(model, &table, target)?;
+    let estimator = estimator(&predicted, &table, target, "training data");
     let sig = model.signature();
     let (label_ix, prob_ix) = holdout::output_roles(sig);
     let output = |ix: usize, index: Option<usize>| Source {
@@ -175,5 +205,5 @@ fn predictions(model: &Model, bytes: &[u8], label: &str, target: &str) -> Result
         c.source = Some(output(0, None));
         columns.push(c);
     }
-    Ok(columns)
+    Ok((columns, estimator))
 }

@@ -5,8 +5,15 @@
 //! the model's raw score (the logit for logistic and gradient-boosted classifiers, the class
 //! probability for the forest, the value for regressors):
 //! - linear models: exactly `coef · x` per column (a one-hot block summed), bias = intercept;
-//! - trees: path contributions (Saabas): along a row's path each split credits its column with
-//!   the change in node value; the bias is the root values plus the base score.
+//! - trees with covers (how many training rows reached each node, which every tree `kairo
+//!   train` writes carries): exact SHAP values by path-dependent TreeSHAP (Lundberg, Erion &
+//!   Lee 2018, Algorithm 2), the same numbers as the `shap` package's `TreeExplainer` for the
+//!   same trees and covers (tested against it in `fixtures/treeshap`); the bias is the base
+//!   score plus each tree's cover-weighted mean leaf value. A categorical feature's
+//!   contribution is the sum over its one-hot columns, as shap users sum them;
+//! - trees without covers (models written before covers were recorded): path contributions
+//!   (Saabas): along a row's path each split credits its column with the change in node
+//!   value; the bias is the root values plus the base score.
 
 use std::collections::HashMap;
 
@@ -36,7 +43,7 @@ pub enum ExplainError {
 
 /// Where explanation data does not hold together: an index outside its table, or counts that
 /// disagree.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Inconsistency {
     #[error("no targets or no features")]
     Empty,
@@ -53,6 +60,8 @@ pub enum Inconsistency {
     NodeValues { tree: usize, node: usize, given: usize, targets: usize },
     #[error("tree {tree} node {node} splits on column {column} to nodes {left}/{right}")]
     Split { tree: usize, node: usize, column: usize, left: usize, right: usize },
+    #[error("tree {tree} node {node} has cover {cover}: covers must be positive and finite, on every node or none")]
+    Cover { tree: usize, node: usize, cover: f64 },
 }
 
 /// A feature's encoding, as the graph does it.
@@ -76,6 +85,9 @@ pub struct TreeNode {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<(usize, f32, usize, usize)>,
     pub value: Vec<f64>,
+    /// How many training rows reached this node (TreeSHAP's weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,9 +145,20 @@ impl Explainer {
                 if base.len() != t {
                     return Err(Inconsistency::BaseScores { given: base.len(), targets: t });
                 }
+                let covered = trees.iter().flatten().any(|node| node.cover.is_some());
                 for (n, tree) in trees.iter().enumerate() {
                     if tree.is_empty() {
                         return Err(Inconsistency::EmptyTree { tree: n });
+                    }
+                    for (i, node) in tree.iter().enumerate() {
+                        match node.cover {
+                            Some(c) if c > 0.0 && c.is_finite() => {}
+                            None if !covered => {}
+                            _ => {
+                                let cover = node.cover.unwrap_or(f64::NAN);
+                                return Err(Inconsistency::Cover { tree: n, node: i, cover });
+                            }
+                        }
                     }
                     for (i, node) in tree.iter().enumerate() {
                         if node.value.len() != t {
@@ -157,6 +180,36 @@ impl Explainer {
             }
         }
         Ok(())
+    }
+
+    /// How contributions are computed.
+    pub fn method(&self) -> Method {
+        match &self.scorer {
+            Scorer::Linear { .. } => Method::Linear,
+            Scorer::Trees { trees, .. } if trees.iter().flatten().all(|n| n.cover.is_some()) => Method::TreeShap,
+            Scorer::Trees { .. } => Method::Saabas,
+        }
+    }
+
+    /// Record each node's cover: how many rows of `design` (the training design matrix,
+    /// row-major, as the trees were fitted on it) reach it. A node no row reaches gets a
+    /// tiny cover so the weights stay defined (it then carries no weight).
+    pub fn set_covers(&mut self, design: &[f64], width: usize) {
+        let Scorer::Trees { trees, .. } = &mut self.scorer else { return };
+        for tree in trees.iter_mut() {
+            let mut counts = vec![0f64; tree.len()];
+            for row in design.chunks_exact(width.max(1)) {
+                let mut i = 0;
+                counts[0] += 1.0;
+                while let Some((column, threshold, left, right)) = tree[i].split {
+                    i = if (row[column] as f32) < threshold { left } else { right };
+                    counts[i] += 1.0;
+                }
+            }
+            for (node, c) in tree.iter_mut().zip(counts) {
+                node.cover = Some(if c > 0.0 { c } else { f64::MIN_POSITIVE });
+            }
+        }
     }
 
     /// The names of the contribution columns: the features, then `bias`.
@@ -232,6 +285,27 @@ impl Explainer {
                     }
                 }
             }
+            Scorer::Trees { trees, base } if self.method() == Method::TreeShap => {
+                let depth = trees.iter().map(|tree| tree_depth(tree)).max().unwrap_or(0);
+                let mut shap = TreeShap::new(depth, t);
+                let mut phi = vec![0f64; width * t];
+                let bias: Vec<f64> =
+                    (0..t).map(|k| base[k] + trees.iter().map(|tree| expected(tree, k)).sum::<f64>()).collect();
+                for r in 0..rows {
+                    let row = &x[r * width..(r + 1) * width];
+                    phi.fill(0.0);
+                    for tree in trees {
+                        shap.tree(tree, row, &mut phi);
+                    }
+                    for k in 0..t {
+                        let at = (r * t + k) * cols;
+                        out[at + n_features] = bias[k];
+                        for d in 0..width {
+                            out[at + owner[d]] += phi[d * t + k];
+                        }
+                    }
+                }
+            }
             Scorer::Trees { trees, base } => {
                 for r in 0..rows {
                     let row = &x[r * width..(r + 1) * width];
@@ -258,6 +332,168 @@ impl Explainer {
     }
 }
 
+/// How an explainer computes contributions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Linear,
+    /// Exact SHAP values (path-dependent TreeSHAP).
+    #[serde(rename = "treeshap")]
+    TreeShap,
+    /// Path contributions, for trees without covers.
+    Saabas,
+}
+
+fn tree_depth(tree: &[TreeNode]) -> usize {
+    // Children come after their parents (checked), so one forward pass finds every depth.
+    let mut depth = vec![0usize; tree.len()];
+    for (i, node) in tree.iter().enumerate() {
+        if let Some((_, _, left, right)) = node.split {
+            depth[left] = depth[i] + 1;
+            depth[right] = depth[i] + 1;
+        }
+    }
+    depth.into_iter().max().unwrap_or(0)
+}
+
+/// A tree's mean output on target `k`, each leaf weighted by its cover.
+fn expected(tree: &[TreeNode], k: usize) -> f64 {
+    let root = tree[0].cover.unwrap_or(1.0);
+    tree.iter().filter(|n| n.split.is_none()).map(|n| n.cover.unwrap_or(0.0) / root * n.value[k]).sum()
+}
+
+/// One element of TreeSHAP's path: a design column, the share of the training rows that
+/// follow the path through its splits (`zero`), whether the row does (`one`), and the
+/// permutation weight.
+#[derive(Debug, Clone, Copy, Default)]
+struct PathElement {
+    column: Option<usize>,
+    zero: f64,
+    one: f64,
+    weight: f64,
+}
+
+/// Path-dependent TreeSHAP with its scratch space: one path per depth, laid out one after
+/// another as in the paper's Algorithm 2 (each recursion level copies its parent's path).
+struct TreeShap {
+    paths: Vec<PathElement>,
+    targets: usize,
+}
+
+impl TreeShap {
+    fn new(depth: usize, targets: usize) -> TreeShap {
+        // Level d's path has at most d + 2 elements (the dummy first one included).
+        let size = (depth + 2) * (depth + 3) / 2;
+        TreeShap { paths: vec![PathElement::default(); size], targets }
+    }
+
+    /// Add one tree's SHAP values for `row` to `phi` (`[design column, target]`).
+    fn tree(&mut self, tree: &[TreeNode], row: &[f64], phi: &mut [f64]) {
+        self.recurse(tree, row, phi, 0, 0, 0, 1.0, 1.0, None);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn recurse(
+        &mut self,
+        tree: &[TreeNode],
+        row: &[f64],
+        phi: &mut [f64],
+        node: usize,
+        start: usize,
+        depth: usize,
+        zero: f64,
+        one: f64,
+        column: Option<usize>,
+    ) {
+        // This level's path starts after the parent's (which has `depth` elements, the
+        // dummy included, at `start`), as a copy of it, then extended by the parent's split.
+        let here = start + depth;
+        let (parent, rest) = self.paths.split_at_mut(here);
+        rest[..depth].copy_from_slice(&parent[start..start + depth]);
+        let path = &mut rest[..depth + 1];
+        extend(path, depth, zero, one, column);
+        match tree[node].split {
+            None => {
+                for i in 1..=depth {
+                    let w = unwound_sum(path, depth, i);
+                    let e = path[i];
+                    let Some(c) = e.column else { continue };
+                    let scale = w * (e.one - e.zero);
+                    for k in 0..self.targets {
+                        phi[c * self.targets + k] += scale * tree[node].value[k];
+                    }
+                }
+            }
+            Some((split, threshold, left, right)) => {
+                let (hot, cold) = if (row[split] as f32) < threshold { (left, right) } else { (right, left) };
+                let cover = |i: usize| tree[i].cover.unwrap_or(1.0);
+                let (hot_zero, cold_zero) = (cover(hot) / cover(node), cover(cold) / cover(node));
+                let (mut incoming_zero, mut incoming_one) = (1.0, 1.0);
+                let mut depth = depth;
+                // A column already on the path: undo its earlier split, to redo it here.
+                if let Some(k) = (1..=depth).find(|&k| path[k].column == Some(split)) {
+                    incoming_zero = path[k].zero;
+                    incoming_one = path[k].one;
+                    unwind(path, depth, k);
+                    depth -= 1;
+                }
+                self.recurse(tree, row, phi, hot, here, depth + 1, hot_zero * incoming_zero, incoming_one, Some(split));
+                self.recurse(tree, row, phi, cold, here, depth + 1, cold_zero * incoming_zero, 0.0, Some(split));
+            }
+        }
+    }
+}
+
+/// Add an element to a path of `depth` elements (indices `0..depth`), growing it to
+/// `depth + 1`, and update the permutation weights.
+fn extend(path: &mut [PathElement], depth: usize, zero: f64, one: f64, column: Option<usize>) {
+    path[depth] = PathElement { column, zero, one, weight: if depth == 0 { 1.0 } else { 0.0 } };
+    let n = (depth + 1) as f64;
+    for i in (0..depth).rev() {
+        path[i + 1].weight += one * path[i].weight * (i + 1) as f64 / n;
+        path[i].weight = zero * path[i].weight * (depth - i) as f64 / n;
+    }
+}
+
+/// Remove element `at` from a path whose last index is `depth`, undoing its weights.
+fn unwind(path: &mut [PathElement], depth: usize, at: usize) {
+    let PathElement { zero, one, .. } = path[at];
+    let n = (depth + 1) as f64;
+    let mut next = path[depth].weight;
+    for i in (0..depth).rev() {
+        if one != 0.0 {
+            let w = path[i].weight;
+            path[i].weight = next * n / ((i + 1) as f64 * one);
+            next = w - path[i].weight * zero * (depth - i) as f64 / n;
+        } else {
+            path[i].weight = path[i].weight * n / (zero * (depth - i) as f64);
+        }
+    }
+    for i in at..depth {
+        path[i].column = path[i + 1].column;
+        path[i].zero = path[i + 1].zero;
+        path[i].one = path[i + 1].one;
+    }
+}
+
+/// The total permutation weight the path would have without element `at`.
+fn unwound_sum(path: &[PathElement], depth: usize, at: usize) -> f64 {
+    let PathElement { zero, one, .. } = path[at];
+    let n = (depth + 1) as f64;
+    let mut next = path[depth].weight;
+    let mut total = 0.0;
+    for i in (0..depth).rev() {
+        if one != 0.0 {
+            let w = next * n / ((i + 1) as f64 * one);
+            total += w;
+            next = path[i].weight - w * zero * (depth - i) as f64 / n;
+        } else if zero != 0.0 {
+            total += path[i].weight / zero / ((depth - i) as f64 / n);
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +513,28 @@ mod tests {
         let Data::F32(v) = c.data else { panic!() };
         // Row 0 goes left (0.0), row 1 right (3.0); bias is the root value 1.0.
         assert_eq!(v, vec![-1.0, 1.0, 2.0, 1.0]);
+    }
+
+    #[test]
+    fn treeshap_splits_the_score_by_the_covers() {
+        // Three training rows went left (value 0), one right (value 3): the mean is 0.75.
+        let json = tree_explainer(
+            r#"[{"split":[0,0.5,1,2],"value":[1.0],"cover":4},{"value":[0.0],"cover":3},{"value":[3.0],"cover":1}]"#,
+        );
+        let e = Explainer::from_metadata(&json).unwrap();
+        assert_eq!(e.method(), Method::TreeShap);
+        let x = Tensor::new(vec![2], Data::F32(vec![0.0, 1.0])).unwrap();
+        let c = e.contributions(&HashMap::from([("x".to_string(), x)])).unwrap();
+        let Data::F32(v) = c.data else { panic!() };
+        assert_eq!(v, vec![-0.75, 0.75, 2.25, 0.75]);
+        // Covers on some nodes only, or not positive, are refused.
+        for tree in [
+            r#"[{"split":[0,0.5,1,2],"value":[1.0],"cover":4},{"value":[0.0]},{"value":[3.0],"cover":1}]"#,
+            r#"[{"split":[0,0.5,1,2],"value":[1.0],"cover":4},{"value":[0.0],"cover":0},{"value":[3.0],"cover":1}]"#,
+        ] {
+            let err = Explainer::from_metadata(&tree_explainer(tree)).unwrap_err().to_string();
+            assert!(err.contains("covers must be positive"), "{err}");
+        }
     }
 
     #[test]

@@ -601,7 +601,9 @@ async fn infer_oip(
             .filter_map(|(w, bin)| named.iter().find(|(n, _)| n == w).map(|(n, t)| (n.clone(), t.clone(), *bin)))
             .collect(),
     };
+    let mut method = None;
     if let (Some(inputs), Some(explainer)) = (explain_inputs, &loaded.explainer) {
+        method = Some(explainer.method());
         match explainer.contributions(&inputs) {
             Ok(t) => {
                 let names = explainer.columns();
@@ -614,7 +616,10 @@ async fn infer_oip(
             Err(e) => return Err(outcome.refused(RequestError::Invalid(format!("contributions: {e}")))),
         }
     }
-    let parameters = json!({"arm": arm.as_str()});
+    let mut parameters = json!({"arm": arm.as_str()});
+    if let Some(m) = method {
+        parameters["contribution_method"] = json!(m);
+    }
     let (bytes, json_len) = match oip::encode(
         &name,
         loaded.version,

@@ -70,6 +70,7 @@ pub async fn check(md: &Metadata, objects: &LocalObjects, c: CheckOf<'_>) -> Res
             "start_ms": w.window.start_ms, "end_ms": w.window.end_ms,
             "rows": w.sketch.rows, "labelled": w.labelled,
             "values": w.window.values, "drift": drift_json(&w.report),
+            "estimated": w.found.estimate, "slices": w.found.slices,
         })).collect::<Vec<_>>(),
         "alerts": raised.iter().map(|r| json!({"alert": r.payload, "new": r.new, "webhook": r.webhook})).collect::<Vec<_>>(),
         "fired": e.alerts.len(),

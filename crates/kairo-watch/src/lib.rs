@@ -14,6 +14,7 @@ pub mod history;
 pub mod labelled;
 pub mod raise;
 pub mod retention;
+pub mod rows;
 pub mod schedule;
 pub mod segment;
 
@@ -111,6 +112,8 @@ pub struct WindowResult {
     pub report: DriftReport,
     pub sketch: Sketch,
     pub labelled: u64,
+    /// What the window's rows gave: estimates, slices, fairness.
+    pub found: rows::Found,
 }
 
 /// What a monitor found.
@@ -225,24 +228,37 @@ impl Reader<'_> {
         Ok(sk)
     }
 
-    /// Realised quality over the labelled rows of `version` in these segments.
-    async fn quality(&self, segments: &[Segment]) -> Result<(BTreeMap<&'static str, f64>, u64)> {
+    /// The rows of `version` in these segments (those retention has not pruned).
+    fn window_rows(&self, segments: &[Segment]) -> Result<Vec<LogRow>> {
         let mut rows = Vec::new();
         for s in segments.iter().filter(|s| s.pruned_ms.is_none()) {
             rows.extend(self.rows(s)?.into_iter().filter(|r| r.version == self.version));
         }
+        Ok(rows)
+    }
+
+    /// The labels of rows, by (request id, row).
+    async fn labels(&self, rows: &[LogRow]) -> Result<std::collections::HashMap<(String, i64), Value>> {
         let mut ids: Vec<String> = rows.iter().map(|r| r.request_id.clone()).collect();
         ids.sort();
         ids.dedup();
-        let labels = self.md.feedback_for(&ids).await?;
-        if labels.is_empty() {
-            return Ok((BTreeMap::new(), 0));
-        }
-        let pairs: Vec<(&LogRow, &Value)> =
-            rows.iter().filter_map(|r| labels.get(&(r.request_id.clone(), i64::from(r.row))).map(|l| (r, l))).collect();
-        let scored = score(self.profile, &pairs);
-        Ok((scored.metrics, scored.rows))
+        Ok(self.md.feedback_for(&ids).await?)
     }
+}
+
+/// Realised quality over the labelled rows.
+fn quality(
+    profile: &Profile,
+    rows: &[LogRow],
+    labels: &std::collections::HashMap<(String, i64), Value>,
+) -> (BTreeMap<&'static str, f64>, u64) {
+    if labels.is_empty() {
+        return (BTreeMap::new(), 0);
+    }
+    let pairs: Vec<(&LogRow, &Value)> =
+        rows.iter().filter_map(|r| labels.get(&(r.request_id.clone(), i64::from(r.row))).map(|l| (r, l))).collect();
+    let scored = score(profile, &pairs);
+    (scored.metrics, scored.rows)
 }
 
 /// Quality of labelled rows, scored against the version's profile.
@@ -325,6 +341,7 @@ pub async fn evaluate(
     let count = rules.iter().map(|r| r.for_windows).max().unwrap_or(1).max(count).max(1);
     let version = serving_version(md, deployment).await?;
     let profile = reference_profile(md, deployment, version).await?;
+    let wanted = rows::Wanted::of(spec, &profile, &rules)?;
     let reader = Reader { md, objects, name: deployment, version, profile: &profile };
     let drift_share = spec.drift_share.unwrap_or(0.5);
     // Each window's segments, oldest window first.
@@ -374,14 +391,23 @@ pub async fn evaluate(
     let mut windows = Vec::new();
     for (start, end, segments, sketch) in groups {
         let report = sketch::drift(&profile, &sketch, drift_share);
-        let (quality, labelled) =
-            if any_labels && sketch.rows > 0 { reader.quality(&segments).await? } else { (BTreeMap::new(), 0) };
-        let values = alerts::values(&report, sketch.rows, &outputs, &quality, labelled);
+        let (mut quality_values, mut labelled, mut found) = (BTreeMap::new(), 0, rows::Found::default());
+        if (any_labels || wanted.any()) && sketch.rows > 0 {
+            let rows = reader.window_rows(&segments)?;
+            let labels = if any_labels { reader.labels(&rows).await? } else { Default::default() };
+            (quality_values, labelled) = quality(&profile, &rows, &labels);
+            if wanted.any() {
+                found = rows::find(&wanted, &profile, version, &rows, &labels, drift_share);
+            }
+        }
+        let mut values = alerts::values(&report, sketch.rows, &outputs, &quality_values, labelled);
+        found.values(sketch.rows, labelled, &mut values);
         windows.push(WindowResult {
             window: Window { start_ms: start, end_ms: end, values },
             report,
             sketch,
             labelled,
+            found,
         });
     }
     let ws: Vec<Window> = windows.iter().filter(|w| w.sketch.rows > 0).map(|w| w.window.clone()).collect();

@@ -410,13 +410,14 @@ fn print_check(doc: &serde_json::Value, monitor: bool, json_out: bool) -> CmdRes
             v["drift_share"].as_f64().unwrap_or(0.0) * 100.0,
             v["null_share"].as_f64().unwrap_or(0.0) * 100.0,
             flag("prediction_drift"),
-            if labelled > 0 { format!("{labelled} labelled: {}", quality.join(" ")) } else { "no labels".into() }
+            quality_text(w, labelled, &quality)
         );
     }
     match newest {
         Some(w) => {
             println!("\nnewest window with data:");
             print_table(&w["drift"]);
+            print_slices(&w["slices"]);
         }
         None => println!("\nno predictions of version {} in these windows", doc["version"]),
     }
@@ -424,6 +425,59 @@ fn print_check(doc: &serde_json::Value, monitor: bool, json_out: bool) -> CmdRes
     let raised = doc["alerts"].as_array().map(Vec::as_slice).unwrap_or_default();
     print_alerts(rules, fired_alerts, raised);
     Ok(code)
+}
+
+/// A window's quality: realised once labels arrived, else estimated (CBPE), marked as such.
+fn quality_text(w: &serde_json::Value, labelled: u64, quality: &[String]) -> String {
+    let e = &w["estimated"];
+    let estimated = match (e["accuracy"].as_f64(), e["accuracy_error"].as_f64()) {
+        (Some(a), Some(err)) => {
+            let auc =
+                e["auc"].as_f64().map(|x| format!(" auc≈{x:.4}±{:.4}", 3.0 * e["auc_error"].as_f64().unwrap_or(0.0)));
+            Some(format!("estimated: accuracy≈{a:.4}±{:.4}{}", 3.0 * err, auc.unwrap_or_default()))
+        }
+        _ => None,
+    };
+    let rows = w["rows"].as_u64().unwrap_or(0);
+    match (labelled, estimated) {
+        (0, Some(e)) => e,
+        (0, None) => "no labels".into(),
+        (l, Some(e)) if l < rows => format!("{l} labelled: {}; {e}", quality.join(" ")),
+        (l, _) => format!("{l} labelled: {}", quality.join(" ")),
+    }
+}
+
+/// The slices of a window (`segments:` of the monitor).
+fn print_slices(slices: &serde_json::Value) {
+    let Some(slices) = slices.as_array().filter(|s| !s.is_empty()) else { return };
+    println!("\n{:<28} {:>8} {:>7} {:>6}  QUALITY (95% interval)", "SLICE", "ROWS", "DRIFT", "SHARE");
+    for s in slices {
+        let name = format!("{}={}", s["column"].as_str().unwrap_or(""), s["value"].as_str().unwrap_or(""));
+        let rows = s["rows"].as_u64().unwrap_or(0);
+        if s["judged"] != true {
+            println!("{name:<28} {rows:>8}  too few rows to judge");
+            continue;
+        }
+        let quality: Vec<String> = s["quality"]
+            .as_object()
+            .map(|m| m.iter().filter_map(|(k, v)| v.as_f64().map(|x| format!("{k}={x:.4}"))).collect())
+            .unwrap_or_default();
+        let interval = &s["interval"];
+        let interval = interval["metric"].as_str().map(|m| {
+            format!(
+                " ({m} {:.4}–{:.4})",
+                interval["low"].as_f64().unwrap_or(0.0),
+                interval["high"].as_f64().unwrap_or(0.0)
+            )
+        });
+        println!(
+            "{name:<28} {rows:>8} {:>7} {:>5.0}%  {}{}",
+            if s["dataset_drift"] == true { "DRIFT" } else { "ok" },
+            s["drift_share"].as_f64().unwrap_or(0.0) * 100.0,
+            if quality.is_empty() { "no labels".to_string() } else { quality.join(" ") },
+            interval.unwrap_or_default()
+        );
+    }
 }
 
 fn short_time(ms: i64) -> String {

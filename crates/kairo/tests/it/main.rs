@@ -27,6 +27,7 @@ mod ray;
 mod registry;
 mod remotes;
 mod replicas;
+mod responsible;
 mod server;
 mod serving;
 mod symlinks;

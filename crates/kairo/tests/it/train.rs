@@ -248,6 +248,8 @@ fn served_contributions_add_up_to_the_score() {
         assert_eq!(status, 200, "{name}: {r}");
         let output = |n: &str| r["outputs"].as_array().unwrap().iter().find(|o| o["name"] == n).cloned().unwrap();
         let contributions = output("contributions");
+        let method = if ["logistic", "linear"].iter().any(|l| name.ends_with(l)) { "linear" } else { "treeshap" };
+        assert_eq!(r["parameters"]["contribution_method"], method, "{name}: {r}");
         let shape: Vec<u64> = contributions["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
         let columns: Vec<String> = output("contribution_names")["data"]
             .as_array()
