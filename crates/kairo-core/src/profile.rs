@@ -133,6 +133,11 @@ pub struct Profile {
     /// For a binary classifier: what estimating its performance before labels arrive needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimator: Option<Estimator>,
+    /// For a tree ensemble without explanation data of its own (skl2onnx's): how many rows of
+    /// this data reached each node of each tree, in the order of the runtime's tree explainer —
+    /// what exact TreeSHAP contributions need.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tree_covers: Vec<Vec<f64>>,
 }
 
 /// Confidence-based performance estimation (CBPE) of a binary classifier, fitted on labelled

@@ -11,12 +11,22 @@ pub fn encodings(features: &[Feature]) -> Vec<Encoding> {
         .iter()
         .filter(|f| f.width() > 0)
         .map(|f| match f {
-            Feature::Numeric { name, mean, std } => {
-                Encoding { name: name.clone(), mean: Some(*mean), std: Some(*std), categories: Vec::new() }
-            }
-            Feature::Categorical { name, categories } => {
-                Encoding { name: name.clone(), mean: None, std: None, categories: categories.clone() }
-            }
+            Feature::Numeric { name, mean, std } => Encoding {
+                name: name.clone(),
+                mean: Some(*mean),
+                std: Some(*std),
+                categories: Vec::new(),
+                input: None,
+                index: None,
+            },
+            Feature::Categorical { name, categories } => Encoding {
+                name: name.clone(),
+                mean: None,
+                std: None,
+                categories: categories.clone(),
+                input: None,
+                index: None,
+            },
         })
         .collect()
 }

@@ -9,15 +9,19 @@
 //! - Estimated accuracy: the mean over rows of the calibrated probability that the prediction
 //!   is right (`p` when the row is predicted positive, `1 - p` otherwise).
 //! - Estimated ROC AUC: each calibrated probability is a row's expected share of a positive;
-//!   the expected confusion counts at every distinct threshold give an expected ROC curve,
-//!   integrated by the trapezoid rule.
+//!   the expected confusion counts, one curve point per row from the highest score down,
+//!   give an expected ROC curve, integrated by the trapezoid rule.
 //! - Sampling errors (the estimates' noise for a window of `n` rows) from the reference's
-//!   spread: accuracy `std(correct) / √n`; AUC `std(normalised positive ranks) / √(n·share)`.
+//!   spread: accuracy `std(correct) / √n`; AUC `std(normalised positive ranks) / √(n·share)`;
+//!   nannyml's confidence band is the estimate ± 3 sampling errors.
+//!
+//! One difference from nannyml: it decides whether to calibrate on 10 random stratified
+//! splits (seeded); Kairo on 10 deterministic stratified folds, so on a borderline reference
+//! the two can decide differently (the golden test reports it; the estimates then differ
+//! within nannyml's own confidence band).
 //!
 //! Estimates are marked as such wherever they are shown; realised values replace them once a
 //! window's labels arrive.
-
-use std::cmp::Ordering;
 
 pub use kairo_core::profile::Estimator;
 
@@ -79,46 +83,69 @@ pub fn calibrate(knots: &[f64], values: &[f64], p: f64) -> f64 {
     y0 + (p - x0) * (y1 - y0) / (x1 - x0)
 }
 
-/// Expected calibration error over `bins` equal-width bins of the probabilities.
-fn calibration_error(p: &[f64], y: &[f64], bins: usize) -> f64 {
-    let mut sum_p = vec![0.0; bins];
-    let mut sum_y = vec![0.0; bins];
-    let mut count = vec![0.0; bins];
-    for (&p, &y) in p.iter().zip(y) {
-        let b = ((p * bins as f64) as usize).min(bins - 1);
-        sum_p[b] += p;
-        sum_y[b] += y;
-        count[b] += 1.0;
+/// Expected calibration error over 10 equal-count bins of the rows sorted by score (nannyml's
+/// `_calculate_expected_calibration_error`): `Σ (rows in bin / N)·|mean score − mean label|`.
+fn calibration_error(p: &[f64], y: &[f64]) -> f64 {
+    let n = p.len();
+    if n == 0 {
+        return 0.0;
     }
-    let n = p.len() as f64;
-    (0..bins).filter(|&b| count[b] > 0.0).map(|b| (sum_p[b] - sum_y[b]).abs() / n).sum()
+    let bins = if n <= 20 { (n / 2).max(1) } else { 10 };
+    let width = (n / bins).max(1);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|a, b| p[*a].total_cmp(&p[*b]));
+    let mut edges: Vec<usize> = (0..=n).step_by(width).collect();
+    if let Some(last) = edges.last_mut() {
+        *last = n;
+    }
+    edges
+        .windows(2)
+        .filter(|w| w[1] > w[0])
+        .map(|w| {
+            let rows = &order[w[0]..w[1]];
+            let k = rows.len() as f64;
+            let score = rows.iter().map(|&i| p[i]).sum::<f64>() / k;
+            let label = rows.iter().map(|&i| y[i]).sum::<f64>() / k;
+            k / n as f64 * (score - label).abs()
+        })
+        .sum()
 }
 
-/// Whether isotonic calibration lowers the expected calibration error (10 bins) on held-out
-/// tenths of the reference: 10 folds, every tenth row in turn held out, calibrated on the rest.
+/// Whether isotonic calibration lowers the expected calibration error on held-out rows, as
+/// nannyml decides (`needs_calibration`): not for a single class or a reference AUC above
+/// 0.999; else over 10 stratified folds (each holding out every tenth row of each class, where
+/// nannyml draws its tenths at random), the held-out rows' error before and after calibrating
+/// on the rest.
 pub fn needs_calibration(p: &[f64], y: &[f64]) -> bool {
-    let n = p.len();
-    if n < 20 || performance::auc(p, &y.iter().map(|v| *v > 0.5).collect::<Vec<_>>()) == Some(1.0) {
-        return false;
+    let is_pos: Vec<bool> = y.iter().map(|v| *v > 0.5).collect();
+    match performance::auc(p, &is_pos) {
+        None => return false,
+        Some(auc) if auc > 0.999 => return false,
+        Some(_) => {}
     }
-    let (mut before, mut after) = (0.0, 0.0);
+    let (mut held_p, mut held_q, mut held_y) = (Vec::new(), Vec::new(), Vec::new());
     for fold in 0..10 {
-        let (mut tp, mut ty, mut hp, mut hy) = (vec![], vec![], vec![], vec![]);
-        for i in 0..n {
-            if i % 10 == fold {
-                hp.push(p[i]);
-                hy.push(y[i]);
+        // Position of each row within its class, so each fold holds out a tenth of both.
+        let mut seen = [0usize; 2];
+        let (mut tp, mut ty, mut hold) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..p.len() {
+            let c = usize::from(is_pos[i]);
+            if seen[c] % 10 == fold {
+                hold.push(i);
             } else {
                 tp.push(p[i]);
                 ty.push(y[i]);
             }
+            seen[c] += 1;
         }
         let (k, v) = isotonic(&tp, &ty);
-        let calibrated: Vec<f64> = hp.iter().map(|p| calibrate(&k, &v, *p)).collect();
-        before += calibration_error(&hp, &hy, 10);
-        after += calibration_error(&calibrated, &hy, 10);
+        for i in hold {
+            held_p.push(p[i]);
+            held_q.push(calibrate(&k, &v, p[i]));
+            held_y.push(y[i]);
+        }
     }
-    after < before
+    calibration_error(&held_p, &held_y) > calibration_error(&held_q, &held_y)
 }
 
 /// Standard deviation (population) of values.
@@ -131,32 +158,48 @@ fn std(values: impl Iterator<Item = f64> + Clone) -> f64 {
     (values.map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt()
 }
 
-/// AUC's sampling-error components from labelled reference rows: the spread of the positives'
-/// ranks among the negatives, and the share of positives (the minority class taken as positive).
+/// AUC's sampling-error components from labelled reference rows (nannyml's
+/// `auroc_sampling_error_components`): with the minority class as positive, the spread of how
+/// many negatives rank below each positive (normalised by the negatives; the row ranked lowest
+/// is left out), and the positive share.
 fn auc_components(p: &[f64], positive: &[bool]) -> (f64, f64) {
-    let share = positive.iter().filter(|v| **v).count() as f64 / positive.len().max(1) as f64;
+    let n = positive.len();
+    let share = positive.iter().filter(|v| **v).count() as f64 / n.max(1) as f64;
     let flip = share > 0.5;
     let mut rows: Vec<(f64, bool)> =
         p.iter().zip(positive).map(|(&p, &y)| if flip { (1.0 - p, !y) } else { (p, y) }).collect();
     rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let negatives = rows.iter().filter(|r| !r.1).count() as f64;
-    let ranks: Vec<f64> = rows
+    let positives = rows.iter().filter(|r| r.1).count() as f64;
+    let negatives = n as f64 - positives;
+    let below: Vec<f64> = rows
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.1)
+        .filter(|(rank, r)| r.1 && *rank > 0)
         .enumerate()
-        .map(|(k, (rank, _))| (rank - k) as f64 / negatives.max(1.0))
+        .map(|(k, (rank, _))| (rank - k) as f64 / negatives)
         .collect();
-    (std(ranks.iter().copied()), if flip { 1.0 - share } else { share })
+    (std(below.iter().copied()), positives / n.max(1) as f64)
 }
 
 /// Fit the estimator on labelled reference rows: the positive-class probability and whether
-/// each row is positive (and predicted positive: `p >= 0.5` unless the model says otherwise).
-/// `None` without both classes.
+/// each row is positive and predicted positive. `None` without both classes.
 pub fn fit(reference: &str, positive: &str, p: &[f64], is_pos: &[bool], predicted: &[bool]) -> Option<Estimator> {
+    let y: Vec<f64> = is_pos.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
+    fit_calibrating(reference, positive, p, is_pos, predicted, needs_calibration(p, &y))
+}
+
+/// [`fit`] with the calibration decision given.
+pub fn fit_calibrating(
+    reference: &str,
+    positive: &str,
+    p: &[f64],
+    is_pos: &[bool],
+    predicted: &[bool],
+    calibrate: bool,
+) -> Option<Estimator> {
     let auc = performance::auc(p, is_pos)?;
     let y: Vec<f64> = is_pos.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect();
-    let (knots, calibrated) = if needs_calibration(p, &y) { isotonic(p, &y) } else { (Vec::new(), Vec::new()) };
+    let (knots, calibrated) = if calibrate { isotonic(p, &y) } else { (Vec::new(), Vec::new()) };
     let correct = || is_pos.iter().zip(predicted).map(|(a, b)| if a == b { 1.0 } else { 0.0 });
     let (auc_std, positive_share) = auc_components(p, is_pos);
     Some(Estimator {
@@ -204,29 +247,32 @@ pub fn estimate(e: &Estimator, p: &[f64], predicted: &[bool]) -> Option<Estimate
     })
 }
 
-/// The expected ROC curve's area from sorted calibrated probabilities: at the threshold of each
-/// distinct value `t`, rows at or above it are predicted positive and each row counts as `q`
-/// positive and `1 - q` negative.
+/// The expected ROC curve's area (nannyml's `estimate_roc_auc`) from calibrated probabilities
+/// sorted ascending: one curve point per row, highest first; each row counts as `q` of a true
+/// positive and `1 − q` of a false one; the cumulative counts rounded to 5 decimals (part of
+/// nannyml's result), normalised, integrated by the trapezoid rule.
 fn estimated_auc(sorted: &[f64]) -> Option<f64> {
-    let total_pos: f64 = sorted.iter().sum();
-    let total_neg = sorted.len() as f64 - total_pos;
-    if total_pos <= 0.0 || total_neg <= 0.0 {
+    let round = |x: f64| (x * 1e5).round_ties_even() / 1e5;
+    let mut tps = Vec::with_capacity(sorted.len() + 1);
+    let mut fps = Vec::with_capacity(sorted.len() + 1);
+    tps.push(0.0);
+    fps.push(0.0);
+    let mut tp = 0.0;
+    for (i, q) in sorted.iter().rev().enumerate() {
+        tp += q;
+        tps.push(round(tp));
+        fps.push(round(1.0 + i as f64 - tp));
+    }
+    let (total_tp, total_fp) = (*tps.last()?, *fps.last()?);
+    if total_tp <= 0.0 || total_fp <= 0.0 {
         return None;
     }
-    // Walk thresholds from the highest down: (fpr, tpr) points from (0, 0) to (1, 1).
-    let (mut tp, mut fp) = (0.0, 0.0);
-    let mut points = vec![(0.0, 0.0)];
-    let mut i = sorted.len();
-    while i > 0 {
-        let t = sorted[i - 1];
-        while i > 0 && sorted[i - 1].total_cmp(&t) == Ordering::Equal {
-            tp += sorted[i - 1];
-            fp += 1.0 - sorted[i - 1];
-            i -= 1;
-        }
-        points.push((fp / total_neg, tp / total_pos));
+    let mut area = 0.0;
+    for k in 0..tps.len() - 1 {
+        let (f0, f1) = (fps[k] / total_fp, fps[k + 1] / total_fp);
+        let (t0, t1) = (tps[k] / total_tp, tps[k + 1] / total_tp);
+        area += (f1 - f0) * (t1 + t0) / 2.0;
     }
-    let area = points.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum();
     Some(area)
 }
 

@@ -154,7 +154,7 @@ pub fn profile(frame: &Frame, options: &ProfileOptions) -> Profile {
             column_profile(c, role, options.kinds.get(&c.name).copied(), options)
         })
         .collect();
-    Profile { rows: frame.rows as u64, columns, withheld: Vec::new(), estimator: None }
+    Profile { rows: frame.rows as u64, columns, withheld: Vec::new(), estimator: None, tree_covers: Vec::new() }
 }
 
 #[cfg(test)]

@@ -398,6 +398,7 @@ mod tests {
             ],
             withheld: Vec::new(),
             estimator: None,
+            tree_covers: Vec::new(),
         }
     }
 

@@ -7,6 +7,7 @@ use kairo_monitor::cbpe::{self, Estimator};
 use kairo_monitor::frame::Frame;
 use kairo_monitor::performance;
 use kairo_monitor::profile::{self, Profile, ProfileOptions, Role, Source};
+use kairo_runtime::explain::Explainer;
 use kairo_runtime::{DType, Model};
 
 use kairo_core::privacy::{self, Key, Policy, PrivacySpec};
@@ -98,9 +99,10 @@ pub fn build(
         redact(&mut p, &frame, spec, key);
     }
     match predictions(model, bytes, label, target.as_deref().unwrap_or("")) {
-        Ok((columns, estimator)) => {
+        Ok((columns, estimator, covers)) => {
             p.columns.extend(columns);
             p.estimator = estimator;
+            p.tree_covers = covers;
         }
         Err(e) => notes.push(format!("no prediction reference: {e}")),
     }
@@ -170,18 +172,26 @@ pub fn estimator(predicted: &holdout::Predictions, table: &Table, target: &str, 
 
 /// The model's outputs on the training data as profile columns: `prediction` (the label or
 /// the value) and, for a binary classifier, `prediction.score` (the positive class's
-/// probability), and its estimator fitted on the training data (a holdout, when the model has
-/// one, replaces it: see `register`).
+/// probability); its estimator fitted on the training data (a holdout, when the model has
+/// one, replaces it: see `register`); a tree ensemble's covers.
 fn predictions(
     model: &Model,
     bytes: &[u8],
     label: &str,
     target: &str,
-) -> Result<(Vec<profile::ColumnProfile>, Option<Estimator>)> {
+) -> Result<(Vec<profile::ColumnProfile>, Option<Estimator>, Vec<Vec<f64>>)> {
     let mut table = Table::parse(bytes, label)?;
     table.rows.truncate(MAX_PREDICTED_ROWS);
     let predicted = holdout::predict(model, &table, target)?;
     let estimator = estimator(&predicted, &table, target, "training data");
+    let covers = match model.tree_explainer() {
+        Some(e) => {
+            let mut e = e.clone();
+            let inputs = holdout::inputs(model, &table, target, 0, table.rows.len())?;
+            e.set_covers_from(&inputs).map(|()| e.covers()).unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
     let sig = model.signature();
     let (label_ix, prob_ix) = holdout::output_roles(sig);
     let output = |ix: usize, index: Option<usize>| Source {
@@ -205,5 +215,27 @@ fn predictions(
         c.source = Some(output(0, None));
         columns.push(c);
     }
-    Ok((columns, estimator))
+    Ok((columns, estimator, covers))
+}
+
+/// The explainer contributions of `model` come from: its own explanation data (`kairo
+/// train`), else its tree ensemble with the covers the profile recorded, its features named
+/// as the profile names them. `None` for other models, or trees registered without data.
+pub fn explainer(model: &Model, profile: Option<&Profile>) -> Option<Explainer> {
+    if let Some(json) = model.metadata(kairo_runtime::explain::METADATA_KEY) {
+        return Explainer::from_metadata(json).ok();
+    }
+    let profile = profile.filter(|p| !p.tree_covers.is_empty())?;
+    let mut e = model.tree_explainer()?.clone().with_covers(&profile.tree_covers).ok()?;
+    for f in &mut e.features {
+        let named = profile.columns.iter().find(|c| {
+            c.source
+                .as_ref()
+                .is_some_and(|s| s.side == "inputs" && Some(&s.tensor) == f.input.as_ref() && s.index == f.index)
+        });
+        if let Some(c) = named {
+            f.name = c.name.clone();
+        }
+    }
+    Some(e)
 }

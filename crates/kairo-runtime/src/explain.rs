@@ -76,6 +76,12 @@ pub struct Encoding {
     /// Categorical: the one-hot categories.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
+    /// A column of a `[N, F]` input (`index` of tensor `input`), rather than an input of its
+    /// own named `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
 }
 
 /// A tree node with its value per target (leaves and splits alike).
@@ -212,6 +218,43 @@ impl Explainer {
         }
     }
 
+    /// Record each node's cover from the rows of `inputs` (the training data, as a request
+    /// would carry it).
+    pub fn set_covers_from(&mut self, inputs: &HashMap<String, Tensor>) -> Result<(), ExplainError> {
+        let scaled = matches!(self.scorer, Scorer::Linear { scaled: true, .. });
+        let (x, width, _, _) = self.design(inputs, scaled)?;
+        self.set_covers(&x, width);
+        Ok(())
+    }
+
+    /// Each tree's node covers (empty for a linear scorer or trees without covers).
+    pub fn covers(&self) -> Vec<Vec<f64>> {
+        match &self.scorer {
+            Scorer::Trees { trees, .. } if self.method() == Method::TreeShap => {
+                trees.iter().map(|t| t.iter().map(|n| n.cover.unwrap_or(0.0)).collect()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Take covers recorded earlier ([`Explainer::covers`]); refused (and nothing changed)
+    /// unless they fit every tree and are positive.
+    pub fn with_covers(mut self, covers: &[Vec<f64>]) -> Result<Explainer, Inconsistency> {
+        if let Scorer::Trees { trees, .. } = &mut self.scorer {
+            let fits = covers.len() == trees.len() && trees.iter().zip(covers).all(|(t, c)| t.len() == c.len());
+            if !fits {
+                return Err(Inconsistency::Empty);
+            }
+            for (tree, c) in trees.iter_mut().zip(covers) {
+                for (node, cover) in tree.iter_mut().zip(c) {
+                    node.cover = Some(*cover);
+                }
+            }
+        }
+        self.check()?;
+        Ok(self)
+    }
+
     /// The names of the contribution columns: the features, then `bias`.
     pub fn columns(&self) -> Vec<String> {
         self.features.iter().map(|f| f.name.clone()).chain(["bias".to_string()]).collect()
@@ -229,23 +272,30 @@ impl Explainer {
             owner.extend(std::iter::repeat_n(i, w));
         }
         let width = owner.len();
+        let tensor_of = |f: &Encoding| f.input.as_ref().unwrap_or(&f.name).clone();
         let rows = self
             .features
             .first()
-            .and_then(|f| inputs.get(&f.name))
+            .and_then(|f| inputs.get(&tensor_of(f)))
             .map(|t| t.shape.first().copied().unwrap_or(0))
             .ok_or(ExplainError::NoInputs)?;
         let mut x = vec![0.0; rows * width];
         let mut offset = 0;
         for f in &self.features {
-            let t = inputs.get(&f.name).ok_or_else(|| ExplainError::MissingInput(f.name.clone()))?;
-            if t.data.len() != rows {
-                return Err(ExplainError::RowCount { name: f.name.clone(), values: t.data.len(), rows });
+            let name = tensor_of(f);
+            let t = inputs.get(&name).ok_or_else(|| ExplainError::MissingInput(name.clone()))?;
+            // One value per row, or for a column of a `[N, F]` input, F per row.
+            let (stride, at) = match f.index {
+                Some(i) => (t.shape.get(1).copied().unwrap_or(1), i),
+                None => (1, 0),
+            };
+            if t.data.len() != rows.saturating_mul(stride) || at >= stride {
+                return Err(ExplainError::RowCount { name, values: t.data.len(), rows });
             }
             if f.categories.is_empty() {
                 let (mean, std) = (f.mean.unwrap_or(0.0), f.std.unwrap_or(1.0));
                 for r in 0..rows {
-                    let v = t.data.f64_at(r).filter(|v| !v.is_nan()).unwrap_or(mean);
+                    let v = t.data.f64_at(r * stride + at).filter(|v| !v.is_nan()).unwrap_or(mean);
                     let v = f64::from(v as f32);
                     x[r * width + offset] = if scaled { (v - mean) / std } else { v };
                 }
@@ -267,6 +317,13 @@ impl Explainer {
 
     /// Contributions `[rows, targets, features + 1]` (the last column is the bias).
     pub fn contributions(&self, inputs: &HashMap<String, Tensor>) -> Result<Tensor, ExplainError> {
+        let (values, rows) = self.contribution_values(inputs)?;
+        let shape = vec![rows, self.targets, self.features.len() + 1];
+        Ok(Tensor::new(shape, Data::F32(values.into_iter().map(|v| v as f32).collect()))?)
+    }
+
+    /// [`Explainer::contributions`] in full precision, row-major, with the row count.
+    pub fn contribution_values(&self, inputs: &HashMap<String, Tensor>) -> Result<(Vec<f64>, usize), ExplainError> {
         let n_features = self.features.len();
         let cols = n_features + 1;
         let t = self.targets;
@@ -328,7 +385,7 @@ impl Explainer {
                 }
             }
         }
-        Ok(Tensor::new(vec![rows, t, cols], Data::F32(out.into_iter().map(|v| v as f32).collect()))?)
+        Ok((out, rows))
     }
 }
 

@@ -12,6 +12,7 @@ mod lower;
 #[cfg(feature = "ort")]
 mod ort_backend;
 mod tensor;
+mod tree_explain;
 mod trees;
 
 use std::collections::HashMap;
@@ -59,6 +60,8 @@ pub struct Model {
     op_types: Vec<String>,
     /// The model's metadata properties (key, value).
     metadata: Vec<(String, String)>,
+    /// For a tree ensemble over one float input: its explainer, without covers.
+    tree_explainer: Option<explain::Explainer>,
 }
 
 impl std::fmt::Debug for Model {
@@ -80,6 +83,13 @@ impl Model {
         let accepts_nan = op_types.iter().any(|op| NAN_AWARE_OPS.contains(&op.as_str()));
         let metadata: Vec<(String, String)> =
             proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
+        // A tree ensemble's explainer, read before lowering rewrites the ensemble (models that
+        // carry their own explanation data use that).
+        let tree_explainer = if metadata.iter().any(|(k, _)| k == explain::METADATA_KEY) {
+            None
+        } else {
+            tree_explain::from_graph(graph)
+        };
 
         let lowered = lower::lower(&mut proto).map_err(|e| RuntimeError::Load(e.to_string()))?;
         let mut onnx = tract_onnx::onnx();
@@ -104,6 +114,7 @@ impl Model {
                         accepts_nan,
                         op_types,
                         metadata,
+                        tree_explainer,
                     }),
                     Err(e) => Err(RuntimeError::Load(format!(
                         "the model uses operators tract does not support ({}), and ONNX Runtime could not take it: {e}",
@@ -159,7 +170,13 @@ impl Model {
             inputs: inputs.into_iter().map(|(name, dtype, shape)| TensorSpec { name, dtype, shape }).collect(),
             outputs,
         };
-        Ok(Model { backend: Backend::Tract(plan), signature, lowered, accepts_nan, op_types, metadata })
+        Ok(Model { backend: Backend::Tract(plan), signature, lowered, accepts_nan, op_types, metadata, tree_explainer })
+    }
+
+    /// The explainer of the model's tree ensemble (skl2onnx's trees, forests, boosting), when
+    /// it is one and carries no explanation data of its own; it has no covers until given some.
+    pub fn tree_explainer(&self) -> Option<&explain::Explainer> {
+        self.tree_explainer.as_ref()
     }
 
     pub fn signature(&self) -> &Signature {

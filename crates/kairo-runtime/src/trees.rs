@@ -146,15 +146,15 @@ impl Forest {
     }
 }
 
-fn ints<'a>(node: &'a NodeProto, name: &str) -> &'a [i64] {
+pub(crate) fn ints<'a>(node: &'a NodeProto, name: &str) -> &'a [i64] {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.as_slice()).unwrap_or(&[])
 }
 
-fn floats<'a>(node: &'a NodeProto, name: &str) -> &'a [f32] {
+pub(crate) fn floats<'a>(node: &'a NodeProto, name: &str) -> &'a [f32] {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.floats.as_slice()).unwrap_or(&[])
 }
 
-fn strings(node: &NodeProto, name: &str) -> Vec<String> {
+pub(crate) fn strings(node: &NodeProto, name: &str) -> Vec<String> {
     node.attribute
         .iter()
         .find(|a| a.name == name)
@@ -162,11 +162,11 @@ fn strings(node: &NodeProto, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn int(node: &NodeProto, name: &str) -> Option<i64> {
+pub(crate) fn int(node: &NodeProto, name: &str) -> Option<i64> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
 }
 
-fn string(node: &NodeProto, name: &str) -> Option<String> {
+pub(crate) fn string(node: &NodeProto, name: &str) -> Option<String> {
     node.attribute.iter().find(|a| a.name == name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
 }
 

@@ -345,15 +345,13 @@ impl Endpoints {
             .await
             .map_err(|e| EndpointError::Task { name: name.to_string(), version, message: e.to_string() })??;
         let metadata = metadata_json(name, version, &model);
+        let profile = artifact.profile.as_ref().and_then(|p| p.current());
         // Explanation data that does not hold together is ignored: the model serves, without
         // contributions.
-        let explainer = model
-            .metadata(kairo_runtime::explain::METADATA_KEY)
-            .and_then(|j| kairo_runtime::explain::Explainer::from_metadata(j).ok());
+        let explainer = kairo_registry::profile::explainer(&model, profile);
         // kairo.yaml as it is now: a policy edited since the start applies to the next version loaded.
         let config = self.project.current_config().unwrap_or_else(|_| self.project.config().clone());
         let (spec, key) = kairo_data::Project::privacy(&config, name);
-        let profile = artifact.profile.as_ref().and_then(|p| p.current());
         let redactor = crate::privacy::Redactor::compile(name, &spec, model.signature(), profile, key)
             .map_err(|message| EndpointError::Privacy { name: name.to_string(), version, message })?;
         let loaded = Arc::new(Loaded { name: name.to_string(), version, model, metadata, explainer, redactor });

@@ -583,7 +583,7 @@ async fn infer_oip(
         (true, Some(_)) => Some(request.inputs.clone()),
         (true, None) => {
             return Err(RequestError::Parameter(format!(
-                "model '{name}' version {} has no contribution data (models written by `kairo train` have it)",
+                "model '{name}' version {} has no contribution data (models written by `kairo train` have it; a tree ensemble gets it when registered with --profile-data)",
                 loaded.version
             )))
         }

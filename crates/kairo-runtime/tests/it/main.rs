@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod treeshap;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -301,6 +301,37 @@ fn served_contributions_add_up_to_the_score() {
     );
     assert_eq!(status, 400);
     assert!(r["error"].as_str().unwrap().contains("no contribution data"), "{r}");
+    assert!(r["error"].as_str().unwrap().contains("--profile-data"), "{r}");
+    serve.stop();
+
+    // The same forest registered with its training data: exact TreeSHAP, features named as
+    // the data names them, adding up to the positive class's probability.
+    let mut g = crate::monitoring::Lcg(5);
+    repo.write("train20.csv", crate::monitoring::training_csv(&mut g, 300));
+    let fixture = fixture.to_str().unwrap();
+    let args =
+        ["models", "register", "forest", "--file", fixture, "--profile-data", "train20.csv", "--target", "label"];
+    repo.kairo(&args).assert().success();
+    let serve = crate::serving::Serve::start(&repo, &["forest"]);
+    let row: Vec<f32> = (0..20).map(|i| (i as f32 - 10.0) / 7.0).collect();
+    let (status, r) = serve.post(
+        "/v2/models/forest/infer",
+        &serde_json::json!({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": row}],
+                            "parameters": {"contributions": true}}),
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["parameters"]["contribution_method"], "treeshap", "{r}");
+    let output = |n: &str| r["outputs"].as_array().unwrap().iter().find(|o| o["name"] == n).cloned().unwrap();
+    let names = output("contribution_names")["data"].clone();
+    assert_eq!(names[0], "f0", "{names}");
+    assert_eq!(names[20], "bias");
+    let c: Vec<f64> = output("contributions")["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(c.len(), 2 * 21, "two classes × (20 features + bias)");
+    let p: Vec<f64> = output("probabilities")["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for k in 0..2 {
+        let sum: f64 = c[k * 21..(k + 1) * 21].iter().sum();
+        assert!((sum - p[k]).abs() < 1e-4, "class {k}: {sum} vs {}", p[k]);
+    }
     serve.stop();
 }
 
