@@ -272,6 +272,34 @@ pub struct ModelPolicy {
     /// `{bucket: [...]}`), applied before a row is queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<crate::privacy::PrivacySpec>,
+    /// What the model card says of the model that data cannot: its use and limits, its
+    /// owners; and the holdout columns it reports per slice and judges fairness by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<CardSpec>,
+}
+
+/// The `card:` section of a model in kairo.yaml (`kairo models card`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intended_use: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limitations: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ethical_considerations: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// Holdout columns to report the model's quality per group of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<String>,
+    /// Holdout columns that are sensitive attributes: a fairness table for each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
 }
 
 /// "Beats the champion by at least `by` on `metric`, both evaluated on the holdout."
@@ -292,6 +320,23 @@ pub struct Holdout {
 }
 
 impl ModelPolicy {
+    /// Holdout columns that describe rows rather than feed the model: the card's slices and
+    /// sensitive attributes and the columns fairness gates name (`METRIC(COLUMN)`). Holdout
+    /// evaluation leaves them out of the model's inputs (unless it takes them by name).
+    pub fn attribute_columns(&self) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.card.iter().flat_map(|c| c.slices.iter().chain(&c.sensitive)).cloned().collect();
+        for gate in &self.gates {
+            let metric = gate.split(['<', '>', '=']).next().unwrap_or("").trim();
+            if let Some(column) = metric.split_once('(').and_then(|(_, rest)| rest.strip_suffix(')')) {
+                out.push(column.to_string());
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Whether the policy guards anything: gates, a champion comparison or an approval.
     pub fn guards(&self) -> bool {
         !self.gates.is_empty() || self.beat_champion.is_some() || self.approval == Approval::Required

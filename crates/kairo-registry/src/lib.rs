@@ -331,8 +331,12 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
     // Permutation importance on the model's holdout, when kairo.yaml names one; and the
     // performance estimator calibrated on it (held-out rows, not the ones the model learned).
     let mut profile = profile;
-    let importance = match project.config().models.get(&req.name).and_then(|p| p.holdout.clone()) {
+    let policy = project.config().models.get(&req.name).cloned().unwrap_or_default();
+    let attributes = policy.attribute_columns();
+    let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
+    let importance = match policy.holdout.clone() {
         Some(h) => match holdout::Table::read(&project.abs(&h.path)).and_then(|t| {
+            let t = without_columns(&model, &t, &attributes);
             if let Some(ReferenceProfile::Current(p)) = profile.as_mut() {
                 if let Ok(predicted) = holdout::predict(&model, &t, &h.target) {
                     let reference = format!("holdout {}", h.path);
@@ -558,6 +562,8 @@ pub async fn evaluate_gates(
             })
             .as_ref()
     };
+    let attributes = policy.attribute_columns();
+    let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
     let unmeasured = |cond: &Condition, e: &dyn std::fmt::Display| GateResult {
         gate: cond.to_string(),
         passed: false,
@@ -591,7 +597,7 @@ pub async fn evaluate_gates(
                 None => match read_holdout() {
                     Ok(t) => {
                         let target = &policy.holdout.as_ref().map(|h| h.target.clone()).unwrap_or_default();
-                        evaluate_metric(&model, t, target, m).map(|v| (v, "holdout"))
+                        evaluate_metric(&model, t, target, m, &attributes).map(|v| (v, "holdout"))
                     }
                     Err(e) => {
                         results.push(unmeasured(&cond, e));
@@ -623,8 +629,8 @@ pub async fn evaluate_gates(
                         &version_bytes(project, &champion_art)?,
                         &format!("model '{name}' version {champion}"),
                     )?;
-                    let ours = evaluate_metric(&model, table, &target, &beat.metric);
-                    let theirs = evaluate_metric(&champion_model, table, &target, &beat.metric);
+                    let ours = evaluate_metric(&model, table, &target, &beat.metric, &attributes);
+                    let theirs = evaluate_metric(&champion_model, table, &target, &beat.metric, &attributes);
                     match (ours, theirs) {
                         (Ok(a), Ok(b)) => {
                             let gain = if holdout::higher_is_better(&beat.metric) { a - b } else { b - a };
@@ -656,10 +662,44 @@ pub async fn evaluate_gates(
     Ok(results)
 }
 
-/// A fairness metric of the model's decisions on the holdout across the groups of `column`
-/// (a column of the holdout; left out of the model's inputs unless the model takes it by
-/// name). Binary classifiers only: the positive class is the larger label.
+/// A fairness metric of the model's decisions on the holdout across the groups of `column`.
 fn evaluate_fairness(model: &Model, table: &holdout::Table, target: &str, metric: &str, column: &str) -> Result<f64> {
+    let f = holdout_fairness(model, table, target, column, metric)?;
+    f.value(metric).ok_or_else(|| {
+        RegistryError::Invalid(format!("{metric}({column}): undefined on this holdout (a group without both labels)"))
+    })
+}
+
+/// The holdout without `columns` the model does not take by name: a sensitive or slicing
+/// attribute is reported on, not fed to the model.
+pub fn without_columns(model: &Model, table: &holdout::Table, columns: &[&str]) -> holdout::Table {
+    let drop: Vec<usize> = columns
+        .iter()
+        .filter(|c| !model.signature().inputs.iter().any(|i| i.name == **c))
+        .filter_map(|c| table.column(c))
+        .collect();
+    holdout::Table {
+        columns: table.columns.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, c)| c.clone()).collect(),
+        rows: table
+            .rows
+            .iter()
+            .map(|r| r.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, v)| v.clone()).collect())
+            .collect(),
+    }
+}
+
+/// The fairness of the model's decisions on the holdout across the groups of `column` (a
+/// column of the holdout; left out of the model's inputs unless the model takes it by name).
+/// Binary classifiers only: the positive class is the larger label. `what` names the metric
+/// or table in errors.
+pub fn holdout_fairness(
+    model: &Model,
+    table: &holdout::Table,
+    target: &str,
+    column: &str,
+    what: &str,
+) -> Result<kairo_monitor::fairness::Fairness> {
+    let metric = what;
     let t = table.column(target).ok_or_else(|| RegistryError::NoHoldoutTarget(target.to_string()))?;
     let g = table.column(column).ok_or_else(|| {
         RegistryError::Invalid(format!(
@@ -668,19 +708,7 @@ fn evaluate_fairness(model: &Model, table: &holdout::Table, target: &str, metric
         ))
     })?;
     let groups: Vec<String> = table.rows.iter().map(|r| r[g].clone()).collect();
-    let by_name = model.signature().inputs.iter().any(|i| i.name == column);
-    let features = if by_name {
-        table.clone()
-    } else {
-        holdout::Table {
-            columns: table.columns.iter().enumerate().filter(|(i, _)| *i != g).map(|(_, c)| c.clone()).collect(),
-            rows: table
-                .rows
-                .iter()
-                .map(|r| r.iter().enumerate().filter(|(i, _)| *i != g).map(|(_, v)| v.clone()).collect())
-                .collect(),
-        }
-    };
+    let features = without_columns(model, table, &[column]);
     let predictions = holdout::predict(model, &features, target)?;
     let predicted = predictions.labels.ok_or_else(|| {
         RegistryError::Invalid(format!("{metric}: the model predicts no class labels (fairness is for classifiers)"))
@@ -704,17 +732,21 @@ fn evaluate_fairness(model: &Model, table: &holdout::Table, target: &str, metric
     let actual: Vec<bool> = truth.iter().map(|l| same(l)).collect();
     let decided: Vec<bool> = predicted.iter().map(|l| same(l)).collect();
     let group_refs: Vec<&str> = groups.iter().map(String::as_str).collect();
-    let f = kairo_monitor::fairness::fairness(&actual, &decided, &group_refs)
-        .map_err(|e| RegistryError::Invalid(format!("{metric}({column}): {e}")))?;
-    f.value(metric).ok_or_else(|| {
-        RegistryError::Invalid(format!("{metric}({column}): undefined on this holdout (a group without both labels)"))
-    })
+    kairo_monitor::fairness::fairness(&actual, &decided, &group_refs)
+        .map_err(|e| RegistryError::Invalid(format!("{metric}({column}): {e}")))
 }
 
-fn evaluate_metric(model: &Model, table: &holdout::Table, target: &str, metric: &str) -> Result<f64> {
+fn evaluate_metric(
+    model: &Model,
+    table: &holdout::Table,
+    target: &str,
+    metric: &str,
+    attributes: &[&str],
+) -> Result<f64> {
     if let Some((name, column)) = kairo_monitor::fairness::parse_metric(metric) {
         return evaluate_fairness(model, table, target, name, column);
     }
+    let table = &without_columns(model, table, attributes);
     let t = table.column(target).ok_or_else(|| RegistryError::NoHoldoutTarget(target.to_string()))?;
     let truth: Vec<String> = table.rows.iter().map(|r| r[t].clone()).collect();
     let predictions = holdout::predict(model, table, target)?;

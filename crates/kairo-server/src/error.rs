@@ -108,6 +108,16 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<kairo_card::CardError> for ApiError {
+    fn from(e: kairo_card::CardError) -> Self {
+        match e {
+            kairo_card::CardError::Registry(r) => r.into(),
+            kairo_card::CardError::Store(s) => s.into(),
+            other => ApiError { code: Code::Internal, message: other.to_string() },
+        }
+    }
+}
+
 impl From<kairo_registry::RegistryError> for ApiError {
     fn from(e: kairo_registry::RegistryError) -> Self {
         use kairo_registry::RegistryError as R;

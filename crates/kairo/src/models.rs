@@ -50,6 +50,10 @@ pub enum ModelsCommand {
     /// skopeo and `podman load` read; no container engine needed), a model directory for
     /// `kairo serve --model-dir` (`--out-dir`), Kubernetes and KServe manifests (`--k8s`).
     Package(PackageArgs),
+    /// A model card for a version: intended use and limits (`card:` in kairo.yaml), training
+    /// lineage, metrics with 95% intervals, slices and fairness on the holdout, importance,
+    /// gate evidence and approvals, monitoring status.
+    Card(CardArgs),
 }
 
 #[derive(Args)]
@@ -339,6 +343,7 @@ pub async fn run(cmd: ModelsCommand) -> CmdResult {
             predictions(&project, &md, name.as_deref().unwrap_or_default(), limit, json).await
         }
         ModelsCommand::Package(a) => package(&project, &md, a).await,
+        ModelsCommand::Card(a) => card(&project, &md, a).await,
     };
     md.close().await;
     result
@@ -414,7 +419,51 @@ async fn run_remote(remote: &Remote, cmd: ModelsCommand) -> CmdResult {
         ModelsCommand::Package(_) => Err(Failure::usage(
             "`kairo models package` reads the model from the store directly: run it where the project's store is, without KAIRO_SERVER",
         )),
+        ModelsCommand::Card(_) => Err(Failure::usage(
+            "`kairo models card` evaluates the holdout where the project is: run it there without KAIRO_SERVER, or open /models/NAME/card in the server's UI",
+        )),
     }
+}
+
+#[derive(Args)]
+pub struct CardArgs {
+    /// The version: NAME@ALIAS, NAME:VERSION, or NAME (its latest version).
+    pub model: String,
+    /// `md` (Markdown), `html` (a self-contained page) or `json` (the card's data).
+    #[arg(long, default_value = "md", value_parser = ["md", "html", "json"])]
+    pub format: String,
+    /// The card's language: `en` or `ja`.
+    #[arg(long, default_value = "en", value_parser = ["en", "ja"])]
+    pub lang: String,
+    /// Write the card to FILE (written aside, then renamed) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The card's data as JSON (the same as `--format json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn card(project: &Project, md: &Metadata, a: CardArgs) -> CmdResult {
+    let card = kairo_card::build(project, md, &a.model).await?;
+    let lang = kairo_card::Lang::parse(&a.lang).unwrap_or(kairo_card::Lang::En);
+    let format = if a.json { "json" } else { a.format.as_str() };
+    let text = match format {
+        "html" => kairo_card::render::html(&card, lang),
+        "json" => serde_json::to_string_pretty(&card)? + "\n",
+        _ => kairo_card::render::markdown(&card, lang),
+    };
+    match a.out {
+        Some(path) => {
+            let aside = path.with_extension("kairo-tmp");
+            std::fs::write(&aside, &text).and_then(|()| std::fs::rename(&aside, &path)).map_err(|e| {
+                let _ = std::fs::remove_file(&aside);
+                Failure::from(format!("cannot write {}: {e}", path.display()))
+            })?;
+            eprintln!("wrote the card of {} v{} to {}", card.name, card.version, path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(exit::OK)
 }
 
 #[derive(Args)]

@@ -91,6 +91,7 @@ pub fn routes() -> Router<AppState> {
         .route("/compare", get(compare_page))
         .route("/models", get(models_page))
         .route("/models/{name}", get(model_page))
+        .route("/models/{name}/card", get(card_page))
         .route("/approvals", get(approvals_page))
         .route("/deployments", get(deployments_page))
         .route("/deployments/{name}", get(deployment_page))
@@ -495,6 +496,29 @@ async fn model_page(
     let lang = lang(q.lang.as_deref(), &headers);
     let body = kairo_registry::describe::model(&s.md, &name).await.map_err(ApiError::from);
     render(lang, lang.text().model, "/models", body.map(|doc| models::one(lang, &doc, csrf(&s, &headers).as_deref())))
+}
+
+#[derive(serde::Deserialize)]
+struct CardQuery {
+    lang: Option<String>,
+    version: Option<i64>,
+}
+
+/// A version's model card (`kairo models card`): the latest version unless `?version=N`.
+async fn card_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<CardQuery>,
+) -> Response {
+    let lang = lang(q.lang.as_deref(), &headers);
+    let card_lang = if lang == Lang::Ja { kairo_card::Lang::Ja } else { kairo_card::Lang::En };
+    let target = match q.version {
+        Some(v) => format!("{name}:{v}"),
+        None => name.clone(),
+    };
+    let body = kairo_card::build(&s.project, &s.md, &target).await.map_err(ApiError::from);
+    render(lang, lang.text().model_card, "/models", body.map(|card| kairo_card::render::html_body(&card, card_lang)))
 }
 
 /// Every pending promotion with its evidence.

@@ -158,7 +158,7 @@ pub fn one(lang: Lang, doc: &Value, csrf: Option<&str>) -> Markup {
                 } }
                 tbody { @for v in versions.iter().rev() {
                     tr {
-                        td { "v" (text(&v["version"])) }
+                        td { "v" (text(&v["version"])) " " a href={ "/models/" (urlencode(name)) "/card?version=" (text(&v["version"])) "&lang=" (lang.code()) } { (t.model_card) } }
                         td { @for a in v["aliases"].as_array().into_iter().flatten() { span.alias { (a.as_str().unwrap_or("")) } " " } }
                         td { (text(&v["created"])) }
                         td { (text(&v["created_by"])) }

@@ -87,6 +87,12 @@ try {
   const history = await page.locator('section[aria-labelledby=history-h]').textContent();
   check(history.includes('holdout and gates reviewed') && history.includes('bob'), 'the alias history records bob and why');
   await visit(page, 'model');
+  await page.getByRole('link', { name: 'Model card' }).first().click();
+  await page.waitForURL(/\/models\/clf\/card\?version=/);
+  check((await page.textContent('h1')).startsWith('Model card: clf v'), 'the model card from the model page');
+  check((await page.locator('main').textContent()).includes('Promotions and approvals'), 'with its promotions');
+  await visit(page, 'card');
+  await page.goBack();
   console.log('STEP approved');
   await nextLine();
 

@@ -6,6 +6,7 @@
 mod add_status;
 mod api_v1;
 mod auth;
+mod card;
 mod checkout;
 mod closed_loop;
 mod demo;
