@@ -176,6 +176,97 @@ pub fn apply_number(policy: &Policy, x: f64, key: Option<&Key>) -> Option<Value>
     }
 }
 
+/// A policy made ready for the serving path: [`apply_number`]'s result written as JSON straight
+/// into a buffer, with no `Value` and no string allocated per value (bucket labels are made
+/// once, here).
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    policy: Policy,
+    /// Each bucket's label as a JSON string, quotes included.
+    labels: Vec<Vec<u8>>,
+}
+
+impl Compiled {
+    pub fn new(policy: &Policy) -> Compiled {
+        let labels = match policy {
+            Policy::Bucket(edges) if !edges.is_empty() => {
+                let mut probes: Vec<f64> = vec![f64::NEG_INFINITY];
+                probes.extend(edges.iter().copied());
+                probes
+                    .iter()
+                    .map(|x| {
+                        let x = if x.is_finite() { *x } else { edges[0] - 1.0 };
+                        serde_json::to_vec(&bucket(edges, x)).unwrap_or_else(|_| b"null".to_vec())
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        Compiled { policy: policy.clone(), labels }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Write `apply_number(policy, x, key)` as JSON (`null` when dropped) to `out`.
+    pub fn write_number(&self, x: f64, key: Option<&Key>, out: &mut Vec<u8>) {
+        use std::io::Write;
+        // The number as a 32-bit float's shortest text, on the stack.
+        let text = |buf: &mut [u8; 48]| -> usize {
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{}", x as f32);
+            cursor.position() as usize
+        };
+        match &self.policy {
+            Policy::Keep => {
+                let _ = serde_json::to_writer(&mut *out, &serde_json::json!(x));
+            }
+            Policy::Drop => out.extend_from_slice(b"null"),
+            Policy::Hash => {
+                let Some(k) = key else {
+                    out.extend_from_slice(b"null");
+                    return;
+                };
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut buf = [0u8; 48];
+                let n = text(&mut buf);
+                let digest = blake3::keyed_hash(&k.0, &buf[..n]);
+                out.extend_from_slice(b"\"h:");
+                for b in &digest.as_bytes()[..8] {
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 15)]);
+                }
+                out.push(b'"');
+            }
+            Policy::Mask => {
+                // A number's text is ASCII: first and last character kept.
+                let mut buf = [0u8; 48];
+                let n = text(&mut buf);
+                out.push(b'"');
+                match n {
+                    0 => {}
+                    1 | 2 => out.extend(std::iter::repeat_n(b'*', n)),
+                    _ => {
+                        out.push(buf[0]);
+                        out.extend(std::iter::repeat_n(b'*', n - 2));
+                        out.push(buf[n - 1]);
+                    }
+                }
+                out.push(b'"');
+            }
+            Policy::Bucket(edges) => {
+                if !x.is_finite() || edges.is_empty() {
+                    out.extend_from_slice(b"null");
+                    return;
+                }
+                let at = edges.iter().position(|e| x < *e).unwrap_or(edges.len());
+                out.extend_from_slice(&self.labels[at]);
+            }
+        }
+    }
+}
+
 /// `policy` applied to one value; `None` when the value is dropped.
 pub fn apply(policy: &Policy, value: &Value, key: Option<&Key>) -> Option<Value> {
     if value.is_null() {
@@ -390,6 +481,36 @@ pub fn is_my_number(s: &str) -> bool {
     let r = sum % 11;
     let check = if r <= 1 { 0 } else { 11 - r };
     d[11] == check
+}
+
+#[cfg(test)]
+mod compiled_tests {
+    use super::*;
+
+    #[test]
+    fn the_serving_path_writes_what_apply_number_returns() {
+        let key = Key::from_secret("k");
+        let policies = [
+            Policy::Keep,
+            Policy::Drop,
+            Policy::Hash,
+            Policy::Mask,
+            Policy::Bucket(vec![18.0, 30.0, 50.0, 70.0]),
+            Policy::Bucket(vec![0.5]),
+        ];
+        let numbers = [0.0, -1.5, 7.0, 17.999, 18.0, 29.0, 49.5, 70.0, 1e9, 731953.25, 0.1, f64::NAN, f64::INFINITY];
+        for p in &policies {
+            let c = Compiled::new(p);
+            for x in numbers {
+                for key in [Some(&key), None] {
+                    let mut got = Vec::new();
+                    c.write_number(x, key, &mut got);
+                    let want = serde_json::to_vec(&apply_number(p, x, key).unwrap_or(Value::Null)).unwrap();
+                    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "{p:?} {x}");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

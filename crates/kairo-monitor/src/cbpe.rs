@@ -25,7 +25,9 @@
 
 pub use kairo_core::profile::Estimator;
 
+use crate::frame::{Frame, Values};
 use crate::performance;
+use crate::MonitorError;
 
 /// Isotonic (non-decreasing) regression of `y` on `x`, as knots: the distinct `x` (sorted) and
 /// the fitted value at each. Linear between knots and clipped outside, like scikit-learn's.
@@ -236,7 +238,8 @@ pub fn estimate(e: &Estimator, p: &[f64], predicted: &[bool]) -> Option<Estimate
     let mut q: Vec<f64> = p.iter().map(|&p| calibrate(&e.knots, &e.calibrated, p)).collect();
     let n = q.len() as f64;
     let accuracy = q.iter().zip(predicted).map(|(&q, &pos)| if pos { q } else { 1.0 - q }).sum::<f64>() / n;
-    q.sort_by(f64::total_cmp);
+    // Equal values are interchangeable here: an unstable sort gives the same sums.
+    q.sort_unstable_by(f64::total_cmp);
     let auc = estimated_auc(&q);
     Some(Estimate {
         rows: p.len() as u64,
@@ -274,6 +277,285 @@ fn estimated_auc(sorted: &[f64]) -> Option<f64> {
         area += (f1 - f0) * (t1 + t0) / 2.0;
     }
     Some(area)
+}
+
+/// The bounds an estimate is judged against: the reference's realised metric over chunks of
+/// the same size, mean ± 3 standard deviations, within [0, 1] (nannyml's thresholds).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Thresholds {
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// `[start, end)` of each chunk of `size` rows over `n`: full chunks, then the rest as a last,
+/// shorter one (nannyml's `SizeBasedChunker(incomplete="keep")`).
+pub fn chunks(n: usize, size: usize) -> Vec<(usize, usize)> {
+    let size = size.max(1);
+    (0..n).step_by(size).map(|start| (start, (start + size).min(n))).collect()
+}
+
+fn thresholds(values: &[f64]) -> Option<Thresholds> {
+    let values: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let sd = std(values.iter().copied());
+    Some(Thresholds { lower: (mean - 3.0 * sd).max(0.0), upper: (mean + 3.0 * sd).min(1.0) })
+}
+
+/// Thresholds for accuracy and AUC from labelled reference rows cut in chunks of `size`.
+pub fn reference_thresholds(
+    p: &[f64],
+    is_pos: &[bool],
+    predicted: &[bool],
+    size: usize,
+) -> (Option<Thresholds>, Option<Thresholds>) {
+    let (mut acc, mut auc) = (Vec::new(), Vec::new());
+    for (a, b) in chunks(p.len(), size) {
+        let right = (a..b).filter(|&i| is_pos[i] == predicted[i]).count();
+        acc.push(right as f64 / (b - a) as f64);
+        auc.push(performance::auc(&p[a..b], &is_pos[a..b]).unwrap_or(f64::NAN));
+    }
+    (thresholds(&acc), thresholds(&auc))
+}
+
+/// One chunk of a file's estimate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Chunk {
+    /// Rows `[start, end)` of the current data.
+    pub start: usize,
+    pub end: usize,
+    pub estimate: Estimate,
+    /// The confidence band, estimate ± 3 sampling errors within [0, 1].
+    pub accuracy_band: (f64, f64),
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auc_band: Option<(f64, f64)>,
+    /// Outside the reference's thresholds.
+    pub accuracy_alert: bool,
+    pub auc_alert: bool,
+    /// Realised values, when the current data has labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realised_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realised_auc: Option<f64>,
+}
+
+/// Estimate chunks of current rows (raw probabilities, predictions and, when known, labels)
+/// with an estimator and the reference's thresholds.
+pub fn estimate_chunks(
+    e: &Estimator,
+    p: &[f64],
+    predicted: &[bool],
+    labels: Option<&[bool]>,
+    size: usize,
+    thresholds: (Option<Thresholds>, Option<Thresholds>),
+) -> Vec<Chunk> {
+    let band = |x: f64, se: f64| ((x - 3.0 * se).max(0.0), (x + 3.0 * se).min(1.0));
+    let outside = |x: f64, t: Option<Thresholds>| t.is_some_and(|t| x < t.lower || x > t.upper);
+    use rayon::prelude::*;
+    chunks(p.len(), size)
+        .into_par_iter()
+        .filter_map(|(a, b)| {
+            let est = estimate(e, &p[a..b], &predicted[a..b])?;
+            let realised_accuracy =
+                labels.map(|l| (a..b).filter(|&i| l[i] == predicted[i]).count() as f64 / (b - a) as f64);
+            let realised_auc = labels.and_then(|l| performance::auc(&p[a..b], &l[a..b]));
+            Some(Chunk {
+                start: a,
+                end: b,
+                accuracy_band: band(est.accuracy, est.accuracy_error),
+                auc_band: est.auc.map(|x| band(x, est.auc_error)),
+                accuracy_alert: outside(est.accuracy, thresholds.0),
+                auc_alert: est.auc.is_some_and(|x| outside(x, thresholds.1)),
+                estimate: est,
+                realised_accuracy,
+                realised_auc,
+            })
+        })
+        .collect()
+}
+
+/// Where a file's scores, labels and predictions are.
+pub struct Columns<'a> {
+    /// The positive class's probability.
+    pub score: &'a str,
+    /// The label (needed in the reference; used in the current data when present).
+    pub label: &'a str,
+    /// The predicted label; without it a row is predicted positive at `score >= threshold`.
+    pub prediction: Option<&'a str>,
+    pub threshold: f64,
+}
+
+/// A CBPE run over two files.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FileEstimate {
+    /// The fitted estimator (its calibration knots are not printed).
+    #[serde(skip)]
+    pub estimator: Estimator,
+    pub positive: String,
+    pub reference_rows: u64,
+    /// The realised metrics on the reference.
+    pub reference_accuracy: f64,
+    pub reference_auc: f64,
+    pub calibrated: bool,
+    pub accuracy_thresholds: Option<Thresholds>,
+    pub auc_thresholds: Option<Thresholds>,
+    pub chunk_size: usize,
+    pub rows: usize,
+    pub chunks: Vec<Chunk>,
+}
+
+/// A column's values as text labels (numbers written as `1`, not `1.0`).
+fn label_texts(frame: &Frame, name: &str) -> Option<Vec<Option<String>>> {
+    let c = frame.column(name)?;
+    Some(match &c.values {
+        Values::Numeric(v) => v.iter().map(|x| x.is_finite().then(|| crate::profile::number_text(*x))).collect(),
+        Values::Categorical { codes, dictionary } => {
+            codes.iter().map(|k| dictionary.get(*k as usize).map(|s| performance::normalise_label(s))).collect()
+        }
+    })
+}
+
+/// Which class each row of a label column holds: `Some(true)` for `positive`, `Some(false)`
+/// for `negative`, `None` for anything else (missing included). Numbers are compared as
+/// numbers and categories once per dictionary entry, never as a string per row.
+fn classes_of(frame: &Frame, name: &str, negative: &str, positive: &str) -> Option<Vec<Option<bool>>> {
+    let c = frame.column(name)?;
+    let class = |t: &str| {
+        let t = performance::normalise_label(t);
+        if t == positive {
+            Some(true)
+        } else if t == negative {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    Some(match &c.values {
+        Values::Numeric(v) => {
+            let (pos, neg) = (positive.parse::<f64>().ok(), negative.parse::<f64>().ok());
+            v.iter()
+                .map(|x| match (pos, neg) {
+                    (Some(p), _) if *x == p => Some(true),
+                    (_, Some(n)) if *x == n => Some(false),
+                    _ if x.is_finite() => class(&crate::profile::number_text(*x)),
+                    _ => None,
+                })
+                .collect()
+        }
+        Values::Categorical { codes, dictionary } => {
+            let by_code: Vec<Option<bool>> = dictionary.iter().map(|d| class(d)).collect();
+            codes.iter().map(|k| by_code.get(*k as usize).copied().flatten()).collect()
+        }
+    })
+}
+
+/// Fit on `reference` (labelled) and estimate `current` in chunks of `chunk_size` rows.
+pub fn estimate_files(
+    reference: (&Frame, &str),
+    current: (&Frame, &str),
+    c: &Columns<'_>,
+    chunk_size: usize,
+) -> Result<FileEstimate, MonitorError> {
+    let bad = |m: String| MonitorError::Estimate(m);
+    let column_names = |f: &Frame| f.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+    let scores = |(f, label): (&Frame, &str)| -> Result<Vec<f64>, MonitorError> {
+        let col = f.column(c.score).ok_or_else(|| {
+            bad(format!(
+                "{label}: no score column `{}` (its columns: {}); name it with --score",
+                c.score,
+                column_names(f)
+            ))
+        })?;
+        let Values::Numeric(v) = &col.values else {
+            return Err(bad(format!(
+                "{label}: column `{}` is not numeric: --score names the positive class's probability",
+                c.score
+            )));
+        };
+        if let Some((row, x)) = v.iter().enumerate().find(|(_, x)| !(0.0..=1.0).contains(*x)) {
+            return Err(bad(format!(
+                "{label}: row {}: score {x} is not a probability in [0, 1] (a missing score cannot be estimated on either)",
+                row + 2
+            )));
+        }
+        Ok(v.clone())
+    };
+    let p_ref = scores(reference)?;
+    let p_cur = scores(current)?;
+    let truth = label_texts(reference.0, c.label).ok_or_else(|| {
+        bad(format!(
+            "{}: no label column `{}` (its columns: {}); name it with --label",
+            reference.1,
+            c.label,
+            column_names(reference.0)
+        ))
+    })?;
+    if let Some(row) = truth.iter().position(Option::is_none) {
+        return Err(bad(format!(
+            "{}: row {}: the label is missing; the reference must be labelled",
+            reference.1,
+            row + 2
+        )));
+    }
+    let truth: Vec<String> = truth.into_iter().flatten().collect();
+    let classes = performance::classes(&truth, &[]);
+    let [negative, positive] = classes.as_slice() else {
+        return Err(bad(format!(
+            "{}: label `{}` has {} classes ({}); CBPE estimates binary classifiers",
+            reference.1,
+            c.label,
+            classes.len(),
+            classes.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let predicted = |(f, label): (&Frame, &str), p: &[f64]| -> Result<Vec<bool>, MonitorError> {
+        match c.prediction {
+            None => Ok(p.iter().map(|x| *x >= c.threshold).collect()),
+            Some(name) => {
+                let classes = classes_of(f, name, negative, positive).ok_or_else(|| {
+                    bad(format!("{label}: no prediction column `{name}` (its columns: {})", column_names(f)))
+                })?;
+                classes
+                    .iter()
+                    .enumerate()
+                    .map(|(row, c)| {
+                        c.ok_or_else(|| {
+                            let value = label_texts(f, name).and_then(|t| t[row].clone()).unwrap_or_default();
+                            bad(format!(
+                                "{label}: row {}: prediction {value:?} is neither class of the reference ({negative}, {positive})",
+                                row + 2
+                            ))
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+    let yhat_ref = predicted(reference, &p_ref)?;
+    let yhat_cur = predicted(current, &p_cur)?;
+    let is_pos: Vec<bool> = truth.iter().map(|t| t == positive).collect();
+    let estimator = fit(reference.1, positive, &p_ref, &is_pos, &yhat_ref)
+        .ok_or_else(|| bad(format!("{}: the reference needs rows of both classes", reference.1)))?;
+    let thresholds = reference_thresholds(&p_ref, &is_pos, &yhat_ref, chunk_size);
+    let labels: Option<Vec<bool>> = classes_of(current.0, c.label, negative, positive)
+        .filter(|l| l.iter().all(Option::is_some))
+        .map(|l| l.into_iter().map(|c| c == Some(true)).collect());
+    let chunks = estimate_chunks(&estimator, &p_cur, &yhat_cur, labels.as_deref(), chunk_size, thresholds);
+    Ok(FileEstimate {
+        calibrated: !estimator.knots.is_empty(),
+        positive: estimator.positive.clone(),
+        reference_rows: estimator.rows,
+        reference_accuracy: estimator.accuracy,
+        reference_auc: estimator.auc,
+        estimator,
+        accuracy_thresholds: thresholds.0,
+        auc_thresholds: thresholds.1,
+        chunk_size,
+        rows: p_cur.len(),
+        chunks,
+    })
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub enum MonitorError {
     /// An alert rule's `when:` is not `METRIC OP NUMBER`.
     #[error("{0}")]
     Condition(String),
+    /// Data that cannot be estimated on: a missing column, a score that is not a probability,
+    /// labels that are not two classes. Names the file, the column and the fix.
+    #[error("{0}")]
+    Estimate(String),
 }
 
 pub type Result<T, E = MonitorError> = std::result::Result<T, E>;

@@ -59,7 +59,7 @@ pub struct Loaded {
     /// Contribution data, for models `kairo train` wrote.
     pub explainer: Option<kairo_runtime::explain::Explainer>,
     /// The model's privacy policy for the prediction log, resolved for this version.
-    pub redactor: Option<crate::privacy::Redactor>,
+    pub redactor: Option<Arc<crate::privacy::Redactor>>,
 }
 
 /// Which arm of a deployment answered.
@@ -354,6 +354,7 @@ impl Endpoints {
         let (spec, key) = kairo_data::Project::privacy(&config, name);
         let redactor = crate::privacy::Redactor::compile(name, &spec, model.signature(), profile, key)
             .map_err(|message| EndpointError::Privacy { name: name.to_string(), version, message })?;
+        let redactor = redactor.map(Arc::new);
         let loaded = Arc::new(Loaded { name: name.to_string(), version, model, metadata, explainer, redactor });
         lock(&self.cache).insert((name.to_string(), version), loaded.clone());
         Ok(loaded)

@@ -102,6 +102,20 @@ struct Inner {
 #[derive(Clone)]
 struct AppState(Arc<Inner>);
 
+/// Rows being redacted after their response (a privacy policy's work, off the response's path):
+/// shutdown waits for them before the log's last flush, so none is lost.
+static REDACTING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Let pending redactions finish (on this runtime, and on the other serving threads, which drain
+/// theirs at the same time); bounded, so a stuck task cannot hold shutdown.
+async fn drain_redactions() {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while REDACTING.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Serve until `shutdown` resolves; in-flight requests finish and the prediction log is flushed.
 pub async fn serve(
     project: &Project,
@@ -175,6 +189,7 @@ pub async fn serve(
         let listener = tokio::net::TcpListener::from_std(first)?;
         on_ready(bound, &served);
         let result = kairo_http::serve(listener, app, conn, connections, config.tls.clone(), shutdown).await;
+        drain_redactions().await;
         drop(state);
         writer.finish().await;
         // Stopped, not aborted: a write in flight finishes (aborting it would lose the rows
@@ -204,7 +219,9 @@ pub async fn serve(
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                kairo_http::serve(listener, app, conn, connections, tls, shutdown).await
+                let served = kairo_http::serve(listener, app, conn, connections, tls, shutdown).await;
+                drain_redactions().await;
+                served
             })
         })?;
         threads.push(thread);
@@ -470,12 +487,7 @@ impl Outcome<'_> {
             self.ep.observe_candidate(self.loaded.version, code < 500, elapsed);
         }
         if let Some((inputs, outputs)) = answered {
-            // Under a privacy policy the row leaves the request already redacted.
-            let (inputs, redacted) = match &self.loaded.redactor {
-                Some(r) => (Vec::new(), Some(r.rows(&inputs, predlog::Record::rows_of(&inputs)))),
-                None => (inputs, None),
-            };
-            self.state.0.log.log(predlog::Record {
+            let mut record = predlog::Record {
                 request_id: self.request_id,
                 time_ms: kairo_core::time::now_millis(),
                 model: self.ep.name.clone(),
@@ -485,8 +497,30 @@ impl Outcome<'_> {
                 status: code,
                 inputs,
                 outputs,
-                redacted,
-            });
+                redacted: None,
+            };
+            // Under a privacy policy the row is redacted before it is queued: the raw inputs
+            // are never queued. The work runs in a task of its own, after this response.
+            let Some(redactor) = self.loaded.redactor.clone() else {
+                self.state.0.log.log(record);
+                return;
+            };
+            let state = self.state.clone();
+            let redact = move || {
+                record.redacted = Some(redactor.rows(&record.inputs, predlog::Record::rows_of(&record.inputs)));
+                record.inputs = Vec::new();
+                state.0.log.log(record);
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    REDACTING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    drop(runtime.spawn(async move {
+                        redact();
+                        REDACTING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    }));
+                }
+                Err(_) => redact(),
+            }
         }
     }
 }

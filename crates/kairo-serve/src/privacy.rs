@@ -15,6 +15,8 @@ struct Field {
     tensor: String,
     index: Option<usize>,
     policy: Policy,
+    /// The policy as the serving path writes numbers with it.
+    compiled: privacy::Compiled,
 }
 
 /// The compiled policy of one loaded version.
@@ -79,7 +81,7 @@ impl Redactor {
                     known.join(", ")
                 ));
             };
-            fields.push(Field { tensor, index, policy: policy.clone() });
+            fields.push(Field { tensor, index, policy: policy.clone(), compiled: privacy::Compiled::new(policy) });
         }
         let mut columns: std::collections::HashMap<String, Vec<Option<usize>>> = Default::default();
         let mut whole = std::collections::HashMap::new();
@@ -185,15 +187,14 @@ impl Redactor {
             Data::I32(v) => v.get(i).map(|x| f64::from(*x)),
             _ => None,
         };
-        let redacted = match number {
-            Some(x) => privacy::apply_number(&f.policy, x, self.key.as_ref()),
-            None => {
-                cell.clear();
-                crate::oip::write_scalar(cell, &t.data, i);
-                let v: Value = serde_json::from_slice(cell).unwrap_or(Value::Null);
-                privacy::apply(&f.policy, &v, self.key.as_ref())
-            }
-        };
+        if let Some(x) = number {
+            f.compiled.write_number(x, self.key.as_ref(), buf);
+            return;
+        }
+        cell.clear();
+        crate::oip::write_scalar(cell, &t.data, i);
+        let v: Value = serde_json::from_slice(cell).unwrap_or(Value::Null);
+        let redacted = privacy::apply(&f.policy, &v, self.key.as_ref());
         let _ = serde_json::to_writer(&mut *buf, &redacted.unwrap_or(Value::Null));
     }
 }

@@ -22,6 +22,39 @@ pub enum MonitorCommand {
     /// The same comparison as a self-contained HTML report (--json also prints it); with
     /// --monitor or --deployment, the newest window with data against the reference profile.
     Report(ReportArgs),
+    /// Estimate a binary classifier's accuracy and ROC AUC on current data before its labels
+    /// arrive (CBPE, as NannyML): calibrated on a labelled reference, per chunk of rows, with
+    /// sampling errors, and alerts against the reference's range (exit 3 when a chunk alerts).
+    Estimate(EstimateArgs),
+}
+
+#[derive(Args)]
+pub struct EstimateArgs {
+    /// Labelled reference data (CSV or Parquet): scores, labels, predictions.
+    #[arg(long)]
+    pub reference: PathBuf,
+    /// Current data (CSV or Parquet): scores and predictions; labels, when present, give the
+    /// realised values too.
+    #[arg(long)]
+    pub current: PathBuf,
+    /// The column holding the positive class's probability.
+    #[arg(long, default_value = "score")]
+    pub score: String,
+    /// The column holding the label (the larger of its two values is the positive class).
+    #[arg(long, default_value = "label")]
+    pub label: String,
+    /// The column holding the predicted label; without it, `score >= --threshold` is positive.
+    #[arg(long)]
+    pub prediction: Option<String>,
+    /// The decision threshold when there is no --prediction column.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+    /// Rows per chunk (the last chunk may be shorter).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: u64,
+    /// Print the estimate as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -105,7 +138,71 @@ pub async fn run(cmd: MonitorCommand) -> CmdResult {
             report_window(a).await
         }
         MonitorCommand::Report(a) => report(a),
+        MonitorCommand::Estimate(a) => estimate(a),
     }
+}
+
+/// `kairo monitor estimate`: CBPE over two files.
+fn estimate(a: EstimateArgs) -> CmdResult {
+    let read = |p: &std::path::Path| kairo_monitor::frame::Frame::read(p);
+    let reference = read(&a.reference)?;
+    let current = read(&a.current)?;
+    let columns = kairo_monitor::cbpe::Columns {
+        score: &a.score,
+        label: &a.label,
+        prediction: a.prediction.as_deref(),
+        threshold: a.threshold,
+    };
+    let r = kairo_monitor::cbpe::estimate_files(
+        (&reference, &a.reference.display().to_string()),
+        (&current, &a.current.display().to_string()),
+        &columns,
+        a.chunk_size as usize,
+    )?;
+    let alerts = r.chunks.iter().any(|c| c.accuracy_alert || c.auc_alert);
+    let code = if alerts { exit::CHANGED } else { exit::OK };
+    if a.json {
+        print_json(&serde_json::to_value(&r)?);
+        return Ok(code);
+    }
+    let range = |t: Option<kairo_monitor::cbpe::Thresholds>| {
+        t.map_or("–".to_string(), |t| format!("{:.4}–{:.4}", t.lower, t.upper))
+    };
+    println!(
+        "reference {}: {} rows, positive class {}, accuracy {:.4}, auc {:.4}; probabilities {}",
+        a.reference.display(),
+        r.reference_rows,
+        r.positive,
+        r.reference_accuracy,
+        r.reference_auc,
+        if r.calibrated { "calibrated (isotonic)" } else { "used as they are" }
+    );
+    println!("expected range: accuracy {}, auc {}", range(r.accuracy_thresholds), range(r.auc_thresholds));
+    println!("{:<17} {:>8}  {:<28} {:<28} REALISED", "ROWS", "N", "ESTIMATED ACCURACY", "ESTIMATED AUC");
+    for c in &r.chunks {
+        let e = &c.estimate;
+        let acc = format!(
+            "{:.4} ({:.4}–{:.4}){}",
+            e.accuracy,
+            c.accuracy_band.0,
+            c.accuracy_band.1,
+            if c.accuracy_alert { " ALERT" } else { "" }
+        );
+        let auc = match (e.auc, c.auc_band) {
+            (Some(x), Some((lo, hi))) => format!("{x:.4} ({lo:.4}–{hi:.4}){}", if c.auc_alert { " ALERT" } else { "" }),
+            _ => "–".into(),
+        };
+        let realised = match (c.realised_accuracy, c.realised_auc) {
+            (Some(acc), Some(auc)) => format!("accuracy {acc:.4} auc {auc:.4}"),
+            (Some(acc), None) => format!("accuracy {acc:.4}"),
+            _ => "–".into(),
+        };
+        println!("{:<17} {:>8}  {acc:<28} {auc:<28} {realised}", format!("{}–{}", c.start, c.end - 1), c.end - c.start);
+    }
+    if alerts {
+        println!("\nan estimate left the reference's expected range");
+    }
+    Ok(code)
 }
 
 /// Write an HTML document whole, then rename: a reader never sees half a report.

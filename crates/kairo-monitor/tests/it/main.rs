@@ -438,8 +438,53 @@ mod cbpe_golden {
                     assert!((got - want).abs() < 1e-12, "{name}: calibrated {t} → {got}, sklearn {want}");
                 }
             }
+            let size = c["chunk_size"].as_u64().unwrap() as usize;
+            let (acc_t, auc_t) = cbpe::reference_thresholds(&p, &y, &yhat, size);
+            let want = &c["thresholds"];
+            let close = |got: f64, want: &Value| (got - want.as_f64().unwrap()).abs() < 1e-9;
+            let (acc_t, auc_t) = (acc_t.unwrap(), auc_t.unwrap());
+            assert!(
+                close(acc_t.lower, &want["accuracy"]["lower"]) && close(acc_t.upper, &want["accuracy"]["upper"]),
+                "{name}: {acc_t:?} vs {}",
+                want["accuracy"]
+            );
+            assert!(
+                close(auc_t.lower, &want["roc_auc"]["lower"]) && close(auc_t.upper, &want["roc_auc"]["upper"]),
+                "{name}: {auc_t:?} vs {}",
+                want["roc_auc"]
+            );
             let a = &c["analysis"];
             let (ap, ayhat) = (numbers(&a["y_pred_proba"]), bools(&a["y_pred"]));
+            let labels = a.get("y_true").filter(|v| v.is_array()).map(bools);
+            let chunked = cbpe::estimate_chunks(&e, &ap, &ayhat, labels.as_deref(), size, (Some(acc_t), Some(auc_t)));
+            let golden_chunks = c["chunks"].as_array().unwrap();
+            assert_eq!(chunked.len(), golden_chunks.len(), "{name}: chunks");
+            for (got, want) in chunked.iter().zip(golden_chunks) {
+                assert_eq!(
+                    (got.start, got.end - 1),
+                    (want["start"].as_u64().unwrap() as usize, want["end"].as_u64().unwrap() as usize)
+                );
+                assert_eq!(
+                    got.accuracy_alert,
+                    want["alert_accuracy"].as_bool().unwrap(),
+                    "{name} {}: accuracy alert",
+                    want["key"]
+                );
+                assert_eq!(
+                    got.auc_alert,
+                    want["alert_roc_auc"].as_bool().unwrap(),
+                    "{name} {}: auc alert",
+                    want["key"]
+                );
+                assert!(close(got.accuracy_band.0, &want["lower_confidence_boundary_accuracy"]), "{name}: band");
+                assert!(close(got.accuracy_band.1, &want["upper_confidence_boundary_accuracy"]), "{name}: band");
+                if let Some(r) = want["realized_accuracy"].as_f64() {
+                    assert!((got.realised_accuracy.unwrap() - r).abs() < 1e-12, "{name}: realised accuracy");
+                    if let Some(ra) = want["realized_roc_auc"].as_f64() {
+                        assert!((got.realised_auc.unwrap() - ra).abs() < 1e-9, "{name}: realised auc");
+                    }
+                }
+            }
             for chunk in c["chunks"].as_array().unwrap() {
                 let (start, end) = (chunk["start"].as_u64().unwrap() as usize, chunk["end"].as_u64().unwrap() as usize);
                 let est = cbpe::estimate(&e, &ap[start..=end], &ayhat[start..=end]).unwrap();

@@ -117,3 +117,83 @@ fn a_monitor_estimates_before_labels_slices_and_judges_fairness() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("segments: `nosuch` is not a logged input") && err.contains("f0"), "{err}");
 }
+
+/// `kairo monitor estimate` on nannyml's own fixture (`fixtures/cbpe`): the same per-chunk
+/// estimates, bands and alerts through files and the CLI; bad input named.
+#[test]
+fn monitor_estimate_agrees_with_nannyml_through_files() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/cbpe/golden.json");
+    let g: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let case = &g["cases"][0];
+    let repo = Repo::new();
+    let csv = |side: &Value, labels: bool| {
+        let mut out = String::from(if labels { "score,prediction,label\n" } else { "score,prediction\n" });
+        let n = side["y_pred_proba"].as_array().unwrap().len();
+        for i in 0..n {
+            out.push_str(&format!("{},{}", side["y_pred_proba"][i].as_f64().unwrap(), side["y_pred"][i]));
+            if labels {
+                out.push_str(&format!(",{}", side["y_true"][i]));
+            }
+            out.push('\n');
+        }
+        out
+    };
+    repo.write("reference.csv", csv(&case["reference"], true));
+    repo.write("current.csv", csv(&case["analysis"], true));
+    let size = case["chunk_size"].to_string();
+    let args = [
+        "monitor",
+        "estimate",
+        "--reference",
+        "reference.csv",
+        "--current",
+        "current.csv",
+        "--prediction",
+        "prediction",
+        "--chunk-size",
+        &size,
+        "--json",
+    ];
+    let out = repo.kairo(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "the shifted chunks alert: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["calibrated"], true);
+    let chunks = v["chunks"].as_array().unwrap();
+    let golden = case["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), golden.len());
+    for (got, want) in chunks.iter().zip(golden) {
+        for (ours, theirs) in [("accuracy", "estimated_accuracy"), ("auc", "estimated_roc_auc")] {
+            let (a, b) = (got["estimate"][ours].as_f64().unwrap(), want[theirs].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-9, "{} {ours}: {a} vs nannyml {b}", want["key"]);
+        }
+        assert_eq!(got["accuracy_alert"], want["alert_accuracy"], "{}", want["key"]);
+        assert_eq!(got["auc_alert"], want["alert_roc_auc"], "{}", want["key"]);
+        assert!(
+            (got["realised_accuracy"].as_f64().unwrap() - want["realized_accuracy"].as_f64().unwrap()).abs() < 1e-12
+        );
+    }
+    let text = repo.kairo(&args[..args.len() - 1]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("ESTIMATED ACCURACY") && text.contains("ALERT") && text.contains("calibrated (isotonic)"),
+        "{text}"
+    );
+
+    // Bad input: each names the file, the row or column, and the fix.
+    repo.write("three.csv", "score,label\n0.1,a\n0.5,b\n0.9,c\n");
+    repo.write("wide.csv", "score,label\n0.1,0\n1.5,1\n");
+    for (reference, current, extra, needle) in [
+        ("reference.csv", "current.csv", vec!["--score", "p"], "no score column `p`"),
+        ("reference.csv", "current.csv", vec!["--label", "y"], "no label column `y`"),
+        ("three.csv", "current.csv", vec![], "has 3 classes"),
+        ("reference.csv", "wide.csv", vec![], "wide.csv: row 3: score 1.5 is not a probability"),
+        ("reference.csv", "nosuch.csv", vec![], "nosuch.csv"),
+    ] {
+        let mut a = vec!["monitor", "estimate", "--reference", reference, "--current", current];
+        a.extend(extra);
+        let out = repo.kairo(&a).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{needle}: {err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
