@@ -49,8 +49,8 @@ pub type Result<T, E = CardError> = std::result::Result<T, E>;
 /// Bootstrap resamples for an interval; seeded, so a card is the same every time.
 const RESAMPLES: usize = 200;
 const SEED: u64 = 0x6b61_6972_6f63_6172;
-/// Rows a slice needs to be judged.
-pub const MIN_SLICE_ROWS: usize = 30;
+/// Rows a slice needs to be judged (the gates' rule).
+pub use holdout::MIN_SLICE_ROWS;
 
 /// A model card.
 #[derive(Debug, Clone, Serialize)]
@@ -254,7 +254,7 @@ async fn evaluate(
     let mut slices = Vec::new();
     for column in &spec.slices {
         let Some(c) = table.column(column) else { continue };
-        for (group, rows) in groups(&table, c) {
+        for (group, rows) in holdout::groups(&table, c) {
             let judged = rows.len() >= MIN_SLICE_ROWS;
             let metric =
                 if judged { metric_with_interval(&predicted, &truth, &rows, primary, RESAMPLES) } else { None };
@@ -274,45 +274,6 @@ async fn evaluate(
     Ok((Evaluation { holdout: path.to_string(), rows: truth.len(), metrics, slices, fairness }, notes))
 }
 
-/// Rows by the value of column `c`; a numeric column with more than 10 values in quintiles.
-fn groups(table: &Table, c: usize) -> Vec<(String, Vec<usize>)> {
-    let values: Vec<Option<f64>> = table.rows.iter().map(|r| r[c].trim().parse::<f64>().ok()).collect();
-    let mut distinct: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
-    distinct.sort_by(f64::total_cmp);
-    distinct.dedup();
-    let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    if values.iter().all(Option::is_some) && distinct.len() > 10 {
-        let mut sorted: Vec<f64> = values.iter().flatten().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let edges: Vec<f64> = (1..5).map(|k| sorted[k * (sorted.len() - 1) / 5]).collect();
-        let text = kairo_monitor::profile::number_text;
-        for (i, v) in values.iter().enumerate() {
-            let v = v.unwrap_or(f64::NAN);
-            let b = edges.partition_point(|e| *e < v);
-            let low = if b == 0 { "-inf".to_string() } else { text(edges[b - 1]) };
-            let high = edges.get(b).map_or("inf".to_string(), |e| text(*e));
-            out.entry(format!("({low}, {high}]")).or_default().push(i);
-        }
-    } else {
-        for (i, r) in table.rows.iter().enumerate() {
-            out.entry(r[c].clone()).or_default().push(i);
-        }
-    }
-    out.into_iter().collect()
-}
-
-/// Predictions of the rows `idx` (in that order, repeats allowed).
-fn pick(p: &Predictions, idx: &[usize]) -> Predictions {
-    Predictions {
-        labels: p.labels.as_ref().map(|l| idx.iter().map(|&i| l[i].clone()).collect()),
-        probabilities: p
-            .probabilities
-            .as_ref()
-            .map(|(w, v)| (*w, idx.iter().flat_map(|&i| v[i * w..(i + 1) * w].iter().copied()).collect())),
-        values: p.values.as_ref().map(|v| idx.iter().map(|&i| v[i]).collect()),
-    }
-}
-
 /// `metric` on rows `idx`, with the 2.5th and 97.5th percentiles over seeded resamples of them
 /// (resamples where the metric is undefined are left out). `None` when the metric does not
 /// apply to the model.
@@ -325,7 +286,7 @@ fn metric_with_interval(
 ) -> Option<MetricRow> {
     let score = |rows: &[usize]| {
         let t: Vec<String> = rows.iter().map(|&i| truth[i].clone()).collect();
-        holdout::score(&pick(p, rows), &t, metric).ok().filter(|v| v.is_finite())
+        holdout::score(&p.pick(rows), &t, metric).ok().filter(|v| v.is_finite())
     };
     let value = score(idx)?;
     let mut rng = SplitMix64::new(SEED ^ metric.len() as u64);

@@ -327,9 +327,14 @@ impl ModelPolicy {
         let mut out: Vec<String> =
             self.card.iter().flat_map(|c| c.slices.iter().chain(&c.sensitive)).cloned().collect();
         for gate in &self.gates {
-            let metric = gate.split(['<', '>', '=']).next().unwrap_or("").trim();
+            let Ok(condition) = crate::condition::Condition::parse(gate) else { continue };
+            let metric = condition.metric.as_str();
             if let Some(column) = metric.split_once('(').and_then(|(_, rest)| rest.strip_suffix(')')) {
                 out.push(column.to_string());
+            }
+            // `accuracy[region=eu]`, `accuracy[region]`: a slicing column.
+            if let Some((inside, _)) = metric.split_once('[').and_then(|(_, rest)| rest.split_once(']')) {
+                out.push(inside.split_once('=').map_or(inside, |(c, _)| c).trim().to_string());
             }
         }
         out.sort();

@@ -132,7 +132,7 @@ pub struct Profile {
     pub withheld: Vec<Withheld>,
     /// For a binary classifier: what estimating its performance before labels arrive needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub estimator: Option<Estimator>,
+    pub estimator: Option<Box<Estimator>>,
     /// For a tree ensemble without explanation data of its own (skl2onnx's): how many rows of
     /// this data reached each node of each tree, in the order of the runtime's tree explainer —
     /// what exact TreeSHAP contributions need.

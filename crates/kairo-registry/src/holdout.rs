@@ -128,6 +128,61 @@ pub fn inputs(model: &Model, table: &Table, target: &str, start: usize, end: usi
     Ok(out)
 }
 
+/// Rows a slice of the holdout needs to be judged (gates, model cards).
+pub const MIN_SLICE_ROWS: usize = 30;
+
+/// `METRIC[COLUMN=VALUE]` (one slice) or `METRIC[COLUMN]` (its worst slice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slicing {
+    pub metric: String,
+    pub column: String,
+    pub value: Option<String>,
+}
+
+impl Slicing {
+    pub fn parse(text: &str) -> Option<Slicing> {
+        let (metric, rest) = text.split_once('[')?;
+        let inside = rest.strip_suffix(']')?;
+        let (column, value) = match inside.split_once('=') {
+            Some((c, v)) => (c.trim(), Some(v.trim().trim_matches('"').to_string())),
+            None => (inside.trim(), None),
+        };
+        (!metric.is_empty() && !column.is_empty()).then(|| Slicing {
+            metric: metric.to_string(),
+            column: column.to_string(),
+            value,
+        })
+    }
+}
+
+/// Rows of the table by the value of column `c`; a numeric column with more than 10 distinct
+/// values is cut in quintiles (`(a, b]`).
+pub fn groups(table: &Table, c: usize) -> Vec<(String, Vec<usize>)> {
+    let values: Vec<Option<f64>> = table.rows.iter().map(|r| r[c].trim().parse::<f64>().ok()).collect();
+    let mut distinct: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    let mut out: std::collections::BTreeMap<String, Vec<usize>> = std::collections::BTreeMap::new();
+    if values.iter().all(Option::is_some) && distinct.len() > 10 {
+        let mut sorted: Vec<f64> = values.iter().flatten().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let edges: Vec<f64> = (1..5).map(|k| sorted[k * (sorted.len() - 1) / 5]).collect();
+        let text = kairo_monitor::profile::number_text;
+        for (i, v) in values.iter().enumerate() {
+            let v = v.unwrap_or(f64::NAN);
+            let b = edges.partition_point(|e| *e < v);
+            let low = if b == 0 { "-inf".to_string() } else { text(edges[b - 1]) };
+            let high = edges.get(b).map_or("inf".to_string(), |e| text(*e));
+            out.entry(format!("({low}, {high}]")).or_default().push(i);
+        }
+    } else {
+        for (i, r) in table.rows.iter().enumerate() {
+            out.entry(r[c].clone()).or_default().push(i);
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// What a model predicted for the holdout.
 pub struct Predictions {
     /// Class labels as text (classifiers).
@@ -136,6 +191,20 @@ pub struct Predictions {
     pub probabilities: Option<(usize, Vec<f32>)>,
     /// Predicted values (regressors).
     pub values: Option<Vec<f64>>,
+}
+
+impl Predictions {
+    /// The predictions of rows `idx`, in that order (repeats allowed: bootstrap resamples).
+    pub fn pick(&self, idx: &[usize]) -> Predictions {
+        Predictions {
+            labels: self.labels.as_ref().map(|l| idx.iter().map(|&i| l[i].clone()).collect()),
+            probabilities: self
+                .probabilities
+                .as_ref()
+                .map(|(w, v)| (*w, idx.iter().flat_map(|&i| v[i * w..(i + 1) * w].iter().copied()).collect())),
+            values: self.values.as_ref().map(|v| idx.iter().map(|&i| v[i]).collect()),
+        }
+    }
 }
 
 /// The outputs holding a classifier's labels (`[N]` integers or strings) and its class

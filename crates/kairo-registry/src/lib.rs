@@ -340,7 +340,8 @@ pub async fn register(project: &Project, md: &Metadata, req: &RegisterRequest) -
             if let Some(ReferenceProfile::Current(p)) = profile.as_mut() {
                 if let Ok(predicted) = holdout::predict(&model, &t, &h.target) {
                     let reference = format!("holdout {}", h.path);
-                    p.estimator = profile::estimator(&predicted, &t, &h.target, &reference).or(p.estimator.take());
+                    p.estimator =
+                        profile::estimator(&predicted, &t, &h.target, &reference).map(Box::new).or(p.estimator.take());
                 }
             }
             holdout::permutation_importance(&model, &t, &h.target)
@@ -578,8 +579,8 @@ pub async fn evaluate_gates(
                 return Err(RegistryError::Invalid(format!("kairo.yaml: models.{name}.gates: {e}")));
             }
         };
-        let measured: Result<(f64, &str)> = match cond.metric.as_str() {
-            "size_mb" => Ok((artifact.size as f64 / 1e6, "artifact size")),
+        let measured: Result<(f64, String)> = match cond.metric.as_str() {
+            "size_mb" => Ok((artifact.size as f64 / 1e6, "artifact size".into())),
             "latency_p50_ms" | "latency_p99_ms" => {
                 let (p50, p99) = match latency {
                     Some(l) => l,
@@ -589,15 +590,19 @@ pub async fn evaluate_gates(
                         l
                     }
                 };
-                Ok((if cond.metric == "latency_p50_ms" { p50 } else { p99 }, "single-row, in process"))
+                Ok((if cond.metric == "latency_p50_ms" { p50 } else { p99 }, "single-row, in process".into()))
             }
             // A NaN metric was never a measurement: evaluate it on the holdout instead.
             m => match artifact.metrics.get(m).copied().filter(|v| !v.is_nan()) {
-                Some(v) => Ok((v, "recorded")),
+                Some(v) => Ok((v, "recorded".into())),
                 None => match read_holdout() {
                     Ok(t) => {
                         let target = &policy.holdout.as_ref().map(|h| h.target.clone()).unwrap_or_default();
-                        evaluate_metric(&model, t, target, m, &attributes).map(|v| (v, "holdout"))
+                        match holdout::Slicing::parse(m) {
+                            Some(slicing) => evaluate_slice(&model, t, target, &slicing, &attributes)
+                                .map(|(v, d)| (v, format!("holdout, {d}"))),
+                            None => evaluate_metric(&model, t, target, m, &attributes).map(|v| (v, "holdout".into())),
+                        }
                     }
                     Err(e) => {
                         results.push(unmeasured(&cond, e));
@@ -671,8 +676,16 @@ fn evaluate_fairness(model: &Model, table: &holdout::Table, target: &str, metric
 }
 
 /// The holdout without `columns` the model does not take by name: a sensitive or slicing
-/// attribute is reported on, not fed to the model.
+/// attribute is reported on, not fed to the model. A model with one `[N, F]` input whose
+/// holdout has exactly F columns besides the target takes them all: there, the attributes are
+/// features.
 pub fn without_columns(model: &Model, table: &holdout::Table, columns: &[&str]) -> holdout::Table {
+    if let [input] = model.signature().inputs.as_slice() {
+        let width = input.shape.get(1).copied().unwrap_or(-1);
+        if input.shape.len() == 2 && width >= 0 && table.columns.len() == width as usize + 1 {
+            return table.clone();
+        }
+    }
     let drop: Vec<usize> = columns
         .iter()
         .filter(|c| !model.signature().inputs.iter().any(|i| i.name == **c))
@@ -734,6 +747,88 @@ pub fn holdout_fairness(
     let group_refs: Vec<&str> = groups.iter().map(String::as_str).collect();
     kairo_monitor::fairness::fairness(&actual, &decided, &group_refs)
         .map_err(|e| RegistryError::Invalid(format!("{metric}({column}): {e}")))
+}
+
+/// A metric on one slice of the holdout (`accuracy[region=eu]`), or on its worst slice
+/// (`accuracy[region]`: the lowest of a higher-is-better metric, the highest of another, over
+/// the slices with enough rows). A slice with fewer than [`holdout::MIN_SLICE_ROWS`] rows is not
+/// judged: asked for by name it cannot be evaluated; among all slices it is left out (and said).
+fn evaluate_slice(
+    model: &Model,
+    table: &holdout::Table,
+    target: &str,
+    s: &holdout::Slicing,
+    attributes: &[&str],
+) -> Result<(f64, String)> {
+    let t = table.column(target).ok_or_else(|| RegistryError::NoHoldoutTarget(target.to_string()))?;
+    let c = table.column(&s.column).ok_or_else(|| {
+        RegistryError::Invalid(format!(
+            "{}[{}]: the holdout has no column `{}` (it has: {})",
+            s.metric,
+            s.column,
+            s.column,
+            table.columns.join(", ")
+        ))
+    })?;
+    let groups = holdout::groups(table, c);
+    let features = without_columns(model, table, attributes);
+    let predicted = holdout::predict(model, &features, target)?;
+    let truth: Vec<String> = table.rows.iter().map(|r| r[t].clone()).collect();
+    let score = |rows: &[usize]| {
+        let labels: Vec<String> = rows.iter().map(|&i| truth[i].clone()).collect();
+        holdout::score(&predicted.pick(rows), &labels, &s.metric)
+    };
+    let judged = |rows: &[usize]| rows.len() >= holdout::MIN_SLICE_ROWS;
+    match &s.value {
+        Some(value) => {
+            let Some((_, rows)) = groups.iter().find(|(g, _)| g == value) else {
+                let known: Vec<&str> = groups.iter().map(|(g, _)| g.as_str()).take(20).collect();
+                return Err(RegistryError::Invalid(format!(
+                    "{}[{}={value}]: no holdout row has {} = {value} (its values: {})",
+                    s.metric,
+                    s.column,
+                    s.column,
+                    known.join(", ")
+                )));
+            };
+            if !judged(rows) {
+                return Err(RegistryError::Invalid(format!(
+                    "{}[{}={value}]: {} rows, too few to judge ({} needed)",
+                    s.metric,
+                    s.column,
+                    rows.len(),
+                    holdout::MIN_SLICE_ROWS
+                )));
+            }
+            Ok((score(rows)?, format!("{} rows", rows.len())))
+        }
+        None => {
+            let higher = holdout::higher_is_better(&s.metric);
+            let mut worst: Option<(f64, &str, usize)> = None;
+            let mut unjudged = 0;
+            for (g, rows) in &groups {
+                if !judged(rows) {
+                    unjudged += 1;
+                    continue;
+                }
+                let v = score(rows)?;
+                if worst.is_none_or(|(w, _, _)| if higher { v < w } else { v > w }) {
+                    worst = Some((v, g.as_str(), rows.len()));
+                }
+            }
+            let (v, g, n) = worst.ok_or_else(|| {
+                RegistryError::Invalid(format!(
+                    "{}[{}]: no slice has {} rows to judge",
+                    s.metric,
+                    s.column,
+                    holdout::MIN_SLICE_ROWS
+                ))
+            })?;
+            let skipped =
+                if unjudged > 0 { format!("; {unjudged} with too few rows not judged") } else { String::new() };
+            Ok((v, format!("worst of {} slices: {}={g}, {n} rows{skipped}", groups.len() - unjudged, s.column)))
+        }
+    }
 }
 
 fn evaluate_metric(

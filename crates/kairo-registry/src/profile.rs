@@ -101,7 +101,7 @@ pub fn build(
     match predictions(model, bytes, label, target.as_deref().unwrap_or("")) {
         Ok((columns, estimator, covers)) => {
             p.columns.extend(columns);
-            p.estimator = estimator;
+            p.estimator = estimator.map(Box::new);
             p.tree_covers = covers;
         }
         Err(e) => notes.push(format!("no prediction reference: {e}")),
@@ -170,6 +170,9 @@ pub fn estimator(predicted: &holdout::Predictions, table: &Table, target: &str, 
     cbpe::fit(reference, positive, &p, &is_pos, &predicted)
 }
 
+/// What the model's predictions on the training data add to its profile.
+type Predicted = (Vec<profile::ColumnProfile>, Option<Estimator>, Vec<Vec<f64>>);
+
 /// The model's outputs on the training data as profile columns: `prediction` (the label or
 /// the value) and, for a binary classifier, `prediction.score` (the positive class's
 /// probability); its estimator fitted on the training data (a holdout, when the model has
@@ -179,7 +182,7 @@ fn predictions(
     bytes: &[u8],
     label: &str,
     target: &str,
-) -> Result<(Vec<profile::ColumnProfile>, Option<Estimator>, Vec<Vec<f64>>)> {
+) -> Result<Predicted> {
     let mut table = Table::parse(bytes, label)?;
     table.rows.truncate(MAX_PREDICTED_ROWS);
     let predicted = holdout::predict(model, &table, target)?;

@@ -156,3 +156,53 @@ fn a_card_says_what_the_registry_the_holdout_and_the_monitors_know() {
     assert!(notes.contains("card:") && notes.contains("holdout:"), "{notes}");
     assert_eq!(card["evaluation"], Value::Null);
 }
+
+/// Gates on slices of the holdout: one slice by value, the worst slice of a column; a slice
+/// with too few rows is not judged (by name it cannot pass; among all it is left out).
+#[test]
+fn slice_gates_judge_each_group_of_the_holdout() {
+    let repo = Repo::new();
+    let mut g = Lcg(3);
+    repo.write("train.csv", training_csv(&mut g, 300));
+    // Groups a and b as in the card test, plus five rows of a tiny group c.
+    let mut csv = holdout_csv(&mut g, 400);
+    for row in features(&mut g, 5, 0, 0.0).chunks(20) {
+        let cells: Vec<String> = row.iter().map(|v| format!("{v:.5}")).collect();
+        csv.push_str(&format!("{},{},c\n", cells.join(","), u8::from(row[0] > 0.0)));
+    }
+    repo.write("holdout.csv", csv);
+    let model = fixture("logreg20.onnx");
+    repo.kairo(&["models", "register", "clf", "--file", model.to_str().unwrap()]).assert().success();
+    let gates = |gates: &str| {
+        repo.write(
+            "kairo.yaml",
+            format!("version: 1\nmodels:\n  clf:\n    holdout: {{path: holdout.csv, target: label}}\n    gates: [{gates}]\n"),
+        );
+        let out = repo.kairo(&["models", "promote", "clf", "1", "--to", "champion", "--json"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), v)
+    };
+    let (code, v) = gates("\"accuracy[group=a] >= 0.5\", \"accuracy[group] >= 0.99\", \"accuracy[group=c] >= 0\", \"accuracy[group=zz] >= 0\"");
+    assert_eq!(code, Some(5), "{v}");
+    let detail = |i: usize| v["gates"][i]["detail"].as_str().unwrap().to_string();
+    let passed = |i: usize| v["gates"][i]["passed"].as_bool().unwrap();
+    assert!(passed(0) && detail(0).contains("(holdout, ") && detail(0).ends_with(" rows)"), "{}", detail(0));
+    assert!(
+        !passed(1)
+            && detail(1).contains("worst of 2 slices: group=b")
+            && detail(1).contains("1 with too few rows not judged"),
+        "{}",
+        detail(1)
+    );
+    assert!(!passed(2) && detail(2).contains("5 rows, too few to judge (30 needed)"), "{}", detail(2));
+    assert!(
+        !passed(3) && detail(3).contains("no holdout row has group = zz") && detail(3).contains("a, b, c"),
+        "{}",
+        detail(3)
+    );
+    // The worst slice's value is the lower of the two judged ones.
+    let (code, v) = gates("\"accuracy[group] >= 0.3\"");
+    assert_eq!(code, Some(0), "{v}");
+    let worst: f64 = v["gates"][0]["detail"].as_str().unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!((0.3..0.99).contains(&worst), "{v}");
+}
