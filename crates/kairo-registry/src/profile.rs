@@ -177,12 +177,7 @@ type Predicted = (Vec<profile::ColumnProfile>, Option<Estimator>, Vec<Vec<f64>>)
 /// the value) and, for a binary classifier, `prediction.score` (the positive class's
 /// probability); its estimator fitted on the training data (a holdout, when the model has
 /// one, replaces it: see `register`); a tree ensemble's covers.
-fn predictions(
-    model: &Model,
-    bytes: &[u8],
-    label: &str,
-    target: &str,
-) -> Result<Predicted> {
+fn predictions(model: &Model, bytes: &[u8], label: &str, target: &str) -> Result<Predicted> {
     let mut table = Table::parse(bytes, label)?;
     table.rows.truncate(MAX_PREDICTED_ROWS);
     let predicted = holdout::predict(model, &table, target)?;
