@@ -6,5 +6,5 @@
 # which pandas 3 removed.
 set -euo pipefail
 export KAIRO_PY_VENV=${KAIRO_BENCH_EVIDENTLY_VENV:-/var/cache/kairo-bench-evidently}
-export KAIRO_PY_REQUIREMENTS="evidently==0.7.23 pandas==2.3.3 numpy==2.4.6 scipy==1.17.1"
+export KAIRO_PY_REQUIREMENTS="evidently==0.7.23 pandas==2.3.3 numpy==2.4.6 scipy==1.17.1 pyarrow==26.0.1"
 exec bash "$(dirname "$0")/../.ci/python-venv.sh"

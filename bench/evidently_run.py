@@ -34,8 +34,14 @@ def main():
 
     categorical = [c for c in args.categorical.split(",") if c] if args.categorical is not None else None
     dtype = {c: str for c in categorical} if categorical is not None else None
-    reference = pd.read_csv(args.reference, dtype=dtype)
-    current = pd.read_csv(args.current, dtype=dtype)
+    def read(path):
+        if path.endswith(".parquet"):
+            frame = pd.read_parquet(path)
+            return frame.astype({c: str for c in categorical}) if categorical else frame
+        return pd.read_csv(path, dtype=dtype)
+
+    reference = read(args.reference)
+    current = read(args.current)
     if categorical is None:
         categorical = [c for c in reference.columns if not pd.api.types.is_numeric_dtype(reference[c])]
     numerical = [c for c in reference.columns if c not in categorical]

@@ -77,7 +77,24 @@ def write_csv(path, n, rng, means, scales, cats, shift):
     tmp.rename(path)
 
 
-def generate(work, n):
+def as_parquet(csv):
+    """The CSV as a Parquet file beside it (snappy, pyarrow's default), written once."""
+    import pandas as pd
+    out = csv.with_suffix(".parquet")
+    if not out.exists() or out.stat().st_mtime < csv.stat().st_mtime:
+        pd.read_csv(csv, dtype={c: str for c in CATEGORICAL}).to_parquet(out, index=False)
+    return out
+
+
+def generate(work, n, fmt="csv"):
+    """Reference and current files of n rows each, written once (reused while GENERATOR matches)."""
+    ref, cur = generate_csv(work, n)
+    if fmt == "parquet":
+        return as_parquet(ref), as_parquet(cur)
+    return ref, cur
+
+
+def generate_csv(work, n):
     """Reference and current CSVs of n rows each, written once (reused while GENERATOR matches)."""
     d = work / f"rows-{n}"
     ref, cur, stamp = d / "reference.csv", d / "current.csv", d / ".generator"
@@ -199,13 +216,15 @@ def main():
     ap.add_argument("--max-rounds-rows", type=int, default=100_000,
                     help="sizes above this run one round only")
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                    help="the files both tools read (Parquet: written from the same CSVs)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     args.work.mkdir(parents=True, exist_ok=True)
 
     if args.generate_only:
         for n in sizes:
-            print(*generate(args.work, n))
+            print(*generate(args.work, n, args.format))
         return
     if not args.kairo or not args.out:
         ap.error("--kairo and --out are needed unless --generate-only")
@@ -215,7 +234,7 @@ def main():
     kairo_version = subprocess.run([args.kairo, "--version"], capture_output=True, text=True).stdout.strip()
     results = []
     for n in sizes:
-        ref, cur = generate(args.work, n)
+        ref, cur = generate(args.work, n, args.format)
         d = ref.parent
         rounds = args.rounds if n <= args.max_rounds_rows else 1
         k_runs, e_runs = [], []
@@ -230,7 +249,8 @@ def main():
         k, e = summarize(k_runs), summarize(e_runs)
         results.append({
             "rows": n,
-            "csv_mib": ref.stat().st_size / 2**20,
+            "format": args.format,
+            "file_mib": ref.stat().st_size / 2**20,
             "rounds": rounds,
             "kairo": k,
             "evidently": e,

@@ -4,17 +4,13 @@
 # Usage: bash bench/monitoring.sh   (prints a table; JSON goes to bench/results/monitoring.json)
 # Settings: BENCH_DIR (scratch for the CSVs, default /tmp/kairo-bench-monitoring; the 1M-row pair
 # takes about 0.5 GiB), SIZES (default 10000,100000,1000000), ROUNDS (default 3, for sizes up to
-# 100k; larger ones run once), KAIRO_BENCH_EVIDENTLY_VENV.
+# 100k; larger ones run once), FORMAT (csv or parquet: the files both tools read), KAIRO (a
+# prebuilt kairo instead of building release), KAIRO_BENCH_EVIDENTLY_VENV.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-echo "building kairo (release)" >&2
-(cd "$ROOT" && cargo build --release --locked -p kairo >&2)
-KAIRO="${CARGO_TARGET_DIR:-$ROOT/target}/release/kairo"
+source "$(dirname "${BASH_SOURCE[0]}")/kairo-bin.sh"
 
 PYTHON=$(bash "$ROOT/bench/evidently-venv.sh")
-mkdir -p "$ROOT/bench/results"
 
 exec "$PYTHON" "$ROOT/bench/monitoring.py" --kairo "$KAIRO" --python "$PYTHON" \
     --work "${BENCH_DIR:-/tmp/kairo-bench-monitoring}" --sizes "${SIZES:-10000,100000,1000000}" \
-    --rounds "${ROUNDS:-3}" --out "$ROOT/bench/results/monitoring.json"
+    --rounds "${ROUNDS:-3}" --format "${FORMAT:-csv}" --out "$ROOT/bench/results/monitoring${FORMAT:+-$FORMAT}.json"

@@ -14,8 +14,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::frame::{Column, Frame, Values, MISSING};
+use crate::frame::{Column, Frame, ParquetColumns, Values, MISSING};
 use crate::stats;
+use crate::MonitorError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
@@ -355,7 +356,7 @@ pub fn check(reference: &mut Frame, current: &mut Frame, options: &Options) -> D
         }
     }
     // Columns are independent: judged in parallel, reported in the reference's order.
-    let mut columns: Vec<ColumnDrift> = reference
+    let columns: Vec<ColumnDrift> = reference
         .columns
         .par_iter()
         .filter_map(|r| current.column(&r.name).map(|c| judge_column(&r.name, r, c, options.preset)))
@@ -365,6 +366,98 @@ pub fn check(reference: &mut Frame, current: &mut Frame, options: &Options) -> D
             schema.push(format!("column '{}' is new in the current data", c.name));
         }
     }
+    report(columns, schema, options)
+}
+
+/// A table to check: in memory (CSV), or a Parquet file read a column at a time.
+pub enum Table {
+    Frame(Frame),
+    Parquet(ParquetColumns),
+}
+
+impl Table {
+    /// A Parquet file (`.parquet`, `.pq`) is opened for reading by column; a CSV is read whole.
+    pub fn open(path: &std::path::Path) -> Result<Table, MonitorError> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("parquet" | "pq") => Ok(Table::Parquet(ParquetColumns::open(path)?)),
+            _ => Ok(Table::Frame(Frame::read_csv(path)?)),
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        match self {
+            Table::Frame(f) => f.rows,
+            Table::Parquet(p) => p.rows,
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        match self {
+            Table::Frame(f) => f.columns.iter().map(|c| c.name.clone()).collect(),
+            Table::Parquet(p) => p.names.clone(),
+        }
+    }
+
+    /// A copy of the column `name` (read from the file for Parquet).
+    fn column(&self, name: &str) -> Result<Option<Column>, MonitorError> {
+        match self {
+            Table::Frame(f) => Ok(f.column(name).cloned()),
+            Table::Parquet(p) => match p.names.iter().position(|n| n == name) {
+                Some(i) => p.column(i).map(Some),
+                None => Ok(None),
+            },
+        }
+    }
+}
+
+/// [`check`] on two tables. Two frames are checked in memory; otherwise column by column, two
+/// columns at a time per thread, each read, sorted, judged and dropped — memory is a few
+/// columns, not two files.
+pub fn check_tables(reference: Table, current: Table, options: &Options) -> Result<DriftReport, MonitorError> {
+    use rayon::prelude::*;
+    let (reference, current) = match (reference, current) {
+        (Table::Frame(mut r), Table::Frame(mut c)) => return Ok(check(&mut r, &mut c, options)),
+        pair => pair,
+    };
+    let (names, current_names) = (reference.names(), current.names());
+    let mut schema = Vec::new();
+    for n in &names {
+        if !current_names.contains(n) {
+            schema.push(format!("column '{n}' is missing from the current data"));
+        }
+    }
+    // Two threads at most: each holds a pair of columns.
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(2).build().map_err(|e| MonitorError::Estimate(e.to_string()))?;
+    let judged: Vec<Result<Option<ColumnDrift>, MonitorError>> = pool.install(|| {
+        names
+            .par_iter()
+            .filter(|n| current_names.contains(n))
+            .map(|n| {
+                let (Some(mut r), Some(mut c)) = (reference.column(n)?, current.column(n)?) else { return Ok(None) };
+                for col in [&mut r, &mut c] {
+                    if let Values::Numeric(v) = &mut col.values {
+                        stats::sort_floats(v);
+                    }
+                }
+                Ok(Some(judge_column(n, &r, &c, options.preset)))
+            })
+            .collect()
+    });
+    let mut columns = Vec::new();
+    for j in judged {
+        columns.extend(j?);
+    }
+    for n in &current_names {
+        if !names.contains(n) {
+            schema.push(format!("column '{n}' is new in the current data"));
+        }
+    }
+    Ok(report(columns, schema, options))
+}
+
+/// The correction, the counts and the dataset verdict over judged columns.
+fn report(mut columns: Vec<ColumnDrift>, schema: Vec<String>, options: &Options) -> DriftReport {
     // Multiple-testing correction of the test-based verdicts.
     let tests: Vec<usize> =
         (0..columns.len()).filter(|i| is_test(columns[*i].method) && columns[*i].score.is_some()).collect();

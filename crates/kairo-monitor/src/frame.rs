@@ -132,14 +132,32 @@ impl Frame {
     /// Read a Parquet file (uncompressed or snappy): numeric and boolean-free columns as
     /// numbers, strings (plain or dictionary-encoded) and booleans as categories.
     pub fn read_parquet(path: &Path) -> Result<Frame> {
+        Self::read_parquet_fields(path, None)
+    }
+
+    /// [`Frame::read_parquet`], of every column or of the one at `only`.
+    fn read_parquet_fields(path: &Path, only: Option<usize>) -> Result<Frame> {
         use arrow_array::cast::AsArray;
         use arrow_array::types::*;
         use arrow_schema::DataType;
         let label = path.display().to_string();
         let parquet = |source| MonitorError::Parquet { label: label.clone(), source };
         let file = std::fs::File::open(path).map_err(|source| MonitorError::Io { label: label.clone(), source })?;
-        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
-        let schema = builder.schema().clone();
+        let mut builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
+        if let Some(i) = only {
+            let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [i]);
+            builder = builder.with_projection(mask);
+        }
+        let schema = match only {
+            Some(i) => std::sync::Arc::new(
+                builder
+                    .schema()
+                    .project(&[i])
+                    .map_err(|source| MonitorError::Arrow { label: label.clone(), source })?,
+            ),
+            None => builder.schema().clone(),
+        };
         let reader = builder.with_batch_size(65_536).build().map_err(parquet)?;
         enum Out {
             Num(Vec<f64>),
@@ -325,5 +343,49 @@ impl Frame {
             })
             .collect();
         Ok(Frame { columns, rows })
+    }
+}
+
+/// A Parquet file read one column at a time: a drift check then holds two columns in memory,
+/// not two files. The schema is read (and every column's type checked) when it is opened.
+#[derive(Debug, Clone)]
+pub struct ParquetColumns {
+    path: std::path::PathBuf,
+    pub names: Vec<String>,
+    pub rows: usize,
+}
+
+impl ParquetColumns {
+    pub fn open(path: &Path) -> Result<ParquetColumns> {
+        use arrow_schema::DataType;
+        let label = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|source| MonitorError::Io { label: label.clone(), source })?;
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|source| MonitorError::Parquet { label: label.clone(), source })?;
+        for f in builder.schema().fields() {
+            let readable = f.data_type().is_numeric()
+                && !matches!(f.data_type(), DataType::Float16 | DataType::Decimal128(..) | DataType::Decimal256(..))
+                || matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Boolean)
+                || matches!(f.data_type(), DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8));
+            if !readable {
+                return Err(MonitorError::ColumnType {
+                    label,
+                    column: f.name().clone(),
+                    datatype: f.data_type().to_string(),
+                });
+            }
+        }
+        let names = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+        Ok(ParquetColumns { path: path.to_path_buf(), names, rows })
+    }
+
+    /// The column at `index`, read from the file.
+    pub fn column(&self, index: usize) -> Result<Column> {
+        let mut f = Frame::read_parquet_fields(&self.path, Some(index))?;
+        f.columns.pop().ok_or_else(|| MonitorError::BatchType {
+            label: self.path.display().to_string(),
+            datatype: "no column".into(),
+        })
     }
 }

@@ -273,7 +273,7 @@ fn report(a: ReportArgs) -> CmdResult {
     let title = format!("Drift: {} vs {}", current_path.display(), reference_path.display());
     write_html(&a.out, kairo_monitor::report::html(&r, &reference, &current, &title))?;
     if a.check.json {
-        print_json(&report_json(&a.check, &reference, &current, &r));
+        print_json(&report_json(&a.check, reference.rows, current.rows, &r));
     } else {
         println!(
             "wrote {}: drift in {} of {} judged columns; dataset drift: {}",
@@ -318,7 +318,11 @@ fn load_files(
     let reference =
         reference.map_err(|_| Failure { code: exit::ERROR, message: "reading the reference failed".into() })??;
     let current = current?;
-    let options = Options {
+    Ok((reference, current, options(a)))
+}
+
+fn options(a: &CheckArgs) -> Options {
+    Options {
         preset: match a.preset {
             PresetArg::Kairo => Preset::Kairo,
             PresetArg::Evidently => Preset::Evidently,
@@ -329,23 +333,36 @@ fn load_files(
             CorrectionArg::Bonferroni => Correction::Bonferroni,
             CorrectionArg::Bh => Correction::BenjaminiHochberg,
         },
-    };
-    Ok((reference, current, options))
+    }
 }
 
-fn report_json(a: &CheckArgs, reference: &Frame, current: &Frame, r: &drift::DriftReport) -> serde_json::Value {
+fn report_json(a: &CheckArgs, reference_rows: usize, current_rows: usize, r: &drift::DriftReport) -> serde_json::Value {
     let mut v = monitoring::document::drift_json(r);
-    v["reference"] = json!({"path": a.reference, "rows": reference.rows});
-    v["current"] = json!({"path": a.current, "rows": current.rows});
+    v["reference"] = json!({"path": a.reference, "rows": reference_rows});
+    v["current"] = json!({"path": a.current, "rows": current_rows});
     v
 }
 
+/// A check of two files: Parquet ones are read a column at a time (memory: a few columns),
+/// CSV ones whole.
 fn check(a: CheckArgs) -> CmdResult {
-    let (mut reference, mut current, options) = load(&a)?;
-    let r = drift::check(&mut reference, &mut current, &options);
+    let (reference_path, current_path) = files(&a)?;
+    if !(0.0..=1.0).contains(&a.drift_share) {
+        return Err(Failure::usage(format!("--drift-share {}: must be between 0 and 1", a.drift_share)));
+    }
+    let (reference, current) = std::thread::scope(|s| {
+        let r = s.spawn(|| drift::Table::open(&reference_path));
+        let c = drift::Table::open(&current_path);
+        (r.join(), c)
+    });
+    let reference =
+        reference.map_err(|_| Failure { code: exit::ERROR, message: "reading the reference failed".into() })??;
+    let current = current?;
+    let rows = (reference.rows(), current.rows());
+    let r = drift::check_tables(reference, current, &options(&a))?;
     let code = if r.dataset_drift { exit::CHANGED } else { exit::OK };
     if a.json {
-        print_json(&report_json(&a, &reference, &current, &r));
+        print_json(&report_json(&a, rows.0, rows.1, &r));
         return Ok(code);
     }
     print_table(&monitoring::document::drift_json(&r));
