@@ -225,21 +225,31 @@ impl Frame {
                         d.push(x.map(|b| if b { "true" } else { "false" }).unwrap_or(""), usize::MAX);
                     }),
                     (Out::Cat(d), DataType::Dictionary(_, _)) => {
+                        // Each dictionary entry is looked up once per batch, not once per row.
                         let dict = col.as_any_dictionary();
                         let normalized = dict.normalized_keys();
-                        let keys: Vec<Option<usize>> = (0..normalized.len())
-                            .map(|i| if dict.keys().is_null(i) { None } else { Some(normalized[i]) })
-                            .collect();
                         let values = dict.values();
-                        let text = |i: usize| -> String {
+                        let text = |i: usize| -> &str {
                             match values.data_type() {
-                                DataType::LargeUtf8 => values.as_string::<i64>().value(i).to_string(),
-                                _ => values.as_string::<i32>().value(i).to_string(),
+                                DataType::LargeUtf8 => values.as_string::<i64>().value(i),
+                                _ => values.as_string::<i32>().value(i),
                             }
                         };
-                        for k in keys {
-                            let cell = k.map(text).unwrap_or_default();
-                            d.push(&cell, usize::MAX);
+                        let mut code_of: Vec<Option<u32>> = vec![None; values.len()];
+                        for (i, &k) in normalized.iter().enumerate() {
+                            if dict.keys().is_null(i) {
+                                d.push("", usize::MAX);
+                                continue;
+                            }
+                            match code_of.get(k).copied().flatten() {
+                                Some(code) => d.codes.push(code),
+                                None => {
+                                    d.push(text(k), usize::MAX);
+                                    if let (Some(slot), Some(code)) = (code_of.get_mut(k), d.codes.last()) {
+                                        *slot = Some(*code);
+                                    }
+                                }
+                            }
                         }
                     }
                     (_, other) => return Err(MonitorError::BatchType { label, datatype: other.to_string() }),
