@@ -4,7 +4,7 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
 
-use crate::text::Text;
+use crate::text::{Text, Words};
 use crate::{Card, Lang, MetricRow};
 
 enum Block {

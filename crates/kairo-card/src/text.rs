@@ -1,29 +1,15 @@
 //! The card's words in English and Japanese, one table per language (a missing word is a
 //! compile error, not a blank).
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    Ja,
+pub use kairo_core::lang::Lang;
+
+/// The words of a language.
+pub(crate) trait Words {
+    fn text(self) -> &'static Text;
 }
 
-impl Lang {
-    pub fn parse(text: &str) -> Option<Lang> {
-        match text.to_ascii_lowercase().as_str() {
-            "en" => Some(Lang::En),
-            "ja" => Some(Lang::Ja),
-            _ => None,
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::Ja => "ja",
-        }
-    }
-
-    pub(crate) fn text(self) -> &'static Text {
+impl Words for Lang {
+    fn text(self) -> &'static Text {
         match self {
             Lang::En => &EN,
             Lang::Ja => &JA,

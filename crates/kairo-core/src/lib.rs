@@ -14,6 +14,7 @@ pub mod event;
 pub mod exit;
 pub mod hash;
 pub mod kpi;
+pub mod lang;
 pub mod latency;
 pub mod manifest;
 pub mod pointer;

@@ -6,29 +6,8 @@ use std::fmt::Write;
 
 use crate::report::{Report, Share, STAGES};
 
-/// The page's language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    Ja,
-}
-
-impl Lang {
-    pub fn parse(text: &str) -> Result<Lang, String> {
-        match text {
-            "en" => Ok(Lang::En),
-            "ja" => Ok(Lang::Ja),
-            other => Err(format!("--lang `{other}`: the report speaks en or ja")),
-        }
-    }
-
-    fn code(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::Ja => "ja",
-        }
-    }
-}
+/// The page's language (the one list of languages Kairo's pages speak).
+pub use kairo_core::lang::Lang;
 
 /// The page's words, in both languages.
 fn t(lang: Lang, key: &str) -> &'static str {

@@ -40,7 +40,8 @@ fn failure(e: KpiError) -> Failure {
 }
 
 pub async fn run(args: KpiArgs) -> CmdResult {
-    let lang = Lang::parse(&args.lang).map_err(Failure::usage)?;
+    let lang = Lang::parse(&args.lang)
+        .ok_or_else(|| Failure::usage(format!("--lang `{}`: the report speaks en or ja", args.lang)))?;
     let q = kairo_kpi::query(&args.since, args.until.as_deref(), args.model.clone()).map_err(failure)?;
     let report: Report = match crate::remote::connect()? {
         Some(remote) => {

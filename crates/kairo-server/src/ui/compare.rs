@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kairo_core::run::Run;
 use maud::{html, Markup};
 
-use super::Lang;
+use super::{Lang, Words};
 use crate::error::ApiError;
 use crate::AppState;
 

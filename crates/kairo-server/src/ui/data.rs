@@ -7,7 +7,7 @@ use kairo_store::metadata::DatasetVersion;
 use maud::{html, Markup};
 
 use super::models::urlencode;
-use super::Lang;
+use super::{Lang, Words};
 
 /// Files listed per kind of change.
 const MAX_FILES: usize = 1000;

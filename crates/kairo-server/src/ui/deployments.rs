@@ -11,7 +11,7 @@ use maud::{html, Markup};
 use serde_json::Value;
 
 use super::models::urlencode;
-use super::Lang;
+use super::{Lang, Words};
 
 /// Days of serving health shown.
 pub const DAYS: i64 = 14;

@@ -6,7 +6,7 @@ use kairo_loop::describe::{duration, facts_text, timeline_text};
 use maud::{html, Markup};
 use serde_json::Value;
 
-use super::Lang;
+use super::{Lang, Words};
 use crate::api_v1::IncidentDto;
 
 fn millis(v: &Option<String>) -> i64 {

@@ -7,7 +7,7 @@ use kairo_pipeline::lineage::{Graph, GraphNode};
 use maud::{html, Markup};
 
 use super::models::urlencode;
-use super::Lang;
+use super::{Lang, Words};
 
 /// The target that centres the graph on `n`, if it can be one.
 fn target(n: &GraphNode) -> Option<String> {

@@ -31,7 +31,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::AppState;
-pub use text::Lang;
+pub use text::{Lang, Words};
 
 const CSS: &str = include_str!("kairo.css");
 const FAVICON: &str = include_str!("favicon.svg");
@@ -512,13 +512,12 @@ async fn card_page(
     Query(q): Query<CardQuery>,
 ) -> Response {
     let lang = lang(q.lang.as_deref(), &headers);
-    let card_lang = if lang == Lang::Ja { kairo_card::Lang::Ja } else { kairo_card::Lang::En };
     let target = match q.version {
         Some(v) => format!("{name}:{v}"),
         None => name.clone(),
     };
     let body = kairo_card::build(&s.project, &s.md, &target).await.map_err(ApiError::from);
-    render(lang, lang.text().model_card, "/models", body.map(|card| kairo_card::render::html_body(&card, card_lang)))
+    render(lang, lang.text().model_card, "/models", body.map(|card| kairo_card::render::html_body(&card, lang)))
 }
 
 /// Every pending promotion with its evidence.

@@ -8,7 +8,7 @@ use kairo_core::auth::{Permission, Target};
 use maud::{html, Markup};
 use serde_json::Value;
 
-use super::Lang;
+use super::{Lang, Words};
 use crate::api_v1::IncidentDto;
 
 /// Whether the caller may do `need` on `model` (everyone may on a server without users).

@@ -10,7 +10,7 @@ use kairo_watch::Evaluation;
 use maud::{html, Markup};
 
 use super::models::urlencode;
-use super::Lang;
+use super::{Lang, Words};
 
 /// Windows evaluated for the chart.
 pub const WINDOWS: usize = 12;

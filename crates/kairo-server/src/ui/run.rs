@@ -5,7 +5,7 @@
 use kairo_core::run::Run;
 use maud::{html, Markup};
 
-use super::Lang;
+use super::{Lang, Words};
 use crate::error::ApiError;
 use crate::AppState;
 

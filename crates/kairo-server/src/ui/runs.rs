@@ -10,7 +10,7 @@ use kairo_store::runs::{RunPage, Sort};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::Lang;
+use super::{Lang, Words};
 use crate::error::ApiError;
 use crate::mlflow::search::{self, Comparison, Kind, Value};
 use crate::AppState;

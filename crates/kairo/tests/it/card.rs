@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::monitoring::{features, training_csv, Lcg};
-use crate::serving::fixture;
+use crate::serving::{fixture, register_profiled};
 use crate::Repo;
 
 /// The 20 features, the label (f0 > 0) and a group that follows f0.
@@ -45,19 +45,7 @@ fn a_card_says_what_the_registry_the_holdout_and_the_monitors_know() {
     repo.write("train.csv", training_csv(&mut g, 500));
     repo.write("holdout.csv", holdout_csv(&mut g, 400));
     repo.write("kairo.yaml", CONFIG);
-    let model = fixture("logreg20.onnx");
-    let args = [
-        "models",
-        "register",
-        "clf",
-        "--file",
-        model.to_str().unwrap(),
-        "--profile-data",
-        "train.csv",
-        "--target",
-        "label",
-    ];
-    repo.kairo(&args).assert().success();
+    register_profiled(&repo, "clf", "logreg20.onnx", "train.csv");
     let promoted = repo.json(&["models", "promote", "clf", "1", "--to", "champion", "--reason", "first"]);
     let dpd_gate: f64 = promoted["gates"]
         .as_array()

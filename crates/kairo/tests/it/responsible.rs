@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::monitoring::{features, training_csv, Lcg};
-use crate::serving::{eventually, fixture, Serve};
+use crate::serving::{eventually, register_profiled, Serve};
 use crate::Repo;
 
 fn check(repo: &Repo, monitor: &str) -> (i32, Value) {
@@ -30,18 +30,7 @@ fn a_monitor_estimates_before_labels_slices_and_judges_fairness() {
             "version: 1\nmodels:\n  clf:\n    holdout: {{path: holdout.csv, target: label}}\nmonitors:\n  m:\n{MONITOR}  bad:\n    deployment: clf\n    segments: [nosuch]\n"
         ),
     );
-    let model = fixture("logreg20.onnx");
-    let r = repo.json(&[
-        "models",
-        "register",
-        "clf",
-        "--file",
-        model.to_str().unwrap(),
-        "--profile-data",
-        "train.csv",
-        "--target",
-        "label",
-    ]);
+    let r = register_profiled(&repo, "clf", "logreg20.onnx", "train.csv");
     assert_eq!(r["profile"], true, "{r}");
 
     let serve = Serve::start(&repo, &["clf"]);

@@ -13,6 +13,14 @@ pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(name)
 }
 
+/// Register the fixture `model` as `name` with `data` (target `label`) profiled as its
+/// reference; the registration's JSON.
+pub fn register_profiled(repo: &Repo, name: &str, model: &str, data: &str) -> Value {
+    let path = fixture(model);
+    let file = path.to_str().unwrap();
+    repo.json(&["models", "register", name, "--file", file, "--profile-data", data, "--target", "label"])
+}
+
 fn case(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(fixture(&format!("{name}.cases.json"))).unwrap()).unwrap()
 }
