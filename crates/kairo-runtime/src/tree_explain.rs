@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use tract_onnx::pb::{GraphProto, NodeProto};
 
 use crate::explain::{Encoding, Explainer, Scorer, TreeNode};
-use crate::trees::{floats, int, ints, string, strings};
+use crate::trees::{floats, int, ints, string, strings, Nodes};
 
 /// The explainer of the graph's tree ensemble, without covers; `None` when the graph is not a
 /// single ensemble over its single float input.
@@ -81,21 +81,8 @@ type Leaves = HashMap<(i64, i64), Vec<(usize, f64)>>;
 /// The ensemble's trees in Kairo's form (children after their parent, `x < threshold` goes
 /// left), leaves valued by `leaf`.
 fn trees(node: &NodeProto, targets: usize, leaves: &Leaves, scale: f64) -> Option<Vec<Vec<TreeNode>>> {
-    let tree_ids = ints(node, "nodes_treeids");
-    let node_ids = ints(node, "nodes_nodeids");
-    let features = ints(node, "nodes_featureids");
-    let modes = strings(node, "nodes_modes");
-    let values = floats(node, "nodes_values");
-    let trues = ints(node, "nodes_truenodeids");
-    let falses = ints(node, "nodes_falsenodeids");
+    let Nodes { tree_ids, node_ids, features, modes, values, trues, falses } = Nodes::read(node).ok()?;
     let n = tree_ids.len();
-    if n == 0
-        || [node_ids.len(), features.len(), modes.len(), values.len(), trues.len(), falses.len()]
-            .iter()
-            .any(|l| *l != n)
-    {
-        return None;
-    }
     let index: HashMap<(i64, i64), usize> = (0..n).map(|i| ((tree_ids[i], node_ids[i]), i)).collect();
     let mut order: Vec<i64> = tree_ids.to_vec();
     order.sort_unstable();

@@ -170,28 +170,50 @@ pub(crate) fn string(node: &NodeProto, name: &str) -> Option<String> {
     node.attribute.iter().find(|a| a.name == name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
 }
 
+/// An ONNX-ML tree ensemble's node attributes (`nodes_*`), one entry per node each.
+pub(crate) struct Nodes<'a> {
+    pub tree_ids: &'a [i64],
+    pub node_ids: &'a [i64],
+    pub features: &'a [i64],
+    pub modes: Vec<String>,
+    pub values: &'a [f32],
+    pub trues: &'a [i64],
+    pub falses: &'a [i64],
+}
+
+impl<'a> Nodes<'a> {
+    /// The attributes, refused when there are no nodes or their lengths differ.
+    pub fn read(node: &'a NodeProto) -> TractResult<Nodes<'a>> {
+        let nodes = Nodes {
+            tree_ids: ints(node, "nodes_treeids"),
+            node_ids: ints(node, "nodes_nodeids"),
+            features: ints(node, "nodes_featureids"),
+            modes: strings(node, "nodes_modes"),
+            values: floats(node, "nodes_values"),
+            trues: ints(node, "nodes_truenodeids"),
+            falses: ints(node, "nodes_falsenodeids"),
+        };
+        let n = nodes.tree_ids.len();
+        ensure!(n > 0, "tree ensemble without nodes");
+        for (name, len) in [
+            ("nodes_nodeids", nodes.node_ids.len()),
+            ("nodes_featureids", nodes.features.len()),
+            ("nodes_modes", nodes.modes.len()),
+            ("nodes_values", nodes.values.len()),
+            ("nodes_truenodeids", nodes.trues.len()),
+            ("nodes_falsenodeids", nodes.falses.len()),
+        ] {
+            ensure!(len == n, "tree ensemble attribute {name} has {len} entries, expected {n}");
+        }
+        Ok(nodes)
+    }
+}
+
 /// Build the ensemble from the node's attributes (ONNX-ML names; leaves as `leaf_*`).
 pub fn parse(node: &NodeProto) -> TractResult<Forest> {
-    let tree_ids = ints(node, "nodes_treeids");
-    let node_ids = ints(node, "nodes_nodeids");
-    let features = ints(node, "nodes_featureids");
-    let modes = strings(node, "nodes_modes");
-    let values = floats(node, "nodes_values");
-    let trues = ints(node, "nodes_truenodeids");
-    let falses = ints(node, "nodes_falsenodeids");
+    let Nodes { tree_ids, node_ids, features, modes, values, trues, falses } = Nodes::read(node)?;
     let missing = ints(node, "nodes_missing_value_tracks_true");
     let n = tree_ids.len();
-    ensure!(n > 0, "tree ensemble without nodes");
-    for (name, len) in [
-        ("nodes_nodeids", node_ids.len()),
-        ("nodes_featureids", features.len()),
-        ("nodes_modes", modes.len()),
-        ("nodes_values", values.len()),
-        ("nodes_truenodeids", trues.len()),
-        ("nodes_falsenodeids", falses.len()),
-    ] {
-        ensure!(len == n, "tree ensemble attribute {name} has {len} entries, expected {n}");
-    }
     let mut index = std::collections::HashMap::with_capacity(n);
     for i in 0..n {
         index.insert((tree_ids[i], node_ids[i]), i as u32);
