@@ -15,10 +15,10 @@
 //!   spread: accuracy `std(correct) / √n`; AUC `std(normalised positive ranks) / √(n·share)`;
 //!   nannyml's confidence band is the estimate ± 3 sampling errors.
 //!
-//! One difference from nannyml: it decides whether to calibrate on 10 random stratified
-//! splits (seeded); Kairo on 10 deterministic stratified folds, so on a borderline reference
-//! the two can decide differently (the golden test reports it; the estimates then differ
-//! within nannyml's own confidence band).
+//! Whether to calibrate is decided on the same 10 random stratified splits nannyml draws
+//! (numpy's legacy MT19937, seed 42, through scikit-learn's `StratifiedShuffleSplit`), so the
+//! two decide alike; tied scores are ordered stably where numpy's sort is unstable, which moves
+//! the calibration errors in the third decimal at most, never the decision on the fixtures.
 //!
 //! Estimates are marked as such wherever they are shown; realised values replace them once a
 //! window's labels arrive.
@@ -113,41 +113,159 @@ fn calibration_error(p: &[f64], y: &[f64]) -> f64 {
         .sum()
 }
 
+/// Numpy's legacy `RandomState(seed)`: MT19937 seeded by `init_genrand`, its bounded integers
+/// by masked rejection, its permutations by Fisher–Yates from the end — what scikit-learn's
+/// `StratifiedShuffleSplit(random_state=42)` draws nannyml's calibration splits with, so Kairo
+/// draws the same ones.
+struct LegacyRandom {
+    mt: [u32; 624],
+    at: usize,
+}
+
+impl LegacyRandom {
+    fn new(seed: u32) -> LegacyRandom {
+        let mut mt = [0u32; 624];
+        mt[0] = seed;
+        for i in 1..624 {
+            mt[i] = 1_812_433_253u32.wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30)).wrapping_add(i as u32);
+        }
+        LegacyRandom { mt, at: 624 }
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        if self.at >= 624 {
+            for i in 0..624 {
+                let y = (self.mt[i] & 0x8000_0000) | (self.mt[(i + 1) % 624] & 0x7fff_ffff);
+                let mut v = self.mt[(i + 397) % 624] ^ (y >> 1);
+                if y & 1 == 1 {
+                    v ^= 0x9908_b0df;
+                }
+                self.mt[i] = v;
+            }
+            self.at = 0;
+        }
+        let mut y = self.mt[self.at];
+        self.at += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    /// Uniform in `[0, max]`.
+    fn interval(&mut self, max: u32) -> u32 {
+        if max == 0 {
+            return 0;
+        }
+        let mut mask = max;
+        for shift in [1, 2, 4, 8, 16] {
+            mask |= mask >> shift;
+        }
+        loop {
+            let v = self.next_u32() & mask;
+            if v <= max {
+                return v;
+            }
+        }
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.interval(i as u32) as usize;
+            items.swap(i, j);
+        }
+    }
+
+    fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..n).collect();
+        self.shuffle(&mut p);
+        p
+    }
+}
+
+/// scikit-learn's `_approximate_mode`: `draws` spread over classes in proportion to `counts`,
+/// the remainder given by largest fractional part, ties broken at random.
+fn approximate_mode(counts: &[usize], draws: usize, rng: &mut LegacyRandom) -> Vec<usize> {
+    let total: usize = counts.iter().sum();
+    let continuous: Vec<f64> = counts.iter().map(|&c| c as f64 / total as f64 * draws as f64).collect();
+    let mut out: Vec<usize> = continuous.iter().map(|c| c.floor() as usize).collect();
+    let mut need = draws.saturating_sub(out.iter().sum());
+    let remainder: Vec<f64> = continuous.iter().zip(&out).map(|(c, f)| c - *f as f64).collect();
+    let mut values = remainder.clone();
+    values.sort_by(|a, b| b.total_cmp(a));
+    values.dedup();
+    for value in values {
+        if need == 0 {
+            break;
+        }
+        let tied: Vec<usize> = (0..remainder.len()).filter(|&i| remainder[i] == value).collect();
+        let take = tied.len().min(need);
+        for k in rng.permutation(tied.len()).into_iter().take(take) {
+            out[tied[k]] += 1;
+        }
+        need -= take;
+    }
+    out
+}
+
+/// scikit-learn's `StratifiedShuffleSplit(n_splits=10, test_size=0.1, random_state=42)` over
+/// binary labels: (train, test) row indices of each split.
+fn calibration_splits(is_pos: &[bool]) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let n = is_pos.len();
+    let n_test = (0.1 * n as f64).ceil() as usize;
+    let n_train = n - n_test;
+    let by_class: [Vec<usize>; 2] = [(0..n).filter(|&i| !is_pos[i]).collect(), (0..n).filter(|&i| is_pos[i]).collect()];
+    let counts = [by_class[0].len(), by_class[1].len()];
+    let mut rng = LegacyRandom::new(42);
+    (0..10)
+        .map(|_| {
+            let train_counts = approximate_mode(&counts, n_train, &mut rng);
+            let left: Vec<usize> = counts.iter().zip(&train_counts).map(|(c, t)| c - t).collect();
+            let test_counts = approximate_mode(&left, n_test, &mut rng);
+            let (mut train, mut test) = (Vec::new(), Vec::new());
+            for c in 0..2 {
+                let perm = rng.permutation(counts[c]);
+                let rows: Vec<usize> = perm.iter().map(|&k| by_class[c][k]).collect();
+                train.extend_from_slice(&rows[..train_counts[c]]);
+                test.extend_from_slice(&rows[train_counts[c]..train_counts[c] + test_counts[c]]);
+            }
+            // Shuffled as scikit-learn does: the order is irrelevant here, the draws are not.
+            rng.shuffle(&mut train);
+            rng.shuffle(&mut test);
+            (train, test)
+        })
+        .collect()
+}
+
 /// Whether isotonic calibration lowers the expected calibration error on held-out rows, as
 /// nannyml decides (`needs_calibration`): not for a single class or a reference AUC above
-/// 0.999; else over 10 stratified folds (each holding out every tenth row of each class, where
-/// nannyml draws its tenths at random), the held-out rows' error before and after calibrating
-/// on the rest.
+/// 0.999; else on the same 10 stratified random splits nannyml draws (seed 42), the held-out
+/// rows' error before and after calibrating on the rest, over all splits' held-out rows.
 pub fn needs_calibration(p: &[f64], y: &[f64]) -> bool {
+    calibration_errors(p, y).is_some_and(|(before, after)| before > after)
+}
+
+/// The expected calibration errors before and after calibration that [`needs_calibration`]
+/// compares; `None` when it does not get that far.
+pub fn calibration_errors(p: &[f64], y: &[f64]) -> Option<(f64, f64)> {
     let is_pos: Vec<bool> = y.iter().map(|v| *v > 0.5).collect();
     match performance::auc(p, &is_pos) {
-        None => return false,
-        Some(auc) if auc > 0.999 => return false,
+        None => return None,
+        Some(auc) if auc > 0.999 => return None,
         Some(_) => {}
     }
     let (mut held_p, mut held_q, mut held_y) = (Vec::new(), Vec::new(), Vec::new());
-    for fold in 0..10 {
-        // Position of each row within its class, so each fold holds out a tenth of both.
-        let mut seen = [0usize; 2];
-        let (mut tp, mut ty, mut hold) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..p.len() {
-            let c = usize::from(is_pos[i]);
-            if seen[c] % 10 == fold {
-                hold.push(i);
-            } else {
-                tp.push(p[i]);
-                ty.push(y[i]);
-            }
-            seen[c] += 1;
-        }
+    for (train, test) in calibration_splits(&is_pos) {
+        let tp: Vec<f64> = train.iter().map(|&i| p[i]).collect();
+        let ty: Vec<f64> = train.iter().map(|&i| y[i]).collect();
         let (k, v) = isotonic(&tp, &ty);
-        for i in hold {
+        for i in test {
             held_p.push(p[i]);
             held_q.push(calibrate(&k, &v, p[i]));
             held_y.push(y[i]);
         }
     }
-    calibration_error(&held_p, &held_y) > calibration_error(&held_q, &held_y)
+    Some((calibration_error(&held_p, &held_y), calibration_error(&held_q, &held_y)))
 }
 
 /// Standard deviation (population) of values.
