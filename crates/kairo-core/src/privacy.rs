@@ -189,17 +189,11 @@ pub struct Compiled {
 impl Compiled {
     pub fn new(policy: &Policy) -> Compiled {
         let labels = match policy {
-            Policy::Bucket(edges) if !edges.is_empty() => {
-                let mut probes: Vec<f64> = vec![f64::NEG_INFINITY];
-                probes.extend(edges.iter().copied());
-                probes
-                    .iter()
-                    .map(|x| {
-                        let x = if x.is_finite() { *x } else { edges[0] - 1.0 };
-                        serde_json::to_vec(&bucket(edges, x)).unwrap_or_else(|_| b"null".to_vec())
-                    })
-                    .collect()
-            }
+            // One value inside each bucket: below the first edge, then each edge itself.
+            Policy::Bucket(edges) if !edges.is_empty() => std::iter::once(f64::NEG_INFINITY)
+                .chain(edges.iter().copied())
+                .map(|x| serde_json::to_vec(&bucket(edges, x)).unwrap_or_else(|_| b"null".to_vec()))
+                .collect(),
             _ => Vec::new(),
         };
         Compiled { policy: policy.clone(), labels }

@@ -410,9 +410,9 @@ impl Table {
     }
 }
 
-/// [`check`] on two tables. Two frames are checked in memory; otherwise column by column, two
-/// columns at a time per thread, each read, sorted, judged and dropped — memory is a few
-/// columns, not two files.
+/// [`check`] on two tables. Two frames are checked in memory; otherwise column by column, a
+/// pair of columns per rayon thread, each read, sorted, judged and dropped — memory is a few
+/// columns per core, not two files.
 pub fn check_tables(reference: Table, current: Table, options: &Options) -> Result<DriftReport, MonitorError> {
     use rayon::prelude::*;
     let (reference, current) = match (reference, current) {
@@ -426,24 +426,19 @@ pub fn check_tables(reference: Table, current: Table, options: &Options) -> Resu
             schema.push(format!("column '{n}' is missing from the current data"));
         }
     }
-    // Two threads at most: each holds a pair of columns.
-    let pool =
-        rayon::ThreadPoolBuilder::new().num_threads(2).build().map_err(|e| MonitorError::Estimate(e.to_string()))?;
-    let judged: Vec<Result<Option<ColumnDrift>, MonitorError>> = pool.install(|| {
-        names
-            .par_iter()
-            .filter(|n| current_names.contains(n))
-            .map(|n| {
-                let (Some(mut r), Some(mut c)) = (reference.column(n)?, current.column(n)?) else { return Ok(None) };
-                for col in [&mut r, &mut c] {
-                    if let Values::Numeric(v) = &mut col.values {
-                        stats::sort_floats(v);
-                    }
+    let judged: Vec<Result<Option<ColumnDrift>, MonitorError>> = names
+        .par_iter()
+        .filter(|n| current_names.contains(n))
+        .map(|n| {
+            let (Some(mut r), Some(mut c)) = (reference.column(n)?, current.column(n)?) else { return Ok(None) };
+            for col in [&mut r, &mut c] {
+                if let Values::Numeric(v) = &mut col.values {
+                    stats::sort_floats(v);
                 }
-                Ok(Some(judge_column(n, &r, &c, options.preset)))
-            })
-            .collect()
-    });
+            }
+            Ok(Some(judge_column(n, &r, &c, options.preset)))
+        })
+        .collect();
     let mut columns = Vec::new();
     for j in judged {
         columns.extend(j?);

@@ -703,16 +703,15 @@ pub fn without_columns(model: &Model, table: &holdout::Table, columns: &[&str]) 
 
 /// The fairness of the model's decisions on the holdout across the groups of `column` (a
 /// column of the holdout; left out of the model's inputs unless the model takes it by name).
-/// Binary classifiers only: the positive class is the larger label. `what` names the metric
-/// or table in errors.
+/// Binary classifiers only: the positive class is the larger label. `metric` names the gate or
+/// table in errors.
 pub fn holdout_fairness(
     model: &Model,
     table: &holdout::Table,
     target: &str,
     column: &str,
-    what: &str,
+    metric: &str,
 ) -> Result<kairo_monitor::fairness::Fairness> {
-    let metric = what;
     let t = table.column(target).ok_or_else(|| RegistryError::NoHoldoutTarget(target.to_string()))?;
     let g = table.column(column).ok_or_else(|| {
         RegistryError::Invalid(format!(

@@ -176,9 +176,9 @@ fn as_value(v: Option<&Value>) -> sketch::Value<'_> {
 }
 
 /// Sketch the rows of `version` in one segment's rows.
-fn sketch_rows(profile: &Profile, rows: &[LogRow], version: i64) -> Sketch {
+fn sketch_rows<'a>(profile: &Profile, rows: impl IntoIterator<Item = &'a LogRow>, version: i64) -> Sketch {
     let mut k = Sketcher::new(profile);
-    for row in rows.iter().filter(|r| r.version == version) {
+    for row in rows.into_iter().filter(|r| r.version == version) {
         k.row();
         for (i, c) in profile.columns.iter().enumerate() {
             if let Some(source) = &c.source {
@@ -261,6 +261,14 @@ fn quality(
     (scored.metrics, scored.rows)
 }
 
+/// A logged label or prediction as the class text quality is scored on.
+fn label_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => performance::normalise_label(s),
+        other => performance::normalise_label(&other.to_string()),
+    }
+}
+
 /// Quality of labelled rows, scored against the version's profile.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Scored {
@@ -282,10 +290,7 @@ pub fn score(profile: &Profile, rows: &[(&LogRow, &Value)]) -> Scored {
         return Scored::default();
     };
     let source = prediction.source.as_ref().expect("filtered");
-    let text = |v: &Value| match v {
-        Value::String(s) => performance::normalise_label(s),
-        other => performance::normalise_label(&other.to_string()),
-    };
+    let text = label_text;
     let (mut truth, mut predicted, mut scores, mut y, mut yhat) = (vec![], vec![], vec![], vec![], vec![]);
     for (r, label) in rows {
         let Some(p) = pick(r, source) else { continue };

@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 use kairo_core::config::MonitorSpec;
 use kairo_monitor::cbpe::{self, Estimate};
 use kairo_monitor::fairness;
-use kairo_monitor::performance;
 use kairo_monitor::profile::{number_text, ColumnProfile, Kind, Profile};
 use kairo_monitor::sketch;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::segment::LogRow;
-use crate::{as_value, pick, score, sketch_rows, Result, WatchError};
+use crate::{as_value, label_text, pick, score, sketch_rows, Result, WatchError};
 
 /// Rows a slice needs to be judged unless the monitor says otherwise.
 pub const MIN_SEGMENT_ROWS: u64 = 100;
@@ -155,13 +154,6 @@ fn slice_of(c: &ColumnProfile, row: &LogRow) -> String {
     }
 }
 
-fn label_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => performance::normalise_label(s),
-        other => performance::normalise_label(&other.to_string()),
-    }
-}
-
 /// Wilson's 95% interval of a proportion.
 fn wilson(successes: f64, n: f64) -> (f64, f64) {
     let z = 1.959_963_984_540_054_f64;
@@ -207,9 +199,10 @@ pub fn find(
     }
     let label_of = |r: &LogRow| labels.get(&(r.request_id.clone(), i64::from(r.row)));
     for c in &wanted.segments {
-        let mut groups: BTreeMap<String, Vec<LogRow>> = BTreeMap::new();
+        // Slices borrow the window's rows: nothing is copied per slice.
+        let mut groups: BTreeMap<String, Vec<&LogRow>> = BTreeMap::new();
         for r in &rows {
-            groups.entry(slice_of(c, r)).or_default().push((*r).clone());
+            groups.entry(slice_of(c, r)).or_default().push(r);
         }
         for (value, members) in groups {
             let n = members.len() as u64;
@@ -225,11 +218,12 @@ pub fn find(
                 interval: None,
             };
             if slice.judged {
-                let report = sketch::drift(profile, &sketch_rows(profile, &members, version), drift_share);
+                let report =
+                    sketch::drift(profile, &sketch_rows(profile, members.iter().copied(), version), drift_share);
                 slice.drift_share = Some(report.share);
                 slice.dataset_drift = Some(report.dataset_drift);
                 let pairs: Vec<(&LogRow, &Value)> =
-                    members.iter().filter_map(|r| label_of(r).map(|l| (r, l))).collect();
+                    members.iter().filter_map(|r| label_of(r).map(|l| (*r, l))).collect();
                 if !pairs.is_empty() {
                     let scored = score(profile, &pairs);
                     slice.labelled = scored.rows;

@@ -306,9 +306,6 @@ fn load_files(
     reference_path: &std::path::Path,
     current_path: &std::path::Path,
 ) -> Result<Loaded, Failure> {
-    if !(0.0..=1.0).contains(&a.drift_share) {
-        return Err(Failure::usage(format!("--drift-share {}: must be between 0 and 1", a.drift_share)));
-    }
     // Both files at once: parsing is most of the work.
     let (reference, current) = std::thread::scope(|s| {
         let r = s.spawn(|| Frame::read(reference_path));
@@ -318,11 +315,15 @@ fn load_files(
     let reference =
         reference.map_err(|_| Failure { code: exit::ERROR, message: "reading the reference failed".into() })??;
     let current = current?;
-    Ok((reference, current, options(a)))
+    Ok((reference, current, options(a)?))
 }
 
-fn options(a: &CheckArgs) -> Options {
-    Options {
+/// The drift options of a file check; `--drift-share` outside [0, 1] is a usage error.
+fn options(a: &CheckArgs) -> Result<Options, Failure> {
+    if !(0.0..=1.0).contains(&a.drift_share) {
+        return Err(Failure::usage(format!("--drift-share {}: must be between 0 and 1", a.drift_share)));
+    }
+    Ok(Options {
         preset: match a.preset {
             PresetArg::Kairo => Preset::Kairo,
             PresetArg::Evidently => Preset::Evidently,
@@ -333,7 +334,7 @@ fn options(a: &CheckArgs) -> Options {
             CorrectionArg::Bonferroni => Correction::Bonferroni,
             CorrectionArg::Bh => Correction::BenjaminiHochberg,
         },
-    }
+    })
 }
 
 fn report_json(a: &CheckArgs, reference_rows: usize, current_rows: usize, r: &drift::DriftReport) -> serde_json::Value {
@@ -347,9 +348,7 @@ fn report_json(a: &CheckArgs, reference_rows: usize, current_rows: usize, r: &dr
 /// CSV ones whole.
 fn check(a: CheckArgs) -> CmdResult {
     let (reference_path, current_path) = files(&a)?;
-    if !(0.0..=1.0).contains(&a.drift_share) {
-        return Err(Failure::usage(format!("--drift-share {}: must be between 0 and 1", a.drift_share)));
-    }
+    let options = options(&a)?;
     let (reference, current) = std::thread::scope(|s| {
         let r = s.spawn(|| drift::Table::open(&reference_path));
         let c = drift::Table::open(&current_path);
@@ -359,7 +358,7 @@ fn check(a: CheckArgs) -> CmdResult {
         reference.map_err(|_| Failure { code: exit::ERROR, message: "reading the reference failed".into() })??;
     let current = current?;
     let rows = (reference.rows(), current.rows());
-    let r = drift::check_tables(reference, current, &options(&a))?;
+    let r = drift::check_tables(reference, current, &options)?;
     let code = if r.dataset_drift { exit::CHANGED } else { exit::OK };
     if a.json {
         print_json(&report_json(&a, rows.0, rows.1, &r));
