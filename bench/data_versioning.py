@@ -144,6 +144,9 @@ def main():
         reset_copy()
         record("many: cp -r", timed(["cp", "-r", "many", "copy-many"], work))
         reset_copy()
+        # The floor for `add`: reading every file once (one process, no hashing, no writes).
+        record("many: read every file once", timed(["sh", "-c", "find many -type f -print0 | xargs -0 cat > /dev/null"], work))
+        reset_copy()
         reset_kairo("many")
         record("many: kairo data add", timed([a.kairo, "data", "add", "many"], work, env))
         reset_kairo("many")
@@ -151,16 +154,27 @@ def main():
         reset_dvc("many")
         record("many: dvc add", timed([a.dvc, "add", "-q", "many"], work))
 
-    # No-op status: everything tracked and unchanged.
+    # No-op status: everything tracked and unchanged. The floor is git: the same 20,000 files
+    # committed to a repository of their own, `git status --porcelain` there.
     sh([a.kairo, "data", "add", "many", "big.bin"], work, env)
     sh([a.dvc, "add", "-q", "many", "big.bin"], work)
+    twin = os.path.join(work, "git-twin")
+    if not os.path.isdir(os.path.join(twin, ".git")):
+        rm(twin)
+        os.makedirs(twin)
+        sh(["cp", "-r", os.path.join(work, "many"), twin], work)
+        sh(["git", "init", "-q"], twin)
+        sh(["git", "add", "many"], twin)
+        sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@local", "commit", "-qm", "many"], twin)
     warm()
     for _ in range(2):
         timed([a.kairo, "data", "status"], work, env)
         timed([a.dvc, "status"], work)
-    for _ in range(max(10, a.rounds)):
+        timed(["git", "status", "--porcelain"], twin)
+    for _ in range(max(20, a.rounds)):
         record("status: kairo data status", timed([a.kairo, "data", "status"], work, env))
         record("status: dvc status", timed([a.dvc, "status"], work))
+        record("status: git status --porcelain (20,000 files)", timed(["git", "status", "--porcelain"], twin))
 
     med = {k: statistics.median(v) for k, v in results.items()}
     ratios = {
@@ -171,7 +185,12 @@ def main():
         "big: dvc / kairo (fsync)": med["big: dvc add"] / med["big: kairo data add"],
         "many: dvc / kairo (fsync)": med["many: dvc add"] / med["many: kairo data add"],
         "many: dvc / kairo (fsync off)": med["many: dvc add"] / med["many: kairo data add (fsync off)"],
+        "many: kairo (fsync) / read every file once": med["many: kairo data add"] / med["many: read every file once"],
+        "many: kairo (fsync off) / read every file once": med["many: kairo data add (fsync off)"]
+        / med["many: read every file once"],
         "status: dvc / kairo": med["status: dvc status"] / med["status: kairo data status"],
+        "status: kairo / git status": med["status: kairo data status"]
+        / med["status: git status --porcelain (20,000 files)"],
     }
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},

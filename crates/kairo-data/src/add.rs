@@ -3,6 +3,7 @@
 use crate::error::{DataError, Result};
 use crate::project::Project;
 use crate::scan::{self, Mode};
+use crate::snapshot;
 use crate::tree;
 use crate::{git, gitignore, Progress};
 use kairo_core::pointer::{Pointer, PointerKind};
@@ -43,6 +44,7 @@ pub async fn add(project: &Project, rel: &str, follow_outside: bool, progress: &
 
     // Loaded before the walk: entries are stamped with this moment (see the racy check).
     let mut cache = project.stat_cache();
+    let taken_ns = kairo_store::stat_cache::now_ns();
     let walked = scan::walk_with(&abs, &scan::Links::storing(project, follow_outside)?)?;
     let scan = scan::scan(&walked, prev_tree.as_ref(), &mut cache, Mode::Store(&objects), progress)?;
     cache.save()?;
@@ -58,6 +60,7 @@ pub async fn add(project: &Project, rel: &str, follow_outside: bool, progress: &
         }
         gitignore::ignore_tracked(project.root(), rel)?;
     }
+    snapshot::save(project, rel, &pointer, &walked, taken_ns);
 
     let metadata = project.metadata().await?;
     let commit = git::head_commit(project.root());

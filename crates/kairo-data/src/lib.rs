@@ -19,6 +19,7 @@ pub mod gitignore;
 pub mod history;
 pub mod project;
 pub mod scan;
+pub mod snapshot;
 pub mod status;
 pub mod transfer;
 pub mod tree;

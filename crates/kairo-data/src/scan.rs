@@ -25,8 +25,18 @@ pub const CHECKOUT_TMP_MARK: &str = ".kairo-tmp-";
 /// The work tree as found on disk.
 #[derive(Debug)]
 pub enum Walked {
-    File { path: PathBuf, meta: Metadata },
-    Dir { children: Vec<(String, Walked)> },
+    /// `link`: reached through a symbolic link (`meta` is then the target's).
+    File {
+        path: PathBuf,
+        meta: Metadata,
+        link: bool,
+    },
+    Dir {
+        path: PathBuf,
+        meta: Metadata,
+        link: bool,
+        children: Vec<(String, Walked)>,
+    },
 }
 
 /// Which symbolic links a walk may follow.
@@ -102,12 +112,9 @@ pub fn walk(path: &Path) -> Result<Walked> {
 
 /// [`walk`] under a link policy.
 pub fn walk_with(path: &Path, links: &Links) -> Result<Walked> {
-    let meta = if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        follow(&links.resolve(path)?, path)?
-    } else {
-        follow(path, path)?
-    };
-    walk_meta(path.to_path_buf(), meta, &[], links)
+    let link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let meta = if link { follow(&links.resolve(path)?, path)? } else { follow(path, path)? };
+    walk_meta(path.to_path_buf(), meta, link, &[], links)
 }
 
 /// `stat` of `target` (following symlinks), with errors that name `path`, the path walked.
@@ -124,9 +131,9 @@ fn follow(target: &Path, path: &Path) -> Result<Metadata> {
     }
 }
 
-fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)], links: &Links) -> Result<Walked> {
+fn walk_meta(path: PathBuf, meta: Metadata, link: bool, ancestors: &[(u64, u64)], links: &Links) -> Result<Walked> {
     if meta.is_file() {
-        return Ok(Walked::File { path, meta });
+        return Ok(Walked::File { path, meta, link });
     }
     if !meta.is_dir() {
         return Err(DataError::SpecialFile(path));
@@ -146,7 +153,7 @@ fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)], links: &Li
             entries.push((name, entry));
         }
     }
-    let stat = |(name, entry): (String, fs::DirEntry)| -> Result<(String, PathBuf, Metadata)> {
+    let stat = |(name, entry): (String, fs::DirEntry)| -> Result<(String, PathBuf, Metadata, bool)> {
         let child = entry.path();
         let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(true);
         let meta = if is_link {
@@ -154,22 +161,22 @@ fn walk_meta(path: PathBuf, meta: Metadata, ancestors: &[(u64, u64)], links: &Li
         } else {
             entry.metadata().map_err(DataError::io(&child))?
         };
-        Ok((name, child, meta))
+        Ok((name, child, meta, is_link))
     };
     // Large directories are statted in parallel chunks; subdirectories are walked in parallel.
     let statted = entries.into_par_iter().with_min_len(512).map(stat).collect::<Result<Vec<_>>>()?;
-    let (dirs, files): (Vec<_>, Vec<_>) = statted.into_iter().partition(|(_, _, meta)| meta.is_dir());
+    let (dirs, files): (Vec<_>, Vec<_>) = statted.into_iter().partition(|(_, _, meta, _)| meta.is_dir());
     let mut children = files
         .into_iter()
-        .map(|(name, child, meta)| Ok((name, walk_meta(child, meta, &chain, links)?)))
+        .map(|(name, child, meta, link)| Ok((name, walk_meta(child, meta, link, &chain, links)?)))
         .collect::<Result<Vec<_>>>()?;
     children.extend(
         dirs.into_par_iter()
-            .map(|(name, child, meta)| Ok((name, walk_meta(child, meta, &chain, links)?)))
+            .map(|(name, child, meta, link)| Ok((name, walk_meta(child, meta, link, &chain, links)?)))
             .collect::<Result<Vec<_>>>()?,
     );
     children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    Ok(Walked::Dir { children })
+    Ok(Walked::Dir { path, meta, link, children })
 }
 
 /// What to do with file contents while scanning.
@@ -332,8 +339,8 @@ fn batches<'a, 'b>(jobs: &'b [FileJob<'a>]) -> Vec<&'b [FileJob<'a>]> {
 
 fn collect_jobs<'a>(walked: &'a Walked, out: &mut Vec<FileJob<'a>>) {
     match walked {
-        Walked::File { path, meta } => out.push(FileJob { path, meta }),
-        Walked::Dir { children } => {
+        Walked::File { path, meta, .. } => out.push(FileJob { path, meta }),
+        Walked::Dir { children, .. } => {
             for (_, child) in children {
                 collect_jobs(child, out);
             }
@@ -410,7 +417,7 @@ fn build(
             let (hash, size) = hashes.next().unwrap_or_else(|| (Hash::of(b""), 0));
             Node::File { hash, size, exec: meta.permissions().mode() & 0o100 != 0 }
         }
-        Walked::Dir { children } => {
+        Walked::Dir { children, .. } => {
             let prev_children = match previous {
                 Some(Node::Dir { children, .. }) => Some(children),
                 _ => None,

@@ -3,6 +3,7 @@
 use crate::error::Result;
 use crate::project::Project;
 use crate::scan::{self, Mode};
+use crate::snapshot;
 use crate::tree::{self, Node};
 use crate::{DataError, NoProgress};
 use kairo_core::Hash;
@@ -33,11 +34,22 @@ pub struct PathStatus {
 /// Status of the given tracked paths (all tracked paths when empty).
 pub fn status(project: &Project, rels: &[String]) -> Result<Vec<PathStatus>> {
     let rels = if rels.is_empty() { project.tracked_paths()? } else { rels.to_vec() };
-    let objects = project.objects()?;
-    let mut cache = project.stat_cache();
+    let mut cache = None;
     let mut out = Vec::with_capacity(rels.len());
     for rel in rels {
         let pointer = project.require_pointer(&rel)?;
+        if snapshot::unchanged(project, &rel, &pointer) {
+            out.push(PathStatus {
+                path: rel,
+                state: State::Unchanged,
+                recorded: pointer.hash,
+                current: Some(pointer.hash),
+            });
+            continue;
+        }
+        // Loaded before the walk: entries are stamped with this moment (see the racy check).
+        let cache = cache.get_or_insert_with(|| project.stat_cache());
+        let taken_ns = kairo_store::stat_cache::now_ns();
         let walked = match scan::walk(&project.abs(&rel)) {
             Ok(w) => w,
             Err(DataError::PathMissing(_)) => {
@@ -48,15 +60,19 @@ pub fn status(project: &Project, rels: &[String]) -> Result<Vec<PathStatus>> {
         };
         // Building the current tree from scratch (serialising its manifests) is cheaper than
         // loading the recorded one; that is only loaded when there is a difference to explain.
-        let current = scan::scan(&walked, None, &mut cache, Mode::Hash, &NoProgress)?.root;
+        let current = scan::scan(&walked, None, cache, Mode::Hash, &NoProgress)?.root;
         let state = if current.hash() == pointer.hash && current.kind() == pointer.kind {
+            snapshot::save(project, &rel, &pointer, &walked, taken_ns);
             State::Unchanged
         } else {
+            let objects = project.objects()?;
             modified(tree::load_pointer(&objects, &rel, &pointer).ok().as_ref(), &current)
         };
         out.push(PathStatus { path: rel, state, recorded: pointer.hash, current: Some(current.hash()) });
     }
-    cache.save()?;
+    if let Some(cache) = &mut cache {
+        cache.save()?;
+    }
     Ok(out)
 }
 

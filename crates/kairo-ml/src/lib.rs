@@ -13,6 +13,7 @@ pub mod data;
 pub mod error;
 pub mod explain;
 pub mod forest;
+mod lbfgs;
 pub mod onnx;
 
 use std::collections::BTreeMap;
@@ -428,29 +429,24 @@ struct Problem<'a> {
 fn fit_logistic(graph: &mut Graph, p: &Problem<'_>, y: &[usize], classes: usize) -> Result<Fitted> {
     let Problem { input, x, width, params, .. } = *p;
     use linfa::prelude::*;
-    let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec())
-        .map_err(|e| MlError::Fit { learner: "design matrix", message: e.to_string() })?;
     let alpha = params["alpha"];
     let iterations = params["max_iter"].max(1.0) as u64;
-    // linfa minimises the summed loss; scikit-learn's tolerance 1e-4 applies to the mean
-    // loss's gradient, so scale it by the rows (else large data never "converges" and runs
-    // every iteration).
-    let tolerance = 1e-4 * y.len() as f64;
     if classes == 2 {
-        let targets = ndarray::Array1::from_iter(y.iter().copied());
-        let fitted = linfa_logistic::LogisticRegression::default()
-            .alpha(alpha)
-            .max_iterations(iterations)
-            .gradient_tolerance(tolerance)
-            .fit(&Dataset::new(records, targets))
-            .map_err(|e| MlError::Fit { learner: "logistic regression", message: e.to_string() })?;
-        // linfa's positive class is the larger label, as ours (index 1).
-        let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
-        let w: Vec<f32> = fitted.params().iter().map(|v| (v * sign) as f32).collect();
-        let (z, scorer) = linear_score(graph, input, width, w, (fitted.intercept() * sign) as f32, None);
+        // Our own L-BFGS: scikit-learn's objective and stopping rule (tolerance 1e-4 on the
+        // averaged loss's gradient), one parallel pass per evaluation.
+        let positive: Vec<bool> = y.iter().map(|&c| c == 1).collect();
+        let fitted = lbfgs::fit(x, width, &positive, alpha, iterations as usize, 1e-4);
+        let w: Vec<f32> = fitted.weights.iter().map(|v| *v as f32).collect();
+        let (z, scorer) = linear_score(graph, input, width, w, fitted.intercept as f32, None);
         let p = graph.node("Sigmoid", "", &[&z], None, vec![]);
         Ok((two_columns(graph, &p, "probabilities"), (scorer, 1, "logit")))
     } else {
+        let records = ndarray::Array2::from_shape_vec((y.len(), width), x.to_vec())
+            .map_err(|e| MlError::Fit { learner: "design matrix", message: e.to_string() })?;
+        // linfa minimises the summed loss; scikit-learn's tolerance 1e-4 applies to the mean
+        // loss's gradient, so scale it by the rows (else large data never "converges" and runs
+        // every iteration).
+        let tolerance = 1e-4 * y.len() as f64;
         let targets = ndarray::Array1::from_iter(y.iter().copied());
         let fitted = linfa_logistic::MultiLogisticRegression::default()
             .alpha(alpha)

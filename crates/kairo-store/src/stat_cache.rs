@@ -1,11 +1,11 @@
-//! The stat cache: (device, inode, size, mtime_ns) → content hash, so a file whose metadata
+//! The stat cache: (device, inode, size, mtime_ns, ctime_ns) → content hash, so a file whose metadata
 //! has not changed is never read again. Stored as one flat binary file that loads in a
 //! millisecond for tens of thousands of entries; it is only a cache, so a missing or damaged
 //! file just means files get hashed again.
 //!
 //! Racy entries (as git calls them): file timestamps tick coarsely (a kernel clock tick), so a
 //! file rewritten with the same size within the tick of its previous write keeps its stat. An
-//! entry is therefore trusted only if the file's mtime was at least [`RACY_NS`] older than the
+//! entry is therefore trusted only if the file's mtime and ctime were at least [`RACY_NS`] older than the
 //! moment the entry was recorded; otherwise the file is read again (and then recorded late
 //! enough to be trusted).
 
@@ -18,10 +18,10 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"KSTAT02\n";
-const RECORD: usize = 8 * 5 + 32;
+const MAGIC: &[u8; 8] = b"KSTAT03\n";
+const RECORD: usize = 8 * 6 + 32;
 
-/// How much older than its recording a file's mtime must be for the entry to be trusted:
+/// How much older than its recording a file's mtime and ctime must be for the entry to be trusted:
 /// comfortably more than one clock tick at any kernel `HZ`.
 pub const RACY_NS: i64 = 20_000_000;
 
@@ -32,6 +32,9 @@ pub struct FileStat {
     pub ino: u64,
     pub size: u64,
     pub mtime_ns: i64,
+    /// The inode's change time: unlike mtime it cannot be set back, so a rewrite that restores
+    /// size and mtime (`touch -d`) is still seen, as git sees it.
+    pub ctime_ns: i64,
 }
 
 impl FileStat {
@@ -41,6 +44,7 @@ impl FileStat {
             ino: meta.ino(),
             size: meta.size(),
             mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec()),
         }
     }
 }
@@ -83,7 +87,7 @@ impl StatCache {
 
     /// The hash of a file with this stat, unless unknown or racy.
     pub fn get(&self, stat: &FileStat) -> Option<Hash> {
-        self.lookup(stat).filter(|r| r.at_ns > stat.mtime_ns.saturating_add(RACY_NS)).map(|r| r.hash)
+        self.lookup(stat).filter(|r| r.at_ns > stat.mtime_ns.max(stat.ctime_ns).saturating_add(RACY_NS)).map(|r| r.hash)
     }
 
     pub fn insert(&mut self, stat: FileStat, hash: Hash) {
@@ -119,6 +123,7 @@ impl StatCache {
             bytes.extend_from_slice(&s.ino.to_le_bytes());
             bytes.extend_from_slice(&s.size.to_le_bytes());
             bytes.extend_from_slice(&s.mtime_ns.to_le_bytes());
+            bytes.extend_from_slice(&s.ctime_ns.to_le_bytes());
             bytes.extend_from_slice(&r.at_ns.to_le_bytes());
             bytes.extend_from_slice(r.hash.as_bytes());
         }
@@ -132,7 +137,8 @@ impl StatCache {
     }
 }
 
-fn now_ns() -> i64 {
+/// Now, in nanoseconds since the epoch: the clock the racy checks compare file times with.
+pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
@@ -161,10 +167,11 @@ fn decode(bytes: &[u8]) -> Vec<(FileStat, Recorded)> {
                 ino: u64::from_le_bytes(u64_at(r, 1)),
                 size: u64::from_le_bytes(u64_at(r, 2)),
                 mtime_ns: i64::from_le_bytes(u64_at(r, 3)),
+                ctime_ns: i64::from_le_bytes(u64_at(r, 4)),
             };
-            let at_ns = i64::from_le_bytes(u64_at(r, 4));
+            let at_ns = i64::from_le_bytes(u64_at(r, 5));
             let mut h = [0u8; 32];
-            h.copy_from_slice(&r[40..72]);
+            h.copy_from_slice(&r[48..80]);
             (stat, Recorded { hash: Hash::from_bytes(h), at_ns })
         })
         .collect::<Vec<_>>();
@@ -183,8 +190,8 @@ mod tests {
     fn saves_merges_and_reloads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stat-cache");
-        let s1 = FileStat { dev: 1, ino: 2, size: 3, mtime_ns: 4 };
-        let s2 = FileStat { dev: 1, ino: 5, size: 3, mtime_ns: 4 };
+        let s1 = FileStat { dev: 1, ino: 2, size: 3, mtime_ns: 4, ctime_ns: 4 };
+        let s2 = FileStat { dev: 1, ino: 5, size: 3, mtime_ns: 4, ctime_ns: 4 };
         let mut a = StatCache::load(&path);
         let mut b = StatCache::load(&path);
         a.insert(s1, Hash::of(b"1"));
@@ -203,7 +210,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stat-cache");
         // A file modified just now: recording it now would not protect against a same-tick rewrite.
-        let fresh = FileStat { dev: 1, ino: 9, size: 3, mtime_ns: now_ns() };
+        let fresh = FileStat { dev: 1, ino: 9, size: 3, mtime_ns: now_ns(), ctime_ns: now_ns() };
         let mut c = StatCache::load(&path);
         c.insert(fresh, Hash::of(b"a"));
         assert_eq!(c.get(&fresh), None, "racy entry");

@@ -155,3 +155,58 @@ fn nested_tracking_is_refused() {
         .code(1)
         .stderr(predicate::str::contains("tracked by data.kairo"));
 }
+
+/// The files under `.kairo/status/`: the snapshots `data status` answers "unchanged" from.
+fn snapshots(repo: &Repo) -> usize {
+    fs::read_dir(repo.join(".kairo/status")).map(|d| d.filter(|e| e.is_ok()).count()).unwrap_or(0)
+}
+
+/// Re-add `data` once its files are old enough to be trusted (not racy), so that it has a
+/// snapshot again.
+fn settle(repo: &Repo) {
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    repo.kairo(&["data", "add", "data"]).assert().success();
+    assert_eq!(snapshots(repo), 1, "add of settled files writes the status snapshot");
+    repo.kairo(&["data", "status"]).assert().code(0).stdout(predicate::str::contains("data: unchanged"));
+}
+
+#[test]
+fn status_snapshot_is_trusted_only_while_every_stat_matches() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Repo::new();
+    make_tree(&repo, "data", 12);
+    settle(&repo);
+
+    // Same size, same mtime put back: the ctime still tells.
+    let f = repo.join("data/d1/f5.txt");
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    repo.write("data/d1/f5.txt", "FILE 5\n");
+    fs::File::options().write(true).open(&f).unwrap().set_modified(mtime).unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().modified().unwrap(), mtime);
+    repo.kairo(&["data", "status"]).assert().code(3).stdout(predicate::str::contains("1 changed"));
+    settle(&repo);
+
+    // A mode change (the tree records the executable bit).
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).unwrap();
+    repo.kairo(&["data", "status"]).assert().code(3);
+    settle(&repo);
+
+    // An empty file added to a directory, a rename within one, a new empty directory.
+    repo.write("data/d2/empty", "");
+    repo.kairo(&["data", "status"]).assert().code(3).stdout(predicate::str::contains("1 added"));
+    settle(&repo);
+    fs::rename(repo.join("data/d3/f3.txt"), repo.join("data/d3/g3.txt")).unwrap();
+    repo.kairo(&["data", "status"]).assert().code(3);
+    settle(&repo);
+    fs::create_dir(repo.join("data/d0/sub")).unwrap();
+    repo.kairo(&["data", "status"]).assert().code(3);
+    settle(&repo);
+
+    // A damaged snapshot is not trusted: the scan answers, and writes a good one.
+    let snapshot = fs::read_dir(repo.join(".kairo/status")).unwrap().next().unwrap().unwrap().path();
+    fs::write(&snapshot, b"KAIRO-STATUS-1\n\xff\xff").unwrap();
+    repo.kairo(&["data", "status"]).assert().code(0);
+    assert!(fs::read(&snapshot).unwrap().len() > 500, "the scan rewrote the snapshot");
+    repo.write("data/d1/f1.txt", "changed again\n");
+    repo.kairo(&["data", "status"]).assert().code(3);
+}
