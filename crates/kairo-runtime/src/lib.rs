@@ -42,9 +42,37 @@ pub enum RuntimeError {
 
 type Plan = Arc<TypedRunnableModel>;
 
+/// A tract plan with run states to reuse: making a state allocates a slot per node and copies
+/// the plan's constants into it, which on a one-row request costs more than the arithmetic.
+/// A state forgets its inputs and resolved symbols after every run, so any state serves any
+/// request; at most [`MAX_IDLE_STATES`] idle ones are kept.
+struct Tract {
+    plan: Plan,
+    idle: std::sync::Mutex<Vec<TypedSimpleState>>,
+}
+
+const MAX_IDLE_STATES: usize = 64;
+
+impl Tract {
+    fn run(&self, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut state = match reused {
+            Some(state) => state,
+            None => self.plan.spawn()?,
+        };
+        let outputs = state.run(values)?;
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE_STATES {
+                idle.push(state);
+            }
+        }
+        Ok(outputs)
+    }
+}
+
 /// What runs a model.
 enum Backend {
-    Tract(Plan),
+    Tract(Tract),
     #[cfg(feature = "ort")]
     Ort(ort_backend::OrtModel),
 }
@@ -170,7 +198,8 @@ impl Model {
             inputs: inputs.into_iter().map(|(name, dtype, shape)| TensorSpec { name, dtype, shape }).collect(),
             outputs,
         };
-        Ok(Model { backend: Backend::Tract(plan), signature, lowered, accepts_nan, op_types, metadata, tree_explainer })
+        let backend = Backend::Tract(Tract { plan, idle: std::sync::Mutex::new(Vec::new()) });
+        Ok(Model { backend, signature, lowered, accepts_nan, op_types, metadata, tree_explainer })
     }
 
     /// The explainer of the model's tree ensemble (skl2onnx's trees, forests, boosting), when
@@ -276,15 +305,15 @@ impl Model {
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
         // A single arm without the `ort` feature.
         #[allow(clippy::infallible_destructuring_match)]
-        let plan = match &self.backend {
-            Backend::Tract(plan) => plan,
+        let tract = match &self.backend {
+            Backend::Tract(tract) => tract,
             #[cfg(feature = "ort")]
             Backend::Ort(m) => return m.run(inputs),
         };
         let run = |e: TractError| RuntimeError::Run(format!("{e:#}"));
         let values: TVec<TValue> =
             inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<_, _>>()?;
-        let outputs = plan.run(values).map_err(run)?;
+        let outputs = tract.run(values).map_err(run)?;
         outputs.iter().map(from_tract).collect()
     }
 
