@@ -1,6 +1,6 @@
 //! The prediction log: every request's rows (inputs, outputs, version, arm, latency, request
 //! id, time) go through a bounded queue to a writer task, which never delays a response (a
-//! full queue drops the record and counts it) and writes Arrow IPC segment files into the
+//! full queue drops the record and counts it) and writes Parquet segment files (typed columns, `kairo_watch::segment`) into the
 //! object store, indexed by deployment and time.
 
 use std::collections::BTreeMap;
@@ -8,9 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::builder::{Int64Builder, StringBuilder, UInt16Builder, UInt32Builder};
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{ArrowError, Schema};
 use kairo_runtime::Tensor;
 use kairo_store::serving::Segment;
 use kairo_store::{LocalObjects, Metadata, StoreError};
@@ -314,15 +311,11 @@ fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
     buf.push(b'}');
 }
 
-/// A batch's text columns are finished before they reach this many bytes (Arrow's 32-bit
-/// string offsets end at 2 GiB).
-const MAX_BATCH_TEXT: usize = 256 << 20;
-
 /// Why a segment was not written; its rows are counted as dropped.
 #[derive(Debug, thiserror::Error)]
 enum SegmentError {
     #[error("the segment cannot be encoded: {0}")]
-    Encode(#[from] ArrowError),
+    Encode(#[from] kairo_watch::segment::SegmentError),
     #[error("the segment cannot be stored: {0}")]
     Store(#[source] StoreError),
     #[error("the segment cannot be indexed: {0}")]
@@ -331,82 +324,35 @@ enum SegmentError {
     Task(String),
 }
 
-fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), ArrowError> {
-    let schema = Arc::new(kairo_watch::segment::schema());
-    let mut writer = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &schema)?;
-    let mut n = 0;
-    let mut start = 0;
-    while start < records.len() {
-        let (batch, used, rows) = encode_batch(&records[start..], &schema)?;
-        writer.write(&batch)?;
-        start += used;
-        n += rows;
-    }
-    writer.finish()?;
-    let bytes = writer.into_inner()?;
-    Ok((bytes, n))
-}
-
-/// One batch from the first records (at least one), up to [`MAX_BATCH_TEXT`] of text.
-/// Returns the batch, how many records it took and its rows.
-fn encode_batch(records: &[Record], schema: &Arc<Schema>) -> Result<(RecordBatch, usize, usize), ArrowError> {
-    let mut request_id = StringBuilder::new();
-    let mut row = UInt32Builder::new();
-    let mut time = Int64Builder::new();
-    let mut model = StringBuilder::new();
-    let mut version = Int64Builder::new();
-    let mut arm = StringBuilder::new();
-    let mut latency = Int64Builder::new();
-    let mut status = UInt16Builder::new();
-    let mut inputs = StringBuilder::new();
-    let mut outputs = StringBuilder::new();
-    let mut n = 0usize;
-    let mut used = 0usize;
-    let mut text_bytes = 0usize;
+/// The records as one Parquet segment (`kairo_watch::segment`), and its row count.
+fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), kairo_watch::segment::SegmentError> {
+    let mut rows = Vec::with_capacity(records.iter().map(Record::rows).sum());
     let mut text = Vec::with_capacity(1024);
+    let parse = |text: &[u8]| serde_json::from_slice(text).unwrap_or(serde_json::Value::Null);
     for rec in records {
-        if used > 0 && text_bytes >= MAX_BATCH_TEXT {
-            break;
-        }
-        used += 1;
         for r in 0..rec.rows() {
-            request_id.append_value(&rec.request_id);
-            row.append_value(r as u32);
-            time.append_value(rec.time_ms);
-            model.append_value(&rec.model);
-            version.append_value(rec.version);
-            arm.append_value(rec.arm);
-            latency.append_value(rec.latency_us);
-            status.append_value(rec.status);
-            match rec.redacted.as_ref().and_then(|rows| rows.get(r)) {
-                Some(row) => {
-                    text_bytes += row.len();
-                    inputs.append_value(row);
-                }
+            let inputs = match rec.redacted.as_ref().and_then(|rows| rows.get(r)) {
+                Some(row) => parse(row.as_bytes()),
                 None => {
                     row_json(&rec.inputs, r, &mut text);
-                    text_bytes += text.len();
-                    inputs.append_value(std::str::from_utf8(&text).unwrap_or("{}"));
+                    parse(&text)
                 }
-            }
+            };
             row_json(&rec.outputs, r, &mut text);
-            text_bytes += text.len();
-            outputs.append_value(std::str::from_utf8(&text).unwrap_or("{}"));
-            n += 1;
+            rows.push(kairo_watch::segment::LogRow {
+                request_id: rec.request_id.clone(),
+                row: r as u32,
+                time_ms: rec.time_ms,
+                model: rec.model.clone(),
+                version: rec.version,
+                arm: rec.arm.to_string(),
+                latency_us: rec.latency_us,
+                status: rec.status,
+                inputs,
+                outputs: parse(&text),
+            });
         }
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(request_id.finish()),
-        Arc::new(row.finish()),
-        Arc::new(time.finish()),
-        Arc::new(model.finish()),
-        Arc::new(version.finish()),
-        Arc::new(arm.finish()),
-        Arc::new(latency.finish()),
-        Arc::new(status.finish()),
-        Arc::new(inputs.finish()),
-        Arc::new(outputs.finish()),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    Ok((batch, used, n))
+    let n = rows.len();
+    Ok((kairo_watch::segment::write(&rows)?, n))
 }

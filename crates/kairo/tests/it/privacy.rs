@@ -19,13 +19,24 @@ const DROP_MARKER: f32 = 6_175.125;
 
 /// Whether any file of the store (loose objects and packs) holds `needle`.
 fn in_store(repo: &Repo, needle: &str) -> bool {
+    /// The file's bytes, and for a prediction-log segment (Parquet: typed and compressed
+    /// columns) also its rows as the JSON any reader gets back.
+    fn contents(p: &Path) -> Vec<u8> {
+        let mut bytes = std::fs::read(p).unwrap_or_default();
+        if let Ok(rows) = kairo_watch::segment::read(&bytes) {
+            for r in rows {
+                bytes.extend_from_slice(r.to_json().to_string().as_bytes());
+            }
+        }
+        bytes
+    }
     fn walk(dir: &Path, needle: &[u8]) -> bool {
         std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, needle)
             } else {
-                let hit = std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle));
+                let hit = contents(&p).windows(needle.len()).any(|w| w == needle);
                 if hit {
                     eprintln!("FOUND {} in {}", String::from_utf8_lossy(needle), p.display());
                 }
@@ -321,4 +332,51 @@ fn fairness_gates_judge_the_holdout_by_group() {
     with_gates("\"demographic_parity_difference(group) <= 1\", \"equal_opportunity_difference(group) <= 1\"");
     let (code, v, err) = promote();
     assert_eq!(code, Some(0), "{v}{err}");
+}
+
+/// Every prediction-log segment (Parquet) under the project's store.
+fn segments(repo: &Repo) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if std::fs::read(&p).is_ok_and(|b| b.starts_with(b"PAR1") && kairo_watch::segment::read(&b).is_ok())
+            {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&repo.join(".kairo/objects"), &mut out);
+    out
+}
+
+/// The log is Parquet with a typed column per input element, which pandas reads without Kairo.
+#[test]
+fn pandas_reads_the_prediction_log_with_typed_columns() {
+    let Some(python) = crate::server::python() else { return };
+    let repo = project();
+    assert!(register(&repo, "clf", &[], None).status.success());
+    let rows = serve_and_log(&repo, "clf");
+    assert_eq!(rows.len(), 3);
+    let files = segments(&repo);
+    assert!(!files.is_empty(), "no Parquet segment in the store");
+    let script = r#"
+import json, sys
+import pandas as pd
+df = pd.concat([pd.read_parquet(p) for p in sys.argv[1:]])
+print(json.dumps({"rows": len(df), "types": {c: str(t) for c, t in df.dtypes.items()},
+                  "first": sorted(float(v) for v in df["inputs.input[0]"])}))
+"#;
+    let out = std::process::Command::new(python).arg("-c").arg(script).args(&files).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rows"], 3, "{v}");
+    assert_eq!(v["types"]["inputs.input[0]"], "float64", "{v}");
+    assert_eq!(v["types"]["inputs.input[]"], "uint32", "{v}");
+    assert_eq!(v["types"]["status"], "uint16", "{v}");
+    assert!(["str", "object"].contains(&v["types"]["request_id"].as_str().unwrap_or("")), "text (pandas 3 or 2): {v}");
+    assert_eq!(v["types"]["outputs.probabilities[1]"], "float64", "{v}");
+    assert!(v["first"].as_array().unwrap().iter().all(|x| x.as_f64() == Some(f64::from(ID_MARKER))), "{v}");
 }
