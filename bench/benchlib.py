@@ -82,3 +82,16 @@ def wait_ready(proc, url, timeout=300):
             raise SystemExit(f"the server exited with {proc.returncode} before {url} answered")
         time.sleep(0.05)
     raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+def training_csv(path, rows=2000, seed=7):
+    """A 20-feature training CSV (f0..f19, Gaussian) with `label` = f0 > 0, for the benches
+    that register `fixtures/models/logreg20.onnx` with a profile."""
+    import random
+    rnd = random.Random(seed)
+    lines = [",".join(f"f{i}" for i in range(20)) + ",label"]
+    for _ in range(rows):
+        x = [rnd.gauss(0, 1) for _ in range(20)]
+        lines.append(",".join(f"{v:.5f}" for v in x) + f",{int(x[0] > 0)}")
+    path.write_text("\n".join(lines) + "\n")
+

@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchlib import free_port, stop
+from benchlib import free_port, stop, training_csv
 
 
 def wait_ready(url, timeout=60):
@@ -42,12 +42,7 @@ def project(kairo, model, work, name):
     d.mkdir(parents=True)
     subprocess.run(["git", "init", "-q"], cwd=d, check=True)
     subprocess.run([kairo, "init"], cwd=d, check=True, stdout=subprocess.DEVNULL)
-    rnd = random.Random(7)
-    lines = [",".join(f"f{i}" for i in range(20)) + ",label"]
-    for _ in range(2000):
-        x = [rnd.gauss(0, 1) for _ in range(20)]
-        lines.append(",".join(f"{v:.5f}" for v in x) + f",{int(x[0] > 0)}")
-    (d / "train.csv").write_text("\n".join(lines) + "\n")
+    training_csv(d / "train.csv")
     subprocess.run([kairo, "models", "register", "clf", "--file", str(model), "--profile-data", "train.csv",
                     "--target", "label"], cwd=d, check=True, stdout=subprocess.DEVNULL)
     return d

@@ -13,13 +13,12 @@ before it is queued. Standard library only.
 import argparse
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
 from pathlib import Path
 
-from benchlib import free_port, stop, wait_ready, wrk_result, wrk_script, wrk_start
+from benchlib import free_port, stop, training_csv, wait_ready, wrk_result, wrk_script, wrk_start
 
 ROW = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0] * 2
 INFER = json.dumps({"inputs": [{"name": "input", "shape": [1, 20], "datatype": "FP32", "data": ROW}]})
@@ -33,12 +32,7 @@ def project(a, name, private):
     d.mkdir(parents=True)
     subprocess.run(["git", "init", "-q"], cwd=d, check=True)
     subprocess.run([a.kairo, "init"], cwd=d, check=True, stdout=subprocess.DEVNULL)
-    rnd = random.Random(7)
-    lines = [",".join(f"f{i}" for i in range(20)) + ",label"]
-    for _ in range(2000):
-        x = [rnd.gauss(0, 1) for _ in range(20)]
-        lines.append(",".join(f"{v:.5f}" for v in x) + f",{int(x[0] > 0)}")
-    (d / "train.csv").write_text("\n".join(lines) + "\n")
+    training_csv(d / "train.csv")
     if private:
         fields = "".join(f"        f{i}: {POLICIES[i % 4]}\n" for i in range(20))
         with open(d / "kairo.yaml", "a") as f:

@@ -286,29 +286,43 @@ async fn flush(
     }
 }
 
-/// Row `r` of each named tensor as a JSON object (a scalar for one value per row).
-fn row_json(tensors: &[(String, Tensor)], r: usize, buf: &mut Vec<u8>) {
-    buf.clear();
-    buf.push(b'{');
-    let mut first = true;
+/// Row `r` of each named tensor as a JSON object (a scalar for one value per row). FP32
+/// elements become the exact f64 of the f32 (not its shortest decimal), so the segment stores
+/// them as FLOAT again.
+fn row_value(tensors: &[(String, Tensor)], r: usize) -> serde_json::Value {
+    use kairo_runtime::Data;
+    use serde_json::Value;
+    let float = |x: f64| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number);
+    let element = |data: &Data, i: usize| -> Value {
+        match data {
+            Data::Bool(v) => Value::Bool(v[i]),
+            Data::U8(v) => Value::from(v[i]),
+            Data::U16(v) => Value::from(v[i]),
+            Data::U32(v) => Value::from(v[i]),
+            Data::U64(v) => Value::from(v[i]),
+            Data::I8(v) => Value::from(v[i]),
+            Data::I16(v) => Value::from(v[i]),
+            Data::I32(v) => Value::from(v[i]),
+            Data::I64(v) => Value::from(v[i]),
+            Data::F32(v) => float(f64::from(v[i])),
+            Data::F64(v) => float(v[i]),
+            Data::Bytes(v) => Value::String(v[i].clone()),
+        }
+    };
+    let mut map = serde_json::Map::new();
     for (name, t) in tensors {
         let width: usize = t.shape.iter().skip(1).product::<usize>().max(1);
         if (r + 1) * width > t.data.len() {
             continue;
         }
-        if !first {
-            buf.push(b',');
-        }
-        first = false;
-        let _ = serde_json::to_writer(&mut *buf, name);
-        buf.push(b':');
-        if width == 1 {
-            crate::oip::write_scalar(buf, &t.data, r);
+        let value = if width == 1 {
+            element(&t.data, r)
         } else {
-            crate::oip::write_data(buf, &t.data, r * width, (r + 1) * width);
-        }
+            Value::Array((r * width..(r + 1) * width).map(|i| element(&t.data, i)).collect())
+        };
+        map.insert(name.clone(), value);
     }
-    buf.push(b'}');
+    Value::Object(map)
 }
 
 /// Why a segment was not written; its rows are counted as dropped.
@@ -327,18 +341,12 @@ enum SegmentError {
 /// The records as one Parquet segment (`kairo_watch::segment`), and its row count.
 fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), kairo_watch::segment::SegmentError> {
     let mut rows = Vec::with_capacity(records.iter().map(Record::rows).sum());
-    let mut text = Vec::with_capacity(1024);
-    let parse = |text: &[u8]| serde_json::from_slice(text).unwrap_or(serde_json::Value::Null);
     for rec in records {
         for r in 0..rec.rows() {
             let inputs = match rec.redacted.as_ref().and_then(|rows| rows.get(r)) {
-                Some(row) => parse(row.as_bytes()),
-                None => {
-                    row_json(&rec.inputs, r, &mut text);
-                    parse(&text)
-                }
+                Some(row) => serde_json::from_str(row).unwrap_or(serde_json::Value::Null),
+                None => row_value(&rec.inputs, r),
             };
-            row_json(&rec.outputs, r, &mut text);
             rows.push(kairo_watch::segment::LogRow {
                 request_id: rec.request_id.clone(),
                 row: r as u32,
@@ -349,7 +357,7 @@ fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), kairo_watch::segment::
                 latency_us: rec.latency_us,
                 status: rec.status,
                 inputs,
-                outputs: parse(&text),
+                outputs: row_value(&rec.outputs, r),
             });
         }
     }

@@ -3,8 +3,8 @@
 //! (`request_id`, `row`, `time_ms`, `model`, `version`, `arm`, `latency_us`, `status`), then
 //! one column per logged input and output element — `inputs.age` for a value per row,
 //! `inputs.x[0]`, `inputs.x[1]`, … and `inputs.x[]` (the row's length) for an array. Each
-//! element column is the narrowest type that holds every row's value (BOOLEAN, INT64, DOUBLE,
-//! STRING); a name whose values do not fit one type, or that some rows lack, is one column of
+//! element column is the narrowest type that holds every row's value (BOOLEAN, INT64, FLOAT
+//! when every value is an exact f32, DOUBLE, STRING); a name whose values do not fit one type, or that some rows lack, is one column of
 //! JSON text. Field metadata (`kairo.side`, `kairo.name`, `kairo.index`, `kairo.encoding`) says
 //! what each column holds, so names are only for people.
 //!
@@ -17,9 +17,11 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, UInt32Builder};
+use arrow_array::builder::{
+    BooleanBuilder, Float32Builder, Float64Builder, Int64Builder, StringBuilder, UInt32Builder,
+};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type, UInt16Type, UInt32Type};
+use arrow_array::types::{Float32Type, Float64Type, Int64Type, UInt16Type, UInt32Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Map, Value};
@@ -224,9 +226,18 @@ impl Columns {
             cells.iter().for_each(|c| b.append_option(c.and_then(Value::as_i64)));
             Arc::new(b.finish())
         } else if present.iter().all(|v| v.as_number().is_some_and(|n| n.is_f64())) && !present.is_empty() {
-            let mut b = Float64Builder::with_capacity(cells.len());
-            cells.iter().for_each(|c| b.append_option(c.and_then(Value::as_f64)));
-            Arc::new(b.finish())
+            let floats = || cells.iter().map(|c| c.and_then(Value::as_f64));
+            // Values that are all f32s (a FP32 tensor's: exactly, or as the shortest decimal
+            // they print as) are stored as FLOAT.
+            if floats().flatten().all(|v| f64::from(v as f32) == v || shortest_f32(v as f32) == Some(v)) {
+                let mut b = Float32Builder::with_capacity(cells.len());
+                floats().for_each(|v| b.append_option(v.map(|v| v as f32)));
+                Arc::new(b.finish())
+            } else {
+                let mut b = Float64Builder::with_capacity(cells.len());
+                floats().for_each(|v| b.append_option(v));
+                Arc::new(b.finish())
+            }
         } else if present.iter().all(|v| v.is_string()) {
             let mut b = StringBuilder::with_capacity(cells.len(), 16 * cells.len());
             cells.iter().for_each(|c| b.append_option(c.and_then(Value::as_str)));
@@ -409,6 +420,11 @@ fn layouts(schema: &Schema) -> Result<[Layout; 2], SegmentError> {
     Ok(sides)
 }
 
+/// The shortest decimal of `x`, read as an f64: the number a FP32 value prints as.
+fn shortest_f32(x: f32) -> Option<f64> {
+    x.is_finite().then(|| zmij::Buffer::new().format_finite(x).parse::<f64>().ok()).flatten()
+}
+
 /// Cell `i` of `col` as JSON; None where null.
 fn cell(col: &ArrayRef, json: bool, i: usize) -> Option<Value> {
     if col.is_null(i) {
@@ -419,6 +435,11 @@ fn cell(col: &ArrayRef, json: bool, i: usize) -> Option<Value> {
         DataType::Int64 => Value::from(col.as_primitive::<Int64Type>().value(i)),
         DataType::Float64 => {
             serde_json::Number::from_f64(col.as_primitive::<Float64Type>().value(i)).map_or(Value::Null, Value::Number)
+        }
+        // The number a FP32 value always printed as: its shortest decimal, read as an f64.
+        DataType::Float32 => {
+            let x = col.as_primitive::<Float32Type>().value(i);
+            shortest_f32(x).and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
         }
         DataType::Utf8 if json => serde_json::from_str(col.as_string::<i32>().value(i)).unwrap_or(Value::Null),
         DataType::Utf8 => Value::String(col.as_string::<i32>().value(i).to_string()),
@@ -442,6 +463,7 @@ fn read_parquet(bytes: &[u8]) -> Result<Vec<LogRow>, SegmentError> {
                 t,
                 DataType::Boolean
                     | DataType::Int64
+                    | DataType::Float32
                     | DataType::Float64
                     | DataType::Utf8
                     | DataType::UInt32
@@ -604,7 +626,7 @@ mod tests {
             row(
                 2,
                 json!({"age": null, "x": [], "plan": "free", "ok": true, "odd": [1, {"a": 2}], "extra": 9}),
-                json!({"label": 1, "probabilities": [0.1, 0.9]}),
+                json!({"label": 1, "probabilities": [0.1, 0.123456789012345]}),
             ),
         ];
         let bytes = write(&rows).unwrap();
@@ -617,10 +639,12 @@ mod tests {
         let kind = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
         assert_eq!(kind("inputs.age"), DataType::Int64);
         assert_eq!(kind("inputs.x[]"), DataType::UInt32);
-        assert_eq!(kind("inputs.x[1]"), DataType::Float64);
+        // Exact f32 values (a FP32 tensor's) are FLOAT; others DOUBLE.
+        assert_eq!(kind("inputs.x[1]"), DataType::Float32);
         assert_eq!(kind("inputs.plan"), DataType::Utf8);
         assert_eq!(kind("inputs.ok"), DataType::Boolean);
-        assert_eq!(kind("outputs.probabilities[0]"), DataType::Float64);
+        assert_eq!(kind("outputs.probabilities[0]"), DataType::Float32, "0.1 prints the same as an f32");
+        assert_eq!(kind("outputs.probabilities[1]"), DataType::Float64);
         // Mixed types, and a name some rows lack, are JSON text.
         let encoding = |name: &str| schema.field_with_name(name).unwrap().metadata().get(ENCODING).cloned();
         assert_eq!(encoding("inputs.odd").as_deref(), Some("json"));

@@ -373,10 +373,10 @@ print(json.dumps({"rows": len(df), "types": {c: str(t) for c, t in df.dtypes.ite
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rows"], 3, "{v}");
-    assert_eq!(v["types"]["inputs.input[0]"], "float64", "{v}");
+    assert_eq!(v["types"]["inputs.input[0]"], "float32", "a FP32 input is FLOAT: {v}");
     assert_eq!(v["types"]["inputs.input[]"], "uint32", "{v}");
     assert_eq!(v["types"]["status"], "uint16", "{v}");
     assert!(["str", "object"].contains(&v["types"]["request_id"].as_str().unwrap_or("")), "text (pandas 3 or 2): {v}");
-    assert_eq!(v["types"]["outputs.probabilities[1]"], "float64", "{v}");
+    assert_eq!(v["types"]["outputs.probabilities[1]"], "float32", "{v}");
     assert!(v["first"].as_array().unwrap().iter().all(|x| x.as_f64() == Some(f64::from(ID_MARKER))), "{v}");
 }
