@@ -1,22 +1,17 @@
-//! The SQLite writer of metric values: the hot path of `log_metric`, group-committed by
-//! flat combining.
+//! A dedicated SQLite writer thread for metric values: the hot path of `log_metric`.
 //!
 //! Through sqlx every statement hops from the async runtime to sqlx's SQLite worker thread and
-//! back; a dedicated writer thread still cost two wake-ups per request (handler → writer →
-//! handler), which on a 2-core VM cost more than the insert. Here a caller queues its value and
-//! then tries to become the combiner: whoever finds the connection free writes everything
-//! queued in one `BEGIN IMMEDIATE` transaction (the trigger keeps `run_latest_metrics`
-//! current), answers each caller after the commit, and looks again before leaving. A caller
-//! that finds the connection busy just waits for its answer: the combiner at work will take its
-//! value. An uncontended request therefore commits on its own thread with no hop; under load
-//! one commit carries many values. The combiner holds the same in-process writer lock as the
-//! sqlx writes, so the two never race for SQLite's write lock; when an sqlx write holds it, the
-//! combining moves to a blocking thread instead of stalling the runtime.
+//! back; on small VMs those wake-ups, not SQLite, bound throughput. This thread owns one
+//! connection, takes whatever values have queued up, writes them in one `BEGIN IMMEDIATE`
+//! transaction (the trigger keeps `run_latest_metrics` current) and answers each caller after
+//! the commit. It holds the same in-process writer lock as the sqlx writes, so the two never
+//! race for SQLite's write lock.
 
 use crate::error::{Result, StoreError};
 use kairo_core::tracking::MetricPoint;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use std::sync::Arc;
 
 type Reply = tokio::sync::oneshot::Sender<Result<()>>;
 type Job = (String, MetricPoint, Reply);
@@ -26,105 +21,71 @@ const MAX_GROUP: usize = 512;
 
 #[derive(Clone)]
 pub struct SqliteMetricWriter {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    conn: Mutex<rusqlite::Connection>,
-    queue: Mutex<Vec<Job>>,
-    /// The in-process writer lock shared with sqlx's writes.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl SqliteMetricWriter {
-    /// Open the database at `path` for metric writes.
+    /// Open the database at `path` on a new thread.
     pub fn spawn(path: &Path, writer: Arc<tokio::sync::Mutex<()>>) -> Result<Self> {
         let conn = rusqlite::Connection::open(path).map_err(sqlite_err)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(sqlite_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(sqlite_err)?;
-        let inner = Inner { conn: Mutex::new(conn), queue: Mutex::new(Vec::new()), writer };
-        Ok(SqliteMetricWriter { inner: Arc::new(inner) })
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("kairo-metric-writer".into())
+            .spawn(move || run(conn, rx, writer))
+            .map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e })?;
+        Ok(SqliteMetricWriter { tx })
     }
 
     /// Queue one value; resolves once it is committed.
     pub async fn append(&self, run_id: String, metric: MetricPoint) -> Result<()> {
         let (reply, done) = tokio::sync::oneshot::channel();
-        lock(&self.inner.queue).push((run_id, metric, reply));
-        match self.inner.writer.try_lock() {
-            Ok(guard) => self.inner.combine(&guard),
-            // A combiner at work (it holds the connection) takes this value before it leaves.
-            Err(_) if self.inner.conn.try_lock().is_err() => {}
-            // An sqlx write holds the writer lock: combine on a blocking thread once it is free.
-            Err(_) => {
-                let inner = self.inner.clone();
-                tokio::task::spawn_blocking(move || {
-                    let guard = inner.writer.blocking_lock();
-                    inner.combine(&guard);
-                });
-            }
-        }
         let gone = || StoreError::Database(sqlx::Error::Protocol("the metric writer stopped".into()));
+        self.tx.send((run_id, metric, reply)).map_err(|_| gone())?;
         done.await.map_err(|_| gone())?
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
-impl Inner {
-    /// Write what is queued, group by group, while this caller holds the connection; `_writer`
-    /// proves the in-process writer lock is held.
-    fn combine<T>(&self, _writer: &T) {
-        loop {
-            let Ok(mut conn) = self.conn.try_lock() else {
-                // Another combiner is at work and will look at the queue before it leaves.
-                return;
-            };
-            loop {
-                let group: Vec<Job> = {
-                    let mut q = lock(&self.queue);
-                    let n = q.len().min(MAX_GROUP);
-                    q.drain(..n).collect()
-                };
-                if group.is_empty() {
-                    break;
+fn run(mut conn: rusqlite::Connection, rx: mpsc::Receiver<Job>, writer: Arc<tokio::sync::Mutex<()>>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = {
+            let _guard = writer.blocking_lock();
+            write(&mut conn, &group)
+        };
+        match result {
+            Ok(()) => {
+                for (_, _, reply) in group {
+                    let _ = reply.send(Ok(()));
                 }
-                commit(&mut conn, group);
             }
-            drop(conn);
-            // A value queued after the last look, by a caller that found the connection busy.
-            if lock(&self.queue).is_empty() {
-                return;
+            // Retry one by one, so each caller learns its own outcome.
+            Err(_) => {
+                for (run, metric, reply) in group {
+                    let single = {
+                        let _guard = writer.blocking_lock();
+                        write(&mut conn, &[(run, metric, tokio::sync::oneshot::channel().0)])
+                    };
+                    let _ = reply.send(single);
+                }
             }
         }
     }
 }
 
-/// Write `group` in one transaction and answer its callers; if it fails, write the values one
-/// by one so that each caller learns its own outcome.
-fn commit(conn: &mut rusqlite::Connection, group: Vec<Job>) {
-    let values: Vec<(&str, &MetricPoint)> = group.iter().map(|(r, m, _)| (r.as_str(), m)).collect();
-    if write(conn, &values).is_ok() {
-        for (_, _, reply) in group {
-            let _ = reply.send(Ok(()));
-        }
-        return;
-    }
-    for (run, metric, reply) in group {
-        let _ = reply.send(write(conn, &[(run.as_str(), &metric)]));
-    }
-}
-
-fn write(conn: &mut rusqlite::Connection, group: &[(&str, &MetricPoint)]) -> Result<()> {
+fn write(conn: &mut rusqlite::Connection, group: &[Job]) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sqlite_err)?;
     {
         let mut insert = tx.prepare_cached(crate::tracking::INSERT_METRIC).map_err(sqlite_err)?;
-        for (run_id, m) in group {
+        for (run_id, m, _) in group {
             let (value, is_nan) = if m.value.is_nan() { (0.0, 1i64) } else { (m.value, 0i64) };
             insert
                 .execute(rusqlite::params![
