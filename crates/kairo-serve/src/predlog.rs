@@ -338,29 +338,50 @@ enum SegmentError {
     Task(String),
 }
 
-/// The records as one Parquet segment (`kairo_watch::segment`), and its row count.
-fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), kairo_watch::segment::SegmentError> {
-    let mut rows = Vec::with_capacity(records.iter().map(Record::rows).sum());
-    for rec in records {
-        for r in 0..rec.rows() {
-            let inputs = match rec.redacted.as_ref().and_then(|rows| rows.get(r)) {
-                Some(row) => serde_json::from_str(row).unwrap_or(serde_json::Value::Null),
-                None => row_value(&rec.inputs, r),
-            };
-            rows.push(kairo_watch::segment::LogRow {
-                request_id: rec.request_id.clone(),
-                row: r as u32,
-                time_ms: rec.time_ms,
-                model: rec.model.clone(),
-                version: rec.version,
-                arm: rec.arm.to_string(),
-                latency_us: rec.latency_us,
-                status: rec.status,
-                inputs,
-                outputs: row_value(&rec.outputs, r),
-            });
+/// Queued records as the rows of a segment: each row's inputs and outputs are made from the
+/// tensors when the writer asks for them, never all at once.
+struct Rows<'a> {
+    records: &'a [Record],
+    /// (record, row within it) of each logged row.
+    at: Vec<(u32, u32)>,
+}
+
+impl kairo_watch::segment::Source for Rows<'_> {
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    fn head(&self, i: usize) -> kairo_watch::segment::Head<'_> {
+        let (k, r) = self.at[i];
+        let rec = &self.records[k as usize];
+        kairo_watch::segment::Head {
+            request_id: &rec.request_id,
+            row: r,
+            time_ms: rec.time_ms,
+            model: &rec.model,
+            version: rec.version,
+            arm: rec.arm,
+            latency_us: rec.latency_us,
+            status: rec.status,
         }
     }
-    let n = rows.len();
-    Ok((kairo_watch::segment::write(&rows)?, n))
+
+    fn side(&self, i: usize, side: usize) -> std::borrow::Cow<'_, serde_json::Value> {
+        let (k, r) = self.at[i];
+        let rec = &self.records[k as usize];
+        let r = r as usize;
+        std::borrow::Cow::Owned(match (side, rec.redacted.as_ref().and_then(|rows| rows.get(r))) {
+            (0, Some(row)) => serde_json::from_str(row).unwrap_or(serde_json::Value::Null),
+            (0, None) => row_value(&rec.inputs, r),
+            _ => row_value(&rec.outputs, r),
+        })
+    }
+}
+
+/// The records as one Parquet segment (`kairo_watch::segment`), and its row count.
+fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), kairo_watch::segment::SegmentError> {
+    let at: Vec<(u32, u32)> =
+        records.iter().enumerate().flat_map(|(k, rec)| (0..rec.rows()).map(move |r| (k as u32, r as u32))).collect();
+    let n = at.len();
+    Ok((kairo_watch::segment::write_from(&Rows { records, at })?, n))
 }

@@ -182,9 +182,6 @@ const MAX_ARRAY_COLUMNS: usize = 256;
 /// Element columns per segment side at most; names past it are JSON columns.
 const MAX_SIDE_COLUMNS: usize = 4096;
 
-/// One value per row for an element column; `None` where the row has nothing there.
-type Cells<'a> = Vec<Option<&'a Value>>;
-
 /// Columns being assembled for a segment, with unique names.
 #[derive(Default)]
 struct Columns {
@@ -205,133 +202,341 @@ impl Columns {
         self.arrays.push(array);
     }
 
-    /// The column for one element (`index`: its place in an array), typed when every value fits
-    /// one type, else JSON text (with `null` cells where the row has nothing).
-    fn element(&mut self, side: &str, name: &str, index: Option<usize>, cells: &Cells<'_>) {
+    /// The finished column of one element (`index`: its place in an array).
+    fn element(&mut self, side: &str, name: &str, index: Option<usize>, cells: Cells) {
         let label = match index {
             Some(i) => format!("{side}.{name}[{i}]"),
             None => format!("{side}.{name}"),
         };
-        let mut meta = HashMap::from([(SIDE.to_string(), side.to_string()), (NAME.to_string(), name.to_string())]);
-        if let Some(i) = index {
-            meta.insert(INDEX.to_string(), i.to_string());
+        let mut m = meta(side, Some(name), index.map(|i| i.to_string()));
+        let (array, json) = cells.finish();
+        if json {
+            m.insert(ENCODING.to_string(), "json".to_string());
         }
-        let present: Vec<&Value> = cells.iter().flatten().copied().filter(|v| !v.is_null()).collect();
-        let array: ArrayRef = if present.iter().all(|v| v.is_boolean()) && !present.is_empty() {
-            let mut b = BooleanBuilder::with_capacity(cells.len());
-            cells.iter().for_each(|c| b.append_option(c.and_then(Value::as_bool)));
-            Arc::new(b.finish())
-        } else if present.iter().all(|v| v.as_number().is_some_and(|n| n.is_i64())) && !present.is_empty() {
-            let mut b = Int64Builder::with_capacity(cells.len());
-            cells.iter().for_each(|c| b.append_option(c.and_then(Value::as_i64)));
-            Arc::new(b.finish())
-        } else if present.iter().all(|v| v.as_number().is_some_and(|n| n.is_f64())) && !present.is_empty() {
-            let floats = || cells.iter().map(|c| c.and_then(Value::as_f64));
-            // Values that are all f32s (a FP32 tensor's: exactly, or as the shortest decimal
-            // they print as) are stored as FLOAT.
-            if floats().flatten().all(|v| f64::from(v as f32) == v || shortest_f32(v as f32) == Some(v)) {
-                let mut b = Float32Builder::with_capacity(cells.len());
-                floats().for_each(|v| b.append_option(v.map(|v| v as f32)));
-                Arc::new(b.finish())
-            } else {
-                let mut b = Float64Builder::with_capacity(cells.len());
-                floats().for_each(|v| b.append_option(v));
-                Arc::new(b.finish())
-            }
-        } else if present.iter().all(|v| v.is_string()) {
-            let mut b = StringBuilder::with_capacity(cells.len(), 16 * cells.len());
-            cells.iter().for_each(|c| b.append_option(c.and_then(Value::as_str)));
-            Arc::new(b.finish())
-        } else {
-            return self.json(label, meta, cells);
-        };
-        self.push(label, array, meta);
+        self.push(label, array, m);
+    }
+}
+
+/// What a segment is written from: its rows' request fields, and each row's inputs and outputs
+/// produced one row at a time, so that writing never holds every row's JSON at once (the
+/// server's prediction log builds them from its tensors on demand).
+pub trait Source {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn head(&self, i: usize) -> Head<'_>;
+    /// Row `i`'s inputs (`side` 0) or outputs (1).
+    fn side(&self, i: usize, side: usize) -> std::borrow::Cow<'_, Value>;
+}
+
+/// The request fields of one logged row.
+pub struct Head<'a> {
+    pub request_id: &'a str,
+    pub row: u32,
+    pub time_ms: i64,
+    pub model: &'a str,
+    pub version: i64,
+    pub arm: &'a str,
+    pub latency_us: i64,
+    pub status: u16,
+}
+
+impl Source for [LogRow] {
+    fn len(&self) -> usize {
+        <[LogRow]>::len(self)
     }
 
-    /// A column of JSON text: `null` cells where the row has nothing.
-    fn json(&mut self, label: String, mut meta: HashMap<String, String>, cells: &Cells<'_>) {
-        meta.insert(ENCODING.to_string(), "json".to_string());
-        let mut b = StringBuilder::with_capacity(cells.len(), 32 * cells.len());
-        cells.iter().for_each(|c| b.append_option(c.map(Value::to_string)));
-        self.push(label, Arc::new(b.finish()), meta);
+    fn head(&self, i: usize) -> Head<'_> {
+        let r = &self[i];
+        Head {
+            request_id: &r.request_id,
+            row: r.row,
+            time_ms: r.time_ms,
+            model: &r.model,
+            version: r.version,
+            arm: &r.arm,
+            latency_us: r.latency_us,
+            status: r.status,
+        }
     }
 
-    /// The columns of one side (`inputs` or `outputs`) of `rows`.
-    fn side(&mut self, side: &str, values: &[&Value]) {
-        let scalar = |v: &Value| !v.is_array() && !v.is_object();
-        let objects: Option<Vec<&Map<String, Value>>> = values.iter().map(|v| v.as_object()).collect();
-        let Some(objects) = objects else {
-            // Not an object in every row: the side as one JSON column.
-            let meta = HashMap::from([(SIDE.to_string(), side.to_string())]);
-            let cells: Cells<'_> = values.iter().map(|v| Some(*v)).collect();
-            return self.json(side.to_string(), meta, &cells);
-        };
-        let mut names: BTreeMap<&str, ()> = BTreeMap::new();
-        for o in &objects {
-            names.extend(o.keys().map(|k| (k.as_str(), ())));
-        }
-        let mut used = 0usize;
-        for name in names.keys() {
-            let cells: Cells<'_> = objects.iter().map(|o| o.get(*name)).collect();
-            let everywhere = cells.iter().all(Option::is_some);
-            let arrays: Option<Vec<&Vec<Value>>> = cells.iter().map(|c| c.and_then(Value::as_array)).collect();
-            let longest = arrays.as_ref().map_or(0, |a| a.iter().map(|v| v.len()).max().unwrap_or(0));
-            let room = used < MAX_SIDE_COLUMNS;
-            if room && everywhere && cells.iter().flatten().all(|v| scalar(v)) {
-                used += 1;
-                self.element(side, name, None, &cells);
-            } else if let Some(arrays) =
-                arrays.filter(|a| room && longest <= MAX_ARRAY_COLUMNS && a.iter().all(|v| v.iter().all(scalar)))
-            {
-                used += longest + 1;
-                let mut lengths = UInt32Builder::with_capacity(arrays.len());
-                arrays.iter().for_each(|a| lengths.append_value(a.len() as u32));
-                let meta = HashMap::from([
-                    (SIDE.to_string(), side.to_string()),
-                    (NAME.to_string(), name.to_string()),
-                    (INDEX.to_string(), LENGTH.to_string()),
-                ]);
-                self.push(format!("{side}.{name}[]"), Arc::new(lengths.finish()), meta);
-                for i in 0..longest {
-                    let cells: Cells<'_> = arrays.iter().map(|a| a.get(i)).collect();
-                    self.element(side, name, Some(i), &cells);
-                }
-            } else {
-                let meta = HashMap::from([(SIDE.to_string(), side.to_string()), (NAME.to_string(), name.to_string())]);
-                self.json(format!("{side}.{name}"), meta, &cells);
+    fn side(&self, i: usize, side: usize) -> std::borrow::Cow<'_, Value> {
+        std::borrow::Cow::Borrowed(if side == 0 { &self[i].inputs } else { &self[i].outputs })
+    }
+}
+
+const SIDES: [&str; 2] = ["inputs", "outputs"];
+
+/// The shortest decimal of `x`, read as an f64: the number a FP32 value prints as.
+fn shortest_f32(x: f32) -> Option<f64> {
+    x.is_finite().then(|| zmij::Buffer::new().format_finite(x).parse::<f64>().ok()).flatten()
+}
+
+/// What one element column's values were seen to be (first pass).
+#[derive(Clone)]
+struct Seen {
+    boolean: bool,
+    int: bool,
+    float: bool,
+    /// Every float is an f32: exactly, or as the shortest decimal it prints as.
+    f32: bool,
+    string: bool,
+    other: bool,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen { boolean: false, int: false, float: false, f32: true, string: false, other: false }
+    }
+}
+
+impl Seen {
+    fn observe(&mut self, v: &Value) {
+        match v {
+            Value::Null => {}
+            Value::Bool(_) => self.boolean = true,
+            Value::Number(n) if n.is_i64() => self.int = true,
+            Value::Number(n) if n.is_f64() => {
+                self.float = true;
+                let x = n.as_f64().unwrap_or(f64::NAN);
+                self.f32 &= f64::from(x as f32) == x || shortest_f32(x as f32) == Some(x);
             }
+            Value::String(_) => self.string = true,
+            _ => self.other = true,
+        }
+    }
+
+    /// The column for these values: one type, else JSON text.
+    fn builder(&self, rows: usize) -> Cells {
+        let kinds = [self.boolean, self.int, self.float, self.string].iter().filter(|k| **k).count();
+        match (self.other, kinds) {
+            (false, 0) => Cells::Text(StringBuilder::with_capacity(rows, 0)),
+            (false, 1) if self.boolean => Cells::Bool(BooleanBuilder::with_capacity(rows)),
+            (false, 1) if self.int => Cells::Int(Int64Builder::with_capacity(rows)),
+            (false, 1) if self.float && self.f32 => Cells::F32(Float32Builder::with_capacity(rows)),
+            (false, 1) if self.float => Cells::F64(Float64Builder::with_capacity(rows)),
+            (false, 1) => Cells::Text(StringBuilder::with_capacity(rows, 16 * rows)),
+            _ => Cells::Json(StringBuilder::with_capacity(rows, 32 * rows)),
         }
     }
 }
 
-/// Write rows as a Parquet segment (zstd): the server's prediction log, and what an erasure
-/// leaves of a segment.
-pub fn write(rows: &[LogRow]) -> Result<Vec<u8>, SegmentError> {
-    use arrow_array::{Int64Array, StringArray, UInt16Array, UInt32Array};
-    let fail = |e: parquet::errors::ParquetError| SegmentError::Format(e.to_string());
-    let text =
-        |f: &dyn Fn(&LogRow) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(rows.iter().map(f))) };
-    let int64 = |f: &dyn Fn(&LogRow) -> i64| -> ArrayRef { Arc::new(Int64Array::from_iter_values(rows.iter().map(f))) };
-    let mut c = Columns {
-        fields: fixed_fields(),
-        arrays: vec![
-            text(&|r| &r.request_id),
-            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.row))),
-            int64(&|r| r.time_ms),
-            text(&|r| &r.model),
-            int64(&|r| r.version),
-            text(&|r| &r.arm),
-            int64(&|r| r.latency_us),
-            Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.status))),
-        ],
-        taken: fixed_fields().iter().map(|f| f.name().clone()).collect(),
-    };
-    for side in ["inputs", "outputs"] {
-        let values: Vec<&Value> = rows.iter().map(|r| if side == "inputs" { &r.inputs } else { &r.outputs }).collect();
-        c.side(side, &values);
+/// An element column being built (second pass).
+enum Cells {
+    Bool(BooleanBuilder),
+    Int(Int64Builder),
+    F32(Float32Builder),
+    F64(Float64Builder),
+    Text(StringBuilder),
+    /// JSON text; null where the row has nothing there.
+    Json(StringBuilder),
+}
+
+impl Cells {
+    fn append(&mut self, v: Option<&Value>) {
+        match self {
+            Cells::Bool(b) => b.append_option(v.and_then(Value::as_bool)),
+            Cells::Int(b) => b.append_option(v.and_then(Value::as_i64)),
+            Cells::F32(b) => b.append_option(v.and_then(Value::as_f64).map(|x| x as f32)),
+            Cells::F64(b) => b.append_option(v.and_then(Value::as_f64)),
+            Cells::Text(b) => b.append_option(v.and_then(Value::as_str)),
+            Cells::Json(b) => b.append_option(v.map(Value::to_string)),
+        }
+    }
+
+    fn finish(self) -> (ArrayRef, bool) {
+        match self {
+            Cells::Bool(mut b) => (Arc::new(b.finish()), false),
+            Cells::Int(mut b) => (Arc::new(b.finish()), false),
+            Cells::F32(mut b) => (Arc::new(b.finish()), false),
+            Cells::F64(mut b) => (Arc::new(b.finish()), false),
+            Cells::Text(mut b) => (Arc::new(b.finish()), false),
+            Cells::Json(mut b) => (Arc::new(b.finish()), true),
+        }
+    }
+}
+
+/// What the first pass saw of one name of a side.
+#[derive(Default)]
+struct NameSeen {
+    present: usize,
+    scalars: usize,
+    /// Rows where it is an array of scalars, and the longest.
+    arrays: usize,
+    longest: usize,
+    value: Seen,
+    elements: Vec<Seen>,
+}
+
+/// How a name is written (second pass).
+enum Plan {
+    Scalar(Cells),
+    Array(UInt32Builder, Vec<Cells>),
+    Json(StringBuilder),
+}
+
+/// The first pass over one side: what every name holds; None when a row's side is not an object.
+fn survey<S: Source + ?Sized>(src: &S, side: usize) -> Option<BTreeMap<String, NameSeen>> {
+    let mut names: BTreeMap<String, NameSeen> = BTreeMap::new();
+    let scalar = |v: &Value| !v.is_array() && !v.is_object();
+    for i in 0..src.len() {
+        let value = src.side(i, side);
+        let object = value.as_object()?;
+        for (name, v) in object {
+            if !names.contains_key(name) {
+                names.insert(name.clone(), NameSeen::default());
+            }
+            let Some(seen) = names.get_mut(name) else { continue };
+            seen.present += 1;
+            match v {
+                Value::Array(items) if items.iter().all(scalar) => {
+                    seen.arrays += 1;
+                    seen.longest = seen.longest.max(items.len());
+                    if items.len() <= MAX_ARRAY_COLUMNS {
+                        if seen.elements.len() < items.len() {
+                            seen.elements.resize(items.len(), Seen::default());
+                        }
+                        for (e, item) in seen.elements.iter_mut().zip(items) {
+                            e.observe(item);
+                        }
+                    }
+                }
+                v if scalar(v) => {
+                    seen.scalars += 1;
+                    seen.value.observe(v);
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(names)
+}
+
+fn meta(side: &str, name: Option<&str>, index: Option<String>) -> HashMap<String, String> {
+    let mut m = HashMap::from([(SIDE.to_string(), side.to_string())]);
+    if let Some(n) = name {
+        m.insert(NAME.to_string(), n.to_string());
+    }
+    if let Some(i) = index {
+        m.insert(INDEX.to_string(), i);
+    }
+    m
+}
+
+/// Write a segment from `src` as Parquet (zstd): two passes over its rows, the first to choose
+/// each column's type, the second to fill the columns.
+pub fn write_from<S: Source + ?Sized>(src: &S) -> Result<Vec<u8>, SegmentError> {
+    use arrow_array::builder::UInt16Builder;
+    let n = src.len();
+    let mut c = Columns::default();
+    for f in fixed_fields() {
+        c.taken.insert(f.name().clone());
+    }
+    {
+        let (mut ids, mut rows, mut times) =
+            (StringBuilder::with_capacity(n, 40 * n), UInt32Builder::with_capacity(n), Int64Builder::with_capacity(n));
+        let (mut models, mut versions, mut arms) = (
+            StringBuilder::with_capacity(n, 8 * n),
+            Int64Builder::with_capacity(n),
+            StringBuilder::with_capacity(n, 8 * n),
+        );
+        let (mut latency, mut status) = (Int64Builder::with_capacity(n), UInt16Builder::with_capacity(n));
+        for i in 0..n {
+            let h = src.head(i);
+            ids.append_value(h.request_id);
+            rows.append_value(h.row);
+            times.append_value(h.time_ms);
+            models.append_value(h.model);
+            versions.append_value(h.version);
+            arms.append_value(h.arm);
+            latency.append_value(h.latency_us);
+            status.append_value(h.status);
+        }
+        c.fields = fixed_fields();
+        c.arrays = vec![
+            Arc::new(ids.finish()),
+            Arc::new(rows.finish()),
+            Arc::new(times.finish()),
+            Arc::new(models.finish()),
+            Arc::new(versions.finish()),
+            Arc::new(arms.finish()),
+            Arc::new(latency.finish()),
+            Arc::new(status.finish()),
+        ];
+    }
+    for (s, side) in SIDES.iter().enumerate() {
+        let Some(names) = survey(src, s) else {
+            // Not an object in every row: the side as one JSON column.
+            let mut b = StringBuilder::with_capacity(n, 64 * n);
+            for i in 0..n {
+                b.append_value(src.side(i, s).to_string());
+            }
+            let mut m = meta(side, None, None);
+            m.insert(ENCODING.to_string(), "json".to_string());
+            c.push(side.to_string(), Arc::new(b.finish()), m);
+            continue;
+        };
+        let mut used = 0usize;
+        let plans: Vec<(&String, Plan)> = names
+            .iter()
+            .map(|(name, seen)| {
+                let room = used < MAX_SIDE_COLUMNS;
+                let plan = if room && seen.scalars == n {
+                    used += 1;
+                    Plan::Scalar(seen.value.builder(n))
+                } else if room && seen.arrays == n && seen.longest <= MAX_ARRAY_COLUMNS {
+                    used += seen.longest + 1;
+                    Plan::Array(UInt32Builder::with_capacity(n), seen.elements.iter().map(|e| e.builder(n)).collect())
+                } else {
+                    Plan::Json(StringBuilder::with_capacity(n, 32 * n))
+                };
+                (name, plan)
+            })
+            .collect();
+        let mut plans = plans;
+        for i in 0..n {
+            let value = src.side(i, s);
+            let object = value.as_object();
+            for (name, plan) in plans.iter_mut() {
+                let v = object.and_then(|o| o.get(name.as_str()));
+                match plan {
+                    Plan::Scalar(cells) => cells.append(v),
+                    Plan::Array(lengths, cells) => {
+                        let items = v.and_then(Value::as_array);
+                        lengths.append_option(items.map(|a| a.len() as u32));
+                        for (j, cell) in cells.iter_mut().enumerate() {
+                            cell.append(items.and_then(|a| a.get(j)));
+                        }
+                    }
+                    Plan::Json(b) => b.append_option(v.map(Value::to_string)),
+                }
+            }
+        }
+        for (name, plan) in plans {
+            match plan {
+                Plan::Scalar(cells) => c.element(side, name, None, cells),
+                Plan::Array(mut lengths, cells) => {
+                    c.push(
+                        format!("{side}.{name}[]"),
+                        Arc::new(lengths.finish()),
+                        meta(side, Some(name), Some(LENGTH.to_string())),
+                    );
+                    for (j, cell) in cells.into_iter().enumerate() {
+                        c.element(side, name, Some(j), cell);
+                    }
+                }
+                Plan::Json(mut b) => {
+                    let mut m = meta(side, Some(name), None);
+                    m.insert(ENCODING.to_string(), "json".to_string());
+                    c.push(format!("{side}.{name}"), Arc::new(b.finish()), m);
+                }
+            }
+        }
     }
     let schema = Arc::new(Schema::new(c.fields));
     let batch = RecordBatch::try_new(schema.clone(), c.arrays).map_err(|e| SegmentError::Format(e.to_string()))?;
+    let fail = |e: parquet::errors::ParquetError| SegmentError::Format(e.to_string());
     let zstd = parquet::basic::ZstdLevel::try_new(3).map_err(fail)?;
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(zstd))
@@ -339,6 +544,11 @@ pub fn write(rows: &[LogRow]) -> Result<Vec<u8>, SegmentError> {
     let mut writer = parquet::arrow::ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(fail)?;
     writer.write(&batch).map_err(fail)?;
     writer.into_inner().map_err(fail)
+}
+
+/// Write rows as a Parquet segment: what an erasure leaves of a segment.
+pub fn write(rows: &[LogRow]) -> Result<Vec<u8>, SegmentError> {
+    write_from(rows)
 }
 
 /// How a side is laid out in a Parquet segment.
@@ -418,11 +628,6 @@ fn layouts(schema: &Schema) -> Result<[Layout; 2], SegmentError> {
         }
     }
     Ok(sides)
-}
-
-/// The shortest decimal of `x`, read as an f64: the number a FP32 value prints as.
-fn shortest_f32(x: f32) -> Option<f64> {
-    x.is_finite().then(|| zmij::Buffer::new().format_finite(x).parse::<f64>().ok()).flatten()
 }
 
 /// Cell `i` of `col` as JSON; None where null.
