@@ -340,38 +340,21 @@ fn evaluate(
     })
 }
 
-/// Raw columns → the design matrix `[N, F]` inside the graph.
+/// Raw columns → the design matrix `[N, F]` inside the graph. Consecutive numeric columns are
+/// concatenated first and imputed and scaled together (one `Imputer` and one `Scaler` with a
+/// value per column): a graph of a few operators rather than a pair per column, which made
+/// single-row requests cost several times the arithmetic.
 fn preprocess(graph: &mut Graph, table: &Table<'_>, features: &[Feature], scale: bool) -> String {
     let mut parts = Vec::new();
+    let mut run: Vec<(&str, f64, f64)> = Vec::new();
     for f in features.iter().filter(|f| f.width() > 0) {
         match f {
             Feature::Numeric { name, mean, std } => {
                 graph.input(name, Type::Float);
-                let mut x = graph.node(
-                    "Imputer",
-                    "ai.onnx.ml",
-                    &[name],
-                    None,
-                    vec![
-                        ("imputed_value_floats", Attr::Floats(vec![*mean as f32])),
-                        ("replaced_value_float", Attr::Float(f32::NAN)),
-                    ],
-                );
-                if scale {
-                    x = graph.node(
-                        "Scaler",
-                        "ai.onnx.ml",
-                        &[&x],
-                        None,
-                        vec![
-                            ("offset", Attr::Floats(vec![*mean as f32])),
-                            ("scale", Attr::Floats(vec![(1.0 / std) as f32])),
-                        ],
-                    );
-                }
-                parts.push(x);
+                run.push((name, *mean, *std));
             }
             Feature::Categorical { name, categories } => {
+                numeric_run(graph, &mut run, scale, &mut parts);
                 graph.input(name, Type::String);
                 let hot = graph.node(
                     "OneHotEncoder",
@@ -385,6 +368,7 @@ fn preprocess(graph: &mut Graph, table: &Table<'_>, features: &[Feature], scale:
             }
         }
     }
+    numeric_run(graph, &mut run, scale, &mut parts);
     let _ = table;
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     graph.node("Concat", "", &refs, Some("features"), vec![("axis", Attr::Int(1))])
@@ -403,6 +387,39 @@ fn label_head(graph: &mut Graph, probabilities: &str, classes: &[String], intege
     let dtype = if integer_labels { Type::Int64 } else { Type::String };
     graph.output("label", dtype, &[None]);
     graph.output("probabilities", Type::Float, &[None, Some(classes.len() as i64)]);
+}
+
+/// Impute (and scale) a run of consecutive numeric columns `[N, 1]` as one `[N, k]` block.
+fn numeric_run(graph: &mut Graph, run: &mut Vec<(&str, f64, f64)>, scale: bool, parts: &mut Vec<String>) {
+    if run.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = run.iter().map(|(n, _, _)| *n).collect();
+    let block = if names.len() == 1 {
+        names[0].to_string()
+    } else {
+        graph.node("Concat", "", &names, None, vec![("axis", Attr::Int(1))])
+    };
+    let means: Vec<f32> = run.iter().map(|(_, m, _)| *m as f32).collect();
+    let mut x = graph.node(
+        "Imputer",
+        "ai.onnx.ml",
+        &[&block],
+        None,
+        vec![("imputed_value_floats", Attr::Floats(means.clone())), ("replaced_value_float", Attr::Float(f32::NAN))],
+    );
+    if scale {
+        let scales: Vec<f32> = run.iter().map(|(_, _, sd)| (1.0 / sd) as f32).collect();
+        x = graph.node(
+            "Scaler",
+            "ai.onnx.ml",
+            &[&x],
+            None,
+            vec![("offset", Attr::Floats(means)), ("scale", Attr::Floats(scales))],
+        );
+    }
+    parts.push(x);
+    run.clear();
 }
 
 /// Binary: `[1 − p, p]` from one probability column.
