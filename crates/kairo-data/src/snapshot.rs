@@ -30,6 +30,9 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8] = b"KAIRO-STATUS-1\n";
 
+/// A snapshot larger than this is not read (it would be a tree of some 15 million files).
+const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+
 /// The stat data compared for one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {
@@ -93,7 +96,12 @@ fn file_of(project: &Project, rel: &str) -> PathBuf {
 /// Whether the tracked path `rel` is, by its snapshot, still at the version `pointer` records.
 /// False means "not known": scan it.
 pub fn unchanged(project: &Project, rel: &str, pointer: &Pointer) -> bool {
-    let Ok(bytes) = fs::read(file_of(project, rel)) else { return false };
+    let path = file_of(project, rel);
+    // About 70 bytes an entry: far past any real tree, and never read whole.
+    if fs::metadata(&path).map_or(true, |m| m.len() > MAX_SNAPSHOT_BYTES) {
+        return false;
+    }
+    let Ok(bytes) = fs::read(&path) else { return false };
     check(&project.abs(rel), pointer, &bytes).unwrap_or(false)
 }
 
