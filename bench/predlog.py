@@ -20,19 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchlib import free_port, stop, training_csv
-
-
-def wait_ready(url, timeout=60):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} not ready after {timeout} s")
+from benchlib import free_port, stop, training_csv, wait_ready
 
 
 def project(kairo, model, work, name):
@@ -54,7 +42,7 @@ def fill(kairo, d, rows):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url + "/v2/health/ready")
+        wait_ready(proc, url + "/v2/health/ready", timeout=60)
         rnd = random.Random(11)
         per = 1000
         for i in range(rows // per):

@@ -209,8 +209,7 @@ fn max_abs(a: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
-    /// The objective's gradient is zero at the fit (checked by finite differences elsewhere
-    /// would be weaker): perturbing any coordinate does not lower the objective.
+    /// At the fit the gradient vanishes and perturbing any coordinate raises the objective.
     #[test]
     fn the_fit_is_the_minimum() {
         let mut state = 7u64;

@@ -430,9 +430,6 @@ pub fn write_from<S: Source + ?Sized>(src: &S) -> Result<Vec<u8>, SegmentError> 
     use arrow_array::builder::UInt16Builder;
     let n = src.len();
     let mut c = Columns::default();
-    for f in fixed_fields() {
-        c.taken.insert(f.name().clone());
-    }
     {
         let (mut ids, mut rows, mut times) =
             (StringBuilder::with_capacity(n, 40 * n), UInt32Builder::with_capacity(n), Int64Builder::with_capacity(n));
@@ -454,6 +451,7 @@ pub fn write_from<S: Source + ?Sized>(src: &S) -> Result<Vec<u8>, SegmentError> 
             status.append_value(h.status);
         }
         c.fields = fixed_fields();
+        c.taken = c.fields.iter().map(|f| f.name().clone()).collect();
         c.arrays = vec![
             Arc::new(ids.finish()),
             Arc::new(rows.finish()),
