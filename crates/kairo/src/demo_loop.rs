@@ -235,16 +235,23 @@ fn with_server(demo: &Demo, server: &mut Child) -> Result<(), Failure> {
     demo.step("the canary took 100%: verify with the monitor", &["automations", "tick"], exit::OK)?;
 
     let n = traffic(&addr, &march[sent..sent + 300], "mar-e", 20)?;
+    sent += 300;
     println!("# {n} rows served by version 2\n");
     settle();
     settle();
-    // Verification needs the monitor's windows after the change in the log; on a busy machine
-    // the last flush can lag, and the tick says it is still waiting: tick again (at most 10).
+    // Verification needs a monitor window wholly after the rollout. On a busy machine the last
+    // flush can lag, or a flush can mix the rows before and after the rollout so that the newest
+    // 200-row window still reaches back past it: tick again (at most 10), serving more rows of
+    // version 2 before each retry while there are any.
     for attempt in 0..10 {
         let why = if attempt == 0 { "the monitor is quiet against version 2's profile: resolved" } else { "" };
         demo.step(why, &["automations", "tick"], exit::OK)?;
         if demo.json(&["incidents", "show", "1", "--json"])?["state"] != "verifying" {
             break;
+        }
+        if sent + 100 <= march.len() {
+            traffic(&addr, &march[sent..sent + 100], &format!("mar-f{attempt}"), 20)?;
+            sent += 100;
         }
         settle();
     }
