@@ -23,6 +23,9 @@ use kairo_core::exit;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "kairo", version, about = "Kairo: version data, train reproducibly, deploy and monitor models.")]
 struct Cli {
