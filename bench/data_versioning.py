@@ -89,8 +89,11 @@ def main():
 
     can_drop = os.geteuid() == 0
 
-    def warm():
-        """Flush, drop caches, then read every input byte so the page cache holds the inputs."""
+    def warm(tool=None):
+        """Flush, drop caches, then read every input byte so the page cache holds the inputs.
+        Dropping the caches also evicts the tool's own program (kairo's binary is 70 MB, DVC is
+        Python and its packages): running `tool --version` once loads it again, so the timed run
+        measures the work rather than paging in the program (`cat` and `cp` are tiny)."""
         sh(["sync"], work)
         if can_drop:
             with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -102,18 +105,20 @@ def main():
         with open(os.path.join(work, "big.bin"), "rb") as f:
             while f.read(64 << 20):
                 pass
+        if tool:
+            sh([tool, "--version"], work)
 
     def reset_kairo(target):
         rm(os.path.join(work, ".kairo", "objects"))
         rm(os.path.join(work, ".kairo", "stat-cache"))
         rm(os.path.join(work, target + ".kairo"))
-        warm()
+        warm(a.kairo)
 
     def reset_dvc(target):
         for p in ("cache", "site", "tmp"):
             rm(os.path.join(work, ".dvc", p))
         rm(os.path.join(work, target + ".dvc"))
-        warm()
+        warm(a.dvc)
 
     def reset_copy():
         rm(os.path.join(work, "copy.bin"))

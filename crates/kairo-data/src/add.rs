@@ -37,6 +37,9 @@ pub async fn add(project: &Project, rel: &str, follow_outside: bool, progress: &
         return Err(DataError::PathMissing(rel.into()));
     }
     check_not_nested(project, rel)?;
+    // Asking git (two processes) overlaps the hashing instead of following it.
+    let root_dir = project.root().to_path_buf();
+    let git_state = std::thread::spawn(move || (git::head_commit(&root_dir), git::branch(&root_dir)));
     let objects = project.objects()?;
     let _lock = project.lock_shared()?;
     let previous = project.read_pointer(rel)?;
@@ -63,8 +66,8 @@ pub async fn add(project: &Project, rel: &str, follow_outside: bool, progress: &
     snapshot::save(project, rel, &pointer, &walked, taken_ns);
 
     let metadata = project.metadata().await?;
-    let commit = git::head_commit(project.root());
-    let branch = git::branch(project.root());
+    let (commit, branch) =
+        git_state.join().map_err(|_| DataError::Git("the thread asking git for HEAD panicked".into()))?;
     let kind = match root.kind() {
         PointerKind::File => "file",
         PointerKind::Dir => "dir",

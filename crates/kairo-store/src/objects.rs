@@ -18,7 +18,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 /// Files up to this size are read into memory and hashed there; larger ones are copied by the
@@ -54,7 +54,54 @@ pub struct LocalObjects {
     tmp: PathBuf,
     session: Arc<Session>,
     packs: Arc<PackSet>,
+    loose: Arc<LooseListing>,
     durable: bool,
+}
+
+/// The loose objects of each shard directory, listed once when first asked about: deciding
+/// whether a new small object must be written then costs a hash lookup instead of a failed
+/// `stat` per object. A listing can go stale (another process adds or gc removes objects), so
+/// it only ever answers "is it worth writing?": a "yes, stored" is confirmed on disk, and a
+/// stale "no" costs a duplicate write of content-addressed bytes, nothing more. Objects this
+/// process stores loose are added as they land.
+#[derive(Debug)]
+struct LooseListing {
+    shards: Vec<RwLock<Option<HashSet<Hash>>>>,
+}
+
+impl LooseListing {
+    fn new() -> Self {
+        LooseListing { shards: (0..256).map(|_| RwLock::new(None)).collect() }
+    }
+
+    fn listed(&self, root: &Path, hash: &Hash) -> bool {
+        let first = hash.as_bytes()[0];
+        let shard = &self.shards[first as usize];
+        if let Some(set) = shard.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return set.contains(hash);
+        }
+        let mut guard = shard.write().unwrap_or_else(|p| p.into_inner());
+        guard
+            .get_or_insert_with(|| {
+                let dir = root.join(format!("{first:02x}"));
+                let Ok(entries) = fs::read_dir(&dir) else { return HashSet::new() };
+                entries
+                    .filter_map(|e| {
+                        let name = e.ok()?.file_name();
+                        format!("{first:02x}{}", name.to_str()?).parse::<Hash>().ok()
+                    })
+                    .collect()
+            })
+            .contains(hash)
+    }
+
+    /// An object this process just stored loose.
+    fn landed(&self, hash: &Hash) {
+        let shard = &self.shards[hash.as_bytes()[0] as usize];
+        if let Some(set) = shard.write().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            set.insert(*hash);
+        }
+    }
 }
 
 /// This process's staging directory, made on first use and removed (if empty) when the last
@@ -168,7 +215,7 @@ impl LocalObjects {
         let session =
             Arc::new(Session { dir: tmp.join(format!("{}-{nanos:x}", std::process::id())), made: OnceLock::new() });
         let packs = Arc::new(PackSet::new(root.join("pack")));
-        Ok(LocalObjects { root, tmp, session, packs, durable: true })
+        Ok(LocalObjects { root, tmp, session, packs, loose: Arc::new(LooseListing::new()), durable: true })
     }
 
     /// Whether objects reach the disk (fsync) before they become visible. On by default; off
@@ -189,6 +236,12 @@ impl LocalObjects {
 
     pub fn contains(&self, hash: &Hash) -> bool {
         self.packs.contains(hash) || self.path(hash).is_file()
+    }
+
+    /// [`Self::contains`] for deciding whether to write an object: asks the shard's listing
+    /// first, so a new object costs no `stat` (see [`LooseListing`]).
+    fn stored(&self, hash: &Hash) -> bool {
+        self.packs.contains(hash) || (self.loose.listed(&self.root, hash) && self.path(hash).is_file())
     }
 
     fn temp_file(&self) -> Result<(File, PathBuf)> {
@@ -212,7 +265,7 @@ impl LocalObjects {
             let bytes = read_small(&mut file, src, size_hint)?;
             let after = fstat(&file, src)?;
             on_bytes(bytes.len() as u64);
-            return Ok((self.stage_bytes(&bytes)?, after));
+            return Ok((self.stage_owned(bytes)?, after));
         }
         let (tmp, tmp_path) = self.temp_file()?;
         // At most one byte more than expected: a file growing as it is read stops the copy
@@ -233,16 +286,25 @@ impl LocalObjects {
     }
 
     pub fn stage_bytes(&self, bytes: &[u8]) -> Result<Staged> {
-        let hash = Hash::of(bytes);
-        let size = bytes.len() as u64;
-        if self.contains(&hash) {
+        self.stage(bytes, |b| b.to_vec())
+    }
+
+    /// [`Self::stage_bytes`] keeping `bytes` for the pack instead of copying them.
+    fn stage_owned(&self, bytes: Vec<u8>) -> Result<Staged> {
+        self.stage(bytes, |b| b)
+    }
+
+    fn stage<B: AsRef<[u8]>>(&self, bytes: B, owned: impl FnOnce(B) -> Vec<u8>) -> Result<Staged> {
+        let hash = Hash::of(bytes.as_ref());
+        let size = bytes.as_ref().len() as u64;
+        if self.stored(&hash) {
             return Ok(Staged { hash, size, pending: Pending::Existing });
         }
         if size <= PACK_MAX {
-            return Ok(Staged { hash, size, pending: Pending::Packed(bytes.to_vec()) });
+            return Ok(Staged { hash, size, pending: Pending::Packed(owned(bytes)) });
         }
         let (mut tmp, tmp_path) = self.temp_file()?;
-        if let Err(e) = tmp.write_all(bytes) {
+        if let Err(e) = tmp.write_all(bytes.as_ref()) {
             let _ = fs::remove_file(&tmp_path);
             return Err(StoreError::Io { path: tmp_path, source: e });
         }
@@ -288,6 +350,7 @@ impl LocalObjects {
                 fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
             }
             fs::rename(tmp, &dest).map_err(StoreError::io(&dest))?;
+            self.loose.landed(hash);
         }
         self.sync()
     }
@@ -634,6 +697,25 @@ mod tests {
         assert_eq!(s.read(&h).unwrap(), b"hello");
         assert!(s.stage_bytes(b"hello").unwrap().existed());
         assert_eq!(s.list().unwrap(), vec![h]);
+    }
+
+    #[test]
+    fn the_loose_listing_never_vouches_for_an_object_that_is_gone() {
+        let (_d, s) = store();
+        let h = s.put_bytes(b"listed").unwrap();
+        assert!(s.stage_bytes(b"listed").unwrap().existed());
+        // Another process (gc) removes it after this one listed the shard: it is stored again.
+        fs::remove_file(s.path(&h)).unwrap();
+        let again = s.stage_bytes(b"listed").unwrap();
+        assert!(!again.existed());
+        s.commit(vec![again]).unwrap();
+        assert_eq!(s.read(&h).unwrap(), b"listed");
+        // Another process adds an object after the listing: stored twice at worst, never lost.
+        let other = LocalObjects::open(s.root().to_path_buf(), s.tmp.clone()).unwrap();
+        let h2 = other.put_bytes(b"from elsewhere").unwrap();
+        let staged = s.stage_bytes(b"from elsewhere").unwrap();
+        s.commit(vec![staged]).unwrap();
+        assert_eq!(s.read(&h2).unwrap(), b"from elsewhere");
     }
 
     #[test]

@@ -145,14 +145,16 @@ impl PackSet {
         let (mut file, tmp_pack_path) =
             tmp_pack.keep().map_err(|e| StoreError::Io { path: staging.into(), source: e.error })?;
         let result = (|| {
-            let mut data = Vec::with_capacity(8 + objects.iter().map(|(_, b)| b.len()).sum::<usize>());
-            data.extend_from_slice(PACK_MAGIC);
             let mut entries = Vec::with_capacity(objects.len());
+            let mut offset = PACK_MAGIC.len() as u64;
             for (hash, bytes) in objects {
-                entries.push((*hash, data.len() as u64, bytes.len() as u64));
-                data.extend_from_slice(bytes);
+                entries.push((*hash, offset, bytes.len() as u64));
+                offset += bytes.len() as u64;
             }
-            file.write_all(&data).map_err(StoreError::io(&tmp_pack_path))?;
+            // Straight from the objects' buffers: no copy of the whole pack in memory.
+            let parts: Vec<&[u8]> =
+                std::iter::once(&PACK_MAGIC[..]).chain(objects.iter().map(|(_, b)| &b[..])).collect();
+            write_all_vectored(&mut file, &parts).map_err(StoreError::io(&tmp_pack_path))?;
             if durable {
                 file.sync_data().map_err(StoreError::io(&tmp_pack_path))?;
             }
@@ -255,6 +257,26 @@ impl PackSet {
 
 /// Repacking writes new packs of about this size.
 const REPACK_CHUNK: usize = 256 << 20;
+
+/// Write every part, in order, with as few `writev` calls as the kernel allows.
+fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
+    use std::io::IoSlice;
+    /// The most buffers one `writev` takes (Linux's IOV_MAX).
+    const MAX_IOV: usize = 1024;
+    for group in parts.chunks(MAX_IOV) {
+        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|p| IoSlice::new(p)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match file.write_vectored(rest) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
 
 fn render_index(entries: &[(Hash, u64, u64)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + entries.len() * IDX_ENTRY + 32);
