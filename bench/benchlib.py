@@ -5,6 +5,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -95,3 +96,19 @@ def training_csv(path, rows=2000, seed=7):
         lines.append(",".join(f"{v:.5f}" for v in x) + f",{int(x[0] > 0)}")
     path.write_text("\n".join(lines) + "\n")
 
+
+def measure(cmd, cwd=None, env=None):
+    """Run `cmd` to its end: (wall seconds, peak RSS in MiB, exit code, stdout, stderr). The peak
+    is GNU time's %M, the largest RSS of the command and its descendants. Not wait4 from here:
+    a child forked (or vforked) from this process starts with this process's high-water mark,
+    which wait4 then reports, hundreds of MiB once numpy is imported or a model trained."""
+    if not os.access("/usr/bin/time", os.X_OK):
+        raise SystemExit("GNU time is required: apt-get install time")
+    with tempfile.NamedTemporaryFile("r", suffix=".maxrss") as rss:
+        t = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name] + [str(c) for c in cmd], cwd=cwd, env=env,
+                           capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        # On a failure time writes "Command exited with non-zero status N" before the number.
+        kib = rss.read().split()
+    return wall, int(kib[-1]) / 1024 if kib and kib[-1].isdigit() else float("nan"), p.returncode, p.stdout, p.stderr

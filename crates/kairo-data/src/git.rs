@@ -33,6 +33,33 @@ pub fn head_commit(dir: &Path) -> Option<String> {
     git(dir, &["rev-parse", "--verify", "--quiet", "HEAD"]).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
+/// HEAD, the branch, and (when the work tree differs from HEAD, `kairo.lock` aside) a hash of
+/// the differences: what a run records of the code it ran.
+pub fn state(dir: &Path) -> kairo_core::run::GitState {
+    let commit = head_commit(dir);
+    let branch = branch(dir);
+    let dirty = (|| {
+        // kairo.lock is kairo's own bookkeeping, not code.
+        let status = Command::new("git")
+            .args(["status", "--porcelain=v1", "-z", "--untracked-files=all", "--", ".", ":(exclude)kairo.lock"])
+            .current_dir(dir)
+            .output()
+            .ok()?;
+        if !status.status.success() || status.stdout.is_empty() {
+            return None;
+        }
+        let diff = Command::new("git")
+            .args(["diff", "HEAD", "--binary", "--", ".", ":(exclude)kairo.lock"])
+            .current_dir(dir)
+            .output()
+            .ok()?;
+        let mut both = status.stdout;
+        both.extend_from_slice(&diff.stdout);
+        Some(kairo_core::Hash::of(&both).to_hex())
+    })();
+    kairo_core::run::GitState { commit, branch, dirty }
+}
+
 /// The current branch name (None when detached or outside git).
 pub fn branch(dir: &Path) -> Option<String> {
     git(dir, &["symbolic-ref", "--quiet", "--short", "HEAD"])

@@ -97,8 +97,18 @@ pub async fn lineage(project: &Project, md: &Metadata, target: &str) -> Result<N
             return data_node(project, md, path, hash, out.kind.clone(), None, &mut seen).await;
         }
     }
+    // A file a recorded run wrote (`kairo predict`'s scores): its bytes name the version.
+    let abs = project.abs(path);
+    if wanted.is_none() && abs.is_file() {
+        let hash = kairo_store::objects::hash_file(&abs)?;
+        let producers = md.runs_producing(&hash).await?;
+        if producers.iter().any(|r| r.outs.iter().any(|o| o.path == path && o.hash == hash)) {
+            return data_node(project, md, path, hash, "file".into(), None, &mut seen).await;
+        }
+    }
     Err(PipelineError::Other(format!(
-        "`{target}` is not a run id, a pipeline output in kairo.lock, or a tracked dataset"
+        "`{target}` is not a run id, a pipeline output in kairo.lock, a tracked dataset, or a file a recorded run wrote \
+         (a file changed since its run no longer matches)"
     )))
 }
 
@@ -150,8 +160,11 @@ fn data_node<'a>(
             git_commit: v.git_commit,
         });
         // The newest run that wrote this version before the consumer started.
+        // A model version (a `kairo predict` input) was written by whichever run produced its bytes.
+        let any_path = kind == "model";
         let producer = md.runs_producing(&hash).await?.into_iter().rfind(|r| {
-            r.outs.iter().any(|o| o.path == path && o.hash == hash) && consumer.is_none_or(|c| r.id.as_str() < c)
+            r.outs.iter().any(|o| (any_path || o.path == path) && o.hash == hash)
+                && consumer.is_none_or(|c| r.id.as_str() < c)
         });
         let produced_by = match producer {
             Some(run) => Some(Box::new(run_node(project, md, run, seen).await?)),

@@ -834,29 +834,7 @@ pub fn read_metrics(path: &Path, into: &mut BTreeMap<String, f64>) {
 
 /// Commit, branch, and a hash of uncommitted changes (tracked diffs plus untracked files).
 pub fn git_state(dir: &Path) -> GitState {
-    let commit = git::head_commit(dir);
-    let branch = git::branch(dir);
-    let dirty = (|| {
-        // kairo.lock is kairo's own bookkeeping, not code.
-        let status = Command::new("git")
-            .args(["status", "--porcelain=v1", "-z", "--untracked-files=all", "--", ".", ":(exclude)kairo.lock"])
-            .current_dir(dir)
-            .output()
-            .ok()?;
-        if !status.status.success() || status.stdout.is_empty() {
-            return None;
-        }
-        let diff = Command::new("git")
-            .args(["diff", "HEAD", "--binary", "--", ".", ":(exclude)kairo.lock"])
-            .current_dir(dir)
-            .output()
-            .ok()?;
-        let mut h = blake3::Hasher::new();
-        h.update(&status.stdout);
-        h.update(&diff.stdout);
-        Some(Hash::from(h.finalize()).to_hex())
-    })();
-    GitState { commit, branch, dirty }
+    git::state(dir)
 }
 
 pub use kairo_core::run::new_run_id;

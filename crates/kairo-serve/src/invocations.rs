@@ -25,11 +25,27 @@ enum Column {
     Bytes(Vec<String>),
 }
 
-/// A cell as the request gave it: CSV text (empty = missing) or a JSON value.
-#[derive(Clone, Copy)]
-enum Cell<'a> {
+/// A cell as the request or file gave it: text as in CSV (empty = missing), a JSON value, or
+/// a typed value from a columnar file (each means what the same JSON value would).
+#[derive(Clone, Copy, Debug)]
+pub enum Cell<'a> {
     Text(&'a str),
     Json(&'a Value),
+    /// A number, as a JSON number would be read.
+    Number(f64),
+    Bool(bool),
+    /// No value (JSON `null`, a null in a columnar file).
+    Missing,
+}
+
+/// A cell that does not fit its input: which table column, and why (names the value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellError {
+    /// The cell's column in the table (0-based).
+    pub column: usize,
+    /// The model input it was going to.
+    pub input: String,
+    pub message: String,
 }
 
 impl Column {
@@ -58,30 +74,24 @@ impl Column {
         }
     }
 
-    /// Append one cell; numbers as text are accepted (CSV), a missing cell is NaN.
-    fn push(&mut self, name: &str, cell: Cell) -> Result<(), Refusal> {
-        let i = self.len();
-        let num = || -> Result<f64, Refusal> {
+    /// Append one cell; numbers as text are accepted (CSV), a missing cell is NaN. The error
+    /// says what is wrong with the value; the caller says where it was.
+    fn push(&mut self, cell: Cell) -> Result<(), String> {
+        let num = || -> Result<f64, String> {
             match cell {
-                Cell::Text("") | Cell::Json(Value::Null) => Ok(f64::NAN),
-                Cell::Text(s) => s
-                    .trim()
-                    .parse()
-                    .map_err(|_| Refusal::Bad(format!("input '{name}': value {i} (`{s}`) is not a number"))),
-                Cell::Json(Value::Number(n)) => {
-                    n.as_f64().ok_or_else(|| Refusal::Bad(format!("input '{name}': value {i} is not a number")))
-                }
-                Cell::Json(Value::String(s)) => s
-                    .trim()
-                    .parse()
-                    .map_err(|_| Refusal::Bad(format!("input '{name}': value {i} (`{s}`) is not a number"))),
-                Cell::Json(other) => Err(Refusal::Bad(format!("input '{name}': value {i} ({other}) is not a number"))),
+                Cell::Text("") | Cell::Json(Value::Null) | Cell::Missing => Ok(f64::NAN),
+                Cell::Number(x) => Ok(x),
+                Cell::Text(s) => s.trim().parse().map_err(|_| format!("`{s}` is not a number")),
+                Cell::Json(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
+                Cell::Json(Value::String(s)) => s.trim().parse().map_err(|_| format!("`{s}` is not a number")),
+                Cell::Json(other) => Err(format!("{other} is not a number")),
+                Cell::Bool(b) => Err(format!("{b} is not a number")),
             }
         };
-        let int = || -> Result<i64, Refusal> {
+        let int = || -> Result<i64, String> {
             let x = num()?;
             if x.fract() != 0.0 || !x.is_finite() || x < i64::MIN as f64 || x > i64::MAX as f64 {
-                return Err(Refusal::Bad(format!("input '{name}': value {i} is not an integer")));
+                return Err(format!("{x} is not an integer"));
             }
             Ok(x as i64)
         };
@@ -89,23 +99,37 @@ impl Column {
             Column::F32(v) => v.push(num()? as f32),
             Column::F64(v) => v.push(num()?),
             Column::I64(v) => v.push(int()?),
-            Column::I32(v) => v.push(
-                i32::try_from(int()?)
-                    .map_err(|_| Refusal::Bad(format!("input '{name}': value {i} is out of range for INT32")))?,
-            ),
+            Column::I32(v) => {
+                let x = int()?;
+                v.push(i32::try_from(x).map_err(|_| format!("{x} is out of range for INT32"))?)
+            }
             Column::Bool(v) => v.push(match cell {
                 Cell::Json(Value::Bool(b)) => *b,
+                Cell::Bool(b) => b,
                 Cell::Text(s) => matches!(s.trim(), "true" | "True" | "TRUE" | "1"),
-                Cell::Json(_) => false,
+                Cell::Json(_) | Cell::Number(_) | Cell::Missing => false,
             }),
             Column::Bytes(v) => v.push(match cell {
-                Cell::Text("") => "null".to_string(),
+                Cell::Text("") | Cell::Missing => "null".to_string(),
                 Cell::Text(s) => s.to_string(),
                 Cell::Json(Value::String(s)) => s.clone(),
                 Cell::Json(other) => other.to_string(),
+                Cell::Number(x) => Value::from(x).to_string(),
+                Cell::Bool(b) => b.to_string(),
             }),
         }
         Ok(())
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match self {
+            Column::F32(v) => v.truncate(len),
+            Column::F64(v) => v.truncate(len),
+            Column::I64(v) => v.truncate(len),
+            Column::I32(v) => v.truncate(len),
+            Column::Bool(v) => v.truncate(len),
+            Column::Bytes(v) => v.truncate(len),
+        }
     }
 
     fn into_data(self) -> Data {
@@ -163,13 +187,26 @@ impl Layout {
         })
     }
 
-    /// Append one row of `width` cells.
-    fn push_row<'c>(&mut self, cells: impl Iterator<Item = Cell<'c>>) -> Result<(), Refusal> {
+    /// Append one row of `width` cells: all of them, or (on an error) none.
+    fn push_row<'c>(&mut self, cells: impl Iterator<Item = Cell<'c>>) -> Result<(), CellError> {
+        let before: Vec<usize> = self.builders.iter().map(|(_, c)| c.len()).collect();
         for (j, cell) in cells.enumerate() {
-            let Some((name, column)) = self.target.get(j).and_then(|t| self.builders.get_mut(*t)) else {
-                return Err(Refusal::Bad(format!("a row has more than the {} named columns", self.target.len())));
+            let failed = match self.target.get(j).and_then(|t| self.builders.get_mut(*t)) {
+                None => Some(CellError {
+                    column: j,
+                    input: String::new(),
+                    message: format!("a row has more than the {} named columns", self.target.len()),
+                }),
+                Some((name, column)) => {
+                    column.push(cell).err().map(|message| CellError { column: j, input: name.clone(), message })
+                }
             };
-            column.push(name, cell)?;
+            if let Some(e) = failed {
+                for ((_, c), len) in self.builders.iter_mut().zip(before) {
+                    c.truncate(len);
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -191,6 +228,39 @@ impl Layout {
             out.insert(name, tensor);
         }
         Ok(out)
+    }
+}
+
+/// A table decoded row by row into the model's inputs, exactly as `/invocations` decodes one:
+/// columns map to inputs by name (one `[N, 1]` or `[N]` input each), or all of them, in order,
+/// to a model's single `[N, k]` input. Batch scoring (`kairo predict`) feeds files through it,
+/// so a file's rows score as the same rows sent to the server do.
+pub struct TableDecoder {
+    layout: Layout,
+    width: usize,
+    rows: usize,
+}
+
+impl TableDecoder {
+    /// `columns` are the table's feature columns (ids and other passthrough columns left out).
+    pub fn new(columns: &[String], sig: &Signature) -> Result<TableDecoder, Refusal> {
+        Ok(TableDecoder { layout: Layout::new(Some(columns), columns.len(), sig)?, width: columns.len(), rows: 0 })
+    }
+
+    /// Append a row of `width` cells, or nothing when a cell does not fit.
+    pub fn push_row<'c>(&mut self, cells: impl Iterator<Item = Cell<'c>>) -> Result<(), CellError> {
+        self.layout.push_row(cells)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The model's named inputs for the rows pushed (at least one).
+    pub fn finish(self, sig: &Signature) -> Result<HashMap<String, Tensor>, Refusal> {
+        self.layout.finish(self.rows, self.width, sig)
     }
 }
 
@@ -329,7 +399,7 @@ fn records(raw: &RawValue, key: &str, sig: &Signature, limits: &Limits) -> Resul
                     .ok_or_else(|| Refusal::Bad(format!("`{key}` item {i} has no column '{c}'")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        layout.push_row(cells.into_iter())?;
+        layout.push_row(cells.into_iter()).map_err(|e| refuse(e, i))?;
     }
     layout.finish(items.len(), columns.len(), sig)
 }
@@ -351,8 +421,8 @@ fn table(
     }
     check_table("the request", rows.len(), width, limits)?;
     let mut layout = Layout::new(columns, width, sig)?;
-    for r in rows {
-        layout.push_row(r.iter().map(Cell::Json))?;
+    for (i, r) in rows.iter().enumerate() {
+        layout.push_row(r.iter().map(Cell::Json)).map_err(|e| refuse(e, i))?;
     }
     layout.finish(rows.len(), width, sig)
 }
@@ -379,8 +449,8 @@ fn named_tensors(
         let mut column = Column::new(name, spec.dtype)?;
         let mut cells = Vec::new();
         flatten(value, &mut cells);
-        for cell in cells {
-            column.push(name, Cell::Json(cell))?;
+        for (i, cell) in cells.into_iter().enumerate() {
+            column.push(Cell::Json(cell)).map_err(|e| Refusal::Bad(format!("input '{name}': value {i}: {e}")))?;
         }
         out.insert(name.clone(), Tensor::new(shape, column.into_data()).map_err(|e| format!("input '{name}': {e}"))?);
     }
@@ -400,6 +470,15 @@ fn flatten<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
     match v {
         Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
         other => out.push(other),
+    }
+}
+
+/// A request's cell that does not fit, as the answer says it: the input and the row.
+fn refuse(e: CellError, row: usize) -> Refusal {
+    if e.input.is_empty() {
+        Refusal::Bad(e.message)
+    } else {
+        Refusal::Bad(format!("input '{}', row {row}: {}", e.input, e.message))
     }
 }
 
@@ -425,7 +504,7 @@ pub fn decode_csv(body: &[u8], sig: &Signature, limits: &Limits) -> Result<HashM
         }
         rows += 1;
         check_table("the CSV body", rows, width, limits)?;
-        layout.push_row(record.iter().map(Cell::Text))?;
+        layout.push_row(record.iter().map(Cell::Text)).map_err(|e| refuse(e, rows - 1))?;
     }
     layout.finish(rows, width, sig)
 }

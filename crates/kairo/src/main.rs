@@ -11,6 +11,7 @@ mod logging;
 mod models;
 mod monitor;
 mod pipeline;
+mod predict;
 mod progress;
 mod remote;
 mod report;
@@ -70,6 +71,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Serve models for inference: Open Inference Protocol v2, MLflow /invocations, /metrics.
     Serve(models::ServeArgs),
+    /// Score a CSV or Parquet file (or a directory of them) with a registered version, as
+    /// `kairo serve` would, into Parquet or CSV; recorded as a run with its lineage.
+    Predict(predict::PredictArgs),
     /// Monitoring: drift between a reference and current data (`monitor check`).
     Monitor {
         #[command(subcommand)]
@@ -246,6 +250,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Serve(args) => models::serve(args).await,
         Command::Train(args) => train::run(args),
         Command::Deploy(args) => models::deploy(args).await,
+        Command::Predict(args) => predict::run(args).await,
         Command::Monitor { command } => monitor::run(command).await,
         Command::Rollback(args) => models::rollback(args).await,
         Command::Automations { command } => automations::automations(command).await,

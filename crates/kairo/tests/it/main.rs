@@ -23,6 +23,7 @@ mod oidc;
 mod output;
 mod package;
 mod pipeline;
+mod predict;
 mod privacy;
 mod ray;
 mod registry;

@@ -1,0 +1,628 @@
+//! Batch scoring (`kairo predict`): a registered version scores a CSV or Parquet file (or a
+//! directory of them) with the runtime and the input decoding `kairo serve` uses, so the same
+//! rows score bit for bit as they do online ([`kairo_serve::invocations::TableDecoder`]).
+//!
+//! The input is read batch by batch (only the feature and id columns), batches are scored on
+//! every core, and the output is written in input order beside its destination and renamed
+//! into place when complete ([`output::Staged`]). Every call is a run (stage `predict`): the
+//! model version (its bytes' hash, and the alias it was resolved from), the input's hash (the
+//! dataset version when it is tracked), the output's hash, the row counts and the duration —
+//! so `kairo lineage scores.parquet` finds the model and the data that made the scores.
+
+pub mod input;
+pub mod output;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{ArrayRef, UInt32Array};
+use kairo_core::run::{EnvFingerprint, PathVersion, Run, RunStatus};
+use kairo_core::Hash;
+use kairo_data::Project;
+use kairo_registry::ModelRef;
+use kairo_runtime::{Model, Tensor};
+use kairo_serve::invocations::TableDecoder;
+use kairo_store::Metadata;
+use rayon::prelude::*;
+
+use input::{Batch, Reader, Rows};
+use output::{Columns, OutFormat, Writer};
+
+/// Rows per batch unless asked otherwise: big enough to amortise a model run, small enough
+/// that a few batches in flight stay well under 100 MB.
+pub const DEFAULT_BATCH_ROWS: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error(transparent)]
+    Registry(#[from] kairo_registry::RegistryError),
+    #[error(transparent)]
+    Data(#[from] kairo_data::DataError),
+    #[error(transparent)]
+    Store(#[from] kairo_store::StoreError),
+    /// The input does not fit the model or cannot be read: names the file (and column, row).
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Model(String),
+    #[error("{0}")]
+    Output(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl PredictError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PredictError + '_ {
+        move |source| PredictError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+pub type Result<T, E = PredictError> = std::result::Result<T, E>;
+
+/// What to do with a row that cannot be scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Stop at the first such row; no output appears.
+    Fail,
+    /// Leave it out of the output and list it, with the reason, in `OUT.skipped.csv`.
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `NAME@ALIAS`, `NAME:VERSION` or `NAME` (its latest version).
+    pub model: String,
+    pub input: PathBuf,
+    pub out: PathBuf,
+    /// Columns copied from the input to the output, first, to join the scores back.
+    pub id_columns: Vec<String>,
+    pub format: OutFormat,
+    pub on_error: OnError,
+    pub batch_rows: usize,
+    /// The command line, for the run record.
+    pub command: String,
+}
+
+/// What a scoring run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub model: String,
+    pub version: i64,
+    /// The alias the version was resolved from, when one was named.
+    pub alias: Option<String>,
+    pub model_hash: Hash,
+    pub input: String,
+    pub input_hash: Hash,
+    /// Whether the input is a tracked dataset (its hash is then the dataset version).
+    pub input_dataset: bool,
+    pub files: usize,
+    pub output: String,
+    pub output_hash: Hash,
+    pub format: OutFormat,
+    pub rows: u64,
+    pub scored: u64,
+    pub skipped: u64,
+    /// Where the skipped rows and their reasons are, when rows were skipped.
+    pub skipped_file: Option<String>,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+}
+
+/// Hears of rows as they are scored.
+pub trait Progress: Sync {
+    fn total(&self, rows: Option<u64>);
+    fn scored(&self, rows: u64);
+}
+
+/// Silence.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn total(&self, _: Option<u64>) {}
+    fn scored(&self, _: u64) {}
+}
+
+/// A version resolved and loaded for scoring.
+struct Loaded {
+    name: String,
+    version: i64,
+    alias: Option<String>,
+    hash: Hash,
+    model: Model,
+}
+
+async fn load(project: &Project, md: &Metadata, reference: &str) -> Result<Loaded> {
+    let r = ModelRef::parse(reference)?;
+    let version = r.resolve(md).await?;
+    let name = r.name().to_string();
+    let alias = match &r {
+        ModelRef::Alias(_, a) => Some(a.clone()),
+        _ => None,
+    };
+    let artifact = kairo_registry::artifact_of(md, &name, version).await?;
+    let bytes = kairo_registry::version_bytes(project, &artifact)?;
+    let model = kairo_registry::load_model(&bytes, &format!("model '{name}' version {version}"))?;
+    Ok(Loaded { name, version, alias, hash: artifact.object, model })
+}
+
+/// A path as the run records it: project-relative when inside the project.
+fn recorded(project: &Project, path: &Path) -> String {
+    let canonical = |p: &Path| {
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        match (parent.canonicalize(), p.file_name()) {
+            (Ok(dir), Some(name)) => dir.join(name),
+            _ => p.to_path_buf(),
+        }
+    };
+    let abs = canonical(path);
+    let root = project.root().canonicalize().unwrap_or_else(|_| project.root().to_path_buf());
+    match abs.strip_prefix(&root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+        _ => abs.to_string_lossy().into_owned(),
+    }
+}
+
+/// The input's version: the tracked dataset's, or the hash of its files' bytes (a directory:
+/// of each file's path and hash).
+fn input_version(
+    project: &Project,
+    input: &Path,
+    files: &[PathBuf],
+    recorded_path: &str,
+) -> Result<(Hash, bool, String)> {
+    if !Path::new(recorded_path).is_absolute() {
+        if let Some(pointer) = project.read_pointer(recorded_path)? {
+            let kind = if input.is_dir() { "dir" } else { "file" };
+            return Ok((pointer.hash, true, kind.to_string()));
+        }
+    }
+    if input.is_file() {
+        return Ok((kairo_store::objects::hash_file(input)?, false, "file".into()));
+    }
+    let mut listing = String::new();
+    for f in files {
+        let rel = f.strip_prefix(input).unwrap_or(f);
+        listing.push_str(&format!("{}\0{}\n", rel.to_string_lossy(), kairo_store::objects::hash_file(f)?));
+    }
+    Ok((Hash::of(listing.as_bytes()), false, "dir".into()))
+}
+
+/// Which input columns feed the model: by input name when every input is a column, else
+/// (a model with one `[N, k]` input) every column that is not an id, in file order.
+fn feature_columns(names: &[String], ids: &[String], model: &Model, file: &Path) -> Result<Vec<String>> {
+    let sig = model.signature();
+    if sig.inputs.iter().all(|s| names.contains(&s.name)) {
+        return Ok(sig.inputs.iter().map(|s| s.name.clone()).collect());
+    }
+    if sig.inputs.len() != 1 {
+        let missing: Vec<&str> =
+            sig.inputs.iter().filter(|s| !names.contains(&s.name)).map(|s| s.name.as_str()).collect();
+        return Err(PredictError::Input(format!(
+            "{}: no column '{}' (the model's inputs are {}; the file's columns: {})",
+            file.display(),
+            missing[0],
+            sig.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+            names.join(", ")
+        )));
+    }
+    let spec = &sig.inputs[0];
+    let features: Vec<String> = names.iter().filter(|n| !ids.contains(n)).cloned().collect();
+    if let Some(&k) = spec.shape.get(1).filter(|k| **k > 0) {
+        if features.len() as i64 != k {
+            return Err(PredictError::Input(format!(
+                "{}: the model's input '{}' takes {k} values per row, and the file has {} columns besides the \
+                 id columns ({}); pass --id-column for each column that is not a feature",
+                file.display(),
+                spec.name,
+                features.len(),
+                features.join(", ")
+            )));
+        }
+    }
+    Ok(features)
+}
+
+/// One batch scored: the rows kept (indices into the batch) with the model's outputs, and the
+/// rows left out with why.
+struct Scored {
+    kept: Vec<u32>,
+    outputs: Vec<Tensor>,
+    skipped: Vec<(u32, String)>,
+}
+
+/// Where a row is, for messages: `data.csv row 17`.
+fn place(files: &[PathBuf], batch: &Batch, i: usize) -> String {
+    format!("{} row {}", files[batch.file].display(), batch.first_row + i as u64)
+}
+
+/// What scoring a batch needs besides the batch.
+struct Plan<'a> {
+    features: &'a [String],
+    model: &'a Model,
+    files: &'a [PathBuf],
+    on_error: OnError,
+}
+
+/// Rows decoded into the model's inputs: the rows that fit, and their tensors (None for none).
+type Decoded = (Vec<u32>, Option<HashMap<String, Tensor>>);
+
+impl Plan<'_> {
+    fn decode(&self, batch: &Batch, rows: &[u32], skipped: &mut Vec<(u32, String)>) -> Result<Decoded> {
+        let sig = self.model.signature();
+        let mut decoder =
+            TableDecoder::new(self.features, sig).map_err(|e| PredictError::Input(e.message().to_string()))?;
+        let mut kept = Vec::with_capacity(rows.len());
+        for &i in rows {
+            let cells = (0..self.features.len()).map(|c| batch.cell(c, i as usize));
+            match decoder.push_row(cells) {
+                Ok(()) => kept.push(i),
+                Err(e) => {
+                    let why = match self.features.get(e.column) {
+                        Some(col) => format!("column '{col}': {}", e.message),
+                        None => e.message,
+                    };
+                    match self.on_error {
+                        OnError::Fail => {
+                            return Err(PredictError::Input(format!("{}, {why}", place(self.files, batch, i as usize))))
+                        }
+                        OnError::Skip => skipped.push((i, why)),
+                    }
+                }
+            }
+        }
+        if kept.is_empty() {
+            return Ok((kept, None));
+        }
+        let tensors = decoder.finish(sig).map_err(|e| PredictError::Input(e.message().to_string()))?;
+        Ok((kept, Some(tensors)))
+    }
+
+    fn score(&self, batch: &Batch) -> Result<Scored> {
+        let all: Vec<u32> = (0..batch.len() as u32).collect();
+        let mut skipped = Vec::new();
+        let (kept, tensors) = self.decode(batch, &all, &mut skipped)?;
+        let Some(tensors) = tensors else {
+            return Ok(Scored { kept, outputs: Vec::new(), skipped });
+        };
+        let e = match self.model.infer(tensors) {
+            Ok(outputs) => return Ok(Scored { kept, outputs, skipped }),
+            Err(e) => e,
+        };
+        if self.on_error == OnError::Fail {
+            return Err(PredictError::Model(format!(
+                "{} to {}: {e}",
+                place(self.files, batch, kept[0] as usize),
+                batch.first_row + u64::from(*kept.last().expect("not empty"))
+            )));
+        }
+        // Find the rows the model refuses: each alone.
+        let mut good = Vec::new();
+        for &i in &kept {
+            let (one, tensors) = self.decode(batch, &[i], &mut skipped)?;
+            if let Some(t) = tensors {
+                match self.model.infer(t) {
+                    Ok(_) => good.extend(one),
+                    Err(e) => skipped.push((i, e.to_string())),
+                }
+            }
+        }
+        skipped.sort_by_key(|(i, _)| *i);
+        if good.is_empty() {
+            return Ok(Scored { kept: good, outputs: Vec::new(), skipped });
+        }
+        let (kept, tensors) = self.decode(batch, &good, &mut skipped)?;
+        let outputs = self
+            .model
+            .infer(tensors.expect("these rows decoded before"))
+            .map_err(|e| PredictError::Model(e.to_string()))?;
+        Ok(Scored { kept, outputs, skipped })
+    }
+}
+
+/// The id columns of the kept rows.
+fn id_columns(batch: &Batch, ids: &[String], features: usize, kept: &[u32]) -> Vec<(String, ArrayRef)> {
+    ids.iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let col = features + k;
+            let array: ArrayRef = match &batch.rows {
+                Rows::Arrow(b) => {
+                    let indices = UInt32Array::from(kept.to_vec());
+                    arrow_select_take(b.column(col), &indices)
+                }
+                Rows::Csv(records) => {
+                    let mut s = StringBuilder::new();
+                    for &i in kept {
+                        s.append_value(records[i as usize].get(batch.positions[col]).unwrap_or(""));
+                    }
+                    Arc::new(s.finish())
+                }
+            };
+            (name.clone(), array)
+        })
+        .collect()
+}
+
+/// The rows `indices` of `array` (all of them, in order, costs no copy).
+fn arrow_select_take(array: &ArrayRef, indices: &UInt32Array) -> ArrayRef {
+    if indices.len() == array.len() && indices.values().iter().enumerate().all(|(i, v)| *v as usize == i) {
+        return array.clone();
+    }
+    arrow_select::take::take(array.as_ref(), indices, None).expect("indices are rows of the batch")
+}
+
+/// Score `req.input` with `req.model` into `req.out`, recorded as a run.
+pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: &dyn Progress) -> Result<Report> {
+    let started = Instant::now();
+    let started_at = kairo_core::time::now_string();
+    if req.batch_rows == 0 {
+        return Err(PredictError::Input("--batch-rows must be at least 1".into()));
+    }
+    let loaded = load(project, md, &req.model).await?;
+    let (files, format) = input::files(&req.input)?;
+    let out_abs = std::path::absolute(&req.out).map_err(PredictError::io(&req.out))?;
+    for f in &files {
+        if std::path::absolute(f).ok().as_deref() == Some(out_abs.as_path()) {
+            return Err(PredictError::Input(format!("{} is both the input and the output", req.out.display())));
+        }
+    }
+    let (names, _) = input::header(&files[0], format)?;
+    if let Some(missing) = req.id_columns.iter().find(|c| !names.contains(c)) {
+        return Err(PredictError::Input(format!(
+            "{}: no id column '{missing}' (its columns: {})",
+            files[0].display(),
+            names.join(", ")
+        )));
+    }
+    let features = feature_columns(&names, &req.id_columns, &loaded.model, &files[0])?;
+    for id in &req.id_columns {
+        if features.contains(id) {
+            return Err(PredictError::Input(format!(
+                "'{id}' is a feature of the model; it cannot also be an id column"
+            )));
+        }
+    }
+    let mut columns = features.clone();
+    columns.extend(req.id_columns.iter().cloned());
+    let mut reader = Reader::new(files.clone(), format, columns, req.batch_rows);
+    let total = reader.check(&req.id_columns)?;
+    progress.total(total);
+
+    let input_path = recorded(project, &req.input);
+    let (input_hash, input_dataset, input_kind) = input_version(project, &req.input, &files, &input_path)?;
+    let output_path = recorded(project, &req.out);
+    let mut run = new_run(
+        project.root(),
+        req,
+        &loaded,
+        &input_path,
+        input_hash,
+        input_dataset,
+        &input_kind,
+        &output_path,
+        started_at,
+    );
+    md.start_run(&run).await?;
+
+    let outcome = score_all(&mut reader, &features, &loaded, req, progress);
+    let (rows, scored, skipped) = match outcome {
+        Ok(counts) => counts,
+        Err(e) => {
+            run.status = RunStatus::Failed;
+            run.ended_at = Some(kairo_core::time::now_string());
+            run.message = Some(e.to_string());
+            md.finish_run(&run, &[]).await?;
+            return Err(e);
+        }
+    };
+    let output_hash = kairo_store::objects::hash_file(&req.out)?;
+    let size = std::fs::metadata(&req.out).map(|m| m.len()).unwrap_or(0);
+    let seconds = started.elapsed().as_secs_f64();
+    run.status = RunStatus::Succeeded;
+    run.ended_at = Some(kairo_core::time::now_string());
+    run.outs =
+        vec![PathVersion { path: output_path.clone(), hash: output_hash, kind: "file".into(), size, dataset: false }];
+    run.metrics = BTreeMap::from([
+        ("rows".to_string(), rows as f64),
+        ("rows_scored".to_string(), scored as f64),
+        ("rows_skipped".to_string(), skipped as f64),
+        ("seconds".to_string(), seconds),
+    ]);
+    run.exit_code = Some(0);
+    md.finish_run(&run, &[]).await?;
+    let skipped_file = (skipped > 0).then(|| recorded(project, &skipped_path(&req.out)));
+    Ok(Report {
+        run_id: run.id,
+        model: loaded.name,
+        version: loaded.version,
+        alias: loaded.alias,
+        model_hash: loaded.hash,
+        input: input_path,
+        input_hash,
+        input_dataset,
+        files: files.len(),
+        output: output_path,
+        output_hash,
+        format: req.format,
+        rows,
+        scored,
+        skipped,
+        skipped_file,
+        seconds,
+        rows_per_second: if seconds > 0.0 { scored as f64 / seconds } else { 0.0 },
+    })
+}
+
+/// `scores.parquet` → `scores.parquet.skipped.csv`.
+pub fn skipped_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".skipped.csv");
+    out.with_file_name(name)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_run(
+    project_root: &Path,
+    req: &Request,
+    loaded: &Loaded,
+    input_path: &str,
+    input_hash: Hash,
+    input_dataset: bool,
+    input_kind: &str,
+    output_path: &str,
+    started_at: String,
+) -> Run {
+    let mut run = Run::tracked(
+        kairo_core::run::new_run_id(),
+        "predict".into(),
+        Project::actor(),
+        Project::hostname(),
+        started_at,
+    );
+    run.trigger = "manual".into();
+    run.git = kairo_data::git::state(project_root);
+    run.executor = "local".into();
+    run.pid = std::process::id();
+    run.cmd = req.command.clone();
+    run.deps = vec![
+        PathVersion {
+            path: input_path.to_string(),
+            hash: input_hash,
+            kind: input_kind.to_string(),
+            size: 0,
+            dataset: input_dataset,
+        },
+        PathVersion {
+            path: format!("models/{}:{}", loaded.name, loaded.version),
+            hash: loaded.hash,
+            kind: "model".into(),
+            size: 0,
+            dataset: false,
+        },
+    ];
+    let mut params = BTreeMap::new();
+    params.insert("model".to_string(), serde_json::json!(req.model));
+    params.insert("version".to_string(), serde_json::json!(loaded.version));
+    if let Some(a) = &loaded.alias {
+        params.insert("alias".to_string(), serde_json::json!(a));
+    }
+    params.insert("on_error".to_string(), serde_json::json!(req.on_error));
+    if !req.id_columns.is_empty() {
+        params.insert("id_columns".to_string(), serde_json::json!(req.id_columns));
+    }
+    run.params = BTreeMap::from([("predict".to_string(), params)]);
+    run.env = EnvFingerprint {
+        spec: format!("kairo {}", env!("CARGO_PKG_VERSION")),
+        hash: Hash::of(env!("CARGO_PKG_VERSION").as_bytes()),
+        key: BTreeMap::new(),
+        facts: BTreeMap::new(),
+    };
+    run.out_paths = vec![output_path.to_string()];
+    run
+}
+
+/// Read, score on every core and write in order; the output and the skipped-rows file appear
+/// only when everything went through. Returns (rows read, scored, skipped).
+fn score_all(
+    reader: &mut Reader,
+    features: &[String],
+    loaded: &Loaded,
+    req: &Request,
+    progress: &dyn Progress,
+) -> Result<(u64, u64, u64)> {
+    let files = reader.files().to_vec();
+    let output_names: Vec<String> = loaded.model.signature().outputs.iter().map(|s| s.name.clone()).collect();
+    let in_flight = rayon::current_num_threads().max(1);
+    let mut writer: Option<Writer> = None;
+    let mut skipped_text = String::new();
+    let (mut rows, mut scored, mut skipped) = (0u64, 0u64, 0u64);
+    loop {
+        let mut group = Vec::with_capacity(in_flight);
+        while group.len() < in_flight {
+            match reader.next_batch()? {
+                Some(b) => group.push(b),
+                None => break,
+            }
+        }
+        if group.is_empty() {
+            break;
+        }
+        let plan = Plan { features, model: &loaded.model, files: &files, on_error: req.on_error };
+        let results: Vec<Result<Scored>> = group.par_iter().map(|batch| plan.score(batch)).collect();
+        for (batch, result) in group.iter().zip(results) {
+            let s = result?;
+            rows += batch.len() as u64;
+            scored += s.kept.len() as u64;
+            skipped += s.skipped.len() as u64;
+            for (i, why) in &s.skipped {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                let id_text: Vec<String> = id_columns(batch, &req.id_columns, features.len(), &[*i])
+                    .iter()
+                    .map(|(_, a)| output::text(a, 0))
+                    .collect();
+                let mut record =
+                    vec![files[batch.file].display().to_string(), (batch.first_row + u64::from(*i)).to_string()];
+                record.extend(id_text);
+                record.push(why.clone());
+                let _ = w.write_record(&record);
+                skipped_text.push_str(&String::from_utf8_lossy(&w.into_inner().unwrap_or_default()));
+            }
+            if s.kept.is_empty() {
+                progress.scored(batch.len() as u64);
+                continue;
+            }
+            let columns = Columns {
+                ids: id_columns(batch, &req.id_columns, features.len(), &s.kept),
+                outputs: output::output_columns(&output_names, s.outputs, s.kept.len())?,
+            };
+            if writer.is_none() {
+                writer = Some(Writer::create(&req.out, req.format, &columns)?);
+            }
+            writer.as_mut().expect("created above").write(columns)?;
+            progress.scored(batch.len() as u64);
+        }
+    }
+    let Some(writer) = writer else {
+        return Err(PredictError::Input(if rows == 0 {
+            format!("{} has no rows to score", req.input.display())
+        } else {
+            format!("none of the {rows} rows could be scored; see the reasons in {}", skipped_path(&req.out).display())
+        }))
+        .inspect_err(|_| {
+            if skipped > 0 {
+                let _ = write_skipped(&req.out, &req.id_columns, &skipped_text);
+            }
+        });
+    };
+    if skipped > 0 {
+        write_skipped(&req.out, &req.id_columns, &skipped_text)?;
+    }
+    writer.finish()?;
+    Ok((rows, scored, skipped))
+}
+
+fn write_skipped(out: &Path, ids: &[String], body: &str) -> Result<()> {
+    let mut header = vec!["file".to_string(), "row".to_string()];
+    header.extend(ids.iter().cloned());
+    header.push("reason".into());
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(&header);
+    let mut text = w.into_inner().unwrap_or_default();
+    text.extend_from_slice(body.as_bytes());
+    output::write_atomically(&skipped_path(out), &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_rows_go_beside_the_output() {
+        assert_eq!(skipped_path(Path::new("out/scores.parquet")), PathBuf::from("out/scores.parquet.skipped.csv"));
+    }
+}

@@ -1,0 +1,108 @@
+//! `kairo predict`: batch scoring with a registered version (see `kairo-predict`).
+
+use crate::{CmdResult, Failure};
+use kairo_core::exit;
+use kairo_data::Project;
+use kairo_predict::output::OutFormat;
+use kairo_predict::{OnError, Request};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    /// The version to score with: NAME@ALIAS, NAME:VERSION or NAME (its latest version).
+    pub model: String,
+    /// A CSV or Parquet file, or a directory of them (read in path order).
+    #[arg(long, value_name = "PATH")]
+    pub input: PathBuf,
+    /// Where the scores go: Parquet, or CSV for a `.csv` name (`--format` overrides). Written
+    /// aside and renamed when complete.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// A column copied from the input to the output, first, to join the scores back
+    /// (repeatable).
+    #[arg(long = "id-column", value_name = "COLUMN")]
+    pub id_columns: Vec<String>,
+    /// The output format (default: by the output's extension, Parquet unless `.csv`).
+    #[arg(long, value_parser = ["parquet", "csv"])]
+    pub format: Option<String>,
+    /// A row that cannot be scored: stop with no output (fail), or leave it out and list it
+    /// with the reason in OUT.skipped.csv (skip).
+    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
+    pub on_error: String,
+    /// Rows per batch (peak memory grows with it; every core scores a batch at a time).
+    #[arg(long, default_value_t = kairo_predict::DEFAULT_BATCH_ROWS)]
+    pub batch_rows: usize,
+    /// Print the run's summary as JSON (no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Rows(indicatif::ProgressBar, std::time::Instant, std::sync::atomic::AtomicBool);
+
+impl kairo_predict::Progress for Rows {
+    fn total(&self, rows: Option<u64>) {
+        if let Some(n) = rows {
+            self.0.set_length(n);
+        }
+    }
+
+    fn scored(&self, rows: u64) {
+        use std::sync::atomic::Ordering;
+        self.0.inc(rows);
+        if !self.2.load(Ordering::Relaxed) && self.1.elapsed() > std::time::Duration::from_secs(1) {
+            self.2.store(true, Ordering::Relaxed);
+            self.0.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+    }
+}
+
+pub async fn run(a: PredictArgs) -> CmdResult {
+    if a.batch_rows == 0 {
+        return Err(Failure::usage("--batch-rows must be at least 1"));
+    }
+    let project = Project::discover(&std::env::current_dir()?)?;
+    let format = match a.format.as_deref() {
+        Some("csv") => OutFormat::Csv,
+        Some(_) => OutFormat::Parquet,
+        None => OutFormat::of(&a.out),
+    };
+    let on_error = if a.on_error == "skip" { OnError::Skip } else { OnError::Fail };
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let req = Request {
+        model: a.model.clone(),
+        input: a.input.clone(),
+        out: a.out.clone(),
+        id_columns: a.id_columns.clone(),
+        format,
+        on_error,
+        batch_rows: a.batch_rows,
+        command,
+    };
+    let md = project.metadata().await?;
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("scoring [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let show = !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = Rows(bar, std::time::Instant::now(), std::sync::atomic::AtomicBool::new(!show));
+    let result = kairo_predict::predict(&project, &md, &req, &progress).await;
+    progress.0.finish_and_clear();
+    md.close().await;
+    let report = result?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(exit::OK);
+    }
+    let from = report.alias.as_ref().map(|al| format!(" (@{al})")).unwrap_or_default();
+    println!(
+        "scored {} of {} rows with {} version {}{from} into {} in {:.2} s ({:.0} rows/s)",
+        report.scored, report.rows, report.model, report.version, report.output, report.seconds, report.rows_per_second
+    );
+    if let Some(f) = &report.skipped_file {
+        println!("skipped {} rows; the reasons are in {f}", report.skipped);
+    }
+    println!("run {} (see `kairo lineage {}`)", report.run_id, report.output);
+    Ok(exit::OK)
+}

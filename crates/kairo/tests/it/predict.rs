@@ -1,0 +1,400 @@
+//! `kairo predict` through the real binary: CSV, Parquet and directory inputs scored bit for
+//! bit as `kairo serve` scores the same rows (a classifier, a regressor, a model with a string
+//! input), bad input named before any output appears, `--on-error skip`, a killed run leaving
+//! no output, and the run's lineage.
+
+use crate::serving::{fixture, Serve};
+use crate::Repo;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int64Type};
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use serde_json::{json, Value};
+use std::fs::File;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Rows of `width` numbers with many digits (so any difference in parsing shows), and a text
+/// column of colours.
+fn rows(n: usize, width: usize) -> Vec<Vec<f64>> {
+    (0..n).map(|i| (0..width).map(|j| ((i * 31 + j * 17) % 97) as f64 / 7.3 - 5.123456789).collect()).collect()
+}
+
+const COLORS: [&str; 3] = ["red", "green", "blue"];
+
+fn write_csv(repo: &Repo, rel: &str, names: &[String], data: &[Vec<f64>], color: bool) {
+    let mut text = String::from("id,");
+    text.push_str(&names.join(","));
+    if color {
+        text.push_str(",color");
+    }
+    text.push('\n');
+    for (i, r) in data.iter().enumerate() {
+        let cells: Vec<String> = r.iter().map(|x| x.to_string()).collect();
+        text.push_str(&format!("{},{}", 1000 + i, cells.join(",")));
+        if color {
+            text.push_str(&format!(",{}", COLORS[i % 3]));
+        }
+        text.push('\n');
+    }
+    repo.write(rel, text);
+}
+
+fn write_parquet(repo: &Repo, rel: &str, names: &[String], data: &[Vec<f64>], color: bool, first_id: i64) {
+    let mut fields = vec![(
+        "id".to_string(),
+        Arc::new(Int64Array::from_iter_values(first_id..first_id + data.len() as i64)) as ArrayRef,
+    )];
+    for (j, n) in names.iter().enumerate() {
+        fields.push((n.clone(), Arc::new(Float64Array::from_iter_values(data.iter().map(|r| r[j]))) as ArrayRef));
+    }
+    if color {
+        let c: Vec<&str> = (0..data.len()).map(|i| COLORS[i % 3]).collect();
+        fields.push(("color".into(), Arc::new(StringArray::from(c)) as ArrayRef));
+    }
+    let batch = RecordBatch::try_from_iter(fields).unwrap();
+    let path = repo.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn read_parquet(repo: &Repo, rel: &str) -> RecordBatch {
+    let file = File::open(repo.join(rel)).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    arrow_select_concat(&batches)
+}
+
+fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
+    let schema = batches[0].schema();
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let parts: Vec<&dyn arrow_array::Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            arrow_select::concat::concat(&parts).unwrap()
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+fn column_names(batch: &RecordBatch) -> Vec<String> {
+    batch.schema().fields().iter().map(|f| f.name().clone()).collect()
+}
+
+/// An OIP request of the same rows: one `[N, k]` FP32 input, or named `[N, 1]` inputs.
+fn oip_body(names: &[String], data: &[Vec<f64>], single: Option<&str>, color: bool) -> Value {
+    let n = data.len();
+    let mut inputs = Vec::new();
+    match single {
+        Some(input) => {
+            let flat: Vec<f64> = data.iter().flatten().copied().collect();
+            inputs.push(json!({"name": input, "shape": [n, names.len()], "datatype": "FP32", "data": flat}));
+        }
+        None => {
+            for (j, name) in names.iter().enumerate() {
+                let col: Vec<f64> = data.iter().map(|r| r[j]).collect();
+                inputs.push(json!({"name": name, "shape": [n, 1], "datatype": "FP32", "data": col}));
+            }
+        }
+    }
+    if color {
+        let c: Vec<&str> = (0..n).map(|i| COLORS[i % 3]).collect();
+        inputs.push(json!({"name": "color", "shape": [n, 1], "datatype": "BYTES", "data": c}));
+    }
+    json!({ "inputs": inputs })
+}
+
+/// The server's outputs as flat f32 (probabilities, regression values) or i64 (labels).
+fn served(serve: &Serve, model: &str, body: &Value) -> Value {
+    let (status, out) = serve.post(&format!("/v2/models/{model}/infer"), body);
+    assert_eq!(status, 200, "{out}");
+    out
+}
+
+fn output<'a>(response: &'a Value, name: &str) -> &'a Vec<Value> {
+    response["outputs"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap()["data"].as_array().unwrap()
+}
+
+/// Every f32 of a served output equals, bit for bit, the predicted column(s) of the file.
+fn assert_same_f32(batch: &RecordBatch, prefix: &str, width: usize, served: &[Value], what: &str) {
+    let rows = batch.num_rows();
+    assert_eq!(served.len(), rows * width, "{what}: {prefix}");
+    for j in 0..width {
+        let name = if width == 1 { prefix.to_string() } else { format!("{prefix}_{j}") };
+        let col = batch
+            .column_by_name(&name)
+            .unwrap_or_else(|| panic!("{what}: no column {name} in {:?}", column_names(batch)));
+        let col = col.as_primitive::<Float32Type>();
+        for i in 0..rows {
+            let want = served[i * width + j].as_f64().unwrap() as f32;
+            assert_eq!(col.value(i).to_bits(), want.to_bits(), "{what}: {name} row {i}: {} vs {want}", col.value(i));
+        }
+    }
+}
+
+fn assert_same_labels(batch: &RecordBatch, served: &[Value], what: &str) {
+    let col = batch.column_by_name("label").unwrap().as_primitive::<Int64Type>();
+    for (i, v) in served.iter().enumerate() {
+        assert_eq!(col.value(i), v.as_i64().unwrap(), "{what}: label row {i}");
+    }
+}
+
+#[test]
+fn scores_match_kairo_serve_bit_for_bit_from_csv_parquet_and_directories() {
+    let repo = Repo::new();
+    for (name, file) in [("clf", "logreg20.onnx"), ("reg", "linreg.onnx"), ("mixed", "pipeline_mixed.onnx")] {
+        repo.kairo(&["models", "register", name, "--file", fixture(file).to_str().unwrap()]).assert().success();
+    }
+    repo.kairo(&["models", "alias", "clf", "champion", "1"]).assert().success();
+    let serve = Serve::start(&repo, &["clf", "reg", "mixed"]);
+
+    // A classifier with one [N, 20] input: columns in order, the id passed through.
+    let f20: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    let data = rows(300, 20);
+    write_csv(&repo, "in/clf.csv", &f20, &data, false);
+    write_parquet(&repo, "in/clf.parquet", &f20, &data, false, 1000);
+    let want = served(&serve, "clf", &oip_body(&f20, &data, Some("input"), false));
+    for input in ["in/clf.csv", "in/clf.parquet"] {
+        let report = repo.json(&[
+            "predict",
+            "clf@champion",
+            "--input",
+            input,
+            "--out",
+            "out/clf.parquet",
+            "--id-column",
+            "id",
+            "--batch-rows",
+            "64",
+        ]);
+        assert_eq!(report["rows"], 300, "{report}");
+        assert_eq!(report["scored"], 300);
+        assert_eq!((report["version"].as_i64(), report["alias"].as_str()), (Some(1), Some("champion")));
+        let out = read_parquet(&repo, "out/clf.parquet");
+        assert_eq!(column_names(&out), ["id", "label", "probabilities_0", "probabilities_1"], "{input}");
+        assert_same_f32(&out, "probabilities", 2, output(&want, "probabilities"), input);
+        assert_same_labels(&out, output(&want, "label"), input);
+        // Ids come through in input order: text from CSV, typed from Parquet.
+        let ids: Vec<String> = (0..out.num_rows()).map(|i| kairo_text(out.column(0), i)).collect();
+        assert_eq!(ids.first().map(String::as_str), Some("1000"));
+        assert_eq!(ids.last().map(String::as_str), Some("1299"));
+    }
+
+    // A regressor, written as CSV.
+    let f8: Vec<String> = (0..8).map(|i| format!("x{i}")).collect();
+    let data8 = rows(120, 8);
+    write_parquet(&repo, "in/reg.parquet", &f8, &data8, false, 0);
+    let want = served(&serve, "reg", &oip_body(&f8, &data8, Some("input"), false));
+    repo.kairo(&["predict", "reg:1", "--input", "in/reg.parquet", "--out", "out/reg.csv", "--id-column", "id"])
+        .assert()
+        .success();
+    let text = String::from_utf8(repo.read("out/reg.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("id,variable"));
+    let served_values = output(&want, "variable");
+    for (i, line) in lines.enumerate() {
+        let (id, value) = line.split_once(',').unwrap();
+        assert_eq!(id, i.to_string());
+        let got: f32 = value.parse().unwrap();
+        assert_eq!(got.to_bits(), (served_values[i].as_f64().unwrap() as f32).to_bits(), "regression row {i}");
+    }
+
+    // Named inputs, one of them text, from a directory of two Parquet files (read in name order).
+    let abc: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let data3 = rows(90, 3);
+    write_parquet(&repo, "in/mixed/part-0.parquet", &abc, &data3[..50], true, 0);
+    write_parquet(&repo, "in/mixed/part-1.parquet", &abc, &data3[50..], true, 50);
+    // The server is asked the same rows, colours restarting with the second file.
+    let mut want_p = Vec::new();
+    let mut want_l = Vec::new();
+    for part in [&data3[..50], &data3[50..]] {
+        let r = served(&serve, "mixed", &oip_body(&abc, part, None, true));
+        want_p.extend(output(&r, "probabilities").iter().cloned());
+        want_l.extend(output(&r, "label").iter().cloned());
+    }
+    let report =
+        repo.json(&["predict", "mixed", "--input", "in/mixed", "--out", "out/mixed.parquet", "--id-column", "id"]);
+    assert_eq!((report["files"].as_u64(), report["scored"].as_u64()), (Some(2), Some(90)), "{report}");
+    let out = read_parquet(&repo, "out/mixed.parquet");
+    assert_same_f32(&out, "probabilities", 2, &want_p, "mixed");
+    assert_same_labels(&out, &want_l, "mixed");
+    serve.stop();
+}
+
+/// A cell as text (ids of either type).
+fn kairo_text(col: &ArrayRef, i: usize) -> String {
+    match col.data_type() {
+        arrow_schema::DataType::Int64 => col.as_primitive::<Int64Type>().value(i).to_string(),
+        _ => col.as_string::<i32>().value(i).to_string(),
+    }
+}
+
+#[test]
+fn bad_input_is_named_before_any_output_and_skip_sets_rows_aside() {
+    let repo = Repo::new();
+    repo.kairo(&["models", "register", "clf", "--file", fixture("logreg20.onnx").to_str().unwrap()]).assert().success();
+    let f20: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    let data = rows(40, 20);
+    write_csv(&repo, "good.csv", &f20, &data, false);
+
+    // A column too few: the model's width, the file and the columns it has.
+    let narrow: String = String::from_utf8(repo.read("good.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .collect();
+    repo.write("narrow.csv", narrow);
+    let out = repo
+        .kairo(&["predict", "clf", "--input", "narrow.csv", "--out", "s.parquet", "--id-column", "id"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("narrow.csv") && err.contains("takes 20 values per row") && err.contains("19 columns"),
+        "{err}"
+    );
+    assert!(!repo.join("s.parquet").exists());
+
+    // A missing id column is named.
+    let out = repo
+        .kairo(&["predict", "clf", "--input", "good.csv", "--out", "s.parquet", "--id-column", "customer"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("customer"), "{err}");
+
+    // A mistyped cell: the file, the row and the column, and nothing written.
+    let mut text = String::from_utf8(repo.read("good.csv")).unwrap();
+    let line7 = text.lines().nth(7).unwrap().to_string();
+    let bad7 = line7.replacen(&line7.split(',').nth(4).unwrap().to_string(), "abc", 1);
+    text = text.replace(&line7, &bad7);
+    repo.write("bad.csv", &text);
+    let out = repo
+        .kairo(&[
+            "predict",
+            "clf",
+            "--input",
+            "bad.csv",
+            "--out",
+            "s.parquet",
+            "--id-column",
+            "id",
+            "--batch-rows",
+            "8",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.csv row 7") && err.contains("column 'f3'") && err.contains("`abc` is not a number"),
+        "{err}"
+    );
+    assert!(!repo.join("s.parquet").exists(), "a failed run left an output");
+    let leftovers: Vec<_> = std::fs::read_dir(repo.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("kairo-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // --on-error skip: the row is left out and listed with its reason; the rest are scored.
+    let report = repo.json(&[
+        "predict",
+        "clf",
+        "--input",
+        "bad.csv",
+        "--out",
+        "s.parquet",
+        "--id-column",
+        "id",
+        "--on-error",
+        "skip",
+        "--batch-rows",
+        "8",
+    ]);
+    assert_eq!(
+        (report["rows"].as_u64(), report["scored"].as_u64(), report["skipped"].as_u64()),
+        (Some(40), Some(39), Some(1)),
+        "{report}"
+    );
+    assert_eq!(report["skipped_file"], "s.parquet.skipped.csv");
+    let side = String::from_utf8(repo.read("s.parquet.skipped.csv")).unwrap();
+    assert!(side.starts_with("file,row,id,reason\n"), "{side}");
+    assert!(side.contains(",7,1006,column 'f3': `abc` is not a number"), "{side}");
+    let scored = read_parquet(&repo, "s.parquet");
+    assert_eq!(scored.num_rows(), 39);
+    let ids: Vec<String> = (0..39).map(|i| kairo_text(scored.column(0), i)).collect();
+    assert!(!ids.contains(&"1006".to_string()) && ids.contains(&"1007".to_string()));
+
+    // A reference to no model, and an empty input.
+    let out = repo
+        .kairo(&["predict", "nope@champion", "--input", "good.csv", "--out", "t.parquet", "--id-column", "id"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("nope"));
+    repo.write("empty.csv", "id,".to_string() + &f20.join(",") + "\n");
+    let out = repo
+        .kairo(&["predict", "clf", "--input", "empty.csv", "--out", "t.parquet", "--id-column", "id"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no rows to score"));
+    assert!(!repo.join("t.parquet").exists());
+}
+
+#[test]
+fn a_killed_run_leaves_no_output_and_a_finished_one_has_lineage() {
+    let repo = Repo::new();
+    repo.kairo(&["models", "register", "clf", "--file", fixture("logreg20.onnx").to_str().unwrap()]).assert().success();
+    let f20: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    write_csv(&repo, "big.csv", &f20, &rows(200_000, 20), false);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
+        .args([
+            "predict",
+            "clf",
+            "--input",
+            "big.csv",
+            "--out",
+            "big.parquet",
+            "--id-column",
+            "id",
+            "--batch-rows",
+            "256",
+        ])
+        .current_dir(repo.path())
+        .env("KAIRO_ACTOR", "tester@test")
+        .spawn()
+        .unwrap();
+    let tmp = repo.join(&format!(".big.parquet.kairo-tmp-{}", child.id()));
+    let start = Instant::now();
+    while !tmp.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the run never started writing");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!repo.join("big.parquet").exists(), "a killed run left a file that looks complete");
+
+    // Lineage of a finished run's scores: the model version and the data that made them.
+    write_csv(&repo, "small.csv", &f20, &rows(10, 20), false);
+    repo.kairo(&["data", "add", "small.csv"]).assert().success();
+    let report =
+        repo.json(&["predict", "clf:1", "--input", "small.csv", "--out", "scores.parquet", "--id-column", "id"]);
+    assert_eq!(report["input_dataset"], true, "{report}");
+    let lineage = repo.json_with(&["lineage", "scores.parquet", "--format", "json"]);
+    let run = &lineage["produced_by"];
+    assert_eq!(run["stage"], "predict", "{lineage}");
+    assert_eq!(run["id"], report["run_id"]);
+    let inputs = run["inputs"].as_array().unwrap();
+    let data = inputs.iter().find(|n| n["path"] == "small.csv").unwrap();
+    assert_eq!(data["hash"], report["input_hash"]);
+    assert_eq!(data["kind"], "dataset");
+    let model = inputs.iter().find(|n| n["path"] == "models/clf:1").unwrap();
+    assert_eq!(model["hash"], report["model_hash"]);
+    // Changed scores are no longer the run's.
+    repo.write("scores.parquet", "edited");
+    let out = repo.kairo(&["lineage", "scores.parquet"]).output().unwrap();
+    assert!(!out.status.success());
+}
