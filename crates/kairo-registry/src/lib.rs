@@ -231,7 +231,16 @@ impl ModelRef {
 
 /// Load ONNX bytes in the runtime, turning failures into messages that name the problem.
 pub fn load_model(bytes: &[u8], what: &str) -> Result<Model> {
-    Model::load(bytes).map_err(|e| match e {
+    load_model_with(bytes, what, true)
+}
+
+/// [`load_model`] for scoring only: no tree explainer is built (`kairo predict`).
+pub fn load_model_to_score(bytes: &[u8], what: &str) -> Result<Model> {
+    load_model_with(bytes, what, false)
+}
+
+fn load_model_with(bytes: &[u8], what: &str, explain: bool) -> Result<Model> {
+    Model::load_with(bytes, explain).map_err(|e| match e {
         RuntimeError::Unsupported { ops } => RegistryError::Model(format!(
             "{what} cannot be served: unsupported operators {} (Kairo's runtime is tract with ONNX-ML lowering; \
              see ARCHITECTURE.md for the supported set)",

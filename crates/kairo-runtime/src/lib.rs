@@ -103,6 +103,13 @@ const NAN_AWARE_OPS: &[&str] = &["Imputer", "IsNaN", "TreeEnsembleClassifier", "
 impl Model {
     /// Decode, lower, check operators, and optimise for a batch of any size.
     pub fn load(bytes: &[u8]) -> Result<Model, RuntimeError> {
+        Model::load_with(bytes, true)
+    }
+
+    /// [`Model::load`], building a tree ensemble's explainer only when `explain` (scoring
+    /// alone, as `kairo predict` does, never asks for contributions; for a large forest the
+    /// explainer is a large share of loading's time and memory).
+    pub fn load_with(bytes: &[u8], explain: bool) -> Result<Model, RuntimeError> {
         let mut proto = ModelProto::decode(bytes).map_err(|e| RuntimeError::Decode(e.to_string()))?;
         let graph = proto.graph.as_ref().ok_or_else(|| RuntimeError::Decode("the model has no graph".into()))?;
         let mut op_types: Vec<String> = graph.node.iter().map(|n| n.op_type.clone()).collect();
@@ -113,7 +120,7 @@ impl Model {
             proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
         // A tree ensemble's explainer, read before lowering rewrites the ensemble (models that
         // carry their own explanation data use that).
-        let tree_explainer = if metadata.iter().any(|(k, _)| k == explain::METADATA_KEY) {
+        let tree_explainer = if !explain || metadata.iter().any(|(k, _)| k == explain::METADATA_KEY) {
             None
         } else {
             tree_explain::from_graph(graph)
@@ -165,6 +172,9 @@ impl Model {
 
         let load = |e: TractError| RuntimeError::Load(format!("{e:#}"));
         let mut model = onnx.model_for_proto_model(&proto).map_err(load)?;
+        // The decoded protobuf (a large forest's nodes, strings and all) is not needed past
+        // this point; freeing it before optimising lowers the peak of loading.
+        drop(proto);
         let batch = model.symbols.sym("N");
         for (ix, (name, dtype, shape)) in inputs.iter().enumerate() {
             let dims: Vec<TDim> = shape

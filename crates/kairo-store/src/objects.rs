@@ -671,6 +671,26 @@ pub fn hash_file(path: &Path) -> Result<Hash> {
     Ok(hasher.finalize().into())
 }
 
+/// Hash a file read in chunks, never mapped: the memory it takes is one chunk whatever the
+/// file's size (a memory map's pages count in the process's resident set as they are read).
+pub fn hash_file_streaming(path: &Path) -> Result<Hash> {
+    /// Big enough for BLAKE3 to hash each chunk on all cores, small beside a batch of rows.
+    const CHUNK: usize = 1 << 20;
+    let mut file = File::open(path).map_err(StoreError::io(path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+        };
+        hasher.update_rayon(&buf[..n]);
+    }
+    Ok(hasher.finalize().into())
+}
+
 fn missing_or_io(hash: &Hash, path: &Path, e: std::io::Error) -> StoreError {
     if e.kind() == std::io::ErrorKind::NotFound {
         StoreError::Missing(*hash)

@@ -142,11 +142,16 @@ fn assert_same_labels(batch: &RecordBatch, served: &[Value], what: &str) {
 #[test]
 fn scores_match_kairo_serve_bit_for_bit_from_csv_parquet_and_directories() {
     let repo = Repo::new();
-    for (name, file) in [("clf", "logreg20.onnx"), ("reg", "linreg.onnx"), ("mixed", "pipeline_mixed.onnx")] {
+    for (name, file) in [
+        ("clf", "logreg20.onnx"),
+        ("forest", "forest20.onnx"),
+        ("reg", "linreg.onnx"),
+        ("mixed", "pipeline_mixed.onnx"),
+    ] {
         repo.kairo(&["models", "register", name, "--file", fixture(file).to_str().unwrap()]).assert().success();
     }
     repo.kairo(&["models", "alias", "clf", "champion", "1"]).assert().success();
-    let serve = Serve::start(&repo, &["clf", "reg", "mixed"]);
+    let serve = Serve::start(&repo, &["clf", "forest", "reg", "mixed"]);
 
     // A classifier with one [N, 20] input: columns in order, the id passed through.
     let f20: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
@@ -179,6 +184,15 @@ fn scores_match_kairo_serve_bit_for_bit_from_csv_parquet_and_directories() {
         assert_eq!(ids.first().map(String::as_str), Some("1000"));
         assert_eq!(ids.last().map(String::as_str), Some("1299"));
     }
+
+    // A tree ensemble (Kairo's own operator; predict loads it without the explainer).
+    let want = served(&serve, "forest", &oip_body(&f20, &data, Some("input"), false));
+    repo.kairo(&["predict", "forest", "--input", "in/clf.parquet", "--out", "out/forest.parquet", "--id-column", "id"])
+        .assert()
+        .success();
+    let out = read_parquet(&repo, "out/forest.parquet");
+    assert_same_f32(&out, "probabilities", 2, output(&want, "probabilities"), "forest");
+    assert_same_labels(&out, output(&want, "label"), "forest");
 
     // A regressor, written as CSV.
     let f8: Vec<String> = (0..8).map(|i| format!("x{i}")).collect();
