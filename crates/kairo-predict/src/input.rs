@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
-use kairo_serve::invocations::Cell;
+use kairo_serve::invocations::{Cell, Numbers};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
@@ -110,6 +110,26 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The first `n` columns as numbers, when they are all float columns without nulls.
+    pub fn numbers(&self, n: usize) -> Option<Vec<Numbers<'_>>> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{Float32Type, Float64Type};
+        let Rows::Arrow(batch) = &self.rows else { return None };
+        (0..n)
+            .map(|c| {
+                let col = batch.column(c);
+                if col.null_count() > 0 {
+                    return None;
+                }
+                match col.data_type() {
+                    DataType::Float32 => Some(Numbers::F32(col.as_primitive::<Float32Type>().values())),
+                    DataType::Float64 => Some(Numbers::F64(col.as_primitive::<Float64Type>().values())),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     /// Cell `row` of the batch's column `col` (an index into the wanted columns).

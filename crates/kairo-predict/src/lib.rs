@@ -176,10 +176,17 @@ fn input_version(
     files: &[PathBuf],
     recorded_path: &str,
 ) -> Result<(Hash, bool, String)> {
-    if !Path::new(recorded_path).is_absolute() {
-        if let Some(pointer) = project.read_pointer(recorded_path)? {
-            let kind = if input.is_dir() { "dir" } else { "file" };
-            return Ok((pointer.hash, true, kind.to_string()));
+    if !Path::new(recorded_path).is_absolute() && project.read_pointer(recorded_path)?.is_some() {
+        // The recorded version only when the data is still that version; edited since
+        // `data add`, it is the current content's hash (in the same scheme), not a version.
+        let kind = if input.is_dir() { "dir" } else { "file" };
+        let status = kairo_data::status::status(project, &[recorded_path.to_string()])?;
+        if let Some(s) = status.first() {
+            match (&s.state, s.current) {
+                (kairo_data::status::State::Unchanged, _) => return Ok((s.recorded, true, kind.to_string())),
+                (_, Some(current)) => return Ok((current, false, kind.to_string())),
+                _ => {}
+            }
         }
     }
     if input.is_file() {
@@ -257,6 +264,16 @@ impl Plan<'_> {
         let sig = self.model.signature();
         let mut decoder =
             TableDecoder::new(self.features, sig).map_err(|e| PredictError::Input(e.message().to_string()))?;
+        // Every row of a batch whose features are all float columns without nulls: a column
+        // at a time (the same values; see `TableDecoder::push_numeric_columns`).
+        if rows.len() == batch.len() {
+            if let Some(columns) = batch.numbers(self.features.len()) {
+                if decoder.push_numeric_columns(&columns, rows.len()) {
+                    let tensors = decoder.finish(sig).map_err(|e| PredictError::Input(e.message().to_string()))?;
+                    return Ok((rows.to_vec(), Some(tensors)));
+                }
+            }
+        }
         let mut kept = Vec::with_capacity(rows.len());
         for &i in rows {
             let cells = (0..self.features.len()).map(|c| batch.cell(c, i as usize));

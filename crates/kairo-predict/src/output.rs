@@ -17,6 +17,7 @@ use kairo_runtime::{Data, Tensor};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::{PredictError, Result};
 
@@ -144,9 +145,14 @@ impl Writer {
             OutFormat::Parquet => {
                 let fields: Vec<Field> = all.map(|(n, a)| Field::new(n, a.data_type().clone(), true)).collect();
                 let schema = Arc::new(Schema::new(fields));
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 exists")))
-                    .build();
+                let mut props = WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 exists")));
+                // Scores and probabilities rarely repeat: a dictionary per page only costs time
+                // (it was a fifth of scoring a logistic regression). Text (labels, ids) keeps one.
+                for f in schema.fields().iter().filter(|f| f.data_type() != &DataType::Utf8) {
+                    props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
+                }
+                let props = props.build();
                 let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
                     .map_err(|e| PredictError::Output(format!("{}: {e}", dest.display())))?;
                 Ok(Writer::Parquet { staged, writer, schema })

@@ -38,6 +38,31 @@ pub enum Cell<'a> {
     Missing,
 }
 
+/// A column of numbers from a columnar file, each read as [`Cell::Number`] of it.
+#[derive(Clone, Copy, Debug)]
+pub enum Numbers<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+impl Numbers<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Numbers::F32(v) => v.len(),
+            Numbers::F64(v) => v.len(),
+        }
+    }
+
+    /// Value `r` as the f64 a [`Cell::Number`] would carry.
+    #[inline]
+    fn get(&self, r: usize) -> f64 {
+        match self {
+            Numbers::F32(v) => f64::from(v[r]),
+            Numbers::F64(v) => v[r],
+        }
+    }
+}
+
 /// A cell that does not fit its input: which table column, and why (names the value).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellError {
@@ -256,6 +281,47 @@ impl TableDecoder {
 
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Append `rows` rows given a column at a time, every value a number (no missing ones):
+    /// each goes through the conversion [`Cell::Number`] gets in [`Self::push_row`], so the
+    /// tensors are the same as pushing the rows one by one, without a dispatch per cell.
+    /// Returns false, having appended nothing, when an input is not FP32 or FP64 (integer and
+    /// text inputs check each value: push those rows one by one).
+    pub fn push_numeric_columns(&mut self, columns: &[Numbers<'_>], rows: usize) -> bool {
+        let layout = &mut self.layout;
+        let numeric = layout.builders.iter().all(|(_, c)| matches!(c, Column::F32(_) | Column::F64(_)));
+        if !numeric || columns.len() != self.width || columns.iter().any(|c| c.len() != rows) {
+            return false;
+        }
+        if layout.single {
+            let (_, column) = &mut layout.builders[0];
+            match column {
+                Column::F32(v) => {
+                    v.reserve(rows * self.width);
+                    for r in 0..rows {
+                        v.extend(columns.iter().map(|c| c.get(r) as f32));
+                    }
+                }
+                Column::F64(v) => {
+                    v.reserve(rows * self.width);
+                    for r in 0..rows {
+                        v.extend(columns.iter().map(|c| c.get(r)));
+                    }
+                }
+                _ => unreachable!("checked numeric above"),
+            }
+        } else {
+            for (j, values) in columns.iter().enumerate() {
+                match &mut layout.builders[layout.target[j]].1 {
+                    Column::F32(v) => v.extend((0..rows).map(|r| values.get(r) as f32)),
+                    Column::F64(v) => v.extend((0..rows).map(|r| values.get(r))),
+                    _ => unreachable!("checked numeric above"),
+                }
+            }
+        }
+        self.rows += rows;
+        true
     }
 
     /// The model's named inputs for the rows pushed (at least one).

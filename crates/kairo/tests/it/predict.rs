@@ -407,6 +407,14 @@ fn a_killed_run_leaves_no_output_and_a_finished_one_has_lineage() {
     assert_eq!(data["kind"], "dataset");
     let model = inputs.iter().find(|n| n["path"] == "models/clf:1").unwrap();
     assert_eq!(model["hash"], report["model_hash"]);
+    // Data edited since `data add` is not that dataset version any more.
+    let edited = String::from_utf8(repo.read("small.csv")).unwrap().replacen("1000,", "1999,", 1);
+    repo.write("small.csv", edited);
+    let again =
+        repo.json(&["predict", "clf:1", "--input", "small.csv", "--out", "scores2.parquet", "--id-column", "id"]);
+    assert_eq!(again["input_dataset"], false, "{again}");
+    assert_ne!(again["input_hash"], report["input_hash"]);
+
     // Changed scores are no longer the run's.
     repo.write("scores.parquet", "edited");
     let out = repo.kairo(&["lineage", "scores.parquet"]).output().unwrap();
