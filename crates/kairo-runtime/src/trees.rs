@@ -82,9 +82,13 @@ pub struct Forest {
 
 impl Forest {
     /// Rows in blocks, each block walking one tree at a time (tree-major), so a tree's nodes
-    /// are read from cache for every row of the block.
+    /// are read from cache for every row of the block. Within a block, `LANES` rows walk the
+    /// tree together, a level per step: their node loads do not wait on each other, which is
+    /// what a deep tree's walk spends its time on. Each row's leaves are added in tree order,
+    /// as one row alone would add them.
     fn eval(&self, x: &[f32], features: usize, out: &mut [f32]) {
         const BLOCK: usize = 64;
+        const LANES: usize = 8;
         let rows = x.len() / features.max(1);
         let k = self.outputs;
         let min_max = matches!(self.aggregate, Aggregate::Min | Aggregate::Max);
@@ -93,45 +97,45 @@ impl Forest {
         while start < rows {
             let end = (start + BLOCK).min(rows);
             for &root in &self.roots {
-                for r in start..end {
-                    let row = &x[r * features..(r + 1) * features];
-                    let mut n = self.nodes[root as usize];
+                let mut first = start;
+                while first < end {
+                    let lanes = (end - first).min(LANES);
+                    let mut at = [root; LANES];
                     loop {
-                        let mode = n.packed >> 28;
-                        if mode == LEAF {
+                        let mut moving = false;
+                        for (lane, node) in at.iter_mut().enumerate().take(lanes) {
+                            let n = self.nodes[*node as usize];
+                            if n.packed >> 28 == LEAF {
+                                continue;
+                            }
+                            moving = true;
+                            let v = x[(first + lane) * features + (n.packed & FEATURE_MASK) as usize];
+                            *node = if goes_true(n, v) { n.a } else { n.b };
+                        }
+                        if !moving {
                             break;
                         }
-                        let v = row[(n.packed & FEATURE_MASK) as usize];
-                        let t = f32::from_bits(n.threshold);
-                        let go = if v.is_nan() {
-                            n.packed & MISSING_TRUE != 0
-                        } else {
-                            match mode {
-                                0 => v <= t,
-                                1 => v < t,
-                                2 => v >= t,
-                                3 => v > t,
-                                4 => v == t,
-                                _ => v != t,
-                            }
-                        };
-                        n = self.nodes[if go { n.a } else { n.b } as usize];
                     }
-                    for l in n.a as usize..n.b as usize {
-                        let at = r * k + self.leaf_targets[l] as usize;
-                        let w = f32::from_bits(self.leaf_weights[l]);
-                        match self.aggregate {
-                            Aggregate::Sum | Aggregate::Average => out[at] += w,
-                            Aggregate::Min => {
-                                out[at] = if seen[at] { out[at].min(w) } else { w };
-                                seen[at] = true;
-                            }
-                            Aggregate::Max => {
-                                out[at] = if seen[at] { out[at].max(w) } else { w };
-                                seen[at] = true;
+                    for (lane, node) in at.iter().enumerate().take(lanes) {
+                        let n = self.nodes[*node as usize];
+                        let r = first + lane;
+                        for l in n.a as usize..n.b as usize {
+                            let at = r * k + self.leaf_targets[l] as usize;
+                            let w = f32::from_bits(self.leaf_weights[l]);
+                            match self.aggregate {
+                                Aggregate::Sum | Aggregate::Average => out[at] += w,
+                                Aggregate::Min => {
+                                    out[at] = if seen[at] { out[at].min(w) } else { w };
+                                    seen[at] = true;
+                                }
+                                Aggregate::Max => {
+                                    out[at] = if seen[at] { out[at].max(w) } else { w };
+                                    seen[at] = true;
+                                }
                             }
                         }
                     }
+                    first += lanes;
                 }
             }
             start = end;
@@ -143,6 +147,23 @@ impl Forest {
             }
             *s += self.base.get(i % k).map(|b| f32::from_bits(*b)).unwrap_or(0.0);
         }
+    }
+}
+
+/// Whether a branch node sends value `v` to its true child (NaN: where the node says missing goes).
+#[inline]
+fn goes_true(n: Node, v: f32) -> bool {
+    if v.is_nan() {
+        return n.packed & MISSING_TRUE != 0;
+    }
+    let t = f32::from_bits(n.threshold);
+    match n.packed >> 28 {
+        0 => v <= t,
+        1 => v < t,
+        2 => v >= t,
+        3 => v > t,
+        4 => v == t,
+        _ => v != t,
     }
 }
 
