@@ -30,6 +30,12 @@ fn infer(client: &reqwest::blocking::Client, url: &str, key: &str) -> Option<Val
     (r.status().as_u16() == 200).then(|| r.json().ok()).flatten()
 }
 
+/// The canary bucket (0–99) `kairo serve` puts a routing key in (`Endpoint::route`).
+fn bucket(key: &str) -> u64 {
+    let h = blake3::hash(key.as_bytes());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap()) % 100
+}
+
 #[test]
 fn three_replicas_share_one_guard_and_survive_one_dying() {
     let Some(base) = crate::service("KAIRO_TEST_POSTGRES_URL") else { return };
@@ -94,9 +100,13 @@ fn three_replicas_share_one_guard_and_survive_one_dying() {
     ])
     .assert()
     .success();
+    // A key the old canary (weight 50) sends to version 1 and the new one (weight 99) to
+    // version 2: only a replica that follows the new deployment answers it with version 2 (any
+    // answer of the old one would count for the old deployment, not the one being judged).
+    let probe = (0..).map(|i| format!("probe-{i}")).find(|k| (50..99).contains(&bucket(k))).unwrap();
     for u in &urls {
         eventually_within("every replica to serve the new canary", Duration::from_secs(10), || {
-            infer(&client, u, "probe").is_some_and(|r| r["model_version"] == "2")
+            infer(&client, u, &probe).is_some_and(|r| r["model_version"] == "2")
         });
     }
     let mut canary_answers = vec![0usize; 3];
