@@ -84,6 +84,9 @@ pub struct Request {
     pub format: OutFormat,
     pub on_error: OnError,
     pub batch_rows: usize,
+    /// Also write each row's per-feature contributions (and the bias), as `kairo serve` gives
+    /// them with `"contributions": true`.
+    pub explain: bool,
     /// The command line, for the run record.
     pub command: String,
 }
@@ -135,9 +138,10 @@ struct Loaded {
     alias: Option<String>,
     hash: Hash,
     model: Model,
+    explainer: Option<kairo_runtime::explain::Explainer>,
 }
 
-async fn load(project: &Project, md: &Metadata, reference: &str) -> Result<Loaded> {
+async fn load(project: &Project, md: &Metadata, reference: &str, explain: bool) -> Result<Loaded> {
     let r = ModelRef::parse(reference)?;
     let version = r.resolve(md).await?;
     let name = r.name().to_string();
@@ -147,8 +151,20 @@ async fn load(project: &Project, md: &Metadata, reference: &str) -> Result<Loade
     };
     let artifact = kairo_registry::artifact_of(md, &name, version).await?;
     let bytes = kairo_registry::version_bytes(project, &artifact)?;
-    let model = kairo_registry::load_model_to_score(&bytes, &format!("model '{name}' version {version}"))?;
-    Ok(Loaded { name, version, alias, hash: artifact.object, model })
+    let what = format!("model '{name}' version {version}");
+    if !explain {
+        let model = kairo_registry::load_model_to_score(&bytes, &what)?;
+        return Ok(Loaded { name, version, alias, hash: artifact.object, model, explainer: None });
+    }
+    let model = kairo_registry::load_model(&bytes, &what)?;
+    let profile = artifact.profile.as_ref().and_then(|p| p.current());
+    let explainer = kairo_registry::profile::explainer(&model, profile).ok_or_else(|| {
+        PredictError::Input(format!(
+            "{what} has no contribution data for --explain (models written by `kairo train` have it; a tree \
+             ensemble gets it when registered with --profile-data)"
+        ))
+    })?;
+    Ok(Loaded { name, version, alias, hash: artifact.object, model, explainer: Some(explainer) })
 }
 
 /// A path as the run records it: project-relative when inside the project.
@@ -240,6 +256,8 @@ fn feature_columns(names: &[String], ids: &[String], model: &Model, file: &Path)
 struct Scored {
     kept: Vec<u32>,
     outputs: Vec<Tensor>,
+    /// `[rows, targets, features + 1]`, with `--explain`.
+    contributions: Option<Tensor>,
     skipped: Vec<(u32, String)>,
 }
 
@@ -252,6 +270,7 @@ fn place(files: &[PathBuf], batch: &Batch, i: usize) -> String {
 struct Plan<'a> {
     features: &'a [String],
     model: &'a Model,
+    explainer: Option<&'a kairo_runtime::explain::Explainer>,
     files: &'a [PathBuf],
     on_error: OnError,
 }
@@ -305,10 +324,11 @@ impl Plan<'_> {
         let mut skipped = Vec::new();
         let (kept, tensors) = self.decode(batch, &all, &mut skipped)?;
         let Some(tensors) = tensors else {
-            return Ok(Scored { kept, outputs: Vec::new(), skipped });
+            return Ok(Scored { kept, outputs: Vec::new(), contributions: None, skipped });
         };
+        let contributions = self.explain(&tensors, batch)?;
         let e = match self.model.infer(tensors) {
-            Ok(outputs) => return Ok(Scored { kept, outputs, skipped }),
+            Ok(outputs) => return Ok(Scored { kept, outputs, contributions, skipped }),
             Err(e) => e,
         };
         if self.on_error == OnError::Fail {
@@ -331,14 +351,22 @@ impl Plan<'_> {
         }
         skipped.sort_by_key(|(i, _)| *i);
         if good.is_empty() {
-            return Ok(Scored { kept: good, outputs: Vec::new(), skipped });
+            return Ok(Scored { kept: good, outputs: Vec::new(), contributions: None, skipped });
         }
         let (kept, tensors) = self.decode(batch, &good, &mut skipped)?;
-        let outputs = self
-            .model
-            .infer(tensors.expect("these rows decoded before"))
-            .map_err(|e| PredictError::Model(e.to_string()))?;
-        Ok(Scored { kept, outputs, skipped })
+        let tensors = tensors.expect("these rows decoded before");
+        let contributions = self.explain(&tensors, batch)?;
+        let outputs = self.model.infer(tensors).map_err(|e| PredictError::Model(e.to_string()))?;
+        Ok(Scored { kept, outputs, contributions, skipped })
+    }
+
+    /// The rows' contributions, with `--explain`.
+    fn explain(&self, tensors: &HashMap<String, Tensor>, batch: &Batch) -> Result<Option<Tensor>> {
+        let Some(explainer) = self.explainer else { return Ok(None) };
+        explainer
+            .contributions(tensors)
+            .map(Some)
+            .map_err(|e| PredictError::Model(format!("{} onwards: contributions: {e}", place(self.files, batch, 0))))
     }
 }
 
@@ -381,7 +409,7 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
     if req.batch_rows == 0 {
         return Err(PredictError::Input("--batch-rows must be at least 1".into()));
     }
-    let loaded = load(project, md, &req.model).await?;
+    let loaded = load(project, md, &req.model, req.explain).await?;
     let (files, format) = input::files(&req.input)?;
     let out_abs = std::path::absolute(&req.out).map_err(PredictError::io(&req.out))?;
     for f in &files {
@@ -570,7 +598,13 @@ fn score_all(
         if group.is_empty() {
             break;
         }
-        let plan = Plan { features, model: &loaded.model, files: &files, on_error: req.on_error };
+        let plan = Plan {
+            features,
+            model: &loaded.model,
+            explainer: loaded.explainer.as_ref(),
+            files: &files,
+            on_error: req.on_error,
+        };
         let results: Vec<Result<Scored>> = group.par_iter().map(|batch| plan.score(batch)).collect();
         for (batch, result) in group.iter().zip(results) {
             let s = result?;
@@ -594,10 +628,11 @@ fn score_all(
                 progress.scored(batch.len() as u64);
                 continue;
             }
-            let columns = Columns {
-                ids: id_columns(batch, &req.id_columns, features.len(), &s.kept),
-                outputs: output::output_columns(&output_names, s.outputs, s.kept.len())?,
-            };
+            let mut outputs = output::output_columns(&output_names, s.outputs, s.kept.len())?;
+            if let (Some(c), Some(e)) = (s.contributions, &loaded.explainer) {
+                outputs.extend(output::contribution_columns(&e.columns(), c)?);
+            }
+            let columns = Columns { ids: id_columns(batch, &req.id_columns, features.len(), &s.kept), outputs };
             if writer.is_none() {
                 writer = Some(Writer::create(&req.out, req.format, &columns)?);
             }

@@ -130,6 +130,26 @@ pub fn output_columns(names: &[String], tensors: Vec<Tensor>, rows: usize) -> Re
     Ok(out)
 }
 
+/// Contribution columns from a `[rows, targets, names]` tensor: `contribution_<name>`, or
+/// `contribution_<target>_<name>` for more than one target (a class, for a multiclass model).
+pub fn contribution_columns(names: &[String], t: Tensor) -> Result<Vec<(String, ArrayRef)>> {
+    let [rows, targets, width] = t.shape[..] else {
+        return Err(PredictError::Model(format!("contributions have shape {:?}", t.shape)));
+    };
+    let Data::F32(v) = &t.data else {
+        return Err(PredictError::Model("contributions are not FP32".into()));
+    };
+    let mut out = Vec::with_capacity(targets * width);
+    for k in 0..targets {
+        for (j, name) in names.iter().enumerate().take(width) {
+            let column = Float32Array::from_iter_values((0..rows).map(|r| v[(r * targets + k) * width + j]));
+            let label = if targets == 1 { format!("contribution_{name}") } else { format!("contribution_{k}_{name}") };
+            out.push((label, Arc::new(column) as ArrayRef));
+        }
+    }
+    Ok(out)
+}
+
 /// The score file being written.
 pub enum Writer {
     Parquet { staged: Staged, writer: ArrowWriter<File>, schema: Arc<Schema> },

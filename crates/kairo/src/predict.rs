@@ -32,6 +32,10 @@ pub struct PredictArgs {
     /// Rows per batch (peak memory grows with it; every core scores a batch at a time).
     #[arg(long, default_value_t = kairo_predict::DEFAULT_BATCH_ROWS)]
     pub batch_rows: usize,
+    /// Also write each row's per-feature contributions and the bias (`contribution_<feature>`),
+    /// as `kairo serve` answers `"contributions": true` (linear models and tree ensembles).
+    #[arg(long)]
+    pub explain: bool,
     /// Print the run's summary as JSON (no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -76,6 +80,7 @@ pub async fn run(a: PredictArgs) -> CmdResult {
         format,
         on_error,
         batch_rows: a.batch_rows,
+        explain: a.explain,
         command,
     };
     let md = project.metadata().await?;

@@ -420,3 +420,69 @@ fn a_killed_run_leaves_no_output_and_a_finished_one_has_lineage() {
     let out = repo.kairo(&["lineage", "scores.parquet"]).output().unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn explain_writes_the_contributions_kairo_serve_answers() {
+    let repo = Repo::new();
+    repo.write("churn.csv", crate::train::dataset("churn"));
+    for algo in ["logistic", "gbdt"] {
+        let file = format!("{algo}.onnx");
+        repo.kairo(&["train", "--data", "churn.csv", "--target", "churn", "--algo", algo, "--out", &file])
+            .assert()
+            .success();
+        repo.kairo(&["models", "register", algo, "--file", &file]).assert().success();
+    }
+    repo.kairo(&["models", "register", "plain", "--file", fixture("logreg20.onnx").to_str().unwrap()])
+        .assert()
+        .success();
+    let text = String::from_utf8(repo.read("churn.csv")).unwrap();
+    // 50 complete rows (the set has missing cells, which an OIP FP32 tensor cannot carry).
+    let lines: Vec<&str> = text.lines().skip(1).filter(|l| !l.split(',').any(str::is_empty)).take(50).collect();
+    let rows: Vec<Vec<String>> = lines.iter().map(|l| l.split(',').map(str::to_string).collect()).collect();
+    repo.write("rows.csv", format!("{}\n{}\n", text.lines().next().unwrap(), lines.join("\n")));
+    let num = |j: usize| -> Vec<f64> { rows.iter().map(|r| r[j].parse().unwrap()).collect() };
+    let body = json!({
+        "inputs": [
+            {"name": "x1", "shape": [rows.len(), 1], "datatype": "FP32", "data": num(0)},
+            {"name": "x2", "shape": [rows.len(), 1], "datatype": "FP32", "data": num(1)},
+            {"name": "city", "shape": [rows.len(), 1], "datatype": "BYTES", "data": rows.iter().map(|r| r[2].clone()).collect::<Vec<_>>()},
+        ],
+        "parameters": {"contributions": true},
+    });
+    let serve = Serve::start(&repo, &["logistic", "gbdt"]);
+    for algo in ["logistic", "gbdt"] {
+        let want = served(&serve, algo, &body);
+        let out_name = format!("{algo}.explained.parquet");
+        repo.kairo(&["predict", algo, "--input", "rows.csv", "--out", &out_name, "--explain"]).assert().success();
+        let out = read_parquet(&repo, &out_name);
+        let contributions = want["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "contributions").unwrap();
+        let shape: Vec<usize> =
+            contributions["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let names: Vec<String> =
+            output(&want, "contribution_names").iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        assert_eq!(names, ["x1", "x2", "city", "bias"], "{algo}");
+        let data = contributions["data"].as_array().unwrap();
+        let (n, targets, width) = (shape[0], shape[1], shape[2]);
+        assert_eq!(n, out.num_rows());
+        for k in 0..targets {
+            for (j, name) in names.iter().enumerate() {
+                let column =
+                    if targets == 1 { format!("contribution_{name}") } else { format!("contribution_{k}_{name}") };
+                let got = out
+                    .column_by_name(&column)
+                    .unwrap_or_else(|| panic!("{algo}: no {column} in {:?}", column_names(&out)))
+                    .as_primitive::<Float32Type>();
+                for r in 0..n {
+                    let want = data[(r * targets + k) * width + j].as_f64().unwrap() as f32;
+                    assert_eq!(got.value(r).to_bits(), want.to_bits(), "{algo} {column} row {r}");
+                }
+            }
+        }
+    }
+    serve.stop();
+    // A model without contribution data says how to get it.
+    let out =
+        repo.kairo(&["predict", "plain", "--input", "rows.csv", "--out", "p.parquet", "--explain"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no contribution data") && err.contains("--profile-data"), "{err}");
+}

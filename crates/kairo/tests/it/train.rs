@@ -20,7 +20,7 @@ impl Lcg {
 }
 
 /// 400 rows: x1, x2 (5% missing), city (a–d, some missing), and the three targets.
-fn dataset(target: &str) -> String {
+pub fn dataset(target: &str) -> String {
     let mut g = Lcg(42);
     let mut out = format!("x1,x2,city,{target}\n");
     for _ in 0..400 {
