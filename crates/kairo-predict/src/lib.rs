@@ -455,9 +455,12 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
     );
     md.start_run(&run).await?;
 
-    let outcome = score_all(&mut reader, &features, &loaded, req, progress);
-    let (rows, scored, skipped) = match outcome {
-        Ok(counts) => counts,
+    let outcome = score_all(&mut reader, &features, &loaded, req, progress).and_then(|counts| {
+        let hash = kairo_store::objects::hash_file_streaming(&req.out)?;
+        Ok((counts, hash))
+    });
+    let ((rows, scored, skipped), output_hash) = match outcome {
+        Ok(done) => done,
         Err(e) => {
             run.status = RunStatus::Failed;
             run.ended_at = Some(kairo_core::time::now_string());
@@ -466,7 +469,6 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
             return Err(e);
         }
     };
-    let output_hash = kairo_store::objects::hash_file_streaming(&req.out)?;
     let size = std::fs::metadata(&req.out).map(|m| m.len()).unwrap_or(0);
     let seconds = started.elapsed().as_secs_f64();
     run.status = RunStatus::Succeeded;
@@ -654,6 +656,14 @@ fn score_all(
     };
     if skipped > 0 {
         write_skipped(&req.out, &req.id_columns, &skipped_text)?;
+    } else {
+        // An earlier run's list of skipped rows does not describe this output.
+        match std::fs::remove_file(skipped_path(&req.out)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(PredictError::Io { path: skipped_path(&req.out), source: e })
+            }
+            _ => {}
+        }
     }
     writer.finish()?;
     Ok((rows, scored, skipped))

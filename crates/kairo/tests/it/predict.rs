@@ -342,6 +342,12 @@ fn bad_input_is_named_before_any_output_and_skip_sets_rows_aside() {
     let ids: Vec<String> = (0..39).map(|i| kairo_text(scored.column(0), i)).collect();
     assert!(!ids.contains(&"1006".to_string()) && ids.contains(&"1007".to_string()));
 
+    // A later run that skips nothing leaves no stale list of skipped rows behind.
+    repo.kairo(&["predict", "clf", "--input", "good.csv", "--out", "s.parquet", "--id-column", "id"])
+        .assert()
+        .success();
+    assert!(!repo.join("s.parquet.skipped.csv").exists());
+
     // A reference to no model, and an empty input.
     let out = repo
         .kairo(&["predict", "nope@champion", "--input", "good.csv", "--out", "t.parquet", "--id-column", "id"])
