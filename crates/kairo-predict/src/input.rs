@@ -186,19 +186,34 @@ fn readable(t: &DataType) -> bool {
     )
 }
 
-/// The column names of a file (its CSV header or Parquet schema), and for Parquet its row count.
-pub fn header(path: &Path, format: Format) -> Result<(Vec<String>, Option<u64>)> {
+/// What a file says of itself before its rows are read.
+pub struct Header {
+    pub names: Vec<String>,
+    /// Parquet: each column's type (CSV has none).
+    pub types: Option<Vec<DataType>>,
+    /// Parquet: the row count.
+    pub rows: Option<u64>,
+}
+
+/// A file's column names (its CSV header or Parquet schema), and for Parquet their types and
+/// the row count.
+pub fn header(path: &Path, format: Format) -> Result<Header> {
     match format {
         Format::Csv => {
             let mut reader = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
             let headers = reader.headers().map_err(|e| csv_error(path, e))?;
-            Ok((headers.iter().map(str::to_string).collect(), None))
+            Ok(Header { names: headers.iter().map(str::to_string).collect(), types: None, rows: None })
         }
         Format::Parquet => {
             let file = File::open(path).map_err(PredictError::io(path))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
             let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
-            Ok((builder.schema().fields().iter().map(|f| f.name().clone()).collect(), Some(rows)))
+            let fields = builder.schema().fields();
+            Ok(Header {
+                names: fields.iter().map(|f| f.name().clone()).collect(),
+                types: Some(fields.iter().map(|f| f.data_type().clone()).collect()),
+                rows: Some(rows),
+            })
         }
     }
 }
@@ -241,29 +256,21 @@ impl Reader {
     pub fn check(&self, ids: &[String]) -> Result<Option<u64>> {
         let mut total = Some(0u64);
         for path in &self.files {
-            let (names, rows) = header(path, self.format)?;
+            let Header { names, types, rows } = header(path, self.format)?;
             for c in &self.columns {
-                if !names.contains(c) {
+                let Some(at) = names.iter().position(|n| n == c) else {
                     let what = if ids.contains(c) { "id column" } else { "column" };
                     return Err(PredictError::Input(format!(
                         "{}: no {what} '{c}' (its columns: {})",
                         path.display(),
                         names.join(", ")
                     )));
-                }
-            }
-            if self.format == Format::Parquet {
-                let file = File::open(path).map_err(PredictError::io(path))?;
-                let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
-                for c in &self.columns {
-                    let field = builder.schema().field_with_name(c).map_err(|e| parquet_error(path, e.into()))?;
-                    if !readable(field.data_type()) {
-                        return Err(PredictError::Input(format!(
-                            "{}: column '{c}' is {}, which predict does not read (numbers, booleans and text are read)",
-                            path.display(),
-                            field.data_type()
-                        )));
-                    }
+                };
+                if let Some(t) = types.as_ref().map(|t| &t[at]).filter(|t| !readable(t)) {
+                    return Err(PredictError::Input(format!(
+                        "{}: column '{c}' is {t}, which predict does not read (numbers, booleans and text are read)",
+                        path.display()
+                    )));
                 }
             }
             total = match (total, rows) {

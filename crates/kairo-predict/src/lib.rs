@@ -167,21 +167,12 @@ async fn load(project: &Project, md: &Metadata, reference: &str, explain: bool) 
     Ok(Loaded { name, version, alias, hash: artifact.object, model, explainer: Some(explainer) })
 }
 
-/// A path as the run records it: project-relative when inside the project.
+/// A path as the run records it: project-relative when inside the project, else absolute.
 fn recorded(project: &Project, path: &Path) -> String {
-    let canonical = |p: &Path| {
-        let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        match (parent.canonicalize(), p.file_name()) {
-            (Ok(dir), Some(name)) => dir.join(name),
-            _ => p.to_path_buf(),
-        }
-    };
-    let abs = canonical(path);
-    let root = project.root().canonicalize().unwrap_or_else(|_| project.root().to_path_buf());
-    match abs.strip_prefix(&root) {
-        Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
-        _ => abs.to_string_lossy().into_owned(),
-    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| project.root().to_path_buf());
+    project
+        .relative(&cwd, path)
+        .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| cwd.join(path)).to_string_lossy().into_owned())
 }
 
 /// The input's version: the tracked dataset's, or the hash of its files' bytes (a directory:
@@ -417,7 +408,7 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
             return Err(PredictError::Input(format!("{} is both the input and the output", req.out.display())));
         }
     }
-    let (names, _) = input::header(&files[0], format)?;
+    let names = input::header(&files[0], format)?.names;
     if let Some(missing) = req.id_columns.iter().find(|c| !names.contains(c)) {
         return Err(PredictError::Input(format!(
             "{}: no id column '{missing}' (its columns: {})",
@@ -587,7 +578,14 @@ fn score_all(
     let output_names: Vec<String> = loaded.model.signature().outputs.iter().map(|s| s.name.clone()).collect();
     let in_flight = rayon::current_num_threads().max(1);
     let mut writer: Option<Writer> = None;
-    let mut skipped_text = String::new();
+    let mut skipped_log: Option<SkippedLog> = None;
+    let plan = Plan {
+        features,
+        model: &loaded.model,
+        explainer: loaded.explainer.as_ref(),
+        files: &files,
+        on_error: req.on_error,
+    };
     let (mut rows, mut scored, mut skipped) = (0u64, 0u64, 0u64);
     loop {
         let mut group = Vec::with_capacity(in_flight);
@@ -600,13 +598,6 @@ fn score_all(
         if group.is_empty() {
             break;
         }
-        let plan = Plan {
-            features,
-            model: &loaded.model,
-            explainer: loaded.explainer.as_ref(),
-            files: &files,
-            on_error: req.on_error,
-        };
         let results: Vec<Result<Scored>> = group.par_iter().map(|batch| plan.score(batch)).collect();
         for (batch, result) in group.iter().zip(results) {
             let s = result?;
@@ -614,17 +605,17 @@ fn score_all(
             scored += s.kept.len() as u64;
             skipped += s.skipped.len() as u64;
             for (i, why) in &s.skipped {
-                let mut w = csv::Writer::from_writer(Vec::new());
-                let id_text: Vec<String> = id_columns(batch, &req.id_columns, features.len(), &[*i])
-                    .iter()
-                    .map(|(_, a)| output::text(a, 0))
-                    .collect();
                 let mut record =
                     vec![files[batch.file].display().to_string(), (batch.first_row + u64::from(*i)).to_string()];
-                record.extend(id_text);
+                record.extend(
+                    id_columns(batch, &req.id_columns, features.len(), &[*i]).iter().map(|(_, a)| output::text(a, 0)),
+                );
                 record.push(why.clone());
-                let _ = w.write_record(&record);
-                skipped_text.push_str(&String::from_utf8_lossy(&w.into_inner().unwrap_or_default()));
+                let log = match &mut skipped_log {
+                    Some(log) => log,
+                    None => skipped_log.insert(SkippedLog::create(&req.out, &req.id_columns)?),
+                };
+                log.add(&record)?;
             }
             if s.kept.is_empty() {
                 progress.scored(batch.len() as u64);
@@ -643,41 +634,61 @@ fn score_all(
         }
     }
     let Some(writer) = writer else {
+        // Nothing was scored: the list of skipped rows (if any) still says why.
+        if let Some(log) = skipped_log {
+            log.publish()?;
+        }
         return Err(PredictError::Input(if rows == 0 {
             format!("{} has no rows to score", req.input.display())
         } else {
             format!("none of the {rows} rows could be scored; see the reasons in {}", skipped_path(&req.out).display())
-        }))
-        .inspect_err(|_| {
-            if skipped > 0 {
-                let _ = write_skipped(&req.out, &req.id_columns, &skipped_text);
-            }
-        });
+        }));
     };
-    if skipped > 0 {
-        write_skipped(&req.out, &req.id_columns, &skipped_text)?;
-    } else {
+    writer.finish()?;
+    match skipped_log {
+        Some(log) => log.publish()?,
         // An earlier run's list of skipped rows does not describe this output.
-        match std::fs::remove_file(skipped_path(&req.out)) {
+        None => match std::fs::remove_file(skipped_path(&req.out)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(PredictError::Io { path: skipped_path(&req.out), source: e })
             }
             _ => {}
-        }
+        },
     }
-    writer.finish()?;
     Ok((rows, scored, skipped))
 }
 
-fn write_skipped(out: &Path, ids: &[String], body: &str) -> Result<()> {
-    let mut header = vec!["file".to_string(), "row".to_string()];
-    header.extend(ids.iter().cloned());
-    header.push("reason".into());
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(&header);
-    let mut text = w.into_inner().unwrap_or_default();
-    text.extend_from_slice(body.as_bytes());
-    output::write_atomically(&skipped_path(out), &text)
+/// The rows left out and why, written as they are found (memory stays flat however many
+/// there are) beside the output, and renamed into place with it.
+struct SkippedLog {
+    staged: output::Staged,
+    writer: csv::Writer<std::io::BufWriter<std::fs::File>>,
+}
+
+impl SkippedLog {
+    fn create(out: &Path, ids: &[String]) -> Result<SkippedLog> {
+        let (staged, file) = output::Staged::new(&skipped_path(out))?;
+        let mut log = SkippedLog { staged, writer: csv::Writer::from_writer(std::io::BufWriter::new(file)) };
+        let mut header = vec!["file".to_string(), "row".to_string()];
+        header.extend(ids.iter().cloned());
+        header.push("reason".into());
+        log.add(&header)?;
+        Ok(log)
+    }
+
+    fn add(&mut self, record: &[String]) -> Result<()> {
+        self.writer
+            .write_record(record)
+            .map_err(|e| PredictError::Output(format!("{}: {e}", self.staged.dest().display())))
+    }
+
+    fn publish(self) -> Result<()> {
+        let dest = self.staged.dest().to_path_buf();
+        let failed = |e: String| PredictError::Output(format!("{}: {e}", dest.display()));
+        let buffered = self.writer.into_inner().map_err(|e| failed(e.to_string()))?;
+        let file = buffered.into_inner().map_err(|e| failed(e.error().to_string()))?;
+        self.staged.publish(file)
+    }
 }
 
 #[cfg(test)]

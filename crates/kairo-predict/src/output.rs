@@ -4,7 +4,7 @@
 //! place only once complete: a crash or Ctrl-C never leaves a file that looks finished.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,6 +57,10 @@ impl Staged {
         let tmp = dir.join(format!(".{name}.kairo-tmp-{}", std::process::id()));
         let file = File::create(&tmp).map_err(PredictError::io(&tmp))?;
         Ok((Staged { tmp, dest: dest.to_path_buf(), done: false }, file))
+    }
+
+    pub fn dest(&self) -> &Path {
+        &self.dest
     }
 
     /// Flush `file` to disk and rename it over the destination.
@@ -265,11 +269,4 @@ pub fn text(col: &ArrayRef, i: usize) -> String {
         DataType::LargeUtf8 => col.as_string::<i64>().value(i).to_string(),
         _ => String::new(),
     }
-}
-
-/// Write text to `dest` atomically (the skipped-rows file).
-pub fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let (staged, mut file) = Staged::new(dest)?;
-    file.write_all(bytes).map_err(PredictError::io(dest))?;
-    staged.publish(file)
 }

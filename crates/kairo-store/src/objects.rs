@@ -13,6 +13,7 @@ use crate::error::{Result, StoreError};
 use crate::pack::PackSet;
 use crate::stat_cache::FileStat;
 use kairo_core::Hash;
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -265,7 +266,7 @@ impl LocalObjects {
             let bytes = read_small(&mut file, src, size_hint)?;
             let after = fstat(&file, src)?;
             on_bytes(bytes.len() as u64);
-            return Ok((self.stage_owned(bytes)?, after));
+            return Ok((self.stage(Cow::Owned(bytes))?, after));
         }
         let (tmp, tmp_path) = self.temp_file()?;
         // At most one byte more than expected: a file growing as it is read stops the copy
@@ -286,25 +287,21 @@ impl LocalObjects {
     }
 
     pub fn stage_bytes(&self, bytes: &[u8]) -> Result<Staged> {
-        self.stage(bytes, |b| b.to_vec())
+        self.stage(Cow::Borrowed(bytes))
     }
 
-    /// [`Self::stage_bytes`] keeping `bytes` for the pack instead of copying them.
-    fn stage_owned(&self, bytes: Vec<u8>) -> Result<Staged> {
-        self.stage(bytes, |b| b)
-    }
-
-    fn stage<B: AsRef<[u8]>>(&self, bytes: B, owned: impl FnOnce(B) -> Vec<u8>) -> Result<Staged> {
-        let hash = Hash::of(bytes.as_ref());
-        let size = bytes.as_ref().len() as u64;
+    /// Stage `bytes`; bytes already owned go into the pack as they are, without a copy.
+    fn stage(&self, bytes: Cow<'_, [u8]>) -> Result<Staged> {
+        let hash = Hash::of(&bytes);
+        let size = bytes.len() as u64;
         if self.stored(&hash) {
             return Ok(Staged { hash, size, pending: Pending::Existing });
         }
         if size <= PACK_MAX {
-            return Ok(Staged { hash, size, pending: Pending::Packed(owned(bytes)) });
+            return Ok(Staged { hash, size, pending: Pending::Packed(bytes.into_owned()) });
         }
         let (mut tmp, tmp_path) = self.temp_file()?;
-        if let Err(e) = tmp.write_all(bytes.as_ref()) {
+        if let Err(e) = tmp.write_all(&bytes) {
             let _ = fs::remove_file(&tmp_path);
             return Err(StoreError::Io { path: tmp_path, source: e });
         }
