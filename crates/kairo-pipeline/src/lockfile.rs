@@ -34,6 +34,9 @@ pub struct LockEntry {
     pub params: ParamValues,
     #[serde(default)]
     pub outs: Vec<PathVersion>,
+    /// The registered model versions the stage read, by the reference it names them with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<crate::state::ModelDep>,
     /// The run that produced these outputs.
     pub run: String,
     pub key: Hash,

@@ -101,7 +101,7 @@ pub fn reproduce(
         let cache = Mutex::new(project.stat_cache());
         let fp = crate::env::Fingerprinter::new(project.root());
         let workdir_params = Mutex::new(params::Files::new(&workdir));
-        let sources = runner::Sources { cache: &cache, params: &workdir_params, fingerprinter: &fp };
+        let sources = runner::Sources { cache: &cache, params: &workdir_params, fingerprinter: &fp, models: None };
         let inputs = runner::inputs_at(project, &workdir, &stage, &sources, None, None)?;
         if inputs.env.hash != original.env.hash {
             let changed: Vec<&String> =
@@ -153,7 +153,7 @@ fn stage_of(run: &Run) -> Result<Stage> {
     Ok(Stage {
         name: run.stage.clone(),
         cmd: run.cmd.clone(),
-        deps: run.deps.iter().map(|d| d.path.clone()).collect(),
+        deps: run.deps.iter().filter(|d| d.kind != state::MODEL_KIND).map(|d| d.path.clone()).collect(),
         params: run
             .params
             .iter()
@@ -166,6 +166,13 @@ fn stage_of(run: &Run) -> Result<Stage> {
         // Reproduced where it ran: a run on Ray is reproduced on Ray (resources as configured now).
         executor: Some(if run.executor == "ray" { Executor::Ray } else { Executor::Local }),
         resources: Default::default(),
+        // The versions the run read, pinned (`models/NAME:VERSION` → `NAME:VERSION`).
+        models: run
+            .deps
+            .iter()
+            .filter(|d| d.kind == state::MODEL_KIND)
+            .filter_map(|d| d.path.strip_prefix("models/").map(str::to_string))
+            .collect(),
     })
 }
 
@@ -173,7 +180,7 @@ fn stage_of(run: &Run) -> Result<Stage> {
 fn materialise_inputs(project: &Project, run: &Run, workdir: &Path) -> Result<()> {
     let objects = project.objects()?;
     let mut cache = project.stat_cache();
-    for d in &run.deps {
+    for d in run.deps.iter().filter(|d| d.kind != state::MODEL_KIND) {
         let target = tree::load(&objects, &d.path, state::kind_of(&d.kind), d.hash, d.size)?;
         for (p, node) in target.files_with_paths() {
             if !objects.contains(&node.hash()) {

@@ -13,7 +13,7 @@ use crate::lockfile::{LockCache, LockEntry, LockEnv};
 use crate::params;
 use crate::ray;
 use crate::spec::{Executor, Pipeline, Stage};
-use crate::state::{self, Inputs};
+use crate::state::{self, Inputs, ModelDep};
 use crate::usage;
 use kairo_core::run::{GitState, Run, RunStatus};
 use kairo_core::{time, Hash};
@@ -359,7 +359,7 @@ impl<'a> Runner<'a> {
     }
 
     fn sources(&self) -> Sources<'_> {
-        Sources { cache: &self.cache, params: &self.params, fingerprinter: &self.fingerprinter }
+        Sources { cache: &self.cache, params: &self.params, fingerprinter: &self.fingerprinter, models: Some(self) }
     }
 
     fn outs_now(&self, stage: &Stage) -> Result<Vec<(String, Option<Hash>)>> {
@@ -430,6 +430,7 @@ impl<'a> Runner<'a> {
             deps: inputs.deps.clone(),
             params: inputs.params.clone(),
             outs: run.outs.clone(),
+            models: inputs.models.clone(),
             run: run.id.clone(),
             key,
         };
@@ -470,7 +471,7 @@ impl<'a> Runner<'a> {
             git,
             cmd: stage.cmd.clone(),
             wdir: String::new(),
-            deps: stored.deps.clone(),
+            deps: stored.deps.iter().cloned().chain(stored.models.iter().map(ModelDep::as_dependency)).collect(),
             params: inputs.params.clone(),
             env: inputs.env.clone(),
             out_paths: stage.all_outs().map(|o| o.path.clone()).collect(),
@@ -504,6 +505,10 @@ impl<'a> Runner<'a> {
         if let Some(url) = self.project.running_server() {
             pass.push(("MLFLOW_TRACKING_URI".to_string(), url));
             pass.push(("MLFLOW_RUN_ID".to_string(), run.id.clone()));
+        }
+        if !stored.models.is_empty() {
+            let pins = stored.models.iter().map(|m| (m.reference.as_str(), m.name.as_str(), m.version));
+            pass.push((kairo_registry::pins::ENV.to_string(), kairo_registry::pins::encode(pins)));
         }
         // A Ray job sets up its environment on the cluster (runtime_env), not here.
         let launch = if on_ray {
@@ -581,6 +586,13 @@ impl<'a> Runner<'a> {
             .filter(|d| !after.deps.iter().any(|a| a.path == d.path && a.hash == d.hash))
             .map(|d| d.path.clone())
             .chain(after.missing.iter().cloned())
+            .chain(stored.models.iter().filter(|m| !after.models.contains(m)).map(|m| {
+                format!(
+                    "model {} (now version {})",
+                    m.reference,
+                    after.models.iter().find(|a| a.reference == m.reference).map_or(0, |a| a.version)
+                )
+            }))
             .collect();
         for o in stage.all_outs() {
             let store = o.cache.then_some(&self.objects);
@@ -636,6 +648,9 @@ impl<'a> Runner<'a> {
         log: &Arc<Mutex<Vec<u8>>>,
     ) -> std::io::Result<(i32, Option<u64>)> {
         let mut cmd = Command::new(&launch.program);
+        if let Some(path) = path_with_this_kairo() {
+            cmd.env("PATH", path);
+        }
         cmd.args(&launch.args)
             .current_dir(workdir)
             .envs(pass.iter().cloned())
@@ -727,12 +742,39 @@ pub async fn recover_orphans(project: &Project, md: &Metadata) -> Result<()> {
     Ok(())
 }
 
-/// What reading a stage's inputs needs: the stat cache, the params files, the fingerprinter.
+/// `PATH` with the directory of this `kairo` first, so that a stage's `kairo ...` (a
+/// `predict:` stage's command) runs the same kairo as `kairo run`. None when this process is
+/// not a `kairo` binary (a test harness).
+fn path_with_this_kairo() -> Option<std::ffi::OsString> {
+    let exe = std::env::current_exe().ok()?;
+    if exe.file_stem()? != "kairo" {
+        return None;
+    }
+    let mut paths = vec![exe.parent()?.to_path_buf()];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(paths).ok()
+}
+
+/// Resolves the registered-model references of stages (opening the database only then).
+pub(crate) trait ResolveModels: Sync {
+    fn resolve_model(&self, reference: &str) -> Result<ModelDep>;
+}
+
+impl ResolveModels for Runner<'_> {
+    fn resolve_model(&self, reference: &str) -> Result<ModelDep> {
+        let md = self.metadata()?;
+        self.handle.block_on(ModelDep::resolve(&md, reference))
+    }
+}
+
+/// What reading a stage's inputs needs: the stat cache, the params files, the fingerprinter,
+/// and the registry for its `models` (without it they are not resolved).
 #[derive(Clone, Copy)]
 pub(crate) struct Sources<'a> {
     pub cache: &'a Mutex<StatCache>,
     pub params: &'a Mutex<params::Files>,
     pub fingerprinter: &'a Fingerprinter,
+    pub models: Option<&'a dyn ResolveModels>,
 }
 
 /// Inputs of `stage` with paths resolved under `base`.
@@ -744,7 +786,7 @@ pub(crate) fn inputs_at(
     store: Option<&LocalObjects>,
     pipeline: Option<&Pipeline>,
 ) -> Result<Inputs> {
-    let Sources { cache, params, fingerprinter } = *sources;
+    let Sources { cache, params, fingerprinter, models: registry } = *sources;
     let mut deps = Vec::new();
     let mut missing = Vec::new();
     for d in &stage.deps {
@@ -771,7 +813,19 @@ pub(crate) fn inputs_at(
         }
     })?;
     let env = fingerprinter.fingerprint_in(stage, base)?;
-    Ok(Inputs { deps, missing, params, env })
+    let mut models = Vec::new();
+    if let Some(registry) = registry {
+        for reference in &stage.models {
+            let m = registry.resolve_model(reference).map_err(|e| match pipeline {
+                Some(p) => {
+                    p.error_in(&stage.name, Some("models"), Some(reference), &format!("stage `{}`: {e}", stage.name))
+                }
+                None => e,
+            })?;
+            models.push(m);
+        }
+    }
+    Ok(Inputs { deps, missing, params, env, models })
 }
 
 fn skipped(stage: &Stage, because: String) -> StageOutcome {

@@ -35,6 +35,9 @@ pub struct Stage {
     pub executor: Option<Executor>,
     /// What a Ray job of this stage reserves.
     pub resources: Resources,
+    /// Registered models the stage reads (`NAME@ALIAS`, `NAME:VERSION`, `NAME`): the stage is
+    /// stale when one of them now resolves to another version (an alias moved).
+    pub models: Vec<String>,
 }
 
 /// Where a stage's command runs.
@@ -180,6 +183,13 @@ impl StageSpans {
         if let Some(d) = &raw.do_ {
             s.field("do", d);
         }
+        if let Some(p) = &raw.predict {
+            s.field("predict", p);
+            s.value("predict", p, p.value.model.clone());
+        }
+        for m in &raw.models {
+            s.value("models", m, m.value.clone());
+        }
         s
     }
 
@@ -239,7 +249,7 @@ impl Pipeline {
                     pipeline.stages.push(stage);
                 }
                 (Some(items), Some(template)) => {
-                    if raw.cmd.is_some() || !raw.deps.is_empty() || !raw.outs.is_empty() {
+                    if raw.cmd.is_some() || raw.predict.is_some() || !raw.deps.is_empty() || !raw.outs.is_empty() {
                         return Err(pipeline.error(&name, None, "a `foreach` stage puts its fields under `do:`"));
                     }
                     let items = match items {
@@ -304,18 +314,48 @@ impl Pipeline {
         self.stages.iter().find(|s| s.name == name)
     }
 
-    fn build(&self, name: &str, base: &str, raw: RawStage) -> Result<Stage> {
-        let cmd = match raw.cmd.map(|c| c.value) {
-            Some(Cmd::One(c)) => c,
-            Some(Cmd::Many(cs)) => cs.join(" && "),
-            None => String::new(),
+    fn build(&self, name: &str, base: &str, mut raw: RawStage) -> Result<Stage> {
+        let mut models = Vec::new();
+        let predict = match raw.predict.take().map(|p| p.value) {
+            Some(_) if raw.cmd.is_some() => {
+                return Err(self.error(
+                    base,
+                    Some("predict"),
+                    &format!(
+                        "stage `{name}` has both `cmd` and `predict`: a predict stage runs `kairo predict` itself"
+                    ),
+                ))
+            }
+            Some(p) => Some(self.predict(base, p)?),
+            None => None,
+        };
+        let cmd = match (raw.cmd.map(|c| c.value), &predict) {
+            (_, Some(p)) => p.cmd.clone(),
+            (Some(Cmd::One(c)), None) => c,
+            (Some(Cmd::Many(cs)), None) => cs.join(" && "),
+            (None, None) => String::new(),
         };
         if cmd.trim().is_empty() {
-            return Err(self.error(base, None, &format!("stage `{name}` has no `cmd`")));
+            return Err(self.error(base, None, &format!("stage `{name}` has no `cmd` (or `predict:`)")));
         }
         let mut deps = Vec::new();
+        if let Some(p) = &predict {
+            deps.push(p.input.clone());
+            models.push(p.model.clone());
+        }
         for d in raw.deps {
-            deps.push(self.path(base, &d.value, "dependency")?);
+            let d = self.path(base, &d.value, "dependency")?;
+            if !deps.contains(&d) {
+                deps.push(d);
+            }
+        }
+        for m in raw.models {
+            if let Err(e) = kairo_registry::ModelRef::parse(&m.value) {
+                return Err(self.error_in(base, Some("models"), Some(&m.value), &format!("stage `{name}`: {e}")));
+            }
+            if !models.contains(&m.value) {
+                models.push(m.value);
+            }
         }
         let mut params = Vec::new();
         for p in raw.params {
@@ -334,7 +374,10 @@ impl Pipeline {
                 }
             }
         }
-        let outs = self.outs(base, raw.outs)?;
+        let mut outs = self.outs(base, raw.outs)?;
+        if let Some(p) = &predict {
+            outs.insert(0, Out { path: p.out.clone(), persist: false, cache: true });
+        }
         let metrics = self.outs(base, raw.metrics)?;
         let env = match raw.env.map(|e| e.value) {
             None => EnvSpec::Host,
@@ -419,7 +462,53 @@ impl Pipeline {
             always_changed: raw.always_changed,
             executor,
             resources,
+            models,
         })
+    }
+
+    /// A `predict:` block: the `kairo predict` command it runs, checked as far as can be
+    /// without the registry (the model reference's form, the paths, the options).
+    fn predict(&self, base: &str, p: RawPredict) -> Result<PredictStage> {
+        let bad = |needle: &str, m: &str| self.error_in(base, Some("predict"), Some(needle), m);
+        kairo_registry::ModelRef::parse(&p.model).map_err(|e| bad(&p.model, &format!("predict.model: {e}")))?;
+        let input = self.path(base, &p.input, "dependency")?;
+        let out = self.path(base, &p.out, "output")?;
+        if input == out {
+            return Err(bad(&p.out, &format!("predict: `{out}` is both the input and the output")));
+        }
+        let mut cmd = vec!["kairo".to_string(), "predict".into(), shell_word(&p.model)];
+        cmd.extend(["--input".into(), shell_word(&input), "--out".into(), shell_word(&out)]);
+        for c in &p.id_columns {
+            if c.is_empty() {
+                return Err(bad("id_columns", "predict.id_columns: a column name cannot be empty"));
+            }
+            cmd.extend(["--id-column".into(), shell_word(c)]);
+        }
+        if let Some(f) = &p.format {
+            if f != "parquet" && f != "csv" {
+                return Err(bad(f, &format!("predict.format `{f}`: use `parquet` or `csv`")));
+            }
+            cmd.extend(["--format".into(), f.clone()]);
+        }
+        if let Some(e) = &p.on_error {
+            if e != "fail" && e != "skip" {
+                return Err(bad(e, &format!("predict.on_error `{e}`: use `fail` or `skip`")));
+            }
+            cmd.extend(["--on-error".into(), e.clone()]);
+        }
+        if let Some(n) = p.batch_rows {
+            if n == 0 {
+                return Err(bad("batch_rows", "predict.batch_rows must be at least 1"));
+            }
+            cmd.extend(["--batch-rows".into(), n.to_string()]);
+        }
+        if p.explain {
+            cmd.push("--explain".into());
+        }
+        if p.log == Some(false) {
+            cmd.push("--no-log".into());
+        }
+        Ok(PredictStage { cmd: cmd.join(" "), model: p.model, input, out })
     }
 
     fn outs(&self, base: &str, raw: Vec<Spanned<RawOut>>) -> Result<Vec<Out>> {
@@ -663,6 +752,50 @@ struct RawStage {
     desc: Option<String>,
     executor: Option<Spanned<String>>,
     resources: Option<RawResources>,
+    /// Batch scoring: the stage runs `kairo predict` (see [`RawPredict`]).
+    predict: Option<Spanned<RawPredict>>,
+    /// Registered models the command reads.
+    #[serde(default)]
+    models: Vec<Spanned<String>>,
+}
+
+/// `predict: {model, input, out, id_columns, format, on_error, batch_rows, explain, log}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPredict {
+    model: String,
+    input: String,
+    out: String,
+    #[serde(default)]
+    id_columns: Vec<String>,
+    format: Option<String>,
+    on_error: Option<String>,
+    batch_rows: Option<usize>,
+    #[serde(default)]
+    explain: bool,
+    /// Feed the scored rows to the model's prediction log (default true).
+    log: Option<bool>,
+}
+
+/// A `predict:` block made into a stage's command, input, output and model.
+struct PredictStage {
+    cmd: String,
+    model: String,
+    input: String,
+    out: String,
+}
+
+/// `text` as one shell word: as is when it needs no quoting, else in single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@' | '=' | ','));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,46 @@ pub struct Inputs {
     pub missing: Vec<String>,
     pub params: ParamValues,
     pub env: EnvFingerprint,
+    /// The model versions the stage's `models` resolve to now.
+    pub models: Vec<ModelDep>,
+}
+
+/// `kind` of a run's dependency on a registered model version (`models/NAME:VERSION`).
+pub const MODEL_KIND: &str = "model";
+
+/// A model reference of a stage, resolved: the version it names now and that version's bytes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDep {
+    /// As the stage writes it: `churn@champion`, `churn:3`, `churn`.
+    pub reference: String,
+    pub name: String,
+    pub version: i64,
+    /// The ONNX bytes' hash.
+    pub hash: Hash,
+}
+
+impl ModelDep {
+    /// Resolve `reference` in the registry.
+    pub async fn resolve(md: &kairo_store::Metadata, reference: &str) -> Result<ModelDep> {
+        let failed =
+            |e: kairo_registry::RegistryError| crate::error::PipelineError::Other(format!("model `{reference}`: {e}"));
+        let r = kairo_registry::ModelRef::parse(reference).map_err(failed)?;
+        let version = r.resolve(md).await.map_err(failed)?;
+        let artifact = kairo_registry::artifact_of(md, r.name(), version).await.map_err(failed)?;
+        Ok(ModelDep { reference: reference.to_string(), name: r.name().to_string(), version, hash: artifact.object })
+    }
+
+    /// As a run records it among its dependencies (the form `kairo predict` records too).
+    pub fn as_dependency(&self) -> PathVersion {
+        PathVersion {
+            path: format!("models/{}:{}", self.name, self.version),
+            hash: self.hash,
+            kind: MODEL_KIND.into(),
+            size: 0,
+            dataset: false,
+        }
+    }
 }
 
 /// The version of `rel` under `base`: a tracked dataset's pointer, or the file/directory hashed
@@ -87,9 +127,15 @@ pub fn kind_of(name: &str) -> PointerKind {
 pub fn cache_key(stage: &Stage, inputs: &Inputs) -> Hash {
     let deps: Vec<(&str, String)> = inputs.deps.iter().map(|d| (d.path.as_str(), d.hash.to_hex())).collect();
     let outs: Vec<(&str, bool, bool)> = stage.all_outs().map(|o| (o.path.as_str(), o.persist, o.cache)).collect();
-    let canonical = serde_json::json!({
+    let mut canonical = serde_json::json!({
         "cmd": stage.cmd, "deps": deps, "params": inputs.params, "env": inputs.env.hash.to_hex(), "outs": outs,
     });
+    if !inputs.models.is_empty() {
+        // Only then: the keys of stages without models stay what they were.
+        let models: Vec<(&str, String)> =
+            inputs.models.iter().map(|m| (m.reference.as_str(), m.hash.to_hex())).collect();
+        canonical["models"] = serde_json::json!(models);
+    }
     Hash::of(canonical.to_string().as_bytes())
 }
 
@@ -161,6 +207,22 @@ pub fn reasons(
             why.push(format!("environment changed ({} -> {})", lock.env.spec, inputs.env.spec));
         } else {
             why.push(format!("environment changed ({})", changed.join(", ")));
+        }
+    }
+    for m in &inputs.models {
+        match lock.models.iter().find(|l| l.reference == m.reference) {
+            Some(l) if l.version == m.version && l.hash == m.hash => {}
+            Some(l) if l.version != m.version => why.push(format!(
+                "model `{}` now resolves to version {} (was version {})",
+                m.reference, m.version, l.version
+            )),
+            Some(_) => why.push(format!("model `{}` version {} changed", m.reference, m.version)),
+            None => why.push(format!("model `{}` added", m.reference)),
+        }
+    }
+    for l in &lock.models {
+        if !stage.models.contains(&l.reference) {
+            why.push(format!("model `{}` removed", l.reference));
         }
     }
     for (path, now) in outs_now {

@@ -10,6 +10,7 @@
 //! so `kairo lineage scores.parquet` finds the model and the data that made the scores.
 
 pub mod input;
+pub mod log;
 pub mod output;
 
 use std::collections::{BTreeMap, HashMap};
@@ -87,6 +88,8 @@ pub struct Request {
     /// Also write each row's per-feature contributions (and the bias), as `kairo serve` gives
     /// them with `"contributions": true`.
     pub explain: bool,
+    /// Feed the scored rows to the model's prediction log (its monitors see them).
+    pub log: bool,
     /// The command line, for the run record.
     pub command: String,
 }
@@ -115,6 +118,8 @@ pub struct Report {
     pub skipped_file: Option<String>,
     pub seconds: f64,
     pub rows_per_second: f64,
+    /// Rows added to the model's prediction log (under deployment `model`), 0 with `--no-log`.
+    pub logged: u64,
 }
 
 /// Hears of rows as they are scored.
@@ -139,11 +144,17 @@ struct Loaded {
     hash: Hash,
     model: Model,
     explainer: Option<kairo_runtime::explain::Explainer>,
+    /// The model's privacy policy for its prediction log (with logging on).
+    redactor: Option<kairo_serve::privacy::Redactor>,
 }
 
-async fn load(project: &Project, md: &Metadata, reference: &str, explain: bool) -> Result<Loaded> {
+async fn load(project: &Project, md: &Metadata, reference: &str, explain: bool, log: bool) -> Result<Loaded> {
     let r = ModelRef::parse(reference)?;
-    let version = r.resolve(md).await?;
+    // In a pipeline stage: the version the stage was judged against, even if the alias moved since.
+    let version = match kairo_registry::pins::pinned(reference, r.name()) {
+        Some(v) => v,
+        None => r.resolve(md).await?,
+    };
     let name = r.name().to_string();
     let alias = match &r {
         ModelRef::Alias(_, a) => Some(a.clone()),
@@ -152,19 +163,33 @@ async fn load(project: &Project, md: &Metadata, reference: &str, explain: bool) 
     let artifact = kairo_registry::artifact_of(md, &name, version).await?;
     let bytes = kairo_registry::version_bytes(project, &artifact)?;
     let what = format!("model '{name}' version {version}");
+    let profile = artifact.profile.as_ref().and_then(|p| p.current());
+    let redactor = |model: &Model| -> Result<Option<kairo_serve::privacy::Redactor>> {
+        if !log {
+            return Ok(None);
+        }
+        // kairo.yaml's policy for the model, as `kairo serve` applies it before logging.
+        let (spec, key) = Project::privacy(project.config(), &name);
+        kairo_serve::privacy::Redactor::compile(&name, &spec, model.signature(), profile, key).map_err(|m| {
+            PredictError::Input(format!(
+                "{m} (the scores go to the prediction log under it; --no-log does not log them)"
+            ))
+        })
+    };
     if !explain {
         let model = kairo_registry::load_model_to_score(&bytes, &what)?;
-        return Ok(Loaded { name, version, alias, hash: artifact.object, model, explainer: None });
+        let redactor = redactor(&model)?;
+        return Ok(Loaded { name, version, alias, hash: artifact.object, model, explainer: None, redactor });
     }
     let model = kairo_registry::load_model(&bytes, &what)?;
-    let profile = artifact.profile.as_ref().and_then(|p| p.current());
+    let redactor = redactor(&model)?;
     let explainer = kairo_registry::profile::explainer(&model, profile).ok_or_else(|| {
         PredictError::Input(format!(
             "{what} has no contribution data for --explain (models written by `kairo train` have it; a tree \
              ensemble gets it when registered with --profile-data)"
         ))
     })?;
-    Ok(Loaded { name, version, alias, hash: artifact.object, model, explainer: Some(explainer) })
+    Ok(Loaded { name, version, alias, hash: artifact.object, model, explainer: Some(explainer), redactor })
 }
 
 /// A path as the run records it: project-relative when inside the project, else absolute.
@@ -250,6 +275,8 @@ struct Scored {
     /// `[rows, targets, features + 1]`, with `--explain`.
     contributions: Option<Tensor>,
     skipped: Vec<(u32, String)>,
+    /// The kept rows as a prediction-log segment, when logging.
+    segment: Option<log::Encoded>,
 }
 
 /// Where a row is, for messages: `data.csv row 17`.
@@ -264,6 +291,9 @@ struct Plan<'a> {
     explainer: Option<&'a kairo_runtime::explain::Explainer>,
     files: &'a [PathBuf],
     on_error: OnError,
+    /// The id columns (after the features in each batch).
+    ids: &'a [String],
+    log: Option<&'a log::LogPlan>,
 }
 
 /// Rows decoded into the model's inputs: the rows that fit, and their tensors (None for none).
@@ -315,11 +345,12 @@ impl Plan<'_> {
         let mut skipped = Vec::new();
         let (kept, tensors) = self.decode(batch, &all, &mut skipped)?;
         let Some(tensors) = tensors else {
-            return Ok(Scored { kept, outputs: Vec::new(), contributions: None, skipped });
+            return Ok(Scored { kept, outputs: Vec::new(), contributions: None, skipped, segment: None });
         };
         let contributions = self.explain(&tensors, batch)?;
+        let logged = self.log.map(|_| tensors.clone());
         let e = match self.model.infer(tensors) {
-            Ok(outputs) => return Ok(Scored { kept, outputs, contributions, skipped }),
+            Ok(outputs) => return self.scored(batch, kept, outputs, contributions, skipped, logged),
             Err(e) => e,
         };
         if self.on_error == OnError::Fail {
@@ -342,13 +373,43 @@ impl Plan<'_> {
         }
         skipped.sort_by_key(|(i, _)| *i);
         if good.is_empty() {
-            return Ok(Scored { kept: good, outputs: Vec::new(), contributions: None, skipped });
+            return Ok(Scored { kept: good, outputs: Vec::new(), contributions: None, skipped, segment: None });
         }
         let (kept, tensors) = self.decode(batch, &good, &mut skipped)?;
         let tensors = tensors.expect("these rows decoded before");
         let contributions = self.explain(&tensors, batch)?;
+        let logged = self.log.map(|_| tensors.clone());
         let outputs = self.model.infer(tensors).map_err(|e| PredictError::Model(e.to_string()))?;
-        Ok(Scored { kept, outputs, contributions, skipped })
+        self.scored(batch, kept, outputs, contributions, skipped, logged)
+    }
+
+    /// A batch scored; with logging, its rows encoded as a prediction-log segment.
+    fn scored(
+        &self,
+        batch: &Batch,
+        kept: Vec<u32>,
+        outputs: Vec<Tensor>,
+        contributions: Option<Tensor>,
+        skipped: Vec<(u32, String)>,
+        inputs: Option<HashMap<String, Tensor>>,
+    ) -> Result<Scored> {
+        let (Some(plan), Some(inputs)) = (self.log, inputs) else {
+            return Ok(Scored { kept, outputs, contributions, skipped, segment: None });
+        };
+        let sig = self.model.signature();
+        let mut inputs: Vec<(String, Tensor)> = inputs.into_iter().collect();
+        inputs.sort_by_key(|(n, _)| sig.inputs.iter().position(|s| &s.name == n));
+        let named = sig.outputs.iter().map(|s| s.name.clone()).zip(outputs.iter().cloned()).collect();
+        let row_ids = if self.ids.is_empty() {
+            kept.iter().map(|&i| format!("{}:{}:{}", plan.run_id, batch.file, batch.first_row + u64::from(i))).collect()
+        } else {
+            let columns = id_columns(batch, self.ids, self.features.len(), &kept);
+            (0..kept.len())
+                .map(|r| columns.iter().map(|(_, a)| output::text(a, r)).collect::<Vec<_>>().join("/"))
+                .collect()
+        };
+        let segment = plan.encode(inputs, named, row_ids).map_err(PredictError::Output)?;
+        Ok(Scored { kept, outputs, contributions, skipped, segment: Some(segment) })
     }
 
     /// The rows' contributions, with `--explain`.
@@ -400,7 +461,7 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
     if req.batch_rows == 0 {
         return Err(PredictError::Input("--batch-rows must be at least 1".into()));
     }
-    let loaded = load(project, md, &req.model, req.explain).await?;
+    let loaded = load(project, md, &req.model, req.explain, req.log).await?;
     let (files, format) = input::files(&req.input)?;
     let out_abs = std::path::absolute(&req.out).map_err(PredictError::io(&req.out))?;
     for f in &files {
@@ -444,22 +505,44 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
         &output_path,
         started_at,
     );
-    md.start_run(&run).await?;
+    // Inside a pipeline stage the stage's run is the record (it holds the model version, the
+    // input and the output); the counts are logged on it.
+    let stage_run =
+        std::env::var("KAIRO_RUN_ID").ok().filter(|id| !id.is_empty() && std::env::var_os("KAIRO_STAGE").is_some());
+    if stage_run.is_none() {
+        md.start_run(&run).await?;
+    }
+    let log_plan = req.log.then(|| log::LogPlan {
+        name: loaded.name.clone(),
+        version: loaded.version,
+        run_id: stage_run.clone().unwrap_or_else(|| run.id.clone()),
+        redactor: loaded.redactor.clone(),
+    });
+    let objects = project.objects()?;
+    let logging = log_plan.as_ref().map(|plan| (plan, &objects));
 
-    let outcome = score_all(&mut reader, &features, &loaded, req, progress).and_then(|counts| {
+    let outcome = score_all(&mut reader, &features, &loaded, req, logging, progress).and_then(|counts| {
         let hash = kairo_store::objects::hash_file_streaming(&req.out)?;
         Ok((counts, hash))
     });
-    let ((rows, scored, skipped), output_hash) = match outcome {
+    let ((rows, scored, skipped, segments), output_hash) = match outcome {
         Ok(done) => done,
         Err(e) => {
             run.status = RunStatus::Failed;
             run.ended_at = Some(kairo_core::time::now_string());
             run.message = Some(e.to_string());
-            md.finish_run(&run, &[]).await?;
+            if stage_run.is_none() {
+                md.finish_run(&run, &[]).await?;
+            }
             return Err(e);
         }
     };
+    // The output is in place: now the monitors may see its rows.
+    let mut logged = 0;
+    for segment in &segments {
+        md.add_segment(segment).await?;
+        logged += segment.rows as u64;
+    }
     let size = std::fs::metadata(&req.out).map(|m| m.len()).unwrap_or(0);
     let seconds = started.elapsed().as_secs_f64();
     run.status = RunStatus::Succeeded;
@@ -470,10 +553,38 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
         ("rows".to_string(), rows as f64),
         ("rows_scored".to_string(), scored as f64),
         ("rows_skipped".to_string(), skipped as f64),
+        ("rows_logged".to_string(), logged as f64),
         ("seconds".to_string(), seconds),
     ]);
     run.exit_code = Some(0);
-    md.finish_run(&run, &[]).await?;
+    match &stage_run {
+        None => {
+            md.finish_run(&run, &[]).await?;
+        }
+        Some(id) => {
+            run.id = id.clone();
+            let mut params = vec![
+                ("model".to_string(), req.model.clone()),
+                ("model_version".to_string(), loaded.version.to_string()),
+            ];
+            params.push(("model_hash".to_string(), loaded.hash.to_hex()));
+            let now = kairo_core::time::now_millis();
+            let metrics = run
+                .metrics
+                .iter()
+                .map(|(k, v)| kairo_core::tracking::MetricPoint {
+                    key: k.clone(),
+                    value: *v,
+                    timestamp: now,
+                    step: 0,
+                    model_id: None,
+                    dataset_name: None,
+                    dataset_digest: None,
+                })
+                .collect();
+            md.log_batch(id, &kairo_store::tracking::Batch { metrics, params, tags: Vec::new() }).await?;
+        }
+    }
     let skipped_file = (skipped > 0).then(|| recorded(project, &skipped_path(&req.out)));
     Ok(Report {
         run_id: run.id,
@@ -494,6 +605,7 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
         skipped_file,
         seconds,
         rows_per_second: if seconds > 0.0 { scored as f64 / seconds } else { 0.0 },
+        logged,
     })
 }
 
@@ -566,14 +678,17 @@ fn new_run(
 }
 
 /// Read, score on every core and write in order; the output and the skipped-rows file appear
-/// only when everything went through. Returns (rows read, scored, skipped).
+/// only when everything went through. With `logging`, each batch's rows are also stored as a
+/// prediction-log segment, returned to be indexed. Returns (rows read, scored, skipped, segments).
 fn score_all(
     reader: &mut Reader,
     features: &[String],
     loaded: &Loaded,
     req: &Request,
+    logging: Option<(&log::LogPlan, &kairo_store::LocalObjects)>,
     progress: &dyn Progress,
-) -> Result<(u64, u64, u64)> {
+) -> Result<(u64, u64, u64, Vec<kairo_store::serving::Segment>)> {
+    let mut segments = Vec::new();
     let files = reader.files().to_vec();
     let output_names: Vec<String> = loaded.model.signature().outputs.iter().map(|s| s.name.clone()).collect();
     let in_flight = rayon::current_num_threads().max(1);
@@ -585,6 +700,8 @@ fn score_all(
         explainer: loaded.explainer.as_ref(),
         files: &files,
         on_error: req.on_error,
+        ids: &req.id_columns,
+        log: logging.map(|(plan, _)| plan),
     };
     let (mut rows, mut scored, mut skipped) = (0u64, 0u64, 0u64);
     loop {
@@ -601,6 +718,9 @@ fn score_all(
         let results: Vec<Result<Scored>> = group.par_iter().map(|batch| plan.score(batch)).collect();
         for (batch, result) in group.iter().zip(results) {
             let s = result?;
+            if let (Some(e), Some((plan, objects))) = (&s.segment, logging) {
+                segments.push(plan.segment(objects.put_bytes(&e.bytes)?, e));
+            }
             rows += batch.len() as u64;
             scored += s.kept.len() as u64;
             skipped += s.skipped.len() as u64;
@@ -655,7 +775,7 @@ fn score_all(
             _ => {}
         },
     }
-    Ok((rows, scored, skipped))
+    Ok((rows, scored, skipped, segments))
 }
 
 /// The rows left out and why, written as they are found (memory stays flat however many

@@ -899,3 +899,32 @@ fn zero_row(model: &Model) -> std::collections::HashMap<String, kairo_runtime::T
         })
         .collect()
 }
+
+/// The model versions a pipeline stage was judged against, handed to its command in the
+/// environment, so that `kairo predict` in a `predict:` stage scores with exactly the version
+/// the run records even if the alias moves meanwhile.
+pub mod pins {
+    use std::collections::BTreeMap;
+
+    pub const ENV: &str = "KAIRO_MODEL_PINS";
+
+    /// `{reference: version}` as JSON, with `{NAME: version}` too for a name only one of the
+    /// references uses (a reproduction pins `NAME:VERSION` while the command names an alias).
+    pub fn encode<'a>(models: impl IntoIterator<Item = (&'a str, &'a str, i64)>) -> String {
+        let models: Vec<_> = models.into_iter().collect();
+        let mut pins: BTreeMap<String, i64> = models.iter().map(|(r, _, v)| (r.to_string(), *v)).collect();
+        for (_, name, version) in &models {
+            if models.iter().filter(|(_, n, _)| n == name).count() == 1 {
+                pins.entry(format!("name:{name}")).or_insert(*version);
+            }
+        }
+        serde_json::to_string(&pins).unwrap_or_default()
+    }
+
+    /// The version pinned for `reference` (of model `name`) by the stage running this process.
+    pub fn pinned(reference: &str, name: &str) -> Option<i64> {
+        let text = std::env::var(ENV).ok()?;
+        let pins: BTreeMap<String, i64> = serde_json::from_str(&text).ok()?;
+        pins.get(reference).or_else(|| pins.get(&format!("name:{name}"))).copied()
+    }
+}

@@ -498,6 +498,7 @@ impl Outcome<'_> {
                 inputs,
                 outputs,
                 redacted: None,
+                row_ids: None,
             };
             // Under a privacy policy the row is redacted before it is queued: the raw inputs
             // are never queued. The work runs in a task of its own, after this response.

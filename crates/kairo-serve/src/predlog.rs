@@ -28,6 +28,9 @@ pub struct Record {
     /// Under a privacy policy: each row's inputs already as the JSON the log stores, the
     /// policy applied (and `inputs` empty: the raw values are not queued).
     pub redacted: Option<Vec<String>>,
+    /// Each row's own request id, row 0 of it (batch scoring: the row's id columns, so that
+    /// labels sent for that id find it); None: `request_id`, rows numbered from 0.
+    pub row_ids: Option<Vec<String>>,
 }
 
 impl Record {
@@ -354,9 +357,13 @@ impl kairo_watch::segment::Source for Rows<'_> {
     fn head(&self, i: usize) -> kairo_watch::segment::Head<'_> {
         let (k, r) = self.at[i];
         let rec = &self.records[k as usize];
+        let (request_id, row) = match rec.row_ids.as_ref().and_then(|ids| ids.get(r as usize)) {
+            Some(id) => (id.as_str(), 0),
+            None => (rec.request_id.as_str(), r),
+        };
         kairo_watch::segment::Head {
-            request_id: &rec.request_id,
-            row: r,
+            request_id,
+            row,
             time_ms: rec.time_ms,
             model: &rec.model,
             version: rec.version,
@@ -379,7 +386,7 @@ impl kairo_watch::segment::Source for Rows<'_> {
 }
 
 /// The records as one Parquet segment (`kairo_watch::segment`), and its row count.
-fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), kairo_watch::segment::SegmentError> {
+pub fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), kairo_watch::segment::SegmentError> {
     let at: Vec<(u32, u32)> =
         records.iter().enumerate().flat_map(|(k, rec)| (0..rec.rows()).map(move |r| (k as u32, r as u32))).collect();
     let n = at.len();

@@ -181,3 +181,97 @@ pub async fn export(
     std::fs::rename(&tmp, path).map_err(|e| failed(path, e))?;
     Ok(Exported { rows: n, labelled: rows.iter().filter(|r| r.label.is_some()).count() })
 }
+
+/// Labels from a CSV file with a header (`kairo models feedback`): each row's request id (its
+/// id columns' values joined with `/`, as `kairo predict` logs a scored row) and its label,
+/// read a chunk at a time so a file of any size is stored in bounded memory.
+pub struct FeedbackFile<R: std::io::Read> {
+    what: String,
+    reader: csv::Reader<R>,
+    ids: Vec<usize>,
+    label: usize,
+    line: u64,
+}
+
+impl<R: std::io::Read> FeedbackFile<R> {
+    /// `what` names the file in errors. Refused: a missing column (the error lists the file's).
+    pub fn new(what: &str, input: R, id_columns: &[String], label_column: &str) -> Result<Self> {
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input);
+        let header = reader.headers().map_err(|e| WatchError::Spec(format!("{what}: {e}")))?.clone();
+        let names: Vec<&str> = header.iter().collect();
+        let find = |c: &str| {
+            names.iter().position(|n| *n == c).ok_or_else(|| {
+                WatchError::Spec(format!(
+                    "{what}: no column '{c}' (its columns: {}); name the columns with --id-column and --label-column",
+                    names.join(", ")
+                ))
+            })
+        };
+        let ids = id_columns.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
+        let label = find(label_column)?;
+        Ok(FeedbackFile { what: what.to_string(), reader, ids, label, line: 1 })
+    }
+
+    /// Up to `n` more `(request id, row 0, label)`; None at the end. A row with an empty id or
+    /// label is refused, naming its line.
+    pub fn next_chunk(&mut self, n: usize) -> Result<Option<Vec<(String, i64, Value)>>> {
+        let mut out = Vec::new();
+        let mut record = csv::StringRecord::new();
+        while out.len() < n {
+            let more =
+                self.reader.read_record(&mut record).map_err(|e| WatchError::Spec(format!("{}: {e}", self.what)))?;
+            if !more {
+                break;
+            }
+            self.line += 1;
+            let id: Vec<&str> = self.ids.iter().map(|&i| record.get(i).unwrap_or("")).collect();
+            if id.iter().any(|v| v.is_empty()) {
+                return Err(WatchError::Spec(format!("{} line {}: the id is empty", self.what, self.line)));
+            }
+            let text = record.get(self.label).unwrap_or("").trim();
+            if text.is_empty() {
+                return Err(WatchError::Spec(format!("{} line {}: the label is empty", self.what, self.line)));
+            }
+            out.push((id.join("/"), 0, label_value(text)));
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+}
+
+/// A label as written in a file: a number, `true`/`false`, else the text.
+pub fn label_value(text: &str) -> Value {
+    if let Ok(i) = text.parse::<i64>() {
+        return Value::from(i);
+    }
+    if let Some(n) = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+        return Value::Number(n);
+    }
+    match text {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => Value::String(text.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod feedback_tests {
+    use super::*;
+
+    #[test]
+    fn a_feedback_file_reads_ids_and_typed_labels_and_names_bad_lines() {
+        let text = "customer,region,churned\nc1,eu,1\nc2,us,0.5\nc3,eu,yes\n";
+        let mut f = FeedbackFile::new("labels.csv", text.as_bytes(), &["customer".into()], "churned").unwrap();
+        let rows = f.next_chunk(2).unwrap().unwrap();
+        assert_eq!(rows, vec![("c1".into(), 0, Value::from(1)), ("c2".into(), 0, serde_json::json!(0.5))]);
+        assert_eq!(f.next_chunk(2).unwrap().unwrap(), vec![("c3".into(), 0, Value::from("yes"))]);
+        assert!(f.next_chunk(2).unwrap().is_none());
+        let two = ["customer".to_string(), "region".to_string()];
+        let mut f = FeedbackFile::new("labels.csv", text.as_bytes(), &two, "churned").unwrap();
+        assert_eq!(f.next_chunk(1).unwrap().unwrap()[0].0, "c1/eu");
+        let e = FeedbackFile::new("labels.csv", text.as_bytes(), &["id".into()], "churned").err().unwrap();
+        assert!(e.to_string().contains("no column 'id' (its columns: customer, region, churned)"), "{e}");
+        let mut f = FeedbackFile::new("l.csv", "id,label\na,1\n,0\n".as_bytes(), &["id".into()], "label").unwrap();
+        let e = f.next_chunk(10).unwrap_err();
+        assert_eq!(e.to_string(), "l.csv line 3: the id is empty");
+    }
+}

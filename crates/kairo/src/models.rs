@@ -46,6 +46,10 @@ pub enum ModelsCommand {
     /// The prediction log of a served model, newest last, with labels received as feedback;
     /// `predictions export NAME --out F` writes it as CSV.
     Predictions(PredictionsArgs),
+    /// Ground truth for logged predictions from a CSV file of ids and labels (as `POST
+    /// /v1/feedback` takes them online): rows `kairo predict` logged with --id-column find
+    /// their labels by those ids, and the model's monitors then measure quality.
+    Feedback(FeedbackArgs),
     /// Package a version to run where Kairo is not installed: an OCI image (`--out`, a tar that
     /// skopeo and `podman load` read; no container engine needed), a model directory for
     /// `kairo serve --model-dir` (`--out-dir`), Kubernetes and KServe manifests (`--k8s`).
@@ -303,12 +307,54 @@ pub struct DeployArgs {
 }
 
 #[derive(Args)]
+pub struct FeedbackArgs {
+    /// The model whose predictions the labels are for.
+    pub name: String,
+    /// A CSV file with a header: the id column(s) and the label column.
+    #[arg(long, value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// The column(s) holding the id, as passed to `kairo predict --id-column` (repeatable;
+    /// several are joined with `/`).
+    #[arg(long = "id-column", value_name = "COLUMN", default_value = "id")]
+    pub id_columns: Vec<String>,
+    /// The column holding the label.
+    #[arg(long, value_name = "COLUMN", default_value = "label")]
+    pub label_column: String,
+    /// Print the count as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
 pub struct RollbackArgs {
     /// The model whose deployment to roll back.
     pub name: String,
     /// Why, recorded in the deployment's events (default: `manual rollback: ` and what was undone).
     #[arg(long)]
     pub reason: Option<String>,
+}
+
+/// `kairo models feedback NAME --file F`: the file's labels stored a chunk at a time.
+async fn feedback(md: &Metadata, a: FeedbackArgs) -> CmdResult {
+    ModelRef::Name(a.name.clone()).resolve(md).await?;
+    let what = a.file.display().to_string();
+    let file = std::fs::File::open(&a.file).map_err(|e| fail(format!("{what}: {e}")))?;
+    let mut labels =
+        kairo_watch::labelled::FeedbackFile::new(&what, std::io::BufReader::new(file), &a.id_columns, &a.label_column)
+            .map_err(|e| Failure::usage(e.to_string()))?;
+    let mut stored = 0usize;
+    while let Some(chunk) =
+        labels.next_chunk(10_000).map_err(|e| fail(format!("{e} ({stored} labels before it were stored)")))?
+    {
+        md.add_feedback(&chunk).await?;
+        stored += chunk.len();
+    }
+    if a.json {
+        println!("{}", json!({"model": a.name, "stored": stored}));
+    } else {
+        println!("stored {stored} labels for {} (its monitors judge quality on the rows they match)", a.name);
+    }
+    Ok(exit::OK)
 }
 
 fn project() -> Result<Project, Failure> {
@@ -344,6 +390,7 @@ pub async fn run(cmd: ModelsCommand) -> CmdResult {
         }
         ModelsCommand::Package(a) => package(&project, &md, a).await,
         ModelsCommand::Card(a) => card(&project, &md, a).await,
+        ModelsCommand::Feedback(a) => feedback(&md, a).await,
     };
     md.close().await;
     result
@@ -413,6 +460,9 @@ async fn run_remote(remote: &Remote, cmd: ModelsCommand) -> CmdResult {
             }
             Ok(exit::OK)
         }
+        ModelsCommand::Feedback(_) => Err(Failure::usage(
+            "`kairo models feedback` stores labels in the project's database: run it on the server, or without KAIRO_SERVER (online, POST /v1/feedback takes them)",
+        )),
         ModelsCommand::Predictions(_) => Err(Failure::usage(
             "`kairo models predictions` reads the prediction log where it is stored and is not served by /api/v1 yet: run it on the server, or without KAIRO_SERVER",
         )),

@@ -36,6 +36,10 @@ pub struct PredictArgs {
     /// as `kairo serve` answers `"contributions": true` (linear models and tree ensembles).
     #[arg(long)]
     pub explain: bool,
+    /// Do not add the scored rows to the model's prediction log (by default its monitors see
+    /// them as they see online predictions; labels come with `kairo models feedback`).
+    #[arg(long)]
+    pub no_log: bool,
     /// Print the run's summary as JSON (no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -81,6 +85,7 @@ pub async fn run(a: PredictArgs) -> CmdResult {
         on_error,
         batch_rows: a.batch_rows,
         explain: a.explain,
+        log: !a.no_log,
         command,
     };
     let md = project.metadata().await?;
@@ -105,6 +110,12 @@ pub async fn run(a: PredictArgs) -> CmdResult {
         "scored {} of {} rows with {} version {}{from} into {} in {:.2} s ({:.0} rows/s)",
         report.scored, report.rows, report.model, report.version, report.output, report.seconds, report.rows_per_second
     );
+    if report.logged > 0 {
+        println!(
+            "logged {} rows to the prediction log of '{}' (its monitors see them; labels: `kairo models feedback`)",
+            report.logged, report.model
+        );
+    }
     if let Some(f) = &report.skipped_file {
         println!("skipped {} rows; the reasons are in {f}", report.skipped);
     }

@@ -74,7 +74,7 @@ pub fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, bodies)
 }
 
-fn check(repo: &Repo, args: &[&str]) -> (i32, Value) {
+pub(crate) fn check(repo: &Repo, args: &[&str]) -> (i32, Value) {
     let mut all = vec!["monitor", "check", "--json"];
     all.extend_from_slice(args);
     let out = repo.kairo(&all).output().unwrap();

@@ -492,3 +492,178 @@ fn explain_writes_the_contributions_kairo_serve_answers() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no contribution data") && err.contains("--profile-data"), "{err}");
 }
+
+/// `rows` rows of `id,f0..f19` (ids from `first_id`), the first `shifted` features moved.
+fn scoring_csv(g: &mut crate::monitoring::Lcg, rows: usize, shifted: usize, first_id: usize) -> String {
+    let x = crate::monitoring::features(g, rows, shifted, 3.0);
+    let mut csv = String::from("id,") + &(0..20).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",") + "\n";
+    for r in 0..rows {
+        let row: Vec<String> = x[r * 20..(r + 1) * 20].iter().map(|v| format!("{v:.5}")).collect();
+        csv.push_str(&format!("cust{},{}\n", first_id + r, row.join(",")));
+    }
+    csv
+}
+
+#[test]
+fn a_scored_batch_feeds_the_monitor_and_labels_by_id_measure_its_quality() {
+    use crate::monitoring::{check, training_csv, Lcg};
+    let repo = Repo::new();
+    let mut g = Lcg(11);
+    repo.write("train.csv", training_csv(&mut g, 2000));
+    crate::serving::register_profiled(&repo, "churn", "forest20.onnx", "train.csv");
+    repo.write(
+        "kairo.yaml",
+        "version: 1\nmonitors:\n  churn-watch:\n    deployment: churn\n    rows: 300\n    alerts:\n      - name: drifting\n        when: drift_share > 0.3\n      - name: inaccurate\n        when: accuracy < 0.6\n",
+    );
+    // A batch like the training data: logged, no drift.
+    repo.write("calm.csv", scoring_csv(&mut g, 300, 0, 0));
+    let r = repo.json(&["predict", "churn", "--input", "calm.csv", "--out", "calm.parquet", "--id-column", "id"]);
+    assert_eq!(r["logged"], 300, "{r}");
+    let (code, v) = check(&repo, &["--monitor", "churn-watch"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["windows"].as_array().unwrap().last().unwrap()["values"]["dataset_drift"], 0.0, "{v}");
+
+    // --no-log scores without feeding the monitor.
+    repo.write("shifted.csv", scoring_csv(&mut g, 300, 10, 300));
+    let r = repo.json(&[
+        "predict",
+        "churn",
+        "--input",
+        "shifted.csv",
+        "--out",
+        "x.parquet",
+        "--id-column",
+        "id",
+        "--no-log",
+    ]);
+    assert_eq!(r["logged"], 0, "{r}");
+    let (code, _) = check(&repo, &["--monitor", "churn-watch"]);
+    assert_eq!(code, 0, "an unlogged batch changed the monitor");
+
+    // A drifted batch raises the monitor's drift alert.
+    let out = repo
+        .kairo(&["predict", "churn", "--input", "shifted.csv", "--out", "shifted.parquet", "--id-column", "id"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("logged 300 rows to the prediction log of 'churn'"), "{text}");
+    let (code, v) = check(&repo, &["--monitor", "churn-watch"]);
+    assert_eq!(code, 3, "{v}");
+    let newest = v["windows"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(newest["values"]["dataset_drift"], 1.0, "{newest}");
+    let rules: Vec<&str> =
+        v["alerts"].as_array().unwrap().iter().map(|a| a["alert"]["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["drifting"], "{v}");
+
+    // Labels by id, the opposite of every score: quality is measured on those rows.
+    let scores = read_parquet(&repo, "shifted.parquet");
+    let labels = scores.column_by_name("label").unwrap().as_primitive::<Int64Type>();
+    let mut file = String::from("customer,churned\n");
+    for i in 0..scores.num_rows() {
+        file.push_str(&format!("{},{}\n", kairo_text(scores.column(0), i), 1 - labels.value(i)));
+    }
+    repo.write("labels.csv", file);
+    let out = repo.kairo(&["models", "feedback", "churn", "--file", "labels.csv"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "the default columns are id,label");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("labels.csv: no column 'id' (its columns: customer, churned)"), "{err}");
+    let stored = repo.json(&[
+        "models",
+        "feedback",
+        "churn",
+        "--file",
+        "labels.csv",
+        "--id-column",
+        "customer",
+        "--label-column",
+        "churned",
+    ]);
+    assert_eq!(stored["stored"], 300);
+    let (code, v) = check(&repo, &["--monitor", "churn-watch"]);
+    assert_eq!(code, 3, "{v}");
+    let newest = v["windows"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(newest["labelled"], 300, "{newest}");
+    assert_eq!(newest["values"]["accuracy"], 0.0);
+    let rules: Vec<&str> =
+        v["alerts"].as_array().unwrap().iter().map(|a| a["alert"]["rule"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"inaccurate"), "{v}");
+}
+
+#[test]
+fn a_predict_stage_rescores_when_its_input_changes_or_the_alias_moves_and_not_otherwise() {
+    let repo = Repo::new();
+    for file in ["logreg20.onnx", "forest20.onnx"] {
+        repo.kairo(&["models", "register", "churn", "--file", fixture(file).to_str().unwrap()]).assert().success();
+    }
+    repo.kairo(&["models", "alias", "churn", "champion", "1"]).assert().success();
+    let f20: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    write_csv(&repo, "data/customers.csv", &f20, &rows(50, 20), false);
+    repo.write(
+        "kairo.yaml",
+        "version: 1\nstages:\n  score:\n    predict:\n      model: churn@champion\n      input: data/customers.csv\n      out: scores/churn.parquet\n      id_columns: [id]\n",
+    );
+    let run = |repo: &Repo| -> Value { repo.json(&["run"]) };
+    let status = |repo: &Repo| -> Value { repo.json(&["status"]) };
+    let first = run(&repo);
+    assert_eq!(first[0]["action"], "ran", "{first}");
+    let v1 = read_parquet(&repo, "scores/churn.parquet");
+    assert_eq!(column_names(&v1), ["id", "label", "probabilities_0", "probabilities_1"]);
+    // The stage's run is the record: its dependencies name the model version; no second run.
+    let lineage = repo.json_with(&["lineage", "scores/churn.parquet", "--format", "json"]);
+    assert_eq!(lineage["produced_by"]["stage"], "score", "{lineage}");
+    let inputs = lineage["produced_by"]["inputs"].as_array().unwrap();
+    assert!(inputs.iter().any(|n| n["path"] == "models/churn:1"), "{lineage}");
+    assert!(inputs.iter().any(|n| n["path"] == "data/customers.csv"), "{lineage}");
+    let runs = repo.json(&["runs", "ls"]);
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    let lock = String::from_utf8(repo.read("kairo.lock")).unwrap();
+    assert!(lock.contains("reference: churn@champion"), "{lock}");
+
+    // Nothing changed: up to date.
+    assert_eq!(status(&repo)[0]["action"], "up_to_date");
+    assert_eq!(run(&repo)[0]["action"], "up_to_date");
+
+    // The alias moves: stale for that reason, and re-scored with version 2.
+    repo.kairo(&["models", "alias", "churn", "champion", "2"]).assert().success();
+    let s = status(&repo);
+    assert_eq!(s[0]["action"], "would_run", "{s}");
+    assert_eq!(s[0]["reasons"], json!(["model `churn@champion` now resolves to version 2 (was version 1)"]));
+    assert_eq!(run(&repo)[0]["action"], "ran");
+    let lineage = repo.json_with(&["lineage", "scores/churn.parquet", "--format", "json"]);
+    let inputs = lineage["produced_by"]["inputs"].as_array().unwrap();
+    assert!(inputs.iter().any(|n| n["path"] == "models/churn:2"), "{lineage}");
+    assert_eq!(run(&repo)[0]["action"], "up_to_date");
+
+    // Back to version 1: the run cache has those scores.
+    repo.kairo(&["models", "alias", "churn", "champion", "1"]).assert().success();
+    let back = run(&repo);
+    assert_eq!(back[0]["action"], "restored", "{back}");
+    let restored = read_parquet(&repo, "scores/churn.parquet");
+    assert_eq!(restored, v1, "the restored scores are version 1's");
+
+    // The input changes: stale for that reason only.
+    write_csv(&repo, "data/customers.csv", &f20, &rows(60, 20), false);
+    let s = status(&repo);
+    assert_eq!(s[0]["reasons"], json!(["dep `data/customers.csv` changed"]), "{s}");
+    assert_eq!(run(&repo)[0]["action"], "ran");
+    assert_eq!(read_parquet(&repo, "scores/churn.parquet").num_rows(), 60);
+
+    // A mistake in the block is named where it is written; an alias that does not exist, at run.
+    repo.write(
+        "kairo.yaml",
+        "version: 1\nstages:\n  score:\n    predict:\n      model: churn@champion\n      input: data/customers.csv\n      out: scores/churn.parquet\n      format: xlsx\n",
+    );
+    let out = repo.kairo(&["status"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kairo.yaml:") && err.contains("predict.format `xlsx`: use `parquet` or `csv`"), "{err}");
+    repo.write(
+        "kairo.yaml",
+        "version: 1\nstages:\n  score:\n    predict:\n      model: churn@nope\n      input: data/customers.csv\n      out: scores/churn.parquet\n",
+    );
+    let out = repo.kairo(&["run"]).output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("model `churn@nope`: model 'churn' has no alias 'nope'"), "{text}");
+}
