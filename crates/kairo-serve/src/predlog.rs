@@ -385,10 +385,148 @@ impl kairo_watch::segment::Source for Rows<'_> {
     }
 }
 
-/// The records as one Parquet segment (`kairo_watch::segment`), and its row count.
+/// The records as one Parquet segment (`kairo_watch::segment`), and its row count. Straight
+/// from the tensors when every record logs the same names with the same types and widths
+/// (`segment::write_typed`, no JSON made), else through each row's JSON: the same file.
 pub fn encode(records: &[Record]) -> Result<(Vec<u8>, usize), kairo_watch::segment::SegmentError> {
     let at: Vec<(u32, u32)> =
         records.iter().enumerate().flat_map(|(k, rec)| (0..rec.rows()).map(move |r| (k as u32, r as u32))).collect();
     let n = at.len();
-    Ok((kairo_watch::segment::write_from(&Rows { records, at })?, n))
+    let rows = Rows { records, at };
+    if let Some((mut inputs, mut outputs)) = typed(records) {
+        if let Some(written) = kairo_watch::segment::write_typed(&rows, [&mut inputs, &mut outputs]) {
+            return Ok((written?, n));
+        }
+    }
+    Ok((kairo_watch::segment::write_from(&rows)?, n))
+}
+
+type Typed<'a> = Vec<kairo_watch::segment::TypedColumn<'a>>;
+
+/// The records' inputs and outputs as typed columns, when each record names the same tensors
+/// with the same element type and row width and holds exactly its rows' values.
+fn typed(records: &[Record]) -> Option<(Typed<'_>, Typed<'_>)> {
+    use kairo_runtime::Data;
+    use kairo_watch::segment::{Chunk, TypedColumn};
+    let first = records.first()?;
+    let mut sides: [Typed<'_>; 2] = [Vec::new(), Vec::new()];
+    for (side, tensors) in [&first.inputs, &first.outputs].into_iter().enumerate() {
+        for (name, t) in tensors.iter() {
+            let width: usize = t.shape.iter().skip(1).product::<usize>().max(1);
+            sides[side].push(TypedColumn { name: name.clone(), width, chunks: Vec::new() });
+        }
+    }
+    for rec in records {
+        if rec.redacted.is_some() {
+            return None;
+        }
+        let rows = rec.rows();
+        for (side, tensors) in [&rec.inputs, &rec.outputs].into_iter().enumerate() {
+            if tensors.len() != sides[side].len() {
+                return None;
+            }
+            for (name, t) in tensors.iter() {
+                let col = sides[side].iter_mut().find(|c| &c.name == name)?;
+                let width: usize = t.shape.iter().skip(1).product::<usize>().max(1);
+                if width != col.width || t.data.len() < rows * width {
+                    return None;
+                }
+                // Only this record's rows (row_value reads no further).
+                let end = rows * width;
+                col.chunks.push(match &t.data {
+                    Data::F32(v) => Chunk::F32(&v[..end]),
+                    Data::I64(v) => Chunk::I64(&v[..end]),
+                    Data::I32(v) => Chunk::I32(&v[..end]),
+                    Data::Bool(v) => Chunk::Bool(&v[..end]),
+                    Data::Bytes(v) => Chunk::Text(&v[..end]),
+                    _ => return None,
+                });
+            }
+        }
+    }
+    let [inputs, outputs] = sides;
+    Some((inputs, outputs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kairo_runtime::Data;
+
+    fn tensor(shape: &[usize], data: Data) -> Tensor {
+        Tensor { shape: shape.to_vec(), data }
+    }
+
+    fn record(id: &str, rows: usize, shift: f32, row_ids: Option<Vec<String>>) -> Record {
+        let mut x: Vec<f32> = (0..rows * 3).map(|i| i as f32 * 0.1 + shift).collect();
+        x[1] = f32::NAN;
+        let all_nan = vec![f32::INFINITY; rows];
+        Record {
+            request_id: id.into(),
+            time_ms: 1_700_000_000_000,
+            model: "m".into(),
+            version: 2,
+            arm: "batch",
+            latency_us: 7,
+            status: 200,
+            inputs: vec![
+                ("x".into(), tensor(&[rows, 3], Data::F32(x))),
+                ("city".into(), tensor(&[rows, 1], Data::Bytes((0..rows).map(|i| format!("c{i}")).collect()))),
+                ("flag".into(), tensor(&[rows], Data::Bool((0..rows).map(|i| i % 2 == 0).collect()))),
+                ("age".into(), tensor(&[rows], Data::I32((0..rows as i32).collect()))),
+                ("gone".into(), tensor(&[rows], Data::F32(all_nan))),
+            ],
+            outputs: vec![
+                ("label".into(), tensor(&[rows], Data::I64((0..rows as i64).map(|i| i % 2).collect()))),
+                (
+                    "probabilities".into(),
+                    tensor(&[rows, 2], Data::F32((0..rows * 2).map(|i| i as f32 / 9.0).collect())),
+                ),
+            ],
+            redacted: None,
+            row_ids,
+        }
+    }
+
+    /// The JSON path's file, for the same records.
+    fn through_json(records: &[Record]) -> Vec<u8> {
+        let at: Vec<(u32, u32)> = records
+            .iter()
+            .enumerate()
+            .flat_map(|(k, rec)| (0..rec.rows()).map(move |r| (k as u32, r as u32)))
+            .collect();
+        kairo_watch::segment::write_from(&Rows { records, at }).unwrap()
+    }
+
+    fn schema(bytes: &[u8]) -> arrow_schema::SchemaRef {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes))
+            .unwrap()
+            .schema()
+            .clone()
+    }
+
+    #[test]
+    fn the_typed_segment_is_the_file_the_json_path_writes() {
+        let cases = [
+            vec![record("a", 5, 0.0, None)],
+            vec![record("a", 1, 0.0, None), record("b", 3, 1.5, None), record("c", 1, -2.0, None)],
+            vec![record("run", 4, 0.25, Some((0..4).map(|i| format!("cust{i}")).collect()))],
+        ];
+        for records in cases {
+            assert!(typed(&records).is_some(), "these records take the typed path");
+            let (fast, n) = encode(&records).unwrap();
+            let slow = through_json(&records);
+            assert_eq!(n, records.iter().map(Record::rows).sum::<usize>());
+            assert_eq!(schema(&fast), schema(&slow));
+            let (a, b) = (kairo_watch::segment::read(&fast).unwrap(), kairo_watch::segment::read(&slow).unwrap());
+            assert_eq!(a, b);
+        }
+        // A record whose tensors differ from the first's takes the JSON path.
+        let mut other = record("b", 2, 0.0, None);
+        other.inputs.pop();
+        assert!(typed(&[record("a", 2, 0.0, None), other]).is_none());
+        let mut f64s = record("a", 2, 0.0, None);
+        f64s.inputs[0].1 = tensor(&[2, 3], Data::F64(vec![0.1; 6]));
+        assert!(typed(&[f64s]).is_none());
+    }
 }
