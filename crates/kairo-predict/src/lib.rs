@@ -126,6 +126,10 @@ pub struct Report {
 pub trait Progress: Sync {
     fn total(&self, rows: Option<u64>);
     fn scored(&self, rows: u64);
+    /// The model starts (`true`) or ends (`false`) loading: its file, the decoded protobuf and
+    /// the built model pass through memory one after another, so a binary may return freed
+    /// memory to the OS eagerly meanwhile.
+    fn loading(&self, _active: bool) {}
 }
 
 /// Silence.
@@ -177,7 +181,7 @@ async fn load(project: &Project, md: &Metadata, reference: &str, explain: bool, 
         })
     };
     if !explain {
-        let model = kairo_registry::load_model_to_score(&bytes, &what)?;
+        let model = kairo_registry::load_model_to_score(bytes, &what)?;
         let redactor = redactor(&model)?;
         return Ok(Loaded { name, version, alias, hash: artifact.object, model, explainer: None, redactor });
     }
@@ -461,7 +465,10 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
     if req.batch_rows == 0 {
         return Err(PredictError::Input("--batch-rows must be at least 1".into()));
     }
-    let loaded = load(project, md, &req.model, req.explain, req.log).await?;
+    progress.loading(true);
+    let loaded = load(project, md, &req.model, req.explain, req.log).await;
+    progress.loading(false);
+    let loaded = loaded?;
     let (files, format) = input::files(&req.input)?;
     let out_abs = std::path::absolute(&req.out).map_err(PredictError::io(&req.out))?;
     for f in &files {

@@ -234,20 +234,25 @@ pub fn load_model(bytes: &[u8], what: &str) -> Result<Model> {
     load_model_with(bytes, what, true)
 }
 
-/// [`load_model`] for scoring only: no tree explainer is built (`kairo predict`).
-pub fn load_model_to_score(bytes: &[u8], what: &str) -> Result<Model> {
-    load_model_with(bytes, what, false)
+/// [`load_model`] for scoring only, taking the bytes (freed once decoded): no tree explainer
+/// is built (`kairo predict`).
+pub fn load_model_to_score(bytes: Vec<u8>, what: &str) -> Result<Model> {
+    Model::load_owned(bytes, false).map_err(|e| load_error(e, what))
 }
 
 fn load_model_with(bytes: &[u8], what: &str, explain: bool) -> Result<Model> {
-    Model::load_with(bytes, explain).map_err(|e| match e {
+    Model::load_with(bytes, explain).map_err(|e| load_error(e, what))
+}
+
+fn load_error(e: RuntimeError, what: &str) -> RegistryError {
+    match e {
         RuntimeError::Unsupported { ops } => RegistryError::Model(format!(
             "{what} cannot be served: unsupported operators {} (Kairo's runtime is tract with ONNX-ML lowering; \
              see ARCHITECTURE.md for the supported set)",
             ops.join(", ")
         )),
         other => RegistryError::Model(format!("{what} cannot be served: {other}")),
-    })
+    }
 }
 
 /// Read a version's ONNX bytes from the store; a corrupted object is refused.

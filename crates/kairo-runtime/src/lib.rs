@@ -110,7 +110,20 @@ impl Model {
     /// alone, as `kairo predict` does, never asks for contributions; for a large forest the
     /// explainer is a large share of loading's time and memory).
     pub fn load_with(bytes: &[u8], explain: bool) -> Result<Model, RuntimeError> {
-        let mut proto = ModelProto::decode(bytes).map_err(|e| RuntimeError::Decode(e.to_string()))?;
+        Model::load_from(std::borrow::Cow::Borrowed(bytes), explain)
+    }
+
+    /// [`Model::load_with`] taking the bytes, which are freed once decoded (a large forest's
+    /// file need not sit beside its decoded nodes while it is built), unless a fallback to
+    /// ONNX Runtime may still need them (feature `ort`).
+    pub fn load_owned(bytes: Vec<u8>, explain: bool) -> Result<Model, RuntimeError> {
+        Model::load_from(std::borrow::Cow::Owned(bytes), explain)
+    }
+
+    fn load_from(bytes: std::borrow::Cow<'_, [u8]>, explain: bool) -> Result<Model, RuntimeError> {
+        let mut proto = ModelProto::decode(bytes.as_ref()).map_err(|e| RuntimeError::Decode(e.to_string()))?;
+        #[cfg(not(feature = "ort"))]
+        drop(bytes);
         let graph = proto.graph.as_ref().ok_or_else(|| RuntimeError::Decode("the model has no graph".into()))?;
         let mut op_types: Vec<String> = graph.node.iter().map(|n| n.op_type.clone()).collect();
         op_types.sort();
@@ -141,7 +154,7 @@ impl Model {
         if !missing.is_empty() {
             #[cfg(feature = "ort")]
             {
-                return match ort_backend::load(bytes) {
+                return match ort_backend::load(&bytes) {
                     Ok(m) => Ok(Model {
                         signature: m.signature.clone(),
                         backend: Backend::Ort(m),

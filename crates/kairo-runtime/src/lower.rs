@@ -33,7 +33,7 @@ pub fn lower(model: &mut ModelProto) -> Result<Vec<String>, Unlowerable> {
     let mut fresh = Fresh(0);
     let mut initializers = Vec::new();
     let mut tensor_outputs = Vec::new();
-    for node in std::mem::take(&mut graph.node) {
+    for mut node in std::mem::take(&mut graph.node) {
         let mut ctx = Ctx { opset, fresh: &mut fresh, initializers: &mut initializers, nodes: &mut out };
         let done = match node.op_type.as_str() {
             "ZipMap" => {
@@ -61,11 +61,11 @@ pub fn lower(model: &mut ModelProto) -> Result<Vec<String>, Unlowerable> {
                 true
             }
             "TreeEnsembleClassifier" => {
-                lower_tree_classifier(&node, &mut ctx)?;
+                lower_tree_classifier(&mut node, &mut ctx)?;
                 true
             }
             "TreeEnsembleRegressor" => {
-                lower_tree_regressor(&node, &mut ctx)?;
+                lower_tree_regressor(&mut node, &mut ctx)?;
                 true
             }
             _ => false,
@@ -276,26 +276,31 @@ fn lower_imputer(node: &NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
 }
 
 /// The tree structure attributes shared by both ensembles, renamed for `KairoTreeScores`:
-/// `nodes_*` as they are, the `class_*`/`target_*` leaves as `leaf_*`.
-fn tree_attributes(node: &NodeProto, leaf_prefix: &str) -> Result<Vec<AttributeProto>, Unlowerable> {
+/// `nodes_*` as they are, the `class_*`/`target_*` leaves as `leaf_*`. They are moved out of
+/// `node` (which the rewrite replaces), not copied: a large forest's attributes are hundreds of
+/// MB.
+fn tree_attributes(node: &mut NodeProto, leaf_prefix: &str) -> Result<Vec<AttributeProto>, Unlowerable> {
     if attr(node, "nodes_values_as_tensor").is_some()
         || attr(node, &format!("{leaf_prefix}_weights_as_tensor")).is_some()
     {
         return Err(Unlowerable(format!("{}: double-precision (…_as_tensor) trees are not supported", label(node))));
     }
     let mut out = Vec::new();
-    for a in &node.attribute {
+    let mut kept = Vec::new();
+    for mut a in std::mem::take(&mut node.attribute) {
         if a.name.starts_with("nodes_") {
-            out.push(a.clone());
+            out.push(a);
         } else if let Some(rest) = a.name.strip_prefix(&format!("{leaf_prefix}_")) {
-            let mut a = a.clone();
             a.name = match rest {
                 "ids" => "leaf_targetids".into(),
                 other => format!("leaf_{other}"),
             };
             out.push(a);
+        } else {
+            kept.push(a);
         }
     }
+    node.attribute = kept;
     Ok(out)
 }
 
@@ -327,7 +332,7 @@ fn push_tree_scores(
 }
 
 /// Regressors: the ensemble's per-target aggregate plus base values is the output.
-fn lower_tree_regressor(node: &NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
+fn lower_tree_regressor(node: &mut NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
     let base = sanitize(node);
     let what = label(node);
     match attr_str(node, "post_transform").as_deref() {
@@ -347,7 +352,7 @@ fn lower_tree_regressor(node: &NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerab
 /// post-transform, label = the class with the largest probability. A two-class ensemble whose
 /// leaves all score class 0 holds one score per row (the positive class's): `p` is that score
 /// (or its sigmoid) and the probabilities are `[1 - p, p]`.
-fn lower_tree_classifier(node: &NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
+fn lower_tree_classifier(node: &mut NodeProto, ctx: &mut Ctx) -> Result<(), Unlowerable> {
     let base = sanitize(node);
     let what = label(node);
     let int_labels = attr(node, "classlabels_int64s").map(|a| a.ints.clone()).filter(|v| !v.is_empty());

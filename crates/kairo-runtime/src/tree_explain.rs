@@ -107,7 +107,7 @@ fn trees(node: &NodeProto, targets: usize, leaves: &Leaves, scale: f64) -> Optio
                     }
                 }
             }
-            if modes[i] == "LEAF" {
+            if modes[i] == b"LEAF" {
                 let mut value = vec![0.0; targets];
                 for (k, w) in leaves.get(&(t, node_ids[i])).map(Vec::as_slice).unwrap_or_default() {
                     *value.get_mut(*k)? += w * scale;
@@ -117,11 +117,11 @@ fn trees(node: &NodeProto, targets: usize, leaves: &Leaves, scale: f64) -> Optio
             }
             let t32 = values[i];
             // Kairo's rule is `x < threshold` → left; `x <= t` is `x < next float after t`.
-            let (threshold, true_left) = match modes[i].as_str() {
-                "BRANCH_LT" => (t32, true),
-                "BRANCH_LEQ" => (t32.next_up(), true),
-                "BRANCH_GTE" => (t32, false),
-                "BRANCH_GT" => (t32.next_up(), false),
+            let (threshold, true_left) = match modes[i].as_slice() {
+                b"BRANCH_LT" => (t32, true),
+                b"BRANCH_LEQ" => (t32.next_up(), true),
+                b"BRANCH_GTE" => (t32, false),
+                b"BRANCH_GT" => (t32.next_up(), false),
                 _ => return None,
             };
             let feature = usize::try_from(features[i]).ok()?;

@@ -183,6 +183,11 @@ pub(crate) fn strings(node: &NodeProto, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A strings attribute as the bytes it holds (no copy).
+pub(crate) fn byte_strings<'a>(node: &'a NodeProto, name: &str) -> &'a [Vec<u8>] {
+    node.attribute.iter().find(|a| a.name == name).map(|a| a.strings.as_slice()).unwrap_or(&[])
+}
+
 pub(crate) fn int(node: &NodeProto, name: &str) -> Option<i64> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
 }
@@ -196,7 +201,7 @@ pub(crate) struct Nodes<'a> {
     pub tree_ids: &'a [i64],
     pub node_ids: &'a [i64],
     pub features: &'a [i64],
-    pub modes: Vec<String>,
+    pub modes: &'a [Vec<u8>],
     pub values: &'a [f32],
     pub trues: &'a [i64],
     pub falses: &'a [i64],
@@ -209,7 +214,7 @@ impl<'a> Nodes<'a> {
             tree_ids: ints(node, "nodes_treeids"),
             node_ids: ints(node, "nodes_nodeids"),
             features: ints(node, "nodes_featureids"),
-            modes: strings(node, "nodes_modes"),
+            modes: byte_strings(node, "nodes_modes"),
             values: floats(node, "nodes_values"),
             trues: ints(node, "nodes_truenodeids"),
             falses: ints(node, "nodes_falsenodeids"),
@@ -230,19 +235,72 @@ impl<'a> Nodes<'a> {
     }
 }
 
+/// Where node `(tree, id)` sits among the nodes: from each tree's first position when every
+/// tree's nodes are listed together with ids 0, 1, 2, … (as skl2onnx writes them), else from a
+/// map of every node (a million-node forest's map was tens of MB while loading).
+enum NodeIndex {
+    /// Tree id → (first position, node count).
+    Dense(std::collections::HashMap<i64, (u32, u32)>),
+    Map(std::collections::HashMap<(i64, i64), u32>),
+}
+
+impl NodeIndex {
+    fn new(tree_ids: &[i64], node_ids: &[i64]) -> NodeIndex {
+        let mut trees: std::collections::HashMap<i64, (u32, u32)> = std::collections::HashMap::new();
+        let dense = (0..tree_ids.len()).all(|i| match trees.get_mut(&tree_ids[i]) {
+            None => {
+                trees.insert(tree_ids[i], (i as u32, 1));
+                node_ids[i] == 0
+            }
+            Some((start, count)) => {
+                let next = *start as usize + *count as usize == i && node_ids[i] == i64::from(*count);
+                *count += 1;
+                next
+            }
+        });
+        if dense {
+            return NodeIndex::Dense(trees);
+        }
+        let mut map = std::collections::HashMap::with_capacity(tree_ids.len());
+        for i in 0..tree_ids.len() {
+            map.insert((tree_ids[i], node_ids[i]), i as u32);
+        }
+        NodeIndex::Map(map)
+    }
+
+    fn get(&self, tree: i64, id: i64) -> Option<u32> {
+        match self {
+            NodeIndex::Dense(trees) => {
+                let (start, count) = trees.get(&tree)?;
+                (0..i64::from(*count)).contains(&id).then(|| start + id as u32)
+            }
+            NodeIndex::Map(map) => map.get(&(tree, id)).copied(),
+        }
+    }
+
+    /// The distinct tree ids, sorted.
+    fn trees(&self, tree_ids: &[i64]) -> Vec<i64> {
+        let mut order: Vec<i64> = match self {
+            NodeIndex::Dense(trees) => trees.keys().copied().collect(),
+            NodeIndex::Map(_) => tree_ids.to_vec(),
+        };
+        order.sort_unstable();
+        order.dedup();
+        order
+    }
+}
+
 /// Build the ensemble from the node's attributes (ONNX-ML names; leaves as `leaf_*`).
 pub fn parse(node: &NodeProto) -> TractResult<Forest> {
     let Nodes { tree_ids, node_ids, features, modes, values, trues, falses } = Nodes::read(node)?;
     let missing = ints(node, "nodes_missing_value_tracks_true");
     let n = tree_ids.len();
-    let mut index = std::collections::HashMap::with_capacity(n);
-    for i in 0..n {
-        index.insert((tree_ids[i], node_ids[i]), i as u32);
-    }
+    let index = NodeIndex::new(tree_ids, node_ids);
     let lookup = |tree: i64, id: i64| -> TractResult<u32> {
-        index.get(&(tree, id)).copied().ok_or_else(|| format_err!("tree {tree} has no node {id}"))
+        index.get(tree, id).ok_or_else(|| format_err!("tree {tree} has no node {id}"))
     };
-    // Leaves' weights, grouped per (tree, node).
+    // Leaves' weights, grouped per node in node order (each node's in the order given): a
+    // count per node, then each weight put in its node's range.
     let leaf_trees = ints(node, "leaf_treeids");
     let leaf_nodes = ints(node, "leaf_nodeids");
     let leaf_targets_in = ints(node, "leaf_targetids");
@@ -253,35 +311,46 @@ pub fn parse(node: &NodeProto) -> TractResult<Forest> {
             && leaf_weights_in.len() == leaf_trees.len(),
         "tree ensemble leaf attributes differ in length"
     );
-    let mut per_leaf: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n];
-    for l in 0..leaf_trees.len() {
-        let at = lookup(leaf_trees[l], leaf_nodes[l])? as usize;
-        per_leaf[at].push((leaf_targets_in[l] as u32, leaf_weights_in[l].to_bits()));
-    }
     let outputs = int(node, "n_outputs").unwrap_or(1).max(1) as usize;
+    let leaves = leaf_trees.len();
+    let mut leaf_at = Vec::with_capacity(leaves);
+    for l in 0..leaves {
+        leaf_at.push(lookup(leaf_trees[l], leaf_nodes[l])?);
+    }
+    let mut start = vec![0u32; n + 1];
+    for &at in &leaf_at {
+        start[at as usize + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut next = start.clone();
+    let mut leaf_targets = vec![0u32; leaves];
+    let mut leaf_weights = vec![0u32; leaves];
+    for l in 0..leaves {
+        let t = leaf_targets_in[l];
+        ensure!((0..outputs as i64).contains(&t), "leaf target {t} is not below n_outputs {outputs}");
+        let slot = &mut next[leaf_at[l] as usize];
+        leaf_targets[*slot as usize] = t as u32;
+        leaf_weights[*slot as usize] = leaf_weights_in[l].to_bits();
+        *slot += 1;
+    }
+    drop((leaf_at, next));
     let mut nodes = Vec::with_capacity(n);
-    let mut leaf_targets = Vec::new();
-    let mut leaf_weights = Vec::new();
     let mut max_feature = 0usize;
     for i in 0..n {
-        let mode = match modes[i].as_str() {
-            "BRANCH_LEQ" => Mode::Leq,
-            "BRANCH_LT" => Mode::Lt,
-            "BRANCH_GTE" => Mode::Gte,
-            "BRANCH_GT" => Mode::Gt,
-            "BRANCH_EQ" => Mode::Eq,
-            "BRANCH_NEQ" => Mode::Neq,
-            "LEAF" => Mode::Leaf,
-            other => bail!("unknown tree node mode {other}"),
+        let mode = match modes[i].as_slice() {
+            b"BRANCH_LEQ" => Mode::Leq,
+            b"BRANCH_LT" => Mode::Lt,
+            b"BRANCH_GTE" => Mode::Gte,
+            b"BRANCH_GT" => Mode::Gt,
+            b"BRANCH_EQ" => Mode::Eq,
+            b"BRANCH_NEQ" => Mode::Neq,
+            b"LEAF" => Mode::Leaf,
+            other => bail!("unknown tree node mode {}", String::from_utf8_lossy(other)),
         };
-        let start = leaf_targets.len() as u32;
-        for (t, w) in &per_leaf[i] {
-            ensure!((*t as usize) < outputs, "leaf target {t} is not below n_outputs {outputs}");
-            leaf_targets.push(*t);
-            leaf_weights.push(*w);
-        }
         let (a, b) = if mode == Mode::Leaf {
-            (start, leaf_targets.len() as u32)
+            (start[i], start[i + 1])
         } else {
             ensure!(
                 features[i] >= 0 && (features[i] as u32) <= FEATURE_MASK,
@@ -296,15 +365,12 @@ pub fn parse(node: &NodeProto) -> TractResult<Forest> {
         nodes.push(Node { packed: (mode.code() << 28) | missing_true | feature, threshold: values[i].to_bits(), a, b });
     }
     // Roots: node 0 of each tree if present, else the tree's first node, in tree order.
-    let mut tree_order: Vec<i64> = tree_ids.to_vec();
-    tree_order.sort_unstable();
-    tree_order.dedup();
-    let roots = tree_order
+    let roots = index
+        .trees(tree_ids)
         .iter()
         .map(|t| {
             index
-                .get(&(*t, 0))
-                .copied()
+                .get(*t, 0)
                 .or_else(|| tree_ids.iter().position(|x| x == t).map(|p| p as u32))
                 .ok_or_else(|| format_err!("tree {t} has no nodes"))
         })

@@ -54,6 +54,10 @@ impl kairo_predict::Progress for Rows {
         }
     }
 
+    fn loading(&self, active: bool) {
+        crate::return_freed_memory_at_once(active);
+    }
+
     fn scored(&self, rows: u64) {
         use std::sync::atomic::Ordering;
         self.0.inc(rows);
