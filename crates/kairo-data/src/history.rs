@@ -112,7 +112,9 @@ pub async fn diff(project: &Project, rel: &str, a: Option<&str>, b: Option<&str>
     })
 }
 
-async fn resolve(project: &Project, rel: &str, spec: &str) -> Result<(String, Node)> {
+/// A version of `rel` by spec: `workspace`, `recorded`, a version hash (or unique prefix) from
+/// `kairo data log`, or a git revision; its label and tree.
+pub async fn resolve(project: &Project, rel: &str, spec: &str) -> Result<(String, Node)> {
     let objects = project.objects()?;
     if spec == "workspace" {
         let recorded = project.read_pointer(rel)?.and_then(|p| tree::load_pointer(&objects, rel, &p).ok());

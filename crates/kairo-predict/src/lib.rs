@@ -196,6 +196,54 @@ async fn load(project: &Project, md: &Metadata, reference: &str, explain: bool, 
     Ok(Loaded { name, version, alias, hash: artifact.object, model, explainer: Some(explainer), redactor })
 }
 
+/// What is read: the input as named, or a tracked path's earlier version (`PATH@VERSION`)
+/// copied out of the store into a scratch directory that goes when this does.
+struct Source {
+    path: PathBuf,
+    /// For `PATH@VERSION`: the path as recorded, the version's hash and kind.
+    version: Option<(String, Hash, String)>,
+    scratch: Option<PathBuf>,
+}
+
+impl Source {
+    async fn of(project: &Project, input: &Path) -> Result<Source> {
+        let as_named = Source { path: input.to_path_buf(), version: None, scratch: None };
+        let text = input.to_string_lossy();
+        let Some((path, spec)) = text.rsplit_once('@') else { return Ok(as_named) };
+        if input.exists() || path.is_empty() || spec.is_empty() || spec.contains('/') {
+            return Ok(as_named);
+        }
+        let cwd = std::env::current_dir().map_err(PredictError::io(input))?;
+        let rel = project.relative(&cwd, Path::new(path)).map_err(|_| {
+            PredictError::Input(format!("{text}: `{path}` is not inside the project, so it has no versions"))
+        })?;
+        let (_, tree) = kairo_data::history::resolve(project, &rel, spec).await?;
+        let scratch = project.root().join(".kairo/tmp").join(format!("predict-{}", std::process::id()));
+        let name = Path::new(&rel).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "input".into());
+        let copy = scratch.join(name);
+        let mut source = Source { path: copy.clone(), version: None, scratch: Some(scratch.clone()) };
+        std::fs::create_dir_all(&scratch).map_err(PredictError::io(&scratch))?;
+        let objects = project.objects()?;
+        let mut cache = project.stat_cache();
+        kairo_data::checkout::materialise(&objects, &mut cache, &copy, &rel, &tree, true).map_err(|e| {
+            PredictError::Input(format!(
+                "{text}: {e} (the version's files must be in the local store: `kairo data pull`)"
+            ))
+        })?;
+        let kind = if tree.kind() == kairo_core::pointer::PointerKind::Dir { "dir" } else { "file" };
+        source.version = Some((rel, tree.hash(), kind.to_string()));
+        Ok(source)
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// A path as the run records it: project-relative when inside the project, else absolute.
 fn recorded(project: &Project, path: &Path) -> String {
     let cwd = std::env::current_dir().unwrap_or_else(|_| project.root().to_path_buf());
@@ -469,7 +517,8 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
     let loaded = load(project, md, &req.model, req.explain, req.log).await;
     progress.loading(false);
     let loaded = loaded?;
-    let (files, format) = input::files(&req.input)?;
+    let source = Source::of(project, &req.input).await?;
+    let (files, format) = input::files(&source.path)?;
     let out_abs = std::path::absolute(&req.out).map_err(PredictError::io(&req.out))?;
     for f in &files {
         if std::path::absolute(f).ok().as_deref() == Some(out_abs.as_path()) {
@@ -498,8 +547,14 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
     let total = reader.check(&req.id_columns)?;
     progress.total(total);
 
-    let input_path = recorded(project, &req.input);
-    let (input_hash, input_dataset, input_kind) = input_version(project, &req.input, &files, &input_path)?;
+    let (input_path, (input_hash, input_dataset, input_kind)) = match &source.version {
+        Some((rel, hash, kind)) => (rel.clone(), (*hash, true, kind.clone())),
+        None => {
+            let path = recorded(project, &req.input);
+            let version = input_version(project, &req.input, &files, &path)?;
+            (path, version)
+        }
+    };
     let output_path = recorded(project, &req.out);
     let mut run = new_run(
         project.root(),

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 pub struct PredictArgs {
     /// The version to score with: NAME@ALIAS, NAME:VERSION or NAME (its latest version).
     pub model: String,
-    /// A CSV or Parquet file, or a directory of them (read in path order).
+    /// A CSV or Parquet file, or a directory of them (read in path order); a tracked path at
+    /// an earlier version as PATH@VERSION (a hash prefix from `kairo data log`, or a git
+    /// revision), read from the store.
     #[arg(long, value_name = "PATH")]
     pub input: PathBuf,
     /// Where the scores go: Parquet, or CSV for a `.csv` name (`--format` overrides). Written

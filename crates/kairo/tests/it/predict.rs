@@ -420,6 +420,22 @@ fn a_killed_run_leaves_no_output_and_a_finished_one_has_lineage() {
         repo.json(&["predict", "clf:1", "--input", "small.csv", "--out", "scores2.parquet", "--id-column", "id"]);
     assert_eq!(again["input_dataset"], false, "{again}");
     assert_ne!(again["input_hash"], report["input_hash"]);
+    // The version `data add` recorded is still scoreable by its hash: PATH@VERSION.
+    let hash = report["input_hash"].as_str().unwrap();
+    let versioned = format!("small.csv@{}", &hash[..10]);
+    let old = repo.json(&["predict", "clf:1", "--input", &versioned, "--out", "scores3.parquet", "--id-column", "id"]);
+    assert_eq!((old["input"].as_str(), old["input_hash"].as_str()), (Some("small.csv"), Some(hash)), "{old}");
+    assert_eq!(old["input_dataset"], true);
+    assert_eq!(read_parquet(&repo, "scores3.parquet"), read_parquet(&repo, "scores.parquet"));
+    let scratch: Vec<String> = std::fs::read_dir(repo.join(".kairo/tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(!scratch.iter().any(|n| n.starts_with("predict-")), "scratch left: {scratch:?}");
+    let out =
+        repo.kairo(&["predict", "clf:1", "--input", "small.csv@0123456789", "--out", "x.parquet"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0123456789"), "{err}");
 
     // Changed scores are no longer the run's.
     repo.write("scores.parquet", "edited");
