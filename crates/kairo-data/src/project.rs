@@ -269,6 +269,12 @@ impl Project {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "localhost".into())
     }
+
+    /// Whether process `pid` on this machine is a running kairo (what a run or a scratch
+    /// directory left by a killed kairo is told apart by).
+    pub fn kairo_alive(pid: u32) -> bool {
+        fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains("kairo")).unwrap_or(false)
+    }
 }
 
 /// Lexically resolve `.` and `..` (the path may not exist yet).

@@ -173,6 +173,7 @@ fn stage_of(run: &Run) -> Result<Stage> {
             .filter(|d| d.kind == state::MODEL_KIND)
             .filter_map(|d| d.path.strip_prefix("models/").map(str::to_string))
             .collect(),
+        predict: false,
     })
 }
 

@@ -623,6 +623,9 @@ impl<'a> Runner<'a> {
 
     /// Where `stage` runs: its own `executor:`, else Ray when kairo.yaml says `ray: {default: true}`.
     fn executor_of(&self, stage: &Stage) -> Executor {
+        if stage.predict {
+            return Executor::Local;
+        }
         stage.executor.unwrap_or_else(|| {
             if self.project.config().ray.as_ref().is_some_and(|r| r.default) {
                 Executor::Ray
@@ -707,10 +710,7 @@ pub async fn recover_orphans(project: &Project, md: &Metadata) -> Result<()> {
         if run.executor != "local" && run.executor != "ray" {
             continue;
         }
-        let alive = std::fs::read(format!("/proc/{}/cmdline", run.pid))
-            .map(|c| String::from_utf8_lossy(&c).contains("kairo"))
-            .unwrap_or(false);
-        if !alive {
+        if !Project::kairo_alive(run.pid) {
             orphans.push(run);
         }
     }

@@ -38,6 +38,9 @@ pub struct Stage {
     /// Registered models the stage reads (`NAME@ALIAS`, `NAME:VERSION`, `NAME`): the stage is
     /// stale when one of them now resolves to another version (an alias moved).
     pub models: Vec<String>,
+    /// Made from a `predict:` block: it runs here (its command reads the project's registry and
+    /// store), whatever `ray.default` says.
+    pub predict: bool,
 }
 
 /// Where a stage's command runs.
@@ -182,6 +185,9 @@ impl StageSpans {
         }
         if let Some(d) = &raw.do_ {
             s.field("do", d);
+        }
+        if let Some(e) = &raw.executor {
+            s.field("executor", e);
         }
         if let Some(p) = &raw.predict {
             s.field("predict", p);
@@ -424,6 +430,15 @@ impl Pipeline {
         let executor = match raw.executor.as_ref().map(|e| e.value.as_str()) {
             None => None,
             Some("local") => Some(Executor::Local),
+            Some("ray") if predict.is_some() => {
+                return Err(self.error(
+                    base,
+                    Some("executor"),
+                    &format!(
+                        "stage `{name}`: a predict stage runs where the registry is (`executor: ray` is not supported for it yet)"
+                    ),
+                ))
+            }
             Some("ray") => Some(Executor::Ray),
             Some(other) => {
                 return Err(self.error(
@@ -463,6 +478,7 @@ impl Pipeline {
             executor,
             resources,
             models,
+            predict: predict.is_some(),
         })
     }
 

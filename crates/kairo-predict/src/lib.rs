@@ -218,7 +218,17 @@ impl Source {
             PredictError::Input(format!("{text}: `{path}` is not inside the project, so it has no versions"))
         })?;
         let (_, tree) = kairo_data::history::resolve(project, &rel, spec).await?;
-        let scratch = project.root().join(".kairo/tmp").join(format!("predict-{}", std::process::id()));
+        let tmp = project.root().join(".kairo/tmp");
+        // Copies a killed `kairo predict` left behind.
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("predict-").and_then(|p| p.parse::<u32>().ok()) {
+                if pid != std::process::id() && !Project::kairo_alive(pid) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let scratch = tmp.join(format!("predict-{}", std::process::id()));
         let name = Path::new(&rel).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "input".into());
         let copy = scratch.join(name);
         let mut source = Source { path: copy.clone(), version: None, scratch: Some(scratch.clone()) };

@@ -676,6 +676,14 @@ fn a_predict_stage_rescores_when_its_input_changes_or_the_alias_moves_and_not_ot
     assert!(err.contains("kairo.yaml:") && err.contains("predict.format `xlsx`: use `parquet` or `csv`"), "{err}");
     repo.write(
         "kairo.yaml",
+        "version: 1\nstages:\n  score:\n    predict:\n      model: churn@champion\n      input: data/customers.csv\n      out: scores/churn.parquet\n    executor: ray\n",
+    );
+    let out = repo.kairo(&["status"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kairo.yaml:8:15: stage `score`: a predict stage runs where the registry is"), "{err}");
+    repo.write(
+        "kairo.yaml",
         "version: 1\nstages:\n  score:\n    predict:\n      model: churn@nope\n      input: data/customers.csv\n      out: scores/churn.parquet\n",
     );
     let out = repo.kairo(&["run"]).output().unwrap();
