@@ -508,7 +508,8 @@ impl<'a> Runner<'a> {
         }
         if !stored.models.is_empty() {
             let pins = stored.models.iter().map(|m| (m.reference.as_str(), m.name.as_str(), m.version));
-            pass.push((kairo_registry::pins::ENV.to_string(), kairo_registry::pins::encode(pins)));
+            let by_name = run.reproduces.is_some();
+            pass.push((kairo_registry::pins::ENV.to_string(), kairo_registry::pins::encode(pins, by_name)));
         }
         // A Ray job sets up its environment on the cluster (runtime_env), not here.
         let launch = if on_ray {

@@ -577,10 +577,15 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
         &output_path,
         started_at,
     );
-    // Inside a pipeline stage the stage's run is the record (it holds the model version, the
-    // input and the output); the counts are logged on it.
-    let stage_run =
-        std::env::var("KAIRO_RUN_ID").ok().filter(|id| !id.is_empty() && std::env::var_os("KAIRO_STAGE").is_some());
+    // Inside a pipeline stage that names this model (a `predict:` stage, or `models:`), the
+    // stage's run is the record — it holds the model version, the input and the output — and
+    // the counts are logged on it. A stage that runs `kairo predict` without naming the model
+    // gets this run recorded as usual.
+    let stage_run = std::env::var("KAIRO_RUN_ID").ok().filter(|id| {
+        !id.is_empty()
+            && std::env::var_os("KAIRO_STAGE").is_some()
+            && kairo_registry::pins::pinned(&req.model, &loaded.name).is_some()
+    });
     if stage_run.is_none() {
         md.start_run(&run).await?;
     }

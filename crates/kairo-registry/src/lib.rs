@@ -913,12 +913,13 @@ pub mod pins {
 
     pub const ENV: &str = "KAIRO_MODEL_PINS";
 
-    /// `{reference: version}` as JSON, with `{NAME: version}` too for a name only one of the
-    /// references uses (a reproduction pins `NAME:VERSION` while the command names an alias).
-    pub fn encode<'a>(models: impl IntoIterator<Item = (&'a str, &'a str, i64)>) -> String {
+    /// `{reference: version}` as JSON. With `by_name` (a reproduction, which pins the recorded
+    /// `NAME:VERSION` while the command names an alias), also `{NAME: version}` for a name only
+    /// one of the references uses.
+    pub fn encode<'a>(models: impl IntoIterator<Item = (&'a str, &'a str, i64)>, by_name: bool) -> String {
         let models: Vec<_> = models.into_iter().collect();
         let mut pins: BTreeMap<String, i64> = models.iter().map(|(r, _, v)| (r.to_string(), *v)).collect();
-        for (_, name, version) in &models {
+        for (_, name, version) in models.iter().filter(|_| by_name) {
             if models.iter().filter(|(_, n, _)| n == name).count() == 1 {
                 pins.entry(format!("name:{name}")).or_insert(*version);
             }
@@ -931,5 +932,25 @@ pub mod pins {
         let text = std::env::var(ENV).ok()?;
         let pins: BTreeMap<String, i64> = serde_json::from_str(&text).ok()?;
         pins.get(reference).or_else(|| pins.get(&format!("name:{name}"))).copied()
+    }
+}
+
+#[cfg(test)]
+mod pin_tests {
+    #[test]
+    fn names_are_pinned_only_for_a_reproduction() {
+        let models = [("churn@champion", "churn", 3), ("fraud:2", "fraud", 2)];
+        let plain: serde_json::Value = serde_json::from_str(&super::pins::encode(models, false)).unwrap();
+        assert_eq!(plain, serde_json::json!({"churn@champion": 3, "fraud:2": 2}));
+        let two = [("churn@champion", "churn", 3), ("churn@challenger", "churn", 4)];
+        let repro: serde_json::Value = serde_json::from_str(&super::pins::encode(two, true)).unwrap();
+        assert_eq!(
+            repro,
+            serde_json::json!({"churn@champion": 3, "churn@challenger": 4}),
+            "an ambiguous name is not pinned"
+        );
+        let one: serde_json::Value =
+            serde_json::from_str(&super::pins::encode([("churn:3", "churn", 3)], true)).unwrap();
+        assert_eq!(one, serde_json::json!({"churn:3": 3, "name:churn": 3}));
     }
 }
