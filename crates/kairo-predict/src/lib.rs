@@ -337,8 +337,9 @@ struct Scored {
     /// `[rows, targets, features + 1]`, with `--explain`.
     contributions: Option<Tensor>,
     skipped: Vec<(u32, String)>,
-    /// The kept rows as a prediction-log segment, when logging.
-    segment: Option<log::Encoded>,
+    /// The kept rows as a prediction-log segment written aside in the store (committed with
+    /// others, so the store syncs once per group, not per batch), when logging.
+    segment: Option<(kairo_store::Staged, kairo_store::serving::Segment)>,
 }
 
 /// Where a row is, for messages: `data.csv row 17`.
@@ -355,7 +356,7 @@ struct Plan<'a> {
     on_error: OnError,
     /// The id columns (after the features in each batch).
     ids: &'a [String],
-    log: Option<&'a log::LogPlan>,
+    log: Option<(&'a log::LogPlan, &'a kairo_store::LocalObjects)>,
 }
 
 /// Rows decoded into the model's inputs: the rows that fit, and their tensors (None for none).
@@ -455,7 +456,7 @@ impl Plan<'_> {
         skipped: Vec<(u32, String)>,
         inputs: Option<HashMap<String, Tensor>>,
     ) -> Result<Scored> {
-        let (Some(plan), Some(inputs)) = (self.log, inputs) else {
+        let (Some((plan, objects)), Some(inputs)) = (self.log, inputs) else {
             return Ok(Scored { kept, outputs, contributions, skipped, segment: None });
         };
         let sig = self.model.signature();
@@ -470,8 +471,10 @@ impl Plan<'_> {
                 .map(|r| columns.iter().map(|(_, a)| output::text(a, r)).collect::<Vec<_>>().join("/"))
                 .collect()
         };
-        let segment = plan.encode(inputs, named, row_ids).map_err(PredictError::Output)?;
-        Ok(Scored { kept, outputs, contributions, skipped, segment: Some(segment) })
+        let encoded = plan.encode(inputs, named, row_ids).map_err(PredictError::Output)?;
+        let staged = objects.stage_bytes(&encoded.bytes)?;
+        let segment = plan.segment(staged.hash, &encoded);
+        Ok(Scored { kept, outputs, contributions, skipped, segment: Some((staged, segment)) })
     }
 
     /// The rows' contributions, with `--explain`.
@@ -766,6 +769,9 @@ fn score_all(
     progress: &dyn Progress,
 ) -> Result<(u64, u64, u64, Vec<kairo_store::serving::Segment>)> {
     let mut segments = Vec::new();
+    // Segments written aside, committed (one sync) a group at a time.
+    const COMMIT_SEGMENTS: usize = 64;
+    let mut pending = Vec::new();
     let files = reader.files().to_vec();
     let output_names: Vec<String> = loaded.model.signature().outputs.iter().map(|s| s.name.clone()).collect();
     let in_flight = rayon::current_num_threads().max(1);
@@ -778,7 +784,7 @@ fn score_all(
         files: &files,
         on_error: req.on_error,
         ids: &req.id_columns,
-        log: logging.map(|(plan, _)| plan),
+        log: logging,
     };
     let (mut rows, mut scored, mut skipped) = (0u64, 0u64, 0u64);
     loop {
@@ -794,9 +800,13 @@ fn score_all(
         }
         let results: Vec<Result<Scored>> = group.par_iter().map(|batch| plan.score(batch)).collect();
         for (batch, result) in group.iter().zip(results) {
-            let s = result?;
-            if let (Some(e), Some((plan, objects))) = (&s.segment, logging) {
-                segments.push(plan.segment(objects.put_bytes(&e.bytes)?, e));
+            let mut s = result?;
+            if let (Some((staged, segment)), Some((_, objects))) = (s.segment.take(), logging) {
+                pending.push(staged);
+                segments.push(segment);
+                if pending.len() >= COMMIT_SEGMENTS {
+                    objects.commit(std::mem::take(&mut pending))?;
+                }
             }
             rows += batch.len() as u64;
             scored += s.kept.len() as u64;
@@ -841,6 +851,9 @@ fn score_all(
             format!("none of the {rows} rows could be scored; see the reasons in {}", skipped_path(&req.out).display())
         }));
     };
+    if let Some((_, objects)) = logging {
+        objects.commit(pending)?;
+    }
     writer.finish()?;
     match skipped_log {
         Some(log) => log.publish()?,
