@@ -29,7 +29,7 @@ pub struct Stage {
     pub outs: Vec<Out>,
     pub metrics: Vec<Out>,
     pub env: EnvSpec,
-    /// Run on every `kairo run` (also implied by having no dependencies, as in DVC).
+    /// Run on every `kairo run` (also implied by having no dependencies and no models, as in DVC).
     pub always_changed: bool,
     /// Where the command runs: `None` follows `ray.default` in kairo.yaml.
     pub executor: Option<Executor>,

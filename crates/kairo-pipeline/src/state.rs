@@ -154,7 +154,9 @@ pub fn reasons(
         why.push("never run".into());
         return why;
     };
-    if stage.always_changed || stage.deps.is_empty() {
+    // Registered models count as dependencies: a stage that reads only a model is stale when
+    // the reference resolves to another version, not on every run.
+    if stage.always_changed || (stage.deps.is_empty() && stage.models.is_empty()) {
         why.push(if stage.always_changed {
             "always_changed is set".into()
         } else {

@@ -691,3 +691,34 @@ fn a_predict_stage_rescores_when_its_input_changes_or_the_alias_moves_and_not_ot
     let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("model `churn@nope`: model 'churn' has no alias 'nope'"), "{text}");
 }
+
+#[test]
+fn any_stage_can_depend_on_a_model_reference_and_sees_the_version_it_was_judged_against() {
+    let repo = Repo::new();
+    for file in ["logreg20.onnx", "forest20.onnx"] {
+        repo.kairo(&["models", "register", "churn", "--file", fixture(file).to_str().unwrap()]).assert().success();
+    }
+    repo.kairo(&["models", "alias", "churn", "champion", "1"]).assert().success();
+    repo.write(
+        "kairo.yaml",
+        "version: 1\nstages:\n  report:\n    cmd: printenv KAIRO_MODEL_PINS > pins.json\n    models: [churn@champion]\n    outs: [pins.json]\n",
+    );
+    assert_eq!(repo.json(&["run"])[0]["action"], "ran");
+    let pins: Value = serde_json::from_slice(&repo.read("pins.json")).unwrap();
+    assert_eq!(pins, json!({"churn@champion": 1}));
+    assert_eq!(repo.json(&["status"])[0]["action"], "up_to_date");
+    repo.kairo(&["models", "alias", "churn", "champion", "2"]).assert().success();
+    let s = repo.json(&["status"]);
+    assert_eq!(s[0]["reasons"], json!(["model `churn@champion` now resolves to version 2 (was version 1)"]), "{s}");
+    assert_eq!(repo.json(&["run"])[0]["action"], "ran");
+    let pins: Value = serde_json::from_slice(&repo.read("pins.json")).unwrap();
+    assert_eq!(pins, json!({"churn@champion": 2}));
+    // A reference that is not a model reference is named where it is written.
+    repo.write(
+        "kairo.yaml",
+        "version: 1\nstages:\n  report:\n    cmd: echo\n    models: ['@oops']\n    outs: [pins.json]\n",
+    );
+    let out = repo.kairo(&["status"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kairo.yaml:5:14: stage `report`: ") && err.contains("`@oops`"), "{err}");
+}
