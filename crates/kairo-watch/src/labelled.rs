@@ -1,5 +1,5 @@
 //! Production rows with their labels: the prediction log joined with feedback, one row per
-//! answered row (the stable and canary arms; a shadow's answers were never returned), in
+//! answered row (stable, canary and batch-scored; a shadow's answers were never returned), in
 //! prediction-time order. Retraining exports them to a tracked CSV file and the loop judges
 //! challengers on them; `kairo models predictions export` writes the same file.
 
