@@ -53,13 +53,25 @@ pub struct GitState {
 pub struct PathVersion {
     pub path: String,
     pub hash: Hash,
-    /// `file` or `dir`.
+    /// `file`, `dir`, or [`MODEL_KIND`].
     #[serde(rename = "type")]
     pub kind: String,
     pub size: u64,
     /// True when the path is a tracked dataset (`<path>.kairo`) and `hash` its version.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dataset: bool,
+}
+
+/// `kind` of a run's dependency on a registered model version.
+pub const MODEL_KIND: &str = "model";
+
+impl PathVersion {
+    /// A registered model version as a run records it among its dependencies:
+    /// `models/NAME:VERSION`, the hash of its ONNX bytes (a pipeline stage's `models`, and
+    /// `kairo predict`'s model).
+    pub fn model(name: &str, version: i64, hash: Hash) -> PathVersion {
+        PathVersion { path: format!("models/{name}:{version}"), hash, kind: MODEL_KIND.into(), size: 0, dataset: false }
+    }
 }
 
 /// The environment a stage ran in: `hash` is part of the cache key; `facts` are recorded only.

@@ -161,7 +161,7 @@ fn data_node<'a>(
         });
         // The newest run that wrote this version before the consumer started.
         // A model version (a `kairo predict` input) was written by whichever run produced its bytes.
-        let any_path = kind == "model";
+        let any_path = kind == kairo_core::run::MODEL_KIND;
         let producer = md.runs_producing(&hash).await?.into_iter().rfind(|r| {
             r.outs.iter().any(|o| (any_path || o.path == path) && o.hash == hash)
                 && consumer.is_none_or(|c| r.id.as_str() < c)

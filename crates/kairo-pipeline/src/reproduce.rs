@@ -153,7 +153,7 @@ fn stage_of(run: &Run) -> Result<Stage> {
     Ok(Stage {
         name: run.stage.clone(),
         cmd: run.cmd.clone(),
-        deps: run.deps.iter().filter(|d| d.kind != state::MODEL_KIND).map(|d| d.path.clone()).collect(),
+        deps: run.deps.iter().filter(|d| d.kind != kairo_core::run::MODEL_KIND).map(|d| d.path.clone()).collect(),
         params: run
             .params
             .iter()
@@ -170,7 +170,7 @@ fn stage_of(run: &Run) -> Result<Stage> {
         models: run
             .deps
             .iter()
-            .filter(|d| d.kind == state::MODEL_KIND)
+            .filter(|d| d.kind == kairo_core::run::MODEL_KIND)
             .filter_map(|d| d.path.strip_prefix("models/").map(str::to_string))
             .collect(),
         predict: false,
@@ -181,7 +181,7 @@ fn stage_of(run: &Run) -> Result<Stage> {
 fn materialise_inputs(project: &Project, run: &Run, workdir: &Path) -> Result<()> {
     let objects = project.objects()?;
     let mut cache = project.stat_cache();
-    for d in run.deps.iter().filter(|d| d.kind != state::MODEL_KIND) {
+    for d in run.deps.iter().filter(|d| d.kind != kairo_core::run::MODEL_KIND) {
         let target = tree::load(&objects, &d.path, state::kind_of(&d.kind), d.hash, d.size)?;
         for (p, node) in target.files_with_paths() {
             if !objects.contains(&node.hash()) {

@@ -25,9 +25,6 @@ pub struct Inputs {
     pub models: Vec<ModelDep>,
 }
 
-/// `kind` of a run's dependency on a registered model version (`models/NAME:VERSION`).
-pub const MODEL_KIND: &str = "model";
-
 /// A model reference of a stage, resolved: the version it names now and that version's bytes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,15 +48,9 @@ impl ModelDep {
         Ok(ModelDep { reference: reference.to_string(), name: r.name().to_string(), version, hash: artifact.object })
     }
 
-    /// As a run records it among its dependencies (the form `kairo predict` records too).
+    /// As a run records it among its dependencies.
     pub fn as_dependency(&self) -> PathVersion {
-        PathVersion {
-            path: format!("models/{}:{}", self.name, self.version),
-            hash: self.hash,
-            kind: MODEL_KIND.into(),
-            size: 0,
-            dataset: false,
-        }
+        PathVersion::model(&self.name, self.version, self.hash)
     }
 }
 

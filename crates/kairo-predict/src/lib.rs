@@ -200,8 +200,8 @@ async fn load(project: &Project, md: &Metadata, reference: &str, explain: bool, 
 /// copied out of the store into a scratch directory that goes when this does.
 struct Source {
     path: PathBuf,
-    /// For `PATH@VERSION`: the path as recorded, the version's hash and kind.
-    version: Option<(String, Hash, String)>,
+    /// For `PATH@VERSION`: the dataset version, as the run records it.
+    version: Option<PathVersion>,
     scratch: Option<PathBuf>,
 }
 
@@ -241,7 +241,7 @@ impl Source {
             ))
         })?;
         let kind = if tree.kind() == kairo_core::pointer::PointerKind::Dir { "dir" } else { "file" };
-        source.version = Some((rel, tree.hash(), kind.to_string()));
+        source.version = Some(PathVersion { path: rel, hash: tree.hash(), kind: kind.into(), size: 0, dataset: true });
         Ok(source)
     }
 }
@@ -262,36 +262,34 @@ fn recorded(project: &Project, path: &Path) -> String {
         .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| cwd.join(path)).to_string_lossy().into_owned())
 }
 
-/// The input's version: the tracked dataset's, or the hash of its files' bytes (a directory:
-/// of each file's path and hash), read in chunks so memory stays flat whatever their size.
-fn input_version(
-    project: &Project,
-    input: &Path,
-    files: &[PathBuf],
-    recorded_path: &str,
-) -> Result<(Hash, bool, String)> {
-    if !Path::new(recorded_path).is_absolute() && project.read_pointer(recorded_path)?.is_some() {
+/// The input's version, as the run records it (at `path`): the tracked dataset's, or the hash
+/// of its files' bytes (a directory: of each file's path and hash), read in chunks so memory
+/// stays flat whatever their size.
+fn input_version(project: &Project, input: &Path, files: &[PathBuf], path: String) -> Result<PathVersion> {
+    let version =
+        |hash, dataset, kind: &str| PathVersion { path: path.clone(), hash, kind: kind.into(), size: 0, dataset };
+    if !Path::new(&path).is_absolute() && project.read_pointer(&path)?.is_some() {
         // The recorded version only when the data is still that version; edited since
         // `data add`, it is the current content's hash (in the same scheme), not a version.
         let kind = if input.is_dir() { "dir" } else { "file" };
-        let status = kairo_data::status::status(project, &[recorded_path.to_string()])?;
+        let status = kairo_data::status::status(project, std::slice::from_ref(&path))?;
         if let Some(s) = status.first() {
             match (&s.state, s.current) {
-                (kairo_data::status::State::Unchanged, _) => return Ok((s.recorded, true, kind.to_string())),
-                (_, Some(current)) => return Ok((current, false, kind.to_string())),
+                (kairo_data::status::State::Unchanged, _) => return Ok(version(s.recorded, true, kind)),
+                (_, Some(current)) => return Ok(version(current, false, kind)),
                 _ => {}
             }
         }
     }
     if input.is_file() {
-        return Ok((kairo_store::objects::hash_file_streaming(input)?, false, "file".into()));
+        return Ok(version(kairo_store::objects::hash_file_streaming(input)?, false, "file"));
     }
     let mut listing = String::new();
     for f in files {
         let rel = f.strip_prefix(input).unwrap_or(f);
         listing.push_str(&format!("{}\0{}\n", rel.to_string_lossy(), kairo_store::objects::hash_file_streaming(f)?));
     }
-    Ok((Hash::of(listing.as_bytes()), false, "dir".into()))
+    Ok(version(Hash::of(listing.as_bytes()), false, "dir"))
 }
 
 /// Which input columns feed the model: by input name when every input is a column, else
@@ -560,26 +558,12 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
     let total = reader.check(&req.id_columns)?;
     progress.total(total);
 
-    let (input_path, (input_hash, input_dataset, input_kind)) = match &source.version {
-        Some((rel, hash, kind)) => (rel.clone(), (*hash, true, kind.clone())),
-        None => {
-            let path = recorded(project, &req.input);
-            let version = input_version(project, &req.input, &files, &path)?;
-            (path, version)
-        }
+    let input = match source.version.clone() {
+        Some(version) => version,
+        None => input_version(project, &req.input, &files, recorded(project, &req.input))?,
     };
     let output_path = recorded(project, &req.out);
-    let mut run = new_run(
-        project.root(),
-        req,
-        &loaded,
-        &input_path,
-        input_hash,
-        input_dataset,
-        &input_kind,
-        &output_path,
-        started_at,
-    );
+    let mut run = new_run(project.root(), req, &loaded, input.clone(), &output_path, started_at);
     // Inside a pipeline stage that names this model (a `predict:` stage, or `models:`), the
     // stage's run is the record — it holds the model version, the input and the output — and
     // the counts are logged on it. A stage that runs `kairo predict` without naming the model
@@ -617,12 +601,9 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
             return Err(e);
         }
     };
-    // The output is in place: now the monitors may see its rows.
-    let mut logged = 0;
-    for segment in &segments {
-        md.add_segment(segment).await?;
-        logged += segment.rows as u64;
-    }
+    // The output is in place: now the monitors may see its rows (one transaction).
+    md.add_segments(&segments).await?;
+    let logged: u64 = segments.iter().map(|s| s.rows as u64).sum();
     let size = std::fs::metadata(&req.out).map(|m| m.len()).unwrap_or(0);
     let seconds = started.elapsed().as_secs_f64();
     run.status = RunStatus::Succeeded;
@@ -643,11 +624,11 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
         }
         Some(id) => {
             run.id = id.clone();
-            let mut params = vec![
+            let params = vec![
                 ("model".to_string(), req.model.clone()),
                 ("model_version".to_string(), loaded.version.to_string()),
+                ("model_hash".to_string(), loaded.hash.to_hex()),
             ];
-            params.push(("model_hash".to_string(), loaded.hash.to_hex()));
             let now = kairo_core::time::now_millis();
             let metrics = run
                 .metrics
@@ -672,9 +653,9 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
         version: loaded.version,
         alias: loaded.alias,
         model_hash: loaded.hash,
-        input: input_path,
-        input_hash,
-        input_dataset,
+        input: input.path,
+        input_hash: input.hash,
+        input_dataset: input.dataset,
         files: files.len(),
         output: output_path,
         output_hash,
@@ -696,15 +677,11 @@ pub fn skipped_path(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn new_run(
     project_root: &Path,
     req: &Request,
     loaded: &Loaded,
-    input_path: &str,
-    input_hash: Hash,
-    input_dataset: bool,
-    input_kind: &str,
+    input: PathVersion,
     output_path: &str,
     started_at: String,
 ) -> Run {
@@ -720,22 +697,7 @@ fn new_run(
     run.executor = "local".into();
     run.pid = std::process::id();
     run.cmd = req.command.clone();
-    run.deps = vec![
-        PathVersion {
-            path: input_path.to_string(),
-            hash: input_hash,
-            kind: input_kind.to_string(),
-            size: 0,
-            dataset: input_dataset,
-        },
-        PathVersion {
-            path: format!("models/{}:{}", loaded.name, loaded.version),
-            hash: loaded.hash,
-            kind: "model".into(),
-            size: 0,
-            dataset: false,
-        },
-    ];
+    run.deps = vec![input, PathVersion::model(&loaded.name, loaded.version, loaded.hash)];
     let mut params = BTreeMap::new();
     params.insert("model".to_string(), serde_json::json!(req.model));
     params.insert("version".to_string(), serde_json::json!(loaded.version));

@@ -381,20 +381,27 @@ impl Metadata {
 
     /// Index a prediction-log segment (already in the object store) and pin its object.
     pub async fn add_segment(&self, s: &Segment) -> Result<()> {
+        self.add_segments(std::slice::from_ref(s)).await
+    }
+
+    /// Index several segments in one transaction (a scored batch's, all at once).
+    pub async fn add_segments(&self, segments: &[Segment]) -> Result<()> {
         let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO prediction_segments (deployment, start_ms, end_ms, rows, object, replica) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(&s.deployment)
-        .bind(s.start_ms)
-        .bind(s.end_ms)
-        .bind(s.rows)
-        .bind(s.object.to_hex())
-        .bind(&s.replica)
-        .execute(&mut *tx)
-        .await?;
-        pin_log_object(&mut tx, &s.object, &s.deployment).await?;
+        for s in segments {
+            sqlx::query(
+                "INSERT INTO prediction_segments (deployment, start_ms, end_ms, rows, object, replica) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(&s.deployment)
+            .bind(s.start_ms)
+            .bind(s.end_ms)
+            .bind(s.rows)
+            .bind(s.object.to_hex())
+            .bind(&s.replica)
+            .execute(&mut *tx)
+            .await?;
+            pin_log_object(&mut tx, &s.object, &s.deployment).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -239,7 +239,7 @@ impl<R: std::io::Read> FeedbackFile<R> {
 }
 
 /// A label as written in a file: a number, `true`/`false`, else the text.
-pub fn label_value(text: &str) -> Value {
+fn label_value(text: &str) -> Value {
     if let Ok(i) = text.parse::<i64>() {
         return Value::from(i);
     }
