@@ -15,7 +15,7 @@ pub mod lineage;
 pub mod lockfile;
 pub mod params;
 pub mod query;
-mod ray;
+pub mod ray;
 pub mod reproduce;
 pub mod runner;
 pub mod spec;

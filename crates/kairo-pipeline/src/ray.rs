@@ -23,7 +23,9 @@ use serde_json::json;
 use crate::error::{PipelineError, Result};
 use crate::spec::{EnvSpec, Stage};
 
-const BOOTSTRAP: &str = include_str!("kairo_ray_job.py");
+/// The job's side: fetch inputs, run, send outputs back with their SHA-256 (`fetch`, `send`
+/// and `packed` are also imported by other Kairo job scripts shipped beside it).
+pub const JOB_SCRIPT: &str = include_str!("kairo_ray_job.py");
 /// How long the signed URLs of one job are valid.
 const URLS_VALID: Duration = Duration::from_secs(24 * 3600);
 /// The job's state is asked this often (its end is noticed within this), its output every
@@ -48,7 +50,7 @@ pub(crate) struct Job<'a> {
 }
 
 /// The cluster named in kairo.yaml (`KAIRO_RAY_ADDRESS` overrides its address).
-pub(crate) fn client(project: &kairo_data::Project) -> Result<Client> {
+pub fn client(project: &kairo_data::Project) -> Result<Client> {
     let spec = project.config().ray.clone().unwrap_or_default();
     let address =
         std::env::var("KAIRO_RAY_ADDRESS").ok().filter(|a| !a.is_empty()).or(spec.address).ok_or_else(|| {
@@ -61,7 +63,8 @@ pub(crate) fn client(project: &kairo_data::Project) -> Result<Client> {
     Client::new(&address, token).map_err(ray_err)
 }
 
-fn ray_err(e: kairo_ray::RayError) -> PipelineError {
+/// A Ray error, with how to fix a refused token.
+pub fn ray_err(e: kairo_ray::RayError) -> PipelineError {
     match e {
         kairo_ray::RayError::Unauthorized { .. } => PipelineError::Other(format!(
             "{e}: put the cluster's token (its RAY_AUTH_TOKEN) in KAIRO_RAY_TOKEN, or in the variable ray.token_env names in kairo.yaml"
@@ -209,7 +212,7 @@ pub(crate) fn run(job: &Job<'_>) -> Result<i32> {
     }
     let manifest = json!({"cmd": job.stage.cmd, "inputs": inputs, "outputs": outputs});
     files.push(("kairo-job.json".into(), serde_json::to_vec(&manifest).unwrap_or_default()));
-    files.push(("kairo_ray_job.py".into(), BOOTSTRAP.as_bytes().to_vec()));
+    files.push(("kairo_ray_job.py".into(), JOB_SCRIPT.as_bytes().to_vec()));
     let package = kairo_ray::package::zip(&files);
     let uri = h.block_on(client.upload_package(package)).map_err(ray_err)?;
 
@@ -264,7 +267,7 @@ pub(crate) fn run(job: &Job<'_>) -> Result<i32> {
             h.block_on(client.submit(&submit)).map_err(ray_err)?;
         }
     }
-    let outcome = follow(job, &client, &id)?;
+    let outcome = follow(&client, &id, h, job.interrupted, &mut |text| append(job, text))?;
     let code = match outcome.status {
         Status::Succeeded => 0,
         Status::Stopped => 130,
@@ -331,7 +334,8 @@ fn pointer_kind(kind: &str) -> kairo_core::pointer::PointerKind {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// Lowercase hex SHA-256, as the job scripts print it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -345,9 +349,15 @@ fn append(job: &Job<'_>, text: &str) {
     }
 }
 
-/// Poll the job to its end, streaming new output into the run's log; Ctrl-C stops it.
-fn follow(job: &Job<'_>, client: &Client, id: &str) -> Result<kairo_ray::Job> {
-    let h = job.handle;
+/// Poll job `id` to its end, handing new output to `on_output` as it comes; when
+/// `interrupted` turns true (Ctrl-C), the job is stopped and followed to its end.
+pub fn follow(
+    client: &Client,
+    id: &str,
+    h: &tokio::runtime::Handle,
+    interrupted: &dyn Fn() -> bool,
+    on_output: &mut dyn FnMut(&str),
+) -> Result<kairo_ray::Job> {
     let mut seen = 0usize;
     let mut stopping = false;
     let mut polls = 0u32;
@@ -362,7 +372,7 @@ fn follow(job: &Job<'_>, client: &Client, id: &str) -> Result<kairo_ray::Job> {
         if end || polls.is_multiple_of(LOGS_EVERY) {
             if let Ok(text) = h.block_on(client.logs(id)) {
                 if text.len() > seen && text.is_char_boundary(seen) {
-                    append(job, &text[seen..]);
+                    on_output(&text[seen..]);
                     seen = text.len();
                 }
             }
@@ -371,7 +381,7 @@ fn follow(job: &Job<'_>, client: &Client, id: &str) -> Result<kairo_ray::Job> {
         if end {
             return Ok(state);
         }
-        if (job.interrupted)() && !stopping {
+        if interrupted() && !stopping {
             stopping = true;
             h.block_on(client.stop(id)).map_err(ray_err)?;
         }

@@ -233,8 +233,17 @@ pub struct Reader {
     /// The columns read: features first, then the id columns.
     columns: Vec<String>,
     batch_rows: usize,
+    /// Only these row groups (of a single Parquet file): a shard of a larger input.
+    row_groups: Option<std::ops::Range<usize>>,
     current: Option<Open>,
     next_file: usize,
+}
+
+/// A Parquet file's row groups: how many rows each holds.
+pub fn row_groups(path: &Path) -> Result<Vec<u64>> {
+    let file = File::open(path).map_err(PredictError::io(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
+    Ok(builder.metadata().row_groups().iter().map(|g| g.num_rows().max(0) as u64).collect())
 }
 
 enum Open {
@@ -244,7 +253,26 @@ enum Open {
 
 impl Reader {
     pub fn new(files: Vec<PathBuf>, format: Format, columns: Vec<String>, batch_rows: usize) -> Reader {
-        Reader { files, format, columns, batch_rows: batch_rows.max(1), current: None, next_file: 0 }
+        Reader { files, format, columns, batch_rows: batch_rows.max(1), row_groups: None, current: None, next_file: 0 }
+    }
+
+    /// Read only row groups `groups` of the (one, Parquet) input; rows keep their numbers in
+    /// the whole file.
+    pub fn only_row_groups(&mut self, groups: std::ops::Range<usize>) -> Result<()> {
+        let [path] = &self.files[..] else {
+            return Err(PredictError::Input("row groups are chosen of one Parquet file, not a directory".into()));
+        };
+        let have = row_groups(path)?.len();
+        if self.format != Format::Parquet || groups.start >= groups.end || groups.end > have {
+            return Err(PredictError::Input(format!(
+                "{}: row groups {}..{} do not exist (it has {have})",
+                path.display(),
+                groups.start,
+                groups.end
+            )));
+        }
+        self.row_groups = Some(groups);
+        Ok(())
     }
 
     pub fn files(&self) -> &[PathBuf] {
@@ -273,6 +301,10 @@ impl Reader {
                     )));
                 }
             }
+            let rows = match &self.row_groups {
+                Some(g) => Some(row_groups(path)?[g.clone()].iter().sum()),
+                None => rows,
+            };
             total = match (total, rows) {
                 (Some(t), Some(r)) => Some(t + r),
                 _ => None,
@@ -308,12 +340,19 @@ impl Reader {
                     roots.push(schema.index_of(c).map_err(|e| parquet_error(path, e.into()))?);
                 }
                 let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+                let mut next_row = 1;
+                let mut builder = builder;
+                if let Some(g) = &self.row_groups {
+                    let before: i64 = builder.metadata().row_groups()[..g.start].iter().map(|r| r.num_rows()).sum();
+                    next_row += before.max(0) as u64;
+                    builder = builder.with_row_groups(g.clone().collect());
+                }
                 let reader = builder
                     .with_projection(mask)
                     .with_batch_size(self.batch_rows)
                     .build()
                     .map_err(|e| parquet_error(path, e))?;
-                Ok(Open::Parquet { file, reader, next_row: 1 })
+                Ok(Open::Parquet { file, reader, next_row })
             }
         }
     }

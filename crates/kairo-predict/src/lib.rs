@@ -12,6 +12,7 @@
 pub mod input;
 pub mod log;
 pub mod output;
+mod ray;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -54,6 +55,9 @@ pub enum PredictError {
     Output(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// The Ray cluster, the remote its tasks reach, or a shard that failed there.
+    #[error("{0}")]
+    Ray(String),
 }
 
 impl PredictError {
@@ -63,6 +67,17 @@ impl PredictError {
 }
 
 pub type Result<T, E = PredictError> = std::result::Result<T, E>;
+
+/// Where the rows are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Executor {
+    /// In this process, on every core.
+    Local,
+    /// As tasks of one job on the project's Ray cluster (`ray:` in kairo.yaml), one per shard
+    /// of the input (a file, or a Parquet file's row groups), through the project's remote.
+    Ray,
+}
 
 /// What to do with a row that cannot be scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -90,6 +105,7 @@ pub struct Request {
     pub explain: bool,
     /// Feed the scored rows to the model's prediction log (its monitors see them).
     pub log: bool,
+    pub executor: Executor,
     /// The command line, for the run record.
     pub command: String,
 }
@@ -108,6 +124,9 @@ pub struct Report {
     /// Whether the input is a tracked dataset (its hash is then the dataset version).
     pub input_dataset: bool,
     pub files: usize,
+    pub executor: Executor,
+    /// On Ray: how many tasks the input was split into.
+    pub shards: Option<usize>,
     pub output: String,
     pub output_hash: Hash,
     pub format: OutFormat,
@@ -130,6 +149,10 @@ pub trait Progress: Sync {
     /// the built model pass through memory one after another, so a binary may return freed
     /// memory to the OS eagerly meanwhile.
     fn loading(&self, _active: bool) {}
+    /// Whether the user asked to stop (Ctrl-C): a Ray job is then stopped.
+    fn interrupted(&self) -> bool {
+        false
+    }
 }
 
 /// Silence.
@@ -219,10 +242,12 @@ impl Source {
         })?;
         let (_, tree) = kairo_data::history::resolve(project, &rel, spec).await?;
         let tmp = project.root().join(".kairo/tmp");
-        // Copies a killed `kairo predict` left behind.
+        // Copies a killed `kairo predict` left behind (`predict-PID`, `predict-PID-ray`).
         for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("predict-").and_then(|p| p.parse::<u32>().ok()) {
+            let pid =
+                name.strip_prefix("predict-").and_then(|p| p.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
                 if pid != std::process::id() && !Project::kairo_alive(pid) {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
@@ -355,6 +380,8 @@ struct Plan<'a> {
     /// The id columns (after the features in each batch).
     ids: &'a [String],
     log: Option<(&'a log::LogPlan, &'a kairo_store::LocalObjects)>,
+    /// The number of the first file in the whole input (a shard's files are some of it).
+    first_file: usize,
 }
 
 /// Rows decoded into the model's inputs: the rows that fit, and their tensors (None for none).
@@ -462,7 +489,11 @@ impl Plan<'_> {
         inputs.sort_by_key(|(n, _)| sig.inputs.iter().position(|s| &s.name == n));
         let named = sig.outputs.iter().map(|s| s.name.clone()).zip(outputs.iter().cloned()).collect();
         let row_ids = if self.ids.is_empty() {
-            kept.iter().map(|&i| format!("{}:{}:{}", plan.run_id, batch.file, batch.first_row + u64::from(i))).collect()
+            kept.iter()
+                .map(|&i| {
+                    format!("{}:{}:{}", plan.run_id, self.first_file + batch.file, batch.first_row + u64::from(i))
+                })
+                .collect()
         } else {
             let columns = id_columns(batch, self.ids, self.features.len(), &kept);
             (0..kept.len())
@@ -536,27 +567,23 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
             return Err(PredictError::Input(format!("{} is both the input and the output", req.out.display())));
         }
     }
-    let names = input::header(&files[0], format)?.names;
-    if let Some(missing) = req.id_columns.iter().find(|c| !names.contains(c)) {
-        return Err(PredictError::Input(format!(
-            "{}: no id column '{missing}' (its columns: {})",
-            files[0].display(),
-            names.join(", ")
-        )));
-    }
-    let features = feature_columns(&names, &req.id_columns, &loaded.model, &files[0])?;
-    for id in &req.id_columns {
-        if features.contains(id) {
+    let (features, mut reader) = open_input(&files, format, req, &loaded.model, None)?;
+    let total = reader.check(&req.id_columns)?;
+    progress.total(total);
+    if req.executor == Executor::Ray {
+        if req.explain {
+            return Err(PredictError::Input(
+                "--explain is not available with --executor ray yet: score locally for contributions".into(),
+            ));
+        }
+        if req.log && loaded.redactor.is_some() {
             return Err(PredictError::Input(format!(
-                "'{id}' is a feature of the model; it cannot also be an id column"
+                "models.{}.privacy applies to its prediction log, and its key stays on this machine: pass --no-log \
+                 with --executor ray, or score locally",
+                loaded.name
             )));
         }
     }
-    let mut columns = features.clone();
-    columns.extend(req.id_columns.iter().cloned());
-    let mut reader = Reader::new(files.clone(), format, columns, req.batch_rows);
-    let total = reader.check(&req.id_columns)?;
-    progress.total(total);
 
     let input = match source.version.clone() {
         Some(version) => version,
@@ -585,7 +612,31 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
     let objects = project.objects()?;
     let logging = log_plan.as_ref().map(|plan| (plan, &objects));
 
-    let outcome = score_all(&mut reader, &features, &loaded, req, logging, progress).and_then(|counts| {
+    let mut shards = None;
+    let outcome = match req.executor {
+        Executor::Local => score_all(&mut reader, &features, &loaded, req, logging, progress, None),
+        Executor::Ray => {
+            let artifact = kairo_registry::artifact_of(md, &loaded.name, loaded.version).await?;
+            let bytes = kairo_registry::version_bytes(project, &artifact)?;
+            let job = ray::Job {
+                project,
+                req,
+                model: format!("{}:{}", loaded.name, loaded.version),
+                model_bytes: bytes,
+                files: &files,
+                input: &source.path,
+                format,
+                run_id: log_plan.as_ref().map(|p| p.run_id.clone()).unwrap_or_else(|| run.id.clone()),
+                objects: &objects,
+                progress,
+            };
+            tokio::task::block_in_place(|| ray::score(&job, &tokio::runtime::Handle::current())).map(|(counts, n)| {
+                shards = Some(n);
+                counts
+            })
+        }
+    }
+    .and_then(|counts| {
         let hash = kairo_store::objects::hash_file_streaming(&req.out)?;
         Ok((counts, hash))
     });
@@ -657,6 +708,8 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
         input_hash: input.hash,
         input_dataset: input.dataset,
         files: files.len(),
+        executor: req.executor,
+        shards,
         output: output_path,
         output_hash,
         format: req.format,
@@ -694,7 +747,10 @@ fn new_run(
     );
     run.trigger = "manual".into();
     run.git = kairo_data::git::state(project_root);
-    run.executor = "local".into();
+    run.executor = match req.executor {
+        Executor::Local => "local".into(),
+        Executor::Ray => "ray".into(),
+    };
     run.pid = std::process::id();
     run.cmd = req.command.clone();
     run.deps = vec![input, PathVersion::model(&loaded.name, loaded.version, loaded.hash)];
@@ -719,9 +775,117 @@ fn new_run(
     run
 }
 
+/// The columns to read of `files` for `model` (features, then id columns), checked against the
+/// first file's header, and a reader of them (of row groups `row_groups` only, when given).
+fn open_input(
+    files: &[PathBuf],
+    format: input::Format,
+    req: &Request,
+    model: &Model,
+    row_groups: Option<std::ops::Range<usize>>,
+) -> Result<(Vec<String>, Reader)> {
+    let names = input::header(&files[0], format)?.names;
+    if let Some(missing) = req.id_columns.iter().find(|c| !names.contains(c)) {
+        return Err(PredictError::Input(format!(
+            "{}: no id column '{missing}' (its columns: {})",
+            files[0].display(),
+            names.join(", ")
+        )));
+    }
+    let features = feature_columns(&names, &req.id_columns, model, &files[0])?;
+    for id in &req.id_columns {
+        if features.contains(id) {
+            return Err(PredictError::Input(format!(
+                "'{id}' is a feature of the model; it cannot also be an id column"
+            )));
+        }
+    }
+    let mut columns = features.clone();
+    columns.extend(req.id_columns.iter().cloned());
+    let mut reader = Reader::new(files.to_vec(), format, columns, req.batch_rows);
+    if let Some(groups) = row_groups {
+        reader.only_row_groups(groups)?;
+    }
+    Ok((features, reader))
+}
+
+/// Where a shard of a larger input stands in it, for `kairo predict --model-file`: what the
+/// tasks of `--executor ray` run, with no project and no run of their own.
+#[derive(Debug, Clone)]
+pub struct Shard {
+    /// The model's ONNX file (the version `Request::model`, `NAME:VERSION`, names).
+    pub model_file: PathBuf,
+    /// The run the shard is part of (its rows' request ids in the prediction log).
+    pub run_id: String,
+    /// Only these row groups of the (one, Parquet) input.
+    pub row_groups: Option<std::ops::Range<usize>>,
+    /// The number of the shard's first file in the whole input.
+    pub first_file: usize,
+    /// With logging: where the prediction-log segments go (a store; listed in the report).
+    pub segments: Option<PathBuf>,
+}
+
+/// What a shard did (printed as JSON by `kairo predict --model-file … --json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ShardReport {
+    pub rows: u64,
+    pub scored: u64,
+    pub skipped: u64,
+    pub segments: Vec<ShardSegment>,
+}
+
+/// A prediction-log segment a shard wrote: its object in the shard's store, rows and time.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ShardSegment {
+    pub object: String,
+    pub rows: i64,
+    pub time_ms: i64,
+}
+
+/// Score a shard: `req.input` with the model in `shard.model_file` into `req.out` (nothing
+/// written when no row could be scored; the skipped rows still are).
+pub fn score_shard(req: &Request, shard: &Shard, progress: &dyn Progress) -> Result<ShardReport> {
+    let Some((name, version)) = req.model.rsplit_once(':').and_then(|(n, v)| Some((n, v.parse::<i64>().ok()?))) else {
+        return Err(PredictError::Input(format!(
+            "--model-file needs the version as NAME:VERSION, not '{}'",
+            req.model
+        )));
+    };
+    if req.explain {
+        return Err(PredictError::Input("--explain is not available with --model-file".into()));
+    }
+    progress.loading(true);
+    let bytes = std::fs::read(&shard.model_file).map_err(PredictError::io(&shard.model_file));
+    let model = bytes.and_then(|b| {
+        let hash = Hash::of(&b);
+        Ok((kairo_registry::load_model_to_score(b, &format!("{}", shard.model_file.display()))?, hash))
+    });
+    progress.loading(false);
+    let (model, hash) = model?;
+    let loaded = Loaded { name: name.to_string(), version, alias: None, hash, model, explainer: None, redactor: None };
+    let (files, format) = input::files(&req.input)?;
+    let (features, mut reader) = open_input(&files, format, req, &loaded.model, shard.row_groups.clone())?;
+    progress.total(reader.check(&req.id_columns)?);
+    let store = match &shard.segments {
+        Some(dir) => Some(kairo_store::LocalObjects::open(dir, dir.join("tmp"))?.with_durability(false)),
+        None => None,
+    };
+    let plan = log::LogPlan { name: loaded.name.clone(), version, run_id: shard.run_id.clone(), redactor: None };
+    let logging = store.as_ref().map(|objects| (&plan, objects));
+    let (rows, scored, skipped, segments) =
+        score_all(&mut reader, &features, &loaded, req, logging, progress, Some(shard.first_file))?;
+    let segments = segments
+        .into_iter()
+        .map(|s| ShardSegment { object: s.object.to_hex(), rows: s.rows, time_ms: s.start_ms })
+        .collect();
+    Ok(ShardReport { rows, scored, skipped, segments })
+}
+
 /// Read, score on every core and write in order; the output and the skipped-rows file appear
 /// only when everything went through. With `logging`, each batch's rows are also stored as a
 /// prediction-log segment, returned to be indexed. Returns (rows read, scored, skipped, segments).
+/// No row scored is an error, except in a shard (`Some(its first file's number)`): the output
+/// is then not written.
 fn score_all(
     reader: &mut Reader,
     features: &[String],
@@ -729,6 +893,7 @@ fn score_all(
     req: &Request,
     logging: Option<(&log::LogPlan, &kairo_store::LocalObjects)>,
     progress: &dyn Progress,
+    shard: Option<usize>,
 ) -> Result<(u64, u64, u64, Vec<kairo_store::serving::Segment>)> {
     let mut segments = Vec::new();
     // Segments written aside, committed (one sync) a group at a time.
@@ -747,6 +912,7 @@ fn score_all(
         on_error: req.on_error,
         ids: &req.id_columns,
         log: logging,
+        first_file: shard.unwrap_or(0),
     };
     let (mut rows, mut scored, mut skipped) = (0u64, 0u64, 0u64);
     loop {
@@ -802,8 +968,24 @@ fn score_all(
             progress.scored(batch.len() as u64);
         }
     }
+    if let Some((_, objects)) = logging {
+        objects.commit(pending)?;
+    }
+    if writer.is_none() && shard.is_some() {
+        // A shard where nothing could be scored: only the list of skipped rows.
+        if let Some(log) = skipped_log {
+            log.publish()?;
+        }
+        return Ok((rows, 0, skipped, segments));
+    }
+    publish(writer, skipped_log, rows, req)?;
+    Ok((rows, scored, skipped, segments))
+}
+
+/// Put the output and the list of skipped rows in place; when nothing was scored, only the
+/// list (which says why), and an error.
+fn publish(writer: Option<Writer>, skipped_log: Option<SkippedLog>, rows: u64, req: &Request) -> Result<()> {
     let Some(writer) = writer else {
-        // Nothing was scored: the list of skipped rows (if any) still says why.
         if let Some(log) = skipped_log {
             log.publish()?;
         }
@@ -813,9 +995,6 @@ fn score_all(
             format!("none of the {rows} rows could be scored; see the reasons in {}", skipped_path(&req.out).display())
         }));
     };
-    if let Some((_, objects)) = logging {
-        objects.commit(pending)?;
-    }
     writer.finish()?;
     match skipped_log {
         Some(log) => log.publish()?,
@@ -827,7 +1006,7 @@ fn score_all(
             _ => {}
         },
     }
-    Ok((rows, scored, skipped, segments))
+    Ok(())
 }
 
 /// The rows left out and why, written as they are found (memory stays flat however many

@@ -154,6 +154,13 @@ pub fn contribution_columns(names: &[String], t: Tensor) -> Result<Vec<(String, 
     Ok(out)
 }
 
+/// Rows for [`Writer::append`].
+pub enum Appended<'a> {
+    Batch(RecordBatch),
+    /// CSV records without their header (re-read, so quoting stays consistent).
+    Csv(&'a mut dyn std::io::Read),
+}
+
 /// The score file being written.
 pub enum Writer {
     Parquet { staged: Staged, writer: ArrowWriter<File>, schema: Arc<Schema> },
@@ -163,11 +170,15 @@ pub enum Writer {
 impl Writer {
     /// Start the file with the columns of the first batch.
     pub fn create(dest: &Path, format: OutFormat, first: &Columns) -> Result<Writer> {
+        let fields = first.ids.iter().chain(&first.outputs).map(|(n, a)| Field::new(n, a.data_type().clone(), true));
+        Writer::with_fields(dest, format, fields.collect())
+    }
+
+    /// Start the file with these columns.
+    pub fn with_fields(dest: &Path, format: OutFormat, fields: Vec<Field>) -> Result<Writer> {
         let (staged, file) = Staged::new(dest)?;
-        let all = first.ids.iter().chain(&first.outputs);
         match format {
             OutFormat::Parquet => {
-                let fields: Vec<Field> = all.map(|(n, a)| Field::new(n, a.data_type().clone(), true)).collect();
                 let schema = Arc::new(Schema::new(fields));
                 let mut props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 exists")));
@@ -182,7 +193,7 @@ impl Writer {
                 Ok(Writer::Parquet { staged, writer, schema })
             }
             OutFormat::Csv => {
-                let names: Vec<String> = all.map(|(n, _)| n.clone()).collect();
+                let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
                 let mut writer = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, file));
                 writer.write_record(&names).map_err(|e| PredictError::Output(format!("{}: {e}", dest.display())))?;
                 Ok(Writer::Csv { staged, writer, names })
@@ -223,6 +234,38 @@ impl Writer {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Add rows read elsewhere: a Parquet batch of this file's columns, or CSV records (the
+    /// bytes after a header equal to this file's), copied as they are.
+    pub fn append(&mut self, rows: Appended<'_>) -> Result<()> {
+        match (self, rows) {
+            (Writer::Parquet { staged, writer, schema }, Appended::Batch(batch)) => {
+                let fail = |e: String| PredictError::Output(format!("{}: {e}", staged.dest.display()));
+                let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                    .map_err(|e| fail(format!("a part's columns differ from the first part's: {e}")))?;
+                writer.write(&batch).map_err(|e| fail(e.to_string()))?;
+                writer.flush().map_err(|e| fail(e.to_string()))
+            }
+            (Writer::Csv { staged, writer, .. }, Appended::Csv(records)) => {
+                let fail = |e: csv::Error| PredictError::Output(format!("{}: {e}", staged.dest.display()));
+                let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(records);
+                let mut record = csv::ByteRecord::new();
+                while reader.read_byte_record(&mut record).map_err(fail)? {
+                    writer.write_byte_record(&record).map_err(fail)?;
+                }
+                Ok(())
+            }
+            (w, _) => {
+                Err(PredictError::Output(format!("{}: a part is not in the output's format", w.dest().display())))
+            }
+        }
+    }
+
+    fn dest(&self) -> &Path {
+        match self {
+            Writer::Parquet { staged, .. } | Writer::Csv { staged, .. } => staged.dest(),
         }
     }
 

@@ -121,13 +121,41 @@ impl Remote {
     /// Copy one local object to the remote, checking its bytes on the way.
     pub async fn upload(&self, local: &LocalObjects, hash: Hash) -> Result<u64> {
         let size = local.size(&hash)?;
-        let location = self.object_path(&hash);
         if size <= SINGLE_PUT {
             let bytes = local.read(&hash)?;
-            self.store.put(&location, PutPayload::from(bytes)).await.map_err(|e| self.error(e))?;
+            self.store.put(&self.object_path(&hash), PutPayload::from(bytes)).await.map_err(|e| self.error(e))?;
             return Ok(size);
         }
-        let path = local.path(&hash);
+        self.put_file(&local.path(&hash), hash).await?;
+        Ok(size)
+    }
+
+    /// Make any file an object of the remote (by its hash, read in chunks), sent only when the
+    /// remote lacks it: returns its hash and size.
+    pub async fn upload_file(&self, path: &Path) -> Result<(Hash, u64)> {
+        let size = std::fs::metadata(path).map_err(StoreError::io(path))?.len();
+        let hash = crate::objects::hash_file_streaming(path)?;
+        if self.missing(&[hash], 1).await?.is_empty() {
+            return Ok((hash, size));
+        }
+        self.put_file(path, hash).await?;
+        Ok((hash, size))
+    }
+
+    /// Bytes as an object of the remote, sent only when the remote lacks them.
+    pub async fn upload_bytes(&self, bytes: Vec<u8>) -> Result<Hash> {
+        let hash = Hash::of(&bytes);
+        if !self.missing(&[hash], 1).await?.is_empty() {
+            self.store.put(&self.object_path(&hash), PutPayload::from(bytes)).await.map_err(|e| self.error(e))?;
+        }
+        Ok(hash)
+    }
+
+    /// Send the file at `path`, which must hash to `hash`, as a multipart upload (aborted if
+    /// the bytes read do not hash to it).
+    async fn put_file(&self, path: &Path, hash: Hash) -> Result<()> {
+        let location = self.object_path(&hash);
+        let path = path.to_path_buf();
         let mut file = std::fs::File::open(&path).map_err(StoreError::io(&path))?;
         let upload = self.store.put_multipart(&location).await.map_err(|e| self.error(e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
@@ -152,7 +180,7 @@ impl Remote {
             return Err(StoreError::Corrupt { hash, actual, path });
         }
         writer.finish().await.map_err(|e| self.error(e))?;
-        Ok(size)
+        Ok(())
     }
 
     /// Fetch one object into a staged local temp file, verifying its hash.
@@ -211,6 +239,23 @@ impl Remote {
             e => self.error(e),
         })?;
         Ok(got.bytes().await.map_err(|e| self.error(e))?.to_vec())
+    }
+
+    /// The bytes a job staged under `name`, streamed into `out` (memory stays flat whatever
+    /// their size): returns how many.
+    pub async fn staged_into(&self, name: &str, out: &mut dyn std::io::Write) -> Result<u64> {
+        let got = self.store.get(&self.staging_path(name)).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => self.error(format!("nothing was staged as {name}")),
+            e => self.error(e),
+        })?;
+        let mut stream = got.into_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.error(e))?;
+            out.write_all(&chunk).map_err(|e| self.error(format!("{name}: {e}")))?;
+            n += chunk.len() as u64;
+        }
+        Ok(n)
     }
 
     /// Remove a staged result (after it was taken into the store).

@@ -4,7 +4,7 @@ use crate::{CmdResult, Failure};
 use kairo_core::exit;
 use kairo_data::Project;
 use kairo_predict::output::OutFormat;
-use kairo_predict::{OnError, Request};
+use kairo_predict::{Executor, OnError, Request};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -42,12 +42,38 @@ pub struct PredictArgs {
     /// them as they see online predictions; labels come with `kairo models feedback`).
     #[arg(long)]
     pub no_log: bool,
+    /// Where to score: here on every core (local), or as tasks of a job on the project's Ray
+    /// cluster (ray: `ray.address` in kairo.yaml or KAIRO_RAY_ADDRESS), one per file or per
+    /// Parquet row groups, the input and the scores travelling through the project's remote.
+    #[arg(long, default_value = "local", value_parser = ["local", "ray"])]
+    pub executor: String,
     /// Print the run's summary as JSON (no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// A shard of a larger run (what `--executor ray`'s tasks run): score with this ONNX file,
+    /// MODEL being its NAME:VERSION; no project, no run of its own.
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub model_file: Option<PathBuf>,
+    /// With --model-file: the run the shard belongs to.
+    #[arg(long, hide = true, requires = "model_file")]
+    pub run_id: Option<String>,
+    /// With --model-file: only row groups A..B of the (one, Parquet) input.
+    #[arg(long, value_name = "A..B", hide = true, requires = "model_file")]
+    pub row_groups: Option<String>,
+    /// With --model-file: the number of the shard's first file in the whole input.
+    #[arg(long, default_value_t = 0, hide = true, requires = "model_file")]
+    pub first_file: usize,
+    /// With --model-file: write prediction-log segments into this directory (a store).
+    #[arg(long, value_name = "DIR", hide = true, requires = "model_file")]
+    pub segments: Option<PathBuf>,
 }
 
-struct Rows(indicatif::ProgressBar, std::time::Instant, std::sync::atomic::AtomicBool);
+struct Rows(
+    indicatif::ProgressBar,
+    std::time::Instant,
+    std::sync::atomic::AtomicBool,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
 
 impl kairo_predict::Progress for Rows {
     fn total(&self, rows: Option<u64>) {
@@ -68,13 +94,59 @@ impl kairo_predict::Progress for Rows {
             self.0.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         }
     }
+
+    fn interrupted(&self) -> bool {
+        self.3.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Ctrl-C (or SIGTERM) noted instead of ending the process: a Ray job is then stopped first.
+fn catch_interrupts() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+        if let Ok(mut s) = signal(kind) {
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                while s.recv().await.is_some() {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    }
+    flag
+}
+
+/// `--model-file`: one shard, printed as its report.
+fn shard(a: &PredictArgs, req: &Request, model_file: PathBuf) -> CmdResult {
+    let row_groups = match a.row_groups.as_deref().map(|g| g.split_once("..")) {
+        None => None,
+        Some(Some((from, to))) => match (from.parse::<usize>(), to.parse::<usize>()) {
+            (Ok(from), Ok(to)) => Some(from..to),
+            _ => return Err(Failure::usage("--row-groups takes A..B (row group numbers from 0)")),
+        },
+        Some(None) => return Err(Failure::usage("--row-groups takes A..B (row group numbers from 0)")),
+    };
+    let shard = kairo_predict::Shard {
+        model_file,
+        run_id: a.run_id.clone().unwrap_or_default(),
+        row_groups,
+        first_file: a.first_file,
+        segments: a.segments.clone().filter(|_| !a.no_log),
+    };
+    let report = kairo_predict::score_shard(req, &shard, &kairo_predict::Quiet)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("scored {} of {} rows into {}", report.scored, report.rows, a.out.display());
+    }
+    Ok(exit::OK)
 }
 
 pub async fn run(a: PredictArgs) -> CmdResult {
     if a.batch_rows == 0 {
         return Err(Failure::usage("--batch-rows must be at least 1"));
     }
-    let project = Project::discover(&std::env::current_dir()?)?;
     let format = match a.format.as_deref() {
         Some("csv") => OutFormat::Csv,
         Some(_) => OutFormat::Parquet,
@@ -92,8 +164,13 @@ pub async fn run(a: PredictArgs) -> CmdResult {
         batch_rows: a.batch_rows,
         explain: a.explain,
         log: !a.no_log,
+        executor: if a.executor == "ray" { Executor::Ray } else { Executor::Local },
         command,
     };
+    if let Some(model_file) = a.model_file.clone() {
+        return shard(&a, &req, model_file);
+    }
+    let project = Project::discover(&std::env::current_dir()?)?;
     let md = project.metadata().await?;
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
     bar.set_style(
@@ -102,7 +179,11 @@ pub async fn run(a: PredictArgs) -> CmdResult {
             .progress_chars("=> "),
     );
     let show = !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let progress = Rows(bar, std::time::Instant::now(), std::sync::atomic::AtomicBool::new(!show));
+    let interrupted = match req.executor {
+        Executor::Ray => catch_interrupts(),
+        Executor::Local => Default::default(),
+    };
+    let progress = Rows(bar, std::time::Instant::now(), std::sync::atomic::AtomicBool::new(!show), interrupted);
     let result = kairo_predict::predict(&project, &md, &req, &progress).await;
     progress.0.finish_and_clear();
     md.close().await;
@@ -112,8 +193,9 @@ pub async fn run(a: PredictArgs) -> CmdResult {
         return Ok(exit::OK);
     }
     let from = report.alias.as_ref().map(|al| format!(" (@{al})")).unwrap_or_default();
+    let on = report.shards.map(|n| format!(" on Ray ({n} tasks)")).unwrap_or_default();
     println!(
-        "scored {} of {} rows with {} version {}{from} into {} in {:.2} s ({:.0} rows/s)",
+        "scored {} of {} rows with {} version {}{from} into {}{on} in {:.2} s ({:.0} rows/s)",
         report.scored, report.rows, report.model, report.version, report.output, report.seconds, report.rows_per_second
     );
     if report.logged > 0 {

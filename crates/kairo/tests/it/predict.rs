@@ -722,3 +722,119 @@ fn any_stage_can_depend_on_a_model_reference_and_sees_the_version_it_was_judged_
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("kairo.yaml:5:14: stage `report`: ") && err.contains("`@oops`"), "{err}");
 }
+
+/// `scoring_csv`'s rows as Parquet with `group` rows per row group (ids as text).
+fn scoring_parquet(repo: &Repo, rel: &str, csv: &str, group: usize) {
+    let mut lines = csv.lines();
+    let names: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let mut fields = vec![(
+        names[0].to_string(),
+        Arc::new(StringArray::from(rows.iter().map(|r| r[0]).collect::<Vec<_>>())) as ArrayRef,
+    )];
+    for (j, n) in names.iter().enumerate().skip(1) {
+        let col = Float64Array::from_iter_values(rows.iter().map(|r| r[j].parse::<f64>().unwrap()));
+        fields.push((n.to_string(), Arc::new(col) as ArrayRef));
+    }
+    let batch = RecordBatch::try_from_iter(fields).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(group)).build();
+    let file = File::create(repo.join(rel)).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// `--executor ray` against the CI head (`.ci/start-ray.sh`, 2 CPUs): the input split into
+/// tasks (a Parquet file by row groups, a directory by files), the scores put together equal to a
+/// local run's byte for byte, one run recorded as on Ray, the rows logged for the monitor (a
+/// drifted batch raises its alert), skipped rows named by their local file, a bad row failing
+/// the run with no output, and nothing left staged on the remote.
+#[test]
+fn predict_on_ray_splits_the_input_and_comes_back_as_one_local_looking_run() {
+    use crate::monitoring::{check, training_csv, Lcg};
+    let Some(address) = crate::service("KAIRO_TEST_RAY_ADDRESS") else { return };
+    let monitors = "monitors:\n  churn-watch:\n    deployment: churn\n    rows: 300\n    alerts:\n      - name: drifting\n        when: drift_share > 0.3\n";
+    let repo = crate::ray::ray_repo(&address, monitors, None);
+    let mut g = Lcg(23);
+    repo.write("train.csv", training_csv(&mut g, 2000));
+    crate::serving::register_profiled(&repo, "churn", "forest20.onnx", "train.csv");
+
+    // One Parquet file of 6 row groups: two tasks (the head's two CPUs).
+    scoring_parquet(&repo, "calm.parquet", &scoring_csv(&mut g, 600, 0, 0), 100);
+    let r = repo.json(&[
+        "predict",
+        "churn",
+        "--input",
+        "calm.parquet",
+        "--out",
+        "ray.parquet",
+        "--id-column",
+        "id",
+        "--executor",
+        "ray",
+        "--batch-rows",
+        "64",
+    ]);
+    assert_eq!((r["executor"].as_str(), r["shards"].as_u64()), (Some("ray"), Some(2)), "{r}");
+    assert_eq!((r["rows"].as_u64(), r["scored"].as_u64(), r["logged"].as_u64()), (Some(600), Some(600), Some(600)));
+    repo.kairo(&[
+        "predict",
+        "churn",
+        "--input",
+        "calm.parquet",
+        "--out",
+        "local.parquet",
+        "--id-column",
+        "id",
+        "--no-log",
+    ])
+    .assert()
+    .success();
+    assert_eq!(read_parquet(&repo, "ray.parquet"), read_parquet(&repo, "local.parquet"));
+    let run = repo.json(&["runs", "show", r["run_id"].as_str().unwrap()]);
+    assert_eq!((run["executor"].as_str(), run["status"].as_str()), (Some("ray"), Some("succeeded")), "{run}");
+    let (code, v) = check(&repo, &["--monitor", "churn-watch"]);
+    assert_eq!(code, 0, "{v}");
+
+    // A directory of CSV files, drifted, one row unreadable: skipped and named by its file here.
+    let shifted = scoring_csv(&mut g, 600, 10, 1000);
+    let lines: Vec<&str> = shifted.lines().collect();
+    let header = lines[0];
+    let mut second: Vec<String> = lines[301..].iter().map(|l| l.to_string()).collect();
+    let cells: Vec<&str> = second[4].split(',').collect();
+    second[4] = format!("{},not-a-number,{}", cells[0], cells[2..].join(","));
+    repo.write("shifted/a.csv", format!("{header}\n{}\n", lines[1..301].join("\n")));
+    repo.write("shifted/b.csv", format!("{header}\n{}\n", second.join("\n")));
+    let args = ["predict", "churn", "--input", "shifted", "--id-column", "id", "--executor", "ray"];
+    let out = repo.kairo(&[&args[..], &["--out", "failed.csv"]].concat()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bad row fails the run by default");
+    assert!(err.contains("shifted/b.csv row 5, column 'f0'") && err.contains("not-a-number"), "{err}");
+    assert!(!repo.join("failed.csv").exists());
+    let r = repo.json(&[&args[..], &["--out", "ray.csv", "--on-error", "skip"]].concat());
+    assert_eq!((r["scored"].as_u64(), r["skipped"].as_u64(), r["shards"].as_u64()), (Some(599), Some(1), Some(2)));
+    let skipped = String::from_utf8(repo.read("ray.csv.skipped.csv")).unwrap();
+    assert_eq!(skipped.lines().nth(1).unwrap(), "shifted/b.csv,5,cust1304,column 'f0': `not-a-number` is not a number");
+    repo.kairo(&[
+        "predict",
+        "churn",
+        "--input",
+        "shifted",
+        "--id-column",
+        "id",
+        "--out",
+        "local.csv",
+        "--on-error",
+        "skip",
+        "--no-log",
+    ])
+    .assert()
+    .success();
+    assert_eq!(repo.read("ray.csv"), repo.read("local.csv"));
+    let (code, v) = check(&repo, &["--monitor", "churn-watch"]);
+    assert_eq!(code, 3, "the drifted batch scored on Ray reaches the monitor: {v}");
+    let staging = repo.join("remote-store/staging");
+    let left: Vec<_> =
+        std::fs::read_dir(&staging).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "staged parts are removed: {left:?}");
+}

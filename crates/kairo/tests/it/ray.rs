@@ -32,7 +32,7 @@ fn jobs_of(address: &str, repo: &Repo, stage: &str) -> Vec<Value> {
 }
 
 /// A project whose remote is `remote` (default: a directory inside it).
-fn ray_repo(address: &str, stages: &str, remote: Option<&str>) -> Repo {
+pub(crate) fn ray_repo(address: &str, stages: &str, remote: Option<&str>) -> Repo {
     let repo = Repo::new();
     let remote = remote.map(str::to_string).unwrap_or_else(|| repo.join("remote-store").display().to_string());
     let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
