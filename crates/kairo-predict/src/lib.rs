@@ -58,6 +58,9 @@ pub enum PredictError {
     /// The Ray cluster, the remote its tasks reach, or a shard that failed there.
     #[error("{0}")]
     Ray(String),
+    /// Ctrl-C stopped it (a Ray job is stopped first); nothing was written.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl PredictError {
@@ -643,7 +646,8 @@ pub async fn predict(project: &Project, md: &Metadata, req: &Request, progress: 
     let ((rows, scored, skipped, segments), output_hash) = match outcome {
         Ok(done) => done,
         Err(e) => {
-            run.status = RunStatus::Failed;
+            run.status =
+                if matches!(e, PredictError::Interrupted(_)) { RunStatus::Interrupted } else { RunStatus::Failed };
             run.ended_at = Some(kairo_core::time::now_string());
             run.message = Some(e.to_string());
             if stage_run.is_none() {

@@ -300,7 +300,11 @@ pub(crate) fn score(job: &Job<'_>, h: &tokio::runtime::Handle) -> Result<((u64, 
     }
     match state.status {
         Status::Succeeded if reports.iter().all(Option::is_some) => {}
-        Status::Stopped => return Err(PredictError::Ray(format!("interrupted: Ray job {id} was stopped; no output"))),
+        Status::Stopped if job.progress.interrupted() => {
+            return Err(PredictError::Interrupted(format!(
+                "interrupted: Ray job {id} was stopped; nothing was written"
+            )))
+        }
         _ => {
             return Err(PredictError::Ray(format!(
                 "Ray job {id} ended {:?} without scoring every shard{}{}",

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 /// Exit code of a run stopped by Ctrl-C, as shells report SIGINT.
-const INTERRUPTED: i32 = 130;
+pub const INTERRUPTED: i32 = 130;
 
 #[derive(Args)]
 pub struct RunArgs {

@@ -187,7 +187,12 @@ pub async fn run(a: PredictArgs) -> CmdResult {
     let result = kairo_predict::predict(&project, &md, &req, &progress).await;
     progress.0.finish_and_clear();
     md.close().await;
-    let report = result?;
+    let report = match result {
+        Err(e @ kairo_predict::PredictError::Interrupted(_)) => {
+            return Err(Failure { code: crate::pipeline::INTERRUPTED, message: e.to_string() })
+        }
+        r => r?,
+    };
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(exit::OK);

@@ -837,4 +837,46 @@ fn predict_on_ray_splits_the_input_and_comes_back_as_one_local_looking_run() {
     let left: Vec<_> =
         std::fs::read_dir(&staging).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "staged parts are removed: {left:?}");
+
+    // Ctrl-C: the job is stopped, nothing is written, the run is recorded interrupted.
+    scoring_parquet(&repo, "big.parquet", &scoring_csv(&mut g, 200_000, 0, 0), 20_000);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
+        .args([
+            "predict",
+            "churn",
+            "--input",
+            "big.parquet",
+            "--out",
+            "big.out.parquet",
+            "--executor",
+            "ray",
+            "--id-column",
+            "id",
+        ])
+        .current_dir(repo.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = || crate::ray::jobs_of(&address, &repo, "predict").iter().any(|j| j["status"] == "RUNNING");
+    crate::ray::wait_for("the job to run", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("kairo predict ended ({status}) before its job ran: {err}");
+        }
+        running()
+    });
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    crate::ray::wait_for("the job to stop", || !running());
+    let stopped = crate::ray::jobs_of(&address, &repo, "predict").iter().filter(|j| j["status"] == "STOPPED").count();
+    assert_eq!(stopped, 1);
+    assert!(!repo.join("big.out.parquet").exists());
+    let runs = repo.json(&["runs", "ls"]);
+    assert_eq!(
+        (runs[0]["stage"].as_str(), runs[0]["status"].as_str()),
+        (Some("predict"), Some("interrupted")),
+        "{runs}"
+    );
 }

@@ -23,7 +23,7 @@ fn jobs(address: &str) -> Vec<Value> {
 }
 
 /// The jobs of `stage` of this project (tests share the head).
-fn jobs_of(address: &str, repo: &Repo, stage: &str) -> Vec<Value> {
+pub(crate) fn jobs_of(address: &str, repo: &Repo, stage: &str) -> Vec<Value> {
     let root = repo.path().display().to_string();
     jobs(address)
         .into_iter()
@@ -45,7 +45,7 @@ pub(crate) fn ray_repo(address: &str, stages: &str, remote: Option<&str>) -> Rep
     repo
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < Duration::from_secs(90), "timed out waiting for {what}");
