@@ -335,7 +335,7 @@ impl Pipeline {
             Some(p) => Some(self.predict(base, p)?),
             None => None,
         };
-        let cmd = match (raw.cmd.map(|c| c.value), &predict) {
+        let mut cmd = match (raw.cmd.map(|c| c.value), &predict) {
             (_, Some(p)) => p.cmd.clone(),
             (Some(Cmd::One(c)), None) => c,
             (Some(Cmd::Many(cs)), None) => cs.join(" && "),
@@ -430,14 +430,11 @@ impl Pipeline {
         let executor = match raw.executor.as_ref().map(|e| e.value.as_str()) {
             None => None,
             Some("local") => Some(Executor::Local),
+            // The command runs here (it reads the registry and the store); its rows are scored
+            // by Ray tasks.
             Some("ray") if predict.is_some() => {
-                return Err(self.error(
-                    base,
-                    Some("executor"),
-                    &format!(
-                        "stage `{name}`: a predict stage runs where the registry is (`executor: ray` is not supported for it yet)"
-                    ),
-                ))
+                cmd.push_str(" --executor ray");
+                Some(Executor::Local)
             }
             Some("ray") => Some(Executor::Ray),
             Some(other) => {
@@ -972,6 +969,16 @@ mod tests {
         }
         assert_eq!(parse_bytes(&serde_json::json!(7)), Some(7));
         assert_eq!(parse_bytes(&serde_json::json!("5 parsecs")), None);
+    }
+
+    #[test]
+    fn a_predict_stage_on_ray_runs_here_and_scores_there() {
+        let p =
+            parse("stages:\n  s:\n    predict: {model: m@champion, input: a.csv, out: b.parquet}\n    executor: ray\n")
+                .unwrap();
+        let s = p.stage("s").unwrap();
+        assert_eq!(s.cmd, "kairo predict m@champion --input a.csv --out b.parquet --executor ray");
+        assert_eq!(s.executor, Some(Executor::Local));
     }
 
     #[test]

@@ -676,14 +676,6 @@ fn a_predict_stage_rescores_when_its_input_changes_or_the_alias_moves_and_not_ot
     assert!(err.contains("kairo.yaml:") && err.contains("predict.format `xlsx`: use `parquet` or `csv`"), "{err}");
     repo.write(
         "kairo.yaml",
-        "version: 1\nstages:\n  score:\n    predict:\n      model: churn@champion\n      input: data/customers.csv\n      out: scores/churn.parquet\n    executor: ray\n",
-    );
-    let out = repo.kairo(&["status"]).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("kairo.yaml:8:15: stage `score`: a predict stage runs where the registry is"), "{err}");
-    repo.write(
-        "kairo.yaml",
         "version: 1\nstages:\n  score:\n    predict:\n      model: churn@nope\n      input: data/customers.csv\n      out: scores/churn.parquet\n",
     );
     let out = repo.kairo(&["run"]).output().unwrap();
@@ -837,6 +829,18 @@ fn predict_on_ray_splits_the_input_and_comes_back_as_one_local_looking_run() {
     let left: Vec<_> =
         std::fs::read_dir(&staging).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "staged parts are removed: {left:?}");
+
+    // A predict stage with `executor: ray`: `kairo run` runs its command here, its rows on Ray.
+    let jobs = crate::ray::jobs_of(&address, &repo, "predict").len();
+    let config = String::from_utf8(repo.read("kairo.yaml")).unwrap();
+    repo.write(
+        "kairo.yaml",
+        format!("{config}stages:\n  score:\n    predict: {{model: churn, input: calm.parquet, out: staged.parquet, id_columns: [id], log: false}}\n    executor: ray\n"),
+    );
+    let out = repo.kairo(&["run"]).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read_parquet(&repo, "staged.parquet"), read_parquet(&repo, "local.parquet"));
+    assert_eq!(crate::ray::jobs_of(&address, &repo, "predict").len(), jobs + 1);
 
     // Ctrl-C: the job is stopped, nothing is written, the run is recorded interrupted.
     scoring_parquet(&repo, "big.parquet", &scoring_csv(&mut g, 200_000, 0, 0), 20_000);
