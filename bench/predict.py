@@ -100,7 +100,7 @@ def write_csv(parquet, path, rows):
     tmp.rename(path)
 
 
-def prepare_models(work, kairo, train_rows):
+def prepare_models(work, kairo, train_rows, ray_address=None):
     """Train both models, export them to ONNX, save them for MLflow, and (with kairo) register
     them in a fresh project. Returns ({name: ONNX path}, the project's directory)."""
     import mlflow.sklearn
@@ -118,6 +118,11 @@ def prepare_models(work, kairo, train_rows):
         project.mkdir()
         setup(["git", "init", "-q"], project)
         setup([kairo, "init"], project)
+        if ray_address:
+            # `--executor ray`: the local head, and a directory remote its tasks share.
+            with open(project / "kairo.yaml", "a") as f:
+                f.write(f"remotes:\n  store:\n    url: {work / 'remote'}\ndefault_remote: store\n"
+                        f"ray:\n  address: {ray_address}\n")
     paths = {}
     for name, m in fitted.items():
         onx = to_onnx(m, x[:1], options={id(m): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
@@ -205,6 +210,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=65536)
     ap.add_argument("--train-rows", type=int, default=50_000, help="the models' training rows (the forest's size)")
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--ray-address", help="also score with --executor ray on this Ray head (token: KAIRO_RAY_TOKEN)")
     a = ap.parse_args()
     if not a.skip_kairo and not a.kairo:
         ap.error("--kairo is required without --skip-kairo")
@@ -223,7 +229,7 @@ def main():
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir()
     print("training and exporting the models", file=sys.stderr, flush=True)
-    onnx, project = prepare_models(run_dir, kairo, a.train_rows)
+    onnx, project = prepare_models(run_dir, kairo, a.train_rows, a.ray_address)
 
     # The venv's bin on PATH, as `mlflow models serve` needs in bench/serving.py (harmless here).
     mlflow_env = dict(os.environ, PATH=f"{Path(a.mlflow).parent}:{os.environ.get('PATH', '')}")
@@ -268,6 +274,21 @@ def main():
                                                     kairo_out, "--id-column", "id", "--json"], a.rounds, cwd=project)
             expect_rows("kairo predict, logged (its log)", json.loads(out)["logged"], a.rows)
             record(name, "kairo predict (logged for monitoring)", a.rows, r, summary=json.loads(out))
+            if a.ray_address:
+                # The first run sends the input and kairo itself to the remote; the second
+                # finds them there. Peak RSS is this client's (the tasks run in Ray's workers).
+                ray_out = run_dir / f"{name}-kairo-ray.parquet"
+                for when in ("first run", "again"):
+                    r, out = run(f"{name} kairo on Ray ({when})",
+                                 [kairo, "predict", f"{name}@champion", "--input", data, "--out", ray_out,
+                                  "--id-column", "id", "--no-log", "--executor", "ray", "--json"], 1, cwd=project)
+                    expect_rows(f"kairo predict --executor ray ({when})", json.loads(out)["rows"], a.rows)
+                    record(name, f"kairo predict --executor ray, local head ({when})", a.rows, r,
+                           summary=json.loads(out))
+                same = pq.read_table(ray_out).equals(pq.read_table(kairo_out))
+                results["checks"][f"{name}_kairo_ray_output_equals_local"] = same
+                if not same:
+                    raise SystemExit(f"{name}: the scores made on Ray differ from the local run's")
 
             # The same CSV as MLflow's, for the ratio on identical input (no id column in it).
             csv_out = run_dir / f"{name}-kairo-csv.parquet"

@@ -10,7 +10,9 @@
 # Parquet is cached in BENCH_DIR by row count, ~1 GiB at 10M), MLFLOW_ROWS (the rows MLflow
 # predicts, as CSV, default 200000: it is far slower), ROUNDS (default 1), BENCH_DIR (default
 # /tmp/kairo-bench-predict), TRAIN_ROWS (the models' training rows, default 50000: the forest's
-# size), SKIP_KAIRO=1 (the peers only, no kairo needed), OUT (the JSON file).
+# size), SKIP_KAIRO=1 (the peers only, no kairo needed), OUT (the JSON file), RAY_ADDRESS (also
+# score with --executor ray on that head, token in KAIRO_RAY_TOKEN; e.g. after
+# `eval "$(bash .ci/start-ray.sh)"`: RAY_ADDRESS=$KAIRO_TEST_RAY_ADDRESS KAIRO_RAY_TOKEN=$KAIRO_TEST_RAY_TOKEN).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [[ "${SKIP_KAIRO:-0}" == 1 ]]; then
@@ -21,7 +23,9 @@ else
 fi
 PYTHON=$(bash "$ROOT/.ci/python-venv.sh")
 mkdir -p "$ROOT/bench/results"
+RAY_ARGS=()
+if [[ -n "${RAY_ADDRESS:-}" ]]; then RAY_ARGS=(--ray-address "$RAY_ADDRESS"); fi
 exec "$PYTHON" "$ROOT/bench/predict.py" "${KAIRO_ARGS[@]}" --mlflow "$(dirname "$PYTHON")/mlflow" \
     --work "${BENCH_DIR:-/tmp/kairo-bench-predict}" --rows "${ROWS:-10000000}" \
     --mlflow-rows "${MLFLOW_ROWS:-200000}" --rounds "${ROUNDS:-1}" --train-rows "${TRAIN_ROWS:-50000}" \
-    --out "${OUT:-$ROOT/bench/results/predict.json}"
+    --out "${OUT:-$ROOT/bench/results/predict.json}" "${RAY_ARGS[@]}"

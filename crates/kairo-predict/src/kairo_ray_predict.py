@@ -2,7 +2,8 @@
 beside kairo_ray_job.py, whose fetch/send/packed it uses).
 
 Reads kairo-predict.json: each shard becomes one Ray task (one CPU) that fetches the kairo
-binary (once per node, by its hash), the model and the shard's input files, runs
+binary (once per node, by its hash), the model and the shard's input files (linked, not
+copied, from a directory remote the node sees), runs
 `kairo predict --model-file ...` on them with one scoring thread, and sends back what it wrote —
 its part of the scores, the skipped rows, the prediction-log segments (a directory, as an
 uncompressed tar) — to the URLs Kairo signed, each with its size and SHA-256. A
@@ -22,6 +23,16 @@ import ray
 from kairo_ray_job import fetch, packed, send
 
 
+def place(url, dest, size):
+    """An object at dest: linked when the remote is a directory this node sees (no copy),
+    else fetched."""
+    if url.startswith("file://") and os.path.getsize(url[len("file://"):]) == size:
+        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+        os.symlink(url[len("file://"):], dest)
+    else:
+        fetch(url, dest, size)
+
+
 def kairo_binary(spec):
     """The kairo binary on this node: fetched once per node, shared by its tasks."""
     path = os.path.join(tempfile.gettempdir(), "kairo-bin-" + spec["hash"][:32])
@@ -37,9 +48,9 @@ def score(shard, job):
     result = {"index": shard["index"], "code": 0, "sent": {}}
     try:
         kairo = kairo_binary(job["kairo"])
-        fetch(job["model"]["url"], os.path.join(work, "model.onnx"), job["model"]["size"])
+        place(job["model"]["url"], os.path.join(work, "model.onnx"), job["model"]["size"])
         for i in shard["inputs"]:
-            fetch(i["url"], os.path.join(work, i["path"]), i["size"])
+            place(i["url"], os.path.join(work, i["path"]), i["size"])
         env = dict(os.environ, RAYON_NUM_THREADS=str(job["threads"]))
         p = subprocess.run([kairo] + shard["args"], cwd=work, capture_output=True, text=True, env=env)
         if p.returncode != 0:

@@ -151,10 +151,20 @@ impl Remote {
         Ok(hash)
     }
 
-    /// Send the file at `path`, which must hash to `hash`, as a multipart upload (aborted if
-    /// the bytes read do not hash to it).
+    /// Send the file at `path`, which must hash to `hash`: in one PUT when small, else as a
+    /// multipart upload (aborted if the bytes read do not hash to it).
     async fn put_file(&self, path: &Path, hash: Hash) -> Result<()> {
         let location = self.object_path(&hash);
+        let size = std::fs::metadata(path).map_err(StoreError::io(path))?.len();
+        if size <= SINGLE_PUT {
+            let bytes = std::fs::read(path).map_err(StoreError::io(path))?;
+            let actual = Hash::of(&bytes);
+            if actual != hash {
+                return Err(StoreError::Corrupt { hash, actual, path: path.to_path_buf() });
+            }
+            self.store.put(&location, PutPayload::from(bytes)).await.map_err(|e| self.error(e))?;
+            return Ok(());
+        }
         let path = path.to_path_buf();
         let mut file = std::fs::File::open(&path).map_err(StoreError::io(&path))?;
         let upload = self.store.put_multipart(&location).await.map_err(|e| self.error(e))?;

@@ -884,3 +884,23 @@ fn predict_on_ray_splits_the_input_and_comes_back_as_one_local_looking_run() {
         "{runs}"
     );
 }
+
+/// `--executor ray` through the S3 test server: the tasks fetch kairo, the model and the input,
+/// and send their parts and segments back, through signed URLs only.
+#[test]
+fn predict_on_ray_through_an_s3_remote() {
+    let Some(address) = crate::service("KAIRO_TEST_RAY_ADDRESS") else { return };
+    let Some(base) = crate::service("KAIRO_TEST_S3_URL") else { return };
+    let unique =
+        format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    let repo = crate::ray::ray_repo(&address, "", Some(&format!("{base}/predict-ray-{unique}")));
+    repo.kairo(&["models", "register", "forest", "--file", fixture("forest20.onnx").to_str().unwrap()])
+        .assert()
+        .success();
+    scoring_parquet(&repo, "in.parquet", &scoring_csv(&mut crate::monitoring::Lcg(7), 500, 0, 0), 100);
+    let args = ["predict", "forest", "--input", "in.parquet", "--id-column", "id"];
+    let r = repo.json(&[&args[..], &["--out", "ray.parquet", "--executor", "ray"]].concat());
+    assert_eq!((r["shards"].as_u64(), r["scored"].as_u64(), r["logged"].as_u64()), (Some(2), Some(500), Some(500)));
+    repo.kairo(&[&args[..], &["--out", "local.parquet", "--no-log"]].concat()).assert().success();
+    assert_eq!(read_parquet(&repo, "ray.parquet"), read_parquet(&repo, "local.parquet"));
+}
