@@ -813,6 +813,9 @@ fn open_input(
     Ok((features, reader))
 }
 
+/// What scoring did: rows read, scored and skipped, and the prediction-log segments written.
+type Counts = (u64, u64, u64, Vec<kairo_store::serving::Segment>);
+
 /// Where a shard of a larger input stands in it, for `kairo predict --model-file`: what the
 /// tasks of `--executor ray` run, with no project and no run of their own.
 #[derive(Debug, Clone)]
@@ -898,7 +901,7 @@ fn score_all(
     logging: Option<(&log::LogPlan, &kairo_store::LocalObjects)>,
     progress: &dyn Progress,
     shard: Option<usize>,
-) -> Result<(u64, u64, u64, Vec<kairo_store::serving::Segment>)> {
+) -> Result<Counts> {
     let mut segments = Vec::new();
     // Segments written aside, committed (one sync) a group at a time.
     const COMMIT_SEGMENTS: usize = 64;

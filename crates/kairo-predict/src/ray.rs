@@ -151,7 +151,7 @@ impl Drop for Cleanup<'_> {
 
 /// Score `job` on the project's Ray cluster: (rows, scored, skipped, segments) and how many
 /// shards, with the output (and skipped rows) in place.
-pub(crate) fn score(job: &Job<'_>, h: &tokio::runtime::Handle) -> Result<((u64, u64, u64, Vec<Segment>), usize)> {
+pub(crate) fn score(job: &Job<'_>, h: &tokio::runtime::Handle) -> Result<(crate::Counts, usize)> {
     let req = job.req;
     let client = kairo_pipeline::ray::client(job.project).map_err(|e| PredictError::Ray(e.to_string()))?;
     h.block_on(client.version()).map_err(cluster)?;

@@ -589,25 +589,26 @@ mod tests {
     /// One tree: node 0 splits on feature `f0` at 0.5 (`mode`); leaf 1 weighs 10, leaf 2 weighs
     /// 20. `true_child` is node 0's true child (1, or 0 for a cycle).
     fn tree(mode: &str, true_child: i64) -> NodeProto {
-        let mut node = NodeProto::default();
-        node.attribute = vec![
-            ints_attr("nodes_treeids", &[0, 0, 0]),
-            ints_attr("nodes_nodeids", &[0, 1, 2]),
-            ints_attr("nodes_featureids", &[1, 0, 0]),
-            AttributeProto {
-                name: "nodes_modes".into(),
-                strings: vec![mode.into(), b"LEAF".to_vec(), b"LEAF".to_vec()],
-                ..Default::default()
-            },
-            floats_attr("nodes_values", &[0.5, 0.0, 0.0]),
-            ints_attr("nodes_truenodeids", &[true_child, 0, 0]),
-            ints_attr("nodes_falsenodeids", &[2, 0, 0]),
-            ints_attr("leaf_treeids", &[0, 0]),
-            ints_attr("leaf_nodeids", &[1, 2]),
-            ints_attr("leaf_targetids", &[0, 0]),
-            floats_attr("leaf_weights", &[10.0, 20.0]),
-        ];
-        node
+        NodeProto {
+            attribute: vec![
+                ints_attr("nodes_treeids", &[0, 0, 0]),
+                ints_attr("nodes_nodeids", &[0, 1, 2]),
+                ints_attr("nodes_featureids", &[1, 0, 0]),
+                AttributeProto {
+                    name: "nodes_modes".into(),
+                    strings: vec![mode.into(), b"LEAF".to_vec(), b"LEAF".to_vec()],
+                    ..Default::default()
+                },
+                floats_attr("nodes_values", &[0.5, 0.0, 0.0]),
+                ints_attr("nodes_truenodeids", &[true_child, 0, 0]),
+                ints_attr("nodes_falsenodeids", &[2, 0, 0]),
+                ints_attr("leaf_treeids", &[0, 0]),
+                ints_attr("leaf_nodeids", &[1, 2]),
+                ints_attr("leaf_targetids", &[0, 0]),
+                floats_attr("leaf_weights", &[10.0, 20.0]),
+            ],
+            ..Default::default()
+        }
     }
 
     /// The same scores from the walk of `BRANCH_LEQ` forests (full groups of 8 rows) and the
