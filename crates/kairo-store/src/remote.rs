@@ -1,13 +1,27 @@
-//! Remote object stores: an S3-compatible bucket (`s3://bucket/prefix`, endpoint and
-//! credentials from the usual `AWS_*` environment variables) or a directory (`file:///dir`
-//! or a plain path), both through the `object_store` crate and laid out like the local store
-//! (`prefix/ab/cdef…`).
+//! Remote object stores, all through the `object_store` crate and laid out like the local
+//! store (`prefix/ab/cdef…`):
+//! - an S3-compatible bucket, `s3://bucket/prefix` (endpoint and credentials from the usual
+//!   `AWS_*` environment variables and files);
+//! - a Google Cloud Storage bucket, `gs://bucket/prefix` (credentials from
+//!   `GOOGLE_SERVICE_ACCOUNT` / `GOOGLE_APPLICATION_CREDENTIALS`, else the instance's metadata
+//!   server; an emulator or another endpoint through the service account file's
+//!   `gcs_base_url`);
+//! - an Azure Blob container, `az://container/prefix`, also spelled `azure://…` and, as DVC and
+//!   fsspec users write it, `abfs[s]://container@account.dfs.core.windows.net/prefix`
+//!   (account and credentials from `AZURE_STORAGE_*`, else the managed identity; Azurite with
+//!   `AZURE_STORAGE_USE_EMULATOR=true`, its address in `AZURITE_BLOB_STORAGE_URL`);
+//! - a directory, `file:///dir` or a plain path.
+//!
+//! Credentials never come from `kairo.yaml`: a URL carrying one (a password, a SAS token) is
+//! refused with where it belongs instead.
 
 use crate::error::{Result, StoreError};
 use crate::objects::{LocalObjects, Staged};
 use futures::{StreamExt, TryStreamExt};
 use kairo_core::Hash;
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
@@ -33,30 +47,150 @@ pub struct Remote {
 
 #[derive(Debug, Clone)]
 enum Access {
-    Signed(Arc<object_store::aws::AmazonS3>),
+    Signed(Arc<dyn object_store::signer::Signer>),
     Dir(std::path::PathBuf),
+}
+
+/// A cloud remote's connection attempt gives up after this (the default waits for the OS).
+const CONNECT: object_store::ClientConfigKey = object_store::ClientConfigKey::ConnectTimeout;
+const CONNECT_TIMEOUT: &str = "10s";
+
+/// Transient failures (5xx, throttling, a dropped connection) are retried three times with
+/// backoff from 100 ms, within 2 minutes; object_store's default (ten times, 3 minutes) kept an
+/// unreachable host's error from the user for most of a minute.
+fn retries() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(120),
+        ..Default::default()
+    }
+}
+
+/// One step of [`Remote::probe`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeStep {
+    /// `write`, `read`, `list`, `upload`, `download` or `delete`.
+    pub what: &'static str,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Why it failed (naming the remote and the cause), or None.
+    pub error: Option<String>,
+}
+
+/// The object-store kinds a remote URL can name, by scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    S3,
+    Gcs,
+    Azure,
+    Dir,
+}
+
+/// What a remote URL names: its kind, the bucket or container, the account (Azure's
+/// `abfs://container@account…`), and the prefix inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub kind: Kind,
+    pub bucket: String,
+    pub account: Option<String>,
+    pub prefix: String,
+}
+
+/// Parse a remote URL; a directory path or `file://` URL is `Kind::Dir` with the path as
+/// `prefix`. Refused: unknown schemes, a missing bucket, and credentials in the URL.
+pub fn parse_url(url: &str) -> std::result::Result<Parsed, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok(Parsed { kind: Kind::Dir, bucket: String::new(), account: None, prefix: url.to_string() });
+    };
+    let kind = match scheme {
+        "s3" => Kind::S3,
+        "gs" | "gcs" => Kind::Gcs,
+        "az" | "azure" | "abfs" | "abfss" => Kind::Azure,
+        "file" => return Ok(Parsed { kind: Kind::Dir, bucket: String::new(), account: None, prefix: rest.into() }),
+        _ => {
+            return Err(format!(
+                "unsupported scheme `{scheme}://` (use s3://bucket/prefix, gs://bucket/prefix, \
+                 az://container/prefix, file:///dir or a directory path)"
+            ))
+        }
+    };
+    let where_credentials_go = match kind {
+        Kind::S3 => "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or ~/.aws/credentials",
+        Kind::Gcs => "GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_SERVICE_ACCOUNT (a key file's path)",
+        _ => "AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY or a managed identity",
+    };
+    if rest.contains('?') || rest.contains('#') {
+        return Err(format!(
+            "a remote URL holds no query: credentials such as a SAS token belong in the environment \
+             ({where_credentials_go}), never in kairo.yaml, which is committed"
+        ));
+    }
+    let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let (bucket, account) = match authority.split_once('@') {
+        // abfs://container@account.dfs.core.windows.net
+        Some((container, host)) if kind == Kind::Azure && !container.contains(':') => {
+            (container.to_string(), host.split('.').next().map(str::to_string).filter(|a| !a.is_empty()))
+        }
+        Some(_) => {
+            return Err(format!(
+                "a remote URL holds no user or password: credentials belong in the environment \
+                 ({where_credentials_go}), never in kairo.yaml, which is committed"
+            ))
+        }
+        None => (authority.to_string(), None),
+    };
+    if bucket.is_empty() {
+        let what = if kind == Kind::Azure { "container" } else { "bucket" };
+        return Err(format!("no {what} name (expected {scheme}://{what}/prefix)"));
+    }
+    Ok(Parsed { kind, bucket, account, prefix: prefix.trim_matches('/').to_string() })
 }
 
 impl Remote {
     /// Open a remote from its URL; relative directory paths are taken from `base`.
     pub fn open(url: &str, base: &Path) -> Result<Self> {
         let err = |message: String| StoreError::Remote { url: url.to_string(), message };
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(err("no bucket name (expected s3://bucket/prefix)".into()));
+        let parsed = parse_url(url).map_err(err)?;
+        let signed = |store: Arc<dyn ObjectStore>, signer: Arc<dyn object_store::signer::Signer>| {
+            let prefix = ObjectPath::parse(&parsed.prefix).map_err(|e| err(e.to_string()))?;
+            Ok(Remote { url: url.to_string(), store, prefix, access: Access::Signed(signer) })
+        };
+        match parsed.kind {
+            Kind::S3 => {
+                let store = AmazonS3Builder::from_env()
+                    .with_bucket_name(&parsed.bucket)
+                    .with_retry(retries())
+                    .with_config(object_store::aws::AmazonS3ConfigKey::Client(CONNECT), CONNECT_TIMEOUT)
+                    .build()
+                    .map_err(|e| err(e.to_string()))?;
+                let store = Arc::new(store);
+                return signed(store.clone(), store);
             }
-            let store = AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| err(e.to_string()))?;
-            let prefix = ObjectPath::parse(prefix.trim_matches('/')).map_err(|e| err(e.to_string()))?;
-            let store = Arc::new(store);
-            let access = Access::Signed(Arc::clone(&store));
-            return Ok(Remote { url: url.to_string(), store, prefix, access });
+            Kind::Gcs => {
+                let store = GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(&parsed.bucket)
+                    .with_retry(retries())
+                    .with_config(object_store::gcp::GoogleConfigKey::Client(CONNECT), CONNECT_TIMEOUT)
+                    .build()
+                    .map_err(|e| err(e.to_string()))?;
+                let store = Arc::new(store);
+                return signed(store.clone(), store);
+            }
+            Kind::Azure => {
+                let mut builder = MicrosoftAzureBuilder::from_env()
+                    .with_container_name(&parsed.bucket)
+                    .with_retry(retries())
+                    .with_config(object_store::azure::AzureConfigKey::Client(CONNECT), CONNECT_TIMEOUT);
+                if let Some(account) = &parsed.account {
+                    builder = builder.with_account(account);
+                }
+                let store = Arc::new(builder.build().map_err(|e| err(e.to_string()))?);
+                return signed(store.clone(), store);
+            }
+            Kind::Dir => {}
         }
         let dir = match url.strip_prefix("file://") {
             Some(p) => std::path::PathBuf::from(p),
-            None if url.contains("://") => {
-                return Err(err("unsupported scheme (use s3://bucket/prefix, file:///dir or a directory path)".into()))
-            }
             None => base.join(url),
         };
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
@@ -212,10 +346,11 @@ impl Remote {
     /// URL on S3, a `file://` path for a directory remote (a cluster sharing that filesystem).
     async fn access_url(&self, method: &str, location: &ObjectPath, valid: std::time::Duration) -> Result<String> {
         match &self.access {
-            Access::Signed(s3) => {
-                use object_store::signer::Signer;
+            Access::Signed(signer) => {
                 let method = if method == "PUT" { http::Method::PUT } else { http::Method::GET };
-                let url = s3.signed_url(method, location, valid).await.map_err(|e| self.error(e))?;
+                let url = signer.signed_url(method, location, valid).await.map_err(|e| {
+                    self.error(format!("cannot sign a URL for a job elsewhere to reach {location}: {e}"))
+                })?;
                 Ok(url.to_string())
             }
             Access::Dir(dir) => {
@@ -274,6 +409,113 @@ impl Remote {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error(e)),
         }
+    }
+
+    /// Write, read back, list and delete a probe object under `probe/` (a small one for the
+    /// latency, then `size` bytes for the throughput): each step's outcome and duration, so
+    /// `kairo remote test` can say what works. Stops at the first step that fails (after
+    /// trying to delete what it wrote).
+    pub async fn probe(&self, size: usize) -> Vec<ProbeStep> {
+        let name = format!(
+            "{:x}-{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+            std::process::id()
+        );
+        let small = self.prefix.child("probe").child(format!("{name}-small"));
+        let large = self.prefix.child("probe").child(format!("{name}-large"));
+        let payload: Vec<u8> = (0..size).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let mut steps = Vec::new();
+        let timed = |what: &'static str, bytes: u64, started: std::time::Instant, r: Result<()>| ProbeStep {
+            what,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            error: r.err().map(|e| e.to_string()),
+        };
+        let t = std::time::Instant::now();
+        let r = self
+            .store
+            .put(&small, PutPayload::from(b"kairo probe".to_vec()))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e));
+        steps.push(timed("write", 11, t, r));
+        if steps.last().is_some_and(|s| s.error.is_none()) {
+            let t = std::time::Instant::now();
+            let r = async {
+                let got = self
+                    .store
+                    .get(&small)
+                    .await
+                    .map_err(|e| self.error(e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| self.error(e))?;
+                if got.as_ref() != b"kairo probe" {
+                    return Err(self.error("the probe read back differs from what was written"));
+                }
+                Ok(())
+            }
+            .await;
+            steps.push(timed("read", 11, t, r));
+        }
+        if steps.last().is_some_and(|s| s.error.is_none()) {
+            let t = std::time::Instant::now();
+            let r = async {
+                let listed: Vec<_> = self
+                    .store
+                    .list(Some(&self.prefix.child("probe")))
+                    .try_collect()
+                    .await
+                    .map_err(|e| self.error(e))?;
+                if !listed.iter().any(|m| m.location == small) {
+                    return Err(self.error("the probe written is missing from the listing"));
+                }
+                Ok(())
+            }
+            .await;
+            steps.push(timed("list", 0, t, r));
+        }
+        if steps.last().is_some_and(|s| s.error.is_none()) && size > 0 {
+            let t = std::time::Instant::now();
+            let r = async {
+                let upload = self.store.put_multipart(&large).await.map_err(|e| self.error(e))?;
+                let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+                writer.write(&payload);
+                writer.finish().await.map_err(|e| self.error(e))?;
+                Ok(())
+            }
+            .await;
+            steps.push(timed("upload", size as u64, t, r));
+            if steps.last().is_some_and(|s| s.error.is_none()) {
+                let t = std::time::Instant::now();
+                let r = async {
+                    let got = self
+                        .store
+                        .get(&large)
+                        .await
+                        .map_err(|e| self.error(e))?
+                        .bytes()
+                        .await
+                        .map_err(|e| self.error(e))?;
+                    if got.as_ref() != payload.as_slice() {
+                        return Err(self.error("the large probe read back differs from what was written"));
+                    }
+                    Ok(())
+                }
+                .await;
+                steps.push(timed("download", size as u64, t, r));
+            }
+        }
+        let t = std::time::Instant::now();
+        let mut r = Ok(());
+        for location in [&small, &large] {
+            match self.store.delete(location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => r = Err(self.error(e)),
+            }
+        }
+        steps.push(timed("delete", 0, t, r));
+        steps
     }
 
     /// Remove an object from the remote (tests use this to simulate loss).

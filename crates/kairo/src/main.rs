@@ -14,6 +14,7 @@ mod pipeline;
 mod predict;
 mod progress;
 mod remote;
+mod remotes;
 mod report;
 mod server;
 mod train;
@@ -74,6 +75,11 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: data::DataCommand,
+    },
+    /// Storage remotes (S3, Google Cloud Storage, Azure Blob, a directory): add, ls, test.
+    Remote {
+        #[command(subcommand)]
+        command: remotes::RemoteCommand,
     },
     /// Run the pipeline's stale stages (or the named ones), recording each execution as a run.
     Run(pipeline::RunArgs),
@@ -267,6 +273,7 @@ async fn run(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Init { dir, json } => init(dir, json).await,
         Command::Data { command } => data::run(command).await,
+        Command::Remote { command } => remotes::run(command).await,
         Command::Run(args) => pipeline::run(args).await,
         Command::Status(args) => pipeline::status(args).await,
         Command::Runs { command } => pipeline::runs(command).await,

@@ -65,6 +65,41 @@ async fn s3_remote_round_trip() {
     round_trip(&remote).await;
 }
 
+#[tokio::test]
+async fn azure_remote_round_trip() {
+    let Some(url) = crate::service("KAIRO_TEST_AZURE_URL") else { return };
+    let remote = Remote::open(&format!("{url}/store-{}", crate::uuid_like()), std::path::Path::new(".")).unwrap();
+    round_trip(&remote).await;
+}
+
+#[test]
+fn remote_urls_name_their_store_and_never_carry_credentials() {
+    use kairo_store::remote::{parse_url, Kind};
+    let p = parse_url("abfss://models@acme.dfs.core.windows.net/team/kairo/").unwrap();
+    assert_eq!(
+        (p.kind, p.bucket.as_str(), p.account.as_deref(), p.prefix.as_str()),
+        (Kind::Azure, "models", Some("acme"), "team/kairo")
+    );
+    for (url, kind, bucket) in [
+        ("gs://b/p", Kind::Gcs, "b"),
+        ("az://c/p", Kind::Azure, "c"),
+        ("azure://c", Kind::Azure, "c"),
+        ("s3://b/p/q", Kind::S3, "b"),
+    ] {
+        let p = parse_url(url).unwrap();
+        assert_eq!((p.kind, p.bucket.as_str()), (kind, bucket), "{url}");
+    }
+    let err = parse_url("az://c/p?sv=2022&sig=abc").unwrap_err();
+    assert!(
+        err.contains("SAS token") && err.contains("AZURE_STORAGE_SAS_KEY") && err.contains("never in kairo.yaml"),
+        "{err}"
+    );
+    let err = parse_url("s3://AKIA:secret@bucket/p").unwrap_err();
+    assert!(err.contains("no user or password") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    let err = parse_url("gs:///p").unwrap_err();
+    assert!(err.contains("no bucket name (expected gs://bucket/prefix)"), "{err}");
+}
+
 #[test]
 fn bad_remote_urls_are_clear_errors() {
     let err = Remote::open("ftp://x/y", std::path::Path::new(".")).unwrap_err().to_string();

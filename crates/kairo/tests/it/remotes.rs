@@ -10,6 +10,11 @@ fn set_remote(repo: &Repo, url: &str) {
 fn push_pull_round_trip(url: &str) {
     let a = Repo::new();
     set_remote(&a, url);
+    // `kairo remote test` on the same remote: every step works.
+    let t = a.json(&["remote", "test", "--size", "3000000"]);
+    let steps: Vec<&str> = t["steps"].as_array().unwrap().iter().map(|s| s["what"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["write", "read", "list", "upload", "download", "delete"], "{t}");
+    assert_eq!(t["ok"], true, "{t}");
     make_tree(&a, "data", 20);
     a.write("big.bin", vec![7u8; 20 << 20]);
     a.kairo(&["data", "add", "data", "big.bin"]).assert().success();
@@ -57,6 +62,65 @@ fn push_pull_through_s3() {
     let unique =
         format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
     push_pull_round_trip(&format!("{base}/cli-{unique}"));
+}
+
+/// Through Azurite (`.ci/start-azurite.sh`; `AZURE_STORAGE_USE_EMULATOR=true`).
+#[test]
+fn push_pull_through_azure() {
+    let Some(base) = crate::service("KAIRO_TEST_AZURE_URL") else { return };
+    push_pull_round_trip(&format!("{base}/cli-{}", unique()));
+}
+
+fn unique() -> String {
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+/// `kairo remote add|ls|test`: added to kairo.yaml (credentials refused), listed, probed; a
+/// remote that cannot be reached fails its test naming the remote and the cause.
+#[test]
+fn remote_add_ls_and_test() {
+    let repo = Repo::new();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    repo.kairo(&["remote", "add", "store", &url, "--default"]).assert().success();
+    repo.kairo(&["remote", "add", "cloud", "gs://kairo-bucket/team"]).assert().success();
+    let ls = repo.json(&["remote", "ls"]);
+    let rows: Vec<(&str, &str, bool)> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["kind"].as_str().unwrap(), r["default"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(rows, [("cloud", "gcs", false), ("store", "directory", true)]);
+    repo.kairo(&["remote", "add", "store", "s3://b/p"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("a remote named `store` already"));
+    repo.kairo(&["remote", "add", "sas", "az://c/p?sv=2022-11-02&sig=abc"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("SAS token").and(predicate::str::contains("never in kairo.yaml")));
+    repo.kairo(&["remote", "add", "ftp", "ftp://host/x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unsupported scheme"));
+    let t = repo.json(&["remote", "test", "--size", "100000"]);
+    assert_eq!(t["ok"], true, "{t}");
+    assert!(std::fs::read_dir(dir.path().join("probe")).map(|d| d.count()).unwrap_or(0) == 0, "the probe is deleted");
+    // Nothing listens there: the first step fails, named, and the test exits 1.
+    repo.kairo(&["remote", "add", "down", "s3://kairo-test/x"]).assert().success();
+    let out = repo
+        .kairo(&["remote", "test", "down"])
+        .env("AWS_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("write    FAIL") && text.contains("s3://kairo-test/x"), "{text}");
 }
 
 #[test]
