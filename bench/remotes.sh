@@ -5,8 +5,8 @@
 # (azure-storage-blob, upload_blob/download_blob), the emulator's raw throughput.
 # Goals: ≥ 5× DVC on the small files; within 1.2× of the raw client on the large one.
 # Usage: bash bench/remotes.sh   (markdown tables; JSON in bench/results/remotes.json)
-# Settings: KAIRO (a kairo binary instead of building release), BENCH_DIR (default
-# /tmp/kairo-bench-remotes; ~6 GiB), ROUNDS (default 1), LARGE_MIB (default 1024).
+# Settings: BENCH_DIR (default /tmp/kairo-bench-remotes; ~6 GiB), ROUNDS (default 1), LARGE_MIB
+# (default 1024), BENCH_VENV; kairo is built in release (bench/common.sh).
 # Not yet: GCS (the emulator on PyPI lacks the XML API uploads object_store makes) and SSH.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"

@@ -77,6 +77,58 @@ pub struct ProbeStep {
     pub error: Option<String>,
 }
 
+/// What went wrong talking to a remote, as far as an error's text tells (object_store reports
+/// most HTTP failures as text with the status in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Auth,
+    Network,
+    Quota,
+}
+
+fn cause(text: &str) -> Option<Cause> {
+    let t = text.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| t.contains(n));
+    if has(&[
+        "401 unauthorized",
+        "403 forbidden",
+        "authenticationfailed",
+        "accessdenied",
+        "signaturedoesnotmatch",
+        "invalidaccesskeyid",
+        "permission denied",
+        "unauthenticated",
+        "error getting token",
+    ]) {
+        Some(Cause::Auth)
+    } else if has(&["429 too many", "slowdown", "quotaexceeded", "insufficientstorage", "507 insufficient"]) {
+        Some(Cause::Quota)
+    } else if has(&[
+        "connection refused",
+        "error sending request",
+        "dns error",
+        "timed out",
+        "connect error",
+        "failed to lookup address",
+    ]) {
+        Some(Cause::Network)
+    } else {
+        None
+    }
+}
+
+/// Where a kind of remote takes its credentials from.
+fn credentials_hint(kind: Kind) -> &'static str {
+    match kind {
+        Kind::S3 => "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials",
+        Kind::Gcs => "GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_SERVICE_ACCOUNT, or the machine's service account",
+        Kind::Azure => {
+            "AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_KEY, or a managed identity"
+        }
+        Kind::Dir => "the directory's permissions",
+    }
+}
+
 /// The object-store kinds a remote URL can name, by scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -114,11 +166,7 @@ pub fn parse_url(url: &str) -> std::result::Result<Parsed, String> {
             ))
         }
     };
-    let where_credentials_go = match kind {
-        Kind::S3 => "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or ~/.aws/credentials",
-        Kind::Gcs => "GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_SERVICE_ACCOUNT (a key file's path)",
-        _ => "AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY or a managed identity",
-    };
+    let where_credentials_go = credentials_hint(kind);
     if rest.contains('?') || rest.contains('#') {
         return Err(format!(
             "a remote URL holds no query: credentials such as a SAS token belong in the environment \
@@ -214,7 +262,17 @@ impl Remote {
     }
 
     fn error(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Remote { url: self.url.clone(), message: e.to_string() }
+        let text = e.to_string();
+        let message = match cause(&text) {
+            Some(Cause::Auth) => format!(
+                "the remote refused the credentials ({}): {text}",
+                parse_url(&self.url).map(|p| credentials_hint(p.kind)).unwrap_or("check the credentials")
+            ),
+            Some(Cause::Network) => format!("cannot reach the remote (network): {text}"),
+            Some(Cause::Quota) => format!("the remote is throttling or out of quota (retried): {text}"),
+            None => text,
+        };
+        StoreError::Remote { url: self.url.clone(), message }
     }
 
     /// The subset of `hashes` the remote lacks. One LIST per shard involved, `jobs` at a time,

@@ -112,6 +112,7 @@ fn remote_add_ls_and_test() {
     let out = repo
         .kairo(&["remote", "test", "down"])
         .env("AWS_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .env("AWS_ALLOW_HTTP", "true")
         .env("AWS_ACCESS_KEY_ID", "k")
         .env("AWS_SECRET_ACCESS_KEY", "s")
@@ -121,6 +122,81 @@ fn remote_add_ls_and_test() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("write    FAIL") && text.contains("s3://kairo-test/x"), "{text}");
+    assert!(text.contains("cannot reach the remote (network)"), "{text}");
+}
+
+/// A push killed halfway resumes: the next push sends only what is missing, and a fresh pull
+/// verifies every object (directory remote: its objects can be counted while the push runs).
+#[test]
+fn a_killed_push_resumes_where_it_stopped() {
+    let remote = tempfile::tempdir().unwrap();
+    let a = Repo::new();
+    set_remote(&a, &format!("file://{}", remote.path().display()));
+    make_tree(&a, "data", 3000);
+    a.kairo(&["data", "add", "data"]).assert().success();
+    let total = a.object_count();
+    let count = || walkdir_count(remote.path());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
+        .args(["data", "push", "-j", "1"])
+        .current_dir(a.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while count() < 50 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the push never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let sent = count();
+    assert!(sent < total, "the push was killed before it finished ({sent} of {total})");
+    let r = a.json(&["data", "push"]);
+    let resumed = r["transferred"].as_u64().unwrap() as usize;
+    assert!(resumed <= total - 50 && resumed + sent >= total, "sent {sent}, then {resumed}, of {total}");
+    assert_eq!(a.json(&["data", "push"])["transferred"], 0);
+    a.git(&["add", "-A"]);
+    a.git(&["commit", "-qm", "data"]);
+    let b = Repo::bare();
+    b.git(&["clone", "-q", a.path().to_str().unwrap(), "."]);
+    b.kairo(&["data", "pull"]).assert().success();
+    b.kairo(&["data", "verify"]).assert().code(0);
+}
+
+fn walkdir_count(dir: &std::path::Path) -> usize {
+    fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| if e.path().is_dir() { walkdir_count(&e.path()) } else { 1 }).sum())
+        .unwrap_or(0)
+}
+
+/// A refused credential and an unreachable host name the remote and the cause, and where the
+/// credentials come from.
+#[test]
+fn a_wrong_credential_or_an_unreachable_host_is_named() {
+    let Some(s3) = crate::service("KAIRO_TEST_S3_URL") else { return };
+    let Some(azure) = crate::service("KAIRO_TEST_AZURE_URL") else { return };
+    let repo = Repo::new();
+    repo.write("a.txt", "a");
+    repo.kairo(&["data", "add", "a.txt"]).assert().success();
+    set_remote(&repo, &format!("{s3}/wrong-{}", unique()));
+    let out = repo.kairo(&["data", "push"]).env("AWS_SECRET_ACCESS_KEY", "not-the-secret").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refused the credentials") && err.contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+    set_remote(&repo, &format!("{azure}/wrong-{}", unique()));
+    let out = repo
+        .kairo(&["data", "push"])
+        .env("AZURE_STORAGE_ACCOUNT_KEY", "bm90LXRoZS1rZXktbm90LXRoZS1rZXktbm90LXRoZS1rZXk=")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refused the credentials") && err.contains("AZURE_STORAGE_ACCOUNT_KEY"), "{err}");
+    let out = repo.kairo(&["data", "push"]).env("AZURITE_BLOB_STORAGE_URL", "http://127.0.0.1:9").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot reach the remote (network)") && err.contains(&azure), "{err}");
 }
 
 #[test]
