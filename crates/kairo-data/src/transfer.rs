@@ -3,6 +3,7 @@
 use crate::error::{DataError, Result};
 use crate::project::Project;
 use crate::tree;
+use crate::Progress;
 use futures::{StreamExt, TryStreamExt};
 use kairo_core::manifest::{EntryKind, Manifest};
 use kairo_core::pointer::PointerKind;
@@ -24,8 +25,15 @@ pub struct TransferReport {
 /// Objects per durability batch while pulling.
 const PULL_BATCH: usize = 1024;
 
-/// Upload every object of the given tracked paths (all when empty) that the remote lacks.
-pub async fn push(project: &Project, remote: &Remote, rels: &[String], jobs: usize) -> Result<TransferReport> {
+/// Upload every object of the given tracked paths (all when empty) that the remote lacks,
+/// `jobs` at a time; `progress` hears of the bytes to send, then of each object sent.
+pub async fn push(
+    project: &Project,
+    remote: &Remote,
+    rels: &[String],
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<TransferReport> {
     let rels = if rels.is_empty() { project.tracked_paths()? } else { rels.to_vec() };
     let objects = project.objects()?;
     let mut needed = BTreeSet::new();
@@ -43,10 +51,19 @@ pub async fn push(project: &Project, remote: &Remote, rels: &[String], jobs: usi
     }
     let needed: Vec<Hash> = needed.into_iter().collect();
     let missing = remote.missing(&needed, jobs).await?;
-    let bytes: Vec<u64> = futures::stream::iter(missing.iter().map(|h| remote.upload(&objects, *h)))
-        .buffer_unordered(jobs.max(1))
-        .try_collect()
-        .await?;
+    let mut total = 0;
+    for h in &missing {
+        total += objects.size(h)?;
+    }
+    progress.set_total(total);
+    let bytes: Vec<u64> = futures::stream::iter(missing.iter().map(|h| async {
+        let n = remote.upload(&objects, *h).await?;
+        progress.advance(n, 1);
+        Ok::<_, kairo_store::StoreError>(n)
+    }))
+    .buffer_unordered(jobs.max(1))
+    .try_collect()
+    .await?;
     let report = TransferReport {
         remote: remote.url().to_string(),
         objects: needed.len() as u64,
@@ -72,8 +89,15 @@ async fn record(project: &Project, kind: EventKind, report: &TransferReport, rel
 }
 
 /// Download what the given tracked paths need and the local store lacks, verifying every
-/// object's hash. Directories are fetched level by level: a manifest names the next level.
-pub async fn pull(project: &Project, remote: &Remote, rels: &[String], jobs: usize) -> Result<TransferReport> {
+/// object's hash. Directories are fetched level by level: a manifest names the next level, so
+/// the total is not known ahead; `progress` hears of each object fetched.
+pub async fn pull(
+    project: &Project,
+    remote: &Remote,
+    rels: &[String],
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<TransferReport> {
     let rels = if rels.is_empty() { project.tracked_paths()? } else { rels.to_vec() };
     let objects = project.objects()?;
     let _lock = project.lock_shared()?;
@@ -89,10 +113,14 @@ pub async fn pull(project: &Project, remote: &Remote, rels: &[String], jobs: usi
         report.objects += level.len() as u64;
         let absent: Vec<Hash> = level.iter().map(|(h, _)| *h).filter(|h| !objects.contains(h)).collect();
         for chunk in absent.chunks(PULL_BATCH) {
-            let staged: Vec<_> = futures::stream::iter(chunk.iter().map(|h| remote.download(&objects, *h)))
-                .buffer_unordered(jobs.max(1))
-                .try_collect()
-                .await?;
+            let staged: Vec<_> = futures::stream::iter(chunk.iter().map(|h| async {
+                let staged = remote.download(&objects, *h).await?;
+                progress.advance(staged.size, 1);
+                Ok::<_, kairo_store::StoreError>(staged)
+            }))
+            .buffer_unordered(jobs.max(1))
+            .try_collect()
+            .await?;
             report.transferred += staged.len() as u64;
             report.bytes += staged.iter().map(|s| s.size).sum::<u64>();
             objects.commit(staged)?;

@@ -191,7 +191,10 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
         DataCommand::Push { transfer: TransferArgs { paths, remote, jobs }, json } => {
             let rels = relatives(&project, &cwd, &paths)?;
             let remote = project.remote(remote.as_deref())?;
-            let r = transfer::push(&project, &remote, &rels, jobs).await?;
+            let bar = Bar::new(&format!("pushing to {}", remote.url()));
+            let r = transfer::push(&project, &remote, &rels, jobs, &bar).await;
+            bar.finish();
+            let r = r?;
             if json {
                 print_json(&r);
             } else {
@@ -202,7 +205,10 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
         DataCommand::Pull { transfer: TransferArgs { paths, remote, jobs }, no_checkout, force, json } => {
             let rels = relatives(&project, &cwd, &paths)?;
             let remote = project.remote(remote.as_deref())?;
-            let r = transfer::pull(&project, &remote, &rels, jobs).await?;
+            let bar = Bar::counting(&format!("pulling from {}", remote.url()));
+            let r = transfer::pull(&project, &remote, &rels, jobs, &bar).await;
+            bar.finish();
+            let r = r?;
             let checked = if no_checkout { Vec::new() } else { checkout::checkout(&project, &rels, force)? };
             if json {
                 print_json(&serde_json::json!({"transfer": r, "checkout": checked}));

@@ -24,6 +24,18 @@ impl Bar {
         Bar { bar, started: Instant::now(), shown: AtomicBool::new(false), enabled: std::io::stderr().is_terminal() }
     }
 
+    /// A bar for work whose size is learnt as it goes (a pull walks directories level by
+    /// level): bytes so far and the rate, no total.
+    pub fn counting(message: &str) -> Self {
+        let bar = Bar::new(message);
+        bar.bar.set_style(
+            ProgressStyle::with_template("{msg} {bytes} {binary_bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.bar.set_length(u64::MAX);
+        bar
+    }
+
     pub fn finish(&self) {
         if self.shown.load(Ordering::Relaxed) {
             self.bar.finish_and_clear();

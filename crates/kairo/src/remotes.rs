@@ -13,7 +13,9 @@ pub enum RemoteCommand {
     /// Add a remote to kairo.yaml: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix
     /// (or azure://, abfs[s]://container@account.dfs.core.windows.net/prefix), or a directory.
     Add {
+        /// The remote's name in kairo.yaml (letters, digits, - and _).
         name: String,
+        /// Where it is: s3://…, gs://…, az://…, file:///dir or a directory path (no credentials).
         url: String,
         /// Also make it `default_remote`.
         #[arg(long)]
@@ -21,16 +23,19 @@ pub enum RemoteCommand {
     },
     /// List the remotes of kairo.yaml.
     Ls {
+        /// Print them as JSON (name, url, kind, default).
         #[arg(long)]
         json: bool,
     },
     /// Write, read, list and delete a probe object on a remote (default: `default_remote`), and
     /// time a larger upload and download: what works, the latency, the throughput.
     Test {
+        /// The remote (default: `default_remote`).
         name: Option<String>,
         /// Bytes of the throughput probe (0: none).
         #[arg(long, default_value_t = 8 << 20)]
         size: usize,
+        /// Print the steps as JSON (what, bytes, seconds, error).
         #[arg(long)]
         json: bool,
     },
