@@ -78,6 +78,9 @@ pub enum DataError {
     NestedTracking { path: String, parent: String },
     #[error("runtime: {0}")]
     Runtime(String),
+    /// A remote that cannot be added as given (its name, its URL, or kairo.yaml's form).
+    #[error("{0}")]
+    RemoteRefused(String),
 }
 
 impl DataError {

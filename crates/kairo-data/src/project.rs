@@ -144,6 +144,48 @@ impl Project {
         Ok(Remote::open(&cfg.url, &self.root)?)
     }
 
+    /// Add remote `name` at `url` to kairo.yaml (and make it `default_remote` with `default`),
+    /// editing the file's text so the rest stays as written: the entry goes right under
+    /// `remotes:` (appended with it when absent), and the result must parse to a config that
+    /// has it, else nothing is written. The URL is checked (`parse_url`: a known kind, no
+    /// credentials in it), not the remote: its credentials may live where this process cannot
+    /// see them.
+    pub fn add_remote(&self, name: &str, url: &str, default: bool) -> Result<()> {
+        let refused = |m: String| DataError::RemoteRefused(m);
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(refused(format!("remote name `{name}`: use letters, digits, - and _")));
+        }
+        kairo_store::remote::parse_url(url).map_err(|e| refused(format!("remote `{name}` ({url}): {e}")))?;
+        if let Some(existing) = self.config.remotes.get(name) {
+            return Err(refused(format!(
+                "kairo.yaml has a remote named `{name}` already ({}); edit it there",
+                existing.url
+            )));
+        }
+        let path = self.root.join(CONFIG_FILE);
+        let text = fs::read_to_string(&path).map_err(DataError::io(&path))?;
+        let entry = format!("  {name}:\n    url: {}", serde_json::Value::String(url.to_string()));
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        match lines.iter().position(|l| l.trim_end() == "remotes:") {
+            Some(at) => lines.insert(at + 1, entry.clone()),
+            None => lines.push(format!("remotes:\n{entry}")),
+        }
+        if default {
+            match lines.iter().position(|l| l.starts_with("default_remote:")) {
+                Some(at) => lines[at] = format!("default_remote: {name}"),
+                None => lines.push(format!("default_remote: {name}")),
+            }
+        }
+        let new = lines.join("\n") + "\n";
+        let parsed = Config::parse(&new).ok();
+        if parsed.as_ref().and_then(|c| c.remotes.get(name)).map(|r| r.url.as_str()) != Some(url) {
+            return Err(refused(format!(
+                "kairo.yaml's `remotes:` is not in a form that can be added to; add it by hand:\nremotes:\n{entry}"
+            )));
+        }
+        fs::write(&path, new).map_err(DataError::io(&path))
+    }
+
     /// Turn a user-supplied path (relative to `cwd`) into a project-relative path with `/`
     /// separators, rejecting paths outside the project or inside `.kairo/`. A pointer file's
     /// path names the data it points to.

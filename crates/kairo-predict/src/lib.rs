@@ -832,6 +832,20 @@ pub struct Shard {
     pub segments: Option<PathBuf>,
 }
 
+impl Shard {
+    /// Row groups as `--row-groups` takes them: `A..B`.
+    pub fn row_groups_arg(groups: &std::ops::Range<usize>) -> String {
+        format!("{}..{}", groups.start, groups.end)
+    }
+
+    /// `--row-groups A..B` read back.
+    pub fn parse_row_groups(text: &str) -> Result<std::ops::Range<usize>> {
+        let bad = || PredictError::Input(format!("--row-groups `{text}`: expected A..B (row group numbers from 0)"));
+        let (from, to) = text.split_once("..").ok_or_else(bad)?;
+        Ok(from.parse().map_err(|_| bad())?..to.parse().map_err(|_| bad())?)
+    }
+}
+
 /// What a shard did (printed as JSON by `kairo predict --model-file … --json`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ShardReport {
@@ -1052,6 +1066,15 @@ impl SkippedLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_groups_travel_as_text_and_back() {
+        assert_eq!(Shard::parse_row_groups(&Shard::row_groups_arg(&(3..7))).unwrap(), 3..7);
+        for bad in ["3", "a..b", "3..", "..4", "3-7"] {
+            let err = Shard::parse_row_groups(bad).unwrap_err().to_string();
+            assert!(err.contains("expected A..B"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn skipped_rows_go_beside_the_output() {

@@ -217,7 +217,7 @@ pub(crate) fn score(job: &Job<'_>, h: &tokio::runtime::Handle) -> Result<(crate:
             "--json".into(),
         ];
         if let Some(g) = &shard.row_groups {
-            args.extend(["--row-groups".into(), format!("{}..{}", g.start, g.end)]);
+            args.extend(["--row-groups".into(), crate::Shard::row_groups_arg(g)]);
         }
         for c in &req.id_columns {
             args.extend(["--id-column".into(), c.clone()]);

@@ -138,6 +138,18 @@ pub enum Kind {
     Dir,
 }
 
+impl Kind {
+    /// How listings name it: `s3`, `gcs`, `azure`, `directory`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::S3 => "s3",
+            Kind::Gcs => "gcs",
+            Kind::Azure => "azure",
+            Kind::Dir => "directory",
+        }
+    }
+}
+
 /// What a remote URL names: its kind, the bucket or container, the account (Azure's
 /// `abfs://container@account…`), and the prefix inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -167,7 +167,7 @@ fn trigger(given: Option<String>) -> Result<String, Failure> {
 }
 
 /// Ctrl-C and SIGTERM stop new stages and forward SIGINT to running commands.
-fn watch_signals(interrupt: &Arc<Interrupt>) {
+pub(crate) fn watch_signals(interrupt: &Arc<Interrupt>) {
     use tokio::signal::unix::{signal, SignalKind};
     for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
         let interrupt = Arc::clone(interrupt);

@@ -72,7 +72,8 @@ struct Rows(
     indicatif::ProgressBar,
     std::time::Instant,
     std::sync::atomic::AtomicBool,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Ctrl-C, noted instead of ending the process on Ray (the job is stopped first).
+    std::sync::Arc<kairo_pipeline::runner::Interrupt>,
 );
 
 impl kairo_predict::Progress for Rows {
@@ -96,37 +97,13 @@ impl kairo_predict::Progress for Rows {
     }
 
     fn interrupted(&self) -> bool {
-        self.3.load(std::sync::atomic::Ordering::Relaxed)
+        self.3.is_set()
     }
-}
-
-/// Ctrl-C (or SIGTERM) noted instead of ending the process: a Ray job is then stopped first.
-fn catch_interrupts() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-        if let Ok(mut s) = signal(kind) {
-            let flag = flag.clone();
-            tokio::spawn(async move {
-                while s.recv().await.is_some() {
-                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-            });
-        }
-    }
-    flag
 }
 
 /// `--model-file`: one shard, printed as its report.
 fn shard(a: &PredictArgs, req: &Request, model_file: PathBuf) -> CmdResult {
-    let row_groups = match a.row_groups.as_deref().map(|g| g.split_once("..")) {
-        None => None,
-        Some(Some((from, to))) => match (from.parse::<usize>(), to.parse::<usize>()) {
-            (Ok(from), Ok(to)) => Some(from..to),
-            _ => return Err(Failure::usage("--row-groups takes A..B (row group numbers from 0)")),
-        },
-        Some(None) => return Err(Failure::usage("--row-groups takes A..B (row group numbers from 0)")),
-    };
+    let row_groups = a.row_groups.as_deref().map(kairo_predict::Shard::parse_row_groups).transpose()?;
     let shard = kairo_predict::Shard {
         model_file,
         run_id: a.run_id.clone().unwrap_or_default(),
@@ -179,10 +156,10 @@ pub async fn run(a: PredictArgs) -> CmdResult {
             .progress_chars("=> "),
     );
     let show = !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let interrupted = match req.executor {
-        Executor::Ray => catch_interrupts(),
-        Executor::Local => Default::default(),
-    };
+    let interrupted = std::sync::Arc::new(kairo_pipeline::runner::Interrupt::default());
+    if req.executor == Executor::Ray {
+        crate::pipeline::watch_signals(&interrupted);
+    }
     let progress = Rows(bar, std::time::Instant::now(), std::sync::atomic::AtomicBool::new(!show), interrupted);
     let result = kairo_predict::predict(&project, &md, &req, &progress).await;
     progress.0.finish_and_clear();

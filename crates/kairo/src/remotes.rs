@@ -1,12 +1,13 @@
 //! `kairo remote add|ls|test`: the storage remotes of `kairo.yaml` (`remotes:`), where data,
-//! run outputs, model bytes and prediction-log segments are pushed. Credentials are never
-//! written: each cloud's own environment and files provide them (`kairo_store::remote`).
+//! run outputs, model bytes and prediction-log segments are pushed. Adding is
+//! `Project::add_remote`, testing `Remote::probe`; this parses and prints. Credentials are
+//! never written: each cloud's own environment and files provide them (`kairo_store::remote`).
 
 use crate::{CmdResult, Failure};
 use clap::Subcommand;
 use kairo_core::exit;
 use kairo_data::Project;
-use kairo_store::remote::{parse_url, Kind};
+use kairo_store::remote::parse_url;
 
 #[derive(Subcommand, Debug)]
 pub enum RemoteCommand {
@@ -41,15 +42,6 @@ pub enum RemoteCommand {
     },
 }
 
-fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::S3 => "s3",
-        Kind::Gcs => "gcs",
-        Kind::Azure => "azure",
-        Kind::Dir => "directory",
-    }
-}
-
 pub async fn run(command: RemoteCommand) -> CmdResult {
     let project = Project::discover(&std::env::current_dir()?)?;
     match command {
@@ -63,7 +55,7 @@ pub async fn run(command: RemoteCommand) -> CmdResult {
                     serde_json::json!({
                         "name": n,
                         "url": r.url,
-                        "kind": parse_url(&r.url).map(|p| kind_name(p.kind)).unwrap_or("invalid"),
+                        "kind": parse_url(&r.url).map(|p| p.kind.name()).unwrap_or("invalid"),
                         "default": config.default_remote.as_deref() == Some(n.as_str()),
                     })
                 })
@@ -110,43 +102,13 @@ pub async fn run(command: RemoteCommand) -> CmdResult {
     }
 }
 
-/// Add `name: {url}` under `remotes:` in kairo.yaml's text (keeping the rest as written), and
-/// `default_remote: name` with `--default`; the result must parse to the same config plus it.
-/// The URL is checked, not the remote (its credentials may live where this shell cannot see
-/// them): `kairo remote test` does that.
 fn add(project: &Project, name: &str, url: &str, default: bool) -> CmdResult {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(Failure::usage(format!("remote name `{name}`: use letters, digits, - and _")));
+    if let Err(e) = project.add_remote(name, url, default) {
+        return Err(match e {
+            kairo_data::DataError::RemoteRefused(m) => Failure::usage(m),
+            e => e.into(),
+        });
     }
-    parse_url(url).map_err(|e| Failure::usage(format!("remote `{name}` ({url}): {e}")))?;
-    if project.config().remotes.contains_key(name) {
-        return Err(Failure::usage(format!(
-            "kairo.yaml has a remote named `{name}` already ({}); edit it there",
-            project.config().remotes[name].url
-        )));
-    }
-    let path = project.root().join("kairo.yaml");
-    let text = std::fs::read_to_string(&path)?;
-    let entry = format!("  {name}:\n    url: {}\n", serde_json::Value::String(url.to_string()));
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    match lines.iter().position(|l| l.trim_end() == "remotes:") {
-        Some(at) => lines.insert(at + 1, entry.trim_end().to_string()),
-        None => lines.push(format!("remotes:\n{}", entry.trim_end())),
-    }
-    if default {
-        match lines.iter().position(|l| l.starts_with("default_remote:")) {
-            Some(at) => lines[at] = format!("default_remote: {name}"),
-            None => lines.push(format!("default_remote: {name}")),
-        }
-    }
-    let new = lines.join("\n") + "\n";
-    let parsed = kairo_core::config::Config::parse(&new).ok();
-    if parsed.as_ref().and_then(|c| c.remotes.get(name)).map(|r| r.url.as_str()) != Some(url) {
-        return Err(Failure::usage(format!(
-            "kairo.yaml's `remotes:` is not in a form this command can add to; add it by hand:\nremotes:\n{entry}"
-        )));
-    }
-    std::fs::write(&path, new)?;
     println!("added remote `{name}` ({url}){}", if default { " as the default" } else { "" });
     Ok(exit::OK)
 }
