@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod chain;
 pub mod error;
+mod gcs;
 pub mod incidents;
 pub mod kpi;
 pub mod lock;
@@ -20,6 +21,7 @@ pub mod remote;
 pub mod replicas;
 pub mod runs;
 pub mod serving;
+pub mod sftp;
 pub mod sqlite_writer;
 pub mod stat_cache;
 pub mod tracking;

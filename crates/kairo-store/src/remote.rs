@@ -10,6 +10,8 @@
 //!   fsspec users write it, `abfs[s]://container@account.dfs.core.windows.net/prefix`
 //!   (account and credentials from `AZURE_STORAGE_*`, else the managed identity; Azurite with
 //!   `AZURE_STORAGE_USE_EMULATOR=true`, its address in `AZURITE_BLOB_STORAGE_URL`);
+//! - an SSH server, `ssh://[user@]host[:port]/path`, over SFTP through the system's OpenSSH
+//!   client (`~/.ssh/config`, the agent and known hosts; see [`crate::sftp`]);
 //! - a directory, `file:///dir` or a plain path.
 //!
 //! Credentials never come from `kairo.yaml`: a URL carrying one (a password, a SAS token) is
@@ -49,6 +51,8 @@ pub struct Remote {
 enum Access {
     Signed(Arc<dyn object_store::signer::Signer>),
     Dir(std::path::PathBuf),
+    /// No URL a job elsewhere could use without Kairo's credentials (an SSH server).
+    None,
 }
 
 /// A cloud remote's connection attempt gives up after this (the default waits for the OS).
@@ -110,6 +114,9 @@ fn cause(text: &str) -> Option<Cause> {
         "timed out",
         "connect error",
         "failed to lookup address",
+        "could not resolve hostname",
+        "no route to host",
+        "network is unreachable",
     ]) {
         Some(Cause::Network)
     } else {
@@ -125,6 +132,7 @@ fn credentials_hint(kind: Kind) -> &'static str {
         Kind::Azure => {
             "AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_KEY, or a managed identity"
         }
+        Kind::Ssh => "an SSH key: in the agent (SSH_AUTH_SOCK) or named by IdentityFile in ~/.ssh/config",
         Kind::Dir => "the directory's permissions",
     }
 }
@@ -135,6 +143,7 @@ pub enum Kind {
     S3,
     Gcs,
     Azure,
+    Ssh,
     Dir,
 }
 
@@ -145,36 +154,60 @@ impl Kind {
             Kind::S3 => "s3",
             Kind::Gcs => "gcs",
             Kind::Azure => "azure",
+            Kind::Ssh => "ssh",
             Kind::Dir => "directory",
         }
     }
 }
 
-/// What a remote URL names: its kind, the bucket or container, the account (Azure's
-/// `abfs://container@account…`), and the prefix inside it.
+/// What a remote URL names: its kind, the bucket or container (an SSH server's host), the
+/// account (Azure's `abfs://container@account…`), and the prefix inside it (an SSH server's
+/// directory, absolute); for SSH also the login and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
     pub kind: Kind,
     pub bucket: String,
     pub account: Option<String>,
     pub prefix: String,
+    pub ssh: Option<crate::sftp::Target>,
 }
 
 /// Parse a remote URL; a directory path or `file://` URL is `Kind::Dir` with the path as
 /// `prefix`. Refused: unknown schemes, a missing bucket, and credentials in the URL.
 pub fn parse_url(url: &str) -> std::result::Result<Parsed, String> {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Ok(Parsed { kind: Kind::Dir, bucket: String::new(), account: None, prefix: url.to_string() });
+        return Ok(Parsed {
+            kind: Kind::Dir,
+            bucket: String::new(),
+            account: None,
+            prefix: url.to_string(),
+            ssh: None,
+        });
     };
     let kind = match scheme {
         "s3" => Kind::S3,
         "gs" | "gcs" => Kind::Gcs,
         "az" | "azure" | "abfs" | "abfss" => Kind::Azure,
-        "file" => return Ok(Parsed { kind: Kind::Dir, bucket: String::new(), account: None, prefix: rest.into() }),
+        "ssh" | "sftp" => {
+            if rest.contains('?') || rest.contains('#') {
+                return Err("an ssh:// URL holds no query".to_string());
+            }
+            let target = crate::sftp::Target::parse(rest)?;
+            return Ok(Parsed {
+                kind: Kind::Ssh,
+                bucket: target.host.clone(),
+                account: target.user.clone(),
+                prefix: target.root.clone(),
+                ssh: Some(target),
+            });
+        }
+        "file" => {
+            return Ok(Parsed { kind: Kind::Dir, bucket: String::new(), account: None, prefix: rest.into(), ssh: None })
+        }
         _ => {
             return Err(format!(
                 "unsupported scheme `{scheme}://` (use s3://bucket/prefix, gs://bucket/prefix, \
-                 az://container/prefix, file:///dir or a directory path)"
+                 az://container/prefix, ssh://[user@]host[:port]/path, file:///dir or a directory path)"
             ))
         }
     };
@@ -203,7 +236,7 @@ pub fn parse_url(url: &str) -> std::result::Result<Parsed, String> {
         let what = if kind == Kind::Azure { "container" } else { "bucket" };
         return Err(format!("no {what} name (expected {scheme}://{what}/prefix)"));
     }
-    Ok(Parsed { kind, bucket, account, prefix: prefix.trim_matches('/').to_string() })
+    Ok(Parsed { kind, bucket, account, prefix: prefix.trim_matches('/').to_string(), ssh: None })
 }
 
 impl Remote {
@@ -227,14 +260,15 @@ impl Remote {
                 return signed(store.clone(), store);
             }
             Kind::Gcs => {
-                let store = GoogleCloudStorageBuilder::from_env()
+                let builder = GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&parsed.bucket)
                     .with_retry(retries())
-                    .with_config(object_store::gcp::GoogleConfigKey::Client(CONNECT), CONNECT_TIMEOUT)
-                    .build()
-                    .map_err(|e| err(e.to_string()))?;
-                let store = Arc::new(store);
-                return signed(store.clone(), store);
+                    .with_config(object_store::gcp::GoogleConfigKey::Client(CONNECT), CONNECT_TIMEOUT);
+                let base = crate::gcs::base_url(&builder);
+                let client = builder.build().map_err(|e| err(e.to_string()))?;
+                let store =
+                    crate::gcs::Gcs::new(client.clone(), &base, &parsed.bucket).map_err(|e| err(e.to_string()))?;
+                return signed(Arc::new(store), Arc::new(client));
             }
             Kind::Azure => {
                 let mut builder = MicrosoftAzureBuilder::from_env()
@@ -246,6 +280,15 @@ impl Remote {
                 }
                 let store = Arc::new(builder.build().map_err(|e| err(e.to_string()))?);
                 return signed(store.clone(), store);
+            }
+            Kind::Ssh => {
+                let target = parsed.ssh.clone().ok_or_else(|| err("not an ssh:// URL".into()))?;
+                return Ok(Remote {
+                    url: url.to_string(),
+                    store: Arc::new(crate::sftp::SshStore::new(target)),
+                    prefix: ObjectPath::default(),
+                    access: Access::None,
+                });
             }
             Kind::Dir => {}
         }
@@ -275,6 +318,11 @@ impl Remote {
 
     fn error(&self, e: impl std::fmt::Display) -> StoreError {
         let text = e.to_string();
+        // object_store's "Generic S3 error: " says nothing the remote's URL does not.
+        let text = match text.strip_prefix("Generic ").and_then(|t| t.split_once(" error: ")) {
+            Some((store, rest)) if !store.contains(' ') => rest.to_string(),
+            _ => text,
+        };
         let message = match cause(&text) {
             Some(Cause::Auth) => format!(
                 "the remote refused the credentials ({}): {text}",
@@ -430,6 +478,10 @@ impl Remote {
                 }
                 Ok(format!("file://{}", path.display()))
             }
+            Access::None => Err(self.error(format!(
+                "a job elsewhere (Ray) cannot reach {location} on an ssh:// remote without Kairo's login: \
+                 give the project an s3://, gs:// or az:// remote, or a directory the cluster shares"
+            ))),
         }
     }
 

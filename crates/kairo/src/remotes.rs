@@ -12,11 +12,12 @@ use kairo_store::remote::parse_url;
 #[derive(Subcommand, Debug)]
 pub enum RemoteCommand {
     /// Add a remote to kairo.yaml: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix
-    /// (or azure://, abfs[s]://container@account.dfs.core.windows.net/prefix), or a directory.
+    /// (or azure://, abfs[s]://container@account.dfs.core.windows.net/prefix),
+    /// ssh://[user@]host[:port]/path (SFTP), or a directory.
     Add {
         /// The remote's name in kairo.yaml (letters, digits, - and _).
         name: String,
-        /// Where it is: s3://…, gs://…, az://…, file:///dir or a directory path (no credentials).
+        /// Where it is: s3://…, gs://…, az://…, ssh://…, file:///dir or a directory path (no credentials).
         url: String,
         /// Also make it `default_remote`.
         #[arg(long)]

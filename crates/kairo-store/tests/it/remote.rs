@@ -72,6 +72,20 @@ async fn azure_remote_round_trip() {
     round_trip(&remote).await;
 }
 
+#[tokio::test]
+async fn gcs_remote_round_trip() {
+    let Some(url) = crate::service("KAIRO_TEST_GCS_URL") else { return };
+    let remote = Remote::open(&format!("{url}/store-{}", crate::uuid_like()), std::path::Path::new(".")).unwrap();
+    round_trip(&remote).await;
+}
+
+#[tokio::test]
+async fn ssh_remote_round_trip() {
+    let Some(url) = crate::service("KAIRO_TEST_SSH_URL") else { return };
+    let remote = Remote::open(&format!("{url}/store-{}", crate::uuid_like()), std::path::Path::new(".")).unwrap();
+    round_trip(&remote).await;
+}
+
 #[test]
 fn remote_urls_name_their_store_and_never_carry_credentials() {
     use kairo_store::remote::{parse_url, Kind};
@@ -96,6 +110,17 @@ fn remote_urls_name_their_store_and_never_carry_credentials() {
     );
     let err = parse_url("s3://AKIA:secret@bucket/p").unwrap_err();
     assert!(err.contains("no user or password") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    let p = parse_url("ssh://deploy@files.internal:2222/srv/kairo/").unwrap();
+    let t = p.ssh.unwrap();
+    assert_eq!(
+        (p.kind, t.user.as_deref(), t.host.as_str(), t.port, t.root.as_str()),
+        (Kind::Ssh, Some("deploy"), "files.internal", Some(2222), "/srv/kairo")
+    );
+    let t = parse_url("ssh://[::1]/data").unwrap().ssh.unwrap();
+    assert_eq!((t.user, t.host.as_str(), t.port, t.root.as_str()), (None, "::1", None, "/data"));
+    let err = parse_url("ssh://deploy:hunter2@host/p").unwrap_err();
+    assert!(err.contains("no password") && err.contains("IdentityFile"), "{err}");
+    assert!(parse_url("ssh://host:port/p").unwrap_err().contains("not a port number"));
     let err = parse_url("gs:///p").unwrap_err();
     assert!(err.contains("no bucket name (expected gs://bucket/prefix)"), "{err}");
 }

@@ -71,6 +71,21 @@ fn push_pull_through_azure() {
     push_pull_round_trip(&format!("{base}/cli-{}", unique()));
 }
 
+/// Through fake-gcs-server (`.ci/start-gcs.sh`; its address in the key file's `gcs_base_url`).
+#[test]
+fn push_pull_through_gcs() {
+    let Some(base) = crate::service("KAIRO_TEST_GCS_URL") else { return };
+    push_pull_round_trip(&format!("{base}/cli-{}", unique()));
+}
+
+/// Through Debian's OpenSSH server on loopback (`.ci/start-sshd.sh`; `KAIRO_SSH_COMMAND` names
+/// its client config: key, port, known_hosts).
+#[test]
+fn push_pull_through_ssh() {
+    let Some(base) = crate::service("KAIRO_TEST_SSH_URL") else { return };
+    push_pull_round_trip(&format!("{base}/cli-{}", unique()));
+}
+
 fn unique() -> String {
     format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }
@@ -130,12 +145,25 @@ fn remote_add_ls_and_test() {
 #[test]
 fn a_killed_push_resumes_where_it_stopped() {
     let remote = tempfile::tempdir().unwrap();
+    killed_push_resumes(&format!("file://{}", remote.path().display()), remote.path());
+}
+
+/// The same through SFTP: the server is on this machine, so its directory can be counted.
+#[test]
+fn a_killed_push_over_ssh_resumes_where_it_stopped() {
+    let Some(base) = crate::service("KAIRO_TEST_SSH_URL") else { return };
+    let url = format!("{base}/killed-{}", unique());
+    let dir = std::path::PathBuf::from(url.split_once("127.0.0.1").unwrap().1.split_once('/').unwrap().1);
+    killed_push_resumes(&url, &std::path::Path::new("/").join(dir));
+}
+
+fn killed_push_resumes(url: &str, remote: &std::path::Path) {
     let a = Repo::new();
-    set_remote(&a, &format!("file://{}", remote.path().display()));
+    set_remote(&a, url);
     make_tree(&a, "data", 3000);
     a.kairo(&["data", "add", "data"]).assert().success();
     let total = a.object_count();
-    let count = || walkdir_count(remote.path());
+    let count = || walkdir_count(remote);
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kairo"))
         .args(["data", "push", "-j", "1"])
         .current_dir(a.path())
@@ -197,6 +225,72 @@ fn a_wrong_credential_or_an_unreachable_host_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot reach the remote (network)") && err.contains(&azure), "{err}");
+}
+
+/// SSH: an unknown host key and a changed one are errors that say how to check and trust the
+/// key (never accepted silently, whatever the user's config says); a key the server refuses
+/// and a closed port name their cause.
+#[test]
+fn ssh_host_keys_are_never_trusted_silently() {
+    let Some(url) = crate::service("KAIRO_TEST_SSH_URL") else { return };
+    let Some(config) = crate::service("KAIRO_TEST_SSH_CONFIG") else { return };
+    let Some(port) = crate::service("KAIRO_TEST_SSH_PORT") else { return };
+    let repo = Repo::new();
+    repo.write("a.txt", "a");
+    repo.kairo(&["data", "add", "a.txt"]).assert().success();
+    set_remote(&repo, &format!("{url}/keys-{}", unique()));
+    let scratch = tempfile::tempdir().unwrap();
+    let push = |command: String| {
+        let out = repo.kairo(&["data", "push"]).env("KAIRO_SSH_COMMAND", command).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+
+    // Unknown: an empty known_hosts, and a user config that would accept any new key.
+    let empty = scratch.path().join("empty_known_hosts");
+    fs::write(&empty, "").unwrap();
+    let err =
+        push(format!("ssh -F {config} -o UserKnownHostsFile={} -o StrictHostKeyChecking=accept-new", empty.display()));
+    assert!(err.contains("[127.0.0.1]:") && err.contains("is not a known host"), "{err}");
+    assert!(err.contains(&format!("ssh-keyscan -p {port} 127.0.0.1")), "{err}");
+    assert_eq!(fs::read_to_string(&empty).unwrap(), "", "the key was not added");
+
+    // Changed: known_hosts holds another key for this host and port.
+    let other = scratch.path().join("other");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", other.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let wrong = scratch.path().join("wrong_known_hosts");
+    let public = fs::read_to_string(other.with_extension("pub")).unwrap();
+    let key: Vec<&str> = public.split_whitespace().take(2).collect();
+    fs::write(&wrong, format!("[127.0.0.1]:{port} {}\n", key.join(" "))).unwrap();
+    let err = push(format!("ssh -F {config} -o UserKnownHostsFile={}", wrong.display()));
+    assert!(err.contains("does not match the one in known_hosts"), "{err}");
+    assert!(err.contains(&format!("ssh-keygen -R '[127.0.0.1]:{port}'")), "{err}");
+
+    // A key the server does not accept (the config with its IdentityFile swapped).
+    let swapped: String = fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("IdentityFile") {
+                format!("  IdentityFile {}\n", other.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let swapped_config = scratch.path().join("ssh_config");
+    fs::write(&swapped_config, swapped).unwrap();
+    let err = push(format!("ssh -F {} -o IdentityAgent=none", swapped_config.display()));
+    assert!(err.contains("refused the credentials") && err.contains("SSH key"), "{err}");
+
+    // Nothing listens there.
+    set_remote(&repo, &url.replacen(&format!(":{port}/"), ":9/", 1));
+    let err = push(format!("ssh -F {config}"));
+    assert!(err.contains("cannot reach the remote (network)"), "{err}");
 }
 
 #[test]
