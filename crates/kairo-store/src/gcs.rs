@@ -18,6 +18,10 @@ use std::time::Duration;
 const STORE: &str = "GCS";
 /// A resumable session's chunks are multiples of this (GCS's rule), except the last.
 const CHUNK: usize = 256 << 10;
+/// A resumable session's chunk is sent once this much is queued (as Google's Python client
+/// does): every chunk is a round trip, and the emulator copies the whole upload so far for
+/// each one (8 MiB chunks made a 1 GiB upload 6.7× slower than this).
+const SESSION_CHUNK: usize = 100 << 20;
 /// Transient failures (a dropped connection, 429, 5xx) are retried this many times.
 const RETRIES: u32 = 3;
 
@@ -207,8 +211,8 @@ impl ObjectStore for Gcs {
 }
 
 /// A resumable upload session. Parts are queued in the order `put_part` is called and sent
-/// one chunk at a time (a session takes its bytes in order), in multiples of 256 KiB; the
-/// rest goes with `complete`.
+/// one chunk at a time (a session takes its bytes in order) once 100 MiB are queued, in
+/// multiples of 256 KiB; the rest goes with `complete`.
 #[derive(Debug)]
 struct Resumable(Arc<Session>);
 
@@ -230,10 +234,10 @@ impl Session {
         let chunk = {
             let mut pending = self.pending.lock().map_err(|_| generic("upload state poisoned"))?;
             let queued: usize = pending.iter().map(Bytes::len).sum();
-            let n = if last { queued } else { queued / CHUNK * CHUNK };
-            if n == 0 && !last {
+            if !last && queued < SESSION_CHUNK {
                 return Ok(());
             }
+            let n = if last { queued } else { queued / CHUNK * CHUNK };
             let mut chunk = BytesMut::with_capacity(n);
             let mut rest = Vec::new();
             for mut b in pending.drain(..) {

@@ -28,7 +28,7 @@ use tokio::io::AsyncSeek;
 
 const STORE: &str = "SSH";
 /// Reads in flight per download: SFTP answers each in turn, so pipelining hides the latency.
-const READS_IN_FLIGHT: usize = 16;
+const READS_IN_FLIGHT: usize = 32;
 /// One read request's size: OpenSSH's sftp-server answers at most 255 KiB per read.
 const READ_SIZE: u64 = 255 << 10;
 
@@ -215,22 +215,19 @@ impl Inner {
                     generic(format!("cannot run ssh ({e}): install the OpenSSH client, or set KAIRO_SSH_COMMAND"))
                 })?;
                 let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
-                let mut stderr = child.stderr.take();
+                // What ssh says (kept up to 16 KiB) explains a session that fails to start.
+                let stderr = child.stderr.take();
                 let said = Arc::new(Mutex::new(String::new()));
                 let reader = {
                     let said = said.clone();
                     tokio::spawn(async move {
                         use tokio::io::AsyncReadExt;
+                        let Some(mut stderr) = stderr else { return };
                         let mut buf = vec![0u8; 4096];
-                        while let Some(err) = stderr.as_mut() {
-                            match err.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => {
-                                    if let Ok(mut s) = said.lock() {
-                                        if s.len() < 16 << 10 {
-                                            s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                                        }
-                                    }
+                        while let Ok(n @ 1..) = stderr.read(&mut buf).await {
+                            if let Ok(mut s) = said.lock() {
+                                if s.len() < 16 << 10 {
+                                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
                                 }
                             }
                         }
@@ -502,7 +499,13 @@ impl ObjectStore for SshStore {
 
 /// `want` bytes at `offset` (fewer only at the end of the file).
 async fn read_at(file: &mut File, offset: u64, want: u64) -> std::result::Result<Bytes, SftpError> {
-    let mut out = BytesMut::with_capacity(want as usize);
+    Pin::new(&mut *file).start_seek(std::io::SeekFrom::Start(offset))?;
+    let mut out = match file.read(want as u32, BytesMut::with_capacity(want as usize)).await? {
+        // The usual case: the whole range in one answer, handed on without a copy.
+        Some(got) if got.len() as u64 == want => return Ok(got.freeze()),
+        Some(got) if !got.is_empty() => got,
+        _ => return Ok(Bytes::new()),
+    };
     while (out.len() as u64) < want {
         Pin::new(&mut *file).start_seek(std::io::SeekFrom::Start(offset + out.len() as u64))?;
         let left = (want - out.len() as u64) as u32;
