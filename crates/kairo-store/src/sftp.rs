@@ -212,7 +212,12 @@ impl Inner {
             .get_or_try_init(|| async {
                 let mut cmd = self.target.command().map_err(generic)?;
                 let mut child = cmd.spawn().map_err(|e| {
-                    generic(format!("cannot run ssh ({e}): install the OpenSSH client, or set KAIRO_SSH_COMMAND"))
+                    let program = cmd.as_std().get_program().to_string_lossy().to_string();
+                    generic(if std::env::var_os("KAIRO_SSH_COMMAND").is_some() {
+                        format!("cannot run `{program}`, the command KAIRO_SSH_COMMAND names: {e}")
+                    } else {
+                        format!("cannot run `{program}` ({e}): install the OpenSSH client, or set KAIRO_SSH_COMMAND")
+                    })
                 })?;
                 let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
                 // What ssh says (kept up to 16 KiB) explains a session that fails to start.

@@ -291,6 +291,10 @@ fn ssh_host_keys_are_never_trusted_silently() {
     set_remote(&repo, &url.replacen(&format!(":{port}/"), ":9/", 1));
     let err = push(format!("ssh -F {config}"));
     assert!(err.contains("cannot reach the remote (network)"), "{err}");
+
+    // A command that is not there is named, with where it came from.
+    let err = push("kairo-no-such-ssh -F x".to_string());
+    assert!(err.contains("cannot run `kairo-no-such-ssh`, the command KAIRO_SSH_COMMAND names"), "{err}");
 }
 
 #[test]
