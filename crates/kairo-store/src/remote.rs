@@ -250,8 +250,10 @@ impl Remote {
         };
         match parsed.kind {
             Kind::S3 => {
+                // The server checks each upload's SHA-256 (x-amz-checksum-sha256) before keeping it.
                 let store = AmazonS3Builder::from_env()
                     .with_bucket_name(&parsed.bucket)
+                    .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
                     .with_retry(retries())
                     .with_config(object_store::aws::AmazonS3ConfigKey::Client(CONNECT), CONNECT_TIMEOUT)
                     .build()
