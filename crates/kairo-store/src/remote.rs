@@ -565,21 +565,7 @@ impl Remote {
         steps.push(timed("write", 11, t, r));
         if steps.last().is_some_and(|s| s.error.is_none()) {
             let t = std::time::Instant::now();
-            let r = async {
-                let got = self
-                    .store
-                    .get(&small)
-                    .await
-                    .map_err(|e| self.error(e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| self.error(e))?;
-                if got.as_ref() != b"kairo probe" {
-                    return Err(self.error("the probe read back differs from what was written"));
-                }
-                Ok(())
-            }
-            .await;
+            let r = self.read_back(&small, b"kairo probe", "probe").await;
             steps.push(timed("read", 11, t, r));
         }
         if steps.last().is_some_and(|s| s.error.is_none()) {
@@ -612,21 +598,7 @@ impl Remote {
             steps.push(timed("upload", size as u64, t, r));
             if steps.last().is_some_and(|s| s.error.is_none()) {
                 let t = std::time::Instant::now();
-                let r = async {
-                    let got = self
-                        .store
-                        .get(&large)
-                        .await
-                        .map_err(|e| self.error(e))?
-                        .bytes()
-                        .await
-                        .map_err(|e| self.error(e))?;
-                    if got.as_ref() != payload.as_slice() {
-                        return Err(self.error("the large probe read back differs from what was written"));
-                    }
-                    Ok(())
-                }
-                .await;
+                let r = self.read_back(&large, &payload, "large probe").await;
                 steps.push(timed("download", size as u64, t, r));
             }
         }
@@ -640,6 +612,16 @@ impl Remote {
         }
         steps.push(timed("delete", 0, t, r));
         steps
+    }
+
+    /// A probe read back, which must be what was written.
+    async fn read_back(&self, location: &ObjectPath, expected: &[u8], what: &str) -> Result<()> {
+        let got =
+            self.store.get(location).await.map_err(|e| self.error(e))?.bytes().await.map_err(|e| self.error(e))?;
+        if got.as_ref() != expected {
+            return Err(self.error(format!("the {what} read back differs from what was written")));
+        }
+        Ok(())
     }
 
     /// Remove an object from the remote (tests use this to simulate loss).

@@ -97,7 +97,7 @@ impl Target {
     }
 
     /// The `ssh` command line that starts the SFTP subsystem.
-    fn command(&self) -> std::result::Result<tokio::process::Command, String> {
+    fn command(&self) -> tokio::process::Command {
         let configured = std::env::var("KAIRO_SSH_COMMAND").unwrap_or_default();
         let mut words = configured.split_whitespace();
         let program = words.next().unwrap_or("ssh");
@@ -118,7 +118,7 @@ impl Target {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        Ok(cmd)
+        cmd
     }
 
     /// What `ssh`'s complaint means and what to do about it.
@@ -194,6 +194,20 @@ fn not_found(path: &str, e: impl std::fmt::Display) -> object_store::Error {
     object_store::Error::NotFound { path: path.to_string(), source: e.to_string().into() }
 }
 
+/// What a listing or a read says of a file: its size and modification time.
+fn object_meta(location: Path, meta: &openssh_sftp_client::metadata::MetaData) -> ObjectMeta {
+    ObjectMeta {
+        location,
+        last_modified: meta
+            .modified()
+            .map(|t| chrono::DateTime::<chrono::Utc>::from(t.as_system_time()))
+            .unwrap_or_default(),
+        size: meta.len().unwrap_or(0),
+        e_tag: None,
+        version: None,
+    }
+}
+
 fn is_missing(e: &SftpError) -> bool {
     matches!(e, SftpError::SftpError(SftpErrorKind::NoSuchFile, _))
 }
@@ -210,7 +224,7 @@ impl Inner {
     async fn conn(&self) -> Result<&Conn> {
         self.conn
             .get_or_try_init(|| async {
-                let mut cmd = self.target.command().map_err(generic)?;
+                let mut cmd = self.target.command();
                 let mut child = cmd.spawn().map_err(|e| {
                     let program = cmd.as_std().get_program().to_string_lossy().to_string();
                     generic(if std::env::var_os("KAIRO_SSH_COMMAND").is_some() {
@@ -361,16 +375,7 @@ impl Inner {
                             out.common_prefixes.push(location);
                         }
                     }
-                    Some(t) if t.is_file() => out.objects.push(ObjectMeta {
-                        location,
-                        last_modified: meta
-                            .modified()
-                            .map(|t| chrono::DateTime::<chrono::Utc>::from(t.as_system_time()))
-                            .unwrap_or_default(),
-                        size: meta.len().unwrap_or(0),
-                        e_tag: None,
-                        version: None,
-                    }),
+                    Some(t) if t.is_file() => out.objects.push(object_meta(location, &meta)),
                     _ => {}
                 }
             }
@@ -420,17 +425,8 @@ impl ObjectStore for SshStore {
         if meta.file_type().is_some_and(|t| t.is_dir()) {
             return Err(not_found(&path, "is a directory"));
         }
-        let size = meta.len().unwrap_or(0);
-        let object = ObjectMeta {
-            location: location.clone(),
-            last_modified: meta
-                .modified()
-                .map(|t| chrono::DateTime::<chrono::Utc>::from(t.as_system_time()))
-                .unwrap_or_default(),
-            size,
-            e_tag: None,
-            version: None,
-        };
+        let object = object_meta(location.clone(), &meta);
+        let size = object.size;
         let range = match &options.range {
             Some(r) => r.as_range(size).map_err(|e| generic(format!("{path}: {e}")))?,
             None => 0..size,

@@ -76,7 +76,7 @@ enum Command {
         #[command(subcommand)]
         command: data::DataCommand,
     },
-    /// Storage remotes (S3, Google Cloud Storage, Azure Blob, a directory): add, ls, test.
+    /// Storage remotes (S3, Google Cloud Storage, Azure Blob, SSH, a directory): add, ls, test.
     Remote {
         #[command(subcommand)]
         command: remotes::RemoteCommand,

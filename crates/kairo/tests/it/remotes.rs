@@ -192,9 +192,21 @@ fn killed_push_resumes(url: &str, remote: &std::path::Path) {
     b.kairo(&["data", "verify"]).assert().code(0);
 }
 
+/// The objects under `dir`: files named by hex digits only. A write in flight (SFTP's hidden
+/// `.NAME.kairo-tmp-…`, object_store's `NAME#N`) is not an object yet.
 fn walkdir_count(dir: &std::path::Path) -> usize {
     fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| if e.path().is_dir() { walkdir_count(&e.path()) } else { 1 }).sum())
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walkdir_count(&e.path())
+                    } else {
+                        usize::from(e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit())))
+                    }
+                })
+                .sum()
+        })
         .unwrap_or(0)
 }
 
