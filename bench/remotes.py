@@ -172,6 +172,8 @@ def kairo_round(kairo, work, data, target, env):
     sh([kairo, "data", "add", data.name], project, env)
     push = timed([kairo, "data", "push"], project, env)
     shutil.rmtree(project / ".kairo" / "objects")
+    # The remote's pack indexes, cached by the push: a fresh machine fetches them.
+    shutil.rmtree(project / ".kairo" / "remote-packs", ignore_errors=True)
     if copy.is_dir():
         shutil.rmtree(copy)
     else:

@@ -141,7 +141,7 @@ impl Project {
         let name =
             name.map(str::to_string).or_else(|| self.config.default_remote.clone()).ok_or(DataError::NoRemote)?;
         let cfg = self.config.remotes.get(&name).ok_or_else(|| DataError::UnknownRemote(name.clone()))?;
-        Ok(Remote::open(&cfg.url, &self.root)?)
+        Ok(Remote::open(&cfg.url, &self.root)?.with_index_cache(self.store_dir().join("remote-packs")))
     }
 
     /// Add remote `name` at `url` to kairo.yaml (and make it `default_remote` with `default`),

@@ -4,7 +4,6 @@ use crate::error::{DataError, Result};
 use crate::project::Project;
 use crate::tree;
 use crate::Progress;
-use futures::{StreamExt, TryStreamExt};
 use kairo_core::manifest::{EntryKind, Manifest};
 use kairo_core::pointer::PointerKind;
 use kairo_core::EventKind;
@@ -20,6 +19,8 @@ pub struct TransferReport {
     /// Objects sent (push) or fetched (pull).
     pub transferred: u64,
     pub bytes: u64,
+    /// Packs sent, each carrying many small objects in one request (push only).
+    pub packs: u64,
 }
 
 /// Objects per durability batch while pulling.
@@ -51,24 +52,18 @@ pub async fn push(
     }
     let needed: Vec<Hash> = needed.into_iter().collect();
     let missing = remote.missing(&needed, jobs).await?;
-    let mut total = 0;
-    for h in &missing {
-        total += objects.size(h)?;
+    let mut sized = Vec::with_capacity(missing.len());
+    for h in missing {
+        sized.push((h, objects.size(&h)?));
     }
-    progress.set_total(total);
-    let bytes: Vec<u64> = futures::stream::iter(missing.iter().map(|h| async {
-        let n = remote.upload(&objects, *h).await?;
-        progress.advance(n, 1);
-        Ok::<_, kairo_store::StoreError>(n)
-    }))
-    .buffer_unordered(jobs.max(1))
-    .try_collect()
-    .await?;
+    progress.set_total(sized.iter().map(|s| s.1).sum());
+    let sent = remote.send(&objects, &sized, jobs, &|bytes, n| progress.advance(bytes, n)).await?;
     let report = TransferReport {
         remote: remote.url().to_string(),
         objects: needed.len() as u64,
-        transferred: missing.len() as u64,
-        bytes: bytes.iter().sum(),
+        transferred: sent.objects,
+        bytes: sent.bytes,
+        packs: sent.packs,
     };
     record(project, EventKind::DataPushed, &report, &rels).await?;
     Ok(report)
@@ -113,14 +108,7 @@ pub async fn pull(
         report.objects += level.len() as u64;
         let absent: Vec<Hash> = level.iter().map(|(h, _)| *h).filter(|h| !objects.contains(h)).collect();
         for chunk in absent.chunks(PULL_BATCH) {
-            let staged: Vec<_> = futures::stream::iter(chunk.iter().map(|h| async {
-                let staged = remote.download(&objects, *h).await?;
-                progress.advance(staged.size, 1);
-                Ok::<_, kairo_store::StoreError>(staged)
-            }))
-            .buffer_unordered(jobs.max(1))
-            .try_collect()
-            .await?;
+            let staged = remote.fetch(&objects, chunk, jobs, &|bytes, n| progress.advance(bytes, n)).await?;
             report.transferred += staged.len() as u64;
             report.bytes += staged.iter().map(|s| s.size).sum::<u64>();
             objects.commit(staged)?;

@@ -195,9 +195,7 @@ pub(crate) fn run(job: &Job<'_>) -> Result<i32> {
         for (rel, node) in tree.files_with_paths() {
             let path = if rel.is_empty() { d.path.clone() } else { format!("{}/{rel}", d.path) };
             let hash = node.hash();
-            if !h.block_on(remote.missing(&[hash], 1))?.is_empty() {
-                h.block_on(remote.upload(job.objects, hash))?;
-            }
+            h.block_on(remote.ensure_loose(job.objects, hash))?;
             let url = h.block_on(remote.object_url(hash, URLS_VALID))?;
             inputs.push(json!({"path": path, "url": url, "size": node.size()}));
         }

@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-const PACK_MAGIC: &[u8; 8] = b"KPACK01\n";
+pub(crate) const PACK_MAGIC: &[u8; 8] = b"KPACK01\n";
 const IDX_MAGIC: &[u8; 8] = b"KIDX001\n";
 const IDX_ENTRY: usize = 32 + 8 + 8;
 
@@ -145,12 +145,6 @@ impl PackSet {
         let (mut file, tmp_pack_path) =
             tmp_pack.keep().map_err(|e| StoreError::Io { path: staging.into(), source: e.error })?;
         let result = (|| {
-            let mut entries = Vec::with_capacity(objects.len());
-            let mut offset = PACK_MAGIC.len() as u64;
-            for (hash, bytes) in objects {
-                entries.push((*hash, offset, bytes.len() as u64));
-                offset += bytes.len() as u64;
-            }
             // Straight from the objects' buffers: no copy of the whole pack in memory.
             let parts: Vec<&[u8]> =
                 std::iter::once(&PACK_MAGIC[..]).chain(objects.iter().map(|(_, b)| &b[..])).collect();
@@ -158,10 +152,7 @@ impl PackSet {
             if durable {
                 file.sync_data().map_err(StoreError::io(&tmp_pack_path))?;
             }
-            entries.sort_by_key(|e| e.0);
-            entries.dedup_by_key(|e| e.0);
-            let idx = render_index(&entries);
-            let id = Hash::of(&idx).to_hex()[..40].to_string();
+            let Layout { id, entries, idx } = layout(objects.iter().map(|(h, b)| (*h, b.len() as u64)));
             let tmp_idx_path = staging.join(format!("pack-{id}.idx.tmp"));
             let mut idx_file = File::create(&tmp_idx_path).map_err(StoreError::io(&tmp_idx_path))?;
             idx_file.write_all(&idx).map_err(StoreError::io(&tmp_idx_path))?;
@@ -278,6 +269,35 @@ fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Where each object of a pack goes and the pack's index, for objects written back to back in
+/// the given order after [`PACK_MAGIC`]; the one layout rule for local and remote packs.
+pub(crate) struct Layout {
+    /// The pack's name: the first 40 hex digits of its index's hash.
+    pub id: String,
+    /// (hash, offset, length), sorted by hash, one per distinct object.
+    pub entries: Vec<(Hash, u64, u64)>,
+    /// The index file's bytes.
+    pub idx: Vec<u8>,
+}
+
+pub(crate) fn layout(objects: impl Iterator<Item = (Hash, u64)>) -> Layout {
+    let mut entries = Vec::new();
+    let mut offset = PACK_MAGIC.len() as u64;
+    for (hash, len) in objects {
+        entries.push((hash, offset, len));
+        offset += len;
+    }
+    entries.sort_by_key(|e| e.0);
+    entries.dedup_by_key(|e| e.0);
+    let idx = render_index(&entries);
+    Layout { id: pack_id(&idx), entries, idx }
+}
+
+/// A pack's name from its index's bytes.
+pub(crate) fn pack_id(idx: &[u8]) -> String {
+    Hash::of(idx).to_hex()[..40].to_string()
+}
+
 fn render_index(entries: &[(Hash, u64, u64)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + entries.len() * IDX_ENTRY + 32);
     out.extend_from_slice(IDX_MAGIC);
@@ -292,7 +312,7 @@ fn render_index(entries: &[(Hash, u64, u64)]) -> Vec<u8> {
     out
 }
 
-fn parse_index(bytes: &[u8]) -> Option<Vec<(Hash, u64, u64)>> {
+pub(crate) fn parse_index(bytes: &[u8]) -> Option<Vec<(Hash, u64, u64)>> {
     let body = bytes.get(..bytes.len().checked_sub(32)?)?;
     if Hash::of(body).as_bytes() != &bytes[body.len()..] || !body.starts_with(IDX_MAGIC) {
         return None;

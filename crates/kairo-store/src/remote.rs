@@ -1,5 +1,6 @@
 //! Remote object stores, all through the `object_store` crate and laid out like the local
-//! store (`prefix/ab/cdef…`):
+//! store: large objects loose (`prefix/ab/cdef…`), small ones in packs (`prefix/packs/`, see
+//! [`packs`]):
 //! - an S3-compatible bucket, `s3://bucket/prefix` (endpoint and credentials from the usual
 //!   `AWS_*` environment variables and files);
 //! - a Google Cloud Storage bucket, `gs://bucket/prefix` (credentials from
@@ -32,6 +33,9 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+mod packs;
+pub use packs::Sent;
+
 /// Objects up to this size go up in one PUT; larger ones as a multipart upload.
 const SINGLE_PUT: u64 = 16 << 20;
 const PART: usize = 8 << 20;
@@ -45,6 +49,10 @@ pub struct Remote {
     /// How a job elsewhere reaches an object without Kairo's credentials: signed URLs on S3,
     /// file paths for a directory.
     access: Access,
+    /// The remote's pack indexes, once read ([`packs`]).
+    packs: Arc<packs::Packs>,
+    /// Where pack indexes are kept once fetched (they never change), if anywhere.
+    index_cache: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -246,7 +254,7 @@ impl Remote {
         let parsed = parse_url(url).map_err(err)?;
         let signed = |store: Arc<dyn ObjectStore>, signer: Arc<dyn object_store::signer::Signer>| {
             let prefix = ObjectPath::parse(&parsed.prefix).map_err(|e| err(e.to_string()))?;
-            Ok(Remote { url: url.to_string(), store, prefix, access: Access::Signed(signer) })
+            Ok(Remote::with(url, store, prefix, Access::Signed(signer)))
         };
         match parsed.kind {
             Kind::S3 => {
@@ -285,12 +293,8 @@ impl Remote {
             }
             Kind::Ssh => {
                 let target = parsed.ssh.clone().ok_or_else(|| err("not an ssh:// URL".into()))?;
-                return Ok(Remote {
-                    url: url.to_string(),
-                    store: Arc::new(crate::sftp::SshStore::new(target)),
-                    prefix: ObjectPath::default(),
-                    access: Access::None,
-                });
+                let store = Arc::new(crate::sftp::SshStore::new(target));
+                return Ok(Remote::with(url, store, ObjectPath::default(), Access::None));
             }
             Kind::Dir => {}
         }
@@ -301,12 +305,17 @@ impl Remote {
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(e.to_string()))?;
         let dir = dir.canonicalize().map_err(StoreError::io(&dir))?;
-        Ok(Remote {
-            url: url.to_string(),
-            store: Arc::new(store),
-            prefix: ObjectPath::default(),
-            access: Access::Dir(dir),
-        })
+        Ok(Remote::with(url, Arc::new(store), ObjectPath::default(), Access::Dir(dir)))
+    }
+
+    fn with(url: &str, store: Arc<dyn ObjectStore>, prefix: ObjectPath, access: Access) -> Self {
+        Remote { url: url.to_string(), store, prefix, access, packs: Default::default(), index_cache: None }
+    }
+
+    /// Keep the pack indexes fetched from this remote in `dir` (they never change).
+    pub fn with_index_cache(mut self, dir: std::path::PathBuf) -> Self {
+        self.index_cache = Some(dir);
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -337,8 +346,8 @@ impl Remote {
         StoreError::Remote { url: self.url.clone(), message }
     }
 
-    /// The subset of `hashes` the remote lacks. One LIST per shard involved, `jobs` at a time,
-    /// instead of one HEAD per object.
+    /// The subset of `hashes` the remote lacks, loose or packed. One LIST per shard involved,
+    /// `jobs` at a time, instead of one HEAD per object, and the pack indexes.
     pub async fn missing(&self, hashes: &[Hash], jobs: usize) -> Result<Vec<Hash>> {
         let mut by_shard: BTreeMap<String, Vec<Hash>> = BTreeMap::new();
         for h in hashes {
@@ -351,7 +360,17 @@ impl Remote {
         .buffer_unordered(jobs.max(1))
         .try_collect::<Vec<_>>()
         .await?;
-        Ok(lists.into_iter().flatten().collect())
+        let packs = self.load_packs().await?;
+        Ok(lists.into_iter().flatten().filter(|h| !packs.contains(h)).collect())
+    }
+
+    /// True when `hash` is on the remote as a loose object (one HEAD).
+    async fn has_loose(&self, hash: &Hash) -> Result<bool> {
+        match self.store.head(&self.object_path(hash)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
     }
 
     async fn list_shard(&self, shard: &str) -> Result<HashSet<String>> {
@@ -372,9 +391,12 @@ impl Remote {
         Ok(names)
     }
 
-    /// Copy one local object to the remote, checking its bytes on the way.
+    /// Copy one local object to the remote as a loose object, checking its bytes on the way.
     pub async fn upload(&self, local: &LocalObjects, hash: Hash) -> Result<u64> {
-        let size = local.size(&hash)?;
+        self.upload_sized(local, hash, local.size(&hash)?).await
+    }
+
+    async fn upload_sized(&self, local: &LocalObjects, hash: Hash, size: u64) -> Result<u64> {
         if size <= SINGLE_PUT {
             let bytes = local.read(&hash)?;
             self.store.put(&self.object_path(&hash), PutPayload::from(bytes)).await.map_err(|e| self.error(e))?;
@@ -384,22 +406,22 @@ impl Remote {
         Ok(size)
     }
 
-    /// Make any file an object of the remote (by its hash, read in chunks), sent only when the
-    /// remote lacks it: returns its hash and size.
+    /// Make any file a loose object of the remote (by its hash, read in chunks; a job elsewhere
+    /// can be given its URL), sent only when the remote lacks it: returns its hash and size.
     pub async fn upload_file(&self, path: &Path) -> Result<(Hash, u64)> {
         let size = std::fs::metadata(path).map_err(StoreError::io(path))?.len();
         let hash = crate::objects::hash_file_streaming(path)?;
-        if self.missing(&[hash], 1).await?.is_empty() {
+        if self.has_loose(&hash).await? {
             return Ok((hash, size));
         }
         self.put_file(path, hash).await?;
         Ok((hash, size))
     }
 
-    /// Bytes as an object of the remote, sent only when the remote lacks them.
+    /// Bytes as a loose object of the remote, sent only when the remote lacks them.
     pub async fn upload_bytes(&self, bytes: Vec<u8>) -> Result<Hash> {
         let hash = Hash::of(&bytes);
-        if !self.missing(&[hash], 1).await?.is_empty() {
+        if !self.has_loose(&hash).await? {
             self.store.put(&self.object_path(&hash), PutPayload::from(bytes)).await.map_err(|e| self.error(e))?;
         }
         Ok(hash)
@@ -447,8 +469,15 @@ impl Remote {
         Ok(())
     }
 
-    /// Fetch one object into a staged local temp file, verifying its hash.
+    /// Fetch one object (loose or packed) into a staged local object, verifying its hash.
     pub async fn download(&self, local: &LocalObjects, hash: Hash) -> Result<Staged> {
+        match self.download_packed(local, hash).await? {
+            Some(staged) => Ok(staged),
+            None => self.download_loose(local, hash).await,
+        }
+    }
+
+    async fn download_loose(&self, local: &LocalObjects, hash: Hash) -> Result<Staged> {
         let location = self.object_path(&hash);
         let result = self.store.get(&location).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => self.error(format!("object {hash} is not on the remote")),

@@ -321,7 +321,8 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
 
 fn print_transfer(verb: &str, direction: &str, place: &str, r: &transfer::TransferReport) {
     let (moved, size, rest) = (plural(r.transferred, "object"), bytes(r.bytes), r.objects - r.transferred);
-    println!("{verb} {moved} ({size}) {direction} {}; {rest} already {place}", r.remote);
+    let packs = if r.packs > 0 { format!(", small ones in {}", plural(r.packs, "pack")) } else { String::new() };
+    println!("{verb} {moved} ({size}{packs}) {direction} {}; {rest} already {place}", r.remote);
 }
 
 fn print_checkout(r: &checkout::CheckoutReport) {

@@ -160,7 +160,13 @@ fn a_killed_push_over_ssh_resumes_where_it_stopped() {
 fn killed_push_resumes(url: &str, remote: &std::path::Path) {
     let a = Repo::new();
     set_remote(&a, url);
-    make_tree(&a, "data", 3000);
+    // Small files (they travel in packs) and files large enough to travel one by one.
+    make_tree(&a, "data", 2000);
+    for i in 0..300u32 {
+        let mut bytes = vec![(i % 251) as u8; 300 << 10];
+        bytes[..4].copy_from_slice(&i.to_le_bytes());
+        a.write(&format!("data/large/f{i}.bin"), bytes);
+    }
     a.kairo(&["data", "add", "data"]).assert().success();
     let total = a.object_count();
     let count = || walkdir_count(remote);
@@ -192,22 +198,117 @@ fn killed_push_resumes(url: &str, remote: &std::path::Path) {
     b.kairo(&["data", "verify"]).assert().code(0);
 }
 
-/// The objects under `dir`: files named by hex digits only. A write in flight (SFTP's hidden
-/// `.NAME.kairo-tmp-…`, object_store's `NAME#N`) is not an object yet.
+/// The objects under `dir`: loose ones (files named by hex digits only) and those the pack
+/// indexes list. A write in flight (SFTP's hidden `.NAME.kairo-tmp-…`, object_store's
+/// `NAME#N`) is not an object yet, nor is a pack without its index.
 fn walkdir_count(dir: &std::path::Path) -> usize {
     fs::read_dir(dir)
         .map(|d| {
             d.flatten()
                 .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
                     if e.path().is_dir() {
                         walkdir_count(&e.path())
+                    } else if name.starts_with("pack-") && name.ends_with(".idx") {
+                        packed_count(&e.path())
                     } else {
-                        usize::from(e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit())))
+                        usize::from(name.bytes().all(|b| b.is_ascii_hexdigit()))
                     }
                 })
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// How many objects a pack index lists (its entry count follows an 8-byte magic).
+fn packed_count(idx: &std::path::Path) -> usize {
+    let bytes = fs::read(idx).unwrap_or_default();
+    bytes.get(8..16).map_or(0, |n| u64::from_le_bytes(n.try_into().unwrap()) as usize)
+}
+
+/// The pack indexes of a directory remote, newest last.
+fn pack_indexes(remote: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut idx: Vec<_> = fs::read_dir(remote.join("packs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+        .collect();
+    idx.sort_by_key(|p| fs::metadata(p).unwrap().modified().unwrap());
+    idx
+}
+
+/// Small objects travel in packs. Each state a killed push can leave is resumed by the next
+/// push (a pack without its index, nothing of a pack), a fresh clone pulls through the
+/// packs, and a damaged pack or index is refused, named, with what to do.
+#[test]
+fn small_objects_travel_in_packs_that_resume_and_refuse_damage() {
+    let remote = tempfile::tempdir().unwrap();
+    let a = Repo::new();
+    set_remote(&a, &format!("file://{}", remote.path().display()));
+    make_tree(&a, "one", 40);
+    a.kairo(&["data", "add", "one"]).assert().success();
+    let r = a.json(&["data", "push"]);
+    let first = r["transferred"].as_u64().unwrap();
+    assert_eq!((r["packs"].as_u64(), first), (Some(1), a.object_count() as u64), "{r}");
+    make_tree(&a, "two", 60);
+    a.kairo(&["data", "add", "two"]).assert().success();
+    a.kairo(&["data", "push"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("small ones in 1 pack").and(predicate::str::contains("already there")));
+    let packs = pack_indexes(remote.path());
+    assert_eq!(packs.len(), 2);
+    let second = packed_count(&packs[1]) as u64;
+
+    // Killed after a pack, before its index: the pack is invisible; its objects go again.
+    fs::remove_file(&packs[1]).unwrap();
+    let r = a.json(&["data", "push"]);
+    assert_eq!((r["transferred"].as_u64(), r["packs"].as_u64()), (Some(second), Some(1)), "{r}");
+    // Killed before the pack was whole: the same.
+    let packs = pack_indexes(remote.path());
+    fs::remove_file(&packs[1]).unwrap();
+    fs::write(packs[1].with_extension("pack"), b"KPACK01\ntrunc").unwrap();
+    assert_eq!(a.json(&["data", "push"])["transferred"].as_u64(), Some(second));
+    assert_eq!(a.json(&["data", "push"])["transferred"], 0, "nothing is sent twice");
+
+    a.git(&["add", "-A"]);
+    a.git(&["commit", "-qm", "data"]);
+    let clone = || {
+        let b = Repo::bare();
+        b.git(&["clone", "-q", a.path().to_str().unwrap(), "."]);
+        b
+    };
+    let b = clone();
+    let r = b.json(&["data", "pull"]);
+    assert_eq!(r["transfer"]["transferred"].as_u64(), Some(a.object_count() as u64));
+    assert_eq!(b.read("two/d1/f9.txt"), b"file 9\n");
+    b.kairo(&["data", "verify"]).assert().code(0);
+
+    // A damaged pack: the object is refused by its hash and nothing of the pull is kept.
+    let packs = pack_indexes(remote.path());
+    let pack = packs[0].with_extension("pack");
+    let mut bytes = fs::read(&pack).unwrap();
+    let at = bytes.windows(7).position(|w| w == b"file 13").unwrap();
+    bytes[at] ^= 0x20;
+    fs::write(&pack, &bytes).unwrap();
+    let c = clone();
+    c.kairo(&["data", "pull", "one"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is corrupted: received bytes hash to"));
+    bytes[at] ^= 0x20;
+    fs::write(&pack, &bytes).unwrap();
+
+    // A damaged index: named, with the fix; the pull fails before anything moves.
+    fs::write(&packs[0], b"not an index").unwrap();
+    let d = clone();
+    d.kairo(&["data", "pull"]).assert().code(1).stderr(
+        predicate::str::contains("pack index")
+            .and(predicate::str::contains("does not match its name"))
+            .and(predicate::str::contains("the next push sends its objects again")),
+    );
+    assert!(!d.join("one").exists(), "nothing checked out");
 }
 
 /// A refused credential and an unreachable host name the remote and the cause, and where the
