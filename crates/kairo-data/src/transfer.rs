@@ -106,7 +106,8 @@ pub async fn pull(
     while !level.is_empty() {
         level.retain(|(h, _)| seen.insert(*h));
         report.objects += level.len() as u64;
-        let absent: Vec<Hash> = level.iter().map(|(h, _)| *h).filter(|h| !objects.contains(h)).collect();
+        let mut absent: Vec<Hash> = level.iter().map(|(h, _)| *h).filter(|h| !objects.contains(h)).collect();
+        remote.sort_for_fetch(&mut absent).await?;
         for chunk in absent.chunks(PULL_BATCH) {
             let staged = remote.fetch(&objects, chunk, jobs, &|bytes, n| progress.advance(bytes, n)).await?;
             report.transferred += staged.len() as u64;

@@ -252,6 +252,18 @@ impl Remote {
         Ok(total)
     }
 
+    /// Order `hashes` as the remote holds them (pack by pack, by offset; loose ones last), so a
+    /// batch of them taken in order reads each pack's stretch once, not the whole pack for a
+    /// few objects scattered across it.
+    pub async fn sort_for_fetch(&self, hashes: &mut [Hash]) -> Result<()> {
+        let packs = self.load_packs().await?;
+        hashes.sort_by_cached_key(|h| match packs.get(h) {
+            Some(slot) => (false, Some(slot.pack), slot.offset),
+            None => (true, None, 0),
+        });
+        Ok(())
+    }
+
     /// Fetch `hashes` into staged local objects, each checked against its hash: packed ones
     /// through range requests per pack, the rest one by one, `jobs` requests at a time;
     /// `fetched(bytes, objects)` hears of each request done.
