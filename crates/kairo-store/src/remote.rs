@@ -111,6 +111,12 @@ fn cause(text: &str) -> Option<Cause> {
         "permission denied",
         "unauthenticated",
         "error getting token",
+        // A key file or key that cannot be used (object_store's GCS and Azure credentials).
+        "service account file",
+        "rsa key",
+        "pem file",
+        "unsupported key encoding",
+        "invalid access key",
     ]) {
         Some(Cause::Auth)
     } else if has(&["429 too many", "slowdown", "quotaexceeded", "insufficientstorage", "507 insufficient"]) {
@@ -130,6 +136,26 @@ fn cause(text: &str) -> Option<Cause> {
     } else {
         None
     }
+}
+
+/// An error talking to the remote at `url`, saying what kind of failure it is.
+fn remote_error(url: &str, e: impl std::fmt::Display) -> StoreError {
+    let text = e.to_string();
+    // object_store's "Generic S3 error: " says nothing the remote's URL does not.
+    let text = match text.strip_prefix("Generic ").and_then(|t| t.split_once(" error: ")) {
+        Some((store, rest)) if !store.contains(' ') => rest.to_string(),
+        _ => text,
+    };
+    let message = match cause(&text) {
+        Some(Cause::Auth) => format!(
+            "the remote refused the credentials ({}): {text}",
+            parse_url(url).map(|p| credentials_hint(p.kind)).unwrap_or("check the credentials")
+        ),
+        Some(Cause::Network) => format!("cannot reach the remote (network): {text}"),
+        Some(Cause::Quota) => format!("the remote is throttling or out of quota (retried): {text}"),
+        None => text,
+    };
+    StoreError::Remote { url: url.to_string(), message }
 }
 
 /// Where a kind of remote takes its credentials from.
@@ -250,7 +276,7 @@ pub fn parse_url(url: &str) -> std::result::Result<Parsed, String> {
 impl Remote {
     /// Open a remote from its URL; relative directory paths are taken from `base`.
     pub fn open(url: &str, base: &Path) -> Result<Self> {
-        let err = |message: String| StoreError::Remote { url: url.to_string(), message };
+        let err = |message: String| remote_error(url, message);
         let parsed = parse_url(url).map_err(err)?;
         let signed = |store: Arc<dyn ObjectStore>, signer: Arc<dyn object_store::signer::Signer>| {
             let prefix = ObjectPath::parse(&parsed.prefix).map_err(|e| err(e.to_string()))?;
@@ -328,22 +354,7 @@ impl Remote {
     }
 
     fn error(&self, e: impl std::fmt::Display) -> StoreError {
-        let text = e.to_string();
-        // object_store's "Generic S3 error: " says nothing the remote's URL does not.
-        let text = match text.strip_prefix("Generic ").and_then(|t| t.split_once(" error: ")) {
-            Some((store, rest)) if !store.contains(' ') => rest.to_string(),
-            _ => text,
-        };
-        let message = match cause(&text) {
-            Some(Cause::Auth) => format!(
-                "the remote refused the credentials ({}): {text}",
-                parse_url(&self.url).map(|p| credentials_hint(p.kind)).unwrap_or("check the credentials")
-            ),
-            Some(Cause::Network) => format!("cannot reach the remote (network): {text}"),
-            Some(Cause::Quota) => format!("the remote is throttling or out of quota (retried): {text}"),
-            None => text,
-        };
-        StoreError::Remote { url: self.url.clone(), message }
+        remote_error(&self.url, e)
     }
 
     /// The subset of `hashes` the remote lacks, loose or packed. One LIST per shard involved,

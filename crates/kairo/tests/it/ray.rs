@@ -71,13 +71,18 @@ fn a_stage_runs_on_ray_through_an_s3_remote() {
 
 fn two_stages(address: &str, remote: Option<&str>) {
     // `prepare` runs here; `train` on Ray, reading prepare's output through the remote.
-    let stages = "stages:\n  prepare:\n    cmd: mkdir -p data && seq 1 5 > data/clean.txt\n    deps: [raw.txt]\n    outs: [data/clean.txt]\n  train:\n    cmd: python train.py\n    executor: ray\n    resources: {num_cpus: 1, memory: 64MiB}\n    deps: [train.py, data/clean.txt]\n    params: [train.lr]\n    outs: [model.txt, reports]\n    metrics: [m.json]\n";
+    let stages = "stages:\n  prepare:\n    cmd: mkdir -p data && seq 1 5 > data/clean.txt\n    deps: [raw.txt]\n    outs: [data/clean.txt]\n  train:\n    cmd: python train.py\n    executor: ray\n    resources: {num_cpus: 1, memory: 64MiB}\n    deps: [train.py, data/clean.txt, ref]\n    params: [train.lr]\n    outs: [model.txt, reports]\n    metrics: [m.json]\n";
     let repo = ray_repo(address, stages, remote);
+    // A tracked dataset, pushed first: its small files sit in a pack on the remote, and the job
+    // still gets a URL of its own for each (a loose copy is made).
+    crate::make_tree(&repo, "ref", 20);
+    repo.kairo(&["data", "add", "ref"]).assert().success();
+    assert_eq!(repo.json(&["data", "push"])["packs"], 1);
     repo.write("raw.txt", "raw\n");
     repo.write("params.yaml", "train:\n  lr: 0.25\n");
     repo.write(
         "train.py",
-        "import json, os\nrows = [int(x) for x in open('data/clean.txt')]\nlr = [l.split(':')[1].strip() for l in open('params.yaml') if 'lr' in l][0]\nprint('training on', len(rows), 'rows, lr', lr, 'run', os.environ['KAIRO_RUN_ID'][:8])\nopen('model.txt', 'w').write(f'sum={sum(rows)} lr={lr}\\n')\nos.makedirs('reports/deep', exist_ok=True)\nopen('reports/a.txt', 'w').write('a\\n')\nopen('reports/deep/b.txt', 'w').write('b\\n')\njson.dump({'acc': 0.75}, open('m.json', 'w'))\n",
+        "import json, os\nrows = [int(x) for x in open('data/clean.txt')]\nlr = [l.split(':')[1].strip() for l in open('params.yaml') if 'lr' in l][0]\nprint('training on', len(rows), 'rows, lr', lr, 'run', os.environ['KAIRO_RUN_ID'][:8])\nprint('reference', open('ref/d1/f5.txt').read().strip())\nopen('model.txt', 'w').write(f'sum={sum(rows)} lr={lr}\\n')\nos.makedirs('reports/deep', exist_ok=True)\nopen('reports/a.txt', 'w').write('a\\n')\nopen('reports/deep/b.txt', 'w').write('b\\n')\njson.dump({'acc': 0.75}, open('m.json', 'w'))\n",
     );
     let out = repo.kairo(&["run"]).output().unwrap();
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -95,6 +100,7 @@ fn two_stages(address: &str, remote: Option<&str>) {
         String::from_utf8_lossy(&log.stdout).contains("training on 5 rows, lr 0.25"),
         "the job's output is the run's log"
     );
+    assert!(String::from_utf8_lossy(&log.stdout).contains("reference file 5"), "the job read the packed dataset");
     // Lineage: train read prepare's output.
     let lineage = repo.kairo(&["lineage", "model.txt"]).output().unwrap();
     assert!(

@@ -312,7 +312,7 @@ fn small_objects_travel_in_packs_that_resume_and_refuse_damage() {
 }
 
 /// A refused credential and an unreachable host name the remote and the cause, and where the
-/// credentials come from.
+/// credentials come from (S3, Azure, GCS).
 #[test]
 fn a_wrong_credential_or_an_unreachable_host_is_named() {
     let Some(s3) = crate::service("KAIRO_TEST_S3_URL") else { return };
@@ -338,6 +338,30 @@ fn a_wrong_credential_or_an_unreachable_host_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot reach the remote (network)") && err.contains(&azure), "{err}");
+
+    // GCS: the emulator checks no token, so the wrong credentials are ones that cannot be
+    // used at all: a key file that is not there, and one whose private key is not a key.
+    let Some(gcs) = crate::service("KAIRO_TEST_GCS_URL") else { return };
+    set_remote(&repo, &format!("{gcs}/wrong-{}", unique()));
+    let scratch = tempfile::tempdir().unwrap();
+    let bad_key = scratch.path().join("key.json");
+    fs::write(
+        &bad_key,
+        r#"{"client_email": "kairo@example.iam.gserviceaccount.com", "private_key_id": "1",
+            "private_key": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"}"#,
+    )
+    .unwrap();
+    for key in [scratch.path().join("absent.json"), bad_key] {
+        let out = repo.kairo(&["data", "push"]).env("GOOGLE_SERVICE_ACCOUNT", &key).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("refused the credentials")
+                && err.contains("GOOGLE_APPLICATION_CREDENTIALS")
+                && err.contains(&gcs),
+            "{err}"
+        );
+    }
 }
 
 /// SSH: an unknown host key and a changed one are errors that say how to check and trust the
