@@ -139,17 +139,15 @@ impl Remote {
                         Err(e) => return Err(self.error(e)),
                     }
                 }
-                let indexes: Vec<(String, Vec<(Hash, u64, u64)>)> = futures::stream::iter(ids)
+                futures::stream::iter(ids)
                     .map(|(id, size)| async move {
                         let entries = self.read_index(&id, size).await?;
-                        Ok::<_, StoreError>((id, entries))
+                        self.packs.insert(&id, &entries);
+                        Ok::<_, StoreError>(())
                     })
                     .buffer_unordered(INDEX_READS)
-                    .try_collect()
+                    .try_collect::<Vec<()>>()
                     .await?;
-                for (id, entries) in &indexes {
-                    self.packs.insert(id, entries);
-                }
                 Ok(())
             })
             .await?;
