@@ -157,20 +157,24 @@ impl Remote {
     /// One pack index, checked against its name (its hash): from the cache when there, else
     /// fetched and cached.
     async fn read_index(&self, id: &str, size: u64) -> Result<Vec<(Hash, u64, u64)>> {
-        let cached = self.index_cache.as_ref().map(|dir| dir.join(format!("pack-{id}.idx")));
-        if let Some(bytes) = cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
-            if pack_id(&bytes) == id {
-                if let Some(entries) = parse_index(&bytes) {
-                    return Ok(entries);
-                }
-            }
-        }
         let location = self.pack_file(id, "idx");
         let corrupt = |why: &str| {
             self.error(format!(
                 "pack index {location} {why}: delete it (and its .pack); the next push sends its objects again"
             ))
         };
+        // An index is read whole and names ranges later read whole: sizes are checked first.
+        let ours = |entries: &[(Hash, u64, u64)]| {
+            entries.iter().all(|(_, offset, len)| *len <= PACK_MAX && offset.checked_add(*len).is_some())
+        };
+        let cached = self.index_cache.as_ref().map(|dir| dir.join(format!("pack-{id}.idx")));
+        if let Some(bytes) = cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
+            if pack_id(&bytes) == id {
+                if let Some(entries) = parse_index(&bytes).filter(|e| ours(e)) {
+                    return Ok(entries);
+                }
+            }
+        }
         if size > INDEX_MAX {
             return Err(corrupt(&format!("is {size} bytes, more than any Kairo writes ({INDEX_MAX})")));
         }
@@ -180,6 +184,9 @@ impl Remote {
             return Err(corrupt("does not match its name (its hash)"));
         }
         let entries = parse_index(&bytes).ok_or_else(|| corrupt("is not a pack index"))?;
+        if !ours(&entries) {
+            return Err(corrupt(&format!("lists an object larger than Kairo packs ({PACK_MAX} bytes)")));
+        }
         self.cache_index(id, &bytes);
         Ok(entries)
     }

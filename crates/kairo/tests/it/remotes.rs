@@ -309,6 +309,19 @@ fn small_objects_travel_in_packs_that_resume_and_refuse_damage() {
             .and(predicate::str::contains("the next push sends its objects again")),
     );
     assert!(!d.join("one").exists(), "nothing checked out");
+
+    // A well-formed index that names a range no Kairo pack holds (an object of 1 TiB): refused
+    // before anything is read or allocated for it.
+    fs::remove_file(&packs[0]).unwrap();
+    let mut idx = b"KIDX001\n".to_vec();
+    idx.extend_from_slice(&1u64.to_le_bytes());
+    idx.extend_from_slice(blake3::hash(b"x").as_bytes());
+    idx.extend_from_slice(&8u64.to_le_bytes());
+    idx.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    idx.extend_from_slice(blake3::hash(&idx).as_bytes());
+    let id = &blake3::hash(&idx).to_hex()[..40];
+    fs::write(remote.path().join("packs").join(format!("pack-{id}.idx")), &idx).unwrap();
+    clone().kairo(&["data", "pull"]).assert().code(1).stderr(predicate::str::contains("lists an object larger"));
 }
 
 /// A refused credential and an unreachable host name the remote and the cause, and where the
