@@ -10,7 +10,7 @@ what kairo reads. Targets:
   the port, user and key, and a HOME whose ~/.ssh/known_hosts holds the server's key; raw: scp
   (OpenSSH's own client, SFTP protocol).
 Each tool writes under its own fresh prefix, so every push sends everything and every pull
-fetches everything (local caches emptied first).
+fetches everything (local caches emptied first). Every timing starts after `sync`.
 """
 import argparse
 import json
@@ -33,8 +33,14 @@ def sh(cmd, cwd, env=None):
     return p.stdout
 
 
+def start():
+    """The clock, after the disk has written what came before: no tool pays for another's writes."""
+    os.sync()
+    return time.perf_counter()
+
+
 def timed(cmd, cwd, env=None):
-    t = time.perf_counter()
+    t = start()
     sh(cmd, cwd, env)
     return time.perf_counter() - t
 
@@ -120,11 +126,11 @@ class Target:
         if self.kind == "azure":
             from azure.storage.blob import BlobServiceClient
             blob = BlobServiceClient.from_connection_string(self.conn).get_blob_client(self.container, name)
-            t = time.perf_counter()
+            t = start()
             with open(path, "rb") as f:
                 blob.upload_blob(f, max_concurrency=4)
             up = time.perf_counter() - t
-            t = time.perf_counter()
+            t = start()
             with open(out, "wb") as f:
                 blob.download_blob(max_concurrency=4).readinto(f)
             down = time.perf_counter() - t
@@ -135,19 +141,19 @@ class Target:
             client = storage.Client(project="kairo-bench", credentials=AnonymousCredentials(),
                                     client_options={"api_endpoint": self.endpoint})
             blob = client.bucket(self.bucket).blob(name)
-            t = time.perf_counter()
+            t = start()
             blob.upload_from_filename(str(path))
             up = time.perf_counter() - t
-            t = time.perf_counter()
+            t = start()
             blob.download_to_filename(str(out))
             down = time.perf_counter() - t
             blob.delete()
         else:
             remote = f"{self.host}:{self.root}/{name}"
-            t = time.perf_counter()
+            t = start()
             sh(["scp", "-q", "-F", self.config, path, remote], path.parent)
             up = time.perf_counter() - t
-            t = time.perf_counter()
+            t = start()
             sh(["scp", "-q", "-F", self.config, remote, out], path.parent)
             down = time.perf_counter() - t
             sh(["ssh", "-F", self.config, self.host, "rm", "-f", f"{self.root}/{name}"], path.parent)
