@@ -402,11 +402,8 @@ impl Remote {
         Ok(names)
     }
 
-    /// Copy one local object to the remote as a loose object, checking its bytes on the way.
-    pub async fn upload(&self, local: &LocalObjects, hash: Hash) -> Result<u64> {
-        self.upload_sized(local, hash, local.size(&hash)?).await
-    }
-
+    /// Copy one local object of `size` bytes to the remote as a loose object, checking its
+    /// bytes on the way.
     async fn upload_sized(&self, local: &LocalObjects, hash: Hash, size: u64) -> Result<u64> {
         if size <= SINGLE_PUT {
             let bytes = local.read(&hash)?;

@@ -26,9 +26,9 @@ async fn loose_round_trip(remote: &Remote) {
 
     let missing = remote.missing(&all, 4).await.unwrap();
     assert_eq!(missing.len(), 3);
-    for h in &missing {
-        remote.upload(&src, *h).await.unwrap();
-    }
+    let sized: Vec<(Hash, u64)> = missing.iter().map(|h| (*h, src.size(h).unwrap())).collect();
+    let sent = remote.send(&src, &sized, 4, &|_, _| {}).await.unwrap();
+    assert_eq!((sent.objects, sent.packs), (3, 0), "too few small objects to pack: each goes loose");
     assert!(remote.missing(&all, 4).await.unwrap().is_empty(), "existence check sees uploads");
 
     let dst = local_store(&dir.path().join("b"));
