@@ -1,5 +1,9 @@
 //! `kairo data gc`: remove objects that nothing references — no pointer in the work tree or in
 //! any commit of the current branch, no record in the metadata store (runs, models).
+//!
+//! `kairo data gc --remote`: the same on a remote, which other clones share, so more is kept:
+//! pointers in any commit of any branch or tag this clone knows, and whatever is younger than a
+//! grace period (a push whose pointers are not committed yet). See [`kairo_store::Collected`].
 
 use crate::error::{DataError, Result};
 use crate::git;
@@ -8,7 +12,7 @@ use kairo_core::manifest::{EntryKind, Manifest, MANIFEST_PREFIX};
 use kairo_core::pointer::{Pointer, PointerKind};
 use kairo_core::EventKind;
 use kairo_core::Hash;
-use kairo_store::{LocalObjects, StoreError};
+use kairo_store::{Collected, LocalObjects, Metadata, Remote};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -28,29 +32,7 @@ pub async fn gc(project: &Project, dry_run: bool) -> Result<GcReport> {
     let objects = project.objects()?;
     let metadata = project.metadata().await?;
     let _lock = project.lock_exclusive()?;
-
-    let mut roots: Vec<(Hash, PointerKind)> = Vec::new();
-    for rel in project.tracked_paths()? {
-        let p = project.require_pointer(&rel)?;
-        roots.push((p.hash, p.kind));
-    }
-    for text in git::pointer_versions_in_history(project.root())? {
-        if let Ok(p) = Pointer::parse(&text) {
-            roots.push((p.hash, p.kind));
-        }
-    }
-    let pinned = metadata.referenced_objects().await?;
-
-    let mut live = HashSet::new();
-    for (hash, kind) in roots {
-        mark(&objects, hash, kind == PointerKind::Dir, &mut live)?;
-    }
-    for hash in pinned {
-        // A pinned object may be a manifest: keep what it names too. Only its first bytes are
-        // read to tell, so pinning a multi-gigabyte model costs nothing here.
-        let is_manifest = objects.starts_with(&hash, MANIFEST_PREFIX.as_bytes()).unwrap_or(false);
-        mark(&objects, hash, is_manifest, &mut live)?;
-    }
+    let live = live_set(project, &objects, &metadata, git::History::Branch, None).await?;
 
     let mut report = GcReport { dry_run, ..Default::default() };
     let mut dead = HashSet::new();
@@ -79,22 +61,79 @@ pub async fn gc(project: &Project, dry_run: bool) -> Result<GcReport> {
     Ok(report)
 }
 
-/// Mark an object live, and for a manifest everything below it. A manifest missing from the
-/// local store marks nothing below it (those objects cannot be named without it); a corrupted
-/// one stops `gc`, since collecting blind could delete what it names.
-fn mark(objects: &LocalObjects, hash: Hash, is_dir: bool, live: &mut HashSet<Hash>) -> Result<()> {
-    if !live.insert(hash) || !is_dir {
-        return Ok(());
+/// Collect `remote` (see the module's text): objects no branch, tag or record references and
+/// older than `grace` are removed, `jobs` requests at a time. A manifest this clone lacks is
+/// read from the remote (and kept) to know what it names.
+pub async fn gc_remote(
+    project: &Project,
+    remote: &Remote,
+    grace: Duration,
+    dry_run: bool,
+    jobs: usize,
+) -> Result<Collected> {
+    let objects = project.objects()?;
+    let metadata = project.metadata().await?;
+    let live = live_set(project, &objects, &metadata, git::History::AllRefs, Some(remote)).await?;
+    let collected = remote.collect(&live, grace, dry_run, jobs).await?;
+    if !dry_run && collected.objects_removed > 0 {
+        let payload = serde_json::json!({
+            "objects_removed": collected.objects_removed,
+            "bytes_removed": collected.bytes_removed,
+            "objects_kept": collected.objects_kept,
+            "packs_rewritten": collected.packs_rewritten,
+        });
+        let target = format!("store:remote:{}", remote.url());
+        metadata.record_event(&Project::actor(), EventKind::ObjectsCollected, &target, &payload).await?;
     }
-    let bytes = match objects.read(&hash) {
-        Ok(b) => b,
-        Err(StoreError::Missing(_)) => return Ok(()),
-        Err(e) => return Err(DataError::Runtime(format!("gc stopped, nothing removed: {e}; run `kairo data verify`"))),
-    };
-    let manifest = Manifest::parse(&bytes)
-        .map_err(|e| DataError::Runtime(format!("gc stopped, nothing removed: manifest {hash}: {e}")))?;
-    for e in manifest.entries() {
-        mark(objects, e.hash, e.kind == EntryKind::Dir, live)?;
+    metadata.close().await;
+    Ok(collected)
+}
+
+/// Every object referenced: by a pointer in the work tree or in `history`, or by a record in
+/// the metadata store, with everything below each manifest. A manifest missing locally is
+/// fetched from `remote` when one is given; missing everywhere, it marks nothing below it
+/// (those objects cannot be named without it). A corrupted one stops the collection, since
+/// collecting blind could delete what it names.
+async fn live_set(
+    project: &Project,
+    objects: &LocalObjects,
+    metadata: &Metadata,
+    history: git::History,
+    remote: Option<&Remote>,
+) -> Result<HashSet<Hash>> {
+    let mut pending: Vec<(Hash, bool)> = Vec::new();
+    for rel in project.tracked_paths()? {
+        let p = project.require_pointer(&rel)?;
+        pending.push((p.hash, p.kind == PointerKind::Dir));
     }
-    Ok(())
+    for text in git::pointer_versions_in_history(project.root(), history)? {
+        if let Ok(p) = Pointer::parse(&text) {
+            pending.push((p.hash, p.kind == PointerKind::Dir));
+        }
+    }
+    for hash in metadata.referenced_objects().await? {
+        // A pinned object may be a manifest: keep what it names too. Only its first bytes are
+        // read to tell, so pinning a multi-gigabyte model costs nothing here.
+        let is_manifest = objects.starts_with(&hash, MANIFEST_PREFIX.as_bytes()).unwrap_or(false);
+        pending.push((hash, is_manifest));
+    }
+    let stopped = |e: &dyn std::fmt::Display| DataError::Runtime(format!("gc stopped, nothing removed: {e}"));
+    let mut live = HashSet::new();
+    while let Some((hash, is_dir)) = pending.pop() {
+        if !live.insert(hash) || !is_dir {
+            continue;
+        }
+        if !objects.contains(&hash) {
+            let Some(remote) = remote else { continue };
+            match remote.download_if_present(objects, hash).await {
+                Ok(Some(staged)) => objects.commit(vec![staged])?,
+                Ok(None) => continue,
+                Err(e) => return Err(stopped(&e)),
+            }
+        }
+        let bytes = objects.read(&hash).map_err(|e| stopped(&format!("{e}; run `kairo data verify`")))?;
+        let manifest = Manifest::parse(&bytes).map_err(|e| stopped(&format!("manifest {hash}: {e}")))?;
+        pending.extend(manifest.entries().iter().map(|e| (e.hash, e.kind == EntryKind::Dir)));
+    }
+    Ok(live)
 }

@@ -148,12 +148,26 @@ fn parse_batch(mut out: &[u8], n: usize) -> Result<Vec<Option<String>>> {
     Ok(result)
 }
 
-/// Contents of every version of every `*.kairo` pointer committed on the current branch.
-pub fn pointer_versions_in_history(root: &Path) -> Result<Vec<String>> {
+/// Which commits [`pointer_versions_in_history`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// The current branch.
+    Branch,
+    /// Every branch, tag and remote-tracking branch this clone knows.
+    AllRefs,
+}
+
+/// Contents of every version of every `*.kairo` pointer committed in `history`.
+pub fn pointer_versions_in_history(root: &Path, history: History) -> Result<Vec<String>> {
     if head_commit(root).is_none() {
         return Ok(Vec::new());
     }
-    let log = git(root, &["log", "--format=%x1e%H", "--name-only", "--diff-filter=AMRC", "--", "*.kairo"])?;
+    let mut args = vec!["log", "--format=%x1e%H", "--name-only", "--diff-filter=AMRC"];
+    if history == History::AllRefs {
+        args.push("--all");
+    }
+    args.extend(["--", "*.kairo"]);
+    let log = git(root, &args)?;
     let mut specs = Vec::new();
     for block in log.split('\x1e').filter(|b| !b.trim().is_empty()) {
         let mut lines = block.lines();

@@ -30,6 +30,6 @@ mod version_details;
 pub use error::StoreError;
 pub use metadata::Metadata;
 pub use objects::{LocalObjects, ObjectSource, Staged};
-pub use remote::Remote;
+pub use remote::{Collected, Remote};
 pub use stat_cache::{FileStat, StatCache};
 pub use version_details::{artifact_document, artifact_from_document};

@@ -33,7 +33,9 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+mod gc;
 mod packs;
+pub use gc::Collected;
 pub use packs::Sent;
 
 /// Objects up to this size go up in one PUT; larger ones as a multipart upload.
@@ -479,24 +481,37 @@ impl Remote {
 
     /// Fetch one object (loose or packed) into a staged local object, verifying its hash.
     pub async fn download(&self, local: &LocalObjects, hash: Hash) -> Result<Staged> {
+        self.download_if_present(local, hash).await?.ok_or_else(|| self.absent(hash))
+    }
+
+    fn absent(&self, hash: Hash) -> StoreError {
+        self.error(format!("object {hash} is not on the remote"))
+    }
+
+    /// [`Remote::download`], or None when the remote does not have `hash`.
+    pub async fn download_if_present(&self, local: &LocalObjects, hash: Hash) -> Result<Option<Staged>> {
         match self.download_packed(local, hash).await? {
-            Some(staged) => Ok(staged),
-            None => self.download_loose(local, hash).await,
+            Some(staged) => Ok(Some(staged)),
+            None => self.download_loose_if_present(local, hash).await,
         }
     }
 
     async fn download_loose(&self, local: &LocalObjects, hash: Hash) -> Result<Staged> {
-        let location = self.object_path(&hash);
-        let result = self.store.get(&location).await.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => self.error(format!("object {hash} is not on the remote")),
-            e => self.error(e),
-        })?;
+        self.download_loose_if_present(local, hash).await?.ok_or_else(|| self.absent(hash))
+    }
+
+    async fn download_loose_if_present(&self, local: &LocalObjects, hash: Hash) -> Result<Option<Staged>> {
+        let result = match self.store.get(&self.object_path(&hash)).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error(e)),
+        };
         let mut stream = result.into_stream();
         let mut writer = local.writer()?;
         while let Some(chunk) = stream.next().await {
             writer.write(&chunk.map_err(|e| self.error(e))?)?;
         }
-        writer.finish(hash)
+        writer.finish(hash).map(Some)
     }
 
     /// Where a job elsewhere reads `location` (GET) or writes it (PUT) for `valid`: a signed

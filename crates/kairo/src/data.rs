@@ -89,10 +89,23 @@ pub enum DataCommand {
         json: bool,
     },
     /// Remove objects no pointer (in the work tree or any commit of this branch), run or model uses.
+    ///
+    /// With `--remote`, collect a remote instead of the local store: it keeps what any branch or
+    /// tag of this clone, any run or model references, and anything younger than `--grace`.
     Gc {
         /// Count what would be removed; delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Collect this remote (default: `default_remote`) instead of the local store.
+        #[arg(long, short, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
+        remote: Option<String>,
+        /// Keep unreferenced remote objects younger than this (a push whose pointers are not
+        /// committed yet): `0`, `90s`, `30m`, `12h`, `7d`.
+        #[arg(long, default_value = "1d", requires = "remote")]
+        grace: String,
+        /// Requests in flight at once (with `--remote`).
+        #[arg(long, short, default_value_t = 16)]
+        jobs: usize,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -116,6 +129,16 @@ pub struct TransferArgs {
     /// Objects in flight at once.
     #[arg(long, short, default_value_t = 16)]
     jobs: usize,
+}
+
+/// `--grace`: a duration, or `0` for none.
+fn parse_grace(text: &str) -> Result<std::time::Duration, Failure> {
+    let number = text.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if !number.is_empty() && number.chars().all(|c| c == '0') {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let ms = kairo_core::config::parse_duration_ms(text).map_err(|e| Failure::usage(format!("--grace {e}")))?;
+    Ok(std::time::Duration::from_millis(ms as u64))
 }
 
 fn project() -> Result<(Project, PathBuf), Failure> {
@@ -255,7 +278,42 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             }
             Ok(exit::OK)
         }
-        DataCommand::Gc { dry_run, json } => {
+        DataCommand::Gc { dry_run, remote: Some(name), grace, jobs, json } => {
+            let grace_period = parse_grace(&grace)?;
+            let remote = project.remote(Some(name.as_str()).filter(|n| !n.is_empty()))?;
+            let r = gc::gc_remote(&project, &remote, grace_period, dry_run, jobs).await?;
+            if json {
+                print_json(&r);
+            } else {
+                let verb = if dry_run { "would remove" } else { "removed" };
+                println!(
+                    "{verb} {} ({}) from {}; kept {}",
+                    plural(r.objects_removed, "object"),
+                    bytes(r.bytes_removed),
+                    remote.url(),
+                    r.objects_kept
+                );
+                if r.objects_young > 0 {
+                    println!(
+                        "kept {} nothing references yet, younger than the grace period ({})",
+                        plural(r.objects_young, "object"),
+                        grace.trim()
+                    );
+                }
+                if r.packs_rewritten + r.packs_removed > 0 {
+                    let verb = if dry_run { "would rewrite" } else { "rewrote" };
+                    println!(
+                        "{verb} {} (into {}), {} {}",
+                        plural(r.packs_rewritten, "pack"),
+                        r.packs_written,
+                        if dry_run { "would delete" } else { "deleted" },
+                        plural(r.packs_removed, "pack")
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        DataCommand::Gc { dry_run, remote: None, json, .. } => {
             // Prediction logs past their model's retention are given up first, so their bytes
             // go in this same collection.
             let pruned = {

@@ -27,6 +27,11 @@ use std::sync::Arc;
 /// A pack is closed at this many bytes or objects.
 const PACK_BYTES: u64 = 16 << 20;
 const PACK_OBJECTS: usize = 4096;
+/// Whether a pack holding `count` objects of `bytes` closes before taking one of `len` bytes.
+pub(super) fn closes(bytes: u64, count: usize, len: u64) -> bool {
+    count > 0 && (bytes + len > PACK_BYTES || count == PACK_OBJECTS)
+}
+
 /// Fewer small objects than this travel loose: a pack would save next to nothing.
 const PACK_MIN: usize = 16;
 /// The largest index Kairo reads (4,096 entries take 192 KiB): a bigger one is not ours.
@@ -85,7 +90,7 @@ fn plan(objects: &[(Hash, u64)]) -> Vec<Batch> {
         let mut pack: Vec<(Hash, u64)> = Vec::new();
         let mut bytes = 0;
         for (hash, size) in small {
-            if !pack.is_empty() && (bytes + size > PACK_BYTES || pack.len() == PACK_OBJECTS) {
+            if closes(bytes, pack.len(), size) {
                 batches.push(Batch::Pack(std::mem::take(&mut pack)));
                 bytes = 0;
             }
@@ -110,11 +115,11 @@ pub struct Sent {
 }
 
 impl Remote {
-    fn packs_dir(&self) -> ObjectPath {
+    pub(super) fn packs_dir(&self) -> ObjectPath {
         self.prefix.child("packs")
     }
 
-    fn pack_file(&self, id: &str, ext: &str) -> ObjectPath {
+    pub(super) fn pack_file(&self, id: &str, ext: &str) -> ObjectPath {
         self.packs_dir().child(format!("pack-{id}.{ext}"))
     }
 
@@ -124,21 +129,7 @@ impl Remote {
         self.packs
             .loaded
             .get_or_try_init(|| async {
-                let dir = self.packs_dir();
-                let mut ids = Vec::new();
-                let mut stream = self.store.list(Some(&dir));
-                while let Some(item) = stream.next().await {
-                    match item {
-                        Ok(meta) => {
-                            let name = meta.location.filename().unwrap_or_default();
-                            if let Some(id) = name.strip_prefix("pack-").and_then(|n| n.strip_suffix(".idx")) {
-                                ids.push((id.to_string(), meta.size));
-                            }
-                        }
-                        Err(object_store::Error::NotFound { .. }) => break,
-                        Err(e) => return Err(self.error(e)),
-                    }
-                }
+                let ids = self.list_packs().await?.into_iter().filter_map(|(id, files)| Some((id, files.idx?.size)));
                 futures::stream::iter(ids)
                     .map(|(id, size)| async move {
                         let entries = self.read_index(&id, size).await?;
@@ -148,7 +139,7 @@ impl Remote {
                     .buffer_unordered(INDEX_READS)
                     .try_collect::<Vec<()>>()
                     .await?;
-                Ok(())
+                Ok::<(), StoreError>(())
             })
             .await?;
         Ok(&self.packs)
@@ -156,7 +147,7 @@ impl Remote {
 
     /// One pack index, checked against its name (its hash): from the cache when there, else
     /// fetched and cached.
-    async fn read_index(&self, id: &str, size: u64) -> Result<Vec<(Hash, u64, u64)>> {
+    pub(super) async fn read_index(&self, id: &str, size: u64) -> Result<Vec<(Hash, u64, u64)>> {
         let location = self.pack_file(id, "idx");
         let corrupt = |why: &str| {
             self.error(format!(
@@ -234,23 +225,24 @@ impl Remote {
         Ok(Sent { objects: done.iter().map(|d| d.1).sum(), bytes: done.iter().map(|d| d.0).sum(), packs })
     }
 
-    /// Upload one pack (the objects' bytes, each checked against its hash as it is read),
-    /// then its index; returns the objects' bytes.
+    /// Upload one pack of `members` from `local` (each checked against its hash as it is
+    /// read); returns the objects' bytes.
     async fn send_pack(&self, local: &LocalObjects, members: &[(Hash, u64)]) -> Result<u64> {
-        let mut parts = Vec::with_capacity(members.len() + 1);
-        parts.push(Bytes::from_static(PACK_MAGIC));
-        let mut lens = Vec::with_capacity(members.len());
-        for (hash, _) in members {
-            let bytes = local.read(hash)?;
-            lens.push((*hash, bytes.len() as u64));
-            parts.push(Bytes::from(bytes));
-        }
+        let objects = members.iter().map(|(hash, _)| Ok((*hash, Bytes::from(local.read(hash)?)))).collect::<Result<_>>()?;
+        self.put_pack(objects).await
+    }
+
+    /// Upload `objects` as one pack, then its index (which makes it visible); returns the
+    /// objects' bytes.
+    pub(super) async fn put_pack(&self, objects: Vec<(Hash, Bytes)>) -> Result<u64> {
+        let lens: Vec<(Hash, u64)> = objects.iter().map(|(hash, bytes)| (*hash, bytes.len() as u64)).collect();
         let total: u64 = lens.iter().map(|l| l.1).sum();
         let Layout { id, entries, idx } = layout(lens.into_iter());
+        let parts = std::iter::once(Bytes::from_static(PACK_MAGIC)).chain(objects.into_iter().map(|(_, b)| b));
         let put = |location: ObjectPath, payload: PutPayload| async move {
             self.store.put(&location, payload).await.map(|_| ()).map_err(|e| self.error(e))
         };
-        put(self.pack_file(&id, "pack"), parts.into_iter().collect()).await?;
+        put(self.pack_file(&id, "pack"), parts.collect()).await?;
         put(self.pack_file(&id, "idx"), PutPayload::from(idx.clone())).await?;
         self.cache_index(&id, &idx);
         self.packs.insert(&id, &entries);

@@ -2,6 +2,8 @@
 
 use kairo_core::Hash;
 use kairo_store::{LocalObjects, Remote, StoreError};
+use std::collections::HashSet;
+use std::time::Duration;
 
 fn local_store(dir: &std::path::Path) -> LocalObjects {
     LocalObjects::open(dir.join("objects"), dir.join("tmp")).unwrap()
@@ -12,6 +14,7 @@ async fn round_trip(url: &str, base: &std::path::Path) {
     let remote = Remote::open(url, base).unwrap();
     loose_round_trip(&remote).await;
     packed_round_trip(url, base).await;
+    collection(url, base).await;
 }
 
 async fn loose_round_trip(remote: &Remote) {
@@ -106,6 +109,79 @@ async fn packed_round_trip(url: &str, base: &std::path::Path) {
         assert!(base.join(url).join(&hex[..2]).join(&hex[2..]).is_file(), "a loose copy");
     }
     remote.delete(hashes[7]).await.unwrap();
+}
+
+/// What a fresh look at the remote finds of `hashes`: the ones it lacks, sorted.
+async fn lacking(url: &str, base: &std::path::Path, hashes: &[Hash]) -> Vec<Hash> {
+    let mut missing = Remote::open(url, base).unwrap().missing(hashes, 4).await.unwrap();
+    missing.sort();
+    missing
+}
+
+/// Collection on a remote: unreferenced objects go, loose and packed, once older than the
+/// grace period; a pack holding some is rewritten with the rest, which stay readable; an object
+/// packed twice (a collection killed between writing and deleting) loses its extra copy.
+async fn collection(url: &str, base: &std::path::Path) {
+    let url = &format!("{url}/collect");
+    let dir = tempfile::tempdir().unwrap();
+    let src = local_store(&dir.path().join("a"));
+    let put = |tag: &str, n: usize| -> Vec<(Hash, u64)> {
+        (0..n)
+            .map(|i| {
+                let h = src.put_bytes(format!("{tag} {i}").as_bytes()).unwrap();
+                (h, src.size(&h).unwrap())
+            })
+            .collect()
+    };
+    let (first, second, loose) = (put("first", 200), put("second", 50), put("loose", 3));
+    let cache = dir.path().join("index-cache");
+    let open = || Remote::open(url, base).unwrap().with_index_cache(cache.clone());
+    for batch in [&first, &second, &loose] {
+        open().send(&src, batch, 4, &|_, _| {}).await.unwrap();
+    }
+    let all: Vec<Hash> = first.iter().chain(&second).chain(&loose).map(|o| o.0).collect();
+    let live: HashSet<Hash> =
+        first.iter().step_by(2).chain(&second).chain(&loose[..1]).map(|o| o.0).collect();
+    let mut dead: Vec<Hash> = all.iter().copied().filter(|h| !live.contains(h)).collect();
+    dead.sort();
+    let dead_bytes: u64 = first.iter().chain(&loose).filter(|o| !live.contains(&o.0)).map(|o| o.1).sum();
+
+    // Within the grace period nothing goes.
+    let c = open().collect(&live, Duration::from_secs(3600), false, 4).await.unwrap();
+    assert_eq!((c.objects_removed, c.objects_young, c.objects_kept), (0, 102, 151), "{c:?}");
+    assert!(lacking(url, base, &all).await.is_empty());
+
+    // Dry: counted, nothing changed.
+    let c = open().collect(&live, Duration::ZERO, true, 4).await.unwrap();
+    assert_eq!((c.objects_removed, c.bytes_removed, c.objects_kept), (102, dead_bytes, 151), "{c:?}");
+    assert_eq!((c.packs_rewritten, c.packs_written, c.packs_removed), (1, 1, 0), "{c:?}");
+    assert!(lacking(url, base, &all).await.is_empty(), "a dry run changes nothing");
+
+    let c = open().collect(&live, Duration::ZERO, false, 4).await.unwrap();
+    assert_eq!((c.objects_removed, c.bytes_removed, c.objects_kept), (102, dead_bytes, 151), "{c:?}");
+    assert_eq!((c.packs_rewritten, c.packs_written, c.packs_removed), (1, 1, 0), "{c:?}");
+    assert_eq!(lacking(url, base, &all).await, dead, "exactly the unreferenced objects are gone");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2, "the rewritten pack's index left the cache");
+    let live_list: Vec<Hash> = live.iter().copied().collect();
+    let dst = local_store(&dir.path().join("b"));
+    let staged = open().fetch(&dst, &live_list, 4, &|_, _| {}).await.unwrap();
+    assert_eq!(staged.len(), live.len());
+    dst.commit(staged).unwrap();
+    assert_eq!(dst.read(&first[10].0).unwrap(), b"first 10");
+    let c = open().collect(&live, Duration::ZERO, false, 4).await.unwrap();
+    assert_eq!((c.objects_removed, c.objects_kept, c.packs_rewritten), (0, 151, 0), "{c:?}");
+
+    // The same objects in two packs: the second copy goes.
+    open().send(&src, &second[..30], 4, &|_, _| {}).await.unwrap();
+    let c = open().collect(&live, Duration::ZERO, false, 4).await.unwrap();
+    assert_eq!((c.objects_removed, c.objects_kept), (30, 151), "{c:?}");
+    let c = open().collect(&live, Duration::ZERO, false, 4).await.unwrap();
+    assert_eq!(c.objects_removed, 0, "{c:?}");
+
+    // Nothing referenced: every pack goes whole.
+    let c = open().collect(&HashSet::new(), Duration::ZERO, false, 4).await.unwrap();
+    assert_eq!((c.objects_removed, c.objects_kept, c.packs_rewritten), (151, 0, 0), "{c:?}");
+    assert_eq!(lacking(url, base, &all).await.len(), all.len());
 }
 
 #[tokio::test]

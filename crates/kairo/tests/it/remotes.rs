@@ -326,6 +326,79 @@ fn small_objects_travel_in_packs_that_resume_and_refuse_damage() {
 
 /// A refused credential and an unreachable host name the remote and the cause, and where the
 /// credentials come from (S3, Azure, GCS).
+/// `kairo data gc --remote` keeps what any branch, the work tree or the grace period still
+/// needs, removes the rest (packed or loose, and a pack a killed push left without index), and
+/// says so; a clone can still pull every branch, and what was removed is sent again when needed.
+#[test]
+fn remote_gc_removes_only_what_nothing_references() {
+    let remote = tempfile::tempdir().unwrap();
+    let a = Repo::new();
+    set_remote(&a, &format!("file://{}", remote.path().display()));
+    make_tree(&a, "one", 40);
+    a.kairo(&["data", "add", "one"]).assert().success();
+    a.git(&["add", "-A"]);
+    a.git(&["commit", "-qm", "v1"]);
+    a.kairo(&["data", "push"]).assert().success();
+    // v2 on a branch of its own.
+    a.git(&["checkout", "-qb", "exp"]);
+    for i in 0..20 {
+        a.write(&format!("one/d{}/f{i}.txt", i % 4), format!("v2 {i}\n"));
+    }
+    a.kairo(&["data", "add", "one"]).assert().success();
+    a.git(&["commit", "-qam", "v2"]);
+    a.kairo(&["data", "push"]).assert().success();
+    a.git(&["checkout", "-q", "-"]);
+    // v3: pushed, then abandoned (its pointer reverted, never committed).
+    for i in 0..20 {
+        a.write(&format!("one/d{}/f{i}.txt", i % 4), format!("v3 {i}\n"));
+    }
+    a.kairo(&["data", "add", "one"]).assert().success();
+    a.kairo(&["data", "push"]).assert().success();
+    a.git(&["checkout", "-q", "--", "one.kairo"]);
+    let before = walkdir_count(remote.path());
+    // A pack a killed push left without its index.
+    fs::write(remote.path().join("packs/pack-0123456789abcdef0123456789abcdef01234567.pack"), b"KPACK01\n").unwrap();
+
+    // Within the default grace period (1d) nothing goes, and the output says why.
+    a.kairo(&["data", "gc", "--remote"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("removed 0 objects").and(predicate::str::contains("younger than the grace period (1d)")));
+    let dry = a.json(&["data", "gc", "--remote", "origin", "--grace", "0", "--dry-run"]);
+    let removed = dry["objects_removed"].as_u64().unwrap();
+    assert!(removed >= 22, "20 files and the manifests above them: {dry}");
+    // v3's own pack, and the leftover.
+    assert_eq!((dry["packs_removed"].as_u64(), dry["objects_young"].as_u64()), (Some(2), Some(0)), "{dry}");
+    assert_eq!(walkdir_count(remote.path()), before, "a dry run removes nothing");
+
+    let done = a.json(&["data", "gc", "-r", "origin", "--grace", "0s"]);
+    assert_eq!((done["objects_removed"].clone(), done["dry_run"].clone()), (dry["objects_removed"].clone(), false.into()));
+    assert_eq!(walkdir_count(remote.path()), before - removed as usize);
+    assert!(!remote.path().join("packs/pack-0123456789abcdef0123456789abcdef01234567.pack").exists());
+    a.kairo(&["data", "gc", "--remote", "--grace", "0"]).assert().success().stdout(predicate::str::contains("removed 0 objects"));
+
+    // Both branches still pull into a fresh clone.
+    let b = Repo::bare();
+    b.git(&["clone", "-q", a.path().to_str().unwrap(), "."]);
+    b.kairo(&["data", "pull"]).assert().success();
+    assert_eq!(b.read("one/d1/f5.txt"), b"file 5\n");
+    b.git(&["checkout", "-q", "exp"]);
+    b.kairo(&["data", "pull"]).assert().success();
+    assert_eq!(b.read("one/d1/f5.txt"), b"v2 5\n");
+    b.kairo(&["data", "verify"]).assert().code(0);
+    // v3 taken up again: exactly what was removed goes back.
+    a.kairo(&["data", "add", "one"]).assert().success();
+    assert_eq!(a.json(&["data", "push"])["transferred"].as_u64(), Some(removed));
+
+    // Bad input: named, exit 2, nothing touched.
+    a.kairo(&["data", "gc", "--remote", "--grace", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--grace").and(predicate::str::contains("30s, 15m, 1h or 1d")));
+    a.kairo(&["data", "gc", "--grace", "1h"]).assert().code(2).stderr(predicate::str::contains("--remote"));
+    a.kairo(&["data", "gc", "--remote", "nowhere"]).assert().code(1).stderr(predicate::str::contains("nowhere"));
+}
+
 #[test]
 fn a_wrong_credential_or_an_unreachable_host_is_named() {
     let Some(s3) = crate::service("KAIRO_TEST_S3_URL") else { return };
