@@ -10,7 +10,7 @@ use crate::NoProgress;
 use kairo_core::Hash;
 use kairo_store::{FileStat, LocalObjects, StoreError};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -23,15 +23,17 @@ pub struct CheckoutReport {
     pub unchanged: u64,
 }
 
-/// Check out the given tracked paths (all when empty).
-pub fn checkout(project: &Project, rels: &[String], force: bool) -> Result<Vec<CheckoutReport>> {
+/// Check out the given tracked paths (all when empty). `fresh` names objects whose bytes this
+/// process has just hashed on their way into the store (a pull's downloads): they are copied
+/// out without being read back.
+pub fn checkout(project: &Project, rels: &[String], force: bool, fresh: &HashSet<Hash>) -> Result<Vec<CheckoutReport>> {
     let rels = if rels.is_empty() { project.tracked_paths()? } else { rels.to_vec() };
-    let objects = project.objects()?;
+    let objects = &project.objects()?;
     let _lock = project.lock_shared()?;
     let mut cache = project.stat_cache();
     let mut reports = Vec::new();
     for rel in rels {
-        reports.push(checkout_one(project, &objects, &mut cache, &rel, force)?);
+        reports.push(checkout_one(project, objects, &mut cache, &rel, force, fresh)?);
     }
     cache.save()?;
     Ok(reports)
@@ -43,15 +45,17 @@ fn checkout_one(
     cache: &mut kairo_store::StatCache,
     rel: &str,
     force: bool,
+    fresh: &HashSet<Hash>,
 ) -> Result<CheckoutReport> {
     let pointer = project.require_pointer(rel)?;
     let target = tree::load_pointer(objects, rel, &pointer)?;
-    materialise(objects, cache, &project.abs(rel), rel, &target, force)
+    materialise(objects, cache, &project.abs(rel), rel, &target, force, fresh)
 }
 
 /// Make `abs` hold exactly the version `target` (files copied out of the store), touching only
 /// what differs. `rel` names the path in reports and errors. Without `force`, refuses to discard
-/// work-tree content the store does not have.
+/// work-tree content the store does not have. Every copy is checked against its hash but those
+/// of `fresh` objects (see [`checkout`]).
 pub fn materialise(
     objects: &LocalObjects,
     cache: &mut kairo_store::StatCache,
@@ -59,6 +63,7 @@ pub fn materialise(
     rel: &str,
     target: &Node,
     force: bool,
+    fresh: &HashSet<Hash>,
 ) -> Result<CheckoutReport> {
     let abs = abs.to_path_buf();
     let current = match scan::walk(&abs) {
@@ -110,8 +115,10 @@ pub fn materialise(
         fs::remove_file(&path).map_err(DataError::io(&path))?;
     }
     prepare_dirs(&abs, target)?;
-    let written =
-        writes.par_iter().map(|(p, node)| write_file(objects, &abs_of(&abs, p), node)).collect::<Result<Vec<_>>>()?;
+    let written = writes
+        .par_iter()
+        .map(|(p, node)| write_file(objects, &abs_of(&abs, p), node, fresh))
+        .collect::<Result<Vec<_>>>()?;
     for (stat, hash) in written {
         cache.insert(stat, hash);
     }
@@ -198,10 +205,10 @@ fn remove_empty_tree(path: &Path) -> Result<()> {
     fs::remove_dir(path).map_err(DataError::io(path))
 }
 
-fn write_file(objects: &LocalObjects, dest: &Path, node: &Node) -> Result<(FileStat, Hash)> {
+fn write_file(objects: &LocalObjects, dest: &Path, node: &Node, fresh: &HashSet<Hash>) -> Result<(FileStat, Hash)> {
     let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let tmp = dest.with_file_name(format!(".{name}{CHECKOUT_TMP_MARK}{}", std::process::id()));
-    objects.copy_to(&node.hash(), &tmp).map_err(|e| match e {
+    objects.copy_to(&node.hash(), &tmp, !fresh.contains(&node.hash())).map_err(|e| match e {
         StoreError::Io { source, .. } => DataError::Io { path: dest.to_path_buf(), source },
         e => DataError::Store(e),
     })?;

@@ -9,7 +9,7 @@ use kairo_core::pointer::PointerKind;
 use kairo_core::EventKind;
 use kairo_core::Hash;
 use kairo_store::{LocalObjects, Remote};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TransferReport {
@@ -21,6 +21,10 @@ pub struct TransferReport {
     pub bytes: u64,
     /// Packs sent, each carrying many small objects in one request (push only).
     pub packs: u64,
+    /// Large objects fetched (pull only), each hashed on its way in: a checkout right after
+    /// need not read them back (small ones are read whole, and checked, from their pack).
+    #[serde(skip)]
+    pub fetched: HashSet<Hash>,
 }
 
 /// Objects per durability batch while pulling.
@@ -64,6 +68,7 @@ pub async fn push(
         transferred: sent.objects,
         bytes: sent.bytes,
         packs: sent.packs,
+        fetched: HashSet::new(),
     };
     record(project, EventKind::DataPushed, &report, &rels).await?;
     Ok(report)
@@ -94,7 +99,7 @@ pub async fn pull(
     progress: &dyn Progress,
 ) -> Result<TransferReport> {
     let rels = if rels.is_empty() { project.tracked_paths()? } else { rels.to_vec() };
-    let objects = project.objects()?;
+    let objects = &project.objects()?;
     let _lock = project.lock_shared()?;
     let mut report = TransferReport { remote: remote.url().to_string(), ..Default::default() };
     let mut seen = BTreeSet::new();
@@ -109,15 +114,16 @@ pub async fn pull(
         let mut absent: Vec<Hash> = level.iter().map(|(h, _)| *h).filter(|h| !objects.contains(h)).collect();
         remote.sort_for_fetch(&mut absent).await?;
         for chunk in absent.chunks(PULL_BATCH) {
-            let staged = remote.fetch(&objects, chunk, jobs, &|bytes, n| progress.advance(bytes, n)).await?;
+            let staged = remote.fetch(objects, chunk, jobs, &|bytes, n| progress.advance(bytes, n)).await?;
             report.transferred += staged.len() as u64;
             report.bytes += staged.iter().map(|s| s.size).sum::<u64>();
+            report.fetched.extend(staged.iter().filter(|s| s.size > kairo_store::objects::PACK_MAX).map(|s| s.hash));
             objects.commit(staged)?;
         }
         let mut next = Vec::new();
         for (h, is_dir) in &level {
             if *is_dir {
-                next.extend(children(&objects, h)?);
+                next.extend(children(objects, h)?);
             }
         }
         level = next;

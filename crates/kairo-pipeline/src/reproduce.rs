@@ -196,7 +196,7 @@ fn materialise_inputs(project: &Project, run: &Run, workdir: &Path) -> Result<()
         if let Some(parent) = abs.parent() {
             std::fs::create_dir_all(parent).map_err(PipelineError::io(parent))?;
         }
-        checkout::materialise(&objects, &mut cache, &abs, &d.path, &target, true)?;
+        checkout::materialise(&objects, &mut cache, &abs, &d.path, &target, true, &Default::default())?;
     }
     for (file, values) in &run.params {
         let mut current = params::Files::new(workdir);

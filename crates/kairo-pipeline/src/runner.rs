@@ -416,7 +416,7 @@ impl<'a> Runner<'a> {
                 if let Some(parent) = abs.parent() {
                     std::fs::create_dir_all(parent).map_err(PipelineError::io(parent))?;
                 }
-                checkout::materialise(&self.objects, &mut cache, &abs, &o.path, &t, true)?;
+                checkout::materialise(&self.objects, &mut cache, &abs, &o.path, &t, true, &Default::default())?;
             }
             return Ok(Some(run));
         }

@@ -263,11 +263,12 @@ impl Source {
         std::fs::create_dir_all(&scratch).map_err(PredictError::io(&scratch))?;
         let objects = project.objects()?;
         let mut cache = project.stat_cache();
-        kairo_data::checkout::materialise(&objects, &mut cache, &copy, &rel, &tree, true).map_err(|e| {
-            PredictError::Input(format!(
-                "{text}: {e} (the version's files must be in the local store: `kairo data pull`)"
-            ))
-        })?;
+        kairo_data::checkout::materialise(&objects, &mut cache, &copy, &rel, &tree, true, &Default::default())
+            .map_err(|e| {
+                PredictError::Input(format!(
+                    "{text}: {e} (the version's files must be in the local store: `kairo data pull`)"
+                ))
+            })?;
         let kind = if tree.kind() == kairo_core::pointer::PointerKind::Dir { "dir" } else { "file" };
         source.version = Some(PathVersion { path: rel, hash: tree.hash(), kind: kind.into(), size: 0, dataset: true });
         Ok(source)

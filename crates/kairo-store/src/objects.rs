@@ -37,8 +37,8 @@ const MIN_PACK: usize = 32;
 
 /// Large files are copied by the kernel in chunks of this size.
 const COPY_CHUNK: usize = 64 << 20;
-/// While writing a large object, flush to disk every this many bytes so the disk works while
-/// we read and hash, instead of all at the end.
+/// While writing a large object (added or downloaded), flush to disk every this many bytes so
+/// the disk works while we read, hash or receive, instead of all at the end.
 const FLUSH_EVERY: u64 = 128 << 20;
 
 /// The local object store.
@@ -163,6 +163,9 @@ pub struct ObjectWriter {
     file: Option<(File, PathBuf)>,
     hasher: blake3::Hasher,
     size: u64,
+    /// Pushes the temp file to disk while the stream goes on (durable stores only).
+    flusher: Option<Flusher>,
+    since_flush: u64,
 }
 
 impl ObjectWriter {
@@ -172,11 +175,24 @@ impl ObjectWriter {
         if self.file.is_none() && self.size > PACK_MAX {
             let (mut file, path) = self.store.temp_file()?;
             file.write_all(&self.buffer).map_err(StoreError::io(&path))?;
+            if self.store.durable {
+                self.flusher = Some(Flusher::start(&file).map_err(StoreError::io(&path))?);
+            }
             self.buffer = Vec::new();
             self.file = Some((file, path));
         }
         match &mut self.file {
-            Some((file, path)) => file.write_all(chunk).map_err(StoreError::io(path.as_path())),
+            Some((file, path)) => {
+                file.write_all(chunk).map_err(StoreError::io(path.as_path()))?;
+                self.since_flush += chunk.len() as u64;
+                if self.since_flush >= FLUSH_EVERY {
+                    if let Some(flusher) = &self.flusher {
+                        flusher.poke();
+                    }
+                    self.since_flush = 0;
+                }
+                Ok(())
+            }
             None => {
                 self.buffer.extend_from_slice(chunk);
                 Ok(())
@@ -186,6 +202,7 @@ impl ObjectWriter {
 
     /// Finish the stream; fails (and deletes any temp file) if the bytes do not hash to `expected`.
     pub fn finish(self, expected: Hash) -> Result<Staged> {
+        let flushed = self.flusher.map(Flusher::finish);
         let actual = Hash::from(self.hasher.finalize());
         if actual != expected {
             if let Some((_, path)) = self.file {
@@ -194,9 +211,10 @@ impl ObjectWriter {
             return Err(StoreError::RemoteCorrupt { hash: expected, actual });
         }
         let pending = match self.file {
-            Some((file, path)) => {
-                if self.store.durable {
-                    file.sync_data().map_err(StoreError::io(&path))?;
+            Some((_, path)) => {
+                if let Some(Err(e)) = flushed {
+                    let _ = fs::remove_file(&path);
+                    return Err(StoreError::Io { path, source: e });
                 }
                 Pending::Loose(path)
             }
@@ -309,7 +327,15 @@ impl LocalObjects {
     }
 
     pub fn writer(&self) -> Result<ObjectWriter> {
-        Ok(ObjectWriter { store: self.clone(), buffer: Vec::new(), file: None, hasher: blake3::Hasher::new(), size: 0 })
+        Ok(ObjectWriter {
+            store: self.clone(),
+            buffer: Vec::new(),
+            file: None,
+            hasher: blake3::Hasher::new(),
+            size: 0,
+            flusher: None,
+            since_flush: 0,
+        })
     }
 
     /// Make a batch of staged objects durable, then visible: small ones as one new pack, large
@@ -406,9 +432,11 @@ impl LocalObjects {
         Ok(bytes)
     }
 
-    /// Copy an object to `dest` (reflink where the filesystem can, else a kernel copy) and check
-    /// the copy's hash; a corrupt object leaves no `dest` behind.
-    pub fn copy_to(&self, hash: &Hash, dest: &Path) -> Result<u64> {
+    /// Copy an object to `dest` (reflink where the filesystem can, else a kernel copy) and, with
+    /// `verify`, check the copy's hash; a corrupt object leaves no `dest` behind. Only skip the
+    /// check for an object whose bytes this process has just hashed on their way into the store
+    /// (a pull's downloads): reading them back would check the page cache against itself.
+    pub fn copy_to(&self, hash: &Hash, dest: &Path, verify: bool) -> Result<u64> {
         let src = self.path(hash);
         if !src.is_file() {
             let bytes = self.packs.read(hash)?.ok_or(StoreError::Missing(*hash))?;
@@ -423,10 +451,12 @@ impl LocalObjects {
             return Ok(bytes.len() as u64);
         }
         let size = reflink_copy::reflink_or_copy(&src, dest).map_err(StoreError::io(dest))?;
-        let actual = hash_file(dest)?;
-        if actual != *hash {
-            let _ = fs::remove_file(dest);
-            return Err(StoreError::Corrupt { hash: *hash, actual, path: src });
+        if verify {
+            let actual = hash_file(dest)?;
+            if actual != *hash {
+                let _ = fs::remove_file(dest);
+                return Err(StoreError::Corrupt { hash: *hash, actual, path: src });
+            }
         }
         let size = match size {
             Some(n) => n,
@@ -551,33 +581,49 @@ fn copy_large(
     limit: u64,
     on_bytes: &dyn Fn(u64),
 ) -> Result<(Hash, u64)> {
-    let flusher = if durable {
-        let file = tmp.try_clone().map_err(StoreError::io(tmp_path))?;
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let handle = std::thread::spawn(move || -> std::io::Result<()> {
-            while rx.recv().is_ok() {
-                while rx.try_recv().is_ok() {}
-                file.sync_data()?;
-            }
-            file.sync_data()
-        });
-        Some((tx, handle))
-    } else {
-        None
-    };
-    let copied =
-        kernel_copy(src, &tmp, flusher.as_ref().map(|(tx, _)| tx), limit, on_bytes).map_err(StoreError::io(src_path));
+    let flusher = if durable { Some(Flusher::start(&tmp).map_err(StoreError::io(tmp_path))?) } else { None };
+    let copied = kernel_copy(src, &tmp, flusher.as_ref(), limit, on_bytes).map_err(StoreError::io(src_path));
     let hashed = copied.and_then(|n| {
         let mut hasher = blake3::Hasher::new();
         hasher.update_mmap_rayon(tmp_path).map_err(StoreError::io(tmp_path))?;
         Ok((Hash::from(hasher.finalize()), n))
     });
-    if let Some((tx, handle)) = flusher {
-        drop(tx);
-        let flushed = handle.join().unwrap_or_else(|_| Err(std::io::Error::other("flusher thread panicked")));
-        flushed.map_err(StoreError::io(tmp_path))?;
+    if let Some(flusher) = flusher {
+        flusher.finish().map_err(StoreError::io(tmp_path))?;
     }
     hashed
+}
+
+/// A thread that flushes a file being written each time it is poked, so the disk works while
+/// the writer goes on instead of all at the end; `finish` flushes the rest and reports the
+/// first failure.
+struct Flusher {
+    poke: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Flusher {
+    fn start(file: &File) -> std::io::Result<Flusher> {
+        let file = file.try_clone()?;
+        let (poke, poked) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || -> std::io::Result<()> {
+            while poked.recv().is_ok() {
+                while poked.try_recv().is_ok() {}
+                file.sync_data()?;
+            }
+            file.sync_data()
+        });
+        Ok(Flusher { poke, thread })
+    }
+
+    fn poke(&self) {
+        let _ = self.poke.send(());
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        drop(self.poke);
+        self.thread.join().unwrap_or_else(|_| Err(std::io::Error::other("flusher thread panicked")))
+    }
 }
 
 /// `copy_file_range` in chunks (asking `flush` to sync after each), falling back to an ordinary
@@ -585,7 +631,7 @@ fn copy_large(
 fn kernel_copy(
     src: &File,
     dst: &File,
-    flush: Option<&std::sync::mpsc::Sender<()>>,
+    flush: Option<&Flusher>,
     limit: u64,
     on_bytes: &dyn Fn(u64),
 ) -> std::io::Result<u64> {
@@ -603,8 +649,8 @@ fn kernel_copy(
                 since_flush += n as u64;
                 on_bytes(n as u64);
                 if since_flush >= FLUSH_EVERY {
-                    if let Some(tx) = flush {
-                        let _ = tx.send(());
+                    if let Some(flusher) = flush {
+                        flusher.poke();
                     }
                     since_flush = 0;
                 }
@@ -753,7 +799,7 @@ mod tests {
         s.commit(vec![staged]).unwrap();
         assert_eq!(s.verify(&h).unwrap(), data.len() as u64);
         let out = d.path().join("out");
-        s.copy_to(&h, &out).unwrap();
+        s.copy_to(&h, &out, true).unwrap();
         assert_eq!(fs::read(&out).unwrap(), data);
     }
 
@@ -796,7 +842,7 @@ mod tests {
                 assert!(matches!(store.read(&h), Err(StoreError::Corrupt { .. })));
                 assert!(matches!(store.verify(&h), Err(StoreError::Corrupt { .. })));
                 let out = d.path().join("out");
-                assert!(matches!(store.copy_to(&h, &out), Err(StoreError::Corrupt { .. })));
+                assert!(matches!(store.copy_to(&h, &out, true), Err(StoreError::Corrupt { .. })));
                 assert!(!out.exists(), "a corrupt copy must not be left behind");
             }
         }

@@ -31,6 +31,8 @@ const STORE: &str = "SSH";
 const READS_IN_FLIGHT: usize = 32;
 /// One read request's size: OpenSSH's sftp-server answers at most 255 KiB per read.
 const READ_SIZE: u64 = 255 << 10;
+/// The pipe from ssh's output (Linux's default is 64 KiB).
+const PIPE_SIZE: usize = 1 << 20;
 
 fn generic(message: impl Into<String>) -> object_store::Error {
     object_store::Error::Generic { store: STORE, source: message.into().into() }
@@ -255,7 +257,12 @@ impl Inner {
                 let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
                     return Err(generic("ssh started without pipes"));
                 };
-                let options = SftpOptions::new().flush_interval(std::time::Duration::ZERO);
+                // A larger pipe lets ssh hand over more of a download per wake-up (the kernel
+                // may refuse: then the default stays).
+                let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_SIZE);
+                let options = SftpOptions::new().flush_interval(std::time::Duration::ZERO).responses_buffer_size(
+                    std::num::NonZeroUsize::new(64 << 10).unwrap_or(std::num::NonZeroUsize::MIN),
+                );
                 match Sftp::new(stdin, stdout, options).await {
                     Ok(sftp) => Ok(Conn { sftp, dirs: Mutex::new(HashSet::new()), _child: child }),
                     Err(e) => {

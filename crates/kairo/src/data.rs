@@ -203,7 +203,7 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
         }
         DataCommand::Checkout { paths, force, json } => {
             let rels = relatives(&project, &cwd, &paths)?;
-            let reports = checkout::checkout(&project, &rels, force)?;
+            let reports = checkout::checkout(&project, &rels, force, &Default::default())?;
             if json {
                 print_json(&reports);
             } else {
@@ -232,7 +232,9 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             let r = transfer::pull(&project, &remote, &rels, jobs, &bar).await;
             bar.finish();
             let r = r?;
-            let checked = if no_checkout { Vec::new() } else { checkout::checkout(&project, &rels, force)? };
+            // What the pull just hashed on its way in is not read back.
+            let checked =
+                if no_checkout { Vec::new() } else { checkout::checkout(&project, &rels, force, &r.fetched)? };
             if json {
                 print_json(&serde_json::json!({"transfer": r, "checkout": checked}));
             } else {

@@ -97,7 +97,13 @@ impl Remote {
     /// Remove from the remote every object not in `live` and older than `grace` (see the
     /// module's text), `jobs` requests at a time; with `dry_run`, only count. This `Remote`'s
     /// view of the packs is stale afterwards: open the remote again to use it.
-    pub async fn collect(&self, live: &HashSet<Hash>, grace: Duration, dry_run: bool, jobs: usize) -> Result<Collected> {
+    pub async fn collect(
+        &self,
+        live: &HashSet<Hash>,
+        grace: Duration,
+        dry_run: bool,
+        jobs: usize,
+    ) -> Result<Collected> {
         let jobs = jobs.max(1);
         let cutoff = chrono::TimeDelta::from_std(grace)
             .ok()

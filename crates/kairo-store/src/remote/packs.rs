@@ -228,7 +228,8 @@ impl Remote {
     /// Upload one pack of `members` from `local` (each checked against its hash as it is
     /// read); returns the objects' bytes.
     async fn send_pack(&self, local: &LocalObjects, members: &[(Hash, u64)]) -> Result<u64> {
-        let objects = members.iter().map(|(hash, _)| Ok((*hash, Bytes::from(local.read(hash)?)))).collect::<Result<_>>()?;
+        let objects =
+            members.iter().map(|(hash, _)| Ok((*hash, Bytes::from(local.read(hash)?)))).collect::<Result<_>>()?;
         self.put_pack(objects).await
     }
 

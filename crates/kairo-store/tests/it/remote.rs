@@ -140,8 +140,7 @@ async fn collection(url: &str, base: &std::path::Path) {
         open().send(&src, batch, 4, &|_, _| {}).await.unwrap();
     }
     let all: Vec<Hash> = first.iter().chain(&second).chain(&loose).map(|o| o.0).collect();
-    let live: HashSet<Hash> =
-        first.iter().step_by(2).chain(&second).chain(&loose[..1]).map(|o| o.0).collect();
+    let live: HashSet<Hash> = first.iter().step_by(2).chain(&second).chain(&loose[..1]).map(|o| o.0).collect();
     let mut dead: Vec<Hash> = all.iter().copied().filter(|h| !live.contains(h)).collect();
     dead.sort();
     let dead_bytes: u64 = first.iter().chain(&loose).filter(|o| !live.contains(&o.0)).map(|o| o.1).sum();

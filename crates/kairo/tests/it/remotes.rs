@@ -360,10 +360,10 @@ fn remote_gc_removes_only_what_nothing_references() {
     fs::write(remote.path().join("packs/pack-0123456789abcdef0123456789abcdef01234567.pack"), b"KPACK01\n").unwrap();
 
     // Within the default grace period (1d) nothing goes, and the output says why.
-    a.kairo(&["data", "gc", "--remote"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("removed 0 objects").and(predicate::str::contains("younger than the grace period (1d)")));
+    a.kairo(&["data", "gc", "--remote"]).assert().success().stdout(
+        predicate::str::contains("removed 0 objects")
+            .and(predicate::str::contains("younger than the grace period (1d)")),
+    );
     let dry = a.json(&["data", "gc", "--remote", "origin", "--grace", "0", "--dry-run"]);
     let removed = dry["objects_removed"].as_u64().unwrap();
     assert!(removed >= 22, "20 files and the manifests above them: {dry}");
@@ -372,10 +372,16 @@ fn remote_gc_removes_only_what_nothing_references() {
     assert_eq!(walkdir_count(remote.path()), before, "a dry run removes nothing");
 
     let done = a.json(&["data", "gc", "-r", "origin", "--grace", "0s"]);
-    assert_eq!((done["objects_removed"].clone(), done["dry_run"].clone()), (dry["objects_removed"].clone(), false.into()));
+    assert_eq!(
+        (done["objects_removed"].clone(), done["dry_run"].clone()),
+        (dry["objects_removed"].clone(), false.into())
+    );
     assert_eq!(walkdir_count(remote.path()), before - removed as usize);
     assert!(!remote.path().join("packs/pack-0123456789abcdef0123456789abcdef01234567.pack").exists());
-    a.kairo(&["data", "gc", "--remote", "--grace", "0"]).assert().success().stdout(predicate::str::contains("removed 0 objects"));
+    a.kairo(&["data", "gc", "--remote", "--grace", "0"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("removed 0 objects"));
 
     // Both branches still pull into a fresh clone.
     let b = Repo::bare();
@@ -555,6 +561,22 @@ fn pull_rejects_corrupted_remote_objects() {
     b.kairo(&["data", "pull"]).assert().code(1).stderr(predicate::str::contains("corrupted"));
     assert!(!b.join("a.txt").exists());
     assert_eq!(b.object_count(), 0);
+
+    // The checkout after a pull copies what the pull fetched (and hashed) without reading it
+    // back, but an object already here is checked: a local corruption is refused, not copied.
+    let big: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+    a.write("big.bin", big.clone());
+    a.kairo(&["data", "add", "big.bin"]).assert().success();
+    a.kairo(&["data", "push"]).assert().success();
+    let c = Repo::new();
+    set_remote(&c, &format!("file://{}", remote.path().display()));
+    fs::copy(a.join("big.bin.kairo"), c.join("big.bin.kairo")).unwrap();
+    c.kairo(&["data", "pull"]).assert().success();
+    assert_eq!(fs::read(c.join("big.bin")).unwrap(), big);
+    c.corrupt_in_store(&big[1000..1064]);
+    fs::remove_file(c.join("big.bin")).unwrap();
+    c.kairo(&["data", "pull"]).assert().code(1).stderr(predicate::str::contains("is corrupted"));
+    assert!(!c.join("big.bin").exists());
 }
 
 #[test]
