@@ -61,8 +61,9 @@ pub struct Remote {
 enum Access {
     Signed(Arc<dyn object_store::signer::Signer>),
     Dir(std::path::PathBuf),
-    /// No URL a job elsewhere could use without Kairo's credentials (an SSH server).
-    None,
+    /// No URL a job elsewhere could use without Kairo's credentials: an SSH server (kept for
+    /// what only SFTP can do, such as finding a killed upload's hidden temporary files).
+    Ssh(crate::sftp::SshStore),
 }
 
 /// A cloud remote's connection attempt gives up after this (the default waits for the OS).
@@ -321,8 +322,8 @@ impl Remote {
             }
             Kind::Ssh => {
                 let target = parsed.ssh.clone().ok_or_else(|| err("not an ssh:// URL".into()))?;
-                let store = Arc::new(crate::sftp::SshStore::new(target));
-                return Ok(Remote::with(url, store, ObjectPath::default(), Access::None));
+                let store = crate::sftp::SshStore::new(target);
+                return Ok(Remote::with(url, Arc::new(store.clone()), ObjectPath::default(), Access::Ssh(store)));
             }
             Kind::Dir => {}
         }
@@ -532,7 +533,7 @@ impl Remote {
                 }
                 Ok(format!("file://{}", path.display()))
             }
-            Access::None => Err(self.error(format!(
+            Access::Ssh(_) => Err(self.error(format!(
                 "a job elsewhere (Ray) cannot reach {location} on an ssh:// remote without Kairo's login: \
                  give the project an s3://, gs:// or az:// remote, or a directory the cluster shares"
             ))),

@@ -31,6 +31,8 @@ const STORE: &str = "SSH";
 const READS_IN_FLIGHT: usize = 32;
 /// One read request's size: OpenSSH's sftp-server answers at most 255 KiB per read.
 const READ_SIZE: u64 = 255 << 10;
+/// In the name of an upload's temporary file (`.NAME.kairo-tmp-PID-N`, hidden from listings).
+const TEMP_MARK: &str = ".kairo-tmp-";
 /// The pipe from ssh's output (Linux's default is 64 KiB).
 const PIPE_SIZE: usize = 1 << 20;
 
@@ -215,6 +217,50 @@ fn is_missing(e: &SftpError) -> bool {
 }
 
 impl SshStore {
+    /// The temporary files of uploads that never finished (a killed push), anywhere under the
+    /// root, last written before `cutoff`: removed unless `dry_run`. Returns how many, and
+    /// their bytes. Listings hide these files, so only this finds them.
+    pub(crate) async fn remove_stale_temps(&self, cutoff: std::time::SystemTime, dry_run: bool) -> Result<(u64, u64)> {
+        let me = &self.0;
+        let conn = me.conn().await?;
+        let mut pending = vec![me.path(&Path::default())];
+        let (mut files, mut bytes) = (0u64, 0u64);
+        while let Some(dir) = pending.pop() {
+            let mut fs = conn.sftp.fs();
+            let handle = match fs.open_dir(&dir).await {
+                Ok(h) => h,
+                Err(e) if is_missing(&e) => continue,
+                Err(e) => return Err(me.failed("cannot list", &dir, e)),
+            };
+            let entries: Vec<_> =
+                handle.read_dir().try_collect().await.map_err(|e| me.failed("cannot list", &dir, e))?;
+            for entry in entries {
+                let name = entry.filename().to_string_lossy().to_string();
+                let path = format!("{}/{name}", dir.trim_end_matches('/'));
+                let meta = entry.metadata();
+                match meta.file_type() {
+                    Some(t) if t.is_dir() && !name.starts_with('.') => pending.push(path),
+                    Some(t) if t.is_file() && name.starts_with('.') && name.contains(TEMP_MARK) => {
+                        if meta.modified().is_none_or(|m| m.as_system_time() >= cutoff) {
+                            continue;
+                        }
+                        files += 1;
+                        bytes += meta.len().unwrap_or(0);
+                        if !dry_run {
+                            match fs.remove_file(&path).await {
+                                Ok(()) => {}
+                                Err(e) if is_missing(&e) => {}
+                                Err(e) => return Err(me.failed("cannot delete", &path, e)),
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok((files, bytes))
+    }
+
     pub(crate) fn new(target: Target) -> Self {
         SshStore(Arc::new(Inner { target, conn: tokio::sync::OnceCell::new(), temp_names: AtomicU64::new(0) }))
     }
@@ -327,7 +373,7 @@ impl Inner {
     fn temp_for(&self, path: &str) -> String {
         let n = self.temp_names.fetch_add(1, Ordering::Relaxed);
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        format!("{dir}/.{name}.kairo-tmp-{}-{n}", std::process::id())
+        format!("{dir}/.{name}{TEMP_MARK}{}-{n}", std::process::id())
     }
 
     /// Create the temporary file for `path` (making its directory when missing).

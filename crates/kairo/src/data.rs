@@ -302,6 +302,13 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
                         grace.trim()
                     );
                 }
+                if r.temp_files_removed > 0 {
+                    let verb = if dry_run { "would remove" } else { "removed" };
+                    println!(
+                        "{verb} {} of uploads that never finished",
+                        plural(r.temp_files_removed, "temporary file")
+                    );
+                }
                 if r.packs_rewritten + r.packs_removed > 0 {
                     let verb = if dry_run { "would rewrite" } else { "rewrote" };
                     println!(

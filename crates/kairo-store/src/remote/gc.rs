@@ -10,14 +10,19 @@
 //!   old index and pack deleted. A pack with nothing referenced is deleted. Killed at any point,
 //!   the remote still holds every referenced object, perhaps twice: an object found in two packs
 //!   counts as unreferenced in the second, so the next collection removes the copy.
+//! - **Merging.** Each push adds packs, and a reader fetches every index once: past 16 packs,
+//!   the old ones less than half full are merged into full ones too.
 //! - **Leftovers.** A pack without an index (a push killed between the two) is deleted once
 //!   older than the grace period, and so is an index whose pack is gone.
 //!
-//! Only what Kairo writes is touched: `ab/cdef…` objects and `packs/pack-<id>.{pack,idx}`;
-//! staging, probes and anything else under the prefix stay.
+//! - **Unfinished uploads.** The hidden temporary files a killed push leaves on an SSH or a
+//!   directory remote go once older than the grace period too.
+//!
+//! Only what Kairo writes is touched: `ab/cdef…` objects, `packs/pack-<id>.{pack,idx}` and
+//! those temporary files; staging, probes and anything else under the prefix stay.
 
-use super::{Remote, Result, StoreError};
-use crate::remote::packs::closes;
+use super::{Access, Remote, Result, StoreError};
+use crate::remote::packs::{closes, PACK_BYTES};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use kairo_core::Hash;
@@ -25,6 +30,12 @@ use object_store::path::Path as ObjectPath;
 use object_store::ObjectMeta;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
+
+/// A pack to rewrite: its id and the entries (hash, offset, length) to keep.
+type Rewrite<'a> = (&'a str, Vec<(Hash, u64, u64)>);
+
+/// More packs than this, and a collection merges the under-filled ones.
+const MERGE_AT: usize = 16;
 
 /// What [`Remote::collect`] found and did (or, dry, would do).
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -35,12 +46,16 @@ pub struct Collected {
     pub bytes_removed: u64,
     /// Unreferenced objects kept because they are younger than the grace period.
     pub objects_young: u64,
-    /// Packs rewritten with only their referenced objects.
+    /// Packs rewritten: with only their referenced objects, or merged (past 16 packs, those
+    /// less than half full).
     pub packs_rewritten: u64,
     /// Packs deleted whole: nothing in them referenced, or left without index or pack.
     pub packs_removed: u64,
     /// New packs the rewritten ones went into.
     pub packs_written: u64,
+    /// Temporary files of uploads that never finished (SSH and directory remotes), older than
+    /// the grace period; their bytes count in `bytes_removed`.
+    pub temp_files_removed: u64,
 }
 
 /// A pack's files as listed.
@@ -119,7 +134,10 @@ impl Remote {
         order.sort_by_key(|(id, files)| (!files.idx.as_ref().is_some_and(young), id.as_str()));
         let mut seen: HashSet<Hash> = HashSet::new();
         let mut doomed: Vec<&str> = Vec::new();
-        let mut rewrite: Vec<(&str, Vec<(Hash, u64, u64)>)> = Vec::new();
+        let mut rewrite: Vec<Rewrite> = Vec::new();
+        // Old packs left as they are (with their size), and young ones.
+        let mut intact: Vec<(Rewrite, u64)> = Vec::new();
+        let mut staying = 0usize;
         for (id, files) in order {
             let idx = match (&files.idx, &files.pack) {
                 (Some(idx), Some(_)) => idx,
@@ -133,7 +151,9 @@ impl Remote {
                 (None, None) => continue,
             };
             let entries = self.read_index(id, idx.size).await?;
+            let pack_bytes = files.pack.as_ref().map_or(0, |p| p.size);
             if young(idx) {
+                staying += 1;
                 for (hash, _, _) in &entries {
                     if seen.insert(*hash) {
                         if live.contains(hash) {
@@ -149,6 +169,7 @@ impl Remote {
                 entries.into_iter().partition(|(hash, _, _)| live.contains(hash) && seen.insert(*hash));
             report.objects_kept += keep.len() as u64;
             if drop.is_empty() {
+                intact.push(((id, keep), pack_bytes));
                 continue;
             }
             report.objects_removed += drop.len() as u64;
@@ -159,6 +180,18 @@ impl Remote {
             } else {
                 report.packs_rewritten += 1;
                 rewrite.push((id, keep));
+            }
+        }
+
+        // Many packs cost a reader one index request each: past MERGE_AT, old packs less than
+        // half full are merged along with the rewritten ones.
+        if staying + intact.len() + self.repack_count(&rewrite) as usize > MERGE_AT {
+            for ((id, keep), bytes) in intact {
+                if bytes < PACK_BYTES / 2 {
+                    report.packs_rewritten += 1;
+                    doomed.push(id);
+                    rewrite.push((id, keep));
+                }
             }
         }
 
@@ -181,6 +214,10 @@ impl Remote {
                 dead_loose.push(meta.location);
             }
         }
+        let temps_before = std::time::SystemTime::now().checked_sub(grace).unwrap_or(std::time::UNIX_EPOCH);
+        let (temps, temp_bytes) = self.stale_temps(temps_before, dry_run).await?;
+        report.temp_files_removed = temps;
+        report.bytes_removed += temp_bytes;
         if dry_run {
             report.packs_written = self.repack_count(&rewrite);
             return Ok(report);
@@ -200,8 +237,20 @@ impl Remote {
         Ok(report)
     }
 
+    /// The temporary files of uploads that never finished, last written before `cutoff`
+    /// (removed unless `dry_run`): how many, and their bytes. Listings hide them, so each kind
+    /// of remote is asked in its own way. Cloud stores keep an unfinished multipart upload out
+    /// of sight and expire it themselves (Azure and GCS after a week; S3 by a lifecycle rule).
+    async fn stale_temps(&self, cutoff: std::time::SystemTime, dry_run: bool) -> Result<(u64, u64)> {
+        match &self.access {
+            Access::Ssh(ssh) => ssh.remove_stale_temps(cutoff, dry_run).await.map_err(|e| self.error(e)),
+            Access::Dir(dir) => remove_staged_uploads(dir, cutoff, dry_run),
+            Access::Signed(_) => Ok((0, 0)),
+        }
+    }
+
     /// How many packs [`Remote::repack`] would write for `rewrite`.
-    fn repack_count(&self, rewrite: &[(&str, Vec<(Hash, u64, u64)>)]) -> u64 {
+    fn repack_count(&self, rewrite: &[Rewrite]) -> u64 {
         let mut packs = 0;
         let (mut bytes, mut count) = (0u64, 0usize);
         for len in rewrite.iter().flat_map(|(_, keep)| keep.iter().map(|(_, _, len)| *len)) {
@@ -217,7 +266,7 @@ impl Remote {
 
     /// Read the kept objects of each pack in `rewrite` (ranges, checked against their hashes,
     /// `jobs` packs at a time) and write them into new packs; returns how many.
-    async fn repack(&self, rewrite: &[(&str, Vec<(Hash, u64, u64)>)], jobs: usize) -> Result<u64> {
+    async fn repack(&self, rewrite: &[Rewrite<'_>], jobs: usize) -> Result<u64> {
         let reads = rewrite.iter().map(|(id, keep)| async move {
             let location = self.pack_file(id, "pack");
             let ranges: Vec<std::ops::Range<u64>> = keep.iter().map(|(_, off, len)| *off..*off + *len).collect();
@@ -268,4 +317,43 @@ impl Remote {
         .await?;
         Ok(())
     }
+}
+
+/// A directory remote's unfinished uploads: `object_store` stages each as `NAME#N` beside its
+/// destination (and its listings skip them). Those last written before `cutoff` are removed
+/// unless `dry_run`; returns how many, and their bytes.
+fn remove_staged_uploads(dir: &std::path::Path, cutoff: std::time::SystemTime, dry_run: bool) -> Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::Io { path: dir, source: e }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(StoreError::io(&dir))?;
+            let Ok(meta) = entry.metadata() else { continue };
+            let name = entry.file_name().to_string_lossy().to_string();
+            if meta.is_dir() {
+                pending.push(entry.path());
+                continue;
+            }
+            let staged =
+                name.split_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if !staged || !meta.modified().is_ok_and(|m| m < cutoff) {
+                continue;
+            }
+            files += 1;
+            bytes += meta.len();
+            if !dry_run {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::Io { path: entry.path(), source: e }),
+                }
+            }
+        }
+    }
+    Ok((files, bytes))
 }

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A pack is closed at this many bytes or objects.
-const PACK_BYTES: u64 = 16 << 20;
+pub(super) const PACK_BYTES: u64 = 16 << 20;
 const PACK_OBJECTS: usize = 4096;
 /// Whether a pack holding `count` objects of `bytes` closes before taking one of `len` bytes.
 pub(super) fn closes(bytes: u64, count: usize, len: u64) -> bool {

@@ -356,8 +356,10 @@ fn remote_gc_removes_only_what_nothing_references() {
     a.kairo(&["data", "push"]).assert().success();
     a.git(&["checkout", "-q", "--", "one.kairo"]);
     let before = walkdir_count(remote.path());
-    // A pack a killed push left without its index.
+    // A pack a killed push left without its index, and an upload it left unfinished.
     fs::write(remote.path().join("packs/pack-0123456789abcdef0123456789abcdef01234567.pack"), b"KPACK01\n").unwrap();
+    fs::create_dir_all(remote.path().join("ab")).unwrap();
+    fs::write(remote.path().join("ab/cdef#3"), b"half an object").unwrap();
 
     // Within the default grace period (1d) nothing goes, and the output says why.
     a.kairo(&["data", "gc", "--remote"]).assert().success().stdout(
@@ -378,6 +380,8 @@ fn remote_gc_removes_only_what_nothing_references() {
     );
     assert_eq!(walkdir_count(remote.path()), before - removed as usize);
     assert!(!remote.path().join("packs/pack-0123456789abcdef0123456789abcdef01234567.pack").exists());
+    assert_eq!(done["temp_files_removed"], 1, "{done}");
+    assert!(!remote.path().join("ab/cdef#3").exists());
     a.kairo(&["data", "gc", "--remote", "--grace", "0"])
         .assert()
         .success()
