@@ -90,10 +90,8 @@ pub async fn gc_remote(
 }
 
 /// Every object referenced: by a pointer in the work tree or in `history`, or by a record in
-/// the metadata store, with everything below each manifest. A manifest missing locally is
-/// fetched from `remote` when one is given; missing everywhere, it marks nothing below it
-/// (those objects cannot be named without it). A corrupted one stops the collection, since
-/// collecting blind could delete what it names.
+/// the metadata store, with everything below each manifest ([`reachable`]). A manifest that
+/// cannot be read stops the collection, since collecting blind could delete what it names.
 async fn live_set(
     project: &Project,
     objects: &LocalObjects,
@@ -101,39 +99,50 @@ async fn live_set(
     history: git::History,
     remote: Option<&Remote>,
 ) -> Result<HashSet<Hash>> {
-    let mut pending: Vec<(Hash, bool)> = Vec::new();
+    let mut roots: Vec<(Hash, bool)> = Vec::new();
     for rel in project.tracked_paths()? {
         let p = project.require_pointer(&rel)?;
-        pending.push((p.hash, p.kind == PointerKind::Dir));
+        roots.push((p.hash, p.kind == PointerKind::Dir));
     }
     for text in git::pointer_versions_in_history(project.root(), history)? {
         if let Ok(p) = Pointer::parse(&text) {
-            pending.push((p.hash, p.kind == PointerKind::Dir));
+            roots.push((p.hash, p.kind == PointerKind::Dir));
         }
     }
     for hash in metadata.referenced_objects().await? {
         // A pinned object may be a manifest: keep what it names too. Only its first bytes are
         // read to tell, so pinning a multi-gigabyte model costs nothing here.
         let is_manifest = objects.starts_with(&hash, MANIFEST_PREFIX.as_bytes()).unwrap_or(false);
-        pending.push((hash, is_manifest));
+        roots.push((hash, is_manifest));
     }
-    let stopped = |e: &dyn std::fmt::Display| DataError::Runtime(format!("gc stopped, nothing removed: {e}"));
-    let mut live = HashSet::new();
+    reachable(objects, remote, roots).await.map_err(|e| DataError::Runtime(format!("gc stopped, nothing removed: {e}")))
+}
+
+/// Every object reachable from `roots` (a hash, and whether it is a directory's manifest):
+/// the roots and, recursively, what each manifest names. A manifest missing locally is fetched
+/// from `remote` (and kept) when one is given; missing everywhere, nothing below it can be
+/// named. A manifest that cannot be read (damaged here or on the remote) is an error naming it.
+pub(crate) async fn reachable(
+    objects: &LocalObjects,
+    remote: Option<&Remote>,
+    roots: Vec<(Hash, bool)>,
+) -> Result<HashSet<Hash>> {
+    let mut pending = roots;
+    let mut seen = HashSet::new();
     while let Some((hash, is_dir)) = pending.pop() {
-        if !live.insert(hash) || !is_dir {
+        if !seen.insert(hash) || !is_dir {
             continue;
         }
         if !objects.contains(&hash) {
             let Some(remote) = remote else { continue };
-            match remote.download_if_present(objects, hash).await {
-                Ok(Some(staged)) => objects.commit(vec![staged])?,
-                Ok(None) => continue,
-                Err(e) => return Err(stopped(&e)),
+            match remote.download_if_present(objects, hash).await? {
+                Some(staged) => objects.commit(vec![staged])?,
+                None => continue,
             }
         }
-        let bytes = objects.read(&hash).map_err(|e| stopped(&format!("{e}; run `kairo data verify`")))?;
-        let manifest = Manifest::parse(&bytes).map_err(|e| stopped(&format!("manifest {hash}: {e}")))?;
+        let bytes = objects.read(&hash).map_err(|e| DataError::Runtime(format!("{e}; run `kairo data verify`")))?;
+        let manifest = Manifest::parse(&bytes).map_err(|e| DataError::Runtime(format!("manifest {hash}: {e}")))?;
         pending.extend(manifest.entries().iter().map(|e| (e.hash, e.kind == EntryKind::Dir)));
     }
-    Ok(live)
+    Ok(seen)
 }

@@ -111,10 +111,22 @@ pub enum DataCommand {
         json: bool,
     },
     /// Re-hash every object in the store and check tracked versions are complete (exit 4 on damage).
+    ///
+    /// With `--remote`, verify a remote instead: every object the tracked versions need is
+    /// there and, unless `--quick`, downloads and hashes to its name (nothing is kept).
     Verify {
         /// Print the result (corrupt and missing objects) as JSON.
         #[arg(long)]
         json: bool,
+        /// Verify this remote (default: `default_remote`) instead of the local store.
+        #[arg(long, short, num_args = 0..=1, default_missing_value = "", value_name = "NAME")]
+        remote: Option<String>,
+        /// With `--remote`: only check that every object is there (no download).
+        #[arg(long, requires = "remote")]
+        quick: bool,
+        /// Requests in flight at once (with `--remote`).
+        #[arg(long, short, default_value_t = 16)]
+        jobs: usize,
     },
 }
 
@@ -365,7 +377,44 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             }
             Ok(exit::OK)
         }
-        DataCommand::Verify { json } => {
+        DataCommand::Verify { json, remote: Some(name), quick, jobs } => {
+            let remote = project.remote(Some(name.as_str()).filter(|n| !n.is_empty()))?;
+            let bar = Bar::counting(&format!("verifying {}", remote.url()));
+            let r = verify::verify_remote(&project, &remote, quick, jobs, &bar).await;
+            bar.finish();
+            let r = r?;
+            if json {
+                print_json(&r);
+            } else {
+                if quick {
+                    println!(
+                        "looked for {} on {} (presence only, nothing downloaded)",
+                        plural(r.objects, "object"),
+                        r.remote
+                    );
+                } else {
+                    println!("checked {} ({}) on {}", plural(r.objects, "object"), bytes(r.bytes), r.remote);
+                }
+                for h in &r.corrupt {
+                    println!(
+                        "CORRUPT  {h}  (damaged on the remote: remove it there, then `kairo data push` from a clone that has it)"
+                    );
+                }
+                for m in &r.missing {
+                    let fix = if m.here {
+                        format!("run `kairo data push {}`", m.path)
+                    } else {
+                        "not in this clone either: push it from one that has it".to_string()
+                    };
+                    println!("MISSING  {}  (needed by {}; {fix})", m.hash, m.path);
+                }
+                if r.ok() {
+                    println!("remote is consistent");
+                }
+            }
+            Ok(if r.ok() { exit::OK } else { exit::CORRUPT })
+        }
+        DataCommand::Verify { json, remote: None, .. } => {
             let r = verify::verify(&project)?;
             if json {
                 print_json(&r);

@@ -372,6 +372,11 @@ fn remote_gc_removes_only_what_nothing_references() {
     // v3's own pack, and the leftover.
     assert_eq!((dry["packs_removed"].as_u64(), dry["objects_young"].as_u64()), (Some(2), Some(0)), "{dry}");
     assert_eq!(walkdir_count(remote.path()), before, "a dry run removes nothing");
+    // A clone that never pulled reads the manifests it lacks from the remote: same verdict.
+    let c = Repo::bare();
+    c.git(&["clone", "-q", a.path().to_str().unwrap(), "."]);
+    let seen = c.json(&["data", "gc", "--remote", "--grace", "0", "--dry-run"]);
+    assert_eq!(seen["objects_removed"], dry["objects_removed"], "{seen}");
 
     let done = a.json(&["data", "gc", "-r", "origin", "--grace", "0s"]);
     assert_eq!(
@@ -407,6 +412,73 @@ fn remote_gc_removes_only_what_nothing_references() {
         .stderr(predicate::str::contains("--grace").and(predicate::str::contains("30s, 15m, 1h or 1d")));
     a.kairo(&["data", "gc", "--grace", "1h"]).assert().code(2).stderr(predicate::str::contains("--remote"));
     a.kairo(&["data", "gc", "--remote", "nowhere"]).assert().code(1).stderr(predicate::str::contains("nowhere"));
+}
+
+/// `kairo data verify --remote` checks that the remote holds every object the tracked versions
+/// need and that each still hashes to its name (downloaded, never kept); `--quick` only looks.
+/// Damage in a pack and in a loose object, and a lost object, are each named with the fix.
+#[test]
+fn verify_remote_finds_damaged_and_missing_objects() {
+    let remote = tempfile::tempdir().unwrap();
+    let a = Repo::new();
+    set_remote(&a, &format!("file://{}", remote.path().display()));
+    make_tree(&a, "data", 40);
+    let big: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+    a.write("big.bin", big.clone());
+    a.kairo(&["data", "add", "data", "big.bin"]).assert().success();
+    a.kairo(&["data", "push"]).assert().success();
+    let objects = a.object_count() as u64;
+    let r = a.json(&["data", "verify", "--remote"]);
+    assert_eq!((r["objects"].as_u64(), r["bytes"].as_u64().unwrap() > 400_000), (Some(objects), true), "{r}");
+    a.kairo(&["data", "verify", "-r", "origin"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("remote is consistent"));
+    let store_files = walkdir_count(&a.join(".kairo"));
+
+    // A byte flipped in a pack and in the loose object: both named, exit 4.
+    let pack = pack_indexes(remote.path())[0].with_extension("pack");
+    let mut bytes = fs::read(&pack).unwrap();
+    let at = bytes.windows(7).position(|w| w == b"file 13").unwrap();
+    bytes[at] ^= 0x20;
+    fs::write(&pack, &bytes).unwrap();
+    let h = blake3::hash(&big).to_hex().to_string();
+    let loose = remote.path().join(&h[..2]).join(&h[2..]);
+    let mut damaged = fs::read(&loose).unwrap();
+    damaged[1000] ^= 1;
+    fs::write(&loose, &damaged).unwrap();
+    let r = a.json(&["data", "verify", "--remote"]);
+    let mut corrupt: Vec<String> =
+        r["corrupt"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    corrupt.sort();
+    let mut want = vec![h.clone(), blake3::hash(b"file 13\n").to_hex().to_string()];
+    want.sort();
+    assert_eq!(corrupt, want, "{r}");
+    a.kairo(&["data", "verify", "--remote"])
+        .assert()
+        .code(4)
+        .stdout(predicate::str::contains(format!("CORRUPT  {h}")).and(predicate::str::contains("remove it there")));
+    assert_eq!(walkdir_count(&a.join(".kairo")), store_files, "nothing downloaded is kept");
+    // Presence only: nothing downloaded, so the damage is not seen.
+    a.kairo(&["data", "verify", "--remote", "--quick"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("presence only"));
+
+    // A lost object: named with the path that needs it and the push that restores it.
+    fs::remove_file(&loose).unwrap();
+    a.kairo(&["data", "verify", "--remote", "--quick"])
+        .assert()
+        .code(4)
+        .stdout(predicate::str::contains(format!("MISSING  {h}  (needed by big.bin; run `kairo data push big.bin`)")));
+    a.kairo(&["data", "push"]).assert().success();
+    bytes[at] ^= 0x20;
+    fs::write(&pack, &bytes).unwrap();
+    a.kairo(&["data", "verify", "--remote"]).assert().code(0);
+
+    // Bad input.
+    a.kairo(&["data", "verify", "--quick"]).assert().code(2).stderr(predicate::str::contains("--remote"));
+    a.kairo(&["data", "verify", "--remote", "nowhere"]).assert().code(1).stderr(predicate::str::contains("nowhere"));
 }
 
 #[test]
