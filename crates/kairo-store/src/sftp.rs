@@ -226,14 +226,8 @@ impl SshStore {
         let mut pending = vec![me.path(&Path::default())];
         let (mut files, mut bytes) = (0u64, 0u64);
         while let Some(dir) = pending.pop() {
+            let Some(entries) = me.entries(conn, &dir).await? else { continue };
             let mut fs = conn.sftp.fs();
-            let handle = match fs.open_dir(&dir).await {
-                Ok(h) => h,
-                Err(e) if is_missing(&e) => continue,
-                Err(e) => return Err(me.failed("cannot list", &dir, e)),
-            };
-            let entries: Vec<_> =
-                handle.read_dir().try_collect().await.map_err(|e| me.failed("cannot list", &dir, e))?;
             for entry in entries {
                 let name = entry.filename().to_string_lossy().to_string();
                 let path = format!("{}/{name}", dir.trim_end_matches('/'));
@@ -401,18 +395,21 @@ impl Inner {
         Ok(())
     }
 
+    /// A directory's entries (`.` and `..` included); None when there is no such directory.
+    async fn entries(&self, conn: &Conn, path: &str) -> Result<Option<Vec<openssh_sftp_client::fs::DirEntry>>> {
+        let handle = match conn.sftp.fs().open_dir(path).await {
+            Ok(h) => h,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(self.failed("cannot list", path, e)),
+        };
+        let entries = handle.read_dir().try_collect().await.map_err(|e| self.failed("cannot list", path, e))?;
+        Ok(Some(entries))
+    }
+
     async fn walk(&self, conn: &Conn, dir: Path, recursive: bool, out: &mut ListResult) -> Result<()> {
         let mut pending = vec![dir];
         while let Some(dir) = pending.pop() {
-            let path = self.path(&dir);
-            let mut fs = conn.sftp.fs();
-            let handle = match fs.open_dir(&path).await {
-                Ok(h) => h,
-                Err(e) if is_missing(&e) => continue,
-                Err(e) => return Err(self.failed("cannot list", &path, e)),
-            };
-            let entries: Vec<_> =
-                handle.read_dir().try_collect().await.map_err(|e| self.failed("cannot list", &path, e))?;
+            let Some(entries) = self.entries(conn, &self.path(&dir)).await? else { continue };
             for entry in entries {
                 let name = entry.filename().to_string_lossy().to_string();
                 if name.starts_with('.') {

@@ -238,16 +238,22 @@ fn pack_indexes(remote: &std::path::Path) -> Vec<std::path::PathBuf> {
     idx
 }
 
-/// Small objects travel in packs. Each state a killed push can leave is resumed by the next
-/// push (a pack without its index, nothing of a pack), a fresh clone pulls through the
-/// packs, and a damaged pack or index is refused, named, with what to do.
-#[test]
-fn small_objects_travel_in_packs_that_resume_and_refuse_damage() {
+/// A repository whose default remote is a new directory, with 40 small files added as `one`.
+fn repo_with_dir_remote() -> (tempfile::TempDir, Repo) {
     let remote = tempfile::tempdir().unwrap();
     let a = Repo::new();
     set_remote(&a, &format!("file://{}", remote.path().display()));
     make_tree(&a, "one", 40);
     a.kairo(&["data", "add", "one"]).assert().success();
+    (remote, a)
+}
+
+/// Small objects travel in packs. Each state a killed push can leave is resumed by the next
+/// push (a pack without its index, nothing of a pack), a fresh clone pulls through the
+/// packs, and a damaged pack or index is refused, named, with what to do.
+#[test]
+fn small_objects_travel_in_packs_that_resume_and_refuse_damage() {
+    let (remote, a) = repo_with_dir_remote();
     let r = a.json(&["data", "push"]);
     let first = r["transferred"].as_u64().unwrap();
     assert_eq!((r["packs"].as_u64(), first), (Some(1), a.object_count() as u64), "{r}");
@@ -324,36 +330,30 @@ fn small_objects_travel_in_packs_that_resume_and_refuse_damage() {
     clone().kairo(&["data", "pull"]).assert().code(1).stderr(predicate::str::contains("lists an object larger"));
 }
 
-/// A refused credential and an unreachable host name the remote and the cause, and where the
-/// credentials come from (S3, Azure, GCS).
 /// `kairo data gc --remote` keeps what any branch, the work tree or the grace period still
 /// needs, removes the rest (packed or loose, and a pack a killed push left without index), and
 /// says so; a clone can still pull every branch, and what was removed is sent again when needed.
 #[test]
 fn remote_gc_removes_only_what_nothing_references() {
-    let remote = tempfile::tempdir().unwrap();
-    let a = Repo::new();
-    set_remote(&a, &format!("file://{}", remote.path().display()));
-    make_tree(&a, "one", 40);
-    a.kairo(&["data", "add", "one"]).assert().success();
+    let (remote, a) = repo_with_dir_remote();
     a.git(&["add", "-A"]);
     a.git(&["commit", "-qm", "v1"]);
     a.kairo(&["data", "push"]).assert().success();
+    // A new version of 20 files, added and pushed.
+    let version = |tag: &str| {
+        for i in 0..20 {
+            a.write(&format!("one/d{}/f{i}.txt", i % 4), format!("{tag} {i}\n"));
+        }
+        a.kairo(&["data", "add", "one"]).assert().success();
+        a.kairo(&["data", "push"]).assert().success();
+    };
     // v2 on a branch of its own.
     a.git(&["checkout", "-qb", "exp"]);
-    for i in 0..20 {
-        a.write(&format!("one/d{}/f{i}.txt", i % 4), format!("v2 {i}\n"));
-    }
-    a.kairo(&["data", "add", "one"]).assert().success();
+    version("v2");
     a.git(&["commit", "-qam", "v2"]);
-    a.kairo(&["data", "push"]).assert().success();
     a.git(&["checkout", "-q", "-"]);
     // v3: pushed, then abandoned (its pointer reverted, never committed).
-    for i in 0..20 {
-        a.write(&format!("one/d{}/f{i}.txt", i % 4), format!("v3 {i}\n"));
-    }
-    a.kairo(&["data", "add", "one"]).assert().success();
-    a.kairo(&["data", "push"]).assert().success();
+    version("v3");
     a.git(&["checkout", "-q", "--", "one.kairo"]);
     let before = walkdir_count(remote.path());
     // A pack a killed push left without its index, and an upload it left unfinished.
@@ -481,6 +481,8 @@ fn verify_remote_finds_damaged_and_missing_objects() {
     a.kairo(&["data", "verify", "--remote", "nowhere"]).assert().code(1).stderr(predicate::str::contains("nowhere"));
 }
 
+/// A refused credential and an unreachable host name the remote and the cause, and where the
+/// credentials come from (S3, Azure, GCS).
 #[test]
 fn a_wrong_credential_or_an_unreachable_host_is_named() {
     let Some(s3) = crate::service("KAIRO_TEST_S3_URL") else { return };
