@@ -143,6 +143,37 @@ pub struct TransferArgs {
     jobs: usize,
 }
 
+/// Give up the prediction logs past their model's retention (unless `dry_run`), before a
+/// collection, so their bytes go in it: per model, what was (or would be) given up.
+async fn expire_logs(
+    project: &Project,
+    dry_run: bool,
+) -> Result<Vec<(String, kairo_watch::retention::Outcome)>, Failure> {
+    let md = project.metadata().await?;
+    let pruned =
+        kairo_watch::retention::apply_retention(project, &md, &project.objects()?, &Project::actor(), dry_run).await;
+    md.close().await;
+    pruned.map_err(crate::models::watch_failure)
+}
+
+fn logs_json(pruned: &[(String, kairo_watch::retention::Outcome)]) -> serde_json::Value {
+    serde_json::json!(pruned
+        .iter()
+        .map(|(m, o)| serde_json::json!({"model": m, "segments": o.segments, "rows": o.rows}))
+        .collect::<Vec<_>>())
+}
+
+fn print_expired(pruned: &[(String, kairo_watch::retention::Outcome)], dry_run: bool) {
+    for (model, o) in pruned {
+        let verb = if dry_run { "would give up" } else { "gave up" };
+        println!(
+            "{verb} {} logged rows of {model} past its retention ({})",
+            o.rows,
+            plural(o.segments as u64, "segment")
+        );
+    }
+}
+
 /// `--grace`: a duration, or `0` for none.
 fn parse_grace(text: &str) -> Result<std::time::Duration, Failure> {
     let number = text.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
@@ -295,10 +326,14 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
         DataCommand::Gc { dry_run, remote: Some(name), grace, jobs, json } => {
             let grace_period = parse_grace(&grace)?;
             let remote = project.remote(Some(name.as_str()).filter(|n| !n.is_empty()))?;
+            let pruned = expire_logs(&project, dry_run).await?;
             let r = gc::gc_remote(&project, &remote, grace_period, dry_run, jobs).await?;
             if json {
-                print_json(&r);
+                let mut doc = serde_json::to_value(&r).unwrap_or_default();
+                doc["prediction_logs"] = logs_json(&pruned);
+                print_json(&doc);
             } else {
+                print_expired(&pruned, dry_run);
                 let verb = if dry_run { "would remove" } else { "removed" };
                 println!(
                     "{verb} {} ({}) from {}; kept {}",
@@ -321,52 +356,30 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
                         plural(r.temp_files_removed, "temporary file")
                     );
                 }
-                if r.packs_rewritten + r.packs_removed > 0 {
+                let mut packs = Vec::new();
+                if r.packs_rewritten > 0 {
                     let verb = if dry_run { "would rewrite" } else { "rewrote" };
-                    println!(
-                        "{verb} {} (into {}), {} {}",
-                        plural(r.packs_rewritten, "pack"),
-                        r.packs_written,
-                        if dry_run { "would delete" } else { "deleted" },
-                        plural(r.packs_removed, "pack")
-                    );
+                    packs.push(format!("{verb} {} into {}", plural(r.packs_rewritten, "pack"), r.packs_written));
+                }
+                if r.packs_removed > 0 {
+                    let verb = if dry_run { "would delete" } else { "deleted" };
+                    packs.push(format!("{verb} {}", plural(r.packs_removed, "pack")));
+                }
+                if !packs.is_empty() {
+                    println!("{}", packs.join(", "));
                 }
             }
             Ok(exit::OK)
         }
         DataCommand::Gc { dry_run, remote: None, json, .. } => {
-            // Prediction logs past their model's retention are given up first, so their bytes
-            // go in this same collection.
-            let pruned = {
-                let md = project.metadata().await?;
-                let pruned = kairo_watch::retention::apply_retention(
-                    &project,
-                    &md,
-                    &project.objects()?,
-                    &Project::actor(),
-                    dry_run,
-                )
-                .await;
-                md.close().await;
-                pruned.map_err(crate::models::watch_failure)?
-            };
+            let pruned = expire_logs(&project, dry_run).await?;
             let r = gc::gc(&project, dry_run).await?;
             if json {
                 let mut doc = serde_json::to_value(&r).unwrap_or_default();
-                doc["prediction_logs"] = serde_json::json!(pruned
-                    .iter()
-                    .map(|(m, o)| serde_json::json!({"model": m, "segments": o.segments, "rows": o.rows}))
-                    .collect::<Vec<_>>());
+                doc["prediction_logs"] = logs_json(&pruned);
                 print_json(&doc);
             } else {
-                for (model, o) in &pruned {
-                    let verb = if dry_run { "would give up" } else { "gave up" };
-                    println!(
-                        "{verb} {} logged rows of {model} past its retention ({})",
-                        o.rows,
-                        plural(o.segments as u64, "segment")
-                    );
-                }
+                print_expired(&pruned, dry_run);
                 let verb = if dry_run { "would remove" } else { "removed" };
                 println!(
                     "{verb} {} ({}); kept {}",
