@@ -156,11 +156,23 @@ async fn expire_logs(
     pruned.map_err(crate::models::watch_failure)
 }
 
-fn logs_json(pruned: &[(String, kairo_watch::retention::Outcome)]) -> serde_json::Value {
-    serde_json::json!(pruned
+/// A collection's report as JSON, with the prediction logs given up before it.
+fn with_logs(
+    report: &impl serde::Serialize,
+    pruned: &[(String, kairo_watch::retention::Outcome)],
+) -> serde_json::Value {
+    let mut doc = serde_json::to_value(report).unwrap_or_default();
+    doc["prediction_logs"] = serde_json::json!(pruned
         .iter()
         .map(|(m, o)| serde_json::json!({"model": m, "segments": o.segments, "rows": o.rows}))
-        .collect::<Vec<_>>())
+        .collect::<Vec<_>>());
+    doc
+}
+
+/// A collection's first line: what went (or would go), from `place`, and what stayed.
+fn print_removed(dry_run: bool, removed: u64, removed_bytes: u64, place: &str, kept: u64) {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!("{verb} {} ({}){place}; kept {kept}", plural(removed, "object"), bytes(removed_bytes));
 }
 
 fn print_expired(pruned: &[(String, kairo_watch::retention::Outcome)], dry_run: bool) {
@@ -329,18 +341,15 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             let pruned = expire_logs(&project, dry_run).await?;
             let r = gc::gc_remote(&project, &remote, grace_period, dry_run, jobs).await?;
             if json {
-                let mut doc = serde_json::to_value(&r).unwrap_or_default();
-                doc["prediction_logs"] = logs_json(&pruned);
-                print_json(&doc);
+                print_json(&with_logs(&r, &pruned));
             } else {
                 print_expired(&pruned, dry_run);
-                let verb = if dry_run { "would remove" } else { "removed" };
-                println!(
-                    "{verb} {} ({}) from {}; kept {}",
-                    plural(r.objects_removed, "object"),
-                    bytes(r.bytes_removed),
-                    remote.url(),
-                    r.objects_kept
+                print_removed(
+                    dry_run,
+                    r.objects_removed,
+                    r.bytes_removed,
+                    &format!(" from {}", remote.url()),
+                    r.objects_kept,
                 );
                 if r.objects_young > 0 {
                     println!(
@@ -375,18 +384,10 @@ pub async fn run(cmd: DataCommand) -> CmdResult {
             let pruned = expire_logs(&project, dry_run).await?;
             let r = gc::gc(&project, dry_run).await?;
             if json {
-                let mut doc = serde_json::to_value(&r).unwrap_or_default();
-                doc["prediction_logs"] = logs_json(&pruned);
-                print_json(&doc);
+                print_json(&with_logs(&r, &pruned));
             } else {
                 print_expired(&pruned, dry_run);
-                let verb = if dry_run { "would remove" } else { "removed" };
-                println!(
-                    "{verb} {} ({}); kept {}",
-                    plural(r.objects_removed, "object"),
-                    bytes(r.bytes_removed),
-                    r.objects_kept
-                );
+                print_removed(dry_run, r.objects_removed, r.bytes_removed, "", r.objects_kept);
             }
             Ok(exit::OK)
         }
