@@ -185,13 +185,14 @@ impl Remote {
 
         // Many packs cost a reader one index request each: past MERGE_AT, old packs less than
         // half full are merged along with the rewritten ones.
+        // A lone under-filled pack with nothing to join would only be written again as itself.
         if staying + intact.len() + self.repack_count(&rewrite) as usize > MERGE_AT {
-            for ((id, keep), bytes) in intact {
-                if bytes < PACK_BYTES / 2 {
-                    report.packs_rewritten += 1;
-                    doomed.push(id);
-                    rewrite.push((id, keep));
-                }
+            let thin: Vec<Rewrite> =
+                intact.into_iter().filter(|(_, bytes)| *bytes < PACK_BYTES / 2).map(|(pack, _)| pack).collect();
+            if thin.len() + usize::from(!rewrite.is_empty()) >= 2 {
+                report.packs_rewritten += thin.len() as u64;
+                doomed.extend(thin.iter().map(|(id, _)| *id));
+                rewrite.extend(thin);
             }
         }
 
@@ -224,7 +225,11 @@ impl Remote {
         }
 
         // Referenced objects of rewritten packs go into new packs before anything is deleted.
-        report.packs_written = self.repack(&rewrite, jobs).await?;
+        // A pack is named by its content, so a new one can bear the name of one that was to go
+        // (a pack rewritten with exactly another's objects): that one stays, as the new one.
+        let written = self.repack(&rewrite, jobs).await?;
+        report.packs_written = written.len() as u64;
+        doomed.retain(|id| !written.contains(*id));
         // Indexes first: a pack without one is invisible, never an index without its pack.
         self.delete_all(doomed.iter().map(|id| self.pack_file(id, "idx")).collect(), jobs).await?;
         self.delete_all(doomed.iter().map(|id| self.pack_file(id, "pack")).collect(), jobs).await?;
@@ -265,8 +270,8 @@ impl Remote {
     }
 
     /// Read the kept objects of each pack in `rewrite` (ranges, checked against their hashes,
-    /// `jobs` packs at a time) and write them into new packs; returns how many.
-    async fn repack(&self, rewrite: &[Rewrite<'_>], jobs: usize) -> Result<u64> {
+    /// `jobs` packs at a time) and write them into new packs; returns their ids.
+    async fn repack(&self, rewrite: &[Rewrite<'_>], jobs: usize) -> Result<HashSet<String>> {
         let reads = rewrite.iter().map(|(id, keep)| async move {
             let location = self.pack_file(id, "pack");
             let ranges: Vec<std::ops::Range<u64>> = keep.iter().map(|(_, off, len)| *off..*off + *len).collect();
@@ -282,15 +287,14 @@ impl Remote {
             Ok::<_, StoreError>(out)
         });
         let mut reads = futures::stream::iter(reads).buffered(jobs);
-        let mut written = 0;
+        let mut written = HashSet::new();
         let mut pack: Vec<(Hash, Bytes)> = Vec::new();
         let mut bytes = 0u64;
         while let Some(objects) = reads.next().await {
             for (hash, data) in objects? {
                 let len = data.len() as u64;
                 if closes(bytes, pack.len(), len) {
-                    self.put_pack(std::mem::take(&mut pack)).await?;
-                    written += 1;
+                    written.insert(self.put_pack(std::mem::take(&mut pack)).await?.0);
                     bytes = 0;
                 }
                 bytes += len;
@@ -298,8 +302,7 @@ impl Remote {
             }
         }
         if !pack.is_empty() {
-            self.put_pack(pack).await?;
-            written += 1;
+            written.insert(self.put_pack(pack).await?.0);
         }
         Ok(written)
     }
@@ -356,4 +359,51 @@ fn remove_staged_uploads(dir: &std::path::Path, cutoff: std::time::SystemTime, d
         }
     }
     Ok((files, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::LocalObjects;
+    use crate::pack::layout;
+
+    /// A pack rewritten with exactly the objects of another pack that is to go (its copies
+    /// counted twice) comes out under that pack's name when the other was laid out as a
+    /// collection lays out (by hash): the collection must keep it.
+    #[tokio::test]
+    async fn a_rewritten_pack_named_like_a_doomed_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalObjects::open(dir.path().join("objects"), dir.path().join("tmp")).unwrap();
+        let mut shared: Vec<(Hash, u64)> = (0..16)
+            .map(|i| {
+                let h = local.put_bytes(format!("shared {i}").as_bytes()).unwrap();
+                (h, local.size(&h).unwrap())
+            })
+            .collect();
+        shared.sort();
+        let twin = layout(shared.iter().copied()).id;
+        // One more object whose pack sorts before the twin, so it is read first and keeps the
+        // shared objects, and the twin is all copies.
+        let (dead, first) = (0..)
+            .map(|i| {
+                let h = local.put_bytes(format!("dead {i}").as_bytes()).unwrap();
+                let mut members = shared.clone();
+                members.push((h, local.size(&h).unwrap()));
+                (h, members)
+            })
+            .find(|(_, members)| layout(members.iter().copied()).id < twin)
+            .unwrap();
+        let remote = Remote::open("remote", dir.path()).unwrap();
+        remote.send(&local, &shared, 4, &|_, _| {}).await.unwrap();
+        remote.send(&local, &first, 4, &|_, _| {}).await.unwrap();
+        let live: HashSet<Hash> = shared.iter().map(|s| s.0).collect();
+
+        let c = remote.collect(&live, Duration::ZERO, false, 4).await.unwrap();
+        assert_eq!((c.objects_removed, c.objects_kept, c.packs_written), (17, 16, 1), "{c:?}");
+        let again = Remote::open("remote", dir.path()).unwrap();
+        let hashes: Vec<Hash> = shared.iter().map(|s| s.0).collect();
+        assert!(again.missing(&hashes, 4).await.unwrap().is_empty(), "the shared objects are still there");
+        assert_eq!(again.missing(&[dead], 4).await.unwrap(), vec![dead]);
+        assert_eq!(again.fetch(&local, &hashes, 4, &|_, _| {}).await.unwrap().len(), 16);
+    }
 }

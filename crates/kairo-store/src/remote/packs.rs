@@ -230,12 +230,12 @@ impl Remote {
     async fn send_pack(&self, local: &LocalObjects, members: &[(Hash, u64)]) -> Result<u64> {
         let objects =
             members.iter().map(|(hash, _)| Ok((*hash, Bytes::from(local.read(hash)?)))).collect::<Result<_>>()?;
-        self.put_pack(objects).await
+        Ok(self.put_pack(objects).await?.1)
     }
 
     /// Upload `objects` as one pack, then its index (which makes it visible); returns the
-    /// objects' bytes.
-    pub(super) async fn put_pack(&self, objects: Vec<(Hash, Bytes)>) -> Result<u64> {
+    /// pack's id and the objects' bytes.
+    pub(super) async fn put_pack(&self, objects: Vec<(Hash, Bytes)>) -> Result<(String, u64)> {
         let lens: Vec<(Hash, u64)> = objects.iter().map(|(hash, bytes)| (*hash, bytes.len() as u64)).collect();
         let total: u64 = lens.iter().map(|l| l.1).sum();
         let Layout { id, entries, idx } = layout(lens.into_iter());
@@ -247,7 +247,7 @@ impl Remote {
         put(self.pack_file(&id, "idx"), PutPayload::from(idx.clone())).await?;
         self.cache_index(&id, &idx);
         self.packs.insert(&id, &entries);
-        Ok(total)
+        Ok((id, total))
     }
 
     /// Order `hashes` as the remote holds them (pack by pack, by offset; loose ones last), so a
